@@ -1,0 +1,293 @@
+"""Public, validating API over the Black-Scholes-Merton kernels.
+
+Every function here validates its inputs once, broadcasts them like numpy, allocates the outputs and
+calls one parallel numba kernel. Nothing loops in Python over options.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from optmm.greeks import _bsm, _iv
+from optmm.typing import ArrayLike, FloatArray
+
+
+class IVStatus(enum.IntEnum):
+    """Why :func:`implied_vol` returned what it did, per option."""
+
+    OK = _iv.OK
+    """A vol was found (0.0 when the price is exactly the discounted forward intrinsic)."""
+    BELOW_INTRINSIC = _iv.BELOW_INTRINSIC
+    """Price below the discounted forward intrinsic ``max(phi (S e^-qt - K e^-rt), 0)``: no vol."""
+    ABOVE_MAXIMUM = _iv.ABOVE_MAXIMUM
+    """Price at or above the no-arbitrage maximum (``S e^-qt`` for a call, ``K e^-rt`` for a put)."""
+    EXPIRED = _iv.EXPIRED
+    """``t <= 0``: an expired option is worth intrinsic whatever the vol, so none is implied."""
+
+
+@dataclass(frozen=True, slots=True)
+class Greeks:
+    """Price and Greeks of a set of European options, each an array of the broadcast input shape.
+
+    All are plain partial derivatives of one option's value (not per contract, not scaled):
+    ``delta`` dV/dS, ``gamma`` d2V/dS2, ``vega`` dV/dsigma per 1.00 of vol, ``theta`` -dV/dt per
+    year of calendar time passing, ``rho`` dV/dr per 1.00 of rate, ``vanna`` d2V/dS dsigma,
+    ``volga`` d2V/dsigma2.
+    """
+
+    price: FloatArray
+    delta: FloatArray
+    gamma: FloatArray
+    vega: FloatArray
+    theta: FloatArray
+    rho: FloatArray
+    vanna: FloatArray
+    volga: FloatArray
+
+    FIELDS = ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
+
+    def to_dict(self) -> dict[str, FloatArray]:
+        """The eight arrays by name, in the order of :attr:`FIELDS`."""
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+
+# Per argument: the lowest allowed value and whether it is excluded. Every value must be finite.
+_RULES: dict[str, tuple[float, bool, str]] = {
+    "spot": (0.0, True, "finite and > 0"),
+    "strike": (0.0, True, "finite and > 0"),
+    "t": (-np.inf, False, "finite"),
+    "rate": (-np.inf, False, "finite"),
+    "div_yield": (-np.inf, False, "finite"),
+    "vol": (0.0, False, "finite and >= 0"),
+    "price": (0.0, False, "finite and >= 0"),
+}
+
+
+def _index_str(flat_index: int, shape: tuple[int, ...]) -> str:
+    if len(shape) <= 1:
+        return str(flat_index)
+    return str(tuple(int(i) for i in np.unravel_index(flat_index, shape)))
+
+
+def _as_float(name: str, value: ArrayLike) -> FloatArray:
+    """``value`` as a float64 array, checked against the rules for ``name``."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: cannot be read as float64 numbers ({exc})") from None
+    lower, strict, rule = _RULES[name]
+    flat = arr.reshape(-1)
+    bad = int(_bsm.first_invalid(flat, lower, strict))
+    if bad >= 0:
+        raise ValueError(
+            f"{name}: invalid value {flat[bad]!r} at index {_index_str(bad, arr.shape)} (must be {rule})"
+        )
+    return arr
+
+
+def _as_bool(name: str, value: ArrayLike) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype == np.bool_:
+        return arr
+    if arr.dtype.kind in "iu":
+        flat = arr.reshape(-1)
+        bad = np.flatnonzero((flat != 0) & (flat != 1))
+        if bad.size:
+            raise ValueError(
+                f"{name}: invalid value {flat[bad[0]]!r} at index {_index_str(int(bad[0]), arr.shape)}"
+                " (must be a boolean, or 0/1)"
+            )
+        return arr.astype(np.bool_)
+    raise ValueError(f"{name}: must be booleans (True for calls), got dtype {arr.dtype}")
+
+
+def _prepare(named: dict[str, Any], is_call: ArrayLike) -> tuple[list[np.ndarray], tuple[int, ...]]:
+    """Validate, broadcast and flatten: each array comes back 1-d of length 1 or n (C-contiguous)."""
+    arrays = [_as_float(name, value) for name, value in named.items()]
+    arrays.append(_as_bool("is_call", is_call))
+    try:
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    except ValueError:
+        shapes = ", ".join(f"{name}{a.shape}" for name, a in zip([*named, "is_call"], arrays, strict=True))
+        raise ValueError(f"shapes do not broadcast together: {shapes}") from None
+    flat = []
+    for a in arrays:
+        if a.size == 1:
+            flat.append(np.ascontiguousarray(a.reshape(1)))
+        elif a.shape == shape:
+            flat.append(np.ascontiguousarray(a).reshape(-1))
+        else:  # partial broadcast (e.g. (n, 1) against (1, m)): materialise once
+            flat.append(np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1))
+    return flat, shape
+
+
+def bsm_greeks(
+    spot: ArrayLike,
+    strike: ArrayLike,
+    t: ArrayLike,
+    rate: ArrayLike,
+    div_yield: ArrayLike,
+    vol: ArrayLike,
+    is_call: ArrayLike,
+) -> Greeks:
+    """Black-Scholes-Merton price and Greeks of European options, vectorised.
+
+    Parameters
+    ----------
+    spot, strike : array_like of float
+        Underlying price and strike, > 0.
+    t : array_like of float
+        Time to expiry in years (ACT/365). ``t <= 0`` means expired.
+    rate, div_yield : array_like of float
+        Continuously compounded risk-free rate and dividend yield, as decimals (0.04).
+    vol : array_like of float
+        Volatility as a decimal (0.20), >= 0.
+    is_call : array_like of bool
+        True for calls, False for puts (0/1 integers are accepted).
+
+    Returns
+    -------
+    Greeks
+        Eight float64 arrays of the broadcast shape of the inputs (0-d if all are scalars).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument and the first bad index: NaN or infinite values, spot or strike <= 0,
+        vol < 0, non-boolean ``is_call``, or shapes that do not broadcast.
+
+    Notes
+    -----
+    Units are those of plain partial derivatives: vega per 1.00 of vol (divide by 100 for a vol
+    point), theta per year (divide by 365 for a calendar day), rho per 1.00 of rate.
+
+    Expired options (``t <= 0``) are worth intrinsic value with delta 1 (call) or -1 (put) when
+    strictly in the money, else 0, and all other Greeks 0. Zero vol gives the discounted forward
+    intrinsic, with gamma, vega, vanna and volga 0. No NaN is ever produced from valid input;
+    deep in- and out-of-the-money options use the complementary error function, so their prices
+    keep full relative precision until they underflow.
+
+    Examples
+    --------
+    Hull's example (S=49, K=50, r=5%, sigma=20%, T=20 weeks):
+
+    >>> g = bsm_greeks(49.0, 50.0, 20 / 52, 0.05, 0.0, 0.20, True)
+    >>> print(f"{g.price:.4f} {g.delta:.4f} {g.gamma:.4f} {g.vega / 100:.4f}")
+    2.4005 0.5216 0.0655 0.1211
+    """
+    flat, shape = _prepare(
+        {"spot": spot, "strike": strike, "t": t, "rate": rate, "div_yield": div_yield, "vol": vol},
+        is_call,
+    )
+    n = int(np.prod(shape))
+    out = np.empty((_bsm.N_OUTPUTS, n), dtype=np.float64)
+    if n:
+        _bsm.greeks_kernel(*flat, out)
+    return Greeks(*(row.reshape(shape) for row in out))
+
+
+def bsm_price(
+    spot: ArrayLike,
+    strike: ArrayLike,
+    t: ArrayLike,
+    rate: ArrayLike,
+    div_yield: ArrayLike,
+    vol: ArrayLike,
+    is_call: ArrayLike,
+) -> FloatArray:
+    """Black-Scholes-Merton price alone (faster than :func:`bsm_greeks`); same arguments and rules.
+
+    Returns
+    -------
+    ndarray of float64
+        Prices, of the broadcast shape of the inputs.
+
+    Examples
+    --------
+    >>> c = bsm_price(100.0, 100.0, 1.0, 0.05, 0.0, 0.2, True)
+    >>> p = bsm_price(100.0, 100.0, 1.0, 0.05, 0.0, 0.2, False)
+    >>> print(f"{c:.6f} {p:.6f}")
+    10.450584 5.573526
+    """
+    flat, shape = _prepare(
+        {"spot": spot, "strike": strike, "t": t, "rate": rate, "div_yield": div_yield, "vol": vol},
+        is_call,
+    )
+    n = int(np.prod(shape))
+    out = np.empty(n, dtype=np.float64)
+    if n:
+        _bsm.price_kernel(*flat, out)
+    return out.reshape(shape)
+
+
+def implied_vol(
+    price: ArrayLike,
+    spot: ArrayLike,
+    strike: ArrayLike,
+    t: ArrayLike,
+    rate: ArrayLike,
+    div_yield: ArrayLike,
+    is_call: ArrayLike,
+    *,
+    return_status: bool = False,
+) -> FloatArray | tuple[FloatArray, np.ndarray]:
+    """Black-Scholes-Merton implied volatility, vectorised.
+
+    Parameters
+    ----------
+    price : array_like of float
+        Option prices, >= 0.
+    spot, strike, t, rate, div_yield, is_call
+        As in :func:`bsm_greeks`.
+    return_status : bool, keyword-only
+        Also return why each vol is what it is.
+
+    Returns
+    -------
+    vol : ndarray of float64
+        Implied vols (decimals) of the broadcast shape; NaN exactly where no vol reproduces the
+        price: below the discounted forward intrinsic, at or above the no-arbitrage maximum, or
+        expired (``t <= 0``). A price exactly at the discounted forward intrinsic gives 0.0.
+    status : ndarray of int8, only if ``return_status``
+        :class:`IVStatus` codes, same shape.
+
+    Notes
+    -----
+    In-the-money prices are solved through their out-of-the-money counterpart (put-call parity).
+    The vol is exact to about 1e-15 relative in the total vol ``sigma sqrt(t)`` wherever the price
+    itself determines it: where a price's last digit moves the vol by more (very high
+    ``sigma sqrt(t)``, or a time value of a few ulps of the price), the error is that of the price.
+
+    Examples
+    --------
+    >>> p = bsm_price(100.0, [90.0, 110.0], 0.5, 0.03, 0.01, 0.25, False)
+    >>> implied_vol(p, 100.0, [90.0, 110.0], 0.5, 0.03, 0.01, False).round(12)
+    array([0.25, 0.25])
+    >>> vol, status = implied_vol(200.0, 100.0, 100.0, 1.0, 0.0, 0.0, True, return_status=True)
+    >>> print(vol, IVStatus(status).name)
+    nan ABOVE_MAXIMUM
+    """
+    flat, shape = _prepare(
+        {
+            "price": price,
+            "spot": spot,
+            "strike": strike,
+            "t": t,
+            "rate": rate,
+            "div_yield": div_yield,
+        },
+        is_call,
+    )
+    n = int(np.prod(shape))
+    out = np.empty(n, dtype=np.float64)
+    status = np.empty(n, dtype=np.int8)
+    if n:
+        _iv.iv_kernel(*flat, out, status)
+    vol = out.reshape(shape)
+    if return_status:
+        return vol, status.reshape(shape)
+    return vol

@@ -1,0 +1,1 @@
+"""Fair value, the options quoter, the toxicity detector and the delta hedger."""

@@ -1,0 +1,1 @@
+"""Simulation of the quote -> fill -> inventory -> hedge loop."""
