@@ -42,8 +42,9 @@ _SQRT3 = math.sqrt(3.0)
 _MAX_ITER = 60
 _EPS = 2.220446049250313e-16
 # Householder(3) converges quartically: once a step is below this relative size, the error left
-# after it is far below double precision, so no confirming evaluation is needed.
-_CONVERGED_REL_STEP = 1e-5
+# after it is of order (1e-4)^4 = 1e-16 relative, so no confirming evaluation is needed.
+# (Measured: 1e-3 still meets 1e-10 in vol but with half the margin; 1e-5 costs ~10% more time.)
+_CONVERGED_REL_STEP = 1e-4
 
 
 @njit(cache=True, inline="always")

@@ -1,0 +1,8 @@
+"""``python -m optmm``: the ``optmm`` command line (see :mod:`optmm.cli`)."""
+
+import sys
+
+from optmm.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,449 @@
+"""Command-line interface: ``optmm <command> ...``.
+
+Commands are registered in :data:`COMMANDS`, a dispatch table mapping a sub-command name to a
+pair ``(add_parser, run)``:
+
+* ``add_parser(subparsers)`` adds the sub-command's parser to the ``argparse`` sub-parsers action;
+* ``run(args)`` executes it with the parsed :class:`argparse.Namespace` and returns an exit code.
+
+Usage errors (bad or missing arguments, and ``ValueError`` raised by the Greeks engine for the
+given inputs) never produce a traceback: :func:`main` prints ONE line, ``optmm: error: ...``, on
+stderr and returns exit code 2.
+
+``optmm chain`` is the quick option-chain calculator::
+
+    optmm chain --spot 100 --vol 0.2 --rate 0.04 --div 0 --days 30 --strikes 80:120:5
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+import numpy as np
+
+__all__ = ["COMMANDS", "EXIT_USAGE", "MAX_STRIKES", "default_strikes", "main", "parse_strikes"]
+
+EXIT_USAGE = 2
+MAX_STRIKES = 10_000
+DAYS_PER_YEAR = 365.0  # ACT/365: t = calendar days / 365
+
+_ERROR_PREFIX = "optmm: error: "
+
+
+class UsageError(Exception):
+    """A user-facing error: reported as one ``optmm: error: ...`` line, exit code 2."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are raised (one line, no usage dump) instead of printed."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+# --------------------------------------------------------------------------------------------
+# Argument types
+# --------------------------------------------------------------------------------------------
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0.0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0.0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _clean(x: float) -> float:
+    """Round away binary noise from a grid value (``80 + 3 * 0.1`` -> ``80.3``)."""
+    return float(f"{x:.12g}")
+
+
+def parse_strikes(spec: str) -> tuple[float, ...]:
+    """Parse a strike spec: ``LO:HI:STEP`` (HI included when on the grid) or ``K1,K2,...``.
+
+    >>> parse_strikes("80:100:5")
+    (80.0, 85.0, 90.0, 95.0, 100.0)
+    >>> parse_strikes("80:99:5")
+    (80.0, 85.0, 90.0, 95.0)
+    >>> parse_strikes("105, 95,100")
+    (95.0, 100.0, 105.0)
+    >>> parse_strikes("0.1:0.3:0.1")
+    (0.1, 0.2, 0.3)
+    """
+    spec = spec.strip()
+    if ":" in spec:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise argparse.ArgumentTypeError(f"expected LO:HI:STEP, got {spec!r}")
+        try:
+            lo, hi, step = (_finite_float(p) for p in parts)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"bad LO:HI:STEP {spec!r}: {exc}") from None
+        if lo <= 0.0:
+            raise argparse.ArgumentTypeError(f"LO must be > 0 in {spec!r}")
+        if step <= 0.0:
+            raise argparse.ArgumentTypeError(f"STEP must be > 0 in {spec!r}")
+        if hi < lo:
+            raise argparse.ArgumentTypeError(f"HI must be >= LO in {spec!r}")
+        # Count grid points in float first, so that a huge count never allocates.
+        span = (hi - lo) / step * (1.0 + 1e-12) + 1e-9
+        if not span < MAX_STRIKES:  # also catches an infinite span
+            count = f"{math.floor(span) + 1}" if math.isfinite(span) else "infinitely many"
+            raise argparse.ArgumentTypeError(
+                f"{spec!r} gives {count} strikes, more than the maximum {MAX_STRIKES}"
+            )
+        strikes = [_clean(lo + step * i) for i in range(math.floor(span) + 1)]
+    else:
+        strikes = []
+        for part in spec.split(","):
+            try:
+                k = _positive_float(part.strip())
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentTypeError(f"bad strike in {spec!r}: {exc}") from None
+            strikes.append(k)
+        if len(strikes) > MAX_STRIKES:
+            raise argparse.ArgumentTypeError(
+                f"{len(strikes)} strikes given, more than the maximum {MAX_STRIKES}"
+            )
+    return tuple(sorted(set(strikes)))
+
+
+def _nice_step(raw: float) -> float:
+    """The value in {1, 2, 2.5, 5} x 10^k closest (in ratio) to ``raw``."""
+    exponent = math.floor(math.log10(raw))
+    candidates = [m * 10.0**e for e in (exponent - 1, exponent, exponent + 1) for m in (1, 2, 2.5, 5)]
+    return min(candidates, key=lambda c: abs(math.log(c / raw)))
+
+
+def default_strikes(spot: float) -> tuple[float, ...]:
+    """About 80%-120% of spot in steps of about 5% of spot, on a round grid.
+
+    >>> default_strikes(100.0)
+    (80.0, 85.0, 90.0, 95.0, 100.0, 105.0, 110.0, 115.0, 120.0)
+    >>> default_strikes(4321.0)[:3]
+    (3600.0, 3800.0, 4000.0)
+    """
+    step = _nice_step(0.05 * spot)
+    center = round(spot / step) * step
+    strikes = (_clean(center + i * step) for i in range(-4, 5))
+    return tuple(k for k in strikes if k > 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# optmm chain
+# --------------------------------------------------------------------------------------------
+
+# (column key, table header, description) in trader units; the raw partials follow in csv/json.
+_TRADER_FIELDS = (
+    ("price", "price", "option value, in currency per 1 unit of underlying"),
+    ("delta", "delta", "dV/dS"),
+    ("gamma", "gamma", "d2V/dS2, delta change per 1.00 of spot"),
+    ("vega_per_vol_point", "vega/vpt", "dV/dvol / 100: value change per 1 vol point (1%)"),
+    ("theta_per_day", "theta/day", "-dV/dt / 365: value change per calendar day passing"),
+    ("rho_per_pct", "rho/1%", "dV/drate / 100: value change per 1% (100bp) of rate"),
+    ("vanna", "vanna", "d2V/dS dvol: delta change per 1.00 of vol (raw)"),
+    ("volga", "volga", "d2V/dvol2: vega change per 1.00 of vol, per 1.00 of vol (raw)"),
+)
+_RAW_FIELDS = (
+    ("vega_per_unit_vol", "dV/dvol, per 1.00 of vol (raw)"),
+    ("theta_per_year", "-dV/dt, per year of calendar time passing (raw)"),
+    ("rho_per_unit_rate", "dV/drate, per 1.00 of rate (raw)"),
+)
+_INPUT_FIELDS = ("spot", "vol", "rate", "div", "days", "t_years")
+
+
+def _add_chain_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "chain",
+        help="price and Greeks of calls and puts over a strike ladder",
+        description=(
+            "Black-Scholes-Merton prices and Greeks for a call and a put at each strike. "
+            "Time to expiry t = DAYS/365 (ACT/365). The table shows trader units: vega per "
+            "vol point, theta per calendar day, rho per 1% of rate; csv/json also carry the "
+            "raw partial derivatives."
+        ),
+    )
+    p.add_argument("--spot", type=_positive_float, required=True, help="underlying price (> 0)")
+    p.add_argument("--vol", type=_nonnegative_float, required=True, help="volatility, 0.2 = 20%% (>= 0)")
+    p.add_argument("--rate", type=_finite_float, default=0.0, help="cont. rate, 0.04 = 4%% (default 0)")
+    p.add_argument(
+        "--div",
+        type=_finite_float,
+        default=0.0,
+        help="cont. dividend yield, 0.01 = 1%% (default 0)",
+    )
+    p.add_argument(
+        "--days",
+        type=_nonnegative_float,
+        required=True,
+        help="calendar days to expiry (>= 0); t = days/365",
+    )
+    p.add_argument(
+        "--strikes",
+        type=parse_strikes,
+        default=None,
+        metavar="LO:HI:STEP|K1,K2,...",
+        help="strike grid (HI included when on the grid) or list; "
+        "default about 80%%-120%% of spot in ~5%% steps",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table for people (default); csv / json with unit-suffixed names for machines",
+    )
+
+
+def _chain_rows(args: argparse.Namespace) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    from optmm.greeks import bsm_greeks
+
+    strikes = args.strikes if args.strikes is not None else default_strikes(args.spot)
+    t = args.days / DAYS_PER_YEAR
+    inputs = {
+        "spot": args.spot,
+        "vol": args.vol,
+        "rate": args.rate,
+        "div": args.div,
+        "days": args.days,
+        "t_years": t,
+    }
+    k = np.repeat(np.asarray(strikes, dtype=np.float64), 2)
+    is_call = np.tile(np.array([True, False]), len(strikes))
+    try:
+        g = bsm_greeks(args.spot, k, t, args.rate, args.div, args.vol, is_call)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    n = k.shape[0]
+    cols = {
+        name: np.broadcast_to(np.asarray(getattr(g, name), dtype=np.float64), (n,))
+        for name in ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
+    }
+    rows = []
+    for i in range(n):
+        vega, theta, rho = float(cols["vega"][i]), float(cols["theta"][i]), float(cols["rho"][i])
+        values = {
+            "price": float(cols["price"][i]),
+            "delta": float(cols["delta"][i]),
+            "gamma": float(cols["gamma"][i]),
+            "vega_per_vol_point": vega / 100.0,
+            "theta_per_day": theta / DAYS_PER_YEAR,
+            "rho_per_pct": rho / 100.0,
+            "vanna": float(cols["vanna"][i]),
+            "volga": float(cols["volga"][i]),
+            "vega_per_unit_vol": vega,
+            "theta_per_year": theta,
+            "rho_per_unit_rate": rho,
+        }
+        row: dict[str, Any] = {"strike": float(k[i]), "type": "call" if is_call[i] else "put"}
+        row.update({name: v + 0.0 for name, v in values.items()})  # + 0.0: no "-0.0" output
+        rows.append(row)
+    return inputs, rows
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _write_json(out: TextIO, inputs: dict[str, float], rows: list[dict[str, Any]]) -> None:
+    units = {name: desc for name, _, desc in _TRADER_FIELDS}
+    units.update(dict(_RAW_FIELDS))
+    doc = {
+        "inputs": {**inputs, "day_count": "ACT/365"},
+        "units": units,
+        "rows": [{key: _json_safe(v) for key, v in row.items()} for row in rows],
+    }
+    out.write(json.dumps(doc, indent=2, allow_nan=False))
+    out.write("\n")
+
+
+def _write_csv(out: TextIO, inputs: dict[str, float], rows: list[dict[str, Any]]) -> None:
+    fieldnames = ["strike", "type"]
+    fieldnames += [name for name, _, _ in _TRADER_FIELDS]
+    fieldnames += [name for name, _ in _RAW_FIELDS]
+    fieldnames += list(_INPUT_FIELDS)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, **inputs})
+    out.write(buf.getvalue())
+
+
+def _fmt_num(x: float) -> str:
+    """Compact exact-looking number for the header line: 100, 0.2, 97.5."""
+    return f"{x:.10g}"
+
+
+def _fmt_strike(x: float) -> str:
+    s = f"{x:.6f}".rstrip("0").rstrip(".")
+    return s if s not in ("", "-0") else "0"
+
+
+def _write_table(out: TextIO, inputs: dict[str, float], rows: list[dict[str, Any]]) -> None:
+    spot = inputs["spot"]
+    # Decimals scale with the size of the underlying: spot ~100 -> price to 4dp, gamma to 5dp.
+    s = math.floor(math.log10(spot)) - 2
+    money = min(max(4 - s, 2), 10)
+    decimals = {
+        "price": money,
+        "delta": 4,
+        "gamma": min(max(5 + s, 3), 10),
+        "vega_per_vol_point": money,
+        "theta_per_day": money,
+        "rho_per_pct": money,
+        "vanna": 4,
+        "volga": money,
+    }
+    fields = [name for name, _, _ in _TRADER_FIELDS]
+    headers = {name: head for name, head, _ in _TRADER_FIELDS}
+
+    by_strike: dict[float, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        by_strike.setdefault(row["strike"], {})[row["type"]] = row
+
+    def cell(row: dict[str, Any], name: str) -> str:
+        v = row[name]
+        if not math.isfinite(v):
+            return "nan"
+        text = f"{v:.{decimals[name]}f}"
+        return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.00"
+
+    cells = {
+        (k, typ, name): cell(sides[typ], name)
+        for k, sides in by_strike.items()
+        for typ in ("call", "put")
+        for name in fields
+    }
+    width = {
+        name: max(
+            [len(headers[name])] + [len(cells[(k, t, name)]) for k in by_strike for t in ("call", "put")]
+        )
+        for name in fields
+    }
+    strike_txt = {k: _fmt_strike(k) for k in by_strike}
+    kw = max([len("strike")] + [len(v) for v in strike_txt.values()])
+
+    def side(values: dict[str, str]) -> str:
+        return "  ".join(values[name].rjust(width[name]) for name in fields)
+
+    call_head = side(headers)
+    put_head = side(headers)
+    sep = " | "
+    title = (
+        f"optmm chain  spot={_fmt_num(spot)}  vol={_fmt_num(inputs['vol'])} "
+        f"({inputs['vol'] * 100:.4g}%)  rate={_fmt_num(inputs['rate'])} "
+        f"({inputs['rate'] * 100:.4g}%)  div={_fmt_num(inputs['div'])} "
+        f"({inputs['div'] * 100:.4g}%)  days={_fmt_num(inputs['days'])}  "
+        f"t={inputs['t_years']:.6f}y (days/365, ACT/365)  model=BSM"
+    )
+    lines = [title]
+    lines.append("CALLS".center(len(call_head)) + sep + " " * kw + sep + "PUTS".center(len(put_head)))
+    lines.append(call_head + sep + "strike".rjust(kw) + sep + put_head)
+    lines.append("-" * len(lines[-1]))
+    for k in by_strike:
+        call = side({name: cells[(k, "call", name)] for name in fields})
+        put = side({name: cells[(k, "put", name)] for name in fields})
+        lines.append(call + sep + strike_txt[k].rjust(kw) + sep + put)
+    lines.append("-" * len(lines[2]))
+    lines.append(
+        "units: price per 1 unit of underlying; delta per 1.00 spot; gamma = d(delta)/d(spot); "
+        "vega/vpt = vega per 1 vol point (raw vega/100);"
+    )
+    lines.append(
+        "       theta/day = value change per calendar day passing (raw theta/365); "
+        "rho/1% = per 1% of rate (raw rho/100);"
+    )
+    lines.append(
+        "       vanna = d(delta)/d(vol) and volga = d(vega)/d(vol), raw: per 1.00 of vol "
+        "(1.00 = 100 vol points)"
+    )
+    out.write("\n".join(line.rstrip() for line in lines) + "\n")
+
+
+_WRITERS: dict[str, Callable[[TextIO, dict[str, float], list[dict[str, Any]]], None]] = {
+    "table": _write_table,
+    "csv": _write_csv,
+    "json": _write_json,
+}
+
+
+def _run_chain(args: argparse.Namespace) -> int:
+    inputs, rows = _chain_rows(args)
+    _WRITERS[args.format](sys.stdout, inputs, rows)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Dispatch
+# --------------------------------------------------------------------------------------------
+
+#: name -> (add_parser(subparsers), run(args) -> exit code). Add new sub-commands here.
+COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
+    "chain": (_add_chain_parser, _run_chain),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from optmm import __version__
+
+    parser = _ArgumentParser(
+        prog="optmm", description="Options market-making risk engine: command-line tools."
+    )
+    parser.add_argument("--version", action="version", version=f"optmm {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_parser, _ in COMMANDS.values():
+        add_parser(subparsers)
+    return parser
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``optmm`` command line; returns the process exit code."""
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help / --version
+            return exc.code if isinstance(exc.code, int) else 0
+        return COMMANDS[args.command][1](args)
+    except UsageError as exc:
+        sys.stderr.write(_ERROR_PREFIX + _one_line(str(exc)) + "\n")
+        return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `optmm chain ... | head`: exit quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
