@@ -12,6 +12,7 @@ theta = -dV/dt per year (t = time to expiry).
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import pytest
 
@@ -175,7 +176,6 @@ def test_hull_example(name, printed, decimals):
 # 50-digit mpmath closed forms
 # ---------------------------------------------------------------------------
 
-mpmath = pytest.importorskip("mpmath")
 mp = mpmath.mp
 
 # Moderately conditioned cases (no massive cancellation between the two terms of the
