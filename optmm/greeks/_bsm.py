@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit, prange
 
-from optmm.greeks._special import norm_cdf, norm_pdf
+from optmm.greeks._simd import vexp, vlog, vnorm_cdf, vnorm_pdf
 
 N_OUTPUTS = 8  # price, delta, gamma, vega, theta, rho, vanna, volga
 
@@ -37,15 +38,15 @@ def split_price_py(
     itm = phi * x > 0.0
     psi = -phi if itm else phi  # the out-of-the-money side
     d1 = x / sst + 0.5 * sst
-    m1 = norm_cdf(psi * d1)
-    m2 = norm_cdf(psi * (d1 - sst))
+    m1 = vnorm_cdf(psi * d1)
+    m2 = vnorm_cdf(psi * (d1 - sst))
     time_value = max(psi * (fq * m1 - kr * m2), 0.0)
     if itm:
         return max(phi * (fq - kr), 0.0), time_value, 1.0 - m1, 1.0 - m2, d1
     return 0.0, time_value, m1, m2, d1
 
 
-split_price = njit(cache=True, inline="always")(split_price_py)
+split_price = njit(cache=True, inline="always", error_model="numpy")(split_price_py)
 
 
 def bsm_all_py(
@@ -63,17 +64,17 @@ def bsm_all_py(
         itm = phi * (s - k) > 0.0
         return (phi * (s - k) if itm else 0.0, phi if itm else 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     sqt = math.sqrt(t)
-    dq = math.exp(-q * t)
-    dr = math.exp(-r * t)
+    dq = vexp(-q * t)
+    dr = vexp(-r * t)
     fq = s * dq  # discounted forward
     kr = k * dr  # discounted strike
-    x = math.log(s / k) + (r - q) * t  # log forward moneyness ln(F/K)
+    x = vlog(s / k) + (r - q) * t  # log forward moneyness ln(F/K)
     sst = sigma * sqt
     if sst > 0.0:
         intrinsic, time_value, nd1, nd2, d1 = split_price(fq, kr, x, sst, phi)
         price = intrinsic + time_value
         d2 = d1 - sst
-        pdf = norm_pdf(d1)
+        pdf = vnorm_pdf(d1)
         if pdf > 0.0:
             vega = fq * pdf * sqt
             gamma = dq * pdf / (s * sst)
@@ -99,55 +100,109 @@ def bsm_price_py(s: float, k: float, t: float, r: float, q: float, sigma: float,
     if t <= 0.0:
         return max(phi * (s - k), 0.0)
     sst = sigma * math.sqrt(t)
-    fq = s * math.exp(-q * t)
-    kr = k * math.exp(-r * t)
+    fq = s * vexp(-q * t)
+    kr = k * vexp(-r * t)
     if sst > 0.0:
-        intrinsic, time_value, _, _, _ = split_price(fq, kr, math.log(s / k) + (r - q) * t, sst, phi)
+        intrinsic, time_value, _, _, _ = split_price(fq, kr, vlog(s / k) + (r - q) * t, sst, phi)
         return intrinsic + time_value
     return max(phi * (fq - kr), 0.0)
 
 
-bsm_all = njit(cache=True, inline="always")(bsm_all_py)
-bsm_price_scalar = njit(cache=True, inline="always")(bsm_price_py)
+bsm_all = njit(cache=True, inline="always", error_model="numpy")(bsm_all_py)
+bsm_price_scalar = njit(cache=True, inline="always", error_model="numpy")(bsm_price_py)
 
 
-@njit(cache=True, parallel=True)
-def greeks_kernel(s, k, t, r, q, sigma, is_call, out):  # pragma: no cover - compiled
-    """Fill ``out`` (shape ``(8, n)``) with price and Greeks; inputs have length 1 or n."""
-    n = out.shape[1]
-    ss = 1 if s.shape[0] > 1 else 0
-    sk = 1 if k.shape[0] > 1 else 0
-    st = 1 if t.shape[0] > 1 else 0
-    sr = 1 if r.shape[0] > 1 else 0
-    sq = 1 if q.shape[0] > 1 else 0
-    sv = 1 if sigma.shape[0] > 1 else 0
-    sc = 1 if is_call.shape[0] > 1 else 0
-    for i in prange(n):
-        res = bsm_all(s[i * ss], k[i * sk], t[i * st], r[i * sr], q[i * sq], sigma[i * sv], is_call[i * sc])
-        for j in range(N_OUTPUTS):
-            out[j, i] = res[j]
+# Options per parallel work item. Each chunk stages its inputs in contiguous buffers (a broadcast
+# scalar is filled in, an array is sliced), so the inner loop is a plain unit-stride loop over
+# inlined, branch-free arithmetic that LLVM vectorises.
+CHUNK = 1024
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, inline="always")
+def _stage(a, lo, m):  # pragma: no cover - compiled
+    """``a[lo:lo + m]`` for a full-length input, ``m`` copies of ``a[0]`` for a broadcast scalar."""
+    if a.shape[0] == 1:
+        return np.full(m, a[0])
+    return a[lo : lo + m]
+
+
+@njit(cache=True, error_model="numpy")
+def _greeks_block(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7):  # pragma: no cover
+    # Outputs come in as block slices indexed from 0: that form LLVM vectorises; the same stores
+    # addressed as out[j, lo + i] stay scalar.
+    for i in range(s.shape[0]):
+        res = bsm_all(s[i], k[i], t[i], r[i], q[i], sigma[i], is_call[i])
+        o0[i] = res[0]
+        o1[i] = res[1]
+        o2[i] = res[2]
+        o3[i] = res[3]
+        o4[i] = res[4]
+        o5[i] = res[5]
+        o6[i] = res[6]
+        o7[i] = res[7]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def greeks_kernel(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7):  # pragma: no cover
+    """Fill the eight outputs (price, delta, gamma, vega, theta, rho, vanna, volga; each of length n).
+
+    Inputs have length 1 or n. The outputs are separate arrays rather than rows of one (8, n)
+    block: a block that size is always a fresh mmap whose first touch costs page faults, while
+    eight n-sized arrays are recycled by the allocator across calls.
+    """
+    n = o0.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        m = min(CHUNK, n - lo)
+        hi = lo + m
+        _greeks_block(
+            _stage(s, lo, m),
+            _stage(k, lo, m),
+            _stage(t, lo, m),
+            _stage(r, lo, m),
+            _stage(q, lo, m),
+            _stage(sigma, lo, m),
+            _stage(is_call, lo, m),
+            o0[lo:hi],
+            o1[lo:hi],
+            o2[lo:hi],
+            o3[lo:hi],
+            o4[lo:hi],
+            o5[lo:hi],
+            o6[lo:hi],
+            o7[lo:hi],
+        )
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
 def price_kernel(s, k, t, r, q, sigma, is_call, out):  # pragma: no cover - compiled
     """Fill ``out`` (shape ``(n,)``) with prices; inputs have length 1 or n."""
     n = out.shape[0]
-    ss = 1 if s.shape[0] > 1 else 0
-    sk = 1 if k.shape[0] > 1 else 0
-    st = 1 if t.shape[0] > 1 else 0
-    sr = 1 if r.shape[0] > 1 else 0
-    sq = 1 if q.shape[0] > 1 else 0
-    sv = 1 if sigma.shape[0] > 1 else 0
-    sc = 1 if is_call.shape[0] > 1 else 0
-    for i in prange(n):
-        out[i] = bsm_price_scalar(
-            s[i * ss], k[i * sk], t[i * st], r[i * sr], q[i * sq], sigma[i * sv], is_call[i * sc]
-        )
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        m = min(CHUNK, n - lo)
+        cs, ck, ct, cr = _stage(s, lo, m), _stage(k, lo, m), _stage(t, lo, m), _stage(r, lo, m)
+        cq, cv, cc = _stage(q, lo, m), _stage(sigma, lo, m), _stage(is_call, lo, m)
+        for i in range(m):
+            out[lo + i] = bsm_price_scalar(cs[i], ck[i], ct[i], cr[i], cq[i], cv[i], cc[i])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def count_invalid(a, lower, strict):  # pragma: no cover - compiled
+    """How many values are not finite or below ``lower`` (or equal to it if strict); vectorised."""
+    bad = 0
+    for i in prange(a.shape[0]):
+        v = a[i]
+        ok = v > -math.inf and v < math.inf and (v > lower if strict else v >= lower)
+        bad += 0 if ok else 1
+    return bad
 
 
 @njit(cache=True)
 def first_invalid(a, lower, strict):  # pragma: no cover - compiled
     """First index whose value is not finite or below ``lower`` (or equal to it if strict); -1 if none."""
+    if count_invalid(a, lower, strict) == 0:  # the common case, at vector speed
+        return -1
     for i in range(a.shape[0]):
         v = a[i]
         if not math.isfinite(v) or v < lower or (strict and v == lower):
@@ -161,6 +216,7 @@ __all__ = [
     "bsm_all_py",
     "bsm_price_py",
     "bsm_price_scalar",
+    "count_invalid",
     "first_invalid",
     "greeks_kernel",
     "price_kernel",

@@ -29,6 +29,7 @@ import math
 
 from numba import njit, prange
 
+from optmm.greeks._simd import vexp, vlog
 from optmm.greeks._special import INV_SQRT_2PI, norm_cdf, norm_ppf
 
 # Status codes (mirrored by optmm.greeks.api.IVStatus).
@@ -157,8 +158,10 @@ def implied_vol_py(
     """Black-Scholes-Merton implied vol of one option and its status code (plain Python)."""
     if t <= 0.0:
         return math.nan, EXPIRED
-    fq = s * math.exp(-q * t)
-    kr = k * math.exp(-r * t)
+    # The same exp and log as the pricing kernels, so that a price from bsm_price and the intrinsic
+    # value subtracted here agree to the last bit.
+    fq = s * vexp(-q * t)
+    kr = k * vexp(-r * t)
     phi = 1.0 if is_call else -1.0
     intrinsic = max(phi * (fq - kr), 0.0)
     upper = fq if is_call else kr
@@ -168,7 +171,7 @@ def implied_vol_py(
         return math.nan, ABOVE_MAXIMUM
     if price == intrinsic:
         return 0.0, OK
-    x = -abs(math.log(s / k) + (r - q) * t)
+    x = -abs(vlog(s / k) + (r - q) * t)
     # Out-of-the-money equivalent: the time value, as a call at x = -|ln(F/K)| in normalised units.
     beta = (price - intrinsic) / math.sqrt(fq * kr)
     if beta >= math.exp(0.5 * x):  # the upper bound, once rounding has had its say

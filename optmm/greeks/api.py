@@ -184,10 +184,10 @@ def bsm_greeks(
         is_call,
     )
     n = int(np.prod(shape))
-    out = np.empty((_bsm.N_OUTPUTS, n), dtype=np.float64)
+    outs = [np.empty(n, dtype=np.float64) for _ in range(_bsm.N_OUTPUTS)]
     if n:
-        _bsm.greeks_kernel(*flat, out)
-    return Greeks(*(row.reshape(shape) for row in out))
+        _bsm.greeks_kernel(*flat, *outs)
+    return Greeks(*(out.reshape(shape) for out in outs))
 
 
 def bsm_price(
