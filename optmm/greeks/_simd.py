@@ -173,7 +173,7 @@ def verfc(x: float) -> float:
     Each range is brought to one numerator and one denominator, so the whole function costs a
     single division (divisions, not multiplications, bound the vectorised loop's speed).
     """
-    y = abs(x)
+    y = min(abs(x), 28.0)  # erfc(28) underflows to 0: clamping changes nothing and avoids inf - inf
     ysq = y * y
     # |x| <= 0.46875: erfc(x) = 1 - x A(x^2) / B(x^2)
     num = (((_A4 * ysq + _A0) * ysq + _A1) * ysq + _A2) * ysq + _A3
@@ -192,9 +192,8 @@ def verfc(x: float) -> float:
     # exp(-y^2) as exp(-u^2 - (y - u)(y + u)) with u = y rounded down to 1/16: u^2 is exact and
     # the two parts are never added in floating point, so the rounding of y^2 (which exp would
     # amplify by y^2) never enters.
-    yc = min(y, 27.0)  # erfc(27) < 1e-318
-    u = math.floor(yc * 16.0) / 16.0
-    e = vexp2(-u * u, -(yc - u) * (yc + u))
+    u = math.floor(y * 16.0) / 16.0
+    e = vexp2(-u * u, -(y - u) * (y + u))
     is_small = y <= 0.46875
     num = n_small if is_small else e * (n_mid if y <= 4.0 else n_big)
     den = d_small if is_small else (d_mid if y <= 4.0 else d_big)
