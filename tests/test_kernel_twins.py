@@ -42,17 +42,22 @@ def test_bsm_twins_agree(sample: dict[str, np.ndarray]) -> None:
 def test_iv_twin_agrees(sample: dict[str, np.ndarray]) -> None:
     d = sample
     price = bsm_price(d["s"], d["k"], d["t"], d["r"], d["q"], d["vol"], d["call"])
+    vega = bsm_greeks(d["s"], d["k"], d["t"], d["r"], d["q"], d["vol"], d["call"]).vega
     vol, status = implied_vol(price, d["s"], d["k"], d["t"], d["r"], d["q"], d["call"], return_status=True)
     for i in range(price.size):
-        py_vol, py_status = _iv.implied_vol_py(
-            price[i], d["s"][i], d["k"][i], d["t"][i], d["r"][i], d["q"][i], bool(d["call"][i])
-        )
+        args = (price[i], d["s"][i], d["k"][i], d["t"][i], d["r"][i], d["q"][i], bool(d["call"][i]))
+        py_vol, py_status = _iv.implied_vol_py(*args)
+        nb_vol, nb_status = _iv.implied_vol_scalar(*args)
+        # The twin and its compilation: the same operations, the same answer.
+        assert (py_status, py_vol) == pytest.approx((nb_status, nb_vol), rel=1e-15, nan_ok=True)
+        # The public kernel solves most options on the branch-free fast path, whose erfc differs
+        # from libm's by a few ulps: the two roots agree as far as the price determines the vol.
         assert py_status == status[i]
         if math.isnan(py_vol):
             assert math.isnan(vol[i])
         else:
-            # the twin calls the compiled normalised solver, so only the wrapper arithmetic differs
-            assert py_vol == pytest.approx(vol[i], rel=1e-14, abs=1e-15)
+            bound = max(1e-12, 8.0 * np.spacing(price[i]) / vega[i]) if vega[i] > 0 else 1e-12
+            assert abs(py_vol - vol[i]) <= bound, (i, py_vol, vol[i], bound)
 
 
 def test_normalised_solver_twin_agrees() -> None:

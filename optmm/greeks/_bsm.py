@@ -119,7 +119,7 @@ CHUNK = 1024
 
 
 @njit(cache=True, inline="always")
-def _stage(a, lo, m):  # pragma: no cover - compiled
+def stage(a, lo, m):  # pragma: no cover - compiled
     """``a[lo:lo + m]`` for a full-length input, ``m`` copies of ``a[0]`` for a broadcast scalar."""
     if a.shape[0] == 1:
         return np.full(m, a[0])
@@ -156,13 +156,13 @@ def greeks_kernel(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7)
         m = min(CHUNK, n - lo)
         hi = lo + m
         _greeks_block(
-            _stage(s, lo, m),
-            _stage(k, lo, m),
-            _stage(t, lo, m),
-            _stage(r, lo, m),
-            _stage(q, lo, m),
-            _stage(sigma, lo, m),
-            _stage(is_call, lo, m),
+            stage(s, lo, m),
+            stage(k, lo, m),
+            stage(t, lo, m),
+            stage(r, lo, m),
+            stage(q, lo, m),
+            stage(sigma, lo, m),
+            stage(is_call, lo, m),
             o0[lo:hi],
             o1[lo:hi],
             o2[lo:hi],
@@ -181,8 +181,8 @@ def price_kernel(s, k, t, r, q, sigma, is_call, out):  # pragma: no cover - comp
     for c in prange((n + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
         m = min(CHUNK, n - lo)
-        cs, ck, ct, cr = _stage(s, lo, m), _stage(k, lo, m), _stage(t, lo, m), _stage(r, lo, m)
-        cq, cv, cc = _stage(q, lo, m), _stage(sigma, lo, m), _stage(is_call, lo, m)
+        cs, ck, ct, cr = stage(s, lo, m), stage(k, lo, m), stage(t, lo, m), stage(r, lo, m)
+        cq, cv, cc = stage(q, lo, m), stage(sigma, lo, m), stage(is_call, lo, m)
         for i in range(m):
             out[lo + i] = bsm_price_scalar(cs[i], ck[i], ct[i], cr[i], cq[i], cv[i], cc[i])
 
@@ -211,6 +211,7 @@ def first_invalid(a, lower, strict):  # pragma: no cover - compiled
 
 
 __all__ = [
+    "CHUNK",
     "N_OUTPUTS",
     "bsm_all",
     "bsm_all_py",
@@ -222,4 +223,5 @@ __all__ = [
     "price_kernel",
     "split_price",
     "split_price_py",
+    "stage",
 ]

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit, prange
 
-from optmm.greeks._simd import vexp, vlog
-from optmm.greeks._special import INV_SQRT_2PI, norm_cdf, norm_ppf
+from optmm.greeks._bsm import CHUNK, stage
+from optmm.greeks._simd import vexp, vlog, vnorm_cdf
+from optmm.greeks._special import INV_SQRT_2PI, norm_cdf, norm_ppf, vnorm_ppf
 
 # Status codes (mirrored by optmm.greeks.api.IVStatus).
 OK = 0
@@ -136,13 +138,14 @@ def normalised_iv_py(beta: float, x: float) -> float:
         # factor is far from 1, i.e. far from the root.
         nu = -f / g
         den = 1.0 + nu * (eta + nu * tau / 6.0)
-        step = nu * (1.0 + 0.5 * nu * eta) / den if abs(nu * eta) < 1.0 and den > 0.5 else nu
+        householder = abs(nu * eta) < 1.0 and den > 0.5
+        step = nu * (1.0 + 0.5 * nu * eta) / den if householder else nu
         if abs(step) <= 4.0 * _EPS * s:  # at the root to within rounding: f's sign is noise now
             return s + step
         s_new = s + step
         if s_new > lo_s and s_new < hi_s:
             s = s_new
-            if abs(step) <= _CONVERGED_REL_STEP * s:
+            if householder and abs(step) <= _CONVERGED_REL_STEP * s:
                 break
         else:  # the step would leave the bracket: bisect it (never taken as convergence)
             s = 0.5 * (lo_s + hi_s) if hi_s < math.inf else 2.0 * s
@@ -182,21 +185,114 @@ def implied_vol_py(
 
 implied_vol_scalar = njit(cache=True, inline="always")(implied_vol_py)
 
+# The fast path: the same method with a fixed count of iterations and no branches, so that a block
+# of options runs through it in SIMD lanes. Lanes that have not converged after two
+# iterations (a few percent: guesses far off, underflowing prices) are solved again one by one by
+# the bracketed solver above, so the fast path never decides an answer it is unsure of.
 
-@njit(cache=True, parallel=True)
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _fast_step(sn, x, ex2, sign, log_target):  # pragma: no cover - compiled
+    """One branch-free Householder(3) step of the fast path: (new s, step, step was sound).
+
+    "Sound" means a Householder step from a point where the objective could be evaluated.
+    """
+    h = x / sn
+    tt = 0.5 * sn
+    v = INV_SQRT_2PI * vexp(-0.5 * (h * h + tt * tt))
+    val = ex2 * vnorm_cdf(sign * (h + tt)) - sign * vnorm_cdf(h - tt) / ex2  # b below, gap above
+    f = sign * (vlog(val) - log_target)
+    g = v / val
+    c2 = x * x / (sn * sn * sn) - 0.25 * sn
+    c3 = c2 * c2 - 3.0 * x * x / (sn * sn * sn * sn) - 0.25
+    eta = c2 - sign * g
+    tau = c3 - sign * 3.0 * g * c2 + 2.0 * g * g
+    nu = -f / g
+    den = 1.0 + nu * (eta + nu * tau / 6.0)
+    householder = abs(nu * eta) < 1.0 and den > 0.5
+    step = nu * (1.0 + 0.5 * nu * eta) / den if householder else nu
+    s_new = sn + step
+    # Only a Householder step is known to leave an error of order step**4 behind it.
+    sound = sn > 0.0 and val > 0.0 and s_new > 0.0 and householder
+    return (s_new if s_new > 0.0 else 0.5 * sn), step, sound
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def fast_iv(price, s, k, t, r, q, is_call):  # pragma: no cover - compiled
+    """Implied vol, status and whether the fixed-iteration solve is trusted; branch-free."""
+    fq = s * vexp(-q * t)
+    kr = k * vexp(-r * t)
+    phi = 1.0 if is_call else -1.0
+    intrinsic = max(phi * (fq - kr), 0.0)
+    upper = fq if is_call else kr
+    x = -abs(vlog(s / k) + (r - q) * t)
+    beta = (price - intrinsic) / math.sqrt(fq * kr)
+    ex2 = vexp(0.5 * x)
+    ax = -x
+    s_c = math.sqrt(2.0 * ax)
+    b_c = 0.5 * ex2 - vnorm_cdf(-s_c) / ex2
+    lower = beta < b_c
+    # Guess (as normalised_iv): one quantile, its argument chosen by region.
+    gap_target = ex2 - beta
+    u = vexp(vlog(beta / (_TWO_PI_OVER_SQRT27 * ax)) * (1.0 / 3.0))
+    z = vnorm_ppf(min(u, 0.5) if lower else gap_target / (ex2 + 1.0 / ex2))
+    s_low = min(ax / (_SQRT3 * -z) if z < 0.0 else s_c, s_c - (b_c - beta) / (INV_SQRT_2PI * vexp(-0.5 * ax)))
+    sn = s_low if lower else -2.0 * z
+    log_target = vlog(beta if lower else gap_target)
+    sign = 1.0 if lower else -1.0  # b = ex2 N(h+t) - N(h-t)/ex2 below, gap = ex2 N(-h-t) + N(h-t)/ex2 above
+    # Two iterations, written out: LLVM only vectorises innermost loops, so an inner loop here
+    # (even of constant count) would keep the whole block scalar.
+    sn, step, ok1 = _fast_step(sn, x, ex2, sign, log_target)
+    sn, step, ok2 = _fast_step(sn, x, ex2, sign, log_target)
+    ok = ok1 and ok2
+    # Near the bottom of the float range the CDFs lose relative precision (denormals): leave
+    # such prices (normalised time value or distance to the maximum below 1e-280) to the
+    # bracketed solver.
+    ok = ok and min(beta, gap_target) > 1e-280
+    converged = ok and abs(step) <= _CONVERGED_REL_STEP * sn and sn < math.inf
+    code = (
+        EXPIRED
+        if t <= 0.0
+        else (
+            BELOW_INTRINSIC
+            if price < intrinsic
+            else (ABOVE_MAXIMUM if (price >= upper or beta >= ex2) else OK)
+        )
+    )
+    settled = code != OK or price == intrinsic  # answered without a solve
+    vol = math.nan if code != OK else (0.0 if price == intrinsic else sn / math.sqrt(t))
+    return vol, code, settled or converged
+
+
+@njit(cache=True, error_model="numpy")
+def _iv_block(price, s, k, t, r, q, is_call, out, status):  # pragma: no cover - compiled
+    m = price.shape[0]
+    done = np.empty(m, dtype=np.bool_)
+    for i in range(m):  # vectorised
+        vol, code, trusted = fast_iv(price[i], s[i], k[i], t[i], r[i], q[i], is_call[i])
+        out[i] = vol
+        status[i] = code
+        done[i] = trusted
+    for i in range(m):  # the few the fast path could not settle
+        if not done[i]:
+            out[i], status[i] = implied_vol_scalar(price[i], s[i], k[i], t[i], r[i], q[i], is_call[i])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
 def iv_kernel(price, s, k, t, r, q, is_call, out, status):  # pragma: no cover - compiled
     """Fill ``out`` with implied vols and ``status`` with codes; inputs have length 1 or n."""
     n = out.shape[0]
-    sp = 1 if price.shape[0] > 1 else 0
-    ss = 1 if s.shape[0] > 1 else 0
-    sk = 1 if k.shape[0] > 1 else 0
-    st = 1 if t.shape[0] > 1 else 0
-    sr = 1 if r.shape[0] > 1 else 0
-    sq = 1 if q.shape[0] > 1 else 0
-    sc = 1 if is_call.shape[0] > 1 else 0
-    for i in prange(n):
-        vol, code = implied_vol_scalar(
-            price[i * sp], s[i * ss], k[i * sk], t[i * st], r[i * sr], q[i * sq], is_call[i * sc]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        m = min(CHUNK, n - lo)
+        _iv_block(
+            stage(price, lo, m),
+            stage(s, lo, m),
+            stage(k, lo, m),
+            stage(t, lo, m),
+            stage(r, lo, m),
+            stage(q, lo, m),
+            stage(is_call, lo, m),
+            out[lo : lo + m],
+            status[lo : lo + m],
         )
-        out[i] = vol
-        status[i] = code

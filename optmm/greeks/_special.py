@@ -11,6 +11,8 @@ import math
 
 from numba import njit
 
+from optmm.greeks._simd import vlog
+
 SQRT2 = math.sqrt(2.0)
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -92,7 +94,7 @@ _F = (
 )
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _poly7(c: tuple, r: float) -> float:
     return c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * c[7]))))))
 
@@ -119,3 +121,16 @@ def norm_ppf(p: float) -> float:
         r -= 5.0
         z = _poly7(_E, r) / _poly7(_F, r)
     return -z if q < 0.0 else z
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def vnorm_ppf(p: float) -> float:
+    """Branch-free AS 241 for ``0 < p < 1``: all three ranges evaluated, one selected (vectorisable)."""
+    q = p - 0.5
+    r = 0.180625 - q * q
+    central = q * _poly7(_A, r) / _poly7(_B, r)
+    w = math.sqrt(-vlog(min(p, 1.0 - p)))
+    near = _poly7(_C, w - 1.6) / _poly7(_D, w - 1.6)
+    far = _poly7(_E, w - 5.0) / _poly7(_F, w - 5.0)
+    tail = near if w <= 5.0 else far
+    return central if abs(q) <= 0.425 else (-tail if q < 0.0 else tail)
