@@ -34,9 +34,13 @@ def test_bsm_twins_agree(sample: dict[str, np.ndarray]) -> None:
     for i in range(d["s"].size):
         args = (d["s"][i], d["k"][i], d["t"][i], d["r"][i], d["q"][i], d["vol"][i], bool(d["call"][i]))
         py = np.array(_bsm.bsm_all_py(*args))
-        # Same operations in the same order; LLVM may contract a*b+c into an FMA, so allow 4 ulps.
-        np.testing.assert_allclose(compiled[:, i], py, rtol=4 * np.finfo(float).eps, atol=1e-300)
-        assert _bsm.bsm_price_py(*args) == pytest.approx(p[i], rel=4 * np.finfo(float).eps, abs=1e-300)
+        # Same operations in the same order, except that the compiled kernels let LLVM fuse a*b+c
+        # into one FMA (fastmath={"contract"}): each fusion changes a rounding by <= 1/2 ulp, which
+        # a later subtraction (1 - N(d2), the terms of theta) can raise to ~10 ulps of the result.
+        # 64 ulps relative, 1e-13 absolute (spot ~100) still catches any divergence of logic.
+        tol = 64 * np.finfo(float).eps
+        np.testing.assert_allclose(compiled[:, i], py, rtol=tol, atol=1e-13)
+        assert _bsm.bsm_price_py(*args) == pytest.approx(p[i], rel=tol, abs=1e-13)
 
 
 def test_iv_twin_agrees(sample: dict[str, np.ndarray]) -> None:
@@ -51,8 +55,17 @@ def test_iv_twin_agrees(sample: dict[str, np.ndarray]) -> None:
         # The twin and its compilation: the same operations, the same answer.
         assert (py_status, py_vol) == pytest.approx((nb_status, nb_vol), rel=1e-15, nan_ok=True)
         # The public kernel solves most options on the branch-free fast path, whose erfc differs
-        # from libm's by a few ulps: the two roots agree as far as the price determines the vol.
-        assert py_status == status[i]
+        # from libm's by a few ulps, and is compiled with FMA contraction like the pricing
+        # kernels (so that a price from bsm_price and the intrinsic it subtracts agree to the
+        # bit); the twin is not. The two can therefore differ on which side of the intrinsic a
+        # price lies only when it lies within rounding of it, and otherwise agree as far as the
+        # price determines the vol.
+        if py_status != status[i]:
+            fq = d["s"][i] * math.exp(-d["q"][i] * d["t"][i])
+            kr = d["k"][i] * math.exp(-d["r"][i] * d["t"][i])
+            intrinsic = max((1.0 if d["call"][i] else -1.0) * (fq - kr), 0.0)
+            assert abs(price[i] - intrinsic) <= 1e-13 * max(fq, kr), (i, py_status, status[i])
+            continue
         if math.isnan(py_vol):
             assert math.isnan(vol[i])
         else:

@@ -264,7 +264,7 @@ def fast_iv(price, s, k, t, r, q, is_call):  # pragma: no cover - compiled
     return vol, code, settled or converged
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _iv_block(price, s, k, t, r, q, is_call, out, status):  # pragma: no cover - compiled
     m = price.shape[0]
     done = np.empty(m, dtype=np.bool_)
