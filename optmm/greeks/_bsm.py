@@ -20,30 +20,30 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from optmm.greeks._simd import vexp, vlog, vnorm_cdf, vnorm_pdf
+from optmm.greeks._simd import vexp, vlog, vnorm_cdf, vnorm_cdf_pdf
 
 N_OUTPUTS = 8  # price, delta, gamma, vega, theta, rho, vanna, volga
 
 
 def split_price_py(
     fq: float, kr: float, x: float, sst: float, phi: float
-) -> tuple[float, float, float, float, float]:
+) -> tuple[float, float, float, float, float, float]:
     """Intrinsic and time value of one option, with the normal probabilities behind them.
 
     ``fq``/``kr`` are the discounted forward and strike, ``x = ln(F/K)``, ``sst = sigma sqrt(t) > 0``.
     The time value is priced as the out-of-the-money counterpart (put-call parity), so it keeps
     full relative precision deep in the money, and ``intrinsic + time_value >= intrinsic`` always.
-    Returns ``(intrinsic, time_value, N(phi d1), N(phi d2), d1)``.
+    Returns ``(intrinsic, time_value, N(phi d1), N(phi d2), d1, n(d1))``.
     """
     itm = phi * x > 0.0
     psi = -phi if itm else phi  # the out-of-the-money side
     d1 = x / sst + 0.5 * sst
-    m1 = vnorm_cdf(psi * d1)
+    m1, pdf = vnorm_cdf_pdf(psi * d1)
     m2 = vnorm_cdf(psi * (d1 - sst))
     time_value = max(psi * (fq * m1 - kr * m2), 0.0)
     if itm:
-        return max(phi * (fq - kr), 0.0), time_value, 1.0 - m1, 1.0 - m2, d1
-    return 0.0, time_value, m1, m2, d1
+        return max(phi * (fq - kr), 0.0), time_value, 1.0 - m1, 1.0 - m2, d1, pdf
+    return 0.0, time_value, m1, m2, d1, pdf
 
 
 split_price = njit(cache=True, inline="always", error_model="numpy")(split_price_py)
@@ -71,10 +71,9 @@ def bsm_all_py(
     x = vlog(s / k) + (r - q) * t  # log forward moneyness ln(F/K)
     sst = sigma * sqt
     if sst > 0.0:
-        intrinsic, time_value, nd1, nd2, d1 = split_price(fq, kr, x, sst, phi)
+        intrinsic, time_value, nd1, nd2, d1, pdf = split_price(fq, kr, x, sst, phi)
         price = intrinsic + time_value
         d2 = d1 - sst
-        pdf = vnorm_pdf(d1)
         if pdf > 0.0:
             vega = fq * pdf * sqt
             gamma = dq * pdf / (s * sst)
@@ -103,7 +102,7 @@ def bsm_price_py(s: float, k: float, t: float, r: float, q: float, sigma: float,
     fq = s * vexp(-q * t)
     kr = k * vexp(-r * t)
     if sst > 0.0:
-        intrinsic, time_value, _, _, _ = split_price(fq, kr, vlog(s / k) + (r - q) * t, sst, phi)
+        intrinsic, time_value, _, _, _, _ = split_price(fq, kr, vlog(s / k) + (r - q) * t, sst, phi)
         return intrinsic + time_value
     return max(phi * (fq - kr), 0.0)
 
@@ -132,10 +131,33 @@ def stage(a, lo, m):  # pragma: no cover - compiled
     return a[lo : lo + m]
 
 
+@njit(cache=True, inline="always")
+def inputs_ok(s, k, t, r, q, sigma):  # pragma: no cover - compiled
+    """The API's rules (spot, strike > 0; vol >= 0; all finite), checked inside the kernels.
+
+    Validation rides along with the computation, which reads every input anyway: a separate
+    pass costs a tenth of the whole call. Only when a kernel reports a bad value does the API
+    look for the first one, to name it.
+    """
+    inf = math.inf
+    return (
+        s > 0.0
+        and s < inf
+        and k > 0.0
+        and k < inf
+        and abs(t) < inf
+        and abs(r) < inf
+        and abs(q) < inf
+        and sigma >= 0.0
+        and sigma < inf
+    )
+
+
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _greeks_block(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7):  # pragma: no cover
     # Outputs come in as block slices indexed from 0: that form LLVM vectorises; the same stores
-    # addressed as out[j, lo + i] stay scalar.
+    # addressed as out[j, lo + i] stay scalar. Returns how many options had invalid inputs.
+    bad = 0
     for i in range(s.shape[0]):
         res = bsm_all(s[i], k[i], t[i], r[i], q[i], sigma[i], is_call[i])
         o0[i] = res[0]
@@ -146,22 +168,26 @@ def _greeks_block(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7)
         o5[i] = res[5]
         o6[i] = res[6]
         o7[i] = res[7]
+        bad += 0 if inputs_ok(s[i], k[i], t[i], r[i], q[i], sigma[i]) else 1
+    return bad
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def greeks_kernel(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7):  # pragma: no cover
     """Fill the eight outputs (price, delta, gamma, vega, theta, rho, vanna, volga; each of length n).
 
-    Inputs have length 1 or n. The outputs are separate arrays rather than rows of one (8, n)
-    block: a block that size is always a fresh mmap whose first touch costs page faults, while
-    eight n-sized arrays are recycled by the allocator across calls.
+    Inputs have length 1 or n. Returns the number of options with invalid inputs (whose outputs
+    are meaningless: the caller must raise). The outputs are separate arrays rather than rows of
+    one (8, n) block: a block that size is always a fresh mmap whose first touch costs page
+    faults, while eight n-sized arrays are recycled by the allocator across calls.
     """
     n = o0.shape[0]
+    bad = 0
     for c in prange((n + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
         m = min(CHUNK, n - lo)
         hi = lo + m
-        _greeks_block(
+        bad += _greeks_block(
             stage(s, lo, m),
             stage(k, lo, m),
             stage(t, lo, m),
@@ -178,37 +204,45 @@ def greeks_kernel(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7)
             o6[lo:hi],
             o7[lo:hi],
         )
+    return bad
 
 
-@njit(cache=True, parallel=True, error_model="numpy", fastmath={"contract"})
-def price_kernel(s, k, t, r, q, sigma, is_call, out):  # pragma: no cover - compiled
-    """Fill ``out`` (shape ``(n,)``) with prices; inputs have length 1 or n."""
-    n = out.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        lo = c * CHUNK
-        m = min(CHUNK, n - lo)
-        cs, ck, ct, cr = stage(s, lo, m), stage(k, lo, m), stage(t, lo, m), stage(r, lo, m)
-        cq, cv, cc = stage(q, lo, m), stage(sigma, lo, m), stage(is_call, lo, m)
-        for i in range(m):
-            out[lo + i] = bsm_price_scalar(cs[i], ck[i], ct[i], cr[i], cq[i], cv[i], cc[i])
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _price_block(s, k, t, r, q, sigma, is_call, out):  # pragma: no cover - compiled
+    bad = 0
+    for i in range(s.shape[0]):
+        out[i] = bsm_price_scalar(s[i], k[i], t[i], r[i], q[i], sigma[i], is_call[i])
+        bad += 0 if inputs_ok(s[i], k[i], t[i], r[i], q[i], sigma[i]) else 1
+    return bad
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def count_invalid(a, lower, strict):  # pragma: no cover - compiled
-    """How many values are not finite or below ``lower`` (or equal to it if strict); vectorised."""
+def price_kernel(s, k, t, r, q, sigma, is_call, out):  # pragma: no cover - compiled
+    """Fill ``out`` (shape ``(n,)``) with prices; inputs have length 1 or n.
+
+    Returns the number of options with invalid inputs, like ``greeks_kernel``.
+    """
+    n = out.shape[0]
     bad = 0
-    for i in prange(a.shape[0]):
-        v = a[i]
-        ok = v > -math.inf and v < math.inf and (v > lower if strict else v >= lower)
-        bad += 0 if ok else 1
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        m = min(CHUNK, n - lo)
+        bad += _price_block(
+            stage(s, lo, m),
+            stage(k, lo, m),
+            stage(t, lo, m),
+            stage(r, lo, m),
+            stage(q, lo, m),
+            stage(sigma, lo, m),
+            stage(is_call, lo, m),
+            out[lo : lo + m],
+        )
     return bad
 
 
 @njit(cache=True)
 def first_invalid(a, lower, strict):  # pragma: no cover - compiled
     """First index whose value is not finite or below ``lower`` (or equal to it if strict); -1 if none."""
-    if count_invalid(a, lower, strict) == 0:  # the common case, at vector speed
-        return -1
     for i in range(a.shape[0]):
         v = a[i]
         if not math.isfinite(v) or v < lower or (strict and v == lower):
@@ -223,9 +257,9 @@ __all__ = [
     "bsm_all_py",
     "bsm_price_py",
     "bsm_price_scalar",
-    "count_invalid",
     "first_invalid",
     "greeks_kernel",
+    "inputs_ok",
     "price_kernel",
     "split_price",
     "split_price_py",

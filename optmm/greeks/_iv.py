@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from optmm.greeks._bsm import CHUNK, stage
+from optmm.greeks._bsm import CHUNK, inputs_ok, stage
 from optmm.greeks._simd import vexp, vlog, vnorm_cdf
 from optmm.greeks._special import INV_SQRT_2PI, norm_cdf, norm_ppf, vnorm_ppf
 
@@ -268,24 +268,32 @@ def fast_iv(price, s, k, t, r, q, is_call):  # pragma: no cover - compiled
 def _iv_block(price, s, k, t, r, q, is_call, out, status):  # pragma: no cover - compiled
     m = price.shape[0]
     done = np.empty(m, dtype=np.bool_)
+    bad = 0
     for i in range(m):  # vectorised
         vol, code, trusted = fast_iv(price[i], s[i], k[i], t[i], r[i], q[i], is_call[i])
         out[i] = vol
         status[i] = code
-        done[i] = trusted
+        valid = inputs_ok(s[i], k[i], t[i], r[i], q[i], 0.0) and price[i] >= 0.0 and price[i] < math.inf
+        done[i] = trusted or not valid  # invalid input: the caller raises, nothing to solve
+        bad += 0 if valid else 1
     for i in range(m):  # the few the fast path could not settle
         if not done[i]:
             out[i], status[i] = implied_vol_scalar(price[i], s[i], k[i], t[i], r[i], q[i], is_call[i])
+    return bad
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def iv_kernel(price, s, k, t, r, q, is_call, out, status):  # pragma: no cover - compiled
-    """Fill ``out`` with implied vols and ``status`` with codes; inputs have length 1 or n."""
+    """Fill ``out`` with implied vols and ``status`` with codes; inputs have length 1 or n.
+
+    Returns the number of options with invalid inputs (the caller must raise).
+    """
     n = out.shape[0]
+    bad = 0
     for c in prange((n + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
         m = min(CHUNK, n - lo)
-        _iv_block(
+        bad += _iv_block(
             stage(price, lo, m),
             stage(s, lo, m),
             stage(k, lo, m),
@@ -296,3 +304,4 @@ def iv_kernel(price, s, k, t, r, q, is_call, out, status):  # pragma: no cover -
             out[lo : lo + m],
             status[lo : lo + m],
         )
+    return bad

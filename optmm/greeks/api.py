@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -74,19 +74,24 @@ def _index_str(flat_index: int, shape: tuple[int, ...]) -> str:
 
 
 def _as_float(name: str, value: ArrayLike) -> FloatArray:
-    """``value`` as a float64 array, checked against the rules for ``name``."""
+    """``value`` as a float64 array (no copy if it already is one)."""
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}: cannot be read as float64 numbers ({exc})") from None
-    lower, strict, rule = _RULES[name]
-    flat = arr.reshape(-1)
-    bad = int(_bsm.first_invalid(flat, lower, strict))
-    if bad >= 0:
-        raise ValueError(
-            f"{name}: invalid value {flat[bad]!r} at index {_index_str(bad, arr.shape)} (must be {rule})"
-        )
-    return arr
+
+
+def _raise_first_invalid(named: dict[str, FloatArray]) -> None:
+    """Raise the ValueError that names the first argument breaking its rule, and the index."""
+    for name, arr in named.items():
+        lower, strict, rule = _RULES[name]
+        flat = arr.reshape(-1)
+        bad = int(_bsm.first_invalid(flat, lower, strict))
+        if bad >= 0:
+            raise ValueError(
+                f"{name}: invalid value {flat[bad]!r} at index {_index_str(bad, arr.shape)} (must be {rule})"
+            )
+    raise AssertionError("a kernel reported invalid input that the argument rules do not find")
 
 
 def _as_bool(name: str, value: ArrayLike) -> np.ndarray:
@@ -105,10 +110,20 @@ def _as_bool(name: str, value: ArrayLike) -> np.ndarray:
     raise ValueError(f"{name}: must be booleans (True for calls), got dtype {arr.dtype}")
 
 
-def _prepare(named: dict[str, Any], is_call: ArrayLike) -> tuple[list[np.ndarray], tuple[int, ...]]:
-    """Validate, broadcast and flatten: each array comes back 1-d of length 1 or n (C-contiguous)."""
-    arrays = [_as_float(name, value) for name, value in named.items()]
-    arrays.append(_as_bool("is_call", is_call))
+class _Prepared(NamedTuple):
+    flat: list[np.ndarray]  # 1-d, C-contiguous, length 1 or n, in argument order, is_call last
+    shape: tuple[int, ...]  # the broadcast shape
+    named: dict[str, FloatArray]  # the float arguments as given (for naming a bad value)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+def _prepare(named: dict[str, Any], is_call: ArrayLike) -> _Prepared:
+    """Convert, broadcast and flatten; the kernels check the values (see ``_bsm.inputs_ok``)."""
+    floats = {name: _as_float(name, value) for name, value in named.items()}
+    arrays = [*floats.values(), _as_bool("is_call", is_call)]
     try:
         shape = np.broadcast_shapes(*(a.shape for a in arrays))
     except ValueError:
@@ -122,7 +137,7 @@ def _prepare(named: dict[str, Any], is_call: ArrayLike) -> tuple[list[np.ndarray
             flat.append(np.ascontiguousarray(a).reshape(-1))
         else:  # partial broadcast (e.g. (n, 1) against (1, m)): materialise once
             flat.append(np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1))
-    return flat, shape
+    return _Prepared(flat, shape, floats)
 
 
 def bsm_greeks(
@@ -179,15 +194,14 @@ def bsm_greeks(
     >>> print(f"{g.price:.4f} {g.delta:.4f} {g.gamma:.4f} {g.vega / 100:.4f}")
     2.4005 0.5216 0.0655 0.1211
     """
-    flat, shape = _prepare(
+    prep = _prepare(
         {"spot": spot, "strike": strike, "t": t, "rate": rate, "div_yield": div_yield, "vol": vol},
         is_call,
     )
-    n = int(np.prod(shape))
-    outs = [np.empty(n, dtype=np.float64) for _ in range(_bsm.N_OUTPUTS)]
-    if n:
-        _bsm.greeks_kernel(*flat, *outs)
-    return Greeks(*(out.reshape(shape) for out in outs))
+    outs = [np.empty(prep.size, dtype=np.float64) for _ in range(_bsm.N_OUTPUTS)]
+    if prep.size and _bsm.greeks_kernel(*prep.flat, *outs):
+        _raise_first_invalid(prep.named)
+    return Greeks(*(out.reshape(prep.shape) for out in outs))
 
 
 def bsm_price(
@@ -213,15 +227,14 @@ def bsm_price(
     >>> print(f"{c:.6f} {p:.6f}")
     10.450584 5.573526
     """
-    flat, shape = _prepare(
+    prep = _prepare(
         {"spot": spot, "strike": strike, "t": t, "rate": rate, "div_yield": div_yield, "vol": vol},
         is_call,
     )
-    n = int(np.prod(shape))
-    out = np.empty(n, dtype=np.float64)
-    if n:
-        _bsm.price_kernel(*flat, out)
-    return out.reshape(shape)
+    out = np.empty(prep.size, dtype=np.float64)
+    if prep.size and _bsm.price_kernel(*prep.flat, out):
+        _raise_first_invalid(prep.named)
+    return out.reshape(prep.shape)
 
 
 def implied_vol(
@@ -271,7 +284,7 @@ def implied_vol(
     >>> print(vol, IVStatus(status).name)
     nan ABOVE_MAXIMUM
     """
-    flat, shape = _prepare(
+    prep = _prepare(
         {
             "price": price,
             "spot": spot,
@@ -282,12 +295,11 @@ def implied_vol(
         },
         is_call,
     )
-    n = int(np.prod(shape))
-    out = np.empty(n, dtype=np.float64)
-    status = np.empty(n, dtype=np.int8)
-    if n:
-        _iv.iv_kernel(*flat, out, status)
-    vol = out.reshape(shape)
+    out = np.empty(prep.size, dtype=np.float64)
+    status = np.empty(prep.size, dtype=np.int8)
+    if prep.size and _iv.iv_kernel(*prep.flat, out, status):
+        _raise_first_invalid(prep.named)
+    vol = out.reshape(prep.shape)
     if return_status:
-        return vol, status.reshape(shape)
+        return vol, status.reshape(prep.shape)
     return vol
