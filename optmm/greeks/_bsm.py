@@ -111,9 +111,9 @@ bsm_all = njit(cache=True, inline="always", error_model="numpy")(bsm_all_py)
 bsm_price_scalar = njit(cache=True, inline="always", error_model="numpy")(bsm_price_py)
 
 
-# Options per parallel work item. Each chunk stages its inputs in contiguous buffers (a broadcast
-# scalar is filled in, an array is sliced), so the inner loop is a plain unit-stride loop over
-# inlined, branch-free arithmetic that LLVM vectorises.
+# Options per parallel work item. Each block sees its inputs as contiguous slices (a broadcast
+# scalar as a slice of one block of copies, made once per call), so the inner loop is a plain
+# unit-stride loop over inlined, branch-free arithmetic that LLVM vectorises.
 #
 # The vectorised loops are compiled with fastmath={"contract"} and nothing else: it lets LLVM fuse
 # a*b + c into one FMA (one rounding instead of two; measured 25% faster on the polynomials of
@@ -124,11 +124,39 @@ CHUNK = 1024
 
 
 @njit(cache=True, inline="always")
-def stage(a, lo, m):  # pragma: no cover - compiled
-    """``a[lo:lo + m]`` for a full-length input, ``m`` copies of ``a[0]`` for a broadcast scalar."""
-    if a.shape[0] == 1:
-        return np.full(m, a[0])
-    return a[lo : lo + m]
+def widen(a, n):  # pragma: no cover - compiled
+    """A broadcast scalar (length 1) as one block of copies; a full-length input as it is."""
+    if a.shape[0] == 1 and n > 1:
+        return np.full(min(n, CHUNK), a[0])
+    return a
+
+
+@njit(cache=True, inline="always")
+def stage(a, lo, m, n):  # pragma: no cover - compiled
+    """The block ``[lo, lo + m)`` of a widened input: a slice of it, or of its block of copies."""
+    if a.shape[0] == n:
+        return a[lo : lo + m]
+    return a[:m]
+
+
+@njit(cache=True, inline="always")
+def widen7(n, a, b, c, d, e, f, g):  # pragma: no cover - compiled
+    """The seven inputs of a kernel (every kernel here has seven), widened once per call."""
+    return widen(a, n), widen(b, n), widen(c, n), widen(d, n), widen(e, n), widen(f, n), widen(g, n)
+
+
+@njit(cache=True, inline="always")
+def stage7(lo, m, n, a, b, c, d, e, f, g):  # pragma: no cover - compiled
+    """The seven widened inputs of a kernel, staged for one block."""
+    return (
+        stage(a, lo, m, n),
+        stage(b, lo, m, n),
+        stage(c, lo, m, n),
+        stage(d, lo, m, n),
+        stage(e, lo, m, n),
+        stage(f, lo, m, n),
+        stage(g, lo, m, n),
+    )
 
 
 @njit(cache=True, inline="always")
@@ -182,19 +210,14 @@ def greeks_kernel(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7)
     faults, while eight n-sized arrays are recycled by the allocator across calls.
     """
     n = o0.shape[0]
+    w0, w1, w2, w3, w4, w5, w6 = widen7(n, s, k, t, r, q, sigma, is_call)
     bad = 0
     for c in prange((n + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
         m = min(CHUNK, n - lo)
         hi = lo + m
         bad += _greeks_block(
-            stage(s, lo, m),
-            stage(k, lo, m),
-            stage(t, lo, m),
-            stage(r, lo, m),
-            stage(q, lo, m),
-            stage(sigma, lo, m),
-            stage(is_call, lo, m),
+            *stage7(lo, m, n, w0, w1, w2, w3, w4, w5, w6),
             o0[lo:hi],
             o1[lo:hi],
             o2[lo:hi],
@@ -223,20 +246,12 @@ def price_kernel(s, k, t, r, q, sigma, is_call, out):  # pragma: no cover - comp
     Returns the number of options with invalid inputs, like ``greeks_kernel``.
     """
     n = out.shape[0]
+    w0, w1, w2, w3, w4, w5, w6 = widen7(n, s, k, t, r, q, sigma, is_call)
     bad = 0
     for c in prange((n + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
         m = min(CHUNK, n - lo)
-        bad += _price_block(
-            stage(s, lo, m),
-            stage(k, lo, m),
-            stage(t, lo, m),
-            stage(r, lo, m),
-            stage(q, lo, m),
-            stage(sigma, lo, m),
-            stage(is_call, lo, m),
-            out[lo : lo + m],
-        )
+        bad += _price_block(*stage7(lo, m, n, w0, w1, w2, w3, w4, w5, w6), out[lo : lo + m])
     return bad
 
 
@@ -264,4 +279,7 @@ __all__ = [
     "split_price",
     "split_price_py",
     "stage",
+    "stage7",
+    "widen",
+    "widen7",
 ]

@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from optmm.greeks._bsm import CHUNK, inputs_ok, stage
+from optmm.greeks._bsm import CHUNK, inputs_ok, stage7, widen7
 from optmm.greeks._simd import vexp, vlog, vnorm_cdf
 from optmm.greeks._special import INV_SQRT_2PI, norm_cdf, norm_ppf, vnorm_ppf
 
@@ -289,19 +289,11 @@ def iv_kernel(price, s, k, t, r, q, is_call, out, status):  # pragma: no cover -
     Returns the number of options with invalid inputs (the caller must raise).
     """
     n = out.shape[0]
+    w0, w1, w2, w3, w4, w5, w6 = widen7(n, price, s, k, t, r, q, is_call)
     bad = 0
     for c in prange((n + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
         m = min(CHUNK, n - lo)
-        bad += _iv_block(
-            stage(price, lo, m),
-            stage(s, lo, m),
-            stage(k, lo, m),
-            stage(t, lo, m),
-            stage(r, lo, m),
-            stage(q, lo, m),
-            stage(is_call, lo, m),
-            out[lo : lo + m],
-            status[lo : lo + m],
-        )
+        staged = stage7(lo, m, n, w0, w1, w2, w3, w4, w5, w6)
+        bad += _iv_block(*staged, out[lo : lo + m], status[lo : lo + m])
     return bad
