@@ -29,6 +29,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from optmm import cli_risk
+from optmm.cli_common import UsageError
+
 __all__ = ["COMMANDS", "EXIT_USAGE", "MAX_STRIKES", "default_strikes", "main", "parse_strikes"]
 
 EXIT_USAGE = 2
@@ -36,10 +39,6 @@ MAX_STRIKES = 10_000
 DAYS_PER_YEAR = 365.0  # ACT/365: t = calendar days / 365
 
 _ERROR_PREFIX = "optmm: error: "
-
-
-class UsageError(Exception):
-    """A user-facing error: reported as one ``optmm: error: ...`` line, exit code 2."""
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -407,6 +406,8 @@ def _run_chain(args: argparse.Namespace) -> int:
 #: name -> (add_parser(subparsers), run(args) -> exit code). Add new sub-commands here.
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "chain": (_add_chain_parser, _run_chain),
+    "risk": (cli_risk.add_risk_parser, cli_risk.run_risk),
+    "scenario": (cli_risk.add_scenario_parser, cli_risk.run_scenario),
 }
 
 
@@ -427,12 +428,29 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+def _attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--spot -20:20:2`` -> ``--spot=-20:20:2``: argparse would take "-20:20:2" for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--") and "=" not in a and i + 1 < len(argv) and argv[i + 1][:1] == "-":
+            nxt = argv[i + 1]
+            if len(nxt) > 1 and (nxt[1].isdigit() or nxt[1] == "."):
+                out.append(f"{a}={nxt}")
+                i += 2
+                continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``optmm`` command line; returns the process exit code."""
     try:
         parser = build_parser()
         try:
-            args = parser.parse_args(argv)
+            args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
         except SystemExit as exc:  # --help / --version
             return exc.code if isinstance(exc.code, int) else 0
         return COMMANDS[args.command][1](args)
