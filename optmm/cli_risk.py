@@ -135,15 +135,16 @@ def run_risk(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     frame = {
-        "underlying": exp.by_underlying,
-        "expiry": exp.by_expiry,
+        "underlying": exp.by_underlying.reset_index(),
+        "expiry": exp.by_expiry.reset_index(),
         "position": exp.positions,
-        "total": exp.total,
+        "total": exp.total.reset_index(names="scope"),
     }[args.by]
     title = f"exposures by {args.by}: {args.book} at {market.valuation} ({len(book)} positions)"
     if args.by == "underlying" and args.format == "table":
-        frame = pd.concat([frame, exp.total.assign(underlying="BOOK")], ignore_index=True)
-    _emit(frame.reset_index(drop=True), args.format, args.output, title=title)
+        total = exp.total.reset_index(names="underlying")
+        frame = pd.concat([frame, total], ignore_index=True).astype(object).where(lambda f: f.notna(), "")
+    _emit(frame, args.format, args.output, title=title)
     return 0
 
 

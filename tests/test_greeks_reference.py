@@ -15,11 +15,10 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 import pytest
+import vollib.black_scholes_merton as vollib_bsm
+import vollib.black_scholes_merton.greeks.analytical as vollib_an
 
 from optmm.greeks import bsm_greeks, bsm_price
-
-vollib_bsm = pytest.importorskip("vollib.black_scholes_merton")
-vollib_an = pytest.importorskip("vollib.black_scholes_merton.greeks.analytical")
 
 EPS = np.finfo(float).eps
 FIELDS = ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")

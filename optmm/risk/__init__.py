@@ -1,1 +1,39 @@
-"""Exposures, scenarios, limits and the layered risk controller (built on :mod:`optmm.greeks`)."""
+"""Exposures, scenarios, limits and the layered risk controller (built on :mod:`optmm.greeks`).
+
+Public API: :func:`exposures` (book risk in trader units), :func:`scenario_grid` and
+:func:`scenario_pnl` (full-revaluation scenario P&L), :func:`load_stress`, :func:`run_stress` and
+:func:`run_stresses` (named stress scenarios from TOML), :func:`heatmap` (PNG of a grid).
+"""
+
+from optmm.risk.exposures import EXPOSURE_COLUMNS, BetaWeightedDelta, Exposures, exposures
+from optmm.risk.scenarios import (
+    GridResult,
+    Shock,
+    Stress,
+    StressResult,
+    Worst,
+    heatmap,
+    load_stress,
+    run_stress,
+    run_stresses,
+    scenario_grid,
+    scenario_pnl,
+)
+
+__all__ = [
+    "EXPOSURE_COLUMNS",
+    "BetaWeightedDelta",
+    "Exposures",
+    "GridResult",
+    "Shock",
+    "Stress",
+    "StressResult",
+    "Worst",
+    "exposures",
+    "heatmap",
+    "load_stress",
+    "run_stress",
+    "run_stresses",
+    "scenario_grid",
+    "scenario_pnl",
+]

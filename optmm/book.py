@@ -1,0 +1,669 @@
+"""The book: option and stock positions as a struct of numpy arrays, read from and written to CSV/Parquet.
+
+A :class:`Book` is validated completely when it is built (from arrays, a DataFrame or a file): either
+every row is usable or a :class:`BookError` names the file, the first bad row and the field, e.g.
+``book.csv: row 7: field 'expiry': cannot parse date '2026/12/18' (expected YYYY-MM-DD)``. Nothing is
+ever computed from a half-read book.
+
+Input columns (header names are matched case-insensitively, surrounding spaces ignored):
+
+==============  ========  ===================================================================
+column          required  content
+==============  ========  ===================================================================
+``underlying``  yes       the underlying's name, as in the market file
+``kind``        yes       ``call``, ``put`` or ``stock`` (case-insensitive)
+``strike``      yes       > 0 for options; blank or 0 for stock
+``expiry``      yes       ``YYYY-MM-DD`` for options; blank for stock
+``quantity``    yes       signed number of contracts (shares for stock); negative = short
+``multiplier``  no        > 0; blank or absent = 100 for options, 1 for stock
+``id``          no        unique position id; blank or absent = ``p<row>`` (``p1``, ``p2``, ...)
+``vol``         no        per-position implied-vol override (decimal, >= 0); blank = none;
+                          options only
+==============  ========  ===================================================================
+
+Any other column is ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from optmm.typing import BoolArray
+
+if TYPE_CHECKING:
+    from optmm.market import Market
+
+__all__ = ["Book", "BookError", "Kind"]
+
+
+class Kind(enum.IntEnum):
+    """What a position holds; the codes are stored in :attr:`Book.kind` as int8."""
+
+    CALL = 0
+    PUT = 1
+    STOCK = 2
+    """The underlying itself (shares, or a future used as a hedge)."""
+
+
+_KIND_NAMES = np.array(["call", "put", "stock"], dtype=object)
+_KIND_CODES = {"call": Kind.CALL, "put": Kind.PUT, "stock": Kind.STOCK}
+_REQUIRED = ("underlying", "kind", "strike", "expiry", "quantity")
+_OPTIONAL = ("id", "multiplier", "vol")
+_TEXT_COLUMNS = ("id", "underlying", "kind", "expiry")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_NAT = np.datetime64("NaT", "D")
+
+
+class BookError(ValueError):
+    """A book is invalid. The message is ``"<source>: row <r>: field '<field>': <problem>"``.
+
+    ``row`` is the 1-based data row (the header is not counted; 0 for a problem with the columns),
+    ``field`` the column.
+    """
+
+    def __init__(self, source: str, row: int, field: str, problem: str) -> None:
+        super().__init__(f"{source}: row {row}: field '{field}': {problem}")
+        self.source = source
+        self.row = row
+        self.field = field
+        self.problem = problem
+
+
+# An issue: the field, a boolean mask over rows, and a function from a 0-based row to the problem text.
+_Issue = tuple[str, np.ndarray, Callable[[int], str]]
+
+
+def _raise_first(source: str, issues: list[_Issue]) -> None:
+    """Raise the BookError of the earliest row with an issue (ties: the earlier issue in the list)."""
+    best: tuple[int, int] | None = None
+    for order, (_, mask, _) in enumerate(issues):
+        if mask.any():
+            row = int(np.argmax(mask))
+            if best is None or row < best[0]:
+                best = (row, order)
+    if best is not None:
+        row, order = best
+        field, _, problem = issues[order]
+        raise BookError(source, row + 1, field, problem(row))
+
+
+def _rule_issues(arrays: dict[str, np.ndarray], skip: dict[str, np.ndarray] | None = None) -> list[_Issue]:
+    """The rules every book obeys, as issues; rows in ``skip[field]`` already have a parse issue."""
+    skip = skip or {}
+    id, underlying, kind = arrays["id"], arrays["underlying"], arrays["kind"]
+    strike, expiry, quantity = arrays["strike"], arrays["expiry"], arrays["quantity"]
+    multiplier, vol = arrays["multiplier"], arrays["vol"]
+
+    def unskipped(field: str, mask: np.ndarray) -> np.ndarray:
+        return mask & ~skip[field] if field in skip else mask
+
+    is_stock = kind == Kind.STOCK
+    is_option = ~is_stock
+    with np.errstate(invalid="ignore"):
+        dup = pd.Series(id).duplicated(keep="first").to_numpy()
+
+        def dup_problem(r: int) -> str:
+            first = int(np.flatnonzero(id[:r] == id[r])[0]) + 1
+            return f"duplicate id {id[r]!r} (first at row {first})"
+
+        blank_under = (underlying == "") if underlying.size else np.zeros(0, dtype=bool)
+        return [
+            ("id", unskipped("id", (id == "") if id.size else np.zeros(0, bool)), lambda r: "empty id"),
+            ("id", dup, dup_problem),
+            ("underlying", unskipped("underlying", blank_under), lambda r: "missing underlying"),
+            (
+                "kind",
+                unskipped("kind", ~np.isin(kind, (0, 1, 2))),
+                lambda r: f"unknown kind code {int(kind[r])!r}",
+            ),
+            (
+                "strike",
+                unskipped("strike", is_option & np.isnan(strike)),
+                lambda r: "missing strike (required for an option)",
+            ),
+            (
+                "strike",
+                unskipped("strike", is_option & ~np.isnan(strike) & ~(np.isfinite(strike) & (strike > 0))),
+                lambda r: f"strike must be finite and > 0 for an option, got {float(strike[r])!r}",
+            ),
+            (
+                "strike",
+                unskipped("strike", is_stock & ~np.isnan(strike) & (strike != 0.0)),
+                lambda r: f"a stock row takes no strike (blank or 0), got {float(strike[r])!r}",
+            ),
+            (
+                "expiry",
+                unskipped("expiry", is_option & np.isnat(expiry)),
+                lambda r: "missing expiry (required for an option)",
+            ),
+            (
+                "expiry",
+                unskipped("expiry", is_stock & ~np.isnat(expiry)),
+                lambda r: f"a stock row takes no expiry, got {str(expiry[r])!r}",
+            ),
+            ("quantity", unskipped("quantity", np.isnan(quantity)), lambda r: "missing quantity"),
+            (
+                "quantity",
+                unskipped("quantity", np.isinf(quantity)),
+                lambda r: f"quantity must be finite, got {float(quantity[r])!r}",
+            ),
+            (
+                "multiplier",
+                unskipped("multiplier", ~(np.isfinite(multiplier) & (multiplier > 0))),
+                lambda r: f"multiplier must be finite and > 0, got {float(multiplier[r])!r}",
+            ),
+            (
+                "vol",
+                unskipped("vol", ~np.isnan(vol) & ~(np.isfinite(vol) & (vol >= 0))),
+                lambda r: f"vol override must be finite and >= 0, got {float(vol[r])!r}",
+            ),
+            (
+                "vol",
+                unskipped("vol", is_stock & ~np.isnan(vol)),
+                lambda r: f"a stock row takes no vol override, got {float(vol[r])!r}",
+            ),
+        ]
+
+
+# --------------------------------------------------------------------------------------------------
+# parsing DataFrame columns (vectorised; a Python loop runs over the distinct values at most)
+
+
+def _blank(s: pd.Series) -> np.ndarray:
+    """Missing cells: NA, or text that is empty after stripping."""
+    na = s.isna().to_numpy()
+    if s.dtype.kind in "biufcmM":
+        return na
+    text = s.astype("string").str.strip()
+    return na | (text == "").fillna(True).to_numpy(dtype=bool)
+
+
+def _text(s: pd.Series) -> np.ndarray:
+    """A column as an object array of stripped str ("" where missing); vectorised."""
+    text = s.astype("string").str.strip().fillna("")
+    return text.to_numpy(dtype=object)
+
+
+def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, unparsable)``: float64 values (NaN where blank or unparsable) and the unparsable mask."""
+    if s.dtype.kind in "biuf":
+        return s.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(s), dtype=bool)
+    blank = _blank(s)
+    values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return values, np.isnan(values) & ~blank
+
+
+@dataclass(frozen=True, eq=False)
+class Book:
+    """Positions as a struct of arrays, one element per position (``n`` rows).
+
+    Parameters
+    ----------
+    id : ndarray of object (str), shape (n,)
+        Unique, non-empty position ids.
+    underlying : ndarray of object (str), shape (n,)
+        Underlying names (keys of the :class:`~optmm.market.Market` dicts).
+    kind : ndarray of int8, shape (n,)
+        :class:`Kind` codes: 0 call, 1 put, 2 stock.
+    strike : ndarray of float64, shape (n,)
+        Strike in price units; > 0 for options, 0.0 for stock rows.
+    expiry : ndarray of datetime64[D], shape (n,)
+        Expiry date of options; NaT for stock rows.
+    quantity : ndarray of float64, shape (n,)
+        Signed number of contracts (shares for stock); negative = short. Finite.
+    multiplier : ndarray of float64, shape (n,)
+        Units of the underlying per contract, > 0 (100 for a listed equity option, 1 for stock).
+    vol : ndarray of float64, shape (n,)
+        Per-position implied-vol override (decimal, >= 0); NaN where there is none (always for stock).
+    source : str
+        Where the book came from (a file name); used in error messages.
+
+    Notes
+    -----
+    The constructor copies the arrays, converts them to the dtypes above and validates every rule
+    (raising :class:`BookError` for the first bad row); a stock row's strike may be given as NaN and
+    becomes 0.0. The arrays are owned by the book: treat them as read-only.
+    """
+
+    id: np.ndarray
+    underlying: np.ndarray
+    kind: np.ndarray
+    strike: np.ndarray
+    expiry: np.ndarray
+    quantity: np.ndarray
+    multiplier: np.ndarray
+    vol: np.ndarray
+    source: str = "<DataFrame>"
+
+    _ARRAYS = ("id", "underlying", "kind", "strike", "expiry", "quantity", "multiplier", "vol")
+
+    def __post_init__(self) -> None:
+        source = self.source
+        converted: dict[str, np.ndarray] = {}
+        for name, dtype in (
+            ("id", object),
+            ("underlying", object),
+            ("kind", None),
+            ("strike", np.float64),
+            ("expiry", "datetime64[D]"),
+            ("quantity", np.float64),
+            ("multiplier", np.float64),
+            ("vol", np.float64),
+        ):
+            try:
+                arr = np.array(getattr(self, name), dtype=dtype, copy=True)
+            except (TypeError, ValueError) as exc:
+                raise BookError(source, 0, name, f"cannot be converted to {dtype} ({exc})") from None
+            if arr.ndim != 1:
+                raise BookError(source, 0, name, f"must be 1-d, got shape {arr.shape}")
+            converted[name] = arr
+        n = converted["id"].size
+        for name, arr in converted.items():
+            if arr.size != n:
+                raise BookError(source, 0, name, f"has {arr.size} rows, 'id' has {n}")
+        for name in ("id", "underlying"):
+            arr = converted[name]
+            if n and pd.api.types.infer_dtype(arr, skipna=False) != "string":
+                bad = int(np.flatnonzero([not isinstance(x, str) for x in arr])[0])
+                raise BookError(source, bad + 1, name, f"must be a str, got {arr[bad]!r}")
+        kind = converted["kind"]
+        known = np.isin(kind, (0, 1, 2)) if n else np.ones(0, dtype=bool)
+        if not known.all():
+            bad = int(np.flatnonzero(~known)[0])
+            raise BookError(
+                source, bad + 1, "kind", f"unknown kind code {kind[bad].item()!r} (expected 0, 1 or 2)"
+            )
+        converted["kind"] = kind.astype(np.int8)
+        stock = converted["kind"] == Kind.STOCK
+        converted["strike"][stock & np.isnan(converted["strike"])] = 0.0
+        _raise_first(source, _rule_issues(converted))
+        for name, arr in converted.items():
+            object.__setattr__(self, name, arr)
+
+    @classmethod
+    def _trusted(cls, arrays: dict[str, np.ndarray], source: str) -> Book:
+        """Build from arrays already converted and validated (skips ``__post_init__``)."""
+        book = object.__new__(cls)
+        for name in cls._ARRAYS:
+            object.__setattr__(book, name, arrays[name])
+        object.__setattr__(book, "source", source)
+        return book
+
+    # ----------------------------------------------------------------------------------------------
+    # views
+
+    def __len__(self) -> int:
+        return int(self.id.size)
+
+    def __repr__(self) -> str:
+        return f"Book({len(self)} positions, {len(self.underlyings())} underlyings, source={self.source!r})"
+
+    @property
+    def has_vol_override(self) -> BoolArray:
+        """Positions with a vol override, bool array of shape (n,)."""
+        return ~np.isnan(self.vol)
+
+    @property
+    def is_option(self) -> BoolArray:
+        """Option (call or put) positions, bool array of shape (n,)."""
+        return self.kind != Kind.STOCK
+
+    def underlyings(self) -> list[str]:
+        """The distinct underlyings, sorted."""
+        return sorted(pd.unique(self.underlying).tolist())
+
+    # ----------------------------------------------------------------------------------------------
+    # input
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, *, source: str = "<DataFrame>") -> Book:
+        """Build and validate a book from a DataFrame of the columns in the module docstring.
+
+        Parameters
+        ----------
+        df : DataFrame
+            One row per position. Required columns ``underlying, kind, strike, expiry, quantity``;
+            optional ``multiplier, id, vol``; header names are matched case-insensitively and any other
+            column is ignored. Cells may be text (as read from a CSV) or typed values (numbers,
+            dates / datetime64 for ``expiry``).
+        source : str
+            Name used in error messages (the file name when reading a file).
+
+        Returns
+        -------
+        Book
+
+        Raises
+        ------
+        BookError
+            For the first bad row (or ``row 0`` for a missing column), naming ``source``, the row and
+            the field.
+        """
+        columns: dict[str, Any] = {}
+        for col in df.columns:
+            key = str(col).strip().lower()
+            if key in _REQUIRED or key in _OPTIONAL:
+                if key in columns:
+                    raise BookError(source, 0, key, f"duplicated column ({columns[key]!r} and {col!r})")
+                columns[key] = col
+        for key in _REQUIRED:
+            if key not in columns:
+                raise BookError(source, 0, key, "missing column")
+        n = len(df)
+
+        def column(key: str) -> pd.Series:
+            return df[columns[key]].reset_index(drop=True)
+
+        issues: list[_Issue] = []
+        skip: dict[str, np.ndarray] = {}
+
+        # underlying
+        underlying = _text(column("underlying"))
+
+        # kind
+        kind_series = column("kind")
+        codes, uniques = pd.factorize(kind_series, use_na_sentinel=True)
+        table = np.full(len(uniques) + 1, -1, dtype=np.int8)
+        for i, u in enumerate(uniques):
+            if isinstance(u, str):
+                table[i] = _KIND_CODES.get(u.strip().lower(), -1)
+        kind = table[np.where(codes < 0, len(uniques), codes)]
+        bad_kind = kind < 0
+        kind_text = kind_series.to_numpy(dtype=object)
+        issues.append(
+            (
+                "kind",
+                bad_kind,
+                lambda r: (
+                    "missing kind (expected call, put or stock)"
+                    if _is_blank_cell(kind_text[r])
+                    else f"unknown kind {kind_text[r]!r} (expected call, put or stock)"
+                ),
+            )
+        )
+        skip["kind"] = bad_kind
+
+        # numbers
+        def number(key: str, default: float = np.nan) -> np.ndarray:
+            if key not in columns:
+                return np.full(n, default)
+            values, bad = _numeric(column(key))
+            cells = column(key)
+            issues.append((key, bad, lambda r: f"not a number: {cells.iloc[r]!r}"))
+            skip[key] = bad
+            return values
+
+        strike = number("strike")
+        quantity = number("quantity")
+        multiplier = number("multiplier")
+        vol = number("vol")
+        is_stock = kind == Kind.STOCK
+        strike = np.where(is_stock & np.isnan(strike) & ~skip["strike"], 0.0, strike)
+        multiplier_blank = np.isnan(multiplier) & ~skip.get("multiplier", np.zeros(n, dtype=bool))
+        multiplier = np.where(multiplier_blank, np.where(is_stock, 1.0, 100.0), multiplier)
+
+        # expiry
+        expiry_series = column("expiry")
+        expiry, bad_date, problem_of = _parse_dates(expiry_series)
+        issues.append(("expiry", bad_date, problem_of))
+        skip["expiry"] = bad_date
+
+        # id
+        if "id" in columns:
+            id_ = _text(column("id"))
+            missing = id_ == ""
+            if missing.any():
+                id_[missing] = _generated_ids(n)[missing]
+        else:
+            id_ = _generated_ids(n)
+
+        arrays = {
+            "id": id_,
+            "underlying": underlying,
+            "kind": kind,
+            "strike": strike,
+            "expiry": expiry,
+            "quantity": quantity,
+            "multiplier": multiplier,
+            "vol": vol,
+        }
+        rules = _rule_issues(arrays, skip)
+        _raise_first(source, _order_by_column(issues + rules))
+        return cls._trusted(arrays, source)
+
+    @classmethod
+    def read_csv(cls, path: str | os.PathLike[str]) -> Book:
+        """Read and validate a CSV book (see the module docstring for the columns).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file; its path is the ``source`` named in errors.
+
+        Returns
+        -------
+        Book
+        """
+        source = os.fspath(path)
+        options: dict[str, Any] = {"keep_default_na": False, "na_values": [""], "skipinitialspace": True}
+        try:
+            header = pd.read_csv(path, nrows=0, **options).columns
+            wanted = [c for c in header if str(c).strip().lower() in _REQUIRED + _OPTIONAL]
+            text = [c for c in wanted if str(c).strip().lower() in _TEXT_COLUMNS]
+            # Text columns stay text (ids like "007" keep their zeros); numbers are parsed by the C
+            # parser, and a column holding something else arrives as text for from_frame to name.
+            df = pd.read_csv(path, usecols=wanted, dtype=dict.fromkeys(text, str), **options)
+        except pd.errors.EmptyDataError:
+            df = pd.DataFrame()
+        except pd.errors.ParserError as exc:
+            raise BookError(source, 0, "<file>", f"not a readable CSV ({exc})") from None
+        return cls.from_frame(df, source=source)
+
+    @classmethod
+    def read_parquet(cls, path: str | os.PathLike[str]) -> Book:
+        """Read and validate a Parquet book (same columns as CSV; typed columns are accepted).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file; its path is the ``source`` named in errors.
+
+        Returns
+        -------
+        Book
+        """
+        return cls.from_frame(pd.read_parquet(path), source=os.fspath(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Book:
+        """Read a book, choosing the format by suffix: ``.csv``, or ``.parquet`` / ``.pq``."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".csv":
+            return cls.read_csv(path)
+        if suffix in (".parquet", ".pq"):
+            return cls.read_parquet(path)
+        raise BookError(
+            os.fspath(path), 0, "<file>", f"unknown book format {suffix!r} (use .csv, .parquet or .pq)"
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # output
+
+    def to_frame(self) -> pd.DataFrame:
+        """The book as a DataFrame in the input format.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``id, underlying, kind, strike, expiry, quantity, multiplier, vol``: ``kind`` as
+            ``"call"/"put"/"stock"``, ``expiry`` as an ISO date string (``""`` for stock), ``vol`` NaN
+            where there is no override. ``Book.from_frame(book.to_frame())`` reproduces the book.
+        """
+        expiry = np.datetime_as_string(self.expiry, unit="D").astype(object)
+        expiry[np.isnat(self.expiry)] = ""
+        return pd.DataFrame(
+            {
+                "id": self.id,
+                "underlying": self.underlying,
+                "kind": _KIND_NAMES[self.kind],
+                "strike": self.strike,
+                "expiry": expiry,
+                "quantity": self.quantity,
+                "multiplier": self.multiplier,
+                "vol": self.vol,
+            }
+        )
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write the book as CSV, atomically (a temporary file in the same directory, then a rename).
+
+        On any error the target is left as it was and the temporary file is removed.
+        """
+        frame = self.to_frame()
+        with _atomic_target(path, text=True) as f:
+            frame.to_csv(f, index=False, lineterminator="\n")
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> None:
+        """Write the book as Parquet (needs pyarrow), atomically, like :meth:`to_csv`."""
+        frame = self.to_frame()
+        with _atomic_target(path, text=False) as f:
+            frame.to_parquet(f, index=False)
+
+    # ----------------------------------------------------------------------------------------------
+    # checks
+
+    def check_market(self, market: Market) -> None:
+        """Check that ``market`` has what every position needs: a spot, and a vol surface for options.
+
+        Raises
+        ------
+        BookError
+            Naming this book's source, the first row whose underlying lacks market data, and the
+            field ``'underlying'``.
+        """
+        if not len(self):
+            return
+        codes, uniques = pd.factorize(self.underlying)
+        has_spot = np.array([u in market.spot for u in uniques], dtype=bool)
+        has_surface = np.array([u in market.surface for u in uniques], dtype=bool)
+        no_spot = ~has_spot[codes]
+        no_surface = self.is_option & ~has_surface[codes]
+        issues: list[_Issue] = [
+            (
+                "underlying",
+                no_spot,
+                lambda r: f"no market data (spot) for {self.underlying[r]!r} in {market.source}",
+            ),
+            (
+                "underlying",
+                no_surface,
+                lambda r: (
+                    f"no vol surface for {self.underlying[r]!r} in {market.source} (the row is an option)"
+                ),
+            ),
+        ]
+        _raise_first(self.source, issues)
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+_FIELD_ORDER = {name: i for i, name in enumerate(Book._ARRAYS)}
+
+
+def _order_by_column(issues: list[_Issue]) -> list[_Issue]:
+    """Stable sort of issues by column, so a tie on a row is reported for the leftmost field."""
+    return sorted(issues, key=lambda issue: _FIELD_ORDER.get(issue[0], len(_FIELD_ORDER)))
+
+
+def _is_blank_cell(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "") or bool(pd.isna(value))
+
+
+def _generated_ids(n: int) -> np.ndarray:
+    """``p1, p2, ..., pn`` as an object array (vectorised)."""
+    return np.char.add("p", np.arange(1, n + 1).astype(str)).astype(object)
+
+
+def _parse_dates(s: pd.Series) -> tuple[np.ndarray, np.ndarray, Callable[[int], str]]:
+    """Parse an expiry column; returns datetime64[D] values (NaT where blank or bad), the bad mask and
+    a function giving the problem of a bad row. Only distinct values are looked at one by one."""
+    if s.dtype.kind == "M":
+        if getattr(s.dt, "tz", None) is not None:
+            s = s.dt.tz_localize(None)
+        full = s.to_numpy(dtype="datetime64[ns]")
+        days = full.astype("datetime64[D]")
+        bad = ~np.isnat(full) & (days != full)
+        return days, bad, lambda r: f"has a time of day: {str(full[r])!r} (expected a date)"
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    nu = len(uniques)
+    parsed = np.full(nu + 1, _NAT)  # the extra slot is for missing cells (code -1)
+    problems: dict[int, str] = {}
+    text_idx: list[int] = []
+    texts: list[str] = []
+    for i, u in enumerate(uniques):
+        if isinstance(u, str):
+            u = u.strip()
+            if u == "":
+                continue
+            if _ISO_DATE.fullmatch(u):
+                text_idx.append(i)
+                texts.append(u)
+            else:
+                problems[i] = f"cannot parse date {u!r} (expected YYYY-MM-DD)"
+        elif isinstance(u, pd.Timestamp | np.datetime64) or hasattr(u, "year"):
+            stamp = pd.Timestamp(u)
+            if stamp.tz is not None:
+                stamp = stamp.tz_localize(None)
+            if stamp != stamp.normalize():
+                problems[i] = f"has a time of day: {str(u)!r} (expected a date)"
+            else:
+                parsed[i] = np.datetime64(stamp.date(), "D")
+        else:
+            problems[i] = f"cannot parse date {u!r} (expected YYYY-MM-DD)"
+    if texts:
+        conv = pd.to_datetime(pd.Series(texts, dtype=object), format="%Y-%m-%d", errors="coerce")
+        days = conv.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+        for i, text, day in zip(text_idx, texts, days, strict=True):
+            if np.isnat(day):
+                problems[i] = f"cannot parse date {text!r} (expected YYYY-MM-DD)"
+            else:
+                parsed[i] = day
+    codes = np.where(codes < 0, nu, codes)
+    bad_unique = np.zeros(nu + 1, dtype=bool)
+    bad_unique[list(problems)] = True
+    return parsed[codes], bad_unique[codes], lambda r: problems[int(codes[r])]
+
+
+@contextmanager
+def _atomic_target(path: str | os.PathLike[str], *, text: bool) -> Iterator[IO[Any]]:
+    """Yield a temporary file next to ``path``; on success fsync it and ``os.replace`` it onto
+    ``path``; on any exception delete it and leave ``path`` untouched."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        f: IO[Any] = os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")
+        with f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

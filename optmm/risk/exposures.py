@@ -1,0 +1,386 @@
+"""Book exposures in trader units: value, delta, dollar gamma, vega, theta, rho, vanna and volga.
+
+:func:`exposures` prices every position of a :class:`~optmm.book.Book` against a
+:class:`~optmm.market.Market` with ONE call of :func:`optmm.greeks.bsm_greeks` and scales the plain
+partial derivatives of the engine into the units a trader reads:
+
+=============================  ==========================================================================
+column                         definition (qty = signed quantity, mult = contract multiplier, S = spot)
+=============================  ==========================================================================
+``value``                      qty * mult * price (a stock: qty * mult * S), in currency
+``delta_shares``               qty * mult * delta (a stock: qty * mult), in shares of the underlying
+``delta_dollars``              delta_shares * S, in currency per 100% spot move (per 1.00 relative)
+``gamma_dollars_1pct``         change of ``delta_dollars`` for a +1% spot move: qty * mult * gamma * S^2 / 100
+``vega_per_vol_point``         qty * mult * vega / 100: value change for +1 vol point (0.01 of vol)
+``theta_per_day``              qty * mult * theta / 365: value change for one calendar day passing
+``rho_per_pct``                qty * mult * rho / 100: value change for +1% (0.01) of rate
+``vanna_shares_per_vol_point`` qty * mult * vanna / 100: change of ``delta_shares`` for +1 vol point
+``volga_per_vol_point2``       qty * mult * volga / 10000: change of ``vega_per_vol_point`` per vol point
+=============================  ==========================================================================
+
+Stock rows have delta 1 per share and every other Greek 0. Expired options (``t <= 0``) follow the
+engine's edge rules: intrinsic value, delta 0 or +-1, every other Greek 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from optmm.book import Book, Kind
+from optmm.greeks import bsm_greeks
+from optmm.market import Market
+from optmm.typing import FloatArray
+
+# The exposure columns, in the order they appear; each is a sum over positions in the aggregates.
+EXPOSURE_COLUMNS: tuple[str, ...] = (
+    "value",
+    "delta_shares",
+    "delta_dollars",
+    "gamma_dollars_1pct",
+    "vega_per_vol_point",
+    "theta_per_day",
+    "rho_per_pct",
+    "vanna_shares_per_vol_point",
+    "volga_per_vol_point2",
+)
+
+_KIND_NAMES = np.array([k.name for k in sorted(Kind, key=int)], dtype=object)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """Per-position market inputs, aligned with the book's rows."""
+
+    underlyings: np.ndarray  # (n_underlyings,) object: sorted unique underlyings of the book
+    uidx: np.ndarray  # (n,) intp: row -> index into ``underlyings``
+    spot: FloatArray  # (n,)
+    rate: FloatArray  # (n,)
+    div_yield: FloatArray  # (n,)
+    t: FloatArray  # (n,) years, ACT/365; 0 for stock
+    is_option: np.ndarray  # (n,) bool
+    is_call: np.ndarray  # (n,) bool
+    vol: FloatArray  # (n,) override, else surface vol; 0 for expired options without override; NaN stock
+
+
+def _underlying_codes(book: Book) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(np.asarray(book.underlying, dtype=object), sort=True)
+    return np.asarray(uniques, dtype=object), codes.astype(np.intp, copy=False)
+
+
+def _per_underlying(market: Market, underlyings: np.ndarray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    spot = np.array([market.spot[u] for u in underlyings], dtype=np.float64)
+    rate = np.array([market.rate[u] for u in underlyings], dtype=np.float64)
+    div = np.array([market.div_yield[u] for u in underlyings], dtype=np.float64)
+    return spot, rate, div
+
+
+def market_vols(
+    market: Market, underlying: str, strike: FloatArray, t: FloatArray, *, spot_shift: float
+) -> FloatArray:
+    """``market.vols`` for one underlying, checked: a surface that returns a NaN or a negative vol is
+    named here rather than deep inside a pricing call."""
+    vols = np.asarray(market.vols(underlying, strike, t, spot_shift=spot_shift), dtype=np.float64)
+    vols = np.broadcast_to(vols, strike.shape)
+    bad = np.flatnonzero(~(np.isfinite(vols) & (vols >= 0.0)))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"vol surface of {underlying!r} returned vol {vols[i]!r} at strike {strike[i]!r}, t {t[i]!r} "
+            f"(spot shift {spot_shift!r}); it must be finite and >= 0"
+        )
+    return vols
+
+
+def surface_vols(
+    market: Market,
+    underlyings: np.ndarray,
+    uidx: np.ndarray,
+    strike: FloatArray,
+    t: FloatArray,
+    rows: np.ndarray,
+    out: FloatArray,
+) -> None:
+    """Write ``market.vols`` (no shock) into ``out[rows]``, one call per underlying present in ``rows``."""
+    if rows.size == 0:
+        return
+    sub = uidx[rows]
+    order = np.argsort(sub, kind="stable")
+    sorted_rows = rows[order]
+    present, starts = np.unique(sub[order], return_index=True)
+    bounds = [*starts.tolist(), rows.size]
+    for j, u in enumerate(present.tolist()):
+        r = sorted_rows[bounds[j] : bounds[j + 1]]
+        out[r] = market_vols(market, underlyings[u], strike[r], t[r], spot_shift=0.0)
+
+
+def position_inputs(book: Book, market: Market) -> _Inputs:
+    """Spots, rates, yields, times and vols of every position (vol: override, else the surface)."""
+    book.check_market(market)
+    underlyings, uidx = _underlying_codes(book)
+    spot_u, rate_u, div_u = _per_underlying(market, underlyings)
+    kind = np.asarray(book.kind)
+    is_option = kind != Kind.STOCK
+    is_call = kind == Kind.CALL
+    t = np.asarray(market.year_fraction(np.asarray(book.expiry, dtype="datetime64[D]")), dtype=np.float64)
+    t = np.where(is_option, t, 0.0)
+    strike = np.asarray(book.strike, dtype=np.float64)
+    override = np.asarray(book.vol, dtype=np.float64)
+    vol = np.where(is_option, override, np.nan)
+    # The surface is asked only for live options without an override: an expired option is worth
+    # its intrinsic value whatever the vol, and a surface need not be defined at t <= 0.
+    need = np.flatnonzero(is_option & np.isnan(override) & (t > 0.0))
+    surface_vols(market, underlyings, uidx, strike, t, need, vol)
+    vol[is_option & np.isnan(vol)] = 0.0  # expired without override
+    return _Inputs(
+        underlyings=underlyings,
+        uidx=uidx,
+        spot=spot_u[uidx],
+        rate=rate_u[uidx],
+        div_yield=div_u[uidx],
+        t=t,
+        is_option=is_option,
+        is_call=is_call,
+        vol=vol,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BetaWeightedDelta:
+    """Book delta expressed in an index.
+
+    Attributes
+    ----------
+    index : str
+        The index underlying.
+    index_spot : float
+        Its spot, in currency.
+    index_shares : float
+        Book delta in shares (units) of the index: sum of ``delta_dollars * beta`` / ``index_spot``.
+    index_dollars : float
+        Book delta in index dollars: sum of ``delta_dollars * beta``, currency per 100% index move.
+    by_underlying : pandas.DataFrame
+        One row per underlying (index ``underlying``), columns ``beta``, ``delta_dollars``,
+        ``beta_delta_dollars``, ``beta_delta_index_shares``.
+    """
+
+    index: str
+    index_spot: float
+    index_shares: float
+    index_dollars: float
+    by_underlying: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Exposures:
+    """Exposures of a book, per position and aggregated; every column in trader units.
+
+    Attributes
+    ----------
+    positions : pandas.DataFrame
+        One row per position, in book order: ``id``, ``underlying``, ``kind`` (``"CALL"``, ``"PUT"``,
+        ``"STOCK"``), ``expiry`` (NaT for stock), ``strike`` (0 for stock), ``quantity``,
+        ``multiplier``, ``spot``, ``t`` (years to expiry, ACT/365; 0 for stock), ``vol`` (decimal
+        vol used: the override, else the surface's; 0 for an expired option without override; NaN
+        for stock), ``price`` (per unit of underlying: option premium, or spot for stock) and the
+        columns of :data:`EXPOSURE_COLUMNS` (see the module docstring for units).
+    by_underlying : pandas.DataFrame
+        Sums of :data:`EXPOSURE_COLUMNS` per underlying (index ``underlying``, sorted), with the
+        underlying's ``spot``.
+    by_expiry : pandas.DataFrame
+        Sums per (``underlying``, ``expiry``) (a MultiIndex, sorted; stock rows under NaT).
+    total : pandas.DataFrame
+        One row (index ``"book"``) of book sums of the quantities that add across underlyings
+        (value, dollar delta, dollar gamma, vega, theta, rho, volga). Share counts of different
+        underlyings do not add, so ``delta_shares`` and ``vanna_shares_per_vol_point`` are left
+        out; where the market gives every underlying a beta, ``beta_delta_index_shares`` and
+        ``beta_delta_index_dollars`` (see :meth:`beta_weighted_delta`) stand in for them.
+    market : Market
+        The market the book was priced in (used by :meth:`beta_weighted_delta`).
+    """
+
+    positions: pd.DataFrame
+    by_underlying: pd.DataFrame
+    by_expiry: pd.DataFrame
+    total: pd.DataFrame
+    market: Market
+
+    def beta_weighted_delta(self, index: str | None = None) -> BetaWeightedDelta:
+        """Book delta in index shares and index dollars.
+
+        Parameters
+        ----------
+        index : str, optional
+            The index underlying; default ``market.index``. Its spot must be in the market.
+
+        Returns
+        -------
+        BetaWeightedDelta
+            ``index_dollars`` = sum over underlyings of ``delta_dollars * beta`` (currency per
+            100% index move) and ``index_shares`` = ``index_dollars / index_spot``.
+
+        Raises
+        ------
+        ValueError
+            If no index is given or set on the market, the index has no spot, or an underlying
+            other than the index has no beta in ``market.beta`` (all such underlyings are named).
+            The index itself has beta 1 unless ``market.beta`` says otherwise.
+        """
+        market = self.market
+        index = index if index is not None else market.index
+        if index is None:
+            raise ValueError("beta_weighted_delta: no index given and market.index is not set")
+        if index not in market.spot:
+            raise ValueError(f"beta_weighted_delta: the index {index!r} has no spot in the market")
+        betas = beta_of(market, self.by_underlying.index, index)
+        index_spot = float(market.spot[index])
+        dd = self.by_underlying["delta_dollars"].to_numpy()
+        bdd = dd * betas
+        frame = pd.DataFrame(
+            {
+                "beta": betas,
+                "delta_dollars": dd,
+                "beta_delta_dollars": bdd,
+                "beta_delta_index_shares": bdd / index_spot,
+            },
+            index=self.by_underlying.index,
+        )
+        total = float(bdd.sum())
+        return BetaWeightedDelta(index, index_spot, total / index_spot, total, frame)
+
+
+def beta_of(market: Market, underlyings, index: str) -> FloatArray:
+    """Betas of ``underlyings`` to ``index`` (the index itself: 1 unless given); refuses missing ones."""
+    beta = market.beta or {}
+    missing = [u for u in underlyings if u not in beta and u != index]
+    if missing:
+        raise ValueError(
+            f"no beta to the index {index!r} in market.beta for underlying(s) {', '.join(map(str, missing))}"
+        )
+    out = np.array([beta.get(u, 1.0) for u in underlyings], dtype=np.float64)
+    bad = [u for u, b in zip(underlyings, out, strict=True) if not np.isfinite(b)]
+    if bad:
+        raise ValueError(f"market.beta: not a finite number for {', '.join(map(str, bad))}")
+    return out
+
+
+def exposures(book: Book, market: Market) -> Exposures:
+    """Price a book and express its risk in trader units.
+
+    Parameters
+    ----------
+    book : Book
+        Positions (options and stock), ``n`` rows.
+    market : Market
+        Spots, rates, dividend yields and vol surfaces of every underlying of the book.
+
+    Returns
+    -------
+    Exposures
+        ``positions`` (n rows, book order) and the aggregates ``by_underlying``, ``by_expiry`` and
+        ``total``; units in the column names (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        If an underlying has no market data (``book.check_market``), or the engine refuses an
+        input (it names the argument and the row).
+
+    Notes
+    -----
+    The vol of a position is its override where the book gives one, else
+    ``market.vols(underlying, strike, t)``. Options are priced in one call of
+    :func:`optmm.greeks.bsm_greeks`; no Python loop runs over positions (one surface call per
+    underlying). Expired options are worth their intrinsic value, with delta 0 or +-1 and every
+    other Greek 0; the surface is not consulted for them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from optmm.book import Book, Kind
+    >>> from optmm.market import Market, Sticky
+    >>> from optmm.surface import FlatSurface
+    >>> book = Book(id=np.array(["c1", "s1"], dtype=object),
+    ...     underlying=np.array(["XYZ", "XYZ"], dtype=object),
+    ...     kind=np.array([Kind.CALL, Kind.STOCK], dtype=np.int8), strike=np.array([100.0, 0.0]),
+    ...     expiry=np.array(["2025-01-01", "NaT"], dtype="datetime64[D]"), quantity=np.array([10.0, -500.0]),
+    ...     multiplier=np.array([100.0, 1.0]), vol=np.array([np.nan, np.nan]), source="doc")
+    >>> market = Market(valuation=np.datetime64("2024-01-01"), spot={"XYZ": 100.0}, rate={"XYZ": 0.0},
+    ...     div_yield={"XYZ": 0.0}, surface={"XYZ": FlatSurface(vol=0.2)}, beta={}, index=None,
+    ...     sticky=Sticky.STRIKE, source="doc")
+    >>> ex = exposures(book, market)
+    >>> ex.by_underlying.loc["XYZ", ["delta_shares", "vega_per_vol_point"]].round(1).to_dict()
+    {'delta_shares': 39.9, 'vega_per_vol_point': 397.5}
+    """
+    inp = position_inputs(book, market)
+    n = len(inp.t)
+    qm = np.asarray(book.quantity, dtype=np.float64) * np.asarray(book.multiplier, dtype=np.float64)
+    strike = np.asarray(book.strike, dtype=np.float64)
+
+    greeks = {
+        name: np.zeros(n) for name in ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
+    }
+    opt = np.flatnonzero(inp.is_option)
+    if opt.size:
+        g = bsm_greeks(
+            inp.spot[opt],
+            strike[opt],
+            inp.t[opt],
+            inp.rate[opt],
+            inp.div_yield[opt],
+            inp.vol[opt],
+            inp.is_call[opt],
+        )
+        for name, arr in g.to_dict().items():
+            greeks[name][opt] = arr
+    stock = ~inp.is_option
+    greeks["price"][stock] = inp.spot[stock]
+    greeks["delta"][stock] = 1.0
+
+    s = inp.spot
+    delta_shares = qm * greeks["delta"]
+    positions = pd.DataFrame(
+        {
+            "id": np.asarray(book.id, dtype=object),
+            "underlying": np.asarray(book.underlying, dtype=object),
+            "kind": _KIND_NAMES[np.asarray(book.kind, dtype=np.intp)],
+            "expiry": np.asarray(book.expiry, dtype="datetime64[D]").astype("datetime64[s]"),
+            "strike": strike,
+            "quantity": np.asarray(book.quantity, dtype=np.float64),
+            "multiplier": np.asarray(book.multiplier, dtype=np.float64),
+            "spot": s,
+            "t": inp.t,
+            "vol": inp.vol,
+            "price": greeks["price"],
+            "value": qm * greeks["price"],
+            "delta_shares": delta_shares,
+            "delta_dollars": delta_shares * s,
+            "gamma_dollars_1pct": qm * greeks["gamma"] * s * s / 100.0,
+            "vega_per_vol_point": qm * greeks["vega"] / 100.0,
+            "theta_per_day": qm * greeks["theta"] / 365.0,
+            "rho_per_pct": qm * greeks["rho"] / 100.0,
+            "vanna_shares_per_vol_point": qm * greeks["vanna"] / 100.0,
+            "volga_per_vol_point2": qm * greeks["volga"] / 10000.0,
+        }
+    )
+    cols = list(EXPOSURE_COLUMNS)
+    by_underlying = positions.groupby("underlying", sort=True)[cols].sum()
+    spot_u = pd.Series({u: float(market.spot[u]) for u in by_underlying.index}, dtype=np.float64)
+    by_underlying.insert(0, "spot", spot_u.reindex(by_underlying.index).to_numpy())
+    by_expiry = positions.groupby(["underlying", "expiry"], sort=True, dropna=False)[cols].sum()
+    additive = [c for c in cols if c not in _PER_UNDERLYING_UNITS]
+    total = pd.DataFrame([positions[additive].sum().to_numpy()], columns=additive, index=pd.Index(["book"]))
+    result = Exposures(positions, by_underlying, by_expiry, total, market)
+    if market.index is not None and all(u in market.beta for u in by_underlying.index):
+        bwd = result.beta_weighted_delta()
+        total.insert(1, "beta_delta_index_shares", bwd.index_shares)
+        total.insert(2, "beta_delta_index_dollars", bwd.index_dollars)
+    return result
+
+
+#: Columns in shares of one underlying: they do not add across underlyings.
+_PER_UNDERLYING_UNITS = ("delta_shares", "vanna_shares_per_vol_point")
+
+__all__ = ["EXPOSURE_COLUMNS", "BetaWeightedDelta", "Exposures", "exposures"]

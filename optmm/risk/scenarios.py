@@ -1,0 +1,979 @@
+"""Scenario P&L by full revaluation: spot x vol grids, named stress scenarios and heatmaps.
+
+Every scenario is priced by full Black-Scholes-Merton revaluation of the book, never by a Taylor
+expansion (the Taylor P&L is computed alongside, only to show where it breaks).
+
+How it is fast
+--------------
+1. Positions are collapsed to unique contracts (underlying, kind, strike, expiry, vol override),
+   summing quantity x multiplier; contracts that net to zero are dropped.
+2. Per contract, once: time to expiry ``t`` (ACT/365), base vol (override, else the surface), base
+   price and base Greeks (one :func:`optmm.greeks.bsm_greeks` call).
+3. Contracts x scenario points are revalued by one parallel numba kernel per chunk of contracts
+   (``optmm.risk._kernels.reval_cells``: the SIMD pricing core of :mod:`optmm.greeks`, contract
+   constants read once, the inner loop over points vectorised); a chunk holds at most
+   :data:`MAX_CELLS` contract-points, so memory stays bounded whatever the book and grid size.
+   Under sticky strike a contract's surface vol does not move with spot, so it is looked up once,
+   not once per spot shock.
+4. P&L is summed per underlying with ``np.add.reduceat`` over the (underlying-sorted) contracts.
+
+Shocks
+------
+A :class:`Shock` moves spot by a relative amount (``spot=-0.2`` is -20%), vol by an absolute amount
+(``vol=0.05`` is +5 vol points) and calendar time forward by ``days``; it applies to one underlying or
+to all. With ``beta_weighted=True`` the spot shock is a move of ``market.index`` and each underlying
+moves ``beta * spot`` (betas from ``market.beta``; the index itself has beta 1 unless given).
+
+* Vol of a surface-priced contract under a shock: ``market.vols(underlying, strike, t, spot_shift=s)``
+  (the market's sticky rule: sticky strike keeps the vol of the strike, sticky moneyness the vol of
+  the moneyness) plus the vol shift, floored at 0. ``t`` is the contract's base time to expiry: the
+  contract keeps its vol as time passes (no roll-down along the term structure).
+* Vol of a contract with a vol override: override + vol shift, floored at 0.
+* Time: ``t`` shrinks by ``days / 365`` for every contract of the book (time passes for all, even
+  when the spot and vol shocks target one underlying); an option that expires within the shock is
+  worth its intrinsic value at the shocked spot.
+* Stock positions move with spot: P&L = quantity x multiplier x spot x shock. Carry (financing,
+  dividends) over ``days`` is not included, for stock or options' underlying.
+
+Named stress scenarios (TOML)
+-----------------------------
+A file under ``scenarios/stress/`` holds a name, a description and one or more legs; each leg is a
+scenario from today's market (legs do not accumulate). A stress's P&L is its WORST leg's book P&L
+(the most negative), reported with the leg and the underlying that lost most in it::
+
+    name = "Flash crash"                      # required, text
+    description = "Spot -7% with vol +15..."  # optional, text
+    [[legs]]                                  # one table per leg, at least one
+    label = "crash"                           # optional, text (default "leg 1", "leg 2", ...)
+    spot = -0.07                              # relative spot shock, > -1 (default 0)
+    vol = 0.15                                # absolute vol shock, 0.15 = +15 vol points (default 0)
+    days = 0                                  # calendar days forward, >= 0 (default 0)
+    beta_weighted = false                     # spot is an index move scaled by beta (default false)
+    # underlying = "AAPL"                     # only this underlying (default: all)
+    [[legs]]
+    label = "recovery"
+    spot = -0.01
+    vol = 0.03
+
+Unknown keys and values of the wrong type are refused with a ``ValueError`` naming the file, the
+leg and the field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from optmm.book import Book, Kind
+from optmm.greeks import bsm_greeks
+from optmm.market import Market, Sticky
+from optmm.risk._kernels import reval_cells
+from optmm.risk.exposures import beta_of, market_vols, surface_vols
+from optmm.typing import FloatArray
+
+MAX_CELLS = 1 << 20
+"""Most contract x scenario-point cells revalued in one kernel call.
+
+A handful of float64 arrays of this many cells (vols, P&L, the Taylor terms) are alive at once."""
+
+BOOK = "book"
+"""Column (or row) name of whole-book figures in the stress tables."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Shocks
+
+
+@dataclass(frozen=True, slots=True)
+class Shock:
+    """One scenario: a spot move, a vol move and time passing, from today's market.
+
+    Parameters
+    ----------
+    spot : float
+        Relative spot shock, > -1 (``-0.2`` = -20%). With ``beta_weighted`` a move of the index.
+    vol : float
+        Absolute vol shock, in decimals of vol (``0.05`` = +5 vol points); shocked vols are floored at 0.
+    days : float, default 0
+        Calendar days forward, >= 0: every option's time to expiry shrinks by ``days / 365``.
+    underlying : str or None, default None
+        Shock only this underlying's spot and vol (None: all underlyings). Time passes for all.
+    beta_weighted : bool, default False
+        ``spot`` is an index move: each underlying moves ``beta * spot`` (``market.beta``,
+        ``market.index`` required).
+    """
+
+    spot: float
+    vol: float
+    days: float = 0.0
+    underlying: str | None = None
+    beta_weighted: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("spot", "vol", "days"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+                raise ValueError(f"Shock.{name}: must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"Shock.{name}: must be finite, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.spot <= -1.0:
+            raise ValueError(
+                f"Shock.spot: must be > -1 (a relative move; -1 is a spot of 0), got {self.spot!r}"
+            )
+        if self.days < 0.0:
+            raise ValueError(f"Shock.days: must be >= 0, got {self.days!r}")
+        if self.underlying is not None and not isinstance(self.underlying, str):
+            raise ValueError(f"Shock.underlying: must be a string or None, got {self.underlying!r}")
+        if not isinstance(self.beta_weighted, bool | np.bool_):
+            raise ValueError(f"Shock.beta_weighted: must be true or false, got {self.beta_weighted!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Points:
+    """Scenario points as per-underlying shifts: columns are points."""
+
+    spot_shift: FloatArray  # (U, G) relative
+    vol_shift: FloatArray  # (U, G) absolute
+    days: FloatArray  # (G,)
+
+
+def _points(contracts: _Contracts, shocks: Sequence[Shock]) -> _Points:
+    """Turn shocks into per-underlying shifts, refusing unknown underlyings and missing betas."""
+    market = contracts.market
+    unds = contracts.underlyings
+    n_u, n_g = len(unds), len(shocks)
+    spot_shift = np.zeros((n_u, n_g))
+    vol_shift = np.zeros((n_u, n_g))
+    days = np.array([s.days for s in shocks], dtype=np.float64).reshape(n_g)
+    betas: FloatArray | None = None
+    for g, s in enumerate(shocks):
+        if s.underlying is None:
+            target = np.ones(n_u, dtype=bool)
+        else:
+            if s.underlying not in market.spot:
+                raise ValueError(f"shock on underlying {s.underlying!r}, which has no market data")
+            target = unds == s.underlying  # all False if the book holds none of it
+        move = np.full(n_u, s.spot)
+        if s.beta_weighted:
+            if betas is None:
+                if market.index is None:
+                    raise ValueError("a beta-weighted shock needs market.index (the index it moves)")
+                betas = beta_of(market, list(unds), market.index)
+            move = betas * s.spot
+        spot_shift[:, g] = np.where(target, move, 0.0)
+        vol_shift[:, g] = np.where(target, s.vol, 0.0)
+    bad = np.argwhere(spot_shift <= -1.0)
+    if bad.size:
+        u, g = bad[0]
+        raise ValueError(
+            f"shock {int(g)} moves {unds[u]} by {spot_shift[u, g]:+.4g} (beta x index move): "
+            "a spot at or below 0; use a smaller index move"
+        )
+    return _Points(spot_shift, vol_shift, days)
+
+
+# --------------------------------------------------------------------------------------------------
+# Collapsed book
+
+
+@dataclass(frozen=True, slots=True)
+class _Contracts:
+    """A book collapsed to unique option contracts, sorted by underlying, plus stock per underlying."""
+
+    market: Market
+    underlyings: np.ndarray  # (U,) object, sorted
+    spot: FloatArray  # (U,)
+    rate: FloatArray  # (U,)
+    div_yield: FloatArray  # (U,)
+    stock_units: FloatArray  # (U,) shares held (quantity x multiplier)
+    u: np.ndarray  # (C,) intp, non-decreasing
+    strike: FloatArray  # (C,)
+    t: FloatArray  # (C,) years
+    is_call: np.ndarray  # (C,) bool
+    override: FloatArray  # (C,) NaN where the surface prices the contract
+    units: FloatArray  # (C,) sum of quantity x multiplier
+    base_vol: FloatArray  # (C,)
+    price: FloatArray  # (C,) base price per unit
+    delta: FloatArray  # (C,) base Greeks per unit (plain partial derivatives)
+    gamma: FloatArray
+    vega: FloatArray
+    theta: FloatArray
+    n_positions: int = 0
+
+    @property
+    def surface_priced(self) -> np.ndarray:
+        """Contracts whose shocked vol comes from the surface (no override, not expired)."""
+        return np.isnan(self.override) & (self.t > 0.0)
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, int]:
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return codes.astype(np.int64, copy=False), len(uniques)
+
+
+def _collapse(book: Book, market: Market) -> _Contracts:
+    book.check_market(market)
+    und = np.asarray(book.underlying, dtype=object)
+    codes, uniq = pd.factorize(und, sort=True)
+    underlyings = np.asarray(uniq, dtype=object)
+    uidx = codes.astype(np.intp, copy=False)
+    n_u = len(underlyings)
+    spot = np.array([market.spot[u] for u in underlyings], dtype=np.float64)
+    rate = np.array([market.rate[u] for u in underlyings], dtype=np.float64)
+    div = np.array([market.div_yield[u] for u in underlyings], dtype=np.float64)
+    kind = np.asarray(book.kind)
+    qm = np.asarray(book.quantity, dtype=np.float64) * np.asarray(book.multiplier, dtype=np.float64)
+
+    is_stock = kind == Kind.STOCK
+    stock_units = np.bincount(uidx[is_stock], weights=qm[is_stock], minlength=n_u).astype(np.float64)
+
+    opt = np.flatnonzero(~is_stock)
+    strike_all = np.asarray(book.strike, dtype=np.float64)[opt]
+    expiry_all = np.asarray(book.expiry, dtype="datetime64[D]")[opt]
+    override_all = np.asarray(book.vol, dtype=np.float64)[opt]
+    u_all = uidx[opt]
+    # Mixed-radix key, re-compressed after each column so it never overflows int64.
+    key = u_all.astype(np.int64)
+    for col in (
+        kind[opt].astype(np.int64),
+        strike_all,
+        expiry_all.view(np.int64),
+        override_all,
+    ):
+        c, card = _factorize(col)
+        key, _ = _factorize(key * card + c)
+    n_c = int(key.max()) + 1 if key.size else 0
+    units = np.bincount(key, weights=qm[opt], minlength=n_c)
+    rep = np.empty(n_c, dtype=np.intp)
+    rep[key] = np.arange(key.size)  # any row of a contract represents it: they share every key field
+    keep = units != 0.0
+    rep, units = rep[keep], units[keep]
+    order = np.argsort(u_all[rep], kind="stable")
+    rep, units = rep[order], units[order]
+
+    u = u_all[rep]
+    strike = strike_all[rep]
+    override = override_all[rep]
+    is_call = (kind[opt] == Kind.CALL)[rep]
+    t = np.asarray(market.year_fraction(expiry_all[rep]), dtype=np.float64).reshape(-1)
+    base_vol = override.copy()
+    surf = np.flatnonzero(np.isnan(override) & (t > 0.0))
+    surface_vols(market, underlyings, u, strike, t, surf, base_vol)
+    base_vol[np.isnan(base_vol)] = 0.0  # expired without override: worth intrinsic, vol irrelevant
+    g = bsm_greeks(spot[u], strike, t, rate[u], div[u], base_vol, is_call)
+    return _Contracts(
+        market=market,
+        underlyings=underlyings,
+        spot=spot,
+        rate=rate,
+        div_yield=div,
+        stock_units=stock_units,
+        u=u,
+        strike=strike,
+        t=t,
+        is_call=is_call,
+        override=override,
+        units=units,
+        base_vol=base_vol,
+        price=g.price,
+        delta=g.delta,
+        gamma=g.gamma,
+        vega=g.vega,
+        theta=g.theta,
+        n_positions=len(book),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Revaluation
+
+
+def _shocked_vols(c: _Contracts, lo: int, hi: int, pts: _Points) -> FloatArray:
+    """Vols of contracts ``lo:hi`` at every point, before the vol shift: shape (hi - lo, G).
+
+    One surface call per underlying and distinct spot shift of that underlying (a grid's spot
+    shocks), vectorised over the underlying's contracts in the chunk.
+    """
+    n_g = pts.days.size
+    vol0 = np.repeat(c.base_vol[lo:hi, None], n_g, axis=1)
+    surf = np.flatnonzero(c.surface_priced[lo:hi]) + lo  # sorted by underlying, as the contracts
+    if surf.size == 0:
+        return vol0
+    us, starts = np.unique(c.u[surf], return_index=True)
+    bounds = [*starts.tolist(), surf.size]
+    for j, u in enumerate(us.tolist()):
+        rows = surf[bounds[j] : bounds[j + 1]]
+        if c.market.sticky is Sticky.STRIKE:  # the smile stays at its strikes: one call serves all
+            vol0[rows - lo] = market_vols(
+                c.market, c.underlyings[u], c.strike[rows], c.t[rows], spot_shift=0.0
+            )[:, None]
+            continue
+        shifts, inv = np.unique(pts.spot_shift[u], return_inverse=True)
+        table = np.empty((rows.size, shifts.size))
+        for k, s in enumerate(shifts.tolist()):
+            table[:, k] = market_vols(c.market, c.underlyings[u], c.strike[rows], c.t[rows], spot_shift=s)
+        vol0[rows - lo] = table[:, inv.reshape(-1)]
+    return vol0
+
+
+def _revalue(c: _Contracts, pts: _Points, *, taylor: bool = True) -> tuple[FloatArray, FloatArray | None]:
+    """Full-revaluation P&L (and Taylor P&L) per underlying and point: arrays of shape (U, G)."""
+    n_u, n_g = len(c.underlyings), pts.days.size
+    pnl = np.zeros((n_u, n_g))
+    tay = np.zeros((n_u, n_g)) if taylor else None
+    # stock: linear in spot, exact to first order
+    stock = (c.stock_units * c.spot)[:, None] * pts.spot_shift
+    pnl += stock
+    if tay is not None:
+        tay += stock
+    n_c = c.u.size
+    if n_c == 0 or n_g == 0:
+        return pnl, tay
+    dt = np.ascontiguousarray(pts.days / 365.0)
+    shift = np.ascontiguousarray(pts.spot_shift)
+    step = max(1, MAX_CELLS // n_g)
+    for lo in range(0, n_c, step):
+        hi = min(n_c, lo + step)
+        u = c.u[lo:hi]
+        vol = np.maximum(_shocked_vols(c, lo, hi, pts) + pts.vol_shift[u], 0.0)
+        cell = np.empty((hi - lo, n_g))
+        reval_cells(
+            c.spot, c.rate, c.div_yield, u, c.strike[lo:hi], c.t[lo:hi], c.is_call[lo:hi],
+            c.units[lo:hi], c.price[lo:hi], shift, vol, dt, cell,
+        )  # fmt: skip
+        seg_u, seg_start = np.unique(u, return_index=True)
+        pnl[seg_u] += np.add.reduceat(cell, seg_start, axis=0)
+        if tay is not None:
+            ds = c.spot[u][:, None] * pts.spot_shift[u]  # (c, G) spot change
+            units = c.units[lo:hi, None]
+            dvol = vol - c.base_vol[lo:hi, None]
+            approx = (
+                c.delta[lo:hi, None] * ds
+                + 0.5 * c.gamma[lo:hi, None] * ds * ds
+                + c.vega[lo:hi, None] * dvol
+                + c.theta[lo:hi, None] * dt[None, :]
+            )
+            tay[seg_u] += np.add.reduceat(units * approx, seg_start, axis=0)
+    return pnl, tay
+
+
+def _shock_frame(c: _Contracts, pnl: FloatArray) -> pd.DataFrame:
+    """(U, G) P&L as a frame: one row per point, one column per underlying, then ``book``."""
+    frame = pd.DataFrame(pnl.T, columns=pd.Index(list(c.underlyings), name="underlying"))
+    frame[BOOK] = pnl.sum(axis=0)
+    return frame
+
+
+def scenario_pnl(book: Book, market: Market, shocks: Sequence[Shock]) -> pd.DataFrame:
+    """Full-revaluation P&L of a book under each of a list of shocks.
+
+    Parameters
+    ----------
+    book : Book
+        The positions.
+    market : Market
+        Today's market (spots, rates, yields, surfaces; betas and index for beta-weighted shocks).
+    shocks : sequence of Shock
+        The scenarios, each from today's market.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per shock (in order, index 0..n-1), one column per underlying of the book (sorted),
+        then ``"book"``: P&L in currency (shocked value minus today's value).
+
+    Raises
+    ------
+    ValueError
+        Missing market data, a shock on an underlying without market data, a beta-weighted shock
+        without ``market.index`` or with an underlying that has no beta, or a (beta-scaled) spot
+        move of -100% or worse.
+    """
+    c = _collapse(book, market)
+    pnl, _ = _revalue(c, _points(c, list(shocks)), taylor=False)
+    return _shock_frame(c, pnl)
+
+
+# --------------------------------------------------------------------------------------------------
+# Grids
+
+
+class Worst(NamedTuple):
+    """The worst cell of a grid: its shocks, the book P&L there and the underlying that lost most."""
+
+    spot_shock: float
+    vol_shock: float
+    pnl: float
+    driver: str | None
+
+
+def _check_shocks(name: str, values: Iterable[float]) -> tuple[float, ...]:
+    try:
+        arr = np.asarray(list(values), dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: must be numbers ({exc})") from None
+    if arr.size == 0:
+        raise ValueError(f"{name}: at least one shock is needed")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: must be finite, got {arr.tolist()}")
+    if np.unique(arr).size != arr.size:
+        raise ValueError(f"{name}: duplicated shocks in {arr.tolist()}")
+    return tuple(arr.tolist())
+
+
+@dataclass(frozen=True)
+class GridResult:
+    """P&L of a book over a spot x vol grid, per underlying, by full revaluation and by Taylor.
+
+    Attributes
+    ----------
+    pnl : pandas.DataFrame
+        Long form, one row per (spot_shock, vol_shock, underlying): columns ``spot_shock``
+        (relative), ``vol_shock`` (absolute vol), ``days``, ``underlying`` and ``pnl`` (currency).
+        Summing ``pnl`` over underlyings gives the book.
+    spot_shocks, vol_shocks : tuple of float
+        The grid axes, as given. With ``beta_weighted`` the spot shocks are index moves.
+    days : float
+        Calendar days forward in every cell.
+    underlying : str or None
+        The underlying shocked (None: all).
+    beta_weighted : bool
+        Whether spot shocks are index moves scaled by each underlying's beta.
+    underlyings : tuple of str
+        The book's underlyings (sorted).
+    """
+
+    pnl: pd.DataFrame
+    spot_shocks: tuple[float, ...]
+    vol_shocks: tuple[float, ...]
+    days: float
+    underlying: str | None
+    beta_weighted: bool
+    underlyings: tuple[str, ...]
+    _full: FloatArray = field(repr=False)  # (U, n_spot, n_vol)
+    _taylor: FloatArray = field(repr=False)
+
+    def _cube(self, cube: FloatArray, underlying: str | None) -> pd.DataFrame:
+        if underlying is None:
+            values = cube.sum(axis=0)
+        else:
+            if underlying not in self.underlyings:
+                raise ValueError(
+                    f"{underlying!r} is not an underlying of the book ({', '.join(self.underlyings)})"
+                )
+            values = cube[self.underlyings.index(underlying)]
+        return pd.DataFrame(
+            values,
+            index=pd.Index(self.spot_shocks, name="spot_shock"),
+            columns=pd.Index(self.vol_shocks, name="vol_shock"),
+        )
+
+    def matrix(self, underlying: str | None = None) -> pd.DataFrame:
+        """Full-revaluation P&L as a 2-D table.
+
+        Parameters
+        ----------
+        underlying : str, optional
+            One underlying's P&L; default the whole book's.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index ``spot_shock`` (relative), columns ``vol_shock`` (absolute vol), P&L in currency.
+        """
+        return self._cube(self._full, underlying)
+
+    @property
+    def taylor(self) -> pd.DataFrame:
+        """Book P&L from the Taylor expansion at today's Greeks, shaped like :meth:`matrix`.
+
+        Per contract: delta dS + gamma dS^2 / 2 + vega dsigma + theta dt, with dsigma the contract's
+        actual vol change (sticky rule, shift, floor) and dt = days / 365. It is exact to second
+        order in spot and first order in vol: its gap to :meth:`matrix` shows where it breaks.
+        """
+        return self._cube(self._taylor, None)
+
+    def taylor_matrix(self, underlying: str | None = None) -> pd.DataFrame:
+        """Taylor P&L of one underlying (or the book), shaped like :meth:`matrix`."""
+        return self._cube(self._taylor, underlying)
+
+    def worst(self) -> Worst:
+        """The cell with the lowest book P&L and its driver (the underlying losing most there).
+
+        Returns
+        -------
+        Worst
+            ``(spot_shock, vol_shock, pnl, driver)``; ``driver`` is None for an empty book.
+        """
+        book = self._full.sum(axis=0)
+        i, j = np.unravel_index(int(np.argmin(book)), book.shape)
+        driver = self.underlyings[int(np.argmin(self._full[:, i, j]))] if self.underlyings else None
+        return Worst(self.spot_shocks[i], self.vol_shocks[j], float(book[i, j]), driver)
+
+
+def scenario_grid(
+    book: Book,
+    market: Market,
+    *,
+    spot_shocks: Iterable[float],
+    vol_shocks: Iterable[float],
+    days: float = 0.0,
+    underlying: str | None = None,
+    beta_weighted: bool = False,
+) -> GridResult:
+    """Full-revaluation P&L of a book over every (spot shock, vol shock) pair.
+
+    Parameters
+    ----------
+    book : Book
+        The positions.
+    market : Market
+        Today's market; its sticky rule decides how surface vols move with spot.
+    spot_shocks : iterable of float
+        Relative spot moves (``-0.1`` = -10%), distinct, each > -1. Index moves if ``beta_weighted``.
+    vol_shocks : iterable of float
+        Absolute vol moves (``0.05`` = +5 vol points), distinct; shocked vols are floored at 0.
+    days : float, default 0
+        Calendar days forward in every cell (for the whole book).
+    underlying : str, optional
+        Shock only this underlying (time still passes for all); default all underlyings.
+    beta_weighted : bool, default False
+        Each underlying moves ``beta * spot_shock`` (``market.beta``, ``market.index``).
+
+    Returns
+    -------
+    GridResult
+        Long-form ``pnl`` per underlying, :meth:`GridResult.matrix`, :attr:`GridResult.taylor` and
+        :meth:`GridResult.worst`.
+
+    Raises
+    ------
+    ValueError
+        Empty, duplicated or non-finite shocks, and every error of :class:`Shock` and
+        :func:`scenario_pnl`.
+
+    Notes
+    -----
+    See the module docstring for the vol and time rules and for how the revaluation is batched.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from optmm.book import Book, Kind
+    >>> from optmm.market import Market, Sticky
+    >>> from optmm.surface import FlatSurface
+    >>> book = Book(id=np.array(["p1"], dtype=object), underlying=np.array(["XYZ"], dtype=object),
+    ...     kind=np.array([Kind.PUT], dtype=np.int8), strike=np.array([100.0]),
+    ...     expiry=np.array(["2024-07-01"], dtype="datetime64[D]"), quantity=np.array([10.0]),
+    ...     multiplier=np.array([100.0]), vol=np.array([np.nan]), source="doc")
+    >>> market = Market(valuation=np.datetime64("2024-01-01"), spot={"XYZ": 100.0}, rate={"XYZ": 0.03},
+    ...     div_yield={"XYZ": 0.0}, surface={"XYZ": FlatSurface(vol=0.2)}, beta={}, index=None,
+    ...     sticky=Sticky.STRIKE, source="doc")
+    >>> grid = scenario_grid(book, market, spot_shocks=[-0.1, 0.0, 0.1], vol_shocks=[-0.05, 0.05])
+    >>> print(grid.matrix().round(0).to_string())  # doctest: +NORMALIZE_WHITESPACE
+    vol_shock    -0.05    0.05
+    spot_shock
+    -0.1        4728.0  6859.0
+     0.0       -1385.0  1387.0
+     0.1       -4028.0 -1905.0
+    >>> grid.worst().driver
+    'XYZ'
+    """
+    spots = _check_shocks("spot_shocks", spot_shocks)
+    vols = _check_shocks("vol_shocks", vol_shocks)
+    shocks = [
+        Shock(s, v, days=days, underlying=underlying, beta_weighted=beta_weighted)
+        for s in spots
+        for v in vols
+    ]
+    c = _collapse(book, market)
+    full, tay = _revalue(c, _points(c, shocks), taylor=True)
+    assert tay is not None
+    n_u, n_s, n_v = len(c.underlyings), len(spots), len(vols)
+    full3, tay3 = full.reshape(n_u, n_s, n_v), tay.reshape(n_u, n_s, n_v)
+    long = pd.DataFrame(
+        {
+            "spot_shock": np.tile(np.repeat(spots, n_v), n_u),
+            "vol_shock": np.tile(np.tile(vols, n_s), n_u),
+            "days": float(days),
+            "underlying": np.repeat(c.underlyings, n_s * n_v),
+            "pnl": full.reshape(-1),
+        }
+    )
+    return GridResult(
+        pnl=long,
+        spot_shocks=spots,
+        vol_shocks=vols,
+        days=float(days),
+        underlying=underlying,
+        beta_weighted=beta_weighted,
+        underlyings=tuple(str(u) for u in c.underlyings),
+        _full=full3,
+        _taylor=tay3,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Named stresses
+
+
+@dataclass(frozen=True)
+class Stress:
+    """A named stress scenario: one or more legs, each a :class:`Shock` from today's market.
+
+    Attributes
+    ----------
+    name, description : str
+        From the file.
+    legs : tuple of Shock
+        The legs, in file order.
+    labels : tuple of str
+        One label per leg (``label`` in the file, else ``"leg 1"``, ``"leg 2"``, ...).
+    source : str
+        The file it was loaded from ("" if built in code).
+    """
+
+    name: str
+    description: str
+    legs: tuple[Shock, ...]
+    labels: tuple[str, ...] = ()
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.legs:
+            raise ValueError(f"stress {self.name!r}: at least one leg is needed")
+        if not self.labels:
+            object.__setattr__(self, "labels", tuple(f"leg {i}" for i in range(1, len(self.legs) + 1)))
+        if len(self.labels) != len(self.legs):
+            raise ValueError(f"stress {self.name!r}: {len(self.labels)} labels for {len(self.legs)} legs")
+
+
+_LEG_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "label": str,
+    "spot": (int, float),
+    "vol": (int, float),
+    "days": (int, float),
+    "underlying": str,
+    "beta_weighted": bool,
+}
+_TOP_FIELDS = ("name", "description", "legs")
+
+
+def load_stress(path: str | os.PathLike[str]) -> Stress:
+    """Read a named stress scenario from a TOML file (format in the module docstring).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.toml`` file.
+
+    Returns
+    -------
+    Stress
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read or parsed, or a field is missing, unknown or of the wrong type or
+        range; the message names the file, the leg (1-based) and the field.
+    """
+    path = Path(path)
+    where = str(path)
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read the stress file ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{where}: not valid TOML: {exc}") from None
+
+    unknown = sorted(set(doc) - set(_TOP_FIELDS))
+    if unknown:
+        raise ValueError(f"{where}: field {unknown[0]!r}: unknown (allowed: {', '.join(_TOP_FIELDS)})")
+    name = doc.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where}: field 'name': required, a non-empty string (got {name!r})")
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise ValueError(f"{where}: field 'description': must be a string (got {description!r})")
+    legs_doc = doc.get("legs")
+    if not isinstance(legs_doc, list) or not legs_doc or not all(isinstance(x, dict) for x in legs_doc):
+        raise ValueError(f"{where}: field 'legs': required, one or more [[legs]] tables (got {legs_doc!r})")
+
+    legs: list[Shock] = []
+    labels: list[str] = []
+    for i, leg in enumerate(legs_doc, start=1):
+        for key, value in leg.items():
+            if key not in _LEG_FIELDS:
+                raise ValueError(
+                    f"{where}: leg {i}, field {key!r}: unknown (allowed: {', '.join(_LEG_FIELDS)})"
+                )
+            expected = _LEG_FIELDS[key]
+            if (expected is not bool and isinstance(value, bool)) or not isinstance(value, expected):
+                kind = (
+                    "true or false" if expected is bool else "a number" if expected is not str else "a string"
+                )
+                raise ValueError(f"{where}: leg {i}, field {key!r}: must be {kind} (got {value!r})")
+        try:
+            shock = Shock(
+                spot=leg.get("spot", 0.0),
+                vol=leg.get("vol", 0.0),
+                days=leg.get("days", 0.0),
+                underlying=leg.get("underlying"),
+                beta_weighted=leg.get("beta_weighted", False),
+            )
+        except ValueError as exc:
+            field_name = str(exc).split(":", 1)[0].removeprefix("Shock.")
+            raise ValueError(
+                f"{where}: leg {i}, field {field_name!r}: {str(exc).split(': ', 1)[1]}"
+            ) from None
+        legs.append(shock)
+        labels.append(leg.get("label", f"leg {i}"))
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{where}: field 'label': duplicated leg labels {labels}")
+    return Stress(name=name, description=description, legs=tuple(legs), labels=tuple(labels), source=where)
+
+
+@dataclass(frozen=True)
+class StressResult:
+    """P&L of a book under a stress, per leg and underlying.
+
+    Attributes
+    ----------
+    name : str
+        The stress's name.
+    table : pandas.DataFrame
+        Index ``leg`` (the labels), one column per underlying of the book (sorted), then ``"book"``:
+        P&L in currency of each leg (each leg from today's market).
+    legs : pandas.DataFrame
+        Index ``leg``: the shock of each leg (``spot``, ``vol``, ``days``, ``underlying``,
+        ``beta_weighted``), its book ``pnl`` and its ``driver``.
+    worst_leg : str
+        Label of the leg with the lowest book P&L (the first of equals).
+    pnl : float
+        The stress's P&L: its WORST leg's book P&L, in currency.
+    driver : str or None
+        The underlying with the lowest P&L in the worst leg (None for an empty book).
+    """
+
+    name: str
+    table: pd.DataFrame
+    legs: pd.DataFrame
+    worst_leg: str
+    pnl: float
+    driver: str | None
+
+
+def _stress_result(c: _Contracts, stress: Stress) -> StressResult:
+    pnl, _ = _revalue(c, _points(c, stress.legs), taylor=False)
+    table = _shock_frame(c, pnl)
+    table.index = pd.Index(list(stress.labels), name="leg")
+    drivers = [
+        str(c.underlyings[int(np.argmin(pnl[:, g]))]) if len(c.underlyings) else None
+        for g in range(len(stress.legs))
+    ]
+    legs = pd.DataFrame(
+        {
+            "spot": [s.spot for s in stress.legs],
+            "vol": [s.vol for s in stress.legs],
+            "days": [s.days for s in stress.legs],
+            "underlying": [s.underlying for s in stress.legs],
+            "beta_weighted": [bool(s.beta_weighted) for s in stress.legs],
+            "pnl": table[BOOK].to_numpy(),
+            "driver": drivers,
+        },
+        index=table.index,
+    )
+    worst = int(np.argmin(table[BOOK].to_numpy()))
+    return StressResult(
+        name=stress.name,
+        table=table,
+        legs=legs,
+        worst_leg=stress.labels[worst],
+        pnl=float(table[BOOK].iloc[worst]),
+        driver=drivers[worst],
+    )
+
+
+def run_stress(book: Book, market: Market, stress: Stress | str | os.PathLike[str]) -> StressResult:
+    """Full-revaluation P&L of a book under a named stress, per leg.
+
+    Parameters
+    ----------
+    book : Book
+    market : Market
+        Needs ``index`` and ``beta`` for beta-weighted legs.
+    stress : Stress or path
+        A :class:`Stress`, or a TOML file to :func:`load_stress`.
+
+    Returns
+    -------
+    StressResult
+        ``table`` (P&L per leg per underlying, plus the book), and ``pnl``: the worst leg's book P&L.
+    """
+    if not isinstance(stress, Stress):
+        stress = load_stress(stress)
+    return _stress_result(_collapse(book, market), stress)
+
+
+def _stress_paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        out.extend(sorted(p.glob("*.toml")) if p.is_dir() else [p])
+    return out
+
+
+def run_stresses(
+    book: Book,
+    market: Market,
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str] | Stress],
+) -> pd.DataFrame:
+    """Run several named stresses on one book (collapsed once).
+
+    Parameters
+    ----------
+    book : Book
+    market : Market
+    paths : path, or iterable of paths or Stress
+        TOML files; a directory stands for its ``*.toml`` files (sorted by name).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per stress, in order: ``name``, ``file``, ``legs`` (count), ``worst_leg``, ``pnl``
+        (the worst leg's book P&L, currency) and ``driver``.
+    """
+    items: list[Stress | Path] = []
+    if isinstance(paths, str | os.PathLike):
+        items.extend(_stress_paths(paths))
+    else:
+        for item in paths:
+            items.extend([item] if isinstance(item, Stress) else _stress_paths(item))
+    stresses = [s if isinstance(s, Stress) else load_stress(s) for s in items]
+    c = _collapse(book, market)
+    rows: list[dict[str, Any]] = []
+    for stress in stresses:
+        r = _stress_result(c, stress)
+        rows.append(
+            {
+                "name": stress.name,
+                "file": stress.source,
+                "legs": len(stress.legs),
+                "worst_leg": r.worst_leg,
+                "pnl": r.pnl,
+                "driver": r.driver,
+            }
+        )
+    return pd.DataFrame(rows, columns=["name", "file", "legs", "worst_leg", "pnl", "driver"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Heatmap
+
+
+def _compact(x: float) -> str:
+    a = abs(x)
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if a >= div:
+            return f"{x / div:.1f}{suffix}"
+    return f"{x:.0f}"
+
+
+def heatmap(
+    grid_result: GridResult,
+    path: str | os.PathLike[str],
+    *,
+    underlying: str | None = None,
+    title: str | None = None,
+) -> Path:
+    """Write a PNG heatmap of a grid's full-revaluation P&L.
+
+    Parameters
+    ----------
+    grid_result : GridResult
+    path : str or path-like
+        The PNG to write; written to a temporary file beside it, then renamed (atomic).
+    underlying : str, optional
+        One underlying's P&L; default the book's.
+    title : str, optional
+        Default: "Scenario P&L (<underlying or book>)" with the days forward.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Notes
+    -----
+    Rows are spot shocks in percent, columns vol shocks in vol points; a diverging colormap
+    (losses red, gains green) centred at 0, every cell annotated with its P&L. Uses matplotlib's
+    Agg canvas directly (no global backend switch, no display needed).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    m = grid_result.matrix(underlying)
+    values = m.to_numpy()
+    lim = float(np.max(np.abs(values))) or 1.0
+    n_s, n_v = values.shape
+    fig = Figure(figsize=(max(6.0, 0.9 * n_v + 2.5), max(4.0, 0.45 * n_s + 1.8)), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    im = ax.imshow(values, cmap="RdYlGn", norm=TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim), aspect="auto")
+    ax.set_xticks(range(n_v), [f"{v * 100:+g}" for v in m.columns])
+    ax.set_yticks(range(n_s), [f"{s * 100:+g}" for s in m.index])
+    ax.set_xlabel("vol shock (pts)")
+    ax.set_ylabel("spot shock (%)" + (" of the index, beta-weighted" if grid_result.beta_weighted else ""))
+    for i in range(n_s):
+        for j in range(n_v):
+            ax.text(j, i, _compact(values[i, j]), ha="center", va="center", fontsize=7)
+    bar = fig.colorbar(im, ax=ax, label="P&L")
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _pos: _compact(x)))
+    what = underlying or "book"
+    days = f", {grid_result.days:g} day(s) forward" if grid_result.days else ""
+    ax.set_title(title if title is not None else f"Scenario P&L ({what}{days})")
+    fig.tight_layout()
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+__all__ = [
+    "BOOK",
+    "MAX_CELLS",
+    "GridResult",
+    "Shock",
+    "Stress",
+    "StressResult",
+    "Worst",
+    "heatmap",
+    "load_stress",
+    "run_stress",
+    "run_stresses",
+    "scenario_grid",
+    "scenario_pnl",
+]
