@@ -29,16 +29,15 @@ from __future__ import annotations
 import enum
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from optmm._io import atomic_target
 from optmm.typing import BoolArray
 
 if TYPE_CHECKING:
@@ -531,13 +530,13 @@ class Book:
         On any error the target is left as it was and the temporary file is removed.
         """
         frame = self.to_frame()
-        with _atomic_target(path, text=True) as f:
+        with atomic_target(path, text=True) as f:
             frame.to_csv(f, index=False, lineterminator="\n")
 
     def to_parquet(self, path: str | os.PathLike[str]) -> None:
         """Write the book as Parquet (needs pyarrow), atomically, like :meth:`to_csv`."""
         frame = self.to_frame()
-        with _atomic_target(path, text=False) as f:
+        with atomic_target(path, text=False) as f:
             frame.to_parquet(f, index=False)
 
     # ----------------------------------------------------------------------------------------------
@@ -645,25 +644,3 @@ def _parse_dates(s: pd.Series) -> tuple[np.ndarray, np.ndarray, Callable[[int], 
     bad_unique = np.zeros(nu + 1, dtype=bool)
     bad_unique[list(problems)] = True
     return parsed[codes], bad_unique[codes], lambda r: problems[int(codes[r])]
-
-
-@contextmanager
-def _atomic_target(path: str | os.PathLike[str], *, text: bool) -> Iterator[IO[Any]]:
-    """Yield a temporary file next to ``path``; on success fsync it and ``os.replace`` it onto
-    ``path``; on any exception delete it and leave ``path`` untouched."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        f: IO[Any] = os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")
-        with f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

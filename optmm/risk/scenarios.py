@@ -61,10 +61,8 @@ leg and the field.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +72,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from optmm._io import atomic_target
 from optmm.book import Book, Kind
 from optmm.greeks import bsm_greeks
 from optmm.market import Market, Sticky
@@ -950,15 +949,8 @@ def heatmap(
     fig.tight_layout()
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_target(path, text=False) as fh:
+        fig.savefig(fh, format="png")
     return path
 
 
