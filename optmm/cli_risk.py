@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
+import json
+import math
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from optmm._io import atomic_target
 from optmm.cli_common import UsageError
 
 _MAX_GRID_POINTS = 201
@@ -40,10 +41,15 @@ def parse_shock_range(text: str) -> np.ndarray:
             if len(parts) != 3:
                 raise ValueError
             lo, hi, step = parts
+            if not all(math.isfinite(p) for p in parts):
+                raise argparse.ArgumentTypeError(f"bad range {text!r}: values must be finite")
             if not (step > 0 and hi >= lo):
                 raise argparse.ArgumentTypeError(f"bad range {text!r}: need LO <= HI and STEP > 0")
-            n = int(np.floor((hi - lo) / step + 1e-9)) + 1
-            values = lo + step * np.arange(n)
+            # Count the points in float first: a huge (or overflowing) count never allocates.
+            span = (hi - lo) / step + 1e-9
+            if not span < _MAX_GRID_POINTS:
+                raise argparse.ArgumentTypeError(f"bad range {text!r}: more than {_MAX_GRID_POINTS} points")
+            values = lo + step * np.arange(int(np.floor(span)) + 1)
         else:
             values = np.array([float(p) for p in text.split(",")])
     except ValueError:
@@ -71,17 +77,55 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     return book, market
 
 
-def write_atomic(path: str, write: Callable[[Any], None], *, binary: bool = False) -> None:
-    """Write through ``write(file)`` into a temporary file beside ``path``, then rename it over ``path``."""
+def check_destination(option: str, path: str | None) -> None:
+    """Refuse, before any work is done, an output path whose directory does not exist."""
+    if path is None:
+        return
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
+    if not target.parent.is_dir():
+        raise UsageError(f"{option} {path}: no such directory {str(target.parent)!r}")
+    if target.is_dir():
+        raise UsageError(f"{option} {path}: is a directory")
+
+
+def write_atomic(path: str, write: Callable[[Any], None], *, binary: bool = False) -> None:
+    """Write through ``write(file)`` into a temporary file beside ``path``, then rename it over ``path``.
+
+    The file is written whole or not at all; an ``OSError`` becomes a one-line :class:`UsageError`.
+    """
     try:
-        with os.fdopen(fd, "wb" if binary else "w", newline="" if not binary else None) as fh:
+        with atomic_target(path, text=not binary) as fh:
             write(fh)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def _json_value(v: Any) -> Any:
+    """A cell as a JSON value: finite floats exactly (repr), dates as ISO text, NaN/NaT as null."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool | np.bool_):
+        return bool(v)
+    if isinstance(v, int | np.integer):
+        return int(v)
+    if isinstance(v, float | np.floating):
+        x = float(v)
+        return x if math.isfinite(x) else None
+    if pd.isna(v):
+        return None
+    if isinstance(v, pd.Timestamp | np.datetime64):
+        ts = pd.Timestamp(v)
+        return ts.date().isoformat() if ts == ts.normalize() else ts.isoformat()
+    return str(v)
+
+
+def _json_records(frame: pd.DataFrame) -> str:
+    columns = [str(c) for c in frame.columns]
+    records = [
+        dict(zip(columns, map(_json_value, row), strict=True))
+        for row in frame.itertuples(index=False, name=None)
+    ]
+    return json.dumps(records, allow_nan=False)
 
 
 def _emit(frame: pd.DataFrame, fmt: str, output: str | None, *, title: str | None = None) -> None:
@@ -94,8 +138,7 @@ def _emit(frame: pd.DataFrame, fmt: str, output: str | None, *, title: str | Non
     if fmt == "csv":
         frame.to_csv(buf, index=False)
     elif fmt == "json":
-        frame.to_json(buf, orient="records", indent=None)
-        buf.write("\n")
+        buf.write(_json_records(frame) + "\n")
     else:
         if title:
             buf.write(title + "\n")
@@ -129,6 +172,9 @@ def add_risk_parser(subparsers: Any) -> None:
 def run_risk(args: argparse.Namespace) -> int:
     from optmm.risk import exposures
 
+    if args.format == "parquet" and args.output is None:
+        raise UsageError("--format parquet needs --output FILE")
+    check_destination("--output", args.output)
     book, market = _load(args)
     try:
         exp = exposures(book, market)
@@ -174,6 +220,8 @@ def run_scenario(args: argparse.Namespace) -> int:
 
     if not (np.isfinite(args.days) and args.days >= 0):
         raise UsageError(f"--days must be >= 0, got {args.days}")
+    check_destination("--output", args.output)
+    check_destination("--plot", args.plot)
     book, market = _load(args)
     if args.underlying is not None and args.underlying not in book.underlyings():
         raise UsageError(
@@ -196,6 +244,13 @@ def run_scenario(args: argparse.Namespace) -> int:
             stress_rows.append({"scenario": stress.name, "pnl": res.pnl, "driver": res.driver})
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
+    if args.plot:  # before --output: a failed plot leaves no output behind
+        try:
+            heatmap(grid, args.plot, underlying=None)
+        except OSError as exc:
+            raise UsageError(f"{args.plot}: cannot write the plot: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise UsageError(f"{args.plot}: cannot draw the plot: {exc}") from None
     matrix = grid.matrix()
     spot_s, vol_s, pnl, driver = grid.worst()
     if args.format == "table":
@@ -226,9 +281,4 @@ def run_scenario(args: argparse.Namespace) -> int:
         if stress_rows:
             frame = pd.concat([frame, pd.DataFrame(stress_rows)], ignore_index=True)
         _emit(frame, args.format, args.output)
-    if args.plot:
-        try:
-            heatmap(grid, args.plot, underlying=None)
-        except OSError as exc:
-            raise UsageError(f"{args.plot}: {exc}") from None
     return 0
