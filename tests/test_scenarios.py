@@ -595,6 +595,22 @@ def test_stress_built_in_code() -> None:
 # heatmap
 
 
+def test_heatmap_of_a_large_grid_stays_bounded(
+    tmp_path: Path, two_name_book: Book, two_name_market: Market
+) -> None:
+    # 101 x 61 cells: no per-cell numbers, a figure of at most 24 x 20 inches at 110 dpi
+    grid = scenario_grid(
+        two_name_book,
+        two_name_market,
+        spot_shocks=np.linspace(-0.5, 0.5, 101).round(4),
+        vol_shocks=np.linspace(-0.3, 0.3, 61).round(4),
+    )
+    data = heatmap(grid, tmp_path / "big.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width <= 24 * 110 and height <= 20 * 110
+
+
 def test_heatmap_writes_a_png(tmp_path: Path, two_name_book: Book, two_name_market: Market) -> None:
     grid = scenario_grid(
         two_name_book,

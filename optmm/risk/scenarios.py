@@ -891,6 +891,10 @@ def _compact(x: float) -> str:
     return f"{x:.0f}"
 
 
+_ANNOTATE_MAX_COLS = 25
+_ANNOTATE_MAX_ROWS = 41
+
+
 def heatmap(
     grid_result: GridResult,
     path: str | os.PathLike[str],
@@ -918,7 +922,8 @@ def heatmap(
     Notes
     -----
     Rows are spot shocks in percent, columns vol shocks in vol points; a diverging colormap
-    (losses red, gains green) centred at 0, every cell annotated with its P&L. Uses matplotlib's
+    (losses red, gains green) centred at 0, every cell annotated with its P&L up to a 41 x 25 grid
+    (larger grids fit a bounded figure, without per-cell numbers). Uses matplotlib's
     Agg canvas directly (no global backend switch, no display needed).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -930,17 +935,24 @@ def heatmap(
     values = m.to_numpy()
     lim = float(np.max(np.abs(values))) or 1.0
     n_s, n_v = values.shape
-    fig = Figure(figsize=(max(6.0, 0.9 * n_v + 2.5), max(4.0, 0.45 * n_s + 1.8)), dpi=110)
+    # Cells keep a readable size up to ~25 x 40; larger grids shrink into a bounded figure, with
+    # every k-th tick labelled and no per-cell numbers (they would not be legible).
+    annotate = n_v <= _ANNOTATE_MAX_COLS and n_s <= _ANNOTATE_MAX_ROWS
+    fig = Figure(
+        figsize=(min(max(6.0, 0.9 * n_v + 2.5), 24.0), min(max(4.0, 0.45 * n_s + 1.8), 20.0)), dpi=110
+    )
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     im = ax.imshow(values, cmap="RdYlGn", norm=TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim), aspect="auto")
-    ax.set_xticks(range(n_v), [f"{v * 100:+g}" for v in m.columns])
-    ax.set_yticks(range(n_s), [f"{s * 100:+g}" for s in m.index])
+    xs, ys = range(0, n_v, -(-n_v // _ANNOTATE_MAX_COLS)), range(0, n_s, -(-n_s // _ANNOTATE_MAX_ROWS))
+    ax.set_xticks(list(xs), [f"{m.columns[j] * 100:+g}" for j in xs])
+    ax.set_yticks(list(ys), [f"{m.index[i] * 100:+g}" for i in ys])
     ax.set_xlabel("vol shock (pts)")
     ax.set_ylabel("spot shock (%)" + (" of the index, beta-weighted" if grid_result.beta_weighted else ""))
-    for i in range(n_s):
-        for j in range(n_v):
-            ax.text(j, i, _compact(values[i, j]), ha="center", va="center", fontsize=7)
+    if annotate:
+        for i in range(n_s):
+            for j in range(n_v):
+                ax.text(j, i, _compact(values[i, j]), ha="center", va="center", fontsize=7)
     bar = fig.colorbar(im, ax=ax, label="P&L")
     bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _pos: _compact(x)))
     what = underlying or "book"
