@@ -5,7 +5,10 @@ Public API: :func:`exposures` (book risk in trader units), :func:`scenario_grid`
 :func:`run_stresses` (named stress scenarios from TOML), :func:`heatmap` (PNG of a grid).
 """
 
+from optmm.risk.audit import AuditEvent, AuditTrail, Layer
+from optmm.risk.controller import Decision, QuoteRequest, RiskController
 from optmm.risk.exposures import EXPOSURE_COLUMNS, BetaWeightedDelta, Exposures, exposures
+from optmm.risk.limits import Limit, LimitError, LimitSet, Metric, Scope
 from optmm.risk.scenarios import (
     GridResult,
     Shock,
@@ -22,9 +25,20 @@ from optmm.risk.scenarios import (
 
 __all__ = [
     "EXPOSURE_COLUMNS",
+    "AuditEvent",
+    "AuditTrail",
     "BetaWeightedDelta",
+    "Decision",
     "Exposures",
     "GridResult",
+    "Layer",
+    "Limit",
+    "LimitError",
+    "LimitSet",
+    "Metric",
+    "QuoteRequest",
+    "RiskController",
+    "Scope",
     "Shock",
     "Stress",
     "StressResult",

@@ -1,0 +1,478 @@
+"""Numba kernels of the risk controller: the quote gate, the pre-trade check and the fill update.
+
+The controller (:mod:`optmm.risk.controller`) keeps its whole state in a few flat float64 arrays,
+so that one decision is one compiled call with four array arguments:
+
+``cf`` (contracts x ``CCELL + G``)
+    One row per contract: its underlying's index, multiplier, per-contract Greeks in trader units
+    (``delta_shares``, ``gamma_dollars_1pct``, ``vega_per_vol_point`` of ONE contract), the position
+    in contracts, and from column ``CCELL`` the P&L of one contract in each of the ``G`` cells of
+    the scenario grid (used by the reduce-only rule of the worst-scenario-loss limit).
+``ust`` (underlyings + 1) x ``NUS``
+    One row per underlying, the last row the book: spot, aggregates (``delta_shares`` including
+    stock, ``gamma_dollars_1pct``, ``vega_per_vol_point``), worst scenario loss and its cell, stock
+    shares, the toxic and kill flags, the time of the last market data, the last layer recorded, the
+    book's daily loss and drawdown, and the hard and soft limits of every metric (``inf`` where
+    there is no limit; the contract position limit is repeated on every row).
+``prm``
+    Settings (stale age, soft size and spread factors) and a scratch area for the pre-trade check.
+``aux``
+    Per decision: what the audit trail needs when something happened (a layer change, a cut, a
+    drop); written only then, read by the Python wrapper only when the returned flags say so.
+
+Layers are the integer values of :class:`optmm.risk.audit.Layer` (KILL 0 ... NORMAL 5); metric
+codes are the positions of :class:`optmm.risk.limits.Metric` in its definition order (0 position
+... 7 drawdown), plus 8 for the book's scope. Every function here is a plain loop over scalars; no
+array is allocated on the decision path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# Layers (the values of optmm.risk.audit.Layer)
+KILL, TOXIC, STALE, HARD, SOFT, NORMAL = 0, 1, 2, 3, 4, 5
+
+# Metrics (the order of optmm.risk.limits.Metric); book scope adds BOOK to the code
+M_POSITION, M_DELTA_SHARES, M_DELTA_DOLLARS, M_GAMMA, M_VEGA, M_WSL, M_DAILY, M_DRAWDOWN = range(8)
+N_METRICS = 8
+BOOK = 8
+T_TOXIC, T_STALE, T_KILL, T_NONE = 16, 17, 18, -1
+
+# cf columns
+CU, CMULT, CDELTA, CGAMMA, CVEGA, CPOS = 0, 1, 2, 3, 4, 5
+CCELL = 8
+
+# ust columns
+USPOT, UDELTA, UGAMMA, UVEGA, UWSL, UWORST, USTOCK = 0, 1, 2, 3, 4, 5, 6
+UTOXIC, UKILL, ULAST, ULAYER, UDAILY, UDRAWDOWN = 7, 8, 9, 10, 11, 12
+UGROSS = 13  # 13, 14, 15: gross |change| of delta_shares, gamma, vega (the scale of rounding errors)
+UHARD, USOFT = 16, 24  # + metric index
+NUS = 32
+
+# prm
+P_STALE_S, P_SOFT_SIZE, P_SOFT_SPREAD = 0, 1, 2
+P_V, P_G, P_H = 8, 16, 24  # scratch of the pre-trade check: value, per-contract change, hard limit
+NPRM = 32
+N_PRETRADE = 8  # position; underlying delta shares/dollars, gamma, vega; book delta dollars, gamma, vega
+PRETRADE_CODES = (
+    M_POSITION,
+    M_DELTA_SHARES,
+    M_DELTA_DOLLARS,
+    M_GAMMA,
+    M_VEGA,
+    BOOK + M_DELTA_DOLLARS,
+    BOOK + M_GAMMA,
+    BOOK + M_VEGA,
+)
+
+# aux (per decision)
+A_BID, A_ASK = 0, 5  # per side: status, metric code, measured, threshold, size before the check
+A_OLD, A_LAYER, A_TRIG, A_MEAS, A_THR = 10, 11, 12, 13, 14
+NAUX = 16
+
+# side status
+S_OK, S_CUT, S_DROP, S_REDUCE = 0, 1, 2, 3
+
+# returned flags
+F_CHANGED, F_BID, F_ASK, F_INVALID = 1, 2, 4, 8
+
+_INF = math.inf
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _grade(v, hard, soft, code, lay, trig, meas, thr, ratio):  # pragma: no cover - compiled
+    """Fold one metric into the running (layer, trigger, measured, threshold, ratio).
+
+    A hard breach (``|v| > hard``) beats any soft one; among breaches of the same kind the largest
+    ``|v| / limit`` decides.
+    """
+    a = abs(v)
+    if a > hard:
+        r = a / hard
+        if lay != HARD or r > ratio:
+            return HARD, code, a, hard, r
+    elif a > soft and lay != HARD:
+        r = a / soft
+        if lay != SOFT or r > ratio:
+            return SOFT, code, a, soft, r
+    return lay, trig, meas, thr, ratio
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def book_sums(ust):  # pragma: no cover - compiled
+    """Book delta dollars (at current spots), dollar gamma and vega: sums over the underlyings."""
+    dd = 0.0
+    gam = 0.0
+    veg = 0.0
+    for j in range(ust.shape[0] - 1):
+        dd += ust[j, UDELTA] * ust[j, USPOT]
+        gam += ust[j, UGAMMA]
+        veg += ust[j, UVEGA]
+    return dd, gam, veg
+
+
+@njit(cache=True, error_model="numpy")
+def underlying_layer(u, now, ust, prm):  # pragma: no cover - compiled
+    """Layer of underlying ``u`` at time ``now`` (seconds): ``(layer, trigger, measured, threshold)``.
+
+    KILL > TOXIC > STALE (no market data for more than the stale age) > HARD > SOFT > NORMAL. HARD and
+    SOFT look at the underlying's and the book's metrics (not at single contracts' positions).
+    """
+    if ust[u, UKILL] != 0.0:
+        return KILL, T_KILL, math.nan, math.nan
+    if ust[u, UTOXIC] != 0.0:
+        return TOXIC, T_TOXIC, math.nan, math.nan
+    age = now - ust[u, ULAST]
+    if not (age <= prm[P_STALE_S]):
+        return STALE, T_STALE, age * 1000.0, prm[P_STALE_S] * 1000.0
+    b = ust.shape[0] - 1
+    dd, gam, veg = book_sums(ust)
+    lay, trig, meas, thr, ratio = NORMAL, T_NONE, math.nan, math.nan, 0.0
+    d = ust[u, UDELTA]
+    lay, trig, meas, thr, ratio = _grade(
+        d, ust[u, UHARD + 1], ust[u, USOFT + 1], M_DELTA_SHARES, lay, trig, meas, thr, ratio
+    )
+    lay, trig, meas, thr, ratio = _grade(
+        d * ust[u, USPOT], ust[u, UHARD + 2], ust[u, USOFT + 2], M_DELTA_DOLLARS, lay, trig, meas, thr, ratio
+    )
+    for m, col in ((M_GAMMA, UGAMMA), (M_VEGA, UVEGA), (M_WSL, UWSL)):
+        lay, trig, meas, thr, ratio = _grade(
+            ust[u, col], ust[u, UHARD + m], ust[u, USOFT + m], m, lay, trig, meas, thr, ratio
+        )
+    for m, v in (
+        (M_DELTA_DOLLARS, dd),
+        (M_GAMMA, gam),
+        (M_VEGA, veg),
+        (M_WSL, ust[b, UWSL]),
+        (M_DAILY, ust[b, UDAILY]),
+        (M_DRAWDOWN, ust[b, UDRAWDOWN]),
+    ):
+        lay, trig, meas, thr, ratio = _grade(
+            v, ust[b, UHARD + m], ust[b, USOFT + m], BOOK + m, lay, trig, meas, thr, ratio
+        )
+    return lay, trig, meas, thr
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _fits(v, d, h, q):  # pragma: no cover - compiled
+    """Whether a fill of ``q`` units, each changing the value by ``d``, keeps it inside ``[-h, h]``
+    on the side it moves to (a value already outside on the other side may come back through 0)."""
+    if d > 0.0:
+        return v + d * q <= h
+    if d < 0.0:
+        return v + d * q >= -h
+    return True
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _side(s, q, hard_mode, c, u, cf, ust, prm, aux, off):  # pragma: no cover - compiled
+    """Size allowed on one side (``s`` +1: a bid fill buys, -1: an ask fill sells) of contract ``c``.
+
+    ``q`` is the size after the layer's rule (whole contracts). In the HARD layer the side is dropped
+    unless a fill on it reduces the absolute value of every hard-breached metric. Then the pre-trade
+    check: the largest whole size whose full fill keeps every pre-trade metric within its hard limit
+    (closed form, linear in size); dropped if below one contract. Writes the audit details at
+    ``aux[off:off + 5]`` when the side is cut or dropped.
+    """
+    aux[off] = S_OK
+    if q <= 0.0:
+        return 0.0
+    b = ust.shape[0] - 1
+    if hard_mode:
+        for k in range(N_PRETRADE):
+            v = prm[P_V + k]
+            h = prm[P_H + k]
+            if abs(v) > h and not (s * prm[P_G + k] * v < 0.0):
+                aux[off] = S_REDUCE
+                aux[off + 1] = PRETRADE_CODES[k]
+                aux[off + 2] = abs(v)
+                aux[off + 3] = h
+                aux[off + 4] = q
+                return 0.0
+        # losses: a side reduces the worst scenario loss if its fill gains in the worst cell
+        for row, code in ((u, M_WSL), (b, BOOK + M_WSL)):
+            loss = ust[row, UWSL]
+            h = ust[row, UHARD + M_WSL]
+            if loss > h and not (s * cf[c, CCELL + int(ust[row, UWORST])] > 0.0):
+                aux[off] = S_REDUCE
+                aux[off + 1] = code
+                aux[off + 2] = loss
+                aux[off + 3] = h
+                aux[off + 4] = q
+                return 0.0
+        for m in (M_DAILY, M_DRAWDOWN):  # nothing a quote does reduces a realised loss
+            col = UDAILY if m == M_DAILY else UDRAWDOWN
+            if ust[b, col] > ust[b, UHARD + m]:
+                aux[off] = S_REDUCE
+                aux[off + 1] = BOOK + m
+                aux[off + 2] = ust[b, col]
+                aux[off + 3] = ust[b, UHARD + m]
+                aux[off + 4] = q
+                return 0.0
+    qmax = _INF
+    bind = -1
+    for k in range(N_PRETRADE):
+        d = s * prm[P_G + k]
+        v = prm[P_V + k]
+        h = prm[P_H + k]
+        if d > 0.0:
+            qk = (h - v) / d
+        elif d < 0.0:
+            qk = (h + v) / -d
+        else:
+            continue
+        if qk < qmax:
+            qmax = qk
+            bind = k
+    allowed = q if qmax >= q else (math.floor(qmax) if qmax > 0.0 else 0.0)
+    # guard against rounding: the fill's own arithmetic must land inside every limit
+    for _ in range(3):
+        if allowed < 1.0:
+            break
+        ok = True
+        for k in range(N_PRETRADE):
+            if not _fits(prm[P_V + k], s * prm[P_G + k], prm[P_H + k], allowed):
+                ok = False
+                if bind < 0:
+                    bind = k
+                break
+        if ok:
+            break
+        allowed -= 1.0
+    if allowed < 1.0:
+        allowed = 0.0
+    if allowed == q:
+        return q
+    d = s * prm[P_G + bind]
+    aux[off] = S_CUT if allowed >= 1.0 else S_DROP
+    aux[off + 1] = PRETRADE_CODES[bind]
+    aux[off + 2] = abs(prm[P_V + bind] + d * q)
+    aux[off + 3] = prm[P_H + bind]
+    aux[off + 4] = q
+    return allowed
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _whole(x):  # pragma: no cover - compiled
+    return math.floor(x)
+
+
+@njit(cache=True, error_model="numpy")
+def decide_one(c, bid, ask, now, cf, ust, prm, aux):  # pragma: no cover - compiled
+    """Gate and pre-trade check of one quote: ``(layer, bid, ask, spread_factor, trigger, hedge, flags)``.
+
+    ``trigger`` is a metric code (``+ BOOK`` for the book's scope), ``T_TOXIC``, ``T_STALE``,
+    ``T_KILL`` or ``T_NONE``. ``flags``: ``F_CHANGED`` when the underlying's layer differs from the
+    last one recorded (which is then updated; details in ``aux[A_OLD:]``), ``F_BID`` / ``F_ASK`` when
+    that side was cut or dropped (details in ``aux``), ``F_INVALID`` for a negative or non-finite size
+    (nothing else is done then).
+    """
+    if not (bid >= 0.0 and bid < _INF and ask >= 0.0 and ask < _INF):
+        return NORMAL, 0.0, 0.0, 1.0, T_NONE, 0.0, F_INVALID
+    u = int(cf[c, CU])
+    lay_u, trig_u, meas_u, thr_u = underlying_layer(u, now, ust, prm)
+    flags = 0
+    if lay_u != ust[u, ULAYER]:
+        flags |= F_CHANGED
+        aux[A_OLD] = ust[u, ULAYER]
+        aux[A_LAYER] = lay_u
+        aux[A_TRIG] = trig_u
+        aux[A_MEAS] = meas_u
+        aux[A_THR] = thr_u
+        ust[u, ULAYER] = lay_u
+    lay = lay_u
+    trig = trig_u
+    if lay <= STALE:
+        hedge = ust[u, UDELTA] if lay == KILL else 0.0
+        return lay, 0.0, 0.0, 1.0, trig, hedge, flags
+    pos = cf[c, CPOS]
+    if abs(pos) > ust[u, UHARD + M_POSITION]:
+        if lay != HARD:
+            lay = HARD
+            trig = M_POSITION
+    elif abs(pos) > ust[u, USOFT + M_POSITION] and lay == NORMAL:
+        lay = SOFT
+        trig = M_POSITION
+    spread = 1.0
+    hedge = 0.0
+    qb = _whole(bid)
+    qa = _whole(ask)
+    if lay == SOFT:
+        spread = prm[P_SOFT_SPREAD]
+        f = prm[P_SOFT_SIZE]
+        # shrink, but never to nothing: the soft layer is a safe mode, not dark
+        qb = max(_whole(bid * f), 1.0) if qb >= 1.0 else 0.0
+        qa = max(_whole(ask * f), 1.0) if qa >= 1.0 else 0.0
+    elif lay == HARD:
+        hedge = ust[u, UDELTA]
+    # the pre-trade metrics of this contract: value, change per contract bought, hard limit
+    b = ust.shape[0] - 1
+    spot = ust[u, USPOT]
+    gd = cf[c, CDELTA]
+    dd, gam, veg = book_sums(ust)
+    prm[P_V + 0] = pos
+    prm[P_G + 0] = 1.0
+    prm[P_H + 0] = ust[u, UHARD + M_POSITION]
+    prm[P_V + 1] = ust[u, UDELTA]
+    prm[P_G + 1] = gd
+    prm[P_H + 1] = ust[u, UHARD + M_DELTA_SHARES]
+    prm[P_V + 2] = ust[u, UDELTA] * spot
+    prm[P_G + 2] = gd * spot
+    prm[P_H + 2] = ust[u, UHARD + M_DELTA_DOLLARS]
+    prm[P_V + 3] = ust[u, UGAMMA]
+    prm[P_G + 3] = cf[c, CGAMMA]
+    prm[P_H + 3] = ust[u, UHARD + M_GAMMA]
+    prm[P_V + 4] = ust[u, UVEGA]
+    prm[P_G + 4] = cf[c, CVEGA]
+    prm[P_H + 4] = ust[u, UHARD + M_VEGA]
+    prm[P_V + 5] = dd
+    prm[P_G + 5] = gd * spot
+    prm[P_H + 5] = ust[b, UHARD + M_DELTA_DOLLARS]
+    prm[P_V + 6] = gam
+    prm[P_G + 6] = cf[c, CGAMMA]
+    prm[P_H + 6] = ust[b, UHARD + M_GAMMA]
+    prm[P_V + 7] = veg
+    prm[P_G + 7] = cf[c, CVEGA]
+    prm[P_H + 7] = ust[b, UHARD + M_VEGA]
+    hard_mode = lay == HARD
+    nb = _side(1.0, qb, hard_mode, c, u, cf, ust, prm, aux, A_BID)
+    na = _side(-1.0, qa, hard_mode, c, u, cf, ust, prm, aux, A_ASK)
+    if aux[A_BID] != S_OK:
+        flags |= F_BID
+    if aux[A_ASK] != S_OK:
+        flags |= F_ASK
+    return lay, nb, na, spread, trig, hedge, flags
+
+
+@njit(cache=True, error_model="numpy")
+def decide_loop(
+    contracts, bids, asks, now, cf, ust, prm, layer, out_bid, out_ask, spread, trig, hedge, flags, aux
+):  # pragma: no cover
+    """:func:`decide_one` over arrays of requests, in order; outputs written per request."""
+    for i in range(contracts.shape[0]):
+        r = decide_one(contracts[i], bids[i], asks[i], now, cf, ust, prm, aux[i])
+        layer[i] = r[0]
+        out_bid[i] = r[1]
+        out_ask[i] = r[2]
+        spread[i] = r[3]
+        trig[i] = r[4]
+        hedge[i] = r[5]
+        flags[i] = r[6]
+
+
+@njit(cache=True, error_model="numpy")
+def layers_all(now, ust, prm, out):  # pragma: no cover - compiled
+    """Layer of every underlying; rows of ``out``: (old, new, trigger, measured, threshold).
+
+    Updates the last recorded layer; returns how many underlyings changed layer.
+    """
+    changed = 0
+    for u in range(ust.shape[0] - 1):
+        lay, trig, meas, thr = underlying_layer(u, now, ust, prm)
+        out[u, 0] = ust[u, ULAYER]
+        out[u, 1] = lay
+        out[u, 2] = trig
+        out[u, 3] = meas
+        out[u, 4] = thr
+        if lay != ust[u, ULAYER]:
+            ust[u, ULAYER] = lay
+            changed += 1
+    return changed
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _worst(cells, row, ust):  # pragma: no cover - compiled
+    g_min = 0
+    v_min = cells[row, 0]
+    for g in range(1, cells.shape[1]):
+        if cells[row, g] < v_min:
+            v_min = cells[row, g]
+            g_min = g
+    ust[row, UWSL] = max(-v_min, 0.0)
+    ust[row, UWORST] = g_min
+
+
+@njit(cache=True, error_model="numpy")
+def apply_fill(c, q, cf, ust, cells):  # pragma: no cover - compiled
+    """Incremental update for a fill of ``q`` contracts (signed) of contract ``c``.
+
+    Position, the underlying's Greeks (the book's are sums over underlyings) and the scenario cells
+    of the underlying and the book (P&L is linear in the position, so this is exact at the grid's
+    market); the worst scenario losses follow.
+    """
+    u = int(cf[c, CU])
+    b = ust.shape[0] - 1
+    cf[c, CPOS] += q
+    ust[u, UDELTA] += q * cf[c, CDELTA]
+    ust[u, UGAMMA] += q * cf[c, CGAMMA]
+    ust[u, UVEGA] += q * cf[c, CVEGA]
+    ust[u, UGROSS] += abs(q * cf[c, CDELTA])
+    ust[u, UGROSS + 1] += abs(q * cf[c, CGAMMA])
+    ust[u, UGROSS + 2] += abs(q * cf[c, CVEGA])
+    for g in range(cells.shape[1]):
+        x = q * cf[c, CCELL + g]
+        cells[u, g] += x
+        cells[b, g] += x
+    _worst(cells, u, ust)
+    _worst(cells, b, ust)
+
+
+@njit(cache=True, error_model="numpy")
+def apply_hedge(u, shares, stock_cells, ust, cells):  # pragma: no cover - compiled
+    """Incremental update for a hedge of ``shares`` (signed) of underlying ``u``."""
+    b = ust.shape[0] - 1
+    ust[u, USTOCK] += shares
+    ust[u, UDELTA] += shares
+    ust[u, UGROSS] += abs(shares)
+    for g in range(cells.shape[1]):
+        x = shares * stock_cells[u, g]
+        cells[u, g] += x
+        cells[b, g] += x
+    _worst(cells, u, ust)
+    _worst(cells, b, ust)
+
+
+@njit(cache=True, error_model="numpy")
+def aggregate(cf, ust, out):  # pragma: no cover - compiled
+    """Underlying aggregates from positions: ``out[u, 0:3]`` = (delta_shares incl. stock, gamma,
+    vega), ``out[u, 3:6]`` = the sums of their terms' absolute values (gross)."""
+    for u in range(ust.shape[0] - 1):
+        out[u, 0] = ust[u, USTOCK]
+        out[u, 3] = abs(ust[u, USTOCK])
+        for j in (1, 2, 4, 5):
+            out[u, j] = 0.0
+    for c in range(cf.shape[0]):
+        u = int(cf[c, CU])
+        p = cf[c, CPOS]
+        for j in range(3):
+            x = p * cf[c, CDELTA + j]
+            out[u, j] += x
+            out[u, 3 + j] += abs(x)
+
+
+def worst_rows(cells: np.ndarray, ust: np.ndarray) -> None:
+    """Worst scenario loss and cell of every row of ``cells`` (underlyings and the book)."""
+    for row in range(cells.shape[0]):
+        _worst(cells, row, ust)
+
+
+__all__ = [
+    "BOOK",
+    "HARD",
+    "KILL",
+    "NORMAL",
+    "SOFT",
+    "STALE",
+    "TOXIC",
+    "aggregate",
+    "apply_fill",
+    "apply_hedge",
+    "decide_loop",
+    "decide_one",
+    "layers_all",
+    "underlying_layer",
+]

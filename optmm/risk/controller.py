@@ -1,0 +1,962 @@
+"""The layered risk controller: gates every quote, checks it pre-trade, and keeps the risk state.
+
+A :class:`RiskController` owns the risk state of a book (per contract, per underlying, for the book)
+and answers, for each quote the quoter wants to show, which layer decides and what sizes may be
+shown (:meth:`RiskController.decide`). Signals are checked in this order and the first that fires
+decides (a book-level breach applies to every underlying):
+
+======  ===========================================================================================
+layer   rule
+======  ===========================================================================================
+KILL    the kill switch is thrown (:meth:`~RiskController.kill`, or :meth:`~RiskController.mark_pnl`
+        on a daily-loss or drawdown breach): both sizes 0; ``hedge_delta_shares`` = the
+        underlying's delta (flatten it). Only a person resets it (:meth:`~RiskController.reset_kill`).
+TOXIC   the underlying is flagged toxic (:meth:`~RiskController.set_toxicity`): both sizes 0.
+STALE   no market data for the underlying for more than ``stale_after_ms``: both sizes 0.
+HARD    a hard limit is breached (the underlying's or the book's, or the contract's position):
+        reduce-only. A side is kept only if its fill reduces the absolute value of every breached
+        metric (for a worst-scenario-loss breach: if it gains in the worst cell of the grid);
+        ``hedge_delta_shares`` = the underlying's delta, for the hedger.
+SOFT    a soft level is breached: sizes x ``soft_size_factor`` (floored, but at least 1 contract
+        where the quoter asked for one or more), spread x ``soft_spread_factor``.
+NORMAL  the sizes asked for.
+======  ===========================================================================================
+
+Then, in every layer that quotes, the pre-trade check: a full fill of each side must keep the
+contract's position, the underlying's ``delta_shares``, ``delta_dollars``, ``gamma_dollars_1pct``,
+``vega_per_vol_point`` and the book's ``delta_dollars``, ``gamma_dollars_1pct``,
+``vega_per_vol_point`` within their hard limits. Each metric moves linearly with the size (by the
+contract's per-contract Greek), so the largest size that fits is a closed form; the side is cut to it
+(whole contracts) and dropped if that is less than one contract. A side that reduces a breached
+metric may fill until the metric reaches the limit on the other side of 0, not beyond. The
+worst-scenario loss is not checked pre-trade (it needs a revaluation): it is re-measured on the
+limit set's cadence (``scenario_every_s``, by :meth:`~RiskController.on_market_data`) and after any
+fill whose vega reaches ``scenario_after_fill_vega``; between revaluations each fill updates the P&L
+of every grid cell exactly (P&L is linear in the position at the grid's market).
+
+Units are those of :func:`optmm.risk.exposures`: ``delta_shares`` (shares),
+``delta_dollars`` (``delta_shares`` x the current spot), ``gamma_dollars_1pct``,
+``vega_per_vol_point``; P&L limits bound losses (positive numbers).
+
+How it is fast
+--------------
+The state is a few flat float64 arrays (see :mod:`optmm.risk._controller_kernels`): a contract table
+with per-contract Greeks (one :func:`optmm.greeks.bsm_greeks` call, refreshed by
+:meth:`~RiskController.recompute` and on the scenario cadence), per-underlying aggregates and
+limits, the book's figures. One decision is one numba call over them that returns plain numbers;
+:meth:`~RiskController.decide_many` runs the same function in a compiled loop. Fills update the
+aggregates incrementally (:meth:`~RiskController.on_fill`); :meth:`~RiskController.recompute`
+rebuilds everything from the positions and reports the difference.
+
+Audit
+-----
+With an :class:`~optmm.risk.audit.AuditTrail`, the controller records (trigger, measured value,
+threshold) for: every layer change of an underlying (``"state"``), every pull (entering KILL, TOXIC
+or STALE from a quoting layer: ``"pull"``), every side cut (``"cut"``, sizes before and after in
+``detail``) or dropped (``"drop"``) by a decision, every kill (``"kill"``) and reset (``"reset"``),
+every full recompute (``"recompute"``: measured = the difference found) and every difference above
+the tolerance (``"mismatch"``). A decision that changes nothing and cuts nothing records nothing.
+Layer changes are detected when the state changes (fills, hedges, market data, P&L marks,
+toxicity, kill, reset) and, for staleness (time passing), by the next decision or :meth:`check`.
+
+Example::
+
+    from optmm import Book, Market
+    from optmm.risk import AuditTrail, LimitSet, QuoteRequest, RiskController
+
+    ctl = RiskController(Book.load("scenarios/examples/book.csv"),
+                         Market.load("scenarios/examples/market.toml"),
+                         LimitSet.load("scenarios/limits/desk.toml"), audit=AuditTrail("audit.db"))
+    ids = ctl.add_contracts("SPY", "call", [580.0, 590.0, 600.0], "2026-12-18")
+    d = ctl.decide(QuoteRequest(int(ids[1]), bid_size=10, ask_size=10))
+    # d.layer, d.bid_size, d.ask_size, d.spread_factor, d.trigger, d.hedge_delta_shares
+    ctl.on_fill(int(ids[1]), +d.bid_size, price=12.3)  # our bid was hit: we bought
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from optmm.book import Book, Kind
+from optmm.greeks import bsm_greeks
+from optmm.market import Market
+from optmm.risk import _controller_kernels as _k
+from optmm.risk._kernels import reval_cells
+from optmm.risk.audit import AuditEvent, AuditTrail, Layer
+from optmm.risk.exposures import market_vols
+from optmm.risk.limits import LimitSet, Metric
+
+__all__ = ["Decision", "QuoteRequest", "RiskController"]
+
+#: Metrics in the kernels' order (their codes are these positions).
+METRICS: tuple[Metric, ...] = (
+    Metric.POSITION,
+    Metric.DELTA_SHARES,
+    Metric.DELTA_DOLLARS,
+    Metric.GAMMA_DOLLARS_1PCT,
+    Metric.VEGA_PER_VOL_POINT,
+    Metric.WORST_SCENARIO_LOSS,
+    Metric.DAILY_LOSS,
+    Metric.DRAWDOWN,
+)
+_UNDERLYING_METRICS = METRICS[1:6]
+_BOOK_METRICS = METRICS[2:]
+_LAYERS: tuple[Layer, ...] = tuple(sorted(Layer, key=int))
+_PULLED = int(Layer.STALE)  # layers at or below this quote nothing
+_KIND_CODES = {"call": Kind.CALL, "put": Kind.PUT}
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteRequest:
+    """What the quoter wants to show for one contract.
+
+    Attributes
+    ----------
+    contract : int
+        Index into the controller's contract table (:meth:`RiskController.contract_index`,
+        :meth:`RiskController.add_contracts`).
+    bid_size, ask_size : float
+        Contracts, >= 0 (0: no quote on that side).
+    """
+
+    contract: int
+    bid_size: float
+    ask_size: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What may be shown for one contract.
+
+    Attributes
+    ----------
+    layer : Layer
+        The deciding layer for the contract's underlying (or the book; HARD / SOFT also for the
+        contract's own position).
+    bid_size, ask_size : float
+        Allowed sizes after the layer's rule and the pre-trade check, whole contracts (0 = side
+        dropped).
+    spread_factor : float
+        >= 1: the soft layer widens the spread by ``soft_spread_factor``.
+    trigger : str
+        The metric (a :class:`~optmm.risk.limits.Metric` value) or signal (``"toxicity"``,
+        ``"stale"``, the kill's trigger) that decided; ``""`` when NORMAL.
+    hedge_delta_shares : float
+        The delta (shares) the hedger should take off this underlying now: the underlying's
+        ``delta_shares`` in the HARD and KILL layers, else 0.
+    """
+
+    layer: Layer
+    bid_size: float
+    ask_size: float
+    spread_factor: float
+    trigger: str
+    hedge_delta_shares: float
+
+
+def _kind_code(kind: Any) -> int:
+    if isinstance(kind, str):
+        named = _KIND_CODES.get(kind.strip().lower())
+        if named is None:
+            raise ValueError(f"kind: expected 'call' or 'put', got {kind!r}")
+        return int(named)
+    code = int(kind)
+    if code not in (Kind.CALL, Kind.PUT):
+        raise ValueError(f"kind: expected a call or a put, got {kind!r}")
+    return code
+
+
+def _day(expiry: Any) -> int:
+    day = np.asarray(expiry, dtype="datetime64[D]")
+    if day.ndim or np.isnat(day):
+        raise ValueError(f"expiry: expected one date, got {expiry!r}")
+    return int(day.astype(np.int64))
+
+
+class RiskController:
+    """The layered risk controller over a book, a market and a limit set.
+
+    Parameters
+    ----------
+    book : Book
+        The positions at the start. Options are collapsed into a contract table, one row per
+        (underlying, kind, strike, expiry): position in contracts (the first row's multiplier is
+        the contract's; rows with another multiplier count pro rata), vol = the book's override for
+        the contract if a row has one (the first), else the market's surface. Stock rows are the
+        underlying's stock (hedge) position.
+    market : Market
+        The market snapshot: spots (the start of :meth:`on_market_data`), rates, yields, surfaces.
+        Vols follow the market's sticky rule as spots move (``market.vols`` with the spot's move
+        from the snapshot).
+    limits : LimitSet
+        Hard and soft limits, soft-layer factors, the scenario grid and cadence, the stale age.
+    audit : AuditTrail, optional
+        Where events go (see the module docstring); None records nothing.
+    clock : callable, default time.time
+        Seconds; used for staleness, the scenario cadence and event timestamps.
+    market_ts : float, optional
+        Time of the market snapshot in the clock's seconds (default: now). An underlying is stale
+        once ``clock() - last data time`` exceeds ``stale_after_ms``.
+
+    Notes
+    -----
+    The contract table only grows (:meth:`add_contracts`); indices are stable. The controller is
+    not thread-safe: call it from one thread (the quoter's).
+    """
+
+    #: Relative tolerance of :meth:`recompute` (difference / max(1, |value|, gross of the terms)).
+    MISMATCH_RTOL = 1e-9
+
+    def __init__(
+        self,
+        book: Book,
+        market: Market,
+        limits: LimitSet,
+        *,
+        audit: AuditTrail | None = None,
+        clock: Callable[[], float] = time.time,
+        market_ts: float | None = None,
+    ) -> None:
+        book.check_market(market)
+        self._market = market
+        self._limits = limits
+        self._audit = audit
+        self._clock = clock
+        now = float(clock())
+        ts = now if market_ts is None else float(market_ts)
+        self._spot_shocks = np.asarray(limits.scenario_spot, dtype=np.float64)
+        self._vol_shocks = np.asarray(limits.scenario_vol, dtype=np.float64)
+        n_s, n_v = self._spot_shocks.size, self._vol_shocks.size
+        self._shock_spot_g = np.repeat(self._spot_shocks, n_v)  # (G,)
+        self._shock_vol_g = np.tile(self._vol_shocks, n_s)
+        self._n_cells = n_s * n_v
+
+        self._names: list[str] = []
+        self._uindex: dict[str, int] = {}
+        self._keys: dict[tuple[int, int, float, int], int] = {}
+        self._c_u = np.zeros(0, dtype=np.intp)
+        self._c_kind = np.zeros(0, dtype=np.int8)
+        self._c_strike = np.zeros(0)
+        self._c_expiry = np.zeros(0, dtype="datetime64[D]")
+        self._c_t = np.zeros(0)
+        self._c_override = np.zeros(0)
+        self._c_vol = np.zeros(0)
+        self._cf = np.zeros((0, _k.CCELL + self._n_cells))
+        self._ust = np.zeros((1, _k.NUS))
+        self._cells = np.zeros((1, self._n_cells))
+        self._stock_cells = np.zeros((0, self._n_cells))
+        self._layer_out = np.zeros((0, 5))
+        self._prm = np.zeros(_k.NPRM)
+        self._prm[_k.P_STALE_S] = float(limits.stale_after_ms) / 1000.0
+        self._prm[_k.P_SOFT_SIZE] = float(limits.soft_size_factor)
+        self._prm[_k.P_SOFT_SPREAD] = float(limits.soft_spread_factor)
+        self._aux = np.zeros(_k.NAUX)
+        self._ust[0, _k.ULAYER] = int(Layer.NORMAL)
+        self._set_limits(self._ust.shape[0] - 1, None)
+        self._kill_info: tuple[str, float, float] = ("manual", math.nan, math.nan)
+        self._toxic_info: dict[int, tuple[float, float]] = {}
+        self._hwm = 0.0
+        self._descriptions: dict[int, str] = {}
+        self._trig_names = [""] * 20
+        for m in METRICS:
+            self._trig_names[METRICS.index(m)] = m.value
+            self._trig_names[_k.BOOK + METRICS.index(m)] = m.value
+        self._trig_names[_k.T_TOXIC] = "toxicity"
+        self._trig_names[_k.T_STALE] = "stale"
+        self._trig_names[_k.T_KILL] = "manual"
+
+        # underlyings of the book (sorted), then its option contracts
+        names = sorted(pd.unique(np.asarray(book.underlying, dtype=object)).tolist())
+        self._add_underlyings(names, ts)
+        opt = np.flatnonzero(book.is_option)
+        if opt.size:
+            qm = np.asarray(book.quantity)[opt] * np.asarray(book.multiplier)[opt]
+            frame = pd.DataFrame(
+                {
+                    "underlying": np.asarray(book.underlying, dtype=object)[opt],
+                    "kind": np.asarray(book.kind)[opt].astype(np.int64),
+                    "strike": np.asarray(book.strike)[opt],
+                    "expiry": np.asarray(book.expiry, dtype="datetime64[D]")[opt].view(np.int64),
+                    "multiplier": np.asarray(book.multiplier)[opt],
+                    "vol": np.asarray(book.vol)[opt],
+                    "qm": qm,
+                }
+            )
+            agg = frame.groupby(["underlying", "kind", "strike", "expiry"], sort=False).agg(
+                multiplier=("multiplier", "first"), vol=("vol", "first"), qm=("qm", "sum")
+            )
+            idx = agg.index
+            self._append_contracts(
+                np.array([self._uindex[u] for u in idx.get_level_values("underlying")], dtype=np.intp),
+                idx.get_level_values("kind").to_numpy(dtype=np.int8),
+                idx.get_level_values("strike").to_numpy(dtype=np.float64),
+                idx.get_level_values("expiry").to_numpy(dtype=np.int64).astype("datetime64[D]"),
+                agg["multiplier"].to_numpy(dtype=np.float64),
+                agg["vol"].to_numpy(dtype=np.float64),
+                agg["qm"].to_numpy(dtype=np.float64) / agg["multiplier"].to_numpy(dtype=np.float64),
+            )
+        is_stock = np.flatnonzero(~book.is_option)
+        for i in is_stock.tolist():
+            u = self._uindex[str(book.underlying[i])]
+            self._ust[u, _k.USTOCK] += float(book.quantity[i] * book.multiplier[i])
+        self._refresh_greeks()
+        self._revalue()
+        now = float(clock())
+        if market_ts is None:  # the snapshot is as fresh as the controller
+            self._ust[:-1, _k.ULAST] = now
+        self._last_full = now
+        self._refresh_layers(now)
+
+    # ----------------------------------------------------------------------------------------------
+    # the contract table
+
+    @property
+    def underlyings(self) -> tuple[str, ...]:
+        """The underlyings, in the order of the state's rows."""
+        return tuple(self._names)
+
+    @property
+    def n_contracts(self) -> int:
+        """How many contracts the table holds."""
+        return int(self._cf.shape[0])
+
+    @property
+    def limits(self) -> LimitSet:
+        return self._limits
+
+    def contract_index(self, underlying: str, kind: Any, strike: float, expiry: Any) -> int:
+        """Index of a contract in the table (``kind``: a :class:`~optmm.book.Kind` or ``"call"`` /
+        ``"put"``; ``expiry``: a date). Raises KeyError if it is not there."""
+        key = (self._uindex.get(underlying, -1), _kind_code(kind), float(strike), _day(expiry))
+        try:
+            return self._keys[key]
+        except KeyError:
+            raise KeyError(f"no contract {underlying} {kind} {strike} {expiry} in the table") from None
+
+    def add_contracts(
+        self, underlying: str, kind: Any, strike: Any, expiry: Any, *, multiplier: float = 100.0
+    ) -> np.ndarray:
+        """Add contracts the quoter will quote (position 0); contracts already there are kept.
+
+        Parameters
+        ----------
+        underlying : str
+            Must have a spot and a vol surface in the market. A new underlying gets a row (its
+            market data time: now).
+        kind, strike, expiry : scalar or array_like
+            Broadcast together: ``"call"`` / ``"put"`` (or :class:`~optmm.book.Kind`), strikes > 0,
+            expiry dates.
+        multiplier : float, default 100
+            Units of the underlying per contract (for new contracts).
+
+        Returns
+        -------
+        ndarray of intp
+            The index of each contract (in the broadcast order).
+        """
+        market = self._market
+        if underlying not in market.spot or underlying not in market.surface:
+            raise ValueError(f"add_contracts: {underlying!r} has no spot or no vol surface in the market")
+        if not (math.isfinite(multiplier) and multiplier > 0.0):
+            raise ValueError(f"add_contracts: multiplier must be finite and > 0, got {multiplier!r}")
+        kinds, strikes, expiries = np.broadcast_arrays(
+            np.asarray(kind, dtype=object), np.asarray(strike, dtype=np.float64), np.asarray(expiry)
+        )
+        codes = np.array([_kind_code(k) for k in kinds.ravel()], dtype=np.int8)
+        strikes = strikes.ravel().astype(np.float64)
+        days = np.asarray(expiries.ravel(), dtype="datetime64[D]")
+        if not np.all(np.isfinite(strikes) & (strikes > 0.0)):
+            raise ValueError("add_contracts: strikes must be finite and > 0")
+        if np.isnat(days).any():
+            raise ValueError("add_contracts: every contract needs an expiry date")
+        if underlying not in self._uindex:
+            self._add_underlyings([underlying], float(self._clock()))
+        u = self._uindex[underlying]
+        out = np.empty(codes.size, dtype=np.intp)
+        new: list[int] = []
+        seen: dict[tuple[int, int, float, int], int] = {}
+        triples = zip(codes.tolist(), strikes.tolist(), days.view(np.int64).tolist(), strict=True)
+        for i, (c, k, d) in enumerate(triples):
+            key = (u, c, k, d)
+            if key in self._keys:
+                out[i] = self._keys[key]
+            elif key in seen:
+                out[i] = seen[key]
+            else:
+                seen[key] = out[i] = self.n_contracts + len(new)
+                new.append(i)
+        if new:
+            rows = np.asarray(new)
+            m = rows.size
+            self._append_contracts(
+                np.full(m, u, dtype=np.intp),
+                codes[rows],
+                strikes[rows],
+                days[rows],
+                np.full(m, float(multiplier)),
+                np.full(m, np.nan),
+                np.zeros(m),
+            )
+            self._refresh_greeks(np.arange(self.n_contracts - m, self.n_contracts))
+            self._revalue()
+        return out
+
+    def position(self, contract: int) -> float:
+        """Position of one contract, in contracts (cheap: no frame is built)."""
+        c = int(contract)
+        if not 0 <= c < self._cf.shape[0]:
+            raise IndexError(f"contract {contract!r} is not in the table (0..{self._cf.shape[0] - 1})")
+        return float(self._cf[c, _k.CPOS])
+
+    def contracts(self) -> pd.DataFrame:
+        """The contract table: one row per contract (index = its index): ``underlying``, ``kind``,
+        ``strike``, ``expiry``, ``multiplier``, ``position`` (contracts), ``vol`` and the per-contract
+        ``delta_shares``, ``gamma_dollars_1pct``, ``vega_per_vol_point``."""
+        cf = self._cf
+        return pd.DataFrame(
+            {
+                "underlying": np.asarray(self._names, dtype=object)[self._c_u]
+                if self._names
+                else np.zeros(0, dtype=object),
+                "kind": np.where(self._c_kind == Kind.CALL, "call", "put"),
+                "strike": self._c_strike,
+                "expiry": self._c_expiry,
+                "multiplier": cf[:, _k.CMULT],
+                "position": cf[:, _k.CPOS],
+                "vol": self._c_vol,
+                "delta_shares": cf[:, _k.CDELTA],
+                "gamma_dollars_1pct": cf[:, _k.CGAMMA],
+                "vega_per_vol_point": cf[:, _k.CVEGA],
+            }
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # the hot path
+
+    def decide(self, req: QuoteRequest) -> Decision:
+        """Gate and pre-trade check of one quote (see the module docstring).
+
+        Raises
+        ------
+        IndexError
+            Unknown contract index.
+        ValueError
+            A negative or non-finite size.
+        """
+        c = req.contract
+        if not 0 <= c < self._cf.shape[0]:
+            raise IndexError(f"contract {c!r} is not in the table (0..{self._cf.shape[0] - 1})")
+        # float(): one compiled signature whatever the caller passes (an int size would compile another)
+        lay, bid, ask, spread, trig, hedge, flags = _k.decide_one(
+            c, float(req.bid_size), float(req.ask_size), float(self._clock()), self._cf, self._ust, self._prm,
+            self._aux,
+        )  # fmt: skip
+        if flags:
+            self._after_decision(c, flags, lay, bid, ask, self._aux)
+        return Decision(_LAYERS[lay], bid, ask, spread, self._trig_names[trig], hedge)
+
+    def decide_many(
+        self, contracts: Any, bid_sizes: Any, ask_sizes: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`decide` for arrays of requests, in order, in one compiled loop (one clock reading).
+
+        Returns
+        -------
+        layer : ndarray of int8
+            :class:`~optmm.risk.audit.Layer` values.
+        bid, ask, spread_factor : ndarray of float64
+        """
+        c = np.ascontiguousarray(contracts, dtype=np.int64).reshape(-1)
+        n = c.size
+        bids = np.ascontiguousarray(np.broadcast_to(np.asarray(bid_sizes, dtype=np.float64), (n,)))
+        asks = np.ascontiguousarray(np.broadcast_to(np.asarray(ask_sizes, dtype=np.float64), (n,)))
+        if n and not (c.min() >= 0 and c.max() < self._cf.shape[0]):
+            raise IndexError(f"contract index outside the table (0..{self._cf.shape[0] - 1})")
+        with np.errstate(invalid="ignore"):
+            if not (np.all((bids >= 0.0) & (bids < np.inf)) and np.all((asks >= 0.0) & (asks < np.inf))):
+                raise ValueError("decide_many: sizes must be finite and >= 0")
+        layer = np.empty(n, dtype=np.int8)
+        bid = np.empty(n)
+        ask = np.empty(n)
+        spread = np.empty(n)
+        trig = np.empty(n, dtype=np.int64)
+        hedge = np.empty(n)
+        flags = np.empty(n, dtype=np.int64)
+        aux = np.empty((n, _k.NAUX))
+        _k.decide_loop(
+            c, bids, asks, float(self._clock()), self._cf, self._ust, self._prm,
+            layer, bid, ask, spread, trig, hedge, flags, aux,
+        )  # fmt: skip
+        if self._audit is not None:  # without a trail there is nothing to record
+            for i in np.flatnonzero(flags).tolist():
+                self._after_decision(int(c[i]), int(flags[i]), int(layer[i]), bid[i], ask[i], aux[i])
+        return layer, bid, ask, spread
+
+    # ----------------------------------------------------------------------------------------------
+    # events that change the state
+
+    def on_fill(self, contract: int, signed_contracts: float, price: float) -> None:
+        """A fill of our quote: ``signed_contracts`` > 0 we bought (bid hit), < 0 we sold.
+
+        Updates the position, the underlying's and the book's Greeks and the scenario cells
+        incrementally; re-measures the worst scenario loss by a full revaluation if the fill's
+        ``|vega_per_vol_point|`` reaches ``scenario_after_fill_vega``. ``price`` is checked (finite)
+        but not used: P&L comes from :meth:`mark_pnl`.
+        """
+        c = int(contract)
+        if not 0 <= c < self._cf.shape[0]:
+            raise IndexError(f"contract {contract!r} is not in the table (0..{self._cf.shape[0] - 1})")
+        q = float(signed_contracts)
+        if not (math.isfinite(q) and math.isfinite(float(price))):
+            raise ValueError(f"on_fill: size and price must be finite, got {signed_contracts!r}, {price!r}")
+        _k.apply_fill(c, q, self._cf, self._ust, self._cells)
+        if abs(q * self._cf[c, _k.CVEGA]) >= float(self._limits.scenario_after_fill_vega):
+            self._revalue()
+        self._refresh_layers()
+
+    def on_hedge(self, underlying: str, signed_shares: float, price: float) -> None:
+        """A hedge trade in the underlying: ``signed_shares`` > 0 bought. ``price`` is checked only."""
+        u = self._u(underlying)
+        q = float(signed_shares)
+        if not (math.isfinite(q) and math.isfinite(float(price))):
+            raise ValueError(f"on_hedge: shares and price must be finite, got {signed_shares!r}, {price!r}")
+        _k.apply_hedge(u, q, self._stock_cells, self._ust, self._cells)
+        self._refresh_layers()
+
+    def on_market_data(self, underlying: str, spot: float, ts: float | None = None) -> None:
+        """New market data for an underlying: its spot (dollar delta moves with it) and its time
+        (``ts`` in the clock's seconds, default now), which clears a stale state. Past the limit
+        set's ``scenario_every_s`` since the last full recompute, runs :meth:`recompute` (fresh
+        Greeks and scenario grid at the current spots)."""
+        u = self._u(underlying)
+        s = float(spot)
+        if not (math.isfinite(s) and s > 0.0):
+            raise ValueError(f"on_market_data: spot must be finite and > 0, got {spot!r}")
+        now = float(self._clock())
+        self._ust[u, _k.USPOT] = s
+        self._ust[u, _k.ULAST] = now if ts is None else float(ts)
+        if now - self._last_full >= float(self._limits.scenario_every_s):
+            self.recompute()
+        else:
+            self._refresh_layers(now)
+
+    def set_toxicity(
+        self, underlying: str, toxic: bool, *, score: float = math.nan, threshold: float = math.nan
+    ) -> None:
+        """Flag (or clear) adverse selection on an underlying: TOXIC pulls its quotes at once.
+        ``score`` and ``threshold`` go to the audit trail."""
+        u = self._u(underlying)
+        self._ust[u, _k.UTOXIC] = 1.0 if toxic else 0.0
+        self._toxic_info[u] = (float(score), float(threshold))
+        self._refresh_layers()
+
+    def kill(self, reason: str, *, by: str = "rule") -> None:
+        """Throw the kill switch: every underlying goes to KILL (nothing quoted, delta to flatten).
+
+        ``by`` is ``"rule"`` (the trigger is ``reason``) or ``"person"`` (trigger ``"manual"``).
+        A kill while killed changes nothing.
+        """
+        if by not in ("rule", "person"):
+            raise ValueError(f"kill: by must be 'rule' or 'person', got {by!r}")
+        trigger = "manual" if by == "person" else str(reason)
+        self._kill(trigger, math.nan, math.nan, f"by={by}: {reason}")
+
+    def reset_kill(self, *, by: str) -> None:
+        """Clear the kill switch. Only a person may: any other ``by`` raises PermissionError."""
+        if by != "person":
+            raise PermissionError(f"reset_kill: only a person may reset the kill switch (by={by!r})")
+        if not self.killed:
+            return
+        self._ust[:-1, _k.UKILL] = 0.0
+        trigger, measured, threshold = self._kill_info
+        self._record("", Layer.KILL, "reset", trigger, measured, threshold, "by=person")
+        self._refresh_layers()
+
+    @property
+    def killed(self) -> bool:
+        """Whether the kill switch is thrown."""
+        return bool(self._ust[:-1, _k.UKILL].any())
+
+    def mark_pnl(self, pnl: float) -> None:
+        """The day's P&L so far (currency). Tracks the high-water mark (from 0 at the start of the
+        day); a daily loss (``-pnl``) or a drawdown (high-water mark - pnl) beyond its hard limit
+        kills (by rule); beyond its soft level, the SOFT layer."""
+        p = float(pnl)
+        if not math.isfinite(p):
+            raise ValueError(f"mark_pnl: pnl must be finite, got {pnl!r}")
+        self._hwm = max(self._hwm, p)
+        b = self._ust.shape[0] - 1
+        daily, drawdown = max(-p, 0.0), self._hwm - p
+        self._ust[b, _k.UDAILY] = daily
+        self._ust[b, _k.UDRAWDOWN] = drawdown
+        for m, value in ((_k.M_DAILY, daily), (_k.M_DRAWDOWN, drawdown)):
+            hard = self._ust[b, _k.UHARD + m]
+            if value > hard and not self.killed:
+                self._kill(METRICS[m].value, value, hard, f"by=rule: {METRICS[m].value} {value:g} > {hard:g}")
+        self._refresh_layers()
+
+    def check(self) -> list[tuple[str, Layer]]:
+        """Re-evaluate every underlying's layer now (records any change, e.g. staleness without a
+        decision); returns (underlying, layer) pairs."""
+        self._refresh_layers()
+        return [(n, _LAYERS[int(self._ust[u, _k.ULAYER])]) for u, n in enumerate(self._names)]
+
+    def recompute(self) -> float:
+        """Full recompute from the positions: fresh per-contract Greeks at the current spots, the
+        aggregates, and the scenario grid's worst losses.
+
+        Returns
+        -------
+        float
+            The largest absolute difference between the incremental aggregates (``delta_shares``,
+            ``gamma_dollars_1pct``, ``vega_per_vol_point`` per underlying) and their sums from the
+            positions with the same per-contract Greeks: the bookkeeping error. (Moving to fresh
+            Greeks afterwards is a market move, not a mismatch.) Recorded as a ``"recompute"``
+            event (with the tolerance at that value as its threshold), and as a ``"mismatch"`` if any
+            difference exceeds :attr:`MISMATCH_RTOL` x max(1, |value|, the gross of the terms
+            summed or added: the scale of their rounding).
+        """
+        nu = len(self._names)
+        both = np.zeros((nu, 6))
+        _k.aggregate(self._cf, self._ust, both)
+        full = both[:, :3]
+        inc = self._ust[:nu, [_k.UDELTA, _k.UGAMMA, _k.UVEGA]]
+        err = np.abs(inc - full)
+        diff = float(err.max()) if err.size else 0.0
+        # rounding of the incremental sums scales with the gross of what was added, not the net
+        gross = np.maximum(both[:, 3:], self._ust[:nu, _k.UGROSS : _k.UGROSS + 3])
+        tol = self.MISMATCH_RTOL * np.maximum(1.0, np.maximum(np.abs(full), gross))
+        self._refresh_greeks()
+        self._revalue()
+        self._last_full = float(self._clock())
+        at = np.unravel_index(int(np.argmax(err)), err.shape) if err.size else None
+        self._record(
+            "", Layer.NORMAL, "recompute", "recompute", diff, float(tol[at]) if at else math.nan,
+            f"{nu} underlyings; largest difference / tolerance (absolute, same unit)",
+        )  # fmt: skip
+        bad = np.argwhere(err > tol)
+        if bad.size:
+            u, j = (int(x) for x in bad[np.argmax(err[tuple(bad.T)])])
+            name = ("delta_shares", "gamma_dollars_1pct", "vega_per_vol_point")[j]
+            self._record(
+                self._names[u], Layer.NORMAL, "mismatch", name, float(err[u, j]), float(tol[u, j]),
+                f"incremental {inc[u, j]!r} vs recomputed {full[u, j]!r}",
+            )  # fmt: skip
+        self._refresh_layers()
+        return diff
+
+    def state(self) -> pd.DataFrame:
+        """Per underlying and for the book (last row, ``"book"``): ``layer`` (name, evaluated now)
+        and, for every metric, its value and its hard and soft limit (``<metric>_hard``,
+        ``<metric>_soft``; inf where there is none). ``position`` is the largest |position| among
+        the underlying's contracts (the book's: among all); ``delta_dollars`` at current spots."""
+        self._refresh_layers()
+        nu = len(self._names)
+        ust = self._ust
+        b = nu
+        pos = np.zeros(nu + 1)
+        if self.n_contracts:
+            np.maximum.at(pos, self._c_u, np.abs(self._cf[:, _k.CPOS]))
+            pos[b] = pos[:nu].max(initial=0.0)
+        dd_u = ust[:nu, _k.UDELTA] * ust[:nu, _k.USPOT]
+        values = {
+            Metric.POSITION: pos,
+            Metric.DELTA_SHARES: np.append(ust[:nu, _k.UDELTA], np.nan),
+            Metric.DELTA_DOLLARS: np.append(dd_u, dd_u.sum()),
+            Metric.GAMMA_DOLLARS_1PCT: np.append(ust[:nu, _k.UGAMMA], ust[:nu, _k.UGAMMA].sum()),
+            Metric.VEGA_PER_VOL_POINT: np.append(ust[:nu, _k.UVEGA], ust[:nu, _k.UVEGA].sum()),
+            Metric.WORST_SCENARIO_LOSS: ust[:, _k.UWSL].copy(),
+            Metric.DAILY_LOSS: np.append(np.full(nu, np.nan), ust[b, _k.UDAILY]),
+            Metric.DRAWDOWN: np.append(np.full(nu, np.nan), ust[b, _k.UDRAWDOWN]),
+        }
+        codes = [int(x) for x in ust[:nu, _k.ULAYER]]
+        worst = min(codes, default=int(Layer.NORMAL))  # the book's row: its most severe underlying
+        columns: dict[str, Any] = {"layer": [_LAYERS[x].name for x in [*codes, worst]]}
+        columns["spot"] = np.append(ust[:nu, _k.USPOT], np.nan)
+        columns["stock_shares"] = np.append(ust[:nu, _k.USTOCK], np.nan)
+        for i, m in enumerate(METRICS):
+            columns[m.value] = values[m]
+            columns[f"{m.value}_hard"] = ust[:, _k.UHARD + i].copy()
+            columns[f"{m.value}_soft"] = ust[:, _k.USOFT + i].copy()
+        return pd.DataFrame(columns, index=pd.Index([*self._names, "book"], name="underlying"))
+
+    # ----------------------------------------------------------------------------------------------
+    # internals
+
+    def _u(self, underlying: str) -> int:
+        try:
+            return self._uindex[underlying]
+        except KeyError:
+            raise KeyError(f"unknown underlying {underlying!r} (not in the controller)") from None
+
+    def _set_limits(self, row: int, underlying: str | None) -> None:
+        """Hard and soft limits of one state row (an underlying, or the book when None)."""
+        ust, limits = self._ust, self._limits
+        ust[row, _k.UHARD : _k.UHARD + _k.N_METRICS] = np.inf
+        ust[row, _k.USOFT : _k.USOFT + _k.N_METRICS] = np.inf
+        found = [(0, limits.contract(Metric.POSITION))]
+        if underlying is None:
+            found += [(METRICS.index(m), limits.book(m)) for m in _BOOK_METRICS]
+        else:
+            found += [(METRICS.index(m), limits.for_underlying(m, underlying)) for m in _UNDERLYING_METRICS]
+        for i, lim in found:
+            if lim is not None:
+                ust[row, _k.UHARD + i] = float(lim.hard)
+                ust[row, _k.USOFT + i] = float(lim.soft)
+
+    def _add_underlyings(self, names: list[str], ts: float) -> None:
+        market = self._market
+        nu0 = len(self._names)
+        m = len(names)
+        if not m:
+            return
+        killed = nu0 > 0 and self.killed
+        book_row = self._ust[-1:].copy()
+        ust = np.zeros((nu0 + m + 1, _k.NUS))
+        ust[:nu0] = self._ust[:nu0]
+        ust[-1] = book_row
+        cells = np.zeros((nu0 + m + 1, self._n_cells))
+        cells[:nu0] = self._cells[:nu0]
+        cells[-1] = self._cells[-1]
+        self._ust, self._cells = ust, cells
+        self._stock_cells = np.vstack([self._stock_cells, np.zeros((m, self._n_cells))])
+        self._layer_out = np.zeros((nu0 + m, 5))
+        for j, name in enumerate(names):
+            u = nu0 + j
+            self._names.append(name)
+            self._uindex[name] = u
+            ust[u, _k.USPOT] = float(market.spot[name])
+            ust[u, _k.ULAST] = ts
+            ust[u, _k.ULAYER] = int(Layer.NORMAL)
+            ust[u, _k.UKILL] = 1.0 if killed else 0.0
+            self._set_limits(u, name)
+
+    def _append_contracts(
+        self,
+        u: np.ndarray,
+        kind: np.ndarray,
+        strike: np.ndarray,
+        expiry: np.ndarray,
+        multiplier: np.ndarray,
+        override: np.ndarray,
+        position: np.ndarray,
+    ) -> None:
+        n0, m = self.n_contracts, u.size
+        rows = np.zeros((m, self._cf.shape[1]))
+        rows[:, _k.CU] = u
+        rows[:, _k.CMULT] = multiplier
+        rows[:, _k.CPOS] = position
+        self._cf = np.ascontiguousarray(np.vstack([self._cf, rows]))
+        self._c_u = np.concatenate([self._c_u, u.astype(np.intp)])
+        self._c_kind = np.concatenate([self._c_kind, kind.astype(np.int8)])
+        self._c_strike = np.concatenate([self._c_strike, strike.astype(np.float64)])
+        self._c_expiry = np.concatenate([self._c_expiry, expiry.astype("datetime64[D]")])
+        t = np.asarray(self._market.year_fraction(expiry), dtype=np.float64).reshape(-1)
+        self._c_t = np.concatenate([self._c_t, t])
+        self._c_override = np.concatenate([self._c_override, override.astype(np.float64)])
+        self._c_vol = np.concatenate([self._c_vol, np.zeros(m)])
+        for i in range(m):
+            key = (int(u[i]), int(kind[i]), float(strike[i]), int(expiry[i].astype(np.int64)))
+            self._keys[key] = n0 + i
+
+    def _vols(self, rows: np.ndarray, spot_shift: np.ndarray) -> np.ndarray:
+        """Vols of contracts ``rows`` with each underlying's spot moved by ``spot_shift[u]`` from the
+        market snapshot (the market's sticky rule): the override if any, else the surface; 0 for an
+        expired contract without override."""
+        vol = self._c_override[rows].copy()
+        u_rows = self._c_u[rows]
+        need = np.isnan(vol) & (self._c_t[rows] > 0.0)
+        for u in np.unique(u_rows[need]).tolist():
+            sel = np.flatnonzero(need & (u_rows == u))
+            r = rows[sel]
+            vol[sel] = market_vols(
+                self._market, self._names[u], self._c_strike[r], self._c_t[r], spot_shift=float(spot_shift[u])
+            )
+        vol[np.isnan(vol)] = 0.0
+        return vol
+
+    def _spot_moves(self) -> np.ndarray:
+        nu = len(self._names)
+        snap = np.array([self._market.spot[n] for n in self._names], dtype=np.float64)
+        return self._ust[:nu, _k.USPOT] / snap - 1.0
+
+    def _refresh_greeks(self, rows: np.ndarray | None = None) -> None:
+        """Per-contract Greeks at the current spots (all contracts, or ``rows``: new ones at 0
+        position), then the aggregates from the positions."""
+        rows = np.arange(self.n_contracts) if rows is None else np.asarray(rows)
+        nu = len(self._names)
+        if rows.size:
+            vol = self._vols(rows, self._spot_moves())
+            u = self._c_u[rows]
+            spot = self._ust[u, _k.USPOT]
+            names = [self._names[j] for j in range(nu)]
+            rate = np.array([self._market.rate[n] for n in names])[u]
+            div = np.array([self._market.div_yield[n] for n in names])[u]
+            g = bsm_greeks(
+                spot, self._c_strike[rows], self._c_t[rows], rate, div, vol, self._c_kind[rows] == 0
+            )
+            mult = self._cf[rows, _k.CMULT]
+            self._cf[rows, _k.CDELTA] = mult * g.delta
+            self._cf[rows, _k.CGAMMA] = mult * g.gamma * spot * spot / 100.0
+            self._cf[rows, _k.CVEGA] = mult * g.vega / 100.0
+            self._c_vol[rows] = vol
+        full = np.zeros((nu, 6))
+        _k.aggregate(self._cf, self._ust, full)
+        self._ust[:nu, _k.UDELTA] = full[:, 0]
+        self._ust[:nu, _k.UGAMMA] = full[:, 1]
+        self._ust[:nu, _k.UVEGA] = full[:, 2]
+        self._ust[:nu, _k.UGROSS : _k.UGROSS + 3] = full[:, 3:]
+
+    def _revalue(self) -> None:
+        """Scenario grid by full revaluation at the current spots: the P&L of one contract of every
+        contract in every cell, the cells of each underlying and the book, their worst losses."""
+        nu, n_g = len(self._names), self._n_cells
+        spot = np.ascontiguousarray(self._ust[:nu, _k.USPOT])
+        move = self._spot_moves()
+        cells = np.zeros((nu + 1, n_g))
+        self._stock_cells = spot[:, None] * self._shock_spot_g[None, :]
+        cells[:nu] = self._ust[:nu, _k.USTOCK, None] * self._stock_cells
+        n_c = self.n_contracts
+        if n_c:
+            rows = np.arange(n_c)
+            base_vol = self._vols(rows, move)
+            vol_cg = np.empty((n_c, n_g))
+            surface = np.isnan(self._c_override) & (self._c_t > 0.0)
+            sticky_strike = self._market.sticky.value == "strike"
+            for k, s in enumerate(self._spot_shocks.tolist()):
+                cols = slice(k * self._vol_shocks.size, (k + 1) * self._vol_shocks.size)
+                if sticky_strike or not surface.any():
+                    v = base_vol
+                else:
+                    v = base_vol.copy()
+                    total = (1.0 + move) * (1.0 + s) - 1.0
+                    sr = np.flatnonzero(surface)
+                    v[sr] = self._vols(sr, total)
+                vol_cg[:, cols] = np.maximum(v[:, None] + self._vol_shocks[None, :], 0.0)
+            u = self._c_u
+            rate = np.array([self._market.rate[n] for n in self._names])
+            div = np.array([self._market.div_yield[n] for n in self._names])
+            price = bsm_greeks(
+                spot[u], self._c_strike, self._c_t, rate[u], div[u], base_vol, self._c_kind == 0
+            ).price
+            shift = np.ascontiguousarray(np.broadcast_to(self._shock_spot_g, (nu, n_g)))
+            out = np.empty((n_c, n_g))
+            reval_cells(
+                spot, rate, div, np.ascontiguousarray(u), np.ascontiguousarray(self._c_strike),
+                np.ascontiguousarray(self._c_t), np.ascontiguousarray(self._c_kind == 0),
+                np.ascontiguousarray(self._cf[:, _k.CMULT]), price, shift, vol_cg, np.zeros(n_g), out,
+            )  # fmt: skip
+            self._cf[:, _k.CCELL :] = out
+            np.add.at(cells, u, self._cf[:, _k.CPOS, None] * out)
+        cells[nu] = cells[:nu].sum(axis=0)
+        self._cells = cells
+        _k.worst_rows(cells, self._ust)
+
+    def _refresh_layers(self, now: float | None = None) -> None:
+        t = float(self._clock()) if now is None else now
+        if _k.layers_all(t, self._ust, self._prm, self._layer_out):
+            out = self._layer_out
+            for u in np.flatnonzero(out[:, 0] != out[:, 1]).tolist():
+                self._note_layer(u, int(out[u, 0]), int(out[u, 1]), int(out[u, 2]), out[u, 3], out[u, 4])
+
+    def _trigger(self, u: int, trig: int, measured: float, threshold: float) -> tuple[str, float, float, str]:
+        """Trigger name, measured, threshold and scope text of a layer trigger code."""
+        if trig == _k.T_KILL:
+            name, measured, threshold = self._kill_info
+            return name, measured, threshold, "book"
+        if trig == _k.T_TOXIC:
+            score, thr = self._toxic_info.get(u, (math.nan, math.nan))
+            return "toxicity", score, thr, "underlying"
+        if trig == _k.T_STALE:
+            return "stale", float(measured), float(threshold), "underlying"
+        if trig < 0:
+            return "", measured, threshold, ""
+        scope = "book" if trig >= _k.BOOK else ("contract" if trig == _k.M_POSITION else "underlying")
+        return self._trig_names[trig], float(measured), float(threshold), scope
+
+    def _note_layer(self, u: int, old: int, new: int, trig: int, measured: float, threshold: float) -> None:
+        if self._audit is None:
+            return
+        name, meas, thr, scope = self._trigger(u, trig, measured, threshold)
+        und = self._names[u]
+        detail = f"{_LAYERS[old].name} -> {_LAYERS[new].name}" + (f"; scope={scope}" if scope else "")
+        self._record(und, _LAYERS[new], "state", name, meas, thr, detail)
+        if new <= _PULLED < old:
+            self._record(und, _LAYERS[new], "pull", name, meas, thr, f"quotes of {und} pulled; scope={scope}")
+
+    def _after_decision(self, c: int, flags: int, lay: int, bid: float, ask: float, aux: np.ndarray) -> None:
+        if flags & _k.F_INVALID:
+            raise ValueError("decide: sizes must be finite and >= 0")
+        u = int(self._c_u[c])
+        if flags & _k.F_CHANGED:
+            self._note_layer(
+                u,
+                int(aux[_k.A_OLD]),
+                int(aux[_k.A_LAYER]),
+                int(aux[_k.A_TRIG]),
+                aux[_k.A_MEAS],
+                aux[_k.A_THR],
+            )
+        if self._audit is None:
+            return
+        for side, off, bit, after in (("bid", _k.A_BID, _k.F_BID, bid), ("ask", _k.A_ASK, _k.F_ASK, ask)):
+            if not flags & bit:
+                continue
+            status, code = int(aux[off]), int(aux[off + 1])
+            before = float(aux[off + 4])
+            scope = "book" if code >= _k.BOOK else ("contract" if code == _k.M_POSITION else "underlying")
+            what = self._describe(c)
+            if status == _k.S_CUT:
+                event, detail = (
+                    "cut",
+                    f"{what} {side} {before:g} -> {float(after):g}: a full fill would breach",
+                )
+            elif status == _k.S_DROP:
+                event, detail = "drop", f"{what} {side} {before:g} -> 0: a full fill of 1 would breach"
+            else:
+                event, detail = (
+                    "drop",
+                    f"{what} {side} {before:g} -> 0: reduce-only, the side does not reduce it",
+                )
+            self._record(
+                self._names[u], _LAYERS[lay], event, self._trig_names[code], float(aux[off + 2]),
+                float(aux[off + 3]), f"{detail}; scope={scope}",
+            )  # fmt: skip
+
+    def _describe(self, c: int) -> str:
+        text = self._descriptions.get(c)
+        if text is None:
+            kind = "call" if self._c_kind[c] == Kind.CALL else "put"
+            text = self._descriptions[c] = (
+                f"contract {c} ({self._names[int(self._c_u[c])]} {kind} {self._c_strike[c]:g} "
+                f"{self._c_expiry[c]})"
+            )
+        return text
+
+    def _kill(self, trigger: str, measured: float, threshold: float, detail: str) -> None:
+        if self.killed:
+            return
+        self._kill_info = (trigger, float(measured), float(threshold))
+        self._trig_names[_k.T_KILL] = trigger
+        self._ust[:-1, _k.UKILL] = 1.0
+        self._record("", Layer.KILL, "kill", trigger, measured, threshold, detail)
+        self._refresh_layers()
+
+    def _record(
+        self, underlying: str, layer: Layer, event: str, trigger: str, measured: float, threshold: float,
+        detail: str,
+    ) -> None:  # fmt: skip
+        if self._audit is not None:
+            self._audit.record(
+                AuditEvent(
+                    ts=float(self._clock()), underlying=underlying, layer=layer, event=event, trigger=trigger,
+                    measured=float(measured), threshold=float(threshold), detail=detail,
+                )
+            )  # fmt: skip
