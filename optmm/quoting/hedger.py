@@ -1,0 +1,633 @@
+"""The delta hedger: when and how much of the underlying to trade so that the book's delta stays bounded.
+
+A :class:`DeltaHedger` is asked, per underlying and per step, :meth:`DeltaHedger.decide` with the book's
+*net* delta in shares (options **plus** the shares already held as hedges), its dollar gamma, the spot
+and the underlying's quote. It answers with a :class:`HedgeOrder` (signed shares in whole lots) or
+``None``. :meth:`DeltaHedger.execute` fills an order under a simple cost model and books the fill;
+:meth:`DeltaHedger.report` separates the hedges' mark-to-market P&L from what they cost.
+
+When to trade (:class:`HedgeMode`)
+----------------------------------
+``FIXED_BAND``
+    Trade when \\|delta\\| > ``band_shares``.
+``WHALLEY_WILMOTT``
+    Trade when \\|delta\\| > the Whalley–Wilmott half-width computed from the book's gamma and the cost
+    of trading (:func:`ww_band_shares`), floored at ``min_band_shares`` and capped at ``max_band_shares``.
+``TIME``
+    Trade every ``interval_s`` seconds whatever the band: at each scheduled time bring delta to the
+    target (``ZERO``: flatten; ``BAND_EDGE``: back inside ``band_shares``, which is no trade when already
+    inside); never between scheduled times.
+
+Where to trade to (:class:`HedgeTarget`): ``BAND_EDGE`` trades just back inside the band (the least
+trading, the Whalley–Wilmott optimum for proportional costs), ``ZERO`` flattens delta.
+
+The controller's layer overrides the mode: ``KILL`` flattens delta to 0 now (nearest whole lot, ignoring
+``min_trade_shares``); ``HARD`` hedges now to ``hard_target`` (default ``ZERO``) whatever the band or
+schedule; ``TOXIC`` and ``STALE`` hedge as normal — the quotes are pulled, and the hedger is how the risk
+leaves the book.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from optmm.risk.audit import Layer
+
+__all__ = [
+    "DeltaHedger",
+    "HedgeFill",
+    "HedgeMode",
+    "HedgeOrder",
+    "HedgeReason",
+    "HedgeReport",
+    "HedgeTarget",
+    "HedgerConfig",
+    "ww_band_shares",
+]
+
+
+class HedgeMode(enum.Enum):
+    """When the hedger trades (see the module docstring)."""
+
+    FIXED_BAND = "fixed_band"
+    WHALLEY_WILMOTT = "whalley_wilmott"
+    TIME = "time"
+
+
+class HedgeTarget(enum.Enum):
+    """Where a hedge takes delta: just back inside the band, or to zero."""
+
+    BAND_EDGE = "band_edge"
+    ZERO = "zero"
+
+
+class HedgeReason(enum.Enum):
+    """Why an order was sent."""
+
+    BAND = "band"  # delta outside the band (FIXED_BAND, WHALLEY_WILMOTT)
+    SCHEDULE = "schedule"  # TIME mode, a scheduled hedge
+    HARD = "hard"  # controller layer HARD
+    KILL = "kill"  # controller layer KILL: flatten
+
+
+def _parse_enum(cls: type[enum.Enum], value: Any, name: str) -> Any:
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        for member in cls:
+            if value.lower() in (member.value, member.name.lower()):
+                return member
+    choices = ", ".join(m.value for m in cls)
+    raise ValueError(f"HedgerConfig.{name}: must be one of {choices} (got {value!r})")
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HedgerConfig:
+    """Settings of a :class:`DeltaHedger`; frozen, validated at construction, round-trips to TOML/JSON.
+
+    Attributes
+    ----------
+    mode : HedgeMode
+        When to trade (``FIXED_BAND``, ``WHALLEY_WILMOTT``, ``TIME``).
+    target : HedgeTarget
+        Where a band or scheduled hedge takes delta (``BAND_EDGE`` or ``ZERO``).
+    hard_target : HedgeTarget
+        Where a hedge forced by the controller's ``HARD`` layer takes delta (default ``ZERO``).
+    band_shares : float
+        Half-width of the no-trade band in shares (``FIXED_BAND``; ``TIME`` with ``BAND_EDGE``), > 0.
+    ww_cost_per_share : float
+        Whalley–Wilmott: the cost of trading one share, in currency (λ·S, with λ the proportional cost
+        rate), > 0.
+    ww_risk_aversion : float
+        Whalley–Wilmott: γ, the absolute risk aversion, per unit of currency, > 0.
+    min_band_shares, max_band_shares : float
+        Floor and cap of the Whalley–Wilmott half-width in shares; 0 <= min <= max, max > 0.
+    interval_s : float
+        ``TIME``: seconds between scheduled hedges, > 0.
+    slippage_bps : float
+        Price paid beyond the touch (or beyond mid ± half-spread), in basis points of mid, >= 0.
+    use_market_spread : bool
+        True: buy at the ask and sell at the bid (half-spread = (ask - bid)/2). False: buy at
+        mid + ``half_spread_bps``, sell at mid - ``half_spread_bps``.
+    half_spread_bps : float
+        The modelled half-spread in basis points of mid when ``use_market_spread`` is False, >= 0.
+    min_trade_shares : float
+        No order smaller than this (in absolute shares), >= 0.
+    lot_size : int
+        Orders are whole multiples of this many shares, >= 1.
+    content_hash : str
+        sha256 of the canonical JSON of :meth:`to_dict`; equal settings, equal hash.
+    """
+
+    mode: HedgeMode = HedgeMode.FIXED_BAND
+    target: HedgeTarget = HedgeTarget.BAND_EDGE
+    hard_target: HedgeTarget = HedgeTarget.ZERO
+    band_shares: float = 500.0
+    ww_cost_per_share: float = 0.01
+    ww_risk_aversion: float = 1e-5
+    min_band_shares: float = 100.0
+    max_band_shares: float = 5000.0
+    interval_s: float = 60.0
+    slippage_bps: float = 0.5
+    use_market_spread: bool = True
+    half_spread_bps: float = 1.0
+    min_trade_shares: float = 0.0
+    lot_size: int = 1
+    content_hash: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", _parse_enum(HedgeMode, self.mode, "mode"))
+        object.__setattr__(self, "target", _parse_enum(HedgeTarget, self.target, "target"))
+        object.__setattr__(self, "hard_target", _parse_enum(HedgeTarget, self.hard_target, "hard_target"))
+
+        def number(name: str, *, positive: bool) -> float:
+            v = getattr(self, name)
+            ok = _is_real(v) and math.isfinite(v) and (v > 0 if positive else v >= 0)
+            if not ok:
+                raise ValueError(
+                    f"HedgerConfig.{name}: must be a finite number {'>' if positive else '>='} 0 (got {v!r})"
+                )
+            object.__setattr__(self, name, float(v) + 0.0)
+            return float(v)
+
+        for name in ("band_shares", "ww_cost_per_share", "ww_risk_aversion", "max_band_shares", "interval_s"):
+            number(name, positive=True)
+        for name in ("min_band_shares", "slippage_bps", "half_spread_bps", "min_trade_shares"):
+            number(name, positive=False)
+        if self.min_band_shares > self.max_band_shares:
+            raise ValueError(
+                f"HedgerConfig.min_band_shares: must be <= max_band_shares "
+                f"(got {self.min_band_shares!r} > {self.max_band_shares!r})"
+            )
+        if not isinstance(self.use_market_spread, bool):
+            raise ValueError(
+                f"HedgerConfig.use_market_spread: must be a bool (got {self.use_market_spread!r})"
+            )
+        lot = self.lot_size
+        if not (_is_real(lot) and math.isfinite(lot) and lot >= 1 and float(lot).is_integer()):
+            raise ValueError(f"HedgerConfig.lot_size: must be a whole number of shares >= 1 (got {lot!r})")
+        object.__setattr__(self, "lot_size", int(lot))
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        object.__setattr__(self, "content_hash", hashlib.sha256(canonical.encode("utf-8")).hexdigest())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON/TOML values (enums as their lower-case values)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "content_hash":
+                continue
+            v = getattr(self, f.name)
+            out[f.name] = v.value if isinstance(v, enum.Enum) else v
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HedgerConfig:
+        """Build from a mapping shaped like :meth:`to_dict`; missing keys take defaults, unknown keys are
+        refused (``ValueError``)."""
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"HedgerConfig: unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**dict(d))
+
+    def to_toml(self) -> str:
+        """The settings as a TOML document that :meth:`load` reads back to an equal config."""
+        lines = []
+        for k, v in self.to_dict().items():
+            if isinstance(v, bool):
+                lines.append(f"{k} = {'true' if v else 'false'}")
+            elif isinstance(v, str):
+                lines.append(f"{k} = {json.dumps(v)}")
+            else:
+                lines.append(f"{k} = {v!r}")
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> HedgerConfig:
+        """Read a config from a TOML file (top-level keys as in :meth:`to_dict`, or under ``[hedger]``)."""
+        with open(os.fspath(path), "rb") as fh:
+            doc = tomllib.load(fh)
+        if set(doc) == {"hedger"} and isinstance(doc["hedger"], dict):
+            doc = doc["hedger"]
+        return cls.from_dict(doc)
+
+
+def ww_band_shares(
+    gamma_dollars_1pct: ArrayLike,
+    spot: ArrayLike,
+    *,
+    cost_per_share: float,
+    risk_aversion: float,
+    min_band: float = 0.0,
+    max_band: float = math.inf,
+) -> NDArray[np.float64]:
+    """Whalley–Wilmott no-trade half-width in shares, vectorised.
+
+    Parameters
+    ----------
+    gamma_dollars_1pct : array_like of float
+        The book's dollar gamma per 1% move (currency): change of delta·S for a 1% spot move, Γ·S²/100.
+    spot : array_like of float
+        Spot S, > 0 (currency per share).
+    cost_per_share : float
+        λ·S, the cost of trading one share (currency), with λ the proportional cost rate.
+    risk_aversion : float
+        γ, absolute risk aversion (per unit of currency), > 0.
+    min_band, max_band : float
+        Floor and cap of the result (shares).
+
+    Returns
+    -------
+    ndarray of float64
+        The half-width H in shares, of the broadcast shape, ``clip(H, min_band, max_band)``.
+
+    Notes
+    -----
+    Whalley & Wilmott (1997), asymptotic for small proportional costs, exponential utility:
+
+    .. math:: H = \\left(\\frac{3\\, e^{-r(T-t)}\\, \\lambda S\\, \\Gamma^2}{2\\gamma}\\right)^{1/3}
+
+    with Γ = ∂Δ/∂S the book's gamma in shares per unit of S (shares² per currency), recovered from the
+    dollar gamma as Γ = 100·gamma_dollars_1pct/S². Units: λS [currency/share]·Γ² [share⁴/currency²]/γ
+    [1/currency] = share³, so H is in shares. The discount factor e^{-r(T-t)} is taken as 1: the hedging
+    horizon is seconds to days, where it differs from 1 by far less than the asymptotic approximation's
+    own error. The band grows like the book's size to the power 2/3 and vanishes with gamma, hence the
+    floor; the cap bounds it where the small-cost asymptotics fail (tiny γ).
+
+    Examples
+    --------
+    >>> float(ww_band_shares(50_000.0, 500.0, cost_per_share=0.01, risk_aversion=1e-5).round(3))
+    84.343
+    """
+    g = np.asarray(gamma_dollars_1pct, dtype=np.float64)
+    s = np.asarray(spot, dtype=np.float64)
+    gamma_shares = 100.0 * g / (s * s)
+    h = np.cbrt(3.0 * cost_per_share * gamma_shares * gamma_shares / (2.0 * risk_aversion))
+    return np.clip(h, min_band, max_band)
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeOrder:
+    """A hedge the hedger wants done.
+
+    Attributes
+    ----------
+    underlying : str
+    shares : float
+        Signed shares, a nonzero whole number of lots (> 0 buy, < 0 sell).
+    expected_price : float
+        Where it is expected to fill (buy: ask + slippage, sell: bid - slippage; or mid ± modelled
+        half-spread ± slippage), currency per share. A limit price for a marketable order.
+    reason : HedgeReason
+    layer : Layer
+        The controller's layer at the decision.
+    now : float
+        Decision time, seconds.
+    delta_before, delta_after : float
+        Net delta in shares before the order and after it fills.
+    band_shares : float
+        The no-trade half-width in force (shares); ``nan`` for ``KILL``.
+    """
+
+    underlying: str
+    shares: float
+    expected_price: float
+    reason: HedgeReason
+    layer: Layer
+    now: float
+    delta_before: float
+    delta_after: float
+    band_shares: float
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeFill:
+    """A filled hedge.
+
+    ``price = mid + sign·(half_spread + slippage)``; ``spread_cost = |shares|·half_spread`` and
+    ``slippage_cost = |shares|·slippage`` exactly (currency); half-spread and slippage are per share.
+    """
+
+    underlying: str
+    now: float
+    shares: float
+    price: float
+    mid: float
+    half_spread: float
+    slippage: float
+    spread_cost: float
+    slippage_cost: float
+    reason: HedgeReason
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeReport:
+    """What the hedges did and cost (for one underlying or all of them).
+
+    Attributes
+    ----------
+    count : int
+        Number of fills.
+    shares_traded : float
+        Sum of \\|shares\\|.
+    net_shares : float
+        The hedge position, signed shares.
+    spread_cost, slippage_cost, total_cost : float
+        Currency paid crossing the half-spread, in slippage, and their sum (all >= 0).
+    gross_pnl : float
+        Mark-to-market P&L of the hedge shares as if each had filled at mid: Σ shares·(mark - mid).
+    net_pnl : float
+        ``gross_pnl - total_cost``.
+    config_hash : str
+        The hedger config's content hash.
+    """
+
+    count: int
+    shares_traded: float
+    net_shares: float
+    spread_cost: float
+    slippage_cost: float
+    total_cost: float
+    gross_pnl: float
+    net_pnl: float
+    config_hash: str
+
+
+def _check_finite(name: str, value: float, *, positive: bool = False) -> float:
+    v = float(value)
+    if not math.isfinite(v) or (positive and v <= 0.0):
+        raise ValueError(
+            f"DeltaHedger: {name} must be finite{' and > 0' if positive else ''} (got {value!r})"
+        )
+    return v
+
+
+class DeltaHedger:
+    """Keeps each underlying's net delta inside a no-trade band (see the module docstring).
+
+    Parameters
+    ----------
+    config : HedgerConfig
+
+    Notes
+    -----
+    ``delta_shares`` passed to :meth:`decide` is the book's net delta *including* the hedge shares
+    already held (the caller's book owns the stock position); the hedger's own position from
+    :meth:`execute` is kept only for :meth:`report`. An order not executed is not remembered: the next
+    decision sees the same delta and asks again.
+
+    Lot rounding: among whole-lot trades of at least ``min_trade_shares`` that land inside the band, the
+    one nearest the ideal trade (to the band edge or to zero) is chosen — with ``BAND_EDGE`` the
+    smallest trade that gets back inside. If no such trade exists (lots coarser than the band), the
+    whole-lot trade that brings delta nearest zero is sent if it reduces abs(delta) and is at least
+    ``min_trade_shares``; the band then cannot be kept, and ``lot_size <= 2·band`` is the caller's to
+    choose.
+    """
+
+    def __init__(self, config: HedgerConfig) -> None:
+        if not isinstance(config, HedgerConfig):
+            raise TypeError(f"DeltaHedger: config must be a HedgerConfig (got {type(config).__name__})")
+        self.config = config
+        self._next_due: dict[str, float] = {}
+        self._fills: list[HedgeFill] = []
+        self._last_mid: dict[str, float] = {}
+
+    # -- the band -------------------------------------------------------------------------------------
+    def band_shares(self, gamma_dollars_1pct: float, spot: float) -> float:
+        """The no-trade half-width in shares for the configured mode."""
+        c = self.config
+        if c.mode is HedgeMode.WHALLEY_WILMOTT:
+            return float(
+                ww_band_shares(
+                    gamma_dollars_1pct,
+                    spot,
+                    cost_per_share=c.ww_cost_per_share,
+                    risk_aversion=c.ww_risk_aversion,
+                    min_band=c.min_band_shares,
+                    max_band=c.max_band_shares,
+                )
+            )
+        return c.band_shares
+
+    # -- the decision ---------------------------------------------------------------------------------
+    def _whole_lots(self, delta: float, ideal: float, band: float, min_trade: float) -> float:
+        """Signed whole-lot trade (0.0 for none) per the rounding rule in the class Notes."""
+        lot = float(self.config.lot_size)
+        x = ideal / lot
+        k_lo = math.ceil((-band - delta) / lot)
+        k_hi = math.floor((band - delta) / lot)
+        k_min = max(1, math.ceil(min_trade / lot - 1e-12))
+        # The feasible set is the integers of [k_lo, k_hi] with |k| >= k_min: at most two intervals, whose
+        # point nearest x is an end (k_lo, k_hi, ±k_min) or x rounded either way and clipped.
+        cands = {k_lo, k_hi, k_min, -k_min} | {min(max(k, k_lo), k_hi) for k in (math.floor(x), math.ceil(x))}
+        feasible = [k for k in cands if abs(k) >= k_min and k_lo <= k <= k_hi]
+        if feasible:
+            return min(feasible, key=lambda k: (abs(k - x), abs(k))) * lot
+        # No whole lot lands inside the band: the lots that bring delta nearest zero, if that reduces it.
+        k = round(-delta / lot)
+        improves = abs(delta + k * lot) < abs(delta)
+        return k * lot if k != 0 and improves and abs(k * lot) >= min_trade else 0.0
+
+    def decide(
+        self,
+        underlying: str,
+        delta_shares: float,
+        gamma_dollars_1pct: float,
+        spot: float,
+        bid: float,
+        ask: float,
+        now: float,
+        *,
+        layer: Layer = Layer.NORMAL,
+    ) -> HedgeOrder | None:
+        """Decide whether, and how much, to hedge one underlying now.
+
+        Parameters
+        ----------
+        underlying : str
+        delta_shares : float
+            Net delta in shares, options plus hedge shares held.
+        gamma_dollars_1pct : float
+            The book's dollar gamma per 1% move in this underlying (currency); used by ``WHALLEY_WILMOTT``.
+        spot : float
+            Spot, > 0 (currency per share).
+        bid, ask : float
+            The underlying's touch, 0 < bid <= ask (used for the expected price).
+        now : float
+            Seconds (``TIME`` schedules on it).
+        layer : Layer
+            The controller's layer for this underlying: ``KILL`` flattens, ``HARD`` hedges now to
+            ``hard_target``, anything else hedges per the mode.
+
+        Returns
+        -------
+        HedgeOrder or None
+            None when no trade is due (inside the band, not scheduled, or below one lot /
+            ``min_trade_shares``).
+        """
+        c = self.config
+        delta = _check_finite("delta_shares", delta_shares)
+        gamma = _check_finite("gamma_dollars_1pct", gamma_dollars_1pct)
+        spot = _check_finite("spot", spot, positive=True)
+        bid = _check_finite("bid", bid, positive=True)
+        ask = _check_finite("ask", ask, positive=True)
+        now = _check_finite("now", now)
+        if bid > ask:
+            raise ValueError(f"DeltaHedger: bid {bid!r} > ask {ask!r}")
+        layer = Layer(layer)
+        self._last_mid[underlying] = 0.5 * (bid + ask)
+        lot = float(c.lot_size)
+
+        if layer is Layer.KILL:
+            band = math.nan
+            q = float(round(-delta / lot)) * lot
+            reason = HedgeReason.KILL
+        elif layer is Layer.HARD:
+            band = self.band_shares(gamma, spot)
+            reason = HedgeReason.HARD
+            if c.hard_target is HedgeTarget.ZERO:
+                q = self._whole_lots(delta, -delta, lot / 2, c.min_trade_shares)
+            elif abs(delta) <= band:
+                return None
+            else:
+                q = self._whole_lots(delta, math.copysign(band, delta) - delta, band, c.min_trade_shares)
+        elif c.mode is HedgeMode.TIME:
+            due = self._next_due.get(underlying, -math.inf)
+            if now < due:
+                return None
+            self._next_due[underlying] = now + c.interval_s
+            band = c.band_shares
+            reason = HedgeReason.SCHEDULE
+            if c.target is HedgeTarget.ZERO:
+                q = self._whole_lots(delta, -delta, lot / 2, c.min_trade_shares)
+            elif abs(delta) <= band:
+                return None
+            else:
+                q = self._whole_lots(delta, math.copysign(band, delta) - delta, band, c.min_trade_shares)
+        else:
+            band = self.band_shares(gamma, spot)
+            if abs(delta) <= band:
+                return None
+            reason = HedgeReason.BAND
+            ideal = -delta if c.target is HedgeTarget.ZERO else math.copysign(band, delta) - delta
+            q = self._whole_lots(delta, ideal, band, c.min_trade_shares)
+        if q == 0.0:
+            return None
+        return HedgeOrder(
+            underlying=underlying,
+            shares=q,
+            expected_price=self._price(q, bid, ask),
+            reason=reason,
+            layer=layer,
+            now=now,
+            delta_before=delta,
+            delta_after=delta + q,
+            band_shares=band,
+        )
+
+    # -- execution and accounting -------------------------------------------------------------------
+    def _half_and_slip(self, mid: float, spread: float) -> tuple[float, float]:
+        c = self.config
+        half = 0.5 * spread if c.use_market_spread else c.half_spread_bps * 1e-4 * mid
+        return half, c.slippage_bps * 1e-4 * mid
+
+    def _price(self, shares: float, bid: float, ask: float) -> float:
+        mid = 0.5 * (bid + ask)
+        half, slip = self._half_and_slip(mid, ask - bid)
+        if self.config.use_market_spread:
+            return ask + slip if shares > 0 else bid - slip
+        return mid + math.copysign(half + slip, shares)
+
+    def execute(self, order: HedgeOrder, mid: float, spread: float, *, now: float | None = None) -> HedgeFill:
+        """Fill ``order`` at ``mid ± (half-spread + slippage)`` and book it.
+
+        Parameters
+        ----------
+        order : HedgeOrder
+        mid : float
+            The underlying's mid at the fill, > 0.
+        spread : float
+            Its full bid-ask spread (ask - bid), >= 0; half of it is paid when ``use_market_spread``.
+        now : float, optional
+            Fill time; default the order's.
+
+        Returns
+        -------
+        HedgeFill
+            With ``spread_cost = |shares|·half_spread`` and ``slippage_cost = |shares|·slippage``.
+        """
+        mid = _check_finite("mid", mid, positive=True)
+        spread = _check_finite("spread", spread)
+        if spread < 0.0:
+            raise ValueError(f"DeltaHedger: spread must be >= 0 (got {spread!r})")
+        half, slip = self._half_and_slip(mid, spread)
+        q = order.shares
+        fill = HedgeFill(
+            underlying=order.underlying,
+            now=order.now if now is None else float(now),
+            shares=q,
+            price=mid + math.copysign(half + slip, q),
+            mid=mid,
+            half_spread=half,
+            slippage=slip,
+            spread_cost=abs(q) * half,
+            slippage_cost=abs(q) * slip,
+            reason=order.reason,
+        )
+        self._fills.append(fill)
+        self._last_mid[order.underlying] = mid
+        return fill
+
+    @property
+    def fills(self) -> tuple[HedgeFill, ...]:
+        """Every fill booked, in order."""
+        return tuple(self._fills)
+
+    def position(self, underlying: str) -> float:
+        """Hedge shares held in ``underlying`` from the fills booked."""
+        return float(sum(f.shares for f in self._fills if f.underlying == underlying))
+
+    def report(
+        self, underlying: str | None = None, *, marks: Mapping[str, float] | None = None
+    ) -> HedgeReport:
+        """Counts, costs and P&L of the hedges (of one underlying, or of all).
+
+        Parameters
+        ----------
+        underlying : str, optional
+            Only this underlying's fills; default all.
+        marks : mapping of str to float, optional
+            Mark price per underlying for the P&L; default the last mid the hedger saw.
+        """
+        fills = [f for f in self._fills if underlying is None or f.underlying == underlying]
+        marks = dict(self._last_mid) | dict(marks or {})
+        spread_cost = float(sum(f.spread_cost for f in fills))
+        slippage_cost = float(sum(f.slippage_cost for f in fills))
+        gross = float(sum(f.shares * (marks[f.underlying] - f.mid) for f in fills))
+        total = spread_cost + slippage_cost
+        return HedgeReport(
+            count=len(fills),
+            shares_traded=float(sum(abs(f.shares) for f in fills)),
+            net_shares=float(sum(f.shares for f in fills)),
+            spread_cost=spread_cost,
+            slippage_cost=slippage_cost,
+            total_cost=total,
+            gross_pnl=gross,
+            net_pnl=gross - total,
+            config_hash=self.config.content_hash,
+        )

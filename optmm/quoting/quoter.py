@@ -1,0 +1,540 @@
+r"""The options quoter: centre, half-spread, skew and sizes for a whole chain at once.
+
+For every option of one underlying's chain (no Python loop over options) the quoter computes
+
+``centre = fair + skew``, ``bid = centre − half_spread``, ``ask = centre + half_spread``,
+
+rounds the prices outward onto the tick grid, keeps them uncrossed and off the market's opposite side,
+sizes each side, and caps the sizes at what the risk controller allows (:class:`~optmm.risk.controller.
+Decision`). A KILL, TOXIC or STALE decision empties the quote whatever the skew.
+
+Units
+-----
+Option prices, fair values, half-spreads and skews are **per unit of underlying** (per share), the way
+options are quoted; one contract is ``multiplier`` of them (100 unless the book says otherwise). Sizes
+are contracts. Book Greeks (:class:`BookGreeks`) are the controller's: ``delta_shares`` in shares and
+``vega_per_vol_point`` in currency per vol point, both already multiplied by the contract multipliers.
+Option Greeks are the kernels' plain derivatives of one unit: ``δ_i`` dimensionless (shares per unit),
+``ν_i`` currency per 1.00 of vol. Times: ``h = horizon_s / (365 · 86400)`` years (ACT/365 like the rest
+of optmm); vols are per √year.
+
+The GREEKS skew: a book-Greeks reservation price
+-----------------------------------------------
+Avellaneda–Stoikov price a single asset held ``q`` units of at the reservation price
+``r = s − q γ σ² (T − t)``: the mid shifted by the marginal cost of the inventory's risk. For an option
+book, value its risk over the quoting horizon ``h`` as ``R = (γ/2) Var[ΔV_book]``, with γ the risk
+aversion in 1/currency. To first order in the spot move ``ΔS`` and a parallel implied-vol move ``Δσ``,
+
+``ΔV_book ≈ Δ ΔS + N Δσ``,
+
+with ``Δ`` the book's delta in shares and ``N = 100 · vega_per_vol_point`` its vega in currency per
+1.00 vol. Taking ``ΔS`` and ``Δσ`` independent with ``Var ΔS = σ_S² S² h`` and ``Var Δσ = σ_σ² h``
+(``σ_S`` the underlying's vol, ``σ_σ`` the vol of implied vol, both per √year),
+
+``R = (γ/2) h (Δ² σ_S² S² + N² σ_σ²)``.
+
+Buying one contract of option ``i`` (multiplier ``m``) adds ``m δ_i`` to Δ and ``m ν_i`` to N, so
+
+``ΔR = γ h m (Δ δ_i σ_S² S² + N ν_i σ_σ²) + (γ/2) h m² (δ_i² σ_S² S² + ν_i² σ_σ²)``  (currency).
+
+The first term is odd in the trade's sign: it is the inventory cost that moves the reservation price.
+The second is even (buying and selling cost the same) and belongs to the spread, not the skew; it is
+left to ``base_half_spread_vol_points``. Dividing the odd term by ``m`` to get a per-unit price gives the
+reservation shift of option ``i``:
+
+``skew_i = −γ h (Δ δ_i σ_S² S² + N ν_i σ_σ²)``  (currency per unit of underlying).
+
+Units check: ``γ [1/$] · h [y] · Δ [sh] · δ_i [1] · σ_S² [1/y] · S² [$²] = $`` and
+``γ [1/$] · h [y] · N [$/vol] · ν_i [$/vol] · σ_σ² [vol²/y] = $``. The multiplier cancels: the book's
+Greeks carry it, the option's do not. With a single asset (``δ_i = 1``, ``N = 0``, ``h = T − t``) this is
+Avellaneda–Stoikov's ``−q γ σ² S² (T − t)`` for a price following ``dS = σ S dW``.
+
+Signs: a book long vega (``N > 0``) lowers both quotes of every long-vega option (``ν_i > 0``), more for
+higher vega, so the market sells us less vega and buys more. A book long delta lowers calls
+(``δ_i > 0``) and raises puts (``δ_i < 0``).
+
+LINEAR mode: ``skew_i = −linear_k · q_i`` with ``q_i`` the option's own position in contracts and
+``linear_k`` in price units per contract. NONE: ``skew_i = 0``.
+
+Half-spread and sizes
+---------------------
+``half_spread = max(base_half_spread_vol_points · ν_i / 100, min_edge_ticks · tick(fair),
+market half-spread unless improve_market) · (1 + vol_widen · realized_vol + toxicity_widen · score)
+· decision.spread_factor``.
+
+The inventory risk of a quote is ``ρ_i = |skew_i| / half_spread_i`` (how many half-spreads the
+reservation price has moved). The side that adds risk (the bid when ``skew_i < 0``, the ask when
+``skew_i > 0``) shows ``base_size · max(0, 1 − size_shade · ρ_i)``, the other side ``base_size``; both are
+floored to whole contracts and capped at the decision's sizes (0 = side dropped).
+
+Tick grid and the market
+------------------------
+Prices below ``tick_threshold`` trade in ``tick_size``, at or above it in ``tick_size_above`` (the
+threshold lies on both grids). Bids round down and asks up; a locked quote gets its ask one tick higher.
+Unless ``cross_market``, a bid stays at least one tick below the market's ask and an ask one tick above
+its bid. A bid at 0 or below is dropped; an ask is at least one tick. An empty side has price NaN and
+size 0.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from optmm.market import Market
+from optmm.quoting.fair_value import (
+    FairUnderlying,
+    FairValueConfig,
+    _check_bool,
+    _check_number,
+    _ConfigIO,
+    fair_underlying,
+    option_fair_values,
+)
+from optmm.risk.audit import Layer
+from optmm.risk.controller import Decision
+from optmm.typing import ArrayLike, FloatArray
+
+__all__ = ["BookGreeks", "QuoteInput", "Quoter", "QuoterConfig", "SkewMode"]
+
+SECONDS_PER_YEAR = 365.0 * 86400.0
+"""ACT/365, like the market's year fractions."""
+QUOTE_COLUMNS = ("contract", "bid", "ask", "bid_size", "ask_size", "fair", "half_spread", "skew", "layer")
+_LAYER_OBJECTS = np.array(list(Layer), dtype=object)  # indexed by the layer's value
+_EPS = 1e-9  # in ticks: a price within this of a grid point is on it
+
+
+class SkewMode(enum.Enum):
+    """How inventory moves the centre of the quotes (module docstring)."""
+
+    GREEKS = "greeks"
+    """Book-Greeks reservation price: ``−γ h (Δ δ_i σ_S² S² + N ν_i σ_σ²)``."""
+    LINEAR = "linear"
+    """``−linear_k · q_i``, the option's own position."""
+    NONE = "none"
+    """Symmetric quotes around fair."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuoterConfig(_ConfigIO):
+    """Settings of :class:`Quoter` (frozen; validated; :meth:`to_dict` / :meth:`load` / content hash).
+
+    Parameters
+    ----------
+    base_half_spread_vol_points : float
+        Base half-spread in vol points: ``· ν_i / 100`` in price units, >= 0 (default 0.5).
+    min_edge_ticks : float
+        Minimum half-spread in ticks at the fair price, >= 0 (default 1).
+    tick_size : float
+        Tick below ``tick_threshold``, price units, > 0 (default 0.05).
+    tick_size_above : float
+        Tick at or above ``tick_threshold``, > 0 (default 0.10; equal to ``tick_size`` for one tick).
+    tick_threshold : float
+        Price where the tick changes, > 0, a multiple of both ticks, or inf (default 3.00).
+    vol_widen : float
+        Spread widening per unit of realized vol (decimal, annual), >= 0 (default 0).
+    toxicity_widen : float
+        Spread widening per unit of toxicity score, >= 0 (default 0).
+    improve_market : bool
+        Allow a half-spread narrower than the market's (default False).
+    cross_market : bool
+        Allow a bid at or above the market's ask / an ask at or below its bid (default False).
+    skew : SkewMode
+        GREEKS, LINEAR or NONE (a string value is converted; default GREEKS).
+    gamma_risk_aversion : float
+        γ, per unit of currency, >= 0 (default 1e-4).
+    horizon_s : float
+        Risk horizon ``h`` of the GREEKS skew, seconds, > 0 (default 300).
+    sigma_s_annual : float or None
+        Underlying vol for the skew, decimal per √year, > 0; None (default): the market's vol at the
+        fair spot and the chain's nearest expiry.
+    sigma_vol : float
+        Vol of implied vol, vol units (decimal) per √year, >= 0 (default 0.15).
+    linear_k : float
+        LINEAR skew, price units per contract of position, >= 0 (default 0.01).
+    base_size : float
+        Contracts per side before shading, >= 0 (default 10).
+    size_shade : float
+        Fraction of size removed per half-spread of skew on the side that adds risk, >= 0 (default 0.5).
+    """
+
+    base_half_spread_vol_points: float = 0.5
+    min_edge_ticks: float = 1.0
+    tick_size: float = 0.05
+    tick_size_above: float = 0.10
+    tick_threshold: float = 3.0
+    vol_widen: float = 0.0
+    toxicity_widen: float = 0.0
+    improve_market: bool = False
+    cross_market: bool = False
+    skew: SkewMode = SkewMode.GREEKS
+    gamma_risk_aversion: float = 1e-4
+    horizon_s: float = 300.0
+    sigma_s_annual: float | None = None
+    sigma_vol: float = 0.15
+    linear_k: float = 0.01
+    base_size: float = 10.0
+    size_shade: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in (
+            "base_half_spread_vol_points", "min_edge_ticks", "vol_widen", "toxicity_widen",
+            "gamma_risk_aversion", "sigma_vol", "linear_k", "base_size", "size_shade",
+        ):  # fmt: skip
+            _check_number(self, name, low=0.0)
+        for name in ("tick_size", "tick_size_above", "horizon_s"):
+            _check_number(self, name, low=0.0, low_open=True)
+        thr = self.tick_threshold
+        if thr != math.inf:
+            _check_number(self, "tick_threshold", low=0.0, low_open=True)
+            for tick_name in ("tick_size", "tick_size_above"):
+                n = self.tick_threshold / getattr(self, tick_name)
+                if abs(n - round(n)) > _EPS * max(1.0, n):
+                    raise ValueError(
+                        f"QuoterConfig.tick_threshold: must be a multiple of {tick_name} "
+                        f"({getattr(self, tick_name)!r}), got {thr!r}"
+                    )
+        else:
+            object.__setattr__(self, "tick_threshold", math.inf)
+        if self.sigma_s_annual is not None:
+            _check_number(self, "sigma_s_annual", low=0.0, low_open=True)
+        for name in ("improve_market", "cross_market"):
+            _check_bool(self, name)
+        try:
+            object.__setattr__(self, "skew", SkewMode(self.skew))
+        except ValueError:
+            allowed = ", ".join(m.value for m in SkewMode)
+            raise ValueError(f"QuoterConfig.skew: unknown mode {self.skew!r} (one of {allowed})") from None
+
+    # the tick grid ---------------------------------------------------------------------------------
+
+    def tick_at(self, price: ArrayLike) -> FloatArray:
+        """The tick of the grid at ``price`` (``tick_size`` below the threshold, else the other)."""
+        p = np.asarray(price, dtype=np.float64)
+        return np.where(p < self.tick_threshold, self.tick_size, self.tick_size_above)
+
+    def round_down(self, price: ArrayLike) -> FloatArray:
+        """The highest grid price <= ``price`` (a bid)."""
+        p = np.asarray(price, dtype=np.float64)
+        t = np.where(p < self.tick_threshold, self.tick_size, self.tick_size_above)
+        return np.round(np.floor(p / t + _EPS) * t, 10)
+
+    def round_up(self, price: ArrayLike) -> FloatArray:
+        """The lowest grid price >= ``price`` (an ask)."""
+        p = np.asarray(price, dtype=np.float64)
+        t = np.where(p <= self.tick_threshold, self.tick_size, self.tick_size_above)
+        return np.round(np.ceil(p / t - _EPS) * t, 10)
+
+    def tick_up(self, price: ArrayLike) -> FloatArray:
+        """The next grid price above the grid price ``price``."""
+        p = np.asarray(price, dtype=np.float64)
+        return np.round(p + np.where(p < self.tick_threshold, self.tick_size, self.tick_size_above), 10)
+
+    def tick_down(self, price: ArrayLike) -> FloatArray:
+        """The next grid price below the grid price ``price``."""
+        p = np.asarray(price, dtype=np.float64)
+        return np.round(p - np.where(p <= self.tick_threshold, self.tick_size, self.tick_size_above), 10)
+
+    def on_grid(self, price: ArrayLike) -> np.ndarray:
+        """Whether each price lies on the tick grid."""
+        p = np.asarray(price, dtype=np.float64)
+        t = np.where(p < self.tick_threshold, self.tick_size, self.tick_size_above)
+        n = p / t
+        return np.abs(n - np.round(n)) <= 1e-6
+
+
+@dataclass(frozen=True, kw_only=True)
+class BookGreeks:
+    """The book's Greeks on the quoted underlying, multipliers included (the controller's units).
+
+    Parameters
+    ----------
+    delta_shares : float
+        Delta in shares (options and stock).
+    vega_per_vol_point : float
+        Vega in currency per vol point (per 0.01 of vol).
+    """
+
+    delta_shares: float = 0.0
+    vega_per_vol_point: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_number(self, "delta_shares")
+        _check_number(self, "vega_per_vol_point")
+
+    @classmethod
+    def from_state(cls, state: pd.DataFrame, underlying: str) -> BookGreeks:
+        """From :meth:`RiskController.state` (its row for ``underlying``)."""
+        row = state.loc[underlying]
+        return cls(
+            delta_shares=float(row["delta_shares"]), vega_per_vol_point=float(row["vega_per_vol_point"])
+        )
+
+
+def _vector(name: str, value: ArrayLike, n: int, dtype: Any = np.float64, fill: float = np.nan) -> np.ndarray:
+    if value is None:
+        return np.full(n, fill, dtype=dtype)
+    arr = np.asarray(value, dtype=dtype)
+    if arr.ndim == 0:
+        arr = np.full(n, arr, dtype=dtype)
+    if arr.shape != (n,):
+        raise ValueError(f"QuoteInput.{name}: expected shape ({n},), got {arr.shape}")
+    return arr
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuoteInput:
+    """One underlying's chain and market state, as arrays of shape ``(n,)``.
+
+    Parameters
+    ----------
+    market : Market
+        Rates, yields, the vol surface and the snapshot spot.
+    underlying : str
+    contract : array_like of int
+        The controller's contract indices (reported back; used by :meth:`Quoter.quote_with`).
+    strike, t : array_like of float
+        Strikes (price units, > 0) and years to expiry (> 0).
+    is_call : array_like of bool
+    position : array_like of float, optional
+        Our position per option, contracts (LINEAR skew); default 0.
+    market_bid, market_ask : array_like of float, optional
+        The options' best bid / ask, price per unit; NaN = none (default none).
+    spot_mid : float, optional
+        The underlying's mid (default: the market's spot).
+    spot_bid_size, spot_ask_size, spot_half_spread : float
+        The underlying's top of book for the imbalance term (shares; price units). Default 0.
+    flow_signal, lead_return : float
+        Fair-value signals (:func:`~optmm.quoting.fair_value.fair_underlying`). Default 0.
+    realized_vol : float
+        The underlying's realized vol, decimal per √year, >= 0 (spread widening). Default 0.
+    toxicity_score : float
+        The toxicity detector's score, >= 0 (spread widening). Default 0.
+    """
+
+    market: Market
+    underlying: str
+    contract: Any
+    strike: Any
+    t: Any
+    is_call: Any
+    position: Any = None
+    market_bid: Any = None
+    market_ask: Any = None
+    spot_mid: float | None = None
+    spot_bid_size: float = 0.0
+    spot_ask_size: float = 0.0
+    spot_half_spread: float = 0.0
+    flow_signal: float = 0.0
+    lead_return: float = 0.0
+    realized_vol: float = 0.0
+    toxicity_score: float = 0.0
+    n: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        contract = np.asarray(self.contract, dtype=np.int64).reshape(-1)
+        n = contract.size
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "contract", contract)
+        for name in ("strike", "t"):
+            arr = _vector(name, getattr(self, name), n)
+            if not np.all(np.isfinite(arr) & (arr > 0.0)):
+                raise ValueError(f"QuoteInput.{name}: must be finite and > 0")
+            object.__setattr__(self, name, arr)
+        object.__setattr__(self, "is_call", _vector("is_call", self.is_call, n, dtype=np.bool_))
+        position = _vector("position", self.position, n, fill=0.0)
+        if not np.all(np.isfinite(position)):
+            raise ValueError("QuoteInput.position: must be finite")
+        object.__setattr__(self, "position", position)
+        for name in ("market_bid", "market_ask"):
+            arr = _vector(name, getattr(self, name), n)
+            if np.any(np.isinf(arr)):
+                raise ValueError(f"QuoteInput.{name}: must be finite or NaN (none)")
+            object.__setattr__(self, name, arr)
+        if self.spot_mid is None:
+            object.__setattr__(self, "spot_mid", float(self.market.spot[self.underlying]))
+        for name in ("realized_vol", "toxicity_score"):
+            _check_number(self, name, low=0.0)
+
+
+def _decision_arrays(decisions: Any, n: int) -> tuple[np.ndarray, FloatArray, FloatArray, FloatArray]:
+    """(layer codes, bid sizes, ask sizes, spread factors) from Decisions or decide_many's arrays."""
+    if decisions is None:
+        return (np.full(n, int(Layer.NORMAL)), np.full(n, np.inf), np.full(n, np.inf), np.ones(n))
+    if isinstance(decisions, tuple) and len(decisions) == 4 and not isinstance(decisions[0], Decision):
+        layer, bid, ask, spread = (np.asarray(a).reshape(-1) for a in decisions)
+    elif isinstance(decisions, Sequence):
+        if not all(isinstance(d, Decision) for d in decisions):
+            raise ValueError("decisions: expected Decision objects")
+        layer = np.array([int(d.layer) for d in decisions], dtype=np.int64)
+        bid = np.array([d.bid_size for d in decisions], dtype=np.float64)
+        ask = np.array([d.ask_size for d in decisions], dtype=np.float64)
+        spread = np.array([d.spread_factor for d in decisions], dtype=np.float64)
+    else:
+        raise ValueError(
+            f"decisions: expected a sequence of Decision or decide_many's arrays, got {decisions!r}"
+        )
+    if not layer.size == bid.size == ask.size == spread.size == n:
+        raise ValueError(f"decisions: expected {n} decisions (one per option), got {layer.size}")
+    return layer.astype(np.int64), bid.astype(np.float64), ask.astype(np.float64), spread.astype(np.float64)
+
+
+class Quoter:
+    """Two-sided quotes for an option chain (module docstring for every rule).
+
+    Parameters
+    ----------
+    config : QuoterConfig
+    fair_config : FairValueConfig
+    """
+
+    def __init__(self, config: QuoterConfig, fair_config: FairValueConfig) -> None:
+        if not isinstance(config, QuoterConfig) or not isinstance(fair_config, FairValueConfig):
+            raise TypeError("Quoter(config: QuoterConfig, fair_config: FairValueConfig)")
+        self.config = config
+        self.fair_config = fair_config
+
+    def fair(self, chain: QuoteInput) -> tuple[FairUnderlying, FloatArray, Any]:
+        """The underlying's fair value with its terms, and the chain's fair prices and Greeks."""
+        fu = fair_underlying(
+            chain.spot_mid,
+            chain.spot_bid_size,
+            chain.spot_ask_size,
+            flow_signal=chain.flow_signal,
+            lead_return=chain.lead_return,
+            half_spread=chain.spot_half_spread,
+            config=self.fair_config,
+        )
+        price, greeks = option_fair_values(
+            chain.market, chain.underlying, chain.strike, chain.t, chain.is_call, fu.price
+        )
+        return fu, price, greeks
+
+    def sigma_s(self, chain: QuoteInput, fair_spot: float) -> float:
+        """The underlying's vol for the GREEKS skew (config, else the market's near ATM vol)."""
+        if self.config.sigma_s_annual is not None:
+            return self.config.sigma_s_annual
+        t_near = float(chain.t.min()) if chain.n else 1.0 / 12.0
+        spot_shift = fair_spot / chain.market.spot[chain.underlying] - 1.0
+        return float(chain.market.vols(chain.underlying, fair_spot, t_near, spot_shift=spot_shift))
+
+    def quote(self, chain: QuoteInput, book_greeks: BookGreeks, decisions: Any = None) -> pd.DataFrame:
+        """Quotes for every option of ``chain``.
+
+        Parameters
+        ----------
+        chain : QuoteInput
+        book_greeks : BookGreeks
+            The book's delta and vega on ``chain.underlying`` (GREEKS skew).
+        decisions : sequence of Decision, or (layer, bid_size, ask_size, spread_factor) arrays, optional
+            The controller's decision per option, in chain order (``decide_many`` returns the arrays).
+            None: NORMAL, sizes not capped, spread factor 1.
+
+        Returns
+        -------
+        DataFrame
+            One row per option, columns :data:`QUOTE_COLUMNS`: ``contract``; ``bid``, ``ask`` (price
+            per unit, NaN = no quote); ``bid_size``, ``ask_size`` (contracts); ``fair``,
+            ``half_spread``, ``skew`` (price per unit); ``layer`` (:class:`Layer`). ``attrs`` holds
+            ``fair_underlying`` (:class:`FairUnderlying`, every term reported), ``sigma_s``,
+            ``config_hash`` and ``fair_config_hash``.
+        """
+        cfg = self.config
+        n = chain.n
+        layer, cap_bid, cap_ask, spread_factor = _decision_arrays(decisions, n)
+        fu, fair, g = self.fair(chain)
+        s = float(fu.price)
+        sigma_s = math.nan
+
+        if cfg.skew is SkewMode.GREEKS:
+            sigma_s = self.sigma_s(chain, s)
+            h = cfg.horizon_s / SECONDS_PER_YEAR
+            big_n = 100.0 * book_greeks.vega_per_vol_point  # currency per 1.00 vol
+            risk = book_greeks.delta_shares * g.delta * sigma_s**2 * s**2 + big_n * g.vega * cfg.sigma_vol**2
+            skew = -cfg.gamma_risk_aversion * h * risk
+        elif cfg.skew is SkewMode.LINEAR:
+            skew = -cfg.linear_k * chain.position
+        else:
+            skew = np.zeros(n)
+        skew = skew + 0.0  # no -0.0
+
+        mkt_bid, mkt_ask = chain.market_bid, chain.market_ask
+        half = np.maximum(
+            cfg.base_half_spread_vol_points * g.vega / 100.0, cfg.min_edge_ticks * cfg.tick_at(fair)
+        )
+        if not cfg.improve_market:
+            both = np.isfinite(mkt_bid) & np.isfinite(mkt_ask)
+            mkt_half = np.where(
+                both, (np.where(both, mkt_ask, 0.0) - np.where(both, mkt_bid, 0.0)) / 2.0, 0.0
+            )
+            half = np.maximum(half, mkt_half)
+        widen = 1.0 + cfg.vol_widen * chain.realized_vol + cfg.toxicity_widen * chain.toxicity_score
+        half = half * widen * spread_factor
+
+        centre = fair + skew
+        bid = cfg.round_down(centre - half)
+        ask = cfg.round_up(centre + half)
+        ask = np.maximum(ask, cfg.tick_up(bid))  # locked (half-spread 0 on the grid) -> one tick wider
+        if not cfg.cross_market:
+            has_ask = np.isfinite(mkt_ask)
+            has_bid = np.isfinite(mkt_bid)
+            below_ask = cfg.tick_down(cfg.round_up(np.where(has_ask, mkt_ask, 0.0)))
+            above_bid = cfg.tick_up(cfg.round_down(np.where(has_bid, mkt_bid, 0.0)))
+            bid = np.where(has_ask, np.minimum(bid, below_ask), bid)
+            ask = np.where(has_bid, np.maximum(ask, above_bid), ask)
+        ask = np.maximum(ask, cfg.tick_size)  # the lowest positive price; only binds once the bid is <= 0
+
+        # sizes: shade the side that adds risk, then cap at the controller's
+        rho = np.divide(np.abs(skew), half, out=np.zeros(n), where=half > 0.0)
+        shaded = cfg.base_size * np.maximum(0.0, 1.0 - cfg.size_shade * rho)
+        bid_size = np.floor(np.where(skew < 0.0, shaded, cfg.base_size) + _EPS)
+        ask_size = np.floor(np.where(skew > 0.0, shaded, cfg.base_size) + _EPS)
+        bid_size = np.floor(np.minimum(bid_size, cap_bid) + _EPS)
+        ask_size = np.floor(np.minimum(ask_size, cap_ask) + _EPS)
+        bid_size = np.where(bid > 0.0, bid_size, 0.0)
+        pulled = layer <= int(Layer.STALE)
+        bid_size = np.where(pulled, 0.0, np.maximum(bid_size, 0.0))
+        ask_size = np.where(pulled, 0.0, np.maximum(ask_size, 0.0))
+        bid = np.where(bid_size > 0.0, bid, np.nan)
+        ask = np.where(ask_size > 0.0, ask, np.nan)
+
+        out = pd.DataFrame(
+            {
+                "contract": chain.contract,
+                "bid": bid,
+                "ask": ask,
+                "bid_size": bid_size,
+                "ask_size": ask_size,
+                "fair": fair,
+                "half_spread": half,
+                "skew": skew,
+                "layer": _LAYER_OBJECTS[layer],
+            },
+            columns=list(QUOTE_COLUMNS),
+        )
+        out.attrs.update(
+            fair_underlying=fu,
+            sigma_s=sigma_s,
+            config_hash=cfg.content_hash,
+            fair_config_hash=self.fair_config.content_hash,
+        )
+        return out
+
+    def quote_with(self, controller: Any, chain: QuoteInput) -> pd.DataFrame:
+        """Quote ``chain`` through a :class:`~optmm.risk.controller.RiskController`.
+
+        Book Greeks come from ``controller.state()``; the uncapped sizes go to
+        ``controller.decide_many`` as the requests, and its decisions cap and gate the final quotes.
+        """
+        book = BookGreeks.from_state(controller.state(), chain.underlying)
+        wanted = self.quote(chain, book)
+        decisions = controller.decide_many(
+            chain.contract, wanted["bid_size"].to_numpy(), wanted["ask_size"].to_numpy()
+        )
+        return self.quote(chain, book, decisions)

@@ -1,0 +1,590 @@
+"""Toxicity (adverse-selection) detector: when our fills on an underlying look informed, pull its quotes.
+
+A :class:`ToxicityDetector` keeps, per underlying, a sliding window of ``window_s`` seconds of three
+event streams: our **fills** (:meth:`~ToxicityDetector.on_fill`), the **mid** of the instrument the fills
+are marked against (:meth:`~ToxicityDetector.on_mid`) and the market's **prints** with their aggressor side
+(:meth:`~ToxicityDetector.on_trade`). :meth:`~ToxicityDetector.score` turns the window into a score in
+[0, 1]; :meth:`~ToxicityDetector.update` latches it into a toxic / not-toxic flag with a cool-down and tells
+the risk controller (:meth:`optmm.risk.RiskController.set_toxicity`) on every change, and only then.
+
+Conventions
+-----------
+side
+    Of one of our fills: +1 we bought (our bid was hit), -1 we sold (our offer was lifted).
+aggressor side
+    Of a market print: +1 the buyer crossed the spread (buyer-initiated), -1 the seller did.
+window
+    An event at ``ts`` is in the window at time ``now`` when ``now - window_s < ts <= now``.
+
+Components (each computed over the fills / prints in the window)
+----------------------------------------------------------------
+markout at horizon h (bps)
+    For a fill at time ``t``, price ``p`` and side ``s``: ``m_h = s * (mid(t + h) - p) / p * 1e4``, where
+    ``mid(t + h)`` is the last mid known at ``t + h``: the last :meth:`on_mid` value with
+    ``t <= ts <= t + h``, else the mid passed with the fill. **Negative = adverse** (we bought and the mid
+    fell below our price, or sold and it rose). A fill whose horizon has not elapsed (``t + h > now``) is
+    left out of that horizon. ``markouts[h]`` is the size-weighted mean over the fills it covers, NaN when
+    it covers none.
+one-sided fill rate
+    ``one_sided = |n_buys - n_sells| / n_fills`` (fill counts): 0 for balanced fills, 1 when every fill is
+    on the same side.
+adverse fraction
+    ``adverse_frac`` = the share of the fills matured at the **first** horizon whose markout there is
+    below ``-adverse_threshold_bps``; NaN when none has matured.
+markout component
+    ``clip(-min_h markouts[h] / markout_scale_bps, 0, 1)`` over the horizons with a value (0 when none):
+    the worst mean markout, 0 when no horizon loses on average, 1 from a mean loss of
+    ``markout_scale_bps`` on.
+order-flow imbalance of prints
+    ``flow_imbalance = (buy-aggressor size - sell-aggressor size) / total size`` in [-1, 1] (0 without
+    prints); its component is ``|flow_imbalance|``: one-sided aggression, whichever the side.
+
+Score
+-----
+With the components ``c = (one_sided, adverse_frac or 0, markout component, |flow_imbalance|)``, all in
+[0, 1], and the weights ``w = (weight_one_sided, weight_adverse, weight_markout, weight_flow) >= 0``::
+
+    score = sum(w * c) / sum(w)        in [0, 1]
+
+With fewer than ``min_fills`` fills in the window the score is 0 (too little evidence to judge). The raw
+signal is ``score >= threshold``.
+
+Latch and cool-down
+-------------------
+:meth:`~ToxicityDetector.update` turns an underlying toxic as soon as its raw signal fires. A toxic
+underlying stays toxic until its score has stayed below ``threshold`` for ``cooldown_s`` seconds, as seen
+by successive ``update`` calls: the first call that sees it below starts the clock, a call that sees it at
+or above the threshold again resets it, and the first call at least ``cooldown_s`` after the start clears
+the flag. Each change (and only a change) calls ``controller.set_toxicity(u, toxic, score=, threshold=)``.
+
+Memory is bounded: each stream is a numpy ring buffer of ``capacity`` events per underlying, trimmed to the
+window as events arrive (when it is full the oldest event is dropped and counted in
+:attr:`ToxicityDetector.dropped`). Timestamps of each stream must not decrease; ``now`` is expected not to
+be before the last event. Everything is deterministic: no clock is read, time is what the caller passes.
+
+For option fills, mark them against the underlying (a delta-adjusted markout): pass the sign of the delta
+acquired as ``side`` (bought calls or sold puts: +1), the underlying's price at the fill as ``price`` and
+``mid``, and the underlying's mids to :meth:`on_mid`; a fill then loses when the underlying moves against
+the delta it gave us.
+
+Examples
+--------
+>>> det = ToxicityDetector(ToxicityConfig(min_fills=1), ["AAA"])
+>>> det.on_fill("AAA", 0.0, +1, 1.0, 100.0, 100.0)   # we bought at 100.00
+>>> det.on_mid("AAA", 0.5, 99.9)                     # the mid falls by 10 bps
+>>> s = det.score("AAA", 1.0)
+>>> round(s.markouts[1.0], 6), s.adverse_frac
+(-10.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ToxicityConfig", "ToxicityDetector", "ToxicityScore"]
+
+_BPS = 1e4
+
+
+def _is_number(value: Any) -> bool:
+    numeric = isinstance(value, int | float | np.integer | np.floating)
+    return numeric and not isinstance(value, bool | np.bool_)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToxicityConfig:
+    """Settings of the toxicity detector (see the module docstring for the definitions).
+
+    Parameters
+    ----------
+    window_s : float
+        Length of the sliding window, seconds (> 0).
+    markout_horizons_s : tuple of float
+        Markout horizons, seconds: > 0, strictly increasing, the last < ``window_s`` (a fill must be able
+        to mature inside the window). The first one is the adverse fraction's horizon.
+    adverse_threshold_bps : float
+        A fill is adverse when its first-horizon markout is below ``-adverse_threshold_bps`` (bps, >= 0).
+    markout_scale_bps : float
+        Mean markout loss (bps, > 0) at which the markout component reaches 1.
+    weight_one_sided, weight_adverse, weight_markout, weight_flow : float
+        Weights of the four components (>= 0, not all 0); the score divides by their sum.
+    threshold : float
+        Score at or above which the raw signal fires, in (0, 1].
+    cooldown_s : float
+        Seconds (>= 0) a toxic underlying's score must stay below ``threshold`` before it is cleared.
+    min_fills : int
+        Fewest fills in the window (>= 1) for a nonzero score.
+    capacity : int
+        Events kept per stream and underlying (>= 16); bounds the memory.
+    """
+
+    window_s: float = 60.0
+    markout_horizons_s: tuple[float, ...] = (1.0, 5.0, 30.0)
+    adverse_threshold_bps: float = 2.0
+    markout_scale_bps: float = 10.0
+    weight_one_sided: float = 0.25
+    weight_adverse: float = 0.35
+    weight_markout: float = 0.25
+    weight_flow: float = 0.15
+    threshold: float = 0.6
+    cooldown_s: float = 30.0
+    min_fills: int = 5
+    capacity: int = 4096
+    content_hash: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        def fail(name: str, problem: str) -> ValueError:
+            return ValueError(f"ToxicityConfig.{name}: {problem}")
+
+        def number(name: str, *, low: float, strict: bool) -> float:
+            v = getattr(self, name)
+            ok = _is_number(v) and math.isfinite(v) and (v > low if strict else v >= low)
+            if not ok:
+                raise fail(name, f"must be a finite number {'>' if strict else '>='} {low:g} (got {v!r})")
+            return float(v) + 0.0
+
+        for name, low, strict in (
+            ("window_s", 0.0, True),
+            ("adverse_threshold_bps", 0.0, False),
+            ("markout_scale_bps", 0.0, True),
+            ("weight_one_sided", 0.0, False),
+            ("weight_adverse", 0.0, False),
+            ("weight_markout", 0.0, False),
+            ("weight_flow", 0.0, False),
+            ("threshold", 0.0, True),
+            ("cooldown_s", 0.0, False),
+        ):
+            object.__setattr__(self, name, number(name, low=low, strict=strict))
+        if self.threshold > 1.0:
+            raise fail("threshold", f"must be in (0, 1] (got {self.threshold!r})")
+        if self.weight_one_sided + self.weight_adverse + self.weight_markout + self.weight_flow <= 0.0:
+            raise fail("weight_*", "the weights must not all be 0")
+
+        hs = self.markout_horizons_s
+        if isinstance(hs, str | bytes) or not isinstance(hs, Iterable):
+            raise fail("markout_horizons_s", f"must be a sequence of seconds (got {hs!r})")
+        hs = tuple(hs)
+        if not hs:
+            raise fail("markout_horizons_s", "needs at least one horizon")
+        if not all(_is_number(h) and math.isfinite(h) and h > 0.0 for h in hs):
+            raise fail("markout_horizons_s", f"every horizon must be a finite number > 0 (got {hs!r})")
+        hs = tuple(float(h) for h in hs)
+        if any(b <= a for a, b in itertools.pairwise(hs)):
+            raise fail("markout_horizons_s", f"must be strictly increasing (got {hs!r})")
+        if hs[-1] >= self.window_s:
+            raise fail("markout_horizons_s", f"the last must be < window_s {self.window_s:g} (got {hs!r})")
+        object.__setattr__(self, "markout_horizons_s", hs)
+
+        for name, low in (("min_fills", 1), ("capacity", 16)):
+            v = getattr(self, name)
+            if not (_is_int(v) and v >= low):
+                raise fail(name, f"must be an integer >= {low} (got {v!r})")
+            object.__setattr__(self, name, int(v))
+
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        object.__setattr__(self, "content_hash", hashlib.sha256(canonical.encode("utf-8")).hexdigest())
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The component weights by component name (``one_sided``, ``adverse``, ``markout``, ``flow``)."""
+        return {
+            "one_sided": self.weight_one_sided,
+            "adverse": self.weight_adverse,
+            "markout": self.weight_markout,
+            "flow": self.weight_flow,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain values (horizons as a list) that :meth:`from_dict` reads back."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        d["markout_horizons_s"] = list(d["markout_horizons_s"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ToxicityConfig:
+        """Build from a mapping of field names (missing fields take their defaults; unknown keys raise)."""
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"ToxicityConfig: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(d))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ToxicityConfig:
+        """Read a config from a TOML file of top-level keys (``scenarios/quoting/toxicity.toml``).
+
+        Raises
+        ------
+        ValueError
+            The file cannot be read, is not TOML, or :meth:`from_dict` refuses it (message names the file).
+        """
+        where = os.fspath(path)
+        try:
+            with open(where, "rb") as fh:
+                doc = tomllib.load(fh)
+        except OSError as exc:
+            raise ValueError(f"{where}: cannot read the toxicity config ({exc.strerror or exc})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{where}: not valid TOML: {exc}") from None
+        try:
+            return cls.from_dict(doc)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ToxicityScore:
+    """The toxicity of one underlying at one time (see the module docstring for the definitions).
+
+    Attributes
+    ----------
+    underlying : str
+    now : float
+        Time of the evaluation, seconds.
+    score : float
+        Weighted combination of ``components``, in [0, 1]; 0 when ``n_fills < min_fills``.
+    toxic : bool
+        The raw signal, ``score >= threshold`` (the latched flag with its cool-down is
+        :meth:`ToxicityDetector.is_toxic`).
+    threshold : float
+    n_fills, n_trades : int
+        Fills and prints in the window.
+    enough_fills : bool
+        ``n_fills >= min_fills``.
+    one_sided : float
+        ``|n_buys - n_sells| / n_fills`` (0 without fills).
+    markouts : dict of float to float
+        Size-weighted mean markout (bps, negative = adverse) per horizon (seconds) over the matured fills;
+        NaN for a horizon no fill has reached.
+    n_matured : dict of float to int
+        Fills covered per horizon.
+    adverse_frac : float
+        Share of first-horizon-matured fills with markout < ``-adverse_threshold_bps`` (NaN if none).
+    flow_imbalance : float
+        Signed order-flow imbalance of the prints, in [-1, 1] (0 without prints).
+    components : dict of str to float
+        ``one_sided``, ``adverse``, ``markout``, ``flow``: the [0, 1] inputs of the score.
+    """
+
+    underlying: str
+    now: float
+    score: float
+    toxic: bool
+    threshold: float
+    n_fills: int
+    n_trades: int
+    enough_fills: bool
+    one_sided: float
+    markouts: dict[float, float]
+    n_matured: dict[float, int]
+    adverse_frac: float
+    flow_imbalance: float
+    components: dict[str, float]
+
+
+class _Ring:
+    """Fixed-capacity ring buffer of float64 columns with non-decreasing timestamps (column 0)."""
+
+    __slots__ = ("_buf", "_head", "_n", "dropped")
+
+    def __init__(self, capacity: int, ncols: int) -> None:
+        self._buf = np.zeros((capacity, ncols), dtype=np.float64)
+        self._head = 0  # index of the oldest row
+        self._n = 0
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def last_ts(self) -> float:
+        if self._n == 0:
+            return -math.inf
+        return float(self._buf[(self._head + self._n - 1) % self._buf.shape[0], 0])
+
+    def push(self, row: tuple[float, ...]) -> None:
+        cap = self._buf.shape[0]
+        if self._n == cap:  # full: overwrite the oldest
+            self._head = (self._head + 1) % cap
+            self._n -= 1
+            self.dropped += 1
+        self._buf[(self._head + self._n) % cap] = row
+        self._n += 1
+
+    def drop_through(self, t: float) -> None:
+        """Drop the rows with timestamp <= t (they are at the front)."""
+        ts = self.view()[:, 0]
+        k = int(np.searchsorted(ts, t, side="right"))
+        self._head = (self._head + k) % self._buf.shape[0]
+        self._n -= k
+
+    def view(self) -> np.ndarray:
+        """The rows, oldest first (a copy when the data wraps around)."""
+        cap = self._buf.shape[0]
+        end = self._head + self._n
+        if end <= cap:
+            return self._buf[self._head : end]
+        return np.concatenate((self._buf[self._head :], self._buf[: end - cap]))
+
+
+# fill columns: ts, side, size, price, mid;  mid columns: ts, mid;  trade columns: ts, size, aggressor
+_F_TS, _F_SIDE, _F_SIZE, _F_PRICE, _F_MID = range(5)
+
+
+class _Streams:
+    __slots__ = ("fills", "mids", "trades")
+
+    def __init__(self, capacity: int) -> None:
+        self.fills = _Ring(capacity, 5)
+        self.mids = _Ring(capacity, 2)
+        self.trades = _Ring(capacity, 3)
+
+
+class _Controller(Protocol):
+    def set_toxicity(self, underlying: str, toxic: bool, *, score: float, threshold: float) -> None: ...
+
+
+class ToxicityDetector:
+    """Per-underlying toxicity score over a sliding window, latched with a cool-down.
+
+    Parameters
+    ----------
+    config : ToxicityConfig
+    underlyings : iterable of str
+        The underlyings watched (an event for any other raises ``KeyError``).
+    """
+
+    def __init__(self, config: ToxicityConfig, underlyings: Iterable[str]) -> None:
+        if not isinstance(config, ToxicityConfig):
+            raise TypeError(f"ToxicityDetector: config must be a ToxicityConfig, got {type(config).__name__}")
+        self.config = config
+        names = [str(u) for u in underlyings]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ToxicityDetector: duplicate underlyings in {names}")
+        self._names = tuple(names)
+        self._s = {u: _Streams(config.capacity) for u in names}
+        self._toxic = dict.fromkeys(names, False)
+        self._calm_since: dict[str, float | None] = dict.fromkeys(names, None)
+        self._horizons = np.asarray(config.markout_horizons_s, dtype=np.float64)
+
+    @property
+    def underlyings(self) -> tuple[str, ...]:
+        return self._names
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because a ring buffer was full (0 unless ``capacity`` is too small)."""
+        return sum(r.dropped for s in self._s.values() for r in (s.fills, s.mids, s.trades))
+
+    def _streams(self, underlying: str) -> _Streams:
+        try:
+            return self._s[underlying]
+        except KeyError:
+            raise KeyError(f"ToxicityDetector: unknown underlying {underlying!r}") from None
+
+    @staticmethod
+    def _check_ts(where: str, ring: _Ring, ts: float) -> float:
+        t = float(ts)
+        if not math.isfinite(t):
+            raise ValueError(f"{where}: ts must be finite, got {ts!r}")
+        if t < ring.last_ts():
+            raise ValueError(f"{where}: ts {t!r} is before the stream's last event {ring.last_ts()!r}")
+        return t
+
+    def _trim(self, s: _Streams, now: float) -> None:
+        cutoff = now - self.config.window_s
+        for ring in (s.fills, s.mids, s.trades):
+            ring.drop_through(cutoff)
+
+    # ----------------------------------------------------------------------------------------------
+    # events
+
+    def on_fill(self, underlying: str, ts: float, side: int, size: float, price: float, mid: float) -> None:
+        """One of our fills: ``side`` +1 we bought / -1 we sold, ``size`` > 0, ``price`` and the ``mid`` at
+        the fill > 0 (same instrument as the mids of :meth:`on_mid`)."""
+        s = self._streams(underlying)
+        t = self._check_ts("on_fill", s.fills, ts)
+        if side not in (1, -1) or isinstance(side, bool):
+            raise ValueError(f"on_fill: side must be +1 (we bought) or -1 (we sold), got {side!r}")
+        for name, v in (("size", size), ("price", price), ("mid", mid)):
+            if not (_is_number(v) and math.isfinite(v) and v > 0.0):
+                raise ValueError(f"on_fill: {name} must be a finite number > 0, got {v!r}")
+        s.fills.push((t, float(side), float(size), float(price), float(mid)))
+        self._trim(s, t)
+
+    def on_mid(self, underlying: str, ts: float, mid: float) -> None:
+        """The mid (> 0) of the instrument the fills are marked against, at ``ts``."""
+        s = self._streams(underlying)
+        t = self._check_ts("on_mid", s.mids, ts)
+        if not (_is_number(mid) and math.isfinite(mid) and mid > 0.0):
+            raise ValueError(f"on_mid: mid must be a finite number > 0, got {mid!r}")
+        s.mids.push((t, float(mid)))
+        self._trim(s, t)
+
+    def on_trade(self, underlying: str, ts: float, size: float, aggressor_side: int) -> None:
+        """A market print of ``size`` > 0; ``aggressor_side`` +1 buyer-initiated, -1 seller-initiated."""
+        s = self._streams(underlying)
+        t = self._check_ts("on_trade", s.trades, ts)
+        if aggressor_side not in (1, -1) or isinstance(aggressor_side, bool):
+            raise ValueError(f"on_trade: aggressor_side must be +1 or -1, got {aggressor_side!r}")
+        if not (_is_number(size) and math.isfinite(size) and size > 0.0):
+            raise ValueError(f"on_trade: size must be a finite number > 0, got {size!r}")
+        s.trades.push((t, float(size), float(aggressor_side)))
+        self._trim(s, t)
+
+    # ----------------------------------------------------------------------------------------------
+    # scoring
+
+    def score(self, underlying: str, now: float) -> ToxicityScore:
+        """The toxicity of ``underlying`` at ``now`` (seconds) from the events in the window.
+
+        Does not change the detector's state (events outside the window are ignored, not dropped).
+        """
+        cfg = self.config
+        s = self._streams(underlying)
+        now = float(now)
+        lo = now - cfg.window_s
+
+        f = s.fills.view()
+        f = f[(f[:, _F_TS] > lo) & (f[:, _F_TS] <= now)]
+        n = f.shape[0]
+        ts, side, size, price = f[:, _F_TS], f[:, _F_SIDE], f[:, _F_SIZE], f[:, _F_PRICE]
+        one_sided = abs(float(side.sum())) / n if n else 0.0
+
+        m = s.mids.view()
+        m = m[m[:, 0] <= now]
+        m_ts, m_mid = m[:, 0], m[:, 1]
+        # (H, n): time each fill reaches each horizon, the last mid known then (an on_mid at or after
+        # the fill, else the fill's own mid), the markout in bps
+        t_h = ts[None, :] + self._horizons[:, None]
+        idx = np.searchsorted(m_ts, t_h, side="right") - 1
+        safe = np.clip(idx, 0, None)
+        have = (idx >= 0) & (m_ts[safe] >= ts[None, :]) if m_ts.size else np.zeros(t_h.shape, dtype=bool)
+        mid_h = np.where(have, m_mid[safe] if m_ts.size else 0.0, f[:, _F_MID][None, :])
+        markout = side[None, :] * (mid_h - price[None, :]) / price[None, :] * _BPS
+        matured = t_h <= now
+
+        w = np.where(matured, size[None, :], 0.0)
+        wsum = w.sum(axis=1)
+        num = (w * markout).sum(axis=1)
+        means = np.full(self._horizons.size, np.nan)
+        np.divide(num, wsum, out=means, where=wsum > 0.0)
+        n_mat = matured.sum(axis=1)
+        markouts = {float(h): float(v) for h, v in zip(self._horizons, means, strict=True)}
+        n_matured = {float(h): int(k) for h, k in zip(self._horizons, n_mat, strict=True)}
+
+        if n_mat[0] > 0:
+            adverse = (markout[0] < -cfg.adverse_threshold_bps) & matured[0]
+            adverse_frac = float(adverse.sum()) / float(n_mat[0])
+        else:
+            adverse_frac = math.nan
+        finite = means[np.isfinite(means)]
+        markout_c = float(np.clip(-finite.min() / cfg.markout_scale_bps, 0.0, 1.0)) if finite.size else 0.0
+
+        tr = s.trades.view()
+        tr = tr[(tr[:, 0] > lo) & (tr[:, 0] <= now)]
+        total = float(tr[:, 1].sum())
+        flow = float((tr[:, 1] * tr[:, 2]).sum()) / total if total > 0.0 else 0.0
+
+        components = {
+            "one_sided": one_sided,
+            "adverse": 0.0 if math.isnan(adverse_frac) else adverse_frac,
+            "markout": markout_c,
+            "flow": abs(flow),
+        }
+        weights = cfg.weights
+        enough = n >= cfg.min_fills
+        score = sum(weights[k] * components[k] for k in weights) / sum(weights.values()) if enough else 0.0
+        score = min(max(score, 0.0), 1.0)
+        return ToxicityScore(
+            underlying=underlying,
+            now=now,
+            score=score,
+            toxic=bool(enough and score >= cfg.threshold),
+            threshold=cfg.threshold,
+            n_fills=n,
+            n_trades=int(tr.shape[0]),
+            enough_fills=enough,
+            one_sided=one_sided,
+            markouts=markouts,
+            n_matured=n_matured,
+            adverse_frac=adverse_frac,
+            flow_imbalance=flow,
+            components=components,
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # latch
+
+    def is_toxic(self, underlying: str) -> bool:
+        """The latched flag (as of the last :meth:`update`)."""
+        self._streams(underlying)
+        return self._toxic[underlying]
+
+    def update(
+        self, now: float, controller: _Controller | None = None
+    ) -> list[tuple[str, bool, ToxicityScore]]:
+        """Score every underlying at ``now``, apply the latch and cool-down, report the changes.
+
+        Parameters
+        ----------
+        now : float
+            Seconds; should not decrease between calls (the cool-down is measured between them).
+        controller : object with ``set_toxicity(underlying, toxic, *, score, threshold)``, optional
+            E.g. :class:`optmm.risk.RiskController`; called once per change of an underlying's flag.
+
+        Returns
+        -------
+        list of (underlying, toxic, ToxicityScore)
+            The underlyings whose flag changed, in the detector's order.
+        """
+        now = float(now)
+        cfg = self.config
+        changes: list[tuple[str, bool, ToxicityScore]] = []
+        for u in self._names:
+            sc = self.score(u, now)
+            if not self._toxic[u]:
+                if sc.toxic:
+                    self._toxic[u] = True
+                    self._calm_since[u] = None
+                    changes.append((u, True, sc))
+            elif sc.toxic:
+                self._calm_since[u] = None
+            else:
+                since = self._calm_since[u]
+                if since is None:
+                    since = self._calm_since[u] = now
+                if now - since >= cfg.cooldown_s:
+                    self._toxic[u] = False
+                    self._calm_since[u] = None
+                    changes.append((u, False, sc))
+        if controller is not None:
+            for u, toxic, sc in changes:
+                controller.set_toxicity(u, toxic, score=sc.score, threshold=sc.threshold)
+        return changes
+
+    def state(self, now: float) -> pd.DataFrame:
+        """One row per underlying: the latched flag, the score and its components at ``now``."""
+        rows = []
+        for u in self._names:
+            sc = self.score(u, now)
+            d = {"underlying": u, "toxic": self._toxic[u], "score": sc.score, "n_fills": sc.n_fills}
+            d.update({f"c_{k}": v for k, v in sc.components.items()})
+            d.update({"adverse_frac": sc.adverse_frac, "flow_imbalance": sc.flow_imbalance})
+            d.update({f"markout_{h:g}s_bps": v for h, v in sc.markouts.items()})
+            rows.append(d)
+        return pd.DataFrame(rows).set_index("underlying")
