@@ -377,7 +377,7 @@ def test_config_validation_names_the_field(field, value) -> None:
 
 
 def test_config_unknown_key_refused_and_enums_parsed() -> None:
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key 'band'"):
         HedgerConfig.from_dict({"band": 5.0})
     cfg = HedgerConfig.from_dict({"mode": "TIME", "target": "zero", "lot_size": 100.0})
     assert cfg.mode is HedgeMode.TIME and cfg.target is HedgeTarget.ZERO and cfg.lot_size == 100

@@ -20,19 +20,13 @@ Options are then valued with Black-Scholes-Merton at the fair spot on the market
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import hashlib
-import json
 import math
-import os
-import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from optmm._config import ConfigIO, is_real_number
 from optmm.greeks import Greeks, bsm_greeks
 from optmm.market import Market
 from optmm.typing import ArrayLike, FloatArray
@@ -44,83 +38,13 @@ __all__ = ["FairUnderlying", "FairValueConfig", "decay_flow", "fair_underlying",
 # the shared config mechanics (also used by optmm.quoting.quoter)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-class _ConfigIO:
-    """``to_dict`` / ``from_dict`` / ``load`` / ``content_hash`` for a frozen keyword-only dataclass.
-
-    ``None`` fields are left out of the dictionary (TOML has no null): an absent key reads back as the
-    field's default, which must then be ``None``.
-    """
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain Python values (enums by value); :meth:`from_dict` reads them back."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            if value is not None:
-                out[f.name] = _plain(value)
-        return out
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Self:
-        """Build from a dictionary shaped like :meth:`to_dict`; unknown keys are refused.
-
-        Raises
-        ------
-        ValueError
-            ``"<Class>: unknown key 'x' (allowed: ...)"`` or anything the constructor refuses.
-        """
-        if not isinstance(d, Mapping):
-            raise ValueError(f"{cls.__name__}: expected a table, got {type(d).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        for key in d:
-            if key not in names:
-                raise ValueError(f"{cls.__name__}: unknown key {key!r} (allowed: {', '.join(names)})")
-        return cls(**dict(d))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Self:
-        """Read the settings from a TOML file (the keys of :meth:`to_dict`, at the top level)."""
-        where = os.fspath(path)
-        try:
-            with open(where, "rb") as fh:
-                doc = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{where}: not valid TOML: {exc}") from None
-        try:
-            return cls.from_dict(doc)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
-
-    @property
-    def content_hash(self) -> str:
-        """SHA-256 (hex) of the canonical JSON of :meth:`to_dict` (sorted keys, inf/nan as text)."""
-        doc = {
-            k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in self.to_dict().items()
-        }
-        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
 def _check_number(
     obj: Any, name: str, *, low: float = -math.inf, low_open: bool = False, high: float = math.inf
 ) -> None:
     """Validate ``obj.name`` as a finite number in range and store it as a float."""
     value = getattr(obj, name)
     cls = type(obj).__name__
-    if not (_is_number(value) and math.isfinite(value)):
+    if not (is_real_number(value) and math.isfinite(value)):
         raise ValueError(f"{cls}.{name}: must be a finite number (got {value!r})")
     if value < low or (low_open and value == low) or value > high:
         bound = f"> {low}" if low_open else f">= {low}"
@@ -142,7 +66,7 @@ def _check_bool(obj: Any, name: str) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class FairValueConfig(_ConfigIO):
+class FairValueConfig(ConfigIO):
     """How the underlying's fair price is built from its mid (see the module docstring).
 
     Parameters

@@ -30,18 +30,16 @@ leaves the book.
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import math
-import os
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from optmm._config import ConfigIO, is_real_number
 from optmm.risk.audit import Layer
 
 __all__ = [
@@ -92,12 +90,8 @@ def _parse_enum(cls: type[enum.Enum], value: Any, name: str) -> Any:
     raise ValueError(f"HedgerConfig.{name}: must be one of {choices} (got {value!r})")
 
 
-def _is_real(x: Any) -> bool:
-    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
-
-
 @dataclass(frozen=True, kw_only=True)
-class HedgerConfig:
+class HedgerConfig(ConfigIO):
     """Settings of a :class:`DeltaHedger`; frozen, validated at construction, round-trips to TOML/JSON.
 
     Attributes
@@ -134,6 +128,8 @@ class HedgerConfig:
         sha256 of the canonical JSON of :meth:`to_dict`; equal settings, equal hash.
     """
 
+    _toml_table: ClassVar[str | None] = "hedger"  # files may nest the settings under [hedger]
+
     mode: HedgeMode = HedgeMode.FIXED_BAND
     target: HedgeTarget = HedgeTarget.BAND_EDGE
     hard_target: HedgeTarget = HedgeTarget.ZERO
@@ -148,7 +144,6 @@ class HedgerConfig:
     half_spread_bps: float = 1.0
     min_trade_shares: float = 0.0
     lot_size: int = 1
-    content_hash: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", _parse_enum(HedgeMode, self.mode, "mode"))
@@ -157,7 +152,7 @@ class HedgerConfig:
 
         def number(name: str, *, positive: bool) -> float:
             v = getattr(self, name)
-            ok = _is_real(v) and math.isfinite(v) and (v > 0 if positive else v >= 0)
+            ok = is_real_number(v) and math.isfinite(v) and (v > 0 if positive else v >= 0)
             if not ok:
                 raise ValueError(
                     f"HedgerConfig.{name}: must be a finite number {'>' if positive else '>='} 0 (got {v!r})"
@@ -179,31 +174,9 @@ class HedgerConfig:
                 f"HedgerConfig.use_market_spread: must be a bool (got {self.use_market_spread!r})"
             )
         lot = self.lot_size
-        if not (_is_real(lot) and math.isfinite(lot) and lot >= 1 and float(lot).is_integer()):
+        if not (is_real_number(lot) and math.isfinite(lot) and lot >= 1 and float(lot).is_integer()):
             raise ValueError(f"HedgerConfig.lot_size: must be a whole number of shares >= 1 (got {lot!r})")
         object.__setattr__(self, "lot_size", int(lot))
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
-        object.__setattr__(self, "content_hash", hashlib.sha256(canonical.encode("utf-8")).hexdigest())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON/TOML values (enums as their lower-case values)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name == "content_hash":
-                continue
-            v = getattr(self, f.name)
-            out[f.name] = v.value if isinstance(v, enum.Enum) else v
-        return out
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> HedgerConfig:
-        """Build from a mapping shaped like :meth:`to_dict`; missing keys take defaults, unknown keys are
-        refused (``ValueError``)."""
-        known = {f.name for f in fields(cls) if f.init}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"HedgerConfig: unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
 
     def to_toml(self) -> str:
         """The settings as a TOML document that :meth:`load` reads back to an equal config."""
@@ -216,15 +189,6 @@ class HedgerConfig:
             else:
                 lines.append(f"{k} = {v!r}")
         return "\n".join(lines) + "\n"
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> HedgerConfig:
-        """Read a config from a TOML file (top-level keys as in :meth:`to_dict`, or under ``[hedger]``)."""
-        with open(os.fspath(path), "rb") as fh:
-            doc = tomllib.load(fh)
-        if set(doc) == {"hedger"} and isinstance(doc["hedger"], dict):
-            doc = doc["hedger"]
-        return cls.from_dict(doc)
 
 
 def ww_band_shares(

@@ -87,13 +87,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from optmm._config import ConfigIO
 from optmm.market import Market
 from optmm.quoting.fair_value import (
     FairUnderlying,
     FairValueConfig,
     _check_bool,
     _check_number,
-    _ConfigIO,
     fair_underlying,
     option_fair_values,
 )
@@ -122,7 +122,7 @@ class SkewMode(enum.Enum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class QuoterConfig(_ConfigIO):
+class QuoterConfig(ConfigIO):
     """Settings of :class:`Quoter` (frozen; validated; :meth:`to_dict` / :meth:`load` / content hash).
 
     Parameters

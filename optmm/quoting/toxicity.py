@@ -79,27 +79,20 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
-import os
-import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from optmm._config import ConfigIO, is_real_number
+
 __all__ = ["ToxicityConfig", "ToxicityDetector", "ToxicityScore"]
 
 _BPS = 1e4
-
-
-def _is_number(value: Any) -> bool:
-    numeric = isinstance(value, int | float | np.integer | np.floating)
-    return numeric and not isinstance(value, bool | np.bool_)
 
 
 def _is_int(value: Any) -> bool:
@@ -107,7 +100,7 @@ def _is_int(value: Any) -> bool:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ToxicityConfig:
+class ToxicityConfig(ConfigIO):
     """Settings of the toxicity detector (see the module docstring for the definitions).
 
     Parameters
@@ -145,7 +138,6 @@ class ToxicityConfig:
     cooldown_s: float = 30.0
     min_fills: int = 5
     capacity: int = 4096
-    content_hash: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         def fail(name: str, problem: str) -> ValueError:
@@ -153,7 +145,7 @@ class ToxicityConfig:
 
         def number(name: str, *, low: float, strict: bool) -> float:
             v = getattr(self, name)
-            ok = _is_number(v) and math.isfinite(v) and (v > low if strict else v >= low)
+            ok = is_real_number(v) and math.isfinite(v) and (v > low if strict else v >= low)
             if not ok:
                 raise fail(name, f"must be a finite number {'>' if strict else '>='} {low:g} (got {v!r})")
             return float(v) + 0.0
@@ -181,7 +173,7 @@ class ToxicityConfig:
         hs = tuple(hs)
         if not hs:
             raise fail("markout_horizons_s", "needs at least one horizon")
-        if not all(_is_number(h) and math.isfinite(h) and h > 0.0 for h in hs):
+        if not all(is_real_number(h) and math.isfinite(h) and h > 0.0 for h in hs):
             raise fail("markout_horizons_s", f"every horizon must be a finite number > 0 (got {hs!r})")
         hs = tuple(float(h) for h in hs)
         if any(b <= a for a, b in itertools.pairwise(hs)):
@@ -196,9 +188,6 @@ class ToxicityConfig:
                 raise fail(name, f"must be an integer >= {low} (got {v!r})")
             object.__setattr__(self, name, int(v))
 
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
-        object.__setattr__(self, "content_hash", hashlib.sha256(canonical.encode("utf-8")).hexdigest())
-
     @property
     def weights(self) -> dict[str, float]:
         """The component weights by component name (``one_sided``, ``adverse``, ``markout``, ``flow``)."""
@@ -208,43 +197,6 @@ class ToxicityConfig:
             "markout": self.weight_markout,
             "flow": self.weight_flow,
         }
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain values (horizons as a list) that :meth:`from_dict` reads back."""
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
-        d["markout_horizons_s"] = list(d["markout_horizons_s"])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ToxicityConfig:
-        """Build from a mapping of field names (missing fields take their defaults; unknown keys raise)."""
-        known = {f.name for f in fields(cls) if f.init}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"ToxicityConfig: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ToxicityConfig:
-        """Read a config from a TOML file of top-level keys (``scenarios/quoting/toxicity.toml``).
-
-        Raises
-        ------
-        ValueError
-            The file cannot be read, is not TOML, or :meth:`from_dict` refuses it (message names the file).
-        """
-        where = os.fspath(path)
-        try:
-            with open(where, "rb") as fh:
-                doc = tomllib.load(fh)
-        except OSError as exc:
-            raise ValueError(f"{where}: cannot read the toxicity config ({exc.strerror or exc})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{where}: not valid TOML: {exc}") from None
-        try:
-            return cls.from_dict(doc)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -421,7 +373,7 @@ class ToxicityDetector:
         if side not in (1, -1) or isinstance(side, bool):
             raise ValueError(f"on_fill: side must be +1 (we bought) or -1 (we sold), got {side!r}")
         for name, v in (("size", size), ("price", price), ("mid", mid)):
-            if not (_is_number(v) and math.isfinite(v) and v > 0.0):
+            if not (is_real_number(v) and math.isfinite(v) and v > 0.0):
                 raise ValueError(f"on_fill: {name} must be a finite number > 0, got {v!r}")
         s.fills.push((t, float(side), float(size), float(price), float(mid)))
         self._trim(s, t)
@@ -430,7 +382,7 @@ class ToxicityDetector:
         """The mid (> 0) of the instrument the fills are marked against, at ``ts``."""
         s = self._streams(underlying)
         t = self._check_ts("on_mid", s.mids, ts)
-        if not (_is_number(mid) and math.isfinite(mid) and mid > 0.0):
+        if not (is_real_number(mid) and math.isfinite(mid) and mid > 0.0):
             raise ValueError(f"on_mid: mid must be a finite number > 0, got {mid!r}")
         s.mids.push((t, float(mid)))
         self._trim(s, t)
@@ -441,7 +393,7 @@ class ToxicityDetector:
         t = self._check_ts("on_trade", s.trades, ts)
         if aggressor_side not in (1, -1) or isinstance(aggressor_side, bool):
             raise ValueError(f"on_trade: aggressor_side must be +1 or -1, got {aggressor_side!r}")
-        if not (_is_number(size) and math.isfinite(size) and size > 0.0):
+        if not (is_real_number(size) and math.isfinite(size) and size > 0.0):
             raise ValueError(f"on_trade: size must be a finite number > 0, got {size!r}")
         s.trades.push((t, float(size), float(aggressor_side)))
         self._trim(s, t)

@@ -1,0 +1,100 @@
+"""Configuration I/O shared by optmm's frozen, keyword-only settings classes.
+
+:class:`ConfigIO` gives a dataclass ``to_dict`` / ``from_dict`` (unknown keys refused) / ``load``
+(TOML, errors naming the file) and a ``content_hash`` (SHA-256 of the canonical JSON of the
+settings) to write into every run's output, so that a result can be traced to its exact settings.
+Validation stays in each class's ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def is_real_number(value: Any) -> bool:
+    """A Python or numpy int or float, and not a bool (which Python counts as an int)."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+class ConfigIO:
+    """``to_dict`` / ``from_dict`` / ``load`` / ``content_hash`` for a frozen keyword-only dataclass.
+
+    ``None`` fields are left out of the dictionary (TOML has no null): an absent key reads back as the
+    field's default, which must then be ``None``. A subclass whose files may nest the settings under
+    one table (``[hedger]``) names it in ``_toml_table``.
+    """
+
+    _toml_table: ClassVar[str | None] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain Python values (enums by value); :meth:`from_dict` reads them back."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = _plain(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        """Build from a dictionary shaped like :meth:`to_dict`; unknown keys are refused.
+
+        Raises
+        ------
+        ValueError
+            ``"<Class>: unknown key 'x' (allowed: ...)"`` or anything the constructor refuses.
+        """
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{cls.__name__}: expected a table, got {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+        for key in d:
+            if key not in names:
+                raise ValueError(f"{cls.__name__}: unknown key {key!r} (allowed: {', '.join(names)})")
+        return cls(**dict(d))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Self:
+        """Read the settings from a TOML file (the keys of :meth:`to_dict`, at the top level)."""
+        where = os.fspath(path)
+        try:
+            with open(where, "rb") as fh:
+                doc = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{where}: not valid TOML: {exc}") from None
+        table = cls._toml_table
+        if table is not None and set(doc) == {table} and isinstance(doc[table], dict):
+            doc = doc[table]
+        try:
+            return cls.from_dict(doc)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 (hex) of the canonical JSON of :meth:`to_dict` (sorted keys, inf/nan as text)."""
+        doc = {
+            k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in self.to_dict().items()
+        }
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
