@@ -1,10 +1,14 @@
-"""Small builders shared by the tests (importable because pytest puts tests/ on sys.path)."""
+"""Builders and assertions shared by the tests (importable because pytest puts tests/ on sys.path)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from optmm.book import Book, Kind
+from optmm.cli import main
+from optmm.market import Market, Sticky
+from optmm.surface import FlatSurface
 
 
 def make_book(rows: list[tuple], source: str = "test") -> Book:
@@ -31,3 +35,36 @@ def make_book(rows: list[tuple], source: str = "test") -> Book:
         vol=np.array(vol, dtype=np.float64),
         source=source,
     )
+
+
+def one_name_market() -> Market:
+    """AAA at 100, 3% rate, 1% dividend yield, flat 25% vol, valued 2026-01-02."""
+    return Market(
+        valuation=np.datetime64("2026-01-02"),
+        spot={"AAA": 100.0},
+        rate={"AAA": 0.03},
+        div_yield={"AAA": 0.01},
+        surface={"AAA": FlatSurface(0.25)},
+        sticky=Sticky.STRIKE,
+        source="test",
+    )
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``optmm`` in-process: (exit code, stdout, stderr)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_usage_error(result: tuple[int, str, str], *fragments: str) -> str:
+    """Exit code 2, nothing on stdout, exactly one ``optmm: error:`` line on stderr naming ``fragments``."""
+    code, out, err = result
+    assert code == 2, (code, out, err)
+    assert out == ""
+    assert err.startswith("optmm: error: ")
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    return err

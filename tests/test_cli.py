@@ -11,11 +11,12 @@ import sys
 
 import numpy as np
 import pytest
+from builders import run
 from hypothesis import given
 from hypothesis import strategies as st
 
 import optmm
-from optmm.cli import MAX_STRIKES, main, parse_strikes
+from optmm.cli import MAX_STRIKES, parse_strikes
 from optmm.greeks import bsm_greeks
 
 SPOT, VOL, RATE, DIV, DAYS = 100.0, 0.25, 0.04, 0.015, 45.0
@@ -38,12 +39,6 @@ UNIT_COLUMNS = {
     "theta_per_year": ("theta", 1.0),
     "rho_per_unit_rate": ("rho", 1.0),
 }
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def expected(strike: float, kind: str) -> dict[str, float]:

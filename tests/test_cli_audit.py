@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from builders import assert_usage_error, run
 
-from optmm.cli import COMMANDS, main
+from optmm.cli import COMMANDS
 from optmm.risk import AuditEvent, AuditTrail, Layer
 
 T0 = 1_763_650_000.0  # 2025-11-20T14:46:40Z
@@ -37,24 +38,6 @@ def db(tmp_path: Path) -> Path:
     with AuditTrail(path) as trail:
         trail.record_many(EVENTS)
     return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_usage_error(result: tuple[int, str, str], *fragments: str) -> str:
-    code, out, err = result
-    assert code == 2, (code, out, err)
-    assert out == ""
-    assert err.startswith("optmm: error: ")
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
-    return err
 
 
 def csv_ids(out: str) -> list[int]:

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from builders import assert_usage_error, run
 
 from optmm.book import Book
-from optmm.cli import main
 from optmm.market import Market
 from optmm.risk import exposures, load_stress, run_stress, scenario_grid
 
@@ -37,25 +37,6 @@ SCENARIO = ["scenario", BOOK, "--market", MARKET]
 
 # --------------------------------------------------------------------------------------------------
 # helpers
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_usage_error(result: tuple[int, str, str], *fragments: str) -> str:
-    """Exit code 2, nothing on stdout, exactly one ``optmm: error:`` line on stderr naming ``fragments``."""
-    code, out, err = result
-    assert code == 2, (code, out, err)
-    assert out == ""
-    assert err.startswith("optmm: error: ")
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
-    return err
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:

@@ -6,21 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from builders import one_name_market
 
 from optmm.greeks import bsm_greeks
-from optmm.market import Market, Sticky
 from optmm.quoting import FairValueConfig, decay_flow, fair_underlying, option_fair_values
-from optmm.surface import FlatSurface
 
-MARKET = Market(
-    valuation=np.datetime64("2026-01-02"),
-    spot={"AAA": 100.0},
-    rate={"AAA": 0.03},
-    div_yield={"AAA": 0.01},
-    surface={"AAA": FlatSurface(0.25)},
-    sticky=Sticky.STRIKE,
-    source="test",
-)
+MARKET = one_name_market()
 
 ALL_ON = FairValueConfig(imbalance_weight=0.5, flow_weight=0.002, lead_beta=1.2)
 ARGS = dict(flow_signal=3.0, lead_return=0.001, half_spread=0.02)

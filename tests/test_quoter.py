@@ -6,27 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import one_name_market
 from hypothesis import given
 from hypothesis import strategies as st
 
 from optmm.greeks import bsm_greeks
-from optmm.market import Market, Sticky
 from optmm.quoting import BookGreeks, FairValueConfig, QuoteInput, Quoter, QuoterConfig, SkewMode
 from optmm.quoting.quoter import SECONDS_PER_YEAR
 from optmm.risk.audit import Layer
 from optmm.risk.controller import Decision
-from optmm.surface import FlatSurface
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKET = Market(
-    valuation=np.datetime64("2026-01-02"),
-    spot={"AAA": 100.0},
-    rate={"AAA": 0.03},
-    div_yield={"AAA": 0.01},
-    surface={"AAA": FlatSurface(0.25)},
-    sticky=Sticky.STRIKE,
-    source="test",
-)
+MARKET = one_name_market()
 FV = FairValueConfig(use_imbalance=False, use_flow=False, use_lead=False)  # fair spot = mid = 100
 STRIKES = np.array([80.0, 90.0, 100.0, 110.0, 120.0] * 2)
 T = np.full(10, 0.25)
