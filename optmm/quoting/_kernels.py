@@ -1,0 +1,628 @@
+"""Numba twins of the options quoter's rules and of the delta hedger's decisions, for compiled loops.
+
+:meth:`Quoter.quote <optmm.quoting.quoter.Quoter.quote>` and :meth:`DeltaHedger.decide
+<optmm.quoting.hedger.DeltaHedger.decide>` are the reference: readable, validated, vectorised over a
+chain with numpy. A simulator whose whole quote → fill → hedge loop runs inside one numba kernel calls
+these scalar twins instead. Each repeats its reference's arithmetic operation for operation, in the same
+order, so that the results are bit-identical (the exceptions are listed below), and
+``tests/test_quoting_kernels.py`` checks them row by row against the reference over random chains, every
+skew mode, hedge mode, target and controller layer.
+
+A configuration is packed once, in Python, into a flat float64 array (:func:`pack_quoter`,
+:func:`pack_hedger`); every scalar the reference derives from the settings alone (``−γ·h``, ``σ_σ²``,
+``3·λS``, basis points as fractions) is computed there with the reference's own Python expression.
+Enums are integer codes: positions in the enum's definition order (``SKEW_*``, ``MODE_*``,
+``TARGET_*``, ``REASON_*``); layers are the values of :class:`~optmm.risk.audit.Layer` (KILL 0 ...
+NORMAL 5). The kernels validate nothing: the caller passes what the reference would accept (finite
+prices, spot > 0, 0 < bid <= ask for a hedge).
+
+Quoter parameters (``qp``, length :data:`N_QP`)
+-----------------------------------------------
+==================  ===================================================================================
+index               value
+==================  ===================================================================================
+``Q_BASE_HS``       ``base_half_spread_vol_points``
+``Q_MIN_EDGE``      ``min_edge_ticks``
+``Q_TICK``          ``tick_size``
+``Q_TICK_ABOVE``    ``tick_size_above``
+``Q_THRESHOLD``     ``tick_threshold`` (``inf``: one tick)
+``Q_VOL_WIDEN``     ``vol_widen``
+``Q_TOX_WIDEN``     ``toxicity_widen``
+``Q_IMPROVE``       ``improve_market`` (1.0 / 0.0)
+``Q_CROSS``         ``cross_market`` (1.0 / 0.0)
+``Q_SKEW``          the skew mode's code (``SKEW_GREEKS`` 0, ``SKEW_LINEAR`` 1, ``SKEW_NONE`` 2)
+``Q_NEG_GAMMA_H``   ``−gamma_risk_aversion · horizon_s / (365 · 86400)``: ``−γ h`` of the GREEKS skew
+``Q_SIGMA_VOL2``    ``sigma_vol ** 2`` (Python's power, as the reference)
+``Q_NEG_LINEAR_K``  ``−linear_k``
+``Q_BASE_SIZE``     ``base_size``
+``Q_SIZE_SHADE``    ``size_shade``
+``Q_SIGMA_S``       ``sigma_s_annual`` (NaN when None: the market's vol); informative, the caller
+                    passes σ_S to :func:`quote_one`
+``Q_TWO``           2.0, the exponent of ``σ_S²`` and ``S²`` (see Notes)
+==================  ===================================================================================
+
+Hedger parameters (``hp``, length :data:`N_HP`)
+-----------------------------------------------
+================  =====================================================================================
+index             value
+================  =====================================================================================
+``H_MODE``        the mode's code (``MODE_FIXED_BAND`` 0, ``MODE_WHALLEY_WILMOTT`` 1, ``MODE_TIME`` 2)
+``H_TARGET``      ``target``'s code (``TARGET_BAND_EDGE`` 0, ``TARGET_ZERO`` 1)
+``H_HARD_TARGET`` ``hard_target``'s code
+``H_BAND``        ``band_shares``
+``H_WW_3C``       ``3.0 · ww_cost_per_share``
+``H_WW_2G``       ``2.0 · ww_risk_aversion``
+``H_MIN_BAND``    ``min_band_shares``
+``H_MAX_BAND``    ``max_band_shares``
+``H_INTERVAL``    ``interval_s``
+``H_SLIP``        ``slippage_bps · 1e-4`` (fraction of mid)
+``H_USE_MARKET``  ``use_market_spread`` (1.0 / 0.0)
+``H_HALF``        ``half_spread_bps · 1e-4`` (fraction of mid)
+``H_MIN_TRADE``   ``min_trade_shares``
+``H_LOT``         ``lot_size`` (as a float)
+================  =====================================================================================
+
+Notes
+-----
+Where the twins are, and are not, bit-identical to the reference:
+
+* Tick rounding. ``np.round(x, 10)`` is numpy's ``rint(x · 1e10) / 1e10`` (multiply, round half to
+  even, divide); :func:`_round10` is that formula, not numba's ``np.round``, which follows CPython's
+  algorithm and returns ``x`` itself where ``x · 1e10`` overflows. ``np.maximum`` / ``np.minimum``
+  propagate NaN (:func:`_maximum`, :func:`_minimum` are their scalar rule).
+* ``σ_S²`` and ``S²`` of the GREEKS skew. The reference squares Python floats with ``**``, i.e. libm's
+  ``pow(x, 2.0)``, which differs from ``x · x`` in the last bit for about one input in 1 200 on glibc.
+  LLVM folds ``pow(x, 2.0)`` with a constant exponent into ``x · x``; reading the exponent from
+  ``qp[Q_TWO]`` keeps the call to libm's ``pow``, the same function CPython calls, so the skew is
+  bit-identical (two ``pow`` calls per GREEKS quote; precompute nothing else per underlying for it).
+* The Whalley–Wilmott band. The reference's ``np.cbrt`` dispatches to SVML on AVX-512 machines, whose
+  cube root differs from libm's ``cbrt`` (which numba calls) by up to 3 ulps in about half the
+  inputs. :func:`hedge_band` therefore matches :meth:`DeltaHedger.band_shares` to a few ulps, not to
+  the bit, on such machines (bit for bit where numpy uses libm), and a decision can differ only when
+  ``|delta|`` or a lot boundary lies within those ulps of the band: never in the randomised tests.
+  Every other mode's band, and every decision given the band, is bit-identical.
+* Hedge cost. :meth:`DeltaHedger.execute` books ``spread_cost = |q|·half`` and ``slippage_cost =
+  |q|·slip``; :func:`hedge_fill_costs` returns those two bit for bit. :func:`hedge_cost` is
+  ``q · (price − mid)``: what filling at ``price`` rather than at ``mid`` cost (``price − mid`` is exact,
+  Sterbenz), so that ``gross_pnl − Σ cost`` is the hedges' P&L at their actual fill prices. It is >= 0
+  and equals ``spread_cost + slippage_cost`` up to the rounding of ``price = mid ± (half + slip)``:
+  about ``|q|`` ulps of the price, ~1e-12 of the cost for a one-basis-point half-spread.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from optmm.quoting.hedger import HedgeMode, HedgerConfig, HedgeTarget
+from optmm.quoting.quoter import SECONDS_PER_YEAR, QuoterConfig, SkewMode
+
+__all__ = [
+    "N_HP",
+    "N_QP",
+    "hedge_band",
+    "hedge_cost",
+    "hedge_decide",
+    "hedge_expected_price",
+    "hedge_fill_costs",
+    "hedge_fill_price",
+    "pack_hedger",
+    "pack_quoter",
+    "quote_chain",
+    "quote_one",
+]
+
+# Layers (the values of optmm.risk.audit.Layer)
+KILL, TOXIC, STALE, HARD, SOFT, NORMAL = 0, 1, 2, 3, 4, 5
+
+# SkewMode codes (definition order)
+SKEW_GREEKS, SKEW_LINEAR, SKEW_NONE = 0, 1, 2
+
+# qp
+Q_BASE_HS, Q_MIN_EDGE, Q_TICK, Q_TICK_ABOVE, Q_THRESHOLD = 0, 1, 2, 3, 4
+Q_VOL_WIDEN, Q_TOX_WIDEN, Q_IMPROVE, Q_CROSS, Q_SKEW = 5, 6, 7, 8, 9
+Q_NEG_GAMMA_H, Q_SIGMA_VOL2, Q_NEG_LINEAR_K, Q_BASE_SIZE, Q_SIZE_SHADE = 10, 11, 12, 13, 14
+Q_SIGMA_S, Q_TWO = 15, 16
+N_QP = 17
+
+# quote_chain's out columns
+O_BID, O_ASK, O_BID_SIZE, O_ASK_SIZE, O_HALF_SPREAD, O_SKEW = 0, 1, 2, 3, 4, 5
+N_OUT = 6
+
+# HedgeMode, HedgeTarget and HedgeReason codes (definition order)
+MODE_FIXED_BAND, MODE_WHALLEY_WILMOTT, MODE_TIME = 0, 1, 2
+TARGET_BAND_EDGE, TARGET_ZERO = 0, 1
+REASON_NONE, REASON_BAND, REASON_SCHEDULE, REASON_HARD, REASON_KILL = -1, 0, 1, 2, 3
+
+# hp
+H_MODE, H_TARGET, H_HARD_TARGET, H_BAND, H_WW_3C, H_WW_2G, H_MIN_BAND = 0, 1, 2, 3, 4, 5, 6
+H_MAX_BAND, H_INTERVAL, H_SLIP, H_USE_MARKET, H_HALF, H_MIN_TRADE, H_LOT = 7, 8, 9, 10, 11, 12, 13
+N_HP = 14
+
+_EPS = 1e-9  # the quoter's: a price within this many ticks of a grid point is on it
+
+
+def pack_quoter(config: QuoterConfig) -> np.ndarray:
+    """The quoter's settings as the ``qp`` array of :func:`quote_one` (layout in the module docstring).
+
+    Parameters
+    ----------
+    config : QuoterConfig
+
+    Returns
+    -------
+    ndarray of float64, shape (N_QP,)
+
+    Examples
+    --------
+    >>> qp = pack_quoter(QuoterConfig(skew="linear", linear_k=0.02))
+    >>> int(qp[Q_SKEW]) == SKEW_LINEAR, float(qp[Q_NEG_LINEAR_K])
+    (True, -0.02)
+    """
+    if not isinstance(config, QuoterConfig):
+        raise TypeError(f"pack_quoter: config must be a QuoterConfig (got {type(config).__name__})")
+    c = config
+    qp = np.empty(N_QP, dtype=np.float64)
+    qp[Q_BASE_HS] = c.base_half_spread_vol_points
+    qp[Q_MIN_EDGE] = c.min_edge_ticks
+    qp[Q_TICK] = c.tick_size
+    qp[Q_TICK_ABOVE] = c.tick_size_above
+    qp[Q_THRESHOLD] = c.tick_threshold
+    qp[Q_VOL_WIDEN] = c.vol_widen
+    qp[Q_TOX_WIDEN] = c.toxicity_widen
+    qp[Q_IMPROVE] = 1.0 if c.improve_market else 0.0
+    qp[Q_CROSS] = 1.0 if c.cross_market else 0.0
+    qp[Q_SKEW] = list(SkewMode).index(c.skew)
+    h = c.horizon_s / SECONDS_PER_YEAR
+    qp[Q_NEG_GAMMA_H] = -c.gamma_risk_aversion * h  # the reference's expression, the same rounding
+    qp[Q_SIGMA_VOL2] = c.sigma_vol**2
+    qp[Q_NEG_LINEAR_K] = -c.linear_k
+    qp[Q_BASE_SIZE] = c.base_size
+    qp[Q_SIZE_SHADE] = c.size_shade
+    qp[Q_SIGMA_S] = math.nan if c.sigma_s_annual is None else c.sigma_s_annual
+    qp[Q_TWO] = 2.0
+    return qp
+
+
+def pack_hedger(config: HedgerConfig) -> np.ndarray:
+    """The hedger's settings as the ``hp`` array of the ``hedge_*`` kernels (layout in the module docstring).
+
+    Parameters
+    ----------
+    config : HedgerConfig
+
+    Returns
+    -------
+    ndarray of float64, shape (N_HP,)
+
+    Examples
+    --------
+    >>> hp = pack_hedger(HedgerConfig(mode="time", slippage_bps=2.0))
+    >>> int(hp[H_MODE]) == MODE_TIME, float(hp[H_SLIP])
+    (True, 0.0002)
+    """
+    if not isinstance(config, HedgerConfig):
+        raise TypeError(f"pack_hedger: config must be a HedgerConfig (got {type(config).__name__})")
+    c = config
+    hp = np.empty(N_HP, dtype=np.float64)
+    hp[H_MODE] = list(HedgeMode).index(c.mode)
+    hp[H_TARGET] = list(HedgeTarget).index(c.target)
+    hp[H_HARD_TARGET] = list(HedgeTarget).index(c.hard_target)
+    hp[H_BAND] = c.band_shares
+    hp[H_WW_3C] = 3.0 * c.ww_cost_per_share
+    hp[H_WW_2G] = 2.0 * c.ww_risk_aversion
+    hp[H_MIN_BAND] = c.min_band_shares
+    hp[H_MAX_BAND] = c.max_band_shares
+    hp[H_INTERVAL] = c.interval_s
+    hp[H_SLIP] = c.slippage_bps * 1e-4
+    hp[H_USE_MARKET] = 1.0 if c.use_market_spread else 0.0
+    hp[H_HALF] = c.half_spread_bps * 1e-4
+    hp[H_MIN_TRADE] = c.min_trade_shares
+    hp[H_LOT] = float(c.lot_size)
+    return hp
+
+
+# -- scalar rules of numpy ------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _maximum(a, b):  # pragma: no cover - compiled
+    """``np.maximum`` on two floats: NaN if either is NaN (the first one)."""
+    return a if (a >= b or a != a) else b
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _minimum(a, b):  # pragma: no cover - compiled
+    """``np.minimum`` on two floats: NaN if either is NaN (the first one)."""
+    return a if (a <= b or a != a) else b
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _round10(x):  # pragma: no cover - compiled
+    """``np.round(x, 10)`` for a float64: numpy's ``rint(x · 1e10) / 1e10``."""
+    return np.rint(x * 1e10) / 1e10
+
+
+# -- the tick grid (QuoterConfig.round_down / round_up / tick_up / tick_down) ----------------------------
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _round_down(p, qp):  # pragma: no cover - compiled
+    """The highest grid price <= ``p`` (a bid)."""
+    t = qp[Q_TICK] if p < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]
+    return _round10(np.floor(p / t + _EPS) * t)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _round_up(p, qp):  # pragma: no cover - compiled
+    """The lowest grid price >= ``p`` (an ask)."""
+    t = qp[Q_TICK] if p <= qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]
+    return _round10(np.ceil(p / t - _EPS) * t)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _tick_up(p, qp):  # pragma: no cover - compiled
+    """The next grid price above the grid price ``p``."""
+    return _round10(p + (qp[Q_TICK] if p < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]))
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _tick_down(p, qp):  # pragma: no cover - compiled
+    """The next grid price below the grid price ``p``."""
+    return _round10(p - (qp[Q_TICK] if p <= qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]))
+
+
+# -- the quoter -----------------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def quote_one(
+    fair,
+    delta,
+    vega,
+    position,
+    book_delta_shares,
+    book_vega_per_vol_point,
+    sigma_s,
+    spot_fair,
+    realized_vol,
+    toxicity_score,
+    layer,
+    cap_bid,
+    cap_ask,
+    spread_factor,
+    market_bid,
+    market_ask,
+    qp,
+):  # pragma: no cover - compiled
+    """One row of :meth:`Quoter.quote <optmm.quoting.quoter.Quoter.quote>`.
+
+    Parameters
+    ----------
+    fair : float
+        The option's fair value, price per unit of underlying.
+    delta, vega : float
+        Its plain per-unit Greeks (vega per 1.00 of vol).
+    position : float
+        Our position in the option, contracts (LINEAR skew).
+    book_delta_shares, book_vega_per_vol_point : float
+        The book's Greeks on the underlying (:class:`~optmm.quoting.quoter.BookGreeks`; GREEKS skew).
+    sigma_s : float
+        σ_S of the GREEKS skew, decimal per √year (:meth:`Quoter.sigma_s`); unused by the other modes.
+    spot_fair : float
+        ``s`` of the GREEKS skew: the underlying's fair price.
+    realized_vol, toxicity_score : float
+        The spread-widening inputs of :class:`~optmm.quoting.quoter.QuoteInput`.
+    layer : int
+        The controller's layer (a :class:`~optmm.risk.audit.Layer` value); KILL, TOXIC, STALE empty the
+        quote.
+    cap_bid, cap_ask : float
+        The decision's sizes, contracts (``inf``: not capped).
+    spread_factor : float
+        The decision's spread factor (1.0 when none).
+    market_bid, market_ask : float
+        The option's best bid / ask; NaN: none.
+    qp : ndarray of float64, shape (N_QP,)
+        :func:`pack_quoter`.
+
+    Returns
+    -------
+    bid, ask : float
+        Prices per unit on the tick grid; NaN for an empty side.
+    bid_size, ask_size : float
+        Contracts (0.0 for an empty side).
+    half_spread, skew : float
+        Price per unit.
+    """
+    mode = qp[Q_SKEW]
+    if mode == SKEW_GREEKS:
+        two = qp[Q_TWO]  # a runtime 2.0: libm's pow, as CPython's x ** 2 (module Notes)
+        big_n = 100.0 * book_vega_per_vol_point
+        risk = (
+            book_delta_shares * delta * math.pow(sigma_s, two) * math.pow(spot_fair, two)
+            + big_n * vega * qp[Q_SIGMA_VOL2]
+        )
+        skew = qp[Q_NEG_GAMMA_H] * risk
+    elif mode == SKEW_LINEAR:
+        skew = qp[Q_NEG_LINEAR_K] * position
+    else:
+        skew = 0.0
+    skew = skew + 0.0  # no -0.0
+
+    tick_fair = qp[Q_TICK] if fair < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]
+    half = _maximum(qp[Q_BASE_HS] * vega / 100.0, qp[Q_MIN_EDGE] * tick_fair)
+    has_bid = np.isfinite(market_bid)
+    has_ask = np.isfinite(market_ask)
+    if qp[Q_IMPROVE] == 0.0:
+        mkt_half = (market_ask - market_bid) / 2.0 if (has_bid and has_ask) else 0.0
+        half = _maximum(half, mkt_half)
+    widen = 1.0 + qp[Q_VOL_WIDEN] * realized_vol + qp[Q_TOX_WIDEN] * toxicity_score
+    half = half * widen * spread_factor
+
+    centre = fair + skew
+    bid = _round_down(centre - half, qp)
+    ask = _round_up(centre + half, qp)
+    ask = _maximum(ask, _tick_up(bid, qp))  # locked -> one tick wider
+    if qp[Q_CROSS] == 0.0:
+        if has_ask:
+            bid = _minimum(bid, _tick_down(_round_up(market_ask, qp), qp))
+        if has_bid:
+            ask = _maximum(ask, _tick_up(_round_down(market_bid, qp), qp))
+    ask = _maximum(ask, qp[Q_TICK])
+
+    rho = abs(skew) / half if half > 0.0 else 0.0
+    base = qp[Q_BASE_SIZE]
+    shaded = base * _maximum(0.0, 1.0 - qp[Q_SIZE_SHADE] * rho)
+    bid_size = np.floor((shaded if skew < 0.0 else base) + _EPS)
+    ask_size = np.floor((shaded if skew > 0.0 else base) + _EPS)
+    bid_size = np.floor(_minimum(bid_size, cap_bid) + _EPS)
+    ask_size = np.floor(_minimum(ask_size, cap_ask) + _EPS)
+    if not bid > 0.0:
+        bid_size = 0.0
+    if layer <= STALE:
+        bid_size = 0.0
+        ask_size = 0.0
+    else:
+        bid_size = _maximum(bid_size, 0.0)
+        ask_size = _maximum(ask_size, 0.0)
+    if not bid_size > 0.0:
+        bid = math.nan
+    if not ask_size > 0.0:
+        ask = math.nan
+    return bid, ask, bid_size, ask_size, half, skew
+
+
+@njit(cache=True, error_model="numpy")
+def quote_chain(
+    fair,
+    delta,
+    vega,
+    position,
+    book_delta_shares,
+    book_vega_per_vol_point,
+    sigma_s,
+    spot_fair,
+    realized_vol,
+    toxicity_score,
+    layer,
+    cap_bid,
+    cap_ask,
+    spread_factor,
+    market_bid,
+    market_ask,
+    qp,
+    out,
+):  # pragma: no cover - compiled
+    """:func:`quote_one` over one underlying's chain, into ``out``.
+
+    The per-option arguments (``fair`` ... ``position``, ``layer``, ``cap_bid`` ... ``market_ask``) are
+    arrays of shape ``(n,)``; the book's Greeks, ``sigma_s``, ``spot_fair``, ``realized_vol`` and
+    ``toxicity_score`` are the underlying's scalars. ``out`` has shape ``(n, N_OUT)``, columns
+    ``O_BID, O_ASK, O_BID_SIZE, O_ASK_SIZE, O_HALF_SPREAD, O_SKEW``. Nothing is allocated.
+    """
+    for i in range(fair.shape[0]):
+        r = quote_one(
+            fair[i],
+            delta[i],
+            vega[i],
+            position[i],
+            book_delta_shares,
+            book_vega_per_vol_point,
+            sigma_s,
+            spot_fair,
+            realized_vol,
+            toxicity_score,
+            layer[i],
+            cap_bid[i],
+            cap_ask[i],
+            spread_factor[i],
+            market_bid[i],
+            market_ask[i],
+            qp,
+        )
+        for j in range(N_OUT):
+            out[i, j] = r[j]
+
+
+# -- the hedger -----------------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def hedge_band(gamma_dollars_1pct, spot, hp):  # pragma: no cover - compiled
+    """:meth:`DeltaHedger.band_shares`: the no-trade half-width in shares for the configured mode.
+
+    ``WHALLEY_WILMOTT``: ``clip(cbrt(3·λS·Γ²/(2γ)), min, max)`` with ``Γ = 100·gamma_dollars_1pct/S²``
+    (:func:`~optmm.quoting.hedger.ww_band_shares`; equal to a few ulps, module Notes); else
+    ``band_shares``.
+    """
+    if hp[H_MODE] == MODE_WHALLEY_WILMOTT:
+        gamma_shares = 100.0 * gamma_dollars_1pct / (spot * spot)
+        h = np.cbrt(hp[H_WW_3C] * gamma_shares * gamma_shares / hp[H_WW_2G])
+        return _minimum(_maximum(h, hp[H_MIN_BAND]), hp[H_MAX_BAND])  # np.clip
+    return hp[H_BAND]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _whole_lots(delta, ideal, band, min_trade, lot):  # pragma: no cover - compiled
+    """:meth:`DeltaHedger._whole_lots`: the signed whole-lot trade (0.0 for none).
+
+    Lot counts are floats holding integers (exact below 2**53, as the reference's ints converted to
+    float for its arithmetic). The reference's candidates are a set, minimised by ``(|k − x|, |k|)``;
+    two feasible candidates tie on that key only if they are ``±k`` with ``x = 0``, which needs
+    ``|delta| <= band − lot``: a state in which no caller asks for a trade.
+    """
+    x = ideal / lot
+    k_lo = np.ceil((-band - delta) / lot)
+    k_hi = np.floor((band - delta) / lot)
+    k_min = max(1.0, np.ceil(min_trade / lot - 1e-12))
+    fx = min(max(np.floor(x), k_lo), k_hi)
+    cx = min(max(np.ceil(x), k_lo), k_hi)
+    best = 0.0
+    best_d = math.inf
+    best_a = math.inf
+    found = False
+    for j in range(6):
+        if j == 0:
+            k = k_lo
+        elif j == 1:
+            k = k_hi
+        elif j == 2:
+            k = k_min
+        elif j == 3:
+            k = -k_min
+        elif j == 4:
+            k = fx
+        else:
+            k = cx
+        if abs(k) >= k_min and k_lo <= k and k <= k_hi:
+            d = abs(k - x)
+            a = abs(k)
+            if not found or d < best_d or (d == best_d and a < best_a):
+                best, best_d, best_a, found = k, d, a, True
+    if found:
+        return best * lot
+    # No whole lot lands inside the band: the lots that bring delta nearest zero, if that reduces it.
+    k = np.rint(-delta / lot)
+    q = k * lot
+    if k != 0.0 and abs(delta + q) < abs(delta) and abs(q) >= min_trade:
+        return q
+    return 0.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def hedge_expected_price(shares, bid, ask, hp):  # pragma: no cover - compiled
+    """:meth:`DeltaHedger._price`: the order's expected fill price (``HedgeOrder.expected_price``)."""
+    mid = 0.5 * (bid + ask)
+    slip = hp[H_SLIP] * mid
+    if hp[H_USE_MARKET] != 0.0:
+        return ask + slip if shares > 0 else bid - slip
+    half = hp[H_HALF] * mid
+    return mid + math.copysign(half + slip, shares)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def hedge_decide(
+    delta, gamma_dollars_1pct, spot, bid, ask, now, layer, next_due, hp
+):  # pragma: no cover - compiled
+    """:meth:`DeltaHedger.decide` for one underlying.
+
+    Parameters
+    ----------
+    delta : float
+        Net delta in shares (options plus hedge shares held).
+    gamma_dollars_1pct : float
+        The book's dollar gamma per 1% move (``WHALLEY_WILMOTT``).
+    spot, bid, ask : float
+        Spot and the underlying's touch, > 0, bid <= ask.
+    now : float
+        Seconds.
+    layer : int
+        The controller's layer (a :class:`~optmm.risk.audit.Layer` value).
+    next_due : float
+        The ``TIME`` schedule's state for this underlying: the next due time, ``-inf`` before the
+        first decision.
+    hp : ndarray of float64, shape (N_HP,)
+        :func:`pack_hedger`.
+
+    Returns
+    -------
+    shares : float
+        Signed shares, a nonzero whole number of lots; 0.0: no order (the reference's None).
+    expected_price : float
+        ``HedgeOrder.expected_price``; NaN when no order.
+    band : float
+        The no-trade half-width in force (``HedgeOrder.band_shares``): NaN for KILL, ``band_shares``
+        in ``TIME`` mode (also when not due), else :func:`hedge_band`.
+    reason_code : int
+        ``REASON_BAND`` 0, ``REASON_SCHEDULE`` 1, ``REASON_HARD`` 2, ``REASON_KILL`` 3 (the positions
+        in :class:`~optmm.quoting.hedger.HedgeReason`); ``REASON_NONE`` (-1) when no order.
+    next_due_after : float
+        The schedule's state after the decision: ``now + interval_s`` when a ``TIME`` decision was due
+        (whether or not it traded), else ``next_due``.
+    """
+    lot = hp[H_LOT]
+    min_trade = hp[H_MIN_TRADE]
+    due_after = next_due
+    q = 0.0
+    if layer == KILL:
+        band = math.nan
+        q = np.rint(-delta / lot) * lot
+        reason = REASON_KILL
+    elif layer == HARD:
+        band = hedge_band(gamma_dollars_1pct, spot, hp)
+        reason = REASON_HARD
+        if hp[H_HARD_TARGET] == TARGET_ZERO:
+            q = _whole_lots(delta, -delta, lot / 2, min_trade, lot)
+        elif abs(delta) > band:
+            q = _whole_lots(delta, math.copysign(band, delta) - delta, band, min_trade, lot)
+    elif hp[H_MODE] == MODE_TIME:
+        band = hp[H_BAND]
+        reason = REASON_SCHEDULE
+        if not now < next_due:
+            due_after = now + hp[H_INTERVAL]
+            if hp[H_TARGET] == TARGET_ZERO:
+                q = _whole_lots(delta, -delta, lot / 2, min_trade, lot)
+            elif abs(delta) > band:
+                q = _whole_lots(delta, math.copysign(band, delta) - delta, band, min_trade, lot)
+    else:
+        band = hedge_band(gamma_dollars_1pct, spot, hp)
+        reason = REASON_BAND
+        if abs(delta) > band:
+            ideal = -delta if hp[H_TARGET] == TARGET_ZERO else math.copysign(band, delta) - delta
+            q = _whole_lots(delta, ideal, band, min_trade, lot)
+    if q == 0.0:
+        return 0.0, math.nan, band, REASON_NONE, due_after
+    return q, hedge_expected_price(q, bid, ask, hp), band, reason, due_after
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def hedge_fill_price(shares, mid, spread, hp):  # pragma: no cover - compiled
+    """:meth:`DeltaHedger.execute`'s fill price: ``mid ± (half-spread + slippage)``.
+
+    ``spread`` is the full bid-ask spread (>= 0); half of it is paid with ``use_market_spread``, else
+    ``half_spread_bps`` of mid.
+    """
+    half = 0.5 * spread if hp[H_USE_MARKET] != 0.0 else hp[H_HALF] * mid
+    slip = hp[H_SLIP] * mid
+    return mid + math.copysign(half + slip, shares)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def hedge_fill_costs(shares, mid, spread, hp):  # pragma: no cover - compiled
+    """``(spread_cost, slippage_cost)`` of :meth:`DeltaHedger.execute`'s fill, currency, bit for bit."""
+    half = 0.5 * spread if hp[H_USE_MARKET] != 0.0 else hp[H_HALF] * mid
+    slip = hp[H_SLIP] * mid
+    return abs(shares) * half, abs(shares) * slip
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def hedge_cost(shares, price, mid):  # pragma: no cover - compiled
+    """The cost of a hedge fill against mid, currency, >= 0: ``shares · (price − mid)``.
+
+    :class:`~optmm.quoting.hedger.HedgeReport` counts the hedges' P&L as ``gross_pnl`` at mid less
+    ``total_cost``; this is the cost that makes the split exact at the fill price. It equals the
+    fill's ``spread_cost + slippage_cost`` to within ``|shares|`` ulps of the price (module Notes).
+    """
+    return shares * (price - mid)
