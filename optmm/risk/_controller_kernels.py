@@ -74,6 +74,13 @@ A_BID, A_ASK = 0, 5  # per side: status, metric code, measured, threshold, size 
 A_OLD, A_LAYER, A_TRIG, A_MEAS, A_THR = 10, 11, 12, 13, 14
 NAUX = 16
 
+# Events of a compiled loop that drives these kernels itself (the simulator), one row of NEV floats each:
+# type, time (s), then per type: EV_DECIDE (contract, flags, layer, bid, ask, -, aux[NAUX]); EV_LAYER
+# (underlying, old, new, trigger, measured, threshold); EV_TOXIC (underlying, toxic, score, threshold);
+# EV_KILL (metric code, measured, threshold). RiskController.replay_events records them.
+EV_DECIDE, EV_LAYER, EV_TOXIC, EV_KILL = 1, 2, 3, 4
+NEV = 8 + NAUX
+
 # side status
 S_OK, S_CUT, S_DROP, S_REDUCE = 0, 1, 2, 3
 
@@ -273,8 +280,16 @@ def decide_one(c, bid, ask, now, cf, ust, prm, aux):  # pragma: no cover - compi
     """
     if not (bid >= 0.0 and bid < _INF and ask >= 0.0 and ask < _INF):
         return NORMAL, 0.0, 0.0, 1.0, T_NONE, 0.0, F_INVALID
+    lay_u, trig_u, meas_u, thr_u = underlying_layer(int(cf[c, CU]), now, ust, prm)
+    return decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, prm, aux)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, prm, aux):  # pragma: no cover
+    """:func:`decide_one` given its underlying's layer ``(lay_u, trig_u, meas_u, thr_u)`` from
+    :func:`underlying_layer` at the same instant and state, and valid sizes: a caller deciding many
+    contracts of one underlying at one instant computes the layer once."""
     u = int(cf[c, CU])
-    lay_u, trig_u, meas_u, thr_u = underlying_layer(u, now, ust, prm)
     flags = 0
     if lay_u != ust[u, ULAYER]:
         flags |= F_CHANGED
@@ -471,6 +486,7 @@ __all__ = [
     "aggregate",
     "apply_fill",
     "apply_hedge",
+    "decide_in_layer",
     "decide_loop",
     "decide_one",
     "layers_all",

@@ -180,6 +180,16 @@ def _day(expiry: Any) -> int:
     return int(day.astype(np.int64))
 
 
+class _Fixed:
+    """A clock that always reads one time (the replay of a recorded event)."""
+
+    def __init__(self, ts: float) -> None:
+        self.ts = ts
+
+    def __call__(self) -> float:
+        return self.ts
+
+
 class RiskController:
     """The layered risk controller over a book, a market and a limit set.
 
@@ -258,6 +268,7 @@ class RiskController:
         self._prm[_k.P_SOFT_SIZE] = float(limits.soft_size_factor)
         self._prm[_k.P_SOFT_SPREAD] = float(limits.soft_spread_factor)
         self._aux = np.zeros(_k.NAUX)
+        self._detail_prefix = ""
         self._ust[0, _k.ULAYER] = int(Layer.NORMAL)
         self._set_limits(self._ust.shape[0] - 1, None)
         self._kill_info: tuple[str, float, float] = ("manual", math.nan, math.nan)
@@ -687,6 +698,49 @@ class RiskController:
             columns[f"{m.value}_soft"] = ust[:, _k.USOFT + i].copy()
         return pd.DataFrame(columns, index=pd.Index([*self._names, "book"], name="underlying"))
 
+    def replay_events(self, events: np.ndarray, times: np.ndarray, *, detail_prefix: str = "") -> None:
+        """Record the events of a compiled loop that drove this controller's kernels itself.
+
+        The simulator (:mod:`optmm.sim`) runs the gate, the fills and the hedges inside one compiled
+        call on this controller's arrays; the decisions, layer changes, toxicity flags and kills it
+        met are written as rows of ``_controller_kernels.NEV`` floats (the ``EV_*`` layout) and
+        recorded here, in order, exactly as the live methods would have recorded them.
+
+        Parameters
+        ----------
+        events : ndarray, shape (n, NEV)
+        times : ndarray, shape (n,)
+            Each event's time in the clock's seconds (the events' own timestamps).
+        detail_prefix : str
+            Put in front of every event's detail (e.g. ``"path 3; "``).
+        """
+        if self._audit is None or not len(events):
+            return
+        clock, prefix = self._clock, self._detail_prefix
+        try:
+            self._detail_prefix = detail_prefix
+            for row, ts in zip(events, np.asarray(times, dtype=np.float64).tolist(), strict=True):
+                self._clock = _Fixed(ts)
+                kind = int(row[0])
+                if kind == _k.EV_DECIDE:
+                    aux = row[8 : 8 + _k.NAUX]
+                    self._after_decision(int(row[2]), int(row[3]), int(row[4]), row[5], row[6], aux)
+                elif kind == _k.EV_LAYER:
+                    self._note_layer(int(row[2]), int(row[3]), int(row[4]), int(row[5]), row[6], row[7])
+                elif kind == _k.EV_TOXIC:
+                    self._toxic_info[int(row[2])] = (float(row[4]), float(row[5]))
+                elif kind == _k.EV_KILL:
+                    name, value, hard = METRICS[int(row[2])].value, float(row[3]), float(row[4])
+                    self._kill_info = (name, value, hard)
+                    self._trig_names[_k.T_KILL] = name
+                    self._record(
+                        "", Layer.KILL, "kill", name, value, hard, f"by=rule: {name} {value:g} > {hard:g}"
+                    )
+                else:
+                    raise ValueError(f"replay_events: unknown event type {kind}")
+        finally:
+            self._clock, self._detail_prefix = clock, prefix
+
     # ----------------------------------------------------------------------------------------------
     # internals
 
@@ -957,6 +1011,6 @@ class RiskController:
             self._audit.record(
                 AuditEvent(
                     ts=float(self._clock()), underlying=underlying, layer=layer, event=event, trigger=trigger,
-                    measured=float(measured), threshold=float(threshold), detail=detail,
+                    measured=float(measured), threshold=float(threshold), detail=self._detail_prefix + detail,
                 )
             )  # fmt: skip
