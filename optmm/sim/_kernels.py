@@ -1,0 +1,953 @@
+"""The simulator's event loop: one compiled call runs one path, every step of it.
+
+Per step ``k`` (time ``k · dt``), in this order (docs/simulation.md, "The loop"):
+
+1. market data: spot and vol of every underlying at step ``k``; fair value and Greeks of every
+   instrument (one SIMD block of :func:`optmm.greeks._bsm._greeks_block`); the previous step's
+   inventory P&L is attributed (delta, gamma, vega, theta, residual) now that both ends are known;
+2. the controller's state is refreshed in place (per-contract Greeks, aggregates, spots, market-data
+   time; the worst-scenario grid every ``scenario_every_s``), the day's P&L is marked (daily loss
+   and drawdown may throw the kill switch), the toxicity detector sees the mid and updates its latch
+   (which, when ``toxicity_pull``, flags the underlying toxic), and every underlying's layer is
+   re-evaluated;
+3. quotes: the quoter's wanted quote, the controller's gate and pre-trade check
+   (:func:`optmm.risk._controller_kernels.decide_one`), the final quote; it reaches the market
+   ``latency_steps`` steps later;
+4. fills: uninformed market orders reach each live quote with probability from
+   ``λ(δ) = A·exp(−k·δ)``, informed orders trade against us when the fair value
+   ``informed_horizon_s`` ahead is through our quote; every fill passes the pre-trade check again at
+   the state it meets (so no fill of ours takes a position or Greek past a hard limit), updates the
+   inventory, the controller (:func:`apply_fill`) and the toxicity detector;
+5. hedge: the hedger's decision for every underlying on the net delta after the fills;
+6. record.
+
+Random numbers are never drawn here: the caller passes them in (``draws``).
+
+Events for the audit trail are written to ``events`` (rows of :data:`NE` floats) and replayed by the
+Python side through the controller (:meth:`optmm.risk.RiskController.replay_events`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from optmm.greeks._bsm import _greeks_block
+from optmm.greeks._bsm import bsm_price_scalar as bsm_price
+from optmm.quoting._kernels import hedge_decide, hedge_fill_price, quote_one
+from optmm.quoting._toxicity_kernels import tox_on_fill, tox_on_mid, tox_on_trade, tox_update
+from optmm.risk import _controller_kernels as ck
+
+# instrument kinds
+K_PUT, K_CALL, K_UNDERLYING = 0, 1, 2
+
+# sp: the run's parameters
+(
+    SP_DT_S,
+    SP_DT_Y,
+    SP_A,
+    SP_K,
+    SP_LINEAR,
+    SP_LAT,
+    SP_INF_RATE,
+    SP_INF_H,
+    SP_INF_SIZE,
+    SP_QUOTING,
+    SP_HEDGE,
+    SP_TOXPULL,
+    SP_AS_GAMMA,
+    SP_SYM_SPREAD,
+    SP_QSIZE,
+    SP_HORIZON_S,
+    SP_SCEN_EVERY,
+    SP_SIGMA_S,
+    SP_RV_DECAY,
+    SP_Q_FROM,
+    SP_Q_LEN,
+    SP_TOX_THR,
+    SP_SIZE_MEAN,
+) = range(23)
+NSP = 24
+Q_QUOTER, Q_AS, Q_SYMMETRIC = 0, 1, 2
+
+# st_out columns (per step)
+(
+    ST_SPREAD,
+    ST_DELTA,
+    ST_GAMMA,
+    ST_VEGA,
+    ST_THETA,
+    ST_RESID,
+    ST_HCOST,
+    ST_PNL,
+    ST_BDELTA,
+    ST_BGAMMA,
+    ST_BVEGA,
+    ST_NFILLS,
+    ST_NQUOTED,
+) = range(13)
+NST = 13
+# un_out columns (per step and underlying)
+UN_SPOT, UN_VOL, UN_DELTA, UN_GAMMA, UN_VEGA, UN_STOCK, UN_LAYER, UN_TOX = range(8)
+NUN = 8
+# fills rows
+F_STEP, F_INST, F_SIDE, F_SIZE, F_PRICE, F_FAIR, F_INFORMED = range(7)
+NF = 7
+# hedges rows
+H_STEP, H_U, H_SHARES, H_PRICE, H_MID, H_COST, H_REASON = range(7)
+NH = 7
+# events rows: the controller's EV_* layout (optmm.risk._controller_kernels), with the step in place
+# of the time
+E_DECIDE, E_LAYER, E_TOXIC, E_KILL = ck.EV_DECIDE, ck.EV_LAYER, ck.EV_TOXIC, ck.EV_KILL
+NE = ck.NEV
+# quote window rows
+QW_FAIR, QW_BID, QW_ASK, QW_BSIZE, QW_ASIZE = range(5)
+NQW = 5
+# returned status bits
+OVER_FILLS, OVER_HEDGES, OVER_EVENTS = 1, 2, 4
+
+VOL_FLOOR = 0.01  # implied vols are floored at one vol point
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _event(events, n_ev, cap, typ, step, a, b, c, d, e, f):  # pragma: no cover - compiled
+    if n_ev < cap:
+        row = events[n_ev]
+        row[0] = typ
+        row[1] = step
+        row[2] = a
+        row[3] = b
+        row[4] = c
+        row[5] = d
+        row[6] = e
+        row[7] = f
+    return n_ev + 1
+
+
+@njit(cache=True, error_model="numpy")
+def _decision_event(events, n_ev, cap, step, c, flags, lay, nb, na, aux, last_stat):  # pragma: no cover
+    """Write a decision's event, leaving out a side's cut or drop that repeats the previous decision's
+    for the same contract and side (same status and metric): one event when it starts, not one per step."""
+    for side, off, bit in ((0, ck.A_BID, ck.F_BID), (1, ck.A_ASK, ck.F_ASK)):
+        status = aux[off] if flags & bit else ck.S_OK
+        code = aux[off + 1] if flags & bit else -1.0
+        if last_stat[c, 2 * side] == status and last_stat[c, 2 * side + 1] == code and flags & bit:
+            flags &= ~bit
+        last_stat[c, 2 * side] = status
+        last_stat[c, 2 * side + 1] = code
+    if flags == 0:
+        return n_ev
+    if n_ev < cap:
+        row = events[n_ev]
+        row[0] = E_DECIDE
+        row[1] = step
+        row[2] = c
+        row[3] = flags
+        row[4] = lay
+        row[5] = nb
+        row[6] = na
+        row[7] = 0.0
+        for j in range(ck.NAUX):
+            row[8 + j] = aux[j]
+    return n_ev + 1
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _poisson_quantile(u, lam):  # pragma: no cover - compiled
+    """The smallest n with P(Poisson(lam) <= n) >= u (inverse transform of a uniform draw)."""
+    p = math.exp(-lam)
+    cdf = p
+    n = 0
+    while cdf < u and n < 100_000:
+        n += 1
+        p *= lam / n
+        cdf += p
+    return float(n)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _pretrade_values(c, u, cf, ust, out):  # pragma: no cover - compiled
+    """The pre-trade check's metrics (the order of ``PRETRADE_CODES``) now; a quote in the underlying
+    itself (``c < 0``) has no contract position."""
+    dd, gam, veg = ck.book_sums(ust)
+    out[0] = cf[c, ck.CPOS] if c >= 0 else 0.0
+    out[1] = ust[u, ck.UDELTA]
+    out[2] = ust[u, ck.UDELTA] * ust[u, ck.USPOT]
+    out[3] = ust[u, ck.UGAMMA]
+    out[4] = ust[u, ck.UVEGA]
+    out[5] = dd
+    out[6] = gam
+    out[7] = veg
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _pretrade_limits(u, ust, out):  # pragma: no cover - compiled
+    b = ust.shape[0] - 1
+    out[0] = ust[u, ck.UHARD + ck.M_POSITION]
+    out[1] = ust[u, ck.UHARD + ck.M_DELTA_SHARES]
+    out[2] = ust[u, ck.UHARD + ck.M_DELTA_DOLLARS]
+    out[3] = ust[u, ck.UHARD + ck.M_GAMMA]
+    out[4] = ust[u, ck.UHARD + ck.M_VEGA]
+    out[5] = ust[b, ck.UHARD + ck.M_DELTA_DOLLARS]
+    out[6] = ust[b, ck.UHARD + ck.M_GAMMA]
+    out[7] = ust[b, ck.UHARD + ck.M_VEGA]
+
+
+@njit(cache=True, error_model="numpy")
+def _layers(step, now, ust, prm, events, n_ev, cap, info):  # pragma: no cover - compiled
+    """Re-evaluate every underlying's layer; a change is recorded (as the controller's layers_all).
+    ``info[u]`` keeps ``(layer, trigger, measured, threshold)`` for the quotes of the step."""
+    for u in range(ust.shape[0] - 1):
+        lay, trig, meas, thr = ck.underlying_layer(u, now, ust, prm)
+        info[u, 0] = lay
+        info[u, 1] = trig
+        info[u, 2] = meas
+        info[u, 3] = thr
+        if lay != ust[u, ck.ULAYER]:
+            n_ev = _event(events, n_ev, cap, E_LAYER, step, u, ust[u, ck.ULAYER], lay, trig, meas, thr)
+            ust[u, ck.ULAYER] = lay
+    return n_ev
+
+
+@njit(cache=True, error_model="numpy")
+def _gate_underlying(u, s, q, ust, prm):  # pragma: no cover - compiled
+    """Size allowed on side ``s`` (+1 buy) of a quote in the underlying itself: the layer's rule and
+    the pre-trade check on the underlying's delta in shares (its hard limit)."""
+    lay = int(ust[u, ck.ULAYER])
+    if lay <= ck.STALE or q <= 0.0:
+        return 0.0
+    d = ust[u, ck.UDELTA]
+    hard = ust[u, ck.UHARD + ck.M_DELTA_SHARES]
+    if lay == ck.HARD and not (s * d < 0.0):
+        return 0.0
+    if lay == ck.SOFT:
+        q = max(math.floor(q * prm[ck.P_SOFT_SIZE]), 1.0) if q >= 1.0 else q * prm[ck.P_SOFT_SIZE]
+    room = hard - s * d  # shares that can still be added on this side
+    if q > room:
+        q = math.floor(room) if room >= 1.0 else 0.0
+    return q
+
+
+@njit(cache=True, error_model="numpy")
+def _revalue(
+    i_u,
+    i_c,
+    i_kind,
+    i_strike,
+    t_now,
+    i_mult,
+    iv,
+    price,
+    spot_k,
+    rate,
+    div,
+    pos,
+    cf,
+    ust,
+    cells,
+    stock_cells,
+    shock_s,
+    shock_v,
+):  # pragma: no cover - compiled
+    """The controller's scenario grid at the current market (sticky strike: each contract keeps its
+    implied vol, plus the vol shock): one contract's P&L per cell, the cells, the worst losses."""
+    nu = ust.shape[0] - 1
+    n_g = shock_s.shape[0]
+    for r in range(cells.shape[0]):
+        for g in range(n_g):
+            cells[r, g] = 0.0
+    for u in range(nu):
+        for g in range(n_g):
+            stock_cells[u, g] = spot_k[u] * shock_s[g]
+            cells[u, g] = ust[u, ck.USTOCK] * stock_cells[u, g]
+    for i in range(i_u.shape[0]):
+        c = i_c[i]
+        if c < 0:
+            continue
+        u = i_u[i]
+        for g in range(n_g):
+            v = max(iv[i] + shock_v[g], 0.0)
+            p = bsm_price(
+                spot_k[u] * (1.0 + shock_s[g]), i_strike[i], t_now[i], rate[u], div[u], v, i_kind[i] == K_CALL
+            )
+            x = i_mult[i] * (p - price[i])
+            cf[c, ck.CCELL + g] = x
+            cells[u, g] += cf[c, ck.CPOS] * x
+    for g in range(n_g):
+        tot = 0.0
+        for u in range(nu):
+            tot += cells[u, g]
+        cells[nu, g] = tot
+    for r in range(cells.shape[0]):
+        ck._worst(cells, r, ust)
+
+
+@njit(cache=True, error_model="numpy")
+def run_path(
+    i_u,
+    i_kind,
+    i_strike,
+    i_t0,
+    i_mult,
+    i_c,
+    rate,
+    div,
+    half_spread,
+    slope,
+    curv,
+    arith,
+    spot,
+    vol,
+    d_arrive,
+    d_size,
+    d_inf,
+    d_pick,
+    u_first,
+    u_count,
+    sp,
+    qp,
+    hp,
+    tp,
+    cf,
+    ust,
+    prm,
+    cells,
+    stock_cells,
+    shock_s,
+    shock_v,
+    fills_t,
+    mids_t,
+    trades_t,
+    ist_t,
+    fst_t,
+    st_out,
+    un_out,
+    fills,
+    hedges,
+    events,
+    qwin,
+    fair_hist,
+    counts,
+    pos,
+    cash_out,
+):  # pragma: no cover - compiled
+    """Run one path (module docstring). Returns a status (``OVER_*`` bits when a buffer overflowed:
+    the caller enlarges it and runs again; the draws make the rerun identical)."""
+    n_steps = spot.shape[0] - 1
+    n_inst = i_u.shape[0]
+    nu = spot.shape[1]
+    b = nu
+    dt_s = sp[SP_DT_S]
+    dt_y = sp[SP_DT_Y]
+    big_k = sp[SP_K]
+    lat = int(sp[SP_LAT])
+    inf_rate = sp[SP_INF_RATE]
+    inf_h = int(sp[SP_INF_H])
+    inf_size = sp[SP_INF_SIZE]
+    quoting = int(sp[SP_QUOTING])
+    hedge_on = sp[SP_HEDGE] != 0.0
+    toxpull = sp[SP_TOXPULL] != 0.0
+    as_gamma = sp[SP_AS_GAMMA]
+    sym_spread = sp[SP_SYM_SPREAD]
+    qsize = sp[SP_QSIZE]
+    horizon_s = sp[SP_HORIZON_S]
+    scen_every = int(sp[SP_SCEN_EVERY])
+    sigma_cfg = sp[SP_SIGMA_S]
+    rv_decay = sp[SP_RV_DECAY]
+    q_from = int(sp[SP_Q_FROM])
+    q_len = int(sp[SP_Q_LEN])
+    tox_thr = sp[SP_TOX_THR]
+    size_mean = sp[SP_SIZE_MEAN]
+    cap_f = fills.shape[0]
+    cap_h = hedges.shape[0]
+    cap_e = events.shape[0]
+    n_f = 0
+    n_h = 0
+    n_ev = 0
+
+    # per-instrument state: current and previous step's values and Greeks
+    s_in = np.empty(n_inst)
+    t_in = np.empty(n_inst)
+    r_in = np.empty(n_inst)
+    q_in = np.empty(n_inst)
+    iv = np.empty(n_inst)
+    is_call = np.empty(n_inst, dtype=np.bool_)
+    for i in range(n_inst):
+        is_call[i] = i_kind[i] == K_CALL
+        r_in[i] = rate[i_u[i]]
+        q_in[i] = div[i_u[i]]
+    price = np.empty(n_inst)
+    delta = np.empty(n_inst)
+    gamma = np.empty(n_inst)
+    vega = np.empty(n_inst)
+    theta = np.empty(n_inst)
+    o5 = np.empty(n_inst)
+    o6 = np.empty(n_inst)
+    o7 = np.empty(n_inst)
+    p_price = np.empty(n_inst)
+    p_delta = np.empty(n_inst)
+    p_gamma = np.empty(n_inst)
+    p_vega = np.empty(n_inst)
+    p_theta = np.empty(n_inst)
+    p_iv = np.empty(n_inst)
+    p_spot = np.empty(nu)
+    p_stock = np.empty(nu)
+    ring = lat + 1
+    r_bid = np.full((ring, n_inst), np.nan)
+    r_ask = np.full((ring, n_inst), np.nan)
+    r_bs = np.zeros((ring, n_inst))
+    r_as = np.zeros((ring, n_inst))
+    rv2 = np.empty(nu)
+    next_due = np.full(nu, -np.inf)
+    tox_score = np.zeros(nu)
+    last_stat = np.full((cf.shape[0], 4), -2.0)
+    aux = np.zeros(ck.NAUX)
+    linfo = np.zeros((nu, 4))
+    for u in range(nu):
+        rv2[u] = vol[0, u] * vol[0, u]
+    cash = 0.0
+    cum = 0.0
+    hwm = 0.0
+    for i in range(n_inst):
+        pos[i] = 0.0
+    breaches = np.zeros(1)
+
+    for k in range(n_steps + 1):
+        now = k * dt_s
+        # -- 1. market data, fair values and Greeks ---------------------------------------------
+        for i in range(n_inst):
+            u = i_u[i]
+            sk = spot[k, u]
+            s_in[i] = sk
+            t_in[i] = i_t0[i] - k * dt_y
+            if i_kind[i] != K_UNDERLYING:
+                x = math.log(i_strike[i] / sk)
+                iv[i] = max(vol[k, u] + slope[u] * x + curv[u] * x * x, VOL_FLOOR)
+            else:
+                iv[i] = 0.0
+        _greeks_block(
+            s_in, i_strike, t_in, r_in, q_in, iv, is_call, price, delta, gamma, vega, theta, o5, o6, o7
+        )
+        for i in range(n_inst):
+            if i_kind[i] == K_UNDERLYING:
+                price[i] = s_in[i]
+                delta[i] = 1.0
+                gamma[i] = 0.0
+                vega[i] = 0.0
+                theta[i] = 0.0
+            fair_hist[k, i] = price[i]
+        # the previous step's inventory P&L, now that both ends are known
+        if k > 0:
+            row = st_out[k - 1]
+            d_pnl = 0.0
+            g_pnl = 0.0
+            v_pnl = 0.0
+            th_pnl = 0.0
+            total = 0.0
+            for u in range(nu):
+                ds = spot[k, u] - p_spot[u]
+                x = p_stock[u] * ds
+                d_pnl += x
+                total += x
+            for i in range(n_inst):
+                if i_kind[i] == K_UNDERLYING or pos[i] == 0.0:
+                    continue
+                u = i_u[i]
+                qm = pos[i] * i_mult[i]
+                ds = spot[k, u] - p_spot[u]
+                d_pnl += qm * p_delta[i] * ds
+                g_pnl += 0.5 * qm * p_gamma[i] * ds * ds
+                v_pnl += qm * p_vega[i] * (iv[i] - p_iv[i])
+                th_pnl += qm * p_theta[i] * dt_y
+                total += qm * (price[i] - p_price[i])
+            row[ST_DELTA] = d_pnl
+            row[ST_GAMMA] = g_pnl
+            row[ST_VEGA] = v_pnl
+            row[ST_THETA] = th_pnl
+            row[ST_RESID] = total - d_pnl - g_pnl - v_pnl - th_pnl
+            row[ST_PNL] = row[ST_SPREAD] + total - row[ST_HCOST]
+            cum += total
+        if k == n_steps:
+            break
+        for i in range(n_inst):
+            p_price[i] = price[i]
+            p_delta[i] = delta[i]
+            p_gamma[i] = gamma[i]
+            p_vega[i] = vega[i]
+            p_theta[i] = theta[i]
+            p_iv[i] = iv[i]
+
+        # -- 2. controller state, P&L mark, toxicity, layers --------------------------------------
+        for u in range(nu):
+            sk = spot[k, u]
+            if k > 0:
+                r = math.log(sk / spot[k - 1, u]) if arith[u] == 0.0 else (sk - spot[k - 1, u]) / spot[0, u]
+                rv2[u] = rv_decay * rv2[u] + (1.0 - rv_decay) * r * r / dt_y
+            ust[u, ck.USPOT] = sk
+            ust[u, ck.ULAST] = now
+            tox_on_mid(fills_t, mids_t, trades_t, ist_t, fst_t, u, now, sk)
+        for i in range(n_inst):
+            c = i_c[i]
+            if c >= 0:
+                u = i_u[i]
+                sk = spot[k, u]
+                m = i_mult[i]
+                cf[c, ck.CDELTA] = m * delta[i]
+                cf[c, ck.CGAMMA] = m * gamma[i] * sk * sk / 100.0
+                cf[c, ck.CVEGA] = m * vega[i] / 100.0
+        for u in range(nu):
+            ust[u, ck.UDELTA] = ust[u, ck.USTOCK]
+            ust[u, ck.UGAMMA] = 0.0
+            ust[u, ck.UVEGA] = 0.0
+        for c in range(cf.shape[0]):
+            u = int(cf[c, ck.CU])
+            p = cf[c, ck.CPOS]
+            ust[u, ck.UDELTA] += p * cf[c, ck.CDELTA]
+            ust[u, ck.UGAMMA] += p * cf[c, ck.CGAMMA]
+            ust[u, ck.UVEGA] += p * cf[c, ck.CVEGA]
+        if cf.shape[0] > 0 and k % scen_every == 0:
+            _revalue(
+                i_u,
+                i_c,
+                i_kind,
+                i_strike,
+                t_in,
+                i_mult,
+                iv,
+                price,
+                spot[k],
+                rate,
+                div,
+                pos,
+                cf,
+                ust,
+                cells,
+                stock_cells,
+                shock_s,
+                shock_v,
+            )
+        # the day's P&L so far (marked at this step's fair values) -> daily loss, drawdown, kill
+        hwm = max(hwm, cum)
+        daily = max(-cum, 0.0)
+        dd = hwm - cum
+        ust[b, ck.UDAILY] = daily
+        ust[b, ck.UDRAWDOWN] = dd
+        if ust[0, ck.UKILL] == 0.0:
+            for m_code, value in ((ck.M_DAILY, daily), (ck.M_DRAWDOWN, dd)):
+                hard = ust[b, ck.UHARD + m_code]
+                if value > hard and ust[0, ck.UKILL] == 0.0:
+                    for u in range(nu):
+                        ust[u, ck.UKILL] = 1.0
+                    n_ev = _event(events, n_ev, cap_e, E_KILL, k, m_code, value, hard, 0.0, 0.0, 0.0)
+        for u in range(nu):
+            toxic, changed, score = tox_update(fills_t, mids_t, trades_t, ist_t, fst_t, tp, u, now)
+            tox_score[u] = score
+            if toxpull and changed:
+                ust[u, ck.UTOXIC] = 1.0 if toxic else 0.0
+                n_ev = _event(
+                    events, n_ev, cap_e, E_TOXIC, k, u, 1.0 if toxic else 0.0, score, tox_thr, 0.0, 0.0
+                )
+        n_ev = _layers(k, now, ust, prm, events, n_ev, cap_e, linfo)
+
+        # -- 3. quotes ----------------------------------------------------------------------------
+        slot = k % ring
+        for i in range(n_inst):
+            u = i_u[i]
+            c = i_c[i]
+            fair = price[i]
+            sk = spot[k, u]
+            if quoting == Q_QUOTER:
+                sig = sigma_cfg if sigma_cfg > 0.0 else vol[k, u]
+                rvol = math.sqrt(rv2[u])
+                w = quote_one(
+                    fair,
+                    delta[i],
+                    vega[i],
+                    pos[i],
+                    ust[u, ck.UDELTA],
+                    ust[u, ck.UVEGA],
+                    sig,
+                    sk,
+                    rvol,
+                    tox_score[u],
+                    ck.NORMAL,
+                    np.inf,
+                    np.inf,
+                    1.0,
+                    np.nan,
+                    np.nan,
+                    qp,
+                )
+                bid, ask, bs, asz = w[0], w[1], w[2], w[3]
+                if c >= 0:
+                    li = linfo[u]
+                    lay, nb, na, spread, _trig, _hedge, flags = ck.decide_in_layer(
+                        c, bs, asz, int(li[0]), int(li[1]), li[2], li[3], cf, ust, prm, aux
+                    )
+                    if flags:
+                        n_ev = _decision_event(events, n_ev, cap_e, k, c, flags, lay, nb, na, aux, last_stat)
+                    if not (lay == ck.NORMAL and nb == bs and na == asz and spread == 1.0):
+                        f = quote_one(
+                            fair,
+                            delta[i],
+                            vega[i],
+                            pos[i],
+                            ust[u, ck.UDELTA],
+                            ust[u, ck.UVEGA],
+                            sig,
+                            sk,
+                            rvol,
+                            tox_score[u],
+                            lay,
+                            nb,
+                            na,
+                            spread,
+                            np.nan,
+                            np.nan,
+                            qp,
+                        )
+                        bid, ask, bs, asz = f[0], f[1], f[2], f[3]
+                else:
+                    bs = _gate_underlying(u, 1.0, bs, ust, prm)
+                    asz = _gate_underlying(u, -1.0, asz, ust, prm)
+            else:
+                if quoting == Q_AS:
+                    sigma = arith[u]
+                    tau = horizon_s - now
+                    qinv = ust[u, ck.USTOCK]
+                    res = sk - qinv * as_gamma * sigma * sigma * tau
+                    total_spread = as_gamma * sigma * sigma * tau + (2.0 / as_gamma) * math.log(
+                        1.0 + as_gamma / big_k
+                    )
+                else:
+                    res = sk
+                    total_spread = sym_spread
+                factor = prm[ck.P_SOFT_SPREAD] if ust[u, ck.ULAYER] == ck.SOFT else 1.0
+                bid = res - 0.5 * total_spread * factor
+                ask = res + 0.5 * total_spread * factor
+                bs = _gate_underlying(u, 1.0, qsize, ust, prm)
+                asz = _gate_underlying(u, -1.0, qsize, ust, prm)
+            if not bs > 0.0:
+                bid = np.nan
+                bs = 0.0
+            if not asz > 0.0:
+                ask = np.nan
+                asz = 0.0
+            r_bid[slot, i] = bid
+            r_ask[slot, i] = ask
+            r_bs[slot, i] = bs
+            r_as[slot, i] = asz
+            if q_from <= k < q_from + q_len:
+                qrow = qwin[k - q_from, i]
+                qrow[QW_FAIR] = fair
+                qrow[QW_BID] = bid
+                qrow[QW_ASK] = ask
+                qrow[QW_BSIZE] = bs
+                qrow[QW_ASIZE] = asz
+
+        # -- 4. fills -----------------------------------------------------------------------------
+        spread_k = 0.0
+        n_fills_k = 0.0
+        n_quoted = 0.0
+        live = (k - lat) % ring
+        if k >= lat:
+            for i in range(n_inst):
+                for side in range(2):
+                    s = 1.0 if side == 0 else -1.0  # +1: our bid is hit, we buy
+                    qp_ = r_bid[live, i] if side == 0 else r_ask[live, i]
+                    qs = r_bs[live, i] if side == 0 else r_as[live, i]
+                    if not qs > 0.0:
+                        continue
+                    n_quoted += 1.0
+                    # an order reaches a quote at distance dist from fair with probability from
+                    # lambda(dist) = A exp(-k dist): the caller turned each draw into the largest
+                    # distance it reaches (d_arrive), so no exp per side here
+                    dist = s * (price[i] - qp_)
+                    if not dist < d_arrive[k, i, side]:
+                        continue
+                    order = (
+                        1.0 + _poisson_quantile(d_size[k, i, side], size_mean - 1.0)
+                        if size_mean > 1.0
+                        else 1.0
+                    )
+                    got = _fill(
+                        k,
+                        now,
+                        i,
+                        s,
+                        min(order, qs),
+                        qp_,
+                        0.0,
+                        i_u,
+                        i_c,
+                        i_kind,
+                        i_mult,
+                        price,
+                        delta,
+                        spot,
+                        cf,
+                        ust,
+                        prm,
+                        cells,
+                        stock_cells,
+                        pos,
+                        aux,
+                        events,
+                        last_stat,
+                        fills_t,
+                        mids_t,
+                        trades_t,
+                        ist_t,
+                        fst_t,
+                        fills,
+                        n_f,
+                        n_ev,
+                        order,
+                        breaches,
+                    )
+                    n_f, n_ev, sc, cash_d, filled = got
+                    if filled > 0.0:
+                        if side == 0:
+                            r_bs[live, i] -= filled
+                        else:
+                            r_as[live, i] -= filled
+                        n_fills_k += 1.0
+                    spread_k += sc
+                    cash += cash_d
+            # informed orders: one chance per underlying per step
+            for u in range(nu):
+                if u_count[u] == 0 or not d_inf[k, u] < inf_rate * dt_s:
+                    continue
+                i = u_first[u] + min(int(d_pick[k, u] * u_count[u]), u_count[u] - 1)
+                kf = min(k + inf_h, n_steps)
+                if i_kind[i] == K_UNDERLYING:
+                    future = spot[kf, u]
+                else:
+                    sf = spot[kf, u]
+                    x = math.log(i_strike[i] / sf)
+                    vf = max(vol[kf, u] + slope[u] * x + curv[u] * x * x, VOL_FLOOR)
+                    future = bsm_price(sf, i_strike[i], i_t0[i] - kf * dt_y, rate[u], div[u], vf, is_call[i])
+                if r_as[live, i] > 0.0 and future > r_ask[live, i]:
+                    s = -1.0
+                    qp_ = r_ask[live, i]
+                    qs = r_as[live, i]
+                elif r_bs[live, i] > 0.0 and future < r_bid[live, i]:
+                    s = 1.0
+                    qp_ = r_bid[live, i]
+                    qs = r_bs[live, i]
+                else:
+                    continue
+                got = _fill(
+                    k,
+                    now,
+                    i,
+                    s,
+                    min(inf_size, qs),
+                    qp_,
+                    1.0,
+                    i_u,
+                    i_c,
+                    i_kind,
+                    i_mult,
+                    price,
+                    delta,
+                    spot,
+                    cf,
+                    ust,
+                    prm,
+                    cells,
+                    stock_cells,
+                    pos,
+                    aux,
+                    events,
+                    last_stat,
+                    fills_t,
+                    mids_t,
+                    trades_t,
+                    ist_t,
+                    fst_t,
+                    fills,
+                    n_f,
+                    n_ev,
+                    inf_size,
+                    breaches,
+                )
+                n_f, n_ev, sc, cash_d, filled = got
+                if filled > 0.0:
+                    if s > 0.0:
+                        r_bs[live, i] -= filled
+                    else:
+                        r_as[live, i] -= filled
+                    n_fills_k += 1.0
+                spread_k += sc
+                cash += cash_d
+        n_ev = _layers(k, now, ust, prm, events, n_ev, cap_e, linfo)
+
+        # -- 5. hedge -------------------------------------------------------------------------------
+        hcost = 0.0
+        for u in range(nu):
+            lay = int(ust[u, ck.ULAYER])
+            if not (hedge_on or lay == ck.KILL or lay == ck.HARD):
+                continue
+            sk = spot[k, u]
+            hs = half_spread[u]
+            res = hedge_decide(
+                ust[u, ck.UDELTA], ust[u, ck.UGAMMA], sk, sk - hs, sk + hs, now, lay, next_due[u], hp
+            )
+            shares = res[0]
+            next_due[u] = res[4]
+            if shares == 0.0:
+                continue
+            px = hedge_fill_price(shares, sk, 2.0 * hs, hp)
+            cost = shares * (px - sk)
+            hcost += cost
+            cash -= shares * px
+            ck.apply_hedge(u, shares, stock_cells, ust, cells)
+            if n_h < cap_h:
+                h = hedges[n_h]
+                h[H_STEP] = k
+                h[H_U] = u
+                h[H_SHARES] = shares
+                h[H_PRICE] = px
+                h[H_MID] = sk
+                h[H_COST] = cost
+                h[H_REASON] = res[3]
+            n_h += 1
+        n_ev = _layers(k, now, ust, prm, events, n_ev, cap_e, linfo)
+
+        # -- 6. record ------------------------------------------------------------------------------
+        row = st_out[k]
+        row[ST_SPREAD] = spread_k
+        row[ST_HCOST] = hcost
+        row[ST_NFILLS] = n_fills_k
+        row[ST_NQUOTED] = n_quoted
+        bd = 0.0
+        bg = 0.0
+        bv = 0.0
+        for u in range(nu):
+            un = un_out[k, u]
+            un[UN_SPOT] = spot[k, u]
+            un[UN_VOL] = vol[k, u]
+            un[UN_DELTA] = ust[u, ck.UDELTA]
+            un[UN_GAMMA] = ust[u, ck.UGAMMA]
+            un[UN_VEGA] = ust[u, ck.UVEGA]
+            un[UN_STOCK] = ust[u, ck.USTOCK]
+            un[UN_LAYER] = ust[u, ck.ULAYER]
+            un[UN_TOX] = tox_score[u]
+            bd += ust[u, ck.UDELTA]
+            bg += ust[u, ck.UGAMMA]
+            bv += ust[u, ck.UVEGA]
+            p_spot[u] = spot[k, u]
+            p_stock[u] = ust[u, ck.USTOCK]
+        row[ST_BDELTA] = bd
+        row[ST_BGAMMA] = bg
+        row[ST_BVEGA] = bv
+        # this step's spread capture and hedge cost count now (the inventory part at the next step)
+        cum += spread_k - hcost
+
+    cash_out[0] = cash
+    counts[0] = n_f
+    counts[1] = n_h
+    counts[2] = n_ev
+    counts[3] = int(breaches[0])
+    status = 0
+    if n_f > cap_f:
+        status |= OVER_FILLS
+    if n_h > cap_h:
+        status |= OVER_HEDGES
+    if n_ev > cap_e:
+        status |= OVER_EVENTS
+    return status
+
+
+@njit(cache=True, error_model="numpy")
+def _fill(
+    k,
+    now,
+    i,
+    s,
+    want,
+    px,
+    informed,
+    i_u,
+    i_c,
+    i_kind,
+    i_mult,
+    price,
+    delta,
+    spot,
+    cf,
+    ust,
+    prm,
+    cells,
+    stock_cells,
+    pos,
+    aux,
+    events,
+    last_stat,
+    fills_t,
+    mids_t,
+    trades_t,
+    ist_t,
+    fst_t,
+    fills,
+    n_f,
+    n_ev,
+    order,
+    breaches,
+):  # pragma: no cover - compiled
+    """A market order of ``order`` reaching our quote at ``px`` on side ``s`` (+1 we buy) wanting
+    ``want``: the pre-trade check at the current state, then the fill's bookkeeping.
+    Returns ``(n_f, n_ev, spread capture, cash change, size filled)``."""
+    u = i_u[i]
+    c = i_c[i]
+    sk = spot[k, u]
+    tox_on_trade(fills_t, mids_t, trades_t, ist_t, fst_t, u, now, order, -s)
+    if c >= 0:
+        bid_req = want if s > 0.0 else 0.0
+        ask_req = want if s < 0.0 else 0.0
+        lay, nb, na, _spread, _trig, _hedge, flags = ck.decide_one(
+            c, bid_req, ask_req, now, cf, ust, prm, aux
+        )
+        if flags:
+            n_ev = _decision_event(events, n_ev, events.shape[0], k, c, flags, lay, nb, na, aux, last_stat)
+        q = nb if s > 0.0 else na
+    else:
+        q = _gate_underlying(u, s, want, ust, prm)
+    if not q > 0.0:
+        return n_f, n_ev, 0.0, 0.0, 0.0
+    m = i_mult[i]
+    fair = price[i]
+    before = np.empty(ck.N_PRETRADE)
+    _pretrade_values(c, u, cf, ust, before)
+    if c >= 0:
+        ck.apply_fill(c, s * q, cf, ust, cells)
+        pos[i] += s * q
+        side_delta = 1.0 if s * delta[i] > 0.0 else (-1.0 if s * delta[i] < 0.0 else 0.0)
+        if side_delta != 0.0:
+            tox_on_fill(
+                fills_t, mids_t, trades_t, ist_t, fst_t, u, now, side_delta, q * abs(delta[i]) * m, sk, sk
+            )
+    else:
+        ck.apply_hedge(u, s * q * m, stock_cells, ust, cells)
+        pos[i] += s * q
+        tox_on_fill(fills_t, mids_t, trades_t, ist_t, fst_t, u, now, s, q * m, px, sk)
+    after = np.empty(ck.N_PRETRADE)
+    _pretrade_values(c, u, cf, ust, after)
+    limit = np.empty(ck.N_PRETRADE)
+    _pretrade_limits(u, ust, limit)
+    for j in range(ck.N_PRETRADE):  # a fill that takes a metric past its hard limit, away from 0
+        if abs(after[j]) > limit[j] and abs(after[j]) > abs(before[j]):
+            breaches[0] += 1.0
+    if n_f < fills.shape[0]:
+        f = fills[n_f]
+        f[F_STEP] = k
+        f[F_INST] = i
+        f[F_SIDE] = s
+        f[F_SIZE] = q
+        f[F_PRICE] = px
+        f[F_FAIR] = fair
+        f[F_INFORMED] = informed
+    return n_f + 1, n_ev, s * (fair - px) * q * m, -s * q * px * m, q

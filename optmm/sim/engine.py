@@ -1,0 +1,653 @@
+"""Run a simulation: build the chain, the controller and the draws, run the compiled loop, assemble the
+result (:func:`simulate`), or just its summary (:func:`run_summary`, for sweeps).
+
+Draws, in this order, from one ``numpy.random.Generator(PCG64(seed))``: the market paths of every path
+(:func:`optmm.sim.paths.draw_paths`), then per path the order flow: arrival uniforms
+``(steps, instruments, 2)``, order sizes ``1 + Poisson(order_size_mean − 1)`` of the same shape,
+informed-arrival uniforms ``(steps, underlyings)`` and informed instrument picks of that shape. The
+draws depend on the chain, the flow and the market, never on the strategy: strategies compared on one
+seed meet identical paths and flow.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from optmm.book import Book
+from optmm.market import Market, Sticky
+from optmm.quoting._kernels import pack_hedger, pack_quoter
+from optmm.quoting._toxicity_kernels import new_toxicity_state, pack_toxicity
+from optmm.quoting.hedger import HedgeReason
+from optmm.risk import _controller_kernels as ck
+from optmm.risk.audit import AuditTrail, Layer
+from optmm.risk.controller import RiskController
+from optmm.risk.limits import LimitSet
+from optmm.sim import _kernels as sk
+from optmm.sim.config import SECONDS_PER_YEAR, SimConfig
+from optmm.sim.paths import draw_paths
+from optmm.sim.result import ATTRIBUTION, SimResult
+from optmm.surface import FlatSurface
+
+__all__ = ["STRATEGIES", "TRADING_DAY_S", "run_summary", "simulate", "strategy_config"]
+
+TRADING_DAY_S = 23_400.0
+"""One trading session (6.5 hours): the unit of "per day" figures."""
+RV_HALF_LIFE_S = 300.0
+"""Half-life of the realized-vol estimate that widens spreads (``quoter.vol_widen``)."""
+VALUATION = np.datetime64("2026-01-05")
+"""Nominal date of step 0 (it names contracts in the audit trail; times are counted from it)."""
+
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "symmetric": {"quoter.skew": "none"},
+    "linear": {"quoter.skew": "linear"},
+    "greeks": {"quoter.skew": "greeks"},
+    "hedge": {"strategy.hedge": True},
+    "no-hedge": {"strategy.hedge": False},
+    "pulls": {"strategy.toxicity_pull": True},
+    "no-pulls": {"strategy.toxicity_pull": False},
+    "as2008": {"strategy.quoting": "avellaneda_stoikov"},
+    "as-symmetric": {"strategy.quoting": "symmetric"},
+}
+"""Named strategies for ``--compare``; ``"greeks+no-hedge"`` combines them, left to right."""
+
+_LAYER_NAMES = np.array([layer.name for layer in sorted(Layer, key=int)], dtype=object)
+_REASONS = np.array([r.value for r in HedgeReason], dtype=object)
+_NO_LIMITS = {"name": "none", "contract": {"position": 1e12}}
+
+
+def strategy_config(config: SimConfig, name: str) -> SimConfig:
+    """``config`` with the overrides of strategy ``name`` (``"greeks+no-hedge"``: both) and that name.
+
+    Raises
+    ------
+    ValueError
+        An unknown strategy (the message lists the known ones).
+    """
+    overrides: dict[str, Any] = {}
+    for part in name.split("+"):
+        if part not in STRATEGIES:
+            raise ValueError(f"unknown strategy {part!r} (known: {', '.join(STRATEGIES)}; join with '+')")
+        overrides.update(STRATEGIES[part])
+    overrides["strategy.name"] = name
+    return config.with_overrides(overrides)
+
+
+@dataclass
+class _Chain:
+    u: np.ndarray
+    kind: np.ndarray
+    strike: np.ndarray
+    t0: np.ndarray
+    mult: np.ndarray
+    contract: np.ndarray
+    expiry_days: np.ndarray
+    u_first: np.ndarray
+    u_count: np.ndarray
+
+
+def _chain(cfg: SimConfig) -> _Chain:
+    ch = cfg.chain
+    rows: list[tuple[int, int, float, float]] = []
+    first: list[int] = []
+    count: list[int] = []
+    for j, und in enumerate(cfg.underlying):
+        first.append(len(rows))
+        if ch.instrument == "underlying":
+            rows.append((j, sk.K_UNDERLYING, math.nan, math.nan))
+        else:
+            strikes = sorted({round(und.spot * m / ch.strike_step) * ch.strike_step for m in ch.moneyness})
+            kinds = [k for k, on in ((sk.K_CALL, ch.calls), (sk.K_PUT, ch.puts)) if on]
+            for days in ch.expiries_days:
+                for strike in strikes:
+                    if strike <= 0.0:
+                        raise ValueError(f"[chain] moneyness: a strike of {und.name} rounds to {strike:g}")
+                    rows.extend((j, kind, float(strike), float(days)) for kind in kinds)
+        count.append(len(rows) - first[-1])
+    u = np.array([r[0] for r in rows], dtype=np.int64)
+    kind = np.array([r[1] for r in rows], dtype=np.int64)
+    strike_a = np.array([r[2] for r in rows], dtype=np.float64)
+    days_a = np.array([r[3] for r in rows], dtype=np.float64)
+    mult = np.full(len(rows), ch.multiplier if ch.instrument == "options" else 1.0)
+    return _Chain(
+        u=u,
+        kind=kind,
+        strike=np.where(kind == sk.K_UNDERLYING, 1.0, strike_a),
+        t0=np.where(kind == sk.K_UNDERLYING, 1.0, days_a / 365.0),
+        mult=mult,
+        contract=np.full(len(rows), -1, dtype=np.int64),
+        expiry_days=days_a,
+        u_first=np.array(first, dtype=np.int64),
+        u_count=np.array(count, dtype=np.int64),
+    )
+
+
+def _controller(cfg: SimConfig, chain: _Chain, audit: AuditTrail | None) -> RiskController:
+    names = list(cfg.names)
+    market = Market(
+        valuation=VALUATION,
+        spot={u.name: u.spot for u in cfg.underlying},
+        rate={u.name: u.rate for u in cfg.underlying},
+        div_yield={u.name: u.div_yield for u in cfg.underlying},
+        surface={u.name: FlatSurface(u.vol) for u in cfg.underlying},
+        sticky=Sticky.STRIKE,
+        source="simulation",
+    )
+    limits = cfg.limits if cfg.limits is not None else LimitSet.from_dict(_NO_LIMITS, source="<no limits>")
+    book = Book(
+        id=np.array(["_" + n for n in names], dtype=object),
+        underlying=np.array(names, dtype=object),
+        kind=np.full(len(names), 2, dtype=np.int8),
+        strike=np.full(len(names), np.nan),
+        expiry=np.full(len(names), "NaT", dtype="datetime64[D]"),
+        quantity=np.zeros(len(names)),
+        multiplier=np.ones(len(names)),
+        vol=np.full(len(names), np.nan),
+        source="simulation",
+    )
+    ctl = RiskController(book, market, limits, audit=audit, clock=lambda: 0.0, market_ts=0.0)
+    opt = np.flatnonzero(chain.kind != sk.K_UNDERLYING)
+    for j, name in enumerate(names):
+        rows = opt[chain.u[opt] == j]
+        if rows.size:
+            kinds = np.where(chain.kind[rows] == sk.K_CALL, "call", "put")
+            expiry = VALUATION + np.ceil(chain.expiry_days[rows]).astype("timedelta64[D]")
+            chain.contract[rows] = ctl.add_contracts(
+                name, kinds, chain.strike[rows], expiry, multiplier=cfg.chain.multiplier
+            )
+    return ctl
+
+
+def _as_mean_spread(cfg: SimConfig) -> float:
+    """The time average of the Avellaneda–Stoikov total spread over the run's steps (one underlying)."""
+    st, und = cfg.strategy, cfg.underlying[0]
+    sig2 = und.arith_vol_per_sqrt_s**2
+    tau = cfg.horizon_s - np.arange(cfg.sim.steps) * cfg.sim.dt_s
+    return float(
+        np.mean(st.as_gamma * sig2 * tau + (2.0 / st.as_gamma) * math.log1p(st.as_gamma / cfg.flow.arrival_k))
+    )
+
+
+def _params(cfg: SimConfig) -> np.ndarray:
+    sp = np.zeros(sk.NSP)
+    dt_s = cfg.sim.dt_s
+    fl, st = cfg.flow, cfg.strategy
+    sp[sk.SP_DT_S] = dt_s
+    sp[sk.SP_DT_Y] = dt_s / SECONDS_PER_YEAR
+    sp[sk.SP_A] = fl.arrival_a
+    sp[sk.SP_K] = fl.arrival_k
+    sp[sk.SP_LINEAR] = 1.0 if fl.fill_model == "linear" else 0.0
+    sp[sk.SP_LAT] = fl.latency_steps
+    sp[sk.SP_INF_RATE] = fl.informed_rate
+    sp[sk.SP_INF_H] = max(1, round(fl.informed_horizon_s / dt_s))
+    sp[sk.SP_INF_SIZE] = fl.informed_size
+    sp[sk.SP_QUOTING] = {"quoter": sk.Q_QUOTER, "avellaneda_stoikov": sk.Q_AS, "symmetric": sk.Q_SYMMETRIC}[
+        st.quoting
+    ]
+    sp[sk.SP_HEDGE] = 1.0 if st.hedge else 0.0
+    sp[sk.SP_TOXPULL] = 1.0 if st.toxicity_pull else 0.0
+    sp[sk.SP_AS_GAMMA] = st.as_gamma
+    if st.quoting == "symmetric":
+        sp[sk.SP_SYM_SPREAD] = st.spread if st.spread is not None else _as_mean_spread(cfg)
+    sp[sk.SP_QSIZE] = st.quote_size
+    sp[sk.SP_HORIZON_S] = cfg.horizon_s
+    every = cfg.limits.scenario_every_s if cfg.limits is not None else math.inf
+    sp[sk.SP_SCEN_EVERY] = max(
+        1, min(cfg.sim.steps + 1, round(every / dt_s) if math.isfinite(every) else 10**12)
+    )
+    sigma = cfg.quoter.sigma_s_annual
+    sp[sk.SP_SIGMA_S] = sigma if sigma is not None else 0.0
+    sp[sk.SP_RV_DECAY] = 0.5 ** (dt_s / RV_HALF_LIFE_S)
+    q_from = min(round(cfg.sim.quotes_from_s / dt_s), cfg.sim.steps)
+    sp[sk.SP_Q_FROM] = q_from
+    sp[sk.SP_Q_LEN] = min(round(cfg.sim.quotes_window_s / dt_s), cfg.sim.steps - q_from)
+    sp[sk.SP_TOX_THR] = cfg.toxicity.threshold
+    sp[sk.SP_SIZE_MEAN] = fl.order_size_mean
+    return sp
+
+
+def _market_paths(cfg: SimConfig, rng: np.random.Generator, n_paths: int) -> tuple[np.ndarray, np.ndarray]:
+    und = cfg.underlying
+    dt_s = cfg.sim.dt_s
+    shocks = [(max(1, round(s.at_s / dt_s)), j, s.spot, s.vol) for j, u in enumerate(und) for s in u.shock]
+
+    def arr(name: str) -> np.ndarray:
+        return np.array([getattr(u, name) for u in und], dtype=np.float64)
+
+    return draw_paths(
+        rng,
+        n_paths=n_paths,
+        n_steps=cfg.sim.steps,
+        dt_years=dt_s / SECONDS_PER_YEAR,
+        spot0=arr("spot"),
+        vol0=arr("vol"),
+        drift=arr("drift"),
+        jump_intensity=arr("jump_intensity"),
+        jump_mean=arr("jump_mean"),
+        jump_std=arr("jump_std"),
+        vol_kappa=arr("vol_kappa"),
+        vol_theta=arr("vol_theta"),
+        vol_of_vol=arr("vol_of_vol"),
+        vol_spot_corr=arr("vol_spot_corr"),
+        arith_vol=arr("arith_vol_per_sqrt_s") * math.sqrt(SECONDS_PER_YEAR),
+        corr=cfg.correlation_matrix(),
+        shock_step=np.array([s[0] for s in shocks], dtype=np.int64) if shocks else None,
+        shock_underlying=np.array([s[1] for s in shocks], dtype=np.int64) if shocks else None,
+        shock_spot=np.array([s[2] for s in shocks]) if shocks else None,
+        shock_vol=np.array([s[3] for s in shocks]) if shocks else None,
+    )
+
+
+@dataclass
+class _PathOut:
+    st: np.ndarray
+    un: np.ndarray
+    fills: np.ndarray
+    hedges: np.ndarray
+    events: np.ndarray
+    qwin: np.ndarray
+    fair: np.ndarray
+    pos: np.ndarray
+    cash: float
+    mtm: float
+    breaches: int
+
+
+def _run_path(
+    cfg: SimConfig,
+    chain: _Chain,
+    ctl: RiskController,
+    base: tuple[np.ndarray, ...],
+    spot: np.ndarray,
+    vol: np.ndarray,
+    rng: np.random.Generator,
+    params: tuple[np.ndarray, ...],
+    need_events: bool,
+) -> _PathOut:
+    n = cfg.sim.steps
+    n_inst = chain.u.size
+    nu = len(cfg.underlying)
+    fl = cfg.flow
+    # the flow's draw per (step, instrument, side), turned into the largest distance from fair value
+    # that an order reaches: with x ~ Exp(1) (poisson: P = 1 - exp(-lambda dt)) or x ~ U(0, 1)
+    # (linear: P = min(lambda dt, 1)), a quote at distance d is reached iff x < A dt exp(-k d), i.e.
+    # iff d < (ln(A dt) - ln x) / k
+    shape = (n, n_inst, 2)
+    d_arrive = rng.standard_exponential(shape) if fl.fill_model == "poisson" else rng.random(shape)
+    with np.errstate(divide="ignore"):
+        np.log(d_arrive, out=d_arrive)
+    d_arrive *= -1.0 / fl.arrival_k
+    for side, a in enumerate((fl.arrival_a * (1.0 + fl.imbalance), fl.arrival_a * (1.0 - fl.imbalance))):
+        if a > 0.0:  # side 0: orders that hit our bid (sellers), 1: that lift our offer (buyers)
+            d_arrive[:, :, side] += math.log(a * cfg.sim.dt_s) / fl.arrival_k
+        else:
+            d_arrive[:, :, side] = -np.inf
+    # order sizes: a uniform per (step, instrument, side), turned into 1 + Poisson(mean - 1) by the
+    # loop only where an order arrives
+    d_size = (
+        rng.random(shape, dtype=np.float32) if fl.order_size_mean > 1.0 else np.zeros((1, 1, 2), np.float32)
+    )
+    d_inf = rng.random((n, nu))
+    d_pick = rng.random((n, nu))
+    sp, qp, hp, tp = params
+    und = cfg.underlying
+    rate = np.array([u.rate for u in und])
+    div = np.array([u.div_yield for u in und])
+    hs = np.array([u.half_spread for u in und])
+    slope = np.array([u.smile_slope for u in und])
+    curv = np.array([u.smile_curvature for u in und])
+    arith = np.array([u.arith_vol_per_sqrt_s for u in und])
+    shock_s = np.repeat(np.asarray(ctl.limits.scenario_spot, dtype=np.float64), len(ctl.limits.scenario_vol))
+    shock_v = np.tile(np.asarray(ctl.limits.scenario_vol, dtype=np.float64), len(ctl.limits.scenario_spot))
+    q_len = int(sp[sk.SP_Q_LEN])
+    caps = [max(1024, 4 * n), max(256, n // 4), max(256, n // 4) if need_events else 256]
+    while True:
+        cf, ust, prm, cells, stock_cells = (a.copy() for a in base)
+        tox = new_toxicity_state(cfg.toxicity, nu)
+        st = np.zeros((n, sk.NST))
+        un = np.zeros((n, nu, sk.NUN))
+        fills = np.zeros((caps[0], sk.NF))
+        hedges = np.zeros((caps[1], sk.NH))
+        events = np.zeros((caps[2], sk.NE))
+        qwin = np.full((q_len, n_inst, sk.NQW), np.nan)
+        fair = np.empty((n + 1, n_inst))
+        counts = np.zeros(4, dtype=np.int64)
+        pos = np.zeros(n_inst)
+        cash = np.zeros(1)
+        status = sk.run_path(
+            chain.u,
+            chain.kind,
+            chain.strike,
+            chain.t0,
+            chain.mult,
+            chain.contract,
+            rate,
+            div,
+            hs,
+            slope,
+            curv,
+            arith,
+            spot,
+            vol,
+            d_arrive,
+            d_size,
+            d_inf,
+            d_pick,
+            chain.u_first,
+            chain.u_count,
+            sp,
+            qp,
+            hp,
+            tp,
+            cf,
+            ust,
+            prm,
+            cells,
+            stock_cells,
+            shock_s,
+            shock_v,
+            *tox,
+            st,
+            un,
+            fills,
+            hedges,
+            events,
+            qwin,
+            fair,
+            counts,
+            pos,
+            cash,
+        )
+        grow = [
+            bool(status & sk.OVER_FILLS),
+            bool(status & sk.OVER_HEDGES),
+            bool(status & sk.OVER_EVENTS) and need_events,
+        ]
+        if not any(grow):
+            break
+        caps = [int(counts[j]) + 16 if g else c for j, (g, c) in enumerate(zip(grow, caps, strict=True))]
+    n_ev = min(int(counts[2]), caps[2])
+    return _PathOut(
+        st=st,
+        un=un,
+        fills=fills[: counts[0]],
+        hedges=hedges[: counts[1]],
+        events=events[:n_ev],
+        qwin=qwin,
+        fair=fair,
+        pos=pos,
+        cash=float(cash[0]),
+        breaches=int(counts[3]),
+        mtm=_mtm(chain, pos, float(cash[0]), fair[-1], un[-1, :, sk.UN_STOCK], spot[-1]),
+    )
+
+
+def _mtm(
+    chain: _Chain, pos: np.ndarray, cash: float, fair_end: np.ndarray, stock: np.ndarray, spot_end: np.ndarray
+) -> float:
+    """The path's P&L counted independently of the attribution: cash plus the positions at the last
+    fair values and the stock at the last spot."""
+    opt = chain.kind != sk.K_UNDERLYING
+    return float(cash + np.sum(pos[opt] * chain.mult[opt] * fair_end[opt]) + np.sum(stock * spot_end))
+
+
+def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd.DataFrame]:
+    """The result's tables, built once from the paths' arrays stacked together."""
+    n = cfg.sim.steps
+    dt = cfg.sim.dt_s
+    names = np.array(cfg.names, dtype=object)
+    nu = names.size
+    n_paths = len(outs)
+    h = round(cfg.sim.markout_s / dt)
+    kind_names = np.array(["put", "call", "stock"], dtype=object)
+
+    st = np.concatenate([o.st for o in outs])
+    path = np.repeat(np.arange(n_paths), n)
+    step = np.tile(np.arange(n), n_paths)
+    d: dict[str, Any] = {"path": path, "step": step, "time_s": step * dt}
+    for col, j in (
+        ("spread_capture", sk.ST_SPREAD),
+        ("delta_pnl", sk.ST_DELTA),
+        ("gamma_pnl", sk.ST_GAMMA),
+        ("vega_pnl", sk.ST_VEGA),
+        ("theta_pnl", sk.ST_THETA),
+        ("residual_pnl", sk.ST_RESID),
+        ("hedge_cost", sk.ST_HCOST),
+        ("pnl", sk.ST_PNL),
+    ):
+        d[col] = st[:, j]
+    d["cum_pnl"] = np.cumsum(st[:, sk.ST_PNL].reshape(n_paths, n), axis=1).ravel()
+    d["delta_shares"] = st[:, sk.ST_BDELTA]
+    d["gamma_dollars_1pct"] = st[:, sk.ST_BGAMMA]
+    d["vega_per_vol_point"] = st[:, sk.ST_BVEGA]
+    d["n_fills"] = st[:, sk.ST_NFILLS].astype(np.int64)
+    d["n_quoted"] = st[:, sk.ST_NQUOTED].astype(np.int64)
+    steps = pd.DataFrame(d)
+
+    un = np.concatenate([o.un.reshape(n * nu, sk.NUN) for o in outs])
+    ustep = np.tile(np.repeat(np.arange(n), nu), n_paths)
+    unds = pd.DataFrame(
+        {
+            "path": np.repeat(np.arange(n_paths), n * nu),
+            "step": ustep,
+            "time_s": ustep * dt,
+            "underlying": np.tile(names, n * n_paths),
+            "spot": un[:, sk.UN_SPOT],
+            "vol": un[:, sk.UN_VOL],
+            "delta_shares": un[:, sk.UN_DELTA],
+            "gamma_dollars_1pct": un[:, sk.UN_GAMMA],
+            "vega_per_vol_point": un[:, sk.UN_VEGA],
+            "stock_shares": un[:, sk.UN_STOCK],
+            "layer": _LAYER_NAMES[un[:, sk.UN_LAYER].astype(np.int64)],
+            "toxicity_score": un[:, sk.UN_TOX],
+        }
+    )
+
+    f = np.concatenate([o.fills for o in outs])
+    fpath = np.concatenate([np.full(len(o.fills), p) for p, o in enumerate(outs)]).astype(np.int64)
+    fstep = f[:, sk.F_STEP].astype(np.int64)
+    inst = f[:, sk.F_INST].astype(np.int64)
+    side, size, price, fair = f[:, sk.F_SIDE], f[:, sk.F_SIZE], f[:, sk.F_PRICE], f[:, sk.F_FAIR]
+    mult = chain.mult[inst]
+    later = fstep + h
+    fair_h = np.full(fstep.size, np.nan)
+    lo = 0
+    for o in outs:  # the fair value markout_s after each fill, from its own path
+        m = len(o.fills)
+        ok = later[lo : lo + m] <= n
+        fair_h[lo : lo + m][ok] = o.fair[later[lo : lo + m][ok], inst[lo : lo + m][ok]]
+        lo += m
+    fills = pd.DataFrame(
+        {
+            "path": fpath,
+            "step": fstep,
+            "time_s": fstep * dt,
+            "underlying": names[chain.u[inst]],
+            "contract": inst,
+            "kind": kind_names[chain.kind[inst]],
+            "strike": np.where(chain.kind[inst] == sk.K_UNDERLYING, np.nan, chain.strike[inst]),
+            "expiry_days": chain.expiry_days[inst],
+            "side": side.astype(np.int64),
+            "size": size,
+            "price": price,
+            "fair": fair,
+            "spread_capture": side * (fair - price) * size * mult,
+            "informed": f[:, sk.F_INFORMED] != 0.0,
+            "markout": side * (fair_h - price) * size * mult,
+        }
+    )
+
+    hh = np.concatenate([o.hedges for o in outs])
+    hpath = np.concatenate([np.full(len(o.hedges), p) for p, o in enumerate(outs)]).astype(np.int64)
+    hstep = hh[:, sk.H_STEP].astype(np.int64)
+    hedges = pd.DataFrame(
+        {
+            "path": hpath,
+            "step": hstep,
+            "time_s": hstep * dt,
+            "underlying": names[hh[:, sk.H_U].astype(np.int64)],
+            "shares": hh[:, sk.H_SHARES],
+            "price": hh[:, sk.H_PRICE],
+            "mid": hh[:, sk.H_MID],
+            "cost": hh[:, sk.H_COST],
+            "reason": _REASONS[hh[:, sk.H_REASON].astype(np.int64)],
+        }
+    )
+
+    q = outs[0].qwin
+    q_from = min(round(cfg.sim.quotes_from_s / dt), n)
+    nq, n_inst = q.shape[0], q.shape[1]
+    qstep = np.repeat(np.arange(q_from, q_from + nq), n_inst)
+    quotes = pd.DataFrame(
+        {
+            "step": qstep,
+            "time_s": qstep * dt,
+            "contract": np.tile(np.arange(n_inst), nq),
+            "fair": q[:, :, sk.QW_FAIR].ravel(),
+            "bid": q[:, :, sk.QW_BID].ravel(),
+            "ask": q[:, :, sk.QW_ASK].ravel(),
+            "bid_size": q[:, :, sk.QW_BSIZE].ravel(),
+            "ask_size": q[:, :, sk.QW_ASIZE].ravel(),
+        }
+    )
+    return {"steps": steps, "underlyings": unds, "fills": fills, "hedges": hedges, "quotes": quotes}
+
+
+def _std(x: np.ndarray) -> float:
+    return float(np.std(x, ddof=1)) if x.size > 1 else math.nan
+
+
+def _summary(
+    cfg: SimConfig, seed: int, frames: dict[str, pd.DataFrame], outs: list[_PathOut], wall_s: float
+) -> dict[str, Any]:
+    steps, unds, fills = frames["steps"], frames["underlyings"], frames["fills"]
+    n_paths = len(outs)
+    by_path = steps.groupby("path", sort=True)
+    totals = by_path["pnl"].sum().to_numpy()
+    days = cfg.horizon_s / TRADING_DAY_S
+    if n_paths > 1:
+        sd = _std(totals)
+        sharpe = float(np.mean(totals) / sd) if sd and sd > 0 else math.nan
+    else:
+        sharpe = math.nan
+    attribution = {c: float(by_path[c].sum().mean()) for c in ATTRIBUTION}
+    layers = unds["layer"].value_counts(normalize=True)
+    time_in_layer = {layer.name: float(layers.get(layer.name, 0.0)) for layer in sorted(Layer, key=int)}
+    code = (
+        unds["layer"]
+        .map({layer.name: int(layer) for layer in Layer})
+        .to_numpy()
+        .reshape(n_paths, -1, len(cfg.names))
+    )
+    prev = np.concatenate([np.full((n_paths, 1, code.shape[2]), int(Layer.NORMAL)), code[:, :-1]], axis=1)
+    pulls = int(np.sum((code <= int(Layer.STALE)) & (prev > int(Layer.STALE))))
+    kills = sum(int(np.sum(o.events[:, 0] == ck.EV_KILL)) for o in outs)
+    quoted = float(steps["n_quoted"].sum())
+    mk = fills["markout"].to_numpy()
+    final_inv = np.array([o.pos.sum() for o in outs])
+    out: dict[str, Any] = {
+        "config_hash": cfg.content_hash,
+        "seed": int(seed),
+        "strategy": cfg.strategy.name,
+        "paths": n_paths,
+        "steps": cfg.sim.steps,
+        "dt_s": cfg.sim.dt_s,
+        "total_pnl_mean": float(np.mean(totals)),
+        "total_pnl_std": _std(totals),
+        "pnl_per_day_mean": float(np.mean(totals) / days),
+        "sharpe": sharpe,
+        "attribution": attribution,
+        "time_in_layer": time_in_layer,
+        "fill_rate": float(len(fills) / quoted) if quoted else math.nan,
+        "fills": len(fills),
+        "adverse_selection_rate": float(np.mean(mk[np.isfinite(mk)] < 0.0))
+        if np.isfinite(mk).any()
+        else math.nan,
+        "markout_total": float(np.nansum(mk) / n_paths),
+        "adverse_selection_total": float(np.nansum(mk - fills["spread_capture"].to_numpy()) / n_paths),
+        "total_pnl_mtm_mean": float(np.mean([o.mtm for o in outs])),
+        "pulls": pulls,
+        "kill_events": kills,
+        "own_fill_breaches": int(sum(o.breaches for o in outs)),
+        "final_inventory_mean": float(np.mean(final_inv)),
+        "final_inventory_std": _std(final_inv),
+        "wall_s": wall_s,
+    }
+    for col in ("delta_shares", "gamma_dollars_1pct", "vega_per_vol_point"):
+        a = np.abs(steps[col].to_numpy())
+        out[f"max_abs_{col}"] = float(a.max())
+        out[f"mean_abs_{col}"] = float(a.mean())
+    return out
+
+
+def simulate(
+    config: SimConfig,
+    *,
+    seed: int | None = None,
+    paths: int | None = None,
+    progress: bool = False,
+    audit: AuditTrail | None = None,
+    strategy: str | None = None,
+) -> SimResult:
+    """Run ``config`` (``paths`` paths from ``seed``; defaults from ``[sim]``).
+
+    Parameters
+    ----------
+    config : SimConfig
+    seed, paths : int, optional
+        Override ``[sim] seed`` and ``paths``.
+    progress : bool
+        A progress bar over the paths on stderr.
+    audit : AuditTrail, optional
+        Where the controller's events go (times: seconds from the start of the run; with several
+        paths every detail starts with ``"path N; "``).
+    strategy : str, optional
+        A named strategy (:data:`STRATEGIES`) applied to ``config`` first.
+
+    Returns
+    -------
+    SimResult
+    """
+    from optmm.sim.report import progress as progress_bar
+
+    cfg = strategy_config(config, strategy) if strategy else config
+    seed = cfg.sim.seed if seed is None else int(seed)
+    n_paths = cfg.sim.paths if paths is None else int(paths)
+    if n_paths < 1 or seed < 0:
+        raise ValueError(f"simulate: paths must be >= 1 and seed >= 0 (got paths={n_paths}, seed={seed})")
+    t0 = time.perf_counter()
+    chain = _chain(cfg)
+    ctl = _controller(cfg, chain, audit)
+    base = (ctl._cf, ctl._ust, ctl._prm, ctl._cells, ctl._stock_cells)
+    params = (_params(cfg), pack_quoter(cfg.quoter), pack_hedger(cfg.hedger), pack_toxicity(cfg.toxicity))
+    rng = np.random.Generator(np.random.PCG64(seed))
+    spot, vol = _market_paths(cfg, rng, n_paths)
+    outs = []
+    with progress_bar(n_paths, enabled=progress and n_paths > 1, desc=cfg.strategy.name) as bar:
+        for p in range(n_paths):
+            o = _run_path(cfg, chain, ctl, base, spot[p], vol[p], rng, params, audit is not None)
+            if audit is not None:
+                times = o.events[:, 1] * cfg.sim.dt_s
+                ctl.replay_events(o.events, times, detail_prefix=f"path {p}; " if n_paths > 1 else "")
+            outs.append(o)
+            bar.update(1)
+    if audit is not None:
+        audit.flush()
+    frames = _frames(cfg, chain, outs)
+    wall = time.perf_counter() - t0
+    summary = _summary(cfg, seed, frames, outs, wall)
+    return SimResult(config=cfg, seed=seed, strategy=cfg.strategy.name, summary=summary, **frames)
+
+
+def run_summary(config: SimConfig, seed: int) -> dict[str, Any]:
+    """One path of ``config`` from ``seed``: its summary only (deterministic in config and seed; for
+    sweeps). ``wall_s`` is left out so that equal inputs give equal outputs."""
+    res = simulate(config, seed=seed, paths=1)
+    out = dict(res.summary)
+    out.pop("wall_s", None)
+    return out

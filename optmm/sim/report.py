@@ -1,0 +1,669 @@
+"""The output of a simulation run: its directory (tables, summary, config, plots), comparison tables
+of strategies, and a progress bar.
+
+A run directory holds
+
+* ``steps.parquet``, ``underlyings.parquet``, ``fills.parquet``, ``hedges.parquet``,
+  ``quotes.parquet``: the frames of :class:`~optmm.sim.result.SimResult`, as they are;
+* ``summary.json``: the summary (sorted keys, indented, NaN and infinities as ``null``), with the
+  configuration's content hash;
+* ``config.toml``: the configuration that produced it;
+* ``pnl.png``, ``inventory.png``, ``quotes.png``: path 0's P&L attribution, its inventory with the
+  controller's layers, and the quotes around fair value in the zoom window.
+
+:func:`write_run` writes all of it or nothing: the files go to a temporary sibling directory that is
+renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from optmm._io import atomic_target
+from optmm.risk.audit import Layer
+from optmm.sim.result import ATTRIBUTION, SimResult
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "COMPARE_COLUMNS",
+    "FRAMES",
+    "PLOTS",
+    "Progress",
+    "compare_table",
+    "format_table",
+    "plot_inventory",
+    "plot_pnl",
+    "plot_quotes",
+    "progress",
+    "write_run",
+]
+
+FRAMES = ("steps", "underlyings", "fills", "hedges", "quotes")
+"""The frames of a :class:`SimResult`, each written to ``<name>.parquet``."""
+PLOTS = ("pnl.png", "inventory.png", "quotes.png")
+
+_LABELS = {
+    "spread_capture": "spread capture",
+    "delta_pnl": "delta",
+    "gamma_pnl": "gamma",
+    "vega_pnl": "vega",
+    "theta_pnl": "theta",
+    "residual_pnl": "residual",
+    "hedge_cost": "\N{MINUS SIGN}hedge cost",
+}
+_LAYER_COLORS = {
+    Layer.KILL: "#000000",
+    Layer.TOXIC: "#7b3294",
+    Layer.STALE: "#878787",
+    Layer.HARD: "#d7191c",
+    Layer.SOFT: "#fdae61",
+}
+_MAX_QUOTE_PANELS = 4
+
+
+# --------------------------------------------------------------------------------------------------
+# the run directory
+
+
+def write_run(
+    result: SimResult,
+    out_dir: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
+) -> Path:
+    """Write a run directory (see the module docstring for its contents), atomically.
+
+    Parameters
+    ----------
+    result : SimResult
+    out_dir : str or path-like
+        The directory to create. Its parent is created if missing.
+    overwrite : bool, default False
+        Replace ``out_dir`` if it exists and is not empty.
+    extra_files : mapping of str to path, optional
+        Files copied into the run directory under the given names before it is put in place (the
+        simulator's audit trail, ``audit.sqlite``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` exists and is not an empty directory, and ``overwrite`` is False; or it exists
+        and is not a directory (whatever ``overwrite``).
+    ValueError
+        The summary's ``config_hash`` is not the configuration's.
+
+    Notes
+    -----
+    Everything is written into a temporary directory beside ``out_dir`` (same parent, so the final
+    rename is atomic), each file flushed to disk, then the directory is renamed to ``out_dir``. With
+    ``overwrite`` the old directory is first renamed aside, then deleted once the new one is in
+    place (and renamed back if that fails). On any error the temporary directory is removed and
+    ``out_dir`` is left as it was. A summary without ``config_hash`` gets the configuration's.
+    """
+    out = Path(os.path.abspath(out_dir))
+    _check_target(out, overwrite=overwrite)
+    summary = dict(result.summary)
+    config_hash = result.config.content_hash
+    if summary.setdefault("config_hash", config_hash) != config_hash:
+        got = summary["config_hash"]
+        raise ValueError(f"summary.config_hash = {got!r} is not the configuration's hash {config_hash!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for name in FRAMES:
+            _write_frame(getattr(result, name), tmp / f"{name}.parquet")
+        _write_text(tmp / "summary.json", _summary_json(summary))
+        _write_text(tmp / "config.toml", result.config.to_toml())
+        plot_pnl(result, tmp / "pnl.png")
+        plot_inventory(result, tmp / "inventory.png")
+        plot_quotes(result, tmp / "quotes.png")
+        for name, src in (extra_files or {}).items():
+            if Path(name).name != name or name in {f.name for f in tmp.iterdir()}:
+                raise ValueError(f"extra_files: {name!r} must be a new plain file name in the run directory")
+            shutil.copyfile(src, tmp / name)
+        for f in tmp.iterdir():
+            _fsync(f)
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0o700
+        _install(tmp, out, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(out.parent)
+    return out
+
+
+def _check_target(out: Path, *, overwrite: bool) -> None:
+    if not os.path.lexists(out):
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a directory")
+    if not overwrite and any(out.iterdir()):
+        raise FileExistsError(f"{out}: exists and is not empty (pass overwrite=True to replace it)")
+
+
+def _install(tmp: Path, out: Path, *, overwrite: bool) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` is removed (empty) or set aside and deleted."""
+    _check_target(out, overwrite=overwrite)  # again: the files took a while
+    if not os.path.lexists(out):
+        os.rename(tmp, out)
+        return
+    if not any(out.iterdir()):
+        if os.path.islink(out):
+            os.unlink(out)
+        else:
+            os.rmdir(out)
+        os.rename(tmp, out)
+        return
+    aside = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
+    os.rename(out, aside)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(aside, out)
+        raise
+    if os.path.islink(aside):  # out was a link to a directory: drop the link, not its target
+        os.unlink(aside)
+    else:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _write_frame(df: pd.DataFrame, path: Path) -> None:
+    df.to_parquet(path, index=False)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems that refuse
+        pass
+    finally:
+        os.close(fd)
+
+
+def _jsonable(x: Any, where: str = "summary") -> Any:
+    """``x`` with numpy scalars and arrays as Python values and non-finite floats as None."""
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in x.items()}
+    if isinstance(x, np.ndarray):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(x.tolist())]
+    if isinstance(x, list | tuple):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(x)]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if x is None or isinstance(x, bool | int | str):
+        return x
+    raise TypeError(f"{where}: {type(x).__name__} is not JSON-able")
+
+
+def _summary_json(summary: Mapping[str, Any]) -> str:
+    return json.dumps(_jsonable(summary), sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# plots
+
+
+def _figure(nrows: int, height: float, *, hspace: float = 0.15) -> Figure:
+    """An 11 in wide figure of ``nrows`` stacked panels sharing x, on the Agg canvas (no backend
+    switch), with room on the right for legends (:func:`_legend`).
+
+    Fixed margins in inches instead of ``tight_layout``, which would measure every label first (a
+    third of the plotting time); the tick labels here are short (ScalarFormatter offsets large ones).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11.0, height), dpi=100)
+    FigureCanvasAgg(fig)
+    fig.subplots(nrows, 1, sharex=True, squeeze=False)
+    fig.subplots_adjust(left=0.08, right=0.84, bottom=0.6 / height, top=1.0 - 0.45 / height, hspace=hspace)
+    return fig
+
+
+def _legend(ax: Axes, **kwargs: Any) -> None:
+    """A legend in the right margin, beside ``ax``'s top (it never hides the data)."""
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, borderaxespad=0.0, **kwargs
+    )
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    with atomic_target(path, text=False) as fh:
+        fig.savefig(fh, format="png")
+    return path
+
+
+def _nothing(ax: Axes, what: str) -> None:
+    ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+def _first_path(df: pd.DataFrame, columns: Sequence[str]) -> tuple[int | None, pd.DataFrame]:
+    """The lowest path's rows of ``df`` sorted by step (``(None, empty)`` if there are none or a
+    needed column is missing)."""
+    if df.empty or not {"path", "step", *columns} <= set(df.columns):
+        return None, df.iloc[0:0]
+    p = int(df["path"].min())
+    return p, df[df["path"] == p].sort_values("step", kind="stable")
+
+
+def plot_pnl(result: SimResult, path: str | os.PathLike[str]) -> Path:
+    """PNG of path 0's cumulative P&L and its cumulative attribution components, against hours.
+
+    The components are ``spread_capture``, ``delta_pnl``, ``gamma_pnl``, ``vega_pnl``,
+    ``theta_pnl``, ``residual_pnl`` and ``-hedge_cost``: they add up to the total at every time.
+    Written atomically; an empty ``steps`` frame gives a figure that says so.
+    """
+    fig = _figure(1, 5.0)
+    ax = fig.axes[0]
+    p, s = _first_path(result.steps, ["time_s", "cum_pnl", *ATTRIBUTION])
+    if p is None:
+        _nothing(ax, "no steps")
+    else:
+        hours = s["time_s"].to_numpy(dtype=float) / 3600.0
+        for c in ATTRIBUTION:
+            y = np.cumsum(s[c].to_numpy(dtype=float))
+            ax.plot(hours, -y if c == "hedge_cost" else y, lw=1.2, label=_LABELS[c])
+        ax.plot(hours, s["cum_pnl"].to_numpy(dtype=float), color="black", lw=2.2, label="total")
+        ax.axhline(0.0, color="0.6", lw=0.6)
+        _legend(ax)
+    ax.set_xlabel("time (hours)")
+    ax.set_ylabel("cumulative P&L")
+    ax.set_title(f"P&L attribution, path {p if p is not None else 0} ({result.strategy})")
+    return _save(fig, path)
+
+
+def _layer_shading(
+    times: np.ndarray, codes: np.ndarray, width: float, *, max_bins: int = 1000
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Step edges ``x`` and, for each non-NORMAL layer code present, a 0/1 step function over them
+    (for ``fill_between(..., step="post")``: one artist per layer, however often the layer flickers).
+
+    Step ``i`` covers ``[times[i], times[i + 1])``, the last one ``width`` long. More than
+    ``max_bins`` steps are first merged into ``max_bins`` consecutive bins, each with its most severe
+    layer (a bin is under a pixel wide: drawing every step would cost seconds and show nothing
+    more). The functions have the length of ``x``, their last value repeated.
+    """
+    if times.size == 0:
+        return times, {}
+    end = times[-1] + width
+    if times.size > max_bins:
+        starts = np.flatnonzero(np.diff((np.arange(times.size) * max_bins) // times.size, prepend=-1))
+        codes = np.minimum.reduceat(codes, starts)
+        times = times[starts]
+    x = np.append(times, end)
+    shading = {}
+    for code in np.unique(codes):
+        if code != int(Layer.NORMAL):
+            on = (codes == code).astype(float)
+            shading[int(code)] = np.append(on, on[-1])
+    return x, shading
+
+
+def _worst_layers(unds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Times (s) and the most severe layer code over the underlyings at each step of the frame."""
+    names = unds["layer"].astype(str)
+    unknown = sorted(set(names.unique()) - set(Layer.__members__))
+    if unknown:
+        raise ValueError(
+            f"underlyings.layer: unknown layer {unknown[0]!r} (expected one of {list(Layer.__members__)})"
+        )
+    codes = names.map({name: int(layer) for name, layer in Layer.__members__.items()})
+    by_step = pd.DataFrame(
+        {"step": unds["step"].to_numpy(), "time_s": unds["time_s"].to_numpy(), "code": codes}
+    )
+    g = by_step.groupby("step", sort=True).agg(time_s=("time_s", "first"), code=("code", "min"))
+    return g["time_s"].to_numpy(dtype=float), g["code"].to_numpy(dtype=np.int64)
+
+
+def plot_inventory(result: SimResult, path: str | os.PathLike[str]) -> Path:
+    """PNG of path 0's book delta (shares), gamma ($ per 1%) and vega (per vol point) against hours,
+    in three stacked panels, with the steps where any underlying is not in the NORMAL layer shaded
+    by the most severe layer among them (KILL, TOXIC, STALE, HARD, SOFT). Written atomically.
+    """
+    from matplotlib.patches import Patch
+
+    fig = _figure(3, 8.0)
+    axes = fig.axes
+    cols = (
+        ("delta_shares", "delta (shares)"),
+        ("gamma_dollars_1pct", "gamma ($ per 1%)"),
+        ("vega_per_vol_point", "vega (per vol pt)"),
+    )
+    p, s = _first_path(result.steps, ["time_s", *(c for c, _ in cols)])
+    if p is None:
+        _nothing(axes[0], "no steps")
+    else:
+        hours = s["time_s"].to_numpy(dtype=float) / 3600.0
+        for ax, (c, _) in zip(axes, cols, strict=True):
+            ax.plot(hours, s[c].to_numpy(dtype=float), color="tab:blue", lw=1.2)
+            ax.axhline(0.0, color="0.6", lw=0.6)
+    for ax, (_, label) in zip(axes, cols, strict=True):
+        ax.set_ylabel(label)
+    pu, u = _first_path(result.underlyings, ["time_s", "layer"])
+    if pu is not None:
+        times, codes = _worst_layers(u)
+        width = float(np.median(np.diff(times))) if times.size > 1 else 0.0
+        x, shading = _layer_shading(times, codes, width)
+        for code, on in shading.items():
+            for ax in axes:
+                ax.fill_between(
+                    x / 3600.0, 0.0, on, step="post", transform=ax.get_xaxis_transform(),
+                    color=_LAYER_COLORS[Layer(code)], alpha=0.25, lw=0,
+                )  # fmt: skip
+        if shading:
+            handles = [Patch(color=_LAYER_COLORS[Layer(c)], alpha=0.25, label=Layer(c).name) for c in shading]
+            _legend(axes[0], handles=handles, title="layer")
+    axes[-1].set_xlabel("time (hours)")
+    axes[0].set_title(f"Inventory, path {p if p is not None else 0} ({result.strategy})")
+    return _save(fig, path)
+
+
+def _quote_contracts(quotes: pd.DataFrame, fills: pd.DataFrame) -> list[int]:
+    """Up to 4 contracts of the quotes frame: those with the most fills of path 0 in the window (ties
+    by contract number), then the lowest-numbered others."""
+    contracts = sorted(int(c) for c in pd.unique(quotes["contract"]))
+    ranked: list[int] = []
+    window = _window_fills(quotes, fills)
+    if not window.empty:
+        counts = window.groupby("contract").size()
+        ranked = sorted((int(c) for c in counts.index), key=lambda c: (-int(counts[c]), c))
+    rest = [c for c in contracts if c not in set(ranked)]
+    return (ranked + rest)[:_MAX_QUOTE_PANELS]
+
+
+def _window_fills(quotes: pd.DataFrame, fills: pd.DataFrame) -> pd.DataFrame:
+    """The fills of path 0 (the quotes' path) on the quoted contracts within the window's steps."""
+    need = {"path", "step", "time_s", "contract", "side", "price"}
+    if quotes.empty or fills.empty or not need <= set(fills.columns):
+        return fills.iloc[0:0]
+    lo, hi = quotes["step"].min(), quotes["step"].max()
+    keep = (
+        (fills["path"] == fills["path"].min())
+        & fills["step"].between(lo, hi)
+        & fills["contract"].isin(pd.unique(quotes["contract"]))
+    )
+    return fills[keep]
+
+
+def _contract_title(c: int, fills: pd.DataFrame) -> str:
+    rows = fills[fills["contract"] == c] if "contract" in fills.columns else fills.iloc[0:0]
+    if rows.empty or not {"kind", "strike", "expiry_days"} <= set(rows.columns):
+        return f"contract {c}"
+    r = rows.iloc[0]
+    return f"contract {c}: {r['kind']} {float(r['strike']):g}, {float(r['expiry_days']):g} days"
+
+
+def plot_quotes(result: SimResult, path: str | os.PathLike[str]) -> Path:
+    """PNG of the quotes of the zoom window: one panel per contract (up to 4, those with most fills
+    in the window, else the first), fair value as a line, bid and ask as step lines (gaps where
+    there is no quote), the fills as markers (buy: up triangle, sell: down triangle). The time axis
+    is in minutes for a window under two hours, else in hours. Written atomically.
+    """
+    q = result.quotes
+    need = {"step", "time_s", "contract", "fair", "bid", "ask"}
+    if q.empty or not need <= set(q.columns):
+        fig = _figure(1, 3.0)
+        _nothing(fig.axes[0], "no quotes in the zoom window")
+        fig.axes[0].set_title(f"Quotes ({result.strategy})")
+        return _save(fig, path)
+    chosen = _quote_contracts(q, result.fills)
+    fills = _window_fills(q, result.fills)
+    t = q["time_s"].to_numpy(dtype=float)
+    span = float(t.max() - t.min())
+    unit, scale = ("minutes", 60.0) if span < 7200.0 else ("hours", 3600.0)
+    fig = _figure(len(chosen), 2.4 * len(chosen) + 0.9, hspace=0.35)
+    for ax, c in zip(fig.axes, chosen, strict=True):
+        qc = q[q["contract"] == c].sort_values("step", kind="stable")
+        x = qc["time_s"].to_numpy(dtype=float) / scale
+        ax.plot(x, qc["fair"].to_numpy(dtype=float), color="black", lw=1.2, label="fair value")
+        ax.step(x, qc["bid"].to_numpy(dtype=float), where="post", color="tab:green", lw=1.0, label="bid")
+        ax.step(x, qc["ask"].to_numpy(dtype=float), where="post", color="tab:red", lw=1.0, label="ask")
+        fc = fills[fills["contract"] == c]
+        for side, marker, color, label in ((1, "^", "tab:green", "we buy"), (-1, "v", "tab:red", "we sell")):
+            f = fc[np.sign(fc["side"].to_numpy(dtype=float)) == side]
+            if not f.empty:
+                ax.scatter(
+                    f["time_s"].to_numpy(dtype=float) / scale,
+                    f["price"].to_numpy(dtype=float),
+                    marker=marker,
+                    color=color,
+                    edgecolors="black",
+                    linewidths=0.5,
+                    s=40,
+                    zorder=3,
+                    label=label,
+                )
+        ax.set_title(_contract_title(c, result.fills), fontsize=9)
+        ax.set_ylabel("price")
+        _legend(ax)
+    fig.axes[-1].set_xlabel(f"time ({unit})")
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# comparison tables
+
+COMPARE_COLUMNS = (
+    "total_pnl_mean",
+    "total_pnl_std",
+    "sharpe",
+    *ATTRIBUTION,
+    "max_abs_delta_shares",
+    "mean_abs_delta_shares",
+    "max_abs_vega_per_vol_point",
+    "fill_rate",
+    "adverse_selection_rate",
+    "pulls",
+    "kill_events",
+    "time_in_normal",
+    "final_inventory_mean",
+    "final_inventory_std",
+)
+"""The columns of :func:`compare_table`: summary keys, the attribution totals (``summary
+["attribution"]``) and ``time_in_normal`` (``summary["time_in_layer"]["NORMAL"]``)."""
+
+_KINDS: dict[str, str] = {
+    "total_pnl_mean": "money",
+    "total_pnl_std": "money",
+    "sharpe": "ratio",
+    **dict.fromkeys(ATTRIBUTION, "money"),
+    "max_abs_delta_shares": "amount",
+    "mean_abs_delta_shares": "amount",
+    "max_abs_vega_per_vol_point": "amount",
+    "fill_rate": "percent2",
+    "adverse_selection_rate": "percent",
+    "pulls": "count",
+    "kill_events": "count",
+    "time_in_normal": "percent",
+    "final_inventory_mean": "amount",
+    "final_inventory_std": "amount",
+}
+_TITLES = {
+    "total_pnl_mean": "total P&L, mean",
+    "total_pnl_std": "total P&L, std",
+    "sharpe": "Sharpe",
+    "spread_capture": "spread capture",
+    "delta_pnl": "delta P&L",
+    "gamma_pnl": "gamma P&L",
+    "vega_pnl": "vega P&L",
+    "theta_pnl": "theta P&L",
+    "residual_pnl": "residual P&L",
+    "hedge_cost": "hedge cost",
+    "max_abs_delta_shares": "max |delta| (shares)",
+    "mean_abs_delta_shares": "mean |delta| (shares)",
+    "max_abs_vega_per_vol_point": "max |vega| (per vol pt)",
+    "fill_rate": "fill rate",
+    "adverse_selection_rate": "adverse selection rate",
+    "pulls": "pulls",
+    "kill_events": "kill events",
+    "time_in_normal": "time in NORMAL",
+    "final_inventory_mean": "final inventory, mean",
+    "final_inventory_std": "final inventory, std",
+}
+
+
+def _number(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def compare_table(results: Mapping[str, SimResult]) -> pd.DataFrame:
+    """One row per strategy, the columns :data:`COMPARE_COLUMNS`, from each result's summary.
+
+    Parameters
+    ----------
+    results : mapping of str to SimResult
+        The row label (a strategy's name) to its result; rows keep the mapping's order.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``strategy``, float64 columns; the attribution columns are the totals of a path,
+        mean over paths; a key missing from a summary (or null) gives NaN.
+    """
+    rows = []
+    for result in results.values():
+        s = result.summary
+        attribution = s.get("attribution") or {}
+        layers = s.get("time_in_layer") or {}
+        row = {}
+        for col in COMPARE_COLUMNS:
+            if col in ATTRIBUTION:
+                row[col] = _number(attribution.get(col))
+            elif col == "time_in_normal":
+                row[col] = _number(layers.get("NORMAL"))
+            else:
+                row[col] = _number(s.get(col))
+        rows.append(row)
+    index = pd.Index([str(k) for k in results], name="strategy")
+    return pd.DataFrame(rows, index=index, columns=list(COMPARE_COLUMNS), dtype=np.float64)
+
+
+def _format_row(values: np.ndarray, kind: str) -> list[str]:
+    """The cells of one metric across strategies: a precision shared by the row."""
+    finite = values[np.isfinite(values)]
+    big = finite.size > 0 and float(np.max(np.abs(finite))) >= 1000.0
+    if kind == "money" or kind == "amount" or kind == "auto":
+        fmt = "{:,.0f}" if big else "{:,.2f}"
+    elif kind == "ratio":
+        fmt = "{:.2f}"
+    elif kind == "percent":
+        fmt = "{:.1%}"
+    elif kind == "percent2":
+        fmt = "{:.2%}"
+    else:  # count
+        fmt = "{:,.0f}"
+    return [fmt.format(v) if math.isfinite(v) else "n/a" for v in values]
+
+
+def format_table(df: pd.DataFrame) -> str:
+    """A fixed-width text rendering of a :func:`compare_table` frame, one line per metric.
+
+    Strategies are the columns (a comparison reads across), metrics the rows, in the frame's column
+    order. Money and share amounts get thousands separators (no decimals from 1,000 up, else two),
+    rates are percentages, the Sharpe ratio has two decimals, counts none; NaN is ``n/a``. Columns
+    the table does not know are formatted like amounts. Every line has the same width.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"total_pnl_mean": [1234567.8, -20.0], "sharpe": [1.234, float("nan")],
+    ...                    "time_in_normal": [0.9, 1.0]}, index=pd.Index(["inventory", "symmetric"]))
+    >>> print(format_table(df))
+    metric           inventory  symmetric
+    -------------------------------------
+    total P&L, mean  1,234,568        -20
+    Sharpe                1.23        n/a
+    time in NORMAL       90.0%     100.0%
+    """
+    header = ["metric", *(str(i) for i in df.index)]
+    body = []
+    for col in df.columns:
+        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        body.append([_TITLES.get(str(col), str(col)), *_format_row(values, _KINDS.get(str(col), "auto"))])
+    widths = [max(len(r[j]) for r in [header, *body]) for j in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))])
+
+    total = sum(widths) + 2 * (len(widths) - 1)
+    return "\n".join([line(header), "-" * total, *(line(r) for r in body)])
+
+
+# --------------------------------------------------------------------------------------------------
+# progress
+
+
+class Progress(Protocol):
+    """What :func:`progress` yields."""
+
+    def update(self, n: int = 1) -> object:
+        """Advance by ``n``."""
+        ...
+
+
+class _NoProgress:
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+@contextmanager
+def progress(total: int, *, enabled: bool, desc: str, unit: str = "it") -> Iterator[Progress]:
+    """A progress bar on stderr (tqdm) when ``enabled``, else an object whose ``update`` does nothing.
+
+    Examples
+    --------
+    >>> with progress(3, enabled=False, desc="paths") as bar:
+    ...     for _ in range(3):
+    ...         bar.update(1)
+    """
+    if not enabled:
+        yield _NoProgress()
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+    try:
+        yield bar
+    finally:
+        bar.close()
