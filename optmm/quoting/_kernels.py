@@ -336,14 +336,25 @@ def quote_one(
     half_spread, skew : float
         Price per unit.
     """
+    two = qp[Q_TWO]  # a runtime 2.0: libm's pow, as CPython's x ** 2 (module Notes)
+    return quote_one_squared(
+        fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, math.pow(sigma_s, two),
+        math.pow(spot_fair, two), realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor,
+        market_bid, market_ask, qp,
+    )  # fmt: skip
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def quote_one_squared(
+    fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, sigma_s_sq, spot_fair_sq,
+    realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor, market_bid, market_ask, qp,
+):  # pragma: no cover - compiled  # fmt: skip
+    """:func:`quote_one` given ``sigma_s_sq = pow(sigma_s, qp[Q_TWO])`` and ``spot_fair_sq`` likewise:
+    a caller quoting many options of one underlying at one instant squares them once."""
     mode = qp[Q_SKEW]
     if mode == SKEW_GREEKS:
-        two = qp[Q_TWO]  # a runtime 2.0: libm's pow, as CPython's x ** 2 (module Notes)
         big_n = 100.0 * book_vega_per_vol_point
-        risk = (
-            book_delta_shares * delta * math.pow(sigma_s, two) * math.pow(spot_fair, two)
-            + big_n * vega * qp[Q_SIGMA_VOL2]
-        )
+        risk = book_delta_shares * delta * sigma_s_sq * spot_fair_sq + big_n * vega * qp[Q_SIGMA_VOL2]
         skew = qp[Q_NEG_GAMMA_H] * risk
     elif mode == SKEW_LINEAR:
         skew = qp[Q_NEG_LINEAR_K] * position

@@ -220,18 +220,27 @@ def _side(s, q, hard_mode, c, u, cf, ust, prm, aux, off):  # pragma: no cover - 
                 aux[off + 3] = ust[b, UHARD + m]
                 aux[off + 4] = q
                 return 0.0
+    # The largest size each metric allows, (h - v) / d, and their minimum. A metric that a full fill
+    # leaves clearly inside its limit (by more than the rounding of that quotient) cannot bind, so it
+    # needs no division: the divisions are most of the check's cost.
     qmax = _INF
     bind = -1
     for k in range(N_PRETRADE):
+        h = prm[P_H + k]
+        if h == _INF:
+            continue
         d = s * prm[P_G + k]
         v = prm[P_V + k]
-        h = prm[P_H + k]
         if d > 0.0:
-            qk = (h - v) / d
+            room = h - v
         elif d < 0.0:
-            qk = (h + v) / -d
+            room = h + v
+            d = -d
         else:
             continue
+        if room - d * q > 1e-9 * (h + abs(v) + d * q):
+            continue
+        qk = room / d
         if qk < qmax:
             qmax = qk
             bind = k

@@ -36,7 +36,7 @@ from numba import njit
 
 from optmm.greeks._bsm import _greeks_block
 from optmm.greeks._bsm import bsm_price_scalar as bsm_price
-from optmm.quoting._kernels import hedge_decide, hedge_fill_price, quote_one
+from optmm.quoting._kernels import Q_TWO, hedge_decide, hedge_fill_price, quote_one_squared
 from optmm.quoting._toxicity_kernels import tox_on_fill, tox_on_mid, tox_on_trade, tox_update
 from optmm.risk import _controller_kernels as ck
 
@@ -405,6 +405,9 @@ def run_path(
     last_stat = np.full((cf.shape[0], 4), -2.0)
     aux = np.zeros(ck.NAUX)
     linfo = np.zeros((nu, 4))
+    sig2_u = np.empty(nu)
+    s2_u = np.empty(nu)
+    rvol_u = np.empty(nu)
     for u in range(nu):
         rv2[u] = vol[0, u] * vol[0, u]
     cash = 0.0
@@ -553,23 +556,29 @@ def run_path(
 
         # -- 3. quotes ----------------------------------------------------------------------------
         slot = k % ring
+        for u in range(nu):  # per underlying: the skew's squares (as the quoter's x ** 2), realized vol
+            sig = sigma_cfg if sigma_cfg > 0.0 else vol[k, u]
+            sig2_u[u] = math.pow(sig, qp[Q_TWO])
+            s2_u[u] = math.pow(spot[k, u], qp[Q_TWO])
+            rvol_u[u] = math.sqrt(rv2[u])
         for i in range(n_inst):
             u = i_u[i]
             c = i_c[i]
             fair = price[i]
             sk = spot[k, u]
             if quoting == Q_QUOTER:
-                sig = sigma_cfg if sigma_cfg > 0.0 else vol[k, u]
-                rvol = math.sqrt(rv2[u])
-                w = quote_one(
+                sig2 = sig2_u[u]
+                s2 = s2_u[u]
+                rvol = rvol_u[u]
+                w = quote_one_squared(
                     fair,
                     delta[i],
                     vega[i],
                     pos[i],
                     ust[u, ck.UDELTA],
                     ust[u, ck.UVEGA],
-                    sig,
-                    sk,
+                    sig2,
+                    s2,
                     rvol,
                     tox_score[u],
                     ck.NORMAL,
@@ -589,15 +598,15 @@ def run_path(
                     if flags:
                         n_ev = _decision_event(events, n_ev, cap_e, k, c, flags, lay, nb, na, aux, last_stat)
                     if not (lay == ck.NORMAL and nb == bs and na == asz and spread == 1.0):
-                        f = quote_one(
+                        f = quote_one_squared(
                             fair,
                             delta[i],
                             vega[i],
                             pos[i],
                             ust[u, ck.UDELTA],
                             ust[u, ck.UVEGA],
-                            sig,
-                            sk,
+                            sig2,
+                            s2,
                             rvol,
                             tox_score[u],
                             lay,

@@ -465,7 +465,9 @@ def draw_paths(
             ) from None
 
     shape = (n_paths, n_steps, nu)
-    zs = rng.standard_normal(shape) @ factor.T
+    # einsum's own loop, not BLAS: a BLAS call leaves its thread pool spinning, stealing the cores
+    # from the compiled loops that follow
+    zs = np.einsum("psj,ij->psi", rng.standard_normal(shape), factor, optimize=False)
     zp = rng.standard_normal(shape)
     uj = rng.random(shape)
     zj = rng.standard_normal(shape)

@@ -1,0 +1,106 @@
+"""Speed of the simulator against the Greeks engine, side by side in one run.
+
+Measures, on this machine, in one process:
+
+* ``day_s``               one simulated trading day: ``scenarios/sim/calm_day.toml`` (80 options, 23,400
+                          one-second steps, quoter + controller + toxicity + hedger), the whole
+                          ``simulate()`` call (draws, the compiled loop, the result tables), best of
+                          ``--repeats`` after a warm-up run (numba compilation);
+* ``option_steps_per_s``  80 x 23,400 / ``day_s``;
+* ``greeks_per_s``        ``optmm.greeks.bsm_greeks`` options per second on 1,000,000 random options
+                          (the option set of bench/greeks.py), best of ``--repeats``;
+* ``ratio``               ``option_steps_per_s / greeks_per_s`` (target >= 0.1: the loop costs at most
+                          ten Greeks evaluations per option-step);
+* ``as2008_s``            the Avellaneda-Stoikov (2008) experiment: ``scenarios/sim/as2008.toml``, both
+                          strategies (inventory and symmetric) for gamma = 0.01, 0.1, 1, 1,000 paths
+                          each (target <= 10 s).
+
+Usage::
+
+    python bench/simulate.py            # readable table
+    python bench/simulate.py --json     # ... plus one JSON object on the last line
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from greeks import make_options  # bench/greeks.py: the same option set
+
+from optmm.greeks import bsm_greeks
+from optmm.sim import SimConfig, simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"day_s": 2.0, "ratio": 0.1, "as2008_s": 10.0}
+
+
+def best(fn: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def run(repeats: int) -> dict[str, Any]:
+    day = SimConfig.load(ROOT / "scenarios/sim/calm_day.toml")
+    simulate(day)  # compile, warm
+    n_options = 80
+    day_s = best(lambda: simulate(day), repeats)
+    option_steps = n_options * day.sim.steps
+
+    o = make_options(1_000_000, 0)
+    args = (o["spot"], o["strike"], o["t"], o["rate"], o["div_yield"], o["vol"], o["is_call"])
+    bsm_greeks(*args)
+    greeks_s = best(lambda: bsm_greeks(*args), repeats)
+
+    as_cfg = SimConfig.load(ROOT / "scenarios/sim/as2008.toml")
+    configs = [as_cfg.with_overrides({"strategy.as_gamma": g}) for g in (0.01, 0.1, 1.0)]
+    simulate(configs[0].with_overrides({"sim.paths": 2}), strategy="as2008")  # compile, warm
+    t0 = time.perf_counter()
+    for cfg in configs:
+        for strategy in ("as2008", "as-symmetric"):
+            simulate(cfg, strategy=strategy)
+    as2008_s = time.perf_counter() - t0
+
+    ops = option_steps / day_s
+    gps = 1_000_000 / greeks_s
+    return {
+        "day_s": round(day_s, 4),
+        "option_steps_per_s": round(ops),
+        "greeks_per_s": round(gps),
+        "ratio": round(ops / gps, 4),
+        "as2008_s": round(as2008_s, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--json", action="store_true", help="also print one JSON line, last")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs (default 3)")
+    a = parser.parse_args(argv)
+    r = run(a.repeats)
+    print(
+        f"one trading day (80 options x 23,400 s)   {r['day_s']:10.3f} s      (target <= {TARGETS['day_s']} s)"
+    )
+    print(f"option-steps per second                 {r['option_steps_per_s']:12,d}")
+    print(f"bsm_greeks options per second           {r['greeks_per_s']:12,d}")
+    print(f"ratio                                   {r['ratio']:12.4f}  (target >= {TARGETS['ratio']})")
+    print(
+        f"Avellaneda-Stoikov, 6 x 1,000 paths      {r['as2008_s']:10.3f} s      (target <= {TARGETS['as2008_s']} s)"
+    )
+    if a.json:
+        sys.stdout.write(json.dumps(r) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
