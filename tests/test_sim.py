@@ -327,3 +327,15 @@ def test_unknown_tables_and_overrides_are_refused() -> None:
     with pytest.raises(ValueError, match=r"override 'quoter.gama': \[quoter\] has no field 'gama'"):
         config().with_overrides({"quoter.gama": 1.0})
     assert config().with_overrides({"underlying.AAA.vol": 0.3}).underlying[0].vol == 0.3
+
+
+def test_the_bundled_flash_crash_kills_and_the_kill_is_counted_without_an_audit_trail() -> None:
+    res = simulate(SimConfig.load(ROOT / "scenarios/sim/flash_crash.toml"))
+    s = res.summary
+    assert s["kill_events"] == 1 and s["time_in_layer"]["KILL"] > 0.5 and s["own_fill_breaches"] == 0
+    crash = 5400
+    und = res.underlyings
+    assert und.loc[und["step"] < crash, "layer"].ne("KILL").all()  # nothing kills before the crash
+    # the gap shows in the attribution: second-order and beyond-Taylor losses at the crash step
+    row = res.steps.loc[res.steps["step"] == crash - 1].iloc[0]
+    assert abs(row["residual_pnl"]) > abs(row["theta_pnl"]) and row["pnl"] < 0.0

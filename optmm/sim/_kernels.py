@@ -416,6 +416,7 @@ def run_path(
     for i in range(n_inst):
         pos[i] = 0.0
     breaches = np.zeros(1)
+    n_kill = 0
 
     for k in range(n_steps + 1):
         now = k * dt_s
@@ -544,6 +545,7 @@ def run_path(
                     for u in range(nu):
                         ust[u, ck.UKILL] = 1.0
                     n_ev = _event(events, n_ev, cap_e, E_KILL, k, m_code, value, hard, 0.0, 0.0, 0.0)
+                    n_kill += 1
         for u in range(nu):
             toxic, changed, score = tox_update(fills_t, mids_t, trades_t, ist_t, fst_t, tp, u, now)
             tox_score[u] = score
@@ -861,6 +863,7 @@ def run_path(
     counts[1] = n_h
     counts[2] = n_ev
     counts[3] = int(breaches[0])
+    counts[4] = n_kill
     status = 0
     if n_f > cap_f:
         status |= OVER_FILLS

@@ -24,7 +24,6 @@ from optmm.market import Market, Sticky
 from optmm.quoting._kernels import pack_hedger, pack_quoter
 from optmm.quoting._toxicity_kernels import new_toxicity_state, pack_toxicity
 from optmm.quoting.hedger import HedgeReason
-from optmm.risk import _controller_kernels as ck
 from optmm.risk.audit import AuditTrail, Layer
 from optmm.risk.controller import RiskController
 from optmm.risk.limits import LimitSet
@@ -256,6 +255,7 @@ class _PathOut:
     cash: float
     mtm: float
     breaches: int
+    kills: int
 
 
 def _run_path(
@@ -316,7 +316,7 @@ def _run_path(
         events = np.zeros((caps[2], sk.NE))
         qwin = np.full((q_len, n_inst, sk.NQW), np.nan)
         fair = np.empty((n + 1, n_inst))
-        counts = np.zeros(4, dtype=np.int64)
+        counts = np.zeros(5, dtype=np.int64)
         pos = np.zeros(n_inst)
         cash = np.zeros(1)
         status = sk.run_path(
@@ -383,6 +383,7 @@ def _run_path(
         pos=pos,
         cash=float(cash[0]),
         breaches=int(counts[3]),
+        kills=int(counts[4]),
         mtm=_mtm(chain, pos, float(cash[0]), fair[-1], un[-1, :, sk.UN_STOCK], spot[-1]),
     )
 
@@ -546,7 +547,7 @@ def _summary(
     )
     prev = np.concatenate([np.full((n_paths, 1, code.shape[2]), int(Layer.NORMAL)), code[:, :-1]], axis=1)
     pulls = int(np.sum((code <= int(Layer.STALE)) & (prev > int(Layer.STALE))))
-    kills = sum(int(np.sum(o.events[:, 0] == ck.EV_KILL)) for o in outs)
+    kills = sum(o.kills for o in outs)
     quoted = float(steps["n_quoted"].sum())
     mk = fills["markout"].to_numpy()
     final_inv = np.array([o.pos.sum() for o in outs])
