@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from optmm import cli_audit, cli_risk
+from optmm import cli_audit, cli_dist, cli_risk, cli_sim
 from optmm.cli_common import UsageError
 
 __all__ = ["COMMANDS", "EXIT_USAGE", "MAX_STRIKES", "default_strikes", "main", "parse_strikes"]
@@ -409,6 +409,8 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "risk": (cli_risk.add_risk_parser, cli_risk.run_risk),
     "scenario": (cli_risk.add_scenario_parser, cli_risk.run_scenario),
     "audit": (cli_audit.add_audit_parser, cli_audit.run_audit),
+    "simulate": (cli_sim.add_simulate_parser, cli_sim.run_simulate),
+    "sweep": (cli_dist.add_sweep_parser, cli_dist.run_sweep),
 }
 
 

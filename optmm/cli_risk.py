@@ -6,7 +6,7 @@
                [--format table|csv|json|parquet] [--output FILE]
     optmm scenario BOOK --market MARKET [--spot -20:20:2] [--vol -10:10:2] [--days N]
                [--underlying U] [--beta-weighted] [--stress FILE ...] [--plot FILE.png]
-               [--format table|csv|json] [--output FILE]
+               [--format table|csv|json] [--output FILE] [--dask ADDRESS|local[:N]]
 
 Spot shocks are in percent, vol shocks in vol points. Bad input (a file that does not load, a
 malformed range, an unknown underlying) is one ``optmm: error: ...`` line and exit code 2; an
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from optmm import cli_dist
 from optmm._io import atomic_target
 from optmm.cli_common import UsageError
 
@@ -213,10 +214,12 @@ def add_scenario_parser(subparsers: Any) -> None:
     p.add_argument("--stress", nargs="+", default=[], metavar="FILE", help="named stress scenario files")
     p.add_argument("--plot", metavar="FILE.png", help="write a heatmap of the grid")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--dask", type=cli_dist.dask_spec, default=None, metavar=cli_dist.DASK_METAVAR,
+                   help=cli_dist.DASK_HELP + " (the book partitioned by underlying)")  # fmt: skip
 
 
 def run_scenario(args: argparse.Namespace) -> int:
-    from optmm.risk import heatmap, load_stress, run_stress, scenario_grid
+    from optmm.risk import heatmap, load_stress
 
     if not (np.isfinite(args.days) and args.days >= 0):
         raise UsageError(f"--days must be >= 0, got {args.days}")
@@ -229,19 +232,18 @@ def run_scenario(args: argparse.Namespace) -> int:
         )
     try:
         stresses = [load_stress(path) for path in args.stress]
-        grid = scenario_grid(
-            book,
-            market,
-            spot_shocks=args.spot / 100.0,
-            vol_shocks=args.vol / 100.0,
-            days=args.days,
-            underlying=args.underlying,
-            beta_weighted=args.beta_weighted,
-        )
-        stress_rows = []
-        for stress in stresses:
-            res = run_stress(book, market, stress)
-            stress_rows.append({"scenario": stress.name, "pnl": res.pnl, "driver": res.driver})
+        with cli_dist.scenario_engine(args.dask, book, market) as (scenario_grid, run_stress):
+            grid = scenario_grid(
+                spot_shocks=args.spot / 100.0,
+                vol_shocks=args.vol / 100.0,
+                days=args.days,
+                underlying=args.underlying,
+                beta_weighted=args.beta_weighted,
+            )
+            stress_rows = []
+            for stress in stresses:
+                res = run_stress(stress)
+                stress_rows.append({"scenario": stress.name, "pnl": res.pnl, "driver": res.driver})
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
     if args.plot:  # before --output: a failed plot leaves no output behind
