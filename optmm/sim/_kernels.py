@@ -593,9 +593,19 @@ def run_path(
                 )
                 bid, ask, bs, asz = w[0], w[1], w[2], w[3]
                 if c >= 0:
-                    li = linfo[u]
+                    # (linfo[u, j], not a row view: a view costs two atomic reference counts)
                     lay, nb, na, spread, _trig, _hedge, flags = ck.decide_in_layer(
-                        c, bs, asz, int(li[0]), int(li[1]), li[2], li[3], cf, ust, prm, aux
+                        c,
+                        bs,
+                        asz,
+                        int(linfo[u, 0]),
+                        int(linfo[u, 1]),
+                        linfo[u, 2],
+                        linfo[u, 3],
+                        cf,
+                        ust,
+                        prm,
+                        aux,
                     )
                     if flags:
                         n_ev = _decision_event(events, n_ev, cap_e, k, c, flags, lay, nb, na, aux, last_stat)
