@@ -105,6 +105,25 @@ NE = ck.NEV
 # quote window rows
 QW_FAIR, QW_BID, QW_ASK, QW_BSIZE, QW_ASIZE = range(5)
 NQW = 5
+# workspaces the caller allocates (run_path needs no runtime): rows of wi (per instrument), of wu (per
+# underlying), of wx (scratch vectors of length max(NAUX, N_PRETRADE))
+NWI, NWU, NWX = 19, 8, 5
+
+
+def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> tuple[np.ndarray, ...]:
+    """``(wi, wb, wu, wr, wc, wx, wl)`` for :func:`run_path` (contents set by it)."""
+    width = max(ck.NAUX, ck.N_PRETRADE)
+    return (
+        np.empty((NWI, n_inst)),
+        np.empty(n_inst, dtype=np.bool_),
+        np.empty((NWU, nu)),
+        np.empty((4, latency_steps + 1, n_inst)),
+        np.empty((n_contracts, 4)),
+        np.zeros((NWX, width)),
+        np.empty((nu, 4)),
+    )
+
+
 # returned status bits
 OVER_FILLS, OVER_HEDGES, OVER_EVENTS = 1, 2, 4
 
@@ -284,7 +303,7 @@ def _revalue(
         ck._worst(cells, r, ust)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def run_path(
     i_u,
     i_kind,
@@ -332,6 +351,13 @@ def run_path(
     counts,
     pos,
     cash_out,
+    wi,
+    wb,
+    wu,
+    wr,
+    wc,
+    wx,
+    wl,
 ):  # pragma: no cover - compiled
     """Run one path (module docstring). Returns a status (``OVER_*`` bits when a buffer overflowed:
     the caller enlarges it and runs again; the draws make the rerun identical)."""
@@ -368,46 +394,49 @@ def run_path(
     n_ev = 0
 
     # per-instrument state: current and previous step's values and Greeks
-    s_in = np.empty(n_inst)
-    t_in = np.empty(n_inst)
-    r_in = np.empty(n_inst)
-    q_in = np.empty(n_inst)
-    iv = np.empty(n_inst)
-    is_call = np.empty(n_inst, dtype=np.bool_)
+    # scratch: every array comes from the caller (``wi``, ``wb``, ``wu``, ``wr``, ``wc``), so that this
+    # function needs no runtime (compiled with _nrt=False: no reference counting of the arrays passed
+    # to the inlined quoter and controller functions, which costs an atomic operation per array
+    # per call otherwise); rows of the workspaces are plain views
+    s_in, t_in, r_in, q_in, iv = wi[0], wi[1], wi[2], wi[3], wi[4]
+    price, delta, gamma, vega, theta, o5, o6, o7 = wi[5], wi[6], wi[7], wi[8], wi[9], wi[10], wi[11], wi[12]
+    p_price, p_delta, p_gamma, p_vega, p_theta, p_iv = wi[13], wi[14], wi[15], wi[16], wi[17], wi[18]
+    is_call = wb
     for i in range(n_inst):
         is_call[i] = i_kind[i] == K_CALL
         r_in[i] = rate[i_u[i]]
         q_in[i] = div[i_u[i]]
-    price = np.empty(n_inst)
-    delta = np.empty(n_inst)
-    gamma = np.empty(n_inst)
-    vega = np.empty(n_inst)
-    theta = np.empty(n_inst)
-    o5 = np.empty(n_inst)
-    o6 = np.empty(n_inst)
-    o7 = np.empty(n_inst)
-    p_price = np.empty(n_inst)
-    p_delta = np.empty(n_inst)
-    p_gamma = np.empty(n_inst)
-    p_vega = np.empty(n_inst)
-    p_theta = np.empty(n_inst)
-    p_iv = np.empty(n_inst)
-    p_spot = np.empty(nu)
-    p_stock = np.empty(nu)
+    p_spot, p_stock, rv2, next_due, tox_score, sig2_u, s2_u, rvol_u = (
+        wu[0],
+        wu[1],
+        wu[2],
+        wu[3],
+        wu[4],
+        wu[5],
+        wu[6],
+        wu[7],
+    )
     ring = lat + 1
-    r_bid = np.full((ring, n_inst), np.nan)
-    r_ask = np.full((ring, n_inst), np.nan)
-    r_bs = np.zeros((ring, n_inst))
-    r_as = np.zeros((ring, n_inst))
-    rv2 = np.empty(nu)
-    next_due = np.full(nu, -np.inf)
-    tox_score = np.zeros(nu)
-    last_stat = np.full((cf.shape[0], 4), -2.0)
-    aux = np.zeros(ck.NAUX)
-    linfo = np.zeros((nu, 4))
-    sig2_u = np.empty(nu)
-    s2_u = np.empty(nu)
-    rvol_u = np.empty(nu)
+    r_bid, r_ask, r_bs, r_as = wr[0], wr[1], wr[2], wr[3]
+    for j in range(ring):
+        for i in range(n_inst):
+            r_bid[j, i] = np.nan
+            r_ask[j, i] = np.nan
+            r_bs[j, i] = 0.0
+            r_as[j, i] = 0.0
+    last_stat = wc
+    for c in range(last_stat.shape[0]):
+        for j in range(4):
+            last_stat[c, j] = -2.0
+    aux = wx[0]
+    linfo = wl
+    for u in range(nu):
+        next_due[u] = -np.inf
+        tox_score[u] = 0.0
+        for j in range(4):
+            linfo[u, j] = 0.0
+    breaches = wx[1]
+    breaches[0] = 0.0
     for u in range(nu):
         rv2[u] = vol[0, u] * vol[0, u]
     cash = 0.0
@@ -415,7 +444,6 @@ def run_path(
     hwm = 0.0
     for i in range(n_inst):
         pos[i] = 0.0
-    breaches = np.zeros(1)
     n_kill = 0
 
     for k in range(n_steps + 1):
@@ -727,6 +755,7 @@ def run_path(
                         n_ev,
                         order,
                         breaches,
+                        wx,
                     )
                     n_f, n_ev, sc, cash_d, filled = got
                     if filled > 0.0:
@@ -794,6 +823,7 @@ def run_path(
                     n_ev,
                     inf_size,
                     breaches,
+                    wx,
                 )
                 n_f, n_ev, sc, cash_d, filled = got
                 if filled > 0.0:
@@ -919,6 +949,7 @@ def _fill(
     n_ev,
     order,
     breaches,
+    wx,
 ):  # pragma: no cover - compiled
     """A market order of ``order`` reaching our quote at ``px`` on side ``s`` (+1 we buy) wanting
     ``want``: the pre-trade check at the current state, then the fill's bookkeeping.
@@ -942,7 +973,7 @@ def _fill(
         return n_f, n_ev, 0.0, 0.0, 0.0
     m = i_mult[i]
     fair = price[i]
-    before = np.empty(ck.N_PRETRADE)
+    before = wx[2]
     _pretrade_values(c, u, cf, ust, before)
     if c >= 0:
         ck.apply_fill(c, s * q, cf, ust, cells)
@@ -956,9 +987,9 @@ def _fill(
         ck.apply_hedge(u, s * q * m, stock_cells, ust, cells)
         pos[i] += s * q
         tox_on_fill(fills_t, mids_t, trades_t, ist_t, fst_t, u, now, s, q * m, px, sk)
-    after = np.empty(ck.N_PRETRADE)
+    after = wx[3]
     _pretrade_values(c, u, cf, ust, after)
-    limit = np.empty(ck.N_PRETRADE)
+    limit = wx[4]
     _pretrade_limits(u, ust, limit)
     for j in range(ck.N_PRETRADE):  # a fill that takes a metric past its hard limit, away from 0
         if abs(after[j]) > limit[j] and abs(after[j]) > abs(before[j]):

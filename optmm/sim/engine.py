@@ -362,6 +362,7 @@ def _run_path(
             counts,
             pos,
             cash,
+            *sk.workspaces(chain.u.size, nu, cf.shape[0], cfg.flow.latency_steps),
         )
         grow = [
             bool(status & sk.OVER_FILLS),
