@@ -60,7 +60,6 @@ def run(repeats: int) -> dict[str, Any]:
     bsm_greeks(*(a[:16] for a in args))
     bsm_greeks(*args)
     greeks_s = best(lambda: bsm_greeks(*args), max(repeats, 7))
-    del o, args
 
     day = SimConfig.load(ROOT / "scenarios/sim/calm_day.toml")
     simulate(day)  # compile, warm
