@@ -339,3 +339,13 @@ def test_the_bundled_flash_crash_kills_and_the_kill_is_counted_without_an_audit_
     # the gap shows in the attribution: second-order and beyond-Taylor losses at the crash step
     row = res.steps.loc[res.steps["step"] == crash - 1].iloc[0]
     assert abs(row["residual_pnl"]) > abs(row["theta_pnl"]) and row["pnl"] < 0.0
+
+
+def test_sharpe_is_over_paths_or_over_the_days_of_one_path() -> None:
+    days = simulate(config(sim__dt_s=60.0, sim__steps=3 * 390, flow__arrival_a=0.01))
+    daily = days.steps["pnl"].to_numpy().reshape(3, 390).sum(axis=1)
+    assert days.summary["sharpe"] == pytest.approx(daily.mean() / daily.std(ddof=1), rel=1e-12)
+    paths = simulate(config(sim__steps=300), paths=3)
+    totals = paths.steps.groupby("path")["pnl"].sum().to_numpy()
+    assert paths.summary["sharpe"] == pytest.approx(totals.mean() / totals.std(ddof=1), rel=1e-12)
+    assert math.isnan(simulate(config(sim__steps=300)).summary["sharpe"])  # one path, under two days

@@ -532,11 +532,18 @@ def _summary(
     by_path = steps.groupby("path", sort=True)
     totals = by_path["pnl"].sum().to_numpy()
     days = cfg.horizon_s / TRADING_DAY_S
+    # Sharpe: mean over standard deviation of the paths' totals; one path: of its days' P&L (whole
+    # 23,400-s days of simulated time, at least two); else undefined
+    day_steps = round(TRADING_DAY_S / cfg.sim.dt_s)
     if n_paths > 1:
-        sd = _std(totals)
-        sharpe = float(np.mean(totals) / sd) if sd and sd > 0 else math.nan
+        sample = totals
+    elif cfg.sim.steps >= 2 * day_steps:
+        n_days = cfg.sim.steps // day_steps
+        sample = steps["pnl"].to_numpy()[: n_days * day_steps].reshape(n_days, day_steps).sum(axis=1)
     else:
-        sharpe = math.nan
+        sample = np.zeros(0)
+    sd = _std(sample)
+    sharpe = float(np.mean(sample) / sd) if sd > 0 else math.nan
     attribution = {c: float(by_path[c].sum().mean()) for c in ATTRIBUTION}
     layers = unds["layer"].value_counts(normalize=True)
     time_in_layer = {layer.name: float(layers.get(layer.name, 0.0)) for layer in sorted(Layer, key=int)}
