@@ -8,7 +8,7 @@ Measures, on this machine, in one process:
                           ``--repeats`` after a warm-up run (numba compilation);
 * ``option_steps_per_s``  80 x 23,400 / ``day_s``;
 * ``greeks_per_s``        ``optmm.greeks.bsm_greeks`` options per second on 1,000,000 random options
-                          (the option set of bench/greeks.py), best of max(``--repeats``, 7);
+                          (the option set of bench/greeks.py), best of max(``--repeats``, 15);
 * ``ratio``               ``option_steps_per_s / greeks_per_s`` (target >= 0.1: the loop costs at most
                           ten Greeks evaluations per option-step);
 * ``as2008_s``            the Avellaneda-Stoikov (2008) experiment: ``scenarios/sim/as2008.toml``, both
@@ -51,7 +51,7 @@ def best(fn: Any, repeats: int) -> float:
 
 
 def run(repeats: int) -> dict[str, Any]:
-    # bsm_greeks first, warmed as bench/greeks.py warms it, best of at least 7: its figure here is the
+    # bsm_greeks first, warmed as bench/greeks.py warms it, best of at least 15: its figure here is the
     # one bench/greeks.py reports (a call whose outputs land on freshly mapped pages runs several
     # times slower than one on recycled memory; later in a process that has freed large arrays the
     # allocator's state can make every call pay that, which would flatter the ratio)
@@ -59,7 +59,7 @@ def run(repeats: int) -> dict[str, Any]:
     args = (o["spot"], o["strike"], o["t"], o["rate"], o["div_yield"], o["vol"], o["is_call"])
     bsm_greeks(*(a[:16] for a in args))
     bsm_greeks(*args)
-    greeks_s = best(lambda: bsm_greeks(*args), max(repeats, 7))
+    greeks_s = best(lambda: bsm_greeks(*args), max(repeats, 15))
 
     day = SimConfig.load(ROOT / "scenarios/sim/calm_day.toml")
     simulate(day)  # compile, warm

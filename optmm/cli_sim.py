@@ -34,7 +34,7 @@ _SUMMARY_ROWS = (
     ("total_pnl_mean", "total P&L (mean over paths)"),
     ("total_pnl_std", "total P&L (std over paths)"),
     ("pnl_per_day_mean", "P&L per 23,400-s day"),
-    ("sharpe", "Sharpe (over paths)"),
+    ("sharpe", "Sharpe (over paths, or days)"),
     ("fills", "fills"),
     ("fill_rate", "fill rate (per quoted side-step)"),
     ("adverse_selection_rate", "adverse-selection rate"),

@@ -34,7 +34,7 @@ import math
 import numpy as np
 from numba import njit
 
-from optmm.greeks._bsm import _greeks_block
+from optmm.greeks._bsm import _greeks_block, _price_block
 from optmm.greeks._bsm import bsm_price_scalar as bsm_price
 from optmm.quoting._kernels import Q_TWO, hedge_decide, hedge_fill_price, quote_one_squared
 from optmm.quoting._toxicity_kernels import tox_on_fill, tox_on_mid, tox_on_trade, tox_update
@@ -253,22 +253,24 @@ def _gate_underlying(u, s, q, ust, prm):  # pragma: no cover - compiled
 def _revalue(
     i_u,
     i_c,
-    i_kind,
     i_strike,
     t_now,
+    r_in,
+    q_in,
+    is_call,
     i_mult,
     iv,
     price,
     spot_k,
-    rate,
-    div,
-    pos,
     cf,
     ust,
     cells,
     stock_cells,
     shock_s,
     shock_v,
+    tmp_s,
+    tmp_v,
+    tmp_p,
 ):  # pragma: no cover - compiled
     """The controller's scenario grid at the current market (sticky strike: each contract keeps its
     implied vol, plus the vol shock): one contract's P&L per cell, the cells, the worst losses."""
@@ -281,19 +283,19 @@ def _revalue(
         for g in range(n_g):
             stock_cells[u, g] = spot_k[u] * shock_s[g]
             cells[u, g] = ust[u, ck.USTOCK] * stock_cells[u, g]
-    for i in range(i_u.shape[0]):
-        c = i_c[i]
-        if c < 0:
-            continue
-        u = i_u[i]
-        for g in range(n_g):
-            v = max(iv[i] + shock_v[g], 0.0)
-            p = bsm_price(
-                spot_k[u] * (1.0 + shock_s[g]), i_strike[i], t_now[i], rate[u], div[u], v, i_kind[i] == K_CALL
-            )
-            x = i_mult[i] * (p - price[i])
+    n_inst = i_u.shape[0]
+    for g in range(n_g):  # one cell of every instrument at once, in the pricing kernel's SIMD block
+        for i in range(n_inst):
+            tmp_s[i] = spot_k[i_u[i]] * (1.0 + shock_s[g])
+            tmp_v[i] = max(iv[i] + shock_v[g], 0.0)
+        _price_block(tmp_s, i_strike, t_now, r_in, q_in, tmp_v, is_call, tmp_p)
+        for i in range(n_inst):
+            c = i_c[i]
+            if c < 0:
+                continue
+            x = i_mult[i] * (tmp_p[i] - price[i])
             cf[c, ck.CCELL + g] = x
-            cells[u, g] += cf[c, ck.CPOS] * x
+            cells[i_u[i], g] += cf[c, ck.CPOS] * x
     for g in range(n_g):
         tot = 0.0
         for u in range(nu):
@@ -543,22 +545,24 @@ def run_path(
             _revalue(
                 i_u,
                 i_c,
-                i_kind,
                 i_strike,
                 t_in,
+                r_in,
+                q_in,
+                is_call,
                 i_mult,
                 iv,
                 price,
                 spot[k],
-                rate,
-                div,
-                pos,
                 cf,
                 ust,
                 cells,
                 stock_cells,
                 shock_s,
                 shock_v,
+                o5,  # scratch: rho, vanna, volga are not used
+                o6,
+                o7,
             )
         # the day's P&L so far (marked at this step's fair values) -> daily loss, drawdown, kill
         hwm = max(hwm, cum)
