@@ -29,6 +29,37 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def jsonable(x: Any) -> Any:
+    """Canonical JSON values: non-finite floats as the strings "inf", "-inf", "nan", at any depth."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return repr(x)
+    return x
+
+
+def canonical_hash(d: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``d`` (sorted keys, no spaces, non-finite floats as text):
+    the ``content_hash`` of every settings class, so equal settings give equal hashes."""
+    canonical = json.dumps(jsonable(d), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """The TOML document at ``path``; a file that cannot be read or parsed is a ValueError naming it
+    (``"<path>: cannot read the <what> (...)"``, ``"<path>: not valid TOML: ..."``)."""
+    where = os.fspath(path)
+    try:
+        with open(where, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read the {what} ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{where}: not valid TOML: {exc}") from None
+
+
 def is_real_number(value: Any) -> bool:
     """A Python or numpy int or float, and not a bool (which Python counts as an int)."""
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
@@ -92,9 +123,4 @@ class ConfigIO:
     @property
     def content_hash(self) -> str:
         """SHA-256 (hex) of the canonical JSON of :meth:`to_dict` (sorted keys, inf/nan as text)."""
-        doc = {
-            k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in self.to_dict().items()
-        }
-        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return canonical_hash(self.to_dict())

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from optmm._config import read_toml
 from optmm._io import atomic_target
 from optmm.dist.cluster import limit_numba_threads
 
@@ -249,13 +250,7 @@ class SweepSpec:
         """
         path = Path(path)
         where = str(path)
-        try:
-            with path.open("rb") as fh:
-                doc = tomllib.load(fh)
-        except OSError as exc:
-            raise ValueError(f"{where}: cannot read the sweep file ({exc.strerror or exc})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{where}: not valid TOML: {exc}") from None
+        doc = read_toml(path, "sweep file")
         allowed = ("name", "base", "seeds", "overrides", "grid", "metrics")
         unknown = sorted(set(doc) - set(allowed))
         if unknown:

@@ -32,11 +32,8 @@ the field, ``"<file>: [table] field 'x': problem"``; a limit set is built whole 
 from __future__ import annotations
 
 import enum
-import hashlib
-import json
 import math
 import os
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +41,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from optmm._config import canonical_hash, read_toml
 
 __all__ = [
     "DEFAULT_SCENARIO_AFTER_FILL_VEGA",
@@ -230,17 +229,6 @@ def _sort_key(limit: Limit) -> tuple[int, str, int]:
     return (_SCOPE_ORDER[limit.scope], limit.underlying or "", _METRIC_ORDER[limit.metric])
 
 
-def _jsonable(x: Any) -> Any:
-    """Canonical JSON values: non-finite floats as the strings "inf", "-inf", "nan"."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return repr(x)
-    return x
-
-
 @dataclass(frozen=True, kw_only=True)
 class LimitSet:
     """A named set of limits and the controller's settings that go with them.
@@ -351,11 +339,7 @@ class LimitSet:
         if not (_is_number(vega) and vega > 0.0):  # NaN fails too; inf (never) is allowed
             raise fail("scenario", "after_fill_vega", f"must be a number > 0, or inf (got {vega!r})")
         object.__setattr__(self, "scenario_after_fill_vega", float(vega))
-
-        canonical = json.dumps(
-            _jsonable(self.to_dict()), sort_keys=True, separators=(",", ":"), allow_nan=False
-        )
-        object.__setattr__(self, "content_hash", hashlib.sha256(canonical.encode("utf-8")).hexdigest())
+        object.__setattr__(self, "content_hash", canonical_hash(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LimitSet:
@@ -379,12 +363,9 @@ class LimitSet:
         """
         where = os.fspath(path)
         try:
-            with open(where, "rb") as fh:
-                doc = tomllib.load(fh)
-        except OSError as exc:
-            raise LimitError(f"{where}: cannot read the limit file ({exc.strerror or exc})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise LimitError(f"{where}: not valid TOML: {exc}") from None
+            doc = read_toml(where, "limit file")
+        except ValueError as exc:
+            raise LimitError(str(exc)) from None
         return cls.from_dict(doc, source=where, default_name=Path(where).stem)
 
     @classmethod

@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +71,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from optmm._config import read_toml
 from optmm._io import atomic_target
 from optmm.book import Book, Kind
 from optmm.greeks import bsm_greeks
@@ -689,13 +689,7 @@ def load_stress(path: str | os.PathLike[str]) -> Stress:
     """
     path = Path(path)
     where = str(path)
-    try:
-        with path.open("rb") as fh:
-            doc = tomllib.load(fh)
-    except OSError as exc:
-        raise ValueError(f"{where}: cannot read the stress file ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{where}: not valid TOML: {exc}") from None
+    doc = read_toml(path, "stress file")
 
     unknown = sorted(set(doc) - set(_TOP_FIELDS))
     if unknown:

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from optmm._config import ConfigIO, is_real_number
+from optmm._config import ConfigIO, canonical_hash, is_real_number, read_toml
 from optmm.quoting.hedger import HedgerConfig
 from optmm.quoting.quoter import QuoterConfig
 from optmm.quoting.toxicity import ToxicityConfig
@@ -543,13 +541,7 @@ class SimConfig:
     def load(cls, path: str | os.PathLike[str]) -> SimConfig:
         """Read a configuration file (errors name the file, the table and the field)."""
         where = os.fspath(path)
-        try:
-            with open(where, "rb") as fh:
-                doc = tomllib.load(fh)
-        except OSError as exc:
-            raise ValueError(f"{where}: cannot read the configuration ({exc.strerror or exc})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{where}: not valid TOML: {exc}") from None
+        doc = read_toml(where, "configuration")
         return cls.from_dict(doc, source=where, base_dir=str(Path(where).parent))
 
     # -- output ------------------------------------------------------------------------------------
@@ -571,10 +563,7 @@ class SimConfig:
     @property
     def content_hash(self) -> str:
         """SHA-256 (hex) of the canonical JSON of :meth:`to_dict`."""
-        canonical = json.dumps(
-            _jsonable(self.to_dict()), sort_keys=True, separators=(",", ":"), allow_nan=False
-        )
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return canonical_hash(self.to_dict())
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> SimConfig:
         """A copy with fields changed by dotted name: ``{"quoter.skew": "none", "sim.paths": 4}``.
@@ -656,16 +645,6 @@ def _limits(value: Any, source: str, base_dir: str | None) -> LimitSet:
         return LimitSet.from_dict(copy.deepcopy(dict(value)), source=f"{source} [limits]")
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return repr(x)
-    return x
 
 
 def _toml_value(v: Any) -> str:
