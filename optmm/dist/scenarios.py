@@ -38,7 +38,7 @@ from optmm.book import Book, Kind
 from optmm.dist.cluster import limit_numba_threads
 from optmm.market import Market
 from optmm.risk import scenarios as local
-from optmm.risk.scenarios import BOOK, GridResult, Shock, Stress, StressResult, load_stress
+from optmm.risk.scenarios import BOOK, GridResult, Shock, Stress, StressResult, load_stress, stress_result
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -426,33 +426,7 @@ class DistributedBook:
         if not isinstance(stress, Stress):
             stress = load_stress(stress)
         pnl = self._pnl(list(stress.legs))
-        table = self._frame(pnl)
-        table.index = pd.Index(list(stress.labels), name="leg")
-        drivers = [
-            self.underlyings[int(np.argmin(pnl[:, g]))] if self.underlyings else None
-            for g in range(len(stress.legs))
-        ]
-        legs = pd.DataFrame(
-            {
-                "spot": [s.spot for s in stress.legs],
-                "vol": [s.vol for s in stress.legs],
-                "days": [s.days for s in stress.legs],
-                "underlying": [s.underlying for s in stress.legs],
-                "beta_weighted": [bool(s.beta_weighted) for s in stress.legs],
-                "pnl": table[BOOK].to_numpy(),
-                "driver": drivers,
-            },
-            index=table.index,
-        )
-        worst = int(np.argmin(table[BOOK].to_numpy()))
-        return StressResult(
-            name=stress.name,
-            table=table,
-            legs=legs,
-            worst_leg=stress.labels[worst],
-            pnl=float(table[BOOK].iloc[worst]),
-            driver=drivers[worst],
-        )
+        return stress_result(stress, self._frame(pnl), pnl, list(self.underlyings))
 
 
 # --------------------------------------------------------------------------------------------------

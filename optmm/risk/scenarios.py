@@ -770,11 +770,18 @@ class StressResult:
 
 def _stress_result(c: _Contracts, stress: Stress) -> StressResult:
     pnl, _ = _revalue(c, _points(c, stress.legs), taylor=False)
-    table = _shock_frame(c, pnl)
+    return stress_result(stress, _shock_frame(c, pnl), pnl, [str(u) for u in c.underlyings])
+
+
+def stress_result(
+    stress: Stress, table: pd.DataFrame, pnl: FloatArray, underlyings: Sequence[str]
+) -> StressResult:
+    """A :class:`StressResult` from the stress's P&L table (one row per leg, a column per underlying
+    and ``"book"``) and its per-underlying P&L ``pnl`` (underlyings x legs): the legs' table, the
+    worst leg and the underlying that drives each leg. The local and the distributed engines share it."""
     table.index = pd.Index(list(stress.labels), name="leg")
     drivers = [
-        str(c.underlyings[int(np.argmin(pnl[:, g]))]) if len(c.underlyings) else None
-        for g in range(len(stress.legs))
+        underlyings[int(np.argmin(pnl[:, g]))] if len(underlyings) else None for g in range(len(stress.legs))
     ]
     legs = pd.DataFrame(
         {
@@ -974,4 +981,5 @@ __all__ = [
     "run_stresses",
     "scenario_grid",
     "scenario_pnl",
+    "stress_result",
 ]
