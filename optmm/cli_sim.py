@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
+import shutil
 import sys
 import tempfile
 import tomllib
@@ -159,7 +159,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             audits[label] = audit_path
         if out is not None:
             if args.compare:
-                _write_compare(out, results, audits, args.overwrite, compare_table, write_run)
+                _write_compare(out, results, audits, args.overwrite)
             else:
                 ((label, result),) = results.items()
                 write_run(result, out, overwrite=args.overwrite, extra_files={"audit.sqlite": audits[label]})
@@ -176,36 +176,21 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_compare(
-    out: Path,
-    results: dict[str, Any],
-    audits: dict[str, Path],
-    overwrite: bool,
-    compare_table: Any,
-    write_run: Any,
-) -> None:
-    """Each strategy's run directory under a temporary directory, then the whole renamed into place."""
+def _write_compare(out: Path, results: dict[str, Any], audits: dict[str, Path], overwrite: bool) -> None:
+    """Each strategy's run directory and ``compare.csv`` under a temporary sibling of ``out``, then the
+    whole put in place at once (:func:`optmm.sim.report.install_dir`)."""
+    from optmm.sim.report import compare_table, install_dir, write_run
+
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         for label, result in results.items():
             write_run(result, tmp / label.replace("/", "_"), extra_files={"audit.sqlite": audits[label]})
         with atomic_target(tmp / "compare.csv", text=True) as target:
             compare_table(results).to_csv(target)
-        if out.exists():
-            if not overwrite:
-                raise UsageError(f"--out {out}: exists (use --overwrite to replace it)")
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            _remove(old)
-        else:
-            os.replace(tmp, out)
+        install_dir(tmp, out, overwrite=overwrite)
+    except FileExistsError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UsageError(f"--out {out}: exists (use --overwrite to replace it)") from exc
     except BaseException:
-        _remove(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _remove(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

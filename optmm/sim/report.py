@@ -146,7 +146,7 @@ def write_run(
         for f in tmp.iterdir():
             _fsync(f)
         os.chmod(tmp, 0o755)  # mkdtemp makes 0o700
-        _install(tmp, out, overwrite=overwrite)
+        install_dir(tmp, out, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -163,8 +163,11 @@ def _check_target(out: Path, *, overwrite: bool) -> None:
         raise FileExistsError(f"{out}: exists and is not empty (pass overwrite=True to replace it)")
 
 
-def _install(tmp: Path, out: Path, *, overwrite: bool) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is removed (empty) or set aside and deleted."""
+def install_dir(tmp: Path, out: Path, *, overwrite: bool) -> None:
+    """Rename the finished directory ``tmp`` (a sibling of ``out``) to ``out``; an existing ``out`` is
+    removed (empty) or, with ``overwrite``, set aside and deleted once the new one is in place.
+
+    Raises FileExistsError when ``out`` exists and is not an empty directory and not ``overwrite``."""
     _check_target(out, overwrite=overwrite)  # again: the files took a while
     if not os.path.lexists(out):
         os.rename(tmp, out)
