@@ -111,7 +111,8 @@ NWI, NWU, NWX = 19, 8, 5
 
 
 def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> tuple[np.ndarray, ...]:
-    """``(wi, wb, wu, wr, wc, wx, wl)`` for :func:`run_path` (contents set by it)."""
+    """``(wi, wb, wu, wr, wc, wx, wl, wo)`` for :func:`run_path` (contents set by it); ``wo`` holds a
+    step's orders: at most one per instrument and side, and one informed per underlying."""
     width = max(ck.NAUX, ck.N_PRETRADE)
     return (
         np.empty((NWI, n_inst)),
@@ -121,6 +122,7 @@ def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> tu
         np.empty((n_contracts, 4)),
         np.zeros((NWX, width)),
         np.empty((nu, 4)),
+        np.zeros((2 * n_inst + nu, 5)),
     )
 
 
@@ -171,6 +173,12 @@ def _decision_event(events, n_ev, cap, step, c, flags, lay, nb, na, aux, last_st
         for j in range(ck.NAUX):
             row[8 + j] = aux[j]
     return n_ev + 1
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _smile_vol(vol_t, slope, curvature, x):  # pragma: no cover - compiled
+    """Implied vol at log-moneyness ``x = ln(K / S)``: ``vol_t + slope·x + curvature·x²``, floored."""
+    return max(vol_t + slope * x + curvature * x * x, VOL_FLOOR)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -360,6 +368,7 @@ def run_path(
     wc,
     wx,
     wl,
+    wo,
 ):  # pragma: no cover - compiled
     """Run one path (module docstring). Returns a status (``OVER_*`` bits when a buffer overflowed:
     the caller enlarges it and runs again; the draws make the rerun identical)."""
@@ -457,8 +466,7 @@ def run_path(
             s_in[i] = sk
             t_in[i] = i_t0[i] - k * dt_y
             if i_kind[i] != K_UNDERLYING:
-                x = math.log(i_strike[i] / sk)
-                iv[i] = max(vol[k, u] + slope[u] * x + curv[u] * x * x, VOL_FLOOR)
+                iv[i] = _smile_vol(vol[k, u], slope[u], curv[u], math.log(i_strike[i] / sk))
             else:
                 iv[i] = 0.0
         _greeks_block(
@@ -701,9 +709,12 @@ def run_path(
                 qrow[QW_ASIZE] = asz
 
         # -- 4. fills -----------------------------------------------------------------------------
+        # the step's orders first (wo rows: instrument, side or 0 for informed, size, informed, the
+        # fair value an informed order foresees), then each against the quotes left, in that order
         spread_k = 0.0
         n_fills_k = 0.0
         n_quoted = 0.0
+        n_ord = 0
         live = (k - lat) % ring
         if k >= lat:
             for i in range(n_inst):
@@ -720,56 +731,15 @@ def run_path(
                     dist = s * (price[i] - qp_)
                     if not dist < d_arrive[k, i, side]:
                         continue
-                    order = (
+                    wo[n_ord, 0] = i
+                    wo[n_ord, 1] = s
+                    wo[n_ord, 2] = (
                         1.0 + _poisson_quantile(d_size[k, i, side], size_mean - 1.0)
                         if size_mean > 1.0
                         else 1.0
                     )
-                    got = _fill(
-                        k,
-                        now,
-                        i,
-                        s,
-                        min(order, qs),
-                        qp_,
-                        0.0,
-                        i_u,
-                        i_c,
-                        i_kind,
-                        i_mult,
-                        price,
-                        delta,
-                        spot,
-                        cf,
-                        ust,
-                        prm,
-                        cells,
-                        stock_cells,
-                        pos,
-                        aux,
-                        events,
-                        last_stat,
-                        fills_t,
-                        mids_t,
-                        trades_t,
-                        ist_t,
-                        fst_t,
-                        fills,
-                        n_f,
-                        n_ev,
-                        order,
-                        breaches,
-                        wx,
-                    )
-                    n_f, n_ev, sc, cash_d, filled = got
-                    if filled > 0.0:
-                        if side == 0:
-                            r_bs[live, i] -= filled
-                        else:
-                            r_as[live, i] -= filled
-                        n_fills_k += 1.0
-                    spread_k += sc
-                    cash += cash_d
+                    wo[n_ord, 3] = 0.0
+                    n_ord += 1
             # informed orders: one chance per underlying per step
             for u in range(nu):
                 if u_count[u] == 0 or not d_inf[k, u] < inf_rate * dt_s:
@@ -780,64 +750,73 @@ def run_path(
                     future = spot[kf, u]
                 else:
                     sf = spot[kf, u]
-                    x = math.log(i_strike[i] / sf)
-                    vf = max(vol[kf, u] + slope[u] * x + curv[u] * x * x, VOL_FLOOR)
+                    vf = _smile_vol(vol[kf, u], slope[u], curv[u], math.log(i_strike[i] / sf))
                     future = bsm_price(sf, i_strike[i], i_t0[i] - kf * dt_y, rate[u], div[u], vf, is_call[i])
+                wo[n_ord, 0] = i
+                wo[n_ord, 1] = 0.0
+                wo[n_ord, 2] = inf_size
+                wo[n_ord, 3] = 1.0
+                wo[n_ord, 4] = future
+                n_ord += 1
+        for j in range(n_ord):
+            i = int(wo[j, 0])
+            order = wo[j, 2]
+            if wo[j, 3] == 0.0:
+                s = wo[j, 1]
+            else:  # informed: lifts our ask if fair value will be above it, hits our bid if below
+                future = wo[j, 4]
                 if r_as[live, i] > 0.0 and future > r_ask[live, i]:
                     s = -1.0
-                    qp_ = r_ask[live, i]
-                    qs = r_as[live, i]
                 elif r_bs[live, i] > 0.0 and future < r_bid[live, i]:
                     s = 1.0
-                    qp_ = r_bid[live, i]
-                    qs = r_bs[live, i]
                 else:
                     continue
-                got = _fill(
-                    k,
-                    now,
-                    i,
-                    s,
-                    min(inf_size, qs),
-                    qp_,
-                    1.0,
-                    i_u,
-                    i_c,
-                    i_kind,
-                    i_mult,
-                    price,
-                    delta,
-                    spot,
-                    cf,
-                    ust,
-                    prm,
-                    cells,
-                    stock_cells,
-                    pos,
-                    aux,
-                    events,
-                    last_stat,
-                    fills_t,
-                    mids_t,
-                    trades_t,
-                    ist_t,
-                    fst_t,
-                    fills,
-                    n_f,
-                    n_ev,
-                    inf_size,
-                    breaches,
-                    wx,
-                )
-                n_f, n_ev, sc, cash_d, filled = got
-                if filled > 0.0:
-                    if s > 0.0:
-                        r_bs[live, i] -= filled
-                    else:
-                        r_as[live, i] -= filled
-                    n_fills_k += 1.0
-                spread_k += sc
-                cash += cash_d
+            qp_ = r_bid[live, i] if s > 0.0 else r_ask[live, i]
+            qs = r_bs[live, i] if s > 0.0 else r_as[live, i]
+            n_f, n_ev, sc, cash_d, filled = _fill(
+                k,
+                now,
+                i,
+                s,
+                min(order, qs),
+                qp_,
+                wo[j, 3],
+                i_u,
+                i_c,
+                i_kind,
+                i_mult,
+                price,
+                delta,
+                spot,
+                cf,
+                ust,
+                prm,
+                cells,
+                stock_cells,
+                pos,
+                aux,
+                events,
+                last_stat,
+                fills_t,
+                mids_t,
+                trades_t,
+                ist_t,
+                fst_t,
+                fills,
+                n_f,
+                n_ev,
+                order,
+                breaches,
+                wx,
+            )
+            if filled > 0.0:
+                if s > 0.0:
+                    r_bs[live, i] -= filled
+                else:
+                    r_as[live, i] -= filled
+                n_fills_k += 1.0
+            spread_k += sc
+            cash += cash_d
         n_ev = _layers(k, now, ust, prm, events, n_ev, cap_e, linfo)
 
         # -- 5. hedge -------------------------------------------------------------------------------
