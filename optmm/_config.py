@@ -60,6 +60,40 @@ def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
         raise ValueError(f"{where}: not valid TOML: {exc}") from None
 
 
+def check_number(
+    obj: Any,
+    name: str,
+    *,
+    low: float = -math.inf,
+    low_open: bool = False,
+    high: float = math.inf,
+    where: str | None = None,
+) -> None:
+    """Validate ``obj.name`` (a frozen settings object's field) as a finite number in ``[low, high]``
+    (``low`` excluded when ``low_open``) and store it as a float. The error reads
+    ``"<where>: must be ... (got x)"``, ``where`` by default ``"<Class>.<name>"``."""
+    value = getattr(obj, name)
+    where = f"{type(obj).__name__}.{name}" if where is None else where
+    if not (is_real_number(value) and math.isfinite(value)):
+        raise ValueError(f"{where}: must be a finite number (got {value!r})")
+    if value < low or (low_open and value == low) or value > high:
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        if high < math.inf:
+            bound += f" and <= {high:g}"
+        raise ValueError(f"{where}: must be {bound} (got {value!r})")
+    object.__setattr__(obj, name, float(value))
+
+
+def check_bool(obj: Any, name: str, *, where: str | None = None) -> None:
+    """Validate ``obj.name`` as a bool (numpy's too) and store it as one; the error names ``where``
+    (default ``"<Class>.<name>"``)."""
+    value = getattr(obj, name)
+    if not isinstance(value, bool | np.bool_):
+        where = f"{type(obj).__name__}.{name}" if where is None else where
+        raise ValueError(f"{where}: must be true or false (got {value!r})")
+    object.__setattr__(obj, name, bool(value))
+
+
 def is_real_number(value: Any) -> bool:
     """A Python or numpy int or float, and not a bool (which Python counts as an int)."""
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(

@@ -26,39 +26,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from optmm._config import ConfigIO, is_real_number
+from optmm._config import ConfigIO, check_bool, check_number
 from optmm.greeks import Greeks, bsm_greeks
 from optmm.market import Market
 from optmm.typing import ArrayLike, FloatArray
 
 __all__ = ["FairUnderlying", "FairValueConfig", "decay_flow", "fair_underlying", "option_fair_values"]
-
-
-# --------------------------------------------------------------------------------------------------
-# the shared config mechanics (also used by optmm.quoting.quoter)
-
-
-def _check_number(
-    obj: Any, name: str, *, low: float = -math.inf, low_open: bool = False, high: float = math.inf
-) -> None:
-    """Validate ``obj.name`` as a finite number in range and store it as a float."""
-    value = getattr(obj, name)
-    cls = type(obj).__name__
-    if not (is_real_number(value) and math.isfinite(value)):
-        raise ValueError(f"{cls}.{name}: must be a finite number (got {value!r})")
-    if value < low or (low_open and value == low) or value > high:
-        bound = f"> {low}" if low_open else f">= {low}"
-        if high < math.inf:
-            bound += f" and <= {high}"
-        raise ValueError(f"{cls}.{name}: must be {bound} (got {value!r})")
-    object.__setattr__(obj, name, float(value))
-
-
-def _check_bool(obj: Any, name: str) -> None:
-    value = getattr(obj, name)
-    if not isinstance(value, bool | np.bool_):
-        raise ValueError(f"{type(obj).__name__}.{name}: must be true or false (got {value!r})")
-    object.__setattr__(obj, name, bool(value))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -92,12 +65,12 @@ class FairValueConfig(ConfigIO):
     use_lead: bool = True
 
     def __post_init__(self) -> None:
-        _check_number(self, "imbalance_weight", low=0.0, high=1.0)
-        _check_number(self, "flow_weight")
-        _check_number(self, "flow_halflife_s", low=0.0, low_open=True)
-        _check_number(self, "lead_beta")
+        check_number(self, "imbalance_weight", low=0.0, high=1.0)
+        check_number(self, "flow_weight")
+        check_number(self, "flow_halflife_s", low=0.0, low_open=True)
+        check_number(self, "lead_beta")
         for name in ("use_imbalance", "use_flow", "use_lead"):
-            _check_bool(self, name)
+            check_bool(self, name)
 
 
 class FairUnderlying(NamedTuple):

@@ -87,13 +87,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from optmm._config import ConfigIO
+from optmm._config import ConfigIO, check_bool, check_number
 from optmm.market import Market
 from optmm.quoting.fair_value import (
     FairUnderlying,
     FairValueConfig,
-    _check_bool,
-    _check_number,
     fair_underlying,
     option_fair_values,
 )
@@ -187,12 +185,12 @@ class QuoterConfig(ConfigIO):
             "base_half_spread_vol_points", "min_edge_ticks", "vol_widen", "toxicity_widen",
             "gamma_risk_aversion", "sigma_vol", "linear_k", "base_size", "size_shade",
         ):  # fmt: skip
-            _check_number(self, name, low=0.0)
+            check_number(self, name, low=0.0)
         for name in ("tick_size", "tick_size_above", "horizon_s"):
-            _check_number(self, name, low=0.0, low_open=True)
+            check_number(self, name, low=0.0, low_open=True)
         thr = self.tick_threshold
         if thr != math.inf:
-            _check_number(self, "tick_threshold", low=0.0, low_open=True)
+            check_number(self, "tick_threshold", low=0.0, low_open=True)
             for tick_name in ("tick_size", "tick_size_above"):
                 n = self.tick_threshold / getattr(self, tick_name)
                 if abs(n - round(n)) > _EPS * max(1.0, n):
@@ -203,9 +201,9 @@ class QuoterConfig(ConfigIO):
         else:
             object.__setattr__(self, "tick_threshold", math.inf)
         if self.sigma_s_annual is not None:
-            _check_number(self, "sigma_s_annual", low=0.0, low_open=True)
+            check_number(self, "sigma_s_annual", low=0.0, low_open=True)
         for name in ("improve_market", "cross_market"):
-            _check_bool(self, name)
+            check_bool(self, name)
         try:
             object.__setattr__(self, "skew", SkewMode(self.skew))
         except ValueError:
@@ -265,8 +263,8 @@ class BookGreeks:
     vega_per_vol_point: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_number(self, "delta_shares")
-        _check_number(self, "vega_per_vol_point")
+        check_number(self, "delta_shares")
+        check_number(self, "vega_per_vol_point")
 
     @classmethod
     def from_state(cls, state: pd.DataFrame, underlying: str) -> BookGreeks:
@@ -360,7 +358,7 @@ class QuoteInput:
         if self.spot_mid is None:
             object.__setattr__(self, "spot_mid", float(self.market.spot[self.underlying]))
         for name in ("realized_vol", "toxicity_score"):
-            _check_number(self, name, low=0.0)
+            check_number(self, name, low=0.0)
 
 
 def _decision_arrays(decisions: Any, n: int) -> tuple[np.ndarray, FloatArray, FloatArray, FloatArray]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from optmm._config import ConfigIO, canonical_hash, is_real_number, read_toml
+from optmm._config import ConfigIO, canonical_hash, check_bool, check_number, is_real_number, read_toml
 from optmm.quoting.hedger import HedgerConfig
 from optmm.quoting.quoter import QuoterConfig
 from optmm.quoting.toxicity import ToxicityConfig
@@ -54,25 +54,8 @@ def _fail(table: str, name: str, problem: str, value: Any) -> ValueError:
     return ValueError(f"[{table}] {name}: {problem} (got {value!r})")
 
 
-def _number(
-    obj: Any,
-    table: str,
-    name: str,
-    *,
-    low: float = -math.inf,
-    low_open: bool = False,
-    high: float = math.inf,
-    high_open: bool = False,
-) -> None:
-    value = getattr(obj, name)
-    if not (is_real_number(value) and math.isfinite(value)):
-        raise _fail(table, name, "must be a finite number", value)
-    v = float(value)
-    if v < low or (low_open and v == low) or v > high or (high_open and v == high):
-        lo = f"> {low:g}" if low_open else f">= {low:g}"
-        hi = "" if high == math.inf else (f" and < {high:g}" if high_open else f" and <= {high:g}")
-        raise _fail(table, name, f"must be {lo}{hi}", value)
-    object.__setattr__(obj, name, v)
+def _number(obj: Any, table: str, name: str, **bounds: Any) -> None:
+    check_number(obj, name, where=f"[{table}] {name}", **bounds)
 
 
 def _integer(obj: Any, table: str, name: str, *, low: int) -> None:
@@ -83,9 +66,7 @@ def _integer(obj: Any, table: str, name: str, *, low: int) -> None:
 
 
 def _boolean(obj: Any, table: str, name: str) -> None:
-    value = getattr(obj, name)
-    if not isinstance(value, bool):
-        raise _fail(table, name, "must be true or false", value)
+    check_bool(obj, name, where=f"[{table}] {name}")
 
 
 def _choice(obj: Any, table: str, name: str, allowed: tuple[str, ...]) -> None:
