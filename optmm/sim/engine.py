@@ -258,10 +258,30 @@ class _PathOut:
     kills: int
 
 
+def _static(cfg: SimConfig, limits: LimitSet) -> tuple[np.ndarray, ...]:
+    """What every path of a run shares: the underlyings' rate, dividend yield, half-spread, smile slope
+    and curvature, arithmetic vol, and the scenario grid's spot and vol shock per cell."""
+    und = cfg.underlying
+    per_underlying = [
+        np.array([getattr(u, name) for u in und], dtype=np.float64)
+        for name in (
+            "rate",
+            "div_yield",
+            "half_spread",
+            "smile_slope",
+            "smile_curvature",
+            "arith_vol_per_sqrt_s",
+        )
+    ]
+    spot_shocks = np.asarray(limits.scenario_spot, dtype=np.float64)
+    vol_shocks = np.asarray(limits.scenario_vol, dtype=np.float64)
+    return (*per_underlying, np.repeat(spot_shocks, vol_shocks.size), np.tile(vol_shocks, spot_shocks.size))
+
+
 def _run_path(
     cfg: SimConfig,
     chain: _Chain,
-    ctl: RiskController,
+    static: tuple[np.ndarray, ...],
     base: tuple[np.ndarray, ...],
     spot: np.ndarray,
     vol: np.ndarray,
@@ -295,15 +315,7 @@ def _run_path(
     d_inf = rng.random((n, nu))
     d_pick = rng.random((n, nu))
     sp, qp, hp, tp = params
-    und = cfg.underlying
-    rate = np.array([u.rate for u in und])
-    div = np.array([u.div_yield for u in und])
-    hs = np.array([u.half_spread for u in und])
-    slope = np.array([u.smile_slope for u in und])
-    curv = np.array([u.smile_curvature for u in und])
-    arith = np.array([u.arith_vol_per_sqrt_s for u in und])
-    shock_s = np.repeat(np.asarray(ctl.limits.scenario_spot, dtype=np.float64), len(ctl.limits.scenario_vol))
-    shock_v = np.tile(np.asarray(ctl.limits.scenario_vol, dtype=np.float64), len(ctl.limits.scenario_spot))
+    rate, div, hs, slope, curv, arith, shock_s, shock_v = static
     q_len = int(sp[sk.SP_Q_LEN])
     caps = [max(1024, 4 * n), max(256, n // 4), max(256, n // 4) if need_events else 256]
     while True:
@@ -634,12 +646,13 @@ def simulate(
     ctl = _controller(cfg, chain, audit)
     base = (ctl._cf, ctl._ust, ctl._prm, ctl._cells, ctl._stock_cells)
     params = (_params(cfg), pack_quoter(cfg.quoter), pack_hedger(cfg.hedger), pack_toxicity(cfg.toxicity))
+    static = _static(cfg, ctl.limits)
     rng = np.random.Generator(np.random.PCG64(seed))
     spot, vol = _market_paths(cfg, rng, n_paths)
     outs = []
     with progress_bar(n_paths, enabled=progress and n_paths > 1, desc=cfg.strategy.name) as bar:
         for p in range(n_paths):
-            o = _run_path(cfg, chain, ctl, base, spot[p], vol[p], rng, params, audit is not None)
+            o = _run_path(cfg, chain, static, base, spot[p], vol[p], rng, params, audit is not None)
             if audit is not None:
                 times = o.events[:, 1] * cfg.sim.dt_s
                 ctl.replay_events(o.events, times, detail_prefix=f"path {p}; " if n_paths > 1 else "")
