@@ -47,9 +47,7 @@ K_PUT, K_CALL, K_UNDERLYING = 0, 1, 2
 (
     SP_DT_S,
     SP_DT_Y,
-    SP_A,
     SP_K,
-    SP_LINEAR,
     SP_LAT,
     SP_INF_RATE,
     SP_INF_H,
@@ -68,8 +66,8 @@ K_PUT, K_CALL, K_UNDERLYING = 0, 1, 2
     SP_Q_LEN,
     SP_TOX_THR,
     SP_SIZE_MEAN,
-) = range(23)
-NSP = 24
+) = range(21)  # A and the fill model are in the flow's draws (engine.py), not here
+NSP = 21
 Q_QUOTER, Q_AS, Q_SYMMETRIC = 0, 1, 2
 
 # st_out columns (per step)

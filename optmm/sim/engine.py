@@ -178,9 +178,7 @@ def _params(cfg: SimConfig) -> np.ndarray:
     fl, st = cfg.flow, cfg.strategy
     sp[sk.SP_DT_S] = dt_s
     sp[sk.SP_DT_Y] = dt_s / SECONDS_PER_YEAR
-    sp[sk.SP_A] = fl.arrival_a
     sp[sk.SP_K] = fl.arrival_k
-    sp[sk.SP_LINEAR] = 1.0 if fl.fill_model == "linear" else 0.0
     sp[sk.SP_LAT] = fl.latency_steps
     sp[sk.SP_INF_RATE] = fl.informed_rate
     sp[sk.SP_INF_H] = max(1, round(fl.informed_horizon_s / dt_s))
@@ -252,7 +250,6 @@ class _PathOut:
     qwin: np.ndarray
     fair: np.ndarray
     pos: np.ndarray
-    cash: float
     mtm: float
     breaches: int
     kills: int
@@ -394,7 +391,6 @@ def _run_path(
         qwin=qwin,
         fair=fair,
         pos=pos,
-        cash=float(cash[0]),
         breaches=int(counts[3]),
         kills=int(counts[4]),
         mtm=_mtm(chain, pos, float(cash[0]), fair[-1], un[-1, :, sk.UN_STOCK], spot[-1]),
