@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from greeks import make_options  # bench/greeks.py: the same option set
+from greeks import best_time, make_options  # bench/greeks.py: the same option set and timing
 
 from optmm.greeks import bsm_greeks
 from optmm.sim import SimConfig, simulate
@@ -42,12 +42,7 @@ TARGETS = {"day_s": 2.0, "ratio": 0.1, "as2008_s": 10.0}
 
 
 def best(fn: Any, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return best_time(fn, repeats)[0]
 
 
 def run(repeats: int) -> dict[str, Any]:
