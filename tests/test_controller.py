@@ -600,6 +600,59 @@ def test_decide_many_equals_decide():
     assert set(e1["event"]) >= {"cut", "drop"}
 
 
+def test_quote_clear_of_every_limit_skips_the_pretrade_check_with_the_same_answer():
+    """decide_in_layer answers a quote whose full fill on either side leaves every pre-trade metric
+    clearly inside its hard limit without running the check (_clear_of_limits); it must answer what
+    the check itself (_side on the loaded metrics) answers, sizes and audit status alike. Random
+    states with limits placed at, just past and just short of where a full fill would land."""
+    from optmm.risk import _controller_kernels as ck
+
+    rng = np.random.default_rng(11)
+    taken = 0
+    for _ in range(4000):
+        cf = np.zeros((1, ck.CCELL + 1))
+        ust = np.zeros((3, ck.NUS))  # two underlyings and the book; the contract is on 0
+        cf[0, ck.CDELTA] = rng.uniform(-100.0, 100.0)
+        cf[0, ck.CGAMMA] = rng.uniform(0.0, 300.0) * rng.choice([1.0, -1.0, 0.0], p=[0.6, 0.3, 0.1])
+        cf[0, ck.CVEGA] = rng.uniform(0.0, 30.0) * rng.choice([1.0, -1.0])
+        cf[0, ck.CPOS] = float(rng.integers(-50, 50))
+        ust[:2, ck.USPOT] = rng.uniform(20.0, 200.0, 2)
+        for col, scale in ((ck.UDELTA, 5e3), (ck.UGAMMA, 3e4), (ck.UVEGA, 3e3)):
+            ust[:2, col] = rng.uniform(-scale, scale, 2)
+        ust[:, ck.USOFT : ck.USOFT + ck.N_METRICS] = np.inf
+        ust[:2, ck.ULAYER] = ck.NORMAL
+        qb, qa = (float(x) for x in rng.integers(0, 25, 2))
+        qm = max(qb, qa)
+        prm = np.zeros(ck.NPRM)
+        ck.load_pretrade(0, 0, cf, ust, prm)  # the metrics, to place the limits around
+        for j, code in enumerate(ck.PRETRADE_CODES):
+            row, m = (2, code - ck.BOOK) if code >= ck.BOOK else (0, code)
+            v, g = prm[ck.P_V + j], prm[ck.P_G + j]
+            edge = abs(v) + abs(g) * qm  # where the fuller side lands
+            clear = [np.inf, edge * 1.5, edge * 1.0000001]
+            close = [edge * (1 + 1e-12), edge, edge * (1 - 1e-12), edge * 0.9]
+            ust[row, ck.UHARD + m] = rng.choice(clear + close, p=[0.3] * 3 + [0.025] * 4)
+        ust[1, ck.UHARD : ck.UHARD + ck.N_METRICS] = ust[0, ck.UHARD : ck.UHARD + ck.N_METRICS]
+        ck.load_pretrade(0, 0, cf, ust, prm)
+        hard = abs(cf[0, ck.CPOS]) > ust[0, ck.UHARD + ck.M_POSITION]  # the contract alone is HARD
+        aux_want = np.zeros(ck.NAUX)
+        want = (
+            ck._side(1.0, qb, hard, 0, 0, cf, ust, prm, aux_want, ck.A_BID),
+            ck._side(-1.0, qa, hard, 0, 0, cf, ust, prm, aux_want, ck.A_ASK),
+        )
+        aux = np.full(ck.NAUX, -7.0)
+        lay, nb, na, spread, _trig, _hedge, flags = ck.decide_in_layer(
+            0, qb, qa, ck.NORMAL, ck.T_NONE, math.nan, math.nan, cf, ust, np.zeros(ck.NPRM), aux
+        )
+        assert (lay, spread) == (ck.HARD if hard else ck.NORMAL, 1.0)
+        assert (nb, na) == want
+        assert aux[ck.A_BID] == aux_want[ck.A_BID] and aux[ck.A_ASK] == aux_want[ck.A_ASK]
+        assert bool(flags & ck.F_BID) == (aux_want[ck.A_BID] != ck.S_OK)
+        assert bool(flags & ck.F_ASK) == (aux_want[ck.A_ASK] != ck.S_OK)
+        taken += bool(ck._clear_of_limits(0, 0, qm, cf, ust))
+    assert 400 < taken < 3600  # both ways were tested often
+
+
 def test_invalid_inputs_are_refused():
     ctl = controller([(*CALL_A, 1.0)], limit_set())
     with pytest.raises(ValueError):

@@ -273,6 +273,74 @@ def _side(s, q, hard_mode, c, u, cf, ust, prm, aux, off):  # pragma: no cover - 
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def load_pretrade(c, u, cf, ust, prm):  # pragma: no cover - compiled
+    """The pre-trade metrics of contract ``c`` (of underlying ``u``) into the scratch of ``prm``, in the
+    order of ``PRETRADE_CODES``: value at ``P_V``, change per contract bought at ``P_G``, hard limit
+    at ``P_H``."""
+    b = ust.shape[0] - 1
+    spot = ust[u, USPOT]
+    gd = cf[c, CDELTA]
+    dd, gam, veg = book_sums(ust)
+    prm[P_V + 0] = cf[c, CPOS]
+    prm[P_G + 0] = 1.0
+    prm[P_H + 0] = ust[u, UHARD + M_POSITION]
+    prm[P_V + 1] = ust[u, UDELTA]
+    prm[P_G + 1] = gd
+    prm[P_H + 1] = ust[u, UHARD + M_DELTA_SHARES]
+    prm[P_V + 2] = ust[u, UDELTA] * spot
+    prm[P_G + 2] = gd * spot
+    prm[P_H + 2] = ust[u, UHARD + M_DELTA_DOLLARS]
+    prm[P_V + 3] = ust[u, UGAMMA]
+    prm[P_G + 3] = cf[c, CGAMMA]
+    prm[P_H + 3] = ust[u, UHARD + M_GAMMA]
+    prm[P_V + 4] = ust[u, UVEGA]
+    prm[P_G + 4] = cf[c, CVEGA]
+    prm[P_H + 4] = ust[u, UHARD + M_VEGA]
+    prm[P_V + 5] = dd
+    prm[P_G + 5] = gd * spot
+    prm[P_H + 5] = ust[b, UHARD + M_DELTA_DOLLARS]
+    prm[P_V + 6] = gam
+    prm[P_G + 6] = cf[c, CGAMMA]
+    prm[P_H + 6] = ust[b, UHARD + M_GAMMA]
+    prm[P_V + 7] = veg
+    prm[P_G + 7] = cf[c, CVEGA]
+    prm[P_H + 7] = ust[b, UHARD + M_VEGA]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _clear(v, g, h, q):  # pragma: no cover - compiled
+    """Whether a fill of up to ``q`` units on either side, each changing the value ``v`` by ``±g``,
+    leaves it clearly inside ``[-h, h]``: by more than :func:`_side` asks before it skips a metric
+    (so that then :func:`_side` would allow the whole size); finite values only."""
+    a = abs(v)
+    dq = abs(g) * q
+    if h == _INF:
+        return a + dq < _INF
+    return (h - a) - dq > 1e-9 * (h + a + dq)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _clear_of_limits(c, u, q, cf, ust):  # pragma: no cover - compiled
+    """Whether every pre-trade metric of contract ``c`` is :func:`_clear` of its hard limit for a fill
+    of up to ``q`` on either side: the pre-trade check of both sides then allows the whole size, and
+    :func:`decide_in_layer` skips it (most quotes of a book inside its limits)."""
+    b = ust.shape[0] - 1
+    spot = ust[u, USPOT]
+    gd = cf[c, CDELTA]
+    dd, gam, veg = book_sums(ust)
+    return (
+        _clear(cf[c, CPOS], 1.0, ust[u, UHARD + M_POSITION], q)
+        and _clear(ust[u, UDELTA], gd, ust[u, UHARD + M_DELTA_SHARES], q)
+        and _clear(ust[u, UDELTA] * spot, gd * spot, ust[u, UHARD + M_DELTA_DOLLARS], q)
+        and _clear(ust[u, UGAMMA], cf[c, CGAMMA], ust[u, UHARD + M_GAMMA], q)
+        and _clear(ust[u, UVEGA], cf[c, CVEGA], ust[u, UHARD + M_VEGA], q)
+        and _clear(dd, gd * spot, ust[b, UHARD + M_DELTA_DOLLARS], q)
+        and _clear(gam, cf[c, CGAMMA], ust[b, UHARD + M_GAMMA], q)
+        and _clear(veg, cf[c, CVEGA], ust[b, UHARD + M_VEGA], q)
+    )
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _whole(x):  # pragma: no cover - compiled
     return math.floor(x)
 
@@ -333,36 +401,12 @@ def decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, prm, aux
         qa = max(_whole(ask * f), 1.0) if qa >= 1.0 else 0.0
     elif lay == HARD:
         hedge = ust[u, UDELTA]
-    # the pre-trade metrics of this contract: value, change per contract bought, hard limit
-    b = ust.shape[0] - 1
-    spot = ust[u, USPOT]
-    gd = cf[c, CDELTA]
-    dd, gam, veg = book_sums(ust)
-    prm[P_V + 0] = pos
-    prm[P_G + 0] = 1.0
-    prm[P_H + 0] = ust[u, UHARD + M_POSITION]
-    prm[P_V + 1] = ust[u, UDELTA]
-    prm[P_G + 1] = gd
-    prm[P_H + 1] = ust[u, UHARD + M_DELTA_SHARES]
-    prm[P_V + 2] = ust[u, UDELTA] * spot
-    prm[P_G + 2] = gd * spot
-    prm[P_H + 2] = ust[u, UHARD + M_DELTA_DOLLARS]
-    prm[P_V + 3] = ust[u, UGAMMA]
-    prm[P_G + 3] = cf[c, CGAMMA]
-    prm[P_H + 3] = ust[u, UHARD + M_GAMMA]
-    prm[P_V + 4] = ust[u, UVEGA]
-    prm[P_G + 4] = cf[c, CVEGA]
-    prm[P_H + 4] = ust[u, UHARD + M_VEGA]
-    prm[P_V + 5] = dd
-    prm[P_G + 5] = gd * spot
-    prm[P_H + 5] = ust[b, UHARD + M_DELTA_DOLLARS]
-    prm[P_V + 6] = gam
-    prm[P_G + 6] = cf[c, CGAMMA]
-    prm[P_H + 6] = ust[b, UHARD + M_GAMMA]
-    prm[P_V + 7] = veg
-    prm[P_G + 7] = cf[c, CVEGA]
-    prm[P_H + 7] = ust[b, UHARD + M_VEGA]
     hard_mode = lay == HARD
+    if not hard_mode and _clear_of_limits(c, u, qb if qb >= qa else qa, cf, ust):
+        aux[A_BID] = S_OK
+        aux[A_ASK] = S_OK
+        return lay, qb if qb > 0.0 else 0.0, qa if qa > 0.0 else 0.0, spread, trig, hedge, flags
+    load_pretrade(c, u, cf, ust, prm)
     nb = _side(1.0, qb, hard_mode, c, u, cf, ust, prm, aux, A_BID)
     na = _side(-1.0, qa, hard_mode, c, u, cf, ust, prm, aux, A_ASK)
     if aux[A_BID] != S_OK:
