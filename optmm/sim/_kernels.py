@@ -66,8 +66,11 @@ K_PUT, K_CALL, K_UNDERLYING = 0, 1, 2
     SP_Q_LEN,
     SP_TOX_THR,
     SP_SIZE_MEAN,
-) = range(21)  # A and the fill model are in the flow's draws (engine.py), not here
-NSP = 21
+    SP_ADT_BID,
+    SP_ADT_ASK,
+    SP_POISSON,
+) = range(24)
+NSP = 24
 Q_QUOTER, Q_AS, Q_SYMMETRIC = 0, 1, 2
 
 # st_out columns (per step)
@@ -105,7 +108,7 @@ QW_FAIR, QW_BID, QW_ASK, QW_BSIZE, QW_ASIZE = range(5)
 NQW = 5
 # workspaces the caller allocates (run_path needs no runtime): rows of wi (per instrument), of wu (per
 # underlying), of wx (scratch vectors of length max(NAUX, N_PRETRADE))
-NWI, NWU, NWX = 19, 8, 5
+NWI, NWU, NWX = 39, 9, 5
 
 
 def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> tuple[np.ndarray, ...]:
@@ -175,7 +178,7 @@ def _decision_event(events, n_ev, cap, step, c, flags, lay, nb, na, aux, last_st
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _smile_vol(vol_t, slope, curvature, x):  # pragma: no cover - compiled
-    """Implied vol at log-moneyness ``x = ln(K / S)``: ``vol_t + slope·x + curvature·x²``, floored."""
+    """Implied vol at log-moneyness ``x = ln K − ln S``: ``vol_t + slope·x + curvature·x²``, floored."""
     return max(vol_t + slope * x + curvature * x * x, VOL_FLOOR)
 
 
@@ -410,12 +413,20 @@ def run_path(
     s_in, t_in, r_in, q_in, iv = wi[0], wi[1], wi[2], wi[3], wi[4]
     price, delta, gamma, vega, theta, o5, o6, o7 = wi[5], wi[6], wi[7], wi[8], wi[9], wi[10], wi[11], wi[12]
     p_price, p_delta, p_gamma, p_vega, p_theta, p_iv = wi[13], wi[14], wi[15], wi[16], wi[17], wi[18]
+    ln_k = wi[19]  # ln K of the options (the smile's log-moneyness is ln K - ln S)
+    # a step's quotes: bid, ask, sizes; the controller's decision on them (layer, size caps, spread
+    # factor) and whether it changes them (``q_again``)
+    q_bid, q_ask, q_bs, q_as = wi[20], wi[21], wi[22], wi[23]
+    q_lay, q_cap_b, q_cap_a, q_spread, q_again = wi[24], wi[25], wi[26], wi[27], wi[28]
+    x_bd, x_bv, x_sig2, x_s2, x_rv, x_tox = wi[29], wi[30], wi[31], wi[32], wi[33], wi[34]
+    f_bid, f_ask, f_bs, f_as = wi[35], wi[36], wi[37], wi[38]
     is_call = wb
     for i in range(n_inst):
         is_call[i] = i_kind[i] == K_CALL
         r_in[i] = rate[i_u[i]]
         q_in[i] = div[i_u[i]]
-    p_spot, p_stock, rv2, next_due, tox_score, sig2_u, s2_u, rvol_u = (
+        ln_k[i] = math.log(i_strike[i]) if i_kind[i] != K_UNDERLYING else 0.0
+    p_spot, p_stock, rv2, next_due, tox_score, sig2_u, s2_u, rvol_u, ln_s = (
         wu[0],
         wu[1],
         wu[2],
@@ -424,7 +435,15 @@ def run_path(
         wu[5],
         wu[6],
         wu[7],
+        wu[8],
     )
+    # the flow: an order reaches a quote at distance d from fair value (on side 0, it hits our bid;
+    # 1, it lifts our offer) within a step with probability p = 1 - exp(-lambda dt) ("poisson") or
+    # min(lambda dt, 1) ("linear"), lambda dt = A dt exp(-k d); it does iff the step's uniform draw
+    # is below p. At d >= 0, p is at most its value at d = 0: a draw at or above that needs no exp
+    adt = (sp[SP_ADT_BID], sp[SP_ADT_ASK])
+    poisson = sp[SP_POISSON] != 0.0
+    p_at_fair = (-math.expm1(-adt[0]), -math.expm1(-adt[1])) if poisson else adt
     ring = lat + 1
     r_bid, r_ask, r_bs, r_as = wr[0], wr[1], wr[2], wr[3]
     for j in range(ring):
@@ -458,13 +477,15 @@ def run_path(
     for k in range(n_steps + 1):
         now = k * dt_s
         # -- 1. market data, fair values and Greeks ---------------------------------------------
+        for u in range(nu):
+            ln_s[u] = math.log(spot[k, u])
         for i in range(n_inst):
             u = i_u[i]
             sk = spot[k, u]
             s_in[i] = sk
             t_in[i] = i_t0[i] - k * dt_y
             if i_kind[i] != K_UNDERLYING:
-                iv[i] = _smile_vol(vol[k, u], slope[u], curv[u], math.log(i_strike[i] / sk))
+                iv[i] = _smile_vol(vol[k, u], slope[u], curv[u], ln_k[i] - ln_s[u])
             else:
                 iv[i] = 0.0
         _greeks_block(
@@ -601,26 +622,32 @@ def run_path(
             sig2_u[u] = math.pow(sig, qp[Q_TWO])
             s2_u[u] = math.pow(spot[k, u], qp[Q_TWO])
             rvol_u[u] = math.sqrt(rv2[u])
-        for i in range(n_inst):
-            u = i_u[i]
-            c = i_c[i]
-            fair = price[i]
-            sk = spot[k, u]
-            if quoting == Q_QUOTER:
-                sig2 = sig2_u[u]
-                s2 = s2_u[u]
-                rvol = rvol_u[u]
+        if quoting == Q_QUOTER:
+            # in three passes over the instruments: the quoter's wanted quotes, the controller's
+            # decisions on them, the final quotes where a decision changed them. The quoter's passes
+            # are loops LLVM vectorizes (the quoter's settings are a tuple, not an array that the
+            # stores could alias), several instruments' quotes at once: a quote is a chain of
+            # divisions and roundings, and computed one at a time, most of the loop's cost
+            for i in range(n_inst):  # the underlyings' inputs per instrument (no gathers below)
+                u = i_u[i]
+                x_bd[i] = ust[u, ck.UDELTA]
+                x_bv[i] = ust[u, ck.UVEGA]
+                x_sig2[i] = sig2_u[u]
+                x_s2[i] = s2_u[u]
+                x_rv[i] = rvol_u[u]
+                x_tox[i] = tox_score[u]
+            for i in range(n_inst):
                 w = quote_one_squared(
-                    fair,
+                    price[i],
                     delta[i],
                     vega[i],
                     pos[i],
-                    ust[u, ck.UDELTA],
-                    ust[u, ck.UVEGA],
-                    sig2,
-                    s2,
-                    rvol,
-                    tox_score[u],
+                    x_bd[i],
+                    x_bv[i],
+                    x_sig2[i],
+                    x_s2[i],
+                    x_rv[i],
+                    x_tox[i],
                     ck.NORMAL,
                     np.inf,
                     np.inf,
@@ -629,7 +656,17 @@ def run_path(
                     np.nan,
                     qp,
                 )
-                bid, ask, bs, asz = w[0], w[1], w[2], w[3]
+                q_bid[i] = w[0]
+                q_ask[i] = w[1]
+                q_bs[i] = w[2]
+                q_as[i] = w[3]
+            n_again = 0
+            for i in range(n_inst):
+                u = i_u[i]
+                c = i_c[i]
+                bs = q_bs[i]
+                asz = q_as[i]
+                q_again[i] = 0.0
                 if c >= 0:
                     # (linfo[u, j], not a row view: a view costs two atomic reference counts)
                     lay, nb, na, spread, _trig, _hedge, flags = ck.decide_in_layer(
@@ -647,31 +684,55 @@ def run_path(
                     )
                     if flags:
                         n_ev = _decision_event(events, n_ev, cap_e, k, c, flags, lay, nb, na, aux, last_stat)
+                    q_lay[i] = lay
+                    q_cap_b[i] = nb
+                    q_cap_a[i] = na
+                    q_spread[i] = spread
                     if not (lay == ck.NORMAL and nb == bs and na == asz and spread == 1.0):
-                        f = quote_one_squared(
-                            fair,
-                            delta[i],
-                            vega[i],
-                            pos[i],
-                            ust[u, ck.UDELTA],
-                            ust[u, ck.UVEGA],
-                            sig2,
-                            s2,
-                            rvol,
-                            tox_score[u],
-                            lay,
-                            nb,
-                            na,
-                            spread,
-                            np.nan,
-                            np.nan,
-                            qp,
-                        )
-                        bid, ask, bs, asz = f[0], f[1], f[2], f[3]
+                        q_again[i] = 1.0
+                        n_again += 1
                 else:
-                    bs = _gate_underlying(u, 1.0, bs, ust, prm)
-                    asz = _gate_underlying(u, -1.0, asz, ust, prm)
-            else:
+                    q_bs[i] = _gate_underlying(u, 1.0, bs, ust, prm)
+                    q_as[i] = _gate_underlying(u, -1.0, asz, ust, prm)
+                    q_lay[i] = ck.NORMAL
+                    q_cap_b[i] = np.inf
+                    q_cap_a[i] = np.inf
+                    q_spread[i] = 1.0
+            if n_again > 0:
+                for i in range(n_inst):  # every instrument (a vector loop), kept where needed
+                    f = quote_one_squared(
+                        price[i],
+                        delta[i],
+                        vega[i],
+                        pos[i],
+                        x_bd[i],
+                        x_bv[i],
+                        x_sig2[i],
+                        x_s2[i],
+                        x_rv[i],
+                        x_tox[i],
+                        q_lay[i],
+                        q_cap_b[i],
+                        q_cap_a[i],
+                        q_spread[i],
+                        np.nan,
+                        np.nan,
+                        qp,
+                    )
+                    f_bid[i] = f[0]  # (plain stores: a store that keeps the old value unless ... is
+                    f_ask[i] = f[1]  # a loop LLVM does not vectorize)
+                    f_bs[i] = f[2]
+                    f_as[i] = f[3]
+                for i in range(n_inst):
+                    if q_again[i] != 0.0:
+                        q_bid[i] = f_bid[i]
+                        q_ask[i] = f_ask[i]
+                        q_bs[i] = f_bs[i]
+                        q_as[i] = f_as[i]
+        else:
+            for i in range(n_inst):
+                u = i_u[i]
+                sk = spot[k, u]
                 if quoting == Q_AS:
                     sigma = arith[u]
                     tau = horizon_s - now
@@ -684,10 +745,15 @@ def run_path(
                     res = sk
                     total_spread = sym_spread
                 factor = prm[ck.P_SOFT_SPREAD] if ust[u, ck.ULAYER] == ck.SOFT else 1.0
-                bid = res - 0.5 * total_spread * factor
-                ask = res + 0.5 * total_spread * factor
-                bs = _gate_underlying(u, 1.0, qsize, ust, prm)
-                asz = _gate_underlying(u, -1.0, qsize, ust, prm)
+                q_bid[i] = res - 0.5 * total_spread * factor
+                q_ask[i] = res + 0.5 * total_spread * factor
+                q_bs[i] = _gate_underlying(u, 1.0, qsize, ust, prm)
+                q_as[i] = _gate_underlying(u, -1.0, qsize, ust, prm)
+        for i in range(n_inst):
+            bid = q_bid[i]
+            ask = q_ask[i]
+            bs = q_bs[i]
+            asz = q_as[i]
             if not bs > 0.0:
                 bid = np.nan
                 bs = 0.0
@@ -700,7 +766,7 @@ def run_path(
             r_as[slot, i] = asz
             if q_from <= k < q_from + q_len:
                 qrow = qwin[k - q_from, i]
-                qrow[QW_FAIR] = fair
+                qrow[QW_FAIR] = price[i]
                 qrow[QW_BID] = bid
                 qrow[QW_ASK] = ask
                 qrow[QW_BSIZE] = bs
@@ -723,11 +789,12 @@ def run_path(
                     if not qs > 0.0:
                         continue
                     n_quoted += 1.0
-                    # an order reaches a quote at distance dist from fair with probability from
-                    # lambda(dist) = A exp(-k dist): the caller turned each draw into the largest
-                    # distance it reaches (d_arrive), so no exp per side here
                     dist = s * (price[i] - qp_)
-                    if not dist < d_arrive[k, i, side]:
+                    x = d_arrive[k, i, side]
+                    if not x < p_at_fair[side] and dist >= 0.0:
+                        continue
+                    lam_dt = adt[side] * math.exp(-big_k * dist)
+                    if not x < (-math.expm1(-lam_dt) if poisson else lam_dt):
                         continue
                     wo[n_ord, 0] = i
                     wo[n_ord, 1] = s
@@ -748,7 +815,7 @@ def run_path(
                     future = spot[kf, u]
                 else:
                     sf = spot[kf, u]
-                    vf = _smile_vol(vol[kf, u], slope[u], curv[u], math.log(i_strike[i] / sf))
+                    vf = _smile_vol(vol[kf, u], slope[u], curv[u], ln_k[i] - math.log(sf))
                     future = bsm_price(sf, i_strike[i], i_t0[i] - kf * dt_y, rate[u], div[u], vf, is_call[i])
                 wo[n_ord, 0] = i
                 wo[n_ord, 1] = 0.0

@@ -205,6 +205,10 @@ def _params(cfg: SimConfig) -> np.ndarray:
     sp[sk.SP_Q_LEN] = min(round(cfg.sim.quotes_window_s / dt_s), cfg.sim.steps - q_from)
     sp[sk.SP_TOX_THR] = cfg.toxicity.threshold
     sp[sk.SP_SIZE_MEAN] = fl.order_size_mean
+    # A dt per side: 0, orders that hit our bid (sellers), 1, that lift our offer (buyers)
+    sp[sk.SP_ADT_BID] = max(fl.arrival_a * (1.0 + fl.imbalance), 0.0) * dt_s
+    sp[sk.SP_ADT_ASK] = max(fl.arrival_a * (1.0 - fl.imbalance), 0.0) * dt_s
+    sp[sk.SP_POISSON] = 1.0 if fl.fill_model == "poisson" else 0.0
     return sp
 
 
@@ -290,20 +294,11 @@ def _run_path(
     n_inst = chain.u.size
     nu = len(cfg.underlying)
     fl = cfg.flow
-    # the flow's draw per (step, instrument, side), turned into the largest distance from fair value
-    # that an order reaches: with x ~ Exp(1) (poisson: P = 1 - exp(-lambda dt)) or x ~ U(0, 1)
-    # (linear: P = min(lambda dt, 1)), a quote at distance d is reached iff x < A dt exp(-k d), i.e.
-    # iff d < (ln(A dt) - ln x) / k
+    # the flow's uniform draw per (step, instrument, side): an order reaches a quote at distance d from
+    # fair value iff the draw is below its probability within the step (the loop: p = 1 - exp(-lambda
+    # dt) for "poisson", min(lambda dt, 1) for "linear", lambda = A exp(-k d))
     shape = (n, n_inst, 2)
-    d_arrive = rng.standard_exponential(shape) if fl.fill_model == "poisson" else rng.random(shape)
-    with np.errstate(divide="ignore"):
-        np.log(d_arrive, out=d_arrive)
-    d_arrive *= -1.0 / fl.arrival_k
-    for side, a in enumerate((fl.arrival_a * (1.0 + fl.imbalance), fl.arrival_a * (1.0 - fl.imbalance))):
-        if a > 0.0:  # side 0: orders that hit our bid (sellers), 1: that lift our offer (buyers)
-            d_arrive[:, :, side] += math.log(a * cfg.sim.dt_s) / fl.arrival_k
-        else:
-            d_arrive[:, :, side] = -np.inf
+    d_arrive = rng.random(shape)
     # order sizes: a uniform per (step, instrument, side), turned into 1 + Poisson(mean - 1) by the
     # loop only where an order arrives
     d_size = (
@@ -350,7 +345,7 @@ def _run_path(
             chain.u_first,
             chain.u_count,
             sp,
-            qp,
+            tuple(qp.tolist()),  # a tuple: the quote loops vectorize (sim/_kernels.py)
             hp,
             tp,
             cf,
