@@ -173,6 +173,42 @@ def test_symmetric_quotes_drift_to_the_limit_under_one_sided_flow_and_skewed_quo
     assert len(skew.fills) > 100
 
 
+@pytest.mark.parametrize("model", ["poisson", "linear"])
+def test_a_quote_is_reached_with_the_flow_models_probability(model: str) -> None:
+    """A quote at distance d from fair value is reached within a step with probability
+    1 - exp(-lambda dt) ("poisson") or min(lambda dt, 1) ("linear"), lambda = A exp(-k d), with
+    A (1 + imbalance) for the orders that hit our bid and A (1 - imbalance) for those that lift our
+    offer: fixed symmetric quotes on the asset itself (d = half the spread), no limits, one unit per
+    order; the fill frequency per side against a 5-standard-error binomial band. A side whose
+    lambda dt is at least 1 fills at every step under "linear"."""
+    a, k, imb, dt, spread = 30.0, 1.5, 0.5, 0.01, 1.0
+    cfg = SimConfig.load(ROOT / "scenarios/sim/as2008.toml").with_overrides(
+        {
+            "sim.paths": 40,
+            "sim.steps": 500,
+            "sim.dt_s": dt,
+            "flow.fill_model": model,
+            "flow.arrival_a": a,
+            "flow.arrival_k": k,
+            "flow.imbalance": imb,
+            "strategy.quoting": "symmetric",
+            "strategy.spread": spread,
+            "strategy.quote_size": 1e6,
+        }
+    )
+    res = simulate(cfg)
+    n = cfg.sim.paths * cfg.sim.steps
+    assert res.steps["n_quoted"].sum() == 2 * n  # both sides quoted at every step
+    for side, a_side in ((1, a * (1 + imb)), (-1, a * (1 - imb))):
+        lam_dt = a_side * math.exp(-k * spread / 2) * dt
+        p = -math.expm1(-lam_dt) if model == "poisson" else min(lam_dt, 1.0)
+        fills = int((res.fills["side"] == side).sum())
+        assert abs(fills / n - p) < 5 * math.sqrt(p * (1 - p) / n), (side, fills / n, p)
+    if model == "linear":  # A dt exp(-k d) = 300 * 0.01 * exp(-0.75) = 1.42: every step
+        sure = simulate(cfg.with_overrides({"flow.arrival_a": 300.0, "flow.imbalance": 0.0}))
+        assert len(sure.fills) == 2 * n
+
+
 def test_latency_fills_meet_the_quotes_of_latency_steps_before() -> None:
     lat = 2
     res = simulate(config(flow__latency_steps=lat, flow__arrival_a=0.3))
