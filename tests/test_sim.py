@@ -209,6 +209,30 @@ def test_a_quote_is_reached_with_the_flow_models_probability(model: str) -> None
         assert len(sure.fills) == 2 * n
 
 
+@pytest.mark.parametrize("markout_s", [0.0, 0.05])
+def test_markouts_are_against_the_fair_value_markout_s_after_the_fill(markout_s: float) -> None:
+    """A fill's markout is side * (fair value markout_s later - price) * size * multiplier: on the
+    asset itself (fair value = spot, read from the underlyings table), NaN when that is past the last
+    step; with a 0-s horizon it is the spread capture."""
+    cfg = SimConfig.load(ROOT / "scenarios/sim/as2008.toml").with_overrides(
+        {"sim.paths": 3, "sim.markout_s": markout_s}
+    )
+    res = simulate(cfg)
+    h = round(markout_s / cfg.sim.dt_s)
+    f = res.fills
+    spot = res.underlyings["spot"].to_numpy().reshape(cfg.sim.paths, cfg.sim.steps)
+    path, later = f["path"].to_numpy(), f["step"].to_numpy() + h
+    inside = later < cfg.sim.steps
+    side, price, size = (f[c].to_numpy()[inside] for c in ("side", "price", "size"))
+    want = side * (spot[path[inside], later[inside]] - price) * size
+    np.testing.assert_allclose(f["markout"].to_numpy()[inside], want, rtol=0, atol=1e-12)
+    assert np.isnan(f["markout"].to_numpy()[later > cfg.sim.steps]).all()
+    if h == 0:
+        np.testing.assert_array_equal(f["markout"], f["spread_capture"])
+    else:
+        assert (later > cfg.sim.steps).any() and inside.sum() > 100
+
+
 def test_latency_fills_meet_the_quotes_of_latency_steps_before() -> None:
     lat = 2
     res = simulate(config(flow__latency_steps=lat, flow__arrival_a=0.3))

@@ -69,8 +69,9 @@ K_PUT, K_CALL, K_UNDERLYING = 0, 1, 2
     SP_ADT_BID,
     SP_ADT_ASK,
     SP_POISSON,
-) = range(24)
-NSP = 24
+    SP_MARKOUT,
+) = range(25)
+NSP = 25
 Q_QUOTER, Q_AS, Q_SYMMETRIC = 0, 1, 2
 
 # st_out columns (per step)
@@ -94,8 +95,9 @@ NST = 13
 UN_SPOT, UN_VOL, UN_DELTA, UN_GAMMA, UN_VEGA, UN_STOCK, UN_LAYER, UN_TOX = range(8)
 NUN = 8
 # fills rows
-F_STEP, F_INST, F_SIDE, F_SIZE, F_PRICE, F_FAIR, F_INFORMED = range(7)
-NF = 7
+# (F_FAIR_H: the instrument's fair value SP_MARKOUT steps after the fill, NaN past the last step)
+F_STEP, F_INST, F_SIDE, F_SIZE, F_PRICE, F_FAIR, F_INFORMED, F_FAIR_H = range(8)
+NF = 8
 # hedges rows
 H_STEP, H_U, H_SHARES, H_PRICE, H_MID, H_COST, H_REASON = range(7)
 NH = 7
@@ -193,6 +195,16 @@ def _poisson_quantile(u, lam):  # pragma: no cover - compiled
         p *= lam / n
         cdf += p
     return float(n)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _markouts(fills, n_mk, n_f, k, h, price):  # pragma: no cover - compiled
+    """Record, for the fills from ``n_mk`` on made ``h`` steps or more before step ``k``, the fair value
+    at step ``k`` (``price``): called at every step, each gets the one ``h`` steps after it."""
+    while n_mk < n_f and fills[n_mk, F_STEP] + h <= k:
+        fills[n_mk, F_FAIR_H] = price[int(fills[n_mk, F_INST])]
+        n_mk += 1
+    return n_mk
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -358,7 +370,7 @@ def run_path(
     hedges,
     events,
     qwin,
-    fair_hist,
+    fair_end,
     counts,
     pos,
     cash_out,
@@ -398,12 +410,14 @@ def run_path(
     q_len = int(sp[SP_Q_LEN])
     tox_thr = sp[SP_TOX_THR]
     size_mean = sp[SP_SIZE_MEAN]
+    markout_steps = sp[SP_MARKOUT]
     cap_f = fills.shape[0]
     cap_h = hedges.shape[0]
     cap_e = events.shape[0]
     n_f = 0
     n_h = 0
     n_ev = 0
+    n_mk = 0  # the fills whose markout fair value is recorded
 
     # per-instrument state: current and previous step's values and Greeks
     # scratch: every array comes from the caller (``wi``, ``wb``, ``wu``, ``wr``, ``wc``), so that this
@@ -498,7 +512,7 @@ def run_path(
                 gamma[i] = 0.0
                 vega[i] = 0.0
                 theta[i] = 0.0
-            fair_hist[k, i] = price[i]
+        n_mk = _markouts(fills, n_mk, min(n_f, cap_f), k, markout_steps, price)
         # the previous step's inventory P&L, now that both ends are known
         if k > 0:
             row = st_out[k - 1]
@@ -882,6 +896,7 @@ def run_path(
                 n_fills_k += 1.0
             spread_k += sc
             cash += cash_d
+        n_mk = _markouts(fills, n_mk, min(n_f, cap_f), k, markout_steps, price)  # (a 0-step horizon)
         n_ev = _layers(k, now, ust, prm, events, n_ev, cap_e, linfo)
 
         # -- 5. hedge -------------------------------------------------------------------------------
@@ -947,6 +962,8 @@ def run_path(
         cum += spread_k - hcost
 
     cash_out[0] = cash
+    for i in range(n_inst):
+        fair_end[i] = price[i]  # the last step's fair values
     counts[0] = n_f
     counts[1] = n_h
     counts[2] = n_ev
@@ -1051,4 +1068,5 @@ def _fill(
         f[F_PRICE] = px
         f[F_FAIR] = fair
         f[F_INFORMED] = informed
+        f[F_FAIR_H] = np.nan
     return n_f + 1, n_ev, s * (fair - px) * q * m, -s * q * px * m, q

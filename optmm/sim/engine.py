@@ -209,6 +209,7 @@ def _params(cfg: SimConfig) -> np.ndarray:
     sp[sk.SP_ADT_BID] = max(fl.arrival_a * (1.0 + fl.imbalance), 0.0) * dt_s
     sp[sk.SP_ADT_ASK] = max(fl.arrival_a * (1.0 - fl.imbalance), 0.0) * dt_s
     sp[sk.SP_POISSON] = 1.0 if fl.fill_model == "poisson" else 0.0
+    sp[sk.SP_MARKOUT] = round(cfg.sim.markout_s / dt_s)
     return sp
 
 
@@ -252,7 +253,6 @@ class _PathOut:
     hedges: np.ndarray
     events: np.ndarray
     qwin: np.ndarray
-    fair: np.ndarray
     pos: np.ndarray
     mtm: float
     breaches: int
@@ -319,7 +319,7 @@ def _run_path(
         hedges = np.zeros((caps[1], sk.NH))
         events = np.zeros((caps[2], sk.NE))
         qwin = np.full((q_len, n_inst, sk.NQW), np.nan)
-        fair = np.empty((n + 1, n_inst))
+        fair_end = np.empty(n_inst)
         counts = np.zeros(5, dtype=np.int64)
         pos = np.zeros(n_inst)
         cash = np.zeros(1)
@@ -362,7 +362,7 @@ def _run_path(
             hedges,
             events,
             qwin,
-            fair,
+            fair_end,
             counts,
             pos,
             cash,
@@ -384,11 +384,10 @@ def _run_path(
         hedges=hedges[: counts[1]],
         events=events[:n_ev],
         qwin=qwin,
-        fair=fair,
         pos=pos,
         breaches=int(counts[3]),
         kills=int(counts[4]),
-        mtm=_mtm(chain, pos, float(cash[0]), fair[-1], un[-1, :, sk.UN_STOCK], spot[-1]),
+        mtm=_mtm(chain, pos, float(cash[0]), fair_end, un[-1, :, sk.UN_STOCK], spot[-1]),
     )
 
 
@@ -408,7 +407,6 @@ def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd
     names = np.array(cfg.names, dtype=object)
     nu = names.size
     n_paths = len(outs)
-    h = round(cfg.sim.markout_s / dt)
     kind_names = np.array(["put", "call", "stock"], dtype=object)
 
     st = np.concatenate([o.st for o in outs])
@@ -459,14 +457,7 @@ def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd
     inst = f[:, sk.F_INST].astype(np.int64)
     side, size, price, fair = f[:, sk.F_SIDE], f[:, sk.F_SIZE], f[:, sk.F_PRICE], f[:, sk.F_FAIR]
     mult = chain.mult[inst]
-    later = fstep + h
-    fair_h = np.full(fstep.size, np.nan)
-    lo = 0
-    for o in outs:  # the fair value markout_s after each fill, from its own path
-        m = len(o.fills)
-        ok = later[lo : lo + m] <= n
-        fair_h[lo : lo + m][ok] = o.fair[later[lo : lo + m][ok], inst[lo : lo + m][ok]]
-        lo += m
+    fair_h = f[:, sk.F_FAIR_H]  # the fair value markout_s after each fill (NaN past the last step)
     fills = pd.DataFrame(
         {
             "path": fpath,
@@ -530,7 +521,7 @@ def _std(x: np.ndarray) -> float:
 def _summary(
     cfg: SimConfig, seed: int, frames: dict[str, pd.DataFrame], outs: list[_PathOut], wall_s: float
 ) -> dict[str, Any]:
-    steps, unds, fills = frames["steps"], frames["underlyings"], frames["fills"]
+    steps, fills = frames["steps"], frames["fills"]
     n_paths = len(outs)
     by_path = steps.groupby("path", sort=True)
     totals = by_path["pnl"].sum().to_numpy()
@@ -548,14 +539,10 @@ def _summary(
     sd = _std(sample)
     sharpe = float(np.mean(sample) / sd) if sd > 0 else math.nan
     attribution = {c: float(by_path[c].sum().mean()) for c in ATTRIBUTION}
-    layers = unds["layer"].value_counts(normalize=True)
-    time_in_layer = {layer.name: float(layers.get(layer.name, 0.0)) for layer in sorted(Layer, key=int)}
-    code = (
-        unds["layer"]
-        .map({layer.name: int(layer) for layer in Layer})
-        .to_numpy()
-        .reshape(n_paths, -1, len(cfg.names))
-    )
+    # the layers from the paths' arrays (the table's column holds their names)
+    code = np.stack([o.un[:, :, sk.UN_LAYER] for o in outs]).astype(np.int64)  # (path, step, underlying)
+    counts = np.bincount(code.ravel(), minlength=len(Layer))
+    time_in_layer = {layer.name: float(counts[int(layer)] / code.size) for layer in sorted(Layer, key=int)}
     prev = np.concatenate([np.full((n_paths, 1, code.shape[2]), int(Layer.NORMAL)), code[:, :-1]], axis=1)
     pulls = int(np.sum((code <= int(Layer.STALE)) & (prev > int(Layer.STALE))))
     kills = sum(o.kills for o in outs)
