@@ -110,7 +110,7 @@ QW_FAIR, QW_BID, QW_ASK, QW_BSIZE, QW_ASIZE = range(5)
 NQW = 5
 # workspaces the caller allocates (run_path needs no runtime): rows of wi (per instrument), of wu (per
 # underlying), of wx (scratch vectors of length max(NAUX, N_PRETRADE))
-NWI, NWU, NWX = 39, 9, 5
+NWI, NWU, NWX = 42, 9, 5
 
 
 def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> tuple[np.ndarray, ...]:
@@ -150,7 +150,7 @@ def _event(events, n_ev, cap, typ, step, a, b, c, d, e, f):  # pragma: no cover 
     return n_ev + 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _decision_event(events, n_ev, cap, step, c, flags, lay, nb, na, aux, last_stat):  # pragma: no cover
     """Write a decision's event, leaving out a side's cut or drop that repeats the previous decision's
     for the same contract and side (same status and metric): one event when it starts, not one per step."""
@@ -235,7 +235,7 @@ def _pretrade_limits(u, ust, out):  # pragma: no cover - compiled
     out[7] = ust[b, ck.UHARD + ck.M_VEGA]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _layers(step, now, ust, prm, events, n_ev, cap, info):  # pragma: no cover - compiled
     """Re-evaluate every underlying's layer; a change is recorded (as the controller's layers_all).
     ``info[u]`` keeps ``(layer, trigger, measured, threshold)`` for the quotes of the step."""
@@ -251,7 +251,7 @@ def _layers(step, now, ust, prm, events, n_ev, cap, info):  # pragma: no cover -
     return n_ev
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _gate_underlying(u, s, q, ust, prm):  # pragma: no cover - compiled
     """Size allowed on side ``s`` (+1 buy) of a quote in the underlying itself: the layer's rule and
     the pre-trade check on the underlying's delta in shares (its hard limit)."""
@@ -434,6 +434,7 @@ def run_path(
     q_lay, q_cap_b, q_cap_a, q_spread, q_again = wi[24], wi[25], wi[26], wi[27], wi[28]
     x_bd, x_bv, x_sig2, x_s2, x_rv, x_tox = wi[29], wi[30], wi[31], wi[32], wi[33], wi[34]
     f_bid, f_ask, f_bs, f_as = wi[35], wi[36], wi[37], wi[38]
+    x_cd, x_cg, x_cv = wi[39], wi[40], wi[41]  # one contract's delta_shares, dollar gamma, vega
     is_call = wb
     for i in range(n_inst):
         is_call[i] = i_kind[i] == K_CALL
@@ -563,25 +564,46 @@ def run_path(
             ust[u, ck.USPOT] = sk
             ust[u, ck.ULAST] = now
             tox_on_mid(fills_t, mids_t, trades_t, ist_t, fst_t, u, now, sk)
+        for i in range(n_inst):  # per-contract Greeks in trader units (a vector loop: contiguous rows)
+            m = i_mult[i]
+            x_cd[i] = m * delta[i]
+            x_cg[i] = m * gamma[i] * s_in[i] * s_in[i] / 100.0
+            x_cv[i] = m * vega[i] / 100.0
         for i in range(n_inst):
             c = i_c[i]
             if c >= 0:
-                u = i_u[i]
-                sk = spot[k, u]
-                m = i_mult[i]
-                cf[c, ck.CDELTA] = m * delta[i]
-                cf[c, ck.CGAMMA] = m * gamma[i] * sk * sk / 100.0
-                cf[c, ck.CVEGA] = m * vega[i] / 100.0
+                cf[c, ck.CDELTA] = x_cd[i]
+                cf[c, ck.CGAMMA] = x_cg[i]
+                cf[c, ck.CVEGA] = x_cv[i]
         for u in range(nu):
             ust[u, ck.UDELTA] = ust[u, ck.USTOCK]
             ust[u, ck.UGAMMA] = 0.0
             ust[u, ck.UVEGA] = 0.0
+        # the aggregates, summed in contract order (as the controller's), in registers while the
+        # underlying stays the same
+        u_run = -1
+        a_d = 0.0
+        a_g = 0.0
+        a_v = 0.0
         for c in range(cf.shape[0]):
             u = int(cf[c, ck.CU])
+            if u != u_run:
+                if u_run >= 0:
+                    ust[u_run, ck.UDELTA] = a_d
+                    ust[u_run, ck.UGAMMA] = a_g
+                    ust[u_run, ck.UVEGA] = a_v
+                u_run = u
+                a_d = ust[u, ck.UDELTA]
+                a_g = ust[u, ck.UGAMMA]
+                a_v = ust[u, ck.UVEGA]
             p = cf[c, ck.CPOS]
-            ust[u, ck.UDELTA] += p * cf[c, ck.CDELTA]
-            ust[u, ck.UGAMMA] += p * cf[c, ck.CGAMMA]
-            ust[u, ck.UVEGA] += p * cf[c, ck.CVEGA]
+            a_d += p * cf[c, ck.CDELTA]
+            a_g += p * cf[c, ck.CGAMMA]
+            a_v += p * cf[c, ck.CVEGA]
+        if u_run >= 0:
+            ust[u_run, ck.UDELTA] = a_d
+            ust[u_run, ck.UGAMMA] = a_g
+            ust[u_run, ck.UVEGA] = a_v
         if cf.shape[0] > 0 and k % scen_every == 0:
             _revalue(
                 i_u,
