@@ -200,6 +200,22 @@ def _greeks_block(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7)
     return bad
 
 
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _greeks5_block(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4):  # pragma: no cover
+    # _greeks_block's price, delta, gamma, vega and theta only (the simulator's loop, which needs no
+    # rho, vanna or volga: LLVM drops their arithmetic)
+    bad = 0
+    for i in range(s.shape[0]):
+        res = bsm_all(s[i], k[i], t[i], r[i], q[i], sigma[i], is_call[i])
+        o0[i] = res[0]
+        o1[i] = res[1]
+        o2[i] = res[2]
+        o3[i] = res[3]
+        o4[i] = res[4]
+        bad += 0 if inputs_ok(s[i], k[i], t[i], r[i], q[i], sigma[i]) else 1
+    return bad
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def greeks_kernel(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7):  # pragma: no cover
     """Fill the eight outputs (price, delta, gamma, vega, theta, rho, vanna, volga; each of length n).

@@ -3,7 +3,7 @@
 Per step ``k`` (time ``k · dt``), in this order (docs/simulation.md, "The loop"):
 
 1. market data: spot and vol of every underlying at step ``k``; fair value and Greeks of every
-   instrument (one SIMD block of :func:`optmm.greeks._bsm._greeks_block`); the previous step's
+   instrument (one SIMD block of :func:`optmm.greeks._bsm._greeks5_block`); the previous step's
    inventory P&L is attributed (delta, gamma, vega, theta, residual) now that both ends are known;
 2. the controller's state is refreshed in place (per-contract Greeks, aggregates, spots, market-data
    time; the worst-scenario grid every ``scenario_every_s``), the day's P&L is marked (daily loss
@@ -34,7 +34,7 @@ import math
 import numpy as np
 from numba import njit
 
-from optmm.greeks._bsm import _greeks_block, _price_block
+from optmm.greeks._bsm import _greeks5_block, _price_block
 from optmm.greeks._bsm import bsm_price_scalar as bsm_price
 from optmm.quoting._kernels import Q_TWO, hedge_decide, hedge_fill_price, quote_one_squared
 from optmm.quoting._toxicity_kernels import tox_on_fill, tox_on_mid, tox_on_trade, tox_update
@@ -503,9 +503,7 @@ def run_path(
                 iv[i] = _smile_vol(vol[k, u], slope[u], curv[u], ln_k[i] - ln_s[u])
             else:
                 iv[i] = 0.0
-        _greeks_block(
-            s_in, i_strike, t_in, r_in, q_in, iv, is_call, price, delta, gamma, vega, theta, o5, o6, o7
-        )
+        _greeks5_block(s_in, i_strike, t_in, r_in, q_in, iv, is_call, price, delta, gamma, vega, theta)
         for i in range(n_inst):
             if i_kind[i] == K_UNDERLYING:
                 price[i] = s_in[i]
@@ -623,7 +621,7 @@ def run_path(
                 stock_cells,
                 shock_s,
                 shock_v,
-                o5,  # scratch: rho, vanna, volga are not used
+                o5,  # scratch rows
                 o6,
                 o7,
             )
