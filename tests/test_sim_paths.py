@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from optmm.sim import paths as paths_module
-from optmm.sim.paths import MAX_JUMPS_PER_STEP, VOL_FLOOR, correlation_factor, draw_paths
+from optmm.sim.paths import MAX_JUMPS_PER_STEP, VOL_FLOOR, correlation_factor, draw_paths, uniforms
 
 
 def params(nu: int = 1, **over: Any) -> dict[str, Any]:
@@ -469,3 +469,17 @@ def test_inputs_not_mutated() -> None:
     spot, _ = draw_paths(np.random.default_rng(5), **frozen)
     np.testing.assert_array_equal(spot, draw_paths(np.random.default_rng(5), **p)[0])
     np.testing.assert_array_equal(frozen["spot0"], [100.0, 50.0, 20.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(3,), (1 << 20,), ((1 << 20) + 1,), (1001, 1047), (2341, 80, 2)])
+def test_uniforms_are_the_generators_own_stream(shape: tuple[int, ...], dtype: Any) -> None:
+    """uniforms() (two threads on large arrays) is rng.random bit for bit, and leaves the generator
+    where rng.random leaves it, also after an odd number of float32 draws (a buffered half output)."""
+    for before in (0, 3, 4):
+        a, b = np.random.default_rng(7), np.random.default_rng(7)
+        a.random(before, dtype=np.float32)
+        b.random(before, dtype=np.float32)
+        np.testing.assert_array_equal(uniforms(b, shape, dtype), a.random(shape, dtype=dtype))
+        np.testing.assert_array_equal(b.random(5), a.random(5))
+        np.testing.assert_array_equal(b.random(5, dtype=np.float32), a.random(5, dtype=np.float32))

@@ -29,7 +29,7 @@ from optmm.risk.controller import RiskController
 from optmm.risk.limits import LimitSet
 from optmm.sim import _kernels as sk
 from optmm.sim.config import SECONDS_PER_YEAR, SimConfig
-from optmm.sim.paths import draw_paths
+from optmm.sim.paths import draw_paths, uniforms
 from optmm.sim.result import ATTRIBUTION, SimResult
 from optmm.surface import FlatSurface
 
@@ -298,12 +298,10 @@ def _run_path(
     # fair value iff the draw is below its probability within the step (the loop: p = 1 - exp(-lambda
     # dt) for "poisson", min(lambda dt, 1) for "linear", lambda = A exp(-k d))
     shape = (n, n_inst, 2)
-    d_arrive = rng.random(shape)
+    d_arrive = uniforms(rng, shape)  # (rng.random(shape), two threads filling it)
     # order sizes: a uniform per (step, instrument, side), turned into 1 + Poisson(mean - 1) by the
     # loop only where an order arrives
-    d_size = (
-        rng.random(shape, dtype=np.float32) if fl.order_size_mean > 1.0 else np.zeros((1, 1, 2), np.float32)
-    )
+    d_size = uniforms(rng, shape, np.float32) if fl.order_size_mean > 1.0 else np.zeros((1, 1, 2), np.float32)
     d_inf = rng.random((n, nu))
     d_pick = rng.random((n, nu))
     sp, qp, hp, tp = params

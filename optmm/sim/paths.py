@@ -24,14 +24,16 @@ seed gives the same paths bit for bit.
 from __future__ import annotations
 
 import math
-from typing import Any
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 import numpy as np
 from numba import njit
 
 from optmm.typing import ArrayLike, FloatArray
 
-__all__ = ["MAX_JUMPS_PER_STEP", "VOL_FLOOR", "correlation_factor", "draw_paths"]
+__all__ = ["MAX_JUMPS_PER_STEP", "VOL_FLOOR", "correlation_factor", "draw_paths", "uniforms"]
 
 VOL_FLOOR = 1e-4
 """The smallest instantaneous vol a path takes (a vol shock may push vol below zero; the floor keeps
@@ -484,3 +486,43 @@ def draw_paths(
         first = int(np.flatnonzero(~np.isfinite(spot).all(axis=(0, 1)))[0])
         raise ValueError(f"spot of underlying {first} overflows: drift, vol or jumps too large for the run")
     return spot, vol
+
+
+_TWO_THREADS_FROM = 1 << 20  # values; below it one thread fills as fast
+_filler: ThreadPoolExecutor | None = None
+
+
+def uniforms(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
+    """``rng.random(shape, dtype)``, bit for bit and leaving ``rng`` in the same state, filled by two
+    threads when the array is large and ``rng`` is a PCG64 (the simulator's flow draws: millions of
+    uniforms per path, the largest cost outside its loop).
+
+    The second half comes from a copy of the generator advanced past the first half's draws (one
+    64-bit output per float64, one per two float32), so the halves are the serial stream's.
+    """
+    global _filler
+    dtype = np.dtype(dtype)
+    out = np.empty(shape, dtype)
+    flat = out.reshape(-1)
+    bg = rng.bit_generator
+    state = bg.state
+    per = 1 if dtype == np.float64 else 2  # values per 64-bit output
+    if (
+        flat.size < _TWO_THREADS_FROM
+        or not isinstance(bg, np.random.PCG64)
+        or state["has_uint32"]  # a float32 fill would start on a buffered half output
+        or (os.cpu_count() or 1) < 2
+    ):
+        rng.random(dtype=dtype, out=flat)
+        return out
+    half = flat.size // 2 // per * per
+    second = np.random.PCG64()
+    second.state = cast(Any, state)  # (checked a PCG64 above)
+    second.advance(half // per)
+    if _filler is None:
+        _filler = ThreadPoolExecutor(1, thread_name_prefix="optmm-uniforms")
+    done = _filler.submit(np.random.Generator(second).random, dtype=dtype, out=flat[half:])
+    rng.random(dtype=dtype, out=flat[:half])
+    done.result()
+    bg.state = second.state
+    return out
