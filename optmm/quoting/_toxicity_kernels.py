@@ -67,7 +67,7 @@ Pass ``u`` as an integer and every other scalar (``side`` and ``aggressor_side``
 other types work but compile another specialization.
 
 Cost: an event is O(1) amortised (each event is trimmed once); a score is
-O(log(ring) + fills in the window × horizons × log(mids in the window) + prints in the window).
+O(log(ring) + (log(ring) + fills + mids in the window) × horizons + prints in the window).
 The summation order differs from numpy's pairwise sums, so markout means (and through the markout
 component, the score) may differ from the detector's in the last bits; counts, the one-sided rate, the
 adverse fraction and (with integer sizes) the flow imbalance are exact.
@@ -367,14 +367,18 @@ def _score(fills, mids, trades, ist, params, u, now, out, write):  # pragma: no 
         num = 0.0
         n_mat = 0
         n_adv = 0
-        k0 = 0  # horizons are reached in fill order, so each search starts at the last one's answer
+        k0 = 0  # horizons are reached in fill order: each fill's answer is at or after the last one's
         for i in range(f0, f1):
             r = _row(fh, i, cap)
             t = fills[u, r, FL_TS]
             th = t + hz
             if not th <= now:  # not matured, nor any later fill
                 break
-            k0 = _bisect_right(mids, u, mh, k0, m1, th)
+            if i == f0:
+                k0 = _bisect_right(mids, u, mh, 0, m1, th)
+            else:  # the next fills' answers by walking on: they come a few mids apart
+                while k0 < m1 and mids[u, _row(mh, k0, cap), MD_TS] <= th:
+                    k0 += 1
             mid_h = fills[u, r, FL_MID]
             if k0 > 0:
                 rk = _row(mh, k0 - 1, cap)
