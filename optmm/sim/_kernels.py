@@ -10,11 +10,13 @@ Per step ``k`` (time ``k · dt``), in this order (docs/simulation.md, "The loop"
    and drawdown may throw the kill switch), the toxicity detector sees the mid and updates its latch
    (which, when ``toxicity_pull``, flags the underlying toxic), and every underlying's layer is
    re-evaluated;
-3. quotes: the quoter's wanted quote, the controller's gate and pre-trade check
-   (:func:`optmm.risk._controller_kernels.decide_one`), the final quote; it reaches the market
+3. quotes, in passes over the instruments: the quoter's wanted quotes (a vector loop), the
+   controller's gate and pre-trade check of each (:func:`optmm.risk._controller_kernels.decide_in_layer`),
+   the final quotes where a decision changed them (a vector loop); they reach the market
    ``latency_steps`` steps later;
-4. fills: uninformed market orders reach each live quote with probability from
-   ``λ(δ) = A·exp(−k·δ)``, informed orders trade against us when the fair value
+4. fills: an uninformed market order reaches a live quote at distance ``δ`` from fair value when the
+   step's uniform draw for it is below ``1 − exp(−λ·dt)`` (or ``min(λ·dt, 1)``),
+   ``λ(δ) = A·exp(−k·δ)``; informed orders trade against us when the fair value
    ``informed_horizon_s`` ahead is through our quote; every fill passes the pre-trade check again at
    the state it meets (so no fill of ours takes a position or Greek past a hard limit), updates the
    inventory, the controller (:func:`apply_fill`) and the toxicity detector;
