@@ -182,9 +182,13 @@ def inputs_ok(s, k, t, r, q, sigma):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _greeks_block(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7):  # pragma: no cover
+def _greeks_block(  # pragma: no cover - compiled
+    s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5=None, o6=None, o7=None
+):
     # Outputs come in as block slices indexed from 0: that form LLVM vectorises; the same stores
-    # addressed as out[j, lo + i] stay scalar. Returns how many options had invalid inputs.
+    # addressed as out[j, lo + i] stay scalar. Returns how many options had invalid inputs. Without
+    # o5, o6, o7 (rho, vanna, volga: the simulator's loop) numba prunes their stores and LLVM their
+    # arithmetic.
     bad = 0
     for i in range(s.shape[0]):
         res = bsm_all(s[i], k[i], t[i], r[i], q[i], sigma[i], is_call[i])
@@ -193,25 +197,12 @@ def _greeks_block(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7)
         o2[i] = res[2]
         o3[i] = res[3]
         o4[i] = res[4]
-        o5[i] = res[5]
-        o6[i] = res[6]
-        o7[i] = res[7]
-        bad += 0 if inputs_ok(s[i], k[i], t[i], r[i], q[i], sigma[i]) else 1
-    return bad
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _greeks5_block(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4):  # pragma: no cover
-    # _greeks_block's price, delta, gamma, vega and theta only (the simulator's loop, which needs no
-    # rho, vanna or volga: LLVM drops their arithmetic)
-    bad = 0
-    for i in range(s.shape[0]):
-        res = bsm_all(s[i], k[i], t[i], r[i], q[i], sigma[i], is_call[i])
-        o0[i] = res[0]
-        o1[i] = res[1]
-        o2[i] = res[2]
-        o3[i] = res[3]
-        o4[i] = res[4]
+        if o5 is not None:
+            o5[i] = res[5]
+        if o6 is not None:
+            o6[i] = res[6]
+        if o7 is not None:
+            o7[i] = res[7]
         bad += 0 if inputs_ok(s[i], k[i], t[i], r[i], q[i], sigma[i]) else 1
     return bad
 

@@ -3,7 +3,7 @@
 Per step ``k`` (time ``k · dt``), in this order (docs/simulation.md, "The loop"):
 
 1. market data: spot and vol of every underlying at step ``k``; fair value and Greeks of every
-   instrument (one SIMD block of :func:`optmm.greeks._bsm._greeks5_block`); the previous step's
+   instrument (one SIMD block of :func:`optmm.greeks._bsm._greeks_block`, five outputs); the previous step's
    inventory P&L is attributed (delta, gamma, vega, theta, residual) now that both ends are known;
 2. the controller's state is refreshed in place (per-contract Greeks, aggregates, spots, market-data
    time; the worst-scenario grid every ``scenario_every_s``), the day's P&L is marked (daily loss
@@ -36,7 +36,7 @@ import math
 import numpy as np
 from numba import njit
 
-from optmm.greeks._bsm import _greeks5_block, _price_block
+from optmm.greeks._bsm import _greeks_block, _price_block
 from optmm.greeks._bsm import bsm_price_scalar as bsm_price
 from optmm.quoting._kernels import Q_TWO, hedge_decide, hedge_fill_price, quote_one_squared
 from optmm.quoting._toxicity_kernels import tox_on_fill, tox_on_mid, tox_on_trade, tox_update
@@ -112,7 +112,7 @@ QW_FAIR, QW_BID, QW_ASK, QW_BSIZE, QW_ASIZE = range(5)
 NQW = 5
 # workspaces the caller allocates (run_path needs no runtime): rows of wi (per instrument), of wu (per
 # underlying), of wx (scratch vectors of length max(NAUX, N_PRETRADE))
-NWI, NWU, NWX = 42, 9, 5
+NWI, NWU, NWX = 45, 9, 5
 
 
 def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> tuple[np.ndarray, ...]:
@@ -184,6 +184,40 @@ def _decision_event(events, n_ev, cap, step, c, flags, lay, nb, na, aux, last_st
 def _smile_vol(vol_t, slope, curvature, x):  # pragma: no cover - compiled
     """Implied vol at log-moneyness ``x = ln K − ln S``: ``vol_t + slope·x + curvature·x²``, floored."""
     return max(vol_t + slope * x + curvature * x * x, VOL_FLOOR)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _quote_pass(
+    price, delta, vega, pos, x_und, lay, cap_b, cap_a, spread, qp, o_bid, o_ask, o_bs, o_as
+):  # pragma: no cover - compiled
+    """The quoter on every instrument, a loop LLVM vectorizes: ``x_und`` the rows of its underlying's
+    inputs (book delta and vega, the squares of the skew's sigma and spot, realized vol, toxicity),
+    ``lay``, ``cap_b``, ``cap_a``, ``spread`` the controller's layer, size caps and spread factor."""
+    bd, bv, sig2, s2, rv, tox = x_und
+    for i in range(price.shape[0]):
+        w = quote_one_squared(
+            price[i],
+            delta[i],
+            vega[i],
+            pos[i],
+            bd[i],
+            bv[i],
+            sig2[i],
+            s2[i],
+            rv[i],
+            tox[i],
+            lay[i],
+            cap_b[i],
+            cap_a[i],
+            spread[i],
+            np.nan,
+            np.nan,
+            qp,
+        )
+        o_bid[i] = w[0]
+        o_ask[i] = w[1]
+        o_bs[i] = w[2]
+        o_as[i] = w[3]
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -437,12 +471,16 @@ def run_path(
     x_bd, x_bv, x_sig2, x_s2, x_rv, x_tox = wi[29], wi[30], wi[31], wi[32], wi[33], wi[34]
     f_bid, f_ask, f_bs, f_as = wi[35], wi[36], wi[37], wi[38]
     x_cd, x_cg, x_cv = wi[39], wi[40], wi[41]  # one contract's delta_shares, dollar gamma, vega
+    c_normal, c_inf, c_one = wi[42], wi[43], wi[44]  # the wanted quotes' layer, size caps, spread
     is_call = wb
     for i in range(n_inst):
         is_call[i] = i_kind[i] == K_CALL
         r_in[i] = rate[i_u[i]]
         q_in[i] = div[i_u[i]]
         ln_k[i] = math.log(i_strike[i]) if i_kind[i] != K_UNDERLYING else 0.0
+        c_normal[i] = ck.NORMAL
+        c_inf[i] = np.inf
+        c_one[i] = 1.0
     p_spot, p_stock, rv2, next_due, tox_score, sig2_u, s2_u, rvol_u, ln_s = (
         wu[0],
         wu[1],
@@ -505,7 +543,7 @@ def run_path(
                 iv[i] = _smile_vol(vol[k, u], slope[u], curv[u], ln_k[i] - ln_s[u])
             else:
                 iv[i] = 0.0
-        _greeks5_block(s_in, i_strike, t_in, r_in, q_in, iv, is_call, price, delta, gamma, vega, theta)
+        _greeks_block(s_in, i_strike, t_in, r_in, q_in, iv, is_call, price, delta, gamma, vega, theta)
         for i in range(n_inst):
             if i_kind[i] == K_UNDERLYING:
                 price[i] = s_in[i]
@@ -672,30 +710,10 @@ def run_path(
                 x_s2[i] = s2_u[u]
                 x_rv[i] = rvol_u[u]
                 x_tox[i] = tox_score[u]
-            for i in range(n_inst):
-                w = quote_one_squared(
-                    price[i],
-                    delta[i],
-                    vega[i],
-                    pos[i],
-                    x_bd[i],
-                    x_bv[i],
-                    x_sig2[i],
-                    x_s2[i],
-                    x_rv[i],
-                    x_tox[i],
-                    ck.NORMAL,
-                    np.inf,
-                    np.inf,
-                    1.0,
-                    np.nan,
-                    np.nan,
-                    qp,
-                )
-                q_bid[i] = w[0]
-                q_ask[i] = w[1]
-                q_bs[i] = w[2]
-                q_as[i] = w[3]
+            x_und = (x_bd, x_bv, x_sig2, x_s2, x_rv, x_tox)
+            _quote_pass(
+                price, delta, vega, pos, x_und, c_normal, c_inf, c_inf, c_one, qp, q_bid, q_ask, q_bs, q_as
+            )
             n_again = 0
             for i in range(n_inst):
                 u = i_u[i]
@@ -735,30 +753,24 @@ def run_path(
                     q_cap_a[i] = np.inf
                     q_spread[i] = 1.0
             if n_again > 0:
-                for i in range(n_inst):  # every instrument (a vector loop), kept where needed
-                    f = quote_one_squared(
-                        price[i],
-                        delta[i],
-                        vega[i],
-                        pos[i],
-                        x_bd[i],
-                        x_bv[i],
-                        x_sig2[i],
-                        x_s2[i],
-                        x_rv[i],
-                        x_tox[i],
-                        q_lay[i],
-                        q_cap_b[i],
-                        q_cap_a[i],
-                        q_spread[i],
-                        np.nan,
-                        np.nan,
-                        qp,
-                    )
-                    f_bid[i] = f[0]  # (plain stores: a store that keeps the old value unless ... is
-                    f_ask[i] = f[1]  # a loop LLVM does not vectorize)
-                    f_bs[i] = f[2]
-                    f_as[i] = f[3]
+                # every instrument (into rows of their own: a store that keeps the old value unless
+                # ... is a loop LLVM does not vectorize), kept where needed
+                _quote_pass(
+                    price,
+                    delta,
+                    vega,
+                    pos,
+                    x_und,
+                    q_lay,
+                    q_cap_b,
+                    q_cap_a,
+                    q_spread,
+                    qp,
+                    f_bid,
+                    f_ask,
+                    f_bs,
+                    f_as,
+                )
                 for i in range(n_inst):
                     if q_again[i] != 0.0:
                         q_bid[i] = f_bid[i]
