@@ -273,38 +273,49 @@ def _side(s, q, hard_mode, c, u, cf, ust, prm, aux, off):  # pragma: no cover - 
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def load_pretrade(c, u, cf, ust, prm):  # pragma: no cover - compiled
-    """The pre-trade metrics of contract ``c`` (of underlying ``u``) into the scratch of ``prm``, in the
-    order of ``PRETRADE_CODES``: value at ``P_V``, change per contract bought at ``P_G``, hard limit
-    at ``P_H``."""
-    b = ust.shape[0] - 1
-    spot = ust[u, USPOT]
-    gd = cf[c, CDELTA]
+def pretrade_values(pos, u, ust):  # pragma: no cover - compiled
+    """The pre-trade metrics (the order of ``PRETRADE_CODES``) of a contract of underlying ``u`` with
+    position ``pos``, now."""
     dd, gam, veg = book_sums(ust)
-    prm[P_V + 0] = cf[c, CPOS]
-    prm[P_G + 0] = 1.0
-    prm[P_H + 0] = ust[u, UHARD + M_POSITION]
-    prm[P_V + 1] = ust[u, UDELTA]
-    prm[P_G + 1] = gd
-    prm[P_H + 1] = ust[u, UHARD + M_DELTA_SHARES]
-    prm[P_V + 2] = ust[u, UDELTA] * spot
-    prm[P_G + 2] = gd * spot
-    prm[P_H + 2] = ust[u, UHARD + M_DELTA_DOLLARS]
-    prm[P_V + 3] = ust[u, UGAMMA]
-    prm[P_G + 3] = cf[c, CGAMMA]
-    prm[P_H + 3] = ust[u, UHARD + M_GAMMA]
-    prm[P_V + 4] = ust[u, UVEGA]
-    prm[P_G + 4] = cf[c, CVEGA]
-    prm[P_H + 4] = ust[u, UHARD + M_VEGA]
-    prm[P_V + 5] = dd
-    prm[P_G + 5] = gd * spot
-    prm[P_H + 5] = ust[b, UHARD + M_DELTA_DOLLARS]
-    prm[P_V + 6] = gam
-    prm[P_G + 6] = cf[c, CGAMMA]
-    prm[P_H + 6] = ust[b, UHARD + M_GAMMA]
-    prm[P_V + 7] = veg
-    prm[P_G + 7] = cf[c, CVEGA]
-    prm[P_H + 7] = ust[b, UHARD + M_VEGA]
+    d = ust[u, UDELTA]
+    return pos, d, d * ust[u, USPOT], ust[u, UGAMMA], ust[u, UVEGA], dd, gam, veg
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def pretrade_changes(c, u, cf, ust):  # pragma: no cover - compiled
+    """How one contract of ``c`` bought changes each pre-trade metric."""
+    gd = cf[c, CDELTA]
+    gd_s = gd * ust[u, USPOT]
+    return 1.0, gd, gd_s, cf[c, CGAMMA], cf[c, CVEGA], gd_s, cf[c, CGAMMA], cf[c, CVEGA]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def pretrade_limits(u, ust):  # pragma: no cover - compiled
+    """The hard limit of each pre-trade metric of a contract of underlying ``u``."""
+    b = ust.shape[0] - 1
+    return (
+        ust[u, UHARD + M_POSITION],
+        ust[u, UHARD + M_DELTA_SHARES],
+        ust[u, UHARD + M_DELTA_DOLLARS],
+        ust[u, UHARD + M_GAMMA],
+        ust[u, UHARD + M_VEGA],
+        ust[b, UHARD + M_DELTA_DOLLARS],
+        ust[b, UHARD + M_GAMMA],
+        ust[b, UHARD + M_VEGA],
+    )
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def load_pretrade(c, u, cf, ust, prm):  # pragma: no cover - compiled
+    """The pre-trade metrics of contract ``c`` (of underlying ``u``) into the scratch of ``prm``: value
+    at ``P_V``, change per contract bought at ``P_G``, hard limit at ``P_H``."""
+    v = pretrade_values(cf[c, CPOS], u, ust)
+    g = pretrade_changes(c, u, cf, ust)
+    h = pretrade_limits(u, ust)
+    for k in range(N_PRETRADE):
+        prm[P_V + k] = v[k]
+        prm[P_G + k] = g[k]
+        prm[P_H + k] = h[k]
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -324,20 +335,13 @@ def _clear_of_limits(c, u, q, cf, ust):  # pragma: no cover - compiled
     """Whether every pre-trade metric of contract ``c`` is :func:`_clear` of its hard limit for a fill
     of up to ``q`` on either side: the pre-trade check of both sides then allows the whole size, and
     :func:`decide_in_layer` skips it (most quotes of a book inside its limits)."""
-    b = ust.shape[0] - 1
-    spot = ust[u, USPOT]
-    gd = cf[c, CDELTA]
-    dd, gam, veg = book_sums(ust)
-    return (
-        _clear(cf[c, CPOS], 1.0, ust[u, UHARD + M_POSITION], q)
-        and _clear(ust[u, UDELTA], gd, ust[u, UHARD + M_DELTA_SHARES], q)
-        and _clear(ust[u, UDELTA] * spot, gd * spot, ust[u, UHARD + M_DELTA_DOLLARS], q)
-        and _clear(ust[u, UGAMMA], cf[c, CGAMMA], ust[u, UHARD + M_GAMMA], q)
-        and _clear(ust[u, UVEGA], cf[c, CVEGA], ust[u, UHARD + M_VEGA], q)
-        and _clear(dd, gd * spot, ust[b, UHARD + M_DELTA_DOLLARS], q)
-        and _clear(gam, cf[c, CGAMMA], ust[b, UHARD + M_GAMMA], q)
-        and _clear(veg, cf[c, CVEGA], ust[b, UHARD + M_VEGA], q)
-    )
+    v = pretrade_values(cf[c, CPOS], u, ust)
+    g = pretrade_changes(c, u, cf, ust)
+    h = pretrade_limits(u, ust)
+    for k in range(N_PRETRADE):
+        if not _clear(v[k], g[k], h[k], q):
+            return False
+    return True
 
 
 @njit(cache=True, inline="always", error_model="numpy")

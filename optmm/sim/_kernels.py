@@ -111,21 +111,20 @@ NE = ck.NEV
 QW_FAIR, QW_BID, QW_ASK, QW_BSIZE, QW_ASIZE = range(5)
 NQW = 5
 # workspaces the caller allocates (run_path needs no runtime): rows of wi (per instrument), of wu (per
-# underlying), of wx (scratch vectors of length max(NAUX, N_PRETRADE))
-NWI, NWU, NWX = 45, 9, 5
+# underlying), of wx (the controller's aux of a decision; the count of breaches)
+NWI, NWU, NWX = 45, 9, 2
 
 
 def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> tuple[np.ndarray, ...]:
     """``(wi, wb, wu, wr, wc, wx, wl, wo)`` for :func:`run_path` (contents set by it); ``wo`` holds a
     step's orders: at most one per instrument and side, and one informed per underlying."""
-    width = max(ck.NAUX, ck.N_PRETRADE)
     return (
         np.empty((NWI, n_inst)),
         np.empty(n_inst, dtype=np.bool_),
         np.empty((NWU, nu)),
         np.empty((4, latency_steps + 1, n_inst)),
         np.empty((n_contracts, 4)),
-        np.zeros((NWX, width)),
+        np.zeros((NWX, ck.NAUX)),
         np.empty((nu, 4)),
         np.zeros((2 * n_inst + nu, 5)),
     )
@@ -241,34 +240,6 @@ def _markouts(fills, n_mk, n_f, k, h, price):  # pragma: no cover - compiled
         fills[n_mk, F_FAIR_H] = price[int(fills[n_mk, F_INST])]
         n_mk += 1
     return n_mk
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _pretrade_values(c, u, cf, ust, out):  # pragma: no cover - compiled
-    """The pre-trade check's metrics (the order of ``PRETRADE_CODES``) now; a quote in the underlying
-    itself (``c < 0``) has no contract position."""
-    dd, gam, veg = ck.book_sums(ust)
-    out[0] = cf[c, ck.CPOS] if c >= 0 else 0.0
-    out[1] = ust[u, ck.UDELTA]
-    out[2] = ust[u, ck.UDELTA] * ust[u, ck.USPOT]
-    out[3] = ust[u, ck.UGAMMA]
-    out[4] = ust[u, ck.UVEGA]
-    out[5] = dd
-    out[6] = gam
-    out[7] = veg
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _pretrade_limits(u, ust, out):  # pragma: no cover - compiled
-    b = ust.shape[0] - 1
-    out[0] = ust[u, ck.UHARD + ck.M_POSITION]
-    out[1] = ust[u, ck.UHARD + ck.M_DELTA_SHARES]
-    out[2] = ust[u, ck.UHARD + ck.M_DELTA_DOLLARS]
-    out[3] = ust[u, ck.UHARD + ck.M_GAMMA]
-    out[4] = ust[u, ck.UHARD + ck.M_VEGA]
-    out[5] = ust[b, ck.UHARD + ck.M_DELTA_DOLLARS]
-    out[6] = ust[b, ck.UHARD + ck.M_GAMMA]
-    out[7] = ust[b, ck.UHARD + ck.M_VEGA]
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -1072,8 +1043,8 @@ def _fill(
         return n_f, n_ev, 0.0, 0.0, 0.0
     m = i_mult[i]
     fair = price[i]
-    before = wx[2]
-    _pretrade_values(c, u, cf, ust, before)
+    # the pre-trade metrics before and after (a quote in the underlying itself has no contract position)
+    before = ck.pretrade_values(cf[c, ck.CPOS] if c >= 0 else 0.0, u, ust)
     if c >= 0:
         ck.apply_fill(c, s * q, cf, ust, cells)
         pos[i] += s * q
@@ -1086,10 +1057,8 @@ def _fill(
         ck.apply_hedge(u, s * q * m, stock_cells, ust, cells)
         pos[i] += s * q
         tox_on_fill(fills_t, mids_t, trades_t, ist_t, fst_t, u, now, s, q * m, px, sk)
-    after = wx[3]
-    _pretrade_values(c, u, cf, ust, after)
-    limit = wx[4]
-    _pretrade_limits(u, ust, limit)
+    after = ck.pretrade_values(cf[c, ck.CPOS] if c >= 0 else 0.0, u, ust)
+    limit = ck.pretrade_limits(u, ust)
     for j in range(ck.N_PRETRADE):  # a fill that takes a metric past its hard limit, away from 0
         if abs(after[j]) > limit[j] and abs(after[j]) > abs(before[j]):
             breaches[0] += 1.0
