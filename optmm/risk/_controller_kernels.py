@@ -517,13 +517,39 @@ def aggregate(cf, ust, out):  # pragma: no cover - compiled
         out[u, 3] = abs(ust[u, USTOCK])
         for j in (1, 2, 4, 5):
             out[u, j] = 0.0
+    # summed in contract order, in registers while the underlying stays the same (a book's contracts
+    # come grouped by underlying; the sums through memory were a chain of store-to-load waits)
+    u_run = -1
+    d = g = v = gd = gg = gv = 0.0
     for c in range(cf.shape[0]):
         u = int(cf[c, CU])
+        if u != u_run:
+            if u_run >= 0:
+                _store6(out, u_run, d, g, v, gd, gg, gv)
+            u_run = u
+            d, g, v, gd, gg, gv = out[u, 0], out[u, 1], out[u, 2], out[u, 3], out[u, 4], out[u, 5]
         p = cf[c, CPOS]
-        for j in range(3):
-            x = p * cf[c, CDELTA + j]
-            out[u, j] += x
-            out[u, 3 + j] += abs(x)
+        x_d = p * cf[c, CDELTA]
+        x_g = p * cf[c, CGAMMA]
+        x_v = p * cf[c, CVEGA]
+        d += x_d
+        g += x_g
+        v += x_v
+        gd += abs(x_d)
+        gg += abs(x_g)
+        gv += abs(x_v)
+    if u_run >= 0:
+        _store6(out, u_run, d, g, v, gd, gg, gv)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _store6(out, u, a, b, c, d, e, f):  # pragma: no cover - compiled
+    out[u, 0] = a
+    out[u, 1] = b
+    out[u, 2] = c
+    out[u, 3] = d
+    out[u, 4] = e
+    out[u, 5] = f
 
 
 def worst_rows(cells: np.ndarray, ust: np.ndarray) -> None:

@@ -125,7 +125,7 @@ def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> tu
         np.empty((4, latency_steps + 1, n_inst)),
         np.empty((n_contracts, 4)),
         np.zeros((NWX, ck.NAUX)),
-        np.empty((nu, 4)),
+        np.empty((nu, 10)),
         np.zeros((2 * n_inst + nu, 5)),
     )
 
@@ -483,7 +483,8 @@ def run_path(
         for j in range(4):
             last_stat[c, j] = -2.0
     aux = wx[0]
-    linfo = wl
+    linfo = wl[:, :4]  # per underlying: its layer as _layers found it (layer, trigger, measured, threshold)
+    agg = wl[:, 4:]  # per underlying: the controller's aggregates (ck.aggregate)
     for u in range(nu):
         next_due[u] = -np.inf
         tox_score[u] = 0.0
@@ -584,35 +585,11 @@ def run_path(
                 cf[c, ck.CDELTA] = x_cd[i]
                 cf[c, ck.CGAMMA] = x_cg[i]
                 cf[c, ck.CVEGA] = x_cv[i]
+        ck.aggregate(cf, ust, agg)  # the controller's aggregates (and their gross, unused here)
         for u in range(nu):
-            ust[u, ck.UDELTA] = ust[u, ck.USTOCK]
-            ust[u, ck.UGAMMA] = 0.0
-            ust[u, ck.UVEGA] = 0.0
-        # the aggregates, summed in contract order (as the controller's), in registers while the
-        # underlying stays the same
-        u_run = -1
-        a_d = 0.0
-        a_g = 0.0
-        a_v = 0.0
-        for c in range(cf.shape[0]):
-            u = int(cf[c, ck.CU])
-            if u != u_run:
-                if u_run >= 0:
-                    ust[u_run, ck.UDELTA] = a_d
-                    ust[u_run, ck.UGAMMA] = a_g
-                    ust[u_run, ck.UVEGA] = a_v
-                u_run = u
-                a_d = ust[u, ck.UDELTA]
-                a_g = ust[u, ck.UGAMMA]
-                a_v = ust[u, ck.UVEGA]
-            p = cf[c, ck.CPOS]
-            a_d += p * cf[c, ck.CDELTA]
-            a_g += p * cf[c, ck.CGAMMA]
-            a_v += p * cf[c, ck.CVEGA]
-        if u_run >= 0:
-            ust[u_run, ck.UDELTA] = a_d
-            ust[u_run, ck.UGAMMA] = a_g
-            ust[u_run, ck.UVEGA] = a_v
+            ust[u, ck.UDELTA] = agg[u, 0]
+            ust[u, ck.UGAMMA] = agg[u, 1]
+            ust[u, ck.UVEGA] = agg[u, 2]
         if cf.shape[0] > 0 and k % scen_every == 0:
             _revalue(
                 i_u,

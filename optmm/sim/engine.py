@@ -287,7 +287,7 @@ def _run_path(
     spot: np.ndarray,
     vol: np.ndarray,
     rng: np.random.Generator,
-    params: tuple[np.ndarray, ...],
+    params: tuple[Any, ...],
     need_events: bool,
 ) -> _PathOut:
     n = cfg.sim.steps
@@ -343,7 +343,7 @@ def _run_path(
             chain.u_first,
             chain.u_count,
             sp,
-            tuple(qp.tolist()),  # a tuple: the quote loops vectorize (sim/_kernels.py)
+            qp,
             hp,
             tp,
             cf,
@@ -621,7 +621,9 @@ def simulate(
     chain = _chain(cfg)
     ctl = _controller(cfg, chain, audit)
     base = (ctl._cf, ctl._ust, ctl._prm, ctl._cells, ctl._stock_cells)
-    params = (_params(cfg), pack_quoter(cfg.quoter), pack_hedger(cfg.hedger), pack_toxicity(cfg.toxicity))
+    # (the quoter's settings as a tuple: the loop's quote passes vectorize, sim/_kernels.py)
+    qp = tuple(pack_quoter(cfg.quoter).tolist())
+    params = (_params(cfg), qp, pack_hedger(cfg.hedger), pack_toxicity(cfg.toxicity))
     static = _static(cfg, ctl.limits)
     rng = np.random.Generator(np.random.PCG64(seed))
     spot, vol = _market_paths(cfg, rng, n_paths)
