@@ -8,7 +8,8 @@ Conventions of the docs (what each fence means to the test):
   must exit 0;
 * ```` ```console ````: ``$ `` lines are commands (a trailing ``\\`` continues one), the lines up to
   the next ``$ `` its expected standard output: compared line by line, runs of whitespace equal, a
-  line holding only ``...`` standing for any number of lines;
+  line holding only ``...`` standing for any number of lines. A command that fails passes only
+  if the block shows what it printed on stderr (an ``optmm: error: ...`` line, in full);
 * ```` ```text ```` and other languages (``toml``, ``csv``): not run. A ```` ```text ```` block whose
   lines start with ``optmm `` is a synopsis: its options are checked against the parser.
 

@@ -111,18 +111,20 @@ def _execute(block: Block, run: DocRun) -> str | None:
     for cmd, expected in steps:
         proc = _run(cmd, run)
         shown = cmd[-1] if block.lang == "console" else ""
-        if proc.returncode != 0:
+        # a console block may show a command's error: then the error is what it printed
+        printed = proc.stdout if proc.returncode == 0 else proc.stderr
+        if proc.returncode != 0 and not (expected and output_matches(expected, printed)):
             return (
                 f"{what} failed{': $ ' + shown if shown else ''}: exit code {proc.returncode}\n"
                 f"--- block ---\n{_show(block, text)}\n"
                 f"--- stdout ---\n{_tail(proc.stdout)}\n--- stderr ---\n{_tail(proc.stderr)}"
             )
-        if expected and not output_matches(expected, proc.stdout):
+        if expected and not output_matches(expected, printed):
             return (
                 f"{what}: the output of $ {shown} differs from the doc's: "
-                f"{first_difference(expected, proc.stdout)}\n"
+                f"{first_difference(expected, printed)}\n"
                 f"--- the doc shows ---\n" + "\n".join(expected) + "\n"
-                f"--- the command printed ---\n{proc.stdout.rstrip()}"
+                f"--- the command printed ---\n{printed.rstrip()}"
             )
     after = _snapshot(run.workdir)
     changed = sorted(k for k, v in after.items() if run.before.get(k) != v)
@@ -189,9 +191,7 @@ def test_every_block_says_what_it_is() -> None:
     assert not untagged, f"fences without a language (python, bash, console, text, ...): {untagged}"
 
 
-_WRITES = re.compile(
-    r"(?:--out|--output|--plot)[ =]([^\s`\]|)]+)|\b(?:open|AuditTrail|to_\w+)\(\s*\"([^\"]+)\""
-)
+_WRITES = re.compile(r"(?:--out|--output|--plot)[ =]([^\s`\]|)]+)|\b(?:AuditTrail|to_\w+)\(\s*\"([^\"]+)\"")
 
 
 def test_commands_write_under_out() -> None:
@@ -337,6 +337,10 @@ def test_a_failing_block_fails(tmp_path: Path, tmp_path_factory: pytest.TempPath
     assert "wrote outside out/: stray.txt" in (_execute(stray, run) or "")
     wrong = Block("docs/x.md", 12, "console", "$ echo 1.25\n1.24\n")
     assert "differs from the doc's" in (_execute(wrong, run) or "")
-    assert (
-        _execute(Block("docs/x.md", 15, "console", "$ echo 1.25 > out/a\n$ cat out/a\n1.25\n"), run) is None
-    )
+    ok = Block("docs/x.md", 15, "console", "$ echo 1.25 > out/a\n$ cat out/a\n1.25\n")
+    assert _execute(ok, run) is None
+    # an error shown in the doc is what the command prints on stderr; an error not shown fails
+    shown_error = "$ sh -c 'echo ok; echo wrong: x >&2; exit 2'\nwrong: x\n"
+    assert _execute(Block("docs/x.md", 20, "console", shown_error), run) is None
+    unshown = Block("docs/x.md", 25, "console", "$ sh -c 'echo ok; exit 2'\nok\n")
+    assert "exit code 2" in (_execute(unshown, run) or "")
