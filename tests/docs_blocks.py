@@ -21,7 +21,9 @@ A marker on the line before a fence (an HTML comment, invisible on the rendered 
 * ``<!-- docs-test: skip REASON -->``: not run (an external cluster, an install);
 * ``<!-- docs-test: long REASON | "OLD" -> "NEW" | ... -->``: too long to run as written; the test
   runs the variant with each ``OLD`` replaced by ``NEW`` (each must occur in the block), and the
-  block as written when ``OPTMM_DOCS_FULL=1``.
+  block as written when ``OPTMM_DOCS_FULL=1``;
+* ``<!-- docs-test: variant REASON | "OLD" -> "NEW" | ... -->``: cannot run here as written (an
+  install, a cluster's address); the test always runs the variant.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Block:
     line: int  # 1-based line of the opening fence
     lang: str
     text: str
-    mode: str = "run"  # "run", "skip" or "long"
+    mode: str = "run"  # "run", "skip", "long" or "variant"
     reason: str = ""
     replacements: tuple[tuple[str, str], ...] = field(default=())
 
@@ -62,8 +64,8 @@ class Block:
         return self.lang in RUN_LANGS
 
     def variant(self, full: bool) -> str:
-        """The text to run: as written, or (a long block, unless ``full``) the reduced variant."""
-        if self.mode != "long" or full:
+        """The text to run: as written, or the variant (of a long block, unless ``full``)."""
+        if self.mode in ("run", "skip") or (self.mode == "long" and full):
             return self.text
         text = self.text
         for old, new in self.replacements:
@@ -78,8 +80,8 @@ class DocFormatError(ValueError):
 def _parse_marker(body: str, where: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
     head, *rest = [part.strip() for part in body.split(" | ")]
     mode, _, reason = head.partition(" ")
-    if mode not in ("skip", "long"):
-        raise DocFormatError(f"{where}: unknown docs-test marker {mode!r} (expected skip or long)")
+    if mode not in ("skip", "long", "variant"):
+        raise DocFormatError(f"{where}: unknown docs-test marker {mode!r} (expected skip, long or variant)")
     if not reason.strip():
         raise DocFormatError(f"{where}: a docs-test {mode} marker needs a reason")
     replacements = []
@@ -88,8 +90,8 @@ def _parse_marker(body: str, where: str) -> tuple[str, str, tuple[tuple[str, str
         if m is None:
             raise DocFormatError(f'{where}: cannot read replacement {part!r} (expected "OLD" -> "NEW")')
         replacements.append((m["old"].replace('\\"', '"'), m["new"].replace('\\"', '"')))
-    if mode == "long" and not replacements:
-        raise DocFormatError(f'{where}: a long block needs a reduced variant ("OLD" -> "NEW")')
+    if mode != "skip" and not replacements:
+        raise DocFormatError(f'{where}: a {mode} block needs its variant ("OLD" -> "NEW")')
     if mode == "skip" and replacements:
         raise DocFormatError(f"{where}: a skipped block takes no replacements")
     return mode, reason.strip(), tuple(replacements)

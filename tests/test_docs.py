@@ -3,8 +3,8 @@
 One test per block (``docs/risk.md:13``): Python blocks run as scripts, shell blocks through bash,
 ``console`` blocks compared with the output they show; each file's blocks in order, in a working
 directory of their own holding a copy of ``scenarios/``, where they may write only under ``out/``.
-``optmm`` and ``python`` on the blocks' PATH are this checkout's. ``OPTMM_DOCS_FULL=1`` also runs
-the long blocks as written instead of their reduced variants.
+``optmm`` and ``python`` on the blocks' PATH are this checkout's. ``OPTMM_DOCS_FULL=1`` runs the
+long blocks as written instead of their reduced variants.
 
 Beside them: the synopses (``optmm ...`` lines of ```text blocks, e.g. the README's command list)
 match the argument parsers, and no command in the docs writes outside ``out/``.
@@ -96,7 +96,7 @@ def _run(cmd: list[str], run: DocRun) -> subprocess.CompletedProcess[str]:
 def _execute(block: Block, run: DocRun) -> str | None:
     """Run one block; ``None`` if it did what the doc says, else the failure, block included."""
     text = block.variant(FULL)
-    what = f"{block.id} ({block.lang}{', reduced variant' if text != block.text else ''})"
+    what = f"{block.id} ({block.lang}{', its variant' if text != block.text else ''})"
     if block.lang == "python":
         script = run.scripts / f"{Path(block.path).stem}_{block.line}.py"
         script.write_text(text, encoding="utf-8")
@@ -315,6 +315,8 @@ def test_markers() -> None:
     assert block.mode == "long" and block.reason == "96 runs"
     assert block.variant(full=False) == "optmm sweep small.toml\n"
     assert block.variant(full=True) == "optmm sweep big.toml\n"
+    (always,) = _doc(long.replace("long", "variant"))
+    assert always.variant(full=True) == always.variant(full=False) == "optmm sweep small.toml\n"
     for bad in (
         long.replace('"big.toml"', '"gone.toml"'),  # a replacement that no longer applies
         long.replace(' | "big.toml" -> "small.toml"', ""),  # long without a reduced variant
