@@ -136,7 +136,8 @@ def _execute(block: Block, run: DocRun) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def doc_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DocRun]:
+def doc_runs() -> dict[str, DocRun]:
+    """Per doc file, its working directory and the blocks run so far (shared by its tests)."""
     return {}
 
 
