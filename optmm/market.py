@@ -15,17 +15,29 @@ import enum
 import math
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from optmm.surface import FlatSurface, SurfaceError, SVISurface, TableSurface, VolSurface
-from optmm.typing import ArrayLike, FloatArray
+from optmm.typing import (
+    MAX_RATE,
+    MAX_YEARS,
+    PRICE_RANGE,
+    ArrayLike,
+    FloatArray,
+    WrongTypeError,
+    date_array,
+    first_non_utf8,
+)
 
 __all__ = ["Market", "MarketError", "Sticky"]
 
 TOP = "top level"
+MAX_BETA = 100.0
+"""Largest |beta| to the index."""
 
 
 class Sticky(enum.Enum):
@@ -93,20 +105,37 @@ class Market:
     def __post_init__(self) -> None:
         src = self.source
         try:
-            valuation = np.asarray(self.valuation, dtype="datetime64[D]")[()]
+            valuation = date_array(self.valuation)[()]
             if valuation.ndim:
                 raise ValueError("must be a single date")
+        except WrongTypeError as exc:
+            raise MarketError(
+                src, TOP, "valuation", f"not a date: {self.valuation!r} ({exc.problem})"
+            ) from None
         except (TypeError, ValueError) as exc:
             raise MarketError(src, TOP, "valuation", f"not a date: {self.valuation!r} ({exc})") from None
         if np.isnat(valuation):
             raise MarketError(src, TOP, "valuation", "missing (NaT)")
         try:
             sticky = Sticky(self.sticky)
-        except ValueError:
+        except (TypeError, ValueError):
             raise MarketError(
                 src, TOP, "sticky", f"unknown value {self.sticky!r} (expected 'strike' or 'moneyness')"
             ) from None
-        spot = {str(u): _finite(src, f"underlyings.{u}", "spot", v) for u, v in self.spot.items()}
+        for name in ("spot", "rate", "div_yield", "surface", "beta"):
+            given = getattr(self, name)
+            if not isinstance(given, Mapping):
+                raise MarketError(
+                    src, TOP, name, f"must be a dict from underlying names, got {type(given).__name__}"
+                )
+            for u in given:
+                if not isinstance(u, str):
+                    raise MarketError(src, TOP, name, f"underlying names must be str, got {u!r}")
+        if self.index is not None and not isinstance(self.index, str):
+            raise MarketError(
+                src, TOP, "index", f"must be an underlying's name (str) or None, got {self.index!r}"
+            )
+        spot = {u: _finite(src, f"underlyings.{u}", "spot", v) for u, v in self.spot.items()}
         rate: dict[str, float] = {}
         div_yield: dict[str, float] = {}
         for u in spot:
@@ -114,16 +143,40 @@ class Market:
                 if u not in given:
                     raise MarketError(src, f"underlyings.{u}", name, "missing")
                 out[u] = _finite(src, f"underlyings.{u}", name, given[u])
+                if abs(out[u]) > MAX_RATE:
+                    raise MarketError(
+                        src,
+                        f"underlyings.{u}",
+                        name,
+                        f"{out[u]!r} is outside the plausible range [-{MAX_RATE:g}, {MAX_RATE:g}] "
+                        "(a continuously compounded decimal: 0.04 is 4% a year)",
+                    )
         for u, s in spot.items():
             if s <= 0.0:
                 raise MarketError(src, f"underlyings.{u}", "spot", f"must be > 0, got {s!r}")
+            if not PRICE_RANGE[0] <= s <= PRICE_RANGE[1]:
+                raise MarketError(
+                    src,
+                    f"underlyings.{u}",
+                    "spot",
+                    f"{s!r} is outside the plausible range "
+                    f"[{PRICE_RANGE[0]:g}, {PRICE_RANGE[1]:g}] (price units)",
+                )
         surface = dict(self.surface)
         for u, surf in surface.items():
             if u not in spot:
                 raise MarketError(src, f"underlyings.{u}", "spot", "missing (the underlying has a surface)")
             if not callable(getattr(surf, "vol", None)):
                 raise MarketError(src, f"underlyings.{u}", "surface", f"not a vol surface: {surf!r}")
-        beta = {str(u): _finite(src, f"underlyings.{u}", "beta", v) for u, v in self.beta.items()}
+        beta = {u: _finite(src, f"underlyings.{u}", "beta", v) for u, v in self.beta.items()}
+        for u, b in beta.items():
+            if abs(b) > MAX_BETA:
+                raise MarketError(
+                    src,
+                    f"underlyings.{u}",
+                    "beta",
+                    f"{b!r} is outside the plausible range [-{MAX_BETA:g}, {MAX_BETA:g}]",
+                )
         if self.index is not None:
             if self.index not in spot:
                 raise MarketError(src, TOP, "index", f"{self.index!r} is not an underlying with a spot")
@@ -167,10 +220,17 @@ class Market:
         """
         source = os.fspath(path)
         with open(path, "rb") as f:
-            try:
-                doc = tomllib.load(f)
-            except tomllib.TOMLDecodeError as exc:
-                raise MarketError(source, TOP, "<syntax>", f"not valid TOML ({exc})") from None
+            data = f.read()
+        where = first_non_utf8(data)
+        if where is not None:
+            line, byte, _ = where
+            raise MarketError(
+                source, TOP, "<file>", f"not UTF-8 text: byte {byte} on line {line} (save the file as UTF-8)"
+            )
+        try:
+            doc = tomllib.loads(data.decode("utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise MarketError(source, TOP, "<syntax>", f"not valid TOML ({exc})") from None
         return _MarketReader(source).read(doc)
 
     # ----------------------------------------------------------------------------------------------
@@ -340,7 +400,7 @@ class _MarketReader:
         sticky_text = doc.get("sticky", "strike")
         try:
             sticky = Sticky(sticky_text)
-        except ValueError:
+        except (TypeError, ValueError):
             raise self.error(
                 TOP, "sticky", f"unknown value {sticky_text!r} (expected 'strike' or 'moneyness')"
             ) from None
@@ -439,6 +499,12 @@ class _MarketReader:
                 raise self.error(
                     table, "expiries", f"expiry {d} is on or before the valuation date {valuation}"
                 )
+            if (d - valuation).astype(np.int64) > MAX_YEARS * 365:
+                raise self.error(
+                    table,
+                    "expiries",
+                    f"expiry {d} is more than {MAX_YEARS:g} years after the valuation date {valuation}",
+                )
         days = (np.array(dates, dtype="datetime64[D]") - valuation).astype(np.int64)
         return days.astype(np.float64) / 365.0
 
@@ -448,7 +514,7 @@ class _MarketReader:
         kind = doc.get("type")
         if kind is None:
             raise self.error(table, "type", "missing (expected 'flat', 'table' or 'svi')")
-        if kind not in _SURFACE_KEYS:
+        if not isinstance(kind, str) or kind not in _SURFACE_KEYS:
             raise self.error(
                 table, "type", f"unknown surface type {kind!r} (expected 'flat', 'table' or 'svi')"
             )
