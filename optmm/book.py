@@ -44,6 +44,8 @@ from optmm.typing import (
     MAX_MULTIPLIER,
     MAX_QUANTITY,
     MAX_VOL,
+    MAX_YEARS,
+    MIN_VOL,
     PRICE_RANGE,
     BoolArray,
     WrongTypeError,
@@ -205,10 +207,10 @@ def _rule_issues(arrays: dict[str, np.ndarray], skip: dict[str, np.ndarray] | No
             ),
             (
                 "vol",
-                unskipped("vol", np.isfinite(vol) & (vol > MAX_VOL)),
+                unskipped("vol", np.isfinite(vol) & ((vol > MAX_VOL) | ((vol > 0) & (vol < MIN_VOL)))),
                 lambda r: (
-                    f"vol override {float(vol[r])!r} is beyond the plausible maximum {MAX_VOL:g} "
-                    "(a decimal: 0.20 is 20 vol points)"
+                    f"vol override {float(vol[r])!r} is outside the plausible range 0 or "
+                    f"[{MIN_VOL:g}, {MAX_VOL:g}] (a decimal: 0.20 is 20 vol points)"
                 ),
             ),
             (
@@ -631,13 +633,14 @@ class Book:
     # checks
 
     def check_market(self, market: Market) -> None:
-        """Check that ``market`` has what every position needs: a spot, and a vol surface for options.
+        """Check that ``market`` has what every position needs: a spot, and a vol surface for options;
+        and that no option expires more than :data:`~optmm.typing.MAX_YEARS` after its valuation date.
 
         Raises
         ------
         BookError
-            Naming this book's source, the first row whose underlying lacks market data, and the
-            field ``'underlying'``.
+            Naming this book's source, the first row whose underlying lacks market data (field
+            ``'underlying'``) or whose expiry is too far (field ``'expiry'``).
         """
         if not len(self):
             return
@@ -646,7 +649,16 @@ class Book:
         has_surface = np.array([u in market.surface for u in uniques], dtype=bool)
         no_spot = ~has_spot[codes]
         no_surface = self.is_option & ~has_surface[codes]
+        horizon = (self.expiry - market.valuation).astype(np.int64) > MAX_YEARS * 365
         issues: list[_Issue] = [
+            (
+                "expiry",
+                self.is_option & ~np.isnat(self.expiry) & horizon,
+                lambda r: (
+                    f"expiry {self.expiry[r]} is more than {MAX_YEARS:g} years after the valuation date "
+                    f"{market.valuation} of {market.source}"
+                ),
+            ),
             (
                 "underlying",
                 no_spot,

@@ -15,7 +15,7 @@ import enum
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from optmm.typing import (
     WrongTypeError,
     date_array,
     first_non_utf8,
+    real_array,
 )
 
 __all__ = ["Market", "MarketError", "Sticky"]
@@ -195,6 +196,15 @@ class Market:
         object.__setattr__(self, "surface", surface)
         object.__setattr__(self, "beta", beta)
 
+    def __repr__(self) -> str:
+        names = list(self.spot)
+        shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+        index = f", index={self.index!r}" if self.index is not None else ""
+        return (
+            f"Market(valuation={self.valuation}, underlyings: {shown}{index}, "
+            f"sticky={self.sticky.value}, source={self.source!r})"
+        )
+
     # ----------------------------------------------------------------------------------------------
     # loading
 
@@ -250,7 +260,7 @@ class Market:
             ``(expiry - valuation)`` in days / 365; negative for past dates, 0.0 where ``expiry`` is NaT
             (stock rows).
         """
-        exp = np.asarray(expiry, dtype="datetime64[D]")
+        exp = _argument("expiry", expiry, date_array)
         nat = np.isnat(exp)
         days = (np.where(nat, self.valuation, exp) - self.valuation).astype(np.int64)
         return days.astype(np.float64) / 365.0
@@ -272,8 +282,8 @@ class Market:
             Forwards in price units.
         """
         self._check_underlying(underlying)
-        s = self.spot[underlying] if spot is None else float(spot)
-        tt = np.asarray(t, dtype=np.float64)
+        s = self.spot[underlying] if spot is None else float(_argument("spot", spot, real_array, scalar=True))
+        tt = _argument("t", t, real_array).astype(np.float64, copy=False)
         return s * np.exp((self.rate[underlying] - self.div_yield[underlying]) * tt)
 
     def vols(
@@ -311,13 +321,14 @@ class Market:
         self._check_underlying(underlying)
         if underlying not in self.surface:
             raise MarketError(self.source, f"underlyings.{underlying}", "surface", "no vol surface")
-        s, dv = float(spot_shift), float(vol_shift)
+        s = float(_argument("spot_shift", spot_shift, real_array, scalar=True))
+        dv = float(_argument("vol_shift", vol_shift, real_array, scalar=True))
         if not (math.isfinite(s) and s > -1.0):
             raise ValueError(f"spot_shift: invalid value {spot_shift!r} (must be finite and > -1)")
         if not math.isfinite(dv):
             raise ValueError(f"vol_shift: invalid value {vol_shift!r} (must be finite)")
-        k = np.asarray(strike, dtype=np.float64)
-        tt = np.asarray(t, dtype=np.float64)
+        k = _argument("strike", strike, real_array).astype(np.float64, copy=False)
+        tt = _argument("t", t, real_array).astype(np.float64, copy=False)
         forward = self.forward(underlying, tt)
         if self.sticky is Sticky.MONEYNESS and s != 0.0:
             k = k / (1.0 + s)
@@ -335,6 +346,21 @@ class Market:
 # TOML reading
 
 
+def _argument(
+    name: str, value: Any, convert: Callable[[Any], np.ndarray], *, scalar: bool = False
+) -> np.ndarray:
+    """A method's argument through ``convert`` (:func:`~optmm.typing.real_array` or
+    :func:`~optmm.typing.date_array`), with a ValueError naming it if it is of the wrong kind."""
+    try:
+        arr = convert(value)
+    except WrongTypeError as exc:
+        where = "" if exc.index is None else f" at index {exc.index}"
+        raise ValueError(f"{name}: {exc.problem}{where}") from None
+    if scalar and arr.ndim:
+        raise ValueError(f"{name}: must be a single number, got shape {arr.shape}")
+    return arr
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -342,7 +368,10 @@ def _is_number(value: Any) -> bool:
 def _finite(source: str, table: str, name: str, value: Any) -> float:
     if not _is_number(value) and not isinstance(value, np.floating | np.integer):
         raise MarketError(source, table, name, f"must be a number, got {value!r}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:
+        raise MarketError(source, table, name, "a number too large for a float") from None
     if not math.isfinite(x):
         raise MarketError(source, table, name, f"must be finite, got {x!r}")
     return x
@@ -485,7 +514,10 @@ class _MarketReader:
         if depth == 2 and len({len(row) for row in value}) > 1:
             lengths = [len(row) for row in value]
             raise self.error(table, name, f"rows have different lengths {lengths}")
-        return np.array(value, dtype=np.float64)
+        try:
+            return np.array(value, dtype=np.float64)
+        except OverflowError:
+            raise self.error(table, name, "a number too large for a float") from None
 
     def expiries(self, table: str, doc: dict[str, Any], valuation: np.datetime64) -> np.ndarray:
         if "expiries" not in doc:

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_RATE",
     "MAX_VOL",
     "MAX_YEARS",
+    "MIN_VOL",
     "PRICE_RANGE",
     "ArrayLike",
     "BoolArray",
@@ -43,6 +44,9 @@ MAX_MULTIPLIER = 1e6
 """Largest contract multiplier."""
 MAX_VOL = 10.0
 """Largest implied vol (decimal; 10.0 is 1000 vol points) of a vol override or a surface level."""
+MIN_VOL = 1e-4
+"""Smallest non-zero implied vol (0.01 vol points) of a vol override or a flat or table surface:
+gamma grows as 1 / vol near the strike, beyond the float range for a vol like 1e-300."""
 MAX_RATE = 1.0
 """Largest |rate| and |dividend yield| (continuously compounded decimals; 1.0 is 100% a year)."""
 MAX_YEARS = 100.0
@@ -98,9 +102,8 @@ def real_array(value: ArrayLike) -> np.ndarray:
             try:
                 out[i] = float(x)
             except OverflowError:
-                raise WrongTypeError(
-                    i, f"too large for a float: an integer of {x.bit_length()} bits"
-                ) from None
+                bits = int(x).bit_length()  # only a Python int overflows a float
+                raise WrongTypeError(i, f"too large for a float: an integer of {bits} bits") from None
     return out.reshape(arr.shape)
 
 

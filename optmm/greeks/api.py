@@ -51,6 +51,12 @@ class Greeks:
 
     FIELDS = ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
 
+    def __repr__(self) -> str:
+        if self.price.size == 1:
+            values = ", ".join(f"{name}={float(getattr(self, name)):.6g}" for name in self.FIELDS)
+            return f"Greeks({values})"
+        return f"Greeks(shape={self.price.shape}: {', '.join(self.FIELDS)})"
+
     def to_dict(self) -> dict[str, FloatArray]:
         """The eight arrays by name, in the order of :attr:`FIELDS`."""
         return {name: getattr(self, name) for name in self.FIELDS}
