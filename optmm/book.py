@@ -21,7 +21,10 @@ column          required  content
                           options only
 ==============  ========  ===================================================================
 
-Any other column is ignored.
+Any other column is ignored. A CSV file is UTF-8, every row with as many fields as the header (a value
+with a comma is quoted); a column given twice is refused. Magnitudes are held to the plausible ranges
+of :mod:`optmm.typing` (strikes, quantities, multipliers, vol overrides), so that no risk figure
+computed from a valid book overflows.
 """
 
 from __future__ import annotations
@@ -403,7 +406,8 @@ class Book:
             One row per position. Required columns ``underlying, kind, strike, expiry, quantity``;
             optional ``multiplier, id, vol``; header names are matched case-insensitively and any other
             column is ignored. Cells may be text (as read from a CSV) or typed values (numbers,
-            dates / datetime64 for ``expiry``).
+            dates / datetime64 for ``expiry``); a boolean, date, duration or complex number in a
+            number column is refused (numpy and pandas would read True as 1).
         source : str
             Name used in error messages (the file name when reading a file).
 

@@ -284,7 +284,16 @@ class Market:
         self._check_underlying(underlying)
         s = self.spot[underlying] if spot is None else float(_argument("spot", spot, real_array, scalar=True))
         tt = _argument("t", t, real_array).astype(np.float64, copy=False)
-        return s * np.exp((self.rate[underlying] - self.div_yield[underlying]) * tt)
+        with np.errstate(over="ignore", invalid="ignore"):
+            forward = s * np.exp((self.rate[underlying] - self.div_yield[underlying]) * tt)
+        bad = ~np.isfinite(forward)
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise ValueError(
+                f"t: {float(tt.reshape(-1)[i])!r} at index {i} gives no finite forward for {underlying!r} "
+                f"(spot {s!r}, rate - div_yield {self.rate[underlying] - self.div_yield[underlying]!r})"
+            )
+        return forward
 
     def vols(
         self,

@@ -657,3 +657,16 @@ def test_cli_decimal_comma_in_the_book_is_one_error_line(
     shutil.copy(EXAMPLE_MARKET, market)
     result = run(capsys, "risk", str(book), "--market", str(market))
     assert_usage_error(result, str(book), f"row {bad}", "field 'vol'", "'175'")
+
+
+def test_market_methods_refuse_wrong_arguments() -> None:
+    market = Market.load(EXAMPLE_MARKET)
+    with pytest.raises(ValueError, match=r"^t: 1000000.0 at index 1 gives no finite forward for 'SPY'"):
+        market.forward("SPY", [1.0, 1e6])
+    with pytest.raises(ValueError, match=r"^t: must be real numbers, got strings"):
+        market.vols("SPY", 500.0, "1")
+    with pytest.raises(ValueError, match=r"^spot_shift: must be real numbers, got booleans"):
+        market.vols("SPY", 500.0, 1.0, spot_shift=True)
+    with pytest.raises(ValueError, match=r"^expiry: must be dates"):
+        market.year_fraction(20261218)
+    assert market.year_fraction(np.datetime64("2027-11-20")) == 1.0
