@@ -727,7 +727,7 @@ def _check_field_counts(source: str, path: str | os.PathLike[str], n_fields: int
     header: list[str] = []
     with open(path, newline="", encoding="utf-8") as f:
         row = 0
-        for record in csv.reader(f):
+        for record in csv.reader(f, skipinitialspace=True):  # as the pandas reader
             if not record:
                 continue  # blank line: skipped by the readers
             if row == 0:
@@ -764,8 +764,9 @@ def _encoding_error(source: str, path: str | os.PathLike[str]) -> BookError:
     problem = f"not UTF-8 text: byte {byte} on line {line} (save the file as UTF-8)"
     if line == 1:
         return BookError(source, 0, "<header>", problem)
-    header = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8", errors="replace")]))
-    column = len(next(csv.reader([before]))) - 1 if before else 0
+    first_line = data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    header = next(csv.reader([first_line], skipinitialspace=True))
+    column = len(next(csv.reader([before], skipinitialspace=True))) - 1 if before else 0
     field = header[column].strip() if column < len(header) else f"<field {column + 1}>"
     return BookError(source, line - 1, field, problem)
 

@@ -84,6 +84,14 @@ def test_csv_quoted_comma_is_one_field(tmp_path: Path) -> None:
     assert book.id.tolist() == ["a,1"] and book.vol.tolist() == [0.175]
 
 
+def test_csv_quoted_comma_after_a_space_is_one_field(tmp_path: Path) -> None:
+    path = write(tmp_path, "book.csv", f'{HEADER}\na, SPY, put, 560, 2026-12-18, -50, , "0,175"\n')
+    with pytest.raises(BookError, match="not a number: '0,175'"):
+        Book.read_csv(path)  # one field (quoted), which is not a number; not a row cut short
+    path = write(tmp_path, "book.csv", f'{HEADER}\n"a,1", SPY, put, 560, 2026-12-18, -50, , 0.175\n')
+    assert Book.read_csv(path).id.tolist() == ["a,1"]
+
+
 @pytest.mark.parametrize("second", ["quantity", "Quantity", " quantity "])
 def test_csv_duplicate_column_is_refused(tmp_path: Path, second: str) -> None:
     path = write(
