@@ -342,6 +342,15 @@ class Market:
         if self.sticky is Sticky.MONEYNESS and s != 0.0:
             k = k / (1.0 + s)
         vol = np.asarray(self.surface[underlying].vol(k, tt, forward), dtype=np.float64)
+        bad = ~np.isfinite(vol)
+        if bad.any():  # a surface of the caller's own making (the VolSurface protocol)
+            i = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise MarketError(
+                self.source,
+                f"underlyings.{underlying}",
+                "surface",
+                f"gave the vol {float(vol.reshape(-1)[i])!r} at index {i} (must be finite)",
+            )
         return np.maximum(vol + dv, 0.0)
 
     def _check_underlying(self, underlying: str) -> None:

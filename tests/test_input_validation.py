@@ -678,3 +678,15 @@ def test_market_methods_refuse_wrong_arguments() -> None:
     with pytest.raises(ValueError, match=r"^expiry: must be dates"):
         market.year_fraction(20261218)
     assert market.year_fraction(np.datetime64("2027-11-20")) == 1.0
+
+
+def test_market_vols_refuses_a_surface_that_gives_no_finite_vol() -> None:
+    class Broken:
+        def vol(self, strike: Any, t: Any, forward: Any) -> np.ndarray:
+            return np.where(np.asarray(strike) > 100.0, np.inf, 0.2)
+
+    market = Market(**market_kwargs(surface={"SPY": Broken()}))
+    assert market.vols("SPY", 100.0, 1.0) == 0.2
+    with pytest.raises(MarketError) as exc:
+        market.vols("SPY", [100.0, 150.0], 1.0)
+    refused(exc, "underlyings.SPY", "'surface'", "inf at index 1")
