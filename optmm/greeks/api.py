@@ -260,7 +260,9 @@ def bsm_greeks(
     ------
     ValueError
         Naming the argument and the first bad index: NaN or infinite values, spot or strike <= 0,
-        vol < 0, non-boolean ``is_call``, or shapes that do not broadcast.
+        vol < 0, non-boolean ``is_call``, shapes that do not broadcast, what is not a real number
+        (booleans, text, complex, ``Decimal``, datetime64 / timedelta64), or inputs whose result
+        overflows a float64 (e.g. ``exp(-rate * t)`` with ``|rate * t| > ~700``).
 
     Notes
     -----
