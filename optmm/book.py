@@ -21,16 +21,21 @@ column          required  content
                           options only
 ==============  ========  ===================================================================
 
-Any other column is ignored.
+Any other column is ignored. A CSV file is UTF-8, every row with as many fields as the header (a value
+with a comma is quoted); a column given twice is refused. Magnitudes are held to the plausible ranges
+of :mod:`optmm.typing` (strikes, quantities, multipliers, vol overrides), so that no risk figure
+computed from a valid book overflows.
 """
 
 from __future__ import annotations
 
+import csv
 import enum
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +43,19 @@ import numpy as np
 import pandas as pd
 
 from optmm._io import atomic_target
-from optmm.typing import BoolArray
+from optmm.typing import (
+    MAX_MULTIPLIER,
+    MAX_QUANTITY,
+    MAX_VOL,
+    MAX_YEARS,
+    MIN_VOL,
+    PRICE_RANGE,
+    BoolArray,
+    WrongTypeError,
+    date_array,
+    first_non_utf8,
+    real_array,
+)
 
 if TYPE_CHECKING:
     from optmm.market import Market
@@ -138,6 +155,16 @@ def _rule_issues(arrays: dict[str, np.ndarray], skip: dict[str, np.ndarray] | No
             ),
             (
                 "strike",
+                unskipped(
+                    "strike", is_option & np.isfinite(strike) & (strike > 0) & ~_in_price_range(strike)
+                ),
+                lambda r: (
+                    f"strike {float(strike[r])!r} is outside the plausible range "
+                    f"[{PRICE_RANGE[0]:g}, {PRICE_RANGE[1]:g}] (price units)"
+                ),
+            ),
+            (
+                "strike",
                 unskipped("strike", is_stock & ~np.isnan(strike) & (strike != 0.0)),
                 lambda r: f"a stock row takes no strike (blank or 0), got {float(strike[r])!r}",
             ),
@@ -158,14 +185,36 @@ def _rule_issues(arrays: dict[str, np.ndarray], skip: dict[str, np.ndarray] | No
                 lambda r: f"quantity must be finite, got {float(quantity[r])!r}",
             ),
             (
+                "quantity",
+                unskipped("quantity", np.isfinite(quantity) & (np.abs(quantity) > MAX_QUANTITY)),
+                lambda r: (
+                    f"quantity {float(quantity[r])!r} is beyond the plausible magnitude {MAX_QUANTITY:g}"
+                ),
+            ),
+            (
                 "multiplier",
                 unskipped("multiplier", ~(np.isfinite(multiplier) & (multiplier > 0))),
                 lambda r: f"multiplier must be finite and > 0, got {float(multiplier[r])!r}",
             ),
             (
+                "multiplier",
+                unskipped("multiplier", np.isfinite(multiplier) & (multiplier > MAX_MULTIPLIER)),
+                lambda r: (
+                    f"multiplier {float(multiplier[r])!r} is beyond the plausible maximum {MAX_MULTIPLIER:g}"
+                ),
+            ),
+            (
                 "vol",
                 unskipped("vol", ~np.isnan(vol) & ~(np.isfinite(vol) & (vol >= 0))),
                 lambda r: f"vol override must be finite and >= 0, got {float(vol[r])!r}",
+            ),
+            (
+                "vol",
+                unskipped("vol", np.isfinite(vol) & ((vol > MAX_VOL) | ((vol > 0) & (vol < MIN_VOL)))),
+                lambda r: (
+                    f"vol override {float(vol[r])!r} is outside the plausible range 0 or "
+                    f"[{MIN_VOL:g}, {MAX_VOL:g}] (a decimal: 0.20 is 20 vol points)"
+                ),
             ),
             (
                 "vol",
@@ -194,13 +243,34 @@ def _text(s: pd.Series) -> np.ndarray:
     return text.to_numpy(dtype=object)
 
 
+_NUMBER_TYPES = (str, int, float, np.integer, np.floating, Decimal)
+_CLEAN_NUMBER_COLUMNS = {"string", "empty", "floating", "integer", "mixed-integer-float", "decimal"}
+
+
 def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """``(values, unparsable)``: float64 values (NaN where blank or unparsable) and the unparsable mask."""
-    if s.dtype.kind in "biuf":
+    """``(values, unparsable)``: float64 values (NaN where blank or unparsable) and the unparsable mask.
+
+    Numbers are numeric columns, or text / numbers / Decimals in an object column; anything else is
+    unparsable, in particular booleans (numpy and pandas read True as 1), dates and durations (read
+    as nanoseconds) and complex numbers.
+    """
+    kind = s.dtype.kind
+    if kind in "iuf":
         return s.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(s), dtype=bool)
+    missing = s.isna().to_numpy(dtype=bool)
+    if kind != "O":  # booleans, datetimes, durations, complex: not numbers, whatever numpy says
+        return np.full(len(s), np.nan), ~missing
+    alien = np.zeros(len(s), dtype=bool)
+    if pd.api.types.infer_dtype(s, skipna=True) not in _CLEAN_NUMBER_COLUMNS:
+        alien = (
+            s.map(lambda x: isinstance(x, bool | np.bool_) or not isinstance(x, _NUMBER_TYPES)).to_numpy(
+                dtype=bool
+            )
+            & ~missing
+        )
     blank = _blank(s)
-    values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return values, np.isnan(values) & ~blank
+    values = pd.to_numeric(s.where(~alien), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return values, (np.isnan(values) & ~blank) | alien
 
 
 @dataclass(frozen=True, eq=False)
@@ -250,20 +320,21 @@ class Book:
     def __post_init__(self) -> None:
         source = self.source
         converted: dict[str, np.ndarray] = {}
-        for name, dtype in (
-            ("id", object),
-            ("underlying", object),
-            ("kind", None),
-            ("strike", np.float64),
-            ("expiry", "datetime64[D]"),
-            ("quantity", np.float64),
-            ("multiplier", np.float64),
-            ("vol", np.float64),
-        ):
+        for name in self._ARRAYS:
+            value = getattr(self, name)
             try:
-                arr = np.array(getattr(self, name), dtype=dtype, copy=True)
+                if name in ("id", "underlying"):
+                    arr = np.array(value, dtype=object, copy=True)
+                elif name == "expiry":
+                    arr = date_array(value)
+                else:  # kind (its codes) and the numbers: real numbers only, never booleans or text
+                    arr = np.array(real_array(value), dtype=np.float64, copy=True)
+            except WrongTypeError as exc:
+                raise BookError(
+                    source, 0 if exc.index is None else exc.index + 1, name, exc.problem
+                ) from None
             except (TypeError, ValueError) as exc:
-                raise BookError(source, 0, name, f"cannot be converted to {dtype} ({exc})") from None
+                raise BookError(source, 0, name, f"cannot be read ({exc})") from None
             if arr.ndim != 1:
                 raise BookError(source, 0, name, f"must be 1-d, got shape {arr.shape}")
             converted[name] = arr
@@ -281,7 +352,7 @@ class Book:
         if not known.all():
             bad = int(np.flatnonzero(~known)[0])
             raise BookError(
-                source, bad + 1, "kind", f"unknown kind code {kind[bad].item()!r} (expected 0, 1 or 2)"
+                source, bad + 1, "kind", f"unknown kind code {_code_text(kind[bad])} (expected 0, 1 or 2)"
             )
         converted["kind"] = kind.astype(np.int8)
         stock = converted["kind"] == Kind.STOCK
@@ -335,7 +406,8 @@ class Book:
             One row per position. Required columns ``underlying, kind, strike, expiry, quantity``;
             optional ``multiplier, id, vol``; header names are matched case-insensitively and any other
             column is ignored. Cells may be text (as read from a CSV) or typed values (numbers,
-            dates / datetime64 for ``expiry``).
+            dates / datetime64 for ``expiry``); a boolean, date, duration or complex number in a
+            number column is refused (numpy and pandas would read True as 1).
         source : str
             Name used in error messages (the file name when reading a file).
 
@@ -399,7 +471,7 @@ class Book:
                 return np.full(n, default)
             values, bad = _numeric(column(key))
             cells = column(key)
-            issues.append((key, bad, lambda r: f"not a number: {cells.iloc[r]!r}"))
+            issues.append((key, bad, lambda r: _not_a_number(cells.iloc[r])))
             skip[key] = bad
             return values
 
@@ -457,14 +529,20 @@ class Book:
         source = os.fspath(path)
         options: dict[str, Any] = {"keep_default_na": False, "na_values": [""], "skipinitialspace": True}
         try:
-            header = pd.read_csv(path, nrows=0, **options).columns
-            wanted = [c for c in header if str(c).strip().lower() in _REQUIRED + _OPTIONAL]
-            text = [c for c in wanted if str(c).strip().lower() in _TEXT_COLUMNS]
+            try:
+                first = pd.read_csv(path, header=None, nrows=1, dtype=str, **options)
+            except pd.errors.EmptyDataError:
+                return cls.from_frame(pd.DataFrame(), source=source)
+            header = ["" if pd.isna(c) else str(c) for c in first.iloc[0]]
+            _check_header(source, header)
+            _check_field_counts(source, path, len(header))
+            wanted = [i for i, c in enumerate(header) if c.strip().lower() in _REQUIRED + _OPTIONAL]
+            text = [i for i in wanted if header[i].strip().lower() in _TEXT_COLUMNS]
             # Text columns stay text (ids like "007" keep their zeros); numbers are parsed by the C
             # parser, and a column holding something else arrives as text for from_frame to name.
             df = pd.read_csv(path, usecols=wanted, dtype=dict.fromkeys(text, str), **options)
-        except pd.errors.EmptyDataError:
-            df = pd.DataFrame()
+        except UnicodeDecodeError:
+            raise _encoding_error(source, path) from None
         except pd.errors.ParserError as exc:
             raise BookError(source, 0, "<file>", f"not a readable CSV ({exc})") from None
         return cls.from_frame(df, source=source)
@@ -482,7 +560,23 @@ class Book:
         -------
         Book
         """
-        return cls.from_frame(pd.read_parquet(path), source=os.fspath(path))
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        source = os.fspath(path)
+        try:
+            schema = pq.read_schema(path)
+            wanted = [name for name in schema.names if name.strip().lower() in _REQUIRED + _OPTIONAL]
+            _check_header(source, wanted)
+            for name in wanted:
+                _check_parquet_type(source, name, schema.field(name).type)
+            df = pq.read_table(path, columns=wanted).to_pandas()
+        except (pa.ArrowException, OSError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            problem = " ".join(str(exc).split())  # one line
+            raise BookError(source, 0, "<file>", f"not a readable Parquet file ({problem})") from None
+        return cls.from_frame(df, source=source)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Book:
@@ -543,13 +637,14 @@ class Book:
     # checks
 
     def check_market(self, market: Market) -> None:
-        """Check that ``market`` has what every position needs: a spot, and a vol surface for options.
+        """Check that ``market`` has what every position needs: a spot, and a vol surface for options;
+        and that no option expires more than :data:`~optmm.typing.MAX_YEARS` after its valuation date.
 
         Raises
         ------
         BookError
-            Naming this book's source, the first row whose underlying lacks market data, and the
-            field ``'underlying'``.
+            Naming this book's source, the first row whose underlying lacks market data (field
+            ``'underlying'``) or whose expiry is too far (field ``'expiry'``).
         """
         if not len(self):
             return
@@ -558,7 +653,16 @@ class Book:
         has_surface = np.array([u in market.surface for u in uniques], dtype=bool)
         no_spot = ~has_spot[codes]
         no_surface = self.is_option & ~has_surface[codes]
+        horizon = (self.expiry - market.valuation).astype(np.int64) > MAX_YEARS * 365
         issues: list[_Issue] = [
+            (
+                "expiry",
+                self.is_option & ~np.isnat(self.expiry) & horizon,
+                lambda r: (
+                    f"expiry {self.expiry[r]} is more than {MAX_YEARS:g} years after the valuation date "
+                    f"{market.valuation} of {market.source}"
+                ),
+            ),
             (
                 "underlying",
                 no_spot,
@@ -585,6 +689,129 @@ _FIELD_ORDER = {name: i for i, name in enumerate(Book._ARRAYS)}
 def _order_by_column(issues: list[_Issue]) -> list[_Issue]:
     """Stable sort of issues by column, so a tie on a row is reported for the leftmost field."""
     return sorted(issues, key=lambda issue: _FIELD_ORDER.get(issue[0], len(_FIELD_ORDER)))
+
+
+def _check_header(source: str, header: list[str]) -> None:
+    """Refuse a column of the book given twice (CSV readers would rename or drop the second)."""
+    seen: dict[str, str] = {}
+    for name in header:
+        key = name.strip().lower()
+        if key in _REQUIRED or key in _OPTIONAL:
+            if key in seen:
+                raise BookError(source, 0, key, f"duplicated column ({seen[key]!r} and {name!r})")
+            seen[key] = name
+
+
+def _check_field_counts(source: str, path: str | os.PathLike[str], n_fields: int) -> None:
+    """Refuse a CSV row with more or fewer fields than the header: pandas would silently drop the
+    extra ones (an unquoted ``0,175`` would read as 0) or fill the missing ones with blanks. Arrow's
+    reader checks the count of every row at C speed; only on a mismatch is the file scanned again, in
+    Python, to name the row."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = [f"c{i}" for i in range(n_fields)]
+    try:
+        pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=names[:1], column_types={names[0]: pa.string()}
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        if "columns" not in str(exc):
+            return  # something else: the pandas reader reports it
+    else:
+        return
+    header: list[str] = []
+    with open(path, newline="", encoding="utf-8") as f:
+        row = 0
+        for record in csv.reader(f, skipinitialspace=True):  # as the pandas reader
+            if not record:
+                continue  # blank line: skipped by the readers
+            if row == 0:
+                header = record
+            elif len(record) != n_fields:
+                break
+            row += 1
+        else:
+            return
+    if len(record) > n_fields:
+        extra = ",".join(record[n_fields:])
+        raise BookError(
+            source,
+            row,
+            header[-1].strip(),
+            f"the row has {len(record)} fields, the header {n_fields}: extra {extra!r} after the last "
+            f'column (quote a value that contains a comma, e.g. "0,175")',
+        )
+    raise BookError(
+        source,
+        row,
+        header[len(record)].strip(),
+        f"the row has {len(record)} fields, the header {n_fields}: this field and those after it are missing",
+    )
+
+
+def _encoding_error(source: str, path: str | os.PathLike[str]) -> BookError:
+    """The BookError naming the row (and field) of the first byte that is not UTF-8."""
+    data = Path(path).read_bytes()
+    where = first_non_utf8(data)
+    if where is None:
+        return BookError(source, 0, "<file>", "not UTF-8 text")
+    line, byte, before = where
+    problem = f"not UTF-8 text: byte {byte} on line {line} (save the file as UTF-8)"
+    if line == 1:
+        return BookError(source, 0, "<header>", problem)
+    first_line = data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    header = next(csv.reader([first_line], skipinitialspace=True))
+    column = len(next(csv.reader([before], skipinitialspace=True))) - 1 if before else 0
+    field = header[column].strip() if column < len(header) else f"<field {column + 1}>"
+    return BookError(source, line - 1, field, problem)
+
+
+def _check_parquet_type(source: str, name: str, type_: Any) -> None:
+    """Refuse a Parquet column whose type cannot hold what the column means."""
+    import pyarrow as pa
+
+    key = name.strip().lower()
+    if pa.types.is_dictionary(type_):
+        type_ = type_.value_type
+    if pa.types.is_null(type_):
+        return
+    text = pa.types.is_string(type_) or pa.types.is_large_string(type_)
+    if key in ("strike", "quantity", "multiplier", "vol"):
+        ok = pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_)
+        expected = "numbers (integer, floating point or decimal)"
+    elif key == "expiry":
+        ok = text or pa.types.is_date(type_) or pa.types.is_timestamp(type_)
+        expected = "dates, timestamps or 'YYYY-MM-DD' text"
+    elif key == "id":
+        ok = text or pa.types.is_integer(type_)
+        expected = "text or integers"
+    else:
+        ok = text
+        expected = "text"
+    if not ok:
+        raise BookError(source, 0, key, f"the Parquet column {name!r} has type {type_}; expected {expected}")
+
+
+def _not_a_number(cell: Any) -> str:
+    if isinstance(cell, np.generic):
+        cell = cell.item()
+    if isinstance(cell, str):
+        return f"not a number: {cell!r}"
+    return f"not a number: {cell!r} (a {type(cell).__name__})"
+
+
+def _code_text(code: float) -> str:
+    return str(int(code)) if float(code).is_integer() else repr(float(code))
+
+
+def _in_price_range(x: np.ndarray) -> np.ndarray:
+    """Where ``x`` (finite, > 0) is within the plausible :data:`~optmm.typing.PRICE_RANGE`."""
+    return (x >= PRICE_RANGE[0]) & (x <= PRICE_RANGE[1])
 
 
 def _is_blank_cell(value: Any) -> bool:

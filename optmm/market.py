@@ -15,17 +15,30 @@ import enum
 import math
 import os
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from optmm.surface import FlatSurface, SurfaceError, SVISurface, TableSurface, VolSurface
-from optmm.typing import ArrayLike, FloatArray
+from optmm.typing import (
+    MAX_RATE,
+    MAX_YEARS,
+    PRICE_RANGE,
+    ArrayLike,
+    FloatArray,
+    WrongTypeError,
+    date_array,
+    first_non_utf8,
+    real_array,
+)
 
 __all__ = ["Market", "MarketError", "Sticky"]
 
 TOP = "top level"
+MAX_BETA = 100.0
+"""Largest |beta| to the index."""
 
 
 class Sticky(enum.Enum):
@@ -93,20 +106,37 @@ class Market:
     def __post_init__(self) -> None:
         src = self.source
         try:
-            valuation = np.asarray(self.valuation, dtype="datetime64[D]")[()]
+            valuation = date_array(self.valuation)[()]
             if valuation.ndim:
                 raise ValueError("must be a single date")
+        except WrongTypeError as exc:
+            raise MarketError(
+                src, TOP, "valuation", f"not a date: {self.valuation!r} ({exc.problem})"
+            ) from None
         except (TypeError, ValueError) as exc:
             raise MarketError(src, TOP, "valuation", f"not a date: {self.valuation!r} ({exc})") from None
         if np.isnat(valuation):
             raise MarketError(src, TOP, "valuation", "missing (NaT)")
         try:
             sticky = Sticky(self.sticky)
-        except ValueError:
+        except (TypeError, ValueError):
             raise MarketError(
                 src, TOP, "sticky", f"unknown value {self.sticky!r} (expected 'strike' or 'moneyness')"
             ) from None
-        spot = {str(u): _finite(src, f"underlyings.{u}", "spot", v) for u, v in self.spot.items()}
+        for name in ("spot", "rate", "div_yield", "surface", "beta"):
+            given = getattr(self, name)
+            if not isinstance(given, Mapping):
+                raise MarketError(
+                    src, TOP, name, f"must be a dict from underlying names, got {type(given).__name__}"
+                )
+            for u in given:
+                if not isinstance(u, str):
+                    raise MarketError(src, TOP, name, f"underlying names must be str, got {u!r}")
+        if self.index is not None and not isinstance(self.index, str):
+            raise MarketError(
+                src, TOP, "index", f"must be an underlying's name (str) or None, got {self.index!r}"
+            )
+        spot = {u: _finite(src, f"underlyings.{u}", "spot", v) for u, v in self.spot.items()}
         rate: dict[str, float] = {}
         div_yield: dict[str, float] = {}
         for u in spot:
@@ -114,16 +144,40 @@ class Market:
                 if u not in given:
                     raise MarketError(src, f"underlyings.{u}", name, "missing")
                 out[u] = _finite(src, f"underlyings.{u}", name, given[u])
+                if abs(out[u]) > MAX_RATE:
+                    raise MarketError(
+                        src,
+                        f"underlyings.{u}",
+                        name,
+                        f"{out[u]!r} is outside the plausible range [-{MAX_RATE:g}, {MAX_RATE:g}] "
+                        "(a continuously compounded decimal: 0.04 is 4% a year)",
+                    )
         for u, s in spot.items():
             if s <= 0.0:
                 raise MarketError(src, f"underlyings.{u}", "spot", f"must be > 0, got {s!r}")
+            if not PRICE_RANGE[0] <= s <= PRICE_RANGE[1]:
+                raise MarketError(
+                    src,
+                    f"underlyings.{u}",
+                    "spot",
+                    f"{s!r} is outside the plausible range "
+                    f"[{PRICE_RANGE[0]:g}, {PRICE_RANGE[1]:g}] (price units)",
+                )
         surface = dict(self.surface)
         for u, surf in surface.items():
             if u not in spot:
                 raise MarketError(src, f"underlyings.{u}", "spot", "missing (the underlying has a surface)")
             if not callable(getattr(surf, "vol", None)):
                 raise MarketError(src, f"underlyings.{u}", "surface", f"not a vol surface: {surf!r}")
-        beta = {str(u): _finite(src, f"underlyings.{u}", "beta", v) for u, v in self.beta.items()}
+        beta = {u: _finite(src, f"underlyings.{u}", "beta", v) for u, v in self.beta.items()}
+        for u, b in beta.items():
+            if abs(b) > MAX_BETA:
+                raise MarketError(
+                    src,
+                    f"underlyings.{u}",
+                    "beta",
+                    f"{b!r} is outside the plausible range [-{MAX_BETA:g}, {MAX_BETA:g}]",
+                )
         if self.index is not None:
             if self.index not in spot:
                 raise MarketError(src, TOP, "index", f"{self.index!r} is not an underlying with a spot")
@@ -141,6 +195,15 @@ class Market:
         object.__setattr__(self, "div_yield", div_yield)
         object.__setattr__(self, "surface", surface)
         object.__setattr__(self, "beta", beta)
+
+    def __repr__(self) -> str:
+        names = list(self.spot)
+        shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+        index = f", index={self.index!r}" if self.index is not None else ""
+        return (
+            f"Market(valuation={self.valuation}, underlyings: {shown}{index}, "
+            f"sticky={self.sticky.value}, source={self.source!r})"
+        )
 
     # ----------------------------------------------------------------------------------------------
     # loading
@@ -167,10 +230,17 @@ class Market:
         """
         source = os.fspath(path)
         with open(path, "rb") as f:
-            try:
-                doc = tomllib.load(f)
-            except tomllib.TOMLDecodeError as exc:
-                raise MarketError(source, TOP, "<syntax>", f"not valid TOML ({exc})") from None
+            data = f.read()
+        where = first_non_utf8(data)
+        if where is not None:
+            line, byte, _ = where
+            raise MarketError(
+                source, TOP, "<file>", f"not UTF-8 text: byte {byte} on line {line} (save the file as UTF-8)"
+            )
+        try:
+            doc = tomllib.loads(data.decode("utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise MarketError(source, TOP, "<syntax>", f"not valid TOML ({exc})") from None
         return _MarketReader(source).read(doc)
 
     # ----------------------------------------------------------------------------------------------
@@ -190,7 +260,7 @@ class Market:
             ``(expiry - valuation)`` in days / 365; negative for past dates, 0.0 where ``expiry`` is NaT
             (stock rows).
         """
-        exp = np.asarray(expiry, dtype="datetime64[D]")
+        exp = _argument("expiry", expiry, date_array)
         nat = np.isnat(exp)
         days = (np.where(nat, self.valuation, exp) - self.valuation).astype(np.int64)
         return days.astype(np.float64) / 365.0
@@ -212,9 +282,18 @@ class Market:
             Forwards in price units.
         """
         self._check_underlying(underlying)
-        s = self.spot[underlying] if spot is None else float(spot)
-        tt = np.asarray(t, dtype=np.float64)
-        return s * np.exp((self.rate[underlying] - self.div_yield[underlying]) * tt)
+        s = self.spot[underlying] if spot is None else float(_argument("spot", spot, real_array, scalar=True))
+        tt = _argument("t", t, real_array).astype(np.float64, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            forward = s * np.exp((self.rate[underlying] - self.div_yield[underlying]) * tt)
+        bad = ~np.isfinite(forward)
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise ValueError(
+                f"t: {float(tt.reshape(-1)[i])!r} at index {i} gives no finite forward for {underlying!r} "
+                f"(spot {s!r}, rate - div_yield {self.rate[underlying] - self.div_yield[underlying]!r})"
+            )
+        return forward
 
     def vols(
         self,
@@ -251,17 +330,27 @@ class Market:
         self._check_underlying(underlying)
         if underlying not in self.surface:
             raise MarketError(self.source, f"underlyings.{underlying}", "surface", "no vol surface")
-        s, dv = float(spot_shift), float(vol_shift)
+        s = float(_argument("spot_shift", spot_shift, real_array, scalar=True))
+        dv = float(_argument("vol_shift", vol_shift, real_array, scalar=True))
         if not (math.isfinite(s) and s > -1.0):
             raise ValueError(f"spot_shift: invalid value {spot_shift!r} (must be finite and > -1)")
         if not math.isfinite(dv):
             raise ValueError(f"vol_shift: invalid value {vol_shift!r} (must be finite)")
-        k = np.asarray(strike, dtype=np.float64)
-        tt = np.asarray(t, dtype=np.float64)
+        k = _argument("strike", strike, real_array).astype(np.float64, copy=False)
+        tt = _argument("t", t, real_array).astype(np.float64, copy=False)
         forward = self.forward(underlying, tt)
         if self.sticky is Sticky.MONEYNESS and s != 0.0:
             k = k / (1.0 + s)
         vol = np.asarray(self.surface[underlying].vol(k, tt, forward), dtype=np.float64)
+        bad = ~np.isfinite(vol)
+        if bad.any():  # a surface of the caller's own making (the VolSurface protocol)
+            i = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise MarketError(
+                self.source,
+                f"underlyings.{underlying}",
+                "surface",
+                f"gave the vol {float(vol.reshape(-1)[i])!r} at index {i} (must be finite)",
+            )
         return np.maximum(vol + dv, 0.0)
 
     def _check_underlying(self, underlying: str) -> None:
@@ -275,6 +364,21 @@ class Market:
 # TOML reading
 
 
+def _argument(
+    name: str, value: Any, convert: Callable[[Any], np.ndarray], *, scalar: bool = False
+) -> np.ndarray:
+    """A method's argument through ``convert`` (:func:`~optmm.typing.real_array` or
+    :func:`~optmm.typing.date_array`), with a ValueError naming it if it is of the wrong kind."""
+    try:
+        arr = convert(value)
+    except WrongTypeError as exc:
+        where = "" if exc.index is None else f" at index {exc.index}"
+        raise ValueError(f"{name}: {exc.problem}{where}") from None
+    if scalar and arr.ndim:
+        raise ValueError(f"{name}: must be a single number, got shape {arr.shape}")
+    return arr
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -282,7 +386,10 @@ def _is_number(value: Any) -> bool:
 def _finite(source: str, table: str, name: str, value: Any) -> float:
     if not _is_number(value) and not isinstance(value, np.floating | np.integer):
         raise MarketError(source, table, name, f"must be a number, got {value!r}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:
+        raise MarketError(source, table, name, "a number too large for a float") from None
     if not math.isfinite(x):
         raise MarketError(source, table, name, f"must be finite, got {x!r}")
     return x
@@ -340,7 +447,7 @@ class _MarketReader:
         sticky_text = doc.get("sticky", "strike")
         try:
             sticky = Sticky(sticky_text)
-        except ValueError:
+        except (TypeError, ValueError):
             raise self.error(
                 TOP, "sticky", f"unknown value {sticky_text!r} (expected 'strike' or 'moneyness')"
             ) from None
@@ -425,7 +532,10 @@ class _MarketReader:
         if depth == 2 and len({len(row) for row in value}) > 1:
             lengths = [len(row) for row in value]
             raise self.error(table, name, f"rows have different lengths {lengths}")
-        return np.array(value, dtype=np.float64)
+        try:
+            return np.array(value, dtype=np.float64)
+        except OverflowError:
+            raise self.error(table, name, "a number too large for a float") from None
 
     def expiries(self, table: str, doc: dict[str, Any], valuation: np.datetime64) -> np.ndarray:
         if "expiries" not in doc:
@@ -439,6 +549,12 @@ class _MarketReader:
                 raise self.error(
                     table, "expiries", f"expiry {d} is on or before the valuation date {valuation}"
                 )
+            if (d - valuation).astype(np.int64) > MAX_YEARS * 365:
+                raise self.error(
+                    table,
+                    "expiries",
+                    f"expiry {d} is more than {MAX_YEARS:g} years after the valuation date {valuation}",
+                )
         days = (np.array(dates, dtype="datetime64[D]") - valuation).astype(np.int64)
         return days.astype(np.float64) / 365.0
 
@@ -448,7 +564,7 @@ class _MarketReader:
         kind = doc.get("type")
         if kind is None:
             raise self.error(table, "type", "missing (expected 'flat', 'table' or 'svi')")
-        if kind not in _SURFACE_KEYS:
+        if not isinstance(kind, str) or kind not in _SURFACE_KEYS:
             raise self.error(
                 table, "type", f"unknown surface type {kind!r} (expected 'flat', 'table' or 'svi')"
             )

@@ -23,7 +23,16 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from optmm.typing import ArrayLike, FloatArray
+from optmm.typing import (
+    MAX_VOL,
+    MAX_YEARS,
+    MIN_VOL,
+    PRICE_RANGE,
+    ArrayLike,
+    FloatArray,
+    WrongTypeError,
+    real_array,
+)
 
 __all__ = ["FlatSurface", "SVISurface", "SurfaceError", "TableSurface", "VolSurface"]
 
@@ -64,15 +73,24 @@ class VolSurface(Protocol):
 # --------------------------------------------------------------------------------------------------
 # helpers
 
+MIN_EXPIRY = 1e-6
+"""Shortest expiry of a surface slice, in years (about 30 seconds); the vol divides by it."""
+_VOL_BOUND = (
+    f"must be within the plausible range [{MIN_VOL:g}, {MAX_VOL:g}] (a decimal: 0.20 is 20 vol points)"
+)
+# Plausible magnitudes of the raw SVI parameters: they keep every total variance finite (a few 1e7
+# at the most extreme log-moneyness of two float64 prices), so no vol overflows to inf.
+_SVI_BOUNDS = {"a": 1e4, "b": 1e4, "m": 1e2, "sigma": 1e2}
+
 
 def _broadcast_query(strike: ArrayLike, t: ArrayLike, forward: ArrayLike) -> tuple[FloatArray, ...]:
     """Convert to float64, broadcast, and check that the values are finite (``ValueError`` if not)."""
     arrays = []
     for name, value in (("strike", strike), ("t", t), ("forward", forward)):
         try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name}: cannot be read as float64 numbers ({exc})") from None
+            arr = real_array(value).astype(np.float64, copy=False)
+        except WrongTypeError as exc:
+            raise ValueError(f"{name}: {exc.problem}{_at(exc.index, np.shape(value))}") from None
         bad = ~np.isfinite(arr)
         if bad.any():
             i = int(np.flatnonzero(bad.reshape(-1))[0])
@@ -87,12 +105,24 @@ def _broadcast_query(strike: ArrayLike, t: ArrayLike, forward: ArrayLike) -> tup
         raise ValueError(f"shapes do not broadcast together: {shapes}") from None
 
 
+def _at(index: int | None, shape: tuple[int, ...]) -> str:
+    if index is None:
+        return ""
+    where = tuple(int(j) for j in np.unravel_index(index, shape)) if len(shape) > 1 else index
+    return f" at index {where}"
+
+
+def _floats(name: str, value: ArrayLike) -> FloatArray:
+    """A float64 copy of ``value``, which must be real numbers (no booleans, text, Decimal...)."""
+    try:
+        return np.array(real_array(value), dtype=np.float64, copy=True)
+    except WrongTypeError as exc:
+        raise SurfaceError(name, f"{exc.problem}{_at(exc.index, np.shape(value))}") from None
+
+
 def _vector(name: str, value: ArrayLike) -> FloatArray:
     """A 1-d, finite float64 copy of ``value``."""
-    try:
-        arr = np.array(value, dtype=np.float64, copy=True)
-    except (TypeError, ValueError) as exc:
-        raise SurfaceError(name, f"cannot be read as float64 numbers ({exc})") from None
+    arr = _floats(name, value)
     if arr.ndim != 1 or arr.size == 0:
         raise SurfaceError(name, f"must be a non-empty 1-d array, got shape {arr.shape}")
     _require(name, np.isfinite(arr), arr, "must be finite")
@@ -107,9 +137,27 @@ def _require(name: str, ok: np.ndarray, values: np.ndarray, rule: str, what: str
         raise SurfaceError(name, f"{rule}, got {float(values.reshape(-1)[i])!r} at {what} {where}")
 
 
+def _log_moneyness(strike: FloatArray, forward: FloatArray) -> FloatArray:
+    """``ln(K / F)``; where the ratio leaves the float range, ``ln K - ln F`` instead."""
+    with np.errstate(over="ignore", under="ignore"):
+        ratio = strike / forward
+    extreme = (ratio == 0.0) | (ratio == np.inf)
+    if not extreme.any():
+        return np.log(ratio)
+    k = np.log(np.where(extreme, 1.0, ratio))
+    k[extreme] = np.log(strike[extreme]) - np.log(forward[extreme])
+    return k
+
+
 def _increasing_times(name: str, value: ArrayLike) -> FloatArray:
     arr = _vector(name, value)
     _require(name, arr > 0.0, arr, "must be > 0 (years after the valuation date)")
+    _require(
+        name,
+        (arr >= MIN_EXPIRY) & (arr <= MAX_YEARS),
+        arr,
+        f"must be within the plausible range [{MIN_EXPIRY:g}, {MAX_YEARS:g}] years",
+    )
     _require(name, np.diff(arr) > 0.0, arr[1:], "must be strictly increasing")
     return arr
 
@@ -160,6 +208,11 @@ def _interpolate_variance(
     out[before] = v_first[before]
     out[after] = v_last[after]
     return out
+
+
+def _span(values: FloatArray) -> str:
+    lo, hi = float(values.min()), float(values.max())
+    return f"{lo:.6g}" if lo == hi else f"{lo:.6g}..{hi:.6g}"
 
 
 class _ArrayFieldsMixin:
@@ -227,11 +280,16 @@ class FlatSurface:
 
     def __post_init__(self) -> None:
         try:
-            level = float(self.vol)
-        except (TypeError, ValueError):
-            raise SurfaceError("vol", f"must be a number, got {self.vol!r}") from None
+            arr = real_array(self.vol)
+        except WrongTypeError:
+            arr = np.zeros(1)
+        if arr.ndim:
+            raise SurfaceError("vol", f"must be a number, got {self.vol!r}")
+        level = float(arr)
         if not (np.isfinite(level) and level > 0.0):
             raise SurfaceError("vol", f"must be finite and > 0, got {level!r}")
+        if not MIN_VOL <= level <= MAX_VOL:
+            raise SurfaceError("vol", f"{_VOL_BOUND}, got {level!r}")
         object.__setattr__(self, "vol", _FlatVol(level))
 
 
@@ -275,20 +333,30 @@ class TableSurface(_ArrayFieldsMixin):
         expiries = _increasing_times("expiries", self.expiries)
         strikes = _vector("strikes", self.strikes)
         _require("strikes", strikes > 0.0, strikes, "must be > 0")
+        _require(
+            "strikes",
+            (strikes >= PRICE_RANGE[0]) & (strikes <= PRICE_RANGE[1]),
+            strikes,
+            f"must be within the plausible range [{PRICE_RANGE[0]:g}, {PRICE_RANGE[1]:g}] (price units)",
+        )
         _require("strikes", np.diff(strikes) > 0.0, strikes[1:], "must be strictly increasing")
-        try:
-            vols = np.array(self.vols, dtype=np.float64, copy=True)
-        except (TypeError, ValueError) as exc:
-            raise SurfaceError("vols", f"cannot be read as float64 numbers ({exc})") from None
+        vols = _floats("vols", self.vols)
         if vols.shape != (expiries.size, strikes.size):
             raise SurfaceError(
                 "vols",
                 f"shape {vols.shape} does not match ({expiries.size} expiries, {strikes.size} strikes)",
             )
         _require("vols", np.isfinite(vols) & (vols > 0.0), vols, "must be finite and > 0", "(expiry, strike)")
+        _require("vols", (vols >= MIN_VOL) & (vols <= MAX_VOL), vols, _VOL_BOUND, "(expiry, strike)")
         object.__setattr__(self, "expiries", expiries)
         object.__setattr__(self, "strikes", strikes)
         object.__setattr__(self, "vols", vols)
+
+    def __repr__(self) -> str:
+        return (
+            f"TableSurface({self.expiries.size} expiries {_span(self.expiries)} y, "
+            f"{self.strikes.size} strikes {_span(self.strikes)}, vols {_span(self.vols)})"
+        )
 
     def _row_vols(self, rows: np.ndarray, kidx: np.ndarray, kw: FloatArray) -> FloatArray:
         """Vol of table row ``rows`` at the strikes located by ``(kidx, kw)`` (linear, flat wings)."""
@@ -318,7 +386,8 @@ class TableSurface(_ArrayFieldsMixin):
             kw = np.zeros(k.shape)
         else:
             kidx = np.clip(np.searchsorted(ks, k, side="right") - 1, 0, ks.size - 2)
-            kw = np.clip((k - ks[kidx]) / (ks[kidx + 1] - ks[kidx]), 0.0, 1.0)
+            with np.errstate(over="ignore"):  # a strike far beyond the table: +inf, clipped to 1
+                kw = np.clip((k - ks[kidx]) / (ks[kidx + 1] - ks[kidx]), 0.0, 1.0)
         j, frac, before, after = _time_bracket(self.expiries, tt)
         m = self.expiries.size
         v_lo = self._row_vols(j, kidx, kw)
@@ -384,6 +453,11 @@ class SVISurface(_ArrayFieldsMixin):
                 raise SurfaceError(name, f"has {arr.size} values for {expiries.size} expiries")
             params[name] = arr
         a, b, rho, sigma = params["a"], params["b"], params["rho"], params["sigma"]
+        for name, bound in _SVI_BOUNDS.items():
+            arr = params[name]
+            _require(
+                name, np.abs(arr) <= bound, arr, f"must be within the plausible range +-{bound:g}", "slice"
+            )
         _require("b", b >= 0.0, b, "must be >= 0", "slice")
         _require("rho", np.abs(rho) < 1.0, rho, "must satisfy |rho| < 1", "slice")
         _require("sigma", sigma > 0.0, sigma, "must be > 0", "slice")
@@ -398,6 +472,9 @@ class SVISurface(_ArrayFieldsMixin):
         object.__setattr__(self, "expiries", expiries)
         for name, arr in params.items():
             object.__setattr__(self, name, arr)
+
+    def __repr__(self) -> str:
+        return f"SVISurface({self.expiries.size} slices, expiries {_span(self.expiries)} y)"
 
     def total_variance(self, k: ArrayLike, slice_index: ArrayLike) -> FloatArray:
         """Raw SVI total variance ``w_i(k)`` of slice ``i`` at log-moneyness ``k`` (broadcast)."""
@@ -428,7 +505,7 @@ class SVISurface(_ArrayFieldsMixin):
                 )
         shape = kk.shape
         tt = tt.reshape(-1)
-        k = np.log(kk.reshape(-1) / ff.reshape(-1))
+        k = _log_moneyness(kk.reshape(-1), ff.reshape(-1))
         n = self.expiries.size
         j, frac, before, after = _time_bracket(self.expiries, tt)
         j_hi = np.minimum(j + 1, n - 1)

@@ -181,6 +181,13 @@ def inputs_ok(s, k, t, r, q, sigma):  # pragma: no cover - compiled
     )
 
 
+@njit(cache=True, inline="always")
+def all_finite(a, b, c=0.0, d=0.0, e=0.0, f=0.0, g=0.0, h=0.0):  # pragma: no cover - compiled
+    """Whether every argument is finite, without a branch: ``x * 0.0`` is 0.0 for a finite ``x`` and
+    NaN for an infinite or NaN one, and one NaN makes the sum NaN."""
+    return a * 0.0 + b * 0.0 + c * 0.0 + d * 0.0 + e * 0.0 + f * 0.0 + g * 0.0 + h * 0.0 == 0.0
+
+
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _greeks_block(  # pragma: no cover - compiled
     s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5=None, o6=None, o7=None
@@ -188,7 +195,8 @@ def _greeks_block(  # pragma: no cover - compiled
     # Outputs come in as block slices indexed from 0: that form LLVM vectorises; the same stores
     # addressed as out[j, lo + i] stay scalar. Returns how many options had invalid inputs. Without
     # o5, o6, o7 (rho, vanna, volga: the simulator's loop) numba prunes their stores and LLVM their
-    # arithmetic.
+    # arithmetic. An option counts as bad also when valid inputs give an output that overflows
+    # (e.g. exp(-r t) beyond the float range): the caller names the cause.
     bad = 0
     for i in range(s.shape[0]):
         res = bsm_all(s[i], k[i], t[i], r[i], q[i], sigma[i], is_call[i])
@@ -197,13 +205,17 @@ def _greeks_block(  # pragma: no cover - compiled
         o2[i] = res[2]
         o3[i] = res[3]
         o4[i] = res[4]
+        finite = all_finite(res[0], res[1], res[2], res[3], res[4])
         if o5 is not None:
             o5[i] = res[5]
+            finite = finite and all_finite(res[5], 0.0)
         if o6 is not None:
             o6[i] = res[6]
+            finite = finite and all_finite(res[6], 0.0)
         if o7 is not None:
             o7[i] = res[7]
-        bad += 0 if inputs_ok(s[i], k[i], t[i], r[i], q[i], sigma[i]) else 1
+            finite = finite and all_finite(res[7], 0.0)
+        bad += 0 if inputs_ok(s[i], k[i], t[i], r[i], q[i], sigma[i]) and finite else 1
     return bad
 
 
@@ -211,10 +223,11 @@ def _greeks_block(  # pragma: no cover - compiled
 def greeks_kernel(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7):  # pragma: no cover
     """Fill the eight outputs (price, delta, gamma, vega, theta, rho, vanna, volga; each of length n).
 
-    Inputs have length 1 or n. Returns the number of options with invalid inputs (whose outputs
-    are meaningless: the caller must raise). The outputs are separate arrays rather than rows of
-    one (8, n) block: a block that size is always a fresh mmap whose first touch costs page
-    faults, while eight n-sized arrays are recycled by the allocator across calls.
+    Inputs have length 1 or n. Returns the number of options with invalid inputs or an output that
+    overflowed (whose outputs are meaningless: the caller must raise). The outputs are separate
+    arrays rather than rows of one (8, n) block: a block that size is always a fresh mmap whose
+    first touch costs page faults, while eight n-sized arrays are recycled by the allocator across
+    calls.
     """
     n = o0.shape[0]
     w0, w1, w2, w3, w4, w5, w6 = widen7(n, s, k, t, r, q, sigma, is_call)
@@ -241,8 +254,9 @@ def greeks_kernel(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7)
 def _price_block(s, k, t, r, q, sigma, is_call, out):  # pragma: no cover - compiled
     bad = 0
     for i in range(s.shape[0]):
-        out[i] = bsm_price_scalar(s[i], k[i], t[i], r[i], q[i], sigma[i], is_call[i])
-        bad += 0 if inputs_ok(s[i], k[i], t[i], r[i], q[i], sigma[i]) else 1
+        price = bsm_price_scalar(s[i], k[i], t[i], r[i], q[i], sigma[i], is_call[i])
+        out[i] = price
+        bad += 0 if inputs_ok(s[i], k[i], t[i], r[i], q[i], sigma[i]) and all_finite(price, 0.0) else 1
     return bad
 
 
@@ -275,6 +289,7 @@ def first_invalid(a, lower, strict):  # pragma: no cover - compiled
 __all__ = [
     "CHUNK",
     "N_OUTPUTS",
+    "all_finite",
     "bsm_all",
     "bsm_all_py",
     "bsm_price_py",

@@ -7,13 +7,14 @@ calls one parallel numba kernel. Nothing loops in Python over options.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from optmm.greeks import _bsm, _iv
-from optmm.typing import ArrayLike, FloatArray
+from optmm.typing import ArrayLike, FloatArray, WrongTypeError, real_array
 
 
 class IVStatus(enum.IntEnum):
@@ -50,6 +51,12 @@ class Greeks:
 
     FIELDS = ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
 
+    def __repr__(self) -> str:
+        if self.price.size == 1:
+            values = ", ".join(f"{name}={float(getattr(self, name)):.6g}" for name in self.FIELDS)
+            return f"Greeks({values})"
+        return f"Greeks(shape={self.price.shape}: {', '.join(self.FIELDS)})"
+
     def to_dict(self) -> dict[str, FloatArray]:
         """The eight arrays by name, in the order of :attr:`FIELDS`."""
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -74,16 +81,20 @@ def _index_str(flat_index: int, shape: tuple[int, ...]) -> str:
 
 
 def _as_float(name: str, value: ArrayLike) -> FloatArray:
-    """``value`` as a float64 array (no copy if it already is one)."""
+    """``value`` as a float64 array (no copy if it already is one); only real numbers are accepted
+    (see :func:`optmm.typing.real_array`: no booleans, strings, complex, Decimal, datetime64...)."""
     try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: cannot be read as float64 numbers ({exc})") from None
+        arr = real_array(value)
+    except WrongTypeError as exc:
+        where = "" if exc.index is None else f" at index {_index_str(exc.index, np.shape(value))}"
+        raise ValueError(f"{name}: {exc.problem}{where}") from None
+    return arr.astype(np.float64, copy=False)
 
 
-def _raise_first_invalid(named: dict[str, FloatArray]) -> None:
-    """Raise the ValueError that names the first argument breaking its rule, and the index."""
-    for name, arr in named.items():
+def _raise_first_invalid(prep: _Prepared, outputs: list[np.ndarray]) -> None:
+    """Raise the ValueError that names the first argument breaking its rule, and the index; when
+    every input is valid, the one naming the first input whose result overflows a float64."""
+    for name, arr in prep.named.items():
         lower, strict, rule = _RULES[name]
         flat = arr.reshape(-1)
         bad = int(_bsm.first_invalid(flat, lower, strict))
@@ -91,7 +102,83 @@ def _raise_first_invalid(named: dict[str, FloatArray]) -> None:
             raise ValueError(
                 f"{name}: invalid value {flat[bad]!r} at index {_index_str(bad, arr.shape)} (must be {rule})"
             )
+    overflow = np.zeros(prep.size, dtype=bool)
+    for out in outputs:
+        overflow |= ~np.isfinite(out)
+    if overflow.any():
+        i = int(np.argmax(overflow))
+        raise ValueError(_scale_problem(prep, i, _OVERFLOW_LOG) or _overflow_problem(prep, i))
     raise AssertionError("a kernel reported invalid input that the argument rules do not find")
+
+
+# |ln(S e^-qt)| and |ln(K e^-rt)| beyond which the discounted spot or strike overflows (or, for the
+# implied vol, whose normalisation multiplies the two, beyond which their product would).
+_OVERFLOW_LOG = 700.0
+_IV_SCALE_LOG = 350.0
+
+
+def _element(prep: _Prepared, i: int) -> dict[str, float]:
+    """The float arguments of the option at flat index ``i`` of the broadcast shape."""
+    return {name: float(a[i] if a.size > 1 else a[0]) for name, a in zip(prep.named, prep.flat, strict=False)}
+
+
+def _scale_problem(prep: _Prepared, i: int, limit: float) -> str | None:
+    """The message naming the argument that puts ``S e^-qt`` or ``K e^-rt`` of option ``i`` beyond
+    ``e^limit`` (or below ``e^-limit``), or None if both are within."""
+    v = _element(prep, i)
+    t = v["t"]
+    if t <= 0.0:
+        return None
+    where = _index_str(i, prep.shape)
+    for price, rate, what in (
+        ("strike", "rate", "discounted strike"),
+        ("spot", "div_yield", "discounted spot"),
+    ):
+        log_price, rt = math.log(v[price]), v[rate] * t
+        if abs(log_price - rt) > limit:
+            name = rate if abs(rt) >= abs(log_price) else price
+            return (
+                f"{name}: {v[name]!r} at index {where} puts the {what} {price} * exp(-{rate} * t) at "
+                f"exp({log_price - rt:.6g}) ({price}={v[price]!r}, {rate}={v[rate]!r}, t={t!r}), beyond "
+                f"the float64 range this needs (exp(+-{limit:g})): no representable result"
+            )
+    return None
+
+
+def _overflow_problem(prep: _Prepared, i: int) -> str:
+    v = _element(prep, i)
+    inputs = ", ".join(f"{name}={x!r}" for name, x in v.items())
+    return (
+        f"the result at index {_index_str(i, prep.shape)} overflows a float64 ({inputs}): "
+        "no representable result for inputs of this magnitude"
+    )
+
+
+def _check_iv_scale(prep: _Prepared) -> None:
+    """Refuse options whose discounted spot or strike is too large or small for the implied-vol
+    solve (which divides by their geometric mean). A bound over whole arrays settles the usual
+    case in a few reductions; only when it fails is each option looked at."""
+    n = prep.named
+
+    def log_range(a: FloatArray) -> float:
+        return max(abs(math.log(float(a.min()))), abs(math.log(float(a.max())))) if a.size else 0.0
+
+    t_max = float(np.abs(n["t"]).max()) if n["t"].size else 0.0
+    r_max = float(np.abs(n["rate"]).max()) if n["rate"].size else 0.0
+    q_max = float(np.abs(n["div_yield"]).max()) if n["div_yield"].size else 0.0
+    bound = max(log_range(n["spot"]) + q_max * t_max, log_range(n["strike"]) + r_max * t_max)
+    if bound <= _IV_SCALE_LOG:
+        return
+    s, k, t, r, q = (
+        np.broadcast_to(n[x], prep.shape).reshape(-1) for x in ("spot", "strike", "t", "rate", "div_yield")
+    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = (t > 0.0) & (
+            (np.abs(np.log(s) - q * t) > _IV_SCALE_LOG) | (np.abs(np.log(k) - r * t) > _IV_SCALE_LOG)
+        )
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(_scale_problem(prep, i, _IV_SCALE_LOG) or _overflow_problem(prep, i))
 
 
 def _as_bool(name: str, value: ArrayLike) -> np.ndarray:
@@ -173,7 +260,9 @@ def bsm_greeks(
     ------
     ValueError
         Naming the argument and the first bad index: NaN or infinite values, spot or strike <= 0,
-        vol < 0, non-boolean ``is_call``, or shapes that do not broadcast.
+        vol < 0, non-boolean ``is_call``, shapes that do not broadcast, what is not a real number
+        (booleans, text, complex, ``Decimal``, datetime64 / timedelta64), or inputs whose result
+        overflows a float64 (e.g. ``exp(-rate * t)`` with ``|rate * t| > ~700``).
 
     Notes
     -----
@@ -200,7 +289,7 @@ def bsm_greeks(
     )
     outs = [np.empty(prep.size, dtype=np.float64) for _ in range(_bsm.N_OUTPUTS)]
     if prep.size and _bsm.greeks_kernel(*prep.flat, *outs):
-        _raise_first_invalid(prep.named)
+        _raise_first_invalid(prep, outs)
     return Greeks(*(out.reshape(prep.shape) for out in outs))
 
 
@@ -233,7 +322,7 @@ def bsm_price(
     )
     out = np.empty(prep.size, dtype=np.float64)
     if prep.size and _bsm.price_kernel(*prep.flat, out):
-        _raise_first_invalid(prep.named)
+        _raise_first_invalid(prep, [out])
     return out.reshape(prep.shape)
 
 
@@ -297,8 +386,10 @@ def implied_vol(
     )
     out = np.empty(prep.size, dtype=np.float64)
     status = np.empty(prep.size, dtype=np.int8)
-    if prep.size and _iv.iv_kernel(*prep.flat, out, status):
-        _raise_first_invalid(prep.named)
+    if prep.size:
+        if _iv.iv_kernel(*prep.flat, out, status):
+            _raise_first_invalid(prep, [])
+        _check_iv_scale(prep)
     vol = out.reshape(prep.shape)
     if return_status:
         return vol, status.reshape(prep.shape)
