@@ -316,8 +316,8 @@ def _chain_rows(args: argparse.Namespace) -> tuple[dict[str, float], list[dict[s
         bad = [name for name, v in values.items() if not math.isfinite(v)]
         if bad:
             raise UsageError(
-                f"strike {_fmt_strike(float(k[i]))} {row['type']}: {bad[0]} is not a finite number "
-                f"({values[bad[0]]}); the spot or strike is too large for the arithmetic"
+                f"strike {_fmt_strike(float(k[i]))} {row['type']}: {bad[0]} is not a finite number; "
+                "the spot or strike is too large for the arithmetic"
             )
         rows.append(row)
     return inputs, rows

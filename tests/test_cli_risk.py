@@ -327,7 +327,7 @@ def test_scenario_table_worst_line_matches_grid(
     assert lines[0].startswith(
         "book P&L (market's currency) valued 2026-11-20: spot shock (rows) x vol shock"
     )
-    assert "1 days forward, all underlyings" in lines[0]
+    assert "1 days forward, shocked: all underlyings" in lines[0]
     assert lines[1].split() == ["-5pt", "+0pt", "+5pt"]
     matrix = grid.matrix()
     for i, label in enumerate(["-15%", "-10%", "-5%", "+0%", "+5%", "+10%", "+15%"]):
@@ -424,7 +424,7 @@ def test_scenario_underlying_limits_the_shock(
 
     code, out, err = run(capsys, *SCENARIO, *args)
     assert (code, err) == (0, "")
-    assert out.splitlines()[0].endswith(", AAPL only")
+    assert out.splitlines()[0].endswith(", shocked: AAPL only")
     assert "(driver: AAPL)" in out
 
 

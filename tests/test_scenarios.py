@@ -761,7 +761,7 @@ def test_grid_result_refuses_non_finite_pnl_naming_the_underlying_and_cell(
     full = grid._full.copy()
     full[1, 1, 0] = np.inf
     with pytest.raises(
-        ValueError, match=r"grid cell spot \+10%, vol \+0pt: P&L of BBB is not a finite number \(inf\)"
+        ValueError, match=r"grid cell spot \+10%, vol \+0pt: P&L of BBB is not a finite number;"
     ):
         sc.GridResult(**{**grid.__dict__, "_full": full})
     huge = np.full_like(grid._full, 1e308)  # finite parts whose book sum overflows

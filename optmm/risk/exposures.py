@@ -344,7 +344,7 @@ def _check_finite(ex: Exposures) -> None:
         row = ex.positions.iloc[i]
         raise ValueError(
             f"position {row['id']!r} ({row['underlying']}, row {i + 1} of the book): {col} is not a "
-            f"finite number ({float(row[col])}); {too_large}"
+            f"finite number; {too_large}"
         )
     hit = _not_finite(ex.by_underlying, list(EXPOSURE_COLUMNS))
     if hit is not None:

@@ -254,7 +254,7 @@ def check_finite(
     if bad.size:
         u, g = (int(x) for x in bad[0])
         raise ValueError(
-            f"{where(g)}: {what} of {underlyings[u]} is not a finite number ({float(pnl[u, g])}); "
+            f"{where(g)}: {what} of {underlyings[u]} is not a finite number; "
             "a quantity, multiplier, strike or spot is too large for the arithmetic"
         )
     with np.errstate(over="ignore", invalid="ignore"):
@@ -263,7 +263,7 @@ def check_finite(
     if bad_g.size:
         g = int(bad_g[0])
         raise ValueError(
-            f"{where(g)}: the book's {what} is not a finite number ({float(book[g])}): the underlyings' "
+            f"{where(g)}: the book's {what} is not a finite number: the underlyings' "
             "figures overflow when added"
         )
 
@@ -587,7 +587,7 @@ class GridResult:
 
     def label(self) -> str:
         """What the grid shocked, in words: all underlyings, one, or index moves x beta."""
-        what = "all underlyings" if self.underlying is None else f"{self.underlying} only"
+        what = "shocked: all underlyings" if self.underlying is None else f"shocked: {self.underlying} only"
         return what + (", spot shocks are index moves x beta" if self.beta_weighted else "")
 
     def _cube(self, cube: FloatArray, underlying: str | None) -> pd.DataFrame:
