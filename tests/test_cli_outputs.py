@@ -338,3 +338,15 @@ def test_readme_command_list_matches_the_options(command: str) -> None:
         if action.choices and action.option_strings:
             listed = re.search(re.escape(action.option_strings[0]) + r" ([\w|]+)", readme_commands()[command])
             assert listed is not None and set(listed.group(1).split("|")) == set(action.choices)
+
+
+def test_docs_stress_table_is_what_the_command_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/risk.md shows the example book's stress table: it must be what `optmm scenario` prints."""
+    doc = (ROOT / "docs" / "risk.md").read_text()
+    shown = doc.split("```text\nstresses, worst first", 1)[1].split("```", 1)[0]
+    stresses = sorted(
+        str(p) for p in (ROOT / "scenarios" / "stress").glob("*.toml")
+    )  # the shell's glob order
+    code, out, err = run(capsys, "scenario", BOOK, "--market", MARKET, "--stress", *stresses)
+    assert (code, err) == (0, "")
+    assert "stresses, worst first" + shown == out[out.index("stresses, worst first") :]
