@@ -10,9 +10,16 @@ Usage errors (bad or missing arguments, and ``ValueError`` raised by the Greeks 
 given inputs) never produce a traceback: :func:`main` prints ONE line, ``optmm: error: ...``, on
 stderr and returns exit code 2.
 
+Beyond usage errors, :func:`main` turns any ``OSError``, ``sqlite3.Error``, ``MemoryError`` or
+``ValueError`` that a command let through into the same one line and exit code 2, and prints no
+numpy RuntimeWarning (the commands check their figures and name what is not finite).
+
 ``optmm chain`` is the quick option-chain calculator::
 
     optmm chain --spot 100 --vol 0.2 --rate 0.04 --div 0 --days 30 --strikes 80:120:5
+
+``--vol``, ``--rate`` and ``--div`` are decimals (0.2) or percents (20%); a bare number above 1 is
+refused (``--vol 20`` would be 2,000%).
 """
 
 from __future__ import annotations

@@ -94,9 +94,13 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     from optmm.book import Book
     from optmm.market import Market
 
-    for path in (args.book, args.market):
-        if not Path(path).is_file():
+    for option, path in (("BOOK", args.book), ("--market", args.market)):
+        if Path(path).is_dir():
+            raise UsageError(f"{option} {path}: is a directory, not a file")
+        if not Path(path).exists():
             raise UsageError(f"{path}: no such file")
+        if not Path(path).is_file():
+            raise UsageError(f"{option} {path}: not a regular file")
     try:
         market = Market.load(args.market)
         book = Book.load(args.book)

@@ -350,3 +350,11 @@ def test_docs_stress_table_is_what_the_command_prints(capsys: pytest.CaptureFixt
     code, out, err = run(capsys, "scenario", BOOK, "--market", MARKET, "--stress", *stresses)
     assert (code, err) == (0, "")
     assert "stresses, worst first" + shown == out[out.index("stresses, worst first") :]
+
+
+@pytest.mark.parametrize("command", ["risk", "scenario"])
+def test_a_directory_given_as_an_input_file_is_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    assert_usage_error(run(capsys, command, BOOK, "--market", str(tmp_path)), "--market", "is a directory")
+    assert_usage_error(run(capsys, command, str(tmp_path), "--market", MARKET), "BOOK", "is a directory")
