@@ -1,23 +1,51 @@
-"""File output that is whole or absent: write to a temporary file beside the target, then rename."""
+"""File output that is whole or absent: write to a temporary file beside the target, then rename.
+
+The rename is made onto the file a path names: a symlink is followed (its target is replaced, the
+link stays), and a path that names something other than a regular file (a named pipe, a device
+such as ``/dev/null``) is written straight into, never replaced by a regular file.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 
+def _resolve(path: str | os.PathLike[str]) -> tuple[Path, bool]:
+    """The file that ``path`` names (symlinks followed) and whether it is a special file (a pipe, a
+    device, a socket: anything that exists and is neither a regular file nor a directory)."""
+    target = Path(os.path.realpath(path))
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target, False
+    return target, not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _open(path: Path, text: bool, flags: int = os.O_WRONLY) -> IO[Any]:
+    fd = os.open(path, flags)
+    return os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")
+
+
 @contextmanager
 def atomic_target(path: str | os.PathLike[str], *, text: bool) -> Iterator[IO[Any]]:
-    """Yield a temporary file next to ``path``; on success fsync it and ``os.replace`` it onto
-    ``path``; on any exception delete it and leave ``path`` untouched.
+    """Yield a temporary file next to the file ``path`` names; on success fsync it and
+    ``os.replace`` it onto that file; on any exception delete it and leave the file untouched.
 
-    The file gets the target's permissions if it exists, else 0o644 (``mkstemp`` makes 0o600).
+    A symlink is followed: its target is written, the link stays. A named pipe or a device is
+    opened and written directly (it cannot be replaced, and must not be). The file gets the
+    target's permissions if it exists, else 0o644 (``mkstemp`` makes 0o600).
     """
-    target = Path(path)
+    target, special = _resolve(path)
+    if special:
+        with _open(target, text) as direct:
+            yield direct
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         f: IO[Any] = os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")
@@ -33,3 +61,55 @@ def atomic_target(path: str | os.PathLike[str], *, text: bool) -> Iterator[IO[An
         except FileNotFoundError:
             pass
         raise
+
+
+def write_files(items: Sequence[tuple[str | os.PathLike[str], bytes]]) -> None:
+    """Write several files as one step: all of them, or (on an error) none that did not exist before.
+
+    Every regular target is first written whole to a temporary file beside it (flushed and synced);
+    only when all are written are they renamed into place, and special targets (pipes, devices)
+    written. If a rename fails, the targets already renamed that did not exist before are removed.
+    """
+    staged: list[tuple[Path, bool, str | None, bytes, bool]] = []
+    try:
+        for path, data in items:
+            target, special = _resolve(path)
+            existed = target.exists()
+            if special:
+                staged.append((target, True, None, data, existed))
+                continue
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            staged.append((target, False, tmp, data, existed))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, target.stat().st_mode & 0o7777 if existed else 0o644)
+    except BaseException:
+        _unlink(tmp for _, _, tmp, _, _ in staged)
+        raise
+    done: list[Path] = []
+    try:
+        for target, special, staged_tmp, data, existed in staged:
+            if special:
+                with _open(target, text=False) as direct:
+                    direct.write(data)
+                continue
+            assert staged_tmp is not None
+            os.replace(staged_tmp, target)
+            if not existed:
+                done.append(target)
+    except BaseException:
+        _unlink(tmp for _, _, tmp, _, _ in staged)
+        _unlink(done)
+        raise
+
+
+def _unlink(paths: Any) -> None:
+    for p in paths:
+        if p is None:
+            continue
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass

@@ -10,9 +10,16 @@ Usage errors (bad or missing arguments, and ``ValueError`` raised by the Greeks 
 given inputs) never produce a traceback: :func:`main` prints ONE line, ``optmm: error: ...``, on
 stderr and returns exit code 2.
 
+Beyond usage errors, :func:`main` turns any ``OSError``, ``sqlite3.Error``, ``MemoryError`` or
+``ValueError`` that a command let through into the same one line and exit code 2, and prints no
+numpy RuntimeWarning (the commands check their figures and name what is not finite).
+
 ``optmm chain`` is the quick option-chain calculator::
 
     optmm chain --spot 100 --vol 0.2 --rate 0.04 --div 0 --days 30 --strikes 80:120:5
+
+``--vol``, ``--rate`` and ``--div`` are decimals (0.2) or percents (20%); a bare number above 1 is
+refused (``--vol 20`` would be 2,000%).
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ import io
 import json
 import math
 import os
+import sqlite3
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
@@ -75,6 +84,46 @@ def _nonnegative_float(text: str) -> float:
     if value < 0.0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
     return value
+
+
+def _decimal_or_percent(name: str, *, what: str, example: float, max_decimal: float, max_pct: float,
+                        negative: bool) -> Callable[[str], float]:  # fmt: skip
+    """An argument type for a rate-like number: ``0.2`` (a decimal) or ``20%`` (a percent).
+
+    A bare number above ``max_decimal`` in magnitude is refused: ``--vol 20`` is 2,000% as a
+    decimal, and more likely meant as 20%. So is a percent above ``max_pct`` in magnitude.
+    """
+
+    def parse(text: str) -> float:
+        body = text.strip()
+        pct = body.endswith("%")
+        value = _finite_float(body[:-1] if pct else body)
+        if value < 0.0 and not negative:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+        if pct:
+            if abs(value) > max_pct:
+                raise argparse.ArgumentTypeError(f"{text!r}: {what} beyond {max_pct:g}% is not plausible")
+            return value / 100.0
+        if abs(value) > max_decimal:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is a decimal ({example:g} = {100 * example:g}%), so {value:g} would be "
+                f"{100 * value:,.0f}%: write {value / 100:g} for {value:g}%, or the percent itself "
+                f"({name} {value:g}%)"
+            )
+        return value
+
+    return parse
+
+
+_vol_arg = _decimal_or_percent(
+    "--vol", what="a vol", example=0.2, max_decimal=1.0, max_pct=1000.0, negative=False
+)
+_rate_arg = _decimal_or_percent(
+    "--rate", what="a rate", example=0.04, max_decimal=1.0, max_pct=100.0, negative=True
+)
+_div_arg = _decimal_or_percent(
+    "--div", what="a yield", example=0.01, max_decimal=1.0, max_pct=100.0, negative=True
+)
 
 
 def _clean(x: float) -> float:
@@ -188,13 +237,23 @@ def _add_chain_parser(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--spot", type=_positive_float, required=True, help="underlying price (> 0)")
-    p.add_argument("--vol", type=_nonnegative_float, required=True, help="volatility, 0.2 = 20%% (>= 0)")
-    p.add_argument("--rate", type=_finite_float, default=0.0, help="cont. rate, 0.04 = 4%% (default 0)")
+    p.add_argument(
+        "--vol",
+        type=_vol_arg,
+        required=True,
+        help="volatility: a decimal (0.2) or a percent (20%%); a bare number above 1 is refused",
+    )
+    p.add_argument(
+        "--rate",
+        type=_rate_arg,
+        default=0.0,
+        help="cont. rate: a decimal (0.04) or a percent (4%%); default 0",
+    )
     p.add_argument(
         "--div",
-        type=_finite_float,
+        type=_div_arg,
         default=0.0,
-        help="cont. dividend yield, 0.01 = 1%% (default 0)",
+        help="cont. dividend yield: a decimal (0.01) or a percent (1%%); default 0",
     )
     p.add_argument(
         "--days",
@@ -234,7 +293,8 @@ def _chain_rows(args: argparse.Namespace) -> tuple[dict[str, float], list[dict[s
     k = np.repeat(np.asarray(strikes, dtype=np.float64), 2)
     is_call = np.tile(np.array([True, False]), len(strikes))
     try:
-        g = bsm_greeks(args.spot, k, t, args.rate, args.div, args.vol, is_call)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # rows checked below
+            g = bsm_greeks(args.spot, k, t, args.rate, args.div, args.vol, is_call)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     n = k.shape[0]
@@ -260,6 +320,12 @@ def _chain_rows(args: argparse.Namespace) -> tuple[dict[str, float], list[dict[s
         }
         row: dict[str, Any] = {"strike": float(k[i]), "type": "call" if is_call[i] else "put"}
         row.update({name: v + 0.0 for name, v in values.items()})  # + 0.0: no "-0.0" output
+        bad = [name for name, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise UsageError(
+                f"strike {_fmt_strike(float(k[i]))} {row['type']}: {bad[0]} is not a finite number; "
+                "the spot or strike is too large for the arithmetic"
+            )
         rows.append(row)
     return inputs, rows
 
@@ -448,22 +514,65 @@ def _attach_negative_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _runtime_warnings_are_errors() -> bool:
+    """Whether the warning filters in force (``python -W error``, a test run) turn a numpy
+    RuntimeWarning into an exception: then :func:`main` leaves them so."""
+    for action, message, category, module, _lineno in warnings.filters:
+        if not issubclass(RuntimeWarning, category):
+            continue
+        if message is not None and not message.match("overflow encountered"):
+            continue
+        if module is not None and not module.match("numpy"):
+            continue
+        return action == "error"
+    return False
+
+
+def _unexpected_error(exc: BaseException) -> str:
+    """One line for an error that no command turned into a :class:`UsageError`, naming what it can."""
+    if isinstance(exc, MemoryError):
+        return "out of memory: the input (book, grid, run) is too large for this machine's memory"
+    if isinstance(exc, OSError):
+        names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return f"{' -> '.join(names)}: {reason}" if names else f"system error: {reason}"
+    if isinstance(exc, sqlite3.Error):
+        return f"database error (SQLite): {exc}"
+    if isinstance(exc, RuntimeWarning):
+        return f"numerical error: {exc}"
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``optmm`` command line; returns the process exit code."""
-    try:
-        parser = build_parser()
+    """Run the ``optmm`` command line; returns the process exit code.
+
+    Every error ends as ONE line on stderr, ``optmm: error: ...``, and exit code 2: usage errors,
+    and as a safety net any ``OSError``, ``sqlite3.Error``, ``MemoryError`` or ``ValueError`` that a
+    command did not turn into one. numpy's RuntimeWarnings (overflow, invalid value) are not
+    printed: the commands check their figures and name what is not finite; where the warning
+    filters in force make them errors (``python -W error``, the tests), they stay errors and end
+    as such a line.
+    """
+    with warnings.catch_warnings():
+        if not _runtime_warnings_are_errors():
+            warnings.simplefilter("ignore", RuntimeWarning)
         try:
-            args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
-        except SystemExit as exc:  # --help / --version
-            return exc.code if isinstance(exc.code, int) else 0
-        return COMMANDS[args.command][1](args)
-    except UsageError as exc:
-        sys.stderr.write(_ERROR_PREFIX + _one_line(str(exc)) + "\n")
-        return EXIT_USAGE
-    except BrokenPipeError:  # e.g. `optmm chain ... | head`: exit quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+            parser = build_parser()
+            try:
+                args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
+            except SystemExit as exc:  # --help / --version
+                return exc.code if isinstance(exc.code, int) else 0
+            return COMMANDS[args.command][1](args)
+        except UsageError as exc:
+            message = str(exc)
+        except BrokenPipeError:  # e.g. `optmm chain ... | head`: exit quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
+        except (OSError, sqlite3.Error, MemoryError, ValueError, RuntimeWarning) as exc:
+            message = _unexpected_error(exc)
+    sys.stderr.write(_ERROR_PREFIX + _one_line(message) + "\n")
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

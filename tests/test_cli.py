@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -275,7 +276,11 @@ BAD = {
     "nan spot": chain_args(spot="nan"),
     "negative vol": chain_args(vol="-0.1"),
     "infinite vol": chain_args(vol="inf"),
-    "non-numeric rate": chain_args(rate="4%"),
+    "non-numeric rate": chain_args(rate="four"),
+    "vol in percent without %": chain_args(vol="20"),
+    "implausible vol percent": chain_args(vol="2000%"),
+    "rate in percent without %": chain_args(rate="4"),
+    "div in percent without %": chain_args(div="1.5"),
     "infinite div": chain_args(div="-inf"),
     "negative days": chain_args(days="-1"),
     "missing spot": chain_args(spot=None),
@@ -325,3 +330,21 @@ def test_version(capsys):
     code, out, _ = run(capsys, "--version")
     assert code == 0
     assert out.strip() == f"optmm {optmm.__version__}"
+
+
+def test_non_finite_greeks_are_an_error_not_a_figure(capsys, monkeypatch):
+    import optmm.greeks
+
+    real = optmm.greeks.bsm_greeks
+
+    def overflowing(*args, **kwargs):
+        g = real(*args, **kwargs)
+        price = np.array(g.price, dtype=np.float64)
+        price[4] = np.inf  # the 90 call of the default ladder (80 call, 80 put, 85 call, ...)
+        return dataclasses.replace(g, price=price)
+
+    monkeypatch.setattr(optmm.greeks, "bsm_greeks", overflowing)
+    code, out, err = run(capsys, *chain_args())
+    assert (code, out) == (2, "")
+    assert err.startswith("optmm: error: strike 90 call: price is not a finite number;")
+    assert err.count("\n") == 1 and "inf" not in err.replace("finite", "")

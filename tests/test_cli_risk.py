@@ -57,8 +57,19 @@ def market() -> Market:
 @pytest.fixture(scope="module")
 def expected_frames(book: Book, market: Market) -> dict[str, pd.DataFrame]:
     exp = exposures(book, market)
+    # By underlying: each underlying with its beta and beta-weighted delta, then the book's line.
+    bwd = exp.beta_weighted_delta()
+    per_u = exp.by_underlying.copy()
+    per_u.insert(1, "beta", [market.beta[u] for u in per_u.index])
+    per_u["beta_delta_index_shares"] = per_u["delta_dollars"] * per_u["beta"] / market.spot["SPY"]
+    per_u["beta_delta_index_dollars"] = per_u["delta_dollars"] * per_u["beta"]
+    np.testing.assert_allclose(per_u["beta_delta_index_dollars"].sum(), bwd.index_dollars, rtol=1e-12)
+    book_line = exp.total.reset_index(names="underlying")
+    underlying = pd.concat([per_u.reset_index(), book_line], ignore_index=True)[
+        ["underlying", *per_u.columns]
+    ]
     return {
-        "underlying": exp.by_underlying.reset_index(),
+        "underlying": underlying,
         "expiry": exp.by_expiry.reset_index(),
         "position": exp.positions.reset_index(drop=True),
         "total": exp.total.reset_index(names="scope"),
@@ -131,7 +142,7 @@ def test_risk_table_shows_every_underlying_and_a_book_line(
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].startswith("exposures by underlying: ")
-    assert "(53 positions)" in lines[0]
+    assert "(53 positions;" in lines[0] and "valued 2026-11-20" in lines[0]
     firsts = [line.split()[0] for line in lines[2:] if line.strip()]
     assert firsts == [*UNDERLYINGS, "book"]
     by_u = expected_frames["underlying"].set_index("underlying")
@@ -144,6 +155,49 @@ def test_risk_table_shows_every_underlying_and_a_book_line(
     total = expected_frames["total"].iloc[0]
     for col in ("value", "delta_dollars", "vega_per_vol_point", "beta_delta_index_dollars"):
         assert f"{total[col]:,.2f}" in book_line, col
+    # Every column shows something: the per-underlying beta-weighted delta is filled in.
+    header = lines[1].split()
+    assert "beta_delta_index_shares" in header and "beta" in header
+    aapl = next(line for line in lines if line.split()[:1] == ["AAPL"]).split()
+    assert len(aapl) == len(header)
+    assert (
+        aapl[header.index("beta_delta_index_dollars")]
+        == f"{by_u.loc['AAPL', 'beta_delta_index_dollars']:,.2f}"
+    )
+
+
+def test_risk_machine_formats_carry_the_book_line_and_beta_delta(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, expected_frames: dict[str, pd.DataFrame]
+) -> None:
+    """csv, json and parquet hold everything the table shows: the book line and the beta columns."""
+    target = tmp_path / "u.parquet"
+    code, out, err = run(capsys, *RISK, "--format", "parquet", "--output", str(target))
+    assert (code, out, err) == (0, "", "")
+    got = pd.read_parquet(target)
+    assert got["underlying"].tolist() == [*UNDERLYINGS, "book"]
+    assert_frame_matches(got, expected_frames["underlying"])
+    code, out, _ = run(capsys, *RISK, "--format", "json")
+    book_record = json.loads(out)[-1]
+    assert book_record["underlying"] == "book"
+    assert book_record["beta_delta_index_dollars"] == pytest.approx(
+        float(expected_frames["total"]["beta_delta_index_dollars"].iloc[0]), rel=1e-12
+    )
+    assert book_record["delta_shares"] is None  # shares of different stocks do not add
+
+
+def test_risk_table_shows_small_numbers_and_vols_in_percent(capsys: pytest.CaptureFixture[str]) -> None:
+    """A 0.175 vol shows as 17.50% (not 0.17), a year fraction with its digits; json keeps it exact."""
+    code, out, err = run(capsys, *RISK, "--by", "position")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    header = lines[1].split()
+    row = next(line for line in lines if line.split()[:1] == ["SPY-05"]).split()
+    assert row[header.index("vol")] == "17.50%"
+    t = row[header.index("t")]
+    assert len(t.split(".")[1]) >= 3 and float(t) > 0
+    code, out, _ = run(capsys, *RISK, "--by", "position", "--format", "csv")
+    got = read_output(out, "csv").set_index("id")
+    assert got.loc["SPY-05", "vol"] == 0.175
 
 
 @pytest.mark.parametrize("by", ["position", "expiry", "total"])
@@ -207,8 +261,13 @@ def grid_for(book: Book, market: Market, spot_pct, vol_pts, **kwargs):
     )
 
 
+def grid_part(got: pd.DataFrame) -> pd.DataFrame:
+    """The grid's per-underlying rows of a machine output (not the book's rows, not the stresses)."""
+    return got[(got["scenario"] == "grid") & (got["underlying"] != "book")].reset_index(drop=True)
+
+
 def assert_long_pnl_matches(got: pd.DataFrame, expected: pd.DataFrame) -> None:
-    got = got[got["underlying"].notna()].reset_index(drop=True)
+    got = grid_part(got)
     assert len(got) == len(expected) > 0
     assert got["underlying"].tolist() == expected["underlying"].tolist()
     for col in ("spot_shock", "vol_shock", "days"):
@@ -225,8 +284,21 @@ def test_scenario_csv_equals_scenario_grid(
     assert (code, err) == (0, "")
     expected = grid_for(book, market, [-10, -5, 0, 5, 10], [-4, -2, 0, 2, 4], days=3.0).pnl
     got = read_output(out, "csv")
-    assert list(got.columns) == ["spot_shock", "vol_shock", "days", "underlying", "pnl"]
+    assert list(got.columns) == [
+        "scenario", "file", "leg", "spot_shock", "vol_shock", "days", "shocked", "beta_weighted",
+        "underlying", "pnl", "driver", "worst",
+    ]  # fmt: skip
     assert_long_pnl_matches(got, expected)
+    # The book's row of every cell, its driver, and the worst cell marked: what the table shows.
+    book_rows = got[got["underlying"] == "book"]
+    grid = grid_for(book, market, [-10, -5, 0, 5, 10], [-4, -2, 0, 2, 4], days=3.0)
+    np.testing.assert_allclose(book_rows["pnl"].to_numpy(float), grid.matrix().to_numpy().ravel(), rtol=1e-12)
+    worst = book_rows[book_rows["worst"]]
+    w = grid.worst()
+    assert len(worst) == 1 and worst["driver"].iloc[0] == w.driver
+    assert (worst["spot_shock"].iloc[0], worst["vol_shock"].iloc[0]) == pytest.approx(
+        (w.spot_shock, w.vol_shock)
+    )
 
 
 def test_scenario_json_default_grid_equals_scenario_grid(
@@ -252,7 +324,10 @@ def test_scenario_table_worst_line_matches_grid(
     )
     lines = out.splitlines()
     assert [line for line in lines if line.startswith("worst:")] == [expected]
-    assert lines[0].startswith("book P&L: spot shock (rows) x vol shock (columns), 1 days forward")
+    assert lines[0].startswith(
+        "book P&L (market's currency) valued 2026-11-20: spot shock (rows) x vol shock"
+    )
+    assert "1 days forward, shocked: all underlyings" in lines[0]
     assert lines[1].split() == ["-5pt", "+0pt", "+5pt"]
     matrix = grid.matrix()
     for i, label in enumerate(["-15%", "-10%", "-5%", "+0%", "+5%", "+10%", "+15%"]):
@@ -261,32 +336,54 @@ def test_scenario_table_worst_line_matches_grid(
         assert row[1:] == [f"{v:,.0f}" for v in matrix.iloc[i]]
 
 
-def test_scenario_stress_lists_every_scenario(
+def test_scenario_stress_lists_every_leg_worst_first(
     capsys: pytest.CaptureFixture[str], book: Book, market: Market
 ) -> None:
     assert len(STRESS_FILES) >= 2
-    expected = {}
+    results = {}
     for path in STRESS_FILES:
         stress = load_stress(path)
-        result = run_stress(book, market, stress)
-        expected[stress.name] = (result.pnl, result.driver)
+        results[stress.name] = run_stress(book, market, stress)
+    worst_first = sorted(results, key=lambda name: results[name].pnl)
 
     code, out, err = run(
         capsys, *SCENARIO, "--spot", "0", "--vol", "0", "--stress", *STRESS_FILES, "--format", "json"
     )
     assert (code, err) == (0, "")
-    rows = [r for r in json.loads(out) if r.get("scenario") is not None]
-    assert [r["scenario"] for r in rows] == list(expected)
+    rows = [r for r in json.loads(out) if r["scenario"] != "grid"]
+    assert list(dict.fromkeys(r["scenario"] for r in rows)) == worst_first
     for r in rows:
-        pnl, driver = expected[r["scenario"]]
-        assert r["pnl"] == pytest.approx(pnl, rel=0, abs=1e-9)
-        assert r["driver"] == driver
+        res = results[r["scenario"]]
+        assert r["pnl"] == res.table.loc[r["leg"], r["underlying"]]  # exact: full precision
+        assert r["spot_shock"] == res.legs.loc[r["leg"], "spot"]
+        assert r["vol_shock"] == res.legs.loc[r["leg"], "vol"]
+        if r["underlying"] == "book":
+            assert r["driver"] == res.legs.loc[r["leg"], "driver"]
+            assert r["worst"] == (r["leg"] == res.worst_leg)
+    assert {r["underlying"] for r in rows} == {*UNDERLYINGS, "book"}
 
     code, out, err = run(capsys, *SCENARIO, "--spot", "0", "--vol", "0", "--stress", *STRESS_FILES)
     assert (code, err) == (0, "")
-    for name, (pnl, driver) in expected.items():
-        line = next(line for line in out.splitlines() if line.strip().startswith(name))
-        assert f"{pnl:,.2f}" in line and line.split()[-1] == driver
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("stresses, worst first"))
+    header = lines[start + 1].split()
+    assert header[-6:] == [*UNDERLYINGS, "book", "driver"]
+    table_rows = lines[start + 2 :]
+    assert len(table_rows) == sum(len(r.legs) for r in results.values())
+    seen = []
+    for line in table_rows:
+        name = next(n for n in results if line.strip().startswith(n))
+        seen.append(name)
+        res = results[name]
+        leg = line.strip()[len(name) :].split()[0]
+        cells = line.split()
+        assert cells[-1] == res.legs.loc[leg, "driver"]
+        assert cells[-6:-1] == [f"{res.table.loc[leg, u]:,.0f}" for u in [*UNDERLYINGS, "book"]]
+        assert f"{100 * res.legs.loc[leg, 'vol']:+.4g}pt" in cells
+    assert list(dict.fromkeys(seen)) == worst_first
+    # Shocks shown with their units: the index crash is a beta-weighted -20% with +25 vol points.
+    crash = next(line for line in table_rows if line.strip().startswith("Index crash"))
+    assert "-20% x beta" in crash and "+25pt" in crash
 
 
 def test_scenario_plot_writes_a_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -319,14 +416,15 @@ def test_scenario_underlying_limits_the_shock(
     assert (code, err) == (0, "")
     got = read_output(out, "csv")
     assert_long_pnl_matches(got, grid_for(book, market, [-10, 0, 10], [-5, 0, 5], underlying="AAPL").pnl)
-    others = got[got["underlying"] != "AAPL"]
+    others = grid_part(got)[grid_part(got)["underlying"] != "AAPL"]
     assert len(others) == 3 * 3 * 3
     np.testing.assert_allclose(others["pnl"].to_numpy(float), 0.0, atol=1e-6)
     assert np.abs(got.loc[got["underlying"] == "AAPL", "pnl"].to_numpy(float)).max() > 1000.0
+    assert set(got["shocked"]) == {"AAPL"}
 
     code, out, err = run(capsys, *SCENARIO, *args)
     assert (code, err) == (0, "")
-    assert out.splitlines()[0].endswith(", AAPL only")
+    assert out.splitlines()[0].endswith(", shocked: AAPL only")
     assert "(driver: AAPL)" in out
 
 
@@ -345,7 +443,7 @@ def test_scenario_beta_weighted(capsys: pytest.CaptureFixture[str], book: Book, 
 
     code, out, err = run(capsys, *SCENARIO, "--spot", "-10:10:10", "--vol", "0", "--beta-weighted")
     assert (code, err) == (0, "")
-    assert "beta-weighted" in out.splitlines()[0]
+    assert out.splitlines()[0].endswith("all underlyings, spot shocks are index moves x beta")
 
 
 def test_scenario_output_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

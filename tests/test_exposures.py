@@ -375,3 +375,32 @@ def test_empty_book(market: Market) -> None:
     ex = exposures(make_book([]), market)
     assert len(ex.positions) == 0 and len(ex.by_underlying) == 0
     assert (ex.total.to_numpy() == 0).all()
+
+
+def test_non_finite_exposures_are_refused_naming_the_position(book: Book, market: Market) -> None:
+    """The safety net behind the input bounds: an overflowing figure is an error naming where."""
+    ex_mod = importlib.import_module("optmm.risk.exposures")  # the name optmm.risk.exposures is the function
+
+    ex = exposures(book, market)
+    positions = ex.positions.copy()
+    positions.loc[2, "vega_per_vol_point"] = np.inf
+    with pytest.raises(
+        ValueError, match=r"position 'p2' \(\w+, row 3 of the book\): vega_per_vol_point is not a finite"
+    ):
+        ex_mod._check_finite(dataclasses.replace(ex, positions=positions))
+    by_u = ex.by_underlying.copy()
+    by_u.iloc[1, by_u.columns.get_loc("value")] = -np.inf
+    with pytest.raises(ValueError, match=rf"underlying {by_u.index[1]}: value is not a finite number"):
+        ex_mod._check_finite(dataclasses.replace(ex, by_underlying=by_u))
+    total = ex.total.copy()
+    total["theta_per_day"] = np.nan
+    with pytest.raises(ValueError, match=r"book total: theta_per_day is not a finite number"):
+        ex_mod._check_finite(dataclasses.replace(ex, total=total))
+    ex_mod._check_finite(ex)  # finite: passes
+
+
+def test_overflowing_book_raises_without_a_runtime_warning(market: Market) -> None:
+    # RuntimeWarnings are errors in this test configuration: this proves none is raised on the way.
+    huge = make_book([("AAA", Kind.CALL, 100.0, "2024-06-21", 1e306), ("AAA", Kind.STOCK, 0.0, None, 1e307)])
+    with pytest.raises(ValueError, match=r"(not a finite number|plausible)"):
+        exposures(huge, market)

@@ -417,7 +417,7 @@ def test_beta_weighted_refuses_missing_beta_and_index(two_name_book: Book) -> No
     with pytest.raises(ValueError, match="BBB"):
         scenario_grid(two_name_book, market, spot_shocks=[-0.1], vol_shocks=[0.0], beta_weighted=True)
     no_index = make_market({"AAA": 100.0, "BBB": 50.0}, beta={"AAA": 1.3, "BBB": 1.0})
-    with pytest.raises(ValueError, match=r"market\.index"):
+    with pytest.raises(ValueError, match=r"beta_weighted.*sets no `index`"):
         scenario_grid(two_name_book, no_index, spot_shocks=[-0.1], vol_shocks=[0.0], beta_weighted=True)
     # the index itself needs no beta
     idx_book = make_book([("IDX", Kind.PUT, 3800.0, "2024-06-21", 1)])
@@ -673,3 +673,172 @@ def test_example_book_runs_every_stress() -> None:
         res = run_stress(book, market, path)
         np.testing.assert_allclose(res.table.drop(columns="book").sum(axis=1), res.table["book"], rtol=1e-12)
         assert res.pnl == res.table["book"].min()
+
+
+# --------------------------------------------------------------------------------------------------
+# units in stress files, drivers, non-finite results, errors that name the leg, plot formats
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("spot_pct = -7\nvol_pts = 15\n", Shock(-0.07, 0.15)),
+        ("spot_pct = 100\nvol_pts = -100\n", Shock(1.0, -1.0)),
+        ("spot_pct = -20\nvol_pts = 25\nbeta_weighted = true\n", Shock(-0.2, 0.25, beta_weighted=True)),
+        # the older decimal form, read where it cannot be mistaken: the same shocks bit for bit
+        ("spot = -0.07\nvol = 0.15\n", Shock(-0.07, 0.15)),
+    ],
+)
+def test_stress_units_are_in_the_field_names(tmp_path: Path, text: str, want: Shock) -> None:
+    assert load_stress(write(tmp_path, f'name = "x"\n[[legs]]\n{text}')).legs == (want,)
+
+
+@pytest.mark.parametrize(
+    ("leg", "fragments"),
+    [
+        ("spot = 5\n", ["leg 1, field 'spot'", "fraction", "spot_pct"]),  # +500% or 5%? refused
+        ("vol = 2\n", ["leg 1, field 'vol'", "decimals of vol", "vol_pts"]),  # 200 or 2 points?
+        ("spot = -1\n", ["field 'spot'", "spot_pct"]),
+        ("spot_pct = 500\n", ["field 'spot_pct'", "percent"]),
+        ("spot_pct = -100\n", ["field 'spot_pct'", "percent"]),
+        ("vol_pts = 200\n", ["field 'vol_pts'", "vol points"]),
+        ("days = 100000\n", ["field 'days'", "calendar days"]),
+        ("spot = -0.05\nspot_pct = -5\n", ["field 'spot'", "once"]),
+        ("spot_pct = nan\n", ["field 'spot_pct'"]),
+    ],
+)
+def test_stress_magnitudes_outside_their_unit_are_refused(
+    tmp_path: Path, leg: str, fragments: list[str]
+) -> None:
+    path = write(tmp_path, f'name = "x"\n[[legs]]\n{leg}')
+    with pytest.raises(ValueError) as info:
+        load_stress(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_bundled_stresses_use_explicit_units() -> None:
+    for path in sorted(STRESS_DIR.glob("*.toml")):
+        body = [
+            line.split("=")[0].strip()
+            for line in path.read_text().splitlines()
+            if "=" in line and not line.startswith("#")
+        ]
+        assert "spot" not in body and "vol" not in body, path.name
+        assert "spot_pct" in body and "vol_pts" in body, path.name
+
+
+def test_driver_is_the_largest_contributor_in_the_direction_of_the_pnl() -> None:
+    # A gain: the biggest winner, not the underlying with the lowest P&L.
+    assert (
+        sc.driver_of(np.array([208_000.0, 40_000.0, 163_000.0, 78_000.0]), ["SPY", "TSLA", "MSFT", "AAPL"])
+        == "SPY"
+    )
+    # A loss: the biggest loser, even when another underlying gains more than it loses.
+    assert sc.driver_of(np.array([-50.0, 30.0, -10.0]), ["A", "B", "C"]) == "A"
+    assert sc.driver_of(np.array([10.0, -10.0]), ["A", "B"]) is None
+    assert sc.driver_of(np.array([]), []) is None
+
+
+def test_stress_and_grid_drivers_follow_the_direction() -> None:
+    # Long puts on both: a crash gains on both, AAA most; the driver is AAA (before: the smaller gainer).
+    book = make_book([("AAA", Kind.PUT, 95.0, "2024-06-21", 50), ("BBB", Kind.PUT, 45.0, "2024-06-21", 2)])
+    res = run_stress(book, beta_market(), STRESS_DIR / "index_crash.toml")
+    row = res.table.loc["crash"]
+    assert row["book"] > 0 and row["AAA"] > row["BBB"] > 0
+    assert res.driver == "AAA" and res.legs.loc["crash", "driver"] == "AAA"
+    grid = scenario_grid(book, beta_market(), spot_shocks=[-0.3, -0.2], vol_shocks=[0.1])
+    w = grid.worst()  # the least good cell still gains: its driver is the biggest winner there
+    assert w.pnl > 0 and w.driver == "AAA"
+
+
+def test_grid_result_refuses_non_finite_pnl_naming_the_underlying_and_cell(
+    two_name_book, two_name_market
+) -> None:
+    grid = scenario_grid(two_name_book, two_name_market, spot_shocks=[-0.1, 0.1], vol_shocks=[0.0, 0.05])
+    full = grid._full.copy()
+    full[1, 1, 0] = np.inf
+    with pytest.raises(
+        ValueError, match=r"grid cell spot \+10%, vol \+0pt: P&L of BBB is not a finite number;"
+    ):
+        sc.GridResult(**{**grid.__dict__, "_full": full})
+    huge = np.full_like(grid._full, 1e308)  # finite parts whose book sum overflows
+    with pytest.raises(ValueError, match=r"grid cell spot -10%, vol \+0pt: the book's P&L is not a finite"):
+        sc.GridResult(**{**grid.__dict__, "_full": huge})
+
+
+def test_stress_result_refuses_non_finite_pnl_naming_the_file_and_leg() -> None:
+    stress = load_stress(STRESS_DIR / "flash_crash.toml")
+    pnl = np.array([[1.0, np.nan], [2.0, 3.0]])
+    with np.errstate(invalid="ignore"):
+        table = sc._shock_frame(["AAA", "BBB"], pnl)
+    with pytest.raises(
+        ValueError, match=r"flash_crash\.toml: leg 2 \('recovery'\): P&L of AAA is not a finite"
+    ):
+        sc.stress_result(stress, table, pnl, ["AAA", "BBB"])
+
+
+def test_huge_inputs_give_a_named_error_not_inf(two_name_market: Market) -> None:
+    """Quantities that overflow the arithmetic: an error naming where, no RuntimeWarning (errors here)."""
+    book = make_book([("AAA", Kind.CALL, 100.0, "2024-06-21", 1e306), ("BBB", Kind.STOCK, 0.0, None, 1e307)])
+    with pytest.raises(ValueError, match=r"(not a finite number|plausible)"):
+        scenario_grid(book, two_name_market, spot_shocks=[-0.2, 0.2], vol_shocks=[0.0])
+    with pytest.raises(ValueError, match=r"(not a finite number|plausible)"):
+        scenario_pnl(book, two_name_market, [Shock(-0.2, 0.1)])
+
+
+@pytest.mark.parametrize(
+    ("leg", "market_kwargs", "fragments"),
+    [
+        ('underlying = "ZZZ"\n', {}, ["leg 2 ('b')", "field 'underlying'", "'ZZZ'", "no market data"]),
+        ("beta_weighted = true\n", {}, ["leg 2 ('b')", "field 'beta_weighted'", "sets no `index`"]),
+        ("beta_weighted = true\n", {"index": "IDX", "beta": {"AAA": 1.1}}, ["leg 2 ('b')", "no beta", "BBB"]),
+    ],
+)
+def test_stress_errors_name_the_file_and_the_leg(
+    tmp_path: Path, two_name_book: Book, leg: str, market_kwargs: dict, fragments: list[str]
+) -> None:
+    path = write(
+        tmp_path,
+        f'name = "x"\n[[legs]]\nlabel = "a"\nspot_pct = -1\n[[legs]]\nlabel = "b"\nspot_pct = -2\n{leg}',
+    )
+    market = make_market({"AAA": 100.0, "BBB": 50.0, "IDX": 4000.0}, **market_kwargs)
+    for check in (
+        lambda: run_stress(two_name_book, market, path),
+        lambda: sc.check_stress(two_name_book, market, load_stress(path)),
+    ):
+        with pytest.raises(ValueError) as info:
+            check()
+        assert str(info.value).startswith(f"{path}: leg 2")
+        for fragment in fragments:
+            assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(("suffix", "magic"), [("pdf", b"%PDF-"), ("svg", b"<?xml"), ("png", b"\x89PNG")])
+def test_heatmap_writes_the_format_its_suffix_names(
+    tmp_path: Path, two_name_book, two_name_market, suffix, magic
+) -> None:
+    grid = scenario_grid(two_name_book, two_name_market, spot_shocks=[-0.1, 0.0, 0.1], vol_shocks=[0.0, 0.05])
+    assert heatmap(grid, tmp_path / f"g.{suffix.upper()}").read_bytes().startswith(magic)
+
+
+def test_heatmap_refuses_an_unknown_suffix(tmp_path: Path, two_name_book, two_name_market) -> None:
+    grid = scenario_grid(two_name_book, two_name_market, spot_shocks=[0.0], vol_shocks=[0.0])
+    for name in ("g.jpg", "g"):
+        with pytest.raises(ValueError, match=r"unknown plot format.*\.png, \.pdf, \.svg"):
+            heatmap(grid, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_heatmap_title_names_what_was_shocked_the_date_and_the_currency(two_name_book) -> None:
+    market = make_market(
+        {"AAA": 100.0, "BBB": 50.0, "IDX": 4000.0}, beta={"AAA": 1.2, "BBB": 0.8}, index="IDX"
+    )
+    one = scenario_grid(two_name_book, market, spot_shocks=[0.0], vol_shocks=[0.0], underlying="AAA", days=2)
+    title = sc.heatmap_title(one)
+    assert "AAA only" in title and "(book)" not in title and "2 day(s) forward" in title
+    assert f"valued {VALUATION}" in title and "currency" in title
+    beta = scenario_grid(two_name_book, market, spot_shocks=[0.0], vol_shocks=[0.0], beta_weighted=True)
+    assert "all underlyings, spot shocks are index moves x beta" in sc.heatmap_title(beta)

@@ -38,7 +38,17 @@ from optmm.book import Book, Kind
 from optmm.dist.cluster import limit_numba_threads
 from optmm.market import Market
 from optmm.risk import scenarios as local
-from optmm.risk.scenarios import BOOK, GridResult, Shock, Stress, StressResult, load_stress, stress_result
+from optmm.risk.scenarios import (
+    BOOK,
+    GridResult,
+    Shock,
+    Stress,
+    StressResult,
+    check_finite,
+    check_stress,
+    load_stress,
+    stress_result,
+)
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -173,21 +183,27 @@ def _part_info(book: Book) -> tuple[int, list[str]]:
 
 def _grid_part(
     book: Book, market: Market, kwargs: dict[str, Any]
-) -> tuple[list[str], np.ndarray, np.ndarray]:
+) -> tuple[list[str], np.ndarray, np.ndarray] | ValueError:
     """One partition's grid: its underlyings and their (U_p, n_spot, n_vol) full and Taylor P&L."""
     limit_numba_threads()
-    res = local.scenario_grid(book, market, **kwargs)
+    try:
+        res = local.scenario_grid(book, market, **kwargs)
+    except ValueError as exc:  # handed back, raised on the client: no worker-side traceback log
+        return exc
     full = np.stack([res.matrix(u).to_numpy() for u in res.underlyings])
     taylor = np.stack([res.taylor_matrix(u).to_numpy() for u in res.underlyings])
     return list(res.underlyings), full, taylor
 
 
-def _pnl_part(book: Book, market: Market, shocks: list[Shock]) -> tuple[list[str], np.ndarray]:
+def _pnl_part(
+    book: Book, market: Market, shocks: list[Shock]
+) -> tuple[list[str], np.ndarray] | ValueError:
     """One partition's P&L per shock: its underlyings and a (U_p, n_shocks) array."""
     limit_numba_threads()
-    frame = local.scenario_pnl(book, market, shocks)
-    underlyings = [str(c) for c in frame.columns if c != BOOK]
-    return underlyings, frame[underlyings].to_numpy().T
+    try:
+        return local.shock_pnl(book, market, shocks)  # the client checks the sums, naming the scenario
+    except ValueError as exc:  # handed back, raised on the client: no worker-side traceback log
+        return exc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -339,8 +355,11 @@ class DistributedBook:
             return
         futures = [self.client.submit(fn, part, self._market, *args, pure=False) for part in self._parts]
         for future in as_completed(futures):
-            yield future.result()
+            result = future.result()
             future.release()
+            if isinstance(result, ValueError):
+                raise result
+            yield result
 
     def scenario_grid(
         self,
@@ -371,8 +390,9 @@ class DistributedBook:
         taylor = np.zeros_like(full)
         for unds, part_full, part_taylor in self._results(_grid_part, kwargs):
             rows = [index[u] for u in unds]
-            full[rows] += part_full
-            taylor[rows] += part_taylor
+            with np.errstate(over="ignore", invalid="ignore"):  # GridResult checks every cell
+                full[rows] += part_full
+                taylor[rows] += part_taylor
         unds_arr = np.array(self.underlyings, dtype=object)
         spots, vols = np.array(checked.spot_shocks), np.array(checked.vol_shocks)
         n_u = len(self.underlyings)
@@ -395,6 +415,7 @@ class DistributedBook:
             underlyings=self.underlyings,
             _full=full,
             _taylor=taylor,
+            valuation=self.market.valuation,
         )
 
     def _pnl(self, shocks: Sequence[Shock]) -> np.ndarray:
@@ -403,12 +424,14 @@ class DistributedBook:
         index = {u: i for i, u in enumerate(self.underlyings)}
         pnl = np.zeros((len(self.underlyings), len(shocks)))
         for unds, part in self._results(_pnl_part, list(shocks)):
-            pnl[[index[u] for u in unds]] += part
+            with np.errstate(over="ignore", invalid="ignore"):  # the callers check every figure
+                pnl[[index[u] for u in unds]] += part
         return pnl
 
     def _frame(self, pnl: np.ndarray) -> pd.DataFrame:
         frame = pd.DataFrame(pnl.T, columns=pd.Index(list(self.underlyings), name="underlying"))
-        frame[BOOK] = pnl.sum(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):  # stress_result checks the sums
+            frame[BOOK] = pnl.sum(axis=0)
         return frame
 
     def scenario_pnl(self, shocks: Sequence[Shock]) -> pd.DataFrame:
@@ -419,12 +442,15 @@ class DistributedBook:
         pandas.DataFrame
             One row per shock, one column per underlying (sorted), then ``"book"``.
         """
-        return self._frame(self._pnl(list(shocks)))
+        pnl = self._pnl(list(shocks))
+        check_finite(pnl, list(self.underlyings))
+        return self._frame(pnl)
 
     def run_stress(self, stress: Stress | str | os.PathLike[str]) -> StressResult:
         """P&L under a named stress, per leg: :func:`optmm.risk.run_stress`."""
         if not isinstance(stress, Stress):
             stress = load_stress(stress)
+        check_stress(self._skeleton, self.market, stress)
         pnl = self._pnl(list(stress.legs))
         return stress_result(stress, self._frame(pnl), pnl, list(self.underlyings))
 

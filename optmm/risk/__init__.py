@@ -2,7 +2,8 @@
 
 Public API: :func:`exposures` (book risk in trader units), :func:`scenario_grid` and
 :func:`scenario_pnl` (full-revaluation scenario P&L), :func:`load_stress`, :func:`run_stress` and
-:func:`run_stresses` (named stress scenarios from TOML), :func:`heatmap` (PNG of a grid).
+:func:`run_stresses` (named stress scenarios from TOML, units in the field names), :func:`heatmap`
+(PNG, PDF or SVG of a grid) and :func:`driver_of` (the underlying that drives a scenario's P&L).
 """
 
 from optmm.risk.audit import AuditEvent, AuditTrail, Layer
@@ -15,6 +16,7 @@ from optmm.risk.scenarios import (
     Stress,
     StressResult,
     Worst,
+    driver_of,
     heatmap,
     load_stress,
     run_stress,
@@ -43,6 +45,7 @@ __all__ = [
     "Stress",
     "StressResult",
     "Worst",
+    "driver_of",
     "exposures",
     "heatmap",
     "load_stress",

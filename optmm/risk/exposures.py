@@ -20,6 +20,10 @@ column                         definition (qty = signed quantity, mult = contrac
 
 Stock rows have delta 1 per share and every other Greek 0. Expired options (``t <= 0``) follow the
 engine's edge rules: intrinsic value, delta 0 or +-1, every other Greek 0.
+
+Every figure is checked: one that is not a finite number (an overflow from huge inputs) raises
+``ValueError`` naming the position (or the underlying, or the book) and the column, rather than
+coming out as inf or NaN.
 """
 
 from __future__ import annotations
@@ -285,8 +289,9 @@ def exposures(book: Book, market: Market) -> Exposures:
     Raises
     ------
     ValueError
-        If an underlying has no market data (``book.check_market``), or the engine refuses an
-        input (it names the argument and the row).
+        If an underlying has no market data (``book.check_market``), the engine refuses an
+        input (it names the argument and the row), or a figure is not finite (it names the
+        position, underlying or book total and the column).
 
     Notes
     -----
@@ -314,6 +319,49 @@ def exposures(book: Book, market: Market) -> Exposures:
     >>> ex.by_underlying.loc["XYZ", ["delta_shares", "vega_per_vol_point"]].round(1).to_dict()
     {'delta_shares': 39.9, 'vega_per_vol_point': 397.5}
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below, by name
+        result = _exposures(book, market)
+    _check_finite(result)
+    return result
+
+
+def _not_finite(frame: pd.DataFrame, columns: list[str]) -> tuple[int, str] | None:
+    """The first (row position, column) of ``frame[columns]`` that is not finite, or None."""
+    values = frame[columns].to_numpy(dtype=np.float64)
+    bad = np.argwhere(~np.isfinite(values))
+    if not bad.size:
+        return None
+    return int(bad[0][0]), columns[int(bad[0][1])]
+
+
+def _check_finite(ex: Exposures) -> None:
+    """Refuse exposures with a figure that is not finite, naming the position, underlying or book."""
+    too_large = "a quantity, multiplier, strike or spot is too large for the arithmetic"
+    cols = ["price", *EXPOSURE_COLUMNS]
+    hit = _not_finite(ex.positions, cols)
+    if hit is not None:
+        i, col = hit
+        row = ex.positions.iloc[i]
+        raise ValueError(
+            f"position {row['id']!r} ({row['underlying']}, row {i + 1} of the book): {col} is not a "
+            f"finite number; {too_large}"
+        )
+    hit = _not_finite(ex.by_underlying, list(EXPOSURE_COLUMNS))
+    if hit is not None:
+        i, col = hit
+        raise ValueError(
+            f"underlying {ex.by_underlying.index[i]}: {col} is not a finite number (the positions' "
+            f"figures overflow when added); {too_large}"
+        )
+    hit = _not_finite(ex.total, [str(c) for c in ex.total.columns])
+    if hit is not None:
+        raise ValueError(
+            f"book total: {hit[1]} is not a finite number (the underlyings' figures overflow when "
+            f"added); {too_large}"
+        )
+
+
+def _exposures(book: Book, market: Market) -> Exposures:
     inp = position_inputs(book, market)
     n = len(inp.t)
     qm = np.asarray(book.quantity, dtype=np.float64) * np.asarray(book.multiplier, dtype=np.float64)

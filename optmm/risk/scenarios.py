@@ -39,34 +39,51 @@ Named stress scenarios (TOML)
 -----------------------------
 A file under ``scenarios/stress/`` holds a name, a description and one or more legs; each leg is a
 scenario from today's market (legs do not accumulate). A stress's P&L is its WORST leg's book P&L
-(the most negative), reported with the leg and the underlying that lost most in it::
+(the most negative), reported with the leg and its driver. The unit of every shock is in its
+field's name, and a magnitude outside a plausible range is refused::
 
     name = "Flash crash"                      # required, text
     description = "Spot -7% with vol +15..."  # optional, text
     [[legs]]                                  # one table per leg, at least one
     label = "crash"                           # optional, text (default "leg 1", "leg 2", ...)
-    spot = -0.07                              # relative spot shock, > -1 (default 0)
-    vol = 0.15                                # absolute vol shock, 0.15 = +15 vol points (default 0)
-    days = 0                                  # calendar days forward, >= 0 (default 0)
-    beta_weighted = false                     # spot is an index move scaled by beta (default false)
+    spot_pct = -7                             # spot move in percent, -100 < spot_pct <= 100 (default 0)
+    vol_pts = 15                              # vol move in vol points, -100..100 (default 0)
+    days = 0                                  # calendar days forward, 0..3650 (default 0)
+    beta_weighted = false                     # spot_pct is an index move scaled by beta (default false)
     # underlying = "AAPL"                     # only this underlying (default: all)
     [[legs]]
     label = "recovery"
-    spot = -0.01
-    vol = 0.03
+    spot_pct = -1
+    vol_pts = 3
 
-Unknown keys and values of the wrong type are refused with a ``ValueError`` naming the file, the
-leg and the field.
+Files of the older form, with ``spot`` (a fraction: -0.07 = -7%) and ``vol`` (decimals of vol:
+0.15 = +15 points), are still read where the number cannot be mistaken: a magnitude of 1 or more
+(``spot = 5``: +500%, or 5%?) is refused with a message naming the field to use instead.
+
+Unknown keys and values of the wrong type or range are refused with a ``ValueError`` naming the
+file, the leg and the field.
+
+Drivers
+-------
+The driver of a scenario (a grid cell, a stress leg) is the underlying that contributes most to
+its book P&L in that P&L's direction: the biggest loser when the book loses, the biggest winner when
+it gains (None when the book's P&L is exactly 0 or the book is empty).
+
+Non-finite results
+------------------
+Every P&L is checked: a scenario whose P&L is not a finite number (an overflow from huge inputs)
+raises ``ValueError`` naming the underlying and the cell or stress leg, rather than returning inf
+or NaN as a figure.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -147,8 +164,17 @@ class _Points:
     days: FloatArray  # (G,)
 
 
-def _points(contracts: _Contracts, shocks: Sequence[Shock]) -> _Points:
-    """Turn shocks into per-underlying shifts, refusing unknown underlyings and missing betas."""
+def _shock_name(g: int) -> str:
+    return f"shock {g}"
+
+
+def _points(
+    contracts: _Contracts, shocks: Sequence[Shock], where: Callable[[int], str] = _shock_name
+) -> _Points:
+    """Turn shocks into per-underlying shifts, refusing unknown underlyings and missing betas.
+
+    ``where(g)`` names shock ``g`` in the errors (a grid, a stress file's leg).
+    """
     market = contracts.market
     unds = contracts.underlyings
     n_u, n_g = len(unds), len(shocks)
@@ -161,14 +187,23 @@ def _points(contracts: _Contracts, shocks: Sequence[Shock]) -> _Points:
             target = np.ones(n_u, dtype=bool)
         else:
             if s.underlying not in market.spot:
-                raise ValueError(f"shock on underlying {s.underlying!r}, which has no market data")
+                raise ValueError(
+                    f"{where(g)}, field 'underlying': {s.underlying!r} has no market data in "
+                    f"{market.source} (it has {', '.join(sorted(market.spot))})"
+                )
             target = unds == s.underlying  # all False if the book holds none of it
         move = np.full(n_u, s.spot)
         if s.beta_weighted:
             if betas is None:
                 if market.index is None:
-                    raise ValueError("a beta-weighted shock needs market.index (the index it moves)")
-                betas = beta_of(market, list(unds), market.index)
+                    raise ValueError(
+                        f"{where(g)}, field 'beta_weighted': a beta-weighted shock needs the index it "
+                        f"moves, and {market.source} sets no `index`"
+                    )
+                try:
+                    betas = beta_of(market, list(unds), market.index)
+                except ValueError as exc:
+                    raise ValueError(f"{where(g)}, field 'beta_weighted': {exc} ({market.source})") from None
             move = betas * s.spot
         spot_shift[:, g] = np.where(target, move, 0.0)
         vol_shift[:, g] = np.where(target, s.vol, 0.0)
@@ -176,10 +211,61 @@ def _points(contracts: _Contracts, shocks: Sequence[Shock]) -> _Points:
     if bad.size:
         u, g = bad[0]
         raise ValueError(
-            f"shock {int(g)} moves {unds[u]} by {spot_shift[u, g]:+.4g} (beta x index move): "
+            f"{where(int(g))}: moves {unds[u]} by {100 * spot_shift[u, g]:+.4g}% (beta x index move): "
             "a spot at or below 0; use a smaller index move"
         )
     return _Points(spot_shift, vol_shift, days)
+
+
+def driver_of(pnl: FloatArray, underlyings: Sequence[str]) -> str | None:
+    """The underlying that contributes most to ``pnl.sum()`` in its direction.
+
+    Parameters
+    ----------
+    pnl : ndarray of shape (n_underlyings,)
+        P&L of each underlying in one scenario, in currency.
+    underlyings : sequence of str
+        Their names.
+
+    Returns
+    -------
+    str or None
+        The biggest loser if the total is negative, the biggest winner if it is positive; None if
+        the total is 0 (or there is no underlying).
+    """
+    total = float(np.sum(pnl))
+    if not len(underlyings) or total == 0.0:
+        return None
+    return str(underlyings[int(np.argmin(pnl) if total < 0.0 else np.argmax(pnl))])
+
+
+def check_finite(
+    pnl: FloatArray,
+    underlyings: Sequence[str],
+    where: Callable[[int], str] = _shock_name,
+    what: str = "P&L",
+) -> None:
+    """Refuse a (U, G) P&L array with a value that is not finite, naming the underlying and the point.
+
+    The book's sum over underlyings is checked too (finite parts can overflow when added).
+    """
+    pnl = np.asarray(pnl, dtype=np.float64)
+    bad = np.argwhere(~np.isfinite(pnl))
+    if bad.size:
+        u, g = (int(x) for x in bad[0])
+        raise ValueError(
+            f"{where(g)}: {what} of {underlyings[u]} is not a finite number; "
+            "a quantity, multiplier, strike or spot is too large for the arithmetic"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        book = pnl.sum(axis=0)
+    bad_g = np.flatnonzero(~np.isfinite(book))
+    if bad_g.size:
+        g = int(bad_g[0])
+        raise ValueError(
+            f"{where(g)}: the book's {what} is not a finite number: the underlyings' "
+            "figures overflow when added"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -221,6 +307,9 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, int]:
     return codes.astype(np.int64, copy=False), len(uniques)
 
 
+# Huge (finite) inputs can overflow in the arithmetic below: numpy is told not to warn, and every
+# P&L is checked with check_finite instead, which names the underlying and the scenario.
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def _collapse(book: Book, market: Market) -> _Contracts:
     book.check_market(market)
     und = np.asarray(book.underlying, dtype=object)
@@ -326,6 +415,7 @@ def _shocked_vols(c: _Contracts, lo: int, hi: int, pts: _Points) -> FloatArray:
     return vol0
 
 
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def _revalue(c: _Contracts, pts: _Points, *, taylor: bool = True) -> tuple[FloatArray, FloatArray | None]:
     """Full-revaluation P&L (and Taylor P&L) per underlying and point: arrays of shape (U, G)."""
     n_u, n_g = len(c.underlyings), pts.days.size
@@ -367,9 +457,10 @@ def _revalue(c: _Contracts, pts: _Points, *, taylor: bool = True) -> tuple[Float
     return pnl, tay
 
 
-def _shock_frame(c: _Contracts, pnl: FloatArray) -> pd.DataFrame:
+@np.errstate(over="ignore", invalid="ignore")
+def _shock_frame(underlyings: Sequence[str], pnl: FloatArray) -> pd.DataFrame:
     """(U, G) P&L as a frame: one row per point, one column per underlying, then ``book``."""
-    frame = pd.DataFrame(pnl.T, columns=pd.Index(list(c.underlyings), name="underlying"))
+    frame = pd.DataFrame(pnl.T, columns=pd.Index(list(underlyings), name="underlying"))
     frame[BOOK] = pnl.sum(axis=0)
     return frame
 
@@ -396,12 +487,21 @@ def scenario_pnl(book: Book, market: Market, shocks: Sequence[Shock]) -> pd.Data
     ------
     ValueError
         Missing market data, a shock on an underlying without market data, a beta-weighted shock
-        without ``market.index`` or with an underlying that has no beta, or a (beta-scaled) spot
-        move of -100% or worse.
+        without ``market.index`` or with an underlying that has no beta, a (beta-scaled) spot
+        move of -100% or worse, or a P&L that is not finite (overflow from huge inputs).
     """
+    underlyings, pnl = shock_pnl(book, market, shocks)
+    check_finite(pnl, underlyings)
+    return _shock_frame(underlyings, pnl)
+
+
+def shock_pnl(book: Book, market: Market, shocks: Sequence[Shock]) -> tuple[list[str], FloatArray]:
+    """The book's underlyings (sorted) and their full-revaluation P&L under each shock, shape
+    (n_underlyings, n_shocks), NOT checked for finiteness: the callers (:func:`scenario_pnl`,
+    :func:`stress_result`, the distributed engine) check it and name the scenario."""
     c = _collapse(book, market)
     pnl, _ = _revalue(c, _points(c, list(shocks)), taylor=False)
-    return _shock_frame(c, pnl)
+    return [str(u) for u in c.underlyings], pnl
 
 
 # --------------------------------------------------------------------------------------------------
@@ -409,12 +509,18 @@ def scenario_pnl(book: Book, market: Market, shocks: Sequence[Shock]) -> pd.Data
 
 
 class Worst(NamedTuple):
-    """The worst cell of a grid: its shocks, the book P&L there and the underlying that lost most."""
+    """The worst cell of a grid: its shocks, the book P&L there and its driver."""
 
     spot_shock: float
     vol_shock: float
     pnl: float
     driver: str | None
+
+
+def _cell_namer(spots: Sequence[float], vols: Sequence[float]) -> Callable[[int], str]:
+    """Names point ``g`` of a grid (spot-major) in messages by its shocks."""
+    n_v = len(vols)
+    return lambda g: f"grid cell spot {100 * spots[g // n_v]:+.4g}%, vol {100 * vols[g % n_v]:+.4g}pt"
 
 
 def _check_shocks(name: str, values: Iterable[float]) -> tuple[float, ...]:
@@ -451,6 +557,14 @@ class GridResult:
         Whether spot shocks are index moves scaled by each underlying's beta.
     underlyings : tuple of str
         The book's underlyings (sorted).
+    valuation : numpy.datetime64 or None
+        The market's valuation date.
+
+    Raises
+    ------
+    ValueError
+        On construction, if a P&L (full or Taylor, of an underlying or of the book) is not finite:
+        the message names the underlying and the cell.
     """
 
     pnl: pd.DataFrame
@@ -462,6 +576,19 @@ class GridResult:
     underlyings: tuple[str, ...]
     _full: FloatArray = field(repr=False)  # (U, n_spot, n_vol)
     _taylor: FloatArray = field(repr=False)
+    valuation: np.datetime64 | None = None
+
+    def __post_init__(self) -> None:
+        cell = _cell_namer(self.spot_shocks, self.vol_shocks)
+        unds = list(self.underlyings)
+        n_g = len(self.spot_shocks) * len(self.vol_shocks)
+        check_finite(self._full.reshape(len(unds), n_g), unds, cell, "P&L")
+        check_finite(self._taylor.reshape(len(unds), n_g), unds, cell, "Taylor P&L")
+
+    def label(self) -> str:
+        """What the grid shocked, in words: all underlyings, one, or index moves x beta."""
+        what = "shocked: all underlyings" if self.underlying is None else f"shocked: {self.underlying} only"
+        return what + (", spot shocks are index moves x beta" if self.beta_weighted else "")
 
     def _cube(self, cube: FloatArray, underlying: str | None) -> pd.DataFrame:
         if underlying is None:
@@ -508,7 +635,8 @@ class GridResult:
         return self._cube(self._taylor, underlying)
 
     def worst(self) -> Worst:
-        """The cell with the lowest book P&L and its driver (the underlying losing most there).
+        """The cell with the lowest book P&L and its driver (:func:`driver_of`: the underlying that
+        contributes most to that P&L in its direction).
 
         Returns
         -------
@@ -517,7 +645,7 @@ class GridResult:
         """
         book = self._full.sum(axis=0)
         i, j = np.unravel_index(int(np.argmin(book)), book.shape)
-        driver = self.underlyings[int(np.argmin(self._full[:, i, j]))] if self.underlyings else None
+        driver = driver_of(self._full[:, i, j], self.underlyings)
         return Worst(self.spot_shocks[i], self.vol_shocks[j], float(book[i, j]), driver)
 
 
@@ -597,7 +725,7 @@ def scenario_grid(
         for v in vols
     ]
     c = _collapse(book, market)
-    full, tay = _revalue(c, _points(c, shocks), taylor=True)
+    full, tay = _revalue(c, _points(c, shocks, _cell_namer(spots, vols)), taylor=True)
     assert tay is not None
     n_u, n_s, n_v = len(c.underlyings), len(spots), len(vols)
     full3, tay3 = full.reshape(n_u, n_s, n_v), tay.reshape(n_u, n_s, n_v)
@@ -620,6 +748,7 @@ def scenario_grid(
         underlyings=tuple(str(u) for u in c.underlyings),
         _full=full3,
         _taylor=tay3,
+        valuation=market.valuation,
     )
 
 
@@ -660,13 +789,58 @@ class Stress:
 
 _LEG_FIELDS: dict[str, type | tuple[type, ...]] = {
     "label": str,
-    "spot": (int, float),
-    "vol": (int, float),
+    "spot_pct": (int, float),
+    "vol_pts": (int, float),
     "days": (int, float),
     "underlying": str,
     "beta_weighted": bool,
+    "spot": (int, float),
+    "vol": (int, float),
 }
 _TOP_FIELDS = ("name", "description", "legs")
+
+
+class _Unit(NamedTuple):
+    """A shock field of a stress file: its unit in words, the divisor to the :class:`Shock`'s
+    decimal (a division: -7 / 100 is exactly -0.07, -7 * 0.01 is not), the plausible range (in
+    the field's unit) and whether its ends are allowed."""
+
+    unit: str
+    per: float
+    lo: float
+    hi: float
+    lo_open: bool
+    hi_open: bool
+
+
+# spot_pct / vol_pts carry their unit. The older spot / vol (decimals) are read only below a
+# magnitude of 1: `spot = 5` could mean +5% or +500%, `vol = 2` 2 or 200 vol points.
+_UNITS = {
+    "spot_pct": _Unit("percent (-5 = -5%)", 100.0, -100.0, 100.0, True, False),
+    "vol_pts": _Unit("vol points (10 = +10 points of vol)", 100.0, -100.0, 100.0, False, False),
+    "days": _Unit("calendar days", 1.0, 0.0, 3650.0, False, False),
+    "spot": _Unit("a fraction (-0.05 = -5%)", 1.0, -1.0, 1.0, True, True),
+    "vol": _Unit("decimals of vol (0.10 = +10 vol points)", 1.0, -1.0, 1.0, True, True),
+}
+_INSTEAD = {"spot": "spot_pct", "vol": "vol_pts"}
+
+
+def _leg_value(where: str, leg: dict[str, Any], key: str) -> float:
+    """A shock field of a leg in the :class:`Shock`'s decimals, refused outside its plausible range."""
+    value = leg[key]
+    u = _UNITS[key]
+    low_ok = value > u.lo if u.lo_open else value >= u.lo
+    high_ok = value < u.hi if u.hi_open else value <= u.hi
+    if not (math.isfinite(value) and low_ok and high_ok):
+        lo, hi = ("(" if u.lo_open else "["), (")" if u.hi_open else "]")
+        hint = ""
+        if key in _INSTEAD:
+            hint = f"; to give it in {_UNITS[_INSTEAD[key]].unit.split(' (')[0]}, write {_INSTEAD[key]} = ..."
+        raise ValueError(
+            f"{where}, field {key!r}: {value!r} is outside {lo}{u.lo:g}, {u.hi:g}{hi}: "
+            f"{key} is in {u.unit}{hint}"
+        )
+    return float(value) / u.per
 
 
 def load_stress(path: str | os.PathLike[str]) -> Stress:
@@ -707,30 +881,38 @@ def load_stress(path: str | os.PathLike[str]) -> Stress:
     legs: list[Shock] = []
     labels: list[str] = []
     for i, leg in enumerate(legs_doc, start=1):
+        at = f"{where}: leg {i}"
         for key, value in leg.items():
             if key not in _LEG_FIELDS:
-                raise ValueError(
-                    f"{where}: leg {i}, field {key!r}: unknown (allowed: {', '.join(_LEG_FIELDS)})"
-                )
+                allowed = [k for k in _LEG_FIELDS if k not in _INSTEAD]
+                raise ValueError(f"{at}, field {key!r}: unknown (allowed: {', '.join(allowed)})")
             expected = _LEG_FIELDS[key]
             if (expected is not bool and isinstance(value, bool)) or not isinstance(value, expected):
                 kind = (
                     "true or false" if expected is bool else "a number" if expected is not str else "a string"
                 )
-                raise ValueError(f"{where}: leg {i}, field {key!r}: must be {kind} (got {value!r})")
+                raise ValueError(f"{at}, field {key!r}: must be {kind} (got {value!r})")
+        for old, new in _INSTEAD.items():
+            if old in leg and new in leg:
+                raise ValueError(
+                    f"{at}, field {old!r}: give the move once, as {new} (not both {old} and {new})"
+                )
+        shifts = {
+            target: _leg_value(at, leg, key)
+            for key, target in (("spot_pct", "spot"), ("vol_pts", "vol"), ("spot", "spot"), ("vol", "vol"))
+            if key in leg
+        }
         try:
             shock = Shock(
-                spot=leg.get("spot", 0.0),
-                vol=leg.get("vol", 0.0),
-                days=leg.get("days", 0.0),
+                spot=shifts.get("spot", 0.0),
+                vol=shifts.get("vol", 0.0),
+                days=_leg_value(at, leg, "days") if "days" in leg else 0.0,
                 underlying=leg.get("underlying"),
                 beta_weighted=leg.get("beta_weighted", False),
             )
         except ValueError as exc:
             field_name = str(exc).split(":", 1)[0].removeprefix("Shock.")
-            raise ValueError(
-                f"{where}: leg {i}, field {field_name!r}: {str(exc).split(': ', 1)[1]}"
-            ) from None
+            raise ValueError(f"{at}, field {field_name!r}: {str(exc).split(': ', 1)[1]}") from None
         legs.append(shock)
         labels.append(leg.get("label", f"leg {i}"))
     if len(set(labels)) != len(labels):
@@ -757,7 +939,10 @@ class StressResult:
     pnl : float
         The stress's P&L: its WORST leg's book P&L, in currency.
     driver : str or None
-        The underlying with the lowest P&L in the worst leg (None for an empty book).
+        The worst leg's driver (:func:`driver_of`): the underlying that contributes most to its
+        book P&L in that P&L's direction (None for an empty book or a P&L of exactly 0).
+    stress : Stress or None
+        The stress that was run (its legs' shocks, its file).
     """
 
     name: str
@@ -766,11 +951,26 @@ class StressResult:
     worst_leg: str
     pnl: float
     driver: str | None
+    stress: Stress | None = None
+
+
+def _leg_where(stress: Stress) -> Callable[[int], str]:
+    """Names leg ``g`` of a stress in messages: its file (or name), its number and its label."""
+    origin = stress.source or f"stress {stress.name!r}"
+    return lambda g: f"{origin}: leg {g + 1} ({stress.labels[g]!r})"
+
+
+def check_stress(book: Book, market: Market, stress: Stress) -> None:
+    """Refuse, before any revaluation, a stress whose legs the market cannot price (an underlying
+    without market data, a beta-weighted leg without an index or a beta): ``ValueError`` naming the
+    file and the leg."""
+    _points(_collapse(book, market), stress.legs, _leg_where(stress))
 
 
 def _stress_result(c: _Contracts, stress: Stress) -> StressResult:
-    pnl, _ = _revalue(c, _points(c, stress.legs), taylor=False)
-    return stress_result(stress, _shock_frame(c, pnl), pnl, [str(u) for u in c.underlyings])
+    pnl, _ = _revalue(c, _points(c, stress.legs, _leg_where(stress)), taylor=False)
+    underlyings = [str(u) for u in c.underlyings]
+    return stress_result(stress, _shock_frame(underlyings, pnl), pnl, underlyings)
 
 
 def stress_result(
@@ -778,11 +978,11 @@ def stress_result(
 ) -> StressResult:
     """A :class:`StressResult` from the stress's P&L table (one row per leg, a column per underlying
     and ``"book"``) and its per-underlying P&L ``pnl`` (underlyings x legs): the legs' table, the
-    worst leg and the underlying that drives each leg. The local and the distributed engines share it."""
+    worst leg and each leg's driver (:func:`driver_of`). The local and the distributed engines share
+    it; a P&L that is not finite raises ``ValueError`` naming the file, the leg and the underlying."""
+    check_finite(pnl, list(underlyings), _leg_where(stress))
     table.index = pd.Index(list(stress.labels), name="leg")
-    drivers = [
-        underlyings[int(np.argmin(pnl[:, g]))] if len(underlyings) else None for g in range(len(stress.legs))
-    ]
+    drivers = [driver_of(pnl[:, g], underlyings) for g in range(len(stress.legs))]
     legs = pd.DataFrame(
         {
             "spot": [s.spot for s in stress.legs],
@@ -803,6 +1003,7 @@ def stress_result(
         worst_leg=stress.labels[worst],
         pnl=float(table[BOOK].iloc[worst]),
         driver=drivers[worst],
+        stress=stress,
     )
 
 
@@ -896,40 +1097,89 @@ _ANNOTATE_MAX_COLS = 25
 _ANNOTATE_MAX_ROWS = 41
 
 
+#: Formats :func:`heatmap` writes, by file suffix.
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
+def plot_format(path: str | os.PathLike[str]) -> str:
+    """The image format a plot file's suffix asks for; ``ValueError`` for a suffix not in
+    :data:`PLOT_FORMATS`."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        raise ValueError(
+            f"{os.fspath(path)}: unknown plot format {('.' + suffix) if suffix else '(no suffix)'!r}: "
+            f"name the file .{', .'.join(PLOT_FORMATS)}"
+        )
+    return suffix
+
+
+def heatmap_title(grid_result: GridResult, underlying: str | None = None) -> str:
+    """The default title of :func:`heatmap`: what the P&L is of, what was shocked, the valuation
+    date and the days forward."""
+    of = f"{underlying}'s P&L" if underlying else "Book P&L"
+    title = f"{of} (currency of the market), {grid_result.label()}"
+    when = []
+    if grid_result.valuation is not None:
+        when.append(f"valued {np.datetime_as_string(grid_result.valuation, unit='D')}")
+    when.append(f"{grid_result.days:g} day(s) forward" if grid_result.days else "no time passing")
+    return title + "\n" + ", ".join(when)
+
+
 def heatmap(
     grid_result: GridResult,
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | IO[bytes],
     *,
     underlying: str | None = None,
     title: str | None = None,
-) -> Path:
-    """Write a PNG heatmap of a grid's full-revaluation P&L.
+    format: str | None = None,
+) -> Path | None:
+    """Write a heatmap of a grid's full-revaluation P&L (PNG, PDF or SVG).
 
     Parameters
     ----------
     grid_result : GridResult
-    path : str or path-like
-        The PNG to write; written to a temporary file beside it, then renamed (atomic).
+    path : str, path-like or binary file
+        The file to write, its format from its suffix (:data:`PLOT_FORMATS`); a path is written to a
+        temporary file beside it, then renamed (atomic). A file object is written as it is.
     underlying : str, optional
         One underlying's P&L; default the book's.
     title : str, optional
-        Default: "Scenario P&L (<underlying or book>)" with the days forward.
+        Default :func:`heatmap_title`: whose P&L, what was shocked (all underlyings, one, or index
+        moves x beta), the valuation date and the days forward.
+    format : str, optional
+        ``"png"``, ``"pdf"`` or ``"svg"``; default from the suffix of ``path`` (required for a file
+        object).
 
     Returns
     -------
-    pathlib.Path
-        ``path``.
+    pathlib.Path or None
+        ``path``, or None when a file object was given.
+
+    Raises
+    ------
+    ValueError
+        A suffix (or format) that is not one of :data:`PLOT_FORMATS`.
 
     Notes
     -----
     Rows are spot shocks in percent, columns vol shocks in vol points; a diverging colormap
     (losses red, gains green) centred at 0, every cell annotated with its P&L up to a 41 x 25 grid
-    (larger grids fit a bounded figure, without per-cell numbers). Uses matplotlib's
-    Agg canvas directly (no global backend switch, no display needed).
+    (larger grids fit a bounded figure, without per-cell numbers); the worst cell is outlined and
+    its P&L given under the title. Uses matplotlib's Agg canvas directly (no global backend switch,
+    no display needed).
     """
+    is_path = isinstance(path, str | os.PathLike)
+    if format is None:
+        if not is_path:
+            raise ValueError("heatmap: format is needed to write to a file object")
+        format = plot_format(path)  # type: ignore[arg-type]
+    elif format not in PLOT_FORMATS:
+        raise ValueError(f"heatmap: unknown format {format!r} (one of {', '.join(PLOT_FORMATS)})")
+
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
     from matplotlib.ticker import FuncFormatter
 
     m = grid_result.matrix(underlying)
@@ -940,7 +1190,7 @@ def heatmap(
     # every k-th tick labelled and no per-cell numbers (they would not be legible).
     annotate = n_v <= _ANNOTATE_MAX_COLS and n_s <= _ANNOTATE_MAX_ROWS
     fig = Figure(
-        figsize=(min(max(6.0, 0.9 * n_v + 2.5), 24.0), min(max(4.0, 0.45 * n_s + 1.8), 20.0)), dpi=110
+        figsize=(min(max(6.5, 0.9 * n_v + 2.5), 24.0), min(max(4.5, 0.45 * n_s + 2.2), 20.0)), dpi=110
     )
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -948,38 +1198,56 @@ def heatmap(
     xs, ys = range(0, n_v, -(-n_v // _ANNOTATE_MAX_COLS)), range(0, n_s, -(-n_s // _ANNOTATE_MAX_ROWS))
     ax.set_xticks(list(xs), [f"{m.columns[j] * 100:+g}" for j in xs])
     ax.set_yticks(list(ys), [f"{m.index[i] * 100:+g}" for i in ys])
-    ax.set_xlabel("vol shock (pts)")
-    ax.set_ylabel("spot shock (%)" + (" of the index, beta-weighted" if grid_result.beta_weighted else ""))
+    ax.set_xlabel("vol shock (vol points)")
+    ax.set_ylabel("spot shock (%)" + (" of the index, x beta" if grid_result.beta_weighted else ""))
+    wi, wj = np.unravel_index(int(np.argmin(values)), values.shape)
     if annotate:
         for i in range(n_s):
             for j in range(n_v):
-                ax.text(j, i, _compact(values[i, j]), ha="center", va="center", fontsize=7)
-    bar = fig.colorbar(im, ax=ax, label="P&L")
+                bold = (i, j) == (wi, wj)
+                ax.text(j, i, _compact(values[i, j]), ha="center", va="center", fontsize=7,
+                        fontweight="bold" if bold else "normal")  # fmt: skip
+    ax.add_patch(Rectangle((wj - 0.5, wi - 0.5), 1.0, 1.0, fill=False, edgecolor="black", linewidth=2.0))
+    bar = fig.colorbar(im, ax=ax, label="P&L (currency of the market)")
     bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _pos: _compact(x)))
-    what = underlying or "book"
-    days = f", {grid_result.days:g} day(s) forward" if grid_result.days else ""
-    ax.set_title(title if title is not None else f"Scenario P&L ({what}{days})")
+    worst = (
+        f"worst (outlined): {_compact(values[wi, wj])} at spot {m.index[wi] * 100:+g}%, "
+        f"vol {m.columns[wj] * 100:+g} pts"
+    )
+    ax.set_title(
+        (title if title is not None else heatmap_title(grid_result, underlying)) + "\n" + worst, fontsize=9
+    )
     fig.tight_layout()
 
-    path = Path(path)
-    with atomic_target(path, text=False) as fh:
-        fig.savefig(fh, format="png")
-    return path
+    if not is_path:
+        fig.savefig(path, format=format)
+        return None
+    target = Path(path)  # type: ignore[arg-type]
+    with atomic_target(target, text=False) as fh:
+        fig.savefig(fh, format=format)
+    return target
 
 
 __all__ = [
     "BOOK",
     "MAX_CELLS",
+    "PLOT_FORMATS",
     "GridResult",
     "Shock",
     "Stress",
     "StressResult",
     "Worst",
+    "check_finite",
+    "check_stress",
+    "driver_of",
     "heatmap",
+    "heatmap_title",
     "load_stress",
+    "plot_format",
     "run_stress",
     "run_stresses",
     "scenario_grid",
     "scenario_pnl",
+    "shock_pnl",
     "stress_result",
 ]
