@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from optmm import cli_dist
-from optmm._io import atomic_target
+from optmm._io import atomic_target, figure_format
 from optmm.cli_common import UsageError
 
 _MAX_GRID_POINTS = 201
@@ -212,7 +212,7 @@ def add_scenario_parser(subparsers: Any) -> None:
     p.add_argument("--underlying", default=None, help="shock this underlying only (default: all)")
     p.add_argument("--beta-weighted", action="store_true", help="spot shocks are index moves, x beta")
     p.add_argument("--stress", nargs="+", default=[], metavar="FILE", help="named stress scenario files")
-    p.add_argument("--plot", metavar="FILE.png", help="write a heatmap of the grid")
+    p.add_argument("--plot", metavar="FILE.png", help="write a heatmap of the grid (.png, .pdf or .svg)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--dask", type=cli_dist.dask_spec, default=None, metavar=cli_dist.DASK_METAVAR,
                    help=cli_dist.DASK_HELP + " (the book partitioned by underlying)")  # fmt: skip
@@ -225,6 +225,11 @@ def run_scenario(args: argparse.Namespace) -> int:
         raise UsageError(f"--days must be >= 0, got {args.days}")
     check_destination("--output", args.output)
     check_destination("--plot", args.plot)
+    if args.plot:
+        try:
+            figure_format(args.plot)
+        except ValueError as exc:
+            raise UsageError(f"--plot {exc}") from None
     book, market = _load(args)
     if args.underlying is not None and args.underlying not in book.underlyings():
         raise UsageError(

@@ -1,4 +1,4 @@
-"""Run directories, plots, comparison tables and the progress bar (optmm.sim.report)."""
+"""Run directories, plots, the summary as text, comparison tables (optmm.sim.report)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from optmm.sim.report import (
     PLOTS,
     compare_table,
     format_table,
-    progress,
     write_run,
 )
 from optmm.sim.result import ATTRIBUTION, SimResult
@@ -458,7 +457,9 @@ def test_compare_table_and_format() -> None:
     rows = {line[: lines[0].index("inventory") - 2].strip(): line for line in lines[2:]}
     assert len(rows) == len(COMPARE_COLUMNS)
     assert rows["total P&L, mean"].split()[-2:] == ["1,234,568", "1,235"]  # one precision per row
-    assert rows["Sharpe"].split()[-2:] == ["n/a", "1.25"]
+    # 2 paths of 50 one-minute steps: a Sharpe ratio of the paths' totals, said so
+    assert df.attrs["sharpe_basis"] == "per 3000-s path, not annualised"
+    assert rows["Sharpe (per 3000-s path, not annualised)"].split()[-2:] == ["n/a", "1.25"]
     assert rows["fill rate"].split()[-2:] == ["1.23%", "1.23%"]
     assert rows["time in NORMAL"].split()[-2:] == ["88.0%", "88.0%"]
     assert rows["pulls"].split()[-2:] == ["3", "n/a"]
@@ -471,23 +472,70 @@ def test_format_table_unknown_columns_and_empty() -> None:
     assert format_table(compare_table({})).splitlines()[0] == "metric".ljust(len("max |vega| (per vol pt)"))
 
 
-# --------------------------------------------------------------------------------------------------
-# progress
+def test_format_table_shows_small_figures() -> None:
+    # a fill rate of 0.0016 is 0.16%, not 0.00%; a rate of 4e-5 is 0.0040%; a vega of 0.004 is not 0.00
+    df = pd.DataFrame(
+        {
+            "fill_rate": [0.0016, 0.2423],
+            "time_in_normal": [0.00004, 1.0],
+            "max_abs_vega_per_vol_point": [0.004, 2.5],
+        },
+        index=["a", "b"],
+    )
+    rows = {line.split("  ")[0]: line.split()[-2:] for line in format_table(df).splitlines()[2:]}
+    assert rows["fill rate"] == ["0.16%", "24.23%"]
+    assert rows["time in NORMAL"] == ["0.0040%", "100.0000%"]
+    assert rows["max |vega| (per vol pt)"] == ["0.0040", "2.5000"]
+    assert report.format_figure(-0.0001, "money") == "-0.00010"
+    assert report.format_figure(-1e-12, "ratio") == "0.00000000"  # at most 8 decimals, no "-0"
+    assert report.format_figure(float("nan"), "percent") == "n/a"
+    assert report.format_figure(0.0, "percent2") == "0.00%"
 
 
-def test_progress_disabled_is_silent(capsys: pytest.CaptureFixture[str]) -> None:
-    with progress(5, enabled=False, desc="paths") as bar:
-        for _ in range(5):
-            bar.update(1)
-    captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == ""
+@pytest.mark.parametrize(
+    ("paths", "steps", "dt_s", "basis"),
+    [
+        (8, 23_400, 1.0, "per 6.5-h path, not annualised"),
+        (1000, 200, 0.005, "per 1-s path, not annualised"),
+        (1, 46_800, 1.0, "daily, not annualised"),
+        (1, 46_799, 1.0, "n/a: needs two paths or two days"),
+    ],
+)
+def test_sharpe_basis(paths: int, steps: int, dt_s: float, basis: str) -> None:
+    assert report.sharpe_basis({"paths": paths, "steps": steps, "dt_s": dt_s}) == basis
 
 
-def test_progress_enabled_writes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
-    with progress(4, enabled=True, desc="paths", unit="path") as bar:
-        bar.update(1)
-        bar.update(3)
-        assert bar.n == 4  # type: ignore[attr-defined]
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert "paths" in captured.err and "4/4" in captured.err
+def test_format_summary() -> None:
+    r = make_result()
+    r.summary.update(fill_rate=0.0016, sharpe=0.123456, final_inventory_std=math.nan)
+    lines = report.format_summary(r.summary).splitlines()
+    assert lines[0] == f"strategy inventory: 2 path(s) x 50 steps of 60 s, seed 1, config {'0' * 12}"
+    rows = {line.strip().rsplit("  ", 1)[0].strip(): line.split()[-1] for line in lines[1:]}
+    assert rows["fill rate (fills per quoted side-step)"] == "0.16%"
+    assert rows["Sharpe (per 3000-s path, not annualised)"] == "0.12"
+    assert rows["final inventory (std)"] == "n/a"  # never "nan"
+    assert rows["total P&L (mean over paths)"] == "1,234,568"
+    assert rows["wall time (s)"] == "n/a"  # inf
+    assert rows["spread_capture"] == "1,000" and rows["hedge_cost"] == "7,000"
+    assert lines[-1] == "  time in layers: TOXIC 4.0%, HARD 2.0%, SOFT 6.0%, NORMAL 88.0%"
+    assert "nan" not in "\n".join(lines).lower().replace("n/a", "")
+    assert len({len(line) for line in lines[1:-2] if "attribution" not in line}) == 1  # one column
+
+
+def test_summary_json_keeps_full_precision() -> None:
+    r = make_result()
+    r.summary.update(fill_rate=0.0016123456789, sharpe=math.nan)
+    doc = json.loads(report.summary_json(r.summary))
+    assert doc["fill_rate"] == 0.0016123456789 and doc["sharpe"] is None
+
+
+def test_reprs_are_short() -> None:
+    r = make_result()
+    text = repr(r)
+    assert len(text) < 400 and len(text.splitlines()) <= 4
+    assert (
+        "strategy='inventory'" in text
+        and f"config={'0' * 12}:" in text
+        and "2 path(s) x 50 steps of 60 s" in text
+    )
+    assert "total P&L mean 1,234,568" in text and "fill rate 1.23%" in text and "Sharpe n/a" in text

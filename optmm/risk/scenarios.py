@@ -72,7 +72,7 @@ import numpy as np
 import pandas as pd
 
 from optmm._config import read_toml
-from optmm._io import atomic_target
+from optmm._io import save_figure
 from optmm.book import Book, Kind
 from optmm.greeks import bsm_greeks
 from optmm.market import Market, Sticky
@@ -903,13 +903,14 @@ def heatmap(
     underlying: str | None = None,
     title: str | None = None,
 ) -> Path:
-    """Write a PNG heatmap of a grid's full-revaluation P&L.
+    """Write a heatmap of a grid's full-revaluation P&L (PNG, PDF or SVG, by ``path``'s extension).
 
     Parameters
     ----------
     grid_result : GridResult
     path : str or path-like
-        The PNG to write; written to a temporary file beside it, then renamed (atomic).
+        The file to write, ``.png``, ``.pdf`` or ``.svg`` (another extension is a ``ValueError``);
+        written to a temporary file beside it, then renamed (atomic).
     underlying : str, optional
         One underlying's P&L; default the book's.
     title : str, optional
@@ -961,10 +962,7 @@ def heatmap(
     ax.set_title(title if title is not None else f"Scenario P&L ({what}{days})")
     fig.tight_layout()
 
-    path = Path(path)
-    with atomic_target(path, text=False) as fh:
-        fig.savefig(fh, format="png")
-    return path
+    return save_figure(fig, path)
 
 
 __all__ = [
