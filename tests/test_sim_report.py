@@ -539,3 +539,130 @@ def test_reprs_are_short() -> None:
         and "2 path(s) x 50 steps of 60 s" in text
     )
     assert "total P&L mean 1,234,568" in text and "fill rate 1.23%" in text and "Sharpe n/a" in text
+
+
+# --------------------------------------------------------------------------------------------------
+# what the plots draw
+
+
+@dataclass(frozen=True)
+class LimitedConfig(FakeConfig):
+    """A FakeConfig with a limit set: delta for every underlying and for AAA, vega for BBB, gamma and
+    the kill switch's daily loss for the book."""
+
+    @property
+    def limits(self) -> Any:
+        from optmm.risk.limits import LimitSet
+
+        doc = {
+            "name": "plot_limits",
+            "soft_fraction": 0.8,
+            "underlying": {
+                "delta_shares": 1000.0,
+                "AAA": {"delta_shares": 1200.0},
+                "BBB": {"vega_per_vol_point": 300},
+            },
+            "book": {"gamma_dollars_1pct": 1e9, "daily_loss": 500.0},
+        }
+        return LimitSet.from_dict(doc, source="<test>")
+
+
+def _figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The figures the plots draw, kept instead of saved."""
+    drawn: list[Any] = []
+
+    def keep(fig: Any, path: Any) -> Path:
+        drawn.append(fig)
+        return Path(path)
+
+    monkeypatch.setattr(report, "_save", keep)
+    return drawn
+
+
+def _hlines(ax: Any) -> dict[str, list[float]]:
+    """The horizontal lines of ``ax`` at a non-zero level, by colour: their levels."""
+    out: dict[str, list[float]] = {}
+    for line in ax.get_lines():
+        y = np.asarray(line.get_ydata(), dtype=float)
+        if y.size == 2 and y[0] == y[1] and y[0] != 0.0 and list(line.get_xdata()) == [0, 1]:
+            out.setdefault(str(line.get_color()), []).append(float(y[0]))
+    return out
+
+
+def test_inventory_draws_the_limits_that_bound_the_book(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = _figures(monkeypatch)
+    # one underlying: its limits bound the book's figure; delta's are in reach of the data (|delta| ~
+    # 500 x normal quantiles), the book's gamma limit of 1e9 is far off the scale and only named
+    r = make_result()
+    one = r.underlyings[r.underlyings["underlying"] == "AAA"]
+    report.plot_inventory(replace(r, config=LimitedConfig(), underlyings=one), "x.png")
+    delta, gamma, vega = drawn[-1].axes
+    assert sorted(_hlines(delta)["#d7191c"]) == [-1200.0, -1000.0, 1000.0, 1200.0]  # hard: all, AAA
+    assert sorted(_hlines(delta)["#fdae61"]) == [-960.0, -800.0, 800.0, 960.0]  # soft: 80%
+    labels = {t.get_text() for t in delta.get_legend().get_texts()}
+    assert {"hard limit (AAA)", "soft limit (AAA)"} <= labels
+    assert _hlines(gamma) == {} and "off the scale:\nhard limit (book) ±1e+09" in gamma.texts[0].get_text()
+    assert _hlines(vega) == {} and not vega.texts  # BBB's vega limit does not bound AAA
+    # two underlyings: an underlying's limit does not bound the book's sum, the book's does
+    report.plot_inventory(replace(r, config=LimitedConfig()), "x.png")
+    delta, gamma, vega = drawn[-1].axes
+    assert _hlines(delta) == {} and _hlines(vega) == {} and "hard limit (book)" in gamma.texts[0].get_text()
+    # no limits at all: no lines
+    report.plot_inventory(r, "x.png")
+    assert all(_hlines(ax) == {} for ax in drawn[-1].axes)
+
+
+def test_inventory_bins_a_long_run_into_range_and_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = _figures(monkeypatch)
+    n = 1000
+    t = np.arange(n, dtype=float)
+    delta = np.where(np.arange(n) % 2 == 0, 100.0, -100.0) + np.arange(n) * 0.1  # a swing each step
+    steps = pd.DataFrame({"path": 0, "step": np.arange(n), "time_s": t, "delta_shares": delta,
+                          "gamma_dollars_1pct": 0.0, "vega_per_vol_point": 0.0})  # fmt: skip
+    r = replace(make_result(), steps=steps, underlyings=pd.DataFrame())
+    report.plot_inventory(r, "x.png")
+    ax = drawn[-1].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["range per 5 s", "mean per 5 s"]  # 1000 steps in 200 bins of 5 steps
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].max() == pytest.approx(delta.max()) and band[:, 1].min() == pytest.approx(delta.min())
+    mean = ax.get_lines()[0].get_ydata()
+    np.testing.assert_allclose(mean[:200], delta.reshape(200, 5).mean(axis=1))
+    assert ax.get_xlabel() == "" and drawn[-1].axes[-1].get_xlabel() == "time (minutes)"  # 999 s
+
+
+def test_pnl_shows_every_path_when_there_are_several(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = _figures(monkeypatch)
+    r = replace(make_result(), config=LimitedConfig())
+    report.plot_pnl(r, "x.png")
+    fig = drawn[-1]
+    assert len(fig.axes) == 2
+    fan = fig.axes[1]
+    labels = {t.get_text() for t in fan.get_legend().get_texts()}
+    assert labels == {"5-95% of paths", "25-75% of paths", "median", "mean", "kill: daily loss"}
+    cum = r.steps.sort_values(["path", "step"])["cum_pnl"].to_numpy().reshape(N_PATHS, N_STEPS)
+    lines = {line.get_label(): line for line in fan.get_lines()}
+    np.testing.assert_allclose(lines["median"].get_ydata(), np.median(cum, axis=0))
+    np.testing.assert_allclose(lines["mean"].get_ydata(), cum.mean(axis=0))
+    assert _hlines(fan) == {"black": [-500.0]}  # the daily loss, below zero only
+    thin = [line for line in fan.get_lines() if line.get_linewidth() == 0.5]
+    assert len(thin) == N_PATHS
+    # one path: the attribution alone
+    one = replace(r, steps=r.steps[r.steps["path"] == 0])
+    report.plot_pnl(one, "x.png")
+    assert len(drawn[-1].axes) == 1
+
+
+@pytest.mark.parametrize(("name", "magic"), [("p.png", PNG_MAGIC), ("p.pdf", b"%PDF-"), ("p.SVG", b"<?xml")])
+def test_plots_honour_the_extension(tmp_path: Path, result: SimResult, name: str, magic: bytes) -> None:
+    for plot in (report.plot_pnl, report.plot_inventory, report.plot_quotes):
+        out = plot(result, tmp_path / name)
+        assert out.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("name", ["p.jpg", "p", "p.png.txt"])
+def test_plots_refuse_other_extensions(tmp_path: Path, result: SimResult, name: str) -> None:
+    for plot in (report.plot_pnl, report.plot_inventory, report.plot_quotes):
+        with pytest.raises(ValueError, match=r"a figure is written as \.png, \.pdf or \.svg"):
+            plot(result, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []  # nothing written
