@@ -25,8 +25,8 @@ DELAY_S = 2.0
 """Seconds of work before a :class:`Bar` is first drawn (unless it is given its own ``delay``)."""
 
 COMPILE_NOTICE = (
-    "optmm: compiling kernels, first run only (numba caches them on disk); "
-    "this takes a minute or two\N{HORIZONTAL ELLIPSIS}"
+    "optmm: compiling kernels, first run only (numba caches them on disk): "
+    "up to a few minutes\N{HORIZONTAL ELLIPSIS}"
 )
 
 
