@@ -113,3 +113,34 @@ def _unlink(paths: Any) -> None:
             os.unlink(p)
         except FileNotFoundError:
             pass
+FIGURE_FORMATS = ("png", "pdf", "svg")
+"""The file formats a figure is written in, named by the file's extension."""
+
+
+def figure_format(path: str | os.PathLike[str]) -> str:
+    """The format a figure written to ``path`` gets, from its extension (``"png"``, ``"pdf"``, ``"svg"``).
+
+    Raises
+    ------
+    ValueError
+        Another extension, or none: the file would not be what its name says.
+
+    Examples
+    --------
+    >>> figure_format("out/pnl.PDF")
+    'pdf'
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FIGURE_FORMATS:
+        got = f"extension {'.' + suffix!r}" if suffix else "no extension"
+        raise ValueError(f"{os.fspath(path)}: {got}; a figure is written as .png, .pdf or .svg")
+    return suffix
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Write the matplotlib figure ``fig`` to ``path`` in the format its extension names
+    (:func:`figure_format`), whole or not at all (:func:`atomic_target`)."""
+    fmt = figure_format(path)
+    with atomic_target(path, text=False) as fh:
+        fig.savefig(fh, format=fmt)
+    return Path(path)

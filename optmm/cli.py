@@ -39,6 +39,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from optmm import cli_audit, cli_dist, cli_risk, cli_sim
+from optmm._progress import compile_notice, stderr_is_terminal
 from optmm.cli_common import UsageError
 
 __all__ = ["COMMANDS", "EXIT_USAGE", "MAX_STRIKES", "default_strikes", "main", "parse_strikes"]
@@ -562,7 +563,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
             except SystemExit as exc:  # --help / --version
                 return exc.code if isinstance(exc.code, int) else 0
-            return COMMANDS[args.command][1](args)
+            with compile_notice(enabled=stderr_is_terminal()):  # a first run compiles for minutes: say so
+                return COMMANDS[args.command][1](args)
         except UsageError as exc:
             message = str(exc)
         except BrokenPipeError:  # e.g. `optmm chain ... | head`: exit quietly

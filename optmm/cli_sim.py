@@ -16,8 +16,6 @@ read as TOML: numbers, true/false, "strings", [lists]).
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import shutil
 import sys
 import tempfile
@@ -26,29 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from optmm._io import atomic_target
+from optmm._progress import Bar, stderr_is_terminal
 from optmm.cli_common import UsageError
 
 __all__ = ["add_simulate_parser", "parse_set", "run_simulate"]
-
-_SUMMARY_ROWS = (
-    ("total_pnl_mean", "total P&L (mean over paths)"),
-    ("total_pnl_std", "total P&L (std over paths)"),
-    ("pnl_per_day_mean", "P&L per 23,400-s day"),
-    ("sharpe", "Sharpe (over paths, or days)"),
-    ("fills", "fills"),
-    ("fill_rate", "fill rate (per quoted side-step)"),
-    ("adverse_selection_rate", "adverse-selection rate"),
-    ("markout_total", "markouts (total)"),
-    ("max_abs_delta_shares", "max |delta| (shares)"),
-    ("mean_abs_delta_shares", "mean |delta| (shares)"),
-    ("max_abs_vega_per_vol_point", "max |vega| (per vol point)"),
-    ("max_abs_gamma_dollars_1pct", "max |gamma| ($ per 1%)"),
-    ("pulls", "pulls"),
-    ("kill_events", "kill events"),
-    ("final_inventory_mean", "final inventory (mean)"),
-    ("final_inventory_std", "final inventory (std)"),
-    ("wall_s", "wall time (s)"),
-)
 
 
 def add_simulate_parser(subparsers: Any) -> None:
@@ -73,7 +52,9 @@ def add_simulate_parser(subparsers: Any) -> None:
         help='change a setting, e.g. quoter.skew="none" (repeatable)',
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (none unless stderr is a terminal)"
+    )
     p.add_argument("--format", choices=("table", "json"), default="table", help="how to print the summary")
 
 
@@ -92,31 +73,11 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _print_summary(summary: dict[str, Any], fmt: str) -> None:
-    if fmt == "json":
-        print(json.dumps(summary, sort_keys=True, default=str, allow_nan=True))
-        return
-    print(
-        f"strategy {summary['strategy']}: {summary['paths']} path(s) x {summary['steps']} steps of "
-        f"{summary['dt_s']:g} s, seed {summary['seed']}, config {summary['config_hash'][:12]}"
-    )
-    width = max(len(label) for _, label in _SUMMARY_ROWS)
-    for key, label in _SUMMARY_ROWS:
-        v = summary.get(key, math.nan)
-        text = f"{v:,.2f}" if isinstance(v, float) else f"{v:,}"
-        print(f"  {label:<{width}}  {text:>16}")
-    print("  attribution (mean over paths):")
-    for key, v in summary["attribution"].items():
-        print(f"    {key:<{width - 2}}  {v:>16,.2f}")
-    layers = ", ".join(f"{k} {v:.1%}" for k, v in summary["time_in_layer"].items() if v > 0.0)
-    print(f"  time in layers: {layers}")
-
-
 def run_simulate(args: argparse.Namespace) -> int:
     from optmm.risk.audit import AuditTrail
     from optmm.sim.config import SimConfig
     from optmm.sim.engine import simulate, strategy_config
-    from optmm.sim.report import compare_table, format_table, write_run
+    from optmm.sim.report import compare_table, format_summary, format_table, summary_json, write_run
 
     try:
         config = SimConfig.load(args.config)
@@ -135,22 +96,24 @@ def run_simulate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and any(out.iterdir()) and not args.overwrite:
         raise UsageError(f"--out {out}: exists and is not empty (use --overwrite to replace it)")
-    progress = not args.no_progress and sys.stderr.isatty()
+    n_steps = sum((args.paths or cfg.sim.paths) * cfg.sim.steps for _, cfg in configs)
+    bar = Bar(n_steps, desc="simulate", unit="step", enabled=not args.no_progress and stderr_is_terminal())
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
     results = {}
-    with tempfile.TemporaryDirectory(
-        dir=out.parent if out is not None else None, prefix=".optmm-audit-"
-    ) as tmp:
+    with (
+        bar,
+        tempfile.TemporaryDirectory(
+            dir=out.parent if out is not None else None, prefix=".optmm-audit-"
+        ) as tmp,
+    ):
         audits: dict[str, Path] = {}
         for name, cfg in configs:
             label = name or cfg.strategy.name
             audit_path = Path(tmp) / f"{len(audits)}.sqlite"
             trail = AuditTrail(audit_path, batch_size=8192) if out is not None else None
             try:
-                results[label] = simulate(
-                    cfg, seed=args.seed, paths=args.paths, progress=progress, audit=trail
-                )
+                results[label] = simulate(cfg, seed=args.seed, paths=args.paths, progress=bar, audit=trail)
             except ValueError as exc:
                 raise UsageError(f"{args.config}: {exc}") from None
             finally:
@@ -158,6 +121,7 @@ def run_simulate(args: argparse.Namespace) -> int:
                     trail.close()
             audits[label] = audit_path
         if out is not None:
+            bar.phase(f"writing {out}")
             if args.compare:
                 _write_compare(out, results, audits, args.overwrite)
             else:
@@ -170,7 +134,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         else:
             print(format_table(table))
     else:
-        _print_summary(next(iter(results.values())).summary, args.format)
+        summary = next(iter(results.values())).summary
+        print(summary_json(summary) if args.format == "json" else format_summary(summary))
     if out is not None:
         print(f"run written to {out}", file=sys.stderr)
     return 0

@@ -1,4 +1,4 @@
-"""Run directories, plots, comparison tables and the progress bar (optmm.sim.report)."""
+"""Run directories, plots, the summary as text, comparison tables (optmm.sim.report)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from optmm.sim.report import (
     PLOTS,
     compare_table,
     format_table,
-    progress,
     write_run,
 )
 from optmm.sim.result import ATTRIBUTION, SimResult
@@ -458,7 +457,9 @@ def test_compare_table_and_format() -> None:
     rows = {line[: lines[0].index("inventory") - 2].strip(): line for line in lines[2:]}
     assert len(rows) == len(COMPARE_COLUMNS)
     assert rows["total P&L, mean"].split()[-2:] == ["1,234,568", "1,235"]  # one precision per row
-    assert rows["Sharpe"].split()[-2:] == ["n/a", "1.25"]
+    # 2 paths of 50 one-minute steps: a Sharpe ratio of the paths' totals, said so
+    assert df.attrs["sharpe_basis"] == "per 3000-s path, not annualised"
+    assert rows["Sharpe (per 3000-s path, not annualised)"].split()[-2:] == ["n/a", "1.25"]
     assert rows["fill rate"].split()[-2:] == ["1.23%", "1.23%"]
     assert rows["time in NORMAL"].split()[-2:] == ["88.0%", "88.0%"]
     assert rows["pulls"].split()[-2:] == ["3", "n/a"]
@@ -471,23 +472,197 @@ def test_format_table_unknown_columns_and_empty() -> None:
     assert format_table(compare_table({})).splitlines()[0] == "metric".ljust(len("max |vega| (per vol pt)"))
 
 
+def test_format_table_shows_small_figures() -> None:
+    # a fill rate of 0.0016 is 0.16%, not 0.00%; a rate of 4e-5 is 0.0040%; a vega of 0.004 is not 0.00
+    df = pd.DataFrame(
+        {
+            "fill_rate": [0.0016, 0.2423],
+            "time_in_normal": [0.00004, 1.0],
+            "max_abs_vega_per_vol_point": [0.004, 2.5],
+        },
+        index=["a", "b"],
+    )
+    rows = {line.split("  ")[0]: line.split()[-2:] for line in format_table(df).splitlines()[2:]}
+    assert rows["fill rate"] == ["0.16%", "24.23%"]
+    assert rows["time in NORMAL"] == ["0.0040%", "100.0000%"]
+    assert rows["max |vega| (per vol pt)"] == ["0.0040", "2.5000"]
+    assert report.format_figure(-0.0001, "money") == "-0.00010"
+    assert report.format_figure(-1e-12, "ratio") == "0.00000000"  # at most 8 decimals, no "-0"
+    assert report.format_figure(float("nan"), "percent") == "n/a"
+    assert report.format_figure(0.0, "percent2") == "0.00%"
+
+
+@pytest.mark.parametrize(
+    ("paths", "steps", "dt_s", "basis"),
+    [
+        (8, 23_400, 1.0, "per 6.5-h path, not annualised"),
+        (1000, 200, 0.005, "per 1-s path, not annualised"),
+        (1, 46_800, 1.0, "daily, not annualised"),
+        (1, 46_799, 1.0, "n/a: needs two paths or two days"),
+    ],
+)
+def test_sharpe_basis(paths: int, steps: int, dt_s: float, basis: str) -> None:
+    assert report.sharpe_basis({"paths": paths, "steps": steps, "dt_s": dt_s}) == basis
+
+
+def test_format_summary() -> None:
+    r = make_result()
+    r.summary.update(fill_rate=0.0016, sharpe=0.123456, final_inventory_std=math.nan)
+    lines = report.format_summary(r.summary).splitlines()
+    assert lines[0] == f"strategy inventory: 2 path(s) x 50 steps of 60 s, seed 1, config {'0' * 12}"
+    rows = {line.strip().rsplit("  ", 1)[0].strip(): line.split()[-1] for line in lines[1:]}
+    assert rows["fill rate (fills per quoted side-step)"] == "0.16%"
+    assert rows["Sharpe (per 3000-s path, not annualised)"] == "0.12"
+    assert rows["final inventory (std)"] == "n/a"  # never "nan"
+    assert rows["total P&L (mean over paths)"] == "1,234,568"
+    assert rows["wall time (s)"] == "n/a"  # inf
+    assert rows["spread_capture"] == "1,000" and rows["hedge_cost"] == "7,000"
+    assert lines[-1] == "  time in layers: TOXIC 4.0%, HARD 2.0%, SOFT 6.0%, NORMAL 88.0%"
+    assert "nan" not in "\n".join(lines).lower().replace("n/a", "")
+    assert len({len(line) for line in lines[1:-2] if "attribution" not in line}) == 1  # one column
+
+
+def test_summary_json_keeps_full_precision() -> None:
+    r = make_result()
+    r.summary.update(fill_rate=0.0016123456789, sharpe=math.nan)
+    doc = json.loads(report.summary_json(r.summary))
+    assert doc["fill_rate"] == 0.0016123456789 and doc["sharpe"] is None
+
+
+def test_reprs_are_short() -> None:
+    r = make_result()
+    text = repr(r)
+    assert len(text) < 400 and len(text.splitlines()) <= 4
+    assert (
+        "strategy='inventory'" in text
+        and f"config={'0' * 12}:" in text
+        and "2 path(s) x 50 steps of 60 s" in text
+    )
+    assert "total P&L mean 1,234,568" in text and "fill rate 1.23%" in text and "Sharpe n/a" in text
+
+
 # --------------------------------------------------------------------------------------------------
-# progress
+# what the plots draw
 
 
-def test_progress_disabled_is_silent(capsys: pytest.CaptureFixture[str]) -> None:
-    with progress(5, enabled=False, desc="paths") as bar:
-        for _ in range(5):
-            bar.update(1)
-    captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == ""
+@dataclass(frozen=True)
+class LimitedConfig(FakeConfig):
+    """A FakeConfig with a limit set: delta for every underlying and for AAA, vega for BBB, gamma and
+    the kill switch's daily loss for the book."""
+
+    @property
+    def limits(self) -> Any:
+        from optmm.risk.limits import LimitSet
+
+        doc = {
+            "name": "plot_limits",
+            "soft_fraction": 0.8,
+            "underlying": {
+                "delta_shares": 1000.0,
+                "AAA": {"delta_shares": 1200.0},
+                "BBB": {"vega_per_vol_point": 300},
+            },
+            "book": {"gamma_dollars_1pct": 1e9, "daily_loss": 500.0},
+        }
+        return LimitSet.from_dict(doc, source="<test>")
 
 
-def test_progress_enabled_writes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
-    with progress(4, enabled=True, desc="paths", unit="path") as bar:
-        bar.update(1)
-        bar.update(3)
-        assert bar.n == 4  # type: ignore[attr-defined]
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert "paths" in captured.err and "4/4" in captured.err
+def _figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The figures the plots draw, kept instead of saved."""
+    drawn: list[Any] = []
+
+    def keep(fig: Any, path: Any) -> Path:
+        drawn.append(fig)
+        return Path(path)
+
+    monkeypatch.setattr(report, "_save", keep)
+    return drawn
+
+
+def _hlines(ax: Any) -> dict[str, list[float]]:
+    """The horizontal lines of ``ax`` at a non-zero level, by colour: their levels."""
+    out: dict[str, list[float]] = {}
+    for line in ax.get_lines():
+        y = np.asarray(line.get_ydata(), dtype=float)
+        if y.size == 2 and y[0] == y[1] and y[0] != 0.0 and list(line.get_xdata()) == [0, 1]:
+            out.setdefault(str(line.get_color()), []).append(float(y[0]))
+    return out
+
+
+def test_inventory_draws_the_limits_that_bound_the_book(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = _figures(monkeypatch)
+    # one underlying: its limits bound the book's figure; delta's are in reach of the data (|delta| ~
+    # 500 x normal quantiles), the book's gamma limit of 1e9 is far off the scale and only named
+    r = make_result()
+    one = r.underlyings[r.underlyings["underlying"] == "AAA"]
+    report.plot_inventory(replace(r, config=LimitedConfig(), underlyings=one), "x.png")
+    delta, gamma, vega = drawn[-1].axes
+    assert sorted(_hlines(delta)["#d7191c"]) == [-1200.0, -1000.0, 1000.0, 1200.0]  # hard: all, AAA
+    assert sorted(_hlines(delta)["#fdae61"]) == [-960.0, -800.0, 800.0, 960.0]  # soft: 80%
+    labels = {t.get_text() for t in delta.get_legend().get_texts()}
+    assert {"hard limit (AAA)", "soft limit (AAA)"} <= labels
+    assert _hlines(gamma) == {} and "off the scale:\nhard limit (book) ±1e+09" in gamma.texts[0].get_text()
+    assert _hlines(vega) == {} and not vega.texts  # BBB's vega limit does not bound AAA
+    # two underlyings: an underlying's limit does not bound the book's sum, the book's does
+    report.plot_inventory(replace(r, config=LimitedConfig()), "x.png")
+    delta, gamma, vega = drawn[-1].axes
+    assert _hlines(delta) == {} and _hlines(vega) == {} and "hard limit (book)" in gamma.texts[0].get_text()
+    # no limits at all: no lines
+    report.plot_inventory(r, "x.png")
+    assert all(_hlines(ax) == {} for ax in drawn[-1].axes)
+
+
+def test_inventory_bins_a_long_run_into_range_and_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = _figures(monkeypatch)
+    n = 1000
+    t = np.arange(n, dtype=float)
+    delta = np.where(np.arange(n) % 2 == 0, 100.0, -100.0) + np.arange(n) * 0.1  # a swing each step
+    steps = pd.DataFrame({"path": 0, "step": np.arange(n), "time_s": t, "delta_shares": delta,
+                          "gamma_dollars_1pct": 0.0, "vega_per_vol_point": 0.0})  # fmt: skip
+    r = replace(make_result(), steps=steps, underlyings=pd.DataFrame())
+    report.plot_inventory(r, "x.png")
+    ax = drawn[-1].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["range per 5 s", "mean per 5 s"]  # 1000 steps in 200 bins of 5 steps
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].max() == pytest.approx(delta.max()) and band[:, 1].min() == pytest.approx(delta.min())
+    mean = ax.get_lines()[0].get_ydata()
+    np.testing.assert_allclose(mean[:200], delta.reshape(200, 5).mean(axis=1))
+    assert ax.get_xlabel() == "" and drawn[-1].axes[-1].get_xlabel() == "time (minutes)"  # 999 s
+
+
+def test_pnl_shows_every_path_when_there_are_several(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = _figures(monkeypatch)
+    r = replace(make_result(), config=LimitedConfig())
+    report.plot_pnl(r, "x.png")
+    fig = drawn[-1]
+    assert len(fig.axes) == 2
+    fan = fig.axes[1]
+    labels = {t.get_text() for t in fan.get_legend().get_texts()}
+    assert labels == {"5-95% of paths", "25-75% of paths", "median", "mean", "kill: daily loss"}
+    cum = r.steps.sort_values(["path", "step"])["cum_pnl"].to_numpy().reshape(N_PATHS, N_STEPS)
+    lines = {line.get_label(): line for line in fan.get_lines()}
+    np.testing.assert_allclose(lines["median"].get_ydata(), np.median(cum, axis=0))
+    np.testing.assert_allclose(lines["mean"].get_ydata(), cum.mean(axis=0))
+    assert _hlines(fan) == {"black": [-500.0]}  # the daily loss, below zero only
+    thin = [line for line in fan.get_lines() if line.get_linewidth() == 0.5]
+    assert len(thin) == N_PATHS
+    # one path: the attribution alone
+    one = replace(r, steps=r.steps[r.steps["path"] == 0])
+    report.plot_pnl(one, "x.png")
+    assert len(drawn[-1].axes) == 1
+
+
+@pytest.mark.parametrize(("name", "magic"), [("p.png", PNG_MAGIC), ("p.pdf", b"%PDF-"), ("p.SVG", b"<?xml")])
+def test_plots_honour_the_extension(tmp_path: Path, result: SimResult, name: str, magic: bytes) -> None:
+    for plot in (report.plot_pnl, report.plot_inventory, report.plot_quotes):
+        out = plot(result, tmp_path / name)
+        assert out.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("name", ["p.jpg", "p", "p.png.txt"])
+def test_plots_refuse_other_extensions(tmp_path: Path, result: SimResult, name: str) -> None:
+    for plot in (report.plot_pnl, report.plot_inventory, report.plot_quotes):
+        with pytest.raises(ValueError, match=r"a figure is written as \.png, \.pdf or \.svg"):
+            plot(result, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -63,7 +63,6 @@ import math
 import os
 import sys
 import time
-import tomllib
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,7 +73,7 @@ import numpy as np
 import pandas as pd
 
 from optmm._config import read_toml
-from optmm._io import atomic_target
+from optmm._io import atomic_target, figure_format, save_figure
 from optmm.dist.cluster import limit_numba_threads
 
 if TYPE_CHECKING:
@@ -93,6 +92,7 @@ __all__ = [
     "SweepSpec",
     "efficient_frontier",
     "flatten_metrics",
+    "frontier_errors",
     "plot_frontier",
     "run_sweep",
     "summarize",
@@ -580,7 +580,14 @@ def _label(summary_row: Mapping[str, Any], keys: Sequence[str]) -> str:
 
 
 def plot_frontier(summary: pd.DataFrame, spec: SweepSpec, path: str | os.PathLike[str]) -> Path:
-    """Write a PNG of mean P&L against risk, one labelled point per setting, the frontier joined.
+    """Write a figure of mean P&L against risk, one labelled point per setting with error bars, the
+    frontier joined.
+
+    The vertical bars are one standard error of the mean P&L over the setting's seeds,
+    ``pnl_std / sqrt(n_runs)``. With the default risk (the standard deviation of P&L over seeds) the
+    horizontal bars are that standard deviation's standard error under a normal approximation,
+    ``pnl_std / sqrt(2 (n_runs - 1))``; a risk metric of the runs has no horizontal bars (the summary
+    keeps its mean only). A setting run on one seed has no bars.
 
     Parameters
     ----------
@@ -588,7 +595,7 @@ def plot_frontier(summary: pd.DataFrame, spec: SweepSpec, path: str | os.PathLik
         From :func:`summarize`.
     spec : SweepSpec
     path : str or path-like
-        Written atomically.
+        ``.png``, ``.pdf`` or ``.svg`` (another extension is a ``ValueError``); written atomically.
 
     Returns
     -------
@@ -596,44 +603,77 @@ def plot_frontier(summary: pd.DataFrame, spec: SweepSpec, path: str | os.PathLik
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
-    fig = Figure(figsize=(8.0, 5.5), dpi=110)
+    figure_format(path)  # refuse a wrong extension before drawing
+    fig = Figure(figsize=(9.0, 6.0), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     risk = summary["risk"].to_numpy(dtype=np.float64)
     pnl = summary["pnl_mean"].to_numpy(dtype=np.float64)
     eff = summary["efficient"].to_numpy(dtype=bool)
-    ax.scatter(risk[~eff], pnl[~eff], color="0.6", s=28, label="dominated", zorder=2)
-    ax.scatter(risk[eff], pnl[eff], color="tab:blue", s=36, label="efficient", zorder=3)
+    pnl_err, risk_err = frontier_errors(summary, spec)
+    for mask, color, size, label in ((~eff, "0.55", 5, "dominated"), (eff, "tab:blue", 6, "efficient")):
+        if mask.any():
+            ax.errorbar(
+                risk[mask], pnl[mask], yerr=pnl_err[mask], xerr=risk_err[mask], fmt="o", ms=size,
+                color=color, ecolor=color, elinewidth=0.9, capsize=2.5, label=label, zorder=3,
+            )  # fmt: skip
     order = np.argsort(risk[eff], kind="stable")
     ax.plot(risk[eff][order], pnl[eff][order], color="tab:blue", lw=1.2, zorder=2)
     rows = summary.to_dict("records")
     for row, x, y in zip(rows, risk, pnl, strict=True):
         if np.isfinite(x) and np.isfinite(y):
-            ax.annotate(_label(row, spec.keys) or "base", (x, y), textcoords="offset points", xytext=(4, 4),
-                        fontsize=7)  # fmt: skip
+            ax.annotate(_label(row, spec.keys) or "base", (x, y), textcoords="offset points", xytext=(5, 5),
+                        fontsize=7, color="0.25")  # fmt: skip
     risk_name = (
         f"std over seeds of {spec.pnl_metric}" if spec.risk_metric == PNL_STD else f"mean {spec.risk_metric}"
     )
     ax.set_xlabel(f"risk: {risk_name}")
     ax.set_ylabel(f"mean {spec.pnl_metric} over seeds")
+    thousands = FuncFormatter(lambda v, _pos: f"{v + 0.0:,.6g}")
+    ax.xaxis.set_major_formatter(thousands)
+    ax.yaxis.set_major_formatter(thousands)
     n_runs = int(summary["n_runs"].sum()) if len(summary) else 0
-    ax.set_title(f"{spec.name}: {len(summary)} settings, {n_runs} runs" + (
+    bars = "bars: \N{PLUS-MINUS SIGN}1 standard error over seeds" + (
+        "" if spec.risk_metric == PNL_STD else " (P&L only)"
+    )
+    ax.set_title(f"{spec.name}: {len(summary)} settings, {n_runs} runs; {bars}" + (
         f"\nlabels: {' / '.join(spec.keys)}" if spec.keys else ""), fontsize=10)  # fmt: skip
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_target(path, text=False) as fh:
-        fig.savefig(fh, format="png")
-    return path
+    return save_figure(fig, path)
+
+
+def frontier_errors(summary: pd.DataFrame, spec: SweepSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The error bars of :func:`plot_frontier`: per setting, the standard error of the mean P&L and
+    of the risk (NaN where there is none: one seed, or a risk metric whose spread is not kept).
+
+    Examples
+    --------
+    >>> spec = SweepSpec(name="s", base=Path("b.toml"), seeds=(0, 1, 2, 3, 4))
+    >>> df = pd.DataFrame({"n_runs": [5, 1], "pnl_std": [10.0, float("nan")]})
+    >>> pnl_err, risk_err = frontier_errors(df, spec)
+    >>> pnl_err.round(4).tolist(), risk_err.round(4).tolist()
+    ([4.4721, nan], [3.5355, nan])
+    """
+    n = summary["n_runs"].to_numpy(dtype=np.float64)
+    sd = summary["pnl_std"].to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pnl_err = np.where(n > 1, sd / np.sqrt(n), np.nan)
+        if spec.risk_metric == PNL_STD:
+            risk_err = np.where(n > 1, sd / np.sqrt(2.0 * (n - 1.0)), np.nan)
+        else:
+            risk_err = np.full(n.shape, np.nan)
+    return pnl_err, risk_err
 
 
 # --------------------------------------------------------------------------------------------------
 # Running a sweep
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SweepResult:
     """What :func:`run_sweep` produced.
 
@@ -657,6 +697,18 @@ class SweepResult:
     n_new: int
     n_reused: int
     files: dict[str, Path] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """A few lines: the sweep, where it is, how many runs and settings, the efficient settings
+        (the tables are attributes: ``result.runs``, ``result.summary``)."""
+        s = self.summary
+        efficient = int(s["efficient"].sum()) if "efficient" in s else 0
+        return (
+            f"SweepResult({self.spec.name!r} in {str(self.out)!r}:\n"
+            f"  {len(self.runs)} runs ({self.n_new} new, {self.n_reused} reused) of {len(s)} settings "
+            f"x {len(self.spec.seeds)} seeds; {efficient} setting(s) on the efficient frontier of "
+            f"{self.spec.pnl_metric} against {self.spec.risk_metric})"
+        )
 
 
 def _prepare_out(out: Path, resume: bool) -> Path:

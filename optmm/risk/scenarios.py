@@ -89,7 +89,9 @@ import numpy as np
 import pandas as pd
 
 from optmm._config import read_toml
+from optmm._io import FIGURE_FORMATS as PLOT_FORMATS
 from optmm._io import atomic_target
+from optmm._io import figure_format as plot_format
 from optmm.book import Book, Kind
 from optmm.greeks import bsm_greeks
 from optmm.market import Market, Sticky
@@ -1098,21 +1100,6 @@ _ANNOTATE_MAX_ROWS = 41
 
 
 #: Formats :func:`heatmap` writes, by file suffix.
-PLOT_FORMATS = ("png", "pdf", "svg")
-
-
-def plot_format(path: str | os.PathLike[str]) -> str:
-    """The image format a plot file's suffix asks for; ``ValueError`` for a suffix not in
-    :data:`PLOT_FORMATS`."""
-    suffix = Path(path).suffix.lower().lstrip(".")
-    if suffix not in PLOT_FORMATS:
-        raise ValueError(
-            f"{os.fspath(path)}: unknown plot format {('.' + suffix) if suffix else '(no suffix)'!r}: "
-            f"name the file .{', .'.join(PLOT_FORMATS)}"
-        )
-    return suffix
-
-
 def heatmap_title(grid_result: GridResult, underlying: str | None = None) -> str:
     """The default title of :func:`heatmap`: what the P&L is of, what was shocked, the valuation
     date and the days forward."""

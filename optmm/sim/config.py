@@ -399,7 +399,7 @@ _SECTIONS: dict[str, type[ConfigIO]] = {
 }
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class SimConfig:
     """A whole simulation's settings (module docstring; docs/simulation.md).
 
@@ -463,6 +463,23 @@ class SimConfig:
                         f"[underlying {u.name}] shock at_s: {s.at_s:g} s is after the end of the "
                         f"run ({horizon:g} s)"
                     )
+
+    def __repr__(self) -> str:
+        """One line: source, hash, run shape, underlyings, chain size, strategy (:meth:`to_toml` has
+        every setting)."""
+        ch = self.chain
+        kinds = "/".join(k for k, on in (("calls", ch.calls), ("puts", ch.puts)) if on)
+        chain = (
+            "quoting the underlying"
+            if ch.instrument == "underlying"
+            else f"{kinds} at {len(ch.expiries_days)} expiries x {len(ch.moneyness)} moneyness points"
+        )
+        return (
+            f"SimConfig({self.source!r}, hash {self.content_hash[:12]}: {self.sim.paths} path(s) x "
+            f"{self.sim.steps} steps of {self.sim.dt_s:g} s, seed {self.sim.seed}; underlyings "
+            f"{', '.join(self.names)}; {chain}; strategy {self.strategy.name!r} ({self.strategy.quoting}, "
+            f"hedge {self.strategy.hedge}); limits {self.limits.name if self.limits is not None else None!r})"
+        )
 
     # -- construction ------------------------------------------------------------------------------
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from optmm._progress import Bar
 from optmm.book import Book
 from optmm.market import Market, Sticky
 from optmm.quoting._kernels import pack_hedger, pack_quoter
@@ -587,7 +589,7 @@ def simulate(
     *,
     seed: int | None = None,
     paths: int | None = None,
-    progress: bool = False,
+    progress: bool | Bar = False,
     audit: AuditTrail | None = None,
     strategy: str | None = None,
 ) -> SimResult:
@@ -598,8 +600,9 @@ def simulate(
     config : SimConfig
     seed, paths : int, optional
         Override ``[sim] seed`` and ``paths``.
-    progress : bool
-        A progress bar over the paths on stderr.
+    progress : bool or optmm._progress.Bar
+        A progress bar of the steps run on stderr (advanced a path at a time), or the caller's bar
+        to advance (left open).
     audit : AuditTrail, optional
         Where the controller's events go (times: seconds from the start of the run; with several
         paths every detail starts with ``"path N; "``).
@@ -610,8 +613,6 @@ def simulate(
     -------
     SimResult
     """
-    from optmm.sim.report import progress as progress_bar
-
     cfg = strategy_config(config, strategy) if strategy else config
     seed = cfg.sim.seed if seed is None else int(seed)
     n_paths = cfg.sim.paths if paths is None else int(paths)
@@ -628,14 +629,19 @@ def simulate(
     rng = np.random.Generator(np.random.PCG64(seed))
     spot, vol = _market_paths(cfg, rng, n_paths)
     outs = []
-    with progress_bar(n_paths, enabled=progress and n_paths > 1, desc=cfg.strategy.name) as bar:
+    with (
+        nullcontext(progress)
+        if isinstance(progress, Bar)
+        else Bar(n_paths * cfg.sim.steps, desc=cfg.strategy.name, unit="step", enabled=progress)
+    ) as bar:
         for p in range(n_paths):
+            bar.phase(f"{cfg.strategy.name}: path {p + 1}/{n_paths}")
             o = _run_path(cfg, chain, static, base, spot[p], vol[p], rng, params, audit is not None)
             if audit is not None:
                 times = o.events[:, 1] * cfg.sim.dt_s
                 ctl.replay_events(o.events, times, detail_prefix=f"path {p}; " if n_paths > 1 else "")
             outs.append(o)
-            bar.update(1)
+            bar.update(cfg.sim.steps)
     if audit is not None:
         audit.flush()
     frames = _frames(cfg, chain, outs)

@@ -1,5 +1,5 @@
-"""The output of a simulation run: its directory (tables, summary, config, plots), comparison tables
-of strategies, and a progress bar.
+"""The output of a simulation run: its directory (tables, summary, config, plots), its summary as text,
+and comparison tables of strategies.
 
 A run directory holds
 
@@ -21,18 +21,16 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from optmm._io import atomic_target
+from optmm._io import save_figure
 from optmm.risk.audit import Layer
 from optmm.sim.result import ATTRIBUTION, SimResult
 
@@ -44,13 +42,15 @@ __all__ = [
     "COMPARE_COLUMNS",
     "FRAMES",
     "PLOTS",
-    "Progress",
     "compare_table",
+    "format_figure",
+    "format_summary",
     "format_table",
     "plot_inventory",
     "plot_pnl",
     "plot_quotes",
-    "progress",
+    "sharpe_basis",
+    "summary_json",
     "write_run",
 ]
 
@@ -134,7 +134,7 @@ def write_run(
     try:
         for name in FRAMES:
             _write_frame(getattr(result, name), tmp / f"{name}.parquet")
-        _write_text(tmp / "summary.json", _summary_json(summary))
+        _write_text(tmp / "summary.json", summary_json(summary))
         _write_text(tmp / "config.toml", result.config.to_toml())
         plot_pnl(result, tmp / "pnl.png")
         plot_inventory(result, tmp / "inventory.png")
@@ -235,7 +235,9 @@ def _jsonable(x: Any, where: str = "summary") -> Any:
     raise TypeError(f"{where}: {type(x).__name__} is not JSON-able")
 
 
-def _summary_json(summary: Mapping[str, Any]) -> str:
+def summary_json(summary: Mapping[str, Any]) -> str:
+    """``summary`` as JSON text (sorted keys, indented, every float in full, NaN and infinities as
+    ``null``): ``summary.json`` and ``optmm simulate --format json``."""
     return json.dumps(_jsonable(summary), sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
@@ -268,10 +270,7 @@ def _legend(ax: Axes, **kwargs: Any) -> None:
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    with atomic_target(path, text=False) as fh:
-        fig.savefig(fh, format="png")
-    return path
+    return save_figure(fig, path)
 
 
 def _nothing(ax: Axes, what: str) -> None:
@@ -287,30 +286,132 @@ def _first_path(df: pd.DataFrame, columns: Sequence[str]) -> tuple[int | None, p
     return p, df[df["path"] == p].sort_values("step", kind="stable")
 
 
+def _time_unit(times_s: np.ndarray) -> tuple[str, float]:
+    """The unit of a time axis spanning ``times_s``: seconds under two minutes, minutes under two
+    hours, else hours; and its length in seconds."""
+    span = float(np.max(times_s) - np.min(times_s)) if times_s.size else 0.0
+    return ("seconds", 1.0) if span < 120.0 else ("minutes", 60.0) if span < 7200.0 else ("hours", 3600.0)
+
+
+def _money_axis(ax: Axes) -> None:
+    """Thousands separators on the y axis (20,000 rather than 20000), small values as they are."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v + 0.0:,.6g}"))
+
+
+_Level = tuple[float, str, str, str, bool]
+"""A limit line: level, label, color, line style, and whether it is drawn at minus the level too."""
+
+
+def _limit_lines(ax: Axes, levels: Sequence[_Level], data_max: float) -> None:
+    """Lines at each ``level`` (and at minus it if ``both``) within reach of the data (at most three
+    times its largest magnitude, so that the data stays readable); the others listed in the right
+    margin, under the legend, as off the scale."""
+    off = []
+    for level, label, color, ls, both in levels:
+        if abs(level) <= 3.0 * data_max:
+            ax.axhline(level, color=color, ls=ls, lw=1.0, label=label)
+            if both:
+                ax.axhline(-level, color=color, ls=ls, lw=1.0)
+        else:
+            off.append(f"{label} {chr(0xB1) if both else ''}{level:,.6g}")
+    if off:
+        ax.text(1.01, 0.0, "off the scale:\n" + "\n".join(off), transform=ax.transAxes, ha="left",
+                va="bottom", fontsize=7, color="0.3")  # fmt: skip
+
+
+def _bins(n: int, max_bins: int) -> np.ndarray:
+    """Starts of consecutive bins of equal whole numbers of steps (the last one shorter) covering
+    ``n`` steps in at most ``max_bins`` bins."""
+    return np.arange(0, n, -(-n // max_bins))
+
+
+def _dense_line(ax: Axes, x_t: np.ndarray, y: np.ndarray, dt_s: float, *, color: str) -> None:
+    """``y`` against the times ``x_t``; more than 600 points are shown per bin of steps as their
+    range (a band) and their mean (a line), which a plain line of second-by-second swings would hide
+    in a solid block of ink."""
+    if y.size <= 600:
+        ax.plot(x_t, y, color=color, lw=1.2, drawstyle="steps-post")  # held from one step to the next
+        return
+    starts = _bins(y.size, 200)
+    width = int(starts[1] - starts[0])
+    counts = np.diff(np.append(starts, y.size))
+    x = np.append(x_t[starts], x_t[-1] + (x_t[1] - x_t[0]))
+    lo, hi = np.minimum.reduceat(y, starts), np.maximum.reduceat(y, starts)
+    mean = np.add.reduceat(y, starts) / counts
+    span = f"{width * dt_s:,.6g} s"
+    ax.fill_between(x, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post", color=color, alpha=0.25,
+                    lw=0, label=f"range per {span}")  # fmt: skip
+    ax.step(x, np.append(mean, mean[-1]), where="post", color=color, lw=1.2, label=f"mean per {span}")
+
+
 def plot_pnl(result: SimResult, path: str | os.PathLike[str]) -> Path:
-    """PNG of path 0's cumulative P&L and its cumulative attribution components, against hours.
+    """A figure of path 0's cumulative P&L and its cumulative attribution components against time,
+    and with several paths a second panel of every path's cumulative P&L: the median, the 25-75% and
+    5-95% bands across paths at each time, the mean, and each path as a thin line (up to 50 paths).
 
     The components are ``spread_capture``, ``delta_pnl``, ``gamma_pnl``, ``vega_pnl``,
-    ``theta_pnl``, ``residual_pnl`` and ``-hedge_cost``: they add up to the total at every time.
-    Written atomically; an empty ``steps`` frame gives a figure that says so.
+    ``theta_pnl``, ``residual_pnl`` and ``-hedge_cost``: they add up to the total at every time. The
+    kill switch's daily-loss level of the run's limits is drawn on the paths' panel (or named, when
+    far off the scale). PNG, PDF or SVG by ``path``'s extension, written atomically; an empty
+    ``steps`` frame gives a figure that says so.
     """
-    fig = _figure(1, 5.0)
+    steps = result.steps
+    n_paths = int(steps["path"].nunique()) if "path" in steps.columns else 0
+    fig = _figure(2 if n_paths > 1 else 1, 8.5 if n_paths > 1 else 5.0, hspace=0.25)
     ax = fig.axes[0]
-    p, s = _first_path(result.steps, ["time_s", "cum_pnl", *ATTRIBUTION])
+    p, s = _first_path(steps, ["time_s", "cum_pnl", *ATTRIBUTION])
+    unit, scale = _time_unit(s["time_s"].to_numpy(dtype=float) if p is not None else np.zeros(0))
     if p is None:
         _nothing(ax, "no steps")
     else:
-        hours = s["time_s"].to_numpy(dtype=float) / 3600.0
+        hours = s["time_s"].to_numpy(dtype=float) / scale
         for c in ATTRIBUTION:
             y = np.cumsum(s[c].to_numpy(dtype=float))
             ax.plot(hours, -y if c == "hedge_cost" else y, lw=1.2, label=_LABELS[c])
         ax.plot(hours, s["cum_pnl"].to_numpy(dtype=float), color="black", lw=2.2, label="total")
         ax.axhline(0.0, color="0.6", lw=0.6)
         _legend(ax)
-    ax.set_xlabel("time (hours)")
     ax.set_ylabel("cumulative P&L")
+    _money_axis(ax)
     ax.set_title(f"P&L attribution, path {p if p is not None else 0} ({result.strategy})")
+    if p is not None and n_paths > 1:
+        _plot_paths(fig.axes[1], result, n_paths, scale)
+    fig.axes[-1].set_xlabel(f"time ({unit})")
     return _save(fig, path)
+
+
+def _plot_paths(ax: Axes, result: SimResult, n_paths: int, scale: float) -> None:
+    """Every path's cumulative P&L: quantile bands across paths, median, mean, thin lines (<= 50)."""
+    s = result.steps.sort_values(["path", "step"], kind="stable")
+    cum = s["cum_pnl"].to_numpy(dtype=float)
+    n_steps = cum.size // n_paths
+    if n_steps * n_paths != cum.size:  # ragged paths: no bands
+        _nothing(ax, "paths of different lengths")
+        return
+    cum = cum.reshape(n_paths, n_steps)
+    hours = s["time_s"].to_numpy(dtype=float)[:n_steps] / scale
+    if n_paths <= 50:
+        for row in cum:
+            ax.plot(hours, row, color="tab:blue", lw=0.5, alpha=0.35)
+    q05, q25, q50, q75, q95 = np.quantile(cum, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+    ax.fill_between(hours, q05, q95, color="tab:blue", alpha=0.15, lw=0, label="5-95% of paths")
+    ax.fill_between(hours, q25, q75, color="tab:blue", alpha=0.3, lw=0, label="25-75% of paths")
+    ax.plot(hours, q50, color="tab:blue", lw=2.0, label="median")
+    ax.plot(hours, cum.mean(axis=0), color="black", lw=1.2, ls="--", label="mean")
+    ax.axhline(0.0, color="0.6", lw=0.6)
+    limits = getattr(result.config, "limits", None)
+    levels = [
+        (-lim.hard, "kill: daily loss", "black", ":", False)
+        for lim in (limits.limits if limits is not None else ())
+        if lim.metric.value == "daily_loss"
+    ]
+    _limit_lines(ax, levels, float(np.max(np.abs(cum))) if cum.size else 0.0)
+    ax.set_ylabel("cumulative P&L")
+    _money_axis(ax)
+    ax.set_title(f"Cumulative P&L of the {n_paths} paths", fontsize=10)
+    _legend(ax)
 
 
 def _layer_shading(
@@ -356,14 +457,42 @@ def _worst_layers(unds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return g["time_s"].to_numpy(dtype=float), g["code"].to_numpy(dtype=np.int64)
 
 
+def _inventory_limits(result: SimResult, metric: str) -> list[_Level]:
+    """The hard and soft levels (drawn at both signs) of the run's limits on ``metric`` that bound the book's
+    figure: book-wide ones, and with a single underlying those of every underlying or of that one."""
+    limits = getattr(result.config, "limits", None)
+    if limits is None:
+        return []
+    names = pd.unique(result.underlyings["underlying"]) if "underlying" in result.underlyings else []
+    one = str(names[0]) if len(names) == 1 else None
+    levels: list[_Level] = []
+    for lim in limits.limits:
+        scope = lim.scope.value
+        if lim.metric.value != metric:
+            continue
+        if scope == "book" or (scope == "underlying" and one is not None and lim.underlying in (None, one)):
+            where = "book" if scope == "book" else (lim.underlying or one)
+            for level, kind, color, ls in (
+                (lim.hard, "hard", "#d7191c", "--"),
+                (lim.soft, "soft", "#fdae61", ":"),
+            ):
+                if level is not None and math.isfinite(level):
+                    levels.append((level, f"{kind} limit ({where})", color, ls, True))
+    return levels
+
+
 def plot_inventory(result: SimResult, path: str | os.PathLike[str]) -> Path:
-    """PNG of path 0's book delta (shares), gamma ($ per 1%) and vega (per vol point) against hours,
-    in three stacked panels, with the steps where any underlying is not in the NORMAL layer shaded
-    by the most severe layer among them (KILL, TOXIC, STALE, HARD, SOFT). Written atomically.
+    """A figure of path 0's book delta (shares), gamma ($ per 1%) and vega (per vol point) against
+    time, in three stacked panels, with the steps where any underlying is not in the NORMAL layer
+    shaded by the most severe layer among them (KILL, TOXIC, STALE, HARD, SOFT), and the run's hard
+    and soft limits on each figure as dashed and dotted lines (:func:`_inventory_limits`; named in a
+    note when far off the scale). Over 600 steps a panel shows the range and the mean of each bin of
+    steps rather than a line through every step. PNG, PDF or SVG by ``path``'s extension, written
+    atomically.
     """
     from matplotlib.patches import Patch
 
-    fig = _figure(3, 8.0)
+    fig = _figure(3, 8.5, hspace=0.2)
     axes = fig.axes
     cols = (
         ("delta_shares", "delta (shares)"),
@@ -371,16 +500,23 @@ def plot_inventory(result: SimResult, path: str | os.PathLike[str]) -> Path:
         ("vega_per_vol_point", "vega (per vol pt)"),
     )
     p, s = _first_path(result.steps, ["time_s", *(c for c, _ in cols)])
+    unit, scale = _time_unit(s["time_s"].to_numpy(dtype=float) if p is not None else np.zeros(0))
     if p is None:
         _nothing(axes[0], "no steps")
     else:
-        hours = s["time_s"].to_numpy(dtype=float) / 3600.0
+        hours = s["time_s"].to_numpy(dtype=float) / scale
+        dt_s = float(np.median(np.diff(s["time_s"].to_numpy(dtype=float)))) if len(s) > 1 else 0.0
         for ax, (c, _) in zip(axes, cols, strict=True):
-            ax.plot(hours, s[c].to_numpy(dtype=float), color="tab:blue", lw=1.2)
+            y = s[c].to_numpy(dtype=float)
+            _dense_line(ax, hours, y, dt_s, color="tab:blue")
             ax.axhline(0.0, color="0.6", lw=0.6)
+            finite = np.abs(y[np.isfinite(y)])
+            _limit_lines(ax, _inventory_limits(result, c), float(finite.max()) if finite.size else 0.0)
     for ax, (_, label) in zip(axes, cols, strict=True):
         ax.set_ylabel(label)
+        _money_axis(ax)
     pu, u = _first_path(result.underlyings, ["time_s", "layer"])
+    shading: dict[int, np.ndarray] = {}
     if pu is not None:
         times, codes = _worst_layers(u)
         width = float(np.median(np.diff(times))) if times.size > 1 else 0.0
@@ -388,13 +524,19 @@ def plot_inventory(result: SimResult, path: str | os.PathLike[str]) -> Path:
         for code, on in shading.items():
             for ax in axes:
                 ax.fill_between(
-                    x / 3600.0, 0.0, on, step="post", transform=ax.get_xaxis_transform(),
+                    x / scale, 0.0, on, step="post", transform=ax.get_xaxis_transform(),
                     color=_LAYER_COLORS[Layer(code)], alpha=0.25, lw=0,
                 )  # fmt: skip
-        if shading:
-            handles = [Patch(color=_LAYER_COLORS[Layer(c)], alpha=0.25, label=Layer(c).name) for c in shading]
-            _legend(axes[0], handles=handles, title="layer")
-    axes[-1].set_xlabel("time (hours)")
+    for ax in axes:
+        handles, labels = ax.get_legend_handles_labels()
+        keep = [(h, lab) for h, lab in zip(handles, labels, strict=True) if lab and not lab.startswith("_")]
+        if ax is axes[0] and shading:
+            keep += [
+                (Patch(color=_LAYER_COLORS[Layer(c)], alpha=0.25), f"layer {Layer(c).name}") for c in shading
+            ]
+        if keep:
+            _legend(ax, handles=[h for h, _ in keep], labels=[lab for _, lab in keep])
+    axes[-1].set_xlabel(f"time ({unit})")
     axes[0].set_title(f"Inventory, path {p if p is not None else 0} ({result.strategy})")
     return _save(fig, path)
 
@@ -438,7 +580,8 @@ def plot_quotes(result: SimResult, path: str | os.PathLike[str]) -> Path:
     """PNG of the quotes of the zoom window: one panel per contract (up to 4, those with most fills
     in the window, else the first), fair value as a line, bid and ask as step lines (gaps where
     there is no quote), the fills as markers (buy: up triangle, sell: down triangle). The time axis
-    is in minutes for a window under two hours, else in hours. Written atomically.
+    is in seconds for a window under two minutes, minutes under two hours, else hours. PNG, PDF or
+    SVG by ``path``'s extension, written atomically.
     """
     q = result.quotes
     need = {"step", "time_s", "contract", "fair", "bid", "ask"}
@@ -449,9 +592,7 @@ def plot_quotes(result: SimResult, path: str | os.PathLike[str]) -> Path:
         return _save(fig, path)
     chosen = _quote_contracts(q, result.fills)
     fills = _window_fills(q, result.fills)
-    t = q["time_s"].to_numpy(dtype=float)
-    span = float(t.max() - t.min())
-    unit, scale = ("minutes", 60.0) if span < 7200.0 else ("hours", 3600.0)
+    unit, scale = _time_unit(q["time_s"].to_numpy(dtype=float))
     fig = _figure(len(chosen), 2.4 * len(chosen) + 0.9, hspace=0.35)
     for ax, c in zip(fig.axes, chosen, strict=True):
         qc = q[q["contract"] == c].sort_values("step", kind="stable")
@@ -563,6 +704,8 @@ def compare_table(results: Mapping[str, SimResult]) -> pd.DataFrame:
     DataFrame
         Indexed by ``strategy``, float64 columns; the attribution columns are the totals of a path,
         mean over paths; a key missing from a summary (or null) gives NaN.
+        ``attrs["sharpe_basis"]``: what the Sharpe ratios are ratios of (:func:`sharpe_basis`), when
+        the results share it.
     """
     rows = []
     for result in results.values():
@@ -579,24 +722,127 @@ def compare_table(results: Mapping[str, SimResult]) -> pd.DataFrame:
                 row[col] = _number(s.get(col))
         rows.append(row)
     index = pd.Index([str(k) for k in results], name="strategy")
-    return pd.DataFrame(rows, index=index, columns=list(COMPARE_COLUMNS), dtype=np.float64)
+    df = pd.DataFrame(rows, index=index, columns=list(COMPARE_COLUMNS), dtype=np.float64)
+    bases = {
+        sharpe_basis(r.summary) for r in results.values() if {"paths", "steps", "dt_s"} <= r.summary.keys()
+    }
+    if len(bases) == 1:
+        df.attrs["sharpe_basis"] = bases.pop()
+    return df
+
+
+def _decimals(values: np.ndarray, base: int) -> int:
+    """At least ``base`` decimals, and enough to show two significant digits of the smallest non-zero
+    magnitude among ``values`` (a fill rate of 0.0016% is not 0.00%), at most 8."""
+    nonzero = np.abs(values[np.isfinite(values) & (values != 0.0)])
+    if nonzero.size == 0:
+        return base
+    return int(min(max(base, 1 - math.floor(math.log10(float(nonzero.min())))), 8))
 
 
 def _format_row(values: np.ndarray, kind: str) -> list[str]:
-    """The cells of one metric across strategies: a precision shared by the row."""
+    """The cells of one metric across strategies: a precision shared by the row, enough to show its
+    smallest non-zero value; NaN is ``n/a``."""
     finite = values[np.isfinite(values)]
     big = finite.size > 0 and float(np.max(np.abs(finite))) >= 1000.0
-    if kind == "money" or kind == "amount" or kind == "auto":
-        fmt = "{:,.0f}" if big else "{:,.2f}"
-    elif kind == "ratio":
-        fmt = "{:.2f}"
-    elif kind == "percent":
-        fmt = "{:.1%}"
-    elif kind == "percent2":
-        fmt = "{:.2%}"
-    else:  # count
+    if kind == "count":
         fmt = "{:,.0f}"
-    return [fmt.format(v) if math.isfinite(v) else "n/a" for v in values]
+    elif kind in ("percent", "percent2"):
+        fmt = f"{{:.{_decimals(values * 100.0, 1 if kind == 'percent' else 2)}f}}%"
+        values = values * 100.0
+    elif kind == "ratio" or kind == "seconds":
+        fmt = f"{{:.{_decimals(values, 2)}f}}"
+    else:  # money, amount, auto
+        fmt = "{:,.0f}" if big else f"{{:,.{_decimals(values, 2)}f}}"
+    cells = [fmt.format(v) if math.isfinite(v) else "n/a" for v in values]
+    return [c[1:] if c.startswith("-") and not c.strip("-0.,%") else c for c in cells]  # no "-0.00"
+
+
+def format_figure(value: Any, kind: str) -> str:
+    """One figure as :func:`format_table` prints it: ``kind`` is ``"money"``, ``"amount"``,
+    ``"ratio"``, ``"percent"`` (one decimal), ``"percent2"`` (two), ``"count"`` or ``"seconds"``;
+    NaN, None or a missing value is ``n/a``.
+
+    Examples
+    --------
+    >>> format_figure(0.0016, "percent2"), format_figure(0.00004, "percent"), format_figure(None, "money")
+    ('0.16%', '0.0040%', 'n/a')
+    """
+    return _format_row(np.array([_number(value)]), kind)[0]
+
+
+def sharpe_basis(summary: Mapping[str, Any]) -> str:
+    """What the summary's Sharpe ratio is a ratio of, for its label: ``"per 6.5-h path, not
+    annualised"`` over several paths, ``"daily, not annualised"`` for one path of two trading days or
+    more, ``"n/a: needs two paths or two days"`` otherwise (the engine's rule,
+    :func:`optmm.sim.engine._summary`).
+
+    Examples
+    --------
+    >>> sharpe_basis({"paths": 1000, "steps": 200, "dt_s": 0.005})
+    'per 1-s path, not annualised'
+    >>> sharpe_basis({"paths": 1, "steps": 23400, "dt_s": 1.0})
+    'n/a: needs two paths or two days'
+    """
+    from optmm.sim.engine import TRADING_DAY_S
+
+    paths, steps, dt_s = int(summary["paths"]), int(summary["steps"]), float(summary["dt_s"])
+    if paths > 1:
+        horizon = steps * dt_s
+        span = f"{horizon / 3600.0:g}-h" if horizon >= 3600.0 else f"{horizon:g}-s"
+        return f"per {span} path, not annualised"
+    if steps >= 2 * round(TRADING_DAY_S / dt_s):
+        return "daily, not annualised"
+    return "n/a: needs two paths or two days"
+
+
+_SUMMARY_ROWS = (
+    ("total_pnl_mean", "total P&L (mean over paths)", "money"),
+    ("total_pnl_std", "total P&L (std over paths)", "money"),
+    ("pnl_per_day_mean", "P&L per 23,400-s day", "money"),
+    ("sharpe", "Sharpe", "ratio"),
+    ("fills", "fills", "count"),
+    ("fill_rate", "fill rate (fills per quoted side-step)", "percent2"),
+    ("adverse_selection_rate", "adverse-selection rate (fills marked out < 0)", "percent"),
+    ("markout_total", "markouts (total)", "money"),
+    ("max_abs_delta_shares", "max |delta| (shares)", "amount"),
+    ("mean_abs_delta_shares", "mean |delta| (shares)", "amount"),
+    ("max_abs_vega_per_vol_point", "max |vega| (per vol point)", "amount"),
+    ("max_abs_gamma_dollars_1pct", "max |gamma| ($ per 1%)", "money"),
+    ("pulls", "pulls", "count"),
+    ("kill_events", "kill events", "count"),
+    ("final_inventory_mean", "final inventory (mean)", "amount"),
+    ("final_inventory_std", "final inventory (std)", "amount"),
+    ("wall_s", "wall time (s)", "seconds"),
+)
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """A run's summary as text for a person (``optmm simulate``): a headline, one figure a line, the
+    attribution, the time in each layer.
+
+    Figures as in :func:`format_table` (a fill rate of 0.16% shows as such, NaN as ``n/a``); the
+    Sharpe ratio says what it is a ratio of (:func:`sharpe_basis`). ``--format json``
+    (:func:`summary_json`) has every figure in full.
+    """
+    head = (
+        f"strategy {summary['strategy']}: {summary['paths']} path(s) x {summary['steps']} steps of "
+        f"{summary['dt_s']:g} s, seed {summary['seed']}, config {str(summary['config_hash'])[:12]}"
+    )
+    fig = format_figure
+    rows = [
+        (f"Sharpe ({sharpe_basis(summary)})" if key == "sharpe" else label, fig(summary.get(key), kind))
+        for key, label, kind in _SUMMARY_ROWS
+    ]
+    attribution = [(f"  {k}", fig(v, "money")) for k, v in (summary.get("attribution") or {}).items()]
+    width = max(len(label) for label, _ in rows + attribution)
+    lines = [head, *(f"  {label:<{width}}  {text:>12}" for label, text in rows)]
+    lines.append("  attribution (mean over paths):")
+    lines.extend(f"  {label:<{width}}  {text:>12}" for label, text in attribution)
+    layers = summary.get("time_in_layer") or {}
+    shown = ", ".join(f"{k} {fig(v, 'percent')}" for k, v in layers.items() if v > 0.0)
+    lines.append(f"  time in layers: {shown}")
+    return "\n".join(lines)
 
 
 def format_table(df: pd.DataFrame) -> str:
@@ -604,8 +850,11 @@ def format_table(df: pd.DataFrame) -> str:
 
     Strategies are the columns (a comparison reads across), metrics the rows, in the frame's column
     order. Money and share amounts get thousands separators (no decimals from 1,000 up, else two),
-    rates are percentages, the Sharpe ratio has two decimals, counts none; NaN is ``n/a``. Columns
-    the table does not know are formatted like amounts. Every line has the same width.
+    rates are percentages (one or two decimals), the Sharpe ratio has two decimals, counts none; a
+    row's smallest non-zero figure gets the decimals that show two significant digits of it (up to
+    eight); NaN is ``n/a``. The Sharpe row says what it is a ratio of when the frame's
+    ``attrs["sharpe_basis"]`` does (:func:`compare_table`). Columns the table does not know are
+    formatted like amounts. Every line has the same width.
 
     Examples
     --------
@@ -622,7 +871,10 @@ def format_table(df: pd.DataFrame) -> str:
     body = []
     for col in df.columns:
         values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-        body.append([_TITLES.get(str(col), str(col)), *_format_row(values, _KINDS.get(str(col), "auto"))])
+        title = _TITLES.get(str(col), str(col))
+        if col == "sharpe" and "sharpe_basis" in df.attrs:
+            title = f"{title} ({df.attrs['sharpe_basis']})"
+        body.append([title, *_format_row(values, _KINDS.get(str(col), "auto"))])
     widths = [max(len(r[j]) for r in [header, *body]) for j in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
@@ -631,42 +883,3 @@ def format_table(df: pd.DataFrame) -> str:
 
     total = sum(widths) + 2 * (len(widths) - 1)
     return "\n".join([line(header), "-" * total, *(line(r) for r in body)])
-
-
-# --------------------------------------------------------------------------------------------------
-# progress
-
-
-class Progress(Protocol):
-    """What :func:`progress` yields."""
-
-    def update(self, n: int = 1) -> object:
-        """Advance by ``n``."""
-        ...
-
-
-class _NoProgress:
-    def update(self, n: int = 1) -> None:
-        pass
-
-
-@contextmanager
-def progress(total: int, *, enabled: bool, desc: str, unit: str = "it") -> Iterator[Progress]:
-    """A progress bar on stderr (tqdm) when ``enabled``, else an object whose ``update`` does nothing.
-
-    Examples
-    --------
-    >>> with progress(3, enabled=False, desc="paths") as bar:
-    ...     for _ in range(3):
-    ...         bar.update(1)
-    """
-    if not enabled:
-        yield _NoProgress()
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
-    try:
-        yield bar
-    finally:
-        bar.close()

@@ -25,7 +25,7 @@ ATTRIBUTION = (
 + theta_pnl + residual_pnl - hedge_cost`` (``hedge_cost`` >= 0 is subtracted)."""
 
 
-@dataclass
+@dataclass(repr=False)
 class SimResult:
     """One simulation (one strategy, one or more paths).
 
@@ -60,3 +60,24 @@ class SimResult:
     hedges: pd.DataFrame
     quotes: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """A few lines: the configuration's hash, the run's shape and the summary's headline figures
+        (the frames are attributes: ``result.steps``, ...)."""
+        from optmm.sim.report import format_figure
+
+        s = self.summary
+        paths = s.get("paths", self.steps["path"].nunique() if "path" in self.steps else 0)
+        steps = s.get("steps", "?")
+        dt = s.get("dt_s")
+        return (
+            f"SimResult(strategy={self.strategy!r}, seed={self.seed}, "
+            f"config={str(self.config.content_hash)[:12]}:\n"
+            f"  {paths} path(s) x {steps} steps" + (f" of {dt:g} s" if dt is not None else "") + ";\n"
+            f"  total P&L mean {format_figure(s.get('total_pnl_mean'), 'money')}, "
+            f"std {format_figure(s.get('total_pnl_std'), 'money')}, "
+            f"Sharpe {format_figure(s.get('sharpe'), 'ratio')}; "
+            f"{format_figure(s.get('fills', len(self.fills)), 'count')} fills, "
+            f"fill rate {format_figure(s.get('fill_rate'), 'percent2')}; "
+            f"max |delta| {format_figure(s.get('max_abs_delta_shares'), 'amount')} shares)"
+        )
