@@ -688,10 +688,16 @@ class SweepResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
+class _WriteError(OSError):
+    """A file of the sweep that could not be written: ``"<path>: cannot write (<reason>)"``."""
+
+
 def _write_error(path: Path, exc: OSError) -> OSError:
-    """``exc`` as an OSError whose message names ``path``: ``"<path>: cannot write (<reason>)"``."""
+    """``exc`` as an OSError whose message names ``path`` (unchanged if it already names one)."""
+    if isinstance(exc, _WriteError):
+        return exc
     reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
-    return OSError(exc.errno, f"{path}: cannot write ({reason})")
+    return _WriteError(exc.errno, f"{path}: cannot write ({reason})")
 
 
 @contextmanager
@@ -700,6 +706,8 @@ def _store(path: Path, *, text: bool) -> Iterator[Any]:
     try:
         with atomic_target(path, text=text) as fh:
             yield fh
+    except _WriteError:
+        raise
     except OSError as exc:
         raise _write_error(path, exc) from exc
 
