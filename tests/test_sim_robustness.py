@@ -63,6 +63,10 @@ def _host() -> str:
             "chain.expiries_days=[" + ", ".join(str(d) for d in range(1, 3001)) + "]",
             ("[chain] 120,000 instruments", "100,000"),
         ),
+        ("sim.markout_s=1e308", ("[sim] markout_s", "must be less than 9.007e+15 steps of dt_s = 1 s")),
+        ("sim.quotes_from_s=1e308", ("[sim] quotes_from_s", "steps of dt_s")),
+        ("sim.quotes_window_s=1e308", ("[sim] quotes_window_s", "steps of dt_s")),
+        ("flow.informed_horizon_s=1e308", ("[flow] informed_horizon_s", "steps of dt_s")),
         ("sim.steps=true", ("[sim] steps", "whole number")),
         ("strategy.spread=true", ("[strategy] spread", "finite number")),
         ("sim.steps.x=1", ("override 'sim.steps.x'",)),
@@ -95,6 +99,13 @@ def test_the_bounds_hold_in_the_library_too() -> None:
         simulate(config, seed=2**63)
     with pytest.raises(ValueError, match=r"steps x paths x \(underlyings \+ 1\) = 600 x 100,000 x 2"):
         simulate(config, paths=100_000)
+
+
+def test_a_scenario_interval_of_more_steps_than_a_float_counts_is_refused() -> None:
+    d = SimConfig.load(CALM).to_dict()
+    d["limits"]["scenario"]["every_s"] = 1e308
+    with pytest.raises(ValueError, match=r"\[limits\] scenario every_s: must be less than 9.007e\+15 steps"):
+        SimConfig.from_dict(d)
 
 
 def test_dt_just_below_two_days_runs() -> None:

@@ -57,6 +57,8 @@ TRADING_DAY_S = 23_400.0
 
 MAX_DT_S = 2.0 * TRADING_DAY_S
 """``[sim] dt_s`` must be below this: a trading day must round to at least one step (per-day figures)."""
+MAX_STEP_COUNT = 2**53
+"""Durations in the configuration are below this many steps (they are counted in steps, exactly)."""
 MAX_INSTRUMENTS = 100_000
 """The most instruments a run quotes (underlyings x expiries x strikes x kinds, at most)."""
 MAX_STEP_INSTRUMENTS = 50_000_000
@@ -503,6 +505,19 @@ class SimConfig:
                 self.flow.latency_steps,
             )
         self.check_size()
+        dt = self.sim.dt_s
+        durations = [
+            ("sim", name, getattr(self.sim, name))
+            for name in ("markout_s", "quotes_from_s", "quotes_window_s")
+        ]
+        durations.append(("flow", "informed_horizon_s", self.flow.informed_horizon_s))
+        if self.limits is not None:
+            durations.append(("limits", "scenario every_s", self.limits.scenario_every_s))
+        for table, name, seconds in durations:  # counted in steps by the run: a whole number of them
+            if seconds / dt >= MAX_STEP_COUNT:
+                raise _fail(
+                    table, name, f"must be less than {MAX_STEP_COUNT:.4g} steps of dt_s = {dt:g} s", seconds
+                )
         horizon = self.sim.steps * self.sim.dt_s
         for u in self.underlying:
             for s in u.shock:
