@@ -175,6 +175,8 @@ def run_simulate(args: argparse.Namespace) -> int:
                     )
                 except ValueError as exc:
                     raise UsageError(f"{args.config}: {exc}") from None
+                except OverflowError as exc:  # a setting so extreme that the run's arithmetic overflows
+                    raise UsageError(f"{args.config}: a setting is out of range ({exc})") from None
                 finally:
                     if trail is not None:
                         trail.close()

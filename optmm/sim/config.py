@@ -497,6 +497,17 @@ class SimConfig:
                 f"[strategy] quoting: {self.strategy.quoting!r} quotes the underlying itself "
                 '([chain] instrument = "underlying")'
             )
+        for u in self.underlying:  # the strikes are counted in strike steps: a whole number of them
+            if (
+                self.chain.instrument == "options"
+                and u.spot * max(self.chain.moneyness) / self.chain.strike_step >= MAX_STEP_COUNT
+            ):
+                raise _fail(
+                    "chain",
+                    "strike_step",
+                    f"too small: {u.name}'s strikes would be more than {MAX_STEP_COUNT:.4g} strike steps",
+                    self.chain.strike_step,
+                )
         if self.flow.latency_steps > self.sim.steps:
             raise _fail(
                 "flow",
@@ -552,6 +563,8 @@ class SimConfig:
                     kwargs[key] = klass.from_dict(d[key])
                 except ValueError as exc:
                     raise ValueError(f"{source}: [{key}] {_strip(str(exc), key)}") from None
+                except ArithmeticError as exc:  # a value so extreme that checking it overflows
+                    raise ValueError(f"{source}: [{key}] a value is out of range ({exc})") from None
         if "name" in d:  # a top-level name labels the strategy unless [strategy] names it
             st = dict(d.get("strategy", {}))
             st.setdefault("name", d["name"])
