@@ -14,6 +14,9 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 
 def _mount(path: Path, options: str) -> bool:
@@ -66,3 +69,16 @@ def full_disk_dir(path: Path, free_kib: int, fallback: Callable[[OSError], None]
         (path / "filler").write_bytes(b"")
         fallback(os_error(errno.ENOSPC))
         yield path
+
+
+def raising(monkeypatch: pytest.MonkeyPatch, target: Any, name: str) -> Callable[[OSError], None]:
+    """A ``fallback`` for :func:`read_only_dir` and :func:`full_disk_dir`: make ``target.name`` (a
+    function that writes) raise the error instead."""
+
+    def fallback(err: OSError) -> None:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise err
+
+        monkeypatch.setattr(target, name, refuse)
+
+    return fallback

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 from builders import assert_usage_error, run
-from disks import full_disk_dir, read_only_dir
+from disks import full_disk_dir, raising, read_only_dir
 
+import optmm._scratch as scratch_mod
 import optmm.sim.report as report_mod
 from optmm._scratch import remove_stale, scratch_dir
 from optmm.sim import SimConfig, simulate
@@ -204,12 +205,7 @@ def test_out_onto_a_file_or_under_one(capsys: pytest.CaptureFixture[str], tmp_pa
 def test_out_on_a_read_only_file_system(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fallback(err: OSError) -> None:
-        def refuse(*args: Any, **kwargs: Any) -> Any:
-            raise err
-
-        monkeypatch.setattr("optmm._scratch.tempfile.mkdtemp", refuse)
-
+    fallback = raising(monkeypatch, scratch_mod.tempfile, "mkdtemp")
     with read_only_dir(tmp_path / "ro", fallback) as ro:
         err = assert_usage_error(
             run(capsys, "simulate", CALM, *SHORT, "--out", str(ro / "run")), f"--out {ro / 'run'}"
@@ -222,12 +218,7 @@ def test_out_on_a_read_only_file_system(
 def test_out_on_a_full_disk(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free_kib: int
 ) -> None:
-    def fallback(err: OSError) -> None:
-        def full(*args: Any, **kwargs: Any) -> Any:
-            raise err
-
-        monkeypatch.setattr(report_mod, "_write_frame", full)
-
+    fallback = raising(monkeypatch, report_mod, "_write_frame")
     with full_disk_dir(tmp_path / "disk", free_kib, fallback) as disk:
         out = disk / "a" / "b" / "run"
         err = assert_usage_error(
@@ -240,12 +231,7 @@ def test_out_on_a_full_disk(
 def test_compare_on_a_full_disk(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fallback(err: OSError) -> None:
-        def full(*args: Any, **kwargs: Any) -> Any:
-            raise err
-
-        monkeypatch.setattr(report_mod, "_write_frame", full)
-
+    fallback = raising(monkeypatch, report_mod, "_write_frame")
     with full_disk_dir(tmp_path / "disk", 300, fallback) as disk:
         out = disk / "cmp"
         args = ("simulate", CALM, *SHORT, "--compare", "symmetric", "linear", "--out", str(out))

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from builders import assert_usage_error, run
-from disks import full_disk_dir, read_only_dir
+from disks import full_disk_dir, raising, read_only_dir
 from dist_fakes import BASE_TOML, FakeConfig, fast_run
 
 import optmm.dist.sweep as sweep_mod
@@ -133,23 +133,13 @@ def test_named_pipes_are_refused_not_read(tmp_path: Path) -> None:
 # disks
 
 
-def _no_space(monkeypatch: pytest.MonkeyPatch) -> Any:
-    def fallback(err: OSError) -> None:
-        def full(self: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
-            raise err
-
-        monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
-
-    return fallback
-
-
 @pytest.mark.usefixtures("fake_sim")
 @pytest.mark.parametrize("free_kib", [0, 8, 24, 40, 64])  # the manifest, a part, the tables, the plot
 def test_a_full_disk_is_one_line_naming_the_file(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free_kib: int
 ) -> None:
     path = write_sweep(tmp_path / "s", seeds="40")
-    with full_disk_dir(tmp_path / "disk", free_kib, _no_space(monkeypatch)) as disk:
+    with full_disk_dir(tmp_path / "disk", free_kib, raising(monkeypatch, pd.DataFrame, "to_parquet")) as disk:
         out = disk / "out"
         err = assert_usage_error(run(capsys, "sweep", str(path), "--out", str(out), "--no-progress"))
         assert err.startswith(f"optmm: error: {out}") and ": cannot write (" in err
@@ -165,13 +155,7 @@ def test_a_read_only_output_is_one_line(
     monkeypatch.setattr(sweep_mod, "_default_load_config", lambda: FakeConfig.load)
     path = write_sweep(tmp_path / "s")
 
-    def fallback(err: OSError) -> None:
-        def refuse(self: Path, *args: Any, **kwargs: Any) -> None:
-            raise err
-
-        monkeypatch.setattr(Path, "mkdir", refuse)
-
-    with read_only_dir(tmp_path / "ro", fallback) as ro:
+    with read_only_dir(tmp_path / "ro", raising(monkeypatch, Path, "mkdir")) as ro:
         err = assert_usage_error(run(capsys, "sweep", str(path), "--out", str(ro / "out")))
         assert f"{ro / 'out' / 'parts'}: cannot write (Read-only file system)" in err
 
