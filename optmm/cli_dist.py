@@ -16,6 +16,7 @@ code 1, with the runs done so far stored for ``--resume``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -124,7 +125,8 @@ def _summary_text(result: Any) -> str:
         shown[key] = [_fmt_value(v) for v in summary[key].tolist()]
     shown["runs"] = summary["n_runs"]
     for col in ("pnl_mean", "pnl_std", "risk"):
-        shown[col] = [f"{v:,.2f}" for v in summary[col].to_numpy(dtype=float)]
+        # n/a: no figure (pnl_std and its risk need two seeds)
+        shown[col] = [f"{v:,.2f}" if math.isfinite(v) else "n/a" for v in summary[col].to_numpy(dtype=float)]
     shown["frontier"] = ["*" if e else "" for e in summary["efficient"]]
     risk = (
         f"std over seeds of {spec.pnl_metric}"

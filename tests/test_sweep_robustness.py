@@ -7,6 +7,7 @@ The simulator is stood in for by ``dist_fakes`` (as in test_dist_sweep.py)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,15 @@ def test_cli_refuses_a_huge_grid_in_one_line(capsys: pytest.CaptureFixture[str],
         run(capsys, "sweep", str(path), "--out", str(tmp_path / "out")), "at most 10,000"
     )
     assert "200 x 200 = 40,000 settings" in err
+
+
+@pytest.mark.usefixtures("fake_sim")
+def test_one_seed_prints_no_nan(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, seeds="1")
+    code, out, _ = run(capsys, "sweep", str(path), "--out", str(tmp_path / "out"), "--no-progress")
+    assert code == 0 and not re.search(r"\bnan\b", out, re.IGNORECASE)
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["0"]]
+    assert rows and rows[0][-2:] == ["n/a", "n/a"]  # pnl_std, risk: one seed has no spread
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
