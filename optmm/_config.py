@@ -20,6 +20,9 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
+MAX_SEED = 2**63 - 1
+"""The largest seed of a run: seeds are stored as 64-bit integers (a sweep's ``runs.parquet``)."""
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
@@ -48,9 +51,12 @@ def canonical_hash(d: Mapping[str, Any]) -> str:
 
 
 def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
-    """The TOML document at ``path``; a file that cannot be read or parsed is a ValueError naming it
-    (``"<path>: cannot read the <what> (...)"``, ``"<path>: not valid TOML: ..."``)."""
+    """The TOML document at ``path``; a file that cannot be read or parsed, or is not a regular file
+    (a directory, a named pipe), is a ValueError naming it (``"<path>: cannot read the <what> (...)"``,
+    ``"<path>: not valid TOML: ..."``)."""
     where = os.fspath(path)
+    if os.path.exists(where) and not os.path.isfile(where):  # a directory, a named pipe (would block), ...
+        raise ValueError(f"{where}: cannot read the {what} (not a regular file)")
     try:
         with open(where, "rb") as fh:
             return tomllib.load(fh)
@@ -74,7 +80,11 @@ def check_number(
     ``"<where>: must be ... (got x)"``, ``where`` by default ``"<Class>.<name>"``."""
     value = getattr(obj, name)
     where = f"{type(obj).__name__}.{name}" if where is None else where
-    if not (is_real_number(value) and math.isfinite(value)):
+    try:
+        finite = is_real_number(value) and math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
         raise ValueError(f"{where}: must be a finite number (got {value!r})")
     if value < low or (low_open and value == low) or value > high:
         bound = f"> {low:g}" if low_open else f">= {low:g}"

@@ -7,14 +7,16 @@
 
 Without ``--dask`` a sweep runs its runs one after another in this process and a scenario grid runs
 on the local engine: no cluster is needed. Bad input (a sweep file or base config that does not load,
-an unknown grid key, a bad ``--dask`` spec, an unreachable scheduler, a non-empty ``--out`` without
-``--resume``) is one ``optmm: error: ...`` line and exit code 2; a failed run is one line and exit
+an unknown grid key, a grid too large, a bad ``--dask`` spec, an unreachable scheduler, a non-empty
+``--out`` without ``--resume``) and a file that cannot be written (a full disk: the message names
+the file) are one ``optmm: error: ...`` line and exit code 2; a failed run is one line and exit
 code 1, with the runs done so far stored for ``--resume``.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -123,7 +125,8 @@ def _summary_text(result: Any) -> str:
         shown[key] = [_fmt_value(v) for v in summary[key].tolist()]
     shown["runs"] = summary["n_runs"]
     for col in ("pnl_mean", "pnl_std", "risk"):
-        shown[col] = [f"{v:,.2f}" for v in summary[col].to_numpy(dtype=float)]
+        # n/a: no figure (pnl_std and its risk need two seeds)
+        shown[col] = [f"{v:,.2f}" if math.isfinite(v) else "n/a" for v in summary[col].to_numpy(dtype=float)]
     shown["frontier"] = ["*" if e else "" for e in summary["efficient"]]
     risk = (
         f"std over seeds of {spec.pnl_metric}"
@@ -151,8 +154,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     from optmm.dist.sweep import SweepError, SweepSpec
     from optmm.dist.sweep import run_sweep as run
 
-    if not Path(args.sweep).is_file():
-        raise UsageError(f"{args.sweep}: no such file")
+    if not Path(args.sweep).is_file():  # a named pipe would block the read
+        problem = "not a regular file" if Path(args.sweep).exists() else "no such file"
+        raise UsageError(f"{args.sweep}: {problem}")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UsageError(f"--out {args.out}: no such directory {str(out.parent)!r}")
@@ -170,8 +174,11 @@ def run_sweep(args: argparse.Namespace) -> int:
             return 1
         except FileExistsError as exc:
             raise UsageError(f"--out {args.out}: {exc}: --resume continues the sweep stored there") from None
-        except (ValueError, OSError) as exc:
+        except ValueError as exc:
             raise UsageError(str(exc)) from None
+        except OSError as exc:  # a full disk, a read-only file system: the message names the file
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UsageError(where + (exc.strerror or str(exc))) from None
         except KeyboardInterrupt:
             sys.stderr.write(f"optmm: interrupted; the runs done are stored in {out}: --resume continues\n")
             return 130

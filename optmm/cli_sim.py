@@ -11,20 +11,29 @@ seed, paths and order flow and prints them side by side. ``--out DIR`` writes th
 sub-directory per strategy with ``--compare``, plus ``compare.csv``), atomically, with the controller's
 audit trail (``audit.sqlite``). ``--set quoter.gamma_risk_aversion=1e-4`` changes a setting (the value is
 read as TOML: numbers, true/false, "strings", [lists]).
+
+``--out`` is checked before the run (not a file, nor under one; its directory writable); a write that
+fails (a full disk) is one ``optmm: error:`` line naming ``--out``, with nothing left behind. The run's
+scratch folders beside ``--out`` are named after the process (:mod:`optmm._scratch`): those that a
+killed run left are removed by the next run into the same directory, which says so on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import sqlite3
 import sys
-import tempfile
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from optmm._io import atomic_target
 from optmm._progress import Bar, stderr_is_terminal
+from optmm._scratch import remove_stale, scratch_dir
 from optmm.cli_common import UsageError
 
 __all__ = ["add_simulate_parser", "parse_set", "run_simulate"]
@@ -74,6 +83,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    from optmm._config import MAX_SEED
     from optmm.risk.audit import AuditTrail
     from optmm.sim.config import SimConfig
     from optmm.sim.engine import simulate, strategy_config
@@ -85,48 +95,65 @@ def run_simulate(args: argparse.Namespace) -> int:
             config = config.with_overrides(parse_set(args.overrides))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    for name, value in (("--seed", args.seed), ("--paths", args.paths)):
-        if value is not None and value < (1 if name == "--paths" else 0):
-            raise UsageError(f"{name}: must be >= {1 if name == '--paths' else 0}, got {value}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed: must be >= 0 and <= {MAX_SEED}, got {args.seed}")
+    if args.paths is not None:
+        if args.paths < 1:
+            raise UsageError(f"--paths: must be >= 1, got {args.paths}")
+        try:
+            config.check_size(args.paths)
+        except ValueError as exc:
+            raise UsageError(f"--paths {args.paths}: {exc}") from None
     names = args.compare or [None]
     try:
         configs = [(name, strategy_config(config, name) if name else config) for name in names]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise UsageError(f"--out {out}: exists and is not empty (use --overwrite to replace it)")
+    out = _check_out(args.out, args.overwrite) if args.out else None
     n_steps = sum((args.paths or cfg.sim.paths) * cfg.sim.steps for _, cfg in configs)
     bar = Bar(n_steps, desc="simulate", unit="step", enabled=not args.no_progress and stderr_is_terminal())
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
     results = {}
-    with (
-        bar,
-        tempfile.TemporaryDirectory(
-            dir=out.parent if out is not None else None, prefix=".optmm-audit-"
-        ) as tmp,
-    ):
+    with bar, _scratch(out) as tmp:
         audits: dict[str, Path] = {}
-        for name, cfg in configs:
-            label = name or cfg.strategy.name
-            audit_path = Path(tmp) / f"{len(audits)}.sqlite"
-            trail = AuditTrail(audit_path, batch_size=8192) if out is not None else None
-            try:
-                results[label] = simulate(cfg, seed=args.seed, paths=args.paths, progress=bar, audit=trail)
-            except ValueError as exc:
-                raise UsageError(f"{args.config}: {exc}") from None
-            finally:
-                if trail is not None:
-                    trail.close()
-            audits[label] = audit_path
-        if out is not None:
-            bar.phase(f"writing {out}")
-            if args.compare:
-                _write_compare(out, results, audits, args.overwrite)
-            else:
-                ((label, result),) = results.items()
-                write_run(result, out, overwrite=args.overwrite, extra_files={"audit.sqlite": audits[label]})
+        try:
+            for name, cfg in configs:
+                label = name or cfg.strategy.name
+                audit_path = tmp / f"{len(audits)}.sqlite" if tmp is not None else None
+                try:
+                    trail = AuditTrail(audit_path, batch_size=8192) if audit_path is not None else None
+                except ValueError as exc:  # an SQLite file that cannot be made (a full disk)
+                    cause = exc.__context__ if isinstance(exc.__context__, sqlite3.Error) else exc
+                    raise UsageError(
+                        f"--out {out}: cannot write the run ({_reason(cause)}); nothing was written"
+                    ) from None
+                try:
+                    results[label] = simulate(
+                        cfg, seed=args.seed, paths=args.paths, progress=bar, audit=trail
+                    )
+                except ValueError as exc:
+                    raise UsageError(f"{args.config}: {exc}") from None
+                except OverflowError as exc:  # a setting so extreme that the run's arithmetic overflows
+                    raise UsageError(f"{args.config}: a setting is out of range ({exc})") from None
+                finally:
+                    if trail is not None:
+                        trail.close()
+                if audit_path is not None:
+                    audits[label] = audit_path
+            if out is not None:
+                bar.phase(f"writing {out}")
+                if args.compare:
+                    _write_compare(out, results, audits, args.overwrite)
+                else:
+                    ((label, result),) = results.items()
+                    write_run(
+                        result, out, overwrite=args.overwrite, extra_files={"audit.sqlite": audits[label]}
+                    )
+        except FileExistsError:
+            raise UsageError(f"--out {out}: exists (use --overwrite to replace it)") from None
+        except (OSError, sqlite3.Error) as exc:  # a full disk, a file system gone read-only
+            raise UsageError(
+                f"--out {out}: cannot write the run ({_reason(exc)}); nothing was written"
+            ) from None
     if args.compare:
         table = compare_table(results)
         if args.format == "json":
@@ -141,21 +168,88 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_out(text: str, overwrite: bool) -> Path:
+    """``--out`` before the run: a directory or absent, empty unless ``overwrite``, not under a file."""
+    out = Path(text)
+    try:
+        if os.path.lexists(out):
+            if not out.is_dir():
+                raise UsageError(f"--out {text}: exists and is not a directory")
+            if any(out.iterdir()) and not overwrite:
+                raise UsageError(f"--out {text}: exists and is not empty (use --overwrite to replace it)")
+        above = Path(os.path.abspath(out)).parent
+        while not os.path.lexists(above):
+            above = above.parent
+        if not above.is_dir():
+            raise UsageError(f"--out {text}: {str(above)!r} is not a directory")
+    except OSError as exc:
+        raise UsageError(f"--out {text}: {_reason(exc)}") from None
+    return out
+
+
+@contextmanager
+def _scratch(out: Path | None) -> Iterator[Path | None]:
+    """A scratch folder beside ``out`` for the audit trails (None without ``out``), removed on the way
+    out; the missing directories above ``out`` are made, and removed again if the run fails. Scratch
+    folders of killed runs in that directory are removed first (said on stderr)."""
+    if out is None:
+        yield None
+        return
+    parent = Path(os.path.abspath(out)).parent
+    missing: list[Path] = []
+    above = parent
+    while not os.path.lexists(above):
+        missing.insert(0, above)
+        above = above.parent
+    made: list[Path] = []
+    done = False
+    try:
+        try:
+            for d in missing:
+                os.mkdir(d)
+                made.append(d)
+            stale = remove_stale(parent)
+            tmp = scratch_dir(parent, "optmm-audit")
+        except OSError as exc:
+            raise UsageError(f"--out {out}: cannot write in {str(parent)!r} ({_reason(exc)})") from None
+        if stale:
+            names = ", ".join(p.name for p in stale)
+            print(
+                f"optmm: removed {len(stale)} folder(s) left in {parent} by killed runs: {names}",
+                file=sys.stderr,
+            )
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        done = True
+    finally:
+        if not done:
+            for d in reversed(made):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+
+
 def _write_compare(out: Path, results: dict[str, Any], audits: dict[str, Path], overwrite: bool) -> None:
     """Each strategy's run directory and ``compare.csv`` under a temporary sibling of ``out``, then the
     whole put in place at once (:func:`optmm.sim.report.install_dir`)."""
     from optmm.sim.report import compare_table, install_dir, write_run
 
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    tmp = scratch_dir(out.parent, out.name)
     try:
         for label, result in results.items():
             write_run(result, tmp / label.replace("/", "_"), extra_files={"audit.sqlite": audits[label]})
         with atomic_target(tmp / "compare.csv", text=True) as target:
             compare_table(results).to_csv(target)
         install_dir(tmp, out, overwrite=overwrite)
-    except FileExistsError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise UsageError(f"--out {out}: exists (use --overwrite to replace it)") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -333,6 +333,7 @@ def test_a_failed_write_leaves_no_half_table(
     with pytest.raises(OSError, match="No space left"):
         sweep(spec, out)
     assert not (out / "runs.parquet").exists() and not list(out.rglob("*.tmp"))
+    assert not (out / "summary.parquet").exists()  # written only with its runs table
     monkeypatch.setattr(pd.DataFrame, "to_parquet", real)
     assert sweep(spec, out, resume=True).n_new == 0
     pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), reference)

@@ -354,6 +354,51 @@ def test_load_refusals_name_the_file(tmp_path: Path) -> None:
     assert str(info.value).startswith(f"{wrong}: [book] field 'delta_shares': ")
 
 
+def test_scenario_grid_size_is_bounded_naming_file_field_and_bound(tmp_path: Path) -> None:
+    """A 1000 x 1000 grid made every simulated step that recomputes it take seconds: refused at load."""
+    from optmm.risk.limits import MAX_SCENARIO_CELLS
+
+    def grid_file(n_spot: int, n_vol: int) -> Path:
+        spot = ", ".join(f"{-0.5 + i / n_spot:.6f}" for i in range(n_spot))
+        vol = ", ".join(f"{-0.1 + i / (5 * n_vol):.6f}" for i in range(n_vol))
+        path = tmp_path / f"grid_{n_spot}_{n_vol}.toml"
+        path.write_text(f"[book]\ndaily_loss = 1000\n[scenario]\nspot = [{spot}]\nvol = [{vol}]\n")
+        return path
+
+    assert MAX_SCENARIO_CELLS == 2_500
+    assert len(LimitSet.load(grid_file(50, 50)).scenario_spot) == 50  # at the bound: accepted
+    for n_spot, n_vol in ((1000, 1000), (51, 50), (2501, 1)):
+        path = grid_file(n_spot, n_vol)
+        with pytest.raises(LimitError) as info:
+            LimitSet.load(path)
+        assert str(info.value) == (
+            f"{path}: [scenario] fields 'spot' and 'vol': {n_spot:,} x {n_vol:,} = {n_spot * n_vol:,} "
+            "scenarios, more than the bound of 2,500 (every contract is revalued on each)"
+        )
+
+
+def test_numbers_too_large_for_a_float_are_refused_not_crashed() -> None:
+    big = 10**400
+    for doc, field in (
+        ({"book": {"daily_loss": big}}, "daily_loss"),
+        ({"book": {"daily_loss": 1}, "scenario": {"spot": [big]}}, "spot"),
+        ({"book": {"daily_loss": 1}, "stale_after_ms": big}, "stale_after_ms"),
+    ):
+        with pytest.raises(LimitError, match=f"field '{field}'"):
+            LimitSet.from_dict(doc)
+
+
+def test_a_named_pipe_is_refused_not_read(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "limits.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(
+        LimitError, match=re.escape(f"{fifo}: cannot read the limit file (not a regular file)")
+    ):
+        LimitSet.load(fifo)
+
+
 # --------------------------------------------------------------------------------------------------
 # direct construction
 

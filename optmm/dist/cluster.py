@@ -4,7 +4,8 @@ A spec is one of
 
 * ``"local"``: a :class:`distributed.LocalCluster` on this machine, one worker process per core, one
   thread per worker;
-* ``"local:N"``: the same with ``N`` worker processes;
+* ``"local:N"``: the same with ``N`` worker processes, at most :func:`max_local_workers` (4 per core:
+  each worker is a process of one thread, so more would only compete for the cores);
 * a scheduler address, ``"tcp://host:8786"`` (also ``tls://``, ``ws://``, ``wss://``, ``ucx://``, or a
   bare ``host:port``, which means ``tcp://``): a cluster started elsewhere (``dask scheduler`` and
   ``dask worker ADDRESS``; see ``docs/distributed.md``).
@@ -26,13 +27,28 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["ClusterSpec", "check_spec", "client_for", "limit_numba_threads", "parse_spec"]
+__all__ = [
+    "ClusterSpec",
+    "check_spec",
+    "client_for",
+    "limit_numba_threads",
+    "max_local_workers",
+    "parse_spec",
+]
+
+WORKERS_PER_CORE = 4
+"""The most local worker processes per core (:func:`max_local_workers`)."""
 
 _SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
 _ADDRESS = re.compile(
     r"^(?:(?P<scheme>[a-z]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$"
 )
 _SPEC_HELP = "'local', 'local:N' (N worker processes) or a scheduler address such as 'tcp://host:8786'"
+
+
+def max_local_workers() -> int:
+    """The most worker processes ``"local:N"`` may start: :data:`WORKERS_PER_CORE` per core."""
+    return WORKERS_PER_CORE * max(1, os.cpu_count() or 1)
 
 
 class ClusterSpec(NamedTuple):
@@ -64,7 +80,8 @@ def parse_spec(spec: str) -> ClusterSpec:
     Raises
     ------
     ValueError
-        Naming the spec, if it is none of these.
+        Naming the spec, if it is none of these, or asks for more than :func:`max_local_workers`
+        local workers.
 
     Examples
     --------
@@ -80,8 +97,14 @@ def parse_spec(spec: str) -> ClusterSpec:
         return ClusterSpec(workers=max(1, os.cpu_count() or 1), address=None)
     if text.startswith("local:"):
         count = text.removeprefix("local:")
-        if not count.isdigit() or int(count) < 1:
+        if not (count.isascii() and count.isdigit()) or int(count) < 1:
             raise ValueError(f"cluster spec {spec!r}: the number of local workers must be an integer >= 1")
+        most = max_local_workers()
+        if int(count) > most:
+            raise ValueError(
+                f"cluster spec {spec!r}: at most {most} local workers ({WORKERS_PER_CORE} per core, "
+                f"{most // WORKERS_PER_CORE} cores)"
+            )
         return ClusterSpec(workers=int(count), address=None)
     match = _ADDRESS.match(text)
     if match is None:

@@ -7,6 +7,7 @@ The sweep file (TOML)
     name = "gamma_band_latency"            # optional, text (default: the file's stem)
     base = "../sim/calm_day.toml"          # required: a SimConfig file, relative to this file
     seeds = 100                            # required: N (seeds 0..N-1) or a list of distinct ints >= 0
+                                           # and < 2**63
     [overrides]                            # optional: dotted SimConfig keys -> one value, for every run
     "hedger.mode" = "fixed_band"
     [grid]                                 # dotted SimConfig keys -> lists (the cartesian product)
@@ -20,7 +21,8 @@ The sweep file (TOML)
 Each setting of the grid is the base config with the fixed ``[overrides]`` and then the setting's
 values applied (``SimConfig.with_overrides``), identified by its ``content_hash``; each (setting,
 seed) is one run, ``run_fn(config, seed)`` (default :func:`optmm.sim.run_summary`), returning a dict
-of summary metrics.
+of summary metrics. A sweep has at most :data:`MAX_SETTINGS` settings (each config is built and
+checked before any run: about 2 ms each) and :data:`MAX_RUNS` runs, counted before anything is built.
 
 What it writes (in the output directory ``OUT``)
 ------------------------------------------------
@@ -33,7 +35,9 @@ What it writes (in the output directory ``OUT``)
   metrics are left out. Rows are sorted by setting, then seed in the file's order;
 * ``summary.parquet``: one row per setting: ``setting``, ``config_hash``, the swept keys,
   ``n_runs``, ``pnl_mean`` and ``pnl_std`` (mean and standard deviation over seeds of the P&L
-  metric), ``risk``, and ``efficient`` (on the efficient frontier);
+  metric), ``risk``, and ``efficient`` (on the efficient frontier). Both tables are written in full
+  to temporary names before either is renamed into place (``runs.parquet`` first): a failed write
+  (a full disk) replaces neither, and both are rebuilt from the parts by every resume;
 * ``frontier.png``: mean P&L against risk, one labelled point per setting, the frontier joined;
 * ``sweep.json``: the sweep as run: file, base config and its hash, fixed overrides, seeds, grid,
   metrics, and every setting's values and config hash, so each row traces to its exact settings.
@@ -44,7 +48,8 @@ P&L metric over its seeds (``pnl_std``).
 
 Reliability
 -----------
-Every file is written atomically (a temporary file beside it, then ``os.replace``). A run is done
+Every file is written atomically (a temporary file beside it, then ``os.replace``); a file that
+cannot be written (a full disk, a read-only file system) is an OSError naming it. A run is done
 when it is in a part file: an interrupted sweep (an exception, Ctrl-C) keeps the runs it finished
 (buffered results are flushed on the way out; a client process killed outright loses at most the
 last ``flush_seconds`` of them), never leaves a half-written table, and ``resume=True`` submits only
@@ -64,7 +69,8 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -72,7 +78,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from optmm._config import read_toml
+from optmm._config import MAX_SEED, read_toml
 from optmm._io import atomic_target, figure_format, save_figure
 from optmm.dist.cluster import limit_numba_threads
 
@@ -83,6 +89,8 @@ __all__ = [
     "DEFAULT_PNL",
     "FRONTIER_FILE",
     "MANIFEST_FILE",
+    "MAX_RUNS",
+    "MAX_SETTINGS",
     "PNL_STD",
     "RUNS_FILE",
     "SUMMARY_FILE",
@@ -108,6 +116,10 @@ FRONTIER_FILE = "frontier.png"
 MANIFEST_FILE = "sweep.json"
 PARTS_DIR = "parts"
 KEY = ("config_hash", "seed")
+MAX_SETTINGS = 10_000
+"""The most settings (grid points) of a sweep: each one's config is built and checked before any run."""
+MAX_RUNS = 1_000_000
+"""The most runs (settings x seeds) of a sweep."""
 _RESERVED = ("setting", "config_hash", "seed")
 
 
@@ -171,7 +183,7 @@ class SweepSpec:
     base : pathlib.Path
         The base configuration file.
     seeds : tuple of int
-        Distinct seeds >= 0, in order.
+        Distinct seeds >= 0 and <= 2**63 - 1, in order.
     grid : tuple of (str, tuple) pairs
         Dotted config keys and their values (non-empty, distinct, all numbers, all text or all
         booleans), in order; the settings are their cartesian product. Empty: one setting, the base.
@@ -201,8 +213,11 @@ class SweepSpec:
         if not seeds:
             raise ValueError(f"{where}: field 'seeds': at least one seed is needed")
         for s in seeds:
-            if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0:
-                raise ValueError(f"{where}: field 'seeds': seeds must be integers >= 0, got {s!r}")
+            if isinstance(s, bool) or not isinstance(s, int | np.integer) or not 0 <= s <= MAX_SEED:
+                raise ValueError(
+                    f"{where}: field 'seeds': seeds must be integers >= 0 and <= {MAX_SEED} (2**63 - 1), "
+                    f"got {s!r}"
+                )
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"{where}: field 'seeds': duplicated seeds in {list(seeds)}")
         object.__setattr__(self, "seeds", tuple(int(s) for s in seeds))
@@ -224,6 +239,18 @@ class SweepSpec:
             if len(set(values)) != len(values):
                 raise ValueError(f"{where}: grid key {key!r}: duplicated values in {list(values)!r}")
         object.__setattr__(self, "grid", grid)
+        n_settings = math.prod(len(v) for _, v in grid)
+        if n_settings > MAX_SETTINGS:
+            sizes = " x ".join(str(len(v)) for _, v in grid)
+            raise ValueError(
+                f"{where}: [grid]: {sizes} = {n_settings:,} settings: at most {MAX_SETTINGS:,} (each "
+                "setting's config is built before any run)"
+            )
+        if n_settings * len(seeds) > MAX_RUNS:
+            raise ValueError(
+                f"{where}: {n_settings:,} settings x {len(seeds):,} seeds = "
+                f"{n_settings * len(seeds):,} runs: at most {MAX_RUNS:,}"
+            )
         overrides = tuple((k, v) for k, v in self.overrides)
         for key, value in overrides:
             if not isinstance(key, str) or key.count(".") < 1:
@@ -260,8 +287,10 @@ class SweepSpec:
             raise ValueError(f"{where}: field 'base': required, the path of a config file (got {base!r})")
         seeds_doc = doc.get("seeds")
         if isinstance(seeds_doc, int) and not isinstance(seeds_doc, bool):
-            if seeds_doc < 1:
-                raise ValueError(f"{where}: field 'seeds': must be >= 1, got {seeds_doc}")
+            if not 1 <= seeds_doc <= MAX_RUNS:
+                raise ValueError(
+                    f"{where}: field 'seeds': must be >= 1 and <= {MAX_RUNS:,} (runs), got {seeds_doc}"
+                )
             seeds: tuple[int, ...] = tuple(range(seeds_doc))
         elif isinstance(seeds_doc, list):
             seeds = tuple(seeds_doc)
@@ -330,8 +359,9 @@ class _Run:
 def _plan(spec: SweepSpec, load_config: LoadConfig) -> tuple[str, list[dict[str, Any]], list[Any], list[str]]:
     """The base file's config hash, the settings, their configs and hashes; refusing bad keys and
     clashing settings."""
-    if not spec.base.is_file():
-        raise ValueError(f"{spec.source}: field 'base': no such file {str(spec.base)!r}")
+    if not spec.base.is_file():  # a named pipe would block the read
+        problem = "not a regular file" if spec.base.exists() else "no such file"
+        raise ValueError(f"{spec.source}: field 'base': {problem} {str(spec.base)!r}")
     base = load_config(spec.base)
     file_hash = str(base.content_hash)
     if spec.overrides:
@@ -447,7 +477,7 @@ class _PartWriter:
             if col not in KEY:
                 frame[col] = frame[col].astype(np.float64)
         path = self.dir / f"part-{self.next:06d}.parquet"
-        with atomic_target(path, text=False) as fh:
+        with _store(path, text=False) as fh:
             frame.to_parquet(fh, index=False)
         self.next += 1
         self.written += len(self.rows)
@@ -711,15 +741,59 @@ class SweepResult:
         )
 
 
+class _WriteError(OSError):
+    """A file of the sweep that could not be written: ``"<path>: cannot write (<reason>)"``."""
+
+
+def _write_error(path: Path, exc: OSError) -> OSError:
+    """``exc`` as an OSError whose message names ``path`` (unchanged if it already names one)."""
+    if isinstance(exc, _WriteError):
+        return exc
+    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    return _WriteError(exc.errno, f"{path}: cannot write ({reason})")
+
+
+@contextmanager
+def _store(path: Path, *, text: bool) -> Iterator[Any]:
+    """:func:`optmm._io.atomic_target`, a failure (a full disk) raised as an OSError naming ``path``."""
+    try:
+        with atomic_target(path, text=text) as fh:
+            yield fh
+    except _WriteError:
+        raise
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+
+
+def _store_tables(tables: Mapping[Path, pd.DataFrame]) -> None:
+    """Write every table to its temporary file and to disk, then rename them into place, in reverse
+    order of ``tables`` (the last first): a failed write replaces none of them."""
+    with ExitStack() as stack:
+        for path, table in tables.items():
+            fh = stack.enter_context(_store(path, text=False))
+            try:
+                table.to_parquet(fh, index=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:
+                raise _write_error(path, exc) from exc
+
+
 def _prepare_out(out: Path, resume: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not resume:
         raise FileExistsError(f"{out}: the output directory is not empty")
     parts = out / PARTS_DIR
-    parts.mkdir(parents=True, exist_ok=True)
+    try:
+        parts.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(parts, exc) from exc
     for stale in parts.glob(".part-*.tmp"):  # left by a process killed while writing a part
         stale.unlink(missing_ok=True)
+    for name in (RUNS_FILE, SUMMARY_FILE, FRONTIER_FILE, MANIFEST_FILE):  # ... or a table
+        for stale in out.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
     return parts
 
 
@@ -747,7 +821,7 @@ def _write_manifest(
         ],
         "optmm_version": __version__,
     }
-    with atomic_target(out / MANIFEST_FILE, text=True) as fh:
+    with _store(out / MANIFEST_FILE, text=True) as fh:
         fh.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
@@ -882,11 +956,11 @@ def run_sweep(
         "frontier": out / FRONTIER_FILE,
         "runs": out / RUNS_FILE,
     }
-    with atomic_target(files["summary"], text=False) as fh:
-        summary.to_parquet(fh, index=False)
-    plot_frontier(summary, spec, files["frontier"])
-    with atomic_target(files["runs"], text=False) as fh:
-        runs.to_parquet(fh, index=False)
+    _store_tables({files["summary"]: summary, files["runs"]: runs})
+    try:
+        plot_frontier(summary, spec, files["frontier"])
+    except OSError as exc:
+        raise _write_error(files["frontier"], exc) from exc
     return SweepResult(spec=spec, out=out, runs=runs, summary=summary, n_new=writer.written,
                        n_reused=n_reused, files=files)  # fmt: skip
 

@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_SOFT_SIZE_FACTOR",
     "DEFAULT_SOFT_SPREAD_FACTOR",
     "DEFAULT_STALE_AFTER_MS",
+    "MAX_SCENARIO_CELLS",
     "Limit",
     "LimitError",
     "LimitSet",
@@ -68,6 +69,9 @@ DEFAULT_SCENARIO_VOL: tuple[float, ...] = (-0.05, 0.0, 0.05)
 DEFAULT_SCENARIO_EVERY_S = 60.0
 DEFAULT_SCENARIO_AFTER_FILL_VEGA = math.inf
 DEFAULT_STALE_AFTER_MS = 1000.0
+MAX_SCENARIO_CELLS = 2_500
+"""The most cells (spot x vol shocks) of a limit set's scenario grid: every contract is revalued on
+every cell each ``every_s`` seconds, in the controller and in every simulation step that recomputes."""
 
 _TOP = "top level"
 
@@ -154,15 +158,23 @@ def _is_number(value: Any) -> bool:
     return numeric and not isinstance(value, bool | np.bool_)
 
 
+def _is_finite(value: Any) -> bool:
+    """A finite number (an int too large for a float is not)."""
+    try:
+        return _is_number(value) and math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _check_levels(hard: Any, soft: Any) -> str | None:
     """The problem with a (hard, soft) pair, or None."""
     if not _is_number(hard):
         return f"hard level must be a number (got {hard!r})"
     if not _is_number(soft):
         return f"soft level must be a number (got {soft!r})"
-    if not (math.isfinite(hard) and hard > 0.0):
+    if not (_is_finite(hard) and hard > 0.0):
         return f"the limit must be a finite number > 0 (got {hard!r})"
-    if not (math.isfinite(soft) and 0.0 < soft < hard):
+    if not (_is_finite(soft) and 0.0 < soft < hard):
         return f"the soft level must be > 0 and < the hard level {hard!r} (got {soft!r})"
     return None
 
@@ -314,7 +326,7 @@ class LimitSet:
         )
         for name, in_range, wanted in settings:
             value = getattr(self, name)
-            if not (_is_number(value) and math.isfinite(value) and in_range(value)):
+            if not (_is_finite(value) and in_range(value)):
                 raise fail(_TOP, name, f"must be {wanted} (got {value!r})")
             object.__setattr__(self, name, float(value))
 
@@ -326,13 +338,20 @@ class LimitSet:
             if not values:
                 raise fail("scenario", key, "the scenario grid must not be empty")
             for v in values:
-                if not (_is_number(v) and math.isfinite(v)):
+                if not _is_finite(v):
                     raise fail("scenario", key, f"every shock must be a finite number (got {v!r})")
                 if key == "spot" and not v > -1.0:
                     raise fail("scenario", key, f"a relative spot shock must be > -1 (got {v!r})")
             object.__setattr__(self, attr, tuple(float(v) + 0.0 for v in values))  # + 0.0: no -0.0
+        n_spot, n_vol = len(self.scenario_spot), len(self.scenario_vol)
+        if n_spot * n_vol > MAX_SCENARIO_CELLS:
+            raise LimitError(
+                f"{src}: [scenario] fields 'spot' and 'vol': {n_spot:,} x {n_vol:,} = {n_spot * n_vol:,} "
+                f"scenarios, more than the bound of {MAX_SCENARIO_CELLS:,} (every contract is revalued on "
+                "each)"
+            )
         every = self.scenario_every_s
-        if not (_is_number(every) and math.isfinite(every) and every > 0.0):
+        if not (_is_finite(every) and every > 0.0):
             raise fail("scenario", "every_s", f"must be a finite number > 0 (seconds) (got {every!r})")
         object.__setattr__(self, "scenario_every_s", float(every))
         vega = self.scenario_after_fill_vega
@@ -409,6 +428,8 @@ class LimitSet:
         def number(table: str, key: str, value: Any, what: str = "a number") -> float:
             if not _is_number(value):
                 raise fail(table, key, f"must be {what} (got {value!r})")
+            if not _is_finite(value) and isinstance(value, int | np.integer):  # too large for a float
+                raise fail(table, key, f"must be a finite number (got {value!r})")
             return float(value)
 
         if not isinstance(d, Mapping):

@@ -27,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from optmm._config import ConfigIO, canonical_hash, check_bool, check_number, is_real_number, read_toml
+from optmm._config import (
+    MAX_SEED,
+    ConfigIO,
+    canonical_hash,
+    check_bool,
+    check_number,
+    is_real_number,
+    read_toml,
+)
 from optmm.quoting.hedger import HedgerConfig
 from optmm.quoting.quoter import QuoterConfig
 from optmm.quoting.toxicity import ToxicityConfig
@@ -44,6 +52,20 @@ __all__ = [
 ]
 
 SECONDS_PER_YEAR = 365.0 * 86400.0
+TRADING_DAY_S = 23_400.0
+"""One trading session (6.5 hours): the unit of "per day" figures."""
+
+MAX_DT_S = 2.0 * TRADING_DAY_S
+"""``[sim] dt_s`` must be below this: a trading day must round to at least one step (per-day figures)."""
+MAX_STEP_COUNT = 2**53
+"""Durations in the configuration are below this many steps (they are counted in steps, exactly)."""
+MAX_INSTRUMENTS = 100_000
+"""The most instruments a run quotes (underlyings x expiries x strikes x kinds, at most)."""
+MAX_STEP_INSTRUMENTS = 50_000_000
+"""The most steps x instruments of one path (its order-flow draws: 24 bytes each)."""
+MAX_PATH_CELLS = 20_000_000
+"""The most steps x paths x (underlyings + 1) of a run (its market paths and result tables: a few
+hundred bytes each)."""
 
 QUOTING_MODES = ("quoter", "avellaneda_stoikov", "symmetric")
 INSTRUMENTS = ("options", "underlying")
@@ -58,10 +80,13 @@ def _number(obj: Any, table: str, name: str, **bounds: Any) -> None:
     check_number(obj, name, where=f"[{table}] {name}", **bounds)
 
 
-def _integer(obj: Any, table: str, name: str, *, low: int) -> None:
+def _integer(obj: Any, table: str, name: str, *, low: int, high: int | None = None) -> None:
     value = getattr(obj, name)
-    if not (is_real_number(value) and float(value).is_integer() and value >= low):
-        raise _fail(table, name, f"must be a whole number >= {low}", value)
+    whole = isinstance(value, int | np.integer) and is_real_number(value)  # any size: no float overflow
+    whole = whole or (isinstance(value, float | np.floating) and math.isfinite(value) and value.is_integer())
+    if not (whole and value >= low and (high is None or value <= high)):
+        bound = f">= {low}" if high is None else f">= {low} and <= {high}"
+        raise _fail(table, name, f"must be a whole number {bound}", value)
     object.__setattr__(obj, name, int(value))
 
 
@@ -81,7 +106,11 @@ def _floats(obj: Any, table: str, name: str, *, low: float, low_open: bool, none
         raise _fail(table, name, "must be a non-empty list of numbers", value)
     out = []
     for i, x in enumerate(value):
-        if not (is_real_number(x) and math.isfinite(x)) or x < low or (low_open and x == low):
+        try:
+            finite = is_real_number(x) and math.isfinite(x)
+        except OverflowError:  # an int too large for a float
+            finite = False
+        if not finite or x < low or (low_open and x == low):
             bound = f"> {low:g}" if low_open else f">= {low:g}"
             raise _fail(table, f"{name}[{i}]", f"must be a finite number {bound}", x)
         out.append(float(x))
@@ -97,11 +126,13 @@ class RunSettings(ConfigIO):
     steps : int
         Number of steps, >= 1 (23,400 one-second steps = a 6.5-hour trading day).
     dt_s : float
-        Step length in seconds, > 0.
+        Step length in seconds, > 0 and < 46,800 (:data:`MAX_DT_S`: a 23,400-s trading day is at
+        least one step).
     paths : int
         Independent paths, >= 1 (default 1).
     seed : int
-        Seed of the ``numpy.random.Generator`` (PCG64) that draws everything, >= 0 (default 0).
+        Seed of the ``numpy.random.Generator`` (PCG64) that draws everything, >= 0 and < 2**63
+        (default 0).
     markout_s : float
         Horizon of the fills' markouts, seconds, >= 0 (default 5).
     quotes_from_s, quotes_window_s : float
@@ -120,8 +151,15 @@ class RunSettings(ConfigIO):
     def __post_init__(self) -> None:
         _integer(self, "sim", "steps", low=1)
         _number(self, "sim", "dt_s", low=0.0, low_open=True)
+        if self.dt_s >= MAX_DT_S:
+            raise _fail(
+                "sim",
+                "dt_s",
+                f"must be < {MAX_DT_S:,.0f} s (a {TRADING_DAY_S:,.0f}-s trading day is at least one step)",
+                self.dt_s,
+            )
         _integer(self, "sim", "paths", low=1)
-        _integer(self, "sim", "seed", low=0)
+        _integer(self, "sim", "seed", low=0, high=MAX_SEED)
         for name in ("markout_s", "quotes_from_s", "quotes_window_s"):
             _number(self, "sim", name, low=0.0)
 
@@ -364,6 +402,10 @@ class UnderlyingModel(ConfigIO):
         if self.vol_theta is None:
             object.__setattr__(self, "vol_theta", self.vol)
         _number(self, t, "vol_theta", low=0.0, low_open=True)
+        if not isinstance(self.shock, list | tuple):
+            raise _fail(
+                t, "shock", "must be a list of tables ([[underlying.shock]] at_s, spot, vol)", self.shock
+            )
         shocks = []
         for i, s in enumerate(self.shock):
             if isinstance(s, Shock):
@@ -455,6 +497,38 @@ class SimConfig:
                 f"[strategy] quoting: {self.strategy.quoting!r} quotes the underlying itself "
                 '([chain] instrument = "underlying")'
             )
+        for u in self.underlying:  # the strikes are counted in strike steps: a whole number of them
+            if (
+                self.chain.instrument == "options"
+                and u.spot * max(self.chain.moneyness) / self.chain.strike_step >= MAX_STEP_COUNT
+            ):
+                raise _fail(
+                    "chain",
+                    "strike_step",
+                    f"too small: {u.name}'s strikes would be more than {MAX_STEP_COUNT:.4g} strike steps",
+                    self.chain.strike_step,
+                )
+        if self.flow.latency_steps > self.sim.steps:
+            raise _fail(
+                "flow",
+                "latency_steps",
+                f"must be <= [sim] steps ({self.sim.steps}): no quote would reach the market",
+                self.flow.latency_steps,
+            )
+        self.check_size()
+        dt = self.sim.dt_s
+        durations = [
+            ("sim", name, getattr(self.sim, name))
+            for name in ("markout_s", "quotes_from_s", "quotes_window_s")
+        ]
+        durations.append(("flow", "informed_horizon_s", self.flow.informed_horizon_s))
+        if self.limits is not None:
+            durations.append(("limits", "scenario every_s", self.limits.scenario_every_s))
+        for table, name, seconds in durations:  # counted in steps by the run: a whole number of them
+            if seconds / dt >= MAX_STEP_COUNT:
+                raise _fail(
+                    table, name, f"must be less than {MAX_STEP_COUNT:.4g} steps of dt_s = {dt:g} s", seconds
+                )
         horizon = self.sim.steps * self.sim.dt_s
         for u in self.underlying:
             for s in u.shock:
@@ -506,6 +580,8 @@ class SimConfig:
                     kwargs[key] = klass.from_dict(d[key])
                 except ValueError as exc:
                     raise ValueError(f"{source}: [{key}] {_strip(str(exc), key)}") from None
+                except ArithmeticError as exc:  # a value so extreme that checking it overflows
+                    raise ValueError(f"{source}: [{key}] a value is out of range ({exc})") from None
         if "name" in d:  # a top-level name labels the strategy unless [strategy] names it
             st = dict(d.get("strategy", {}))
             st.setdefault("name", d["name"])
@@ -526,10 +602,7 @@ class SimConfig:
         if "limits" in d:
             kwargs["limits"] = _limits(d["limits"], source, base_dir)
         if "correlation" in d:
-            corr = d["correlation"]
-            if not (isinstance(corr, list) and all(isinstance(r, list) for r in corr)):
-                raise ValueError(f"{source}: correlation: expected a list of rows")
-            kwargs["correlation"] = tuple(tuple(float(x) for x in r) for r in corr)
+            kwargs["correlation"] = _correlation_rows(d["correlation"], source)
         try:
             return cls(**kwargs)
         except ValueError as exc:
@@ -594,6 +667,42 @@ class SimConfig:
                 )
         return SimConfig.from_dict(d, source=f"{self.source} (with overrides)")
 
+    def check_size(self, paths: int | None = None) -> None:
+        """Refuse a run too large for memory before it starts (``paths``: default ``[sim] paths``).
+
+        Bounds: at most :data:`MAX_INSTRUMENTS` instruments (underlyings x expiries x strikes x
+        kinds, counting every moneyness), :data:`MAX_STEP_INSTRUMENTS` steps x instruments (one
+        path's order-flow draws) and :data:`MAX_PATH_CELLS` steps x paths x (underlyings + 1) (the
+        market paths and result tables). Raises ValueError naming the settings and the bound.
+        """
+        n_paths = self.sim.paths if paths is None else paths
+        steps, nu = self.sim.steps, len(self.underlying)
+        ch = self.chain
+        kinds = int(ch.calls) + int(ch.puts)
+        n_inst = (
+            nu if ch.instrument == "underlying" else nu * len(ch.expiries_days) * len(ch.moneyness) * kinds
+        )
+        checks = (
+            (
+                n_inst,
+                MAX_INSTRUMENTS,
+                f"[chain] {n_inst:,} instruments (underlyings x expiries x moneyness x kinds)",
+            ),
+            (
+                steps * n_inst,
+                MAX_STEP_INSTRUMENTS,
+                f"[sim] steps x [chain] instruments = {steps:,} x {n_inst:,}",
+            ),
+            (
+                steps * n_paths * (nu + 1),
+                MAX_PATH_CELLS,
+                f"[sim] steps x paths x (underlyings + 1) = {steps:,} x {n_paths:,} x {nu + 1}",
+            ),
+        )
+        for size, bound, what in checks:
+            if size > bound:
+                raise ValueError(f"{what}: more than the bound of {bound:,} (memory); make the run smaller")
+
     # -- derived -----------------------------------------------------------------------------------
 
     @property
@@ -624,6 +733,20 @@ def _strip(message: str, table: str) -> str:
         if message.startswith(prefix):
             return message[len(prefix) :]
     return message
+
+
+def _correlation_rows(corr: Any, source: str) -> tuple[tuple[float, ...], ...]:
+    """The ``correlation`` matrix as rows of floats; anything but a number (true, text, a table) is
+    refused naming its row and column (1-based)."""
+    if not (isinstance(corr, list | tuple) and all(isinstance(r, list | tuple) for r in corr)):
+        raise ValueError(f"{source}: correlation: expected a list of rows of numbers (got {corr!r})")
+    for i, row in enumerate(corr):
+        for j, x in enumerate(row):
+            if not is_real_number(x):
+                raise ValueError(
+                    f"{source}: correlation: row {i + 1}, column {j + 1}: must be a number (got {x!r})"
+                )
+    return tuple(tuple(float(x) for x in r) for r in corr)
 
 
 def _limits(value: Any, source: str, base_dir: str | None) -> LimitSet:

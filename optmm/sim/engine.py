@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from optmm._config import MAX_SEED
 from optmm._progress import Bar
 from optmm.book import Book
 from optmm.market import Market, Sticky
@@ -30,15 +31,13 @@ from optmm.risk.audit import AuditTrail, Layer
 from optmm.risk.controller import RiskController
 from optmm.risk.limits import LimitSet
 from optmm.sim import _kernels as sk
-from optmm.sim.config import SECONDS_PER_YEAR, SimConfig
+from optmm.sim.config import SECONDS_PER_YEAR, TRADING_DAY_S, SimConfig
 from optmm.sim.paths import draw_paths, uniforms
 from optmm.sim.result import ATTRIBUTION, SimResult
 from optmm.surface import FlatSurface
 
 __all__ = ["STRATEGIES", "TRADING_DAY_S", "run_summary", "simulate", "strategy_config"]
 
-TRADING_DAY_S = 23_400.0
-"""One trading session (6.5 hours): the unit of "per day" figures."""
 RV_HALF_LIFE_S = 300.0
 """Half-life of the realized-vol estimate that widens spreads (``quoter.vol_widen``)."""
 VALUATION = np.datetime64("2026-01-05")
@@ -616,8 +615,11 @@ def simulate(
     cfg = strategy_config(config, strategy) if strategy else config
     seed = cfg.sim.seed if seed is None else int(seed)
     n_paths = cfg.sim.paths if paths is None else int(paths)
-    if n_paths < 1 or seed < 0:
-        raise ValueError(f"simulate: paths must be >= 1 and seed >= 0 (got paths={n_paths}, seed={seed})")
+    if n_paths < 1 or not 0 <= seed <= MAX_SEED:
+        raise ValueError(
+            f"simulate: paths must be >= 1 and seed >= 0 and <= {MAX_SEED} (got paths={n_paths}, seed={seed})"
+        )
+    cfg.check_size(n_paths)
     t0 = time.perf_counter()
     chain = _chain(cfg)
     ctl = _controller(cfg, chain, audit)

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from optmm._io import save_figure
+from optmm._scratch import scratch_dir
 from optmm.risk.audit import Layer
 from optmm.sim.result import ATTRIBUTION, SimResult
 
@@ -130,7 +130,7 @@ def write_run(
         got = summary["config_hash"]
         raise ValueError(f"summary.config_hash = {got!r} is not the configuration's hash {config_hash!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = scratch_dir(out.parent, out.name)  # named after this process: see optmm._scratch
     try:
         for name in FRAMES:
             _write_frame(getattr(result, name), tmp / f"{name}.parquet")
