@@ -58,6 +58,8 @@ every full recompute (``"recompute"``: measured = the difference found) and ever
 the tolerance (``"mismatch"``). A decision that changes nothing and cuts nothing records nothing.
 Layer changes are detected when the state changes (fills, hedges, market data, P&L marks,
 toxicity, kill, reset) and, for staleness (time passing), by the next decision or :meth:`check`.
+Kills, resets, layer changes and pulls are committed to the database before the call returns; the
+other events are flushed in the trail's batches (and when it is closed, or the interpreter exits).
 
 Example::
 
@@ -66,7 +68,7 @@ Example::
 
     ctl = RiskController(Book.load("scenarios/examples/book.csv"),
                          Market.load("scenarios/examples/market.toml"),
-                         LimitSet.load("scenarios/limits/desk.toml"), audit=AuditTrail("audit.db"))
+                         LimitSet.load("scenarios/limits/desk.toml"), audit=AuditTrail("out/audit.db"))
     ids = ctl.add_contracts("SPY", "call", [580.0, 590.0, 600.0], "2026-12-18")
     d = ctl.decide(QuoteRequest(int(ids[1]), bid_size=10, ask_size=10))
     # d.layer, d.bid_size, d.ask_size, d.spread_factor, d.trigger, d.hedge_delta_shares
@@ -269,6 +271,7 @@ class RiskController:
         self._prm[_k.P_SOFT_SPREAD] = float(limits.soft_spread_factor)
         self._aux = np.zeros(_k.NAUX)
         self._detail_prefix = ""
+        self._replaying = False
         self._ust[0, _k.ULAYER] = int(Layer.NORMAL)
         self._set_limits(self._ust.shape[0] - 1, None)
         self._kill_info: tuple[str, float, float] = ("manual", math.nan, math.nan)
@@ -587,7 +590,7 @@ class RiskController:
             return
         self._ust[:-1, _k.UKILL] = 0.0
         trigger, measured, threshold = self._kill_info
-        self._record("", Layer.KILL, "reset", trigger, measured, threshold, "by=person")
+        self._record("", Layer.KILL, "reset", trigger, measured, threshold, "by=person", durable=True)
         self._refresh_layers()
 
     @property
@@ -719,6 +722,7 @@ class RiskController:
         clock, prefix = self._clock, self._detail_prefix
         try:
             self._detail_prefix = detail_prefix
+            self._replaying = True
             for row, ts in zip(events, np.asarray(times, dtype=np.float64).tolist(), strict=True):
                 self._clock = _Fixed(ts)
                 kind = int(row[0])
@@ -739,7 +743,8 @@ class RiskController:
                 else:
                     raise ValueError(f"replay_events: unknown event type {kind}")
         finally:
-            self._clock, self._detail_prefix = clock, prefix
+            self._clock, self._detail_prefix, self._replaying = clock, prefix, False
+        self._audit.flush()  # the replayed kills, layer changes and pulls: durable on return
 
     # ----------------------------------------------------------------------------------------------
     # internals
@@ -941,9 +946,19 @@ class RiskController:
         name, meas, thr, scope = self._trigger(u, trig, measured, threshold)
         und = self._names[u]
         detail = f"{_LAYERS[old].name} -> {_LAYERS[new].name}" + (f"; scope={scope}" if scope else "")
-        self._record(und, _LAYERS[new], "state", name, meas, thr, detail)
-        if new <= _PULLED < old:
-            self._record(und, _LAYERS[new], "pull", name, meas, thr, f"quotes of {und} pulled; scope={scope}")
+        pulled = new <= _PULLED < old
+        self._record(und, _LAYERS[new], "state", name, meas, thr, detail, durable=not pulled)
+        if pulled:
+            self._record(
+                und,
+                _LAYERS[new],
+                "pull",
+                name,
+                meas,
+                thr,
+                f"quotes of {und} pulled; scope={scope}",
+                durable=True,
+            )
 
     def _after_decision(self, c: int, flags: int, lay: int, bid: float, ask: float, aux: np.ndarray) -> None:
         if flags & _k.F_INVALID:
@@ -1000,13 +1015,15 @@ class RiskController:
         self._kill_info = (trigger, float(measured), float(threshold))
         self._trig_names[_k.T_KILL] = trigger
         self._ust[:-1, _k.UKILL] = 1.0
-        self._record("", Layer.KILL, "kill", trigger, measured, threshold, detail)
+        self._record("", Layer.KILL, "kill", trigger, measured, threshold, detail, durable=True)
         self._refresh_layers()
 
     def _record(
         self, underlying: str, layer: Layer, event: str, trigger: str, measured: float, threshold: float,
-        detail: str,
+        detail: str, *, durable: bool = False,
     ) -> None:  # fmt: skip
+        """Record one event; ``durable``: commit it (and all buffered before it) now, unless a replay
+        is under way (which commits once at its end)."""
         if self._audit is not None:
             self._audit.record(
                 AuditEvent(
@@ -1014,3 +1031,5 @@ class RiskController:
                     measured=float(measured), threshold=float(threshold), detail=self._detail_prefix + detail,
                 )
             )  # fmt: skip
+            if durable and not self._replaying:
+                self._audit.flush()
