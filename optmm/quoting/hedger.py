@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from optmm._config import ConfigIO, is_real_number
-from optmm.risk.audit import Layer
+from optmm.risk.audit import Layer, parse_layer
 
 __all__ = [
     "DeltaHedger",
@@ -502,6 +502,33 @@ class DeltaHedger:
             delta_before=delta,
             delta_after=delta + q,
             band_shares=band,
+        )
+
+    def decide_with(
+        self, controller: Any, underlying: str, bid: float, ask: float, now: float
+    ) -> HedgeOrder | None:
+        """:meth:`decide` with the underlying's net ``delta_shares``, ``gamma_dollars_1pct``, spot and
+        layer taken from a :class:`~optmm.risk.controller.RiskController` (its ``state()``): the spot
+        the controller's limits and the quoter see, not a copy of it.
+
+        Raises
+        ------
+        KeyError
+            The controller does not know ``underlying``.
+        """
+        state = controller.state()
+        if underlying not in state.index:
+            raise KeyError(f"unknown underlying {underlying!r} (not in the controller)")
+        row = state.loc[underlying]
+        return self.decide(
+            underlying,
+            float(row["delta_shares"]),
+            float(row["gamma_dollars_1pct"]),
+            float(row["spot"]),
+            bid,
+            ask,
+            now,
+            layer=parse_layer(row["layer"]),
         )
 
     # -- execution and accounting -------------------------------------------------------------------

@@ -422,6 +422,12 @@ class RiskController:
             self._revalue()
         return out
 
+    def spot(self, underlying: str) -> float:
+        """The underlying's current spot: the market snapshot's, then the last :meth:`on_market_data`.
+        The quoter (:meth:`~optmm.quoting.Quoter.quote_with`) and the hedger
+        (:meth:`~optmm.quoting.DeltaHedger.decide_with`) take it from here."""
+        return float(self._ust[self._u(underlying), _k.USPOT])
+
     def position(self, contract: int) -> float:
         """Position of one contract, in contracts (cheap: no frame is built)."""
         c = int(contract)
