@@ -145,6 +145,9 @@ class HedgerConfig(ConfigIO):
     min_trade_shares: float = 0.0
     lot_size: int = 1
 
+    def __repr__(self) -> str:
+        return self.short_repr()
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", _parse_enum(HedgeMode, self.mode, "mode"))
         object.__setattr__(self, "target", _parse_enum(HedgeTarget, self.target, "target"))
@@ -370,6 +373,13 @@ class DeltaHedger:
         self._next_due: dict[str, float] = {}
         self._fills: list[HedgeFill] = []
         self._last_mid: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"DeltaHedger(mode={c.mode.value}, target={c.target.value}, lot_size={c.lot_size}, "
+            f"{len(self._fills)} fills, config {c.content_hash[:8]})"
+        )
 
     # -- the band -------------------------------------------------------------------------------------
     def band_shares(self, gamma_dollars_1pct: float, spot: float) -> float:

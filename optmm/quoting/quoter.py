@@ -180,6 +180,9 @@ class QuoterConfig(ConfigIO):
     base_size: float = 10.0
     size_shade: float = 0.5
 
+    def __repr__(self) -> str:
+        return self.short_repr()
+
     def __post_init__(self) -> None:
         for name in (
             "base_half_spread_vol_points", "min_edge_ticks", "vol_widen", "toxicity_widen",
@@ -400,6 +403,9 @@ class Quoter:
             raise TypeError("Quoter(config: QuoterConfig, fair_config: FairValueConfig)")
         self.config = config
         self.fair_config = fair_config
+
+    def __repr__(self) -> str:
+        return f"Quoter({self.config!r}, {self.fair_config!r})"
 
     def fair(self, chain: QuoteInput) -> tuple[FairUnderlying, FloatArray, Any]:
         """The underlying's fair value with its terms, and the chain's fair prices and Greeks."""

@@ -328,6 +328,20 @@ class RiskController:
         self._last_full = now
         self._refresh_layers(now)
 
+    def __repr__(self) -> str:
+        """What the controller holds, from its state as last recorded (no layer is re-evaluated)."""
+        names = self._names
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        flagged = [f"{n} {_LAYERS[int(self._ust[u, _k.ULAYER])].name}" for u, n in enumerate(names)]
+        flagged = [f for f in flagged if not f.endswith(" NORMAL")]
+        layers = ", ".join(flagged[:4]) + (", ..." if len(flagged) > 4 else "") if flagged else "all NORMAL"
+        audit = "no audit" if self._audit is None else f"audit {self._audit.path or ':memory:'!r}"
+        return (
+            f"RiskController({len(names)} underlyings ({shown}), {self.n_contracts} contracts, "
+            f"limits {self._limits.name!r} {self._limits.content_hash[:8]}, "
+            f"{'KILLED' if self.killed else layers}, {audit})"
+        )
+
     # ----------------------------------------------------------------------------------------------
     # the contract table
 
