@@ -24,15 +24,18 @@ NORMAL  the sizes asked for.
 
 Then, in every layer that quotes, the pre-trade check: a full fill of each side must keep the
 contract's position, the underlying's ``delta_shares``, ``delta_dollars``, ``gamma_dollars_1pct``,
-``vega_per_vol_point`` and the book's ``delta_dollars``, ``gamma_dollars_1pct``,
-``vega_per_vol_point`` within their hard limits. Each metric moves linearly with the size (by the
-contract's per-contract Greek), so the largest size that fits is a closed form; the side is cut to it
-(whole contracts) and dropped if that is less than one contract. A side that reduces a breached
-metric may fill until the metric reaches the limit on the other side of 0, not beyond. The
-worst-scenario loss is not checked pre-trade (it needs a revaluation): it is re-measured on the
-limit set's cadence (``scenario_every_s``, by :meth:`~RiskController.on_market_data`) and after any
-fill whose vega reaches ``scenario_after_fill_vega``; between revaluations each fill updates the P&L
-of every grid cell exactly (P&L is linear in the position at the grid's market).
+``vega_per_vol_point``, ``worst_scenario_loss`` and the book's ``delta_dollars``,
+``gamma_dollars_1pct``, ``vega_per_vol_point``, ``worst_scenario_loss`` within their hard limits.
+Each metric moves linearly with the size (by the contract's per-contract Greek; the loss is the
+largest over the scenario grid's cells, each of which moves by the contract's P&L in it), so the
+largest size that fits is a closed form; the side is cut to it (whole contracts), the size is
+confirmed in the fill's own arithmetic (so a fill of the allowed size never lands past a limit, not
+by one ulp), and the side is dropped if that is less than one contract. A side that reduces a
+breached metric may fill until the metric reaches the limit on the other side of 0, not beyond. The
+worst-scenario loss is re-measured by a full revaluation on the limit set's cadence
+(``scenario_every_s``, by :meth:`~RiskController.on_market_data`) and after any fill whose vega
+reaches ``scenario_after_fill_vega``; between revaluations each fill updates the P&L of every grid
+cell exactly (P&L is linear in the position at the grid's market).
 
 Units are those of :func:`optmm.risk.exposures`: ``delta_shares`` (shares),
 ``delta_dollars`` (``delta_shares`` x the current spot), ``gamma_dollars_1pct``,
@@ -489,8 +492,8 @@ class RiskController:
             raise IndexError(f"contract {c!r} is not in the table (0..{self._cf.shape[0] - 1})")
         # float(): one compiled signature whatever the caller passes (an int size would compile another)
         lay, bid, ask, spread, trig, hedge, flags = _k.decide_one(
-            c, float(req.bid_size), float(req.ask_size), float(self._clock()), self._cf, self._ust, self._prm,
-            self._aux,
+            c, float(req.bid_size), float(req.ask_size), float(self._clock()), self._cf, self._ust,
+            self._cells, self._prm, self._aux,
         )  # fmt: skip
         if flags:
             self._after_decision(c, flags, lay, bid, ask, self._aux)
@@ -525,7 +528,7 @@ class RiskController:
         flags = np.empty(n, dtype=np.int64)
         aux = np.empty((n, _k.NAUX))
         _k.decide_loop(
-            c, bids, asks, float(self._clock()), self._cf, self._ust, self._prm,
+            c, bids, asks, float(self._clock()), self._cf, self._ust, self._cells, self._prm,
             layer, bid, ask, spread, trig, hedge, flags, aux,
         )  # fmt: skip
         if self._audit is not None:  # without a trail there is nothing to record
@@ -700,12 +703,13 @@ class RiskController:
             np.maximum.at(pos, self._c_u, np.abs(self._cf[:, _k.CPOS]))
             pos[b] = pos[:nu].max(initial=0.0)
         dd_u = ust[:nu, _k.UDELTA] * ust[:nu, _k.USPOT]
+        book_dd, book_gamma, book_vega = _k.book_sums(ust)  # the layer's sums, to the bit
         values = {
             Metric.POSITION: pos,
             Metric.DELTA_SHARES: np.append(ust[:nu, _k.UDELTA], np.nan),
-            Metric.DELTA_DOLLARS: np.append(dd_u, dd_u.sum()),
-            Metric.GAMMA_DOLLARS_1PCT: np.append(ust[:nu, _k.UGAMMA], ust[:nu, _k.UGAMMA].sum()),
-            Metric.VEGA_PER_VOL_POINT: np.append(ust[:nu, _k.UVEGA], ust[:nu, _k.UVEGA].sum()),
+            Metric.DELTA_DOLLARS: np.append(dd_u, book_dd),
+            Metric.GAMMA_DOLLARS_1PCT: np.append(ust[:nu, _k.UGAMMA], book_gamma),
+            Metric.VEGA_PER_VOL_POINT: np.append(ust[:nu, _k.UVEGA], book_vega),
             Metric.WORST_SCENARIO_LOSS: ust[:, _k.UWSL].copy(),
             Metric.DAILY_LOSS: np.append(np.full(nu, np.nan), ust[b, _k.UDAILY]),
             Metric.DRAWDOWN: np.append(np.full(nu, np.nan), ust[b, _k.UDRAWDOWN]),
