@@ -1,11 +1,10 @@
 """The risk controller's audit trail loses nothing a person or a rule did: a kill, a reset, a layer
 change and a pull are committed before the call returns; the rest is flushed at the latest when the
 interpreter exits. Checked in child processes that end normally and that are SIGKILLed right after
-the call, and on the documented example (docs/controller.md)."""
+the call (the documented example: tests/test_docs_controller_quoting.py)."""
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
@@ -76,26 +75,3 @@ def test_a_reset_is_in_the_database_when_the_call_returns(tmp_path: Path) -> Non
     assert events.count("kill") == 1 and events.count("reset") == 1
     assert events.index("reset") > events.index("kill")
     assert events[-1] == "state"  # the underlyings left KILL: committed with the reset's call
-
-
-def _python_blocks(page: str) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(encoding="utf-8"), re.S)
-
-
-def test_the_controller_example_ends_with_its_events_in_the_database(tmp_path: Path) -> None:
-    block = next(b for b in _python_blocks("controller.md") if "RiskController(" in b)
-    (tmp_path / "scenarios").symlink_to(ROOT / "scenarios")
-    (tmp_path / "out").mkdir()
-    done = subprocess.run(
-        [sys.executable, "-c", block],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
-    frame = AuditTrail.read(tmp_path / "out" / "audit.db")
-    events = set(frame["event"])
-    assert {"kill", "reset", "pull", "state"} <= events
-    assert list(frame["underlying"][frame["event"] == "pull"]).count("TSLA") >= 1
