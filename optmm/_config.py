@@ -168,3 +168,26 @@ class ConfigIO:
     def content_hash(self) -> str:
         """SHA-256 (hex) of the canonical JSON of :meth:`to_dict` (sorted keys, inf/nan as text)."""
         return canonical_hash(self.to_dict())
+
+    def short_repr(self, limit: int = 240) -> str:
+        """``Name(field=value, ..., hash=1a2b3c4d)``: the settings that differ from their defaults (cut
+        after about ``limit`` characters) and the first digits of :attr:`content_hash`, which name the
+        settings whole. A subclass with many fields uses it as its ``__repr__``."""
+        parts = []
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = _plain(getattr(self, f.name))
+            if f.default is not dataclasses.MISSING:
+                default: Any = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = dataclasses.MISSING
+            if default is dataclasses.MISSING or value != _plain(default):
+                parts.append(f"{f.name}={value!r}")
+        text = ""
+        for part in parts:
+            if len(text) + len(part) > limit:
+                text += ", ..." if text else "..."
+                break
+            text += (", " if text else "") + part
+        return f"{type(self).__name__}({text}{', ' if text else ''}hash={self.content_hash[:8]})"

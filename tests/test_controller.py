@@ -620,6 +620,8 @@ def test_quote_clear_of_every_limit_skips_the_pretrade_check_with_the_same_answe
         for col, scale in ((ck.UDELTA, 5e3), (ck.UGAMMA, 3e4), (ck.UVEGA, 3e3)):
             ust[:2, col] = rng.uniform(-scale, scale, 2)
         ust[:, ck.USOFT : ck.USOFT + ck.N_METRICS] = np.inf
+        ust[:, ck.UHARD + ck.M_WSL] = np.inf  # (the loss's shortcut: test_wsl_shortcut_...)
+        cells = np.zeros((3, 1))
         ust[:2, ck.ULAYER] = ck.NORMAL
         qb, qa = (float(x) for x in rng.integers(0, 25, 2))
         qm = max(qb, qa)
@@ -637,19 +639,19 @@ def test_quote_clear_of_every_limit_skips_the_pretrade_check_with_the_same_answe
         hard = abs(cf[0, ck.CPOS]) > ust[0, ck.UHARD + ck.M_POSITION]  # the contract alone is HARD
         aux_want = np.zeros(ck.NAUX)
         want = (
-            ck._side(1.0, qb, hard, 0, 0, cf, ust, prm, aux_want, ck.A_BID),
-            ck._side(-1.0, qa, hard, 0, 0, cf, ust, prm, aux_want, ck.A_ASK),
+            ck._side(1.0, qb, hard, 0, 0, cf, ust, cells, prm, aux_want, ck.A_BID),
+            ck._side(-1.0, qa, hard, 0, 0, cf, ust, cells, prm, aux_want, ck.A_ASK),
         )
         aux = np.full(ck.NAUX, -7.0)
         lay, nb, na, spread, _trig, _hedge, flags = ck.decide_in_layer(
-            0, qb, qa, ck.NORMAL, ck.T_NONE, math.nan, math.nan, cf, ust, np.zeros(ck.NPRM), aux
+            0, qb, qa, ck.NORMAL, ck.T_NONE, math.nan, math.nan, cf, ust, cells, np.zeros(ck.NPRM), aux
         )
         assert (lay, spread) == (ck.HARD if hard else ck.NORMAL, 1.0)
         assert (nb, na) == want
         assert aux[ck.A_BID] == aux_want[ck.A_BID] and aux[ck.A_ASK] == aux_want[ck.A_ASK]
         assert bool(flags & ck.F_BID) == (aux_want[ck.A_BID] != ck.S_OK)
         assert bool(flags & ck.F_ASK) == (aux_want[ck.A_ASK] != ck.S_OK)
-        taken += bool(ck._clear_of_limits(0, 0, qm, cf, ust))
+        taken += bool(ck._clear_of_limits(0, 0, qm, cf, ust, cells))
     assert 400 < taken < 3600  # both ways were tested often
 
 

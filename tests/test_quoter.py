@@ -311,3 +311,63 @@ def test_config_round_trip_file_and_validation():
     with pytest.raises(ValueError, match="unknown key"):
         QuoterConfig.from_dict({"gamma": 1.0})
     assert SECONDS_PER_YEAR == 365 * 86400
+
+
+def test_quote_with_prices_off_the_controllers_live_spot():
+    from builders import make_book
+
+    from optmm.book import Kind
+    from optmm.quoting import DeltaHedger, HedgerConfig
+    from optmm.quoting.fair_value import option_fair_values
+    from optmm.risk.controller import RiskController
+    from optmm.risk.limits import LimitSet
+
+    book = make_book([("AAA", Kind.CALL, 100.0, "2026-04-02", 10.0)])
+    limits = LimitSet.from_dict({"name": "t", "underlying": {"vega_per_vol_point": 1e6}})
+    ctl = RiskController(book, MARKET, limits, clock=lambda: 0.0)
+    strikes = [90.0, 100.0, 110.0]
+    contracts = ctl.add_contracts("AAA", ["call"] * 3, strikes, ["2026-04-02"] * 3)
+    t = MARKET.year_fraction(np.datetime64("2026-04-02"))
+    ch = QuoteInput(market=MARKET, underlying="AAA", contract=contracts, strike=strikes, t=t, is_call=True)
+    q = quoter(skew="none")
+    before = q.quote_with(ctl, ch)
+    assert ctl.spot("AAA") == MARKET.spot["AAA"] == 100.0
+    np.testing.assert_array_equal(before["fair"], q.quote(ch, BookGreeks())["fair"])
+
+    ctl.on_market_data("AAA", 102.0)
+    assert ctl.spot("AAA") == 102.0
+    after = q.quote_with(ctl, ch)
+    assert after.attrs["fair_underlying"].price == 102.0
+    want, _ = option_fair_values(MARKET, "AAA", np.array(strikes), np.full(3, t), np.ones(3, bool), 102.0)
+    np.testing.assert_array_equal(after["fair"], want)
+    assert np.all(after["fair"] > before["fair"]) and np.all(after["bid"] > before["bid"])
+    centre = (after["bid"] + after["ask"]) / 2
+    assert np.all(np.abs(centre - after["fair"]) <= after["half_spread"] + 0.05)  # quotes sit on fair
+    # the same mid given on the chain is accepted; another one is refused
+    same = QuoteInput(
+        market=MARKET, underlying="AAA", contract=contracts, strike=strikes, t=t, is_call=True, spot_mid=102.0
+    )
+    np.testing.assert_array_equal(q.quote_with(ctl, same)["fair"], after["fair"])
+    other = QuoteInput(
+        market=MARKET, underlying="AAA", contract=contracts, strike=strikes, t=t, is_call=True, spot_mid=100.0
+    )
+    with pytest.raises(ValueError, match="differs from the controller's spot"):
+        q.quote_with(ctl, other)
+
+    # the hedger reads the same spot (the Whalley-Wilmott band depends on it)
+    hedger = DeltaHedger(
+        HedgerConfig(
+            mode="whalley_wilmott", ww_cost_per_share=0.01, ww_risk_aversion=1e-5, min_band_shares=1.0
+        )
+    )
+    row = ctl.state().loc["AAA"]
+    assert row["spot"] == 102.0
+    got = hedger.decide_with(ctl, "AAA", 101.99, 102.01, 0.0)
+    ref = DeltaHedger(hedger.config).decide(
+        "AAA", row["delta_shares"], row["gamma_dollars_1pct"], 102.0, 101.99, 102.01, 0.0, layer=Layer.NORMAL
+    )
+    assert got == ref and got is not None
+    assert got.band_shares == hedger.band_shares(row["gamma_dollars_1pct"], 102.0)
+    assert got.band_shares != hedger.band_shares(row["gamma_dollars_1pct"], 100.0)
+    with pytest.raises(KeyError, match="ZZZ"):
+        hedger.decide_with(ctl, "ZZZ", 1.0, 1.0, 0.0)

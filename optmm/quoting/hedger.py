@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from optmm._config import ConfigIO, is_real_number
-from optmm.risk.audit import Layer
+from optmm.risk.audit import Layer, parse_layer
 
 __all__ = [
     "DeltaHedger",
@@ -144,6 +144,9 @@ class HedgerConfig(ConfigIO):
     half_spread_bps: float = 1.0
     min_trade_shares: float = 0.0
     lot_size: int = 1
+
+    def __repr__(self) -> str:
+        return self.short_repr()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", _parse_enum(HedgeMode, self.mode, "mode"))
@@ -371,6 +374,13 @@ class DeltaHedger:
         self._fills: list[HedgeFill] = []
         self._last_mid: dict[str, float] = {}
 
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"DeltaHedger(mode={c.mode.value}, target={c.target.value}, lot_size={c.lot_size}, "
+            f"{len(self._fills)} fills, config {c.content_hash[:8]})"
+        )
+
     # -- the band -------------------------------------------------------------------------------------
     def band_shares(self, gamma_dollars_1pct: float, spot: float) -> float:
         """The no-trade half-width in shares for the configured mode."""
@@ -502,6 +512,33 @@ class DeltaHedger:
             delta_before=delta,
             delta_after=delta + q,
             band_shares=band,
+        )
+
+    def decide_with(
+        self, controller: Any, underlying: str, bid: float, ask: float, now: float
+    ) -> HedgeOrder | None:
+        """:meth:`decide` with the underlying's net ``delta_shares``, ``gamma_dollars_1pct``, spot and
+        layer taken from a :class:`~optmm.risk.controller.RiskController` (its ``state()``): the spot
+        the controller's limits and the quoter see, not a copy of it.
+
+        Raises
+        ------
+        KeyError
+            The controller does not know ``underlying``.
+        """
+        state = controller.state()
+        if underlying not in state.index:
+            raise KeyError(f"unknown underlying {underlying!r} (not in the controller)")
+        row = state.loc[underlying]
+        return self.decide(
+            underlying,
+            float(row["delta_shares"]),
+            float(row["gamma_dollars_1pct"]),
+            float(row["spot"]),
+            bid,
+            ask,
+            now,
+            layer=parse_layer(row["layer"]),
         )
 
     # -- execution and accounting -------------------------------------------------------------------

@@ -81,7 +81,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -179,6 +179,9 @@ class QuoterConfig(ConfigIO):
     linear_k: float = 0.01
     base_size: float = 10.0
     size_shade: float = 0.5
+
+    def __repr__(self) -> str:
+        return self.short_repr()
 
     def __post_init__(self) -> None:
         for name in (
@@ -305,7 +308,8 @@ class QuoteInput:
     market_bid, market_ask : array_like of float, optional
         The options' best bid / ask, price per unit; NaN = none (default none).
     spot_mid : float, optional
-        The underlying's mid (default: the market's spot).
+        The underlying's mid (default: the market's snapshot spot; :meth:`Quoter.quote_with` uses the
+        controller's live spot instead, and refuses a ``spot_mid`` given here that differs from it).
     spot_bid_size, spot_ask_size, spot_half_spread : float
         The underlying's top of book for the imbalance term (shares; price units). Default 0.
     flow_signal, lead_return : float
@@ -355,6 +359,8 @@ class QuoteInput:
             if np.any(np.isinf(arr)):
                 raise ValueError(f"QuoteInput.{name}: must be finite or NaN (none)")
             object.__setattr__(self, name, arr)
+        # (not a field: whether the caller chose the mid, which quote_with checks against the controller's)
+        object.__setattr__(self, "_spot_given", self.spot_mid is not None)
         if self.spot_mid is None:
             object.__setattr__(self, "spot_mid", float(self.market.spot[self.underlying]))
         for name in ("realized_vol", "toxicity_score"):
@@ -397,6 +403,9 @@ class Quoter:
             raise TypeError("Quoter(config: QuoterConfig, fair_config: FairValueConfig)")
         self.config = config
         self.fair_config = fair_config
+
+    def __repr__(self) -> str:
+        return f"Quoter({self.config!r}, {self.fair_config!r})"
 
     def fair(self, chain: QuoteInput) -> tuple[FairUnderlying, FloatArray, Any]:
         """The underlying's fair value with its terms, and the chain's fair prices and Greeks."""
@@ -527,10 +536,31 @@ class Quoter:
     def quote_with(self, controller: Any, chain: QuoteInput) -> pd.DataFrame:
         """Quote ``chain`` through a :class:`~optmm.risk.controller.RiskController`.
 
-        Book Greeks come from ``controller.state()``; the uncapped sizes go to
-        ``controller.decide_many`` as the requests, and its decisions cap and gate the final quotes.
+        The spot is the controller's (the market snapshot's, then the last
+        :meth:`~optmm.risk.controller.RiskController.on_market_data`): the one spot the limits, the
+        fair values and the hedger see. Book Greeks come from ``controller.state()``; the uncapped
+        sizes go to ``controller.decide_many`` as the requests, and its decisions cap and gate the
+        final quotes.
+
+        Raises
+        ------
+        ValueError
+            ``chain.spot_mid`` was given and differs from the controller's spot (feed the mid to
+            ``controller.on_market_data`` instead).
+        KeyError
+            The controller does not know ``chain.underlying``.
         """
-        book = BookGreeks.from_state(controller.state(), chain.underlying)
+        state = controller.state()
+        if chain.underlying not in state.index:
+            raise KeyError(f"unknown underlying {chain.underlying!r} (not in the controller)")
+        live = float(state.at[chain.underlying, "spot"])
+        if getattr(chain, "_spot_given", False) and chain.spot_mid != live:
+            raise ValueError(
+                f"quote_with: chain.spot_mid {chain.spot_mid!r} differs from the controller's spot "
+                f"{live!r} for {chain.underlying}; pass the mid to controller.on_market_data instead"
+            )
+        chain = replace(chain, spot_mid=live)
+        book = BookGreeks.from_state(state, chain.underlying)
         wanted = self.quote(chain, book)
         decisions = controller.decide_many(
             chain.contract, wanted["bid_size"].to_numpy(), wanted["ask_size"].to_numpy()

@@ -333,6 +333,15 @@ class ToxicityDetector:
         self._calm_since: dict[str, float | None] = dict.fromkeys(names, None)
         self._horizons = np.asarray(config.markout_horizons_s, dtype=np.float64)
 
+    def __repr__(self) -> str:
+        toxic = [u for u in self._names if self._toxic[u]]
+        shown = ", ".join(toxic[:5]) + (", ..." if len(toxic) > 5 else "") if toxic else "none"
+        c = self.config
+        return (
+            f"ToxicityDetector({len(self._names)} underlyings, window {c.window_s:g} s, threshold "
+            f"{c.threshold:g}, toxic: {shown}, config {c.content_hash[:8]})"
+        )
+
     @property
     def underlyings(self) -> tuple[str, ...]:
         return self._names

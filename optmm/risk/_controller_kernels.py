@@ -1,7 +1,7 @@
 """Numba kernels of the risk controller: the quote gate, the pre-trade check and the fill update.
 
 The controller (:mod:`optmm.risk.controller`) keeps its whole state in a few flat float64 arrays,
-so that one decision is one compiled call with four array arguments:
+so that one decision is one compiled call with five array arguments:
 
 ``cf`` (contracts x ``CCELL + G``)
     One row per contract: its underlying's index, multiplier, per-contract Greeks in trader units
@@ -14,6 +14,9 @@ so that one decision is one compiled call with four array arguments:
     shares, the toxic and kill flags, the time of the last market data, the last layer recorded, the
     book's daily loss and drawdown, and the hard and soft limits of every metric (``inf`` where
     there is no limit; the contract position limit is repeated on every row).
+``cells`` (underlyings + 1) x ``G``
+    The P&L of each underlying (and, last row, of the book) in each cell of the scenario grid: the
+    pre-trade check of the worst scenario loss.
 ``prm``
     Settings (stale age, soft size and spread factors) and a scratch area for the pre-trade check.
 ``aux``
@@ -165,25 +168,78 @@ def underlying_layer(u, now, ust, prm):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _fits(v, d, h, q):  # pragma: no cover - compiled
-    """Whether a fill of ``q`` units, each changing the value by ``d``, keeps it inside ``[-h, h]``
-    on the side it moves to (a value already outside on the other side may come back through 0)."""
-    if d > 0.0:
-        return v + d * q <= h
-    if d < 0.0:
-        return v + d * q >= -h
-    return True
+def pretrade_after(x, c, u, cf, ust):  # pragma: no cover - compiled
+    """The pre-trade metrics (the order of ``PRETRADE_CODES``) after a fill of ``x`` contracts (signed)
+    of ``c``, computed with the operations, in the order, that :func:`apply_fill` and then
+    :func:`underlying_layer` perform: the values the layer will compare with the limits, to the bit."""
+    b = ust.shape[0] - 1
+    pos = cf[c, CPOS] + x
+    d = ust[u, UDELTA] + x * cf[c, CDELTA]
+    gam = ust[u, UGAMMA] + x * cf[c, CGAMMA]
+    veg = ust[u, UVEGA] + x * cf[c, CVEGA]
+    dd = 0.0
+    bg = 0.0
+    bv = 0.0
+    for j in range(b):  # book_sums with row u replaced
+        if j == u:
+            dd += d * ust[j, USPOT]
+            bg += gam
+            bv += veg
+        else:
+            dd += ust[j, UDELTA] * ust[j, USPOT]
+            bg += ust[j, UGAMMA]
+            bv += ust[j, UVEGA]
+    return pos, d, d * ust[u, USPOT], gam, veg, dd, bg, bv
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _side(s, q, hard_mode, c, u, cf, ust, prm, aux, off):  # pragma: no cover - compiled
+def _breach(s, x, c, u, cf, ust, cells, prm):  # pragma: no cover - compiled
+    """The first limit a fill of ``x`` (= ``s`` x a size) contracts of ``c`` would take past its hard
+    limit, in the fill's own arithmetic: ``0 .. N_PRETRADE - 1`` a pre-trade metric, ``N_PRETRADE``
+    the underlying's worst scenario loss, ``N_PRETRADE + 1`` the book's; -1 if none. A metric is
+    checked on the side it moves to (a value already past the limit on the other side may come back
+    through 0); a scenario cell only when the fill loses in it."""
+    after = pretrade_after(x, c, u, cf, ust)
+    for k in range(N_PRETRADE):
+        d = s * prm[P_G + k]
+        h = prm[P_H + k]
+        if (d > 0.0 and after[k] > h) or (d < 0.0 and after[k] < -h):
+            return k
+    b = ust.shape[0] - 1
+    for r in range(2):
+        row = u if r == 0 else b
+        h = ust[row, UHARD + M_WSL]
+        if h == _INF:
+            continue
+        for g in range(cells.shape[1]):
+            y = x * cf[c, CCELL + g]  # as apply_fill adds it
+            if y < 0.0 and cells[row, g] + y < -h:
+                return N_PRETRADE + r
+    return -1
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _loss_after(x, c, row, cf, cells):  # pragma: no cover - compiled
+    """The worst scenario loss of ``row`` (an underlying or the book) after a fill of ``x`` of ``c``."""
+    v_min = _INF
+    for g in range(cells.shape[1]):
+        v = cells[row, g] + x * cf[c, CCELL + g]
+        if v < v_min:
+            v_min = v
+    return max(-v_min, 0.0)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux, off):  # pragma: no cover - compiled
     """Size allowed on one side (``s`` +1: a bid fill buys, -1: an ask fill sells) of contract ``c``.
 
     ``q`` is the size after the layer's rule (whole contracts). In the HARD layer the side is dropped
     unless a fill on it reduces the absolute value of every hard-breached metric. Then the pre-trade
-    check: the largest whole size whose full fill keeps every pre-trade metric within its hard limit
-    (closed form, linear in size); dropped if below one contract. Writes the audit details at
-    ``aux[off:off + 5]`` when the side is cut or dropped.
+    check: the largest whole size whose full fill keeps every pre-trade metric, and every scenario
+    cell of the underlying and of the book, within its hard limit (closed form, linear in size; the
+    worst scenario loss is the largest loss over the cells, each linear in the size), confirmed in
+    the fill's own arithmetic (:func:`_breach`); dropped if below one contract. Writes the audit
+    details at ``aux[off:off + 5]`` when the side is cut or dropped.
     """
     aux[off] = S_OK
     if q <= 0.0:
@@ -244,30 +300,53 @@ def _side(s, q, hard_mode, c, u, cf, ust, prm, aux, off):  # pragma: no cover - 
         if qk < qmax:
             qmax = qk
             bind = k
+    # the worst scenario loss: each cell where the fill loses, cell + size * change >= -limit
+    for r in range(2):
+        row = u if r == 0 else b
+        h = ust[row, UHARD + M_WSL]
+        if h == _INF:
+            continue
+        for g in range(cells.shape[1]):
+            y = s * cf[c, CCELL + g]
+            if not y < 0.0:
+                continue
+            room = cells[row, g] + h
+            if room + y * q > 1e-9 * (h + abs(cells[row, g]) - y * q):
+                continue
+            qk = room / -y
+            if qk < qmax:
+                qmax = qk
+                bind = N_PRETRADE + r
     allowed = q if qmax >= q else (math.floor(qmax) if qmax > 0.0 else 0.0)
-    # guard against rounding: the fill's own arithmetic must land inside every limit
-    for _ in range(3):
+    # the quotients round differently from the fill, by a few ulps: the whole size may be one more
+    # (a quotient just below an integer) or less (just above), so the fill's own arithmetic decides
+    # (a size that still breaches after three steps down is dropped)
+    if allowed < q and allowed >= 0.0 and _breach(s, s * (allowed + 1.0), c, u, cf, ust, cells, prm) < 0:
+        allowed += 1.0
+    for step in range(4):
         if allowed < 1.0:
             break
-        ok = True
-        for k in range(N_PRETRADE):
-            if not _fits(prm[P_V + k], s * prm[P_G + k], prm[P_H + k], allowed):
-                ok = False
-                if bind < 0:
-                    bind = k
-                break
-        if ok:
+        k = _breach(s, s * allowed, c, u, cf, ust, cells, prm)
+        if k < 0:
             break
-        allowed -= 1.0
+        if bind < 0:
+            bind = k
+        allowed = allowed - 1.0 if step < 3 else 0.0
     if allowed < 1.0:
         allowed = 0.0
     if allowed == q:
         return q
-    d = s * prm[P_G + bind]
     aux[off] = S_CUT if allowed >= 1.0 else S_DROP
-    aux[off + 1] = PRETRADE_CODES[bind]
-    aux[off + 2] = abs(prm[P_V + bind] + d * q)
-    aux[off + 3] = prm[P_H + bind]
+    if bind < N_PRETRADE:
+        d = s * prm[P_G + bind]
+        aux[off + 1] = PRETRADE_CODES[bind]
+        aux[off + 2] = abs(prm[P_V + bind] + d * q)
+        aux[off + 3] = prm[P_H + bind]
+    else:
+        row = u if bind == N_PRETRADE else b
+        aux[off + 1] = M_WSL if bind == N_PRETRADE else BOOK + M_WSL
+        aux[off + 2] = _loss_after(s * q, c, row, cf, cells)
+        aux[off + 3] = ust[row, UHARD + M_WSL]
     aux[off + 4] = q
     return allowed
 
@@ -319,27 +398,54 @@ def load_pretrade(c, u, cf, ust, prm):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _clear(v, g, h, q):  # pragma: no cover - compiled
+def _clear(v, g, h, q, gross):  # pragma: no cover - compiled
     """Whether a fill of up to ``q`` units on either side, each changing the value ``v`` by ``±g``,
-    leaves it clearly inside ``[-h, h]``: by more than :func:`_side` asks before it skips a metric
-    (so that then :func:`_side` would allow the whole size); finite values only."""
+    leaves it clearly inside ``[-h, h]``: by more than :func:`_side` asks before it skips a metric,
+    and by more than the fill's own arithmetic can differ from ``v ± g q`` (a few ulps of ``gross``,
+    the sum of the absolute terms that make ``v``, and of ``|v| + |g| q``), so that then
+    :func:`_side` allows the whole size; finite values only."""
     a = abs(v)
     dq = abs(g) * q
     if h == _INF:
         return a + dq < _INF
-    return (h - a) - dq > 1e-9 * (h + a + dq)
+    return (h - a) - dq > 1e-9 * (h + a + dq + gross)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _clear_of_limits(c, u, q, cf, ust):  # pragma: no cover - compiled
-    """Whether every pre-trade metric of contract ``c`` is :func:`_clear` of its hard limit for a fill
-    of up to ``q`` on either side: the pre-trade check of both sides then allows the whole size, and
-    :func:`decide_in_layer` skips it (most quotes of a book inside its limits)."""
+def _clear_of_limits(c, u, q, cf, ust, cells):  # pragma: no cover - compiled
+    """Whether every pre-trade metric of contract ``c``, and the worst scenario loss of its underlying
+    and of the book, is :func:`_clear` of its hard limit for a fill of up to ``q`` on either side:
+    the pre-trade check of both sides then allows the whole size, and :func:`decide_in_layer` skips
+    it (most quotes of a book inside its limits). The loss after a fill of ``q`` is at most the loss
+    now plus ``q`` times the contract's largest ``|P&L|`` in a cell (each cell moves by at most that):
+    a bound, so the shortcut is only taken where the check would allow the whole size."""
     v = pretrade_values(cf[c, CPOS], u, ust)
     g = pretrade_changes(c, u, cf, ust)
     h = pretrade_limits(u, ust)
-    for k in range(N_PRETRADE):
-        if not _clear(v[k], g[k], h[k], q):
+    for k in range(N_PRETRADE - 3):
+        if not _clear(v[k], g[k], h[k], q, 0.0):
+            return False
+    b = ust.shape[0] - 1
+    if h[5] != _INF or h[6] != _INF or h[7] != _INF:  # the book's sums: their terms' gross
+        dd = 0.0
+        gam = 0.0
+        veg = 0.0
+        for j in range(b):
+            dd += abs(ust[j, UDELTA] * ust[j, USPOT])
+            gam += abs(ust[j, UGAMMA])
+            veg += abs(ust[j, UVEGA])
+        if not (_clear(v[5], g[5], h[5], q, dd) and _clear(v[6], g[6], h[6], q, gam)):
+            return False
+        if not _clear(v[7], g[7], h[7], q, veg):
+            return False
+    # the worst scenario loss moves by at most q times the contract's largest |P&L| in a cell
+    h_u = ust[u, UHARD + M_WSL]
+    h_b = ust[b, UHARD + M_WSL]
+    if h_u != _INF or h_b != _INF:
+        m = 0.0
+        for j in range(cells.shape[1]):
+            m = max(m, abs(cf[c, CCELL + j]))
+        if not (_clear(ust[u, UWSL], m, h_u, q, 0.0) and _clear(ust[b, UWSL], m, h_b, q, 0.0)):
             return False
     return True
 
@@ -350,7 +456,7 @@ def _whole(x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
-def decide_one(c, bid, ask, now, cf, ust, prm, aux):  # pragma: no cover - compiled
+def decide_one(c, bid, ask, now, cf, ust, cells, prm, aux):  # pragma: no cover - compiled
     """Gate and pre-trade check of one quote: ``(layer, bid, ask, spread_factor, trigger, hedge, flags)``.
 
     ``trigger`` is a metric code (``+ BOOK`` for the book's scope), ``T_TOXIC``, ``T_STALE``,
@@ -362,11 +468,11 @@ def decide_one(c, bid, ask, now, cf, ust, prm, aux):  # pragma: no cover - compi
     if not (bid >= 0.0 and bid < _INF and ask >= 0.0 and ask < _INF):
         return NORMAL, 0.0, 0.0, 1.0, T_NONE, 0.0, F_INVALID
     lay_u, trig_u, meas_u, thr_u = underlying_layer(int(cf[c, CU]), now, ust, prm)
-    return decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, prm, aux)
+    return decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, cells, prm, aux)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, prm, aux):  # pragma: no cover
+def decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, cells, prm, aux):  # pragma: no cover
     """:func:`decide_one` given its underlying's layer ``(lay_u, trig_u, meas_u, thr_u)`` from
     :func:`underlying_layer` at the same instant and state, and valid sizes: a caller deciding many
     contracts of one underlying at one instant computes the layer once."""
@@ -406,13 +512,13 @@ def decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, prm, aux
     elif lay == HARD:
         hedge = ust[u, UDELTA]
     hard_mode = lay == HARD
-    if not hard_mode and _clear_of_limits(c, u, qb if qb >= qa else qa, cf, ust):
+    if not hard_mode and _clear_of_limits(c, u, qb if qb >= qa else qa, cf, ust, cells):
         aux[A_BID] = S_OK
         aux[A_ASK] = S_OK
         return lay, qb if qb > 0.0 else 0.0, qa if qa > 0.0 else 0.0, spread, trig, hedge, flags
     load_pretrade(c, u, cf, ust, prm)
-    nb = _side(1.0, qb, hard_mode, c, u, cf, ust, prm, aux, A_BID)
-    na = _side(-1.0, qa, hard_mode, c, u, cf, ust, prm, aux, A_ASK)
+    nb = _side(1.0, qb, hard_mode, c, u, cf, ust, cells, prm, aux, A_BID)
+    na = _side(-1.0, qa, hard_mode, c, u, cf, ust, cells, prm, aux, A_ASK)
     if aux[A_BID] != S_OK:
         flags |= F_BID
     if aux[A_ASK] != S_OK:
@@ -422,11 +528,11 @@ def decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, prm, aux
 
 @njit(cache=True, error_model="numpy")
 def decide_loop(
-    contracts, bids, asks, now, cf, ust, prm, layer, out_bid, out_ask, spread, trig, hedge, flags, aux
+    contracts, bids, asks, now, cf, ust, cells, prm, layer, out_bid, out_ask, spread, trig, hedge, flags, aux
 ):  # pragma: no cover
     """:func:`decide_one` over arrays of requests, in order; outputs written per request."""
     for i in range(contracts.shape[0]):
-        r = decide_one(contracts[i], bids[i], asks[i], now, cf, ust, prm, aux[i])
+        r = decide_one(contracts[i], bids[i], asks[i], now, cf, ust, cells, prm, aux[i])
         layer[i] = r[0]
         out_bid[i] = r[1]
         out_ask[i] = r[2]

@@ -28,10 +28,11 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -277,6 +278,96 @@ def _select(
     return frame[list(COLUMNS)]
 
 
+_T = TypeVar("_T")
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether an SQLite error is another connection holding a lock (not a damaged or foreign file)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (int(code) & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+
+
+def _while_busy(target: str, timeout_s: float, attempt: Callable[[], _T]) -> _T:
+    """``attempt()`` again (short growing sleeps) while another connection holds the database's lock,
+    for at most ``timeout_s`` seconds: SQLite's busy handler does not wait in every case (switching a
+    new file to WAL while another connection opens it returns "database is locked" at once).
+
+    Raises
+    ------
+    TimeoutError
+        Still locked after ``timeout_s``: the file is busy, which is not the same as foreign.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.001
+    while True:
+        try:
+            return attempt()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{target}: the audit database is busy (locked by another connection for more "
+                    f"than {timeout_s:g} s)"
+                ) from None
+        time.sleep(pause)
+        pause = min(2.0 * pause, 0.05)
+
+
+def _commit(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` in ONE transaction, then empty the list; on an error nothing is committed and
+    the rows stay."""
+    if not rows:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(_INSERT, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    rows.clear()
+
+
+def _commit_and_close(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """The last act of a trail nobody closed (garbage collected, or the interpreter exiting)."""
+    try:
+        _commit(conn, rows)
+    finally:
+        conn.close()
+
+
+def _create(target: str, timeout_s: float) -> sqlite3.Connection:
+    """Open (creating if missing) the trail's database: WAL, full sync, the table and its indexes."""
+
+    def attempt() -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; _commit issues BEGIN/COMMIT itself.
+        conn = sqlite3.connect(target, isolation_level=None, timeout=timeout_s)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(_SCHEMA[0])
+            _check_schema(conn, target)  # an existing table of another shape: refused, untouched
+            for statement in _SCHEMA[1:]:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    try:
+        return _while_busy(target, timeout_s, attempt)
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{target}: not an SQLite audit database ({exc})") from None
+
+
 class AuditTrail:
     """An append-only audit trail in an SQLite database.
 
@@ -288,11 +379,16 @@ class AuditTrail:
     batch_size : int
         Events buffered before an automatic :meth:`flush` (>= 1). Each flush is one transaction, so the
         cost of durability (one fsync per transaction) is paid once per batch, not per event.
+    busy_timeout_s : float
+        How long to wait for a lock another connection holds (creating the file, a flush, a read)
+        before giving up with :class:`TimeoutError`.
 
     Raises
     ------
     ValueError
         ``path`` exists but is not an SQLite database, or holds an ``events`` table of another shape.
+    TimeoutError
+        Another connection held the database's lock for more than ``busy_timeout_s``.
     OSError
         The file cannot be created or opened.
 
@@ -303,36 +399,36 @@ class AuditTrail:
     survives both the process being killed and the machine losing power; ``synchronous=NORMAL`` would
     skip that fsync and could lose the last transactions on power loss (never on a process kill). WAL
     with FULL costs one fsync per transaction, which batching amortises. An event still in the buffer
-    (not yet flushed) is lost if the process dies: call :meth:`flush` at points that must be durable.
+    (not yet flushed) is lost if the process is killed: call :meth:`flush` at points that must be
+    durable (the risk controller does after every kill, reset, layer change and pull). The buffer is
+    flushed on :meth:`close`, on leaving a ``with`` block, when the trail is garbage collected and when
+    the interpreter exits normally, so a script that ends without closing its trail loses nothing.
+
+    Several processes may create and append to the same file at once: creation waits on the lock
+    like a write does (``busy_timeout_s``), and a busy file is never reported as a foreign one.
 
     Not thread-safe: use one trail per thread (SQLite serialises writers across connections).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        batch_size: int = 256,
+        busy_timeout_s: float = 10.0,
+    ) -> None:
         if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1 (got {batch_size!r})")
+        if not (_is_real(busy_timeout_s) and 0.0 <= float(busy_timeout_s) < math.inf):
+            raise ValueError(f"busy_timeout_s must be finite and >= 0 (got {busy_timeout_s!r})")
         self.batch_size = int(batch_size)
+        self.busy_timeout_s = float(busy_timeout_s)
         self.path: str | None = None if path is None else os.fspath(path)
         self._buffer: list[tuple[Any, ...]] = []
-        target = ":memory:" if self.path is None else self.path
-        # isolation_level=None: no implicit transactions; flush() issues BEGIN/COMMIT itself.
-        conn = sqlite3.connect(target, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(_SCHEMA[0])
-            _check_schema(conn, target)  # an existing table of another shape: refused, untouched
-            for statement in _SCHEMA[1:]:
-                conn.execute(statement)
-            conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise ValueError(f"{target}: not an SQLite audit database ({exc})") from None
-        except BaseException:
-            conn.close()
-            raise
+        conn = _create(":memory:" if self.path is None else self.path, self.busy_timeout_s)
         self._conn: sqlite3.Connection | None = conn
+        # flushes and closes a trail that is dropped or still open when the interpreter exits
+        self._finalizer = weakref.finalize(self, _commit_and_close, conn, self._buffer)
 
     # ----------------------------------------------------------------------------------------------
     # writing
@@ -379,18 +475,12 @@ class AuditTrail:
 
         On an error nothing of the batch is committed and the events stay buffered.
         """
-        conn = self._open()
-        if not self._buffer:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(_INSERT, self._buffer)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        self._buffer.clear()
+        _commit(self._open(), self._buffer)
+
+    def commit(self, event: AuditEvent) -> None:
+        """Record ``event`` and flush: it (and everything buffered before it) is durable on return."""
+        self.record(event)
+        self.flush()
 
     def close(self) -> None:
         """Flush and close; closing twice is harmless."""
@@ -399,8 +489,8 @@ class AuditTrail:
         try:
             self.flush()
         finally:
-            self._conn.close()
             self._conn = None
+            self._finalizer()  # closes the connection (the buffer is empty unless the flush failed)
 
     def __enter__(self) -> AuditTrail:
         return self
@@ -410,7 +500,8 @@ class AuditTrail:
 
     def __repr__(self) -> str:
         where = self.path if self.path is not None else ":memory:"
-        return f"AuditTrail({where!r}, batch_size={self.batch_size}, pending={self.pending})"
+        state = "closed" if self.closed else f"pending={self.pending}"
+        return f"AuditTrail({where!r}, batch_size={self.batch_size}, {state})"
 
     # ----------------------------------------------------------------------------------------------
     # reading
@@ -454,13 +545,15 @@ class AuditTrail:
         )
 
     @staticmethod
-    def read(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
+    def read(path: str | os.PathLike[str], *, busy_timeout_s: float = 10.0, **filters: Any) -> pd.DataFrame:
         """Read an existing trail without writing to it (another process may be appending).
 
         Parameters
         ----------
         path : str or path-like
             The database file.
+        busy_timeout_s : float
+            How long to wait for a lock a writer holds (e.g. while it creates the file).
         **filters
             As for :meth:`query`.
 
@@ -477,19 +570,27 @@ class AuditTrail:
             ``path`` is a directory.
         ValueError
             Not an SQLite database, no ``events`` table of the right shape, or a bad filter.
+        TimeoutError
+            A writer held the lock for more than ``busy_timeout_s``.
         """
         target = Path(path)
         if target.is_dir():
             raise IsADirectoryError(f"{os.fspath(path)}: is a directory")
         if not target.is_file():
             raise FileNotFoundError(f"{os.fspath(path)}: no such file")
-        conn = sqlite3.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True)
+        where = os.fspath(path)
+        timeout_s = float(busy_timeout_s)
+        conn = sqlite3.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
         try:
+
+            def attempt() -> pd.DataFrame:
+                _check_schema(conn, where)
+                return _select(conn, **filters)
+
             try:
-                _check_schema(conn, os.fspath(path))
+                return _while_busy(where, timeout_s, attempt)
             except sqlite3.DatabaseError as exc:
-                raise ValueError(f"{os.fspath(path)}: not an SQLite audit database ({exc})") from None
-            return _select(conn, **filters)
+                raise ValueError(f"{where}: not an SQLite audit database ({exc})") from None
         finally:
             conn.close()
 

@@ -24,15 +24,18 @@ NORMAL  the sizes asked for.
 
 Then, in every layer that quotes, the pre-trade check: a full fill of each side must keep the
 contract's position, the underlying's ``delta_shares``, ``delta_dollars``, ``gamma_dollars_1pct``,
-``vega_per_vol_point`` and the book's ``delta_dollars``, ``gamma_dollars_1pct``,
-``vega_per_vol_point`` within their hard limits. Each metric moves linearly with the size (by the
-contract's per-contract Greek), so the largest size that fits is a closed form; the side is cut to it
-(whole contracts) and dropped if that is less than one contract. A side that reduces a breached
-metric may fill until the metric reaches the limit on the other side of 0, not beyond. The
-worst-scenario loss is not checked pre-trade (it needs a revaluation): it is re-measured on the
-limit set's cadence (``scenario_every_s``, by :meth:`~RiskController.on_market_data`) and after any
-fill whose vega reaches ``scenario_after_fill_vega``; between revaluations each fill updates the P&L
-of every grid cell exactly (P&L is linear in the position at the grid's market).
+``vega_per_vol_point``, ``worst_scenario_loss`` and the book's ``delta_dollars``,
+``gamma_dollars_1pct``, ``vega_per_vol_point``, ``worst_scenario_loss`` within their hard limits.
+Each metric moves linearly with the size (by the contract's per-contract Greek; the loss is the
+largest over the scenario grid's cells, each of which moves by the contract's P&L in it), so the
+largest size that fits is a closed form; the side is cut to it (whole contracts), the size is
+confirmed in the fill's own arithmetic (so a fill of the allowed size never lands past a limit, not
+by one ulp), and the side is dropped if that is less than one contract. A side that reduces a
+breached metric may fill until the metric reaches the limit on the other side of 0, not beyond. The
+worst-scenario loss is re-measured by a full revaluation on the limit set's cadence
+(``scenario_every_s``, by :meth:`~RiskController.on_market_data`) and after any fill whose vega
+reaches ``scenario_after_fill_vega``; between revaluations each fill updates the P&L of every grid
+cell exactly (P&L is linear in the position at the grid's market).
 
 Units are those of :func:`optmm.risk.exposures`: ``delta_shares`` (shares),
 ``delta_dollars`` (``delta_shares`` x the current spot), ``gamma_dollars_1pct``,
@@ -58,6 +61,8 @@ every full recompute (``"recompute"``: measured = the difference found) and ever
 the tolerance (``"mismatch"``). A decision that changes nothing and cuts nothing records nothing.
 Layer changes are detected when the state changes (fills, hedges, market data, P&L marks,
 toxicity, kill, reset) and, for staleness (time passing), by the next decision or :meth:`check`.
+Kills, resets, layer changes and pulls are committed to the database before the call returns; the
+other events are flushed in the trail's batches (and when it is closed, or the interpreter exits).
 
 Example::
 
@@ -66,7 +71,7 @@ Example::
 
     ctl = RiskController(Book.load("scenarios/examples/book.csv"),
                          Market.load("scenarios/examples/market.toml"),
-                         LimitSet.load("scenarios/limits/desk.toml"), audit=AuditTrail("audit.db"))
+                         LimitSet.load("scenarios/limits/desk.toml"), audit=AuditTrail("out/audit.db"))
     ids = ctl.add_contracts("SPY", "call", [580.0, 590.0, 600.0], "2026-12-18")
     d = ctl.decide(QuoteRequest(int(ids[1]), bid_size=10, ask_size=10))
     # d.layer, d.bid_size, d.ask_size, d.spread_factor, d.trigger, d.hedge_delta_shares
@@ -269,6 +274,7 @@ class RiskController:
         self._prm[_k.P_SOFT_SPREAD] = float(limits.soft_spread_factor)
         self._aux = np.zeros(_k.NAUX)
         self._detail_prefix = ""
+        self._replaying = False
         self._ust[0, _k.ULAYER] = int(Layer.NORMAL)
         self._set_limits(self._ust.shape[0] - 1, None)
         self._kill_info: tuple[str, float, float] = ("manual", math.nan, math.nan)
@@ -324,6 +330,20 @@ class RiskController:
             self._ust[:-1, _k.ULAST] = now
         self._last_full = now
         self._refresh_layers(now)
+
+    def __repr__(self) -> str:
+        """What the controller holds, from its state as last recorded (no layer is re-evaluated)."""
+        names = self._names
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        flagged = [f"{n} {_LAYERS[int(self._ust[u, _k.ULAYER])].name}" for u, n in enumerate(names)]
+        flagged = [f for f in flagged if not f.endswith(" NORMAL")]
+        layers = ", ".join(flagged[:4]) + (", ..." if len(flagged) > 4 else "") if flagged else "all NORMAL"
+        audit = "no audit" if self._audit is None else f"audit {self._audit.path or ':memory:'!r}"
+        return (
+            f"RiskController({len(names)} underlyings ({shown}), {self.n_contracts} contracts, "
+            f"limits {self._limits.name!r} {self._limits.content_hash[:8]}, "
+            f"{'KILLED' if self.killed else layers}, {audit})"
+        )
 
     # ----------------------------------------------------------------------------------------------
     # the contract table
@@ -419,6 +439,12 @@ class RiskController:
             self._revalue()
         return out
 
+    def spot(self, underlying: str) -> float:
+        """The underlying's current spot: the market snapshot's, then the last :meth:`on_market_data`.
+        The quoter (:meth:`~optmm.quoting.Quoter.quote_with`) and the hedger
+        (:meth:`~optmm.quoting.DeltaHedger.decide_with`) take it from here."""
+        return float(self._ust[self._u(underlying), _k.USPOT])
+
     def position(self, contract: int) -> float:
         """Position of one contract, in contracts (cheap: no frame is built)."""
         c = int(contract)
@@ -466,8 +492,8 @@ class RiskController:
             raise IndexError(f"contract {c!r} is not in the table (0..{self._cf.shape[0] - 1})")
         # float(): one compiled signature whatever the caller passes (an int size would compile another)
         lay, bid, ask, spread, trig, hedge, flags = _k.decide_one(
-            c, float(req.bid_size), float(req.ask_size), float(self._clock()), self._cf, self._ust, self._prm,
-            self._aux,
+            c, float(req.bid_size), float(req.ask_size), float(self._clock()), self._cf, self._ust,
+            self._cells, self._prm, self._aux,
         )  # fmt: skip
         if flags:
             self._after_decision(c, flags, lay, bid, ask, self._aux)
@@ -502,7 +528,7 @@ class RiskController:
         flags = np.empty(n, dtype=np.int64)
         aux = np.empty((n, _k.NAUX))
         _k.decide_loop(
-            c, bids, asks, float(self._clock()), self._cf, self._ust, self._prm,
+            c, bids, asks, float(self._clock()), self._cf, self._ust, self._cells, self._prm,
             layer, bid, ask, spread, trig, hedge, flags, aux,
         )  # fmt: skip
         if self._audit is not None:  # without a trail there is nothing to record
@@ -587,7 +613,7 @@ class RiskController:
             return
         self._ust[:-1, _k.UKILL] = 0.0
         trigger, measured, threshold = self._kill_info
-        self._record("", Layer.KILL, "reset", trigger, measured, threshold, "by=person")
+        self._record("", Layer.KILL, "reset", trigger, measured, threshold, "by=person", durable=True)
         self._refresh_layers()
 
     @property
@@ -677,12 +703,13 @@ class RiskController:
             np.maximum.at(pos, self._c_u, np.abs(self._cf[:, _k.CPOS]))
             pos[b] = pos[:nu].max(initial=0.0)
         dd_u = ust[:nu, _k.UDELTA] * ust[:nu, _k.USPOT]
+        book_dd, book_gamma, book_vega = _k.book_sums(ust)  # the layer's sums, to the bit
         values = {
             Metric.POSITION: pos,
             Metric.DELTA_SHARES: np.append(ust[:nu, _k.UDELTA], np.nan),
-            Metric.DELTA_DOLLARS: np.append(dd_u, dd_u.sum()),
-            Metric.GAMMA_DOLLARS_1PCT: np.append(ust[:nu, _k.UGAMMA], ust[:nu, _k.UGAMMA].sum()),
-            Metric.VEGA_PER_VOL_POINT: np.append(ust[:nu, _k.UVEGA], ust[:nu, _k.UVEGA].sum()),
+            Metric.DELTA_DOLLARS: np.append(dd_u, book_dd),
+            Metric.GAMMA_DOLLARS_1PCT: np.append(ust[:nu, _k.UGAMMA], book_gamma),
+            Metric.VEGA_PER_VOL_POINT: np.append(ust[:nu, _k.UVEGA], book_vega),
             Metric.WORST_SCENARIO_LOSS: ust[:, _k.UWSL].copy(),
             Metric.DAILY_LOSS: np.append(np.full(nu, np.nan), ust[b, _k.UDAILY]),
             Metric.DRAWDOWN: np.append(np.full(nu, np.nan), ust[b, _k.UDRAWDOWN]),
@@ -719,6 +746,7 @@ class RiskController:
         clock, prefix = self._clock, self._detail_prefix
         try:
             self._detail_prefix = detail_prefix
+            self._replaying = True
             for row, ts in zip(events, np.asarray(times, dtype=np.float64).tolist(), strict=True):
                 self._clock = _Fixed(ts)
                 kind = int(row[0])
@@ -739,7 +767,8 @@ class RiskController:
                 else:
                     raise ValueError(f"replay_events: unknown event type {kind}")
         finally:
-            self._clock, self._detail_prefix = clock, prefix
+            self._clock, self._detail_prefix, self._replaying = clock, prefix, False
+        self._audit.flush()  # the replayed kills, layer changes and pulls: durable on return
 
     # ----------------------------------------------------------------------------------------------
     # internals
@@ -941,9 +970,19 @@ class RiskController:
         name, meas, thr, scope = self._trigger(u, trig, measured, threshold)
         und = self._names[u]
         detail = f"{_LAYERS[old].name} -> {_LAYERS[new].name}" + (f"; scope={scope}" if scope else "")
-        self._record(und, _LAYERS[new], "state", name, meas, thr, detail)
-        if new <= _PULLED < old:
-            self._record(und, _LAYERS[new], "pull", name, meas, thr, f"quotes of {und} pulled; scope={scope}")
+        pulled = new <= _PULLED < old
+        self._record(und, _LAYERS[new], "state", name, meas, thr, detail, durable=not pulled)
+        if pulled:
+            self._record(
+                und,
+                _LAYERS[new],
+                "pull",
+                name,
+                meas,
+                thr,
+                f"quotes of {und} pulled; scope={scope}",
+                durable=True,
+            )
 
     def _after_decision(self, c: int, flags: int, lay: int, bid: float, ask: float, aux: np.ndarray) -> None:
         if flags & _k.F_INVALID:
@@ -1000,13 +1039,15 @@ class RiskController:
         self._kill_info = (trigger, float(measured), float(threshold))
         self._trig_names[_k.T_KILL] = trigger
         self._ust[:-1, _k.UKILL] = 1.0
-        self._record("", Layer.KILL, "kill", trigger, measured, threshold, detail)
+        self._record("", Layer.KILL, "kill", trigger, measured, threshold, detail, durable=True)
         self._refresh_layers()
 
     def _record(
         self, underlying: str, layer: Layer, event: str, trigger: str, measured: float, threshold: float,
-        detail: str,
+        detail: str, *, durable: bool = False,
     ) -> None:  # fmt: skip
+        """Record one event; ``durable``: commit it (and all buffered before it) now, unless a replay
+        is under way (which commits once at its end)."""
         if self._audit is not None:
             self._audit.record(
                 AuditEvent(
@@ -1014,3 +1055,5 @@ class RiskController:
                     measured=float(measured), threshold=float(threshold), detail=self._detail_prefix + detail,
                 )
             )  # fmt: skip
+            if durable and not self._replaying:
+                self._audit.flush()

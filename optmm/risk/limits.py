@@ -294,6 +294,12 @@ class LimitSet:
         init=False, repr=False, compare=False, default_factory=dict
     )
 
+    def __repr__(self) -> str:
+        return (
+            f"LimitSet({self.name!r}, {len(self.limits)} limits, grid {len(self.scenario_spot)}x"
+            f"{len(self.scenario_vol)}, hash {self.content_hash[:8]}, source {self.source!r})"
+        )
+
     # ----------------------------------------------------------------------------------------------
     # construction and validation
 

@@ -681,6 +681,7 @@ def run_path(
                         linfo[u, 3],
                         cf,
                         ust,
+                        cells,
                         prm,
                         aux,
                     )
@@ -1009,7 +1010,7 @@ def _fill(
         bid_req = want if s > 0.0 else 0.0
         ask_req = want if s < 0.0 else 0.0
         lay, nb, na, _spread, _trig, _hedge, flags = ck.decide_one(
-            c, bid_req, ask_req, now, cf, ust, prm, aux
+            c, bid_req, ask_req, now, cf, ust, cells, prm, aux
         )
         if flags:
             n_ev = _decision_event(events, n_ev, events.shape[0], k, c, flags, lay, nb, na, aux, last_stat)

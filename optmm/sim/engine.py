@@ -42,6 +42,9 @@ RV_HALF_LIFE_S = 300.0
 """Half-life of the realized-vol estimate that widens spreads (``quoter.vol_widen``)."""
 VALUATION = np.datetime64("2026-01-05")
 """Nominal date of step 0 (it names contracts in the audit trail; times are counted from it)."""
+SESSION_OPEN = VALUATION + np.timedelta64(14 * 3600 + 30 * 60, "s")
+"""When step 0 happens on the audit trail's clock: 09:30 New York (14:30 UTC, EST) on VALUATION, so
+that ``optmm audit`` shows the simulated session's time of day, not seconds after 1970."""
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "symmetric": {"quoter.skew": "none"},
@@ -603,8 +606,9 @@ def simulate(
         A progress bar of the steps run on stderr (advanced a path at a time), or the caller's bar
         to advance (left open).
     audit : AuditTrail, optional
-        Where the controller's events go (times: seconds from the start of the run; with several
-        paths every detail starts with ``"path N; "``).
+        Where the controller's events go (times: the simulated session's clock, step 0 at
+        :data:`SESSION_OPEN`, 09:30 New York on the nominal date; with several paths every detail
+        starts with ``"path N; "``).
     strategy : str, optional
         A named strategy (:data:`STRATEGIES`) applied to ``config`` first.
 
@@ -631,6 +635,7 @@ def simulate(
     rng = np.random.Generator(np.random.PCG64(seed))
     spot, vol = _market_paths(cfg, rng, n_paths)
     outs = []
+    open_s = float(SESSION_OPEN.astype("datetime64[s]").astype(np.int64))  # epoch seconds
     with (
         nullcontext(progress)
         if isinstance(progress, Bar)
@@ -640,7 +645,7 @@ def simulate(
             bar.phase(f"{cfg.strategy.name}: path {p + 1}/{n_paths}")
             o = _run_path(cfg, chain, static, base, spot[p], vol[p], rng, params, audit is not None)
             if audit is not None:
-                times = o.events[:, 1] * cfg.sim.dt_s
+                times = open_s + o.events[:, 1] * cfg.sim.dt_s
                 ctl.replay_events(o.events, times, detail_prefix=f"path {p}; " if n_paths > 1 else "")
             outs.append(o)
             bar.update(cfg.sim.steps)
