@@ -42,7 +42,10 @@ def test_unpriceable_leg_is_named_alike(client, tmp_path: Path) -> None:
 
 
 def test_non_finite_pnl_is_named_alike(client) -> None:
-    book = make_book([("SPY", Kind.STOCK, 0.0, None, 1e306), ("TSLA", Kind.STOCK, 0.0, None, 1e306)])
+    # the book refuses 1e306 shares at its boundary; its arrays changed behind its back must still give
+    # the same named error locally and on the cluster
+    book = make_book([("SPY", Kind.STOCK, 0.0, None, 1.0), ("TSLA", Kind.STOCK, 0.0, None, 1.0)])
+    book.quantity[:] = 1e306
     stress = Stress("big", "", (Shock(-0.1, 0.0),), ("down",))
     with DistributedBook.scatter(client, book, MARKET) as dbook:
         for local_call, dist_call in (
@@ -55,7 +58,7 @@ def test_non_finite_pnl_is_named_alike(client) -> None:
             with pytest.raises(ValueError) as dist:
                 dist_call()
             assert str(dist.value) == str(local.value)
-            assert "not a finite number" in str(local.value) or "plausible" in str(local.value)
+            assert "not a finite number" in str(local.value)
 
 
 def test_grid_carries_the_valuation_date(client) -> None:
