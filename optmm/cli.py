@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from optmm import cli_audit, cli_dist, cli_risk, cli_sim
+from optmm import cli_audit, cli_dist, cli_fit, cli_risk, cli_sim
 from optmm.cli_common import UsageError
 
 __all__ = ["COMMANDS", "EXIT_USAGE", "MAX_STRIKES", "default_strikes", "main", "parse_strikes"]
@@ -411,6 +411,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "audit": (cli_audit.add_audit_parser, cli_audit.run_audit),
     "simulate": (cli_sim.add_simulate_parser, cli_sim.run_simulate),
     "sweep": (cli_dist.add_sweep_parser, cli_dist.run_sweep),
+    "fit": (cli_fit.add_fit_parser, cli_fit.run_fit),
 }
 
 
