@@ -50,7 +50,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from optmm.chain.reader import read_chain, read_vols
     from optmm.chain.toml import write_market
     from optmm.cli_risk import check_destination
-    from optmm.market import Market
+    from optmm.market import Market, Sticky
 
     if (args.chain is None) == (args.vols is None):
         raise UsageError("give a CHAIN file or --vols FILE (one of them)")
@@ -88,7 +88,7 @@ def run_fit(args: argparse.Namespace) -> int:
             surface=surface,
             beta=dict(base.beta) if base else {},
             index=base.index if base else None,
-            sticky=base.sticky if base else "strike",
+            sticky=base.sticky if base else Sticky.STRIKE,
             source=args.out,
         )
     except ValueError as exc:
@@ -104,10 +104,11 @@ def run_fit(args: argparse.Namespace) -> int:
     for und, f in fits.items():
         for e in f.expiries:
             arb = e.butterfly_violations + e.calendar_violations
+            day = str(np.asarray(e.expiry).astype("datetime64[D]"))
             total_arb += arb
             inside = _fmt(100 * e.inside_share, ".1f") if args.vols is None else "-"
             print(
-                f"{und:<10} {str(np.datetime64(e.expiry, 'D')):<10} {e.n_quotes:>6} {e.forward:>11.4f} "
+                f"{und:<10} {day:<10} {e.n_quotes:>6} {e.forward:>11.4f} "
                 f"{100 * e.implied_dividend:>6.2f}% {100 * e.atm_vol:>7.2f} {e.skew:>7.3f} "
                 f"{e.rmse_vol_pts:>7.3f} {inside:>6} {e.method:<10} {arb:>3}",
                 file=out,

@@ -10,6 +10,7 @@ directly.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,7 +199,7 @@ def _assemble(
     underlying: str, spot: float, slices: list[_Slice], dropped: dict[str, int], source: str
 ) -> UnderlyingFit:
     """Fit every slice, build the surface, and check it."""
-    for a, b in zip(slices, slices[1:], strict=False):
+    for a, b in itertools.pairwise(slices):
         if b.t_node <= a.t_node:
             raise ChainError(source, 0, "expiry", f"two expiries of {underlying} settle on {b.expiry}")
     fits = [fit_smile(s.k, s.mid**2 * s.t_quote, s.weight, s.t_quote) for s in slices]
@@ -281,19 +282,21 @@ def _w_and_slope(surface: FittedSurface, i: int) -> tuple[float, float]:
     return float(w[1]), float((w[2] - w[0]) / (2 * h))
 
 
-def _node_years(valuation: np.datetime64, expiry: np.datetime64) -> float:
+def _node_years(valuation: Any, expiry: Any) -> float:
     """ACT/365 from the valuation date to the expiry's date, as :meth:`Market.year_fraction`."""
-    days = (np.datetime64(expiry, "D") - np.datetime64(valuation, "D")).astype(np.int64)
+    days = (
+        np.asarray(expiry).astype("datetime64[D]") - np.asarray(valuation).astype("datetime64[D]")
+    ).astype(np.int64)
     return float(days) / 365.0
 
 
-def fit_chain(chain: Chain) -> tuple[np.datetime64, dict[str, UnderlyingFit]]:
+def fit_chain(chain: Chain) -> tuple[Any, dict[str, UnderlyingFit]]:
     """Fit every underlying of ``chain``; returns the valuation date and the fits by underlying.
 
     The valuation date is the date of the chain's newest quote; expiries on that date (no whole day
     left) are dropped and counted under ``dropped["expires_today"]``.
     """
-    valuation = np.datetime64(chain.timestamp, "D")
+    valuation: Any = np.asarray(chain.timestamp).astype("datetime64[D]")[()]
     fits: dict[str, UnderlyingFit] = {}
     for und in sorted(set(chain.underlying.tolist())):
         rows_u = np.flatnonzero(chain.underlying == und)
@@ -330,7 +333,9 @@ def fit_vols(
     for und in sorted(set(quotes.underlying.tolist())):
         rows_u = np.flatnonzero(quotes.underlying == und)
         if und not in spot:
-            raise ChainError(quotes.source, int(rows_u[0]) + 1, "underlying", f"{und!r} has no spot in the market")
+            raise ChainError(
+                quotes.source, int(rows_u[0]) + 1, "underlying", f"{und!r} has no spot in the market"
+            )
         slices = []
         for exp in np.unique(quotes.expiry[rows_u]):
             rows = rows_u[quotes.expiry[rows_u] == exp]
@@ -338,7 +343,11 @@ def fit_vols(
             if t <= 0:
                 raise ChainError(quotes.source, int(rows[0]) + 1, "expiry", f"{exp} is not after {valuation}")
             given = quotes.forward[rows]
-            fwd = float(np.median(given[np.isfinite(given)])) if np.isfinite(given).any() else float(forward(und, t))
+            fwd = (
+                float(np.median(given[np.isfinite(given)]))
+                if np.isfinite(given).any()
+                else float(forward(und, t))
+            )
             rate = quotes.rate[rows]
             r = float(np.median(rate[np.isfinite(rate)])) if np.isfinite(rate).any() else 0.0
             order = np.argsort(quotes.strike[rows])
@@ -349,7 +358,22 @@ def fit_vols(
                 raise ChainError(quotes.source, i + 1, "strike", "duplicate strike in one expiry")
             v = quotes.vol[sel]
             slices.append(
-                _Slice(exp, t, t, fwd, math.exp(-r * t), "given", k, v, v, v, quotes.weight[sel], None, None, None)
+                _Slice(
+                    exp,
+                    t,
+                    t,
+                    fwd,
+                    math.exp(-r * t),
+                    "given",
+                    k,
+                    v,
+                    v,
+                    v,
+                    quotes.weight[sel],
+                    None,
+                    None,
+                    None,
+                )
             )
         fits[und] = _assemble(und, spot[und], slices, {}, quotes.source)
     return fits

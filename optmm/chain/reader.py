@@ -183,7 +183,9 @@ class _Columns:
                     t = np.datetime64(pd.Timestamp(text).tz_localize(None).to_datetime64(), "s")
             except (ValueError, TypeError):
                 shape = "YYYY-MM-DD or YYYY-MM-DDTHH:MM" if date_hour is not None else "YYYY-MM-DDTHH:MM:SS"
-                raise ChainError(self.source, i + 1, name, f"cannot parse {text!r} (expected {shape})") from None
+                raise ChainError(
+                    self.source, i + 1, name, f"cannot parse {text!r} (expected {shape})"
+                ) from None
             if np.isnat(t):
                 raise ChainError(self.source, i + 1, name, "missing")
             out[i] = t
@@ -214,7 +216,9 @@ def read_chain(path: str | os.PathLike[str], *, stale_seconds: float = DEFAULT_S
     cols = _Columns(df, source)
     cols.require("timestamp", "underlying", "expiry", "strike", "kind", "bid", "ask")
     if not cols.has("spot") and not (cols.has("underlying_bid") and cols.has("underlying_ask")):
-        raise ChainError(source, 0, "spot", "missing column (give spot, or underlying_bid and underlying_ask)")
+        raise ChainError(
+            source, 0, "spot", "missing column (give spot, or underlying_bid and underlying_ask)"
+        )
     if len(df) == 0:
         raise ChainError(source, 0, "<file>", "no rows")
     stamp = cols.times("timestamp", date_hour=None)
@@ -258,7 +262,9 @@ def read_chain(path: str | os.PathLike[str], *, stale_seconds: float = DEFAULT_S
             if style.lower() == "american":
                 american[i] = True
             elif style.lower() != "european":
-                raise ChainError(source, i + 1, "style", f"unknown style {style!r} (expected european or american)")
+                raise ChainError(
+                    source, i + 1, "style", f"unknown style {style!r} (expected european or american)"
+                )
     for name in _OPTIONAL_NUMBERS:
         cols.numbers(name, blank_ok=True, low=0.0)  # validated when given; not used by the fit
 

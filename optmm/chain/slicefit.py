@@ -115,7 +115,8 @@ def _fit_svi(k: FloatArray, w: FloatArray, om: FloatArray, grid: FloatArray) -> 
     upper = [wmax, 2.0, 0.999, float(k.max()) + span, 2.0 * span + 1.0]
     p0 = np.clip(p0, np.array(lower) + 1e-9, np.array(upper) - 1e-9)
     res = least_squares(residuals, p0, bounds=(lower, upper), method="trf", x_scale="jac", max_nfev=400)
-    return Smile(*(float(x) for x in res.x))
+    a, b, rho, m, sig = (float(x) for x in res.x)
+    return Smile(a, b, rho, m, sig)
 
 
 def _min_g(smile: Smile, grid: FloatArray) -> float:
@@ -179,7 +180,7 @@ def _correction(
     lam = smooth * _SMOOTH * float(np.sum(om))
     lhs = (v.T * om) @ v + lam * (d2.T @ d2) + 1e-12 * lam * np.eye(nb)
     coef = np.linalg.solve(lhs, (v.T * om) @ (w - base.svi(k)[0]))
-    return knots, coef
+    return np.asarray(knots, dtype=np.float64), np.asarray(coef, dtype=np.float64)
 
 
 def fit_smile(k: FloatArray, w: FloatArray, weight: FloatArray, t: float) -> SliceFit:

@@ -88,7 +88,9 @@ class FittedSurface:
             cf = np.array(self.coef[i], dtype=np.float64).reshape(-1)
             if kn.size or cf.size:
                 if kn.size < 5 or cf.size != kn.size - 4 or np.any(np.diff(kn) <= 0):
-                    raise SurfaceError("knots", f"expiry {i}: need n + 2 >= 5 increasing knots and n - 2 coefs")
+                    raise SurfaceError(
+                        "knots", f"expiry {i}: need n + 2 >= 5 increasing knots and n - 2 coefs"
+                    )
                 if not (np.isfinite(kn).all() and np.isfinite(cf).all()):
                     raise SurfaceError("coef", f"expiry {i}: must be finite")
             knots.append(kn)
@@ -107,7 +109,7 @@ class FittedSurface:
         )
         return same and all(
             np.array_equal(x, y)
-            for xs, ys in ((self.knots, other.knots), (self.coef, other.coef))  # type: ignore[attr-defined]
+            for xs, ys in ((self.knots, other.knots), (self.coef, other.coef))
             for x, y in zip(xs, ys, strict=True)
         )
 
@@ -115,9 +117,8 @@ class FittedSurface:
 
     def smile(self, i: int) -> Smile:
         """Expiry ``i``'s own fitted smile (before calendar repair)."""
-        return Smile(
-            *(float(getattr(self, n)[i]) for n in _PARAMS), knots=self.knots[i], coef=self.coef[i]
-        )
+        a, b, rho, m, sigma = (float(getattr(self, n)[i]) for n in _PARAMS)
+        return Smile(a, b, rho, m, sigma, knots=self.knots[i], coef=self.coef[i])
 
     def total_variance(self, k: ArrayLike, i: int) -> FloatArray:
         """Calendar-repaired total variance ``W_i(k)`` of expiry ``i`` at log-moneyness ``k``."""

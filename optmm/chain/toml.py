@@ -46,7 +46,7 @@ def _dates(valuation: np.datetime64, years: np.ndarray) -> str:
     days = np.rint(np.asarray(years) * 365.0).astype(np.int64)
     if not np.array_equal(days.astype(np.float64) / 365.0, years):
         raise ValueError("surface expiries are not whole days (ACT/365) after the valuation date")
-    dates = [str(np.datetime64(valuation, "D") + np.timedelta64(int(d), "D")) for d in days]
+    dates = [str(np.asarray(valuation).astype("datetime64[D]") + np.timedelta64(int(d), "D")) for d in days]
     return "[" + ", ".join(dates) + "]"
 
 
@@ -55,7 +55,11 @@ def _surface_lines(table: str, s: VolSurface, valuation: np.datetime64) -> list[
     if isinstance(s, FlatSurface):
         lines += ['type = "flat"', f"vol = {_num(s.vol)}"]
     elif isinstance(s, TableSurface):
-        lines += ['type = "table"', f"expiries = {_dates(valuation, s.expiries)}", f"strikes = {_list(s.strikes)}"]
+        lines += [
+            'type = "table"',
+            f"expiries = {_dates(valuation, s.expiries)}",
+            f"strikes = {_list(s.strikes)}",
+        ]
         lines.append("vols = [" + ", ".join(_list(row) for row in s.vols) + "]")
     elif isinstance(s, SVISurface):
         lines += ['type = "svi"', f"expiries = {_dates(valuation, s.expiries)}"]
@@ -77,7 +81,10 @@ def _surface_lines(table: str, s: VolSurface, valuation: np.datetime64) -> list[
 def market_toml(market: Market, *, header: str = "") -> str:
     """The TOML text of ``market`` (layout of ``docs/book-and-market.md``, plus ``type = "fitted"``)."""
     lines = [f"# {line}" for line in header.splitlines()]
-    lines += [f"valuation = {np.datetime64(market.valuation, 'D')}", f'sticky = "{market.sticky.value}"']
+    lines += [
+        f"valuation = {np.asarray(market.valuation).astype('datetime64[D]')}",
+        f'sticky = "{market.sticky.value}"',
+    ]
     if market.index is not None:
         lines.append(f"index = {_value(market.index)}")
     for und in market.spot:
