@@ -90,29 +90,39 @@ def _black_call(f: FloatArray, k: FloatArray, w: FloatArray) -> FloatArray:
     return f * ndtr(d1) - k * ndtr(d1 - sd)
 
 
-def arbitrage_counts(surface: FittedSurface, i: int, k_quotes: FloatArray) -> tuple[int, int]:
-    """Butterfly and calendar violations of expiry ``i`` on a fine grid.
+def arbitrage_counts(surface: FittedSurface, k_quotes: list[FloatArray]) -> list[tuple[int, int]]:
+    """Butterfly and calendar violations of every expiry, on one fine grid of log-moneyness.
 
-    Butterfly: call prices at 4001 strikes covering the quotes and +-3 standard deviations must
-    decrease and be convex (divided differences, tolerance 1e-12 of the forward). Calendar: the total
-    variance must not fall from expiry ``i - 1`` to ``i`` at any grid point.
+    The grid has 16,001 points covering every expiry's quotes and +-3 of its standard deviations.
+    Butterfly: the undiscounted call prices of expiry ``i`` on the part of the grid covering its quotes
+    and +-3 standard deviations must decrease and be convex in strike (divided differences,
+    tolerance 1e-12 of the forward). Calendar: the total variance must not fall from expiry
+    ``i - 1`` to ``i`` at any grid point.
     """
-    w0 = float(surface.total_variance(np.zeros(1), i)[0])
-    sd = math.sqrt(max(w0, 1e-12))
-    lo = min(float(k_quotes.min()), -CHECK_SDS * sd)
-    hi = max(float(k_quotes.max()), CHECK_SDS * sd)
-    k = np.linspace(lo, hi, 4001)
-    f = float(surface.forwards[i])
-    strikes = f * np.exp(k)
-    w = surface.total_variance(k, i)
-    c = _black_call(np.full_like(strikes, f), strikes, w)
-    tol = 1e-12 * f
-    slope = np.diff(c) / np.diff(strikes)
-    butterfly = int(np.sum(slope > tol) + np.sum(np.diff(slope) < -tol))
-    calendar = 0
-    if i > 0:
-        calendar = int(np.sum(w < surface.total_variance(k, i - 1) - 1e-15))
-    return butterfly, calendar
+    n = surface.expiries.size
+    sds = [math.sqrt(max(float(surface.smile(i).total_variance(np.zeros(1))[0]), 1e-12)) for i in range(n)]
+    ranges = [
+        (min(float(kq.min()), -CHECK_SDS * sd), max(float(kq.max()), CHECK_SDS * sd))
+        for kq, sd in zip(k_quotes, sds, strict=True)
+    ]
+    k = np.linspace(min(r[0] for r in ranges), max(r[1] for r in ranges), 16001)
+    running = np.full(k.size, -np.inf)
+    out = []
+    previous = None
+    for i in range(n):
+        running = np.maximum(running, surface.smile(i).total_variance(k))
+        w = np.maximum(running, 0.0)
+        sel = (k >= ranges[i][0]) & (k <= ranges[i][1])
+        f = float(surface.forwards[i])
+        strikes = f * np.exp(k[sel])
+        c = _black_call(np.full_like(strikes, f), strikes, w[sel])
+        tol = 1e-12 * f
+        slope = np.diff(c) / np.diff(strikes)
+        butterfly = int(np.sum(slope > tol) + np.sum(np.diff(slope) < -tol))
+        calendar = 0 if previous is None else int(np.sum(w < previous - 1e-15))
+        out.append((butterfly, calendar))
+        previous = w
+    return out
 
 
 @dataclass
@@ -214,6 +224,7 @@ def _assemble(
         knots=[f.smile.knots for f in fits],
         coef=[f.smile.coef for f in fits],
     )
+    checks = arbitrage_counts(surface, [s.k for s in slices])
     out = []
     for i, (s, f) in enumerate(zip(slices, fits, strict=True)):
         w = surface.total_variance(s.k, i)
@@ -229,7 +240,7 @@ def _assemble(
             inside = (fit_vol >= s.bid - 1e-12) & (fit_vol <= s.ask + 1e-12)
         w0, w1 = _w_and_slope(surface, i)
         atm = math.sqrt(w0 / s.t_quote)
-        bfly, cal = arbitrage_counts(surface, i, s.k)
+        bfly, cal = checks[i]
         raw = f.smile.total_variance(s.k)
         r_impl = -math.log(s.discount) / s.t_quote
         out.append(

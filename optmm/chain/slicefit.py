@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from optmm.chain.smile import Smile, bspline_basis, durrleman_g
+from optmm.chain.smile import Smile, design_matrix, durrleman_g
 from optmm.typing import FloatArray
 
 __all__ = ["MIN_QUOTES_SPLINE", "MIN_QUOTES_SVI", "SliceFit", "check_grid", "fit_smile", "spline_grid"]
@@ -92,17 +92,45 @@ def _svi_start(k: FloatArray, w: FloatArray, om: FloatArray) -> FloatArray:
     return best
 
 
-def _fit_svi(k: FloatArray, w: FloatArray, om: FloatArray, grid: FloatArray) -> Smile:
+def _fit_svi(k: FloatArray, w: FloatArray, om: FloatArray, check: FloatArray) -> Smile:
     sq = np.sqrt(om)
+    grid = check[::4]  # the penalty's grid; g is held above a margin there, and checked on ``check``
     wmax = float(w.max())
     span = float(k.max() - k.min())
 
+    floor = 1e-10
+
+    def parts(p: FloatArray, x_pts: FloatArray) -> tuple[FloatArray, ...]:
+        """SVI's w, w', w'' at ``x_pts`` and their partial derivatives in (a, b, rho, m, sigma)."""
+        a, b, rho, m, sig = p
+        x = x_pts - m
+        r2 = x * x + sig * sig
+        r = np.sqrt(r2)
+        r3 = r2 * r
+        r5 = r3 * r2
+        one = np.ones_like(x)
+        zero = np.zeros_like(x)
+        w = a + b * (rho * x + r)
+        w1 = b * (rho + x / r)
+        w2 = b * sig * sig / r3
+        dw = np.stack([one, rho * x + r, b * x, -b * (rho + x / r), b * sig / r], axis=1)
+        dw1 = np.stack([zero, rho + x / r, b * one, -b * sig * sig / r3, -b * x * sig / r3], axis=1)
+        dw2 = np.stack(
+            [
+                zero,
+                sig * sig / r3,
+                zero,
+                3.0 * b * sig * sig * x / r5,
+                b * (2.0 * sig / r3 - 3.0 * sig**3 / r5),
+            ],
+            axis=1,
+        )
+        return w, w1, w2, dw, dw1, dw2
+
     def residuals(p: FloatArray) -> FloatArray:
         a, b, rho, m, sig = p
-        sm = Smile(a, b, rho, m, sig)
-        fit = sm.svi(k)[0]
-        gw, g1, g2 = sm.svi(grid)
-        floor = 1e-10
+        fit = Smile(a, b, rho, m, sig).svi(k)[0]
+        gw, g1, g2, *_ = parts(p, grid)
         bad_w = np.minimum(gw - floor, 0.0)
         gg = durrleman_g(grid, np.maximum(gw, floor), g1, g2) - _G_MARGIN
         lee = max(b * (1.0 + abs(rho)) - 2.0, 0.0)
@@ -110,11 +138,44 @@ def _fit_svi(k: FloatArray, w: FloatArray, om: FloatArray, grid: FloatArray) -> 
             [sq * (fit - w), _PENALTY * np.minimum(gg, 0.0), _PENALTY * bad_w, [_PENALTY * lee]]
         )
 
+    def jacobian(p: FloatArray) -> FloatArray:
+        a, b, rho, m, sig = p
+        _, _, _, dk, _, _ = parts(p, k)
+        gw, g1, g2, dw, dw1, dw2 = parts(p, grid)
+        wpos = np.maximum(gw, floor)
+        gg = durrleman_g(grid, wpos, g1, g2) - _G_MARGIN
+        u = 1.0 - grid * g1 / (2.0 * wpos)
+        g_w = u * grid * g1 / (wpos * wpos) + g1 * g1 / (4.0 * wpos * wpos)
+        g_w1 = -u * grid / wpos - 0.5 * g1 * (1.0 / wpos + 0.25)
+        dg = g_w[:, None] * dw * (gw > floor)[:, None] + g_w1[:, None] * dw1 + 0.5 * dw2
+        lee = np.zeros((1, 5))
+        if b * (1.0 + abs(rho)) > 2.0:
+            lee[0, 1] = _PENALTY * (1.0 + abs(rho))
+            lee[0, 2] = _PENALTY * b * np.sign(rho)
+        return np.concatenate(
+            [
+                sq[:, None] * dk,
+                _PENALTY * dg * (gg < 0.0)[:, None],
+                _PENALTY * dw * (gw - floor < 0.0)[:, None],
+                lee,
+            ]
+        )
+
     p0 = _svi_start(k, w, om)
     lower = [-wmax, 0.0, -0.999, float(k.min()) - span, 1e-4]
     upper = [wmax, 2.0, 0.999, float(k.max()) + span, 2.0 * span + 1.0]
     p0 = np.clip(p0, np.array(lower) + 1e-9, np.array(upper) - 1e-9)
-    res = least_squares(residuals, p0, bounds=(lower, upper), method="trf", x_scale="jac", max_nfev=400)
+    res = least_squares(
+        residuals,
+        p0,
+        jac=jacobian,
+        bounds=(lower, upper),
+        method="trf",
+        x_scale="jac",
+        max_nfev=200,
+        ftol=1e-6,
+        xtol=1e-6,
+    )
     a, b, rho, m, sig = (float(x) for x in res.x)
     return Smile(a, b, rho, m, sig)
 
@@ -126,8 +187,7 @@ def _min_g(smile: Smile, grid: FloatArray) -> float:
 def _largest_safe_scale(base: Smile, knots: FloatArray, coef: FloatArray, grid: FloatArray) -> float:
     """The largest ``theta`` in [0, 1] (to 1/1024) with ``g >= 0`` for ``base + theta * spline``."""
     w0, a1, a2 = base.svi(grid)
-    v, d1, d2 = bspline_basis(grid, knots)
-    s0, s1, s2 = v @ coef, d1 @ coef, d2 @ coef
+    s0, s1, s2 = Smile(0.0, 0.0, 0.0, 0.0, 1.0, knots, coef).spline(grid)
 
     def ok(theta: float) -> bool:
         w = w0 + theta * s0
@@ -174,7 +234,7 @@ def _correction(
     knots = np.concatenate([k[:1], inner, k[-1:]])
     if np.any(np.diff(knots) <= 0.0):
         knots = np.linspace(k[0], k[-1], n_int + 2)
-    v, _, _ = bspline_basis(k, knots)
+    v = design_matrix(k, knots)
     nb = v.shape[1]
     d2 = np.diff(np.eye(nb), 2, axis=0)
     lam = smooth * _SMOOTH * float(np.sum(om))

@@ -19,12 +19,14 @@ Jacquier 2014, Lemma 2.2). The fit (:mod:`optmm.chain.fit`) enforces ``g >= 0`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
+from scipy.interpolate import BSpline
 
 from optmm.typing import ArrayLike, FloatArray
 
-__all__ = ["Smile", "bspline_basis", "durrleman_g"]
+__all__ = ["Smile", "bspline_basis", "design_matrix", "durrleman_g", "spline_function"]
 
 
 def bspline_basis(k: ArrayLike, knots: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -61,6 +63,24 @@ def bspline_basis(k: ArrayLike, knots: FloatArray) -> tuple[FloatArray, FloatArr
     d2 = deriv(deriv(basis[1], 2), 3)
     keep = slice(3, basis[3].shape[1] - 3)
     return basis[3][:, keep], d1[:, keep], d2[:, keep]
+
+
+def _knot_vector(knots: FloatArray) -> FloatArray:
+    return np.concatenate([np.repeat(knots[:1], 3), knots, np.repeat(knots[-1:], 3)])
+
+
+def design_matrix(k: FloatArray, knots: FloatArray) -> FloatArray:
+    """The values of :func:`bspline_basis` alone, for ``k`` inside ``[lo, hi]`` (scipy's sparse
+    design matrix, the dropped end functions removed)."""
+    full = BSpline.design_matrix(k, _knot_vector(knots), 3).toarray()
+    return np.asarray(full[:, 3:-3], dtype=np.float64)
+
+
+def spline_function(knots: FloatArray, coef: FloatArray) -> BSpline:
+    """The spline with these knots and coefficients as a scipy :class:`~scipy.interpolate.BSpline`
+    (NaN outside ``[lo, hi]``, where the spline is 0)."""
+    padded = np.concatenate([np.zeros(3), coef, np.zeros(3)])
+    return BSpline(_knot_vector(knots), padded, 3, extrapolate=False)
 
 
 def durrleman_g(k: FloatArray, w: FloatArray, w1: FloatArray, w2: FloatArray) -> FloatArray:
@@ -105,8 +125,18 @@ class Smile:
         if self.coef.size == 0:
             z = np.zeros_like(k)
             return z, z, z
-        v, d1, d2 = bspline_basis(k, self.knots)
-        return v @ self.coef, d1 @ self.coef, d2 @ self.coef
+        f = self._spline
+        inside = (k > self.knots[0]) & (k < self.knots[-1])
+        out = []
+        for nu in range(3):
+            v = np.zeros_like(k)
+            v[inside] = f(k[inside], nu)
+            out.append(v)
+        return out[0], out[1], out[2]
+
+    @cached_property
+    def _spline(self) -> BSpline:
+        return spline_function(self.knots, self.coef)
 
     def derivatives(self, k: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
         """``w``, ``w'`` and ``w''`` at log-moneyness ``k`` (any shape, flattened)."""
