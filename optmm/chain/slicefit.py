@@ -139,7 +139,7 @@ def _fit_svi(k: FloatArray, w: FloatArray, om: FloatArray, check: FloatArray) ->
         )
 
     def jacobian(p: FloatArray) -> FloatArray:
-        a, b, rho, m, sig = p
+        _, b, rho, _, _ = p
         _, _, _, dk, _, _ = parts(p, k)
         gw, g1, g2, dw, dw1, dw2 = parts(p, grid)
         wpos = np.maximum(gw, floor)
