@@ -17,6 +17,7 @@ handful of noisy points is a wild fit): see :func:`fit_smile`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,8 +96,6 @@ def _svi_start(k: FloatArray, w: FloatArray, om: FloatArray) -> FloatArray:
 def _fit_svi(k: FloatArray, w: FloatArray, om: FloatArray, check: FloatArray) -> Smile:
     sq = np.sqrt(om)
     grid = check[::4]  # the penalty's grid; g is held above a margin there, and checked on ``check``
-    wmax = float(w.max())
-    span = float(k.max() - k.min())
 
     floor = 1e-10
 
@@ -161,22 +160,35 @@ def _fit_svi(k: FloatArray, w: FloatArray, om: FloatArray, check: FloatArray) ->
             ]
         )
 
+    # unconstrained coordinates for MINPACK's Levenberg-Marquardt: b = e^u, rho = tanh(v), sigma = e^s
+    def to_raw(q: FloatArray) -> FloatArray:
+        return np.array([q[0], math.exp(q[1]), math.tanh(q[2]), q[3], math.exp(q[4])])
+
+    def chain_rule(q: FloatArray) -> FloatArray:
+        p = to_raw(q)
+        return np.array([1.0, p[1], 1.0 - p[2] * p[2], 1.0, p[4]])
+
     p0 = _svi_start(k, w, om)
-    lower = [-wmax, 0.0, -0.999, float(k.min()) - span, 1e-4]
-    upper = [wmax, 2.0, 0.999, float(k.max()) + span, 2.0 * span + 1.0]
-    p0 = np.clip(p0, np.array(lower) + 1e-9, np.array(upper) - 1e-9)
+    q0 = np.array(
+        [
+            p0[0],
+            math.log(max(p0[1], 1e-6)),
+            math.atanh(float(np.clip(p0[2], -0.99, 0.99))),
+            p0[3],
+            math.log(max(p0[4], 1e-4)),
+        ]
+    )
     res = least_squares(
-        residuals,
-        p0,
-        jac=jacobian,
-        bounds=(lower, upper),
-        method="trf",
+        lambda q: residuals(to_raw(q)),
+        q0,
+        jac=lambda q: jacobian(to_raw(q)) * chain_rule(q),
+        method="lm",
         x_scale="jac",
         max_nfev=200,
         ftol=1e-6,
         xtol=1e-6,
     )
-    a, b, rho, m, sig = (float(x) for x in res.x)
+    a, b, rho, m, sig = (float(x) for x in to_raw(res.x))
     return Smile(a, b, rho, m, sig)
 
 
