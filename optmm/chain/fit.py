@@ -143,8 +143,9 @@ class _Slice:
     is_call: FloatArray | None
 
 
-def _otm_slice(chain: Chain, rows: np.ndarray, t: float, spot: float) -> _Slice | None:
-    """Parity forward, then the out-of-the-money quote per strike and its bid/ask/mid vols."""
+def _otm_pick(chain: Chain, rows: np.ndarray, t: float, spot: float) -> tuple[float, float, str, np.ndarray]:
+    """Parity forward and discount factor, and the row (in ``chain``) of the quote used per strike:
+    the out-of-the-money side where quoted, else the other."""
     strike, is_call = chain.strike[rows], chain.is_call[rows]
     bid, ask = chain.bid[rows], chain.ask[rows]
     rate = float(np.median(chain.rate[rows]))
@@ -166,43 +167,61 @@ def _otm_slice(chain: Chain, rows: np.ndarray, t: float, spot: float) -> _Slice 
         fwd, disc, method = spot * math.exp(rate * t), math.exp(-rate * t), "spot, rate"
     else:
         fwd, disc, method = par.forward, par.discount, par.method
-    # per strike: the OTM side where quoted, else the other
-    pick: dict[float, int] = {}
+    pick = []
     for s in sorted(set(calls) | set(puts)):
-        otm_call = s >= fwd
-        first, second = (calls, puts) if otm_call else (puts, calls)
-        pick[s] = first[s] if s in first else second[s]
-    idx = np.array(list(pick.values()), dtype=np.intp)
-    ks = strike[idx]
-    r_d = -math.log(disc) / t
-    vols = []
-    for price in (bid[idx], ask[idx], 0.5 * (bid[idx] + ask[idx])):
-        v = implied_vol(price, fwd, ks, t, r_d, r_d, is_call[idx])
-        vols.append(np.asarray(v, dtype=np.float64))
-    bv, av, mv = vols
-    ok = np.isfinite(mv) & (mv > 0) & np.isfinite(av)
-    if not ok.any():
-        return None
-    bv = np.where(np.isfinite(bv), bv, 0.0)
-    weight = 1.0 / np.maximum(av - bv, MIN_SPREAD_VOL) ** 2
-    order = np.argsort(ks[ok])
-    sel = np.flatnonzero(ok)[order]
-    return _Slice(
-        expiry=np.datetime64("NaT"),
-        t_quote=t,
-        t_node=t,
-        forward=fwd,
-        discount=disc,
-        method=method,
-        k=np.log(ks[sel] / fwd),
-        mid=mv[sel],
-        bid=bv[sel],
-        ask=av[sel],
-        weight=weight[sel],
-        bid_price=bid[idx][sel],
-        ask_price=ask[idx][sel],
-        is_call=is_call[idx][sel],
-    )
+        first, second = (calls, puts) if s >= fwd else (puts, calls)
+        pick.append(first[s] if s in first else second[s])
+    return fwd, disc, method, rows[np.array(pick, dtype=np.intp)]
+
+
+def _otm_slices(
+    chain: Chain, picks: list[tuple[np.datetime64, float, float, float, str, np.ndarray]]
+) -> list[_Slice | None]:
+    """The bid/ask/mid vols of every expiry's picked quotes (one implied-vol call each for all
+    expiries), and the slices to fit; None for an expiry with no usable vol."""
+    idx = np.concatenate([p[5] for p in picks])
+    reps = [p[5].size for p in picks]
+    t = np.repeat([p[1] for p in picks], reps)
+    fwd = np.repeat([p[2] for p in picks], reps)
+    r_d = -np.log(np.repeat([p[3] for p in picks], reps)) / t
+    ks, is_call = chain.strike[idx], chain.is_call[idx]
+    bid, ask = chain.bid[idx], chain.ask[idx]
+    vols = [
+        np.asarray(implied_vol(price, fwd, ks, t, r_d, r_d, is_call), dtype=np.float64)
+        for price in (bid, ask, 0.5 * (bid + ask))
+    ]
+    out: list[_Slice | None] = []
+    start = 0
+    for (expiry, tq, f, disc, method, _), n in zip(picks, reps, strict=True):
+        part = slice(start, start + n)
+        start += n
+        bv, av, mv = (v[part] for v in vols)
+        ok = np.isfinite(mv) & (mv > 0) & np.isfinite(av)
+        if not ok.any():
+            out.append(None)
+            continue
+        bv = np.where(np.isfinite(bv), bv, 0.0)
+        weight = 1.0 / np.maximum(av - bv, MIN_SPREAD_VOL) ** 2
+        sel = np.flatnonzero(ok)[np.argsort(ks[part][ok])]
+        out.append(
+            _Slice(
+                expiry=expiry,
+                t_quote=tq,
+                t_node=tq,
+                forward=f,
+                discount=disc,
+                method=method,
+                k=np.log(ks[part][sel] / f),
+                mid=mv[sel],
+                bid=bv[sel],
+                ask=av[sel],
+                weight=weight[sel],
+                bid_price=bid[part][sel],
+                ask_price=ask[part][sel],
+                is_call=is_call[part][sel],
+            )
+        )
+    return out
 
 
 def _assemble(
@@ -225,19 +244,13 @@ def _assemble(
         coef=[f.smile.coef for f in fits],
     )
     checks = arbitrage_counts(surface, [s.k for s in slices])
+    fit_vols = [np.sqrt(surface.total_variance(s.k, i) / s.t_quote) for i, s in enumerate(slices)]
+    inside_all = _inside(slices, fit_vols)
     out = []
     for i, (s, f) in enumerate(zip(slices, fits, strict=True)):
-        w = surface.total_variance(s.k, i)
-        fit_vol = np.sqrt(w / s.t_quote)
+        fit_vol = fit_vols[i]
         rmse = float(np.sqrt(np.mean((fit_vol - s.mid) ** 2))) * 100.0
-        if s.bid_price is not None and s.is_call is not None and s.ask_price is not None:
-            r_d = -math.log(s.discount) / s.t_quote
-            strikes = s.forward * np.exp(s.k)
-            price = bsm_price(s.forward, strikes, s.t_quote, r_d, r_d, fit_vol, s.is_call)
-            tol = 1e-9 * s.forward
-            inside = (price >= s.bid_price - tol) & (price <= s.ask_price + tol)
-        else:
-            inside = (fit_vol >= s.bid - 1e-12) & (fit_vol <= s.ask + 1e-12)
+        inside = inside_all[i]
         w0, w1 = _w_and_slope(surface, i)
         atm = math.sqrt(w0 / s.t_quote)
         bfly, cal = checks[i]
@@ -260,7 +273,7 @@ def _assemble(
                 method=f.method,
                 butterfly_violations=bfly,
                 calendar_violations=cal,
-                calendar_repaired=bool(np.any(w > raw)),
+                calendar_repaired=bool(np.any(fit_vol**2 * s.t_quote > raw * (1 + 1e-12))),
                 k=s.k,
                 mid_vol=s.mid,
                 bid_vol=s.bid,
@@ -285,6 +298,25 @@ def _assemble(
     }
     object.__setattr__(surface, "diagnostics", diag)
     return UnderlyingFit(underlying, spot, rate, q, surface, out, dropped)
+
+
+def _inside(slices: list[_Slice], fit_vols: list[FloatArray]) -> list[np.ndarray]:
+    """Per slice, whether each fitted price is inside its bid/ask (one pricing call for all)."""
+    quoted = [s for s in slices if s.bid_price is not None]
+    if not quoted:
+        return [(v >= s.bid - 1e-12) & (v <= s.ask + 1e-12) for s, v in zip(slices, fit_vols, strict=True)]
+    reps = [s.k.size for s in slices]
+    fwd = np.repeat([s.forward for s in slices], reps)
+    t = np.repeat([s.t_quote for s in slices], reps)
+    r_d = -np.log(np.repeat([s.discount for s in slices], reps)) / t
+    strikes = fwd * np.exp(np.concatenate([s.k for s in slices]))
+    is_call = np.concatenate([s.is_call for s in slices])
+    price = bsm_price(fwd, strikes, t, r_d, r_d, np.concatenate(fit_vols), is_call)
+    bid = np.concatenate([s.bid_price for s in slices])
+    ask = np.concatenate([s.ask_price for s in slices])
+    tol = 1e-9 * fwd
+    inside = (price >= bid - tol) & (price <= ask + tol)
+    return np.split(inside, np.cumsum(reps)[:-1])
 
 
 def _w_and_slope(surface: FittedSurface, i: int) -> tuple[float, float]:
@@ -316,7 +348,7 @@ def fit_chain(chain: Chain) -> tuple[Any, dict[str, UnderlyingFit]]:
         dropped = dict(chain.dropped)
         dropped["expires_today"] = 0
         dropped["no_vol"] = 0
-        slices = []
+        picks = []
         for exp in np.unique(chain.expiry[rows_u]):
             rows = rows_u[chain.expiry[rows_u] == exp]
             t_node = _node_years(valuation, exp)
@@ -324,11 +356,13 @@ def fit_chain(chain: Chain) -> tuple[Any, dict[str, UnderlyingFit]]:
                 dropped["expires_today"] += rows.size
                 continue
             t_quote = float(chain.years(np.array([exp]))[0])
-            sl = _otm_slice(chain, rows, t_quote, spot)
+            picks.append((exp, t_quote, *_otm_pick(chain, rows, t_quote, spot)))
+        slices = []
+        for pick, sl in zip(picks, _otm_slices(chain, picks) if picks else [], strict=True):
             if sl is None:
-                dropped["no_vol"] += rows.size
+                dropped["no_vol"] += int(np.sum(chain.expiry[rows_u] == pick[0]))
                 continue
-            sl.expiry, sl.t_node = exp, t_node
+            sl.t_node = _node_years(valuation, pick[0])
             slices.append(sl)
         if not slices:
             raise ChainError(chain.source, 0, "expiry", f"{und}: no expiry with usable quotes")
