@@ -244,7 +244,17 @@ def _assemble(
         coef=[f.smile.coef for f in fits],
     )
     checks = arbitrage_counts(surface, [s.k for s in slices])
-    fit_vols = [np.sqrt(surface.total_variance(s.k, i) / s.t_quote) for i, s in enumerate(slices)]
+    # the calendar-repaired variance at every slice's quotes: smile j evaluated once on the quotes of
+    # slices j, j + 1, ... (a running maximum), not once per later slice
+    reps = [s.k.size for s in slices]
+    starts = np.concatenate([[0], np.cumsum(reps)])
+    k_all = np.concatenate([s.k for s in slices])
+    w_all = np.full(k_all.size, -np.inf)
+    for j in range(len(slices)):
+        tail = slice(int(starts[j]), None)
+        w_all[tail] = np.maximum(w_all[tail], surface.smile(j).total_variance(k_all[tail]))
+    w_all = np.maximum(w_all, 0.0)
+    fit_vols = [np.sqrt(w_all[starts[i] : starts[i + 1]] / s.t_quote) for i, s in enumerate(slices)]
     inside_all = _inside(slices, fit_vols)
     out = []
     for i, (s, f) in enumerate(zip(slices, fits, strict=True)):
