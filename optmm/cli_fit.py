@@ -106,7 +106,7 @@ def run_fit(args: argparse.Namespace) -> int:
             arb = e.butterfly_violations + e.calendar_violations
             day = str(np.asarray(e.expiry).astype("datetime64[D]"))
             total_arb += arb
-            inside = _fmt(100 * e.inside_share, ".1f") if args.vols is None else "-"
+            inside = _fmt(100 * e.inside_share, ".1f")
             print(
                 f"{und:<10} {day:<10} {e.n_quotes:>6} {e.forward:>11.4f} "
                 f"{100 * e.implied_dividend:>6.2f}% {100 * e.atm_vol:>7.2f} {e.skew:>7.3f} "

@@ -76,8 +76,10 @@ def test_fit_vols_file_with_a_market(capsys: pytest.CaptureFixture[str], tmp_pat
     assert code == 0, err
     row = next(line for line in stdout.splitlines() if line.startswith("SPX "))
     assert float(row.split()[7]) <= 0.30  # RMSE in vol points
+    assert row.split()[8] == "-"  # no bid/ask: no share inside it
     assert stdout.splitlines()[-1] == "arbitrage violations: 0"
     m = Market.load(out)
+    assert "inside_share" not in m.surface["SPX"].diagnostics
     k = 5640.3911
     assert abs(m.vols("SPX", k, 38 / 365) - 0.2213) < 0.003
 

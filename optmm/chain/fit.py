@@ -46,7 +46,7 @@ class ExpiryFit:
     atm_vol: float
     skew: float
     rmse_vol_pts: float
-    inside_share: float
+    inside_share: float  # NaN for vols given directly (no bid/ask)
     method: str
     butterfly_violations: int
     calendar_violations: int
@@ -279,7 +279,7 @@ def _assemble(
                 atm_vol=atm,
                 skew=w1 / (2.0 * math.sqrt(w0 * s.t_quote)),
                 rmse_vol_pts=rmse,
-                inside_share=float(np.mean(inside)),
+                inside_share=float(np.mean(inside)) if inside.size else math.nan,
                 method=f.method,
                 butterfly_violations=bfly,
                 calendar_violations=cal,
@@ -300,21 +300,21 @@ def _assemble(
         "atm_vol": [e.atm_vol for e in out],
         "skew": [e.skew for e in out],
         "rmse_vol_pts": [e.rmse_vol_pts for e in out],
-        "inside_share": [e.inside_share for e in out],
         "n_quotes": [e.n_quotes for e in out],
         "method": [e.method for e in out],
         "butterfly_violations": [e.butterfly_violations for e in out],
         "calendar_violations": [e.calendar_violations for e in out],
     }
+    if all(math.isfinite(e.inside_share) for e in out):
+        diag["inside_share"] = [e.inside_share for e in out]
     object.__setattr__(surface, "diagnostics", diag)
     return UnderlyingFit(underlying, spot, rate, q, surface, out, dropped)
 
 
 def _inside(slices: list[_Slice], fit_vols: list[FloatArray]) -> list[np.ndarray]:
     """Per slice, whether each fitted price is inside its bid/ask (one pricing call for all)."""
-    quoted = [s for s in slices if s.bid_price is not None]
-    if not quoted:
-        return [(v >= s.bid - 1e-12) & (v <= s.ask + 1e-12) for s, v in zip(slices, fit_vols, strict=True)]
+    if any(s.bid_price is None for s in slices):  # vols given directly: no bid/ask to be inside
+        return [np.zeros(0, dtype=bool) for _ in slices]
     reps = [s.k.size for s in slices]
     fwd = np.repeat([s.forward for s in slices], reps)
     t = np.repeat([s.t_quote for s in slices], reps)
