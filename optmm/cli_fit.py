@@ -109,10 +109,18 @@ def run_fit(args: argparse.Namespace) -> int:
             inside = _fmt(100 * e.inside_share, ".1f")
             print(
                 f"{und:<10} {day:<10} {e.n_quotes:>6} {e.forward:>11.4f} "
-                f"{100 * e.implied_dividend:>6.2f}% {100 * e.atm_vol:>7.2f} {e.skew:>7.3f} "
+                f"{100 * e.implied_dividend + 0.0:>6.2f}% {100 * e.atm_vol:>7.2f} {e.skew:>7.3f} "
                 f"{e.rmse_vol_pts:>7.3f} {inside:>6} {e.method:<10} {arb:>3}",
                 file=out,
             )
+        for e in f.expiries:
+            if e.forward_method not in ("parity", "given"):
+                day = str(np.asarray(e.expiry).astype("datetime64[D]"))
+                how = {
+                    "parity, rate": "parity with the discount factor from the rate column",
+                    "spot, rate": "spot and rate (no call/put pair at one strike)",
+                }[e.forward_method]
+                print(f"{und} {day}: forward from {how}", file=out)
         dropped = ", ".join(f"{k} {v}" for k, v in f.dropped.items() if v)
         if dropped:
             print(f"{und}: rows dropped: {dropped}", file=out)

@@ -94,3 +94,12 @@ def test_fit_errors_are_one_line(capsys: pytest.CaptureFixture[str], chain_csv: 
     assert_usage_error(
         run(capsys, "fit", str(chain_csv), "--out", str(tmp_path / "no" / "x.toml")), "no such directory"
     )
+
+
+def test_a_forward_not_from_parity_is_said(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    df, _ = synthetic_chain(rng=np.random.default_rng(4), days=(30,), n_strikes=9)
+    calls = tmp_path / "calls.csv"
+    df[df["kind"] == "call"].to_csv(calls, index=False)
+    code, stdout, err = run(capsys, "fit", str(calls), "--out", str(tmp_path / "f.toml"))
+    assert code == 0, err
+    assert "SYN 2026-02-04: forward from spot and rate (no call/put pair at one strike)" in stdout

@@ -36,6 +36,7 @@ QUOTES_PER_KNOT = 10
 MAX_KNOTS = 40
 _PENALTY = 1e3  # weight of one unit of negative g (vs residuals in vol units)
 _G_MARGIN = 1e-3  # SVI's g is held above this, so that rounding cannot take it below 0
+_ATANH_MAX = 7.0  # |rho| <= tanh(7) = 0.9999983
 _SMOOTH = 1e-3  # P-spline roughness weight, relative to the total data weight
 
 
@@ -161,12 +162,18 @@ def _fit_svi(k: FloatArray, w: FloatArray, om: FloatArray, check: FloatArray) ->
         )
 
     # unconstrained coordinates for MINPACK's Levenberg-Marquardt: b = e^u, rho = tanh(v), sigma = e^s
+    # clamped so that |rho| < 1 and b, sigma stay finite and > 0 in floating point (derivative 0 there)
+    lo_q = np.array([-np.inf, -30.0, -_ATANH_MAX, -np.inf, math.log(1e-5)])
+    hi_q = np.array([np.inf, math.log(4.0), _ATANH_MAX, np.inf, math.log(1e2)])
+
     def to_raw(q: FloatArray) -> FloatArray:
-        return np.array([q[0], math.exp(q[1]), math.tanh(q[2]), q[3], math.exp(q[4])])
+        c = np.clip(q, lo_q, hi_q)
+        return np.array([c[0], math.exp(c[1]), math.tanh(c[2]), c[3], math.exp(c[4])])
 
     def chain_rule(q: FloatArray) -> FloatArray:
         p = to_raw(q)
-        return np.array([1.0, p[1], 1.0 - p[2] * p[2], 1.0, p[4]])
+        free = (q >= lo_q) & (q <= hi_q)
+        return np.array([1.0, p[1], 1.0 - p[2] * p[2], 1.0, p[4]]) * free
 
     p0 = _svi_start(k, w, om)
     q0 = np.array(
