@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from optmm.book import BookError
 from optmm.typing import FloatArray
 
 __all__ = ["Chain", "ChainError", "VolQuotes", "read_chain", "read_vols"]
@@ -42,16 +43,9 @@ DEFAULT_STALE_SECONDS = 300.0
 _OPTIONAL_NUMBERS = ("bid_size", "ask_size", "last", "volume", "open_interest")
 
 
-class ChainError(ValueError):
+class ChainError(BookError):
     """An invalid chain or vols file: ``"<source>: row <r>: field '<field>': <problem>"`` (row 0:
-    the columns)."""
-
-    def __init__(self, source: str, row: int, field: str, problem: str) -> None:
-        super().__init__(f"{source}: row {row}: field '{field}': {problem}")
-        self.source = source
-        self.row = row
-        self.field = field
-        self.problem = problem
+    the columns), the same form and attributes as a book's errors."""
 
 
 @dataclass(frozen=True)
