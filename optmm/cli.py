@@ -38,7 +38,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from optmm import cli_audit, cli_dist, cli_risk, cli_sim
+from optmm import cli_audit, cli_dist, cli_fit, cli_risk, cli_sim
 from optmm._progress import compile_notice, stderr_is_terminal
 from optmm.cli_common import UsageError
 
@@ -478,6 +478,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "audit": (cli_audit.add_audit_parser, cli_audit.run_audit),
     "simulate": (cli_sim.add_simulate_parser, cli_sim.run_simulate),
     "sweep": (cli_dist.add_sweep_parser, cli_dist.run_sweep),
+    "fit": (cli_fit.add_fit_parser, cli_fit.run_fit),
 }
 
 

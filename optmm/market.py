@@ -401,6 +401,8 @@ _SURFACE_KEYS = {
     "flat": {"type", "vol"},
     "table": {"type", "expiries", "strikes", "vols"},
     "svi": {"type", "expiries", "a", "b", "rho", "m", "sigma"},
+    # written by `optmm fit` (optmm.chain.toml)
+    "fitted": {"type", "expiries", "forwards", "a", "b", "rho", "m", "sigma", "knots", "coef", "diagnostics"},
 }
 
 
@@ -575,6 +577,10 @@ class _MarketReader:
                     raise self.error(table, "vol", "missing")
                 return self.flat(table, doc["vol"], "vol")
             expiries = self.expiries(table, doc, valuation)
+            if kind == "fitted":
+                from optmm.chain.toml import fitted_from_toml  # optmm.chain imports this module
+
+                return fitted_from_toml(doc, expiries)
             if kind == "table":
                 return TableSurface(
                     expiries, self.numbers(table, doc, "strikes"), self.numbers(table, doc, "vols", depth=2)

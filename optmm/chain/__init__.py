@@ -1,0 +1,1 @@
+"""Fitting vol surfaces to option chains (see docs/fitting.md)."""

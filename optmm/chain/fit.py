@@ -1,0 +1,434 @@
+"""From a chain (or vols) to fitted surfaces: forwards, implied vols, per-expiry fits, checks.
+
+:func:`fit_chain` runs, per underlying and expiry: put-call parity (:mod:`optmm.chain.parity`), the
+implied vols of bid, ask and mid from the out-of-the-money side, the arbitrage-free smile fit
+(:mod:`optmm.chain.slicefit`) weighted by ``1 / spread_vol^2``, and the checks of the resulting
+:class:`~optmm.chain.surface.FittedSurface` (call prices decreasing and convex in strike on a fine
+grid, total variance non-decreasing in maturity). :func:`fit_vols` does the same from vols given
+directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.special import ndtr
+
+from optmm.chain.parity import parity_forward
+from optmm.chain.reader import Chain, ChainError, VolQuotes
+from optmm.chain.slicefit import fit_smile
+from optmm.chain.surface import FittedSurface
+from optmm.greeks import bsm_price, implied_vol
+from optmm.typing import FloatArray
+
+__all__ = ["ExpiryFit", "UnderlyingFit", "arbitrage_counts", "de_americanise", "fit_chain", "fit_vols"]
+
+MIN_SPREAD_VOL = 0.0005  # spreads below 0.05 vol points weigh as 0.05 (a locked quote is not exact)
+CHECK_SDS = 3.0  # the price checks cover +-3 standard deviations (and every quoted strike)
+
+
+@dataclass(frozen=True)
+class ExpiryFit:
+    """One expiry's figures (vols decimal, RMSE in vol points)."""
+
+    expiry: np.datetime64
+    t: float
+    forward: float
+    discount: float
+    implied_rate: float
+    implied_dividend: float
+    forward_method: str
+    n_quotes: int
+    atm_vol: float
+    skew: float
+    rmse_vol_pts: float
+    inside_share: float  # NaN for vols given directly (no bid/ask)
+    method: str
+    butterfly_violations: int
+    calendar_violations: int
+    calendar_repaired: bool
+    k: FloatArray = field(repr=False)
+    mid_vol: FloatArray = field(repr=False)
+    bid_vol: FloatArray = field(repr=False)
+    ask_vol: FloatArray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class UnderlyingFit:
+    """The fitted surface of one underlying, its spot, carry and per-expiry figures."""
+
+    underlying: str
+    spot: float
+    rate: float
+    div_yield: float
+    surface: FittedSurface
+    expiries: list[ExpiryFit]
+    dropped: dict[str, int]
+
+
+def de_americanise(chain: Chain, rows: np.ndarray) -> None:
+    """Hook for American quotes: turn them into European-equivalent prices before parity and vols.
+
+    Not implemented yet (it needs an American implied-vol solver): refuses the chain with a
+    :class:`ChainError` naming the first American row, rather than fitting American prices as if
+    European.
+    """
+    if chain.american[rows].any():
+        raise ChainError(
+            chain.source, 0, "style", "American quotes are not supported yet (European quotes only)"
+        )
+
+
+def _black_call(f: FloatArray, k: FloatArray, w: FloatArray) -> FloatArray:
+    """Undiscounted Black call price from the forward, strike and total variance."""
+    sd = np.sqrt(np.maximum(w, 1e-300))
+    d1 = np.log(f / k) / sd + 0.5 * sd
+    return f * ndtr(d1) - k * ndtr(d1 - sd)
+
+
+def arbitrage_counts(surface: FittedSurface, k_quotes: list[FloatArray]) -> list[tuple[int, int]]:
+    """Butterfly and calendar violations of every expiry, on one fine grid of log-moneyness.
+
+    The grid has 16,001 points covering every expiry's quotes and +-3 of its standard deviations.
+    Butterfly: the undiscounted call prices of expiry ``i`` on the part of the grid covering its quotes
+    and +-3 standard deviations must decrease and be convex in strike (divided differences,
+    tolerance 1e-12 of the forward). Calendar: the total variance must not fall from expiry
+    ``i - 1`` to ``i`` at any grid point.
+    """
+    n = surface.expiries.size
+    sds = [math.sqrt(max(float(surface.smile(i).total_variance(np.zeros(1))[0]), 1e-12)) for i in range(n)]
+    ranges = [
+        (min(float(kq.min()), -CHECK_SDS * sd), max(float(kq.max()), CHECK_SDS * sd))
+        for kq, sd in zip(k_quotes, sds, strict=True)
+    ]
+    k = np.linspace(min(r[0] for r in ranges), max(r[1] for r in ranges), 16001)
+    running = np.full(k.size, -np.inf)
+    out = []
+    previous = None
+    for i in range(n):
+        running = np.maximum(running, surface.smile(i).total_variance(k))
+        w = np.maximum(running, 0.0)
+        sel = (k >= ranges[i][0]) & (k <= ranges[i][1])
+        f = float(surface.forwards[i])
+        strikes = f * np.exp(k[sel])
+        c = _black_call(np.full_like(strikes, f), strikes, w[sel])
+        tol = 1e-12 * f
+        slope = np.diff(c) / np.diff(strikes)
+        butterfly = int(np.sum(slope > tol) + np.sum(np.diff(slope) < -tol))
+        calendar = 0 if previous is None else int(np.sum(w < previous - 1e-15))
+        out.append((butterfly, calendar))
+        previous = w
+    return out
+
+
+@dataclass
+class _Slice:
+    expiry: np.datetime64
+    t_quote: float
+    t_node: float
+    forward: float
+    discount: float
+    method: str
+    k: FloatArray
+    mid: FloatArray
+    bid: FloatArray
+    ask: FloatArray
+    weight: FloatArray
+    bid_price: FloatArray | None
+    ask_price: FloatArray | None
+    is_call: FloatArray | None
+
+
+def _otm_pick(chain: Chain, rows: np.ndarray, t: float, spot: float) -> tuple[float, float, str, np.ndarray]:
+    """Parity forward and discount factor, and the row (in ``chain``) of the quote used per strike:
+    the out-of-the-money side where quoted, else the other."""
+    strike, is_call = chain.strike[rows], chain.is_call[rows]
+    bid, ask = chain.bid[rows], chain.ask[rows]
+    rate = float(np.median(chain.rate[rows]))
+    calls = {float(s): i for i, s in enumerate(strike) if is_call[i]}
+    puts = {float(s): i for i, s in enumerate(strike) if not is_call[i]}
+    both = sorted(set(calls) & set(puts))
+    ci = np.array([calls[s] for s in both], dtype=np.intp)
+    pi = np.array([puts[s] for s in both], dtype=np.intp)
+    par = parity_forward(
+        np.array(both, dtype=np.float64),
+        0.5 * (bid[ci] + ask[ci]),
+        0.5 * (bid[pi] + ask[pi]),
+        (ask[ci] - bid[ci]) + (ask[pi] - bid[pi]),
+        t=t,
+        rate=rate,
+        spot=spot,
+    )
+    if par is None:
+        fwd, disc, method = spot * math.exp(rate * t), math.exp(-rate * t), "spot, rate"
+    else:
+        fwd, disc, method = par.forward, par.discount, par.method
+    pick = []
+    for s in sorted(set(calls) | set(puts)):
+        first, second = (calls, puts) if s >= fwd else (puts, calls)
+        pick.append(first[s] if s in first else second[s])
+    return fwd, disc, method, rows[np.array(pick, dtype=np.intp)]
+
+
+def _otm_slices(
+    chain: Chain, picks: list[tuple[np.datetime64, float, float, float, str, np.ndarray]]
+) -> list[_Slice | None]:
+    """The bid/ask/mid vols of every expiry's picked quotes (one implied-vol call each for all
+    expiries), and the slices to fit; None for an expiry with no usable vol."""
+    idx = np.concatenate([p[5] for p in picks])
+    reps = [p[5].size for p in picks]
+    t = np.repeat([p[1] for p in picks], reps)
+    fwd = np.repeat([p[2] for p in picks], reps)
+    r_d = -np.log(np.repeat([p[3] for p in picks], reps)) / t
+    ks, is_call = chain.strike[idx], chain.is_call[idx]
+    bid, ask = chain.bid[idx], chain.ask[idx]
+    vols = [
+        np.asarray(implied_vol(price, fwd, ks, t, r_d, r_d, is_call), dtype=np.float64)
+        for price in (bid, ask, 0.5 * (bid + ask))
+    ]
+    out: list[_Slice | None] = []
+    start = 0
+    for (expiry, tq, f, disc, method, _), n in zip(picks, reps, strict=True):
+        part = slice(start, start + n)
+        start += n
+        bv, av, mv = (v[part] for v in vols)
+        ok = np.isfinite(mv) & (mv > 0) & np.isfinite(av)
+        if not ok.any():
+            out.append(None)
+            continue
+        bv = np.where(np.isfinite(bv), bv, 0.0)
+        weight = 1.0 / np.maximum(av - bv, MIN_SPREAD_VOL) ** 2
+        sel = np.flatnonzero(ok)[np.argsort(ks[part][ok])]
+        out.append(
+            _Slice(
+                expiry=expiry,
+                t_quote=tq,
+                t_node=tq,
+                forward=f,
+                discount=disc,
+                method=method,
+                k=np.log(ks[part][sel] / f),
+                mid=mv[sel],
+                bid=bv[sel],
+                ask=av[sel],
+                weight=weight[sel],
+                bid_price=bid[part][sel],
+                ask_price=ask[part][sel],
+                is_call=is_call[part][sel],
+            )
+        )
+    return out
+
+
+def _assemble(
+    underlying: str, spot: float, slices: list[_Slice], dropped: dict[str, int], source: str
+) -> UnderlyingFit:
+    """Fit every slice, build the surface, and check it."""
+    for a, b in itertools.pairwise(slices):
+        if b.t_node <= a.t_node:
+            raise ChainError(source, 0, "expiry", f"two expiries of {underlying} settle on {b.expiry}")
+    fits = [fit_smile(s.k, s.mid**2 * s.t_quote, s.weight, s.t_quote) for s in slices]
+    surface = FittedSurface(
+        expiries=np.array([s.t_node for s in slices]),
+        forwards=np.array([s.forward for s in slices]),
+        a=np.array([f.smile.a for f in fits]),
+        b=np.array([f.smile.b for f in fits]),
+        rho=np.array([f.smile.rho for f in fits]),
+        m=np.array([f.smile.m for f in fits]),
+        sigma=np.array([f.smile.sigma for f in fits]),
+        knots=[f.smile.knots for f in fits],
+        coef=[f.smile.coef for f in fits],
+    )
+    checks = arbitrage_counts(surface, [s.k for s in slices])
+    # the calendar-repaired variance at every slice's quotes: smile j evaluated once on the quotes of
+    # slices j, j + 1, ... (a running maximum), not once per later slice
+    reps = [s.k.size for s in slices]
+    starts = np.concatenate([[0], np.cumsum(reps)])
+    k_all = np.concatenate([s.k for s in slices])
+    w_all = np.full(k_all.size, -np.inf)
+    for j in range(len(slices)):
+        tail = slice(int(starts[j]), None)
+        w_all[tail] = np.maximum(w_all[tail], surface.smile(j).total_variance(k_all[tail]))
+    w_all = np.maximum(w_all, 0.0)
+    fit_vols = [np.sqrt(w_all[starts[i] : starts[i + 1]] / s.t_quote) for i, s in enumerate(slices)]
+    inside_all = _inside(slices, fit_vols)
+    out = []
+    for i, (s, f) in enumerate(zip(slices, fits, strict=True)):
+        fit_vol = fit_vols[i]
+        rmse = float(np.sqrt(np.mean((fit_vol - s.mid) ** 2))) * 100.0
+        inside = inside_all[i]
+        w0, w1 = _w_and_slope(surface, i)
+        atm = math.sqrt(w0 / s.t_quote)
+        bfly, cal = checks[i]
+        raw = f.smile.total_variance(s.k)
+        r_impl = -math.log(s.discount) / s.t_quote
+        out.append(
+            ExpiryFit(
+                expiry=s.expiry,
+                t=s.t_node,
+                forward=s.forward,
+                discount=s.discount,
+                implied_rate=r_impl,
+                implied_dividend=r_impl - math.log(s.forward / spot) / s.t_quote,
+                forward_method=s.method,
+                n_quotes=int(s.k.size),
+                atm_vol=atm,
+                skew=w1 / (2.0 * math.sqrt(w0 * s.t_quote)),
+                rmse_vol_pts=rmse,
+                inside_share=float(np.mean(inside)) if inside.size else math.nan,
+                method=f.method,
+                butterfly_violations=bfly,
+                calendar_violations=cal,
+                calendar_repaired=bool(np.any(fit_vol**2 * s.t_quote > raw * (1 + 1e-12))),
+                k=s.k,
+                mid_vol=s.mid,
+                bid_vol=s.bid,
+                ask_vol=s.ask,
+            )
+        )
+    tt = np.array([e.t for e in out])
+    rate = float(np.sum(tt * np.array([e.implied_rate for e in out]) * tt) / np.sum(tt * tt))
+    q = float(np.sum(tt * np.array([e.implied_dividend for e in out]) * tt) / np.sum(tt * tt))
+    diag: dict[str, Any] = {
+        "forward": [e.forward for e in out],
+        "discount": [e.discount for e in out],
+        "implied_dividend": [e.implied_dividend for e in out],
+        "atm_vol": [e.atm_vol for e in out],
+        "skew": [e.skew for e in out],
+        "rmse_vol_pts": [e.rmse_vol_pts for e in out],
+        "n_quotes": [e.n_quotes for e in out],
+        "method": [e.method for e in out],
+        "butterfly_violations": [e.butterfly_violations for e in out],
+        "calendar_violations": [e.calendar_violations for e in out],
+    }
+    if all(math.isfinite(e.inside_share) for e in out):
+        diag["inside_share"] = [e.inside_share for e in out]
+    object.__setattr__(surface, "diagnostics", diag)
+    return UnderlyingFit(underlying, spot, rate, q, surface, out, dropped)
+
+
+def _inside(slices: list[_Slice], fit_vols: list[FloatArray]) -> list[np.ndarray]:
+    """Per slice, whether each fitted price is inside its bid/ask (one pricing call for all)."""
+    if any(s.bid_price is None for s in slices):  # vols given directly: no bid/ask to be inside
+        return [np.zeros(0, dtype=bool) for _ in slices]
+    reps = [s.k.size for s in slices]
+    fwd = np.repeat([s.forward for s in slices], reps)
+    t = np.repeat([s.t_quote for s in slices], reps)
+    r_d = -np.log(np.repeat([s.discount for s in slices], reps)) / t
+    strikes = fwd * np.exp(np.concatenate([s.k for s in slices]))
+    is_call = np.concatenate([s.is_call for s in slices])
+    price = bsm_price(fwd, strikes, t, r_d, r_d, np.concatenate(fit_vols), is_call)
+    bid = np.concatenate([s.bid_price for s in slices])
+    ask = np.concatenate([s.ask_price for s in slices])
+    tol = 1e-9 * fwd
+    inside = (price >= bid - tol) & (price <= ask + tol)
+    return np.split(inside, np.cumsum(reps)[:-1])
+
+
+def _w_and_slope(surface: FittedSurface, i: int) -> tuple[float, float]:
+    h = 1e-4
+    w = surface.total_variance(np.array([-h, 0.0, h]), i)
+    return float(w[1]), float((w[2] - w[0]) / (2 * h))
+
+
+def _node_years(valuation: Any, expiry: Any) -> float:
+    """ACT/365 from the valuation date to the expiry's date, as :meth:`Market.year_fraction`."""
+    days = (
+        np.asarray(expiry).astype("datetime64[D]") - np.asarray(valuation).astype("datetime64[D]")
+    ).astype(np.int64)
+    return float(days) / 365.0
+
+
+def fit_chain(chain: Chain) -> tuple[Any, dict[str, UnderlyingFit]]:
+    """Fit every underlying of ``chain``; returns the valuation date and the fits by underlying.
+
+    The valuation date is the date of the chain's newest quote; expiries on that date (no whole day
+    left) are dropped and counted under ``dropped["expires_today"]``.
+    """
+    valuation: Any = np.asarray(chain.timestamp).astype("datetime64[D]")[()]
+    fits: dict[str, UnderlyingFit] = {}
+    for und in sorted(set(chain.underlying.tolist())):
+        rows_u = np.flatnonzero(chain.underlying == und)
+        de_americanise(chain, rows_u)
+        spot = float(np.median(chain.spot[rows_u]))
+        dropped = dict(chain.dropped)
+        dropped["expires_today"] = 0
+        dropped["no_vol"] = 0
+        picks = []
+        for exp in np.unique(chain.expiry[rows_u]):
+            rows = rows_u[chain.expiry[rows_u] == exp]
+            t_node = _node_years(valuation, exp)
+            if t_node <= 0:
+                dropped["expires_today"] += rows.size
+                continue
+            t_quote = float(chain.years(np.array([exp]))[0])
+            picks.append((exp, t_quote, *_otm_pick(chain, rows, t_quote, spot)))
+        slices = []
+        for pick, sl in zip(picks, _otm_slices(chain, picks) if picks else [], strict=True):
+            if sl is None:
+                dropped["no_vol"] += int(np.sum(chain.expiry[rows_u] == pick[0]))
+                continue
+            sl.t_node = _node_years(valuation, pick[0])
+            slices.append(sl)
+        if not slices:
+            raise ChainError(chain.source, 0, "expiry", f"{und}: no expiry with usable quotes")
+        fits[und] = _assemble(und, spot, slices, dropped, chain.source)
+    return valuation, fits
+
+
+def fit_vols(
+    quotes: VolQuotes, valuation: np.datetime64, spot: dict[str, float], forward: Any
+) -> dict[str, UnderlyingFit]:
+    """Fit vols given directly. ``forward(underlying, t)`` gives a forward where the file has none."""
+    fits: dict[str, UnderlyingFit] = {}
+    for und in sorted(set(quotes.underlying.tolist())):
+        rows_u = np.flatnonzero(quotes.underlying == und)
+        if und not in spot:
+            raise ChainError(
+                quotes.source, int(rows_u[0]) + 1, "underlying", f"{und!r} has no spot in the market"
+            )
+        slices = []
+        for exp in np.unique(quotes.expiry[rows_u]):
+            rows = rows_u[quotes.expiry[rows_u] == exp]
+            t = _node_years(valuation, exp)
+            if t <= 0:
+                raise ChainError(quotes.source, int(rows[0]) + 1, "expiry", f"{exp} is not after {valuation}")
+            given = quotes.forward[rows]
+            fwd = (
+                float(np.median(given[np.isfinite(given)]))
+                if np.isfinite(given).any()
+                else float(forward(und, t))
+            )
+            rate = quotes.rate[rows]
+            r = float(np.median(rate[np.isfinite(rate)])) if np.isfinite(rate).any() else 0.0
+            order = np.argsort(quotes.strike[rows])
+            sel = rows[order]
+            k = np.log(quotes.strike[sel] / fwd)
+            if np.any(np.diff(k) <= 0):
+                i = int(sel[int(np.argmax(np.diff(k) <= 0)) + 1])
+                raise ChainError(quotes.source, i + 1, "strike", "duplicate strike in one expiry")
+            v = quotes.vol[sel]
+            slices.append(
+                _Slice(
+                    exp,
+                    t,
+                    t,
+                    fwd,
+                    math.exp(-r * t),
+                    "given",
+                    k,
+                    v,
+                    v,
+                    v,
+                    quotes.weight[sel],
+                    None,
+                    None,
+                    None,
+                )
+            )
+        fits[und] = _assemble(und, spot[und], slices, {}, quotes.source)
+    return fits

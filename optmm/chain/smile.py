@@ -1,0 +1,162 @@
+"""One expiry's smile in total variance: raw SVI plus a clamped cubic-spline correction.
+
+A fitted smile is
+
+    w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2)) + s(k),    k = ln(K / F)
+
+where ``s`` is a cubic B-spline whose basis functions all lie inside ``[lo, hi]`` (the quoted
+range; knots at quantiles of the quotes), so that ``s``, ``s'`` and ``s''`` vanish at both ends and
+outside: the wings are raw SVI's, linear in ``k`` with slopes ``b (1 +- rho)`` bounded by Lee's 2.
+``w`` is twice continuously
+differentiable, so Durrleman's density function
+
+    g(k) = (1 - k w' / (2 w))^2 - (w'^2 / 4) (1 / w + 1 / 4) + w'' / 2
+
+is continuous; the smile is free of butterfly arbitrage where ``g >= 0`` and ``w > 0`` (Gatheral and
+Jacquier 2014, Lemma 2.2). The fit (:mod:`optmm.chain.fit`) enforces ``g >= 0`` on a fine grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+from scipy.interpolate import BSpline
+
+from optmm.typing import ArrayLike, FloatArray
+
+__all__ = ["Smile", "bspline_basis", "design_matrix", "durrleman_g", "spline_function"]
+
+
+def bspline_basis(k: ArrayLike, knots: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The clamped cubic basis at ``k`` and its first two derivatives, each ``(k.size, knots.size - 4)``.
+
+    ``knots`` are ``lo, k_1, ..., k_n, hi`` (strictly increasing, ``n >= 3``). Of the ``n + 4`` cubic
+    B-splines on the knot vector with ``lo`` and ``hi`` repeated four times, the three at each end
+    that do not vanish to second order there are dropped: every function kept is zero with its first
+    two derivatives at and beyond ``lo`` and ``hi``.
+    """
+    x = np.asarray(k, dtype=np.float64).reshape(-1, 1)
+    t = np.concatenate([np.repeat(knots[:1], 3), knots, np.repeat(knots[-1:], 3)])
+    nt = t.size
+    inside = (x >= t[0]) & (x < t[-1])
+    # degree 0: the indicator of [t_i, t_{i+1}) (empty for repeated knots)
+    basis = [((x >= t[:-1]) & (x < t[1:]) & inside).astype(np.float64)]
+    for p in range(1, 4):
+        prev = basis[-1]
+        left_den = t[p : nt - 1] - t[: nt - 1 - p]
+        right_den = t[p + 1 : nt] - t[1 : nt - p]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            left = np.where(left_den > 0, (x - t[: nt - 1 - p]) / left_den, 0.0)
+            right = np.where(right_den > 0, (t[p + 1 : nt] - x) / right_den, 0.0)
+        basis.append(left * prev[:, :-1] + right * prev[:, 1:])
+
+    def deriv(lower: FloatArray, p: int) -> FloatArray:
+        a_den = t[p : p + lower.shape[1] - 1] - t[: lower.shape[1] - 1]
+        b_den = t[p + 1 : p + lower.shape[1]] - t[1 : lower.shape[1]]
+        a_c = np.divide(p, a_den, out=np.zeros_like(a_den), where=a_den > 0)
+        b_c = np.divide(p, b_den, out=np.zeros_like(b_den), where=b_den > 0)
+        return a_c * lower[:, :-1] - b_c * lower[:, 1:]
+
+    d1 = deriv(basis[2], 3)
+    d2 = deriv(deriv(basis[1], 2), 3)
+    keep = slice(3, basis[3].shape[1] - 3)
+    return basis[3][:, keep], d1[:, keep], d2[:, keep]
+
+
+def _knot_vector(knots: FloatArray) -> FloatArray:
+    return np.concatenate([np.repeat(knots[:1], 3), knots, np.repeat(knots[-1:], 3)])
+
+
+def design_matrix(k: FloatArray, knots: FloatArray) -> FloatArray:
+    """The values of :func:`bspline_basis` alone, for ``k`` inside ``[lo, hi]`` (scipy's sparse
+    design matrix, the dropped end functions removed)."""
+    full = BSpline.design_matrix(k, _knot_vector(knots), 3).toarray()
+    return np.asarray(full[:, 3:-3], dtype=np.float64)
+
+
+def spline_function(knots: FloatArray, coef: FloatArray) -> BSpline:
+    """The spline with these knots and coefficients as a scipy :class:`~scipy.interpolate.BSpline`
+    (NaN outside ``[lo, hi]``, where the spline is 0)."""
+    padded = np.concatenate([np.zeros(3), coef, np.zeros(3)])
+    return BSpline(_knot_vector(knots), padded, 3, extrapolate=False)
+
+
+def durrleman_g(k: FloatArray, w: FloatArray, w1: FloatArray, w2: FloatArray) -> FloatArray:
+    """Durrleman's ``g(k)`` from the total variance and its first two derivatives (``w > 0``)."""
+    return (1.0 - k * w1 / (2.0 * w)) ** 2 - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2
+
+
+@dataclass(frozen=True, eq=False)
+class Smile:
+    """One expiry's total variance ``w(k)``: raw SVI ``(a, b, rho, m, sigma)`` plus a spline.
+
+    Parameters
+    ----------
+    a, b, rho, m, sigma : float
+        Raw SVI parameters (``b >= 0``, ``|rho| < 1``, ``sigma > 0``).
+    knots : ndarray of float64, shape (n + 2,)
+        The spline's knots in log-moneyness, ``lo, k_1, ..., k_n, hi``, strictly increasing; empty for
+        a pure SVI smile.
+    coef : ndarray of float64, shape (n - 2,)
+        Spline coefficients (total variance units); empty for a pure SVI smile.
+    """
+
+    a: float
+    b: float
+    rho: float
+    m: float
+    sigma: float
+    knots: FloatArray = field(default_factory=lambda: np.zeros(0))
+    coef: FloatArray = field(default_factory=lambda: np.zeros(0))
+
+    def svi(self, k: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Raw SVI's total variance and its first two derivatives at ``k``."""
+        x = k - self.m
+        r = np.sqrt(x * x + self.sigma * self.sigma)
+        w = self.a + self.b * (self.rho * x + r)
+        w1 = self.b * (self.rho + x / r)
+        w2 = self.b * self.sigma * self.sigma / (r * r * r)
+        return w, w1, w2
+
+    def spline(self, k: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The correction ``s`` and its first two derivatives at ``k`` (zeros when none)."""
+        if self.coef.size == 0:
+            z = np.zeros_like(k)
+            return z, z, z
+        f = self._spline
+        inside = (k > self.knots[0]) & (k < self.knots[-1])
+        out = []
+        for nu in range(3):
+            v = np.zeros_like(k)
+            v[inside] = f(k[inside], nu)
+            out.append(v)
+        return out[0], out[1], out[2]
+
+    @cached_property
+    def _spline(self) -> BSpline:
+        return spline_function(self.knots, self.coef)
+
+    def derivatives(self, k: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """``w``, ``w'`` and ``w''`` at log-moneyness ``k`` (any shape, flattened)."""
+        kk = np.asarray(k, dtype=np.float64).reshape(-1)
+        w, w1, w2 = self.svi(kk)
+        if self.coef.size:
+            s, s1, s2 = self.spline(kk)
+            w, w1, w2 = w + s, w1 + s1, w2 + s2
+        return w, w1, w2
+
+    def total_variance(self, k: ArrayLike) -> FloatArray:
+        """``w(k)`` in the shape of ``k``."""
+        kk = np.asarray(k, dtype=np.float64)
+        return self.derivatives(kk)[0].reshape(kk.shape)
+
+    def g(self, k: ArrayLike) -> FloatArray:
+        """Durrleman's ``g`` at ``k`` (flattened); ``-inf`` where ``w <= 0``."""
+        kk = np.asarray(k, dtype=np.float64).reshape(-1)
+        w, w1, w2 = self.derivatives(kk)
+        out = np.full(kk.shape, -np.inf)
+        pos = w > 0.0
+        out[pos] = durrleman_g(kk[pos], w[pos], w1[pos], w2[pos])
+        return out
