@@ -146,8 +146,9 @@ def _doc_run(path: str, runs: dict[str, DocRun], factory: pytest.TempPathFactory
         workdir = factory.mktemp(Path(path).stem, numbered=True)
         shutil.copytree(REPO / "scenarios", workdir / "scenarios")
         (workdir / "out").mkdir()  # as in a checkout (out/.gitignore keeps the folder)
-        if (REPO / DATA).is_dir():
-            shutil.copytree(REPO / DATA, workdir / DATA)
+        for data in (DATA, "tests/data"):  # the docs' own inputs, and the real data the project ships
+            if (REPO / data).is_dir():
+                shutil.copytree(REPO / data, workdir / data)
         scripts = factory.mktemp(Path(path).stem + "_scripts")
         bin_dir = scripts / "bin"
         bin_dir.mkdir()
