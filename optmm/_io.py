@@ -113,6 +113,8 @@ def _unlink(paths: Any) -> None:
             os.unlink(p)
         except FileNotFoundError:
             pass
+
+
 FIGURE_FORMATS = ("png", "pdf", "svg")
 """The file formats a figure is written in, named by the file's extension."""
 
