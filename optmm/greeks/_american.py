@@ -14,8 +14,8 @@ Method (Andersen, Lake, Offengeld, "High performance American option pricing", J
 3. First guess: Li's QD+ approximation at each node (one Halley solve per node).
 4. Refinement: the boundary solves ``B = K exp(-(r - q) tau) N(tau, B) / D(tau, B)`` with ``N``,
    ``D`` integrals over the boundary at earlier times (ALO's system, in its form with the normal
-   densities: ``solve_boundary_py``). One Jacobi-Newton step, then plain fixed-point steps, every
-   integral by a fixed quadrature on ``[-1, 1]``.
+   densities or with the normal CDFs, chosen per option: ``solve_boundary_py``). One
+   Jacobi-Newton step, then plain fixed-point steps, every integral by a fixed quadrature rule.
 5. Price: European value plus the early-exercise premium, an integral over the boundary in
    ``z = sqrt(t)``. Delta and gamma are that integral differentiated under the sign (the boundary
    does not depend on the spot); theta comes from the Black-Scholes equation, which the price
@@ -48,6 +48,7 @@ DOUBLE_BOUNDARY_IV = 5
 
 _EPS = 2.220446049250313e-16
 _HALLEY_MAX = 30
+_DENSITY_BELOW = 1.0  # |r - q| / sigma^2 under which the density form of the equation is used
 
 
 class Scheme(NamedTuple):
@@ -59,6 +60,7 @@ class Scheme(NamedTuple):
 
     n_nodes: int  # Chebyshev-Lobatto nodes of the boundary, tau = 0 included
     n_fixed_point: int  # plain fixed-point steps after the one Jacobi-Newton step
+    form: int  # the boundary equation's form: 0 by the inputs (use_density), 1 densities, 2 CDFs
     cheb: np.ndarray  # (n_nodes, n_nodes): node values -> Chebyshev coefficients
     fp_xm: np.ndarray  # the boundary equations' rule
     fp_xp: np.ndarray
@@ -105,8 +107,8 @@ def chebyshev_matrix(n: int) -> np.ndarray:
     return m
 
 
-def make_scheme(n_nodes: int, n_fixed_point: int, fp_rule: tuple, pr_rule: tuple) -> Scheme:
-    return Scheme(n_nodes, n_fixed_point, chebyshev_matrix(n_nodes), *fp_rule, *pr_rule)
+def make_scheme(n_nodes: int, n_fixed_point: int, fp_rule: tuple, pr_rule: tuple, form: int = 0) -> Scheme:
+    return Scheme(n_nodes, n_fixed_point, form, chebyshev_matrix(n_nodes), *fp_rule, *pr_rule)
 
 
 def _nodes_zeta(n: int) -> np.ndarray:
@@ -227,6 +229,16 @@ def sqrt_h_py(c: np.ndarray, z: np.ndarray, b1: np.ndarray, b2: np.ndarray, out:
 sqrt_h = njit(cache=True, inline="always", error_model="numpy")(sqrt_h_py)
 
 
+def use_density_py(r: float, q: float, sigma: float, form: int) -> bool:
+    """Which form of the boundary equation: 1 densities, 2 normal CDFs, 0 chosen by the inputs."""
+    if form != 0:
+        return form == 1
+    return abs(r - q) < _DENSITY_BELOW * sigma * sigma
+
+
+use_density = njit(cache=True, inline="always")(use_density_py)
+
+
 def solve_boundary_py(
     k: float, r: float, q: float, sigma: float, big_t: float, x_max: float, sch: Scheme
 ) -> np.ndarray:
@@ -241,10 +253,12 @@ def solve_boundary_py(
 
     where ``z = b / B(tau - m)``,
 
-    with ``m = tau (1 + y)^2 / 4``, ``y`` on the scheme's rule. Measured against QuantLib's
-    high-precision scheme it converges in fewer steps than the form with the normal CDFs, across
-    rates and yields, so it is the only form here. Everything that does not move with the
-    boundary (times, discount factors, the Chebyshev abscissae of ``tau - m``) is set up once.
+    with ``m = tau (1 + y)^2 / 4``, ``y`` on the scheme's rule; or ALO's form with the normal CDFs
+    (``N = Phi(d2) + r int e^{r u} Phi(d2(tau - u, b / B(u))) du``, ``D`` likewise with ``q`` and
+    ``d1``). Measured against QuantLib's high-precision scheme, the density form converges in
+    fewer steps where ``|r - q| < sigma^2``, and fails to converge at low vols with ``r >> q``
+    (where the CDF form is sound): ``use_density`` chooses by that rule. Everything that does not
+    move with the boundary (times, discount factors, the Chebyshev abscissae of ``tau - m``) is set up once.
     """
     n = sch.n_nodes
     nq = sch.fp_w.shape[0]
@@ -261,16 +275,23 @@ def solve_boundary_py(
     wr = np.empty((n, nq))
     aq = np.empty((n, nq))
     drift = (r - q) / (sigma * sigma) + 0.5
+    density = use_density(r, q, sigma, sch.form)
     for i in range(1, n):
         sqt = math.sqrt(tau[i])
         stv = sqt / sigma
         for j in range(nq):
-            frac = 0.25 * xp[j] * (2.0 + xm[j])  # (tau - m) / tau, without cancellation
-            zc[i, j] = (1.0 + zeta[i]) * math.sqrt(frac) - 1.0
-            vm[i, j] = sigma * sqt * 0.5 * xm[j]
-            wq[i, j] = w[j] * vexp(q * tau[i] * frac)
-            wr[i, j] = w[j] * stv * vexp(r * tau[i] * frac)
-            aq[i, j] = 0.5 * tau[i] * xm[j]
+            if density:
+                frac = 0.25 * xp[j] * (2.0 + xm[j])  # (tau - m) / tau, without cancellation
+                zc[i, j] = (1.0 + zeta[i]) * math.sqrt(frac) - 1.0
+                vm[i, j] = sigma * sqt * 0.5 * xm[j]
+                wq[i, j] = w[j] * vexp(q * tau[i] * frac)
+                wr[i, j] = w[j] * stv * vexp(r * tau[i] * frac)
+                aq[i, j] = 0.5 * tau[i] * xm[j]
+            else:  # u = tau (1 + x) / 2 is the earlier point's time to expiry, tau - u the time since
+                zc[i, j] = (1.0 + zeta[i]) * math.sqrt(0.5 * xm[j]) - 1.0
+                vm[i, j] = sigma * sqt * math.sqrt(0.5 * xp[j])
+                wq[i, j] = 0.5 * tau[i] * w[j] * vexp(q * 0.5 * tau[i] * xm[j])
+                wr[i, j] = 0.5 * tau[i] * w[j] * vexp(r * 0.5 * tau[i] * xm[j])
     y = np.zeros(n)
     for i in range(1, n):
         y[i] = vlog(qd_plus(k, r, q, sigma, tau[i], x_max) / x_max) ** 2
@@ -290,27 +311,38 @@ def solve_boundary_py(
             b = x_max * vexp(lnbx)
             stv = math.sqrt(ti) / sigma
             sqrt_h(c, zc[i], b1, b2, sq)
-            k12 = 0.0
-            k3 = 0.0
-            for j in range(nq):  # vectorised
-                vj = vm[i, j]
-                dp = (lnbx + sq[j]) / vj + vj * drift
-                cdf_p, pdf_p = vnorm_cdf_pdf(dp)
-                dm = dp - vj
-                pdf_m = INV_SQRT_2PI * vexp(-0.5 * dm * dm)
-                k12 += wq[i, j] * (aq[i, j] * cdf_p + stv * pdf_p)
-                k3 += wr[i, j] * pdf_m
             d1 = (lnbx - ln_k + (r - q) * ti) / v + 0.5 * v
             d2 = d1 - v
             cdf1, pdf1 = vnorm_cdf_pdf(d1)
-            pdf2 = INV_SQRT_2PI * vexp(-0.5 * d2 * d2)
-            num = pdf2 / v + r * k3
-            den = pdf1 / v + cdf1 + q * k12
+            cdf2, pdf2 = vnorm_cdf_pdf(d2)
+            k12 = 0.0
+            k3 = 0.0
+            if density:
+                for j in range(nq):  # vectorised
+                    vj = vm[i, j]
+                    dp = (lnbx + sq[j]) / vj + vj * drift
+                    cdf_p, pdf_p = vnorm_cdf_pdf(dp)
+                    dm = dp - vj
+                    pdf_m = INV_SQRT_2PI * vexp(-0.5 * dm * dm)
+                    k12 += wq[i, j] * (aq[i, j] * cdf_p + stv * pdf_p)
+                    k3 += wr[i, j] * pdf_m
+                num = pdf2 / v + r * k3
+                den = pdf1 / v + cdf1 + q * k12
+                num_d = -pdf2 * d2 / (b * v * v)
+                den_d = -pdf1 * d1 / (b * v * v) + pdf1 / (b * v)
+            else:
+                for j in range(nq):  # vectorised
+                    vj = vm[i, j]
+                    dp = (lnbx + sq[j]) / vj + vj * drift
+                    k12 += wq[i, j] * vnorm_cdf(dp)
+                    k3 += wr[i, j] * vnorm_cdf(dp - vj)
+                num = cdf2 + r * k3
+                den = cdf1 + q * k12
+                num_d = pdf2 / (b * v)
+                den_d = pdf1 / (b * v)
             alpha = k * vexp(-(r - q) * ti)
             fv = alpha * num / den
             if it == 0:  # Jacobi-Newton: b - (f(b) - b) / (f'(b) - 1)
-                num_d = -pdf2 * d2 / (b * v * v)
-                den_d = -pdf1 * d1 / (b * v * v) + pdf1 / (b * v)
                 fd = alpha * (num_d / den - den_d * num / (den * den))
                 fv = b - (fv - b) / (fd - 1.0)
             fv = min(max(fv, b_min), x_max)  # a boundary lies in (0, X]
