@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--error-n", type=int, default=300, help="options checked against QdFp high (300)")
     parser.add_argument("--dividend-n", type=int, default=2000, help="optmm cash-dividend options (2,000)")
     parser.add_argument("--ql-fd-n", type=int, default=100, help="QuantLib FD options timed (100)")
-    parser.add_argument("--dividend-error-n", type=int, default=12, help="options checked on 800x800 (12)")
+    parser.add_argument("--dividend-error-n", type=int, default=24, help="options checked on 800x800 (24)")
     parser.add_argument("--json", action="store_true", help="also print one JSON line, last")
     a = parser.parse_args(argv)
     if min(a.n, a.repeats, a.error_n, a.dividend_n, a.ql_fd_n, a.dividend_error_n) < 1:
