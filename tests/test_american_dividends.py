@@ -143,3 +143,22 @@ def test_bad_dividends():
         american_greeks([100.0, 3.0], 100.0, 1.0, 0.05, 0.0, 0.2, True, dividends=([0.5], [5.0]))
     with pytest.raises(ValueError, match=r"strike: invalid value .* at index 0"):
         american_price(100.0, [-1.0], 1.0, 0.05, 0.0, 0.2, True, dividends=([0.5], [1.0]))
+
+
+def test_theta_against_calendar_differences():
+    # theta = -dV/dt as calendar time passes, the ex-dates coming closer with the expiry. The grid
+    # moves with the expiry (its steps are spread over the life), so the difference carries the
+    # grid error's own slope: a loose check that the Black-Scholes theta and the dividends' drift
+    # are both there.
+    o = _random_options(8, seed=36)
+    args = _args(o)
+    g = american_greeks(*args, dividends=DIVIDENDS, accuracy="high")
+    ex, amounts = DIVIDENDS
+    h = 2e-3
+
+    def price_after(dt: float) -> np.ndarray:
+        return american_price(
+            o["spot"], o["strike"], o["t"] - dt, *args[3:], dividends=(ex - dt, amounts), accuracy="high"
+        )
+
+    np.testing.assert_allclose(g.theta, (price_after(h) - price_after(-h)) / (2 * h), atol=0.05, rtol=2e-2)
