@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from optmm.greeks import _dividend, _iv
+from optmm.greeks._american import NO_PREMIUM
 from optmm.greeks._bsm import bsm_all, inputs_ok
 
 
@@ -350,7 +351,7 @@ def implied_vol_py(
         return math.nan, _iv.ABOVE_MAXIMUM
     p0 = price_one(s, k, t, r, q, 0.0, is_call, ex, amt, grid)
     if price == p0:
-        return (0.0, _iv.OK) if p0 > intrinsic else (math.nan, 4)
+        return (0.0, _iv.OK) if p0 > intrinsic else (math.nan, NO_PREMIUM)
     lo, f_lo = 0.0, p0 - price
     if f_lo > 0.0:
         # below the exact value without vol: the grid's prices at small vols may still reach it
