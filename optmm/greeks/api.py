@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from optmm.greeks import _bsm, _iv
+from optmm.greeks import _bsm, _dividend, _iv
 from optmm.typing import ArrayLike, FloatArray, WrongTypeError, real_array
 
 
@@ -227,6 +227,24 @@ def _prepare(named: dict[str, Any], is_call: ArrayLike) -> _Prepared:
     return _Prepared(flat, shape, floats)
 
 
+def _escrowed(
+    prep: _Prepared, i_spot: int, dividends: Any
+) -> tuple[list[np.ndarray], _dividend.Escrowed | None]:
+    """The kernel inputs with the spot at ``i_spot`` replaced by the escrowed spot (``_dividend``).
+
+    Without dividends, the inputs as they are (today's results bit for bit). Time and rate follow
+    the spot, then the rate and the yield, in every kernel's argument order.
+    """
+    if dividends is None:
+        return prep.flat, None
+    schedule = _dividend.as_schedule(dividends)
+    if not prep.size:
+        return prep.flat, None
+    spot, t, rate, div_yield = (prep.flat[i_spot + j] for j in (0, 2, 3, 4))
+    esc = _dividend.escrowed(spot, t, rate, div_yield, schedule, prep.shape)
+    return [*prep.flat[:i_spot], esc.s_star, *prep.flat[i_spot + 1 :]], esc
+
+
 def bsm_greeks(
     spot: ArrayLike,
     strike: ArrayLike,
@@ -235,6 +253,8 @@ def bsm_greeks(
     div_yield: ArrayLike,
     vol: ArrayLike,
     is_call: ArrayLike,
+    *,
+    dividends: Any = None,
 ) -> Greeks:
     """Black-Scholes-Merton price and Greeks of European options, vectorised.
 
@@ -250,6 +270,12 @@ def bsm_greeks(
         Volatility as a decimal (0.20), >= 0.
     is_call : array_like of bool
         True for calls, False for puts (0/1 integers are accepted).
+    dividends : (ex_times, amounts) or None, keyword-only
+        One schedule of cash dividends for every option: ex-dividend times in years from
+        valuation (>= 0) and cash amounts (>= 0), 1-d and of equal length. Priced in the escrowed
+        model (``optmm.greeks._dividend``): Black-Scholes-Merton on the spot less the dividends
+        paid before each option's expiry, discounted at the carry ``r - q``; a dividend on or
+        after expiry does not count. ``None`` (the default) is the plain model.
 
     Returns
     -------
@@ -262,7 +288,8 @@ def bsm_greeks(
         Naming the argument and the first bad index: NaN or infinite values, spot or strike <= 0,
         vol < 0, non-boolean ``is_call``, shapes that do not broadcast, what is not a real number
         (booleans, text, complex, ``Decimal``, datetime64 / timedelta64), or inputs whose result
-        overflows a float64 (e.g. ``exp(-rate * t)`` with ``|rate * t| > ~700``).
+        overflows a float64 (e.g. ``exp(-rate * t)`` with ``|rate * t| > ~700``); a malformed dividend
+        schedule, or dividends before expiry worth the spot or more.
 
     Notes
     -----
@@ -288,8 +315,11 @@ def bsm_greeks(
         is_call,
     )
     outs = [np.empty(prep.size, dtype=np.float64) for _ in range(_bsm.N_OUTPUTS)]
-    if prep.size and _bsm.greeks_kernel(*prep.flat, *outs):
+    flat, esc = _escrowed(prep, 0, dividends)
+    if prep.size and _bsm.greeks_kernel(*flat, *outs):
         _raise_first_invalid(prep, outs)
+    if esc is not None:
+        _dividend.adjust_greeks(outs, flat[3], flat[4], esc)
     return Greeks(*(out.reshape(prep.shape) for out in outs))
 
 
@@ -301,6 +331,8 @@ def bsm_price(
     div_yield: ArrayLike,
     vol: ArrayLike,
     is_call: ArrayLike,
+    *,
+    dividends: Any = None,
 ) -> FloatArray:
     """Black-Scholes-Merton price alone (faster than :func:`bsm_greeks`); same arguments and rules.
 
@@ -321,7 +353,7 @@ def bsm_price(
         is_call,
     )
     out = np.empty(prep.size, dtype=np.float64)
-    if prep.size and _bsm.price_kernel(*prep.flat, out):
+    if prep.size and _bsm.price_kernel(*_escrowed(prep, 0, dividends)[0], out):
         _raise_first_invalid(prep, [out])
     return out.reshape(prep.shape)
 
@@ -335,6 +367,7 @@ def implied_vol(
     div_yield: ArrayLike,
     is_call: ArrayLike,
     *,
+    dividends: Any = None,
     return_status: bool = False,
 ) -> FloatArray | tuple[FloatArray, np.ndarray]:
     """Black-Scholes-Merton implied volatility, vectorised.
@@ -343,7 +376,7 @@ def implied_vol(
     ----------
     price : array_like of float
         Option prices, >= 0.
-    spot, strike, t, rate, div_yield, is_call
+    spot, strike, t, rate, div_yield, is_call, dividends
         As in :func:`bsm_greeks`.
     return_status : bool, keyword-only
         Also return why each vol is what it is.
@@ -387,7 +420,7 @@ def implied_vol(
     out = np.empty(prep.size, dtype=np.float64)
     status = np.empty(prep.size, dtype=np.int8)
     if prep.size:
-        if _iv.iv_kernel(*prep.flat, out, status):
+        if _iv.iv_kernel(*_escrowed(prep, 1, dividends)[0], out, status):
             _raise_first_invalid(prep, [])
         _check_iv_scale(prep)
     vol = out.reshape(prep.shape)
