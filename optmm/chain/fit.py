@@ -256,12 +256,13 @@ def _assemble(
     w_all = np.maximum(w_all, 0.0)
     fit_vols = [np.sqrt(w_all[starts[i] : starts[i + 1]] / s.t_quote) for i, s in enumerate(slices)]
     inside_all = _inside(slices, fit_vols)
+    atm_w = _w_and_slope(surface)
     out = []
     for i, (s, f) in enumerate(zip(slices, fits, strict=True)):
         fit_vol = fit_vols[i]
         rmse = float(np.sqrt(np.mean((fit_vol - s.mid) ** 2))) * 100.0
         inside = inside_all[i]
-        w0, w1 = _w_and_slope(surface, i)
+        w0, w1 = atm_w[i]
         atm = math.sqrt(w0 / s.t_quote)
         bfly, cal = checks[i]
         raw = f.smile.total_variance(s.k)
@@ -329,10 +330,19 @@ def _inside(slices: list[_Slice], fit_vols: list[FloatArray]) -> list[np.ndarray
     return np.split(inside, np.cumsum(reps)[:-1])
 
 
-def _w_and_slope(surface: FittedSurface, i: int) -> tuple[float, float]:
-    h = 1e-4
-    w = surface.total_variance(np.array([-h, 0.0, h]), i)
-    return float(w[1]), float((w[2] - w[0]) / (2 * h))
+_H = 1e-4  # the ATM skew's central difference step in log-moneyness
+
+
+def _w_and_slope(surface: FittedSurface) -> list[tuple[float, float]]:
+    """Every expiry's calendar-repaired ATM total variance and its slope in ``k`` (one running
+    maximum over the expiries, as :meth:`FittedSurface.total_variance` per expiry)."""
+    running = np.full(3, -np.inf)
+    out = []
+    for j in range(surface.expiries.size):
+        running = np.maximum(running, surface.smile(j).total_variance(np.array([-_H, 0.0, _H])))
+        w = np.maximum(running, 0.0)
+        out.append((float(w[1]), float((w[2] - w[0]) / (2 * _H))))
+    return out
 
 
 def _node_years(valuation: Any, expiry: Any) -> float:

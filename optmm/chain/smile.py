@@ -111,28 +111,31 @@ class Smile:
     knots: FloatArray = field(default_factory=lambda: np.zeros(0))
     coef: FloatArray = field(default_factory=lambda: np.zeros(0))
 
-    def svi(self, k: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Raw SVI's total variance and its first two derivatives at ``k``."""
+    def svi(self, k: FloatArray, orders: int = 3) -> tuple[FloatArray, ...]:
+        """Raw SVI's total variance and its first ``orders - 1`` (0 to 2) derivatives at ``k``."""
         x = k - self.m
         r = np.sqrt(x * x + self.sigma * self.sigma)
         w = self.a + self.b * (self.rho * x + r)
+        if orders == 1:
+            return (w,)
         w1 = self.b * (self.rho + x / r)
         w2 = self.b * self.sigma * self.sigma / (r * r * r)
         return w, w1, w2
 
-    def spline(self, k: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """The correction ``s`` and its first two derivatives at ``k`` (zeros when none)."""
+    def spline(self, k: FloatArray, orders: int = 3) -> tuple[FloatArray, ...]:
+        """The correction ``s`` and its first ``orders - 1`` derivatives at ``k`` (zeros when none)."""
         if self.coef.size == 0:
             z = np.zeros_like(k)
-            return z, z, z
+            return (z,) * orders
         f = self._spline
         inside = (k > self.knots[0]) & (k < self.knots[-1])
+        kin = k[inside]
         out = []
-        for nu in range(3):
+        for nu in range(orders):
             v = np.zeros_like(k)
-            v[inside] = f(k[inside], nu)
+            v[inside] = f(kin, nu)
             out.append(v)
-        return out[0], out[1], out[2]
+        return tuple(out)
 
     @cached_property
     def _spline(self) -> BSpline:
@@ -149,8 +152,11 @@ class Smile:
 
     def total_variance(self, k: ArrayLike) -> FloatArray:
         """``w(k)`` in the shape of ``k``."""
-        kk = np.asarray(k, dtype=np.float64)
-        return self.derivatives(kk)[0].reshape(kk.shape)
+        kk = np.asarray(k, dtype=np.float64).reshape(-1)
+        w = self.svi(kk, orders=1)[0]
+        if self.coef.size:
+            w = w + self.spline(kk, orders=1)[0]
+        return w.reshape(np.shape(k))
 
     def g(self, k: ArrayLike) -> FloatArray:
         """Durrleman's ``g`` at ``k`` (flattened); ``-inf`` where ``w <= 0``."""
