@@ -11,6 +11,7 @@ import pytest
 from scipy.interpolate import BSpline
 from scipy.special import ndtr
 
+from optmm.chain._spline import spline_eval_py
 from optmm.chain.fit import arbitrage_counts, fit_chain
 from optmm.chain.reader import ChainError, read_chain, read_vols
 from optmm.chain.slicefit import fit_smile
@@ -48,6 +49,24 @@ def test_basis_matches_scipy_bspline() -> None:
     # every kept function vanishes with two derivatives at and beyond the ends
     for arr in got:
         assert np.all(arr[(x <= knots[0]) | (x >= knots[-1])] == 0.0)
+
+
+def test_compiled_spline_matches_scipy_bspline_and_its_twin() -> None:
+    knots = np.array([-0.5, -0.3, -0.1, 0.0, 0.05, 0.2, 0.3])
+    coef = np.random.default_rng(5).standard_normal(knots.size - 4)
+    x = np.concatenate([np.linspace(-0.7, 0.4, 1001), knots])  # the knots themselves too
+    full = np.r_[[knots[0]] * 3, knots, [knots[-1]] * 3]
+    padded = np.r_[np.zeros(3), coef, np.zeros(3)]
+    got = np.asarray(Smile(0.0, 0.0, 0.0, 0.0, 1.0, knots, coef).spline(x))
+    ref = BSpline(full, padded, 3, extrapolate=False)
+    for nu in range(3):
+        want = np.nan_to_num(ref(x, nu))
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got[nu], want, rtol=0, atol=1e-14 * scale)
+    assert np.all(got[:, (x <= knots[0]) | (x >= knots[-1])] == 0.0)
+    twin = np.empty((3, x.size))
+    spline_eval_py(x, full, padded, twin)
+    np.testing.assert_array_equal(twin, got)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,9 +24,10 @@ from functools import cached_property
 import numpy as np
 from scipy.interpolate import BSpline
 
+from optmm.chain._spline import spline_eval
 from optmm.typing import ArrayLike, FloatArray
 
-__all__ = ["Smile", "bspline_basis", "design_matrix", "durrleman_g", "spline_function"]
+__all__ = ["Smile", "bspline_basis", "design_matrix", "durrleman_g"]
 
 
 def bspline_basis(k: ArrayLike, knots: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -76,13 +77,6 @@ def design_matrix(k: FloatArray, knots: FloatArray) -> FloatArray:
     return np.asarray(full[:, 3:-3], dtype=np.float64)
 
 
-def spline_function(knots: FloatArray, coef: FloatArray) -> BSpline:
-    """The spline with these knots and coefficients as a scipy :class:`~scipy.interpolate.BSpline`
-    (NaN outside ``[lo, hi]``, where the spline is 0)."""
-    padded = np.concatenate([np.zeros(3), coef, np.zeros(3)])
-    return BSpline(_knot_vector(knots), padded, 3, extrapolate=False)
-
-
 def durrleman_g(k: FloatArray, w: FloatArray, w1: FloatArray, w2: FloatArray) -> FloatArray:
     """Durrleman's ``g(k)`` from the total variance and its first two derivatives (``w > 0``)."""
     return (1.0 - k * w1 / (2.0 * w)) ** 2 - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2
@@ -127,19 +121,15 @@ class Smile:
         if self.coef.size == 0:
             z = np.zeros_like(k)
             return (z,) * orders
-        f = self._spline
-        inside = (k > self.knots[0]) & (k < self.knots[-1])
-        kin = k[inside]
-        out = []
-        for nu in range(orders):
-            v = np.zeros_like(k)
-            v[inside] = f(kin, nu)
-            out.append(v)
-        return tuple(out)
+        t, c = self._padded
+        out = np.empty((3, k.size))
+        spline_eval(np.ascontiguousarray(k, dtype=np.float64), t, c, out)
+        return tuple(out[i] for i in range(orders))
 
     @cached_property
-    def _spline(self) -> BSpline:
-        return spline_function(self.knots, self.coef)
+    def _padded(self) -> tuple[FloatArray, FloatArray]:
+        """The full knot vector and the coefficients padded with the dropped end functions' zeros."""
+        return _knot_vector(self.knots), np.concatenate([np.zeros(3), self.coef, np.zeros(3)])
 
     def derivatives(self, k: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
         """``w``, ``w'`` and ``w''`` at log-moneyness ``k`` (any shape, flattened)."""

@@ -1,0 +1,98 @@
+"""The smile's clamped cubic spline correction evaluated with its first two derivatives, compiled.
+
+``spline_eval_py`` is the rule in plain Python (the tests run it against the compiled
+``spline_eval`` and against scipy's B-splines); see :mod:`optmm.chain.smile` for the basis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from optmm.typing import FloatArray
+
+__all__ = ["spline_eval", "spline_eval_py"]
+
+
+def spline_eval_py(x: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray) -> None:
+    """``s``, ``s'``, ``s''`` at ``x`` into ``out[0]``, ``out[1]``, ``out[2]`` (shape ``(3, x.size)``).
+
+    ``t`` is the full knot vector (the ends repeated four times), ``c`` the coefficients padded with
+    the three zeros at each end (``t.size - 4`` of them). Outside the open interval
+    ``(t[0], t[-1])`` the spline and its derivatives are 0 (the kept basis functions vanish there to
+    second order). Cox-de Boor recursion on the four basis functions that are not 0 at each point.
+    """
+    nt = t.size
+    lo, hi = t[0], t[nt - 1]
+    n0 = np.zeros(1)  # degree 0 .. 3 basis values on the span, index j <-> basis s - d + j
+    n1 = np.zeros(2)
+    n2 = np.zeros(3)
+    n3 = np.zeros(4)
+    for p in range(x.size):
+        xp = x[p]
+        if not (lo < xp < hi):
+            out[0, p] = 0.0
+            out[1, p] = 0.0
+            out[2, p] = 0.0
+            continue
+        # the span s: t[s] <= xp < t[s + 1], 3 <= s <= nt - 5
+        a, b = 3, nt - 5
+        while a < b:
+            mid = (a + b + 1) // 2
+            if t[mid] <= xp:
+                a = mid
+            else:
+                b = mid - 1
+        s = a
+        n0[0] = 1.0
+        _raise(xp, t, s, 1, n0, n1)
+        _raise(xp, t, s, 2, n1, n2)
+        _raise(xp, t, s, 3, n2, n3)
+        v = 0.0
+        d1 = 0.0
+        d2 = 0.0
+        for j in range(4):
+            i = s - 3 + j  # basis index
+            v += c[i] * n3[j]
+            # N'_{i,3} = 3 (N_{i,2} / (t_{i+3} - t_i) - N_{i+1,2} / (t_{i+4} - t_{i+1}))
+            left2 = n2[j - 1] / (t[i + 3] - t[i]) if j >= 1 else 0.0
+            right2 = n2[j] / (t[i + 4] - t[i + 1]) if j <= 2 else 0.0
+            d1 += c[i] * 3.0 * (left2 - right2)
+            # N''_{i,3} = 3 (N'_{i,2} / (t_{i+3} - t_i) - N'_{i+1,2} / (t_{i+4} - t_{i+1}))
+            dl = _dn2(t, s, i, n1) / (t[i + 3] - t[i]) if j >= 1 else 0.0
+            dr = _dn2(t, s, i + 1, n1) / (t[i + 4] - t[i + 1]) if j <= 2 else 0.0
+            d2 += c[i] * 3.0 * (dl - dr)
+        out[0, p] = v
+        out[1, p] = d1
+        out[2, p] = d2
+
+
+def _raise_py(xp: float, t: FloatArray, s: int, d: int, prev: FloatArray, nxt: FloatArray) -> None:
+    """Degree ``d`` basis values on span ``s`` from degree ``d - 1``'s (Cox-de Boor)."""
+    for j in range(d + 1):
+        i = s - d + j
+        v = 0.0
+        if j >= 1:
+            den = t[i + d] - t[i]
+            if den > 0.0:
+                v += (xp - t[i]) / den * prev[j - 1]
+        if j <= d - 1:
+            den = t[i + d + 1] - t[i + 1]
+            if den > 0.0:
+                v += (t[i + d + 1] - xp) / den * prev[j]
+        nxt[j] = v
+
+
+def _dn2_py(t: FloatArray, s: int, i: int, n1: FloatArray) -> float:
+    """``N'_{i,2}`` on span ``s`` (0 unless ``s - 2 <= i <= s``) from the degree-1 values ``n1``."""
+    j = i - (s - 2)
+    if j < 0 or j > 2:
+        return 0.0
+    left = n1[j - 1] / (t[i + 2] - t[i]) if j >= 1 else 0.0
+    right = n1[j] / (t[i + 3] - t[i + 1]) if j <= 1 else 0.0
+    return 2.0 * (left - right)
+
+
+_raise = njit(cache=True, inline="always")(_raise_py)
+_dn2 = njit(cache=True, inline="always")(_dn2_py)
+spline_eval = njit(cache=True, error_model="numpy")(spline_eval_py)
