@@ -11,11 +11,11 @@ import pytest
 from scipy.interpolate import BSpline
 from scipy.special import ndtr
 
-from optmm.chain._spline import spline_eval_py
+from optmm.chain._spline import design_py, spline_eval_py
 from optmm.chain.fit import arbitrage_counts, fit_chain
 from optmm.chain.reader import ChainError, read_chain, read_vols
 from optmm.chain.slicefit import fit_smile
-from optmm.chain.smile import Smile, bspline_basis
+from optmm.chain.smile import Smile, bspline_basis, design_matrix
 from optmm.chain.surface import FittedSurface
 from optmm.chain.synthetic import SSVI, synthetic_chain
 from optmm.chain.toml import market_toml, write_market
@@ -67,6 +67,14 @@ def test_compiled_spline_matches_scipy_bspline_and_its_twin() -> None:
     twin = np.empty((3, x.size))
     spline_eval_py(x, full, padded, twin)
     np.testing.assert_array_equal(twin, got)
+    # the design matrix (values of the kept functions) inside [lo, hi], against scipy's
+    inside = x[(x >= knots[0]) & (x <= knots[-1])]
+    mat = design_matrix(inside, knots)
+    ref_mat = BSpline.design_matrix(inside, full, 3).toarray()[:, 3:-3]
+    np.testing.assert_allclose(mat, ref_mat, rtol=0, atol=1e-15)
+    twin_mat = np.empty_like(mat)
+    design_py(inside, full, twin_mat)
+    np.testing.assert_array_equal(twin_mat, mat)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from numba import njit
 
 from optmm.typing import FloatArray
 
-__all__ = ["spline_eval", "spline_eval_py"]
+__all__ = ["design", "design_py", "spline_eval", "spline_eval_py"]
 
 
 def spline_eval_py(x: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray) -> None:
@@ -35,19 +35,8 @@ def spline_eval_py(x: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray)
             out[1, p] = 0.0
             out[2, p] = 0.0
             continue
-        # the span s: t[s] <= xp < t[s + 1], 3 <= s <= nt - 5
-        a, b = 3, nt - 5
-        while a < b:
-            mid = (a + b + 1) // 2
-            if t[mid] <= xp:
-                a = mid
-            else:
-                b = mid - 1
-        s = a
-        n0[0] = 1.0
-        _raise(xp, t, s, 1, n0, n1)
-        _raise(xp, t, s, 2, n1, n2)
-        _raise(xp, t, s, 3, n2, n3)
+        s = _span(xp, t)
+        _cubic(xp, t, s, n0, n1, n2, n3)
         v = 0.0
         d1 = 0.0
         d2 = 0.0
@@ -65,6 +54,51 @@ def spline_eval_py(x: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray)
         out[0, p] = v
         out[1, p] = d1
         out[2, p] = d2
+
+
+def _span_py(xp: float, t: FloatArray) -> int:
+    """The span ``s`` with ``t[s] <= xp < t[s + 1]``, ``3 <= s <= t.size - 5`` (``xp`` inside)."""
+    a, b = 3, t.size - 5
+    while a < b:
+        mid = (a + b + 1) // 2
+        if t[mid] <= xp:
+            a = mid
+        else:
+            b = mid - 1
+    return a
+
+
+def _cubic_py(
+    xp: float, t: FloatArray, s: int, n0: FloatArray, n1: FloatArray, n2: FloatArray, n3: FloatArray
+) -> None:
+    """The basis values of degrees 0 to 3 that are not 0 on span ``s`` (index ``j`` <-> basis
+    ``s - d + j``)."""
+    n0[0] = 1.0
+    _raise(xp, t, s, 1, n0, n1)
+    _raise(xp, t, s, 2, n1, n2)
+    _raise(xp, t, s, 3, n2, n3)
+
+
+def design_py(x: FloatArray, t: FloatArray, out: FloatArray) -> None:
+    """The kept cubic basis functions' values at ``x`` (inside ``[t[0], t[-1]]``) into ``out``
+    (``(x.size, t.size - 10)``, zeroed here): the design matrix of the spline correction."""
+    nt = t.size
+    n0 = np.zeros(1)
+    n1 = np.zeros(2)
+    n2 = np.zeros(3)
+    n3 = np.zeros(4)
+    out[:, :] = 0.0
+    nb = nt - 10
+    for p in range(x.size):
+        xp = x[p]
+        if not (t[0] <= xp <= t[nt - 1]):
+            continue
+        s = _span(xp, t)  # at t[-1]: the last span
+        _cubic(xp, t, s, n0, n1, n2, n3)
+        for j in range(4):
+            col = s - 3 + j - 3  # the first three basis functions are dropped
+            if 0 <= col < nb:
+                out[p, col] = n3[j]
 
 
 def _raise_py(xp: float, t: FloatArray, s: int, d: int, prev: FloatArray, nxt: FloatArray) -> None:
@@ -95,4 +129,7 @@ def _dn2_py(t: FloatArray, s: int, i: int, n1: FloatArray) -> float:
 
 _raise = njit(cache=True, inline="always")(_raise_py)
 _dn2 = njit(cache=True, inline="always")(_dn2_py)
+_span = njit(cache=True, inline="always")(_span_py)
+_cubic = njit(cache=True, inline="always")(_cubic_py)
 spline_eval = njit(cache=True, error_model="numpy")(spline_eval_py)
+design = njit(cache=True, error_model="numpy")(design_py)

@@ -116,8 +116,9 @@ def _largest_safe_scale(base: Smile, knots: FloatArray, coef: FloatArray, grid: 
 
 def spline_grid(k: FloatArray, knots: FloatArray) -> FloatArray:
     """Where ``g >= 0`` is enforced inside the spline's range: the quotes and 16 points per knot span."""
-    pieces = [np.linspace(knots[i], knots[i + 1], 17)[:-1] for i in range(knots.size - 1)]
-    return np.unique(np.concatenate([*pieces, knots[-1:], k]))
+    # as np.linspace(knots[i], knots[i + 1], 17)[:-1] per span, all spans at once
+    pieces = knots[:-1, None] + np.arange(16.0) * (np.diff(knots) / 16.0)[:, None]
+    return np.unique(np.concatenate([pieces.reshape(-1), knots[-1:], k]))
 
 
 def _ladder(n: int) -> list[tuple[int, float]]:
@@ -186,17 +187,16 @@ def fit_smile(k: FloatArray, w: FloatArray, weight: FloatArray, t: float) -> Sli
     base = _fit_svi(k, w, om, grid)
     if n < MIN_QUOTES_SPLINE:
         return SliceFit(base, "svi", 0.0, _min_g(base, grid))
-    best: tuple[FloatArray, FloatArray, FloatArray] | None = None
+    best: tuple[FloatArray, FloatArray, FloatArray, float] | None = None
     for n_int, smooth in _ladder(n):
         knots, coef = _correction(base, k, w, om, n_int, smooth)
         fine = spline_grid(k, knots)
-        if best is None:
-            best = (knots, coef, fine)
-        if _largest_safe_scale(base, knots, coef, fine) == 1.0:
-            best = (knots, coef, fine)
+        theta = _largest_safe_scale(base, knots, coef, fine)
+        if best is None or theta == 1.0:
+            best = (knots, coef, fine, theta)
+        if theta == 1.0:
             break
     assert best is not None
-    knots, coef, fine = best
-    theta = _largest_safe_scale(base, knots, coef, fine)
+    knots, coef, fine, theta = best
     smile = Smile(base.a, base.b, base.rho, base.m, base.sigma, knots, theta * coef)
     return SliceFit(smile, "svi+spline", theta, min(_min_g(smile, grid), _min_g(smile, fine)))

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-from scipy.interpolate import BSpline
 
-from optmm.chain._spline import spline_eval
+from optmm.chain._spline import design, spline_eval
 from optmm.typing import ArrayLike, FloatArray
 
 __all__ = ["Smile", "bspline_basis", "design_matrix", "durrleman_g"]
@@ -71,10 +70,11 @@ def _knot_vector(knots: FloatArray) -> FloatArray:
 
 
 def design_matrix(k: FloatArray, knots: FloatArray) -> FloatArray:
-    """The values of :func:`bspline_basis` alone, for ``k`` inside ``[lo, hi]`` (scipy's sparse
-    design matrix, the dropped end functions removed)."""
-    full = BSpline.design_matrix(k, _knot_vector(knots), 3).toarray()
-    return np.asarray(full[:, 3:-3], dtype=np.float64)
+    """The values of :func:`bspline_basis` alone, ``(k.size, knots.size - 4)``, for ``k`` inside
+    ``[lo, hi]`` (compiled: :func:`optmm.chain._spline.design`)."""
+    out = np.empty((k.size, knots.size - 4))
+    design(np.ascontiguousarray(k, dtype=np.float64), _knot_vector(knots), out)
+    return out
 
 
 def durrleman_g(k: FloatArray, w: FloatArray, w1: FloatArray, w2: FloatArray) -> FloatArray:
