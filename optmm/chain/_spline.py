@@ -15,7 +15,8 @@ __all__ = ["design", "design_py", "spline_eval", "spline_eval_py"]
 
 
 def spline_eval_py(x: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray) -> None:
-    """``s``, ``s'``, ``s''`` at ``x`` into ``out[0]``, ``out[1]``, ``out[2]`` (shape ``(3, x.size)``).
+    """``s``, ``s'``, ``s''`` at ``x`` into ``out[0]``, ``out[1]``, ``out[2]`` (shape ``(orders, x.size)``,
+    ``orders`` 1 to 3: only the first ``orders`` are computed).
 
     ``t`` is the full knot vector (the ends repeated four times), ``c`` the coefficients padded with
     the three zeros at each end (``t.size - 4`` of them). Outside the open interval
@@ -23,6 +24,7 @@ def spline_eval_py(x: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray)
     second order). Cox-de Boor recursion on the four basis functions that are not 0 at each point.
     """
     nt = t.size
+    orders = out.shape[0]
     lo, hi = t[0], t[nt - 1]
     n0 = np.zeros(1)  # degree 0 .. 3 basis values on the span, index j <-> basis s - d + j
     n1 = np.zeros(2)
@@ -31,9 +33,8 @@ def spline_eval_py(x: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray)
     for p in range(x.size):
         xp = x[p]
         if not (lo < xp < hi):
-            out[0, p] = 0.0
-            out[1, p] = 0.0
-            out[2, p] = 0.0
+            for o in range(orders):
+                out[o, p] = 0.0
             continue
         s = _span(xp, t)
         _cubic(xp, t, s, n0, n1, n2, n3)
@@ -43,6 +44,8 @@ def spline_eval_py(x: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray)
         for j in range(4):
             i = s - 3 + j  # basis index
             v += c[i] * n3[j]
+            if orders == 1:
+                continue
             # N'_{i,3} = 3 (N_{i,2} / (t_{i+3} - t_i) - N_{i+1,2} / (t_{i+4} - t_{i+1}))
             left2 = n2[j - 1] / (t[i + 3] - t[i]) if j >= 1 else 0.0
             right2 = n2[j] / (t[i + 4] - t[i + 1]) if j <= 2 else 0.0
@@ -52,8 +55,10 @@ def spline_eval_py(x: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray)
             dr = _dn2(t, s, i + 1, n1) / (t[i + 4] - t[i + 1]) if j <= 2 else 0.0
             d2 += c[i] * 3.0 * (dl - dr)
         out[0, p] = v
-        out[1, p] = d1
-        out[2, p] = d2
+        if orders > 1:
+            out[1, p] = d1
+        if orders > 2:
+            out[2, p] = d2
 
 
 def _span_py(xp: float, t: FloatArray) -> int:

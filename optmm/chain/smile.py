@@ -122,9 +122,9 @@ class Smile:
             z = np.zeros_like(k)
             return (z,) * orders
         t, c = self._padded
-        out = np.empty((3, k.size))
+        out = np.empty((orders, k.size))
         spline_eval(np.ascontiguousarray(k, dtype=np.float64), t, c, out)
-        return tuple(out[i] for i in range(orders))
+        return tuple(out)
 
     @cached_property
     def _padded(self) -> tuple[FloatArray, FloatArray]:
