@@ -291,3 +291,37 @@ def test_smile_without_spline_is_raw_svi() -> None:
     np.testing.assert_allclose(
         s.total_variance(k), 0.01 + 0.1 * (-0.4 * x + np.sqrt(x * x + 0.15**2)), rtol=1e-15
     )
+
+
+@pytest.mark.parametrize("kinds", ["both", "call", "put"])
+def test_otm_pick_takes_the_out_of_the_money_side_and_the_last_duplicate(kinds: str) -> None:
+    from optmm.chain.fit import _otm_pick
+    from optmm.chain.reader import Chain
+
+    rng = np.random.default_rng(4)
+    n = 60
+    strike = rng.choice(np.arange(80.0, 121.0, 5.0), n)  # many duplicates
+    is_call = rng.random(n) < 0.5 if kinds == "both" else np.full(n, kinds == "call")
+    bid = rng.uniform(0.5, 5.0, n)
+    chain = Chain(
+        underlying=np.full(n, "X", dtype=object),
+        expiry=np.full(n, np.datetime64("2026-03-20T16:00", "s")),
+        strike=strike,
+        is_call=is_call,
+        bid=bid,
+        ask=bid + 0.1,
+        spot=np.full(n, 100.0),
+        rate=np.full(n, 0.03),
+        american=np.zeros(n, dtype=bool),
+        timestamp=np.datetime64("2026-01-05T15:00", "s"),
+    )
+    rows = np.arange(n)
+    fwd, _, _, pick = _otm_pick(chain, rows, 0.2, 100.0)
+    # the rule by dictionaries (the last row quoting a strike wins), an independent oracle
+    calls = {float(s): i for i, s in enumerate(strike) if is_call[i]}
+    puts = {float(s): i for i, s in enumerate(strike) if not is_call[i]}
+    want = []
+    for s in sorted(set(calls) | set(puts)):
+        first, second = (calls, puts) if s >= fwd else (puts, calls)
+        want.append(first[s] if s in first else second[s])
+    np.testing.assert_array_equal(pick, want)

@@ -149,13 +149,13 @@ def _otm_pick(chain: Chain, rows: np.ndarray, t: float, spot: float) -> tuple[fl
     strike, is_call = chain.strike[rows], chain.is_call[rows]
     bid, ask = chain.bid[rows], chain.ask[rows]
     rate = float(np.median(chain.rate[rows]))
-    calls = {float(s): i for i, s in enumerate(strike) if is_call[i]}
-    puts = {float(s): i for i, s in enumerate(strike) if not is_call[i]}
-    both = sorted(set(calls) & set(puts))
-    ci = np.array([calls[s] for s in both], dtype=np.intp)
-    pi = np.array([puts[s] for s in both], dtype=np.intp)
+    c_strike, c_row = _by_strike(strike, is_call)
+    p_strike, p_row = _by_strike(strike, ~is_call)
+    both = np.intersect1d(c_strike, p_strike)
+    ci = c_row[np.searchsorted(c_strike, both)]
+    pi = p_row[np.searchsorted(p_strike, both)]
     par = parity_forward(
-        np.array(both, dtype=np.float64),
+        both,
         0.5 * (bid[ci] + ask[ci]),
         0.5 * (bid[pi] + ask[pi]),
         (ask[ci] - bid[ci]) + (ask[pi] - bid[pi]),
@@ -167,11 +167,30 @@ def _otm_pick(chain: Chain, rows: np.ndarray, t: float, spot: float) -> tuple[fl
         fwd, disc, method = spot * math.exp(rate * t), math.exp(-rate * t), "spot, rate"
     else:
         fwd, disc, method = par.forward, par.discount, par.method
-    pick = []
-    for s in sorted(set(calls) | set(puts)):
-        first, second = (calls, puts) if s >= fwd else (puts, calls)
-        pick.append(first[s] if s in first else second[s])
-    return fwd, disc, method, rows[np.array(pick, dtype=np.intp)]
+    every = np.union1d(c_strike, p_strike)
+    c_at = np.minimum(np.searchsorted(c_strike, every), max(c_strike.size - 1, 0))
+    p_at = np.minimum(np.searchsorted(p_strike, every), max(p_strike.size - 1, 0))
+    has_call = (
+        (c_at < c_strike.size) & (c_strike[c_at] == every) if c_strike.size else np.zeros(every.size, bool)
+    )
+    has_put = (
+        (p_at < p_strike.size) & (p_strike[p_at] == every) if p_strike.size else np.zeros(every.size, bool)
+    )
+    use_call = np.where(every >= fwd, has_call, ~has_put)
+    pick = np.where(
+        use_call,
+        c_row[c_at] if c_strike.size else 0,
+        p_row[p_at] if p_strike.size else 0,
+    )
+    return fwd, disc, method, rows[pick]
+
+
+def _by_strike(strike: FloatArray, mask: np.ndarray) -> tuple[FloatArray, np.ndarray]:
+    """The distinct strikes among ``mask`` (increasing) and, per strike, the last row (of ``strike``)
+    quoting it."""
+    rev = np.flatnonzero(mask)[::-1]
+    distinct, first = np.unique(strike[rev], return_index=True)
+    return distinct, rev[first]
 
 
 def _otm_slices(
