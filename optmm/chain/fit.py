@@ -196,7 +196,7 @@ def _by_strike(strike: FloatArray, mask: np.ndarray) -> tuple[FloatArray, np.nda
 def _otm_slices(
     chain: Chain, picks: list[tuple[np.datetime64, float, float, float, str, np.ndarray]]
 ) -> list[_Slice | None]:
-    """The bid/ask/mid vols of every expiry's picked quotes (one implied-vol call each for all
+    """The bid/ask/mid vols of every expiry's picked quotes (one implied-vol call for all three and all
     expiries), and the slices to fit; None for an expiry with no usable vol."""
     idx = np.concatenate([p[5] for p in picks])
     reps = [p[5].size for p in picks]
@@ -205,10 +205,15 @@ def _otm_slices(
     r_d = -np.log(np.repeat([p[3] for p in picks], reps)) / t
     ks, is_call = chain.strike[idx], chain.is_call[idx]
     bid, ask = chain.bid[idx], chain.ask[idx]
-    vols = [
-        np.asarray(implied_vol(price, fwd, ks, t, r_d, r_d, is_call), dtype=np.float64)
-        for price in (bid, ask, 0.5 * (bid + ask))
-    ]
+    # bid, ask and mid in one call (the parallel kernel's fixed cost paid once)
+    three = np.asarray(
+        implied_vol(
+            np.concatenate([bid, ask, 0.5 * (bid + ask)]),
+            *(np.tile(a, 3) for a in (fwd, ks, t, r_d, r_d, is_call)),
+        ),
+        dtype=np.float64,
+    )
+    vols = np.split(three, 3)
     out: list[_Slice | None] = []
     start = 0
     for (expiry, tq, f, disc, method, _), n in zip(picks, reps, strict=True):
