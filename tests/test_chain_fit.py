@@ -325,3 +325,27 @@ def test_otm_pick_takes_the_out_of_the_money_side_and_the_last_duplicate(kinds: 
         first, second = (calls, puts) if s >= fwd else (puts, calls)
         want.append(first[s] if s in first else second[s])
     np.testing.assert_array_equal(pick, want)
+
+
+def test_serial_vols_and_prices_are_the_public_functions_bit_for_bit() -> None:
+    from optmm.chain.fit import _implied_vols, _prices
+    from optmm.greeks import bsm_price, implied_vol
+
+    rng = np.random.default_rng(9)
+    n = 3000  # several of the parallel kernels' blocks
+    fwd = rng.uniform(50.0, 150.0, n)
+    strike = fwd * np.exp(rng.uniform(-0.8, 0.5, n))
+    t = rng.uniform(1 / 365, 3.0, n)
+    r_d = rng.uniform(-0.01, 0.06, n)
+    is_call = rng.random(n) < 0.5
+    vol = rng.uniform(0.05, 1.5, n)
+    price = _prices(fwd, strike, t, r_d, vol, is_call)
+    np.testing.assert_array_equal(price, bsm_price(fwd, strike, t, r_d, r_d, vol, is_call))
+    quoted = price * rng.uniform(0.9, 1.1, n)  # some below intrinsic or above the maximum: NaN
+    np.testing.assert_array_equal(
+        _implied_vols(quoted, fwd, strike, t, r_d, is_call),
+        implied_vol(quoted, fwd, strike, t, r_d, r_d, is_call),
+    )
+    # an invalid input goes to the public function, which names it
+    with pytest.raises(ValueError, match="strike"):
+        _implied_vols(quoted[:3], fwd[:3], np.array([1.0, -1.0, 1.0]), t[:3], r_d[:3], is_call[:3])

@@ -23,6 +23,8 @@ from optmm.chain.reader import Chain, ChainError, VolQuotes
 from optmm.chain.slicefit import fit_smile
 from optmm.chain.surface import FittedSurface
 from optmm.greeks import bsm_price, implied_vol
+from optmm.greeks._bsm import _price_block
+from optmm.greeks._iv import _iv_block
 from optmm.typing import FloatArray
 
 __all__ = ["ExpiryFit", "UnderlyingFit", "arbitrage_counts", "de_americanise", "fit_chain", "fit_vols"]
@@ -205,13 +207,9 @@ def _otm_slices(
     r_d = -np.log(np.repeat([p[3] for p in picks], reps)) / t
     ks, is_call = chain.strike[idx], chain.is_call[idx]
     bid, ask = chain.bid[idx], chain.ask[idx]
-    # bid, ask and mid in one call (the parallel kernel's fixed cost paid once)
-    three = np.asarray(
-        implied_vol(
-            np.concatenate([bid, ask, 0.5 * (bid + ask)]),
-            *(np.tile(a, 3) for a in (fwd, ks, t, r_d, r_d, is_call)),
-        ),
-        dtype=np.float64,
+    # bid, ask and mid in one call
+    three = _implied_vols(
+        np.concatenate([bid, ask, 0.5 * (bid + ask)]), *(np.tile(a, 3) for a in (fwd, ks, t, r_d, is_call))
     )
     vols = np.split(three, 3)
     out: list[_Slice | None] = []
@@ -245,6 +243,41 @@ def _otm_slices(
                 is_call=is_call[part][sel],
             )
         )
+    return out
+
+
+# A chain's few thousand options are priced and solved by the greeks' serial blocks (the same
+# compiled code, so the same figures as bsm_price and implied_vol, bit for bit): on a busy 2-core
+# machine the parallel kernels' start-up cost ~5 ms a call, ten times the work. Invalid inputs (none
+# reach here from a validated chain) go to the public functions, which raise naming them.
+
+
+def _implied_vols(
+    price: FloatArray,
+    fwd: FloatArray,
+    strike: FloatArray,
+    t: FloatArray,
+    r_d: FloatArray,
+    is_call: np.ndarray,
+) -> FloatArray:
+    """Implied vols of undiscounted-forward quotes (spot = forward, rate = dividend = ``r_d``)."""
+    a = [np.ascontiguousarray(x, dtype=np.float64) for x in (price, fwd, strike, t, r_d)]
+    call = np.ascontiguousarray(is_call, dtype=np.bool_)
+    out = np.empty(a[0].size)
+    status = np.empty(a[0].size, dtype=np.int8)
+    if _iv_block(a[0], a[1], a[2], a[3], a[4], a[4], call, out, status):
+        return np.asarray(implied_vol(price, fwd, strike, t, r_d, r_d, is_call), dtype=np.float64)
+    return out
+
+
+def _prices(
+    fwd: FloatArray, strike: FloatArray, t: FloatArray, r_d: FloatArray, vol: FloatArray, is_call: np.ndarray
+) -> FloatArray:
+    """Prices (spot = forward, rate = dividend = ``r_d``), as :func:`optmm.greeks.bsm_price`."""
+    a = [np.ascontiguousarray(x, dtype=np.float64) for x in (fwd, strike, t, r_d, vol)]
+    out = np.empty(a[0].size)
+    if _price_block(a[0], a[1], a[2], a[3], a[3], a[4], np.ascontiguousarray(is_call, dtype=np.bool_), out):
+        return np.asarray(bsm_price(fwd, strike, t, r_d, r_d, vol, is_call), dtype=np.float64)
     return out
 
 
@@ -346,7 +379,7 @@ def _inside(slices: list[_Slice], fit_vols: list[FloatArray]) -> list[np.ndarray
     r_d = -np.log(np.repeat([s.discount for s in slices], reps)) / t
     strikes = fwd * np.exp(np.concatenate([s.k for s in slices]))
     is_call = np.concatenate([s.is_call for s in slices])
-    price = bsm_price(fwd, strikes, t, r_d, r_d, np.concatenate(fit_vols), is_call)
+    price = _prices(fwd, strikes, t, r_d, np.concatenate(fit_vols), is_call)
     bid = np.concatenate([s.bid_price for s in slices])
     ask = np.concatenate([s.ask_price for s in slices])
     tol = 1e-9 * fwd
