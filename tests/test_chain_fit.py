@@ -349,3 +349,29 @@ def test_serial_vols_and_prices_are_the_public_functions_bit_for_bit() -> None:
     # an invalid input goes to the public function, which names it
     with pytest.raises(ValueError, match="strike"):
         _implied_vols(quoted[:3], fwd[:3], np.array([1.0, -1.0, 1.0]), t[:3], r_d[:3], is_call[:3])
+
+
+def test_compiled_min_g_is_the_smiles_g_and_its_twin() -> None:
+    from optmm.chain._spline import min_g, min_g_py
+    from optmm.chain.smile import durrleman_g
+
+    knots = np.array([-0.3, -0.1, 0.0, 0.05, 0.2, 0.3])
+    coef = np.array([0.002, -0.001])
+    smile = Smile(0.01, 0.1, -0.4, 0.02, 0.15, knots, coef)
+    x = np.linspace(-1.0, 1.0, 2001)
+    svi = np.array([smile.a, smile.b, smile.rho, smile.m, smile.sigma])
+    t, c = smile.padded
+    assert min_g(x, svi, t, c, 1.0) == np.min(smile.g(x))
+    assert min_g_py(x, svi, t, c, 1.0) == min_g(x, svi, t, c, 1.0)
+    # theta scales the correction: at theta, the g of SVI plus theta times the spline
+    w, w1, w2 = smile.svi(x)
+    s, s1, s2 = smile.spline(x)
+    ref = np.min(durrleman_g(x, w + 0.5 * s, w1 + 0.5 * s1, w2 + 0.5 * s2))
+    assert min_g(x, svi, t, c, 0.5) == ref
+    # the ufunc against the formula written out (an independent form)
+    formula = (1 - x * w1 / (2 * w)) ** 2 - w1**2 / 4 * (1 / w + 0.25) + w2 / 2
+    np.testing.assert_allclose(durrleman_g(x, w, w1, w2), formula, rtol=1e-13, atol=1e-13)
+    # w <= 0 somewhere: -inf, as Smile.g
+    low = np.array([-0.2, 0.1, 0.02, 0.3, 0.1])
+    assert min_g(x, low, np.zeros(0), np.zeros(0), 1.0) == -np.inf
+    assert np.min(Smile(*low).g(x)) == -np.inf

@@ -11,7 +11,16 @@ from numba import njit
 
 from optmm.typing import FloatArray
 
-__all__ = ["design", "design_py", "spline_eval", "spline_eval_py"]
+__all__ = [
+    "design",
+    "design_py",
+    "durrleman",
+    "durrleman_py",
+    "min_g",
+    "min_g_py",
+    "spline_eval",
+    "spline_eval_py",
+]
 
 
 def spline_eval_py(x: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray) -> None:
@@ -59,6 +68,44 @@ def spline_eval_py(x: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray)
             out[1, p] = d1
         if orders > 2:
             out[2, p] = d2
+
+
+def durrleman_py(k: float, w: float, w1: float, w2: float) -> float:
+    """Durrleman's ``g(k) = (1 - k w' / (2 w))^2 - (w'^2 / 4) (1 / w + 1 / 4) + w'' / 2`` (``w > 0``)."""
+    u = 1.0 - k * w1 / (2.0 * w)
+    return u * u - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2
+
+
+durrleman = njit(cache=True, inline="always")(durrleman_py)
+
+
+def min_g_py(x: FloatArray, svi: FloatArray, t: FloatArray, c: FloatArray, theta: float) -> float:
+    """The smallest Durrleman ``g`` at ``x`` of ``w = svi + theta * spline`` (``-inf`` if ``w <= 0``
+    anywhere, or ``g`` is NaN).
+
+    ``svi`` is raw SVI's ``(a, b, rho, m, sigma)``; ``t``, ``c`` as in :func:`spline_eval_py` (both empty:
+    no spline). The same operations, in the same order, as :meth:`optmm.chain.smile.Smile.g` on
+    ``Smile.svi`` plus ``theta`` times ``Smile.spline``.
+    """
+    a, b, rho, m, sig = svi[0], svi[1], svi[2], svi[3], svi[4]
+    spl = np.zeros((3, x.size))
+    if c.size:
+        spline_eval(x, t, c, spl)
+    lowest = np.inf
+    for p in range(x.size):
+        xm = x[p] - m
+        r = np.sqrt(xm * xm + sig * sig)
+        w = a + b * (rho * xm + r) + theta * spl[0, p]
+        if not w > 0.0:
+            return -np.inf
+        w1 = b * (rho + xm / r) + theta * spl[1, p]
+        w2 = b * sig * sig / (r * r * r) + theta * spl[2, p]
+        g = durrleman(x[p], w, w1, w2)
+        if not g >= lowest:
+            if g != g:
+                return -np.inf
+            lowest = g
+    return lowest
 
 
 def _span_py(xp: float, t: FloatArray) -> int:
@@ -138,3 +185,4 @@ _span = njit(cache=True, inline="always")(_span_py)
 _cubic = njit(cache=True, inline="always")(_cubic_py)
 spline_eval = njit(cache=True, error_model="numpy")(spline_eval_py)
 design = njit(cache=True, error_model="numpy")(design_py)
+min_g = njit(cache=True, error_model="numpy")(min_g_py)

@@ -25,6 +25,7 @@ import math
 import numpy as np
 from numba import njit
 
+from optmm.chain._spline import durrleman
 from optmm.typing import FloatArray
 
 __all__ = [
@@ -119,8 +120,8 @@ def svi_system_py(
         g1 = b * (rho + x / r)
         g2 = b * ss / r3
         wpos = max(gw, W_FLOOR)
-        u = 1.0 - kx * g1 / (2.0 * wpos)
-        gg = u * u - 0.25 * g1 * g1 * (1.0 / wpos + 0.25) + 0.5 * g2 - G_MARGIN
+        u = 1.0 - kx * g1 / (2.0 * wpos)  # (also in g's derivatives below)
+        gg = durrleman(kx, wpos, g1, g2) - G_MARGIN
         bad_w = gw - W_FLOOR
         if gg < 0.0:
             res = PENALTY * gg

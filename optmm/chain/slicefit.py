@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optmm.chain._spline import min_g
 from optmm.chain._svi import svi_fit, svi_raw, svi_start
-from optmm.chain.smile import Smile, design_matrix, durrleman_g
+from optmm.chain.smile import Smile, design_matrix
 from optmm.typing import FloatArray
 
 __all__ = ["MIN_QUOTES_SPLINE", "MIN_QUOTES_SVI", "SliceFit", "check_grid", "fit_smile", "spline_grid"]
@@ -87,20 +88,20 @@ def _fit_svi(k: FloatArray, w: FloatArray, om: FloatArray, check: FloatArray) ->
     return Smile(a, b, rho, m, sig)
 
 
-def _min_g(smile: Smile, grid: FloatArray) -> float:
-    return float(np.min(smile.g(grid)))
+def _min_g(smile: Smile, grid: FloatArray, theta: float = 1.0) -> float:
+    """The smallest ``g`` on ``grid`` of ``smile``'s SVI plus ``theta`` times its spline (``-inf`` where
+    ``w <= 0``), compiled (:func:`optmm.chain._spline.min_g`)."""
+    t, c = smile.padded if smile.coef.size else (np.zeros(0), np.zeros(0))
+    svi = np.array([smile.a, smile.b, smile.rho, smile.m, smile.sigma])
+    return float(min_g(np.ascontiguousarray(grid), svi, t, c, theta))
 
 
 def _largest_safe_scale(base: Smile, knots: FloatArray, coef: FloatArray, grid: FloatArray) -> float:
     """The largest ``theta`` in [0, 1] (to 1/1024) with ``g >= 0`` for ``base + theta * spline``."""
-    w0, a1, a2 = base.svi(grid)
-    s0, s1, s2 = Smile(0.0, 0.0, 0.0, 0.0, 1.0, knots, coef).spline(grid)
+    both = Smile(base.a, base.b, base.rho, base.m, base.sigma, knots, coef)
 
     def ok(theta: float) -> bool:
-        w = w0 + theta * s0
-        if np.any(w <= 0.0):
-            return False
-        return bool(np.all(durrleman_g(grid, w, a1 + theta * s1, a2 + theta * s2) >= 0.0))
+        return _min_g(both, grid, theta) >= 0.0
 
     if ok(1.0):
         return 1.0

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+from numba import vectorize
 
-from optmm.chain._spline import design, spline_eval
+from optmm.chain._spline import design, durrleman_py, spline_eval
 from optmm.typing import ArrayLike, FloatArray
 
 __all__ = ["Smile", "bspline_basis", "design_matrix", "durrleman_g"]
@@ -77,9 +78,9 @@ def design_matrix(k: FloatArray, knots: FloatArray) -> FloatArray:
     return out
 
 
-def durrleman_g(k: FloatArray, w: FloatArray, w1: FloatArray, w2: FloatArray) -> FloatArray:
-    """Durrleman's ``g(k)`` from the total variance and its first two derivatives (``w > 0``)."""
-    return (1.0 - k * w1 / (2.0 * w)) ** 2 - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2
+durrleman_g = vectorize(["float64(float64, float64, float64, float64)"], cache=True)(durrleman_py)
+"""Durrleman's ``g(k)`` from the total variance and its first two derivatives (``w > 0``), elementwise:
+:func:`optmm.chain._spline.durrleman_py` as a ufunc."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,13 +122,13 @@ class Smile:
         if self.coef.size == 0:
             z = np.zeros_like(k)
             return (z,) * orders
-        t, c = self._padded
+        t, c = self.padded
         out = np.empty((orders, k.size))
         spline_eval(np.ascontiguousarray(k, dtype=np.float64), t, c, out)
         return tuple(out)
 
     @cached_property
-    def _padded(self) -> tuple[FloatArray, FloatArray]:
+    def padded(self) -> tuple[FloatArray, FloatArray]:
         """The full knot vector and the coefficients padded with the dropped end functions' zeros."""
         return _knot_vector(self.knots), np.concatenate([np.zeros(3), self.coef, np.zeros(3)])
 
