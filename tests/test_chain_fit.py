@@ -352,7 +352,7 @@ def test_serial_vols_and_prices_are_the_public_functions_bit_for_bit() -> None:
 
 
 def test_compiled_min_g_is_the_smiles_g_and_its_twin() -> None:
-    from optmm.chain._spline import min_g, min_g_py
+    from optmm.chain._spline import min_g, min_g_py, total_variance_py
     from optmm.chain.smile import durrleman_g
 
     knots = np.array([-0.3, -0.1, 0.0, 0.05, 0.2, 0.3])
@@ -371,6 +371,12 @@ def test_compiled_min_g_is_the_smiles_g_and_its_twin() -> None:
     # the ufunc against the formula written out (an independent form)
     formula = (1 - x * w1 / (2 * w)) ** 2 - w1**2 / 4 * (1 / w + 0.25) + w2 / 2
     np.testing.assert_allclose(durrleman_g(x, w, w1, w2), formula, rtol=1e-13, atol=1e-13)
+    # the compiled total variance: SVI plus the spline, bit for bit, and its twin
+    np.testing.assert_array_equal(smile.total_variance(x), w + s)
+    np.testing.assert_array_equal(Smile(*svi).total_variance(x), w)
+    twin = np.empty((1, x.size))
+    total_variance_py(x, svi, t, c, twin)
+    np.testing.assert_array_equal(twin[0], w + s)
     # w <= 0 somewhere: -inf, as Smile.g
     low = np.array([-0.2, 0.1, 0.02, 0.3, 0.1])
     assert min_g(x, low, np.zeros(0), np.zeros(0), 1.0) == -np.inf

@@ -20,6 +20,10 @@ __all__ = [
     "min_g_py",
     "spline_eval",
     "spline_eval_py",
+    "svi_point",
+    "svi_point_py",
+    "total_variance",
+    "total_variance_py",
 ]
 
 
@@ -70,6 +74,29 @@ def spline_eval_py(x: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray)
             out[2, p] = d2
 
 
+def svi_point_py(k: float, svi: FloatArray) -> tuple[float, float, float]:
+    """Raw SVI ``(a, b, rho, m, sigma)``'s ``w``, ``w'``, ``w''`` at ``k``, the same operations in the same
+    order as :meth:`optmm.chain.smile.Smile.svi`."""
+    a, b, rho, m, sig = svi[0], svi[1], svi[2], svi[3], svi[4]
+    x = k - m
+    r = np.sqrt(x * x + sig * sig)
+    return a + b * (rho * x + r), b * (rho + x / r), b * sig * sig / (r * r * r)
+
+
+svi_point = njit(cache=True, inline="always")(svi_point_py)
+
+
+def total_variance_py(x: FloatArray, svi: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray) -> None:
+    """Raw SVI ``(a, b, rho, m, sigma)`` plus the spline (``t``, ``c`` as in :func:`spline_eval_py`; both
+    empty: none) at ``x``, into ``out`` (shape ``(1, x.size)``); the same operations, in the same
+    order, as :meth:`optmm.chain.smile.Smile.svi` plus :meth:`~optmm.chain.smile.Smile.spline`."""
+    if c.size:
+        spline_eval(x, t, c, out)
+    for p in range(x.size):
+        w = svi_point(x[p], svi)[0]
+        out[0, p] = w + out[0, p] if c.size else w
+
+
 def durrleman_py(k: float, w: float, w1: float, w2: float) -> float:
     """Durrleman's ``g(k) = (1 - k w' / (2 w))^2 - (w'^2 / 4) (1 / w + 1 / 4) + w'' / 2`` (``w > 0``)."""
     u = 1.0 - k * w1 / (2.0 * w)
@@ -87,19 +114,17 @@ def min_g_py(x: FloatArray, svi: FloatArray, t: FloatArray, c: FloatArray, theta
     no spline). The same operations, in the same order, as :meth:`optmm.chain.smile.Smile.g` on
     ``Smile.svi`` plus ``theta`` times ``Smile.spline``.
     """
-    a, b, rho, m, sig = svi[0], svi[1], svi[2], svi[3], svi[4]
     spl = np.zeros((3, x.size))
     if c.size:
         spline_eval(x, t, c, spl)
     lowest = np.inf
     for p in range(x.size):
-        xm = x[p] - m
-        r = np.sqrt(xm * xm + sig * sig)
-        w = a + b * (rho * xm + r) + theta * spl[0, p]
+        v0, v1, v2 = svi_point(x[p], svi)
+        w = v0 + theta * spl[0, p]
         if not w > 0.0:
             return -np.inf
-        w1 = b * (rho + xm / r) + theta * spl[1, p]
-        w2 = b * sig * sig / (r * r * r) + theta * spl[2, p]
+        w1 = v1 + theta * spl[1, p]
+        w2 = v2 + theta * spl[2, p]
         g = durrleman(x[p], w, w1, w2)
         if not g >= lowest:
             if g != g:
@@ -186,3 +211,4 @@ _cubic = njit(cache=True, inline="always")(_cubic_py)
 spline_eval = njit(cache=True, error_model="numpy")(spline_eval_py)
 design = njit(cache=True, error_model="numpy")(design_py)
 min_g = njit(cache=True, error_model="numpy")(min_g_py)
+total_variance = njit(cache=True, error_model="numpy")(total_variance_py)

@@ -24,10 +24,12 @@ from functools import cached_property
 import numpy as np
 from numba import vectorize
 
-from optmm.chain._spline import design, durrleman_py, spline_eval
+from optmm.chain._spline import design, durrleman_py, spline_eval, total_variance
 from optmm.typing import ArrayLike, FloatArray
 
 __all__ = ["Smile", "bspline_basis", "design_matrix", "durrleman_g"]
+
+_EMPTY = np.zeros(0)
 
 
 def bspline_basis(k: ArrayLike, knots: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -143,11 +145,11 @@ class Smile:
 
     def total_variance(self, k: ArrayLike) -> FloatArray:
         """``w(k)`` in the shape of ``k``."""
-        kk = np.asarray(k, dtype=np.float64).reshape(-1)
-        w = self.svi(kk, orders=1)[0]
-        if self.coef.size:
-            w = w + self.spline(kk, orders=1)[0]
-        return w.reshape(np.shape(k))
+        kk = np.ascontiguousarray(k, dtype=np.float64).reshape(-1)
+        t, c = self.padded if self.coef.size else (_EMPTY, _EMPTY)
+        out = np.empty((1, kk.size))
+        total_variance(kk, np.array([self.a, self.b, self.rho, self.m, self.sigma]), t, c, out)
+        return out[0].reshape(np.shape(k))
 
     def g(self, k: ArrayLike) -> FloatArray:
         """Durrleman's ``g`` at ``k`` (flattened); ``-inf`` where ``w <= 0``."""
