@@ -20,6 +20,8 @@ __all__ = [
     "min_g_py",
     "spline_eval",
     "spline_eval_py",
+    "svi_eval",
+    "svi_eval_py",
     "svi_point",
     "svi_point_py",
     "total_variance",
@@ -84,6 +86,16 @@ def svi_point_py(k: float, svi: FloatArray) -> tuple[float, float, float]:
 
 
 svi_point = njit(cache=True, inline="always")(svi_point_py)
+
+
+def svi_eval_py(x: FloatArray, svi: FloatArray, out: FloatArray) -> None:
+    """:func:`svi_point_py` at every ``x``: ``w``, ``w'``, ``w''`` into ``out[0]``, ``out[1]``, ``out[2]``
+    (shape ``(orders, x.size)``, ``orders`` 1 to 3)."""
+    orders = out.shape[0]
+    for p in range(x.size):
+        v = svi_point(x[p], svi)
+        for o in range(orders):
+            out[o, p] = v[o]
 
 
 def total_variance_py(x: FloatArray, svi: FloatArray, t: FloatArray, c: FloatArray, out: FloatArray) -> None:
@@ -212,3 +224,4 @@ spline_eval = njit(cache=True, error_model="numpy")(spline_eval_py)
 design = njit(cache=True, error_model="numpy")(design_py)
 min_g = njit(cache=True, error_model="numpy")(min_g_py)
 total_variance = njit(cache=True, error_model="numpy")(total_variance_py)
+svi_eval = njit(cache=True, error_model="numpy")(svi_eval_py)

@@ -92,8 +92,7 @@ def _min_g(smile: Smile, grid: FloatArray, theta: float = 1.0) -> float:
     """The smallest ``g`` on ``grid`` of ``smile``'s SVI plus ``theta`` times its spline (``-inf`` where
     ``w <= 0``), compiled (:func:`optmm.chain._spline.min_g`)."""
     t, c = smile.padded if smile.coef.size else (np.zeros(0), np.zeros(0))
-    svi = np.array([smile.a, smile.b, smile.rho, smile.m, smile.sigma])
-    return float(min_g(np.ascontiguousarray(grid), svi, t, c, theta))
+    return float(min_g(np.ascontiguousarray(grid), smile.params, t, c, theta))
 
 
 def _largest_safe_scale(base: Smile, knots: FloatArray, coef: FloatArray, grid: FloatArray) -> float:

@@ -24,7 +24,7 @@ from functools import cached_property
 import numpy as np
 from numba import vectorize
 
-from optmm.chain._spline import design, durrleman_py, spline_eval, total_variance
+from optmm.chain._spline import design, durrleman_py, spline_eval, svi_eval, total_variance
 from optmm.typing import ArrayLike, FloatArray
 
 __all__ = ["Smile", "bspline_basis", "design_matrix", "durrleman_g"]
@@ -110,14 +110,14 @@ class Smile:
 
     def svi(self, k: FloatArray, orders: int = 3) -> tuple[FloatArray, ...]:
         """Raw SVI's total variance and its first ``orders - 1`` (0 to 2) derivatives at ``k``."""
-        x = k - self.m
-        r = np.sqrt(x * x + self.sigma * self.sigma)
-        w = self.a + self.b * (self.rho * x + r)
-        if orders == 1:
-            return (w,)
-        w1 = self.b * (self.rho + x / r)
-        w2 = self.b * self.sigma * self.sigma / (r * r * r)
-        return w, w1, w2
+        out = np.empty((orders, np.size(k)))
+        svi_eval(np.ascontiguousarray(k, dtype=np.float64).reshape(-1), self.params, out)
+        return tuple(out)
+
+    @cached_property
+    def params(self) -> FloatArray:
+        """``(a, b, rho, m, sigma)`` as an array."""
+        return np.array([self.a, self.b, self.rho, self.m, self.sigma])
 
     def spline(self, k: FloatArray, orders: int = 3) -> tuple[FloatArray, ...]:
         """The correction ``s`` and its first ``orders - 1`` derivatives at ``k`` (zeros when none)."""
@@ -148,7 +148,7 @@ class Smile:
         kk = np.ascontiguousarray(k, dtype=np.float64).reshape(-1)
         t, c = self.padded if self.coef.size else (_EMPTY, _EMPTY)
         out = np.empty((1, kk.size))
-        total_variance(kk, np.array([self.a, self.b, self.rho, self.m, self.sigma]), t, c, out)
+        total_variance(kk, self.params, t, c, out)
         return out[0].reshape(np.shape(k))
 
     def g(self, k: ArrayLike) -> FloatArray:
