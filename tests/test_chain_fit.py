@@ -11,10 +11,11 @@ import pytest
 from scipy.interpolate import BSpline
 from scipy.special import ndtr
 
+from optmm.chain._spline import design_py, spline_eval_py
 from optmm.chain.fit import arbitrage_counts, fit_chain
 from optmm.chain.reader import ChainError, read_chain, read_vols
 from optmm.chain.slicefit import fit_smile
-from optmm.chain.smile import Smile, bspline_basis
+from optmm.chain.smile import Smile, bspline_basis, design_matrix
 from optmm.chain.surface import FittedSurface
 from optmm.chain.synthetic import SSVI, synthetic_chain
 from optmm.chain.toml import market_toml, write_market
@@ -48,6 +49,32 @@ def test_basis_matches_scipy_bspline() -> None:
     # every kept function vanishes with two derivatives at and beyond the ends
     for arr in got:
         assert np.all(arr[(x <= knots[0]) | (x >= knots[-1])] == 0.0)
+
+
+def test_compiled_spline_matches_scipy_bspline_and_its_twin() -> None:
+    knots = np.array([-0.5, -0.3, -0.1, 0.0, 0.05, 0.2, 0.3])
+    coef = np.random.default_rng(5).standard_normal(knots.size - 4)
+    x = np.concatenate([np.linspace(-0.7, 0.4, 1001), knots])  # the knots themselves too
+    full = np.r_[[knots[0]] * 3, knots, [knots[-1]] * 3]
+    padded = np.r_[np.zeros(3), coef, np.zeros(3)]
+    got = np.asarray(Smile(0.0, 0.0, 0.0, 0.0, 1.0, knots, coef).spline(x))
+    ref = BSpline(full, padded, 3, extrapolate=False)
+    for nu in range(3):
+        want = np.nan_to_num(ref(x, nu))
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got[nu], want, rtol=0, atol=1e-14 * scale)
+    assert np.all(got[:, (x <= knots[0]) | (x >= knots[-1])] == 0.0)
+    twin = np.empty((3, x.size))
+    spline_eval_py(x, full, padded, twin)
+    np.testing.assert_array_equal(twin, got)
+    # the design matrix (values of the kept functions) inside [lo, hi], against scipy's
+    inside = x[(x >= knots[0]) & (x <= knots[-1])]
+    mat = design_matrix(inside, knots)
+    ref_mat = BSpline.design_matrix(inside, full, 3).toarray()[:, 3:-3]
+    np.testing.assert_allclose(mat, ref_mat, rtol=0, atol=1e-15)
+    twin_mat = np.empty_like(mat)
+    design_py(inside, full, twin_mat)
+    np.testing.assert_array_equal(twin_mat, mat)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -264,3 +291,93 @@ def test_smile_without_spline_is_raw_svi() -> None:
     np.testing.assert_allclose(
         s.total_variance(k), 0.01 + 0.1 * (-0.4 * x + np.sqrt(x * x + 0.15**2)), rtol=1e-15
     )
+
+
+@pytest.mark.parametrize("kinds", ["both", "call", "put"])
+def test_otm_pick_takes_the_out_of_the_money_side_and_the_last_duplicate(kinds: str) -> None:
+    from optmm.chain.fit import _otm_pick
+    from optmm.chain.reader import Chain
+
+    rng = np.random.default_rng(4)
+    n = 60
+    strike = rng.choice(np.arange(80.0, 121.0, 5.0), n)  # many duplicates
+    is_call = rng.random(n) < 0.5 if kinds == "both" else np.full(n, kinds == "call")
+    bid = rng.uniform(0.5, 5.0, n)
+    chain = Chain(
+        underlying=np.full(n, "X", dtype=object),
+        expiry=np.full(n, np.datetime64("2026-03-20T16:00", "s")),
+        strike=strike,
+        is_call=is_call,
+        bid=bid,
+        ask=bid + 0.1,
+        spot=np.full(n, 100.0),
+        rate=np.full(n, 0.03),
+        american=np.zeros(n, dtype=bool),
+        timestamp=np.datetime64("2026-01-05T15:00", "s"),
+    )
+    rows = np.arange(n)
+    fwd, _, _, pick = _otm_pick(chain, rows, 0.2, 100.0)
+    # the rule by dictionaries (the last row quoting a strike wins), an independent oracle
+    calls = {float(s): i for i, s in enumerate(strike) if is_call[i]}
+    puts = {float(s): i for i, s in enumerate(strike) if not is_call[i]}
+    want = []
+    for s in sorted(set(calls) | set(puts)):
+        first, second = (calls, puts) if s >= fwd else (puts, calls)
+        want.append(first[s] if s in first else second[s])
+    np.testing.assert_array_equal(pick, want)
+
+
+def test_serial_vols_and_prices_are_the_public_functions_bit_for_bit() -> None:
+    from optmm.chain.fit import _implied_vols, _prices
+    from optmm.greeks import bsm_price, implied_vol
+
+    rng = np.random.default_rng(9)
+    n = 3000  # several of the parallel kernels' blocks
+    fwd = rng.uniform(50.0, 150.0, n)
+    strike = fwd * np.exp(rng.uniform(-0.8, 0.5, n))
+    t = rng.uniform(1 / 365, 3.0, n)
+    r_d = rng.uniform(-0.01, 0.06, n)
+    is_call = rng.random(n) < 0.5
+    vol = rng.uniform(0.05, 1.5, n)
+    price = _prices(fwd, strike, t, r_d, vol, is_call)
+    np.testing.assert_array_equal(price, bsm_price(fwd, strike, t, r_d, r_d, vol, is_call))
+    quoted = price * rng.uniform(0.9, 1.1, n)  # some below intrinsic or above the maximum: NaN
+    np.testing.assert_array_equal(
+        _implied_vols(quoted, fwd, strike, t, r_d, is_call),
+        implied_vol(quoted, fwd, strike, t, r_d, r_d, is_call),
+    )
+    # an invalid input goes to the public function, which names it
+    with pytest.raises(ValueError, match="strike"):
+        _implied_vols(quoted[:3], fwd[:3], np.array([1.0, -1.0, 1.0]), t[:3], r_d[:3], is_call[:3])
+
+
+def test_compiled_min_g_is_the_smiles_g_and_its_twin() -> None:
+    from optmm.chain._spline import min_g, min_g_py, total_variance_py
+    from optmm.chain.smile import durrleman_g
+
+    knots = np.array([-0.3, -0.1, 0.0, 0.05, 0.2, 0.3])
+    coef = np.array([0.002, -0.001])
+    smile = Smile(0.01, 0.1, -0.4, 0.02, 0.15, knots, coef)
+    x = np.linspace(-1.0, 1.0, 2001)
+    svi = np.array([smile.a, smile.b, smile.rho, smile.m, smile.sigma])
+    t, c = smile.padded
+    assert min_g(x, svi, t, c, 1.0) == np.min(smile.g(x))
+    assert min_g_py(x, svi, t, c, 1.0) == min_g(x, svi, t, c, 1.0)
+    # theta scales the correction: at theta, the g of SVI plus theta times the spline
+    w, w1, w2 = smile.svi(x)
+    s, s1, s2 = smile.spline(x)
+    ref = np.min(durrleman_g(x, w + 0.5 * s, w1 + 0.5 * s1, w2 + 0.5 * s2))
+    assert min_g(x, svi, t, c, 0.5) == ref
+    # the ufunc against the formula written out (an independent form)
+    formula = (1 - x * w1 / (2 * w)) ** 2 - w1**2 / 4 * (1 / w + 0.25) + w2 / 2
+    np.testing.assert_allclose(durrleman_g(x, w, w1, w2), formula, rtol=1e-13, atol=1e-13)
+    # the compiled total variance: SVI plus the spline, bit for bit, and its twin
+    np.testing.assert_array_equal(smile.total_variance(x), w + s)
+    np.testing.assert_array_equal(Smile(*svi).total_variance(x), w)
+    twin = np.empty((1, x.size))
+    total_variance_py(x, svi, t, c, twin)
+    np.testing.assert_array_equal(twin[0], w + s)
+    # w <= 0 somewhere: -inf, as Smile.g
+    low = np.array([-0.2, 0.1, 0.02, 0.3, 0.1])
+    assert min_g(x, low, np.zeros(0), np.zeros(0), 1.0) == -np.inf
+    assert np.min(Smile(*low).g(x)) == -np.inf

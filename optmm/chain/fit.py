@@ -23,6 +23,8 @@ from optmm.chain.reader import Chain, ChainError, VolQuotes
 from optmm.chain.slicefit import fit_smile
 from optmm.chain.surface import FittedSurface
 from optmm.greeks import bsm_price, implied_vol
+from optmm.greeks._bsm import _price_block
+from optmm.greeks._iv import _iv_block
 from optmm.typing import FloatArray
 
 __all__ = ["ExpiryFit", "UnderlyingFit", "arbitrage_counts", "de_americanise", "fit_chain", "fit_vols"]
@@ -149,13 +151,13 @@ def _otm_pick(chain: Chain, rows: np.ndarray, t: float, spot: float) -> tuple[fl
     strike, is_call = chain.strike[rows], chain.is_call[rows]
     bid, ask = chain.bid[rows], chain.ask[rows]
     rate = float(np.median(chain.rate[rows]))
-    calls = {float(s): i for i, s in enumerate(strike) if is_call[i]}
-    puts = {float(s): i for i, s in enumerate(strike) if not is_call[i]}
-    both = sorted(set(calls) & set(puts))
-    ci = np.array([calls[s] for s in both], dtype=np.intp)
-    pi = np.array([puts[s] for s in both], dtype=np.intp)
+    c_strike, c_row = _by_strike(strike, is_call)
+    p_strike, p_row = _by_strike(strike, ~is_call)
+    both = np.intersect1d(c_strike, p_strike)
+    ci = c_row[np.searchsorted(c_strike, both)]
+    pi = p_row[np.searchsorted(p_strike, both)]
     par = parity_forward(
-        np.array(both, dtype=np.float64),
+        both,
         0.5 * (bid[ci] + ask[ci]),
         0.5 * (bid[pi] + ask[pi]),
         (ask[ci] - bid[ci]) + (ask[pi] - bid[pi]),
@@ -167,17 +169,36 @@ def _otm_pick(chain: Chain, rows: np.ndarray, t: float, spot: float) -> tuple[fl
         fwd, disc, method = spot * math.exp(rate * t), math.exp(-rate * t), "spot, rate"
     else:
         fwd, disc, method = par.forward, par.discount, par.method
-    pick = []
-    for s in sorted(set(calls) | set(puts)):
-        first, second = (calls, puts) if s >= fwd else (puts, calls)
-        pick.append(first[s] if s in first else second[s])
-    return fwd, disc, method, rows[np.array(pick, dtype=np.intp)]
+    every = np.union1d(c_strike, p_strike)
+    c_at = np.minimum(np.searchsorted(c_strike, every), max(c_strike.size - 1, 0))
+    p_at = np.minimum(np.searchsorted(p_strike, every), max(p_strike.size - 1, 0))
+    has_call = (
+        (c_at < c_strike.size) & (c_strike[c_at] == every) if c_strike.size else np.zeros(every.size, bool)
+    )
+    has_put = (
+        (p_at < p_strike.size) & (p_strike[p_at] == every) if p_strike.size else np.zeros(every.size, bool)
+    )
+    use_call = np.where(every >= fwd, has_call, ~has_put)
+    pick = np.where(
+        use_call,
+        c_row[c_at] if c_strike.size else 0,
+        p_row[p_at] if p_strike.size else 0,
+    )
+    return fwd, disc, method, rows[pick]
+
+
+def _by_strike(strike: FloatArray, mask: np.ndarray) -> tuple[FloatArray, np.ndarray]:
+    """The distinct strikes among ``mask`` (increasing) and, per strike, the last row (of ``strike``)
+    quoting it."""
+    rev = np.flatnonzero(mask)[::-1]
+    distinct, first = np.unique(strike[rev], return_index=True)
+    return distinct, rev[first]
 
 
 def _otm_slices(
     chain: Chain, picks: list[tuple[np.datetime64, float, float, float, str, np.ndarray]]
 ) -> list[_Slice | None]:
-    """The bid/ask/mid vols of every expiry's picked quotes (one implied-vol call each for all
+    """The bid/ask/mid vols of every expiry's picked quotes (one implied-vol call for all three and all
     expiries), and the slices to fit; None for an expiry with no usable vol."""
     idx = np.concatenate([p[5] for p in picks])
     reps = [p[5].size for p in picks]
@@ -186,10 +207,11 @@ def _otm_slices(
     r_d = -np.log(np.repeat([p[3] for p in picks], reps)) / t
     ks, is_call = chain.strike[idx], chain.is_call[idx]
     bid, ask = chain.bid[idx], chain.ask[idx]
-    vols = [
-        np.asarray(implied_vol(price, fwd, ks, t, r_d, r_d, is_call), dtype=np.float64)
-        for price in (bid, ask, 0.5 * (bid + ask))
-    ]
+    # bid, ask and mid in one call
+    three = _implied_vols(
+        np.concatenate([bid, ask, 0.5 * (bid + ask)]), *(np.tile(a, 3) for a in (fwd, ks, t, r_d, is_call))
+    )
+    vols = np.split(three, 3)
     out: list[_Slice | None] = []
     start = 0
     for (expiry, tq, f, disc, method, _), n in zip(picks, reps, strict=True):
@@ -221,6 +243,41 @@ def _otm_slices(
                 is_call=is_call[part][sel],
             )
         )
+    return out
+
+
+# A chain's few thousand options are priced and solved by the greeks' serial blocks (the same
+# compiled code, so the same figures as bsm_price and implied_vol, bit for bit): on a busy 2-core
+# machine the parallel kernels' start-up cost ~5 ms a call, ten times the work. Invalid inputs (none
+# reach here from a validated chain) go to the public functions, which raise naming them.
+
+
+def _implied_vols(
+    price: FloatArray,
+    fwd: FloatArray,
+    strike: FloatArray,
+    t: FloatArray,
+    r_d: FloatArray,
+    is_call: np.ndarray,
+) -> FloatArray:
+    """Implied vols of undiscounted-forward quotes (spot = forward, rate = dividend = ``r_d``)."""
+    a = [np.ascontiguousarray(x, dtype=np.float64) for x in (price, fwd, strike, t, r_d)]
+    call = np.ascontiguousarray(is_call, dtype=np.bool_)
+    out = np.empty(a[0].size)
+    status = np.empty(a[0].size, dtype=np.int8)
+    if _iv_block(a[0], a[1], a[2], a[3], a[4], a[4], call, out, status):
+        return np.asarray(implied_vol(price, fwd, strike, t, r_d, r_d, is_call), dtype=np.float64)
+    return out
+
+
+def _prices(
+    fwd: FloatArray, strike: FloatArray, t: FloatArray, r_d: FloatArray, vol: FloatArray, is_call: np.ndarray
+) -> FloatArray:
+    """Prices (spot = forward, rate = dividend = ``r_d``), as :func:`optmm.greeks.bsm_price`."""
+    a = [np.ascontiguousarray(x, dtype=np.float64) for x in (fwd, strike, t, r_d, vol)]
+    out = np.empty(a[0].size)
+    if _price_block(a[0], a[1], a[2], a[3], a[3], a[4], np.ascontiguousarray(is_call, dtype=np.bool_), out):
+        return np.asarray(bsm_price(fwd, strike, t, r_d, r_d, vol, is_call), dtype=np.float64)
     return out
 
 
@@ -256,12 +313,13 @@ def _assemble(
     w_all = np.maximum(w_all, 0.0)
     fit_vols = [np.sqrt(w_all[starts[i] : starts[i + 1]] / s.t_quote) for i, s in enumerate(slices)]
     inside_all = _inside(slices, fit_vols)
+    atm_w = _w_and_slope(surface)
     out = []
     for i, (s, f) in enumerate(zip(slices, fits, strict=True)):
         fit_vol = fit_vols[i]
         rmse = float(np.sqrt(np.mean((fit_vol - s.mid) ** 2))) * 100.0
         inside = inside_all[i]
-        w0, w1 = _w_and_slope(surface, i)
+        w0, w1 = atm_w[i]
         atm = math.sqrt(w0 / s.t_quote)
         bfly, cal = checks[i]
         raw = f.smile.total_variance(s.k)
@@ -321,7 +379,7 @@ def _inside(slices: list[_Slice], fit_vols: list[FloatArray]) -> list[np.ndarray
     r_d = -np.log(np.repeat([s.discount for s in slices], reps)) / t
     strikes = fwd * np.exp(np.concatenate([s.k for s in slices]))
     is_call = np.concatenate([s.is_call for s in slices])
-    price = bsm_price(fwd, strikes, t, r_d, r_d, np.concatenate(fit_vols), is_call)
+    price = _prices(fwd, strikes, t, r_d, np.concatenate(fit_vols), is_call)
     bid = np.concatenate([s.bid_price for s in slices])
     ask = np.concatenate([s.ask_price for s in slices])
     tol = 1e-9 * fwd
@@ -329,10 +387,19 @@ def _inside(slices: list[_Slice], fit_vols: list[FloatArray]) -> list[np.ndarray
     return np.split(inside, np.cumsum(reps)[:-1])
 
 
-def _w_and_slope(surface: FittedSurface, i: int) -> tuple[float, float]:
-    h = 1e-4
-    w = surface.total_variance(np.array([-h, 0.0, h]), i)
-    return float(w[1]), float((w[2] - w[0]) / (2 * h))
+_H = 1e-4  # the ATM skew's central difference step in log-moneyness
+
+
+def _w_and_slope(surface: FittedSurface) -> list[tuple[float, float]]:
+    """Every expiry's calendar-repaired ATM total variance and its slope in ``k`` (one running
+    maximum over the expiries, as :meth:`FittedSurface.total_variance` per expiry)."""
+    running = np.full(3, -np.inf)
+    out = []
+    for j in range(surface.expiries.size):
+        running = np.maximum(running, surface.smile(j).total_variance(np.array([-_H, 0.0, _H])))
+        w = np.maximum(running, 0.0)
+        out.append((float(w[1]), float((w[2] - w[0]) / (2 * _H))))
+    return out
 
 
 def _node_years(valuation: Any, expiry: Any) -> float:

@@ -21,9 +21,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
 
-from optmm.chain.smile import Smile, design_matrix, durrleman_g
+from optmm.chain._spline import min_g
+from optmm.chain._svi import svi_fit, svi_raw, svi_start
+from optmm.chain.smile import Smile, design_matrix
 from optmm.typing import FloatArray
 
 __all__ = ["MIN_QUOTES_SPLINE", "MIN_QUOTES_SVI", "SliceFit", "check_grid", "fit_smile", "spline_grid"]
@@ -34,9 +35,6 @@ MIN_QUOTES_SPLINE = 20
 """Fewer quotes than this: no spline correction (SVI alone)."""
 QUOTES_PER_KNOT = 10
 MAX_KNOTS = 40
-_PENALTY = 1e3  # weight of one unit of negative g (vs residuals in vol units)
-_G_MARGIN = 1e-3  # SVI's g is held above this, so that rounding cannot take it below 0
-_ATANH_MAX = 7.0  # |rho| <= tanh(7) = 0.9999983
 _SMOOTH = 1e-3  # P-spline roughness weight, relative to the total data weight
 
 
@@ -71,148 +69,38 @@ class SliceFit:
     min_g: float
 
 
-def _svi_start(k: FloatArray, w: FloatArray, om: FloatArray) -> FloatArray:
-    """A starting point: for a few ``(m, sigma)``, ``(a, b rho, b)`` by weighted linear least squares."""
-    best, best_err = None, np.inf
-    span = float(k.max() - k.min())
-    for m in np.linspace(float(k.min()) + 0.2 * span, float(k.max()) - 0.2 * span, 5):
-        for sig in (0.02 * span, 0.08 * span, 0.25 * span):
-            x = k - m
-            r = np.sqrt(x * x + sig * sig)
-            design = np.column_stack([np.ones_like(k), x, r]) * np.sqrt(om)[:, None]
-            coef, *_ = np.linalg.lstsq(design, w * np.sqrt(om), rcond=None)
-            a, brho, b = coef
-            b = min(max(b, 1e-4), 1.9)
-            rho = float(np.clip(brho / b, -0.95, 0.95))
-            b = min(b, 1.99 / (1.0 + abs(rho)))
-            a = max(a, -b * sig * np.sqrt(1.0 - rho * rho) + 1e-6)
-            p = np.array([a, b, rho, m, sig])
-            err = float(np.sum(om * (Smile(*p).svi(k)[0] - w) ** 2))
-            if err < best_err:
-                best, best_err = p, err
-    assert best is not None
-    return best
-
-
 def _fit_svi(k: FloatArray, w: FloatArray, om: FloatArray, check: FloatArray) -> Smile:
-    sq = np.sqrt(om)
-    grid = check[::4]  # the penalty's grid; g is held above a margin there, and checked on ``check``
-
-    floor = 1e-10
-
-    def parts(p: FloatArray, x_pts: FloatArray) -> tuple[FloatArray, ...]:
-        """SVI's w, w', w'' at ``x_pts`` and their partial derivatives in (a, b, rho, m, sigma)."""
-        a, b, rho, m, sig = p
-        x = x_pts - m
-        r2 = x * x + sig * sig
-        r = np.sqrt(r2)
-        r3 = r2 * r
-        r5 = r3 * r2
-        one = np.ones_like(x)
-        zero = np.zeros_like(x)
-        w = a + b * (rho * x + r)
-        w1 = b * (rho + x / r)
-        w2 = b * sig * sig / r3
-        dw = np.stack([one, rho * x + r, b * x, -b * (rho + x / r), b * sig / r], axis=1)
-        dw1 = np.stack([zero, rho + x / r, b * one, -b * sig * sig / r3, -b * x * sig / r3], axis=1)
-        dw2 = np.stack(
-            [
-                zero,
-                sig * sig / r3,
-                zero,
-                3.0 * b * sig * sig * x / r5,
-                b * (2.0 * sig / r3 - 3.0 * sig**3 / r5),
-            ],
-            axis=1,
-        )
-        return w, w1, w2, dw, dw1, dw2
-
-    def residuals(p: FloatArray) -> FloatArray:
-        a, b, rho, m, sig = p
-        fit = Smile(a, b, rho, m, sig).svi(k)[0]
-        gw, g1, g2, *_ = parts(p, grid)
-        bad_w = np.minimum(gw - floor, 0.0)
-        gg = durrleman_g(grid, np.maximum(gw, floor), g1, g2) - _G_MARGIN
-        lee = max(b * (1.0 + abs(rho)) - 2.0, 0.0)
-        return np.concatenate(
-            [sq * (fit - w), _PENALTY * np.minimum(gg, 0.0), _PENALTY * bad_w, [_PENALTY * lee]]
-        )
-
-    def jacobian(p: FloatArray) -> FloatArray:
-        _, b, rho, _, _ = p
-        _, _, _, dk, _, _ = parts(p, k)
-        gw, g1, g2, dw, dw1, dw2 = parts(p, grid)
-        wpos = np.maximum(gw, floor)
-        gg = durrleman_g(grid, wpos, g1, g2) - _G_MARGIN
-        u = 1.0 - grid * g1 / (2.0 * wpos)
-        g_w = u * grid * g1 / (wpos * wpos) + g1 * g1 / (4.0 * wpos * wpos)
-        g_w1 = -u * grid / wpos - 0.5 * g1 * (1.0 / wpos + 0.25)
-        dg = g_w[:, None] * dw * (gw > floor)[:, None] + g_w1[:, None] * dw1 + 0.5 * dw2
-        lee = np.zeros((1, 5))
-        if b * (1.0 + abs(rho)) > 2.0:
-            lee[0, 1] = _PENALTY * (1.0 + abs(rho))
-            lee[0, 2] = _PENALTY * b * np.sign(rho)
-        return np.concatenate(
-            [
-                sq[:, None] * dk,
-                _PENALTY * dg * (gg < 0.0)[:, None],
-                _PENALTY * dw * (gw - floor < 0.0)[:, None],
-                lee,
-            ]
-        )
-
-    # unconstrained coordinates for MINPACK's Levenberg-Marquardt: b = e^u, rho = tanh(v), sigma = e^s
-    # clamped so that |rho| < 1 and b, sigma stay finite and > 0 in floating point (derivative 0 there)
-    lo_q = np.array([-np.inf, -30.0, -_ATANH_MAX, -np.inf, math.log(1e-5)])
-    hi_q = np.array([np.inf, math.log(4.0), _ATANH_MAX, np.inf, math.log(1e2)])
-
-    def to_raw(q: FloatArray) -> FloatArray:
-        c = np.clip(q, lo_q, hi_q)
-        return np.array([c[0], math.exp(c[1]), math.tanh(c[2]), c[3], math.exp(c[4])])
-
-    def chain_rule(q: FloatArray) -> FloatArray:
-        p = to_raw(q)
-        free = (q >= lo_q) & (q <= hi_q)
-        return np.array([1.0, p[1], 1.0 - p[2] * p[2], 1.0, p[4]]) * free
-
-    p0 = _svi_start(k, w, om)
+    """Raw SVI by the compiled Levenberg-Marquardt of :mod:`optmm.chain._svi`, the density penalty on
+    every fourth point of the check grid (``g`` is held above a margin there, and checked on
+    ``check``)."""
+    p0 = svi_start(k, w, om)
     q0 = np.array(
         [
             p0[0],
             math.log(max(p0[1], 1e-6)),
-            math.atanh(float(np.clip(p0[2], -0.99, 0.99))),
+            math.atanh(min(max(float(p0[2]), -0.99), 0.99)),
             p0[3],
             math.log(max(p0[4], 1e-4)),
         ]
     )
-    res = least_squares(
-        lambda q: residuals(to_raw(q)),
-        q0,
-        jac=lambda q: jacobian(to_raw(q)) * chain_rule(q),
-        method="lm",
-        x_scale="jac",
-        max_nfev=200,
-        ftol=1e-6,
-        xtol=1e-6,
-    )
-    a, b, rho, m, sig = (float(x) for x in to_raw(res.x))
+    q = svi_fit(q0, k, w, np.sqrt(om), np.ascontiguousarray(check[::4]))
+    a, b, rho, m, sig = (float(x) for x in svi_raw(q))
     return Smile(a, b, rho, m, sig)
 
 
-def _min_g(smile: Smile, grid: FloatArray) -> float:
-    return float(np.min(smile.g(grid)))
+def _min_g(smile: Smile, grid: FloatArray, theta: float = 1.0) -> float:
+    """The smallest ``g`` on ``grid`` of ``smile``'s SVI plus ``theta`` times its spline (``-inf`` where
+    ``w <= 0``), compiled (:func:`optmm.chain._spline.min_g`)."""
+    t, c = smile.padded if smile.coef.size else (np.zeros(0), np.zeros(0))
+    return float(min_g(np.ascontiguousarray(grid), smile.params, t, c, theta))
 
 
 def _largest_safe_scale(base: Smile, knots: FloatArray, coef: FloatArray, grid: FloatArray) -> float:
     """The largest ``theta`` in [0, 1] (to 1/1024) with ``g >= 0`` for ``base + theta * spline``."""
-    w0, a1, a2 = base.svi(grid)
-    s0, s1, s2 = Smile(0.0, 0.0, 0.0, 0.0, 1.0, knots, coef).spline(grid)
+    both = Smile(base.a, base.b, base.rho, base.m, base.sigma, knots, coef)
 
     def ok(theta: float) -> bool:
-        w = w0 + theta * s0
-        if np.any(w <= 0.0):
-            return False
-        return bool(np.all(durrleman_g(grid, w, a1 + theta * s1, a2 + theta * s2) >= 0.0))
+        return _min_g(both, grid, theta) >= 0.0
 
     if ok(1.0):
         return 1.0
@@ -228,8 +116,9 @@ def _largest_safe_scale(base: Smile, knots: FloatArray, coef: FloatArray, grid: 
 
 def spline_grid(k: FloatArray, knots: FloatArray) -> FloatArray:
     """Where ``g >= 0`` is enforced inside the spline's range: the quotes and 16 points per knot span."""
-    pieces = [np.linspace(knots[i], knots[i + 1], 17)[:-1] for i in range(knots.size - 1)]
-    return np.unique(np.concatenate([*pieces, knots[-1:], k]))
+    # as np.linspace(knots[i], knots[i + 1], 17)[:-1] per span, all spans at once
+    pieces = knots[:-1, None] + np.arange(16.0) * (np.diff(knots) / 16.0)[:, None]
+    return np.unique(np.concatenate([pieces.reshape(-1), knots[-1:], k]))
 
 
 def _ladder(n: int) -> list[tuple[int, float]]:
@@ -298,17 +187,16 @@ def fit_smile(k: FloatArray, w: FloatArray, weight: FloatArray, t: float) -> Sli
     base = _fit_svi(k, w, om, grid)
     if n < MIN_QUOTES_SPLINE:
         return SliceFit(base, "svi", 0.0, _min_g(base, grid))
-    best: tuple[FloatArray, FloatArray, FloatArray] | None = None
+    best: tuple[FloatArray, FloatArray, FloatArray, float] | None = None
     for n_int, smooth in _ladder(n):
         knots, coef = _correction(base, k, w, om, n_int, smooth)
         fine = spline_grid(k, knots)
-        if best is None:
-            best = (knots, coef, fine)
-        if _largest_safe_scale(base, knots, coef, fine) == 1.0:
-            best = (knots, coef, fine)
+        theta = _largest_safe_scale(base, knots, coef, fine)
+        if best is None or theta == 1.0:
+            best = (knots, coef, fine, theta)
+        if theta == 1.0:
             break
     assert best is not None
-    knots, coef, fine = best
-    theta = _largest_safe_scale(base, knots, coef, fine)
+    knots, coef, fine, theta = best
     smile = Smile(base.a, base.b, base.rho, base.m, base.sigma, knots, theta * coef)
     return SliceFit(smile, "svi+spline", theta, min(_min_g(smile, grid), _min_g(smile, fine)))

@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-from scipy.interpolate import BSpline
+from numba import vectorize
 
+from optmm.chain._spline import design, durrleman_py, spline_eval, svi_eval, total_variance
 from optmm.typing import ArrayLike, FloatArray
 
-__all__ = ["Smile", "bspline_basis", "design_matrix", "durrleman_g", "spline_function"]
+__all__ = ["Smile", "bspline_basis", "design_matrix", "durrleman_g"]
+
+_EMPTY = np.zeros(0)
 
 
 def bspline_basis(k: ArrayLike, knots: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -70,22 +73,16 @@ def _knot_vector(knots: FloatArray) -> FloatArray:
 
 
 def design_matrix(k: FloatArray, knots: FloatArray) -> FloatArray:
-    """The values of :func:`bspline_basis` alone, for ``k`` inside ``[lo, hi]`` (scipy's sparse
-    design matrix, the dropped end functions removed)."""
-    full = BSpline.design_matrix(k, _knot_vector(knots), 3).toarray()
-    return np.asarray(full[:, 3:-3], dtype=np.float64)
+    """The values of :func:`bspline_basis` alone, ``(k.size, knots.size - 4)``, for ``k`` inside
+    ``[lo, hi]`` (compiled: :func:`optmm.chain._spline.design`)."""
+    out = np.empty((k.size, knots.size - 4))
+    design(np.ascontiguousarray(k, dtype=np.float64), _knot_vector(knots), out)
+    return out
 
 
-def spline_function(knots: FloatArray, coef: FloatArray) -> BSpline:
-    """The spline with these knots and coefficients as a scipy :class:`~scipy.interpolate.BSpline`
-    (NaN outside ``[lo, hi]``, where the spline is 0)."""
-    padded = np.concatenate([np.zeros(3), coef, np.zeros(3)])
-    return BSpline(_knot_vector(knots), padded, 3, extrapolate=False)
-
-
-def durrleman_g(k: FloatArray, w: FloatArray, w1: FloatArray, w2: FloatArray) -> FloatArray:
-    """Durrleman's ``g(k)`` from the total variance and its first two derivatives (``w > 0``)."""
-    return (1.0 - k * w1 / (2.0 * w)) ** 2 - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2
+durrleman_g = vectorize(["float64(float64, float64, float64, float64)"], cache=True)(durrleman_py)
+"""Durrleman's ``g(k)`` from the total variance and its first two derivatives (``w > 0``), elementwise:
+:func:`optmm.chain._spline.durrleman_py` as a ufunc."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,32 +108,31 @@ class Smile:
     knots: FloatArray = field(default_factory=lambda: np.zeros(0))
     coef: FloatArray = field(default_factory=lambda: np.zeros(0))
 
-    def svi(self, k: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Raw SVI's total variance and its first two derivatives at ``k``."""
-        x = k - self.m
-        r = np.sqrt(x * x + self.sigma * self.sigma)
-        w = self.a + self.b * (self.rho * x + r)
-        w1 = self.b * (self.rho + x / r)
-        w2 = self.b * self.sigma * self.sigma / (r * r * r)
-        return w, w1, w2
-
-    def spline(self, k: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """The correction ``s`` and its first two derivatives at ``k`` (zeros when none)."""
-        if self.coef.size == 0:
-            z = np.zeros_like(k)
-            return z, z, z
-        f = self._spline
-        inside = (k > self.knots[0]) & (k < self.knots[-1])
-        out = []
-        for nu in range(3):
-            v = np.zeros_like(k)
-            v[inside] = f(k[inside], nu)
-            out.append(v)
-        return out[0], out[1], out[2]
+    def svi(self, k: FloatArray, orders: int = 3) -> tuple[FloatArray, ...]:
+        """Raw SVI's total variance and its first ``orders - 1`` (0 to 2) derivatives at ``k``."""
+        out = np.empty((orders, np.size(k)))
+        svi_eval(np.ascontiguousarray(k, dtype=np.float64).reshape(-1), self.params, out)
+        return tuple(out)
 
     @cached_property
-    def _spline(self) -> BSpline:
-        return spline_function(self.knots, self.coef)
+    def params(self) -> FloatArray:
+        """``(a, b, rho, m, sigma)`` as an array."""
+        return np.array([self.a, self.b, self.rho, self.m, self.sigma])
+
+    def spline(self, k: FloatArray, orders: int = 3) -> tuple[FloatArray, ...]:
+        """The correction ``s`` and its first ``orders - 1`` derivatives at ``k`` (zeros when none)."""
+        if self.coef.size == 0:
+            z = np.zeros_like(k)
+            return (z,) * orders
+        t, c = self.padded
+        out = np.empty((orders, k.size))
+        spline_eval(np.ascontiguousarray(k, dtype=np.float64), t, c, out)
+        return tuple(out)
+
+    @cached_property
+    def padded(self) -> tuple[FloatArray, FloatArray]:
+        """The full knot vector and the coefficients padded with the dropped end functions' zeros."""
+        return _knot_vector(self.knots), np.concatenate([np.zeros(3), self.coef, np.zeros(3)])
 
     def derivatives(self, k: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
         """``w``, ``w'`` and ``w''`` at log-moneyness ``k`` (any shape, flattened)."""
@@ -149,8 +145,11 @@ class Smile:
 
     def total_variance(self, k: ArrayLike) -> FloatArray:
         """``w(k)`` in the shape of ``k``."""
-        kk = np.asarray(k, dtype=np.float64)
-        return self.derivatives(kk)[0].reshape(kk.shape)
+        kk = np.ascontiguousarray(k, dtype=np.float64).reshape(-1)
+        t, c = self.padded if self.coef.size else (_EMPTY, _EMPTY)
+        out = np.empty((1, kk.size))
+        total_variance(kk, self.params, t, c, out)
+        return out[0].reshape(np.shape(k))
 
     def g(self, k: ArrayLike) -> FloatArray:
         """Durrleman's ``g`` at ``k`` (flattened); ``-inf`` where ``w <= 0``."""

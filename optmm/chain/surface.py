@@ -62,6 +62,7 @@ class FittedSurface:
     knots: list[FloatArray]
     coef: list[FloatArray]
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    _smiles: list[Smile] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         expiries = _increasing_times("expiries", self.expiries)
@@ -100,6 +101,12 @@ class FittedSurface:
             object.__setattr__(self, name, arr)
         object.__setattr__(self, "knots", knots)
         object.__setattr__(self, "coef", coef)
+        # each expiry's Smile made once (its spline is built on first use and kept)
+        smiles = []
+        for i in range(n):
+            a, b, rho, m, sigma = (float(arrays[p][i]) for p in _PARAMS)
+            smiles.append(Smile(a, b, rho, m, sigma, knots=knots[i], coef=coef[i]))
+        object.__setattr__(self, "_smiles", smiles)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -117,8 +124,7 @@ class FittedSurface:
 
     def smile(self, i: int) -> Smile:
         """Expiry ``i``'s own fitted smile (before calendar repair)."""
-        a, b, rho, m, sigma = (float(getattr(self, n)[i]) for n in _PARAMS)
-        return Smile(a, b, rho, m, sigma, knots=self.knots[i], coef=self.coef[i])
+        return self._smiles[i]
 
     def total_variance(self, k: ArrayLike, i: int) -> FloatArray:
         """Calendar-repaired total variance ``W_i(k)`` of expiry ``i`` at log-moneyness ``k``."""
