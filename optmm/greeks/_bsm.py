@@ -205,17 +205,19 @@ def _greeks_block(  # pragma: no cover - compiled
         o2[i] = res[2]
         o3[i] = res[3]
         o4[i] = res[4]
-        finite = all_finite(res[0], res[1], res[2], res[3], res[4])
+        # x * 0.0 is 0.0 for a finite x and NaN otherwise: one sum, no branch, so the loop vectorises
+        nan_if_overflow = res[0] * 0.0 + res[1] * 0.0 + res[2] * 0.0 + res[3] * 0.0 + res[4] * 0.0
         if o5 is not None:
             o5[i] = res[5]
-            finite = finite and all_finite(res[5], 0.0)
+            nan_if_overflow += res[5] * 0.0
         if o6 is not None:
             o6[i] = res[6]
-            finite = finite and all_finite(res[6], 0.0)
+            nan_if_overflow += res[6] * 0.0
         if o7 is not None:
             o7[i] = res[7]
-            finite = finite and all_finite(res[7], 0.0)
-        bad += 0 if inputs_ok(s[i], k[i], t[i], r[i], q[i], sigma[i]) and finite else 1
+            nan_if_overflow += res[7] * 0.0
+        ok = inputs_ok(s[i], k[i], t[i], r[i], q[i], sigma[i])
+        bad += 0 if ok & (nan_if_overflow == 0.0) else 1
     return bad
 
 
