@@ -88,16 +88,17 @@ def de_americanise(chain: Chain, rows: np.ndarray, spot: float) -> tuple[Chain, 
 
     Per expiry, a first carry ``q = r - ln(F / S) / t`` from put-call parity on the near-the-money
     pairs (where early-exercise premiums are smallest), discounting at the chain's rate; each
-    American bid and ask is then solved for its American implied vol at ``(S, K, t, r, q)``
+    American bid, ask and mid is then solved for its American implied vol at ``(S, K, t, r, q)``
     (:func:`optmm.greeks.american_implied_vol`) and replaced by the European price at that vol
     (:func:`optmm.greeks.bsm_price`, same ``r`` and ``q``). Parity on the converted prices gives a
     new carry; while the forward it implies moves by :data:`FORWARD_TOL` of itself or more
     (``|dq| t``), the quotes are converted again at it, at most :data:`MAX_CARRY_PASSES`
     conversions in all.
 
-    Returns the chain with the converted bids and asks, the rows kept, and the rows dropped by
-    reason: an American row whose bid or ask has no American implied vol (``american_below_intrinsic``,
-    ``american_no_premium`` for a price equal to its exercise value, ``american_above_maximum``).
+    Returns the chain with the converted bids, asks and mids (:attr:`Chain.mid`), the rows kept,
+    and the rows dropped by reason: an American row whose bid, ask or mid has no American implied
+    vol (``american_below_intrinsic``, ``american_no_premium`` for a price equal to its exercise
+    value, ``american_above_maximum``).
     A chain without American rows comes back unchanged, with no counts.
     """
     am = rows[chain.american[rows]]
@@ -108,43 +109,57 @@ def de_americanise(chain: Chain, rows: np.ndarray, spot: float) -> tuple[Chain, 
     t_e = chain.years(expiries)
     at = np.searchsorted(expiries, chain.expiry[am])
     n = am.size
-    k, call, r, t = (np.tile(a, 2) for a in (chain.strike[am], chain.is_call[am], chain.rate[am], t_e[at]))
-    quotes = np.concatenate([chain.bid[am], chain.ask[am]])
-    bid, ask = chain.bid.copy(), chain.ask.copy()
+    k, call, r, t = (np.tile(a, 3) for a in (chain.strike[am], chain.is_call[am], chain.rate[am], t_e[at]))
+    quotes = np.concatenate([chain.bid[am], chain.ask[am], chain.mids(am)])
+    bid, ask, mid = chain.bid.copy(), chain.ask.copy(), chain.mids(np.arange(chain.bid.size))
     kept = np.ones(chain.bid.size, dtype=bool)
-    q = np.array([_parity_carry(chain, g, t, spot, bid, ask) for g, t in zip(groups, t_e, strict=True)])
+    q = np.array([_parity_carry(chain, g, t, spot, bid, ask, mid) for g, t in zip(groups, t_e, strict=True)])
     for _ in range(MAX_CARRY_PASSES):
-        qa = np.tile(q[at], 2)
+        qa = np.tile(q[at], 3)
         try:
             vol, status = american_implied_vol(quotes, spot, k, t, r, qa, call, return_status=True)
-        except ValueError as exc:
-            raise ChainError(chain.source, 0, "rate", f"{chain.underlying[am[0]]}: {exc}") from None
+        except ValueError:  # two exercise boundaries (negative rates): name the expiry
+            two = np.where(call, (r < qa) & (qa < 0), (qa < r) & (r < 0))
+            i = int(np.argmax(two)) % n
+            raise ChainError(
+                chain.source,
+                0,
+                "rate",
+                f"{chain.underlying[am[i]]} {chain.expiry[am[i]]}: rate {r[i]:.4%} and implied carry"
+                f" {qa[i]:.4%} give American {'call' if call[i] else 'put'}s two exercise boundaries,"
+                " which are not priced",
+            ) from None
         ok = status == AmericanIVStatus.OK
-        both = ok[:n] & ok[n:]
-        sel = np.flatnonzero(np.tile(both, 2))
+        every = ok[:n] & ok[n : 2 * n] & ok[2 * n :]
+        sel = np.flatnonzero(np.tile(every, 3))
         euro = np.asarray(bsm_price(spot, k[sel], t[sel], r[sel], qa[sel], vol[sel], call[sel]))
-        bid[am[both]], ask[am[both]] = np.split(euro, 2)
-        kept[am] = both
+        bid[am[every]], ask[am[every]], mid[am[every]] = np.split(euro, 3)
+        kept[am] = every
         q_new = np.array(
-            [_parity_carry(chain, g[kept[g]], t, spot, bid, ask) for g, t in zip(groups, t_e, strict=True)]
+            [
+                _parity_carry(chain, g[kept[g]], t, spot, bid, ask, mid)
+                for g, t in zip(groups, t_e, strict=True)
+            ]
         )
         moved = float(np.max(np.abs(q_new - q) * t_e))
         q = q_new
         if moved < FORWARD_TOL:
             break
-    # a dropped row's reason: its bid's, else its ask's
-    reason = np.where(ok[:n], status[n:], status[:n])[~both]
+    # a dropped row's reason: its bid's, else its ask's, else its mid's
+    reason = np.where(ok[:n], np.where(ok[n : 2 * n], status[2 * n :], status[n : 2 * n]), status[:n])[~every]
     counts = {name: int(np.sum(reason == code)) for code, name in _AMERICAN_REASONS.items()}
-    return replace(chain, bid=bid, ask=ask), rows[kept[rows]], counts
+    return replace(chain, bid=bid, ask=ask, mid=mid), rows[kept[rows]], counts
 
 
 def _parity_carry(
-    chain: Chain, rows: np.ndarray, t: float, spot: float, bid: FloatArray, ask: FloatArray
+    chain: Chain, rows: np.ndarray, t: float, spot: float, bid: FloatArray, ask: FloatArray, mid: FloatArray
 ) -> float:
     """The carry ``r - ln(F / S) / t`` of one expiry's ``rows`` from parity at the rate's discount factor
     (``S e^{r t}``, no carry, with no pair)."""
     rate = float(np.median(chain.rate[rows])) if rows.size else 0.0
-    par, *_ = _parity(chain.strike[rows], chain.is_call[rows], bid[rows], ask[rows], t, rate, spot, True)
+    par, *_ = _parity(
+        chain.strike[rows], chain.is_call[rows], mid[rows], ask[rows] - bid[rows], t, rate, spot, True
+    )
     if par is None or not par.forward > 0:
         return 0.0
     return rate - math.log(par.forward / spot) / t
@@ -215,7 +230,14 @@ def _otm_pick(chain: Chain, rows: np.ndarray, t: float, spot: float) -> tuple[fl
     the out-of-the-money side where quoted, else the other."""
     rate = float(np.median(chain.rate[rows]))
     par, c_strike, c_row, p_strike, p_row = _parity(
-        chain.strike[rows], chain.is_call[rows], chain.bid[rows], chain.ask[rows], t, rate, spot, False
+        chain.strike[rows],
+        chain.is_call[rows],
+        chain.mids(rows),
+        chain.ask[rows] - chain.bid[rows],
+        t,
+        rate,
+        spot,
+        False,
     )
     if par is None:
         fwd, disc, method = spot * math.exp(rate * t), math.exp(-rate * t), "spot, rate"
@@ -242,8 +264,8 @@ def _otm_pick(chain: Chain, rows: np.ndarray, t: float, spot: float) -> tuple[fl
 def _parity(
     strike: FloatArray,
     is_call: np.ndarray,
-    bid: FloatArray,
-    ask: FloatArray,
+    mid: FloatArray,
+    spread: FloatArray,
     t: float,
     rate: float,
     spot: float,
@@ -258,9 +280,9 @@ def _parity(
     pi = p_row[np.searchsorted(p_strike, both)]
     par = parity_forward(
         both,
-        0.5 * (bid[ci] + ask[ci]),
-        0.5 * (bid[pi] + ask[pi]),
-        (ask[ci] - bid[ci]) + (ask[pi] - bid[pi]),
+        mid[ci],
+        mid[pi],
+        spread[ci] + spread[pi],
         t=t,
         rate=rate,
         spot=spot,
@@ -291,7 +313,7 @@ def _otm_slices(
     bid, ask = chain.bid[idx], chain.ask[idx]
     # bid, ask and mid in one call
     three = _implied_vols(
-        np.concatenate([bid, ask, 0.5 * (bid + ask)]), *(np.tile(a, 3) for a in (fwd, ks, t, r_d, is_call))
+        np.concatenate([bid, ask, chain.mids(idx)]), *(np.tile(a, 3) for a in (fwd, ks, t, r_d, is_call))
     )
     vols = np.split(three, 3)
     out: list[_Slice | None] = []
