@@ -109,11 +109,21 @@ def de_americanise(chain: Chain, rows: np.ndarray, spot: float) -> tuple[Chain, 
     t_e = chain.years(expiries)
     at = np.searchsorted(expiries, chain.expiry[am])
     n = am.size
-    k, call, r, t = (np.tile(a, 3) for a in (chain.strike[am], chain.is_call[am], chain.rate[am], t_e[at]))
+    r_e = np.array([np.median(chain.rate[g]) for g in groups])  # one rate an expiry, as parity's
+    k, call, r, t = (np.tile(a, 3) for a in (chain.strike[am], chain.is_call[am], r_e[at], t_e[at]))
     quotes = np.concatenate([chain.bid[am], chain.ask[am], chain.mids(am)])
     bid, ask, mid = chain.bid.copy(), chain.ask.copy(), chain.mids(np.arange(chain.bid.size))
     kept = np.ones(chain.bid.size, dtype=bool)
-    q = np.array([_parity_carry(chain, g, t, spot, bid, ask, mid) for g, t in zip(groups, t_e, strict=True)])
+
+    def carries() -> FloatArray:  # every expiry's, from the kept rows' prices as they stand
+        return np.array(
+            [
+                _parity_carry(chain, g[kept[g]], tg, rate, spot, bid, ask, mid)
+                for g, tg, rate in zip(groups, t_e, r_e, strict=True)
+            ]
+        )
+
+    q = carries()
     for _ in range(MAX_CARRY_PASSES):
         qa = np.tile(q[at], 3)
         try:
@@ -135,12 +145,7 @@ def de_americanise(chain: Chain, rows: np.ndarray, spot: float) -> tuple[Chain, 
         euro = np.asarray(bsm_price(spot, k[sel], t[sel], r[sel], qa[sel], vol[sel], call[sel]))
         bid[am[every]], ask[am[every]], mid[am[every]] = np.split(euro, 3)
         kept[am] = every
-        q_new = np.array(
-            [
-                _parity_carry(chain, g[kept[g]], t, spot, bid, ask, mid)
-                for g, t in zip(groups, t_e, strict=True)
-            ]
-        )
+        q_new = carries()
         moved = float(np.max(np.abs(q_new - q) * t_e))
         q = q_new
         if moved < FORWARD_TOL:
@@ -152,11 +157,17 @@ def de_americanise(chain: Chain, rows: np.ndarray, spot: float) -> tuple[Chain, 
 
 
 def _parity_carry(
-    chain: Chain, rows: np.ndarray, t: float, spot: float, bid: FloatArray, ask: FloatArray, mid: FloatArray
+    chain: Chain,
+    rows: np.ndarray,
+    t: float,
+    rate: float,
+    spot: float,
+    bid: FloatArray,
+    ask: FloatArray,
+    mid: FloatArray,
 ) -> float:
     """The carry ``r - ln(F / S) / t`` of one expiry's ``rows`` from parity at the rate's discount factor
     (``S e^{r t}``, no carry, with no pair)."""
-    rate = float(np.median(chain.rate[rows])) if rows.size else 0.0
     par, *_ = _parity(
         chain.strike[rows], chain.is_call[rows], mid[rows], ask[rows] - bid[rows], t, rate, spot, True
     )
