@@ -187,14 +187,6 @@ def test_bad_chain_names_the_row_and_field(tmp_path: Path, edit, message: str) -
         read_chain(path)
 
 
-def test_american_quotes_are_refused_not_fitted_as_european(tmp_path: Path) -> None:
-    df, _ = synthetic_chain(rng=np.random.default_rng(3), days=(30,), n_strikes=11)
-    path = tmp_path / "am.csv"
-    df.assign(style="american").to_csv(path, index=False)
-    with pytest.raises(ChainError, match="American quotes are not supported yet"):
-        fit_chain(read_chain(path))
-
-
 def test_parquet_chain_reads_like_csv(tmp_path: Path) -> None:
     df, _ = synthetic_chain(rng=np.random.default_rng(3), days=(30,), n_strikes=11)
     df.to_csv(tmp_path / "c.csv", index=False)

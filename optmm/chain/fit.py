@@ -1,6 +1,7 @@
 """From a chain (or vols) to fitted surfaces: forwards, implied vols, per-expiry fits, checks.
 
-:func:`fit_chain` runs, per underlying and expiry: put-call parity (:mod:`optmm.chain.parity`), the
+:func:`fit_chain` runs, per underlying and expiry: the conversion of American quotes into
+European-equivalent prices (:func:`de_americanise`), put-call parity (:mod:`optmm.chain.parity`), the
 implied vols of bid, ask and mid from the out-of-the-money side, the arbitrage-free smile fit
 (:mod:`optmm.chain.slicefit`) weighted by ``1 / spread_vol^2``, and the checks of the resulting
 :class:`~optmm.chain.surface.FittedSurface` (call prices decreasing and convex in strike on a fine
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,13 +23,23 @@ from optmm.chain.parity import parity_forward
 from optmm.chain.reader import Chain, ChainError, VolQuotes
 from optmm.chain.slicefit import fit_smile
 from optmm.chain.surface import FittedSurface
-from optmm.greeks import bsm_price, implied_vol
+from optmm.greeks import AmericanIVStatus, american_implied_vol, bsm_price, implied_vol
 from optmm.greeks._bsm import _price_block
 from optmm.greeks._iv import _iv_block
 from optmm.typing import FloatArray
 
 __all__ = ["ExpiryFit", "UnderlyingFit", "arbitrage_counts", "de_americanise", "fit_chain", "fit_vols"]
 
+# American quotes: converted again at each new carry until the forward it implies moves by less than
+# 1e-6 of itself (|dq| t < 1e-6, well under parity's noise), at most five conversions; the iteration
+# contracts some tenfold a pass (the premiums near the money are small), so three or four do
+MAX_CARRY_PASSES = 5
+FORWARD_TOL = 1e-6
+_AMERICAN_REASONS = {
+    AmericanIVStatus.BELOW_INTRINSIC: "american_below_intrinsic",
+    AmericanIVStatus.NO_PREMIUM: "american_no_premium",
+    AmericanIVStatus.ABOVE_MAXIMUM: "american_above_maximum",
+}
 MIN_SPREAD_VOL = 0.0005  # spreads below 0.05 vol points weigh as 0.05 (a locked quote is not exact)
 CHECK_SDS = 3.0  # the price checks cover +-3 standard deviations (and every quoted strike)
 
@@ -72,17 +83,97 @@ class UnderlyingFit:
     dropped: dict[str, int]
 
 
-def de_americanise(chain: Chain, rows: np.ndarray) -> None:
-    """Hook for American quotes: turn them into European-equivalent prices before parity and vols.
+def de_americanise(chain: Chain, rows: np.ndarray, spot: float) -> tuple[Chain, np.ndarray, dict[str, int]]:
+    """American quotes among ``rows`` (one underlying) turned into European-equivalent prices.
 
-    Not implemented yet (it needs an American implied-vol solver): refuses the chain with a
-    :class:`ChainError` naming the first American row, rather than fitting American prices as if
-    European.
+    Per expiry, a first carry ``q = r - ln(F / S) / t`` from put-call parity on the near-the-money
+    pairs (where early-exercise premiums are smallest), discounting at the chain's rate; each
+    American bid, ask and mid is then solved for its American implied vol at ``(S, K, t, r, q)``
+    (:func:`optmm.greeks.american_implied_vol`) and replaced by the European price at that vol
+    (:func:`optmm.greeks.bsm_price`, same ``r`` and ``q``). Parity on the converted prices gives a
+    new carry; while the forward it implies moves by :data:`FORWARD_TOL` of itself or more
+    (``|dq| t``), the quotes are converted again at it, at most :data:`MAX_CARRY_PASSES`
+    conversions in all.
+
+    Returns the chain with the converted bids, asks and mids (:attr:`Chain.mid`), the rows kept,
+    and the rows dropped by reason: an American row whose bid, ask or mid has no American implied
+    vol (``american_below_intrinsic``, ``american_no_premium`` for a price equal to its exercise
+    value, ``american_above_maximum``).
+    A chain without American rows comes back unchanged, with no counts.
     """
-    if chain.american[rows].any():
-        raise ChainError(
-            chain.source, 0, "style", "American quotes are not supported yet (European quotes only)"
+    am = rows[chain.american[rows]]
+    if am.size == 0:
+        return chain, rows, {}
+    expiries = np.unique(chain.expiry[rows])
+    groups = [rows[chain.expiry[rows] == e] for e in expiries]
+    t_e = chain.years(expiries)
+    at = np.searchsorted(expiries, chain.expiry[am])
+    n = am.size
+    r_e = np.array([np.median(chain.rate[g]) for g in groups])  # one rate an expiry, as parity's
+    k, call, r, t = (np.tile(a, 3) for a in (chain.strike[am], chain.is_call[am], r_e[at], t_e[at]))
+    quotes = np.concatenate([chain.bid[am], chain.ask[am], chain.mids(am)])
+    bid, ask, mid = chain.bid.copy(), chain.ask.copy(), chain.mids(np.arange(chain.bid.size))
+    kept = np.ones(chain.bid.size, dtype=bool)
+
+    def carries() -> FloatArray:  # every expiry's, from the kept rows' prices as they stand
+        return np.array(
+            [
+                _parity_carry(chain, g[kept[g]], tg, rate, spot, bid, ask, mid)
+                for g, tg, rate in zip(groups, t_e, r_e, strict=True)
+            ]
         )
+
+    q = carries()
+    for _ in range(MAX_CARRY_PASSES):
+        qa = np.tile(q[at], 3)
+        try:
+            vol, status = american_implied_vol(quotes, spot, k, t, r, qa, call, return_status=True)
+        except ValueError:  # two exercise boundaries (negative rates): name the expiry
+            two = np.where(call, (r < qa) & (qa < 0), (qa < r) & (r < 0))
+            i = int(np.argmax(two)) % n
+            raise ChainError(
+                chain.source,
+                0,
+                "rate",
+                f"{chain.underlying[am[i]]} {chain.expiry[am[i]]}: rate {r[i]:.4%} and implied carry"
+                f" {qa[i]:.4%} give American {'call' if call[i] else 'put'}s two exercise boundaries,"
+                " which are not priced",
+            ) from None
+        ok = status == AmericanIVStatus.OK
+        every = ok[:n] & ok[n : 2 * n] & ok[2 * n :]
+        sel = np.flatnonzero(np.tile(every, 3))
+        euro = np.asarray(bsm_price(spot, k[sel], t[sel], r[sel], qa[sel], vol[sel], call[sel]))
+        bid[am[every]], ask[am[every]], mid[am[every]] = np.split(euro, 3)
+        kept[am] = every
+        q_new = carries()
+        moved = float(np.max(np.abs(q_new - q) * t_e))
+        q = q_new
+        if moved < FORWARD_TOL:
+            break
+    # a dropped row's reason: its bid's, else its ask's, else its mid's
+    reason = np.where(ok[:n], np.where(ok[n : 2 * n], status[2 * n :], status[n : 2 * n]), status[:n])[~every]
+    counts = {name: int(np.sum(reason == code)) for code, name in _AMERICAN_REASONS.items()}
+    return replace(chain, bid=bid, ask=ask, mid=mid), rows[kept[rows]], counts
+
+
+def _parity_carry(
+    chain: Chain,
+    rows: np.ndarray,
+    t: float,
+    rate: float,
+    spot: float,
+    bid: FloatArray,
+    ask: FloatArray,
+    mid: FloatArray,
+) -> float:
+    """The carry ``r - ln(F / S) / t`` of one expiry's ``rows`` from parity at the rate's discount factor
+    (``S e^{r t}``, no carry, with no pair)."""
+    par, *_ = _parity(
+        chain.strike[rows], chain.is_call[rows], mid[rows], ask[rows] - bid[rows], t, rate, spot, True
+    )
+    if par is None or not par.forward > 0:
+        return 0.0
+    return rate - math.log(par.forward / spot) / t
 
 
 def _black_call(f: FloatArray, k: FloatArray, w: FloatArray) -> FloatArray:
@@ -148,22 +239,16 @@ class _Slice:
 def _otm_pick(chain: Chain, rows: np.ndarray, t: float, spot: float) -> tuple[float, float, str, np.ndarray]:
     """Parity forward and discount factor, and the row (in ``chain``) of the quote used per strike:
     the out-of-the-money side where quoted, else the other."""
-    strike, is_call = chain.strike[rows], chain.is_call[rows]
-    bid, ask = chain.bid[rows], chain.ask[rows]
     rate = float(np.median(chain.rate[rows]))
-    c_strike, c_row = _by_strike(strike, is_call)
-    p_strike, p_row = _by_strike(strike, ~is_call)
-    both = np.intersect1d(c_strike, p_strike)
-    ci = c_row[np.searchsorted(c_strike, both)]
-    pi = p_row[np.searchsorted(p_strike, both)]
-    par = parity_forward(
-        both,
-        0.5 * (bid[ci] + ask[ci]),
-        0.5 * (bid[pi] + ask[pi]),
-        (ask[ci] - bid[ci]) + (ask[pi] - bid[pi]),
-        t=t,
-        rate=rate,
-        spot=spot,
+    par, c_strike, c_row, p_strike, p_row = _parity(
+        chain.strike[rows],
+        chain.is_call[rows],
+        chain.mids(rows),
+        chain.ask[rows] - chain.bid[rows],
+        t,
+        rate,
+        spot,
+        False,
     )
     if par is None:
         fwd, disc, method = spot * math.exp(rate * t), math.exp(-rate * t), "spot, rate"
@@ -185,6 +270,36 @@ def _otm_pick(chain: Chain, rows: np.ndarray, t: float, spot: float) -> tuple[fl
         p_row[p_at] if p_strike.size else 0,
     )
     return fwd, disc, method, rows[pick]
+
+
+def _parity(
+    strike: FloatArray,
+    is_call: np.ndarray,
+    mid: FloatArray,
+    spread: FloatArray,
+    t: float,
+    rate: float,
+    spot: float,
+    fixed_discount: bool,
+) -> tuple[Any, FloatArray, np.ndarray, FloatArray, np.ndarray]:
+    """Parity on the call/put pairs at the same strikes; also the distinct call and put strikes and
+    their rows (as :func:`_by_strike`)."""
+    c_strike, c_row = _by_strike(strike, is_call)
+    p_strike, p_row = _by_strike(strike, ~is_call)
+    both = np.intersect1d(c_strike, p_strike)
+    ci = c_row[np.searchsorted(c_strike, both)]
+    pi = p_row[np.searchsorted(p_strike, both)]
+    par = parity_forward(
+        both,
+        mid[ci],
+        mid[pi],
+        spread[ci] + spread[pi],
+        t=t,
+        rate=rate,
+        spot=spot,
+        fixed_discount=fixed_discount,
+    )
+    return par, c_strike, c_row, p_strike, p_row
 
 
 def _by_strike(strike: FloatArray, mask: np.ndarray) -> tuple[FloatArray, np.ndarray]:
@@ -209,7 +324,7 @@ def _otm_slices(
     bid, ask = chain.bid[idx], chain.ask[idx]
     # bid, ask and mid in one call
     three = _implied_vols(
-        np.concatenate([bid, ask, 0.5 * (bid + ask)]), *(np.tile(a, 3) for a in (fwd, ks, t, r_d, is_call))
+        np.concatenate([bid, ask, chain.mids(idx)]), *(np.tile(a, 3) for a in (fwd, ks, t, r_d, is_call))
     )
     vols = np.split(three, 3)
     out: list[_Slice | None] = []
@@ -420,24 +535,27 @@ def fit_chain(chain: Chain) -> tuple[Any, dict[str, UnderlyingFit]]:
     fits: dict[str, UnderlyingFit] = {}
     for und in sorted(set(chain.underlying.tolist())):
         rows_u = np.flatnonzero(chain.underlying == und)
-        de_americanise(chain, rows_u)
         spot = float(np.median(chain.spot[rows_u]))
         dropped = dict(chain.dropped)
-        dropped["expires_today"] = 0
+        exps = np.unique(chain.expiry[rows_u])
+        live = np.array([_node_years(valuation, exp) > 0 for exp in exps])
+        dropped["expires_today"] = int(np.sum(np.isin(chain.expiry[rows_u], exps[~live])))
         dropped["no_vol"] = 0
+        euro, rows_u, american = de_americanise(
+            chain, rows_u[np.isin(chain.expiry[rows_u], exps[live])], spot
+        )
+        dropped.update(american)
         picks = []
-        for exp in np.unique(chain.expiry[rows_u]):
-            rows = rows_u[chain.expiry[rows_u] == exp]
-            t_node = _node_years(valuation, exp)
-            if t_node <= 0:
-                dropped["expires_today"] += rows.size
+        for exp in exps[live]:
+            rows = rows_u[euro.expiry[rows_u] == exp]
+            if rows.size == 0:  # every quote American with no implied vol (counted)
                 continue
-            t_quote = float(chain.years(np.array([exp]))[0])
-            picks.append((exp, t_quote, *_otm_pick(chain, rows, t_quote, spot)))
+            t_quote = float(euro.years(np.array([exp]))[0])
+            picks.append((exp, t_quote, *_otm_pick(euro, rows, t_quote, spot)))
         slices = []
-        for pick, sl in zip(picks, _otm_slices(chain, picks) if picks else [], strict=True):
+        for pick, sl in zip(picks, _otm_slices(euro, picks) if picks else [], strict=True):
             if sl is None:
-                dropped["no_vol"] += int(np.sum(chain.expiry[rows_u] == pick[0]))
+                dropped["no_vol"] += int(np.sum(euro.expiry[rows_u] == pick[0]))
                 continue
             sl.t_node = _node_years(valuation, pick[0])
             slices.append(sl)

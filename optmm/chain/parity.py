@@ -55,10 +55,13 @@ def parity_forward(
     t: float,
     rate: float,
     spot: float,
+    fixed_discount: bool = False,
 ) -> ParityFit | None:
     """Forward and discount factor from call/put mids at the same strikes (arrays of shape (n,)).
 
-    ``spread`` is the call's plus the put's bid/ask spread. Returns None with no pair at all.
+    ``spread`` is the call's plus the put's bid/ask spread. Returns None with no pair at all. With
+    ``fixed_discount`` the discount factor is always the rate's (method ``"parity, rate"``): for
+    American prices, whose early-exercise premiums bend the line away from the money.
     """
     n = strike.size
     if n == 0:
@@ -70,7 +73,7 @@ def parity_forward(
     d_rate = math.exp(-rate * t)
     keep = np.ones(x.size, dtype=bool)
     for _ in range(2):
-        if keep.sum() >= MIN_PAIRS and np.ptp(x[keep]) > 0:
+        if not fixed_discount and keep.sum() >= MIN_PAIRS and np.ptp(x[keep]) > 0:
             slope, intercept = _weighted_line(x[keep], y[keep], wt[keep])
             disc = -slope
             if 0.5 <= disc <= 1.5:

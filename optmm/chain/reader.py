@@ -65,6 +65,9 @@ class Chain:
     dropped : dict[str, int]
         Rows dropped, by reason: ``no_quote``, ``zero_bid``, ``crossed``, ``stale``.
     source : str
+    mid : ndarray of float64 or None
+        The mid of each row where it is not the midpoint of ``bid`` and ``ask`` (American quotes
+        converted to European-equivalent prices, the mid converted on its own); None: the midpoint.
     """
 
     underlying: np.ndarray
@@ -79,6 +82,13 @@ class Chain:
     timestamp: np.datetime64
     dropped: dict[str, int] = field(default_factory=dict)
     source: str = "<Chain>"
+    mid: FloatArray | None = None
+
+    def mids(self, rows: np.ndarray) -> FloatArray:
+        """The mids of ``rows``: :attr:`mid` where given, else ``(bid + ask) / 2``."""
+        if self.mid is not None:
+            return self.mid[rows]
+        return 0.5 * (self.bid[rows] + self.ask[rows])
 
     def years(self, expiry: np.ndarray) -> FloatArray:
         """Years (ACT/365, to the second) from :attr:`timestamp` to ``expiry`` (datetime64[s])."""

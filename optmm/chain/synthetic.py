@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+from optmm.greeks import american_price
 from optmm.typing import FloatArray
 
 __all__ = ["SSVI", "synthetic_chain"]
@@ -49,6 +50,7 @@ def synthetic_chain(
     surface: SSVI | None = None,
     timestamp: str = "2026-01-05T15:00:00",
     underlying: str = "SYN",
+    style: str = "european",
 ) -> tuple[pd.DataFrame, dict[str, FloatArray]]:
     """A chain frame (the columns of :func:`optmm.chain.reader.read_chain`) and its truth.
 
@@ -57,7 +59,13 @@ def synthetic_chain(
     with a call and a put. Each quote's spread is ``max(min_spread, rel_spread * price)``; its mid
     is the true price moved by a uniform draw within +-80% of the half-spread, so the true price is
     always inside the bid/ask. Returns the frame and ``{"t", "forward", "discount"}`` per expiry.
+
+    With ``style="american"`` the true prices are American (:func:`optmm.greeks.american_price`,
+    ``"high"``, at each strike's SSVI vol, spot, rate and ``div_yield``), the rows carry
+    ``style = american``, and the SSVI vols are those of the European-equivalent prices.
     """
+    if style not in ("european", "american"):
+        raise ValueError(f"style: must be 'european' or 'american', got {style!r}")
     surf = surface or SSVI()
     stamp = pd.Timestamp(timestamp)
     rows = []
@@ -76,6 +84,12 @@ def synthetic_chain(
         d1 = -kk / s + 0.5 * s
         call = disc * (fwd * ndtr(d1) - strikes * ndtr(d1 - s))
         put = call - disc * (fwd - strikes)
+        if style == "american":
+            vol = s / np.sqrt(t)
+            call, put = (
+                american_price(spot, strikes, t, rate, div_yield, vol, c, accuracy="high")
+                for c in (True, False)
+            )
         for is_call, price in ((True, call), (False, put)):
             half = 0.5 * np.maximum(min_spread, rel_spread * price)
             mid = price + rng.uniform(-0.8, 0.8, price.size) * half
@@ -93,6 +107,7 @@ def synthetic_chain(
                         "spot": spot,
                         "rate": rate,
                     }
+                    | ({"style": style} if style == "american" else {})
                 )
         truth["t"].append(t)
         truth["forward"].append(float(fwd))
