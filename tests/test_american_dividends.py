@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ql_reference import Market, dividend_vector
+from ql_reference import Market, dividend_vector, option_args, random_options
 
 from optmm.greeks import (
     AmericanIVStatus,
@@ -26,23 +26,10 @@ DIVIDENDS = (EX_DAYS / 365.0, AMOUNTS)
 
 
 def _random_options(n: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    days = rng.integers(1, 2 * 365 + 1, n)
-    days[np.isin(days, EX_DAYS)] += 1  # QuantLib counts a dividend on the expiry date; optmm does not
-    return {
-        "spot": np.full(n, 100.0),
-        "strike": np.exp(rng.uniform(np.log(60.0), np.log(170.0), n)),
-        "days": days,
-        "t": days / 365.0,
-        "rate": rng.uniform(-0.01, 0.08, n),
-        "div_yield": rng.uniform(0.0, 0.04, n),
-        "vol": np.exp(rng.uniform(np.log(0.05), np.log(1.0), n)),
-        "is_call": rng.random(n) < 0.5,
-    }
+    return random_options(n, seed, ex_days=EX_DAYS, days_high=2 * 365 + 1, strikes=(60.0, 170.0), vol_max=1.0)
 
 
-def _args(o):
-    return (o["spot"], o["strike"], o["t"], o["rate"], o["div_yield"], o["vol"], o["is_call"])
+_args = option_args
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ql_reference import Market, dividend_vector
+from ql_reference import Market, dividend_vector, option_args, random_options
 
 from optmm.greeks import Greeks, IVStatus, bsm_greeks, bsm_price, implied_vol
 
@@ -18,27 +18,10 @@ DIVIDENDS = (EX_DAYS / 365.0, AMOUNTS)
 
 
 def _random_options(n: int, seed: int) -> dict[str, np.ndarray]:
-    """Spot 100, strikes 40-250 (log-uniform), 1 day to 3 years in whole days, rates -1%..8%,
-    yields 0..4%, vols 5%..200%; calls and puts."""
-    rng = np.random.default_rng(seed)
-    days = rng.integers(1, 3 * 365, n)
-    # QuantLib counts a dividend going ex on the expiry date; optmm does not (it is paid after the
-    # option's last moment). Keep the expiries off the ex-dates so the two models are the same.
-    days[np.isin(days, EX_DAYS)] += 1
-    return {
-        "spot": np.full(n, 100.0),
-        "strike": np.exp(rng.uniform(np.log(40.0), np.log(250.0), n)),
-        "days": days,
-        "t": days / 365.0,
-        "rate": rng.uniform(-0.01, 0.08, n),
-        "div_yield": rng.uniform(0.0, 0.04, n),
-        "vol": np.exp(rng.uniform(np.log(0.05), np.log(2.0), n)),
-        "is_call": rng.random(n) < 0.5,
-    }
+    return random_options(n, seed, ex_days=EX_DAYS, days_high=3 * 365, strikes=(40.0, 250.0), vol_max=2.0)
 
 
-def _args(o: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-    return (o["spot"], o["strike"], o["t"], o["rate"], o["div_yield"], o["vol"], o["is_call"])
+_args = option_args
 
 
 def test_against_quantlib_analytic_dividend_engine():
