@@ -1,0 +1,252 @@
+"""Contract terms as traded, priced in one place: carry per underlying, times to settlement, styles.
+
+Every part of optmm that values an option on a market (exposures, scenario grids and stresses, the
+risk controller, the quoter's fair values) gets its inputs and its prices here, so that one contract
+is priced the same way everywhere:
+
+* :func:`carry` -- per underlying: the rate, the continuous carry ``q`` (dividend yield plus borrow)
+  and the schedule of cash dividends still to go ex (times in years from the valuation, amounts);
+* :func:`option_times` -- years from the valuation to each option's settlement;
+* :func:`american_flags` -- which options are American;
+* :func:`contract_greeks` / :func:`contract_price` -- price and Greeks of options given all that:
+  European on a continuous carry through :func:`optmm.greeks.bsm_greeks`, European on cash
+  dividends through its escrowed closed form (``dividends=``), American through
+  :func:`optmm.greeks.american_greeks`.
+
+A contract is *plain* (:func:`plain`) when it is European and its underlying has no cash dividends:
+callers with a faster path of their own for plain contracts (the scenario kernels) may use it for
+those and this module for the rest; the figures are the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from optmm.greeks import Greeks, american_greeks, american_price, bsm_greeks, bsm_price
+from optmm.typing import BoolArray, FloatArray
+
+if TYPE_CHECKING:
+    from optmm.market import Market
+
+__all__ = [
+    "Carry",
+    "american_flags",
+    "carry",
+    "contract_greeks",
+    "contract_price",
+    "option_times",
+    "plain",
+]
+
+_EMPTY = np.zeros(0, dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class Carry:
+    """Carry of a list of underlyings, arrays aligned with :attr:`underlyings`.
+
+    Attributes
+    ----------
+    underlyings : tuple of str, length U
+    rate : ndarray of float64, shape (U,)
+        Continuously compounded risk-free rate (decimal).
+    q : ndarray of float64, shape (U,)
+        Continuous carry deducted from the forward: dividend yield plus borrow rate (decimal).
+    div_times : tuple of U ndarrays of float64
+        Ex-dividend times of each underlying's cash dividends, years from the valuation, increasing,
+        all > 0 (dividends already gone ex are not listed). Empty for an underlying on a yield.
+    div_amounts : tuple of U ndarrays of float64
+        The cash amounts (price units per share, > 0), aligned with ``div_times``.
+    """
+
+    underlyings: tuple[str, ...]
+    rate: FloatArray
+    q: FloatArray
+    div_times: tuple[FloatArray, ...]
+    div_amounts: tuple[FloatArray, ...]
+
+    @property
+    def has_dividends(self) -> BoolArray:
+        """Underlyings with cash dividends to come, bool array of shape (U,)."""
+        return np.array([a.size > 0 for a in self.div_amounts], dtype=bool)
+
+    def dividends(self, u: int, elapsed: float = 0.0) -> tuple[FloatArray, FloatArray] | None:
+        """Underlying ``u``'s schedule as the ``dividends=`` argument of the Greeks engine, seen
+        ``elapsed`` years after the valuation (a dividend gone ex by then is dropped); ``None`` when
+        there is none."""
+        times, amounts = self.div_times[u] - elapsed, self.div_amounts[u]
+        keep = times > 0.0
+        if not keep.any():
+            return None
+        return times[keep], amounts[keep]
+
+
+def carry(market: Market, underlyings: Sequence[str]) -> Carry:
+    """The :class:`Carry` of ``underlyings`` (each must be in the market) on ``market``."""
+    names = tuple(str(u) for u in underlyings)
+    rate = np.array([market.rate[u] for u in names], dtype=np.float64)
+    q = np.array([market.div_yield[u] for u in names], dtype=np.float64)
+    return Carry(
+        underlyings=names,
+        rate=rate,
+        q=q,
+        div_times=tuple(_EMPTY for _ in names),
+        div_amounts=tuple(_EMPTY for _ in names),
+    )
+
+
+def option_times(
+    market: Market,
+    underlying: np.ndarray,
+    expiry: np.ndarray,
+    settlement: np.ndarray | None = None,
+) -> FloatArray:
+    """Years (ACT/365) from the market's valuation to each option's settlement.
+
+    Parameters
+    ----------
+    market : Market
+    underlying : ndarray of str, shape (n,)
+        Each option's underlying (its settlement convention may depend on it).
+    expiry : ndarray of datetime64[D], shape (n,)
+        Expiry dates; NaT (a stock row) gives 0.
+    settlement : ndarray of str, shape (n,), optional
+        ``"AM"`` / ``"PM"`` per option; ``None`` or ``""`` is the default of the underlying.
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+        Negative or zero for an option past its settlement.
+    """
+    del underlying, settlement  # whole days from the valuation date for now
+    return np.asarray(market.year_fraction(np.asarray(expiry, dtype="datetime64[D]")), dtype=np.float64)
+
+
+def american_flags(market: Market, underlying: np.ndarray, style: np.ndarray | None = None) -> BoolArray:
+    """Which options are American: the position's ``style`` where given, else the underlying's default.
+
+    Parameters
+    ----------
+    market : Market
+    underlying : ndarray of str, shape (n,)
+    style : ndarray of str, shape (n,), optional
+        ``"american"`` / ``"european"`` per option; ``None`` or ``""`` is the underlying's default.
+    """
+    del market, style  # every option European for now
+    return np.zeros(np.shape(underlying), dtype=bool)
+
+
+def plain(carry_: Carry, u: np.ndarray, american: BoolArray) -> BoolArray:
+    """Contracts priced by the plain Black-Scholes-Merton formula: European, on an underlying without
+    cash dividends. ``u`` indexes :attr:`Carry.underlyings`."""
+    return ~np.asarray(american, dtype=bool) & ~carry_.has_dividends[np.asarray(u, dtype=np.intp)]
+
+
+def _groups(carry_: Carry, u: np.ndarray, american: np.ndarray) -> list[tuple[np.ndarray, int, bool]]:
+    """The rows that are not plain, by (underlying, style): (rows, u, american)."""
+    out: list[tuple[np.ndarray, int, bool]] = []
+    special = ~plain(carry_, u, american)
+    if not special.any():
+        return out
+    rows = np.flatnonzero(special)
+    key = u[rows].astype(np.int64) * 2 + american[rows]
+    order = np.argsort(key, kind="stable")
+    keys, starts = np.unique(key[order], return_index=True)
+    bounds = [*starts.tolist(), rows.size]
+    for j, k in enumerate(keys.tolist()):
+        out.append((rows[order[bounds[j] : bounds[j + 1]]], k // 2, bool(k % 2)))
+    return out
+
+
+def _rows(
+    carry_: Carry,
+    u: np.ndarray,
+    spot: FloatArray,
+    strike: FloatArray,
+    t: FloatArray,
+    vol: FloatArray,
+    is_call: BoolArray,
+    american: BoolArray,
+) -> tuple[np.ndarray, ...]:
+    arrays = np.broadcast_arrays(
+        np.asarray(u, dtype=np.intp),
+        np.asarray(spot, dtype=np.float64),
+        np.asarray(strike, dtype=np.float64),
+        np.asarray(t, dtype=np.float64),
+        np.asarray(vol, dtype=np.float64),
+        np.asarray(is_call, dtype=bool),
+        np.asarray(american, dtype=bool),
+    )
+    return tuple(np.ascontiguousarray(a).reshape(-1) for a in arrays)
+
+
+def contract_greeks(
+    carry_: Carry,
+    u: np.ndarray,
+    spot: FloatArray,
+    strike: FloatArray,
+    t: FloatArray,
+    vol: FloatArray,
+    is_call: BoolArray,
+    american: BoolArray,
+    *,
+    elapsed: float = 0.0,
+) -> Greeks:
+    """Price and Greeks of options on their contract terms (plain partial derivatives, as
+    :class:`~optmm.greeks.Greeks`), 1-d arrays broadcast together.
+
+    Parameters
+    ----------
+    carry_ : Carry
+    u : ndarray of int
+        Each option's index into ``carry_.underlyings``.
+    spot, strike, t, vol : ndarray of float
+        Spot, strike (price units), years to settlement, vol (decimal).
+    is_call, american : ndarray of bool
+    elapsed : float
+        Years since the valuation the carry was taken at (a scenario's time passing): dividend
+        times are seen from there. ``t`` is the time left at that point.
+    """
+    uu, s, k, tt, v, c, am = _rows(carry_, u, spot, strike, t, vol, is_call, american)
+    g = bsm_greeks(s, k, tt, carry_.rate[uu], carry_.q[uu], v, c)
+    groups = _groups(carry_, uu, am)
+    if not groups:
+        return g
+    out = {name: np.array(getattr(g, name), dtype=np.float64).reshape(-1) for name in Greeks.FIELDS}
+    for rows, j, is_american in groups:
+        fn = american_greeks if is_american else bsm_greeks
+        gg = fn(
+            s[rows], k[rows], tt[rows], carry_.rate[j], carry_.q[j], v[rows], c[rows],
+            dividends=carry_.dividends(j, elapsed),
+        )  # fmt: skip
+        for name in Greeks.FIELDS:
+            out[name][rows] = getattr(gg, name)
+    return Greeks(**out)
+
+
+def contract_price(
+    carry_: Carry,
+    u: np.ndarray,
+    spot: FloatArray,
+    strike: FloatArray,
+    t: FloatArray,
+    vol: FloatArray,
+    is_call: BoolArray,
+    american: BoolArray,
+    *,
+    elapsed: float = 0.0,
+) -> FloatArray:
+    """Prices alone, as :func:`contract_greeks` (same arguments), 1-d."""
+    uu, s, k, tt, v, c, am = _rows(carry_, u, spot, strike, t, vol, is_call, american)
+    price = np.array(bsm_price(s, k, tt, carry_.rate[uu], carry_.q[uu], v, c), dtype=np.float64).reshape(-1)
+    for rows, j, is_american in _groups(carry_, uu, am):
+        fn = american_price if is_american else bsm_price
+        price[rows] = fn(
+            s[rows], k[rows], tt[rows], carry_.rate[j], carry_.q[j], v[rows], c[rows],
+            dividends=carry_.dividends(j, elapsed),
+        )  # fmt: skip
+    return price
