@@ -8,6 +8,7 @@ is priced the same way everywhere:
   and the schedule of cash dividends still to go ex (times in years from the valuation, amounts);
 * :func:`option_times` -- years from the valuation to each option's settlement;
 * :func:`american_flags` -- which options are American;
+* :func:`book_terms` -- both for every row of a book;
 * :func:`contract_greeks` / :func:`contract_price` -- price and Greeks of options given all that:
   European on a continuous carry through :func:`optmm.greeks.bsm_greeks`, European on cash
   dividends through its escrowed closed form (``dividends=``), American through
@@ -30,11 +31,13 @@ from optmm.greeks import Greeks, american_greeks, american_price, bsm_greeks, bs
 from optmm.typing import BoolArray, FloatArray
 
 if TYPE_CHECKING:
+    from optmm.book import Book
     from optmm.market import Market
 
 __all__ = [
     "Carry",
     "american_flags",
+    "book_terms",
     "carry",
     "contract_greeks",
     "contract_price",
@@ -138,6 +141,14 @@ def american_flags(market: Market, underlying: np.ndarray, style: np.ndarray | N
     """
     del market, style  # every option European for now
     return np.zeros(np.shape(underlying), dtype=bool)
+
+
+def book_terms(book: Book, market: Market) -> tuple[FloatArray, BoolArray]:
+    """Years to settlement and American flags of every row of ``book`` (0 and False for stock rows)."""
+    t = option_times(market, book.underlying, book.expiry)
+    american = american_flags(market, book.underlying)
+    option = book.kind != 2  # Kind.STOCK
+    return np.where(option, t, 0.0), american & option
 
 
 def plain(carry_: Carry, u: np.ndarray, american: BoolArray) -> BoolArray:

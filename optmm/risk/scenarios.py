@@ -506,6 +506,65 @@ def shock_pnl(book: Book, market: Market, shocks: Sequence[Shock]) -> tuple[list
     return [str(u) for u in c.underlyings], pnl
 
 
+def points_pnl(
+    book: Book,
+    market: Market,
+    spot_shift: pd.DataFrame,
+    vol_shift: pd.DataFrame,
+    days: float = 0.0,
+    where: Callable[[int], str] = _shock_name,
+) -> pd.DataFrame:
+    """Full-revaluation P&L of a book under scenarios that move each underlying its own way.
+
+    Parameters
+    ----------
+    book : Book
+    market : Market
+    spot_shift : pandas.DataFrame
+        One row per scenario, one column per underlying: its relative spot move (> -1). An
+        underlying of the book without a column does not move.
+    vol_shift : pandas.DataFrame
+        Same rows (same index, in the same order): absolute vol moves (0.01 = +1 vol point) per
+        underlying; shocked vols are floored at 0.
+    days : float
+        Calendar days passing in every scenario (>= 0).
+    where : callable
+        ``where(i)`` names scenario ``i`` in errors.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The index of ``spot_shift``; one column per underlying of the book (sorted), then ``"book"``:
+        P&L in currency. A figure that is not finite is refused (ValueError naming the scenario).
+    """
+    if not spot_shift.index.equals(vol_shift.index):
+        raise ValueError("points_pnl: spot_shift and vol_shift must have the same index (the scenarios)")
+    c = _collapse(book, market)
+    n_g = len(spot_shift)
+    unds = [str(u) for u in c.underlyings]
+    spot = np.zeros((len(unds), n_g))
+    vol = np.zeros((len(unds), n_g))
+    for j, u in enumerate(unds):
+        if u in spot_shift.columns:
+            spot[j] = np.asarray(spot_shift[u], dtype=np.float64)
+        if u in vol_shift.columns:
+            vol[j] = np.asarray(vol_shift[u], dtype=np.float64)
+    bad = np.argwhere(~np.isfinite(spot) | (spot <= -1.0) | ~np.isfinite(vol))
+    if bad.size:
+        j, g = (int(x) for x in bad[0])
+        raise ValueError(
+            f"{where(g)}: the spot move {spot[j, g]!r} / vol move {vol[j, g]!r} of {unds[j]} "
+            "must be finite, the spot move > -1"
+        )
+    if not (math.isfinite(days) and days >= 0.0):
+        raise ValueError(f"points_pnl: days must be finite and >= 0, got {days!r}")
+    pnl, _ = _revalue(c, _Points(spot, vol, np.full(n_g, float(days))), taylor=False)
+    check_finite(pnl, unds, where)
+    frame = _shock_frame(unds, pnl)
+    frame.index = spot_shift.index
+    return frame
+
+
 # --------------------------------------------------------------------------------------------------
 # Grids
 
@@ -1231,6 +1290,7 @@ __all__ = [
     "heatmap_title",
     "load_stress",
     "plot_format",
+    "points_pnl",
     "run_stress",
     "run_stresses",
     "scenario_grid",
