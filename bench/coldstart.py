@@ -1,0 +1,77 @@
+"""First-run and warm-run times of the two main commands, each in a fresh process.
+
+numba compiles every kernel the first time it is called and caches the machine code on disk
+(``cache=True``). This benchmark points numba at an empty cache directory (``NUMBA_CACHE_DIR``), runs
+each command once there (cold: imports + compiling + the work), then again with the cache the first
+run wrote (warm: imports + loading the cache + the work):
+
+* ``risk_cold_s`` / ``risk_warm_s``          ``optmm risk`` on the bundled example book
+* ``simulate_cold_s`` / ``simulate_warm_s``  ``optmm simulate scenarios/sim/calm_day.toml``
+* ``risk_cold_over_warm``, ``simulate_cold_over_warm``: what compiling costs, as a ratio
+
+Wall-clock seconds of the whole process (as a user waits for it). The risk command runs first in its
+cache and the simulation in its own, so that neither inherits the other's kernels.
+
+Usage::
+
+    python bench/coldstart.py            # readable lines
+    python bench/coldstart.py --json     # ... plus one JSON object on the last line
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "scenarios" / "examples"
+COMMANDS = {
+    "risk": [
+        "risk",
+        str(EXAMPLES / "book.csv"),
+        "--market",
+        str(EXAMPLES / "market.toml"),
+    ],
+    "simulate": ["simulate", str(ROOT / "scenarios" / "sim" / "calm_day.toml"), "--no-progress"],
+}
+
+
+def run(args: list[str], cache: Path) -> float:
+    """Seconds of one ``python -m optmm ARGS`` process with numba's cache in ``cache``."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "optmm", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"optmm {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+    return wall
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    args = parser.parse_args()
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="optmm-coldstart-") as tmp:
+        for name, command in COMMANDS.items():
+            cache = Path(tmp) / name
+            cache.mkdir()
+            cold = figures[f"{name}_cold_s"] = round(run(command, cache), 2)
+            warm = figures[f"{name}_warm_s"] = round(run(command, cache), 2)
+            figures[f"{name}_cold_over_warm"] = round(cold / warm, 1)
+            print(f"optmm {name:<9} cold {cold:7.2f} s   warm {warm:6.2f} s", flush=True)
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
