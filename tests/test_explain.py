@@ -218,9 +218,9 @@ def test_trades_pnl_by_hand() -> None:
     trades = ex.trades.set_index("id")
     # sold 500 SPY at 593.10; SPY is 596.5 today
     assert trades.loc["T-02", "pnl"] == pytest.approx(-500 * (596.5 - 593.10), rel=1e-12)
-    # bought 20 SPY 580 puts of 2026-12-18 at 7.85; today: 25 days left, rate 4.295%, yield 1.3%, vol 15.5%
+    # bought 20 SPY 580 puts of 2026-12-18 at 3.30; today: 25 days left, rate 4.295%, yield 1.3%, vol 15.5%
     p = float(bsm_price(596.5, 580.0, 25 / 365, 0.04295, 0.013, 0.155, False))
-    assert trades.loc["T-01", "pnl"] == pytest.approx(20 * 100 * (p - 7.85), rel=1e-12)
+    assert trades.loc["T-01", "pnl"] == pytest.approx(20 * 100 * (p - 3.30), rel=1e-12)
     assert ex.table.loc["SPY", "new_trades"] == pytest.approx(
         trades.loc[["T-01", "T-02"], "pnl"].sum(), rel=1e-12
     )
