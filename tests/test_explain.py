@@ -299,6 +299,9 @@ def test_trades_file_needs_prices(tmp_path: Path) -> None:
     path.write_text("underlying,kind,strike,expiry,quantity\nAAA,call,100,2026-04-17,1\n")
     with pytest.raises(BookError, match=r"trades.csv: row 0: field 'price': missing column"):
         Trades.load(path)
+    path.write_text("underlying,kind,strike,expiry,quantity,price,Price\nAAA,stock,,,100,1,2\n")
+    with pytest.raises(BookError, match=r"row 0: field 'price': duplicated column \('price' and 'Price'\)"):
+        Trades.load(path)
     path.write_text("underlying,kind,strike,expiry,quantity,price\nAAA,stock,,,100,0\n")
     with pytest.raises(BookError, match=r"row 1: field 'price': must be > 0 for stock"):
         Trades.load(path)

@@ -44,7 +44,7 @@ import pandas as pd
 
 from optmm.book import Book, BookError, Kind
 from optmm.market import Market
-from optmm.risk.exposures import exposures
+from optmm.risk.exposures import _not_finite, exposures
 from optmm.typing import PRICE_RANGE
 
 __all__ = ["COLUMNS", "TERMS", "TOTAL", "Explain", "Trades", "pnl_explain"]
@@ -140,8 +140,9 @@ class Trades:
         book = Book.load(path)
         source = os.fspath(path)
         if Path(path).suffix.lower() == ".csv":
-            header = pd.read_csv(path, nrows=0, dtype=str).columns
-            name = _price_name(header, source)
+            # the header as written: pandas would rename a second "price" to "price.1"
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+            name = _price_name(header.tolist(), source)
             frame = pd.read_csv(path, usecols=[name], dtype=str, keep_default_na=False, skipinitialspace=True)
         else:
             import pyarrow.parquet as pq
@@ -199,12 +200,10 @@ class Explain:
 
 
 def _check_finite(frame: pd.DataFrame, where: str) -> None:
-    values = frame.to_numpy(dtype=np.float64)
-    bad = np.argwhere(~np.isfinite(values))
-    if bad.size:
-        r, c = (int(x) for x in bad[0])
+    hit = _not_finite(frame, [str(c) for c in frame.columns])
+    if hit is not None:
         raise ValueError(
-            f"P&L explain: {where} {frame.index[r]!r}: {frame.columns[c]} is not a finite number "
+            f"P&L explain: {where} {frame.index[hit[0]]!r}: {hit[1]} is not a finite number "
             "(a quantity, multiplier, strike or spot is too large for the arithmetic)"
         )
 
