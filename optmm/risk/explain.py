@@ -198,6 +198,26 @@ class Explain:
     trades: pd.DataFrame
     days: int
 
+    def by_position(self) -> pd.DataFrame:
+        """One row per position held (``row`` = ``"held"``, book order), then per trade (``"trade"``):
+        ``row``, the position's keys, and :data:`COLUMNS`. A trade's ``actual`` and ``new_trades`` are
+        its P&L, its Greek terms and ``unexplained`` 0; each row's terms, ``new_trades`` and
+        ``unexplained`` add up to its ``actual``, and the rows of an underlying to its line of
+        :attr:`table`."""
+        held = self.positions[[*_POSITION_KEYS, "actual", *TERMS, "unexplained"]].copy()
+        held.insert(0, "row", "held")
+        held.insert(held.columns.get_loc("unexplained"), "new_trades", 0.0)
+        pnl = self.trades["pnl"].to_numpy(dtype=np.float64)
+        traded = self.trades[list(_POSITION_KEYS)].copy()
+        traded.insert(0, "row", "trade")
+        traded["actual"] = pnl
+        for name in TERMS:
+            traded[name] = 0.0
+        traded["new_trades"] = pnl
+        traded["unexplained"] = 0.0
+        frames = [f for f in (held, traded) if len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else held
+
 
 def _check_finite(frame: pd.DataFrame, where: str) -> None:
     hit = _not_finite(frame, [str(c) for c in frame.columns])
@@ -269,7 +289,7 @@ def pnl_explain(book: Book, before: Market, after: Market, trades: Trades | None
     positions["value_after"] = p1["value"].to_numpy()
     positions["actual"] = actual
     for name in TERMS:
-        positions[name] = terms[name]
+        positions[name] = terms[name] + 0.0  # a term of a zero move is 0, not -0.0
     positions["unexplained"] = actual - sum(terms[name] for name in TERMS)
 
     if trades is not None and len(trades):
