@@ -227,7 +227,7 @@ def _rows(
         np.asarray(is_call, dtype=bool),
         np.asarray(american, dtype=bool),
     )
-    return tuple(np.ascontiguousarray(a).reshape(-1) for a in arrays)
+    return tuple(np.array(a).reshape(-1) for a in arrays)  # own copies: not broadcast views
 
 
 def contract_greeks(
