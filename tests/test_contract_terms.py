@@ -623,3 +623,33 @@ def test_cli_scenario_takes_valuation(capsys: pytest.CaptureFixture[str]) -> Non
         "--spot", "-2:2:2", "--vol", "0:0:1",
     )  # fmt: skip
     assert code == code2 == 0 and text == text2  # the file's own valuation: the same figures
+
+
+def test_market_toml_round_trips_the_terms(tmp_path: Path) -> None:
+    from optmm.chain.toml import write_market
+
+    m = Market.load(TERMS / "market.toml")
+    chicago = Market.load(write(tmp_path, "c.toml", (TERMS / "market.toml").read_text().replace(
+        'timezone = "America/New_York"', 'timezone = "America/Chicago"')))  # fmt: skip
+    assert chicago.timezone == "America/Chicago" and chicago.valuation_time.hour == 9
+    for market in (m, m.with_valuation("2026-11-19"), chicago):
+        path = tmp_path / "written.toml"
+        write_market(market, path)
+        back = Market.load(path)
+        assert dataclasses.replace(back, source=market.source) == market
+        assert back.valuation_time == market.valuation_time
+        np.testing.assert_array_equal(back.surface["SPX"].expiries, market.surface["SPX"].expiries)
+    # surfaces of a market moved in Python are no longer whole days from the file's dates
+    with pytest.raises(ValueError, match="surface expiries are not settlement times of whole days"):
+        write_market(dataclasses.replace(m, timezone="America/Chicago"), tmp_path / "no.toml")
+    assert not (tmp_path / "no.toml").exists()
+
+
+def test_fit_refuses_an_intraday_valuation(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    vols = write(tmp_path, "v.csv", "underlying,expiry,strike,implied_vol\nSPX,2026-12-18,5900,0.14\n")
+    out = str(tmp_path / "fitted.toml")
+    assert_usage_error(
+        run(capsys, "fit", "--vols", str(vols), "--market", str(TERMS / "market.toml"), "--out", out),
+        "valuation 2026-11-20T10:00:00-05:00: optmm fit works on whole days",
+    )
+    assert not Path(out).exists()
