@@ -420,10 +420,14 @@ class Book:
 
     @classmethod
     def _trusted(cls, arrays: dict[str, np.ndarray], source: str) -> Book:
-        """Build from arrays already converted and validated (skips ``__post_init__``)."""
+        """Build from arrays already converted and validated (skips ``__post_init__``); terms that are
+        not given are blank (the underlyings' defaults)."""
         book = object.__new__(cls)
         for name in cls._ARRAYS:
-            object.__setattr__(book, name, arrays[name])
+            value = arrays.get(name)
+            if value is None and name in _TERMS:
+                value = np.full(arrays["id"].size, "", dtype=object)
+            object.__setattr__(book, name, value)
         object.__setattr__(book, "source", source)
         return book
 
