@@ -105,7 +105,9 @@ class Market:
         whose moment is the 16:00 close of that day in :attr:`timezone` unless ``valuation_time``
         says otherwise. A ``datetime.datetime`` (or an ISO date-time string) gives both the date and
         the moment: with an offset or time zone it is converted to :attr:`timezone`, without one it
-        is taken as local time there. The attribute is always the trade date, ``datetime64[D]``.
+        is taken as local time there (except a naive ``datetime`` at exactly 00:00, read as its date,
+        as before valuation times existed). The attribute is always the trade date,
+        ``datetime64[D]``.
     spot : dict[str, float]
         Spot price per underlying, finite and > 0.
     rate : dict[str, float]
@@ -178,7 +180,7 @@ class Market:
         src = self.source
         zone = _zone(src, self.timezone)
         try:
-            valuation, moment = _valuation_moment(self.valuation, zone)
+            valuation, moment = _valuation_moment(self.valuation, zone, midnight_is_date=True)
         except ValueError as exc:
             raise MarketError(src, TOP, "valuation", str(exc)) from None
         if self.valuation_time is not None:
@@ -676,15 +678,28 @@ def parse_valuation(text: str) -> dt.date | dt.datetime:
     )
 
 
-def _valuation_moment(value: Any, zone: zoneinfo.ZoneInfo) -> tuple[np.datetime64, dt.datetime]:
+def _valuation_moment(
+    value: Any, zone: zoneinfo.ZoneInfo, *, midnight_is_date: bool = False
+) -> tuple[np.datetime64, dt.datetime]:
     """``(date, moment)`` of a valuation: a date is its close; a date-time with an offset is converted
-    to ``zone``, one without is local time there. ValueError with the problem otherwise."""
+    to ``zone``, one without is local time there. With ``midnight_is_date`` (the constructor's
+    ``valuation``, which took midnight datetimes as dates before valuation times existed) a naive
+    ``datetime`` / ``Timestamp`` at 00:00 is its date; text is always read as written. ValueError
+    with the problem otherwise."""
     if isinstance(value, str) and len(value.strip()) > 10:
         value = parse_valuation(value)
+        midnight_is_date = False
     if isinstance(value, np.datetime64) and value.dtype != np.dtype("datetime64[D]") and not np.isnat(value):
         as_day = value.astype("datetime64[D]")
         if as_day != value:
             value = value.astype("datetime64[us]").astype(dt.datetime)
+    if (
+        midnight_is_date
+        and isinstance(value, dt.datetime)
+        and value.tzinfo is None
+        and value.time() == dt.time()
+    ):
+        value = value.date()
     if isinstance(value, dt.datetime):
         moment = value.astimezone(zone) if value.tzinfo is not None else value.replace(tzinfo=zone)
         return np.datetime64(moment.date(), "D"), moment

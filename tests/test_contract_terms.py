@@ -653,3 +653,13 @@ def test_fit_refuses_an_intraday_valuation(capsys: pytest.CaptureFixture[str], t
         "valuation 2026-11-20T10:00:00-05:00: optmm fit works on whole days",
     )
     assert not Path(out).exists()
+
+
+def test_midnight_objects_keep_meaning_a_date_in_the_constructor(tmp_path: Path) -> None:
+    for given in (dt.datetime(2026, 11, 20), pd.Timestamp("2026-11-20"), np.datetime64("2026-11-20T00:00")):
+        m = simple(valuation=given)
+        assert m.valuation == np.datetime64("2026-11-20") and not m.is_intraday
+        assert m.year_fraction(np.datetime64("2026-12-18"))[()] == 28 / 365
+    # typed as text or in a file, a time is read as written
+    assert simple(valuation="2026-11-20T00:00").valuation_time == dt.datetime(2026, 11, 20, tzinfo=NY)
+    assert load(tmp_path, "2026-11-20T00:00:00").year_fraction(np.datetime64("2026-11-20"))[()] == hours(16)
