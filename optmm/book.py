@@ -19,6 +19,10 @@ column          required  content
 ``id``          no        unique position id; blank or absent = ``p<row>`` (``p1``, ``p2``, ...)
 ``vol``         no        per-position implied-vol override (decimal, >= 0); blank = none;
                           options only
+``style``       no        ``american`` or ``european`` (case-insensitive); blank or absent = the
+                          underlying's default in the market; options only
+``settlement``  no        ``AM`` or ``PM`` (case-insensitive); blank or absent = the underlying's
+                          default in the market; options only
 ==============  ========  ===================================================================
 
 Any other column is ignored. A CSV file is UTF-8, every row with as many fields as the header (a value
@@ -75,8 +79,10 @@ class Kind(enum.IntEnum):
 _KIND_NAMES = np.array(["call", "put", "stock"], dtype=object)
 _KIND_CODES = {"call": Kind.CALL, "put": Kind.PUT, "stock": Kind.STOCK}
 _REQUIRED = ("underlying", "kind", "strike", "expiry", "quantity")
-_OPTIONAL = ("id", "multiplier", "vol")
-_TEXT_COLUMNS = ("id", "underlying", "kind", "expiry")
+_OPTIONAL = ("id", "multiplier", "vol", "style", "settlement")
+_TEXT_COLUMNS = ("id", "underlying", "kind", "expiry", "style", "settlement")
+_TERMS = {"style": ("american", "european"), "settlement": ("AM", "PM")}
+"""The contract terms a position may set, and their values (``""``: the underlying's default)."""
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _NAT = np.datetime64("NaT", "D")
 
@@ -120,6 +126,7 @@ def _rule_issues(arrays: dict[str, np.ndarray], skip: dict[str, np.ndarray] | No
     id, underlying, kind = arrays["id"], arrays["underlying"], arrays["kind"]
     strike, expiry, quantity = arrays["strike"], arrays["expiry"], arrays["quantity"]
     multiplier, vol = arrays["multiplier"], arrays["vol"]
+    terms = {name: arrays[name] for name in _TERMS}
 
     def unskipped(field: str, mask: np.ndarray) -> np.ndarray:
         return mask & ~skip[field] if field in skip else mask
@@ -221,7 +228,41 @@ def _rule_issues(arrays: dict[str, np.ndarray], skip: dict[str, np.ndarray] | No
                 unskipped("vol", is_stock & ~np.isnan(vol)),
                 lambda r: f"a stock row takes no vol override, got {float(vol[r])!r}",
             ),
+            *_term_issues(terms, is_stock),
         ]
+
+
+def _term_issues(terms: dict[str, np.ndarray], is_stock: np.ndarray) -> list[_Issue]:
+    """Unknown styles and settlements, and stock rows with one."""
+    issues: list[_Issue] = []
+    for name, allowed in _TERMS.items():
+        values = terms[name]
+        known = np.isin(values, ("", *allowed)) if values.size else np.ones(0, dtype=bool)
+        unknown, on_stock = _term_problems(name, values, " or ".join(allowed))
+        issues.append((name, ~known, unknown))
+        issues.append((name, known & is_stock & (values != ""), on_stock))
+    return issues
+
+
+def _term_problems(
+    name: str, values: np.ndarray, expected: str
+) -> tuple[Callable[[int], str], Callable[[int], str]]:
+    def unknown(r: int) -> str:
+        return f"unknown {name} {values[r]!r} (expected {expected}, or blank)"
+
+    def on_stock(r: int) -> str:
+        return f"a stock row takes no {name} (leave it blank), got {values[r]!r}"
+
+    return unknown, on_stock
+
+
+def _canonical_terms(name: str, values: np.ndarray) -> np.ndarray:
+    """Stripped text with the known values of term ``name`` in their canonical case (others as given)."""
+    out = np.array([v.strip() for v in values], dtype=object) if values.size else np.zeros(0, dtype=object)
+    for value in _TERMS[name]:
+        if out.size:
+            out[np.char.lower(out.astype(str)) == value.lower()] = value
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -297,6 +338,13 @@ class Book:
         Per-position implied-vol override (decimal, >= 0); NaN where there is none (always for stock).
     source : str
         Where the book came from (a file name); used in error messages.
+    style : ndarray of object (str), shape (n,), optional
+        ``"american"`` / ``"european"`` per position, ``""`` for the underlying's default
+        (:meth:`optmm.market.Market.default_style`); always ``""`` for stock. Case-insensitive in;
+        default all ``""``.
+    settlement : ndarray of object (str), shape (n,), optional
+        ``"AM"`` / ``"PM"`` per position, ``""`` for the underlying's default
+        (:meth:`optmm.market.Market.default_settlement`); always ``""`` for stock. Default all ``""``.
 
     Notes
     -----
@@ -314,16 +362,23 @@ class Book:
     multiplier: np.ndarray
     vol: np.ndarray
     source: str = "<DataFrame>"
+    style: np.ndarray | None = None
+    settlement: np.ndarray | None = None
 
-    _ARRAYS = ("id", "underlying", "kind", "strike", "expiry", "quantity", "multiplier", "vol")
+    _ARRAYS = (
+        "id", "underlying", "kind", "strike", "expiry", "quantity", "multiplier", "vol",
+        "style", "settlement",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         source = self.source
         converted: dict[str, np.ndarray] = {}
         for name in self._ARRAYS:
             value = getattr(self, name)
+            if name in _TERMS and value is None:
+                value = np.full(np.shape(self.id), "", dtype=object)
             try:
-                if name in ("id", "underlying"):
+                if name in ("id", "underlying", *_TERMS):
                     arr = np.array(value, dtype=object, copy=True)
                 elif name == "expiry":
                     arr = date_array(value)
@@ -342,11 +397,13 @@ class Book:
         for name, arr in converted.items():
             if arr.size != n:
                 raise BookError(source, 0, name, f"has {arr.size} rows, 'id' has {n}")
-        for name in ("id", "underlying"):
+        for name in ("id", "underlying", *_TERMS):
             arr = converted[name]
             if n and pd.api.types.infer_dtype(arr, skipna=False) != "string":
                 bad = int(np.flatnonzero([not isinstance(x, str) for x in arr])[0])
                 raise BookError(source, bad + 1, name, f"must be a str, got {arr[bad]!r}")
+            if name in _TERMS:
+                converted[name] = _canonical_terms(name, arr)
         kind = converted["kind"]
         known = np.isin(kind, (0, 1, 2)) if n else np.ones(0, dtype=bool)
         if not known.all():
@@ -363,10 +420,14 @@ class Book:
 
     @classmethod
     def _trusted(cls, arrays: dict[str, np.ndarray], source: str) -> Book:
-        """Build from arrays already converted and validated (skips ``__post_init__``)."""
+        """Build from arrays already converted and validated (skips ``__post_init__``); terms that are
+        not given are blank (the underlyings' defaults)."""
         book = object.__new__(cls)
         for name in cls._ARRAYS:
-            object.__setattr__(book, name, arrays[name])
+            value = arrays.get(name)
+            if value is None and name in _TERMS:
+                value = np.full(arrays["id"].size, "", dtype=object)
+            object.__setattr__(book, name, value)
         object.__setattr__(book, "source", source)
         return book
 
@@ -404,10 +465,11 @@ class Book:
         ----------
         df : DataFrame
             One row per position. Required columns ``underlying, kind, strike, expiry, quantity``;
-            optional ``multiplier, id, vol``; header names are matched case-insensitively and any other
-            column is ignored. Cells may be text (as read from a CSV) or typed values (numbers,
-            dates / datetime64 for ``expiry``); a boolean, date, duration or complex number in a
-            number column is refused (numpy and pandas would read True as 1).
+            optional ``multiplier, id, vol, style, settlement``; header names are matched
+            case-insensitively and any other column is ignored. Cells may be text (as read from a
+            CSV) or typed values (numbers, dates / datetime64 for ``expiry``); a boolean, date,
+            duration or complex number in a number column is refused (numpy and pandas would read
+            True as 1).
         source : str
             Name used in error messages (the file name when reading a file).
 
@@ -509,6 +571,11 @@ class Book:
             "multiplier": multiplier,
             "vol": vol,
         }
+        for name in _TERMS:
+            if name in columns:
+                arrays[name] = _canonical_terms(name, _text(column(name)))
+            else:
+                arrays[name] = np.full(n, "", dtype=object)
         rules = _rule_issues(arrays, skip)
         _raise_first(source, _order_by_column(issues + rules))
         return cls._trusted(arrays, source)
@@ -601,22 +668,27 @@ class Book:
         DataFrame
             Columns ``id, underlying, kind, strike, expiry, quantity, multiplier, vol``: ``kind`` as
             ``"call"/"put"/"stock"``, ``expiry`` as an ISO date string (``""`` for stock), ``vol`` NaN
-            where there is no override. ``Book.from_frame(book.to_frame())`` reproduces the book.
+            where there is no override; then ``style`` and ``settlement`` (``""`` for the default),
+            each only if some position sets it. ``Book.from_frame(book.to_frame())`` reproduces the
+            book.
         """
         expiry = np.datetime_as_string(self.expiry, unit="D").astype(object)
         expiry[np.isnat(self.expiry)] = ""
-        return pd.DataFrame(
-            {
-                "id": self.id,
-                "underlying": self.underlying,
-                "kind": _KIND_NAMES[self.kind],
-                "strike": self.strike,
-                "expiry": expiry,
-                "quantity": self.quantity,
-                "multiplier": self.multiplier,
-                "vol": self.vol,
-            }
-        )
+        columns = {
+            "id": self.id,
+            "underlying": self.underlying,
+            "kind": _KIND_NAMES[self.kind],
+            "strike": self.strike,
+            "expiry": expiry,
+            "quantity": self.quantity,
+            "multiplier": self.multiplier,
+            "vol": self.vol,
+        }
+        for name in _TERMS:
+            values = getattr(self, name)
+            if (values != "").any():
+                columns[name] = values
+        return pd.DataFrame(columns)
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         """Write the book as CSV, atomically (a temporary file in the same directory, then a rename).

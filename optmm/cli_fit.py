@@ -2,13 +2,15 @@
 
 ::
 
-    optmm fit CHAIN [--market MARKET] --out FITTED.toml [--plot DIR] [--stale-seconds S]
-    optmm fit --vols VOLS --market MARKET --out FITTED.toml [--plot DIR]
+    optmm fit CHAIN [--market MARKET [--valuation WHEN]] --out FITTED.toml [--plot DIR] [--stale-seconds S]
+    optmm fit --vols VOLS --market MARKET [--valuation WHEN] --out FITTED.toml [--plot DIR]
 
 Prints one line per expiry (forward, implied dividend, ATM vol, skew, RMSE in vol points, share of
 fitted prices inside the bid/ask, arbitrage found) and writes the market: the fitted underlyings'
-spot, rate and dividend yield (their implied carry) and surfaces (``type = "fitted"``); the other
-underlyings, index, betas and ``sticky`` of ``--market`` are kept.
+spot, rate and dividend yield (their implied carry, replacing any cash dividends and borrow rate)
+and surfaces (``type = "fitted"``); the other underlyings, index, betas, ``sticky``, time zone and
+contract terms of ``--market`` are kept. Fits are on whole days (ACT/365 from the valuation date):
+a valuation that is not a day's 16:00 close is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from optmm.cli_common import UsageError
+from optmm.cli_common import UsageError, add_valuation_option, load_market
 
 __all__ = ["add_fit_parser", "run_fit"]
 
@@ -34,6 +36,7 @@ def add_fit_parser(subparsers: Any) -> None:
     p.add_argument("chain", nargs="?", help="option chain (CSV or .parquet)")
     p.add_argument("--vols", help="implied vols instead of a chain (CSV or .parquet)")
     p.add_argument("--market", help="market TOML whose other data is kept (required with --vols)")
+    add_valuation_option(p)
     p.add_argument("--out", required=True, help="the fitted market TOML to write")
     p.add_argument("--plot", help="directory for a PNG per expiry and one of the surface")
     p.add_argument("--stale-seconds", type=float, default=300.0, help="drop quotes older than this (s)")
@@ -56,14 +59,22 @@ def run_fit(args: argparse.Namespace) -> int:
         raise UsageError("give a CHAIN file or --vols FILE (one of them)")
     if args.vols is not None and args.market is None:
         raise UsageError("--vols needs --market (valuation date, spots and forwards)")
+    if args.valuation is not None and args.market is None:
+        raise UsageError("--valuation needs --market (the market file it moves)")
     check_destination("--out", args.out)
     if args.plot is not None and not Path(args.plot).is_dir():
         raise UsageError(f"--plot {args.plot}: no such directory")
     for path in (args.chain, args.vols, args.market):
         if path is not None and not Path(path).is_file():
             raise UsageError(f"{path}: no such file")
+    base = load_market(args.market, args.valuation) if args.market else None
+    if base is not None and base.is_intraday:
+        assert base.valuation_time is not None
+        raise UsageError(
+            f"{args.market}: valuation {base.valuation_time.isoformat()}: optmm fit works on whole days "
+            "from a day's close; give a date (e.g. --valuation 2026-11-20)"
+        )
     try:
-        base = Market.load(args.market) if args.market else None
         if args.vols is not None:
             assert base is not None
             valuation = base.valuation
@@ -77,6 +88,19 @@ def run_fit(args: argparse.Namespace) -> int:
     rate = dict(base.rate) if base else {}
     div = dict(base.div_yield) if base else {}
     surface = dict(base.surface) if base else {}
+    # the implied carry of a fitted underlying holds its dividends and borrow
+    dividends = {u: d for u, d in base.dividends.items() if u not in fits} if base else {}
+    borrow = {u: b for u, b in base.borrow.items() if u not in fits} if base else {}
+    terms: dict[str, Any] = {}
+    if base is not None:
+        terms = {
+            "timezone": base.timezone,
+            "dividends": dividends,
+            "borrow": borrow,
+            "settlement": dict(base.settlement),
+            "style": dict(base.style),
+            "asset": dict(base.asset),
+        }
     for und, f in fits.items():
         spot[und], rate[und], div[und], surface[und] = f.spot, f.rate, f.div_yield, f.surface
     try:
@@ -90,6 +114,7 @@ def run_fit(args: argparse.Namespace) -> int:
             index=base.index if base else None,
             sticky=base.sticky if base else Sticky.STRIKE,
             source=args.out,
+            **terms,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -2,9 +2,9 @@
 
 ::
 
-    optmm risk BOOK --market MARKET [--by underlying|expiry|position|total]
+    optmm risk BOOK --market MARKET [--valuation WHEN] [--by underlying|expiry|position|total]
                [--format table|csv|json|parquet] [--output FILE]
-    optmm scenario BOOK --market MARKET [--spot -20:20:2] [--vol -10:10:2] [--days N]
+    optmm scenario BOOK --market MARKET [--valuation WHEN] [--spot -20:20:2] [--vol -10:10:2] [--days N]
                [--underlying U] [--beta-weighted] [--stress FILE ...] [--plot FILE.png|.pdf|.svg]
                [--format table|csv|json|parquet] [--output FILE] [--dask local[:N]|ADDRESS]
 
@@ -12,6 +12,8 @@ Spot shocks are in percent (within -100..100), vol shocks in vol points (within 
 input (a file that does not load, a malformed range, an unknown underlying, a result that is not a
 finite number) is one ``optmm: error: ...`` line and exit code 2; the ``--output`` and ``--plot``
 files are written whole or not at all, and neither is left behind when the command fails.
+``--valuation WHEN`` values the book at another moment than the market file's (see
+:func:`optmm.cli_common.load_market`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pandas as pd
 
 from optmm import cli_dist
 from optmm._io import write_files
-from optmm.cli_common import UsageError
+from optmm.cli_common import UsageError, add_valuation_option, load_market, valuation_text
 
 _MAX_GRID_POINTS = 201
 
@@ -92,7 +94,6 @@ def _vol_range(text: str) -> np.ndarray:
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     from optmm.book import Book
-    from optmm.market import Market
 
     for option, path in (("BOOK", args.book), ("--market", args.market)):
         if Path(path).is_dir():
@@ -101,8 +102,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
             raise UsageError(f"{path}: no such file")
         if not Path(path).is_file():
             raise UsageError(f"{option} {path}: not a regular file")
+    market = load_market(args.market, args.valuation)
     try:
-        market = Market.load(args.market)
         book = Book.load(args.book)
         book.check_market(market)
     except (ValueError, OSError) as exc:
@@ -251,6 +252,7 @@ def _deliver(data: bytes, output: str | None, plot: tuple[str, bytes] | None = N
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("book", metavar="BOOK", help="positions: .csv or .parquet")
     p.add_argument("--market", required=True, metavar="MARKET", help="market data: .toml")
+    add_valuation_option(p)
     p.add_argument("--output", metavar="FILE", help="write there (whole or not at all) instead of stdout")
 
 
@@ -302,7 +304,7 @@ def run_risk(args: argparse.Namespace) -> int:
         "position": lambda e: e.positions,
         "total": lambda e: e.total.reset_index(names="scope"),
     }[args.by](exp)
-    day = np.datetime_as_string(market.valuation, unit="D")
+    day = valuation_text(market)
     title = (
         f"exposures by {args.by}: {args.book} valued {day} in {args.market} ({len(book)} positions; "
         "amounts in the market's currency)"
@@ -473,7 +475,7 @@ def _grid_text(grid: Any, args: argparse.Namespace, market: Any) -> str:
     shown = matrix.copy()
     shown.index = [_pct(v) for v in shown.index]
     shown.columns = [_pts(v) for v in shown.columns]
-    day = np.datetime_as_string(market.valuation, unit="D")
+    day = valuation_text(market)
     with pd.option_context("display.width", 250, "display.max_columns", 60):
         return (
             f"book P&L (market's currency) valued {day}: spot shock (rows) x vol shock (columns, vol "

@@ -21,11 +21,12 @@ those and this module for the rest; the figures are the same.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from optmm.greeks import Greeks, american_greeks, american_price, bsm_greeks, bsm_price
 from optmm.typing import BoolArray, FloatArray
@@ -89,17 +90,35 @@ class Carry:
 
 
 def carry(market: Market, underlyings: Sequence[str]) -> Carry:
-    """The :class:`Carry` of ``underlyings`` (each must be in the market) on ``market``."""
+    """The :class:`Carry` of ``underlyings`` (each must be in the market) on ``market``: the rate,
+    ``q`` = dividend yield + borrow (:meth:`~optmm.market.Market.continuous_carry`) and the cash
+    dividends still to go ex (:meth:`~optmm.market.Market.dividend_times`, on the clock of
+    :func:`option_times`)."""
     names = tuple(str(u) for u in underlyings)
     rate = np.array([market.rate[u] for u in names], dtype=np.float64)
-    q = np.array([market.div_yield[u] for u in names], dtype=np.float64)
+    q = np.array([market.continuous_carry(u) for u in names], dtype=np.float64)
+    schedules = [market.dividend_times(u) for u in names]
     return Carry(
         underlyings=names,
         rate=rate,
         q=q,
-        div_times=tuple(_EMPTY for _ in names),
-        div_amounts=tuple(_EMPTY for _ in names),
+        div_times=tuple(times for times, _ in schedules),
+        div_amounts=tuple(amounts for _, amounts in schedules),
     )
+
+
+def _per_row(underlying: np.ndarray, given: np.ndarray | None, default: Callable[[str], str]) -> np.ndarray:
+    """Each row's term: ``given`` where it is not ``""``, else ``default(underlying)``; object array."""
+    und = np.asarray(underlying, dtype=object).reshape(-1)
+    codes, uniques = pd.factorize(und) if und.size else (np.zeros(0, dtype=np.intp), [])
+    out = (
+        np.array([default(str(u)) for u in uniques], dtype=object)[codes] if und.size else np.zeros(0, object)
+    )
+    if given is not None:
+        g = np.broadcast_to(np.asarray(given, dtype=object), np.shape(underlying)).reshape(-1)
+        set_ = g != ""
+        out[set_] = g[set_]
+    return out.reshape(np.shape(underlying))
 
 
 def option_times(
@@ -108,13 +127,13 @@ def option_times(
     expiry: np.ndarray,
     settlement: np.ndarray | None = None,
 ) -> FloatArray:
-    """Years (ACT/365) from the market's valuation to each option's settlement.
+    """Years (ACT/365) from the market's valuation moment to each option's settlement.
 
     Parameters
     ----------
     market : Market
     underlying : ndarray of str, shape (n,)
-        Each option's underlying (its settlement convention may depend on it).
+        Each option's underlying (its default settlement, :meth:`Market.default_settlement`).
     expiry : ndarray of datetime64[D], shape (n,)
         Expiry dates; NaT (a stock row) gives 0.
     settlement : ndarray of str, shape (n,), optional
@@ -123,31 +142,47 @@ def option_times(
     Returns
     -------
     ndarray of float64, shape (n,)
-        Negative or zero for an option past its settlement.
+        :meth:`Market.year_fraction` to the settlement moments; negative or zero for an option past
+        its settlement.
     """
-    del underlying, settlement  # whole days from the valuation date for now
-    return np.asarray(market.year_fraction(np.asarray(expiry, dtype="datetime64[D]")), dtype=np.float64)
+    terms = _per_row(underlying, settlement, market.default_settlement)
+    expiries = np.asarray(expiry, dtype="datetime64[D]")
+    return np.asarray(market.year_fraction(expiries, settlement=terms), dtype=np.float64)
 
 
 def american_flags(market: Market, underlying: np.ndarray, style: np.ndarray | None = None) -> BoolArray:
-    """Which options are American: the position's ``style`` where given, else the underlying's default.
+    """Which options are American: the position's ``style`` where given, else the underlying's default
+    (:meth:`Market.default_style`).
 
     Parameters
     ----------
     market : Market
     underlying : ndarray of str, shape (n,)
     style : ndarray of str, shape (n,), optional
-        ``"american"`` / ``"european"`` per option; ``None`` or ``""`` is the underlying's default.
+        ``"american"`` / ``"european"`` per option (any case); ``None`` or ``""`` is the underlying's
+        default.
     """
-    del market, style  # every option European for now
-    return np.zeros(np.shape(underlying), dtype=bool)
+    given = None
+    if style is not None:
+        given = np.array(
+            [str(x).strip().lower() for x in np.asarray(style, dtype=object).reshape(-1)], object
+        )
+        bad = ~np.isin(given, ("", "american", "european"))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"style: unknown value {given[i]!r} at index {i} (expected american or european)"
+            )
+        given = given.reshape(np.shape(style))
+    return np.asarray(_per_row(underlying, given, market.default_style) == "american", dtype=bool)
 
 
 def book_terms(book: Book, market: Market) -> tuple[FloatArray, BoolArray]:
-    """Years to settlement and American flags of every row of ``book`` (0 and False for stock rows)."""
-    t = option_times(market, book.underlying, book.expiry)
-    american = american_flags(market, book.underlying)
+    """Years to settlement and American flags of every row of ``book`` (0 and False for stock rows),
+    from its ``settlement`` and ``style`` columns and the market's defaults."""
     option = book.kind != 2  # Kind.STOCK
+    t = option_times(market, book.underlying, book.expiry, book.settlement)
+    american = american_flags(market, book.underlying, book.style)
     return np.where(option, t, 0.0), american & option
 
 
@@ -192,7 +227,7 @@ def _rows(
         np.asarray(is_call, dtype=bool),
         np.asarray(american, dtype=bool),
     )
-    return tuple(np.ascontiguousarray(a).reshape(-1) for a in arrays)
+    return tuple(np.array(a).reshape(-1) for a in arrays)  # own copies: not broadcast views
 
 
 def contract_greeks(

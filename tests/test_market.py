@@ -303,7 +303,7 @@ BAD_FILES = [
     ("rate = 0.04\n", "", "underlyings.SPY", "rate"),  # no default and no override
     ('index = "SPY"', 'index = "QQQ"', "top level", "index"),
     ("beta = 1.0", "beta = 0.9", "underlyings.SPY", "beta"),
-    ("valuation = 2026-11-20", "valuation = 2026-11-20T09:30:00", "top level", "valuation"),
+    ("valuation = 2026-11-20", "valuation = 09:30:00", "top level", "valuation"),  # a time, no date
     ("valuation = 2026-11-20\n", "", "top level", "valuation"),
 ]
 

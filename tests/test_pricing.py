@@ -40,3 +40,99 @@ def test_elapsed_drops_dividends_gone_ex():
     assert p[0] == float(e.price)
     past = contract_price(CARRY, np.array([0]), 100.0, 100.0, 0.1, 0.25, True, np.array([False]), elapsed=0.4)
     assert past[0] == float(bsm_greeks(100.0, 100.0, 0.1, 0.04, 0.0, 0.25, True).price)
+
+
+# --------------------------------------------------------------------------------------------------
+# the terms a market and a book give each contract
+
+
+def _market(**kwargs):
+    import datetime as dt
+
+    from optmm.market import Market
+    from optmm.surface import FlatSurface
+
+    args = {
+        "valuation": dt.datetime(2026, 11, 20, 10, 0),  # local (New York) time
+        "spot": {"A": 100.0, "B": 50.0, "C": 20.0},
+        "rate": {"A": 0.04, "B": 0.03, "C": 0.05},
+        "div_yield": {"A": 0.0, "B": 0.01, "C": 0.0},
+        "surface": {"A": FlatSurface(0.2), "B": FlatSurface(0.3), "C": FlatSurface(0.4)},
+        "dividends": {"A": [("2026-11-20", 9.0), ("2026-12-10", 0.8), ("2027-03-10", 0.8)]},
+        "borrow": {"B": 0.02},
+        "settlement": {"C": "AM"},
+        "asset": {"A": "equity", "B": "etf", "C": "index"},
+    }
+    args.update(kwargs)
+    return Market(**args)
+
+
+def test_carry_takes_yield_borrow_and_the_dividends_to_come():
+    from optmm.pricing import carry
+
+    m = _market()
+    c = carry(m, ["B", "A", "C"])
+    assert c.underlyings == ("B", "A", "C")
+    np.testing.assert_array_equal(c.rate, [0.03, 0.04, 0.05])
+    np.testing.assert_array_equal(c.q, [0.01 + 0.02, 0.0, 0.0])
+    # A's 9.0 went ex at 09:30 today, before the 10:00 valuation; the others at 09:30 local
+    day = 86400.0
+    np.testing.assert_array_equal(
+        c.div_times[1], [(20 * day - 1800) / day / 365, (110 * day - 1800) / day / 365]
+    )
+    np.testing.assert_array_equal(c.div_amounts[1], [0.8, 0.8])
+    np.testing.assert_array_equal(c.has_dividends, [False, True, False])
+    # valued at the close a day earlier, today's dividend is still to come
+    assert carry(m.with_valuation("2026-11-19"), ["A"]).div_amounts[0].tolist() == [9.0, 0.8, 0.8]
+
+
+def test_option_times_and_flags_per_row():
+    from optmm.pricing import american_flags, option_times
+
+    m = _market()
+    und = np.array(["A", "C", "C", "A"], dtype=object)
+    exp = np.array(["2026-11-20", "2026-12-18", "2026-12-18", "NaT"], dtype="datetime64[D]")
+    day = 86400.0
+    t = option_times(m, und, exp, np.array(["", "", "PM", ""], dtype=object))
+    np.testing.assert_array_equal(
+        t, [6 / 24 / 365, (28 * day - 1800) / day / 365, (28 * day + 6 * 3600) / day / 365, 0]
+    )
+    np.testing.assert_array_equal(american_flags(m, und), [True, False, False, True])
+    np.testing.assert_array_equal(
+        american_flags(m, und, np.array(["european", "American", "", ""], dtype=object)),
+        [False, True, False, True],
+    )
+    try:
+        american_flags(m, und, np.array(["", "asian", "", ""], dtype=object))
+    except ValueError as exc:
+        assert str(exc) == "style: unknown value 'asian' at index 1 (expected american or european)"
+    else:
+        raise AssertionError("an unknown style passed")
+
+
+def test_book_terms_read_the_book_columns():
+    import pandas as pd
+
+    from optmm.book import Book
+    from optmm.pricing import book_terms
+
+    m = _market()
+    book = Book.from_frame(
+        pd.DataFrame(
+            {
+                "underlying": ["C", "C", "A", "A"],
+                "kind": ["call", "put", "put", "stock"],
+                "strike": [20.0, 20.0, 100.0, None],
+                "expiry": ["2026-12-18", "2026-12-18", "2026-11-20", None],
+                "quantity": [1, 1, 1, 100],
+                "style": ["", "american", "European", ""],
+                "settlement": ["PM", "", "", ""],
+            }
+        )
+    )
+    t, american = book_terms(book, m)
+    day = 86400.0
+    np.testing.assert_array_equal(
+        t, [(28 * day + 6 * 3600) / day / 365, (28 * day - 1800) / day / 365, 6 / 24 / 365, 0]
+    )
+    np.testing.assert_array_equal(american, [False, True, False, False])

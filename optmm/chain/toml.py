@@ -14,7 +14,7 @@ import numpy as np
 
 from optmm._io import atomic_target
 from optmm.chain.surface import FittedSurface
-from optmm.market import Market
+from optmm.market import DEFAULT_TIMEZONE, Market
 from optmm.surface import FlatSurface, SurfaceError, SVISurface, TableSurface, VolSurface
 
 __all__ = ["fitted_from_toml", "market_toml", "write_market"]
@@ -42,30 +42,36 @@ def _value(v: Any) -> str:
     return _num(v)
 
 
-def _dates(valuation: np.datetime64, years: np.ndarray) -> str:
-    days = np.rint(np.asarray(years) * 365.0).astype(np.int64)
-    if not np.array_equal(days.astype(np.float64) / 365.0, years):
-        raise ValueError("surface expiries are not whole days (ACT/365) after the valuation date")
-    dates = [str(np.asarray(valuation).astype("datetime64[D]") + np.timedelta64(int(d), "D")) for d in days]
-    return "[" + ", ".join(dates) + "]"
+def _dates(market: Market, und: str, years: np.ndarray) -> str:
+    """The expiry dates whose settlements (the underlying's default) are ``years`` from the valuation,
+    exactly (as :meth:`Market.year_fraction` reads them back)."""
+    settlement = market.default_settlement(und)
+    shift = market.year_fraction(market.valuation, settlement=settlement)  # the valuation date's settlement
+    days = np.rint((np.asarray(years) - shift) * 365.0).astype(np.int64)
+    dates = np.asarray(market.valuation).astype("datetime64[D]") + days.astype("timedelta64[D]")
+    if not np.array_equal(market.year_fraction(dates, settlement=settlement), years):
+        raise ValueError(
+            "surface expiries are not settlement times of whole days after the valuation date (ACT/365)"
+        )
+    return "[" + ", ".join(str(d) for d in dates) + "]"
 
 
-def _surface_lines(table: str, s: VolSurface, valuation: np.datetime64) -> list[str]:
+def _surface_lines(table: str, s: VolSurface, market: Market, und: str) -> list[str]:
     lines = [f"[{table}]"]
     if isinstance(s, FlatSurface):
         lines += ['type = "flat"', f"vol = {_num(s.vol)}"]
     elif isinstance(s, TableSurface):
         lines += [
             'type = "table"',
-            f"expiries = {_dates(valuation, s.expiries)}",
+            f"expiries = {_dates(market, und, s.expiries)}",
             f"strikes = {_list(s.strikes)}",
         ]
         lines.append("vols = [" + ", ".join(_list(row) for row in s.vols) + "]")
     elif isinstance(s, SVISurface):
-        lines += ['type = "svi"', f"expiries = {_dates(valuation, s.expiries)}"]
+        lines += ['type = "svi"', f"expiries = {_dates(market, und, s.expiries)}"]
         lines += [f"{n} = {_list(getattr(s, n))}" for n in _PARAMS]
     elif isinstance(s, FittedSurface):
-        lines += ['type = "fitted"', f"expiries = {_dates(valuation, s.expiries)}"]
+        lines += ['type = "fitted"', f"expiries = {_dates(market, und, s.expiries)}"]
         lines.append(f"forwards = {_list(s.forwards)}")
         lines += [f"{n} = {_list(getattr(s, n))}" for n in _PARAMS]
         lines.append("knots = [" + ", ".join(_list(x) for x in s.knots) + "]")
@@ -81,20 +87,34 @@ def _surface_lines(table: str, s: VolSurface, valuation: np.datetime64) -> list[
 def market_toml(market: Market, *, header: str = "") -> str:
     """The TOML text of ``market`` (layout of ``docs/book-and-market.md``, plus ``type = "fitted"``)."""
     lines = [f"# {line}" for line in header.splitlines()]
+    when = market.valuation_time
+    assert when is not None
     lines += [
-        f"valuation = {np.asarray(market.valuation).astype('datetime64[D]')}",
+        f"valuation = {when.isoformat() if market.is_intraday else market.valuation}",
         f'sticky = "{market.sticky.value}"',
     ]
+    if market.timezone != DEFAULT_TIMEZONE:
+        lines.append(f"timezone = {_value(market.timezone)}")
     if market.index is not None:
         lines.append(f"index = {_value(market.index)}")
     for und in market.spot:
         table = "underlyings." + (und if und.replace("_", "").replace("-", "").isalnum() else _value(und))
         lines += ["", f"[{table}]", f"spot = {_num(market.spot[und])}"]
-        lines += [f"rate = {_num(market.rate[und])}", f"div_yield = {_num(market.div_yield[und])}"]
+        lines.append(f"rate = {_num(market.rate[und])}")
+        if und in market.dividends:
+            cash = ", ".join(f"{{ex_date = {d}, amount = {_num(a)}}}" for d, a in market.dividends[und])
+            lines.append(f"dividends = [{cash}]")
+        else:
+            lines.append(f"div_yield = {_num(market.div_yield[und])}")
+        if und in market.borrow:
+            lines.append(f"borrow = {_num(market.borrow[und])}")
+        for key in ("settlement", "style", "asset"):
+            if und in getattr(market, key):
+                lines.append(f"{key} = {_value(getattr(market, key)[und])}")
         if und in market.beta:
             lines.append(f"beta = {_num(market.beta[und])}")
         if und in market.surface:
-            lines += ["", *_surface_lines(f"{table}.surface", market.surface[und], market.valuation)]
+            lines += ["", *_surface_lines(f"{table}.surface", market.surface[und], market, und)]
     return "\n".join(lines) + "\n"
 
 
