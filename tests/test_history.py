@@ -196,3 +196,15 @@ def test_the_bundled_example(market: Market) -> None:
     day = pd.Timestamp("2018-12-26")
     assert sc.spot_shift.loc[day, "SPY"] == pytest.approx(2467.699951 / 2351.100098 - 1, rel=1e-14)
     assert sc.vol_shift.loc[day, "SPY"] == pytest.approx(0.3041 - 0.3607, rel=1e-12)
+
+
+def test_parquet_errors_show_plain_values(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {"date": pd.to_datetime(["2024-01-02", "2024-01-03"]), "underlying": "A", "spot": [1.0, 2.0]}
+    )
+    frame.assign(atm_vol=[0.2, float("inf")]).to_parquet(tmp_path / "a.parquet", index=False)
+    with pytest.raises(HistoryError, match=r"row 2: field 'atm_vol': inf is not a finite number$"):
+        load_history(tmp_path / "a.parquet")
+    frame.assign(atm_vol=0.2, spot=[1.0, -2.0]).to_parquet(tmp_path / "b.parquet", index=False)
+    with pytest.raises(HistoryError, match=r"row 2: field 'spot': -2.0 must be > 0$"):
+        load_history(tmp_path / "b.parquet")

@@ -180,6 +180,11 @@ def _read_parquet(
     return frame.rename(columns={v: k for k, v in cols.items()})
 
 
+def _cell(v: Any) -> Any:
+    """A cell as shown in a message: numpy scalars as Python values (``-1.0``, not ``np.float64(-1.0)``)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def _first(source: str, mask: np.ndarray, name: str, problem: Any) -> None:
     """Refuse the first row where ``mask`` holds; ``problem(i)`` says what is wrong with row ``i``."""
     bad = np.flatnonzero(mask)
@@ -196,8 +201,8 @@ def parse_numbers(source: str, frame: pd.DataFrame, name: str, *, required: bool
     blank = raw.isna().to_numpy()
     if required:
         _first(source, blank, name, lambda i: "missing value")
-    _first(source, np.isnan(values) & ~blank, name, lambda i: f"{raw.iloc[i]!r} is not a number")
-    _first(source, np.isinf(values), name, lambda i: f"{raw.iloc[i]!r} is not a finite number")
+    _first(source, np.isnan(values) & ~blank, name, lambda i: f"{_cell(raw.iloc[i])!r} is not a number")
+    _first(source, np.isinf(values), name, lambda i: f"{_cell(raw.iloc[i])!r} is not a finite number")
     return values
 
 
@@ -212,7 +217,10 @@ def parse_dates(source: str, frame: pd.DataFrame, name: str) -> pd.DatetimeIndex
         text = raw.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v).strip())
         dates = pd.DatetimeIndex(pd.to_datetime(text, format="ISO8601", errors="coerce"))
         _first(
-            source, np.asarray(dates.isna()), name, lambda i: f"{raw.iloc[i]!r} is not a date (YYYY-MM-DD)"
+            source,
+            np.asarray(dates.isna()),
+            name,
+            lambda i: f"{_cell(raw.iloc[i])!r} is not a date (YYYY-MM-DD)",
         )
     if dates.tz is not None:
         dates = dates.tz_localize(None)
@@ -220,7 +228,7 @@ def parse_dates(source: str, frame: pd.DataFrame, name: str) -> pd.DatetimeIndex
         source,
         np.asarray(dates != dates.normalize()),
         name,
-        lambda i: f"{raw.iloc[i]!r} has a time of day: give the date (YYYY-MM-DD)",
+        lambda i: f"{_cell(raw.iloc[i])!r} has a time of day: give the date (YYYY-MM-DD)",
     )
     return dates
 
@@ -238,15 +246,15 @@ def _validate(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     _first(source, (und_text == "").to_numpy(), "underlying", lambda i: "missing value")
 
     spot = parse_numbers(source, frame, "spot", required=True)
-    _first(source, spot <= 0.0, "spot", lambda i: f"{spot[i]!r} must be > 0")
+    _first(source, spot <= 0.0, "spot", lambda i: f"{float(spot[i])!r} must be > 0")
     vol = parse_numbers(source, frame, "atm_vol", required=True)
-    _first(source, vol <= 0.0, "atm_vol", lambda i: f"{vol[i]!r} must be > 0 (a decimal: 0.20 = 20%)")
+    _first(source, vol <= 0.0, "atm_vol", lambda i: f"{float(vol[i])!r} must be > 0 (a decimal: 0.20 = 20%)")
     _first(
         source,
         vol > MAX_VOL,
         "atm_vol",
         lambda i: (
-            f"{vol[i]!r} is a decimal (0.20 = 20%), so it would be {100 * vol[i]:,.0f}%: "
+            f"{float(vol[i])!r} is a decimal (0.20 = 20%), so it would be {100 * vol[i]:,.0f}%: "
             f"write {vol[i] / 100:g} for {vol[i]:g}%"
         ),
     )
