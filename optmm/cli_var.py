@@ -192,8 +192,8 @@ def _table_text(
     lines += ["", "component ES by underlying (sums to the book's ES):"]
     lines.append(table_text(comp.reset_index()).rstrip("\n"))
     worst = res.worst.copy()
-    worst["spot_shift"] = worst["spot_shift"].map(lambda v: f"{100 * v:+.2f}%")
-    worst["vol_shift"] = worst["vol_shift"].map(lambda v: f"{100 * v:+.2f}pt")
+    worst["spot_shift"] = worst["spot_shift"].map(lambda v: f"{100 * v:+.2f}%" if math.isfinite(v) else "")
+    worst["vol_shift"] = worst["vol_shift"].map(lambda v: f"{100 * v:+.2f}pt" if math.isfinite(v) else "")
     lines += ["", f"worst {len(worst)} scenarios (driver: the underlying that lost most; its moves):"]
     lines.append(table_text(worst.rename(columns={"date": "end date"})).rstrip("\n"))
     if backtests:
@@ -262,6 +262,8 @@ def run_var(args: argparse.Namespace) -> int:
     if args.realised is not None:
         _input_file("--realised", args.realised)
     book, market = _load(args)
+    if len(book) == 0:
+        raise UsageError(f"{args.book}: the book has no positions: nothing to revalue")
     try:
         history = load_history(args.history)
         realised = load_realised(args.realised) if args.realised is not None else None

@@ -208,3 +208,8 @@ def test_parquet_errors_show_plain_values(tmp_path: Path) -> None:
     frame.assign(atm_vol=0.2, spot=[1.0, -2.0]).to_parquet(tmp_path / "b.parquet", index=False)
     with pytest.raises(HistoryError, match=r"row 2: field 'spot': -2.0 must be > 0$"):
         load_history(tmp_path / "b.parquet")
+
+
+def test_no_underlyings_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no underlyings"):
+        load_history(write(tmp_path, TINY)).scenarios([])

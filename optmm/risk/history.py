@@ -481,6 +481,8 @@ class History:
                 raise ValueError(f"proxies: {u}: the beta must be a finite number, got {beta!r}")
             proxies[u] = (str(p), beta)
         unds = sorted(dict.fromkeys(str(u) for u in underlyings))
+        if not unds:
+            raise ValueError("no underlyings: historical scenarios move at least one")
         rows = {u: self._resolve(u, market, proxies, ()) for u in unds}
         mapping = pd.DataFrame(
             {
