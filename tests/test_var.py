@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from optmm.book import Book, Kind
 from optmm.greeks import bsm_price
@@ -24,7 +27,7 @@ from optmm.market import Market
 from optmm.pricing import book_terms
 from optmm.risk.backtest import backtest, christoffersen, kupiec, load_realised, transitions
 from optmm.risk.history import History, HistoryError
-from optmm.risk.var import historical_var, tail_count, var_es
+from optmm.risk.var import historical_var, tail_count, var_es, var_result
 
 MARKET_TOML = """
 valuation = 2026-11-20
@@ -281,3 +284,27 @@ def test_load_realised(tmp_path: Path) -> None:
     bad.write_text("day,pnl\n2024-01-02,1\n", encoding="utf-8")
     with pytest.raises(HistoryError, match=r"row 0: field 'date': missing column"):
         load_realised(bad)
+
+
+# --------------------------------------------------------------------------------------------------
+# var_result on arbitrary P&L (hypothesis)
+
+
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 60), st.integers(1, 4)),
+        elements=st.floats(-1e6, 1e6, allow_nan=False).map(lambda x: round(x, 2)),
+    )
+)
+def test_components_add_up_and_es_is_at_least_var(parts: np.ndarray) -> None:
+    dates = pd.date_range("2020-01-01", periods=parts.shape[0], name="date")
+    frame = pd.DataFrame(parts, index=dates, columns=[f"U{j}" for j in range(parts.shape[1])])
+    frame["book"] = parts.sum(axis=1)
+    res = var_result(frame, levels=LEVELS)
+    scale = max(1.0, float(np.abs(parts).sum()))
+    for a in LEVELS:
+        assert res.es(a) >= res.var(a)
+        assert abs(res.contributions[a].sum() - res.es(a)) <= 1e-12 * scale
+    # the worst days are the lowest book P&Ls, in order
+    assert list(res.worst["pnl"]) == sorted(frame["book"])[: min(10, len(frame))]
