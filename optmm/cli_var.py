@@ -180,7 +180,8 @@ def _table_text(
         f"history {args.history}: {len(sc)} scenarios of {sc.horizon} trading day"
         f"{'s' if sc.horizon > 1 else ''} (overlapping) ending {first} to {last}, each with "
         f"{sc.horizon} calendar day{'s' if sc.horizon > 1 else ''} of time passing; "
-        f"{sc.dates_dropped} dates not common to the series used",
+        f"{sc.dates_dropped} dates not common to the series used; longest step between dates "
+        f"{sc.longest_step} calendar days",
         f"moves: {_mapping_text(sc.mapping)}",
         "",
     ]
@@ -234,6 +235,7 @@ def _json_doc(res: Any, sc: Any, backtests: list[Any]) -> str:
         "horizon": res.horizon,
         "scenarios": len(sc),
         "dates_dropped": sc.dates_dropped,
+        "longest_step_days": sc.longest_step,
         "mapping": _records(sc.mapping.reset_index()),
         "table": _records(res.table),
         "contributions": _records(comp.reset_index()),
