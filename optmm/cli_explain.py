@@ -44,6 +44,7 @@ def add_explain_parser(subparsers: Any) -> None:
     p.add_argument("--by", choices=("underlying", "position"), default="underlying", help=by_help)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--output", metavar="FILE", help="write there (whole or not at all) instead of stdout")
+    p.set_defaults(valuation=None)  # each market at its own file's valuation
 
 
 def run_explain(args: argparse.Namespace) -> int:

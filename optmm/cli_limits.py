@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from optmm.cli_common import UsageError
+from optmm.cli_common import UsageError, add_valuation_option
 from optmm.cli_risk import _deliver, _load, _render, check_destination
 
 __all__ = ["EXIT_BREACH", "add_limits_parser", "input_file", "run_limits"]
@@ -58,6 +58,7 @@ def add_limits_parser(subparsers: Any) -> None:
     )
     p.add_argument("book", metavar="BOOK", help="positions: .csv or .parquet")
     p.add_argument("--market", required=True, metavar="MARKET", help="market data: .toml")
+    add_valuation_option(p)
     p.add_argument("--limits", required=True, metavar="LIMITS.toml", help="the limit set")
     pnl_help = "the day's P&L so far, in currency (a loss < 0): for daily_loss and drawdown"
     p.add_argument("--pnl", type=_amount, metavar="AMOUNT", help=pnl_help)
