@@ -236,16 +236,15 @@ class _VarScenarios:
             position = {str(c): i for i, c in enumerate(frame.columns)}
             for j, name in enumerate(names):
                 col = frame.iloc[:, position[name]]
-                try:
-                    values = pd.to_numeric(col, errors="raise").to_numpy(dtype=np.float64)
-                except (TypeError, ValueError):
-                    values = np.full(len(frame), np.nan)
+                values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)  # text: NaN, refused
                 bad = ~np.isfinite(values) | ((values <= -1.0) if what == "spot move" else False)
                 if bad.any():
                     i = int(np.flatnonzero(bad)[0])
                     need = "a finite number > -1" if what == "spot move" else "a finite number"
+                    given = col.iloc[i]
+                    shown = float(given) if isinstance(given, float | np.floating | np.integer) else given
                     raise ValueError(
-                        f"{head}: scenario {labels[i]!r}, {name}: the {what} {col.iloc[i]!r} must be {need}"
+                        f"{head}: scenario {labels[i]}, {name}: the {what} {shown!r} must be {need}"
                     )
                 table[:, j] = values
             arrays.append(table)
@@ -1239,8 +1238,8 @@ class RiskController:
         bad = np.flatnonzero(~np.isfinite(pnl))
         if bad.size:
             raise ValueError(
-                f"VaR scenario {self._var.labels[int(bad[0])]!r}: the book's P&L {pnl[bad[0]]!r} is not a "
-                "finite number"
+                f"VaR scenario {self._var.labels[int(bad[0])]}: the book's P&L {float(pnl[bad[0]])!r} is "
+                "not a finite number"
             )
         level = float(self._limits.var_level)
         var = var_es(pnl, level)[0]
