@@ -518,7 +518,7 @@ def test_var_limit_level_default_round_trip_and_hash() -> None:
     # a set without a var limit writes nothing about it (the hashes of existing sets are unchanged)
     assert "level" not in str(LimitSet.load(DESK).to_dict())
     book = Limit(metric=Metric.DAILY_LOSS, scope=Scope.BOOK, hard=10.0, soft=5.0)
-    with pytest.raises(LimitError, match=r"\[top level\] field 'var_level': 0.95 is given but there is no var"):
+    with pytest.raises(LimitError, match=r"field 'var_level': 0.95 is given but there is no var"):
         LimitSet(name="x", limits=(book,), var_level=0.95)
     var = Limit(metric=Metric.VAR, scope=Scope.BOOK, hard=10.0, soft=5.0)
     with pytest.raises(LimitError, match=r"\[book\] field 'var': level must be a number in \(0, 1\)"):

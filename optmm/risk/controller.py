@@ -37,6 +37,17 @@ worst-scenario loss is re-measured by a full revaluation on the limit set's cade
 reaches ``scenario_after_fill_vega``; between revaluations each fill updates the P&L of every grid
 cell exactly (P&L is linear in the position at the grid's market).
 
+Contracts are priced on their terms (:mod:`optmm.pricing`: time to settlement, style, the
+underlying's carry with cash dividends): Greeks by :func:`~optmm.pricing.contract_greeks`, the grid's
+cells by the scenario kernel for plain contracts and :func:`~optmm.pricing.contract_price` for the
+others.
+
+The book's VaR (a ``var`` limit; :meth:`~RiskController.set_var_scenarios`) is measured with the
+grid: the book's P&L on historical scenarios (each underlying its own spot and vol move) by full
+revaluation, and :func:`optmm.risk.var.var_es` of it; it is graded like the other book limits
+(reduce-only in HARD: a side is kept if it gains in the VaR scenario) but is not part of the
+pre-trade check.
+
 Units are those of :func:`optmm.risk.exposures`: ``delta_shares`` (shares),
 ``delta_dollars`` (``delta_shares`` x the current spot), ``gamma_dollars_1pct``,
 ``vega_per_vol_point``; P&L limits bound losses (positive numbers).
@@ -44,7 +55,7 @@ Units are those of :func:`optmm.risk.exposures`: ``delta_shares`` (shares),
 How it is fast
 --------------
 The state is a few flat float64 arrays (see :mod:`optmm.risk._controller_kernels`): a contract table
-with per-contract Greeks (one :func:`optmm.greeks.bsm_greeks` call, refreshed by
+with per-contract Greeks (one :func:`optmm.pricing.contract_greeks` call, refreshed by
 :meth:`~RiskController.recompute` and on the scenario cadence), per-underlying aggregates and
 limits, the book's figures. One decision is one numba call over them that returns plain numbers;
 :meth:`~RiskController.decide_many` runs the same function in a compiled loop. Fills update the
