@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from builders import make_book
+from builders import flat_market, make_book, with_cash_dividends
 
 from optmm import pricing
 from optmm.book import Kind
 from optmm.greeks import american_greeks, american_price, bsm_greeks, bsm_price
-from optmm.market import Market, Sticky
+from optmm.market import Market
 from optmm.risk import LimitSet
 from optmm.risk import _controller_kernels as ck
 from optmm.risk.controller import RiskController
-from optmm.surface import FlatSurface
 
-VALUATION = np.datetime64("2026-01-02")
 EXPIRY = "2026-04-17"
 EXPIRY2 = "2026-07-17"
 RATE, Q = {"AAA": 0.03, "BBB": 0.03}, {"AAA": 0.01, "BBB": 0.0}
@@ -31,20 +29,11 @@ SPOT = {"AAA": 100.0, "BBB": 50.0}
 DIVS = (np.array([0.05, 0.30]), np.array([0.6, 0.6]))  # AAA's cash dividends: years from valuation, amounts
 SPOTS, VOLS = (-0.1, 0.0, 0.1), (-0.05, 0.0, 0.05)
 
-_REAL_CARRY = pricing.carry
 _REAL_TIMES = pricing.option_times
 
 
 def make_market() -> Market:
-    return Market(
-        valuation=VALUATION,
-        spot=dict(SPOT),
-        rate=dict(RATE),
-        div_yield=dict(Q),
-        surface={u: FlatSurface(v) for u, v in VOL.items()},
-        sticky=Sticky.STRIKE,
-        source="test",
-    )
+    return flat_market(SPOT, RATE, Q, VOL)
 
 
 def limits() -> LimitSet:
@@ -53,12 +42,7 @@ def limits() -> LimitSet:
     )
 
 
-def fake_carry(market, underlyings):
-    """The real carry plus AAA's cash dividends."""
-    c = _REAL_CARRY(market, underlyings)
-    times = tuple(DIVS[0] if u == "AAA" else np.zeros(0) for u in c.underlyings)
-    amounts = tuple(DIVS[1] if u == "AAA" else np.zeros(0) for u in c.underlyings)
-    return pricing.Carry(c.underlyings, c.rate, c.q, times, amounts)
+fake_carry = with_cash_dividends(pricing.carry, {"AAA": DIVS})
 
 
 def fake_flags(market, underlying, style=None):

@@ -8,18 +8,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from builders import make_book
+from builders import flat_market, make_book, with_cash_dividends
 
 from optmm import pricing
 from optmm.book import Kind
 from optmm.greeks import american_price, bsm_price
-from optmm.market import Market, Sticky
+from optmm.market import Market
 from optmm.risk import AuditTrail, Layer, LimitSet, QuoteRequest
 from optmm.risk.controller import RiskController
 from optmm.risk.var import var_es
-from optmm.surface import FlatSurface
 
-VALUATION = np.datetime64("2026-01-02")
 EXPIRY, EXPIRY2 = "2026-04-17", "2026-07-17"
 SPOT = {"AAA": 100.0, "BBB": 50.0, "CCC": 20.0}
 RATE = {"AAA": 0.03, "BBB": 0.03, "CCC": 0.02}
@@ -47,15 +45,7 @@ class Clock:
 
 
 def make_market() -> Market:
-    return Market(
-        valuation=VALUATION,
-        spot=dict(SPOT),
-        rate=dict(RATE),
-        div_yield=dict(Q),
-        surface={u: FlatSurface(v) for u, v in VOL.items()},
-        sticky=Sticky.STRIKE,
-        source="test",
-    )
+    return flat_market(SPOT, RATE, Q, VOL)
 
 
 def limit_set(var: float | dict | None = 1e12) -> LimitSet:
@@ -140,15 +130,7 @@ def test_var_follows_the_spot_on_the_scenario_cadence() -> None:
 
 def test_var_of_contracts_on_their_terms(monkeypatch: pytest.MonkeyPatch) -> None:
     """AAA's options American on cash dividends: priced by american_price per cell."""
-    real = pricing.carry
-
-    def carry(market, underlyings):
-        c = real(market, underlyings)
-        times = tuple(DIVS[0] if u == "AAA" else np.zeros(0) for u in c.underlyings)
-        amounts = tuple(DIVS[1] if u == "AAA" else np.zeros(0) for u in c.underlyings)
-        return pricing.Carry(c.underlyings, c.rate, c.q, times, amounts)
-
-    monkeypatch.setattr(pricing, "carry", carry)
+    monkeypatch.setattr(pricing, "carry", with_cash_dividends(pricing.carry, {"AAA": DIVS}))
     monkeypatch.setattr(
         pricing, "american_flags", lambda m, u, style=None: np.asarray(u, dtype=object) == "AAA"
     )

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from builders import one_name_market
+from builders import one_name_market, with_cash_dividends
 
 from optmm import pricing
 from optmm.greeks import american_greeks, bsm_greeks
@@ -113,19 +113,8 @@ def test_option_fair_values_price_at_the_fair_spot():
 _DIVS = (np.array([0.1, 0.35]), np.array([0.5, 0.5]))  # years from the valuation, amounts
 
 
-def _with_dividends(real):
-    def carry(market, underlyings):
-        c = real(market, underlyings)
-        return pricing.Carry(
-            c.underlyings, c.rate, c.q, tuple(_DIVS[0] for _ in c.underlyings),
-            tuple(_DIVS[1] for _ in c.underlyings),
-        )  # fmt: skip
-
-    return carry
-
-
 def test_option_fair_values_on_cash_dividends_and_american_style(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pricing, "carry", _with_dividends(pricing.carry))
+    monkeypatch.setattr(pricing, "carry", with_cash_dividends(pricing.carry, {"AAA": _DIVS}))
     k = np.array([90.0, 100.0, 110.0, 100.0])
     t = np.array([0.25, 0.25, 0.5, 0.5])
     call = np.array([True, True, False, False])
