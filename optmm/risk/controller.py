@@ -357,7 +357,7 @@ class RiskController:
         self._names: list[str] = []
         self._uindex: dict[str, int] = {}
         self._keys: dict[_Key, int] = {}
-        self._carry = pricing.carry(market, [])
+        self._carry = pricing.Carry((), np.zeros(0), np.zeros(0), (), ())  # (set with the underlyings)
         self._var: _VarScenarios | None = None
         self._var_index = -1  # the VaR scenario (row of the scenarios) at the last revaluation
         self._c_u = np.zeros(0, dtype=np.intp)
