@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -48,6 +50,35 @@ def one_name_market() -> Market:
         sticky=Sticky.STRIKE,
         source="test",
     )
+
+
+def flat_market(
+    spot: dict[str, float], rate: dict[str, float], div_yield: dict[str, float], vol: dict[str, float]
+) -> Market:
+    """Per underlying: spot, rate, dividend yield and a flat vol; sticky strike, valued 2026-01-02."""
+    return Market(
+        valuation=np.datetime64("2026-01-02"),
+        spot=dict(spot),
+        rate=dict(rate),
+        div_yield=dict(div_yield),
+        surface={u: FlatSurface(v) for u, v in vol.items()},
+        sticky=Sticky.STRIKE,
+        source="test",
+    )
+
+
+def with_cash_dividends(real_carry: Any, dividends: dict[str, tuple[np.ndarray, np.ndarray]]) -> Any:
+    """A stand-in for :func:`optmm.pricing.carry` (to monkeypatch): the real carry plus the cash
+    dividends (ex times in years from the valuation, amounts) of the underlyings named."""
+    from optmm.pricing import Carry
+
+    def carry(market: Market, underlyings: Any) -> Carry:
+        c = real_carry(market, underlyings)
+        none = (np.zeros(0), np.zeros(0))
+        divs = [dividends.get(u, none) for u in c.underlyings]
+        return Carry(c.underlyings, c.rate, c.q, tuple(d[0] for d in divs), tuple(d[1] for d in divs))
+
+    return carry
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -46,11 +46,17 @@ def test_the_controller_page_runs_and_its_events_are_in_the_database(tmp_path: P
         "trigger='gamma_dollars_1pct', hedge_delta_shares=0.0)"
     ) in lines
     assert re.search(r"SPY\s+SOFT\nTSLA\s+TOXIC", out)
-    assert lines[-1].startswith(
+    at = next(i for i, x in enumerate(lines) if x.startswith("RiskController("))
+    assert lines[at].startswith(
         "RiskController(4 underlyings (AAPL, MSFT, SPY, TSLA), 52 contracts, limits 'desk' "
     )
-    recompute_error = float(lines[-2])
+    recompute_error = float(lines[at - 1])
     assert 0.0 <= recompute_error < 1e-9
+    # the VaR section: the book's VaR (positive, below its soft level), its limits, its scenario's date
+    var = lines[at + 1 :]
+    assert var[0].startswith("var ") and 0.0 < float(var[0].split()[1]) < 120_000.0
+    assert re.fullmatch(r"var_hard\s+150000\.0+", var[1]) and re.fullmatch(r"var_soft\s+120000\.0+", var[2])
+    assert re.fullmatch(r"20\d\d-\d\d-\d\d 00:00:00", var[-1])
     events = AuditTrail.read(tmp_path / "out" / "audit.db")
     assert {"kill", "reset", "pull", "state", "recompute"} <= set(events["event"])
     assert "TSLA" in set(events.loc[events["event"] == "pull", "underlying"])

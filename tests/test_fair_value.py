@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from builders import one_name_market
+from builders import one_name_market, with_cash_dividends
 
-from optmm.greeks import bsm_greeks
+from optmm import pricing
+from optmm.greeks import american_greeks, bsm_greeks
 from optmm.quoting import FairValueConfig, decay_flow, fair_underlying, option_fair_values
 
 MARKET = one_name_market()
@@ -104,3 +105,41 @@ def test_option_fair_values_price_at_the_fair_spot():
     assert np.all(up[:3] > price[:3]) and up[3] < price[3]
     with pytest.raises(ValueError, match="fair_spot"):
         option_fair_values(MARKET, "AAA", k, t, call, 0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# fair values on the contracts' terms (optmm.pricing): cash dividends and American style
+
+_DIVS = (np.array([0.1, 0.35]), np.array([0.5, 0.5]))  # years from the valuation, amounts
+
+
+def test_option_fair_values_on_cash_dividends_and_american_style(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pricing, "carry", with_cash_dividends(pricing.carry, {"AAA": _DIVS}))
+    k = np.array([90.0, 100.0, 110.0, 100.0])
+    t = np.array([0.25, 0.25, 0.5, 0.5])
+    call = np.array([True, True, False, False])
+    price, g = option_fair_values(MARKET, "AAA", k, t, call, 101.0)  # the default style: European
+    ref = bsm_greeks(101.0, k, t, 0.03, 0.01, 0.25, call, dividends=_DIVS)
+    for name in ("price", "delta", "gamma", "vega"):
+        np.testing.assert_allclose(getattr(g, name), getattr(ref, name), rtol=1e-13, atol=1e-15, err_msg=name)
+    np.testing.assert_array_equal(price, g.price)
+    american = np.array([False, True, True, False])
+    price, g = option_fair_values(MARKET, "AAA", k, t, call, 101.0, american=american)
+    am = american_greeks(101.0, k[1:3], t[1:3], 0.03, 0.01, 0.25, call[1:3], dividends=_DIVS)
+    np.testing.assert_allclose(price[1:3], am.price, rtol=1e-13)
+    np.testing.assert_allclose(g.delta[1:3], am.delta, rtol=1e-12)
+    np.testing.assert_allclose(price[[0, 3]], ref.price[[0, 3]], rtol=1e-13)
+    assert price[2] > ref.price[2]  # early exercise of a deep put is worth something
+
+
+def test_option_fair_values_default_style_is_the_underlyings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        pricing, "american_flags", lambda market, u, style=None: np.ones(np.shape(u), dtype=bool)
+    )
+    price, _ = option_fair_values(MARKET, "AAA", 110.0, 0.5, False, 101.0)
+    assert price.shape == ()
+    assert float(price) == pytest.approx(
+        float(american_greeks(101.0, 110.0, 0.5, 0.03, 0.01, 0.25, False).price)
+    )
+    with pytest.raises(ValueError, match="american has shape"):
+        option_fair_values(MARKET, "AAA", [100.0, 110.0], 0.5, False, 101.0, american=[True, False, True])

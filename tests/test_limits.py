@@ -54,6 +54,7 @@ def test_metric_values_are_the_toml_keys_and_scopes_follow_the_contract() -> Non
         "worst_scenario_loss",
         "daily_loss",
         "drawdown",
+        "var",
     ]
     assert [s.value for s in Scope] == ["contract", "underlying", "book"]
     u, b = Scope.UNDERLYING, Scope.BOOK
@@ -64,6 +65,7 @@ def test_metric_values_are_the_toml_keys_and_scopes_follow_the_contract() -> Non
     assert Metric.WORST_SCENARIO_LOSS.scopes == {u, b} and Metric.WORST_SCENARIO_LOSS.is_loss
     assert Metric.DAILY_LOSS.scopes == {b} and Metric.DRAWDOWN.scopes == {b}
     assert Metric.DAILY_LOSS.is_loss and Metric.DRAWDOWN.is_loss
+    assert Metric.VAR.scopes == {b} and Metric.VAR.is_loss
 
 
 # --------------------------------------------------------------------------------------------------
@@ -301,6 +303,12 @@ REFUSALS: list[tuple[str, Any, tuple[str, ...]]] = [
     ("book", [1], ("[top level]", "'book'", "must be a table")),
     ("soft_spread_factor", "wide", ("[top level]", "'soft_spread_factor'", "must be a number")),
     ("stale_after_ms", False, ("[top level]", "'stale_after_ms'", "must be a number")),
+    ("underlying/var", 100, ("[underlying]", "'var'", "belongs in [book]")),
+    ("book/var", {"hard": 100, "level": 1.0}, ("[book]", "'var'", "level must be in (0, 1)")),
+    ("book/var", {"hard": 100, "level": 0}, ("[book]", "'var'", "level must be in (0, 1)")),
+    ("book/var", {"hard": 100, "level": "0.99"}, ("[book]", "'var'", "a level in (0, 1)")),
+    ("book/var", {"hard": 100, "levl": 0.9}, ("[book]", "'var'", "unknown key 'levl'", "hard, soft, level")),
+    ("book/daily_loss", {"hard": 100, "level": 0.9}, ("[book]", "'daily_loss'", "unknown key 'level'")),
 ]
 
 
@@ -493,6 +501,29 @@ def test_any_change_changes_the_hash() -> None:
         assert h != ref, path
         hashes.add(h)
     assert len(hashes) == len(changes)
+
+
+def test_var_limit_level_default_round_trip_and_hash() -> None:
+    plain = LimitSet.from_dict({"name": "v", "book": {"var": 1e5}})
+    assert plain.book(Metric.VAR) == Limit(metric=Metric.VAR, scope=Scope.BOOK, hard=1e5, soft=8e4)
+    assert plain.var_level == 0.99
+    assert plain.to_dict()["book"]["var"] == {"hard": 1e5, "soft": 8e4, "level": 0.99}
+    other = LimitSet.from_dict({"name": "v", "book": {"var": {"hard": 1e5, "soft": 5e4, "level": 0.95}}})
+    assert other.var_level == 0.95
+    for s in (plain, other):
+        back = LimitSet.from_dict(s.to_dict())
+        assert back == s and back.content_hash == s.content_hash and back.var_level == s.var_level
+    level_only = LimitSet.from_dict({"name": "v", "book": {"var": {"hard": 1e5, "soft": 8e4, "level": 0.95}}})
+    assert len({plain.content_hash, other.content_hash, level_only.content_hash}) == 3
+    # a set without a var limit writes nothing about it (the hashes of existing sets are unchanged)
+    assert "level" not in str(LimitSet.load(DESK).to_dict())
+    book = Limit(metric=Metric.DAILY_LOSS, scope=Scope.BOOK, hard=10.0, soft=5.0)
+    with pytest.raises(LimitError, match=r"field 'var_level': 0.95 is given but there is no var"):
+        LimitSet(name="x", limits=(book,), var_level=0.95)
+    var = Limit(metric=Metric.VAR, scope=Scope.BOOK, hard=10.0, soft=5.0)
+    with pytest.raises(LimitError, match=r"\[book\] field 'var': level must be a number in \(0, 1\)"):
+        LimitSet(name="x", limits=(var,), var_level=1.0)
+    assert LimitSet(name="x", limits=(var,), var_level=0.975).var_level == 0.975
 
 
 def test_to_frame_lists_every_limit() -> None:

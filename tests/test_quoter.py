@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -371,3 +372,42 @@ def test_quote_with_prices_off_the_controllers_live_spot():
     assert got.band_shares != hedger.band_shares(row["gamma_dollars_1pct"], 100.0)
     with pytest.raises(KeyError, match="ZZZ"):
         hedger.decide_with(ctl, "ZZZ", 1.0, 1.0, 0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# fair values on the contracts' terms
+
+
+def test_fair_values_use_each_options_style_and_quote_with_the_controllers(monkeypatch):
+    from builders import make_book
+
+    from optmm import pricing
+    from optmm.book import Kind
+    from optmm.greeks import american_greeks
+    from optmm.risk.controller import RiskController
+    from optmm.risk.limits import LimitSet
+
+    american = np.array([False, True] * 5)
+    fair = quoter(skew="none").quote(chain(american=american), BookGreeks())["fair"].to_numpy()
+    ref = american_greeks(100.0, STRIKES[american], T[american], 0.03, 0.01, 0.25, IS_CALL[american])
+    np.testing.assert_allclose(fair[american], ref.price, rtol=1e-13)
+    np.testing.assert_array_equal(fair[~american], G.price[~american])  # European: unchanged, to the bit
+    with pytest.raises(ValueError, match=r"QuoteInput.american: expected shape \(10,\)"):
+        chain(american=[True, False])
+
+    # through the controller: its contracts' style, unless the chain gives one
+    def flags(market, underlying, style=None):
+        return np.ones(np.shape(underlying), dtype=bool) if style is None else np.asarray(style) == "american"
+
+    monkeypatch.setattr(pricing, "american_flags", flags)
+    book = make_book([("AAA", Kind.PUT, 110.0, "2026-04-02", 10.0)])
+    ctl = RiskController(book, MARKET, LimitSet.from_dict({"book": {"daily_loss": 1e9}}), clock=lambda: 0.0)
+    c = ctl.add_contracts("AAA", "put", [110.0, 110.0], "2026-04-02", style=["american", "european"])
+    t = MARKET.year_fraction(np.datetime64("2026-04-02"))
+    ch = QuoteInput(market=MARKET, underlying="AAA", contract=c, strike=110.0, t=t, is_call=False)
+    out = quoter(skew="none").quote_with(ctl, ch)["fair"].to_numpy()
+    am = float(american_greeks(100.0, 110.0, t, 0.03, 0.01, 0.25, False).price)
+    eu = float(bsm_greeks(100.0, 110.0, t, 0.03, 0.01, 0.25, False).price)
+    np.testing.assert_allclose(out, [am, eu], rtol=1e-13)
+    given = quoter(skew="none").quote_with(ctl, replace(ch, american=[False, False]))["fair"].to_numpy()
+    np.testing.assert_allclose(given, [eu, eu], rtol=1e-13)

@@ -14,8 +14,10 @@ The underlying's fair price is its mid plus three separately reported, separatel
     A leading instrument (a future, the index) moved by ``lead_return`` (a decimal return) since this
     book last updated; ``lead_beta`` is the dimensionless beta of this underlying to it.
 
-Options are then valued with Black-Scholes-Merton at the fair spot on the market's vol surface
-(:func:`option_fair_values`).
+Options are then valued on their contract terms at the fair spot on the market's vol surface
+(:func:`option_fair_values`): the underlying's carry (rate, continuous yield, cash dividends) and
+each option's style, through :mod:`optmm.pricing` (Black-Scholes-Merton for a European option on a
+continuous yield).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from optmm import pricing
 from optmm._config import ConfigIO, check_bool, check_number
-from optmm.greeks import Greeks, bsm_greeks
+from optmm.greeks import Greeks
 from optmm.market import Market
 from optmm.typing import ArrayLike, FloatArray
 
@@ -203,8 +206,10 @@ def option_fair_values(
     expiries_t: ArrayLike,
     is_call: ArrayLike,
     fair_spot: float,
+    *,
+    american: ArrayLike | None = None,
 ) -> tuple[FloatArray, Greeks]:
-    """Black-Scholes-Merton values of a chain at the fair spot, on the market's vol surface.
+    """Values of a chain on its contract terms at the fair spot, on the market's vol surface.
 
     Parameters
     ----------
@@ -217,6 +222,9 @@ def option_fair_values(
     is_call : array_like of bool, shape (n,)
     fair_spot : float
         The underlying's fair price (:func:`fair_underlying`), > 0.
+    american : array_like of bool, shape (n,), optional
+        Which options are American; default the underlying's default style
+        (:func:`optmm.pricing.american_flags`).
 
     Returns
     -------
@@ -228,13 +236,31 @@ def option_fair_values(
     Notes
     -----
     Vols are ``market.vols(underlying, K, t, spot_shift=fair_spot / spot − 1)``: the market's sticky
-    rule decides whether the smile moves from the snapshot's spot to the fair spot.
+    rule decides whether the smile moves from the snapshot's spot to the fair spot. Prices and
+    Greeks come from :func:`optmm.pricing.contract_greeks` with the underlying's
+    :func:`~optmm.pricing.carry`: Black-Scholes-Merton on the continuous yield for a European
+    option on an underlying without cash dividends, the escrowed-dividend formula with them, the
+    American engine for American options.
     """
     s = float(fair_spot)
     if not (math.isfinite(s) and s > 0.0):
         raise ValueError(f"option_fair_values: fair_spot must be finite and > 0 (got {fair_spot!r})")
     k = np.asarray(strikes, dtype=np.float64)
     t = np.asarray(expiries_t, dtype=np.float64)
+    call = np.asarray(is_call, dtype=bool)
+    shape = np.broadcast_shapes(k.shape, t.shape, call.shape)
+    if american is None:
+        am = pricing.american_flags(market, np.full(shape, underlying, dtype=object))
+    else:
+        am = np.asarray(american, dtype=bool)
+        try:
+            shape = np.broadcast_shapes(shape, am.shape)
+        except ValueError:
+            raise ValueError(
+                f"option_fair_values: american has shape {am.shape}, the chain {shape}"
+            ) from None
     vol = market.vols(underlying, k, t, spot_shift=s / market.spot[underlying] - 1.0)
-    g = bsm_greeks(s, k, t, market.rate[underlying], market.div_yield[underlying], vol, is_call)
+    carry = pricing.carry(market, [underlying])
+    g = pricing.contract_greeks(carry, np.zeros(shape, dtype=np.intp), np.full(shape, s), k, t, vol, call, am)
+    g = Greeks(**{name: np.reshape(getattr(g, name), shape) for name in Greeks.FIELDS})
     return g.price, g

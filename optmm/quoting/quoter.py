@@ -303,6 +303,9 @@ class QuoteInput:
     strike, t : array_like of float
         Strikes (price units, > 0) and years to expiry (> 0).
     is_call : array_like of bool
+    american : array_like of bool, optional
+        Which options are American (fair values on their terms); default the underlying's default
+        style (:meth:`Quoter.quote_with` takes the controller's contract terms instead).
     position : array_like of float, optional
         Our position per option, contracts (LINEAR skew); default 0.
     market_bid, market_ask : array_like of float, optional
@@ -326,6 +329,7 @@ class QuoteInput:
     strike: Any
     t: Any
     is_call: Any
+    american: Any = None
     position: Any = None
     market_bid: Any = None
     market_ask: Any = None
@@ -350,6 +354,8 @@ class QuoteInput:
                 raise ValueError(f"QuoteInput.{name}: must be finite and > 0")
             object.__setattr__(self, name, arr)
         object.__setattr__(self, "is_call", _vector("is_call", self.is_call, n, dtype=np.bool_))
+        if self.american is not None:
+            object.__setattr__(self, "american", _vector("american", self.american, n, dtype=np.bool_))
         position = _vector("position", self.position, n, fill=0.0)
         if not np.all(np.isfinite(position)):
             raise ValueError("QuoteInput.position: must be finite")
@@ -419,7 +425,13 @@ class Quoter:
             config=self.fair_config,
         )
         price, greeks = option_fair_values(
-            chain.market, chain.underlying, chain.strike, chain.t, chain.is_call, fu.price
+            chain.market,
+            chain.underlying,
+            chain.strike,
+            chain.t,
+            chain.is_call,
+            fu.price,
+            american=chain.american,
         )
         return fu, price, greeks
 
@@ -536,7 +548,8 @@ class Quoter:
     def quote_with(self, controller: Any, chain: QuoteInput) -> pd.DataFrame:
         """Quote ``chain`` through a :class:`~optmm.risk.controller.RiskController`.
 
-        The spot is the controller's (the market snapshot's, then the last
+        The contracts' style is the controller's (unless ``chain.american`` is given). The spot is the
+        controller's (the market snapshot's, then the last
         :meth:`~optmm.risk.controller.RiskController.on_market_data`): the one spot the limits, the
         fair values and the hedger see. Book Greeks come from ``controller.state()``; the uncapped
         sizes go to ``controller.decide_many`` as the requests, and its decisions cap and gate the
@@ -559,7 +572,8 @@ class Quoter:
                 f"quote_with: chain.spot_mid {chain.spot_mid!r} differs from the controller's spot "
                 f"{live!r} for {chain.underlying}; pass the mid to controller.on_market_data instead"
             )
-        chain = replace(chain, spot_mid=live)
+        american = controller.is_american(chain.contract) if chain.american is None else chain.american
+        chain = replace(chain, spot_mid=live, american=american)
         book = BookGreeks.from_state(state, chain.underlying)
         wanted = self.quote(chain, book)
         decisions = controller.decide_many(

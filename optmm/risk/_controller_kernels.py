@@ -6,14 +6,17 @@ so that one decision is one compiled call with five array arguments:
 ``cf`` (contracts x ``CCELL + G``)
     One row per contract: its underlying's index, multiplier, per-contract Greeks in trader units
     (``delta_shares``, ``gamma_dollars_1pct``, ``vega_per_vol_point`` of ONE contract), the position
-    in contracts, and from column ``CCELL`` the P&L of one contract in each of the ``G`` cells of
-    the scenario grid (used by the reduce-only rule of the worst-scenario-loss limit).
+    in contracts, its P&L in the book's VaR scenario (``CVARPNL``: the scenario whose loss is the
+    VaR at the last revaluation), and from column ``CCELL`` the P&L of one contract in each of the
+    ``G`` cells of the scenario grid (these two are used by the reduce-only rules of the VaR and the
+    worst-scenario-loss limits).
 ``ust`` (underlyings + 1) x ``NUS``
     One row per underlying, the last row the book: spot, aggregates (``delta_shares`` including
     stock, ``gamma_dollars_1pct``, ``vega_per_vol_point``), worst scenario loss and its cell, stock
     shares, the toxic and kill flags, the time of the last market data, the last layer recorded, the
     book's daily loss and drawdown, and the hard and soft limits of every metric (``inf`` where
-    there is no limit; the contract position limit is repeated on every row).
+    there is no limit; the contract position limit is repeated on every row); the book's VaR and
+    its hard and soft limits (columns ``UVAR``, ``UVAR_HARD``, ``UVAR_SOFT``, book row).
 ``cells`` (underlyings + 1) x ``G``
     The P&L of each underlying (and, last row, of the book) in each cell of the scenario grid: the
     pre-trade check of the worst scenario loss.
@@ -25,7 +28,9 @@ so that one decision is one compiled call with five array arguments:
 
 Layers are the integer values of :class:`optmm.risk.audit.Layer` (KILL 0 ... NORMAL 5); metric
 codes are the positions of :class:`optmm.risk.limits.Metric` in its definition order (0 position
-... 7 drawdown), plus 8 for the book's scope. Every function here is a plain loop over scalars; no
+... 7 drawdown), plus 8 for the book's scope; the book's VaR (a book-only metric) is code ``VAR``
+(19), after the signal codes, so that the codes and columns of the other metrics keep their values
+(the simulator's compiled loop reads them). Every function here is a plain loop over scalars; no
 array is allocated on the decision path.
 """
 
@@ -44,9 +49,11 @@ M_POSITION, M_DELTA_SHARES, M_DELTA_DOLLARS, M_GAMMA, M_VEGA, M_WSL, M_DAILY, M_
 N_METRICS = 8
 BOOK = 8
 T_TOXIC, T_STALE, T_KILL, T_NONE = 16, 17, 18, -1
+VAR = 19  # the book's VaR (book scope only)
 
 # cf columns
 CU, CMULT, CDELTA, CGAMMA, CVEGA, CPOS = 0, 1, 2, 3, 4, 5
+CVARPNL = 6  # P&L of one contract in the book's VaR scenario
 CCELL = 8
 
 # ust columns
@@ -54,7 +61,8 @@ USPOT, UDELTA, UGAMMA, UVEGA, UWSL, UWORST, USTOCK = 0, 1, 2, 3, 4, 5, 6
 UTOXIC, UKILL, ULAST, ULAYER, UDAILY, UDRAWDOWN = 7, 8, 9, 10, 11, 12
 UGROSS = 13  # 13, 14, 15: gross |change| of delta_shares, gamma, vega (the scale of rounding errors)
 UHARD, USOFT = 16, 24  # + metric index
-NUS = 32
+UVAR, UVAR_HARD, UVAR_SOFT = 32, 33, 34  # the book's VaR and its limits (book row)
+NUS = 35
 
 # prm
 P_STALE_S, P_SOFT_SIZE, P_SOFT_SPREAD = 0, 1, 2
@@ -164,6 +172,9 @@ def underlying_layer(u, now, ust, prm):  # pragma: no cover - compiled
         lay, trig, meas, thr, ratio = _grade(
             v, ust[b, UHARD + m], ust[b, USOFT + m], BOOK + m, lay, trig, meas, thr, ratio
         )
+    lay, trig, meas, thr, ratio = _grade(
+        ust[b, UVAR], ust[b, UVAR_HARD], ust[b, UVAR_SOFT], VAR, lay, trig, meas, thr, ratio
+    )
     return lay, trig, meas, thr
 
 
@@ -234,7 +245,8 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux, off):  # pragma: no c
     """Size allowed on one side (``s`` +1: a bid fill buys, -1: an ask fill sells) of contract ``c``.
 
     ``q`` is the size after the layer's rule (whole contracts). In the HARD layer the side is dropped
-    unless a fill on it reduces the absolute value of every hard-breached metric. Then the pre-trade
+    unless a fill on it reduces the absolute value of every hard-breached metric (a loss: gains in
+    its worst cell, or in the VaR scenario). Then the pre-trade
     check: the largest whole size whose full fill keeps every pre-trade metric, and every scenario
     cell of the underlying and of the book, within its hard limit (closed form, linear in size; the
     worst scenario loss is the largest loss over the cells, each linear in the size), confirmed in
@@ -267,6 +279,14 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux, off):  # pragma: no c
                 aux[off + 3] = h
                 aux[off + 4] = q
                 return 0.0
+        # the VaR: a side reduces it if its fill gains in the VaR scenario
+        if ust[b, UVAR] > ust[b, UVAR_HARD] and not (s * cf[c, CVARPNL] > 0.0):
+            aux[off] = S_REDUCE
+            aux[off + 1] = VAR
+            aux[off + 2] = ust[b, UVAR]
+            aux[off + 3] = ust[b, UVAR_HARD]
+            aux[off + 4] = q
+            return 0.0
         for m in (M_DAILY, M_DRAWDOWN):  # nothing a quote does reduces a realised loss
             col = UDAILY if m == M_DAILY else UDRAWDOWN
             if ust[b, col] > ust[b, UHARD + m]:
@@ -672,6 +692,7 @@ __all__ = [
     "SOFT",
     "STALE",
     "TOXIC",
+    "VAR",
     "aggregate",
     "apply_fill",
     "apply_hedge",

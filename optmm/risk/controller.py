@@ -37,6 +37,17 @@ worst-scenario loss is re-measured by a full revaluation on the limit set's cade
 reaches ``scenario_after_fill_vega``; between revaluations each fill updates the P&L of every grid
 cell exactly (P&L is linear in the position at the grid's market).
 
+Contracts are priced on their terms (:mod:`optmm.pricing`: time to settlement, style, the
+underlying's carry with cash dividends): Greeks by :func:`~optmm.pricing.contract_greeks`, the grid's
+cells by the scenario kernel for plain contracts and :func:`~optmm.pricing.contract_price` for the
+others.
+
+The book's VaR (a ``var`` limit; :meth:`~RiskController.set_var_scenarios`) is measured with the
+grid: the book's P&L on historical scenarios (each underlying its own spot and vol move) by full
+revaluation, and :func:`optmm.risk.var.var_es` of it; it is graded like the other book limits
+(reduce-only in HARD: a side is kept if it gains in the VaR scenario) but is not part of the
+pre-trade check.
+
 Units are those of :func:`optmm.risk.exposures`: ``delta_shares`` (shares),
 ``delta_dollars`` (``delta_shares`` x the current spot), ``gamma_dollars_1pct``,
 ``vega_per_vol_point``; P&L limits bound losses (positive numbers).
@@ -44,7 +55,7 @@ Units are those of :func:`optmm.risk.exposures`: ``delta_shares`` (shares),
 How it is fast
 --------------
 The state is a few flat float64 arrays (see :mod:`optmm.risk._controller_kernels`): a contract table
-with per-contract Greeks (one :func:`optmm.greeks.bsm_greeks` call, refreshed by
+with per-contract Greeks (one :func:`optmm.pricing.contract_greeks` call, refreshed by
 :meth:`~RiskController.recompute` and on the scenario cadence), per-underlying aggregates and
 limits, the book's figures. One decision is one numba call over them that returns plain numbers;
 :meth:`~RiskController.decide_many` runs the same function in a compiled loop. Fills update the
@@ -89,14 +100,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from optmm import pricing
 from optmm.book import Book, Kind
-from optmm.greeks import bsm_greeks
 from optmm.market import Market
 from optmm.risk import _controller_kernels as _k
 from optmm.risk._kernels import reval_cells
 from optmm.risk.audit import AuditEvent, AuditTrail, Layer
 from optmm.risk.exposures import market_vols
 from optmm.risk.limits import LimitSet, Metric
+from optmm.risk.var import tail_count, var_es
 
 __all__ = ["Decision", "QuoteRequest", "RiskController"]
 
@@ -116,6 +128,9 @@ _BOOK_METRICS = METRICS[2:]
 _LAYERS: tuple[Layer, ...] = tuple(sorted(Layer, key=int))
 _PULLED = int(Layer.STALE)  # layers at or below this quote nothing
 _KIND_CODES = {"call": Kind.CALL, "put": Kind.PUT}
+_STYLES = ("american", "european")
+_SETTLEMENTS = ("AM", "PM")
+_Key = tuple[int, int, float, int, bool, float]  # underlying, kind, strike, expiry day, American, t
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +193,92 @@ def _kind_code(kind: Any) -> int:
     return code
 
 
+def _terms_text(name: str, values: np.ndarray, allowed: tuple[str, ...]) -> np.ndarray | None:
+    """Per-contract ``style`` / ``settlement`` text, checked: None where every one is the default
+    (None or ``""``), else an array of the allowed spellings (``""`` = the default)."""
+    out = np.empty(values.size, dtype=object)
+    for i, v in enumerate(values.tolist()):
+        text = "" if v is None else v.strip() if isinstance(v, str) else None
+        if text is None or (text and text.lower() not in {a.lower() for a in allowed}):
+            raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))} or None, got {v!r}")
+        out[i] = next((a for a in allowed if a.lower() == text.lower()), "")
+    return out if any(out.tolist()) else None
+
+
 def _day(expiry: Any) -> int:
     day = np.asarray(expiry, dtype="datetime64[D]")
     if day.ndim or np.isnat(day):
         raise ValueError(f"expiry: expected one date, got {expiry!r}")
     return int(day.astype(np.int64))
+
+
+@dataclass(frozen=True, slots=True)
+class _VarScenarios:
+    """Historical scenarios of the book's VaR, checked: one row per scenario, one column per
+    underlying (relative spot moves, absolute vol moves)."""
+
+    labels: tuple[Any, ...]
+    columns: dict[str, int]
+    spot: np.ndarray  # (scenarios, columns)
+    vol: np.ndarray
+
+    @classmethod
+    def check(cls, spot_shift: Any, vol_shift: Any, underlyings: list[str], where: str) -> _VarScenarios:
+        """Refuse scenarios that cannot be used (one line naming the scenario and the underlying)."""
+        head = f"{where}: VaR scenarios"
+        if not (isinstance(spot_shift, pd.DataFrame) and isinstance(vol_shift, pd.DataFrame)):
+            raise ValueError(
+                f"{head}: spot_shift and vol_shift must both be pandas DataFrames (one row per scenario, "
+                f"one column per underlying), got {type(spot_shift).__name__} and {type(vol_shift).__name__}"
+            )
+        if len(spot_shift) == 0:
+            raise ValueError(f"{head}: no scenarios (spot_shift has no rows)")
+        if not spot_shift.index.equals(vol_shift.index):
+            raise ValueError(f"{head}: spot_shift and vol_shift must have the same index (the scenarios)")
+        names = [str(c) for c in spot_shift.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{head}: an underlying has two columns in spot_shift")
+        if set(names) != {str(c) for c in vol_shift.columns} or len(vol_shift.columns) != len(names):
+            raise ValueError(f"{head}: spot_shift and vol_shift must have the same columns (the underlyings)")
+        labels = tuple(spot_shift.index.tolist())
+        arrays = []
+        for frame, what in ((spot_shift, "spot move"), (vol_shift, "vol move")):
+            table = np.empty((len(frame), len(names)))
+            position = {str(c): i for i, c in enumerate(frame.columns)}
+            for j, name in enumerate(names):
+                col = frame.iloc[:, position[name]]
+                values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)  # text: NaN, refused
+                bad = ~np.isfinite(values) | ((values <= -1.0) if what == "spot move" else False)
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    need = "a finite number > -1" if what == "spot move" else "a finite number"
+                    given = col.iloc[i]
+                    shown = float(given) if isinstance(given, float | np.floating | np.integer) else given
+                    raise ValueError(
+                        f"{head}: scenario {labels[i]}, {name}: the {what} {shown!r} must be {need}"
+                    )
+                table[:, j] = values
+            arrays.append(table)
+        out = cls(labels, {n: j for j, n in enumerate(names)}, arrays[0], arrays[1])
+        for u in underlyings:
+            out.column(u, where)
+        return out
+
+    def column(self, underlying: str, where: str) -> int:
+        """The column of ``underlying``; an underlying without one is refused (its P&L would be
+        left out of the VaR)."""
+        j = self.columns.get(underlying)
+        if j is None:
+            raise ValueError(
+                f"{where}: the VaR scenarios have no column for {underlying!r}: every underlying of the "
+                "controller needs its spot and vol moves"
+            )
+        return j
+
+    def matrices(self, underlyings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Spot and vol moves of ``underlyings``, each of shape (underlyings, scenarios)."""
+        cols = [self.columns[u] for u in underlyings]
+        return np.ascontiguousarray(self.spot[:, cols].T), np.ascontiguousarray(self.vol[:, cols].T)
 
 
 class _Fixed:
@@ -219,6 +315,9 @@ class RiskController:
     market_ts : float, optional
         Time of the market snapshot in the clock's seconds (default: now). An underlying is stale
         once ``clock() - last data time`` exceeds ``stale_after_ms``.
+    var_spot_shift, var_vol_shift : pandas.DataFrame, optional
+        The historical scenarios of the book's VaR (:meth:`set_var_scenarios`), both or neither.
+        Required when ``limits`` has a ``var`` limit.
 
     Notes
     -----
@@ -238,6 +337,8 @@ class RiskController:
         audit: AuditTrail | None = None,
         clock: Callable[[], float] = time.time,
         market_ts: float | None = None,
+        var_spot_shift: pd.DataFrame | None = None,
+        var_vol_shift: pd.DataFrame | None = None,
     ) -> None:
         book.check_market(market)
         self._market = market
@@ -255,12 +356,16 @@ class RiskController:
 
         self._names: list[str] = []
         self._uindex: dict[str, int] = {}
-        self._keys: dict[tuple[int, int, float, int], int] = {}
+        self._keys: dict[_Key, int] = {}
+        self._carry = pricing.Carry((), np.zeros(0), np.zeros(0), (), ())  # (set with the underlyings)
+        self._var: _VarScenarios | None = None
+        self._var_index = -1  # the VaR scenario (row of the scenarios) at the last revaluation
         self._c_u = np.zeros(0, dtype=np.intp)
         self._c_kind = np.zeros(0, dtype=np.int8)
         self._c_strike = np.zeros(0)
         self._c_expiry = np.zeros(0, dtype="datetime64[D]")
         self._c_t = np.zeros(0)
+        self._c_american = np.zeros(0, dtype=bool)
         self._c_override = np.zeros(0)
         self._c_vol = np.zeros(0)
         self._cf = np.zeros((0, _k.CCELL + self._n_cells))
@@ -281,18 +386,28 @@ class RiskController:
         self._toxic_info: dict[int, tuple[float, float]] = {}
         self._hwm = 0.0
         self._descriptions: dict[int, str] = {}
-        self._trig_names = [""] * 20
+        self._trig_names = [""] * (_k.VAR + 2)  # the last one, read for T_NONE (-1), stays ""
         for m in METRICS:
             self._trig_names[METRICS.index(m)] = m.value
             self._trig_names[_k.BOOK + METRICS.index(m)] = m.value
         self._trig_names[_k.T_TOXIC] = "toxicity"
         self._trig_names[_k.T_STALE] = "stale"
         self._trig_names[_k.T_KILL] = "manual"
+        self._trig_names[_k.VAR] = Metric.VAR.value
 
         # underlyings of the book (sorted), then its option contracts
         names = sorted(pd.unique(np.asarray(book.underlying, dtype=object)).tolist())
+        if var_spot_shift is not None or var_vol_shift is not None:
+            self._var = _VarScenarios.check(var_spot_shift, var_vol_shift, names, "RiskController")
+        elif limits.book(Metric.VAR) is not None:
+            raise ValueError(
+                f"RiskController: the limit set {limits.name!r} ({limits.source}) has a var limit but no "
+                "VaR scenarios were given: pass var_spot_shift= and var_vol_shift= (one row per "
+                "historical scenario, one column per underlying)"
+            )
         self._add_underlyings(names, ts)
         opt = np.flatnonzero(book.is_option)
+        t_rows, american_rows = pricing.book_terms(book, market)
         if opt.size:
             qm = np.asarray(book.quantity)[opt] * np.asarray(book.multiplier)[opt]
             frame = pd.DataFrame(
@@ -304,9 +419,13 @@ class RiskController:
                     "multiplier": np.asarray(book.multiplier)[opt],
                     "vol": np.asarray(book.vol)[opt],
                     "qm": qm,
+                    "american": np.asarray(american_rows, dtype=bool)[opt],
+                    "t": np.asarray(t_rows, dtype=np.float64)[opt],
                 }
             )
-            agg = frame.groupby(["underlying", "kind", "strike", "expiry"], sort=False).agg(
+            # a contract is also its terms: the same strike and expiry with another style or
+            # settlement is another contract
+            agg = frame.groupby(["underlying", "kind", "strike", "expiry", "american", "t"], sort=False).agg(
                 multiplier=("multiplier", "first"), vol=("vol", "first"), qm=("qm", "sum")
             )
             idx = agg.index
@@ -315,6 +434,8 @@ class RiskController:
                 idx.get_level_values("kind").to_numpy(dtype=np.int8),
                 idx.get_level_values("strike").to_numpy(dtype=np.float64),
                 idx.get_level_values("expiry").to_numpy(dtype=np.int64).astype("datetime64[D]"),
+                idx.get_level_values("t").to_numpy(dtype=np.float64),
+                idx.get_level_values("american").to_numpy(dtype=bool),
                 agg["multiplier"].to_numpy(dtype=np.float64),
                 agg["vol"].to_numpy(dtype=np.float64),
                 agg["qm"].to_numpy(dtype=np.float64) / agg["multiplier"].to_numpy(dtype=np.float64),
@@ -362,17 +483,42 @@ class RiskController:
     def limits(self) -> LimitSet:
         return self._limits
 
-    def contract_index(self, underlying: str, kind: Any, strike: float, expiry: Any) -> int:
+    def contract_index(
+        self,
+        underlying: str,
+        kind: Any,
+        strike: float,
+        expiry: Any,
+        *,
+        style: str | None = None,
+        settlement: str | None = None,
+    ) -> int:
         """Index of a contract in the table (``kind``: a :class:`~optmm.book.Kind` or ``"call"`` /
-        ``"put"``; ``expiry``: a date). Raises KeyError if it is not there."""
-        key = (self._uindex.get(underlying, -1), _kind_code(kind), float(strike), _day(expiry))
+        ``"put"``; ``expiry``: a date; ``style`` and ``settlement`` as in :meth:`add_contracts`,
+        default the underlying's). Raises KeyError if it is not there."""
+        if underlying not in self._uindex:
+            raise KeyError(f"no contract {underlying} {kind} {strike} {expiry} in the table")
+        day = _day(expiry)
+        t, american = self._terms(
+            underlying, np.array([day], dtype="datetime64[D]"), np.array([style], dtype=object),
+            np.array([settlement], dtype=object),
+        )  # fmt: skip
+        key = (self._uindex[underlying], _kind_code(kind), float(strike), day, bool(american[0]), float(t[0]))
         try:
             return self._keys[key]
         except KeyError:
             raise KeyError(f"no contract {underlying} {kind} {strike} {expiry} in the table") from None
 
     def add_contracts(
-        self, underlying: str, kind: Any, strike: Any, expiry: Any, *, multiplier: float = 100.0
+        self,
+        underlying: str,
+        kind: Any,
+        strike: Any,
+        expiry: Any,
+        *,
+        multiplier: float = 100.0,
+        style: Any = None,
+        settlement: Any = None,
     ) -> np.ndarray:
         """Add contracts the quoter will quote (position 0); contracts already there are kept.
 
@@ -386,20 +532,29 @@ class RiskController:
             expiry dates.
         multiplier : float, default 100
             Units of the underlying per contract (for new contracts).
+        style : str or array_like of str, optional
+            ``"american"`` / ``"european"`` per contract (broadcast with ``kind``); None or ``""``:
+            the underlying's default (:func:`optmm.pricing.american_flags`).
+        settlement : str or array_like of str, optional
+            ``"AM"`` / ``"PM"`` per contract; None or ``""``: the underlying's default
+            (:func:`optmm.pricing.option_times`).
 
         Returns
         -------
         ndarray of intp
-            The index of each contract (in the broadcast order).
+            The index of each contract (in the broadcast order). A contract is its underlying, kind,
+            strike, expiry and terms (style, time to settlement): the same strike and expiry with
+            other terms is another contract.
         """
         market = self._market
         if underlying not in market.spot or underlying not in market.surface:
             raise ValueError(f"add_contracts: {underlying!r} has no spot or no vol surface in the market")
         if not (math.isfinite(multiplier) and multiplier > 0.0):
             raise ValueError(f"add_contracts: multiplier must be finite and > 0, got {multiplier!r}")
-        kinds, strikes, expiries = np.broadcast_arrays(
-            np.asarray(kind, dtype=object), np.asarray(strike, dtype=np.float64), np.asarray(expiry)
-        )
+        kinds, strikes, expiries, styles, settlements = np.broadcast_arrays(
+            np.asarray(kind, dtype=object), np.asarray(strike, dtype=np.float64), np.asarray(expiry),
+            np.asarray(style, dtype=object), np.asarray(settlement, dtype=object),
+        )  # fmt: skip
         codes = np.array([_kind_code(k) for k in kinds.ravel()], dtype=np.int8)
         strikes = strikes.ravel().astype(np.float64)
         days = np.asarray(expiries.ravel(), dtype="datetime64[D]")
@@ -407,15 +562,21 @@ class RiskController:
             raise ValueError("add_contracts: strikes must be finite and > 0")
         if np.isnat(days).any():
             raise ValueError("add_contracts: every contract needs an expiry date")
+        if underlying not in self._uindex and self._var is not None:
+            self._var.column(underlying, "add_contracts")
+        t, american = self._terms(underlying, days, styles.ravel(), settlements.ravel())
         if underlying not in self._uindex:
             self._add_underlyings([underlying], float(self._clock()))
         u = self._uindex[underlying]
         out = np.empty(codes.size, dtype=np.intp)
         new: list[int] = []
-        seen: dict[tuple[int, int, float, int], int] = {}
-        triples = zip(codes.tolist(), strikes.tolist(), days.view(np.int64).tolist(), strict=True)
-        for i, (c, k, d) in enumerate(triples):
-            key = (u, c, k, d)
+        seen: dict[_Key, int] = {}
+        rows_ = zip(
+            codes.tolist(), strikes.tolist(), days.view(np.int64).tolist(), american.tolist(), t.tolist(),
+            strict=True,
+        )  # fmt: skip
+        for i, (c, k, d, am, tt) in enumerate(rows_):
+            key = (u, c, k, d, bool(am), float(tt))
             if key in self._keys:
                 out[i] = self._keys[key]
             elif key in seen:
@@ -431,6 +592,8 @@ class RiskController:
                 codes[rows],
                 strikes[rows],
                 days[rows],
+                t[rows],
+                american[rows],
                 np.full(m, float(multiplier)),
                 np.full(m, np.nan),
                 np.zeros(m),
@@ -445,6 +608,13 @@ class RiskController:
         (:meth:`~optmm.quoting.DeltaHedger.decide_with`) take it from here."""
         return float(self._ust[self._u(underlying), _k.USPOT])
 
+    def is_american(self, contracts: Any) -> np.ndarray:
+        """Whether each of ``contracts`` (indices into the table) is American, bool array."""
+        c = np.asarray(contracts, dtype=np.intp)
+        if c.size and not (c.min() >= 0 and c.max() < self.n_contracts):
+            raise IndexError(f"contract index outside the table (0..{self.n_contracts - 1})")
+        return self._c_american[c].copy()
+
     def position(self, contract: int) -> float:
         """Position of one contract, in contracts (cheap: no frame is built)."""
         c = int(contract)
@@ -454,8 +624,9 @@ class RiskController:
 
     def contracts(self) -> pd.DataFrame:
         """The contract table: one row per contract (index = its index): ``underlying``, ``kind``,
-        ``strike``, ``expiry``, ``multiplier``, ``position`` (contracts), ``vol`` and the per-contract
-        ``delta_shares``, ``gamma_dollars_1pct``, ``vega_per_vol_point``."""
+        ``strike``, ``expiry``, ``multiplier``, ``position`` (contracts), ``vol``, the per-contract
+        ``delta_shares``, ``gamma_dollars_1pct``, ``vega_per_vol_point``, and the contract's terms:
+        ``t`` (years to settlement) and ``american``."""
         cf = self._cf
         return pd.DataFrame(
             {
@@ -471,6 +642,8 @@ class RiskController:
                 "delta_shares": cf[:, _k.CDELTA],
                 "gamma_dollars_1pct": cf[:, _k.CGAMMA],
                 "vega_per_vol_point": cf[:, _k.CVEGA],
+                "t": self._c_t,
+                "american": self._c_american,
             }
         )
 
@@ -689,6 +862,48 @@ class RiskController:
         self._refresh_layers()
         return diff
 
+    def set_var_scenarios(self, spot_shift: pd.DataFrame, vol_shift: pd.DataFrame) -> None:
+        """The historical scenarios of the book's VaR (replacing any), and the VaR on them now.
+
+        Parameters
+        ----------
+        spot_shift : pandas.DataFrame
+            One row per scenario, one column per underlying (named as in the market): its relative
+            spot move (0.01 = +1%, > -1). Every underlying of the controller needs a column (and so
+            does an underlying :meth:`add_contracts` adds later); other columns are kept for them.
+        vol_shift : pandas.DataFrame
+            The same rows (same index, same order) and columns: absolute vol moves (0.01 = +1 vol
+            point); the vols shocked are floored at 0.
+
+        Notes
+        -----
+        Each scenario moves each underlying from its current spot by its own spot move (the vols
+        follow the market's sticky rule) and adds its vol move; every contract and the stock are
+        revalued in full (the grid's kernels; contracts that are not plain priced on their terms)
+        and the book's P&L is summed. ``var`` = :func:`optmm.risk.var.var_es` of those P&Ls at the
+        limit set's ``var_level``, floored at 0 (a loss), compared with the ``var`` limit like the
+        other book limits. It is measured when the grid is (the scenario cadence, large fills,
+        :meth:`recompute`, :meth:`add_contracts`), not updated between: a fill moves it at the next
+        revaluation. Bad input raises ValueError naming the scenario and the underlying.
+        """
+        old = self._var
+        self._var = _VarScenarios.check(spot_shift, vol_shift, self._names, "set_var_scenarios")
+        nu = len(self._names)
+        spot = np.ascontiguousarray(self._ust[:nu, _k.USPOT])
+        move = self._spot_moves()
+        try:
+            self._revalue_var(spot, move, self._base(spot, move))
+        except ValueError:
+            self._var = old
+            raise
+        self._refresh_layers()
+
+    @property
+    def var_scenario(self) -> Any:
+        """The label (index) of the VaR scenario at the last revaluation: the one whose loss is the
+        VaR; None without VaR scenarios."""
+        return None if self._var is None else self._var.labels[self._var_index]
+
     def state(self) -> pd.DataFrame:
         """Per underlying and for the book (last row, ``"book"``): ``layer`` (name, evaluated now)
         and, for every metric, its value and its hard and soft limit (``<metric>_hard``,
@@ -723,6 +938,10 @@ class RiskController:
             columns[m.value] = values[m]
             columns[f"{m.value}_hard"] = ust[:, _k.UHARD + i].copy()
             columns[f"{m.value}_soft"] = ust[:, _k.USOFT + i].copy()
+        var = ust[b, _k.UVAR] if self._var is not None else np.nan  # not measured without scenarios
+        columns[Metric.VAR.value] = np.append(np.full(nu, np.nan), var)
+        columns[f"{Metric.VAR.value}_hard"] = ust[:, _k.UVAR_HARD].copy()
+        columns[f"{Metric.VAR.value}_soft"] = ust[:, _k.UVAR_SOFT].copy()
         return pd.DataFrame(columns, index=pd.Index([*self._names, "book"], name="underlying"))
 
     def replay_events(self, events: np.ndarray, times: np.ndarray, *, detail_prefix: str = "") -> None:
@@ -779,6 +998,19 @@ class RiskController:
         except KeyError:
             raise KeyError(f"unknown underlying {underlying!r} (not in the controller)") from None
 
+    def _terms(
+        self, underlying: str, days: np.ndarray, style: np.ndarray, settlement: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Years to settlement and American flags of contracts of ``underlying`` expiring on
+        ``days``, from the pricing module's rules (``style`` / ``settlement`` per contract)."""
+        n = days.size
+        unds = np.full(n, underlying, dtype=object)
+        settle = _terms_text("settlement", settlement, _SETTLEMENTS)
+        styles = _terms_text("style", style, _STYLES)
+        t = np.asarray(pricing.option_times(self._market, unds, days, settle), dtype=np.float64).reshape(-1)
+        american = np.asarray(pricing.american_flags(self._market, unds, styles), dtype=bool).reshape(-1)
+        return t, american
+
     def _set_limits(self, row: int, underlying: str | None) -> None:
         """Hard and soft limits of one state row (an underlying, or the book when None)."""
         ust, limits = self._ust, self._limits
@@ -793,6 +1025,9 @@ class RiskController:
             if lim is not None:
                 ust[row, _k.UHARD + i] = float(lim.hard)
                 ust[row, _k.USOFT + i] = float(lim.soft)
+        var = limits.book(Metric.VAR) if underlying is None else None
+        ust[row, _k.UVAR_HARD] = np.inf if var is None else float(var.hard)
+        ust[row, _k.UVAR_SOFT] = np.inf if var is None else float(var.soft)
 
     def _add_underlyings(self, names: list[str], ts: float) -> None:
         market = self._market
@@ -820,6 +1055,7 @@ class RiskController:
             ust[u, _k.ULAYER] = int(Layer.NORMAL)
             ust[u, _k.UKILL] = 1.0 if killed else 0.0
             self._set_limits(u, name)
+        self._carry = pricing.carry(market, self._names)
 
     def _append_contracts(
         self,
@@ -827,6 +1063,8 @@ class RiskController:
         kind: np.ndarray,
         strike: np.ndarray,
         expiry: np.ndarray,
+        t: np.ndarray,
+        american: np.ndarray,
         multiplier: np.ndarray,
         override: np.ndarray,
         position: np.ndarray,
@@ -841,12 +1079,15 @@ class RiskController:
         self._c_kind = np.concatenate([self._c_kind, kind.astype(np.int8)])
         self._c_strike = np.concatenate([self._c_strike, strike.astype(np.float64)])
         self._c_expiry = np.concatenate([self._c_expiry, expiry.astype("datetime64[D]")])
-        t = np.asarray(self._market.year_fraction(expiry), dtype=np.float64).reshape(-1)
-        self._c_t = np.concatenate([self._c_t, t])
+        self._c_t = np.concatenate([self._c_t, t.astype(np.float64)])
+        self._c_american = np.concatenate([self._c_american, american.astype(bool)])
         self._c_override = np.concatenate([self._c_override, override.astype(np.float64)])
         self._c_vol = np.concatenate([self._c_vol, np.zeros(m)])
         for i in range(m):
-            key = (int(u[i]), int(kind[i]), float(strike[i]), int(expiry[i].astype(np.int64)))
+            key = (
+                int(u[i]), int(kind[i]), float(strike[i]), int(expiry[i].astype(np.int64)), bool(american[i]),
+                float(t[i]),
+            )  # fmt: skip
             self._keys[key] = n0 + i
 
     def _vols(self, rows: np.ndarray, spot_shift: np.ndarray) -> np.ndarray:
@@ -879,12 +1120,10 @@ class RiskController:
             vol = self._vols(rows, self._spot_moves())
             u = self._c_u[rows]
             spot = self._ust[u, _k.USPOT]
-            names = [self._names[j] for j in range(nu)]
-            rate = np.array([self._market.rate[n] for n in names])[u]
-            div = np.array([self._market.div_yield[n] for n in names])[u]
-            g = bsm_greeks(
-                spot, self._c_strike[rows], self._c_t[rows], rate, div, vol, self._c_kind[rows] == 0
-            )
+            g = pricing.contract_greeks(
+                self._carry, u, spot, self._c_strike[rows], self._c_t[rows], vol, self._c_kind[rows] == 0,
+                self._c_american[rows],
+            )  # fmt: skip
             mult = self._cf[rows, _k.CMULT]
             self._cf[rows, _k.CDELTA] = mult * g.delta
             self._cf[rows, _k.CGAMMA] = mult * g.gamma * spot * spot / 100.0
@@ -899,48 +1138,126 @@ class RiskController:
 
     def _revalue(self) -> None:
         """Scenario grid by full revaluation at the current spots: the P&L of one contract of every
-        contract in every cell, the cells of each underlying and the book, their worst losses."""
+        contract in every cell, the cells of each underlying and the book, their worst losses; then
+        the book's VaR if there are VaR scenarios."""
         nu, n_g = len(self._names), self._n_cells
         spot = np.ascontiguousarray(self._ust[:nu, _k.USPOT])
         move = self._spot_moves()
         cells = np.zeros((nu + 1, n_g))
         self._stock_cells = spot[:, None] * self._shock_spot_g[None, :]
         cells[:nu] = self._ust[:nu, _k.USTOCK, None] * self._stock_cells
-        n_c = self.n_contracts
-        if n_c:
-            rows = np.arange(n_c)
-            base_vol = self._vols(rows, move)
-            vol_cg = np.empty((n_c, n_g))
-            surface = np.isnan(self._c_override) & (self._c_t > 0.0)
-            sticky_strike = self._market.sticky.value == "strike"
-            for k, s in enumerate(self._spot_shocks.tolist()):
-                cols = slice(k * self._vol_shocks.size, (k + 1) * self._vol_shocks.size)
-                if sticky_strike or not surface.any():
-                    v = base_vol
-                else:
-                    v = base_vol.copy()
-                    total = (1.0 + move) * (1.0 + s) - 1.0
-                    sr = np.flatnonzero(surface)
-                    v[sr] = self._vols(sr, total)
-                vol_cg[:, cols] = np.maximum(v[:, None] + self._vol_shocks[None, :], 0.0)
-            u = self._c_u
-            rate = np.array([self._market.rate[n] for n in self._names])
-            div = np.array([self._market.div_yield[n] for n in self._names])
-            price = bsm_greeks(
-                spot[u], self._c_strike, self._c_t, rate[u], div[u], base_vol, self._c_kind == 0
-            ).price
+        base = self._base(spot, move)
+        if base is not None:
             shift = np.ascontiguousarray(np.broadcast_to(self._shock_spot_g, (nu, n_g)))
-            out = np.empty((n_c, n_g))
-            reval_cells(
-                spot, rate, div, np.ascontiguousarray(u), np.ascontiguousarray(self._c_strike),
-                np.ascontiguousarray(self._c_t), np.ascontiguousarray(self._c_kind == 0),
-                np.ascontiguousarray(self._cf[:, _k.CMULT]), price, shift, vol_cg, np.zeros(n_g), out,
-            )  # fmt: skip
+            vol_cg = self._scenario_vols(base[0], move, shift, np.broadcast_to(self._shock_vol_g, (nu, n_g)))
+            out = self._reval(spot, base[1], shift, vol_cg)
             self._cf[:, _k.CCELL :] = out
-            np.add.at(cells, u, self._cf[:, _k.CPOS, None] * out)
+            np.add.at(cells, self._c_u, self._cf[:, _k.CPOS, None] * out)
         cells[nu] = cells[:nu].sum(axis=0)
         self._cells = cells
         _k.worst_rows(cells, self._ust)
+        if self._var is not None:
+            self._revalue_var(spot, move, base)
+
+    def _base(self, spot: np.ndarray, move: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Vols and prices of every contract at the current spots (None without contracts)."""
+        if not self.n_contracts:
+            return None
+        vol = self._vols(np.arange(self.n_contracts), move)
+        u = self._c_u
+        price = pricing.contract_greeks(
+            self._carry, u, spot[u], self._c_strike, self._c_t, vol, self._c_kind == 0, self._c_american
+        ).price
+        return vol, np.asarray(price, dtype=np.float64)
+
+    def _scenario_vols(
+        self, base_vol: np.ndarray, move: np.ndarray, spot_shift: np.ndarray, vol_shift: np.ndarray
+    ) -> np.ndarray:
+        """Vols of every contract at each scenario point, shape (contracts, G): the market's sticky
+        rule at the point's spot (each underlying ``u`` moved by ``spot_shift[u, g]`` from its current
+        spot, which is ``move[u]`` from the snapshot) for contracts priced on the surface, the vol in
+        use for the others; plus ``vol_shift[u, g]``, floored at 0."""
+        n_g = spot_shift.shape[1]
+        u = self._c_u
+        vol = np.repeat(base_vol[:, None], n_g, axis=1)
+        surface = np.isnan(self._c_override) & (self._c_t > 0.0)
+        if self._market.sticky.value != "strike" and surface.any():
+            for j in np.unique(u[surface]).tolist():
+                rows = np.flatnonzero(surface & (u == j))
+                shifts, inv = np.unique(spot_shift[j], return_inverse=True)
+                inv = inv.reshape(-1)
+                for k, s in enumerate(shifts.tolist()):
+                    total = (1.0 + move[j]) * (1.0 + s) - 1.0
+                    v = market_vols(
+                        self._market, self._names[j], self._c_strike[rows], self._c_t[rows],
+                        spot_shift=float(total),
+                    )  # fmt: skip
+                    cols = np.flatnonzero(inv == k)
+                    vol[rows[:, None], cols[None, :]] = v[:, None]
+        return np.maximum(vol + vol_shift[u], 0.0)
+
+    def _reval(
+        self, spot: np.ndarray, price: np.ndarray, spot_shift: np.ndarray, vol: np.ndarray
+    ) -> np.ndarray:
+        """P&L of one contract of every contract at each scenario point, shape (contracts, G): spot
+        ``spot[u] * (1 + spot_shift[u, g])``, vol ``vol[c, g]``, no time passing, less ``price``.
+        Plain contracts through the scenario kernel, the others priced on their terms."""
+        n_c, n_g = vol.shape
+        u, carry = self._c_u, self._carry
+        is_call = self._c_kind == 0
+        mult = self._cf[:, _k.CMULT]
+        simple = pricing.plain(carry, u, self._c_american)
+        out = np.empty((n_c, n_g))
+        rows = np.flatnonzero(simple)
+        if rows.size:
+            part = out if rows.size == n_c else np.empty((rows.size, n_g))
+            reval_cells(
+                spot, carry.rate, carry.q, np.ascontiguousarray(u[rows]),
+                np.ascontiguousarray(self._c_strike[rows]), np.ascontiguousarray(self._c_t[rows]),
+                np.ascontiguousarray(is_call[rows]), np.ascontiguousarray(mult[rows]),
+                np.ascontiguousarray(price[rows]), np.ascontiguousarray(spot_shift, dtype=np.float64),
+                np.ascontiguousarray(vol[rows]), np.zeros(n_g), part,
+            )  # fmt: skip
+            if part is not out:
+                out[rows] = part
+        rows = np.flatnonzero(~simple)
+        if rows.size:
+            ur = u[rows]
+            shocked = pricing.contract_price(
+                carry, ur[:, None], spot[ur][:, None] * (1.0 + spot_shift[ur]), self._c_strike[rows, None],
+                self._c_t[rows, None], vol[rows], is_call[rows, None], self._c_american[rows, None],
+            )  # fmt: skip
+            out[rows] = mult[rows, None] * (shocked.reshape(rows.size, n_g) - price[rows, None])
+        return out
+
+    def _revalue_var(
+        self, spot: np.ndarray, move: np.ndarray, base: tuple[np.ndarray, np.ndarray] | None
+    ) -> None:
+        """The book's P&L on the VaR scenarios by full revaluation at the current spots, its VaR
+        (:func:`optmm.risk.var.var_es` at the limit set's level, floored at 0 as a loss) and the
+        P&L of one contract of every contract in the VaR scenario."""
+        assert self._var is not None
+        nu = len(self._names)
+        spot_shift, vol_shift = self._var.matrices(self._names)
+        pnl = ((self._ust[:nu, _k.USTOCK] * spot)[:, None] * spot_shift).sum(axis=0)
+        out = None
+        if base is not None:
+            out = self._reval(
+                spot, base[1], spot_shift, self._scenario_vols(base[0], move, spot_shift, vol_shift)
+            )
+            pnl = pnl + (self._cf[:, _k.CPOS, None] * out).sum(axis=0)
+        bad = np.flatnonzero(~np.isfinite(pnl))
+        if bad.size:
+            raise ValueError(
+                f"VaR scenario {self._var.labels[int(bad[0])]}: the book's P&L {float(pnl[bad[0]])!r} is "
+                "not a finite number"
+            )
+        level = float(self._limits.var_level)
+        var = var_es(pnl, level)[0]
+        j = int(np.argsort(pnl, kind="stable")[tail_count(pnl.size, level) - 1])  # the scenario at the VaR
+        self._var_index = j
+        self._cf[:, _k.CVARPNL] = 0.0 if out is None else out[:, j]
+        self._ust[nu, _k.UVAR] = max(var, 0.0)
 
     def _refresh_layers(self, now: float | None = None) -> None:
         t = float(self._clock()) if now is None else now

@@ -17,11 +17,15 @@ metric (the TOML key)       what is bounded                              scopes
 ``worst_scenario_loss``     loss in the worst cell of the scenario grid  underlying, book
 ``daily_loss``              loss of the day's P&L (a positive number)    book
 ``drawdown``                fall of the day's P&L from its high-water    book
+``var``                     historical VaR of the book at ``level``      book
 ==========================  ===========================================  ===========================
 
-Limits bound absolute values (\\|delta\\| <= limit) except the three P&L limits, which bound losses
-(a positive number). Shares do not add across underlyings, hence no book ``delta_shares``; a book
-level for every other Greek is the sum over underlyings. A per-underlying limit may exceed the book
+Limits bound absolute values (\\|delta\\| <= limit) except the four P&L limits, which bound losses
+(a positive number). A ``var`` limit also names its confidence level
+(``var = { hard = H, level = 0.99 }``, default :data:`DEFAULT_VAR_LEVEL`); the scenarios it is
+measured on are the controller's (:meth:`optmm.risk.RiskController.set_var_scenarios`). Shares do
+not add across underlyings, hence no book ``delta_shares``; a book level for every other Greek is
+the sum over underlyings. A per-underlying limit may exceed the book
 limit of the same metric (underlyings net out in the book); no consistency between scopes is
 required.
 
@@ -53,6 +57,7 @@ __all__ = [
     "DEFAULT_SOFT_SIZE_FACTOR",
     "DEFAULT_SOFT_SPREAD_FACTOR",
     "DEFAULT_STALE_AFTER_MS",
+    "DEFAULT_VAR_LEVEL",
     "MAX_SCENARIO_CELLS",
     "Limit",
     "LimitError",
@@ -69,6 +74,7 @@ DEFAULT_SCENARIO_VOL: tuple[float, ...] = (-0.05, 0.0, 0.05)
 DEFAULT_SCENARIO_EVERY_S = 60.0
 DEFAULT_SCENARIO_AFTER_FILL_VEGA = math.inf
 DEFAULT_STALE_AFTER_MS = 1000.0
+DEFAULT_VAR_LEVEL = 0.99
 MAX_SCENARIO_CELLS = 2_500
 """The most cells (spot x vol shocks) of a limit set's scenario grid: every contract is revalued on
 every cell each ``every_s`` seconds, in the controller and in every simulation step that recomputes."""
@@ -99,6 +105,7 @@ class Metric(enum.Enum):
     WORST_SCENARIO_LOSS = "worst_scenario_loss"
     DAILY_LOSS = "daily_loss"
     DRAWDOWN = "drawdown"
+    VAR = "var"
 
     @property
     def scopes(self) -> frozenset[Scope]:
@@ -108,7 +115,7 @@ class Metric(enum.Enum):
     @property
     def is_loss(self) -> bool:
         """True for the P&L limits, which bound a loss (a positive number) rather than an absolute value."""
-        return self in (Metric.WORST_SCENARIO_LOSS, Metric.DAILY_LOSS, Metric.DRAWDOWN)
+        return self in (Metric.WORST_SCENARIO_LOSS, Metric.DAILY_LOSS, Metric.DRAWDOWN, Metric.VAR)
 
     @property
     def unit(self) -> str:
@@ -125,6 +132,7 @@ _SCOPES: dict[Metric, frozenset[Scope]] = {
     Metric.WORST_SCENARIO_LOSS: frozenset({Scope.UNDERLYING, Scope.BOOK}),
     Metric.DAILY_LOSS: frozenset({Scope.BOOK}),
     Metric.DRAWDOWN: frozenset({Scope.BOOK}),
+    Metric.VAR: frozenset({Scope.BOOK}),
 }
 _UNITS: dict[Metric, str] = {
     Metric.POSITION: "contracts",
@@ -135,6 +143,7 @@ _UNITS: dict[Metric, str] = {
     Metric.WORST_SCENARIO_LOSS: "currency (loss, positive)",
     Metric.DAILY_LOSS: "currency (loss, positive)",
     Metric.DRAWDOWN: "currency (loss from the high-water mark, positive)",
+    Metric.VAR: "currency (historical VaR of the book's P&L, loss, positive)",
 }
 _METRIC_ORDER = {m: i for i, m in enumerate(Metric)}
 _SCOPE_ORDER = {s: i for i, s in enumerate(Scope)}
@@ -145,6 +154,7 @@ _TABLES = ("contract", "underlying", "book", "soft", "scenario")
 _TOP_KEYS = ("name", *_TOP_NUMBERS, *_TABLES)
 _SCENARIO_KEYS = ("spot", "vol", "every_s", "after_fill_vega")
 _LEVEL_KEYS = ("hard", "soft")
+_VAR_KEYS = (*_LEVEL_KEYS, "level")
 
 
 def _table_name(scope: Scope, underlying: str | None) -> str:
@@ -272,6 +282,9 @@ class LimitSet:
         vol point, > 0 (default ``inf``: never).
     stale_after_ms : float
         Market data older than this, in milliseconds, pulls the underlying's quotes, > 0 (default 1000).
+    var_level : float
+        Confidence level of the book's ``var`` limit, in (0, 1) (default 0.99); only with a ``var``
+        limit (``level`` in its table).
     source : str
         Where the set came from (the file path, ``"<dict>"``); not part of the content or of equality.
     content_hash : str
@@ -288,6 +301,7 @@ class LimitSet:
     scenario_every_s: float = DEFAULT_SCENARIO_EVERY_S
     scenario_after_fill_vega: float = DEFAULT_SCENARIO_AFTER_FILL_VEGA
     stale_after_ms: float = DEFAULT_STALE_AFTER_MS
+    var_level: float = DEFAULT_VAR_LEVEL
     source: str = field(default="<direct>", compare=False)
     content_hash: str = field(init=False)
     _index: dict[tuple[Metric, Scope, str | None], Limit] = field(
@@ -364,6 +378,12 @@ class LimitSet:
         if not (_is_number(vega) and vega > 0.0):  # NaN fails too; inf (never) is allowed
             raise fail("scenario", "after_fill_vega", f"must be a number > 0, or inf (got {vega!r})")
         object.__setattr__(self, "scenario_after_fill_vega", float(vega))
+        level = self.var_level
+        if not (_is_finite(level) and 0.0 < level < 1.0):
+            raise fail("book", "var", f"level must be a number in (0, 1) (got {level!r})")
+        if level != DEFAULT_VAR_LEVEL and (Metric.VAR, Scope.BOOK, None) not in index:
+            raise fail(_TOP, "var_level", f"{level!r} is given but there is no var limit in [book]")
+        object.__setattr__(self, "var_level", float(level))
         object.__setattr__(self, "content_hash", canonical_hash(self.to_dict()))
 
     @classmethod
@@ -407,7 +427,8 @@ class LimitSet:
             sub-table of overrides per underlying), ``book``, ``soft`` (per-metric soft fractions) and
             ``scenario`` (``spot``, ``vol``, ``every_s``, ``after_fill_vega``). A limit is a number
             (the hard level; soft = its fraction x hard) or a table ``{hard = H, soft = S}`` with an
-            absolute soft level.
+            absolute soft level; the ``var`` table may also give ``level``, the VaR's confidence
+            level in (0, 1) (default 0.99).
         source : str
             Named in error messages and kept as :attr:`LimitSet.source`.
         default_name : str, optional
@@ -478,9 +499,16 @@ class LimitSet:
                 allowed = ", ".join(f"[{s.value}]" for s in Scope if s in metric.scopes)
                 raise fail(table, key, f"not allowed in [{scope.value}]; {key} belongs in {allowed}")
             if isinstance(value, Mapping):
+                allowed_keys = _VAR_KEYS if metric is Metric.VAR else _LEVEL_KEYS
                 for k in value:
-                    if k not in _LEVEL_KEYS:
-                        raise fail(table, key, f"unknown key {k!r} in the limit (allowed: hard, soft)")
+                    if k not in allowed_keys:
+                        raise fail(
+                            table, key, f"unknown key {k!r} in the limit (allowed: {', '.join(allowed_keys)})"
+                        )
+                if "level" in value:
+                    settings["var_level"] = number(table, key, value["level"], "a level in (0, 1)")
+                    if not 0.0 < settings["var_level"] < 1.0:
+                        raise fail(table, key, f"level must be in (0, 1) (got {value['level']!r})")
                 if "hard" not in value:
                     raise fail(table, key, "a limit table needs 'hard'")
                 hard = number(table, key, value["hard"])
@@ -497,6 +525,7 @@ class LimitSet:
                 raise fail(table, key, problem)
             return Limit(metric=metric, scope=scope, underlying=underlying, hard=hard, soft=soft)
 
+        settings: dict[str, Any] = {}
         limits: list[Limit] = []
         for key, value in d.get("contract", {}).items():
             limits.append(limit(Scope.CONTRACT, None, key, value))
@@ -513,7 +542,6 @@ class LimitSet:
         for key, value in d.get("book", {}).items():
             limits.append(limit(Scope.BOOK, None, key, value))
 
-        settings: dict[str, Any] = {}
         for key in _TOP_NUMBERS[1:]:
             if key in d:
                 settings[key] = number(_TOP, key, d[key])
@@ -537,8 +565,9 @@ class LimitSet:
     def to_dict(self) -> dict[str, Any]:
         """The settings as a dictionary that :meth:`from_dict` reads back into an equal set.
 
-        Every limit is written as ``{"hard": H, "soft": S}`` with absolute levels, so the dictionary
-        does not depend on how the file expressed the soft levels; ``source`` is not included.
+        Every limit is written as ``{"hard": H, "soft": S}`` with absolute levels (the ``var`` limit
+        also with its ``level``), so the dictionary does not depend on how the file expressed the soft
+        levels; ``source`` is not included.
 
         Returns
         -------
@@ -556,6 +585,8 @@ class LimitSet:
             if lim.scope is Scope.UNDERLYING and lim.underlying is not None:
                 table = table.setdefault(lim.underlying, {})
             table[lim.metric.value] = {"hard": lim.hard, "soft": lim.soft}
+            if lim.metric is Metric.VAR:
+                table[lim.metric.value]["level"] = self.var_level
         out["scenario"] = {
             "spot": list(self.scenario_spot),
             "vol": list(self.scenario_vol),
