@@ -24,6 +24,7 @@ import pandas as pd
 
 from optmm.cli_common import UsageError, add_valuation_option
 from optmm.cli_risk import _deliver, _load, _render, check_destination
+from optmm.cli_var import add_history_options, history_scenarios
 
 __all__ = ["EXIT_BREACH", "add_limits_parser", "input_file", "run_limits"]
 
@@ -60,6 +61,7 @@ def add_limits_parser(subparsers: Any) -> None:
     p.add_argument("--market", required=True, metavar="MARKET", help="market data: .toml")
     add_valuation_option(p)
     p.add_argument("--limits", required=True, metavar="LIMITS.toml", help="the limit set")
+    add_history_options(p, required=False)
     pnl_help = "the day's P&L so far, in currency (a loss < 0): for daily_loss and drawdown"
     p.add_argument("--pnl", type=_amount, metavar="AMOUNT", help=pnl_help)
     hwm_help = "the day's P&L high-water mark (>= 0, >= --pnl): for drawdown"
@@ -86,7 +88,10 @@ def run_limits(args: argparse.Namespace) -> int:
     book, market = _load(args)
     try:
         limits = LimitSet.load(args.limits)
-        frame = limit_utilisation(book, market, limits, pnl=args.pnl, high_water=args.high_water)
+        scenarios = history_scenarios(args, book, market) if args.history is not None else None
+        frame = limit_utilisation(
+            book, market, limits, pnl=args.pnl, high_water=args.high_water, var_scenarios=scenarios
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     hard = int((frame["status"] == "hard breach").sum())

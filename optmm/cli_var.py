@@ -87,6 +87,42 @@ def _horizon(text: str) -> int:
     return n
 
 
+def add_history_options(p: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--history``, ``--horizon`` and ``--proxy``: the historical scenarios (``optmm var``,
+    ``optmm limits`` for a VaR limit)."""
+    p.add_argument(
+        "--history", required=required, metavar="FILE", help="spots and ATM vols: .csv or .parquet"
+    )
+    p.add_argument(
+        "--horizon",
+        type=_horizon,
+        default=1,
+        metavar="N",
+        help="trading days per scenario, 1..250 (default 1); N calendar days of time pass",
+    )
+    p.add_argument(
+        "--proxy",
+        type=parse_proxy,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="U=PROXY:BETA",
+        help="move U by BETA x PROXY's spot return and PROXY's vol move",
+    )
+
+
+def history_scenarios(args: argparse.Namespace, book: Any, market: Any) -> Any:
+    """The historical scenarios of ``--history`` / ``--horizon`` / ``--proxy`` for ``book``'s
+    underlyings (ValueError for a bad file, UsageError for a bad option)."""
+    from optmm.risk.history import load_history
+
+    _input_file("--history", args.history)
+    history = load_history(args.history)
+    return history.scenarios(
+        book.underlyings(), market, horizon=args.horizon, proxies=_proxies(args, book, market)
+    )
+
+
 def add_var_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "var",
@@ -98,29 +134,13 @@ def add_var_parser(subparsers: Any) -> None:
         "included.",
     )
     _add_common(p)
-    p.add_argument("--history", required=True, metavar="FILE", help="spots and ATM vols: .csv or .parquet")
-    p.add_argument(
-        "--horizon",
-        type=_horizon,
-        default=1,
-        metavar="N",
-        help="trading days per scenario, 1..250 (default 1); N calendar days of time pass",
-    )
+    add_history_options(p, required=True)
     p.add_argument(
         "--levels",
         type=parse_levels,
         default=LEVELS,
         metavar="95,97.5,99",
         help="confidence levels in percent (default 95,97.5,99)",
-    )
-    p.add_argument(
-        "--proxy",
-        type=parse_proxy,
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="U=PROXY:BETA",
-        help="move U by BETA x PROXY's spot return and PROXY's vol move",
     )
     p.add_argument("--realised", metavar="FILE", help="realised daily P&L (date, pnl): backtest the VaR")
     p.add_argument("--pnl", metavar="FILE", help="write the scenario P&L (date, per underlying, book) as CSV")
@@ -252,7 +272,6 @@ def _json_doc(res: Any, sc: Any, backtests: list[Any]) -> str:
 
 def run_var(args: argparse.Namespace) -> int:
     from optmm.risk.backtest import backtest, load_realised
-    from optmm.risk.history import load_history
     from optmm.risk.var import historical_var
 
     if args.realised is not None and args.horizon != 1:
@@ -261,18 +280,14 @@ def run_var(args: argparse.Namespace) -> int:
         )
     check_destination("--output", args.output)
     check_destination("--pnl", args.pnl)
-    _input_file("--history", args.history)
     if args.realised is not None:
         _input_file("--realised", args.realised)
     book, market = _load(args)
     if len(book) == 0:
         raise UsageError(f"{args.book}: the book has no positions: nothing to revalue")
     try:
-        history = load_history(args.history)
         realised = load_realised(args.realised) if args.realised is not None else None
-        sc = history.scenarios(
-            book.underlyings(), market, horizon=args.horizon, proxies=_proxies(args, book, market)
-        )
+        sc = history_scenarios(args, book, market)
         if args.dask is None:
             res = historical_var(book, market, sc, levels=args.levels)
         else:

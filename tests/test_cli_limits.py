@@ -116,3 +116,36 @@ def test_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     )
     assert_usage_error(run(capsys, "limits", BOOK, "--market", MARKET), "--limits")
     assert_usage_error(run(capsys, *limits_cmd(TIGHT, "--format", "parquet")), "--format")
+
+
+def test_var_limit_measured_on_the_history_as_optmm_var_measures_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A `var` limit is measured by the controller on the --history scenarios (time passing as the
+    horizon says), and equals `optmm var`'s VaR at the set's level: one definition, two callers."""
+    limits = tmp_path / "var.toml"
+    limits.write_text(
+        'name = "var"\n[underlying]\ndelta_shares = 1e9\n'
+        "[book]\nvar = { hard = 30000, soft = 20000, level = 0.99 }\n"
+    )
+    history = ["--history", str(ROOT / "scenarios" / "history" / "spx_vix.csv"), "--proxy", "SPY=SPX:1"]
+    for horizon in ("1", "5"):
+        code, out, err = run(
+            capsys, "limits", BOOK, "--market", MARKET, "--limits", str(limits), *history,
+            "--horizon", horizon, "--format", "csv",
+        )  # fmt: skip
+        assert (code, err) == (0, ""), err
+        rows = pd.read_csv(io.StringIO(out))
+        var_row = rows[rows["metric"] == "var"].iloc[0]
+        code, out, err = run(
+            capsys, "var", BOOK, "--market", MARKET, *history, "--horizon", horizon, "--levels", "99",
+            "--format", "json",
+        )  # fmt: skip
+        assert code == 0, err
+        doc = json.loads(out)
+        var99 = next(r for r in doc["table"] if r["level"] == 0.99)["var"]
+        assert var_row["measured"] == pytest.approx(var99, rel=1e-9)
+        assert var_row["status"] == (
+            "hard breach" if var99 > 30000 else "soft breach" if var99 > 20000 else "ok"
+        )
+    assert_usage_error(run(capsys, "limits", BOOK, "--market", MARKET, "--limits", str(limits)), "--history")

@@ -221,11 +221,16 @@ class _VarScenarios:
     columns: dict[str, int]
     spot: np.ndarray  # (scenarios, columns)
     vol: np.ndarray
+    days: float = 0.0  # calendar days passing in every scenario
 
     @classmethod
-    def check(cls, spot_shift: Any, vol_shift: Any, underlyings: list[str], where: str) -> _VarScenarios:
+    def check(
+        cls, spot_shift: Any, vol_shift: Any, underlyings: list[str], where: str, days: float = 0.0
+    ) -> _VarScenarios:
         """Refuse scenarios that cannot be used (one line naming the scenario and the underlying)."""
         head = f"{where}: VaR scenarios"
+        if isinstance(days, bool) or not isinstance(days, int | float) or not 0.0 <= days <= 3650.0:
+            raise ValueError(f"{head}: days must be a number of calendar days in [0, 3650], got {days!r}")
         if not (isinstance(spot_shift, pd.DataFrame) and isinstance(vol_shift, pd.DataFrame)):
             raise ValueError(
                 f"{head}: spot_shift and vol_shift must both be pandas DataFrames (one row per scenario, "
@@ -259,7 +264,7 @@ class _VarScenarios:
                     )
                 table[:, j] = values
             arrays.append(table)
-        out = cls(labels, {n: j for j, n in enumerate(names)}, arrays[0], arrays[1])
+        out = cls(labels, {n: j for j, n in enumerate(names)}, arrays[0], arrays[1], float(days))
         for u in underlyings:
             out.column(u, where)
         return out
@@ -318,6 +323,8 @@ class RiskController:
     var_spot_shift, var_vol_shift : pandas.DataFrame, optional
         The historical scenarios of the book's VaR (:meth:`set_var_scenarios`), both or neither.
         Required when ``limits`` has a ``var`` limit.
+    var_days : float, default 0
+        Calendar days passing in every VaR scenario (:meth:`set_var_scenarios`).
 
     Notes
     -----
@@ -339,6 +346,7 @@ class RiskController:
         market_ts: float | None = None,
         var_spot_shift: pd.DataFrame | None = None,
         var_vol_shift: pd.DataFrame | None = None,
+        var_days: float = 0.0,
     ) -> None:
         book.check_market(market)
         self._market = market
@@ -398,7 +406,7 @@ class RiskController:
         # underlyings of the book (sorted), then its option contracts
         names = sorted(pd.unique(np.asarray(book.underlying, dtype=object)).tolist())
         if var_spot_shift is not None or var_vol_shift is not None:
-            self._var = _VarScenarios.check(var_spot_shift, var_vol_shift, names, "RiskController")
+            self._var = _VarScenarios.check(var_spot_shift, var_vol_shift, names, "RiskController", var_days)
         elif limits.book(Metric.VAR) is not None:
             raise ValueError(
                 f"RiskController: the limit set {limits.name!r} ({limits.source}) has a var limit but no "
@@ -862,7 +870,7 @@ class RiskController:
         self._refresh_layers()
         return diff
 
-    def set_var_scenarios(self, spot_shift: pd.DataFrame, vol_shift: pd.DataFrame) -> None:
+    def set_var_scenarios(self, spot_shift: pd.DataFrame, vol_shift: pd.DataFrame, days: float = 0.0) -> None:
         """The historical scenarios of the book's VaR (replacing any), and the VaR on them now.
 
         Parameters
@@ -874,6 +882,10 @@ class RiskController:
         vol_shift : pandas.DataFrame
             The same rows (same index, same order) and columns: absolute vol moves (0.01 = +1 vol
             point); the vols shocked are floored at 0.
+        days : float, default 0
+            Calendar days passing in every scenario (an N-day history's horizon, as
+            :func:`optmm.risk.var.historical_var` revalues it): times to expiry shrink and dividends
+            go ex; 0 is an instantaneous move.
 
         Notes
         -----
@@ -887,7 +899,7 @@ class RiskController:
         revaluation. Bad input raises ValueError naming the scenario and the underlying.
         """
         old = self._var
-        self._var = _VarScenarios.check(spot_shift, vol_shift, self._names, "set_var_scenarios")
+        self._var = _VarScenarios.check(spot_shift, vol_shift, self._names, "set_var_scenarios", days)
         nu = len(self._names)
         spot = np.ascontiguousarray(self._ust[:nu, _k.USPOT])
         move = self._spot_moves()
@@ -1197,11 +1209,12 @@ class RiskController:
         return np.maximum(vol + vol_shift[u], 0.0)
 
     def _reval(
-        self, spot: np.ndarray, price: np.ndarray, spot_shift: np.ndarray, vol: np.ndarray
+        self, spot: np.ndarray, price: np.ndarray, spot_shift: np.ndarray, vol: np.ndarray, days: float = 0.0
     ) -> np.ndarray:
         """P&L of one contract of every contract at each scenario point, shape (contracts, G): spot
-        ``spot[u] * (1 + spot_shift[u, g])``, vol ``vol[c, g]``, no time passing, less ``price``.
-        Plain contracts through the scenario kernel, the others priced on their terms."""
+        ``spot[u] * (1 + spot_shift[u, g])``, vol ``vol[c, g]``, ``days`` calendar days passing, less
+        ``price``. Plain contracts through the scenario kernel, the others priced on their terms."""
+        dt = days / 365.0
         n_c, n_g = vol.shape
         u, carry = self._c_u, self._carry
         is_call = self._c_kind == 0
@@ -1216,7 +1229,7 @@ class RiskController:
                 np.ascontiguousarray(self._c_strike[rows]), np.ascontiguousarray(self._c_t[rows]),
                 np.ascontiguousarray(is_call[rows]), np.ascontiguousarray(mult[rows]),
                 np.ascontiguousarray(price[rows]), np.ascontiguousarray(spot_shift, dtype=np.float64),
-                np.ascontiguousarray(vol[rows]), np.zeros(n_g), part,
+                np.ascontiguousarray(vol[rows]), np.full(n_g, dt), part,
             )  # fmt: skip
             if part is not out:
                 out[rows] = part
@@ -1225,7 +1238,8 @@ class RiskController:
             ur = u[rows]
             shocked = pricing.contract_price(
                 carry, ur[:, None], spot[ur][:, None] * (1.0 + spot_shift[ur]), self._c_strike[rows, None],
-                self._c_t[rows, None], vol[rows], is_call[rows, None], self._c_american[rows, None],
+                self._c_t[rows, None] - dt, vol[rows], is_call[rows, None], self._c_american[rows, None],
+                elapsed=dt,
             )  # fmt: skip
             out[rows] = mult[rows, None] * (shocked.reshape(rows.size, n_g) - price[rows, None])
         return out
@@ -1242,9 +1256,8 @@ class RiskController:
         pnl = ((self._ust[:nu, _k.USTOCK] * spot)[:, None] * spot_shift).sum(axis=0)
         out = None
         if base is not None:
-            out = self._reval(
-                spot, base[1], spot_shift, self._scenario_vols(base[0], move, spot_shift, vol_shift)
-            )
+            vols = self._scenario_vols(base[0], move, spot_shift, vol_shift)
+            out = self._reval(spot, base[1], spot_shift, vols, self._var.days)
             pnl = pnl + (self._cf[:, _k.CPOS, None] * out).sum(axis=0)
         bad = np.flatnonzero(~np.isfinite(pnl))
         if bad.size:

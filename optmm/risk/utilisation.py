@@ -25,6 +25,7 @@ contract reduce-only without changing its underlying's layer).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -108,6 +109,7 @@ def limit_utilisation(
     *,
     pnl: float | None = None,
     high_water: float | None = None,
+    var_scenarios: Any = None,
 ) -> pd.DataFrame:
     """Every limit of ``limits``, per scope, measured on ``book`` in ``market`` by the risk controller.
 
@@ -123,6 +125,10 @@ def limit_utilisation(
     high_water : float, optional
         The day's P&L high-water mark (>= 0, the day starts at 0; >= ``pnl``). Needed if the set has a
         ``drawdown`` limit.
+    var_scenarios : optmm.risk.history.HistoricalScenarios, optional
+        The historical scenarios a ``var`` limit is measured on (the controller revalues the book on
+        them: :meth:`~optmm.risk.controller.RiskController.set_var_scenarios`). Needed if the set has
+        a ``var`` limit.
 
     Returns
     -------
@@ -151,7 +157,19 @@ def limit_utilisation(
     (``mark_pnl(high_water)`` then ``mark_pnl(pnl)``), as a desk's controller would have seen it.
     """
     _check_pnl(limits, pnl, high_water)
-    ctl = RiskController(book, market, limits, clock=lambda: 0.0)
+    if limits.book(Metric.VAR) is not None and var_scenarios is None:
+        raise ValueError(
+            f"limit [book] var of {limits.source}: cannot be measured without historical scenarios "
+            "(var_scenarios, --history)"
+        )
+    shifts: dict[str, Any] = {}
+    if var_scenarios is not None:
+        shifts = {
+            "var_spot_shift": var_scenarios.spot_shift,
+            "var_vol_shift": var_scenarios.vol_shift,
+            "var_days": float(var_scenarios.horizon),  # as optmm.risk.var.historical_var revalues them
+        }
+    ctl = RiskController(book, market, limits, clock=lambda: 0.0, **shifts)
     if high_water is not None:
         ctl.mark_pnl(high_water)
     if pnl is not None:
