@@ -649,8 +649,8 @@ def test_grid_result_type(two_name_book: Book, two_name_market: Market) -> None:
 def test_segments_and_blocks_give_the_same_pnl(sticky: Sticky, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under sticky moneyness the vols of a block of contracts at every spot level are looked up
     per kernel call: a block holds at most MAX_CELLS of them, whatever the book (here 100 // 24 = 4
-    contracts a block, of whole segments of 3: the last two, 3 + 1, make one). Smaller blocks and segments change only the order of
-    the additions."""
+    contracts a block, of whole segments of 3: the last two, 3 + 1, make one). Smaller blocks and
+    segments change only the order of the additions."""
     rows = [("AAA", Kind.CALL, float(k), "2024-06-21", 1) for k in range(60, 140, 2)]  # 40 contracts
     book = make_book(rows)
     market = make_market({"AAA": 100.0}, surface={"AAA": skew_surface()}, sticky=sticky)

@@ -95,7 +95,8 @@ from optmm._io import atomic_target
 from optmm._io import figure_format as plot_format
 from optmm.book import Book, Kind
 from optmm.market import Market, Sticky
-from optmm.risk._kernels import RevalContracts, RevalPoints, contract_hashes, first_rows, reval_segments
+from optmm.risk._kernels import RevalContracts, RevalPoints, reval_segments
+from optmm.risk._reval import contract_keys, underlying_codes
 from optmm.risk.exposures import beta_of, market_vols, surface_vols
 from optmm.typing import FloatArray
 
@@ -315,42 +316,6 @@ class _Contracts:
     def plain(self) -> np.ndarray:
         """Contracts priced by the plain formula in the kernel (:func:`optmm.pricing.plain`)."""
         return pricing.plain(self.carry, self.u, self.american)
-
-
-def _float_key(x: np.ndarray) -> np.ndarray:
-    """The bits of a float64 array as int64 keys that are equal exactly when the values are equal,
-    every NaN being one value (as :func:`pandas.factorize`): -0.0 becomes 0.0, NaNs one NaN."""
-    return np.where(np.isnan(x), np.nan, x + 0.0).view(np.int64)
-
-
-def underlying_codes(book: Book) -> tuple[np.ndarray, np.ndarray]:
-    """The book's underlyings (sorted, object array) and each row's index into them."""
-    codes, uniq = pd.factorize(np.asarray(book.underlying, dtype=object), sort=True)
-    return np.asarray(uniq, dtype=object), codes.astype(np.intp, copy=False)
-
-
-def contract_keys(
-    uidx: np.ndarray, kind: np.ndarray, strike: FloatArray, t: FloatArray, override: FloatArray, american
-) -> tuple[np.ndarray, np.ndarray]:
-    """Number the distinct contracts of option rows in order of first appearance: ``(ids, first)``,
-    ``ids`` per row and ``first`` the first row of each contract. A contract is (underlying, kind,
-    strike, time to settlement, vol override, style); floats are equal when their values are, and
-    every NaN (no override) is one value."""
-    cols = (
-        np.ascontiguousarray(uidx, dtype=np.int64),
-        np.ascontiguousarray(kind, dtype=np.int64),
-        np.ascontiguousarray(strike, dtype=np.float64),
-        np.ascontiguousarray(t, dtype=np.float64),
-        np.ascontiguousarray(override, dtype=np.float64),
-        np.ascontiguousarray(american, dtype=np.int64),
-    )
-    codes, uniq = pd.factorize(contract_hashes(*cols))  # numbered in order of first appearance
-    first = first_rows(*cols, codes, len(uniq))
-    if first.size != len(uniq):  # two contracts with one 64-bit hash: number the fields themselves
-        keys = [c if c.dtype == np.int64 else _float_key(c) for c in cols]
-        codes, uniq = pd.MultiIndex.from_arrays(keys).factorize()
-        first = first_rows(*cols, codes, len(uniq))
-    return codes.astype(np.int64, copy=False), first
 
 
 # Huge (finite) inputs can overflow in the arithmetic below: numpy is told not to warn, and every

@@ -1,0 +1,107 @@
+"""Shared pieces of the book revaluation (exposures and the scenario engine): underlying codes,
+contract numbering and per-group sums, over the rows of a book without building frames."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from numba import njit
+
+from optmm.book import Book
+from optmm.risk._kernels import contract_hashes, first_rows
+from optmm.typing import FloatArray
+
+__all__ = ["contract_keys", "dense_codes", "group_sums", "stable_order", "underlying_codes"]
+
+
+def underlying_codes(book: Book) -> tuple[np.ndarray, np.ndarray]:
+    """The book's underlyings (sorted, object array) and each row's index into them."""
+    codes, uniq = pd.factorize(np.asarray(book.underlying, dtype=object), sort=True)
+    return np.asarray(uniq, dtype=object), codes.astype(np.intp, copy=False)
+
+
+def stable_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """``numpy.argsort(codes, kind="stable")`` for codes in ``[0, n_codes)``, by a radix sort when
+    they fit 16 bits (numpy sorts 16-bit integers in linear time)."""
+    small = codes.astype(np.uint16) if n_codes <= 1 << 16 else codes
+    return np.argsort(small, kind="stable")
+
+
+def dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``numpy.unique(values, return_inverse=True)`` for int64 values, by counting when their range
+    is small against their number (no sort)."""
+    values = np.asarray(values, dtype=np.int64).reshape(-1)
+    if values.size == 0:
+        return values.copy(), np.zeros(0, dtype=np.intp)
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo > 4 * values.size + 1024:
+        uniq, inverse = np.unique(values, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    offset = values - lo
+    present = np.bincount(offset, minlength=hi - lo + 1) > 0
+    remap = np.cumsum(present) - 1
+    return np.flatnonzero(present) + lo, remap[offset]
+
+
+def _float_key(x: np.ndarray) -> np.ndarray:
+    """The bits of a float64 array as int64 keys that are equal exactly when the values are equal,
+    every NaN being one value (as :func:`pandas.factorize`): -0.0 becomes 0.0, NaNs one NaN."""
+    return np.where(np.isnan(x), np.nan, x + 0.0).view(np.int64)
+
+
+def contract_keys(
+    uidx: np.ndarray, kind: np.ndarray, strike: FloatArray, t: FloatArray, override: FloatArray, american
+) -> tuple[np.ndarray, np.ndarray]:
+    """Number the distinct contracts of option rows in order of first appearance: ``(ids, first)``,
+    ``ids`` per row and ``first`` the first row of each contract. A contract is (underlying, kind,
+    strike, time to settlement, vol override, style); floats are equal when their values are, and
+    every NaN (no override) is one value."""
+    cols = (
+        np.ascontiguousarray(uidx, dtype=np.int64),
+        np.ascontiguousarray(kind, dtype=np.int64),
+        np.ascontiguousarray(strike, dtype=np.float64),
+        np.ascontiguousarray(t, dtype=np.float64),
+        np.ascontiguousarray(override, dtype=np.float64),
+        np.ascontiguousarray(american, dtype=np.int64),
+    )
+    codes, uniq = pd.factorize(contract_hashes(*cols))  # numbered in order of first appearance
+    first = first_rows(*cols, codes, len(uniq))
+    if first.size != len(uniq):  # two contracts with one 64-bit hash: number the fields themselves
+        keys = [c if c.dtype == np.int64 else _float_key(c) for c in cols]
+        codes, uniq = pd.MultiIndex.from_arrays(keys).factorize()
+        first = first_rows(*cols, codes, len(uniq))
+    return codes.astype(np.int64, copy=False), first
+
+
+@njit(cache=True)
+def _kahan_group_sums(values, labels, out):  # pragma: no cover - compiled
+    """``out[g, j]`` = compensated (Kahan) sum of ``values[j][i]`` over rows ``i`` with label ``g``,
+    in row order, NaNs skipped: the arithmetic of pandas' groupby sum, so the same figures."""
+    comp = np.zeros_like(out)
+    for i in range(labels.shape[0]):
+        g = labels[i]
+        for j in range(len(values)):
+            val = values[j][i]
+            if val != val:
+                continue
+            y = val - comp[g, j]
+            t = out[g, j] + y
+            comp[g, j] = t - out[g, j] - y
+            if comp[g, j] != comp[g, j]:  # an infinite value: keep the sum infinite, not NaN
+                comp[g, j] = 0.0
+            out[g, j] = t
+
+
+def group_sums(values: Sequence[FloatArray], labels: np.ndarray, n_groups: int) -> FloatArray:
+    """Sums of each of ``values`` (1-d float arrays of the rows) per label: shape (n_groups,
+    len(values)), as ``DataFrame.groupby(labels).sum()`` computes them."""
+    out = np.zeros((n_groups, len(values)))
+    if len(values) and len(labels):
+        _kahan_group_sums(
+            tuple(np.ascontiguousarray(v, dtype=np.float64) for v in values),
+            np.ascontiguousarray(labels, dtype=np.intp),
+            out,
+        )
+    return out
