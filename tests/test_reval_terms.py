@@ -318,3 +318,28 @@ def test_grid_stress_and_points_agree_on_the_same_scenario(sticky: Sticky, rng: 
         np.testing.assert_array_equal(stress[u].to_numpy(), cells)
         np.testing.assert_array_equal(shocks[u].to_numpy(), cells)
         np.testing.assert_array_equal(points[u].to_numpy(), cells)
+
+
+def test_helpers_number_as_numpy_and_pandas_do(rng: np.random.Generator) -> None:
+    from optmm.risk._reval import dense_codes, smile_points, stable_order
+
+    for values in (
+        rng.integers(-5, 40, 1000),
+        rng.integers(-(10**15), 10**15, 500),
+        np.zeros(0, dtype=np.int64),
+    ):
+        uniq, codes = dense_codes(values)
+        want_u, want_c = np.unique(values, return_inverse=True)
+        np.testing.assert_array_equal(uniq, want_u)
+        np.testing.assert_array_equal(codes, want_c.reshape(-1))
+    codes = rng.integers(0, 7, 2000)
+    np.testing.assert_array_equal(stable_order(codes, 7), np.argsort(codes, kind="stable"))
+    u = rng.integers(0, 3, 3000)
+    t = rng.choice([0.1, 0.25, 1.0], 3000)
+    k = rng.choice([90.0, 100.0, -0.0, 0.0, 110.0], 3000)
+    first, of_row = smile_points(u, t, k)
+    # each row's point is a row with the same (underlying, t, strike), and points are distinct
+    np.testing.assert_array_equal(u[first][of_row], u)
+    np.testing.assert_array_equal(t[first][of_row], t)
+    np.testing.assert_array_equal(k[first][of_row], k)
+    assert len({(u[i], t[i], k[i]) for i in first}) == first.size == len(set(zip(u, t, k + 0.0, strict=True)))

@@ -13,7 +13,7 @@ from optmm.book import Book
 from optmm.risk._kernels import contract_hashes, first_rows
 from optmm.typing import FloatArray
 
-__all__ = ["contract_keys", "dense_codes", "group_sums", "stable_order", "underlying_codes"]
+__all__ = ["contract_keys", "dense_codes", "group_sums", "smile_points", "stable_order", "underlying_codes"]
 
 
 def underlying_codes(book: Book) -> tuple[np.ndarray, np.ndarray]:
@@ -31,18 +31,45 @@ def stable_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
 
 def dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``numpy.unique(values, return_inverse=True)`` for int64 values, by counting when their range
-    is small against their number (no sort)."""
+    is at most about 8 times their number (no sort)."""
     values = np.asarray(values, dtype=np.int64).reshape(-1)
     if values.size == 0:
         return values.copy(), np.zeros(0, dtype=np.intp)
     lo, hi = int(values.min()), int(values.max())
-    if hi - lo > 4 * values.size + 1024:
+    if hi - lo > 8 * values.size + 1024:
         uniq, inverse = np.unique(values, return_inverse=True)
         return uniq, inverse.reshape(-1)
     offset = values - lo
     present = np.bincount(offset, minlength=hi - lo + 1) > 0
     remap = np.cumsum(present) - 1
     return np.flatnonzero(present) + lo, remap[offset]
+
+
+@njit(cache=True)
+def _first_of(codes, n_codes):  # pragma: no cover - compiled
+    """The first index of each code in ``[0, n_codes)`` (every code present)."""
+    first = np.full(n_codes, -1, dtype=np.int64)
+    for i in range(codes.shape[0]):
+        if first[codes[i]] < 0:
+            first[codes[i]] = i
+    return first
+
+
+def smile_points(uidx: np.ndarray, t: FloatArray, strike: FloatArray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (underlying, t, strike) points of rows: ``(first, of_row)``, the first row of
+    each point and each row's point (a vol surface answers per point, and positions repeat them).
+    Floats are equal when their values are."""
+    n = uidx.size
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    t_code, t_uniq = pd.factorize(t)
+    k_code, k_uniq = pd.factorize(strike)
+    n_t, n_k = len(t_uniq), len(k_uniq)
+    if (int(uidx.max()) + 1) * n_t * n_k >= 1 << 62:  # the packed key would overflow: one point a row
+        return np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
+    key = (uidx.astype(np.int64) * n_t + t_code) * n_k + k_code
+    uniq, codes = dense_codes(key)
+    return _first_of(codes, uniq.size), codes
 
 
 def _float_key(x: np.ndarray) -> np.ndarray:

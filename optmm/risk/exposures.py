@@ -39,7 +39,7 @@ from optmm import pricing
 from optmm.book import Book, Kind
 from optmm.greeks import Greeks
 from optmm.market import Market
-from optmm.risk._reval import dense_codes, group_sums, stable_order, underlying_codes
+from optmm.risk._reval import dense_codes, group_sums, smile_points, stable_order, underlying_codes
 from optmm.typing import FloatArray
 
 # The exposure columns, in the order they appear; each is a sum over positions in the aggregates.
@@ -338,7 +338,12 @@ def _exposures(book: Book, market: Market) -> Exposures:
     # The surface is asked only for live options without an override: an expired option is worth
     # its intrinsic value whatever the vol, and a surface need not be defined at t <= 0.
     need = np.flatnonzero(is_option & np.isnan(override) & (t > 0.0))
-    surface_vols(market, underlyings, uidx, strike, t, need, vol)
+    # one surface point per distinct (underlying, t, strike): positions repeat them
+    points, of_row = smile_points(uidx[need], t[need], strike[need])
+    at = need[points]
+    point_vol = np.empty(points.size)
+    surface_vols(market, underlyings, uidx[at], strike[at], t[at], np.arange(points.size), point_vol)
+    vol[need] = point_vol[of_row]
     vol[is_option & np.isnan(vol)] = 0.0  # expired without override
     opt = np.flatnonzero(is_option)
     if opt.size:  # one call for the whole book
