@@ -1,21 +1,30 @@
 """Scenario P&L by full revaluation: spot x vol grids, named stress scenarios and heatmaps.
 
-Every scenario is priced by full Black-Scholes-Merton revaluation of the book, never by a Taylor
-expansion (the Taylor P&L is computed alongside, only to show where it breaks).
+Every scenario is priced by full revaluation of the book, each contract on its terms (never by a
+Taylor expansion; the Taylor P&L is computed alongside, only to show where it breaks).
 
 How it is fast
 --------------
-1. Positions are collapsed to unique contracts (underlying, kind, strike, expiry, vol override),
-   summing quantity x multiplier; contracts that net to zero are dropped.
-2. Per contract, once: time to expiry ``t`` (ACT/365), base vol (override, else the surface), base
-   price and base Greeks (one :func:`optmm.greeks.bsm_greeks` call).
-3. Contracts x scenario points are revalued by one parallel numba kernel per chunk of contracts
-   (``optmm.risk._kernels.reval_cells``: the SIMD pricing core of :mod:`optmm.greeks`, contract
-   constants read once, the inner loop over points vectorised); a chunk holds at most
-   :data:`MAX_CELLS` contract-points, so memory stays bounded whatever the book and grid size.
-   Under sticky strike a contract's surface vol does not move with spot, so it is looked up once,
-   not once per spot shock.
-4. P&L is summed per underlying with ``np.add.reduceat`` over the (underlying-sorted) contracts.
+Grids, stresses, single shocks and historical scenarios (:func:`points_pnl`) share one path:
+
+1. Positions are collapsed to unique contracts (underlying, kind, strike, time to settlement, vol
+   override, style), summing quantity x multiplier; contracts that net to zero are dropped.
+2. Per contract, once: its terms (:func:`optmm.pricing.book_terms`, :func:`optmm.pricing.carry`), base
+   vol (override, else the surface), base price and base Greeks (one
+   :func:`optmm.pricing.contract_greeks` call).
+3. Plain contracts (European, no cash dividends) x scenario points are revalued by one parallel numba
+   kernel (``optmm.risk._kernels.reval_segments``) with the operations of
+   :func:`optmm.greeks.bsm_price`, so the same prices to the bit: ``sqrt(t)`` and the discount
+   factors once per contract, the forward and log-moneyness once per distinct spot move of its
+   underlying, the two normal probabilities per cell. The kernel adds up the P&L (and the Taylor
+   P&L) of each segment of at most :data:`SEGMENT` contracts of one underlying; the segments are
+   then added per underlying in order. Nothing of shape (contracts, points) is materialised. Under
+   sticky strike a contract's vol is looked up once and the vol shift applied in the kernel; under
+   sticky moneyness the vols of a block of contracts at every spot level of their underlying (at
+   most :data:`MAX_CELLS` of them) are looked up per kernel call.
+4. Other contracts (American, or on cash dividends) are priced point by point by
+   :func:`optmm.pricing.contract_price`, spot shocked, ``t - days / 365`` left and the dividends seen
+   ``days / 365`` later (one gone ex by then is dropped), vols as for plain ones.
 
 Shocks
 ------
@@ -33,7 +42,9 @@ moves ``beta * spot`` (betas from ``market.beta``; the index itself has beta 1 u
   when the spot and vol shocks target one underlying); an option that expires within the shock is
   worth its intrinsic value at the shocked spot.
 * Stock positions move with spot: P&L = quantity x multiplier x spot x shock. Carry (financing,
-  dividends) over ``days`` is not included, for stock or options' underlying.
+  dividends received) over ``days`` is not included. An option on cash dividends is priced at the
+  point with the dividends still to go ex ``days / 365`` after the valuation (the escrowed model),
+  the shocked spot being the spot at that point.
 
 Named stress scenarios (TOML)
 -----------------------------
@@ -404,21 +415,22 @@ def _levels(spot_shift: FloatArray) -> _Levels:
     return _Levels(shift, count, index)
 
 
-def _vol_table(c: _Contracts, lo: int, hi: int, lv: _Levels) -> FloatArray:
-    """Vols of contracts ``lo:hi`` before the vol shift, one column per spot level of their
+def _vol_table(c: _Contracts, rows: np.ndarray, lv: _Levels) -> FloatArray:
+    """Vols of contracts ``rows`` (sorted) before the vol shift, one column per spot level of their
     underlying (sticky moneyness: the surface at each level's spot move; one surface call per
-    underlying and level, vectorised over its contracts), shape (hi - lo, L)."""
-    table = np.repeat(c.base_vol[lo:hi, None], lv.shift.shape[1], axis=1)
-    surf = np.flatnonzero(c.surface_priced[lo:hi]) + lo  # sorted by underlying, as the contracts
-    if surf.size == 0:
+    underlying and level, vectorised over its contracts), shape (rows.size, L)."""
+    table = np.repeat(c.base_vol[rows, None], lv.shift.shape[1], axis=1)
+    at = np.flatnonzero(c.surface_priced[rows])  # sorted by underlying, as the contracts
+    if at.size == 0:
         return table
-    us, starts = np.unique(c.u[surf], return_index=True)
-    bounds = [*starts.tolist(), surf.size]
+    us, starts = np.unique(c.u[rows[at]], return_index=True)
+    bounds = [*starts.tolist(), at.size]
     for j, u in enumerate(us.tolist()):
-        rows = surf[bounds[j] : bounds[j + 1]]
+        sel = at[bounds[j] : bounds[j + 1]]
+        r = rows[sel]
         for k in range(int(lv.used[u])):
-            table[rows - lo, k] = market_vols(
-                c.market, c.underlyings[u], c.strike[rows], c.t[rows], spot_shift=float(lv.shift[u, k])
+            table[sel, k] = market_vols(
+                c.market, c.underlyings[u], c.strike[r], c.t[r], spot_shift=float(lv.shift[u, k])
             )
     return table
 
@@ -505,7 +517,7 @@ def _revalue(c: _Contracts, pts: _Points, *, taylor: bool = True) -> tuple[Float
             lo, hi = int(seg_lo[first]), int(seg_hi[last - 1])
             if not plain[lo:hi].any():
                 continue
-            table = c.base_vol[lo:hi, None] if sticky_strike else _vol_table(c, lo, hi, lv)
+            table = c.base_vol[lo:hi, None] if sticky_strike else _vol_table(c, np.arange(lo, hi), lv)
             acc = np.zeros((last - first, cols.size))
             tacc = np.zeros((last - first, cols.size) if taylor else (0, 0))
             reval_segments(
@@ -529,11 +541,7 @@ def _revalue_terms(
     the dividends seen ``days / 365`` later (those gone ex by then dropped), vols as for plain ones."""
     u = c.u[rows]
     n_u = len(c.underlyings)
-    table = None
-    if c.market.sticky is not Sticky.STRIKE:
-        table = np.empty((rows.size, lv.shift.shape[1]))
-        for i in range(rows.size):  # rows are few: one contract at a time keeps the helper's shape
-            table[i] = _vol_table(c, int(rows[i]), int(rows[i]) + 1, lv)[0]
+    table = None if c.market.sticky is Sticky.STRIKE else _vol_table(c, rows, lv)
     for g in range(pts.days.size):
         dt = float(pts.days[g]) / 365.0
         shift = pts.spot_shift[u, g]
