@@ -153,8 +153,9 @@ class Exposures:
     by_expiry: pd.DataFrame
     total: pd.DataFrame
     market: Market
-    # The per-position columns, in order; the frame is built from them when first asked for (a
-    # million-row frame with text columns costs more than pricing the book).
+    # The per-position columns, in order (``kind`` as its codes, ``expiry`` in days); the frame is
+    # built from them when first asked for (a million-row frame with text columns costs more than
+    # pricing the book).
     _columns: dict[str, np.ndarray] = field(repr=False, compare=False)
     _frame: list[pd.DataFrame] = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -162,7 +163,10 @@ class Exposures:
     def positions(self) -> pd.DataFrame:
         """One row per position (see the class attributes), built on first access."""
         if not self._frame:
-            self._frame.append(pd.DataFrame(self._columns))
+            columns = dict(self._columns)
+            columns["kind"] = _KIND_NAMES[np.asarray(columns["kind"], dtype=np.intp)]
+            columns["expiry"] = np.asarray(columns["expiry"], dtype="datetime64[D]").astype("datetime64[s]")
+            self._frame.append(pd.DataFrame(columns))
         return self._frame[0]
 
     def beta_weighted_delta(self, index: str | None = None) -> BetaWeightedDelta:
@@ -295,8 +299,8 @@ def _check_finite(ex: Exposures) -> None:
     """Refuse exposures with a figure that is not finite, naming the position, underlying or book."""
     too_large = "a quantity, multiplier, strike or spot is too large for the arithmetic"
     cols = ["price", *EXPOSURE_COLUMNS]
-    flags = np.stack([~np.isfinite(ex._columns[c]) for c in cols], axis=1)
-    if flags.any():
+    if not all(np.isfinite(ex._columns[c]).all() for c in cols):
+        flags = np.stack([~np.isfinite(ex._columns[c]) for c in cols], axis=1)
         i, j = (int(x) for x in np.argwhere(flags)[0])
         raise ValueError(
             f"position {ex._columns['id'][i]!r} ({ex._columns['underlying'][i]}, row {i + 1} of the book): "
@@ -333,7 +337,7 @@ def _exposures(book: Book, market: Market) -> Exposures:
     override = np.asarray(book.vol, dtype=np.float64)
     s = spot_u[uidx]
 
-    greeks = {name: np.zeros(n) for name in Greeks.FIELDS}
+    greeks: dict[str, FloatArray] = {}
     vol = np.where(is_option, override, np.nan)
     # The surface is asked only for live options without an override: an expired option is worth
     # its intrinsic value whatever the vol, and a surface need not be defined at t <= 0.
@@ -346,7 +350,12 @@ def _exposures(book: Book, market: Market) -> Exposures:
     vol[need] = point_vol[of_row]
     vol[is_option & np.isnan(vol)] = 0.0  # expired without override
     opt = np.flatnonzero(is_option)
-    if opt.size:  # one call for the whole book
+    if opt.size == n:  # options only: one call for the whole book, its outputs as they are
+        g = pricing.contract_greeks(carry, uidx, s, strike, t, vol, kind == Kind.CALL, american)
+        greeks = {name: np.asarray(arr, dtype=np.float64).reshape(-1) for name, arr in g.to_dict().items()}
+    else:
+        greeks = {name: np.zeros(n) for name in Greeks.FIELDS}
+    if 0 < opt.size < n:  # one call for all the options of the book
         g = pricing.contract_greeks(
             carry, uidx[opt], s[opt], strike[opt], t[opt], vol[opt], kind[opt] == Kind.CALL, american[opt]
         )
@@ -372,8 +381,8 @@ def _exposures(book: Book, market: Market) -> Exposures:
     columns: dict[str, Any] = {
         "id": np.asarray(book.id, dtype=object),
         "underlying": np.asarray(book.underlying, dtype=object),
-        "kind": _KIND_NAMES[np.asarray(kind, dtype=np.intp)],
-        "expiry": expiry.astype("datetime64[s]"),
+        "kind": kind,
+        "expiry": expiry,
         "strike": strike,
         "quantity": np.asarray(book.quantity, dtype=np.float64),
         "multiplier": np.asarray(book.multiplier, dtype=np.float64),
