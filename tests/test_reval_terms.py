@@ -343,3 +343,23 @@ def test_helpers_number_as_numpy_and_pandas_do(rng: np.random.Generator) -> None
     np.testing.assert_array_equal(t[first][of_row], t)
     np.testing.assert_array_equal(k[first][of_row], k)
     assert len({(u[i], t[i], k[i]) for i in first}) == first.size == len(set(zip(u, t, k + 0.0, strict=True)))
+
+
+def test_trader_units_are_the_numpy_expressions_to_the_bit(rng: np.random.Generator) -> None:
+    from optmm.risk._reval import trader_units
+
+    n = 1000
+    qm = rng.integers(-5000, 5000, n).astype(float)
+    s = rng.uniform(1.0, 900.0, n)
+    g = {
+        k: rng.normal(0.0, 3.0, n)
+        for k in ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
+    }
+    got = trader_units(qm, s, g)
+    d = qm * g["delta"]
+    want = [
+        qm * g["price"], d, d * s, qm * g["gamma"] * s * s / 100.0, qm * g["vega"] / 100.0,
+        qm * g["theta"] / 365.0, qm * g["rho"] / 100.0, qm * g["vanna"] / 100.0, qm * g["volga"] / 10000.0,
+    ]  # fmt: skip
+    for row, expected in zip(got, want, strict=True):
+        np.testing.assert_array_equal(row, expected)

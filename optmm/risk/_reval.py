@@ -7,13 +7,21 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from numba import njit
+from numba import njit, prange
 
 from optmm.book import Book
 from optmm.risk._kernels import contract_hashes, first_rows
 from optmm.typing import FloatArray
 
-__all__ = ["contract_keys", "dense_codes", "group_sums", "smile_points", "stable_order", "underlying_codes"]
+__all__ = [
+    "contract_keys",
+    "dense_codes",
+    "group_sums",
+    "smile_points",
+    "stable_order",
+    "trader_units",
+    "underlying_codes",
+]
 
 
 def underlying_codes(book: Book) -> tuple[np.ndarray, np.ndarray]:
@@ -131,4 +139,35 @@ def group_sums(values: Sequence[FloatArray], labels: np.ndarray, n_groups: int) 
             np.ascontiguousarray(labels, dtype=np.intp),
             out,
         )
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _trader_units(qm, s, price, delta, gamma, vega, theta, rho, vanna, volga, out):  # pragma: no cover
+    # numpy's operations in numpy's order (no fused multiply-add): the same figures
+    for i in prange(qm.shape[0]):
+        q = qm[i]
+        d = q * delta[i]
+        out[0, i] = q * price[i]
+        out[1, i] = d
+        out[2, i] = d * s[i]
+        out[3, i] = q * gamma[i] * s[i] * s[i] / 100.0
+        out[4, i] = q * vega[i] / 100.0
+        out[5, i] = q * theta[i] / 365.0
+        out[6, i] = q * rho[i] / 100.0
+        out[7, i] = q * vanna[i] / 100.0
+        out[8, i] = q * volga[i] / 10000.0
+
+
+def trader_units(qm: FloatArray, s: FloatArray, greeks: dict[str, FloatArray]) -> FloatArray:
+    """The exposure figures of positions in trader units, shape (9, n), rows in the order of
+    :data:`optmm.risk.exposures.EXPOSURE_COLUMNS`: value, delta in shares and dollars, dollar gamma
+    per 1%, vega per vol point, theta per day, rho per 1%, vanna per vol point, volga per vol point^2
+    (``qm`` quantity x multiplier, ``s`` the spot, ``greeks`` per unit)."""
+    out = np.empty((9, qm.size))
+    names = ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
+    _trader_units(
+        np.ascontiguousarray(qm), np.ascontiguousarray(s),
+        *(np.ascontiguousarray(greeks[k], dtype=np.float64) for k in names), out,
+    )  # fmt: skip
     return out

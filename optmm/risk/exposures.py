@@ -39,7 +39,14 @@ from optmm import pricing
 from optmm.book import Book, Kind
 from optmm.greeks import Greeks
 from optmm.market import Market
-from optmm.risk._reval import dense_codes, group_sums, smile_points, stable_order, underlying_codes
+from optmm.risk._reval import (
+    dense_codes,
+    group_sums,
+    smile_points,
+    stable_order,
+    trader_units,
+    underlying_codes,
+)
 from optmm.typing import FloatArray
 
 # The exposure columns, in the order they appear; each is a sum over positions in the aggregates.
@@ -365,18 +372,7 @@ def _exposures(book: Book, market: Market) -> Exposures:
     greeks["price"][stock] = s[stock]
     greeks["delta"][stock] = 1.0
 
-    delta_shares = qm * greeks["delta"]
-    figures = {
-        "value": qm * greeks["price"],
-        "delta_shares": delta_shares,
-        "delta_dollars": delta_shares * s,
-        "gamma_dollars_1pct": qm * greeks["gamma"] * s * s / 100.0,
-        "vega_per_vol_point": qm * greeks["vega"] / 100.0,
-        "theta_per_day": qm * greeks["theta"] / 365.0,
-        "rho_per_pct": qm * greeks["rho"] / 100.0,
-        "vanna_shares_per_vol_point": qm * greeks["vanna"] / 100.0,
-        "volga_per_vol_point2": qm * greeks["volga"] / 10000.0,
-    }
+    figures = dict(zip(EXPOSURE_COLUMNS, trader_units(qm, s, greeks), strict=True))
     expiry = np.asarray(book.expiry, dtype="datetime64[D]")
     columns: dict[str, Any] = {
         "id": np.asarray(book.id, dtype=object),
