@@ -75,8 +75,9 @@ def smile_points(uidx: np.ndarray, t: FloatArray, strike: FloatArray) -> tuple[n
     n_t, n_k = len(t_uniq), len(k_uniq)
     if (int(uidx.max()) + 1) * n_t * n_k >= 1 << 62:  # the packed key would overflow: one point a row
         return np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
-    key = (uidx.astype(np.int64) * n_t + t_code) * n_k + k_code
-    uniq, codes = dense_codes(key)
+    # (underlying, strike) pairs first, then with t: two small ranges to count instead of one large
+    _, pair_code = dense_codes(uidx.astype(np.int64) * n_k + k_code)
+    uniq, codes = dense_codes(pair_code * n_t + t_code)
     return _first_of(codes, uniq.size), codes
 
 
