@@ -321,7 +321,17 @@ def test_grid_stress_and_points_agree_on_the_same_scenario(sticky: Sticky, rng: 
 
 
 def test_helpers_number_as_numpy_and_pandas_do(rng: np.random.Generator) -> None:
-    from optmm.risk._reval import dense_codes, smile_points, stable_order
+    from optmm.risk._reval import dense_codes, float_codes, smile_points, stable_order
+
+    for x in (
+        rng.choice(rng.uniform(1.0, 900.0, 3000), 20000),  # the hash table grows past 1,024 slots
+        np.array([0.0, -0.0, np.nan, 1.5, np.nan, 1.5]),
+        np.zeros(0),
+    ):
+        codes, count = float_codes(x)
+        want, uniq = pd.factorize(x + 0.0, use_na_sentinel=False)  # -0.0 + 0.0 is 0.0
+        np.testing.assert_array_equal(codes, want)
+        assert count == len(uniq)
 
     for values in (
         rng.integers(-5, 40, 1000),

@@ -10,12 +10,13 @@ import pandas as pd
 from numba import njit, prange
 
 from optmm.book import Book
-from optmm.risk._kernels import contract_hashes, first_rows
+from optmm.risk._kernels import _bits, _mix, contract_hashes, first_rows
 from optmm.typing import FloatArray
 
 __all__ = [
     "contract_keys",
     "dense_codes",
+    "float_codes",
     "group_sums",
     "smile_points",
     "stable_order",
@@ -63,6 +64,48 @@ def _first_of(codes, n_codes):  # pragma: no cover - compiled
     return first
 
 
+@njit(cache=True)
+def float_codes(x):  # pragma: no cover - compiled
+    """Number the distinct values of ``x`` (float64, 1-d; equal when their values are, -0.0 as 0.0,
+    every NaN one value) in order of first appearance: ``(codes, count)``. A hash table that starts
+    small and doubles, so that a few thousand distinct strikes or times stay in the cache."""
+    n = x.shape[0]
+    bits = 10
+    table = np.full(1 << bits, -1, dtype=np.int64)
+    keys = np.empty(16, dtype=np.int64)
+    codes = np.empty(n, dtype=np.int64)
+    count = 0
+    for i in range(n):
+        key = _bits(x[i])
+        mask = (1 << bits) - 1
+        slot = np.int64(_mix(np.uint64(0), np.uint64(key)) >> np.uint64(64 - bits))
+        while True:
+            j = table[slot]
+            if j < 0:
+                if count == keys.shape[0]:
+                    grown = np.empty(2 * count, dtype=np.int64)
+                    grown[:count] = keys
+                    keys = grown
+                keys[count] = key
+                table[slot] = count
+                codes[i] = count
+                count += 1
+                if 2 * count > table.shape[0]:  # rehash into a table twice the size
+                    bits += 1
+                    table = np.full(1 << bits, -1, dtype=np.int64)
+                    for c in range(count):
+                        sl = np.int64(_mix(np.uint64(0), np.uint64(keys[c])) >> np.uint64(64 - bits))
+                        while table[sl] >= 0:
+                            sl = (sl + 1) & ((1 << bits) - 1)
+                        table[sl] = c
+                break
+            if keys[j] == key:
+                codes[i] = j
+                break
+            slot = (slot + 1) & mask
+    return codes, count
+
+
 def smile_points(uidx: np.ndarray, t: FloatArray, strike: FloatArray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (underlying, t, strike) points of rows: ``(first, of_row)``, the first row of
     each point and each row's point (a vol surface answers per point, and positions repeat them).
@@ -70,9 +113,8 @@ def smile_points(uidx: np.ndarray, t: FloatArray, strike: FloatArray) -> tuple[n
     n = uidx.size
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    t_code, t_uniq = pd.factorize(t)
-    k_code, k_uniq = pd.factorize(strike)
-    n_t, n_k = len(t_uniq), len(k_uniq)
+    t_code, n_t = float_codes(np.ascontiguousarray(t, dtype=np.float64))
+    k_code, n_k = float_codes(np.ascontiguousarray(strike, dtype=np.float64))
     if (int(uidx.max()) + 1) * n_t * n_k >= 1 << 62:  # the packed key would overflow: one point a row
         return np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
     # (underlying, strike) pairs first, then with t: two small ranges to count instead of one large
