@@ -321,7 +321,13 @@ def test_grid_stress_and_points_agree_on_the_same_scenario(sticky: Sticky, rng: 
 
 
 def test_helpers_number_as_numpy_and_pandas_do(rng: np.random.Generator) -> None:
-    from optmm.risk._reval import dense_codes, float_codes, smile_points, stable_order
+    from optmm.risk._reval import dense_codes, float_codes, int_codes, smile_points, stable_order
+
+    keys = rng.integers(-(2**63), 2**63 - 1, 3000, dtype=np.int64)[rng.integers(0, 3000, 20000)]
+    codes, count = int_codes(keys)
+    want, uniq = pd.factorize(keys)
+    np.testing.assert_array_equal(codes, want)
+    assert count == len(uniq)
 
     for x in (
         rng.choice(rng.uniform(1.0, 900.0, 3000), 20000),  # the hash table grows past 1,024 slots

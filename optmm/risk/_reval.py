@@ -18,6 +18,7 @@ __all__ = [
     "dense_codes",
     "float_codes",
     "group_sums",
+    "int_codes",
     "smile_points",
     "stable_order",
     "trader_units",
@@ -65,28 +66,28 @@ def _first_of(codes, n_codes):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def float_codes(x):  # pragma: no cover - compiled
-    """Number the distinct values of ``x`` (float64, 1-d; equal when their values are, -0.0 as 0.0,
-    every NaN one value) in order of first appearance: ``(codes, count)``. A hash table that starts
-    small and doubles, so that a few thousand distinct strikes or times stay in the cache."""
-    n = x.shape[0]
+def int_codes(keys):  # pragma: no cover - compiled
+    """Number the distinct values of ``keys`` (int64, 1-d) in order of first appearance:
+    ``(codes, count)``, as :func:`pandas.factorize`. A hash table that starts small and doubles, so
+    that a few thousand distinct values stay in the cache."""
+    n = keys.shape[0]
     bits = 10
     table = np.full(1 << bits, -1, dtype=np.int64)
-    keys = np.empty(16, dtype=np.int64)
+    seen = np.empty(16, dtype=np.int64)
     codes = np.empty(n, dtype=np.int64)
     count = 0
     for i in range(n):
-        key = _bits(x[i])
+        key = keys[i]
         mask = (1 << bits) - 1
         slot = np.int64(_mix(np.uint64(0), np.uint64(key)) >> np.uint64(64 - bits))
         while True:
             j = table[slot]
             if j < 0:
-                if count == keys.shape[0]:
+                if count == seen.shape[0]:
                     grown = np.empty(2 * count, dtype=np.int64)
-                    grown[:count] = keys
-                    keys = grown
-                keys[count] = key
+                    grown[:count] = seen
+                    seen = grown
+                seen[count] = key
                 table[slot] = count
                 codes[i] = count
                 count += 1
@@ -94,16 +95,26 @@ def float_codes(x):  # pragma: no cover - compiled
                     bits += 1
                     table = np.full(1 << bits, -1, dtype=np.int64)
                     for c in range(count):
-                        sl = np.int64(_mix(np.uint64(0), np.uint64(keys[c])) >> np.uint64(64 - bits))
+                        sl = np.int64(_mix(np.uint64(0), np.uint64(seen[c])) >> np.uint64(64 - bits))
                         while table[sl] >= 0:
                             sl = (sl + 1) & ((1 << bits) - 1)
                         table[sl] = c
                 break
-            if keys[j] == key:
+            if seen[j] == key:
                 codes[i] = j
                 break
             slot = (slot + 1) & mask
     return codes, count
+
+
+@njit(cache=True)
+def float_codes(x):  # pragma: no cover - compiled
+    """:func:`int_codes` of float64 values, equal when their values are (-0.0 as 0.0, every NaN
+    one value)."""
+    keys = np.empty(x.shape[0], dtype=np.int64)
+    for i in range(x.shape[0]):
+        keys[i] = _bits(x[i])
+    return int_codes(keys)
 
 
 def smile_points(uidx: np.ndarray, t: FloatArray, strike: FloatArray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,9 +155,9 @@ def contract_keys(
         np.ascontiguousarray(override, dtype=np.float64),
         np.ascontiguousarray(american, dtype=np.int64),
     )
-    codes, uniq = pd.factorize(contract_hashes(*cols))  # numbered in order of first appearance
-    first = first_rows(*cols, codes, len(uniq))
-    if first.size != len(uniq):  # two contracts with one 64-bit hash: number the fields themselves
+    codes, n_codes = int_codes(contract_hashes(*cols).view(np.int64))  # in order of first appearance
+    first = first_rows(*cols, codes, n_codes)
+    if first.size != n_codes:  # two contracts with one 64-bit hash: number the fields themselves
         keys = [c if c.dtype == np.int64 else _float_key(c) for c in cols]
         codes, uniq = pd.MultiIndex.from_arrays(keys).factorize()
         first = first_rows(*cols, codes, len(uniq))
