@@ -111,10 +111,17 @@ def _levels(s0, k, tt, r, q, dq, level_shift, n_levels, s_l, fq_l, x_l):  # prag
 def _gather(vol_row, level, vol_col, vol_shift, s_l, fq_l, x_l, vol, s, fq, x):  # pragma: no cover
     """The level values of every point of one contract, contiguous, and its vol there
     (``numpy.maximum(vol + shift, 0)``: a NaN kept, -0.0 kept)."""
+    if vol_row.shape[0] == 1:  # one vol for every point (sticky strike): no column to look up
+        v0 = vol_row[0]
+        for g in range(vol.shape[0]):
+            v = v0 + vol_shift[g]
+            vol[g] = v if (v >= 0.0) | (v != v) else 0.0
+    else:
+        for g in range(vol.shape[0]):
+            v = vol_row[vol_col[g]] + vol_shift[g]
+            vol[g] = v if (v >= 0.0) | (v != v) else 0.0
     for g in range(vol.shape[0]):
         lv = level[g]
-        v = vol_row[vol_col[g]] + vol_shift[g]
-        vol[g] = v if (v >= 0.0) | (v != v) else 0.0
         s[g] = s_l[lv]
         fq[g] = fq_l[lv]
         x[g] = x_l[lv]
@@ -147,12 +154,15 @@ def _add_pnl(units, base, price, acc):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
-def _add_taylor(units, delta, gamma, vega, theta, base_vol, spot, shift, vol, dt, acc):  # pragma: no cover
-    """``acc += units * (delta dS + gamma dS^2 / 2 + vega dvol + theta dt)``, in numpy's order."""
+def _add_both(units, base, price, delta, gamma, vega, theta, base_vol, spot, shift, vol, dt, acc, tacc):
+    # pragma: no cover - compiled
+    """:func:`_add_pnl` and ``tacc += units * (delta dS + gamma dS^2 / 2 + vega dvol + theta dt)``
+    (in numpy's order) in one pass."""
     for g in range(acc.shape[0]):
+        acc[g] += units * (price[g] - base)
         ds = spot * shift[g]
         approx = delta * ds + 0.5 * gamma * ds * ds + vega * (vol[g] - base_vol) + theta * dt
-        acc[g] += units * approx
+        tacc[g] += units * approx
 
 
 @njit(cache=True, parallel=True)
@@ -192,12 +202,13 @@ def reval_segments(c, p, seg_lo, seg_hi, n_levels, taylor, acc, tacc):  # pragma
                 _cells(kr, sqt, phi, vol, fq_g, x_g, price)
             else:
                 _expired(k, phi, s_g, price)
-            _add_pnl(c.units[i], c.price[i], price, acc[s])
             if taylor:
-                _add_taylor(
-                    c.units[i], c.delta[i], c.gamma[i], c.vega[i], c.theta[i], c.base_vol[i], p.spot[j],
-                    p.shift[j], vol, p.dt, tacc[s],
+                _add_both(
+                    c.units[i], c.price[i], price, c.delta[i], c.gamma[i], c.vega[i], c.theta[i],
+                    c.base_vol[i], p.spot[j], p.shift[j], vol, p.dt, acc[s], tacc[s],
                 )  # fmt: skip
+            else:
+                _add_pnl(c.units[i], c.price[i], price, acc[s])
 
 
 @njit(cache=True)

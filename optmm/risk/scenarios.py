@@ -345,13 +345,20 @@ def _collapse(book: Book, market: Market) -> _Contracts:
     stock_units = np.bincount(uidx[is_stock], weights=qm[is_stock], minlength=n_u).astype(np.float64)
 
     t_all, american_all = pricing.book_terms(book, market)
-    opt = np.flatnonzero(~is_stock)
-    strike_all = np.asarray(book.strike, dtype=np.float64)[opt]
-    override_all = np.asarray(book.vol, dtype=np.float64)[opt]
-    t_all, american_all = t_all[opt], american_all[opt]
-    u_all = uidx[opt]
-    key, rep = contract_keys(u_all, kind[opt], strike_all, t_all, override_all, american_all)
-    units = np.bincount(key, weights=qm[opt], minlength=rep.size)
+    strike_all = np.asarray(book.strike, dtype=np.float64)
+    override_all = np.asarray(book.vol, dtype=np.float64)
+    u_all, kind_all, qm_all = uidx, kind, qm
+    if is_stock.any():  # the option rows
+        opt = np.flatnonzero(~is_stock)
+        strike_all, override_all, t_all, american_all = (
+            strike_all[opt],
+            override_all[opt],
+            t_all[opt],
+            american_all[opt],
+        )
+        u_all, kind_all, qm_all = uidx[opt], kind[opt], qm[opt]
+    key, rep = contract_keys(u_all, kind_all, strike_all, t_all, override_all, american_all)
+    units = np.bincount(key, weights=qm_all, minlength=rep.size)
     keep = units != 0.0
     rep, units = rep[keep], units[keep]
     order = np.argsort(u_all[rep], kind="stable")
@@ -360,7 +367,7 @@ def _collapse(book: Book, market: Market) -> _Contracts:
     u = u_all[rep]
     strike = strike_all[rep]
     override = override_all[rep]
-    is_call = (kind[opt] == Kind.CALL)[rep]
+    is_call = kind_all[rep] == Kind.CALL
     t = t_all[rep]
     american = american_all[rep]
     base_vol = override.copy()
