@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from builders import make_book
 
+from optmm import pricing
 from optmm.book import Book, Kind
 from optmm.greeks import bsm_greeks
 from optmm.market import Market, Sticky
@@ -346,13 +347,13 @@ def test_surface_vol_is_looked_up_per_position_unless_overridden() -> None:
 
 def test_one_greeks_call_for_the_whole_book(book: Book, market: Market, monkeypatch) -> None:
     calls = []
-    real = ex_mod.bsm_greeks
+    real = pricing.contract_greeks
 
-    def counting(*args):
-        calls.append(np.shape(args[0]))
-        return real(*args)
+    def counting(*args, **kwargs):
+        calls.append(np.shape(args[1]))
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(ex_mod, "bsm_greeks", counting)
+    monkeypatch.setattr(pricing, "contract_greeks", counting)
     exposures(book, market)
     assert calls == [(6,)]  # the six options of two underlyings, at once
 
@@ -382,12 +383,13 @@ def test_non_finite_exposures_are_refused_naming_the_position(book: Book, market
     ex_mod = importlib.import_module("optmm.risk.exposures")  # the name optmm.risk.exposures is the function
 
     ex = exposures(book, market)
-    positions = ex.positions.copy()
-    positions.loc[2, "vega_per_vol_point"] = np.inf
+    columns = dict(ex._columns)
+    columns["vega_per_vol_point"] = columns["vega_per_vol_point"].copy()
+    columns["vega_per_vol_point"][2] = np.inf
     with pytest.raises(
         ValueError, match=r"position 'p2' \(\w+, row 3 of the book\): vega_per_vol_point is not a finite"
     ):
-        ex_mod._check_finite(dataclasses.replace(ex, positions=positions))
+        ex_mod._check_finite(dataclasses.replace(ex, _columns=columns))
     by_u = ex.by_underlying.copy()
     by_u.iloc[1, by_u.columns.get_loc("value")] = -np.inf
     with pytest.raises(ValueError, match=rf"underlying {by_u.index[1]}: value is not a finite number"):
@@ -408,3 +410,40 @@ def test_overflowing_book_raises_without_a_runtime_warning(market: Market) -> No
     huge.quantity[:] = [1e306, 1e307]
     with pytest.raises(ValueError, match=r"not a finite number"):
         exposures(huge, market)
+
+
+def test_aggregates_are_pandas_groupby_sums_bit_for_bit(rng: np.random.Generator) -> None:
+    """The aggregates are computed without a frame of the positions; they equal pandas' groupby
+    sums of that frame (compensated, in row order) to the bit, NaT expiries (stock) last."""
+    rows = []
+    for i in range(400):
+        u = str(rng.choice(["AAA", "BBB", "CCC"]))
+        if i % 9 == 0:
+            rows.append((u, Kind.STOCK, 0.0, None, float(rng.integers(-500, 500))))
+            continue
+        expiry = str(rng.choice(["2024-03-15", "2024-06-21", "2025-01-17", "2024-02-16"]))  # one expired
+        kind = Kind.CALL if rng.random() < 0.5 else Kind.PUT
+        rows.append(
+            (
+                u,
+                kind,
+                float(rng.choice([80.0, 95.0, 100.0, 105.0, 120.0])),
+                expiry,
+                float(rng.integers(-40, 40)),
+            )
+        )
+    book = make_book(rows)
+    ex = exposures(
+        book,
+        make_market({"AAA": 100.0, "BBB": 97.0, "CCC": 103.0}, index="AAA", beta={"BBB": 1.2, "CCC": 0.8}),
+    )
+    pos = ex.positions
+    cols = list(EXPOSURE_COLUMNS)
+    want_u = pos.groupby("underlying", sort=True)[cols].sum()
+    pd.testing.assert_frame_equal(ex.by_underlying[cols], want_u, check_exact=True)
+    want_e = pos.groupby(["underlying", "expiry"], sort=True, dropna=False)[cols].sum()
+    pd.testing.assert_frame_equal(ex.by_expiry, want_e, check_exact=True)
+    additive = [c for c in cols if c not in ("delta_shares", "vanna_shares_per_vol_point")]
+    for c in additive:
+        assert ex.total[c].iloc[0] == pos[c].sum(), c
+    assert "beta_delta_index_dollars" in ex.total.columns

@@ -290,23 +290,28 @@ def test_collapsed_contracts_match_per_position_loop(sticky: Sticky, monkeypatch
     np.testing.assert_allclose(got.matrix().to_numpy(), want, rtol=0, atol=1e-9)
     # chunks that split the contracts (and an underlying) give the same numbers
     monkeypatch.setattr(sc, "MAX_CELLS", 3 * len(SPOTS) * len(VOLS))
+    monkeypatch.setattr(sc, "SEGMENT", 2)
     small = scenario_grid(book, market, spot_shocks=SPOTS, vol_shocks=VOLS, days=5.0)
     np.testing.assert_allclose(small.matrix().to_numpy(), want, rtol=0, atol=1e-9)
     for u in ("AAA", "BBB"):
         np.testing.assert_allclose(small.matrix(u).to_numpy(), got.matrix(u).to_numpy(), rtol=0, atol=1e-9)
 
 
-def test_one_kernel_call_per_chunk(two_name_book: Book, two_name_market: Market, monkeypatch) -> None:
-    calls: list[tuple[int, ...]] = []
-    real = sc.reval_cells
+def test_one_kernel_call_per_sticky_strike_grid(
+    two_name_book: Book, two_name_market: Market, monkeypatch
+) -> None:
+    """Under sticky strike the whole grid is one kernel call over per-contract arrays: nothing of
+    shape (contracts, points) goes in (the vols are one per contract, the shifts per underlying)."""
+    calls: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    real = sc.reval_segments
 
-    def counting(*args):
-        calls.append(args[-1].shape)  # the (contracts, points) P&L block being filled
-        return real(*args)
+    def counting(c, p, *args):
+        calls.append((c.vol_table.shape, args[-2].shape))  # vols in, the segment sums out
+        return real(c, p, *args)
 
-    monkeypatch.setattr(sc, "reval_cells", counting)
+    monkeypatch.setattr(sc, "reval_segments", counting)
     scenario_grid(two_name_book, two_name_market, spot_shocks=SPOTS, vol_shocks=VOLS)
-    assert calls == [(5, len(SPOTS) * len(VOLS))]  # 5 option contracts x 24 points, once
+    assert calls == [((5, 1), (2, len(SPOTS) * len(VOLS)))]  # 5 option contracts, 2 underlyings
 
 
 # --------------------------------------------------------------------------------------------------
@@ -640,25 +645,31 @@ def test_grid_result_type(two_name_book: Book, two_name_market: Market) -> None:
     assert isinstance(grid.pnl, pd.DataFrame)
 
 
-def test_chunks_bound_the_cells_per_kernel_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Memory is bounded by MAX_CELLS contract-points per kernel call, whatever the book size.
+@pytest.mark.parametrize("sticky", [Sticky.STRIKE, Sticky.MONEYNESS])
+def test_segments_and_blocks_give_the_same_pnl(sticky: Sticky, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under sticky moneyness the vols of a block of contracts at every spot level are looked up
+    per kernel call: a block holds at most MAX_CELLS of them, whatever the book (here 100 // 24 = 4
+    contracts a block, of whole segments of 3: the last two, 3 + 1, make one). Smaller blocks and
+    segments change only the order of the additions."""
     rows = [("AAA", Kind.CALL, float(k), "2024-06-21", 1) for k in range(60, 140, 2)]  # 40 contracts
     book = make_book(rows)
-    market = make_market({"AAA": 100.0})
-    want = scenario_grid(book, market, spot_shocks=SPOTS, vol_shocks=VOLS).matrix()
+    market = make_market({"AAA": 100.0}, surface={"AAA": skew_surface()}, sticky=sticky)
+    want = scenario_grid(book, market, spot_shocks=SPOTS, vol_shocks=VOLS)
     sizes: list[int] = []
-    real = sc.reval_cells
+    real = sc.reval_segments
 
-    def recording(*args):
-        sizes.append(int(args[-1].size))  # cells of the (contracts, points) block being filled
-        return real(*args)
+    def recording(c, *args):
+        sizes.append(int(c.u.size))  # contracts of the block going in
+        assert c.vol_table.size <= 100
+        return real(c, *args)
 
-    monkeypatch.setattr(sc, "reval_cells", recording)
+    monkeypatch.setattr(sc, "reval_segments", recording)
     monkeypatch.setattr(sc, "MAX_CELLS", 100)
-    got = scenario_grid(book, market, spot_shocks=SPOTS, vol_shocks=VOLS).matrix()
-    g = len(SPOTS) * len(VOLS)
-    assert max(sizes) <= 100 and sum(sizes) == 40 * g and len(sizes) == -(-40 // (100 // g))
-    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=0, atol=1e-9)
+    monkeypatch.setattr(sc, "SEGMENT", 3)
+    got = scenario_grid(book, market, spot_shocks=SPOTS, vol_shocks=VOLS)
+    assert sizes == ([40] if sticky is Sticky.STRIKE else [3] * 12 + [4])  # whole segments, <= 4
+    np.testing.assert_allclose(got.matrix().to_numpy(), want.matrix().to_numpy(), rtol=1e-13, atol=1e-9)
+    np.testing.assert_allclose(got.taylor.to_numpy(), want.taylor.to_numpy(), rtol=1e-13, atol=1e-9)
 
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "scenarios" / "examples"

@@ -1,8 +1,9 @@
 """Book exposures in trader units: value, delta, dollar gamma, vega, theta, rho, vanna and volga.
 
 :func:`exposures` prices every position of a :class:`~optmm.book.Book` against a
-:class:`~optmm.market.Market` with ONE call of :func:`optmm.greeks.bsm_greeks` and scales the plain
-partial derivatives of the engine into the units a trader reads:
+:class:`~optmm.market.Market` on its contract terms (:mod:`optmm.pricing`: times to settlement,
+styles, carry and cash dividends) with ONE call of :func:`optmm.pricing.contract_greeks` and scales
+the plain partial derivatives of the engines into the units a trader reads:
 
 =============================  ==========================================================================
 column                         definition (qty = signed quantity, mult = contract multiplier, S = spot)
@@ -28,14 +29,24 @@ coming out as inf or NaN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from optmm import pricing
 from optmm.book import Book, Kind
-from optmm.greeks import bsm_greeks
+from optmm.greeks import Greeks
 from optmm.market import Market
+from optmm.risk._reval import (
+    dense_codes,
+    group_sums,
+    smile_points,
+    stable_order,
+    trader_units,
+    underlying_codes,
+)
 from optmm.typing import FloatArray
 
 # The exposure columns, in the order they appear; each is a sum over positions in the aggregates.
@@ -52,33 +63,6 @@ EXPOSURE_COLUMNS: tuple[str, ...] = (
 )
 
 _KIND_NAMES = np.array([k.name for k in sorted(Kind, key=int)], dtype=object)
-
-
-@dataclass(frozen=True, slots=True)
-class _Inputs:
-    """Per-position market inputs, aligned with the book's rows."""
-
-    underlyings: np.ndarray  # (n_underlyings,) object: sorted unique underlyings of the book
-    uidx: np.ndarray  # (n,) intp: row -> index into ``underlyings``
-    spot: FloatArray  # (n,)
-    rate: FloatArray  # (n,)
-    div_yield: FloatArray  # (n,)
-    t: FloatArray  # (n,) years, ACT/365; 0 for stock
-    is_option: np.ndarray  # (n,) bool
-    is_call: np.ndarray  # (n,) bool
-    vol: FloatArray  # (n,) override, else surface vol; 0 for expired options without override; NaN stock
-
-
-def _underlying_codes(book: Book) -> tuple[np.ndarray, np.ndarray]:
-    codes, uniques = pd.factorize(np.asarray(book.underlying, dtype=object), sort=True)
-    return np.asarray(uniques, dtype=object), codes.astype(np.intp, copy=False)
-
-
-def _per_underlying(market: Market, underlyings: np.ndarray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    spot = np.array([market.spot[u] for u in underlyings], dtype=np.float64)
-    rate = np.array([market.rate[u] for u in underlyings], dtype=np.float64)
-    div = np.array([market.div_yield[u] for u in underlyings], dtype=np.float64)
-    return spot, rate, div
 
 
 def market_vols(
@@ -111,44 +95,11 @@ def surface_vols(
     if rows.size == 0:
         return
     sub = uidx[rows]
-    order = np.argsort(sub, kind="stable")
-    sorted_rows = rows[order]
-    present, starts = np.unique(sub[order], return_index=True)
-    bounds = [*starts.tolist(), rows.size]
-    for j, u in enumerate(present.tolist()):
-        r = sorted_rows[bounds[j] : bounds[j + 1]]
+    sorted_rows = rows[stable_order(sub, len(underlyings))]
+    ends = np.cumsum(np.bincount(sub, minlength=len(underlyings)))
+    for u in np.flatnonzero(np.diff(np.r_[0, ends])).tolist():
+        r = sorted_rows[ends[u - 1] if u else 0 : ends[u]]
         out[r] = market_vols(market, underlyings[u], strike[r], t[r], spot_shift=0.0)
-
-
-def position_inputs(book: Book, market: Market) -> _Inputs:
-    """Spots, rates, yields, times and vols of every position (vol: override, else the surface)."""
-    book.check_market(market)
-    underlyings, uidx = _underlying_codes(book)
-    spot_u, rate_u, div_u = _per_underlying(market, underlyings)
-    kind = np.asarray(book.kind)
-    is_option = kind != Kind.STOCK
-    is_call = kind == Kind.CALL
-    t = np.asarray(market.year_fraction(np.asarray(book.expiry, dtype="datetime64[D]")), dtype=np.float64)
-    t = np.where(is_option, t, 0.0)
-    strike = np.asarray(book.strike, dtype=np.float64)
-    override = np.asarray(book.vol, dtype=np.float64)
-    vol = np.where(is_option, override, np.nan)
-    # The surface is asked only for live options without an override: an expired option is worth
-    # its intrinsic value whatever the vol, and a surface need not be defined at t <= 0.
-    need = np.flatnonzero(is_option & np.isnan(override) & (t > 0.0))
-    surface_vols(market, underlyings, uidx, strike, t, need, vol)
-    vol[is_option & np.isnan(vol)] = 0.0  # expired without override
-    return _Inputs(
-        underlyings=underlyings,
-        uidx=uidx,
-        spot=spot_u[uidx],
-        rate=rate_u[uidx],
-        div_yield=div_u[uidx],
-        t=t,
-        is_option=is_option,
-        is_call=is_call,
-        vol=vol,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,11 +156,25 @@ class Exposures:
         The market the book was priced in (used by :meth:`beta_weighted_delta`).
     """
 
-    positions: pd.DataFrame
     by_underlying: pd.DataFrame
     by_expiry: pd.DataFrame
     total: pd.DataFrame
     market: Market
+    # The per-position columns, in order (``kind`` as its codes, ``expiry`` in days); the frame is
+    # built from them when first asked for (a million-row frame with text columns costs more than
+    # pricing the book).
+    _columns: dict[str, np.ndarray] = field(repr=False, compare=False)
+    _frame: list[pd.DataFrame] = field(default_factory=list, init=False, repr=False, compare=False)
+
+    @property
+    def positions(self) -> pd.DataFrame:
+        """One row per position (see the class attributes), built on first access."""
+        if not self._frame:
+            columns = dict(self._columns)
+            columns["kind"] = _KIND_NAMES[np.asarray(columns["kind"], dtype=np.intp)]
+            columns["expiry"] = np.asarray(columns["expiry"], dtype="datetime64[D]").astype("datetime64[s]")
+            self._frame.append(pd.DataFrame(columns))
+        return self._frame[0]
 
     def beta_weighted_delta(self, index: str | None = None) -> BetaWeightedDelta:
         """Book delta in index shares and index dollars.
@@ -296,10 +261,14 @@ def exposures(book: Book, market: Market) -> Exposures:
     Notes
     -----
     The vol of a position is its override where the book gives one, else
-    ``market.vols(underlying, strike, t)``. Options are priced in one call of
-    :func:`optmm.greeks.bsm_greeks`; no Python loop runs over positions (one surface call per
-    underlying). Expired options are worth their intrinsic value, with delta 0 or +-1 and every
-    other Greek 0; the surface is not consulted for them.
+    ``market.vols(underlying, strike, t)``. Options are priced on their contract terms
+    (:func:`optmm.pricing.book_terms` for times to settlement and styles, :func:`optmm.pricing.carry`
+    for rates, carry and cash dividends) in one call of :func:`optmm.pricing.contract_greeks`: plain
+    European options by the Black-Scholes-Merton kernel, the others by the dividend and American
+    engines. No Python loop runs over positions (one surface call per underlying), and the
+    per-position frame :attr:`Exposures.positions` is built only when it is first asked for.
+    Expired options are worth their intrinsic value, with delta 0 or +-1 and every other Greek 0;
+    the surface is not consulted for them.
 
     Examples
     --------
@@ -325,9 +294,8 @@ def exposures(book: Book, market: Market) -> Exposures:
     return result
 
 
-def _not_finite(frame: pd.DataFrame, columns: list[str]) -> tuple[int, str] | None:
-    """The first (row position, column) of ``frame[columns]`` that is not finite, or None."""
-    values = frame[columns].to_numpy(dtype=np.float64)
+def _not_finite(values: np.ndarray, columns: list[str]) -> tuple[int, str] | None:
+    """The first (row, column) of ``values`` (rows x columns) that is not finite, or None."""
     bad = np.argwhere(~np.isfinite(values))
     if not bad.size:
         return None
@@ -338,22 +306,23 @@ def _check_finite(ex: Exposures) -> None:
     """Refuse exposures with a figure that is not finite, naming the position, underlying or book."""
     too_large = "a quantity, multiplier, strike or spot is too large for the arithmetic"
     cols = ["price", *EXPOSURE_COLUMNS]
-    hit = _not_finite(ex.positions, cols)
-    if hit is not None:
-        i, col = hit
-        row = ex.positions.iloc[i]
+    if not all(np.isfinite(ex._columns[c]).all() for c in cols):
+        flags = np.stack([~np.isfinite(ex._columns[c]) for c in cols], axis=1)
+        i, j = (int(x) for x in np.argwhere(flags)[0])
         raise ValueError(
-            f"position {row['id']!r} ({row['underlying']}, row {i + 1} of the book): {col} is not a "
-            f"finite number; {too_large}"
+            f"position {ex._columns['id'][i]!r} ({ex._columns['underlying'][i]}, row {i + 1} of the book): "
+            f"{cols[j]} is not a finite number; {too_large}"
         )
-    hit = _not_finite(ex.by_underlying, list(EXPOSURE_COLUMNS))
+    hit = _not_finite(
+        ex.by_underlying[list(EXPOSURE_COLUMNS)].to_numpy(dtype=np.float64), list(EXPOSURE_COLUMNS)
+    )
     if hit is not None:
         i, col = hit
         raise ValueError(
             f"underlying {ex.by_underlying.index[i]}: {col} is not a finite number (the positions' "
             f"figures overflow when added); {too_large}"
         )
-    hit = _not_finite(ex.total, [str(c) for c in ex.total.columns])
+    hit = _not_finite(ex.total.to_numpy(dtype=np.float64), [str(c) for c in ex.total.columns])
     if hit is not None:
         raise ValueError(
             f"book total: {hit[1]} is not a finite number (the underlyings' figures overflow when "
@@ -362,65 +331,98 @@ def _check_finite(ex: Exposures) -> None:
 
 
 def _exposures(book: Book, market: Market) -> Exposures:
-    inp = position_inputs(book, market)
-    n = len(inp.t)
+    book.check_market(market)
+    underlyings, uidx = underlying_codes(book)
+    t, american = pricing.book_terms(book, market)
+    carry = pricing.carry(market, list(underlyings))
+    spot_u = np.array([market.spot[u] for u in underlyings], dtype=np.float64)
+    kind = np.asarray(book.kind)
+    is_option = kind != Kind.STOCK
+    n = kind.size
     qm = np.asarray(book.quantity, dtype=np.float64) * np.asarray(book.multiplier, dtype=np.float64)
     strike = np.asarray(book.strike, dtype=np.float64)
+    override = np.asarray(book.vol, dtype=np.float64)
+    s = spot_u[uidx]
 
-    greeks = {
-        name: np.zeros(n) for name in ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
-    }
-    opt = np.flatnonzero(inp.is_option)
-    if opt.size:
-        g = bsm_greeks(
-            inp.spot[opt],
-            strike[opt],
-            inp.t[opt],
-            inp.rate[opt],
-            inp.div_yield[opt],
-            inp.vol[opt],
-            inp.is_call[opt],
+    greeks: dict[str, FloatArray] = {}
+    vol = np.where(is_option, override, np.nan)
+    # The surface is asked only for live options without an override: an expired option is worth
+    # its intrinsic value whatever the vol, and a surface need not be defined at t <= 0.
+    need = np.flatnonzero(is_option & np.isnan(override) & (t > 0.0))
+    # one surface point per distinct (underlying, t, strike): positions repeat them
+    points, of_row = smile_points(uidx[need], t[need], strike[need])
+    at = need[points]
+    point_vol = np.empty(points.size)
+    surface_vols(market, underlyings, uidx[at], strike[at], t[at], np.arange(points.size), point_vol)
+    vol[need] = point_vol[of_row]
+    vol[is_option & np.isnan(vol)] = 0.0  # expired without override
+    opt = np.flatnonzero(is_option)
+    if opt.size == n:  # options only: one call for the whole book, its outputs as they are
+        g = pricing.contract_greeks(carry, uidx, s, strike, t, vol, kind == Kind.CALL, american)
+        greeks = {name: np.asarray(arr, dtype=np.float64).reshape(-1) for name, arr in g.to_dict().items()}
+    else:
+        greeks = {name: np.zeros(n) for name in Greeks.FIELDS}
+    if 0 < opt.size < n:  # one call for all the options of the book
+        g = pricing.contract_greeks(
+            carry, uidx[opt], s[opt], strike[opt], t[opt], vol[opt], kind[opt] == Kind.CALL, american[opt]
         )
         for name, arr in g.to_dict().items():
             greeks[name][opt] = arr
-    stock = ~inp.is_option
-    greeks["price"][stock] = inp.spot[stock]
+    stock = ~is_option
+    greeks["price"][stock] = s[stock]
     greeks["delta"][stock] = 1.0
 
-    s = inp.spot
-    delta_shares = qm * greeks["delta"]
-    positions = pd.DataFrame(
-        {
-            "id": np.asarray(book.id, dtype=object),
-            "underlying": np.asarray(book.underlying, dtype=object),
-            "kind": _KIND_NAMES[np.asarray(book.kind, dtype=np.intp)],
-            "expiry": np.asarray(book.expiry, dtype="datetime64[D]").astype("datetime64[s]"),
-            "strike": strike,
-            "quantity": np.asarray(book.quantity, dtype=np.float64),
-            "multiplier": np.asarray(book.multiplier, dtype=np.float64),
-            "spot": s,
-            "t": inp.t,
-            "vol": inp.vol,
-            "price": greeks["price"],
-            "value": qm * greeks["price"],
-            "delta_shares": delta_shares,
-            "delta_dollars": delta_shares * s,
-            "gamma_dollars_1pct": qm * greeks["gamma"] * s * s / 100.0,
-            "vega_per_vol_point": qm * greeks["vega"] / 100.0,
-            "theta_per_day": qm * greeks["theta"] / 365.0,
-            "rho_per_pct": qm * greeks["rho"] / 100.0,
-            "vanna_shares_per_vol_point": qm * greeks["vanna"] / 100.0,
-            "volga_per_vol_point2": qm * greeks["volga"] / 10000.0,
-        }
-    )
+    figures = dict(zip(EXPOSURE_COLUMNS, trader_units(qm, s, greeks), strict=True))
+    expiry = np.asarray(book.expiry, dtype="datetime64[D]")
+    columns: dict[str, Any] = {
+        "id": np.asarray(book.id, dtype=object),
+        "underlying": np.asarray(book.underlying, dtype=object),
+        "kind": kind,
+        "expiry": expiry,
+        "strike": strike,
+        "quantity": np.asarray(book.quantity, dtype=np.float64),
+        "multiplier": np.asarray(book.multiplier, dtype=np.float64),
+        "spot": s,
+        "t": t,
+        "vol": vol,
+        "price": greeks["price"],
+        **figures,
+    }
     cols = list(EXPOSURE_COLUMNS)
-    by_underlying = positions.groupby("underlying", sort=True)[cols].sum()
-    spot_u = pd.Series({u: float(market.spot[u]) for u in by_underlying.index}, dtype=np.float64)
-    by_underlying.insert(0, "spot", spot_u.reindex(by_underlying.index).to_numpy())
-    by_expiry = positions.groupby(["underlying", "expiry"], sort=True, dropna=False)[cols].sum()
+    values = [figures[c] for c in cols]
+    # the sums pandas' groupby gives (compensated, in row order), without a frame of the positions
+    by_underlying = pd.DataFrame(
+        group_sums(values, uidx, len(underlyings)),
+        columns=cols,
+        index=pd.Index(underlyings, name="underlying"),
+    )
+    by_underlying.insert(0, "spot", spot_u)
+    # expiry codes in date order, NaT (stock) last as groupby(dropna=False) puts it
+    nat = np.isnat(expiry)
+    days = expiry.view(np.int64)
+    after = int(days[~nat].max()) + 1 if (~nat).any() else 0
+    exp_values, exp_codes = dense_codes(np.where(nat, after, days))
+    if nat.any():
+        exp_values[-1] = np.datetime64("NaT").astype("datetime64[D]").view(np.int64)
+    n_exp = max(1, exp_values.size)
+    groups, group_of = dense_codes(uidx.astype(np.int64) * n_exp + exp_codes)
+    by_expiry = pd.DataFrame(
+        group_sums(values, group_of, groups.size),
+        columns=cols,
+        index=pd.MultiIndex.from_arrays(
+            [
+                pd.Index(underlyings[groups // n_exp], name="underlying"),
+                pd.Index(
+                    exp_values.view("datetime64[D]")[groups % n_exp].astype("datetime64[s]"), name="expiry"
+                ),
+            ]
+        ),
+    )
     additive = [c for c in cols if c not in _PER_UNDERLYING_UNITS]
-    total = pd.DataFrame([positions[additive].sum().to_numpy()], columns=additive, index=pd.Index(["book"]))
-    result = Exposures(positions, by_underlying, by_expiry, total, market)
+    total = pd.DataFrame(
+        [[float(np.sum(figures[c])) for c in additive]], columns=additive, index=pd.Index(["book"])
+    )
+    result = Exposures(by_underlying, by_expiry, total, market, columns)
     if market.index is not None and all(u in market.beta for u in by_underlying.index):
         bwd = result.beta_weighted_delta()
         total.insert(1, "beta_delta_index_shares", bwd.index_shares)

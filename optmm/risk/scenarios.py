@@ -1,21 +1,30 @@
 """Scenario P&L by full revaluation: spot x vol grids, named stress scenarios and heatmaps.
 
-Every scenario is priced by full Black-Scholes-Merton revaluation of the book, never by a Taylor
-expansion (the Taylor P&L is computed alongside, only to show where it breaks).
+Every scenario is priced by full revaluation of the book, each contract on its terms (never by a
+Taylor expansion; the Taylor P&L is computed alongside, only to show where it breaks).
 
 How it is fast
 --------------
-1. Positions are collapsed to unique contracts (underlying, kind, strike, expiry, vol override),
-   summing quantity x multiplier; contracts that net to zero are dropped.
-2. Per contract, once: time to expiry ``t`` (ACT/365), base vol (override, else the surface), base
-   price and base Greeks (one :func:`optmm.greeks.bsm_greeks` call).
-3. Contracts x scenario points are revalued by one parallel numba kernel per chunk of contracts
-   (``optmm.risk._kernels.reval_cells``: the SIMD pricing core of :mod:`optmm.greeks`, contract
-   constants read once, the inner loop over points vectorised); a chunk holds at most
-   :data:`MAX_CELLS` contract-points, so memory stays bounded whatever the book and grid size.
-   Under sticky strike a contract's surface vol does not move with spot, so it is looked up once,
-   not once per spot shock.
-4. P&L is summed per underlying with ``np.add.reduceat`` over the (underlying-sorted) contracts.
+Grids, stresses, single shocks and historical scenarios (:func:`points_pnl`) share one path:
+
+1. Positions are collapsed to unique contracts (underlying, kind, strike, time to settlement, vol
+   override, style), summing quantity x multiplier; contracts that net to zero are dropped.
+2. Per contract, once: its terms (:func:`optmm.pricing.book_terms`, :func:`optmm.pricing.carry`), base
+   vol (override, else the surface), base price and base Greeks (one
+   :func:`optmm.pricing.contract_greeks` call).
+3. Plain contracts (European, no cash dividends) x scenario points are revalued by one parallel numba
+   kernel (``optmm.risk._kernels.reval_segments``) with the operations of
+   :func:`optmm.greeks.bsm_price`, so the same prices to the bit: ``sqrt(t)`` and the discount
+   factors once per contract, the forward and log-moneyness once per distinct spot move of its
+   underlying, the two normal probabilities per cell. The kernel adds up the P&L (and the Taylor
+   P&L) of each segment of at most :data:`SEGMENT` contracts of one underlying; the segments are
+   then added per underlying in order. Nothing of shape (contracts, points) is materialised. Under
+   sticky strike a contract's vol is looked up once and the vol shift applied in the kernel; under
+   sticky moneyness the vols of a block of contracts at every spot level of their underlying (at
+   most :data:`MAX_CELLS` of them) are looked up per kernel call.
+4. Other contracts (American, or on cash dividends) are priced point by point by
+   :func:`optmm.pricing.contract_price`, spot shocked, ``t - days / 365`` left and the dividends seen
+   ``days / 365`` later (one gone ex by then is dropped), vols as for plain ones.
 
 Shocks
 ------
@@ -33,7 +42,9 @@ moves ``beta * spot`` (betas from ``market.beta``; the index itself has beta 1 u
   when the spot and vol shocks target one underlying); an option that expires within the shock is
   worth its intrinsic value at the shocked spot.
 * Stock positions move with spot: P&L = quantity x multiplier x spot x shock. Carry (financing,
-  dividends) over ``days`` is not included, for stock or options' underlying.
+  dividends received) over ``days`` is not included. An option on cash dividends is priced at the
+  point with the dividends still to go ex ``days / 365`` after the valuation (the escrowed model),
+  the shocked spot being the spot at that point.
 
 Named stress scenarios (TOML)
 -----------------------------
@@ -88,14 +99,15 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from optmm import pricing
 from optmm._config import read_toml
 from optmm._io import FIGURE_FORMATS as PLOT_FORMATS
 from optmm._io import atomic_target
 from optmm._io import figure_format as plot_format
 from optmm.book import Book, Kind
-from optmm.greeks import bsm_greeks
 from optmm.market import Market, Sticky
-from optmm.risk._kernels import reval_cells
+from optmm.risk._kernels import RevalContracts, RevalPoints, reval_segments
+from optmm.risk._reval import contract_keys, underlying_codes
 from optmm.risk.exposures import beta_of, market_vols, surface_vols
 from optmm.typing import FloatArray
 
@@ -280,14 +292,14 @@ class _Contracts:
 
     market: Market
     underlyings: np.ndarray  # (U,) object, sorted
+    carry: pricing.Carry  # of the underlyings
     spot: FloatArray  # (U,)
-    rate: FloatArray  # (U,)
-    div_yield: FloatArray  # (U,)
     stock_units: FloatArray  # (U,) shares held (quantity x multiplier)
     u: np.ndarray  # (C,) intp, non-decreasing
     strike: FloatArray  # (C,)
-    t: FloatArray  # (C,) years
+    t: FloatArray  # (C,) years to settlement
     is_call: np.ndarray  # (C,) bool
+    american: np.ndarray  # (C,) bool
     override: FloatArray  # (C,) NaN where the surface prices the contract
     units: FloatArray  # (C,) sum of quantity x multiplier
     base_vol: FloatArray  # (C,)
@@ -299,14 +311,22 @@ class _Contracts:
     n_positions: int = 0
 
     @property
+    def rate(self) -> FloatArray:
+        return self.carry.rate
+
+    @property
+    def div_yield(self) -> FloatArray:
+        return self.carry.q
+
+    @property
     def surface_priced(self) -> np.ndarray:
         """Contracts whose shocked vol comes from the surface (no override, not expired)."""
         return np.isnan(self.override) & (self.t > 0.0)
 
-
-def _factorize(values: np.ndarray) -> tuple[np.ndarray, int]:
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    return codes.astype(np.int64, copy=False), len(uniques)
+    @property
+    def plain(self) -> np.ndarray:
+        """Contracts priced by the plain formula in the kernel (:func:`optmm.pricing.plain`)."""
+        return pricing.plain(self.carry, self.u, self.american)
 
 
 # Huge (finite) inputs can overflow in the arithmetic below: numpy is told not to warn, and every
@@ -314,39 +334,31 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, int]:
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def _collapse(book: Book, market: Market) -> _Contracts:
     book.check_market(market)
-    und = np.asarray(book.underlying, dtype=object)
-    codes, uniq = pd.factorize(und, sort=True)
-    underlyings = np.asarray(uniq, dtype=object)
-    uidx = codes.astype(np.intp, copy=False)
+    underlyings, uidx = underlying_codes(book)
     n_u = len(underlyings)
+    carry = pricing.carry(market, list(underlyings))
     spot = np.array([market.spot[u] for u in underlyings], dtype=np.float64)
-    rate = np.array([market.rate[u] for u in underlyings], dtype=np.float64)
-    div = np.array([market.div_yield[u] for u in underlyings], dtype=np.float64)
     kind = np.asarray(book.kind)
     qm = np.asarray(book.quantity, dtype=np.float64) * np.asarray(book.multiplier, dtype=np.float64)
 
     is_stock = kind == Kind.STOCK
     stock_units = np.bincount(uidx[is_stock], weights=qm[is_stock], minlength=n_u).astype(np.float64)
 
-    opt = np.flatnonzero(~is_stock)
-    strike_all = np.asarray(book.strike, dtype=np.float64)[opt]
-    expiry_all = np.asarray(book.expiry, dtype="datetime64[D]")[opt]
-    override_all = np.asarray(book.vol, dtype=np.float64)[opt]
-    u_all = uidx[opt]
-    # Mixed-radix key, re-compressed after each column so it never overflows int64.
-    key = u_all.astype(np.int64)
-    for col in (
-        kind[opt].astype(np.int64),
-        strike_all,
-        expiry_all.view(np.int64),
-        override_all,
-    ):
-        c, card = _factorize(col)
-        key, _ = _factorize(key * card + c)
-    n_c = int(key.max()) + 1 if key.size else 0
-    units = np.bincount(key, weights=qm[opt], minlength=n_c)
-    rep = np.empty(n_c, dtype=np.intp)
-    rep[key] = np.arange(key.size)  # any row of a contract represents it: they share every key field
+    t_all, american_all = pricing.book_terms(book, market)
+    strike_all = np.asarray(book.strike, dtype=np.float64)
+    override_all = np.asarray(book.vol, dtype=np.float64)
+    u_all, kind_all, qm_all = uidx, kind, qm
+    if is_stock.any():  # the option rows
+        opt = np.flatnonzero(~is_stock)
+        strike_all, override_all, t_all, american_all = (
+            strike_all[opt],
+            override_all[opt],
+            t_all[opt],
+            american_all[opt],
+        )
+        u_all, kind_all, qm_all = uidx[opt], kind[opt], qm[opt]
+    key, rep = contract_keys(u_all, kind_all, strike_all, t_all, override_all, american_all)
+    units = np.bincount(key, weights=qm_all, minlength=rep.size)
     keep = units != 0.0
     rep, units = rep[keep], units[keep]
     order = np.argsort(u_all[rep], kind="stable")
@@ -355,32 +367,33 @@ def _collapse(book: Book, market: Market) -> _Contracts:
     u = u_all[rep]
     strike = strike_all[rep]
     override = override_all[rep]
-    is_call = (kind[opt] == Kind.CALL)[rep]
-    t = np.asarray(market.year_fraction(expiry_all[rep]), dtype=np.float64).reshape(-1)
+    is_call = kind_all[rep] == Kind.CALL
+    t = t_all[rep]
+    american = american_all[rep]
     base_vol = override.copy()
     surf = np.flatnonzero(np.isnan(override) & (t > 0.0))
     surface_vols(market, underlyings, u, strike, t, surf, base_vol)
     base_vol[np.isnan(base_vol)] = 0.0  # expired without override: worth intrinsic, vol irrelevant
-    g = bsm_greeks(spot[u], strike, t, rate[u], div[u], base_vol, is_call)
+    g = pricing.contract_greeks(carry, u, spot[u], strike, t, base_vol, is_call, american)
     return _Contracts(
         market=market,
         underlyings=underlyings,
+        carry=carry,
         spot=spot,
-        rate=rate,
-        div_yield=div,
         stock_units=stock_units,
         u=u,
         strike=strike,
         t=t,
         is_call=is_call,
+        american=american,
         override=override,
         units=units,
         base_vol=base_vol,
-        price=g.price,
-        delta=g.delta,
-        gamma=g.gamma,
-        vega=g.vega,
-        theta=g.theta,
+        price=np.asarray(g.price, dtype=np.float64).reshape(-1),
+        delta=np.asarray(g.delta, dtype=np.float64).reshape(-1),
+        gamma=np.asarray(g.gamma, dtype=np.float64).reshape(-1),
+        vega=np.asarray(g.vega, dtype=np.float64).reshape(-1),
+        theta=np.asarray(g.theta, dtype=np.float64).reshape(-1),
         n_positions=len(book),
     )
 
@@ -389,37 +402,94 @@ def _collapse(book: Book, market: Market) -> _Contracts:
 # Revaluation
 
 
-def _shocked_vols(c: _Contracts, lo: int, hi: int, pts: _Points) -> FloatArray:
-    """Vols of contracts ``lo:hi`` at every point, before the vol shift: shape (hi - lo, G).
+class _Levels(NamedTuple):
+    """The distinct spot moves of each underlying over a set of points."""
 
-    One surface call per underlying and distinct spot shift of that underlying (a grid's spot
-    shocks), vectorised over the underlying's contracts in the chunk.
-    """
-    n_g = pts.days.size
-    vol0 = np.repeat(c.base_vol[lo:hi, None], n_g, axis=1)
-    surf = np.flatnonzero(c.surface_priced[lo:hi]) + lo  # sorted by underlying, as the contracts
-    if surf.size == 0:
-        return vol0
-    us, starts = np.unique(c.u[surf], return_index=True)
-    bounds = [*starts.tolist(), surf.size]
+    shift: FloatArray  # (U, L) the distinct moves (padded with 0)
+    used: np.ndarray  # (U,) how many of each row are used
+    of_point: np.ndarray  # (U, G) intp: the level of each point
+
+
+def _levels(spot_shift: FloatArray) -> _Levels:
+    n_u, n_g = spot_shift.shape
+    rows = [np.unique(spot_shift[j], return_inverse=True) for j in range(n_u)]
+    count = np.array([r[0].size for r in rows], dtype=np.intp)
+    shift = np.zeros((n_u, max(1, int(count.max(initial=0)))))
+    index = np.zeros((n_u, n_g), dtype=np.intp)
+    for j, (uniq, inv) in enumerate(rows):
+        shift[j, : uniq.size] = uniq
+        index[j] = inv.reshape(-1)
+    return _Levels(shift, count, index)
+
+
+def _vol_table(c: _Contracts, rows: np.ndarray, lv: _Levels) -> FloatArray:
+    """Vols of contracts ``rows`` (sorted) before the vol shift, one column per spot level of their
+    underlying (sticky moneyness: the surface at each level's spot move; one surface call per
+    underlying and level, vectorised over its contracts), shape (rows.size, L)."""
+    table = np.repeat(c.base_vol[rows, None], lv.shift.shape[1], axis=1)
+    at = np.flatnonzero(c.surface_priced[rows])  # sorted by underlying, as the contracts
+    if at.size == 0:
+        return table
+    us, starts = np.unique(c.u[rows[at]], return_index=True)
+    bounds = [*starts.tolist(), at.size]
     for j, u in enumerate(us.tolist()):
-        rows = surf[bounds[j] : bounds[j + 1]]
-        if c.market.sticky is Sticky.STRIKE:  # the smile stays at its strikes: one call serves all
-            vol0[rows - lo] = market_vols(
-                c.market, c.underlyings[u], c.strike[rows], c.t[rows], spot_shift=0.0
-            )[:, None]
-            continue
-        shifts, inv = np.unique(pts.spot_shift[u], return_inverse=True)
-        table = np.empty((rows.size, shifts.size))
-        for k, s in enumerate(shifts.tolist()):
-            table[:, k] = market_vols(c.market, c.underlyings[u], c.strike[rows], c.t[rows], spot_shift=s)
-        vol0[rows - lo] = table[:, inv.reshape(-1)]
-    return vol0
+        sel = at[bounds[j] : bounds[j + 1]]
+        r = rows[sel]
+        for k in range(int(lv.used[u])):
+            table[sel, k] = market_vols(
+                c.market, c.underlyings[u], c.strike[r], c.t[r], spot_shift=float(lv.shift[u, k])
+            )
+    return table
+
+
+SEGMENT = 256
+"""Most contracts whose P&L the kernel adds one after the other (a segment, of one underlying);
+segments are summed in parallel, then added per underlying in order."""
+
+
+def _segments(u: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Segments of the contracts: each underlying's run cut every ``length`` contracts from its
+    start, so that an underlying's sums do not depend on the other underlyings of the book (a
+    partition of the book by underlying gives the same figures); ``(starts, ends)``."""
+    n = u.size
+    run_start = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    run_len = np.diff(np.r_[run_start, n])
+    pieces = -(-run_len // length)
+    offsets = np.arange(int(pieces.sum())) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    starts = np.repeat(run_start, pieces) + offsets * length
+    return starts, np.minimum(starts + length, np.repeat(run_start + run_len, pieces))
+
+
+def _blocks(starts: np.ndarray, ends: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Consecutive segments grouped into blocks of at most ``size`` contracts (or one segment):
+    ``(first segment, last segment + 1)`` of each."""
+    out: list[tuple[int, int]] = []
+    first = 0
+    for i in range(1, starts.size + 1):
+        if i == starts.size or ends[i] - starts[first] > size:
+            out.append((first, i))
+            first = i
+    return out
+
+
+def _kernel_inputs(
+    c: _Contracts, lo: int, hi: int, skip: np.ndarray, vol_table: FloatArray
+) -> RevalContracts:
+    return RevalContracts(
+        u=c.u[lo:hi], strike=c.strike[lo:hi], t=c.t[lo:hi], is_call=c.is_call[lo:hi], skip=skip[lo:hi],
+        units=c.units[lo:hi], price=c.price[lo:hi], base_vol=c.base_vol[lo:hi], delta=c.delta[lo:hi],
+        gamma=c.gamma[lo:hi], vega=c.vega[lo:hi], theta=c.theta[lo:hi], vol_table=vol_table,
+    )  # fmt: skip
 
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def _revalue(c: _Contracts, pts: _Points, *, taylor: bool = True) -> tuple[FloatArray, FloatArray | None]:
-    """Full-revaluation P&L (and Taylor P&L) per underlying and point: arrays of shape (U, G)."""
+    """Full-revaluation P&L (and Taylor P&L) per underlying and point: arrays of shape (U, G).
+
+    Plain contracts go through :func:`~optmm.risk._kernels.reval_segments` (one call per time step,
+    and per block of contracts under sticky moneyness, whose vols depend on the spot move); the
+    others through :func:`optmm.pricing.contract_price`, point by point.
+    """
     n_u, n_g = len(c.underlyings), pts.days.size
     pnl = np.zeros((n_u, n_g))
     tay = np.zeros((n_u, n_g)) if taylor else None
@@ -431,32 +501,74 @@ def _revalue(c: _Contracts, pts: _Points, *, taylor: bool = True) -> tuple[Float
     n_c = c.u.size
     if n_c == 0 or n_g == 0:
         return pnl, tay
-    dt = np.ascontiguousarray(pts.days / 365.0)
-    shift = np.ascontiguousarray(pts.spot_shift)
+    plain = c.plain
+    skip = ~plain
     step = max(1, MAX_CELLS // n_g)
-    for lo in range(0, n_c, step):
-        hi = min(n_c, lo + step)
-        u = c.u[lo:hi]
-        vol = np.maximum(_shocked_vols(c, lo, hi, pts) + pts.vol_shift[u], 0.0)
-        cell = np.empty((hi - lo, n_g))
-        reval_cells(
-            c.spot, c.rate, c.div_yield, u, c.strike[lo:hi], c.t[lo:hi], c.is_call[lo:hi],
-            c.units[lo:hi], c.price[lo:hi], shift, vol, dt, cell,
+    sticky_strike = c.market.sticky is Sticky.STRIKE
+    lv = _levels(pts.spot_shift)
+    vol_col = np.zeros((n_u, n_g), dtype=np.intp) if sticky_strike else lv.of_point
+    seg_lo, seg_hi = _segments(c.u, min(SEGMENT, step))
+    # sticky moneyness: a block's vols at every spot level are looked up at once, <= MAX_CELLS of them
+    blocks = [(0, seg_lo.size)] if sticky_strike else _blocks(seg_lo, seg_hi, step)
+    for days in np.unique(pts.days).tolist():
+        cols = np.flatnonzero(pts.days == days)
+        sub = np.ix_(np.arange(n_u), cols)
+        p = RevalPoints(
+            spot=c.spot, rate=c.rate, div=c.div_yield,
+            shift=np.ascontiguousarray(pts.spot_shift[sub]),
+            vol_shift=np.ascontiguousarray(pts.vol_shift[sub]),
+            level_shift=lv.shift, level=np.ascontiguousarray(lv.of_point[sub]),
+            vol_col=np.ascontiguousarray(vol_col[sub]), dt=days / 365.0,
         )  # fmt: skip
-        seg_u, seg_start = np.unique(u, return_index=True)
-        pnl[seg_u] += np.add.reduceat(cell, seg_start, axis=0)
-        if tay is not None:
-            ds = c.spot[u][:, None] * pts.spot_shift[u]  # (c, G) spot change
-            units = c.units[lo:hi, None]
-            dvol = vol - c.base_vol[lo:hi, None]
-            approx = (
-                c.delta[lo:hi, None] * ds
-                + 0.5 * c.gamma[lo:hi, None] * ds * ds
-                + c.vega[lo:hi, None] * dvol
-                + c.theta[lo:hi, None] * dt[None, :]
-            )
-            tay[seg_u] += np.add.reduceat(units * approx, seg_start, axis=0)
+        for first, last in blocks:
+            lo, hi = int(seg_lo[first]), int(seg_hi[last - 1])
+            if not plain[lo:hi].any():
+                continue
+            table = c.base_vol[lo:hi, None] if sticky_strike else _vol_table(c, np.arange(lo, hi), lv)
+            acc = np.zeros((last - first, cols.size))
+            tacc = np.zeros((last - first, cols.size) if taylor else (0, 0))
+            reval_segments(
+                _kernel_inputs(c, lo, hi, skip, np.ascontiguousarray(table)), p, seg_lo[first:last] - lo,
+                seg_hi[first:last] - lo, lv.used, taylor, acc, tacc,
+            )  # fmt: skip
+            for s, j in enumerate(c.u[seg_lo[first:last]].tolist()):
+                pnl[j, cols] += acc[s]
+                if tay is not None:
+                    tay[j, cols] += tacc[s]
+    if skip.any():
+        _revalue_terms(c, pts, lv, np.flatnonzero(skip), pnl, tay)
     return pnl, tay
+
+
+def _revalue_terms(
+    c: _Contracts, pts: _Points, lv: _Levels, rows: np.ndarray, pnl: FloatArray, tay: FloatArray | None
+) -> None:
+    """Add the P&L of contracts ``rows`` (not plain: American, or on cash dividends) priced on their
+    terms by :func:`optmm.pricing.contract_price` at each point: spot moved, ``t - days / 365`` left,
+    the dividends seen ``days / 365`` later (those gone ex by then dropped), vols as for plain ones."""
+    u = c.u[rows]
+    n_u = len(c.underlyings)
+    table = None if c.market.sticky is Sticky.STRIKE else _vol_table(c, rows, lv)
+    for g in range(pts.days.size):
+        dt = float(pts.days[g]) / 365.0
+        shift = pts.spot_shift[u, g]
+        vol0 = c.base_vol[rows] if table is None else table[np.arange(rows.size), lv.of_point[u, g]]
+        vol = np.maximum(vol0 + pts.vol_shift[u, g], 0.0)
+        price = pricing.contract_price(
+            c.carry, u, c.spot[u] * (1.0 + shift), c.strike[rows], c.t[rows] - dt, vol, c.is_call[rows],
+            c.american[rows], elapsed=dt,
+        )  # fmt: skip
+        units = c.units[rows]
+        pnl[:, g] += np.bincount(u, weights=units * (price - c.price[rows]), minlength=n_u)
+        if tay is not None:
+            ds = c.spot[u] * shift
+            approx = (
+                c.delta[rows] * ds
+                + 0.5 * c.gamma[rows] * ds * ds
+                + c.vega[rows] * (vol - c.base_vol[rows])
+                + c.theta[rows] * dt
+            )
+            tay[:, g] += np.bincount(u, weights=units * approx, minlength=n_u)
 
 
 @np.errstate(over="ignore", invalid="ignore")
