@@ -60,7 +60,7 @@ def test_table(capsys: pytest.CaptureFixture[str]) -> None:
         "limit",
     ]
     first = lines[2].split()
-    assert first[:3] == ["SPY", "gamma_dollars_1pct", "-355,557.56"] and first[5] == "711.1%"
+    assert first[:3] == ["SPY", "gamma_dollars_1pct", "-356,090.23"] and first[5] == "712.2%"
     assert len(lines) == 2 + 30
 
 

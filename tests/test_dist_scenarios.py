@@ -297,6 +297,10 @@ def test_errors_are_raised_as_the_local_engine_raises_them(
         spot={u: s for u, s in market.spot.items() if u != "TSLA"},
         surface={u: s for u, s in market.surface.items() if u != "TSLA"},
         beta={u: b for u, b in market.beta.items() if u != "TSLA"},
+        **{
+            name: {u: v for u, v in getattr(market, name).items() if u != "TSLA"}
+            for name in ("dividends", "borrow", "settlement", "style", "asset")
+        },
     )
     with pytest.raises(BookError, match="'TSLA'"):
         DistributedBook.scatter(client, book, no_tsla)

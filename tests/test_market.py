@@ -46,7 +46,8 @@ def test_example_market_loads() -> None:
     assert m.index == "SPY" and m.beta["SPY"] == 1.0 and m.beta["TSLA"] > 1.5
     assert m.sticky is Sticky.STRIKE
     assert m.rate["AAPL"] == 0.043 and m.rate["TSLA"] == 0.044  # default and override
-    assert m.div_yield["TSLA"] == 0.0 and m.div_yield["SPY"] == 0.013
+    assert m.div_yield["TSLA"] == 0.0 and m.div_yield["SPY"] == 0.0  # SPY on cash dividends
+    assert m.borrow["TSLA"] == 0.003 and m.dividend_times("SPY")[0].size == 5
     assert isinstance(m.surface["SPY"], FlatSurface)
     assert isinstance(m.surface["AAPL"], TableSurface)
     assert isinstance(m.surface["MSFT"], SVISurface) and isinstance(m.surface["TSLA"], SVISurface)
