@@ -10,7 +10,6 @@ the one documented exception: numpy's cube root (SVML on AVX-512) and libm's dif
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 
 import numpy as np
@@ -19,7 +18,6 @@ import pytest
 from optmm.market import Market, Sticky
 from optmm.quoting import (
     BookGreeks,
-    DeltaHedger,
     FairValueConfig,
     HedgerConfig,
     QuoteInput,
@@ -403,153 +401,3 @@ def test_greeks_skew_squares_like_python() -> None:
             1.0, 1.0, 0.0, 0.0, 1.0, 0.0, x, 1.0, 0.0, 0.0, 5, 1.0, 1.0, 1.0, np.nan, np.nan, qp
         )[5]
         assert -skew == x**2 != x * x
-
-
-# --------------------------------------------------------------------------------------------------
-# the hedger
-
-
-def _hedger_configs() -> list[HedgerConfig]:
-    """Every mode x target x hard target, with fine, odd, coarse (> band) lots and minimum trades."""
-    rng = np.random.default_rng(17)
-    lots = ((1, 0.0, 500.0), (7, 50.0, 300.0), (100, 300.0, 250.0), (1000, 0.0, 300.0))
-    configs = []
-    for mode, target, hard_target, (lot, min_trade, band) in itertools.product(
-        HedgeMode, HedgeTarget, HedgeTarget, lots
-    ):
-        random_settings = dict(
-            ww_cost_per_share=float(rng.uniform(0.005, 0.05)),
-            ww_risk_aversion=float(10 ** rng.uniform(-6, -4)),
-            min_band_shares=float(rng.choice([0.0, 50.0, 100.0])),
-            max_band_shares=float(rng.choice([800.0, 5000.0])),
-            interval_s=float(rng.choice([1.0, 60.0, 7.5])),
-            slippage_bps=float(rng.choice([0.0, 0.5, 3.0])),
-            use_market_spread=bool(rng.random() < 0.5),
-            half_spread_bps=float(rng.choice([0.0, 1.0, 4.0])),
-        )
-        configs.append(
-            HedgerConfig(
-                mode=mode,
-                target=target,
-                hard_target=hard_target,
-                band_shares=band,
-                min_trade_shares=min_trade,
-                lot_size=lot,
-                **random_settings,
-            )
-        )
-    return configs
-
-
-def _deltas(rng: np.random.Generator, cfg: HedgerConfig, n: int) -> np.ndarray:
-    """Random net deltas, with the knife edges of the fixed band (exact, ± one lot, ± one ulp)."""
-    scale = cfg.band_shares if cfg.mode is not HedgeMode.WHALLEY_WILMOTT else cfg.max_band_shares
-    d = rng.uniform(-3.0, 3.0, n) * scale
-    d[rng.random(n) < 0.1] = 0.0
-    if cfg.mode is not HedgeMode.WHALLEY_WILMOTT:  # the twin's band is the reference's to the bit
-        b, lot = cfg.band_shares, float(cfg.lot_size)
-        edges = np.array([b, b + lot, b - lot, np.nextafter(b, np.inf), np.nextafter(b, 0), b + 0.5 * lot])
-        pick = rng.random(n) < 0.3
-        d[pick] = rng.choice([-1.0, 1.0], pick.sum()) * rng.choice(edges, pick.sum())
-    return d
-
-
-def _check_order(order, twin: tuple, cfg: HedgerConfig, context: str) -> None:
-    shares, price, band, reason, _ = twin
-    if order is None:
-        assert (shares, reason) == (0.0, K.REASON_NONE), context
-        assert math.isnan(price), context
-        return
-    assert shares == order.shares != 0.0, context
-    assert price == order.expected_price, context
-    assert reason == list(HedgeReason).index(order.reason), context
-    if math.isnan(order.band_shares):
-        assert math.isnan(band) and order.reason is HedgeReason.KILL, context
-    elif cfg.mode is HedgeMode.WHALLEY_WILMOTT and order.reason is not HedgeReason.SCHEDULE:
-        assert abs(band - order.band_shares) <= WW_ULPS * np.spacing(order.band_shares), context
-    else:
-        assert band == order.band_shares, context
-
-
-def test_hedge_band_equals_band_shares() -> None:
-    rng = np.random.default_rng(23)
-    for cfg in _hedger_configs()[::4]:
-        hedger, hp = DeltaHedger(cfg), K.pack_hedger(cfg)
-        for g, s in zip(rng.uniform(-1e6, 1e6, 200), np.exp(rng.uniform(0.0, 8.0, 200)), strict=True):
-            want = hedger.band_shares(g, s)
-            got = K.hedge_band(g, s, hp)
-            if cfg.mode is HedgeMode.WHALLEY_WILMOTT:
-                assert abs(got - want) <= WW_ULPS * np.spacing(want), (cfg, g, s)
-            else:
-                assert got == want == cfg.band_shares
-
-
-def test_hedge_decide_and_execute_equal_the_hedger() -> None:
-    """Every mode, target, hard target and layer; TIME's schedule threaded through a sequence of calls."""
-    rng = np.random.default_rng(29)
-    counts = dict.fromkeys(HedgeReason, 0)
-    none = 0
-    for cfg in _hedger_configs():
-        hedger, hp = DeltaHedger(cfg), K.pack_hedger(cfg)
-        n = 120
-        deltas = _deltas(rng, cfg, n)
-        layers = np.where(rng.random(n) < 0.6, int(Layer.NORMAL), rng.integers(0, 6, n))
-        steps = rng.choice([0.0, 0.3 * cfg.interval_s, cfg.interval_s, 2.5 * cfg.interval_s], n)
-        now = 1000.0 + np.cumsum(steps)
-        due = {"A": -math.inf, "B": -math.inf}
-        fills_cost = 0.0
-        for i in range(n):
-            u = "A" if rng.random() < 0.7 else "B"
-            spot = float(np.exp(rng.uniform(1.0, 7.0)))
-            half = spot * float(rng.choice([0.0, 1e-4, 1e-3]))
-            bid, ask = spot - half, spot + half
-            gamma = float(rng.uniform(-2e5, 2e5))
-            d, lay, t = float(deltas[i]), Layer(int(layers[i])), float(now[i])
-            order = hedger.decide(u, d, gamma, spot, bid, ask, t, layer=lay)
-            twin = K.hedge_decide(d, gamma, spot, bid, ask, t, int(lay), due[u], hp)
-            context = f"{cfg} call {i}: {u} delta={d!r} layer={lay.name} now={t!r} due={due[u]!r}"
-            _check_order(order, twin, cfg, context)
-            due[u] = twin[4]
-            assert due[u] == hedger._next_due.get(u, -math.inf), context
-            if order is None:
-                none += 1
-                continue
-            counts[order.reason] += 1
-            mid = spot * float(rng.uniform(0.999, 1.001))
-            spread = 2.0 * half * float(rng.uniform(0.5, 2.0))
-            fill = hedger.execute(order, mid, spread)
-            price = K.hedge_fill_price(order.shares, mid, spread, hp)
-            assert price == fill.price, context
-            assert K.hedge_fill_costs(order.shares, mid, spread, hp) == (fill.spread_cost, fill.slippage_cost)
-            cost = K.hedge_cost(order.shares, price, mid)
-            assert cost >= 0.0
-            # price - mid cancels: equal to |shares| ulps of the price
-            ulps = 2.0 * abs(order.shares) * np.spacing(max(price, mid))
-            assert abs(cost - (fill.spread_cost + fill.slippage_cost)) <= ulps, context
-            fills_cost += cost
-        report = hedger.report()
-        assert fills_cost == pytest.approx(report.total_cost, rel=1e-9, abs=1e-9)
-    assert none > 1000 and all(v > 200 for v in counts.values()), (none, counts)
-
-
-def test_time_schedule_sequence() -> None:
-    """TIME: due at the first call, then only once interval_s has passed; KILL and HARD bypass it."""
-    cfg = HedgerConfig(mode="time", target="zero", interval_s=60.0, lot_size=1)
-    hedger, hp = DeltaHedger(cfg), K.pack_hedger(cfg)
-    calls = [  # (now, delta, layer)
-        (0.0, 10.0, Layer.NORMAL), (30.0, 10.0, Layer.NORMAL), (59.999, 10.0, Layer.SOFT),
-        (60.0, 0.2, Layer.NORMAL), (70.0, 300.0, Layer.HARD), (80.0, 300.0, Layer.KILL),
-        (119.0, 5.0, Layer.TOXIC), (120.0, 5.0, Layer.STALE), (120.0, 5.0, Layer.NORMAL),
-    ]  # fmt: skip
-    due = -math.inf
-    trades = []
-    for now, d, lay in calls:
-        order = hedger.decide("X", d, 0.0, 100.0, 99.99, 100.01, now, layer=lay)
-        twin = K.hedge_decide(d, 0.0, 100.0, 99.99, 100.01, now, int(lay), due, hp)
-        _check_order(order, twin, cfg, f"now={now}")
-        due = twin[4]
-        trades.append(twin[0])
-    # 0: due; 30, 59.999: not; 60: due but 0.2 rounds to no lot; 70 HARD, 80 KILL: now; 119: not;
-    # 120: due; 120 again: not
-    assert trades == [-10.0, 0.0, 0.0, 0.0, -300.0, -300.0, 0.0, -5.0, 0.0]
-    assert due == 180.0

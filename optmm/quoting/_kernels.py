@@ -1,12 +1,14 @@
-"""Numba twins of the options quoter's rules and of the delta hedger's decisions, for compiled loops.
+"""The options quoter's rules and the delta hedger's, for the classes and for compiled loops.
 
-:meth:`Quoter.quote <optmm.quoting.quoter.Quoter.quote>` and :meth:`DeltaHedger.decide
-<optmm.quoting.hedger.DeltaHedger.decide>` are the reference: readable, validated, vectorised over a
-chain with numpy. A simulator whose whole quote → fill → hedge loop runs inside one numba kernel calls
-these scalar twins instead. Each repeats its reference's arithmetic operation for operation, in the same
-order, so that the results are bit-identical (the exceptions are listed below), and
-``tests/test_quoting_kernels.py`` checks them row by row against the reference over random chains, every
-skew mode, hedge mode, target and controller layer.
+The hedger's rules are written once, as plain-Python functions (``*_py``), each compiled by
+:func:`twin` (``hedge_decide = twin(hedge_decide_py)``): :class:`~optmm.quoting.hedger.DeltaHedger`
+validates its inputs and runs the Python forms, the simulator's loop the compiled ones, and
+``tests/test_kernel_twins.py`` checks that the two forms agree. The quoter's scalar functions
+(:func:`quote_one`) are numba twins of :meth:`Quoter.quote <optmm.quoting.quoter.Quoter.quote>`, the
+reference: readable, validated, vectorised over a chain with numpy. Each repeats its reference's
+arithmetic operation for operation, in the same order, so that the results are bit-identical, and
+``tests/test_quoting_kernels.py`` checks them row by row against the reference over random chains and
+every skew mode and controller layer.
 
 A configuration is packed once, in Python, into a flat float64 array (:func:`pack_quoter`,
 :func:`pack_hedger`); every scalar the reference derives from the settings alone (``−γ·h``, ``σ_σ²``,
@@ -75,43 +77,56 @@ Where the twins are, and are not, bit-identical to the reference:
   LLVM folds ``pow(x, 2.0)`` with a constant exponent into ``x · x``; reading the exponent from
   ``qp[Q_TWO]`` keeps the call to libm's ``pow``, the same function CPython calls, so the skew is
   bit-identical (two ``pow`` calls per GREEKS quote; precompute nothing else per underlying for it).
-* The Whalley–Wilmott band. The reference's ``np.cbrt`` dispatches to SVML on AVX-512 machines, whose
-  cube root differs from libm's ``cbrt`` (which numba calls) by up to 3 ulps in about half the
-  inputs. :func:`hedge_band` therefore matches :meth:`DeltaHedger.band_shares` to a few ulps, not to
-  the bit, on such machines (bit for bit where numpy uses libm), and a decision can differ only when
-  ``|delta|`` or a lot boundary lies within those ulps of the band: never in the randomised tests.
-  Every other mode's band, and every decision given the band, is bit-identical.
+* The Whalley–Wilmott band's cube root. :class:`~optmm.quoting.hedger.DeltaHedger` runs the hedger's
+  rules in their Python form (``hedge_decide_py``: one decision at a time, no dispatch), where
+  ``np.cbrt`` is numpy's, which dispatches to SVML on AVX-512 machines; the compiled form calls libm's
+  ``cbrt``. The two differ by up to 3 ulps in about half the inputs on such machines (bit for bit
+  elsewhere), so a decision can differ only when ``|delta|`` or a lot boundary lies within those ulps
+  of the band. Every other band, and every decision and fill given the band, is the same to the bit
+  (``tests/test_kernel_twins.py``).
 * Hedge cost. :meth:`DeltaHedger.execute` books ``spread_cost = |q|·half`` and ``slippage_cost =
-  |q|·slip``; :func:`hedge_fill_costs` returns those two bit for bit. :func:`hedge_cost` is
-  ``q · (price − mid)``: what filling at ``price`` rather than at ``mid`` cost (``price − mid`` is exact,
-  Sterbenz), so that ``gross_pnl − Σ cost`` is the hedges' P&L at their actual fill prices. It is >= 0
-  and equals ``spread_cost + slippage_cost`` up to the rounding of ``price = mid ± (half + slip)``:
-  about ``|q|`` ulps of the price, ~1e-12 of the cost for a one-basis-point half-spread.
+  |q|·slip`` from :func:`hedge_fill_py`. :func:`hedge_cost_py` is ``q · (price − mid)``: what filling at
+  ``price`` rather than at ``mid`` cost (``price − mid`` is exact, Sterbenz), so that ``gross_pnl − Σ
+  cost`` is the hedges' P&L at their actual fill prices (the simulator's). It is >= 0 and equals
+  ``spread_cost + slippage_cost`` up to the rounding of ``price = mid ± (half + slip)``: about ``|q|``
+  ulps of the price, ~1e-12 of the cost for a one-basis-point half-spread.
 """
 
 from __future__ import annotations
 
 import math
+import types
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
 
-from optmm.quoting.hedger import HedgeMode, HedgerConfig, HedgeTarget
-from optmm.quoting.quoter import SECONDS_PER_YEAR, QuoterConfig, SkewMode
+if TYPE_CHECKING:  # the classes import this module: their configs are imported where packed
+    from optmm.quoting.hedger import HedgerConfig
+    from optmm.quoting.quoter import QuoterConfig
 
 __all__ = [
     "N_HP",
     "N_QP",
     "hedge_band",
+    "hedge_band_py",
     "hedge_cost",
+    "hedge_cost_py",
     "hedge_decide",
+    "hedge_decide_py",
     "hedge_expected_price",
-    "hedge_fill_costs",
-    "hedge_fill_price",
+    "hedge_expected_price_py",
+    "hedge_fill",
+    "hedge_fill_py",
     "pack_hedger",
     "pack_quoter",
     "quote_chain",
     "quote_one",
+    "twin",
+    "whole_lots",
+    "whole_lots_py",
+    "ww_band",
+    "ww_band_py",
 ]
 
 # Layers (the values of optmm.risk.audit.Layer)
@@ -144,6 +159,27 @@ N_HP = 14
 _EPS = 1e-9  # the quoter's: a price within this many ticks of a grid point is on it
 
 
+def twin(f_py):
+    """``f_py`` compiled (``njit``, inlined where called), with its calls to the other rules' Python
+    forms (``name_py``) bound to their compiled forms (``name``), which must be made first.
+
+    Each rule is written once, as plain Python that runs as it is (the classes call it, or its
+    compilation, and the tests check the two forms agree: ``tests/test_kernel_twins.py``), and that
+    numba compiles for the simulator's loop."""
+    env = dict(f_py.__globals__)
+    env.update(_COMPILED)
+    f = types.FunctionType(f_py.__code__, env, f_py.__name__, f_py.__defaults__, f_py.__closure__)
+    f.__qualname__ = f_py.__qualname__
+    f.__module__ = f_py.__module__
+    f.__doc__ = f_py.__doc__
+    compiled = njit(cache=True, inline="always", error_model="numpy")(f)
+    _COMPILED[f_py.__name__] = compiled
+    return compiled
+
+
+_COMPILED: dict[str, Any] = {}  # a rule's Python name -> its compiled form
+
+
 def pack_quoter(config: QuoterConfig) -> np.ndarray:
     """The quoter's settings as the ``qp`` array of :func:`quote_one` (layout in the module docstring).
 
@@ -157,10 +193,13 @@ def pack_quoter(config: QuoterConfig) -> np.ndarray:
 
     Examples
     --------
+    >>> from optmm.quoting import QuoterConfig
     >>> qp = pack_quoter(QuoterConfig(skew="linear", linear_k=0.02))
     >>> int(qp[Q_SKEW]) == SKEW_LINEAR, float(qp[Q_NEG_LINEAR_K])
     (True, -0.02)
     """
+    from optmm.quoting.quoter import SECONDS_PER_YEAR, QuoterConfig, SkewMode
+
     if not isinstance(config, QuoterConfig):
         raise TypeError(f"pack_quoter: config must be a QuoterConfig (got {type(config).__name__})")
     c = config
@@ -199,10 +238,13 @@ def pack_hedger(config: HedgerConfig) -> np.ndarray:
 
     Examples
     --------
+    >>> from optmm.quoting import HedgerConfig
     >>> hp = pack_hedger(HedgerConfig(mode="time", slippage_bps=2.0))
     >>> int(hp[H_MODE]) == MODE_TIME, float(hp[H_SLIP])
     (True, 0.0002)
     """
+    from optmm.quoting.hedger import HedgeMode, HedgerConfig, HedgeTarget
+
     if not isinstance(config, HedgerConfig):
         raise TypeError(f"pack_hedger: config must be a HedgerConfig (got {type(config).__name__})")
     c = config
@@ -458,31 +500,36 @@ def quote_chain(
 
 
 # -- the hedger -----------------------------------------------------------------------------------------
+# Each rule is a plain-Python function (``*_py``) compiled once by :func:`twin`. DeltaHedger runs the
+# Python forms (one decision at a time; numpy's cbrt, see the module Notes), the simulator the compiled.
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def hedge_band(gamma_dollars_1pct, spot, hp):  # pragma: no cover - compiled
-    """:meth:`DeltaHedger.band_shares`: the no-trade half-width in shares for the configured mode.
+def ww_band_py(gamma_dollars_1pct, spot, cost3, aversion2, min_band, max_band):
+    """The Whalley–Wilmott half-width, shares: ``clip(cbrt(cost3·Γ²/aversion2), min_band, max_band)``,
+    ``Γ = 100·gamma_dollars_1pct/S²``, ``cost3 = 3·λS``, ``aversion2 = 2·γ``
+    (:func:`~optmm.quoting.hedger.ww_band_shares`). Scalars or, in Python, arrays; NaN propagates."""
+    gamma_shares = 100.0 * gamma_dollars_1pct / (spot * spot)
+    h = np.cbrt(cost3 * gamma_shares * gamma_shares / aversion2)
+    return np.minimum(np.maximum(h, min_band), max_band)
 
-    ``WHALLEY_WILMOTT``: ``clip(cbrt(3·λS·Γ²/(2γ)), min, max)`` with ``Γ = 100·gamma_dollars_1pct/S²``
-    (:func:`~optmm.quoting.hedger.ww_band_shares`; equal to a few ulps, module Notes); else
-    ``band_shares``.
-    """
+
+def hedge_band_py(gamma_dollars_1pct, spot, hp):
+    """:meth:`DeltaHedger.band_shares`: the no-trade half-width in shares for the configured mode
+    (``WHALLEY_WILMOTT``: :func:`ww_band_py`; else ``band_shares``)."""
     if hp[H_MODE] == MODE_WHALLEY_WILMOTT:
-        gamma_shares = 100.0 * gamma_dollars_1pct / (spot * spot)
-        h = np.cbrt(hp[H_WW_3C] * gamma_shares * gamma_shares / hp[H_WW_2G])
-        return _minimum(_maximum(h, hp[H_MIN_BAND]), hp[H_MAX_BAND])  # np.clip
+        return ww_band_py(gamma_dollars_1pct, spot, hp[H_WW_3C], hp[H_WW_2G], hp[H_MIN_BAND], hp[H_MAX_BAND])
     return hp[H_BAND]
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _whole_lots(delta, ideal, band, min_trade, lot):  # pragma: no cover - compiled
-    """:meth:`DeltaHedger._whole_lots`: the signed whole-lot trade (0.0 for none).
+def whole_lots_py(delta, ideal, band, min_trade, lot):
+    """The signed whole-lot trade (0.0 for none) nearest ``ideal`` that lands inside the band.
 
-    Lot counts are floats holding integers (exact below 2**53, as the reference's ints converted to
-    float for its arithmetic). The reference's candidates are a set, minimised by ``(|k − x|, |k|)``;
-    two feasible candidates tie on that key only if they are ``±k`` with ``x = 0``, which needs
-    ``|delta| <= band − lot``: a state in which no caller asks for a trade.
+    Among trades of ``k`` lots with ``|k| >= k_min`` (at least ``min_trade``) that land inside
+    ``[-band, band]``, the one minimising ``(|k − x|, |k|)``, ``x = ideal / lot``; the feasible set is
+    at most two intervals of integers, whose point nearest ``x`` is an end (``k_lo``, ``k_hi``,
+    ``±k_min``) or ``x`` rounded either way and clipped. Lot counts are floats holding integers
+    (exact below 2**53). If no whole lot lands inside the band, the lots that bring delta nearest zero,
+    if that reduces it.
     """
     x = ideal / lot
     k_lo = np.ceil((-band - delta) / lot)
@@ -494,19 +541,7 @@ def _whole_lots(delta, ideal, band, min_trade, lot):  # pragma: no cover - compi
     best_d = math.inf
     best_a = math.inf
     found = False
-    for j in range(6):
-        if j == 0:
-            k = k_lo
-        elif j == 1:
-            k = k_hi
-        elif j == 2:
-            k = k_min
-        elif j == 3:
-            k = -k_min
-        elif j == 4:
-            k = fx
-        else:
-            k = cx
+    for k in (k_lo, k_hi, k_min, -k_min, fx, cx):
         if abs(k) >= k_min and k_lo <= k and k <= k_hi:
             d = abs(k - x)
             a = abs(k)
@@ -514,7 +549,6 @@ def _whole_lots(delta, ideal, band, min_trade, lot):  # pragma: no cover - compi
                 best, best_d, best_a, found = k, d, a, True
     if found:
         return best * lot
-    # No whole lot lands inside the band: the lots that bring delta nearest zero, if that reduces it.
     k = np.rint(-delta / lot)
     q = k * lot
     if k != 0.0 and abs(delta + q) < abs(delta) and abs(q) >= min_trade:
@@ -522,21 +556,36 @@ def _whole_lots(delta, ideal, band, min_trade, lot):  # pragma: no cover - compi
     return 0.0
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def hedge_expected_price(shares, bid, ask, hp):  # pragma: no cover - compiled
-    """:meth:`DeltaHedger._price`: the order's expected fill price (``HedgeOrder.expected_price``)."""
-    mid = 0.5 * (bid + ask)
+def hedge_fill_py(shares, mid, spread, hp):
+    """A hedge fill of ``shares`` at ``mid`` with the full bid-ask ``spread`` (>= 0): ``(price,
+    half_spread, slippage)``, ``price = mid ± (half_spread + slippage)``; half the spread is paid with
+    ``use_market_spread``, else ``half_spread_bps`` of mid; slippage is ``slippage_bps`` of mid."""
+    half = 0.5 * spread if hp[H_USE_MARKET] != 0.0 else hp[H_HALF] * mid
     slip = hp[H_SLIP] * mid
+    return mid + math.copysign(half + slip, shares), half, slip
+
+
+def hedge_expected_price_py(shares, bid, ask, hp):
+    """An order's expected fill price (``HedgeOrder.expected_price``): with ``use_market_spread``
+    the touch ± slippage, else :func:`hedge_fill_py`'s price at mid."""
+    mid = 0.5 * (bid + ask)
     if hp[H_USE_MARKET] != 0.0:
+        slip = hp[H_SLIP] * mid
         return ask + slip if shares > 0 else bid - slip
-    half = hp[H_HALF] * mid
-    return mid + math.copysign(half + slip, shares)
+    return hedge_fill_py(shares, mid, ask - bid, hp)[0]
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def hedge_decide(
-    delta, gamma_dollars_1pct, spot, bid, ask, now, layer, next_due, hp
-):  # pragma: no cover - compiled
+def hedge_cost_py(shares, price, mid):
+    """The cost of a hedge fill against mid, currency, >= 0: ``shares · (price − mid)``.
+
+    :class:`~optmm.quoting.hedger.HedgeReport` counts the hedges' P&L as ``gross_pnl`` at mid less
+    ``total_cost``; this is the cost that makes the split exact at the fill price. It equals the
+    fill's ``spread_cost + slippage_cost`` to within ``|shares|`` ulps of the price (module Notes).
+    """
+    return shares * (price - mid)
+
+
+def hedge_decide_py(delta, gamma_dollars_1pct, spot, bid, ask, now, layer, next_due, hp):
     """:meth:`DeltaHedger.decide` for one underlying.
 
     Parameters
@@ -560,12 +609,12 @@ def hedge_decide(
     Returns
     -------
     shares : float
-        Signed shares, a nonzero whole number of lots; 0.0: no order (the reference's None).
+        Signed shares, a nonzero whole number of lots; 0.0: no order.
     expected_price : float
         ``HedgeOrder.expected_price``; NaN when no order.
     band : float
         The no-trade half-width in force (``HedgeOrder.band_shares``): NaN for KILL, ``band_shares``
-        in ``TIME`` mode (also when not due), else :func:`hedge_band`.
+        in ``TIME`` mode (also when not due), else :func:`hedge_band_py`.
     reason_code : int
         ``REASON_BAND`` 0, ``REASON_SCHEDULE`` 1, ``REASON_HARD`` 2, ``REASON_KILL`` 3 (the positions
         in :class:`~optmm.quoting.hedger.HedgeReason`); ``REASON_NONE`` (-1) when no order.
@@ -577,63 +626,41 @@ def hedge_decide(
     min_trade = hp[H_MIN_TRADE]
     due_after = next_due
     q = 0.0
-    if layer == KILL:
+    if layer == KILL:  # flatten now, whatever min_trade_shares
         band = math.nan
         q = np.rint(-delta / lot) * lot
         reason = REASON_KILL
     elif layer == HARD:
-        band = hedge_band(gamma_dollars_1pct, spot, hp)
+        band = hedge_band_py(gamma_dollars_1pct, spot, hp)
         reason = REASON_HARD
         if hp[H_HARD_TARGET] == TARGET_ZERO:
-            q = _whole_lots(delta, -delta, lot / 2, min_trade, lot)
+            q = whole_lots_py(delta, -delta, lot / 2, min_trade, lot)
         elif abs(delta) > band:
-            q = _whole_lots(delta, math.copysign(band, delta) - delta, band, min_trade, lot)
+            q = whole_lots_py(delta, math.copysign(band, delta) - delta, band, min_trade, lot)
     elif hp[H_MODE] == MODE_TIME:
         band = hp[H_BAND]
         reason = REASON_SCHEDULE
         if not now < next_due:
             due_after = now + hp[H_INTERVAL]
             if hp[H_TARGET] == TARGET_ZERO:
-                q = _whole_lots(delta, -delta, lot / 2, min_trade, lot)
+                q = whole_lots_py(delta, -delta, lot / 2, min_trade, lot)
             elif abs(delta) > band:
-                q = _whole_lots(delta, math.copysign(band, delta) - delta, band, min_trade, lot)
+                q = whole_lots_py(delta, math.copysign(band, delta) - delta, band, min_trade, lot)
     else:
-        band = hedge_band(gamma_dollars_1pct, spot, hp)
+        band = hedge_band_py(gamma_dollars_1pct, spot, hp)
         reason = REASON_BAND
         if abs(delta) > band:
             ideal = -delta if hp[H_TARGET] == TARGET_ZERO else math.copysign(band, delta) - delta
-            q = _whole_lots(delta, ideal, band, min_trade, lot)
+            q = whole_lots_py(delta, ideal, band, min_trade, lot)
     if q == 0.0:
         return 0.0, math.nan, band, REASON_NONE, due_after
-    return q, hedge_expected_price(q, bid, ask, hp), band, reason, due_after
+    return q, hedge_expected_price_py(q, bid, ask, hp), band, reason, due_after
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def hedge_fill_price(shares, mid, spread, hp):  # pragma: no cover - compiled
-    """:meth:`DeltaHedger.execute`'s fill price: ``mid ± (half-spread + slippage)``.
-
-    ``spread`` is the full bid-ask spread (>= 0); half of it is paid with ``use_market_spread``, else
-    ``half_spread_bps`` of mid.
-    """
-    half = 0.5 * spread if hp[H_USE_MARKET] != 0.0 else hp[H_HALF] * mid
-    slip = hp[H_SLIP] * mid
-    return mid + math.copysign(half + slip, shares)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def hedge_fill_costs(shares, mid, spread, hp):  # pragma: no cover - compiled
-    """``(spread_cost, slippage_cost)`` of :meth:`DeltaHedger.execute`'s fill, currency, bit for bit."""
-    half = 0.5 * spread if hp[H_USE_MARKET] != 0.0 else hp[H_HALF] * mid
-    slip = hp[H_SLIP] * mid
-    return abs(shares) * half, abs(shares) * slip
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def hedge_cost(shares, price, mid):  # pragma: no cover - compiled
-    """The cost of a hedge fill against mid, currency, >= 0: ``shares · (price − mid)``.
-
-    :class:`~optmm.quoting.hedger.HedgeReport` counts the hedges' P&L as ``gross_pnl`` at mid less
-    ``total_cost``; this is the cost that makes the split exact at the fill price. It equals the
-    fill's ``spread_cost + slippage_cost`` to within ``|shares|`` ulps of the price (module Notes).
-    """
-    return shares * (price - mid)
+ww_band = twin(ww_band_py)
+hedge_band = twin(hedge_band_py)
+whole_lots = twin(whole_lots_py)
+hedge_fill = twin(hedge_fill_py)
+hedge_expected_price = twin(hedge_expected_price_py)
+hedge_cost = twin(hedge_cost_py)
+hedge_decide = twin(hedge_decide_py)

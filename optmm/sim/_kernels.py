@@ -38,7 +38,7 @@ from numba import njit
 
 from optmm.greeks._bsm import _greeks_block, _price_block
 from optmm.greeks._bsm import bsm_price_scalar as bsm_price
-from optmm.quoting._kernels import Q_TWO, hedge_decide, hedge_fill_price, quote_one_squared
+from optmm.quoting._kernels import Q_TWO, hedge_cost, hedge_decide, hedge_fill, quote_one_squared
 from optmm.quoting._toxicity_kernels import tox_on_fill, tox_on_mid, tox_on_trade, tox_update
 from optmm.risk import _controller_kernels as ck
 
@@ -897,8 +897,8 @@ def run_path(
             next_due[u] = res[4]
             if shares == 0.0:
                 continue
-            px = hedge_fill_price(shares, sk, 2.0 * hs, hp)
-            cost = shares * (px - sk)
+            px = hedge_fill(shares, sk, 2.0 * hs, hp)[0]
+            cost = hedge_cost(shares, px, sk)
             hcost += cost
             cash -= shares * px
             ck.apply_hedge(u, shares, stock_cells, ust, cells)
