@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from optmm.greeks import _bsm, _iv, bsm_greeks, bsm_price, implied_vol
-from optmm.quoting import HedgeMode, HedgerConfig, HedgeTarget
+from optmm.quoting import HedgeMode, HedgerConfig, HedgeTarget, QuoterConfig
 from optmm.quoting import _kernels as K
 from optmm.risk.audit import Layer
 
@@ -224,3 +224,48 @@ def test_hedge_decide_and_fill_twins_agree() -> None:
             ulps = 2.0 * abs(nb[0]) * np.spacing(max(fill[0], mid))
             assert abs(cost - abs(nb[0]) * (fill[1] + fill[2])) <= ulps, context
     assert all(v > 200 for v in reasons.values()), reasons
+
+
+# --------------------------------------------------------------------------------------------------
+# the quoter's rules: Quoter.quote runs the compiled quote_chain
+
+
+def test_quote_twins_agree() -> None:
+    """quote_one's Python form and its compilation, row by row, bit for bit (NaN equal to NaN): every skew
+    mode, layer, grid, with and without a market, caps and spread factors; quote_chain is quote_one."""
+    rng = np.random.default_rng(41)
+    grids = [(0.05, 0.10, 3.0), (0.01, 0.05, 1.0), (0.05, 0.05, math.inf), (0.001, 0.01, 0.5)]
+    n = 300
+    for skew, (tick, above, thr), improve, cross in itertools.product(
+        ("greeks", "linear", "none"), grids, (False, True), (False, True)
+    ):
+        cfg = QuoterConfig(
+            skew=skew, tick_size=tick, tick_size_above=above, tick_threshold=thr, improve_market=improve,
+            cross_market=cross, gamma_risk_aversion=float(10 ** rng.uniform(-5, -2)),
+            base_half_spread_vol_points=float(rng.choice([0.0, 0.5, 2.0])), vol_widen=0.5,
+            toxicity_widen=float(rng.choice([0.0, 1.0])), size_shade=float(rng.choice([0.0, 0.5, 2.0])),
+            linear_k=0.05, min_edge_ticks=float(rng.choice([0.0, 1.0])),
+        )  # fmt: skip
+        qp = K.pack_quoter(cfg)
+        fair = np.exp(rng.uniform(-4.0, 4.0, n))
+        delta = rng.uniform(-1.0, 1.0, n)
+        vega = rng.uniform(0.0, 2.0, n) * fair
+        pos = np.round(rng.normal(0.0, 30.0, n))
+        layer = np.where(rng.random(n) < 0.7, int(Layer.NORMAL), rng.integers(0, 6, n))
+        cap_b = np.where(rng.random(n) < 0.5, np.inf, np.floor(rng.uniform(0.0, 12.0, n)))
+        cap_a = np.where(rng.random(n) < 0.5, np.inf, np.floor(rng.uniform(0.0, 12.0, n)))
+        factor = rng.choice([1.0, 1.5, 2.0], n)
+        mid = fair * np.exp(rng.normal(0.0, 0.02, n))
+        width = fair * rng.uniform(0.0, 0.1, n)
+        mkt_b = np.where(rng.random(n) < 0.2, np.nan, mid - width)
+        mkt_a = np.where(rng.random(n) < 0.2, np.nan, mid + width)
+        und = (float(rng.normal(0, 5e4)), float(rng.normal(0, 2e3)), 0.25, 100.0, 0.3, 0.4)
+        out = np.empty((n, K.N_OUT))
+        per = (fair, delta, vega, pos)
+        caps = (layer, cap_b, cap_a, factor, mkt_b, mkt_a)
+        K.quote_chain(*per, *und, *caps, qp, out)
+        for i in range(n):
+            py = K.quote_one_py(*(a[i] for a in per), *und, *(a[i] for a in caps), qp)
+            nb = K.quote_one(*(a[i] for a in per), *und, *(a[i] for a in caps), qp)
+            assert np.array_equal(np.array(py, dtype=float), np.array(nb), equal_nan=True), (cfg, i)
+            assert np.array_equal(out[i], np.array(nb), equal_nan=True), (cfg, i)

@@ -1,21 +1,19 @@
-"""The options quoter's rules and the delta hedger's, for the classes and for compiled loops.
+"""The options quoter's rules and the delta hedger's, each written once, for the classes and compiled loops.
 
-The hedger's rules are written once, as plain-Python functions (``*_py``), each compiled by
-:func:`twin` (``hedge_decide = twin(hedge_decide_py)``): :class:`~optmm.quoting.hedger.DeltaHedger`
-validates its inputs and runs the Python forms, the simulator's loop the compiled ones, and
-``tests/test_kernel_twins.py`` checks that the two forms agree. The quoter's scalar functions
-(:func:`quote_one`) are numba twins of :meth:`Quoter.quote <optmm.quoting.quoter.Quoter.quote>`, the
-reference: readable, validated, vectorised over a chain with numpy. Each repeats its reference's
-arithmetic operation for operation, in the same order, so that the results are bit-identical, and
-``tests/test_quoting_kernels.py`` checks them row by row against the reference over random chains and
-every skew mode and controller layer.
+Each rule is a plain-Python function (``*_py``) over floats and a packed settings array, compiled by
+:func:`twin` (``quote_one = twin(quote_one_py)``, ``hedge_decide = twin(hedge_decide_py)``), as
+``optmm.greeks._bsm`` does. :class:`~optmm.quoting.quoter.Quoter` validates a chain and runs the
+compiled :func:`quote_chain` over it (the tick grid's methods of
+:class:`~optmm.quoting.quoter.QuoterConfig` run :func:`grid`); :class:`~optmm.quoting.hedger.DeltaHedger`
+validates one decision and runs the Python forms (no dispatch; see the Notes); the simulator's loop
+inlines the compiled forms. ``tests/test_kernel_twins.py`` checks that the two forms agree.
 
 A configuration is packed once, in Python, into a flat float64 array (:func:`pack_quoter`,
-:func:`pack_hedger`); every scalar the reference derives from the settings alone (``−γ·h``, ``σ_σ²``,
-``3·λS``, basis points as fractions) is computed there with the reference's own Python expression.
+:func:`pack_hedger`); every scalar derived from the settings alone (``−γ·h``, ``σ_σ²``, ``3·λS``, basis
+points as fractions) is computed there, once.
 Enums are integer codes: positions in the enum's definition order (``SKEW_*``, ``MODE_*``,
 ``TARGET_*``, ``REASON_*``); layers are the values of :class:`~optmm.risk.audit.Layer` (KILL 0 ...
-NORMAL 5). The kernels validate nothing: the caller passes what the reference would accept (finite
+NORMAL 5). The rules validate nothing: the caller passes what the classes accept (finite
 prices, spot > 0, 0 < bid <= ask for a hedge).
 
 Quoter parameters (``qp``, length :data:`N_QP`)
@@ -34,7 +32,7 @@ index               value
 ``Q_CROSS``         ``cross_market`` (1.0 / 0.0)
 ``Q_SKEW``          the skew mode's code (``SKEW_GREEKS`` 0, ``SKEW_LINEAR`` 1, ``SKEW_NONE`` 2)
 ``Q_NEG_GAMMA_H``   ``−gamma_risk_aversion · horizon_s / (365 · 86400)``: ``−γ h`` of the GREEKS skew
-``Q_SIGMA_VOL2``    ``sigma_vol ** 2`` (Python's power, as the reference)
+``Q_SIGMA_VOL2``    ``sigma_vol ** 2`` (Python's power)
 ``Q_NEG_LINEAR_K``  ``−linear_k``
 ``Q_BASE_SIZE``     ``base_size``
 ``Q_SIZE_SHADE``    ``size_shade``
@@ -66,17 +64,17 @@ index             value
 
 Notes
 -----
-Where the twins are, and are not, bit-identical to the reference:
+Where the figures come from, and where the two forms can differ:
 
-* Tick rounding. ``np.round(x, 10)`` is numpy's ``rint(x · 1e10) / 1e10`` (multiply, round half to
-  even, divide); :func:`_round10` is that formula, not numba's ``np.round``, which follows CPython's
-  algorithm and returns ``x`` itself where ``x · 1e10`` overflows. ``np.maximum`` / ``np.minimum``
-  propagate NaN (:func:`_maximum`, :func:`_minimum` are their scalar rule).
-* ``σ_S²`` and ``S²`` of the GREEKS skew. The reference squares Python floats with ``**``, i.e. libm's
-  ``pow(x, 2.0)``, which differs from ``x · x`` in the last bit for about one input in 1 200 on glibc.
-  LLVM folds ``pow(x, 2.0)`` with a constant exponent into ``x · x``; reading the exponent from
-  ``qp[Q_TWO]`` keeps the call to libm's ``pow``, the same function CPython calls, so the skew is
-  bit-identical (two ``pow`` calls per GREEKS quote; precompute nothing else per underlying for it).
+* Tick rounding is numpy's ``np.round(x, 10)``, ``rint(x · 1e10) / 1e10`` (multiply, round half to
+  even, divide): :func:`round10_py`, not numba's ``np.round``, which follows CPython's algorithm and
+  returns ``x`` itself where ``x · 1e10`` overflows. ``np.maximum`` / ``np.minimum`` propagate NaN in
+  both forms.
+* ``σ_S²`` and ``S²`` of the GREEKS skew are libm's ``pow(x, 2.0)`` (CPython's ``x ** 2``, which the
+  quoter's figures were first defined with), which differs from ``x · x`` in the last bit for about
+  one input in 1 200 on glibc. LLVM folds ``pow(x, 2.0)`` with a constant exponent into ``x · x``;
+  reading the exponent from ``qp[Q_TWO]`` keeps the call to ``pow``. Squaring with ``x · x`` instead
+  would move those quotes' skews by an ulp and, through them, the simulations' figures.
 * The Whalley–Wilmott band's cube root. :class:`~optmm.quoting.hedger.DeltaHedger` runs the hedger's
   rules in their Python form (``hedge_decide_py``: one decision at a time, no dispatch), where
   ``np.cbrt`` is numpy's, which dispatches to SVML on AVX-512 machines; the compiled form calls libm's
@@ -145,6 +143,9 @@ N_QP = 17
 # quote_chain's out columns
 O_BID, O_ASK, O_BID_SIZE, O_ASK_SIZE, O_HALF_SPREAD, O_SKEW = 0, 1, 2, 3, 4, 5
 N_OUT = 6
+
+# grid_py's rules
+GRID_TICK, GRID_DOWN, GRID_UP, GRID_TICK_UP, GRID_TICK_DOWN = 0, 1, 2, 3, 4
 
 # HedgeMode, HedgeTarget and HedgeReason codes (definition order)
 MODE_FIXED_BAND, MODE_WHALLEY_WILMOTT, MODE_TIME = 0, 1, 2
@@ -215,7 +216,7 @@ def pack_quoter(config: QuoterConfig) -> np.ndarray:
     qp[Q_CROSS] = 1.0 if c.cross_market else 0.0
     qp[Q_SKEW] = list(SkewMode).index(c.skew)
     h = c.horizon_s / SECONDS_PER_YEAR
-    qp[Q_NEG_GAMMA_H] = -c.gamma_risk_aversion * h  # the reference's expression, the same rounding
+    qp[Q_NEG_GAMMA_H] = -c.gamma_risk_aversion * h
     qp[Q_SIGMA_VOL2] = c.sigma_vol**2
     qp[Q_NEG_LINEAR_K] = -c.linear_k
     qp[Q_BASE_SIZE] = c.base_size
@@ -266,80 +267,68 @@ def pack_hedger(config: HedgerConfig) -> np.ndarray:
     return hp
 
 
-# -- scalar rules of numpy ------------------------------------------------------------------------------
+# -- the tick grid -------------------------------------------------------------------------------------
+# Prices round onto the grid with numpy's ``np.round(x, 10)`` formula, ``rint(x · 1e10) / 1e10``
+# (numba's ``np.round`` follows CPython's algorithm instead). ``np.maximum`` / ``np.minimum`` below
+# propagate NaN, in Python and compiled alike.
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _maximum(a, b):  # pragma: no cover - compiled
-    """``np.maximum`` on two floats: NaN if either is NaN (the first one)."""
-    return a if (a >= b or a != a) else b
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _minimum(a, b):  # pragma: no cover - compiled
-    """``np.minimum`` on two floats: NaN if either is NaN (the first one)."""
-    return a if (a <= b or a != a) else b
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _round10(x):  # pragma: no cover - compiled
-    """``np.round(x, 10)`` for a float64: numpy's ``rint(x · 1e10) / 1e10``."""
+def round10_py(x):
+    """``x`` rounded to 10 decimals: numpy's ``rint(x · 1e10) / 1e10``, clearing the grid's float dust."""
     return np.rint(x * 1e10) / 1e10
 
 
-# -- the tick grid (QuoterConfig.round_down / round_up / tick_up / tick_down) ----------------------------
+def tick_at_py(p, qp):
+    """The grid's tick at price ``p``: ``tick_size`` below ``tick_threshold``, else ``tick_size_above``."""
+    return qp[Q_TICK] if p < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _round_down(p, qp):  # pragma: no cover - compiled
+def round_down_py(p, qp):
     """The highest grid price <= ``p`` (a bid)."""
     t = qp[Q_TICK] if p < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]
-    return _round10(np.floor(p / t + _EPS) * t)
+    return round10_py(np.floor(p / t + _EPS) * t)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _round_up(p, qp):  # pragma: no cover - compiled
+def round_up_py(p, qp):
     """The lowest grid price >= ``p`` (an ask)."""
     t = qp[Q_TICK] if p <= qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]
-    return _round10(np.ceil(p / t - _EPS) * t)
+    return round10_py(np.ceil(p / t - _EPS) * t)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _tick_up(p, qp):  # pragma: no cover - compiled
+def tick_up_py(p, qp):
     """The next grid price above the grid price ``p``."""
-    return _round10(p + (qp[Q_TICK] if p < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]))
+    return round10_py(p + (qp[Q_TICK] if p < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]))
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _tick_down(p, qp):  # pragma: no cover - compiled
+def tick_down_py(p, qp):
     """The next grid price below the grid price ``p``."""
-    return _round10(p - (qp[Q_TICK] if p <= qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]))
+    return round10_py(p - (qp[Q_TICK] if p <= qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]))
+
+
+def grid_py(op, prices, qp, out):
+    """One of the grid's rules (``GRID_*``) over an array of prices, into ``out`` (the config's methods)."""
+    for i in range(prices.shape[0]):
+        p = prices[i]
+        if op == GRID_TICK:
+            out[i] = tick_at_py(p, qp)
+        elif op == GRID_DOWN:
+            out[i] = round_down_py(p, qp)
+        elif op == GRID_UP:
+            out[i] = round_up_py(p, qp)
+        elif op == GRID_TICK_UP:
+            out[i] = tick_up_py(p, qp)
+        else:
+            out[i] = tick_down_py(p, qp)
 
 
 # -- the quoter -----------------------------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def quote_one(
-    fair,
-    delta,
-    vega,
-    position,
-    book_delta_shares,
-    book_vega_per_vol_point,
-    sigma_s,
-    spot_fair,
-    realized_vol,
-    toxicity_score,
-    layer,
-    cap_bid,
-    cap_ask,
-    spread_factor,
-    market_bid,
-    market_ask,
-    qp,
-):  # pragma: no cover - compiled
-    """One row of :meth:`Quoter.quote <optmm.quoting.quoter.Quoter.quote>`.
+def quote_one_py(
+    fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, sigma_s, spot_fair,
+    realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor, market_bid, market_ask, qp,
+):  # fmt: skip
+    """The quote of one option (the rules of :mod:`optmm.quoting.quoter`'s docstring).
 
     Parameters
     ----------
@@ -379,19 +368,18 @@ def quote_one(
         Price per unit.
     """
     two = qp[Q_TWO]  # a runtime 2.0: libm's pow, as CPython's x ** 2 (module Notes)
-    return quote_one_squared(
+    return quote_one_squared_py(
         fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, math.pow(sigma_s, two),
         math.pow(spot_fair, two), realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor,
         market_bid, market_ask, qp,
     )  # fmt: skip
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def quote_one_squared(
+def quote_one_squared_py(
     fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, sigma_s_sq, spot_fair_sq,
     realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor, market_bid, market_ask, qp,
-):  # pragma: no cover - compiled  # fmt: skip
-    """:func:`quote_one` given ``sigma_s_sq = pow(sigma_s, qp[Q_TWO])`` and ``spot_fair_sq`` likewise:
+):  # fmt: skip
+    """:func:`quote_one_py` given ``sigma_s_sq = pow(sigma_s, qp[Q_TWO])`` and ``spot_fair_sq`` likewise:
     a caller quoting many options of one underlying at one instant squares them once."""
     mode = qp[Q_SKEW]
     if mode == SKEW_GREEKS:
@@ -404,42 +392,42 @@ def quote_one_squared(
         skew = 0.0
     skew = skew + 0.0  # no -0.0
 
-    tick_fair = qp[Q_TICK] if fair < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]
-    half = _maximum(qp[Q_BASE_HS] * vega / 100.0, qp[Q_MIN_EDGE] * tick_fair)
+    half = np.maximum(qp[Q_BASE_HS] * vega / 100.0, qp[Q_MIN_EDGE] * tick_at_py(fair, qp))
     has_bid = np.isfinite(market_bid)
     has_ask = np.isfinite(market_ask)
     if qp[Q_IMPROVE] == 0.0:
         mkt_half = (market_ask - market_bid) / 2.0 if (has_bid and has_ask) else 0.0
-        half = _maximum(half, mkt_half)
+        half = np.maximum(half, mkt_half)
     widen = 1.0 + qp[Q_VOL_WIDEN] * realized_vol + qp[Q_TOX_WIDEN] * toxicity_score
     half = half * widen * spread_factor
 
     centre = fair + skew
-    bid = _round_down(centre - half, qp)
-    ask = _round_up(centre + half, qp)
-    ask = _maximum(ask, _tick_up(bid, qp))  # locked -> one tick wider
+    bid = round_down_py(centre - half, qp)
+    ask = round_up_py(centre + half, qp)
+    ask = np.maximum(ask, tick_up_py(bid, qp))  # locked -> one tick wider
     if qp[Q_CROSS] == 0.0:
         if has_ask:
-            bid = _minimum(bid, _tick_down(_round_up(market_ask, qp), qp))
+            bid = np.minimum(bid, tick_down_py(round_up_py(market_ask, qp), qp))
         if has_bid:
-            ask = _maximum(ask, _tick_up(_round_down(market_bid, qp), qp))
-    ask = _maximum(ask, qp[Q_TICK])
+            ask = np.maximum(ask, tick_up_py(round_down_py(market_bid, qp), qp))
+    ask = np.maximum(ask, qp[Q_TICK])  # the lowest positive price; only binds once the bid is <= 0
 
+    # sizes: shade the side that adds risk, then cap at the controller's
     rho = abs(skew) / half if half > 0.0 else 0.0
     base = qp[Q_BASE_SIZE]
-    shaded = base * _maximum(0.0, 1.0 - qp[Q_SIZE_SHADE] * rho)
+    shaded = base * np.maximum(0.0, 1.0 - qp[Q_SIZE_SHADE] * rho)
     bid_size = np.floor((shaded if skew < 0.0 else base) + _EPS)
     ask_size = np.floor((shaded if skew > 0.0 else base) + _EPS)
-    bid_size = np.floor(_minimum(bid_size, cap_bid) + _EPS)
-    ask_size = np.floor(_minimum(ask_size, cap_ask) + _EPS)
+    bid_size = np.floor(np.minimum(bid_size, cap_bid) + _EPS)
+    ask_size = np.floor(np.minimum(ask_size, cap_ask) + _EPS)
     if not bid > 0.0:
         bid_size = 0.0
     if layer <= STALE:
         bid_size = 0.0
         ask_size = 0.0
     else:
-        bid_size = _maximum(bid_size, 0.0)
-        ask_size = _maximum(ask_size, 0.0)
+        bid_size = np.maximum(bid_size, 0.0)
+        ask_size = np.maximum(ask_size, 0.0)
     if not bid_size > 0.0:
         bid = math.nan
     if not ask_size > 0.0:
@@ -447,28 +435,11 @@ def quote_one_squared(
     return bid, ask, bid_size, ask_size, half, skew
 
 
-@njit(cache=True, error_model="numpy")
-def quote_chain(
-    fair,
-    delta,
-    vega,
-    position,
-    book_delta_shares,
-    book_vega_per_vol_point,
-    sigma_s,
-    spot_fair,
-    realized_vol,
-    toxicity_score,
-    layer,
-    cap_bid,
-    cap_ask,
-    spread_factor,
-    market_bid,
-    market_ask,
-    qp,
-    out,
-):  # pragma: no cover - compiled
-    """:func:`quote_one` over one underlying's chain, into ``out``.
+def quote_chain_py(
+    fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, sigma_s, spot_fair,
+    realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor, market_bid, market_ask, qp, out,
+):  # fmt: skip
+    """:func:`quote_one_py` over one underlying's chain, into ``out`` (:meth:`Quoter.quote`).
 
     The per-option arguments (``fair`` ... ``position``, ``layer``, ``cap_bid`` ... ``market_ask``) are
     arrays of shape ``(n,)``; the book's Greeks, ``sigma_s``, ``spot_fair``, ``realized_vol`` and
@@ -476,27 +447,25 @@ def quote_chain(
     ``O_BID, O_ASK, O_BID_SIZE, O_ASK_SIZE, O_HALF_SPREAD, O_SKEW``. Nothing is allocated.
     """
     for i in range(fair.shape[0]):
-        r = quote_one(
-            fair[i],
-            delta[i],
-            vega[i],
-            position[i],
-            book_delta_shares,
-            book_vega_per_vol_point,
-            sigma_s,
-            spot_fair,
-            realized_vol,
-            toxicity_score,
-            layer[i],
-            cap_bid[i],
-            cap_ask[i],
-            spread_factor[i],
-            market_bid[i],
-            market_ask[i],
-            qp,
-        )
+        r = quote_one_py(
+            fair[i], delta[i], vega[i], position[i], book_delta_shares, book_vega_per_vol_point, sigma_s,
+            spot_fair, realized_vol, toxicity_score, layer[i], cap_bid[i], cap_ask[i], spread_factor[i],
+            market_bid[i], market_ask[i], qp,
+        )  # fmt: skip
         for j in range(N_OUT):
             out[i, j] = r[j]
+
+
+round10 = twin(round10_py)
+tick_at = twin(tick_at_py)
+round_down = twin(round_down_py)
+round_up = twin(round_up_py)
+tick_up = twin(tick_up_py)
+tick_down = twin(tick_down_py)
+grid = twin(grid_py)
+quote_one_squared = twin(quote_one_squared_py)
+quote_one = twin(quote_one_py)
+quote_chain = twin(quote_chain_py)
 
 
 # -- the hedger -----------------------------------------------------------------------------------------
