@@ -106,6 +106,8 @@ if TYPE_CHECKING:  # the classes import this module: their configs are imported 
 __all__ = [
     "N_HP",
     "N_QP",
+    "grid",
+    "grid_py",
     "hedge_band",
     "hedge_band_py",
     "hedge_cost",
@@ -119,7 +121,25 @@ __all__ = [
     "pack_hedger",
     "pack_quoter",
     "quote_chain",
+    "quote_chain_py",
     "quote_one",
+    "quote_one_py",
+    "quote_one_squared",
+    "quote_one_squared_py",
+    "round10",
+    "round10_py",
+    "round_down",
+    "round_down_py",
+    "round_up",
+    "round_up_py",
+    "skew_squares",
+    "skew_squares_py",
+    "tick_at",
+    "tick_at_py",
+    "tick_down",
+    "tick_down_py",
+    "tick_up",
+    "tick_up_py",
     "twin",
     "whole_lots",
     "whole_lots_py",
@@ -367,19 +387,25 @@ def quote_one_py(
     half_spread, skew : float
         Price per unit.
     """
-    two = qp[Q_TWO]  # a runtime 2.0: libm's pow, as CPython's x ** 2 (module Notes)
+    sigma_s_sq, spot_fair_sq = skew_squares_py(sigma_s, spot_fair, qp)
     return quote_one_squared_py(
-        fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, math.pow(sigma_s, two),
-        math.pow(spot_fair, two), realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor,
-        market_bid, market_ask, qp,
+        fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, sigma_s_sq, spot_fair_sq,
+        realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor, market_bid, market_ask, qp,
     )  # fmt: skip
+
+
+def skew_squares_py(sigma_s, spot_fair, qp):
+    """``(σ_S², s²)`` of the GREEKS skew, once per underlying and instant: libm's ``pow(x, 2.0)``, the
+    exponent read from ``qp[Q_TWO]`` so that LLVM does not fold it into ``x · x`` (module Notes)."""
+    two = qp[Q_TWO]
+    return math.pow(sigma_s, two), math.pow(spot_fair, two)
 
 
 def quote_one_squared_py(
     fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, sigma_s_sq, spot_fair_sq,
     realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor, market_bid, market_ask, qp,
 ):  # fmt: skip
-    """:func:`quote_one_py` given ``sigma_s_sq = pow(sigma_s, qp[Q_TWO])`` and ``spot_fair_sq`` likewise:
+    """:func:`quote_one_py` given ``(sigma_s_sq, spot_fair_sq) = skew_squares_py(sigma_s, spot_fair, qp)``:
     a caller quoting many options of one underlying at one instant squares them once."""
     mode = qp[Q_SKEW]
     if mode == SKEW_GREEKS:
@@ -464,6 +490,7 @@ tick_up = twin(tick_up_py)
 tick_down = twin(tick_down_py)
 grid = twin(grid_py)
 quote_one_squared = twin(quote_one_squared_py)
+skew_squares = twin(skew_squares_py)
 quote_one = twin(quote_one_py)
 quote_chain = twin(quote_chain_py)
 
