@@ -11,6 +11,7 @@ import pytest
 from optmm.greeks import _bsm, _iv, bsm_greeks, bsm_price, implied_vol
 from optmm.quoting import HedgeMode, HedgerConfig, HedgeTarget, QuoterConfig
 from optmm.quoting import _kernels as K
+from optmm.quoting import _toxicity_kernels as tk
 from optmm.risk.audit import Layer
 
 WW_ULPS = 8  # numpy's cbrt (SVML on AVX-512 machines) vs libm's, which numba calls: <= 3 ulps measured
@@ -269,3 +270,24 @@ def test_quote_twins_agree() -> None:
             nb = K.quote_one(*(a[i] for a in per), *und, *(a[i] for a in caps), qp)
             assert np.array_equal(np.array(py, dtype=float), np.array(nb), equal_nan=True), (cfg, i)
             assert np.array_equal(out[i], np.array(nb), equal_nan=True), (cfg, i)
+
+
+# --------------------------------------------------------------------------------------------------
+# the toxicity latch: ToxicityDetector.update runs the Python form, tox_update its compilation
+
+
+def test_toxicity_latch_twin_agrees() -> None:
+    rng = np.random.default_rng(43)
+    flips = 0
+    for cooldown in (0.0, 2.5, 30.0):
+        py = nb = (False, math.nan)
+        now = 0.0
+        for _ in range(2000):
+            now += float(rng.choice([0.0, 0.5, 1.0, 10.0]))
+            raw = bool(rng.random() < 0.3)
+            t_py, s_py, c_py = tk.latch_py(*py, now, raw, cooldown)
+            t_nb, s_nb, c_nb = tk.latch(*nb, now, raw, cooldown)
+            assert (t_py, c_py) == (t_nb, c_nb) and (s_py == s_nb or (math.isnan(s_py) and math.isnan(s_nb)))
+            py, nb = (t_py, s_py), (t_nb, s_nb)
+            flips += c_py
+    assert flips > 100

@@ -89,6 +89,7 @@ import numpy as np
 import pandas as pd
 
 from optmm._config import ConfigIO, is_real_number
+from optmm.quoting._toxicity_kernels import latch_py
 
 __all__ = ["ToxicityConfig", "ToxicityDetector", "ToxicityScore"]
 
@@ -330,7 +331,7 @@ class ToxicityDetector:
         self._names = tuple(names)
         self._s = {u: _Streams(config.capacity) for u in names}
         self._toxic = dict.fromkeys(names, False)
-        self._calm_since: dict[str, float | None] = dict.fromkeys(names, None)
+        self._calm_since = dict.fromkeys(names, math.nan)  # the cool-down clock (NaN: not running)
         self._horizons = np.asarray(config.markout_horizons_s, dtype=np.float64)
 
     def __repr__(self) -> str:
@@ -518,21 +519,12 @@ class ToxicityDetector:
         changes: list[tuple[str, bool, ToxicityScore]] = []
         for u in self._names:
             sc = self.score(u, now)
-            if not self._toxic[u]:
-                if sc.toxic:
-                    self._toxic[u] = True
-                    self._calm_since[u] = None
-                    changes.append((u, True, sc))
-            elif sc.toxic:
-                self._calm_since[u] = None
-            else:
-                since = self._calm_since[u]
-                if since is None:
-                    since = self._calm_since[u] = now
-                if now - since >= cfg.cooldown_s:
-                    self._toxic[u] = False
-                    self._calm_since[u] = None
-                    changes.append((u, False, sc))
+            toxic, self._calm_since[u], changed = latch_py(
+                self._toxic[u], self._calm_since[u], now, sc.toxic, cfg.cooldown_s
+            )
+            self._toxic[u] = toxic
+            if changed:
+                changes.append((u, toxic, sc))
         if controller is not None:
             for u, toxic, sc in changes:
                 controller.set_toxicity(u, toxic, score=sc.score, threshold=sc.threshold)
