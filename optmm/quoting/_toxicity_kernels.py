@@ -1,10 +1,13 @@
-"""Numba twin of :class:`optmm.quoting.ToxicityDetector`: the same score, latch and ring buffers on arrays.
+"""The toxicity detector's state and rules on arrays, for :class:`optmm.quoting.ToxicityDetector` and
+compiled loops.
 
 The simulator runs its whole quote → fill → hedge loop inside one compiled kernel, so it cannot call the
 Python detector. This module keeps the detector's state in five numpy arrays and works on it with
-``@njit`` functions that allocate nothing; the definitions (window, markouts, components, score, latch,
-capacity and drops) are those of :mod:`optmm.quoting.toxicity`, and ``tests/test_toxicity_kernels.py``
-checks the two against each other on random event streams.
+``@njit`` functions that allocate nothing. :class:`~optmm.quoting.ToxicityDetector` keeps its events in
+the same arrays and calls the same event functions (:func:`tox_on_fill`, :func:`tox_on_mid`,
+:func:`tox_on_trade`: push, drop the oldest when full, trim to the window) and the same latch
+(:func:`latch_py`); only the score has a second form, the detector's numpy one (Notes), which
+``tests/test_toxicity_kernels.py`` checks against :func:`tox_score_into` on random event streams.
 
 Settings: ``params = pack_toxicity(config)``, float64 of length ``P_HORIZONS + n_horizons``
 ----------------------------------------------------------------------------------------------
