@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from optmm.greeks import bsm_greeks
+from optmm.quoting import _kernels as K
 from optmm.quoting.hedger import (
     DeltaHedger,
     HedgeMode,
@@ -399,3 +400,53 @@ def test_toml_round_trip_and_content_hash(tmp_path: Path) -> None:
     nested = tmp_path / "nested.toml"
     nested.write_text("[hedger]\n" + example.to_toml(), encoding="utf-8")
     assert HedgerConfig.load(nested) == example
+
+
+def _lots_by_brute_force(delta: float, ideal: float, band: float, min_trade: float, lot: int) -> float:
+    """The lot rule of the class Notes by enumeration: every whole-lot trade of at least min_trade
+    landing inside [-band, band], nearest the ideal (then the smallest); else the one nearest zero
+    delta if it reduces |delta|."""
+    n = math.ceil((abs(delta) + band) / lot) + 2
+    trades = [k * lot for k in range(-n, n + 1) if k != 0 and abs(k * lot) >= min_trade]
+    inside = [q for q in trades if abs(delta + q) <= band]
+    if inside:
+        return float(min(inside, key=lambda q: (abs(q - ideal), abs(q))))
+    q = float(round(-delta / lot) * lot)
+    return q if q != 0.0 and abs(delta + q) < abs(delta) and abs(q) >= min_trade else 0.0
+
+
+def test_lot_rounding_equals_brute_force() -> None:
+    rng = np.random.default_rng(31)
+    for _ in range(3000):
+        lot = int(rng.choice([1, 7, 100, 1000]))
+        band = float(rng.choice([250.0, 300.0, 500.0]))
+        min_trade = float(rng.choice([0.0, 50.0, 300.0]))
+        delta = float(rng.uniform(-3.0, 3.0) * band)
+        zero = bool(rng.random() < 0.5)
+        ideal = -delta if zero else math.copysign(band, delta) - delta
+        b = lot / 2 if zero else band
+        want = _lots_by_brute_force(delta, ideal, b, min_trade, lot)
+        assert K.whole_lots_py(delta, ideal, b, min_trade, float(lot)) == want, (
+            delta,
+            ideal,
+            b,
+            min_trade,
+            lot,
+        )
+
+
+def test_time_schedule_sequence() -> None:
+    """TIME: due at the first call, then only once interval_s has passed; KILL and HARD bypass it."""
+    hedger = DeltaHedger(HedgerConfig(mode="time", target="zero", interval_s=60.0, lot_size=1))
+    calls = [  # (now, delta, layer)
+        (0.0, 10.0, Layer.NORMAL), (30.0, 10.0, Layer.NORMAL), (59.999, 10.0, Layer.SOFT),
+        (60.0, 0.2, Layer.NORMAL), (70.0, 300.0, Layer.HARD), (80.0, 300.0, Layer.KILL),
+        (119.0, 5.0, Layer.TOXIC), (120.0, 5.0, Layer.STALE), (120.0, 5.0, Layer.NORMAL),
+    ]  # fmt: skip
+    trades = []
+    for now, d, lay in calls:
+        order = hedger.decide("X", d, 0.0, 100.0, 99.99, 100.01, now, layer=lay)
+        trades.append(0.0 if order is None else order.shares)
+    # 0: due; 30, 59.999: not; 60: due but 0.2 rounds to no lot; 70 HARD, 80 KILL: now; 119: not;
+    # 120: due; 120 again: not
+    assert trades == [-10.0, 0.0, 0.0, 0.0, -300.0, -300.0, 0.0, -5.0, 0.0]

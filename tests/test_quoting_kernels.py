@@ -1,36 +1,22 @@
-"""The numba twins of the quoter and the hedger (optmm/quoting/_kernels.py) against the Python reference.
-
-Every comparison is row by row against :meth:`Quoter.quote` / :meth:`DeltaHedger.decide` and
-:meth:`DeltaHedger.execute` on seeded random inputs. Prices, sizes, hedge shares and prices are compared
-bit for bit (NaN equal to NaN); half-spreads and skews to 1e-12 relative (they are bit-identical too, but
-the brief's tolerance is kept where the twin's contract promises no more). The Whalley–Wilmott band is
-the one documented exception: numpy's cube root (SVML on AVX-512) and libm's differ by up to 3 ulps.
-"""
+"""The quoter's and the hedger's rules (optmm/quoting/_kernels.py): codes, packed settings, the tick grid
+against numpy's rounding, the GREEKS skew's squares against CPython's. (Python forms against compiled:
+tests/test_kernel_twins.py.)"""
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import math
 
 import numpy as np
 import pytest
 
-from optmm.market import Market, Sticky
 from optmm.quoting import (
-    BookGreeks,
-    DeltaHedger,
-    FairValueConfig,
     HedgerConfig,
-    QuoteInput,
-    Quoter,
     QuoterConfig,
     SkewMode,
 )
 from optmm.quoting import _kernels as K
 from optmm.quoting.hedger import HedgeMode, HedgeReason, HedgeTarget
 from optmm.risk.audit import Layer
-from optmm.surface import FlatSurface
 
 # (tick_size, tick_size_above, tick_threshold)
 GRIDS = [
@@ -127,16 +113,30 @@ def test_round10_is_numpys_round_bit_for_bit() -> None:
             [0.0, -0.0, 1e290, -1e290, 5e-324],
         ]
     )
-    got = np.array([K._round10(v) for v in x])
+    got = np.array([K.round10(v) for v in x])
     assert _nan_equal(got, np.round(x, 10))
+    assert _nan_equal(np.array([K.round10_py(v) for v in x]), got)
     # beyond 1.8e298, x * 1e10 overflows: numpy gives inf, and so does the twin (numba's np.round
     # would return x, which is why the twin spells numpy's formula out)
     with np.errstate(over="ignore"):
-        assert np.round(np.array([1e299]), 10)[0] == math.inf == K._round10(1e299)
+        assert np.round(np.array([1e299]), 10)[0] == math.inf == K.round10(1e299)
+
+
+def _numpy_grid(cfg: QuoterConfig, name: str, p: np.ndarray) -> np.ndarray:
+    """The grid's rules written with numpy over arrays (the quoter's former implementation): an oracle."""
+    below = np.where(p < cfg.tick_threshold, cfg.tick_size, cfg.tick_size_above)
+    at_or_below = np.where(p <= cfg.tick_threshold, cfg.tick_size, cfg.tick_size_above)
+    return {
+        "round_down": lambda: np.round(np.floor(p / below + 1e-9) * below, 10),
+        "round_up": lambda: np.round(np.ceil(p / at_or_below - 1e-9) * at_or_below, 10),
+        "tick_up": lambda: np.round(p + below, 10),
+        "tick_down": lambda: np.round(p - at_or_below, 10),
+        "tick_at": lambda: below,
+    }[name]()
 
 
 @pytest.mark.parametrize("grid", GRIDS)
-def test_tick_grid_functions_equal_the_configs(grid: tuple[float, float, float]) -> None:
+def test_tick_grid_rules_equal_numpys_and_their_python_forms(grid: tuple[float, float, float]) -> None:
     tick, above, thr = grid
     cfg = QuoterConfig(tick_size=tick, tick_size_above=above, tick_threshold=thr)
     qp = K.pack_quoter(cfg)
@@ -149,243 +149,16 @@ def test_tick_grid_functions_equal_the_configs(grid: tuple[float, float, float])
     p = np.concatenate(
         [near, np.nextafter(near, np.inf), np.nextafter(near, -np.inf), rng.uniform(-tick, top, 4000)]
     )
-    for name, fn in (
-        ("round_down", K._round_down),
-        ("round_up", K._round_up),
-        ("tick_up", K._tick_up),
-        ("tick_down", K._tick_down),
-    ):
-        got = np.array([fn(v, qp) for v in p])
-        assert _nan_equal(got, getattr(cfg, name)(p)), name
+    for name in ("round_down", "round_up", "tick_up", "tick_down", "tick_at"):
+        got = getattr(cfg, name)(p)  # the compiled rule over the array
+        assert _nan_equal(got, _numpy_grid(cfg, name, p)), name
+        py = getattr(K, f"{name}_py")
+        assert _nan_equal(np.array([py(v, qp) for v in p[::7]]), got[::7]), name
+    assert cfg.round_down(np.array([[thr]])).shape == (1, 1)  # the input's shape
 
 
 # --------------------------------------------------------------------------------------------------
-# the quoter
-
-
-def _random_quoter_config(rng: np.random.Generator, skew: SkewMode) -> QuoterConfig:
-    tick, above, thr = GRIDS[rng.integers(len(GRIDS))]
-    return QuoterConfig(
-        base_half_spread_vol_points=float(rng.choice([0.0, 0.2, 0.5, 2.0])),
-        min_edge_ticks=float(rng.choice([0.0, 0.5, 1.0, 2.0])),
-        tick_size=tick,
-        tick_size_above=above,
-        tick_threshold=thr,
-        vol_widen=float(rng.choice([0.0, 0.5, 2.0])),
-        toxicity_widen=float(rng.choice([0.0, 1.0, 3.0])),
-        improve_market=bool(rng.random() < 0.3),
-        cross_market=bool(rng.random() < 0.3),
-        skew=skew,
-        gamma_risk_aversion=float(10 ** rng.uniform(-6, -2)),
-        horizon_s=float(rng.uniform(1.0, 3600.0)),
-        sigma_s_annual=None if rng.random() < 0.5 else float(rng.uniform(0.05, 1.0)),
-        sigma_vol=float(rng.uniform(0.0, 0.5)),
-        linear_k=float(rng.uniform(0.0, 0.1)),
-        base_size=float(rng.choice([0.0, 1.0, 7.5, 10.0, 50.0])),
-        size_shade=float(rng.choice([0.0, 0.5, 1.0, 3.0])),
-    )
-
-
-def _market_quotes(rng: np.random.Generator, fair: np.ndarray, cfg: QuoterConfig) -> tuple:
-    """Option market quotes: none, one side, both around fair, crossed, on the grid, at the threshold."""
-    n = fair.size
-    tick = cfg.tick_at(fair)
-    width = rng.uniform(0.0, 4.0, n) * tick
-    off = rng.uniform(-3.0, 3.0, n) * tick
-    bid = fair + off - width
-    ask = fair + off + width
-    kind = rng.integers(0, 7, n)
-    on_grid = kind == 4
-    bid[on_grid] = cfg.round_down(fair[on_grid]) - tick[on_grid] * rng.integers(0, 3, on_grid.sum())
-    ask[on_grid] = cfg.round_up(fair[on_grid]) + tick[on_grid] * rng.integers(0, 3, on_grid.sum())
-    crossed = kind == 5
-    bid[crossed], ask[crossed] = ask[crossed] + tick[crossed], bid[crossed]
-    if math.isfinite(cfg.tick_threshold):
-        at = kind == 6
-        bid[at] = cfg.tick_threshold - cfg.tick_size * rng.integers(0, 2, at.sum())
-        ask[at] = cfg.tick_threshold + cfg.tick_size_above * rng.integers(0, 2, at.sum())
-    bid[(kind == 0) | (kind == 1)] = np.nan
-    ask[(kind == 0) | (kind == 2)] = np.nan
-    return np.maximum(bid, 0.0), np.maximum(ask, 0.0)  # maximum keeps NaN
-
-
-def _random_chain(rng: np.random.Generator, cfg: QuoterConfig, n: int) -> tuple:
-    """A random chain, its QuoteInput, BookGreeks and decide_many-style decision arrays."""
-    spot = float(np.exp(rng.uniform(math.log(0.5), math.log(2e4))))
-    market = Market(
-        valuation=np.datetime64("2026-01-02"),
-        spot={"U": spot},
-        rate={"U": float(rng.uniform(-0.01, 0.08))},
-        div_yield={"U": float(rng.uniform(0.0, 0.05))},
-        surface={"U": FlatSurface(float(rng.uniform(0.05, 1.5)))},
-        sticky=Sticky.MONEYNESS if rng.random() < 0.5 else Sticky.STRIKE,
-        source="test",
-    )
-    strike = spot * np.exp(rng.uniform(-1.5, 1.5, n))
-    strike[: n // 8] = spot
-    t = rng.uniform(1.0 / (365 * 24), 3.0, n)
-    is_call = rng.random(n) < 0.5
-    position = np.where(rng.random(n) < 0.5, rng.integers(-50, 51, n), rng.uniform(-80.0, 80.0, n))
-    base = dict(market=market, underlying="U", contract=np.arange(n), strike=strike, t=t, is_call=is_call)
-    signals = dict(
-        spot_bid_size=float(rng.uniform(0, 500)),
-        spot_ask_size=float(rng.uniform(0, 500)),
-        spot_half_spread=float(rng.uniform(0, 0.001) * spot),
-        realized_vol=float(rng.choice([0.0, rng.uniform(0.0, 2.0)])),
-        toxicity_score=float(rng.choice([0.0, rng.uniform(0.0, 1.0)])),
-    )
-    # market quotes need the fair values: price the chain first
-    probe = QuoteInput(**base, position=position, **signals)
-    _, fair, _ = Quoter(cfg, FairValueConfig()).fair(probe)
-    mkt_bid, mkt_ask = _market_quotes(rng, fair, cfg)
-    chain = QuoteInput(**base, position=position, market_bid=mkt_bid, market_ask=mkt_ask, **signals)
-    big = float(10 ** rng.uniform(0, 6))
-    book = BookGreeks(
-        delta_shares=float(rng.choice([0.0, rng.uniform(-big, big)])),
-        vega_per_vol_point=float(rng.choice([0.0, rng.uniform(-big, big)])),
-    )
-    caps = np.array([np.inf, 0.0, 1.0, 3.7, 8.0, 100.0])
-    decisions = (
-        rng.integers(0, 6, n).astype(np.int64),
-        np.where(rng.random(n) < 0.5, np.inf, caps[rng.integers(0, caps.size, n)]),
-        np.where(rng.random(n) < 0.5, np.inf, caps[rng.integers(0, caps.size, n)]),
-        np.array([1.0, 0.5, 1.5, 2.0, 3.0, 0.0])[rng.integers(0, 6, n)],
-    )
-    return chain, book, decisions
-
-
-def _twin_quotes(quoter: Quoter, chain: QuoteInput, book: BookGreeks, decisions: tuple, ref) -> np.ndarray:
-    """The twin's quotes for ``chain``: fair values and Greeks from Quoter.fair, σ_S and s from ref.attrs."""
-    _, fair, g = quoter.fair(chain)
-    layer, cap_bid, cap_ask, spread = decisions
-    out = np.full((chain.n, K.N_OUT), -1.0)
-    K.quote_chain(
-        fair, g.delta, g.vega, chain.position, book.delta_shares, book.vega_per_vol_point,
-        ref.attrs["sigma_s"], ref.attrs["fair_underlying"].price, chain.realized_vol, chain.toxicity_score,
-        layer, cap_bid, cap_ask, spread, chain.market_bid, chain.market_ask, K.pack_quoter(quoter.config),
-        out,
-    )  # fmt: skip
-    np.testing.assert_array_equal(ref["fair"].to_numpy(), fair)
-    return out
-
-
-def _assert_rows_equal(ref, out: np.ndarray, context: str) -> None:
-    for col, j in (
-        ("bid", K.O_BID),
-        ("ask", K.O_ASK),
-        ("bid_size", K.O_BID_SIZE),
-        ("ask_size", K.O_ASK_SIZE),
-    ):
-        want = ref[col].to_numpy()
-        bad = ~((want == out[:, j]) | (np.isnan(want) & np.isnan(out[:, j])))
-        assert not bad.any(), (context, col, np.flatnonzero(bad)[:5], want[bad][:5], out[bad, j][:5])
-    for col, j in (("half_spread", K.O_HALF_SPREAD), ("skew", K.O_SKEW)):
-        np.testing.assert_allclose(out[:, j], ref[col].to_numpy(), rtol=1e-12, atol=0, err_msg=context)
-
-
-@pytest.mark.parametrize("skew", list(SkewMode))
-def test_quote_twin_equals_quoter_row_by_row(skew: SkewMode) -> None:
-    rng = np.random.default_rng([20260611, list(SkewMode).index(skew)])
-    seen = {"pulled": 0, "bid": 0, "ask": 0, "no_bid": 0, "shaded": 0, "near_thr": 0, "tiny": 0, "huge": 0}
-    for trial in range(40):
-        cfg = _random_quoter_config(rng, skew)
-        quoter = Quoter(cfg, FairValueConfig())
-        chain, book, decisions = _random_chain(rng, cfg, 40)
-        ref = quoter.quote(chain, book, decisions)
-        out = _twin_quotes(quoter, chain, book, decisions, ref)
-        _assert_rows_equal(ref, out, f"{skew} trial {trial}: {cfg}")
-        # the inputs do reach the branches that matter
-        seen["pulled"] += int(np.sum(decisions[0] <= int(Layer.STALE)))
-        seen["bid"] += int(np.sum(out[:, K.O_BID_SIZE] > 0))
-        seen["ask"] += int(np.sum(out[:, K.O_ASK_SIZE] > 0))
-        seen["no_bid"] += int(np.sum((decisions[0] > int(Layer.STALE)) & (out[:, K.O_BID_SIZE] == 0)))
-        shaded = np.minimum(out[:, K.O_BID_SIZE], out[:, K.O_ASK_SIZE]) < cfg.base_size
-        seen["shaded"] += int(np.sum(shaded & (out[:, K.O_SKEW] != 0)))
-        fair = ref["fair"].to_numpy()
-        if math.isfinite(cfg.tick_threshold):
-            seen["near_thr"] += int(np.sum(np.abs(fair - cfg.tick_threshold) < 3 * cfg.tick_size_above))
-        seen["tiny"] += int(np.sum(fair < cfg.tick_size))
-        seen["huge"] += int(np.sum(fair > 1000.0))
-    if skew is SkewMode.NONE:
-        assert seen.pop("shaded") == 0
-    assert all(v >= 10 for v in seen.values()), seen
-
-
-def test_quote_twin_with_no_decisions_and_every_layer() -> None:
-    """Decisions None (NORMAL, uncapped, factor 1) and each layer on the whole chain."""
-    rng = np.random.default_rng(5)
-    cfg = QuoterConfig(gamma_risk_aversion=1e-3, sigma_s_annual=0.3, size_shade=0.5)
-    quoter = Quoter(cfg, FairValueConfig())
-    chain, _, _ = _random_chain(rng, cfg, 60)
-    book = BookGreeks(delta_shares=30_000.0, vega_per_vol_point=-20_000.0)
-    none = (np.full(60, 5, dtype=np.int64), np.full(60, np.inf), np.full(60, np.inf), np.ones(60))
-    ref = quoter.quote(chain, book)
-    _assert_rows_equal(ref, _twin_quotes(quoter, chain, book, none, ref), "no decisions")
-    for layer in Layer:
-        dec = (
-            np.full(60, int(layer), dtype=np.int64),
-            np.full(60, 4.0),
-            np.full(60, np.inf),
-            np.full(60, 1.5),
-        )
-        ref = quoter.quote(chain, book, dec)
-        out = _twin_quotes(quoter, chain, book, dec, ref)
-        _assert_rows_equal(ref, out, str(layer))
-        if layer <= Layer.STALE:
-            assert np.all(np.isnan(out[:, :2])) and np.all(out[:, 2:4] == 0.0)
-        else:
-            assert np.all(out[:, K.O_BID_SIZE] <= 4.0) and np.any(out[:, K.O_ASK_SIZE] > 4.0)
-
-
-def test_quote_twin_on_grid_centres_and_zero_half_spreads() -> None:
-    """Centres on a grid point (to within the grid's 1e-9 ticks, or just outside) with a zero or tiny
-    half-spread: the locked quote gets its ask a tick higher, in the twin as in the reference."""
-    rng = np.random.default_rng(13)
-    locked = 0
-    for trial in range(12):
-        tick, above, thr = GRIDS[trial % len(GRIDS)]
-        cfg = QuoterConfig(
-            base_half_spread_vol_points=0.0, min_edge_ticks=0.0, tick_size=tick, tick_size_above=above,
-            tick_threshold=thr, improve_market=True, cross_market=bool(trial % 2), skew="linear",
-            linear_k=1.0, size_shade=0.5,
-        )  # fmt: skip
-        quoter = Quoter(cfg, FairValueConfig())
-        chain, book, (layer, cap_bid, cap_ask, _) = _random_chain(rng, cfg, 40)
-        _, fair, _ = quoter.fair(chain)
-        grid = cfg.round_down(fair) + cfg.tick_at(fair) * rng.integers(-2, 3, fair.size)
-        nudge = rng.choice([0.0, 1e-12, -1e-12, 1e-10, -1e-10, 3e-9, -3e-9], fair.size) * cfg.tick_at(fair)
-        position = fair - grid + nudge  # skew = -position: centre = grid - nudge
-        chain = dataclasses.replace(chain, position=position)
-        spread = rng.choice([0.0, 1e-12, 1.0], fair.size)
-        decisions = (layer, cap_bid, cap_ask, spread)
-        ref = quoter.quote(chain, book, decisions)
-        out = _twin_quotes(quoter, chain, book, decisions, ref)
-        _assert_rows_equal(ref, out, f"trial {trial}: {cfg}")
-        both = (out[:, K.O_BID_SIZE] > 0) & (out[:, K.O_ASK_SIZE] > 0)
-        step = cfg.tick_at(out[:, K.O_BID])
-        locked += int(np.sum(both & np.isclose(out[:, K.O_ASK] - out[:, K.O_BID], step, rtol=1e-9, atol=0)))
-    assert locked >= 20
-
-
-def test_quote_one_called_directly_matches_quote_chain() -> None:
-    """The scalar kernel from Python (its own compilation) gives quote_chain's rows."""
-    rng = np.random.default_rng(9)
-    cfg = _random_quoter_config(rng, SkewMode.GREEKS)
-    quoter = Quoter(cfg, FairValueConfig())
-    chain, book, decisions = _random_chain(rng, cfg, 12)
-    ref = quoter.quote(chain, book, decisions)
-    out = _twin_quotes(quoter, chain, book, decisions, ref)
-    _, fair, g = quoter.fair(chain)
-    qp = K.pack_quoter(cfg)
-    qp.flags.writeable = True
-    for i in range(chain.n):
-        row = K.quote_one(
-            fair[i], g.delta[i], g.vega[i], chain.position[i], book.delta_shares, book.vega_per_vol_point,
-            ref.attrs["sigma_s"], ref.attrs["fair_underlying"].price, chain.realized_vol,
-            chain.toxicity_score, int(decisions[0][i]), decisions[1][i], decisions[2][i], decisions[3][i],
-            chain.market_bid[i], chain.market_ask[i], qp,
-        )  # fmt: skip
-        assert _nan_equal(np.array(row), out[i])
+# the GREEKS skew's squares
 
 
 def test_greeks_skew_squares_like_python() -> None:
@@ -403,153 +176,3 @@ def test_greeks_skew_squares_like_python() -> None:
             1.0, 1.0, 0.0, 0.0, 1.0, 0.0, x, 1.0, 0.0, 0.0, 5, 1.0, 1.0, 1.0, np.nan, np.nan, qp
         )[5]
         assert -skew == x**2 != x * x
-
-
-# --------------------------------------------------------------------------------------------------
-# the hedger
-
-
-def _hedger_configs() -> list[HedgerConfig]:
-    """Every mode x target x hard target, with fine, odd, coarse (> band) lots and minimum trades."""
-    rng = np.random.default_rng(17)
-    lots = ((1, 0.0, 500.0), (7, 50.0, 300.0), (100, 300.0, 250.0), (1000, 0.0, 300.0))
-    configs = []
-    for mode, target, hard_target, (lot, min_trade, band) in itertools.product(
-        HedgeMode, HedgeTarget, HedgeTarget, lots
-    ):
-        random_settings = dict(
-            ww_cost_per_share=float(rng.uniform(0.005, 0.05)),
-            ww_risk_aversion=float(10 ** rng.uniform(-6, -4)),
-            min_band_shares=float(rng.choice([0.0, 50.0, 100.0])),
-            max_band_shares=float(rng.choice([800.0, 5000.0])),
-            interval_s=float(rng.choice([1.0, 60.0, 7.5])),
-            slippage_bps=float(rng.choice([0.0, 0.5, 3.0])),
-            use_market_spread=bool(rng.random() < 0.5),
-            half_spread_bps=float(rng.choice([0.0, 1.0, 4.0])),
-        )
-        configs.append(
-            HedgerConfig(
-                mode=mode,
-                target=target,
-                hard_target=hard_target,
-                band_shares=band,
-                min_trade_shares=min_trade,
-                lot_size=lot,
-                **random_settings,
-            )
-        )
-    return configs
-
-
-def _deltas(rng: np.random.Generator, cfg: HedgerConfig, n: int) -> np.ndarray:
-    """Random net deltas, with the knife edges of the fixed band (exact, ± one lot, ± one ulp)."""
-    scale = cfg.band_shares if cfg.mode is not HedgeMode.WHALLEY_WILMOTT else cfg.max_band_shares
-    d = rng.uniform(-3.0, 3.0, n) * scale
-    d[rng.random(n) < 0.1] = 0.0
-    if cfg.mode is not HedgeMode.WHALLEY_WILMOTT:  # the twin's band is the reference's to the bit
-        b, lot = cfg.band_shares, float(cfg.lot_size)
-        edges = np.array([b, b + lot, b - lot, np.nextafter(b, np.inf), np.nextafter(b, 0), b + 0.5 * lot])
-        pick = rng.random(n) < 0.3
-        d[pick] = rng.choice([-1.0, 1.0], pick.sum()) * rng.choice(edges, pick.sum())
-    return d
-
-
-def _check_order(order, twin: tuple, cfg: HedgerConfig, context: str) -> None:
-    shares, price, band, reason, _ = twin
-    if order is None:
-        assert (shares, reason) == (0.0, K.REASON_NONE), context
-        assert math.isnan(price), context
-        return
-    assert shares == order.shares != 0.0, context
-    assert price == order.expected_price, context
-    assert reason == list(HedgeReason).index(order.reason), context
-    if math.isnan(order.band_shares):
-        assert math.isnan(band) and order.reason is HedgeReason.KILL, context
-    elif cfg.mode is HedgeMode.WHALLEY_WILMOTT and order.reason is not HedgeReason.SCHEDULE:
-        assert abs(band - order.band_shares) <= WW_ULPS * np.spacing(order.band_shares), context
-    else:
-        assert band == order.band_shares, context
-
-
-def test_hedge_band_equals_band_shares() -> None:
-    rng = np.random.default_rng(23)
-    for cfg in _hedger_configs()[::4]:
-        hedger, hp = DeltaHedger(cfg), K.pack_hedger(cfg)
-        for g, s in zip(rng.uniform(-1e6, 1e6, 200), np.exp(rng.uniform(0.0, 8.0, 200)), strict=True):
-            want = hedger.band_shares(g, s)
-            got = K.hedge_band(g, s, hp)
-            if cfg.mode is HedgeMode.WHALLEY_WILMOTT:
-                assert abs(got - want) <= WW_ULPS * np.spacing(want), (cfg, g, s)
-            else:
-                assert got == want == cfg.band_shares
-
-
-def test_hedge_decide_and_execute_equal_the_hedger() -> None:
-    """Every mode, target, hard target and layer; TIME's schedule threaded through a sequence of calls."""
-    rng = np.random.default_rng(29)
-    counts = dict.fromkeys(HedgeReason, 0)
-    none = 0
-    for cfg in _hedger_configs():
-        hedger, hp = DeltaHedger(cfg), K.pack_hedger(cfg)
-        n = 120
-        deltas = _deltas(rng, cfg, n)
-        layers = np.where(rng.random(n) < 0.6, int(Layer.NORMAL), rng.integers(0, 6, n))
-        steps = rng.choice([0.0, 0.3 * cfg.interval_s, cfg.interval_s, 2.5 * cfg.interval_s], n)
-        now = 1000.0 + np.cumsum(steps)
-        due = {"A": -math.inf, "B": -math.inf}
-        fills_cost = 0.0
-        for i in range(n):
-            u = "A" if rng.random() < 0.7 else "B"
-            spot = float(np.exp(rng.uniform(1.0, 7.0)))
-            half = spot * float(rng.choice([0.0, 1e-4, 1e-3]))
-            bid, ask = spot - half, spot + half
-            gamma = float(rng.uniform(-2e5, 2e5))
-            d, lay, t = float(deltas[i]), Layer(int(layers[i])), float(now[i])
-            order = hedger.decide(u, d, gamma, spot, bid, ask, t, layer=lay)
-            twin = K.hedge_decide(d, gamma, spot, bid, ask, t, int(lay), due[u], hp)
-            context = f"{cfg} call {i}: {u} delta={d!r} layer={lay.name} now={t!r} due={due[u]!r}"
-            _check_order(order, twin, cfg, context)
-            due[u] = twin[4]
-            assert due[u] == hedger._next_due.get(u, -math.inf), context
-            if order is None:
-                none += 1
-                continue
-            counts[order.reason] += 1
-            mid = spot * float(rng.uniform(0.999, 1.001))
-            spread = 2.0 * half * float(rng.uniform(0.5, 2.0))
-            fill = hedger.execute(order, mid, spread)
-            price = K.hedge_fill_price(order.shares, mid, spread, hp)
-            assert price == fill.price, context
-            assert K.hedge_fill_costs(order.shares, mid, spread, hp) == (fill.spread_cost, fill.slippage_cost)
-            cost = K.hedge_cost(order.shares, price, mid)
-            assert cost >= 0.0
-            # price - mid cancels: equal to |shares| ulps of the price
-            ulps = 2.0 * abs(order.shares) * np.spacing(max(price, mid))
-            assert abs(cost - (fill.spread_cost + fill.slippage_cost)) <= ulps, context
-            fills_cost += cost
-        report = hedger.report()
-        assert fills_cost == pytest.approx(report.total_cost, rel=1e-9, abs=1e-9)
-    assert none > 1000 and all(v > 200 for v in counts.values()), (none, counts)
-
-
-def test_time_schedule_sequence() -> None:
-    """TIME: due at the first call, then only once interval_s has passed; KILL and HARD bypass it."""
-    cfg = HedgerConfig(mode="time", target="zero", interval_s=60.0, lot_size=1)
-    hedger, hp = DeltaHedger(cfg), K.pack_hedger(cfg)
-    calls = [  # (now, delta, layer)
-        (0.0, 10.0, Layer.NORMAL), (30.0, 10.0, Layer.NORMAL), (59.999, 10.0, Layer.SOFT),
-        (60.0, 0.2, Layer.NORMAL), (70.0, 300.0, Layer.HARD), (80.0, 300.0, Layer.KILL),
-        (119.0, 5.0, Layer.TOXIC), (120.0, 5.0, Layer.STALE), (120.0, 5.0, Layer.NORMAL),
-    ]  # fmt: skip
-    due = -math.inf
-    trades = []
-    for now, d, lay in calls:
-        order = hedger.decide("X", d, 0.0, 100.0, 99.99, 100.01, now, layer=lay)
-        twin = K.hedge_decide(d, 0.0, 100.0, 99.99, 100.01, now, int(lay), due, hp)
-        _check_order(order, twin, cfg, f"now={now}")
-        due = twin[4]
-        trades.append(twin[0])
-    # 0: due; 30, 59.999: not; 60: due but 0.2 rounds to no lot; 70 HARD, 80 KILL: now; 119: not;
-    # 120: due; 120 again: not
-    assert trades == [-10.0, 0.0, 0.0, 0.0, -300.0, -300.0, 0.0, -5.0, 0.0]
-    assert due == 180.0

@@ -255,15 +255,14 @@ def test_buffers_trimmed_to_window_and_bounded():
         det.on_fill("U", t, 1 if k % 2 else -1, 1.0, 100.0, 100.0)
         det.on_mid("U", t, 100.0)
         det.on_trade("U", t, 1.0, 1)
-    streams = det._s["U"]
-    assert len(streams.fills) == len(streams.mids) == len(streams.trades) == 5  # ts in (1994, 1999]
+    assert [len(det._ring(0, k)) for k in range(3)] == [5, 5, 5]  # fills, mids, prints: ts in (1994, 1999]
     assert det.dropped == 0
     # a burst larger than the capacity keeps the newest events and counts the rest
     small = ToxicityDetector(dataclasses.replace(cfg, capacity=16), ["U"])
     for k in range(40):
         small.on_fill("U", 0.01 * k, +1, 1.0, 100.0, 100.0)
     assert small.score("U", 1.0).n_fills == 16 and small.dropped == 24
-    assert small._s["U"].fills.view()[0, 0] == pytest.approx(0.24)
+    assert small._ring(0, 0)[0, 0] == pytest.approx(0.24)
 
 
 def test_min_fills_guard():

@@ -1,19 +1,19 @@
-"""Numba twins of the options quoter's rules and of the delta hedger's decisions, for compiled loops.
+"""The options quoter's rules and the delta hedger's, each written once, for the classes and compiled loops.
 
-:meth:`Quoter.quote <optmm.quoting.quoter.Quoter.quote>` and :meth:`DeltaHedger.decide
-<optmm.quoting.hedger.DeltaHedger.decide>` are the reference: readable, validated, vectorised over a
-chain with numpy. A simulator whose whole quote → fill → hedge loop runs inside one numba kernel calls
-these scalar twins instead. Each repeats its reference's arithmetic operation for operation, in the same
-order, so that the results are bit-identical (the exceptions are listed below), and
-``tests/test_quoting_kernels.py`` checks them row by row against the reference over random chains, every
-skew mode, hedge mode, target and controller layer.
+Each rule is a plain-Python function (``*_py``) over floats and a packed settings array, compiled by
+:func:`twin` (``quote_one = twin(quote_one_py)``, ``hedge_decide = twin(hedge_decide_py)``), as
+``optmm.greeks._bsm`` does. :class:`~optmm.quoting.quoter.Quoter` validates a chain and runs the
+compiled :func:`quote_chain` over it (the tick grid's methods of
+:class:`~optmm.quoting.quoter.QuoterConfig` run :func:`grid`); :class:`~optmm.quoting.hedger.DeltaHedger`
+validates one decision and runs the Python forms (no dispatch; see the Notes); the simulator's loop
+inlines the compiled forms. ``tests/test_kernel_twins.py`` checks that the two forms agree.
 
 A configuration is packed once, in Python, into a flat float64 array (:func:`pack_quoter`,
-:func:`pack_hedger`); every scalar the reference derives from the settings alone (``−γ·h``, ``σ_σ²``,
-``3·λS``, basis points as fractions) is computed there with the reference's own Python expression.
+:func:`pack_hedger`); every scalar derived from the settings alone (``−γ·h``, ``σ_σ²``, ``3·λS``, basis
+points as fractions) is computed there, once.
 Enums are integer codes: positions in the enum's definition order (``SKEW_*``, ``MODE_*``,
 ``TARGET_*``, ``REASON_*``); layers are the values of :class:`~optmm.risk.audit.Layer` (KILL 0 ...
-NORMAL 5). The kernels validate nothing: the caller passes what the reference would accept (finite
+NORMAL 5). The rules validate nothing: the caller passes what the classes accept (finite
 prices, spot > 0, 0 < bid <= ask for a hedge).
 
 Quoter parameters (``qp``, length :data:`N_QP`)
@@ -32,7 +32,7 @@ index               value
 ``Q_CROSS``         ``cross_market`` (1.0 / 0.0)
 ``Q_SKEW``          the skew mode's code (``SKEW_GREEKS`` 0, ``SKEW_LINEAR`` 1, ``SKEW_NONE`` 2)
 ``Q_NEG_GAMMA_H``   ``−gamma_risk_aversion · horizon_s / (365 · 86400)``: ``−γ h`` of the GREEKS skew
-``Q_SIGMA_VOL2``    ``sigma_vol ** 2`` (Python's power, as the reference)
+``Q_SIGMA_VOL2``    ``sigma_vol ** 2`` (Python's power)
 ``Q_NEG_LINEAR_K``  ``−linear_k``
 ``Q_BASE_SIZE``     ``base_size``
 ``Q_SIZE_SHADE``    ``size_shade``
@@ -64,54 +64,87 @@ index             value
 
 Notes
 -----
-Where the twins are, and are not, bit-identical to the reference:
+Where the figures come from, and where the two forms can differ:
 
-* Tick rounding. ``np.round(x, 10)`` is numpy's ``rint(x · 1e10) / 1e10`` (multiply, round half to
-  even, divide); :func:`_round10` is that formula, not numba's ``np.round``, which follows CPython's
-  algorithm and returns ``x`` itself where ``x · 1e10`` overflows. ``np.maximum`` / ``np.minimum``
-  propagate NaN (:func:`_maximum`, :func:`_minimum` are their scalar rule).
-* ``σ_S²`` and ``S²`` of the GREEKS skew. The reference squares Python floats with ``**``, i.e. libm's
-  ``pow(x, 2.0)``, which differs from ``x · x`` in the last bit for about one input in 1 200 on glibc.
-  LLVM folds ``pow(x, 2.0)`` with a constant exponent into ``x · x``; reading the exponent from
-  ``qp[Q_TWO]`` keeps the call to libm's ``pow``, the same function CPython calls, so the skew is
-  bit-identical (two ``pow`` calls per GREEKS quote; precompute nothing else per underlying for it).
-* The Whalley–Wilmott band. The reference's ``np.cbrt`` dispatches to SVML on AVX-512 machines, whose
-  cube root differs from libm's ``cbrt`` (which numba calls) by up to 3 ulps in about half the
-  inputs. :func:`hedge_band` therefore matches :meth:`DeltaHedger.band_shares` to a few ulps, not to
-  the bit, on such machines (bit for bit where numpy uses libm), and a decision can differ only when
-  ``|delta|`` or a lot boundary lies within those ulps of the band: never in the randomised tests.
-  Every other mode's band, and every decision given the band, is bit-identical.
+* Tick rounding is numpy's ``np.round(x, 10)``, ``rint(x · 1e10) / 1e10`` (multiply, round half to
+  even, divide): :func:`round10_py`, not numba's ``np.round``, which follows CPython's algorithm and
+  returns ``x`` itself where ``x · 1e10`` overflows. ``np.maximum`` / ``np.minimum`` propagate NaN in
+  both forms.
+* ``σ_S²`` and ``S²`` of the GREEKS skew are libm's ``pow(x, 2.0)`` (CPython's ``x ** 2``, which the
+  quoter's figures were first defined with), which differs from ``x · x`` in the last bit for about
+  one input in 1 200 on glibc. LLVM folds ``pow(x, 2.0)`` with a constant exponent into ``x · x``;
+  reading the exponent from ``qp[Q_TWO]`` keeps the call to ``pow``. Squaring with ``x · x`` instead
+  would move those quotes' skews by an ulp and, through them, the simulations' figures.
+* The Whalley–Wilmott band's cube root. :class:`~optmm.quoting.hedger.DeltaHedger` runs the hedger's
+  rules in their Python form (``hedge_decide_py``: one decision at a time, no dispatch), where
+  ``np.cbrt`` is numpy's, which dispatches to SVML on AVX-512 machines; the compiled form calls libm's
+  ``cbrt``. The two differ by up to 3 ulps in about half the inputs on such machines (bit for bit
+  elsewhere), so a decision can differ only when ``|delta|`` or a lot boundary lies within those ulps
+  of the band. Every other band, and every decision and fill given the band, is the same to the bit
+  (``tests/test_kernel_twins.py``).
 * Hedge cost. :meth:`DeltaHedger.execute` books ``spread_cost = |q|·half`` and ``slippage_cost =
-  |q|·slip``; :func:`hedge_fill_costs` returns those two bit for bit. :func:`hedge_cost` is
-  ``q · (price − mid)``: what filling at ``price`` rather than at ``mid`` cost (``price − mid`` is exact,
-  Sterbenz), so that ``gross_pnl − Σ cost`` is the hedges' P&L at their actual fill prices. It is >= 0
-  and equals ``spread_cost + slippage_cost`` up to the rounding of ``price = mid ± (half + slip)``:
-  about ``|q|`` ulps of the price, ~1e-12 of the cost for a one-basis-point half-spread.
+  |q|·slip`` from :func:`hedge_fill_py`. :func:`hedge_cost_py` is ``q · (price − mid)``: what filling at
+  ``price`` rather than at ``mid`` cost (``price − mid`` is exact, Sterbenz), so that ``gross_pnl − Σ
+  cost`` is the hedges' P&L at their actual fill prices (the simulator's). It is >= 0 and equals
+  ``spread_cost + slippage_cost`` up to the rounding of ``price = mid ± (half + slip)``: about ``|q|``
+  ulps of the price, ~1e-12 of the cost for a one-basis-point half-spread.
 """
 
 from __future__ import annotations
 
 import math
+import types
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
 
-from optmm.quoting.hedger import HedgeMode, HedgerConfig, HedgeTarget
-from optmm.quoting.quoter import SECONDS_PER_YEAR, QuoterConfig, SkewMode
+if TYPE_CHECKING:  # the classes import this module: their configs are imported where packed
+    from optmm.quoting.hedger import HedgerConfig
+    from optmm.quoting.quoter import QuoterConfig
 
 __all__ = [
     "N_HP",
     "N_QP",
+    "grid",
+    "grid_py",
     "hedge_band",
+    "hedge_band_py",
     "hedge_cost",
+    "hedge_cost_py",
     "hedge_decide",
+    "hedge_decide_py",
     "hedge_expected_price",
-    "hedge_fill_costs",
-    "hedge_fill_price",
+    "hedge_expected_price_py",
+    "hedge_fill",
+    "hedge_fill_py",
     "pack_hedger",
     "pack_quoter",
     "quote_chain",
+    "quote_chain_py",
     "quote_one",
+    "quote_one_py",
+    "quote_one_squared",
+    "quote_one_squared_py",
+    "round10",
+    "round10_py",
+    "round_down",
+    "round_down_py",
+    "round_up",
+    "round_up_py",
+    "skew_squares",
+    "skew_squares_py",
+    "tick_at",
+    "tick_at_py",
+    "tick_down",
+    "tick_down_py",
+    "tick_up",
+    "tick_up_py",
+    "twin",
+    "whole_lots",
+    "whole_lots_py",
+    "ww_band",
+    "ww_band_py",
 ]
 
 # Layers (the values of optmm.risk.audit.Layer)
@@ -131,6 +164,9 @@ N_QP = 17
 O_BID, O_ASK, O_BID_SIZE, O_ASK_SIZE, O_HALF_SPREAD, O_SKEW = 0, 1, 2, 3, 4, 5
 N_OUT = 6
 
+# grid_py's rules
+GRID_TICK, GRID_DOWN, GRID_UP, GRID_TICK_UP, GRID_TICK_DOWN = 0, 1, 2, 3, 4
+
 # HedgeMode, HedgeTarget and HedgeReason codes (definition order)
 MODE_FIXED_BAND, MODE_WHALLEY_WILMOTT, MODE_TIME = 0, 1, 2
 TARGET_BAND_EDGE, TARGET_ZERO = 0, 1
@@ -142,6 +178,27 @@ H_MAX_BAND, H_INTERVAL, H_SLIP, H_USE_MARKET, H_HALF, H_MIN_TRADE, H_LOT = 7, 8,
 N_HP = 14
 
 _EPS = 1e-9  # the quoter's: a price within this many ticks of a grid point is on it
+
+
+def twin(f_py):
+    """``f_py`` compiled (``njit``, inlined where called), with its calls to the other rules' Python
+    forms (``name_py``) bound to their compiled forms (``name``), which must be made first.
+
+    Each rule is written once, as plain Python that runs as it is (the classes call it, or its
+    compilation, and the tests check the two forms agree: ``tests/test_kernel_twins.py``), and that
+    numba compiles for the simulator's loop."""
+    env = dict(f_py.__globals__)
+    env.update(_COMPILED)
+    f = types.FunctionType(f_py.__code__, env, f_py.__name__, f_py.__defaults__, f_py.__closure__)
+    f.__qualname__ = f_py.__qualname__
+    f.__module__ = f_py.__module__
+    f.__doc__ = f_py.__doc__
+    compiled = njit(cache=True, inline="always", error_model="numpy")(f)
+    _COMPILED[f_py.__name__] = compiled
+    return compiled
+
+
+_COMPILED: dict[str, Any] = {}  # a rule's Python name -> its compiled form
 
 
 def pack_quoter(config: QuoterConfig) -> np.ndarray:
@@ -157,10 +214,13 @@ def pack_quoter(config: QuoterConfig) -> np.ndarray:
 
     Examples
     --------
+    >>> from optmm.quoting import QuoterConfig
     >>> qp = pack_quoter(QuoterConfig(skew="linear", linear_k=0.02))
     >>> int(qp[Q_SKEW]) == SKEW_LINEAR, float(qp[Q_NEG_LINEAR_K])
     (True, -0.02)
     """
+    from optmm.quoting.quoter import SECONDS_PER_YEAR, QuoterConfig, SkewMode
+
     if not isinstance(config, QuoterConfig):
         raise TypeError(f"pack_quoter: config must be a QuoterConfig (got {type(config).__name__})")
     c = config
@@ -176,7 +236,7 @@ def pack_quoter(config: QuoterConfig) -> np.ndarray:
     qp[Q_CROSS] = 1.0 if c.cross_market else 0.0
     qp[Q_SKEW] = list(SkewMode).index(c.skew)
     h = c.horizon_s / SECONDS_PER_YEAR
-    qp[Q_NEG_GAMMA_H] = -c.gamma_risk_aversion * h  # the reference's expression, the same rounding
+    qp[Q_NEG_GAMMA_H] = -c.gamma_risk_aversion * h
     qp[Q_SIGMA_VOL2] = c.sigma_vol**2
     qp[Q_NEG_LINEAR_K] = -c.linear_k
     qp[Q_BASE_SIZE] = c.base_size
@@ -199,10 +259,13 @@ def pack_hedger(config: HedgerConfig) -> np.ndarray:
 
     Examples
     --------
+    >>> from optmm.quoting import HedgerConfig
     >>> hp = pack_hedger(HedgerConfig(mode="time", slippage_bps=2.0))
     >>> int(hp[H_MODE]) == MODE_TIME, float(hp[H_SLIP])
     (True, 0.0002)
     """
+    from optmm.quoting.hedger import HedgeMode, HedgerConfig, HedgeTarget
+
     if not isinstance(config, HedgerConfig):
         raise TypeError(f"pack_hedger: config must be a HedgerConfig (got {type(config).__name__})")
     c = config
@@ -224,80 +287,68 @@ def pack_hedger(config: HedgerConfig) -> np.ndarray:
     return hp
 
 
-# -- scalar rules of numpy ------------------------------------------------------------------------------
+# -- the tick grid -------------------------------------------------------------------------------------
+# Prices round onto the grid with numpy's ``np.round(x, 10)`` formula, ``rint(x · 1e10) / 1e10``
+# (numba's ``np.round`` follows CPython's algorithm instead). ``np.maximum`` / ``np.minimum`` below
+# propagate NaN, in Python and compiled alike.
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _maximum(a, b):  # pragma: no cover - compiled
-    """``np.maximum`` on two floats: NaN if either is NaN (the first one)."""
-    return a if (a >= b or a != a) else b
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _minimum(a, b):  # pragma: no cover - compiled
-    """``np.minimum`` on two floats: NaN if either is NaN (the first one)."""
-    return a if (a <= b or a != a) else b
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _round10(x):  # pragma: no cover - compiled
-    """``np.round(x, 10)`` for a float64: numpy's ``rint(x · 1e10) / 1e10``."""
+def round10_py(x):
+    """``x`` rounded to 10 decimals: numpy's ``rint(x · 1e10) / 1e10``, clearing the grid's float dust."""
     return np.rint(x * 1e10) / 1e10
 
 
-# -- the tick grid (QuoterConfig.round_down / round_up / tick_up / tick_down) ----------------------------
+def tick_at_py(p, qp):
+    """The grid's tick at price ``p``: ``tick_size`` below ``tick_threshold``, else ``tick_size_above``."""
+    return qp[Q_TICK] if p < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _round_down(p, qp):  # pragma: no cover - compiled
+def round_down_py(p, qp):
     """The highest grid price <= ``p`` (a bid)."""
     t = qp[Q_TICK] if p < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]
-    return _round10(np.floor(p / t + _EPS) * t)
+    return round10_py(np.floor(p / t + _EPS) * t)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _round_up(p, qp):  # pragma: no cover - compiled
+def round_up_py(p, qp):
     """The lowest grid price >= ``p`` (an ask)."""
     t = qp[Q_TICK] if p <= qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]
-    return _round10(np.ceil(p / t - _EPS) * t)
+    return round10_py(np.ceil(p / t - _EPS) * t)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _tick_up(p, qp):  # pragma: no cover - compiled
+def tick_up_py(p, qp):
     """The next grid price above the grid price ``p``."""
-    return _round10(p + (qp[Q_TICK] if p < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]))
+    return round10_py(p + (qp[Q_TICK] if p < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]))
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _tick_down(p, qp):  # pragma: no cover - compiled
+def tick_down_py(p, qp):
     """The next grid price below the grid price ``p``."""
-    return _round10(p - (qp[Q_TICK] if p <= qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]))
+    return round10_py(p - (qp[Q_TICK] if p <= qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]))
+
+
+def grid_py(op, prices, qp, out):
+    """One of the grid's rules (``GRID_*``) over an array of prices, into ``out`` (the config's methods)."""
+    for i in range(prices.shape[0]):
+        p = prices[i]
+        if op == GRID_TICK:
+            out[i] = tick_at_py(p, qp)
+        elif op == GRID_DOWN:
+            out[i] = round_down_py(p, qp)
+        elif op == GRID_UP:
+            out[i] = round_up_py(p, qp)
+        elif op == GRID_TICK_UP:
+            out[i] = tick_up_py(p, qp)
+        else:
+            out[i] = tick_down_py(p, qp)
 
 
 # -- the quoter -----------------------------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def quote_one(
-    fair,
-    delta,
-    vega,
-    position,
-    book_delta_shares,
-    book_vega_per_vol_point,
-    sigma_s,
-    spot_fair,
-    realized_vol,
-    toxicity_score,
-    layer,
-    cap_bid,
-    cap_ask,
-    spread_factor,
-    market_bid,
-    market_ask,
-    qp,
-):  # pragma: no cover - compiled
-    """One row of :meth:`Quoter.quote <optmm.quoting.quoter.Quoter.quote>`.
+def quote_one_py(
+    fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, sigma_s, spot_fair,
+    realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor, market_bid, market_ask, qp,
+):  # fmt: skip
+    """The quote of one option (the rules of :mod:`optmm.quoting.quoter`'s docstring).
 
     Parameters
     ----------
@@ -336,20 +387,25 @@ def quote_one(
     half_spread, skew : float
         Price per unit.
     """
-    two = qp[Q_TWO]  # a runtime 2.0: libm's pow, as CPython's x ** 2 (module Notes)
-    return quote_one_squared(
-        fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, math.pow(sigma_s, two),
-        math.pow(spot_fair, two), realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor,
-        market_bid, market_ask, qp,
+    sigma_s_sq, spot_fair_sq = skew_squares_py(sigma_s, spot_fair, qp)
+    return quote_one_squared_py(
+        fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, sigma_s_sq, spot_fair_sq,
+        realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor, market_bid, market_ask, qp,
     )  # fmt: skip
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def quote_one_squared(
+def skew_squares_py(sigma_s, spot_fair, qp):
+    """``(σ_S², s²)`` of the GREEKS skew, once per underlying and instant: libm's ``pow(x, 2.0)``, the
+    exponent read from ``qp[Q_TWO]`` so that LLVM does not fold it into ``x · x`` (module Notes)."""
+    two = qp[Q_TWO]
+    return math.pow(sigma_s, two), math.pow(spot_fair, two)
+
+
+def quote_one_squared_py(
     fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, sigma_s_sq, spot_fair_sq,
     realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor, market_bid, market_ask, qp,
-):  # pragma: no cover - compiled  # fmt: skip
-    """:func:`quote_one` given ``sigma_s_sq = pow(sigma_s, qp[Q_TWO])`` and ``spot_fair_sq`` likewise:
+):  # fmt: skip
+    """:func:`quote_one_py` given ``(sigma_s_sq, spot_fair_sq) = skew_squares_py(sigma_s, spot_fair, qp)``:
     a caller quoting many options of one underlying at one instant squares them once."""
     mode = qp[Q_SKEW]
     if mode == SKEW_GREEKS:
@@ -362,42 +418,42 @@ def quote_one_squared(
         skew = 0.0
     skew = skew + 0.0  # no -0.0
 
-    tick_fair = qp[Q_TICK] if fair < qp[Q_THRESHOLD] else qp[Q_TICK_ABOVE]
-    half = _maximum(qp[Q_BASE_HS] * vega / 100.0, qp[Q_MIN_EDGE] * tick_fair)
+    half = np.maximum(qp[Q_BASE_HS] * vega / 100.0, qp[Q_MIN_EDGE] * tick_at_py(fair, qp))
     has_bid = np.isfinite(market_bid)
     has_ask = np.isfinite(market_ask)
     if qp[Q_IMPROVE] == 0.0:
         mkt_half = (market_ask - market_bid) / 2.0 if (has_bid and has_ask) else 0.0
-        half = _maximum(half, mkt_half)
+        half = np.maximum(half, mkt_half)
     widen = 1.0 + qp[Q_VOL_WIDEN] * realized_vol + qp[Q_TOX_WIDEN] * toxicity_score
     half = half * widen * spread_factor
 
     centre = fair + skew
-    bid = _round_down(centre - half, qp)
-    ask = _round_up(centre + half, qp)
-    ask = _maximum(ask, _tick_up(bid, qp))  # locked -> one tick wider
+    bid = round_down_py(centre - half, qp)
+    ask = round_up_py(centre + half, qp)
+    ask = np.maximum(ask, tick_up_py(bid, qp))  # locked -> one tick wider
     if qp[Q_CROSS] == 0.0:
         if has_ask:
-            bid = _minimum(bid, _tick_down(_round_up(market_ask, qp), qp))
+            bid = np.minimum(bid, tick_down_py(round_up_py(market_ask, qp), qp))
         if has_bid:
-            ask = _maximum(ask, _tick_up(_round_down(market_bid, qp), qp))
-    ask = _maximum(ask, qp[Q_TICK])
+            ask = np.maximum(ask, tick_up_py(round_down_py(market_bid, qp), qp))
+    ask = np.maximum(ask, qp[Q_TICK])  # the lowest positive price; only binds once the bid is <= 0
 
+    # sizes: shade the side that adds risk, then cap at the controller's
     rho = abs(skew) / half if half > 0.0 else 0.0
     base = qp[Q_BASE_SIZE]
-    shaded = base * _maximum(0.0, 1.0 - qp[Q_SIZE_SHADE] * rho)
+    shaded = base * np.maximum(0.0, 1.0 - qp[Q_SIZE_SHADE] * rho)
     bid_size = np.floor((shaded if skew < 0.0 else base) + _EPS)
     ask_size = np.floor((shaded if skew > 0.0 else base) + _EPS)
-    bid_size = np.floor(_minimum(bid_size, cap_bid) + _EPS)
-    ask_size = np.floor(_minimum(ask_size, cap_ask) + _EPS)
+    bid_size = np.floor(np.minimum(bid_size, cap_bid) + _EPS)
+    ask_size = np.floor(np.minimum(ask_size, cap_ask) + _EPS)
     if not bid > 0.0:
         bid_size = 0.0
     if layer <= STALE:
         bid_size = 0.0
         ask_size = 0.0
     else:
-        bid_size = _maximum(bid_size, 0.0)
-        ask_size = _maximum(ask_size, 0.0)
+        bid_size = np.maximum(bid_size, 0.0)
+        ask_size = np.maximum(ask_size, 0.0)
     if not bid_size > 0.0:
         bid = math.nan
     if not ask_size > 0.0:
@@ -405,28 +461,11 @@ def quote_one_squared(
     return bid, ask, bid_size, ask_size, half, skew
 
 
-@njit(cache=True, error_model="numpy")
-def quote_chain(
-    fair,
-    delta,
-    vega,
-    position,
-    book_delta_shares,
-    book_vega_per_vol_point,
-    sigma_s,
-    spot_fair,
-    realized_vol,
-    toxicity_score,
-    layer,
-    cap_bid,
-    cap_ask,
-    spread_factor,
-    market_bid,
-    market_ask,
-    qp,
-    out,
-):  # pragma: no cover - compiled
-    """:func:`quote_one` over one underlying's chain, into ``out``.
+def quote_chain_py(
+    fair, delta, vega, position, book_delta_shares, book_vega_per_vol_point, sigma_s, spot_fair,
+    realized_vol, toxicity_score, layer, cap_bid, cap_ask, spread_factor, market_bid, market_ask, qp, out,
+):  # fmt: skip
+    """:func:`quote_one_py` over one underlying's chain, into ``out`` (:meth:`Quoter.quote`).
 
     The per-option arguments (``fair`` ... ``position``, ``layer``, ``cap_bid`` ... ``market_ask``) are
     arrays of shape ``(n,)``; the book's Greeks, ``sigma_s``, ``spot_fair``, ``realized_vol`` and
@@ -434,55 +473,59 @@ def quote_chain(
     ``O_BID, O_ASK, O_BID_SIZE, O_ASK_SIZE, O_HALF_SPREAD, O_SKEW``. Nothing is allocated.
     """
     for i in range(fair.shape[0]):
-        r = quote_one(
-            fair[i],
-            delta[i],
-            vega[i],
-            position[i],
-            book_delta_shares,
-            book_vega_per_vol_point,
-            sigma_s,
-            spot_fair,
-            realized_vol,
-            toxicity_score,
-            layer[i],
-            cap_bid[i],
-            cap_ask[i],
-            spread_factor[i],
-            market_bid[i],
-            market_ask[i],
-            qp,
-        )
+        r = quote_one_py(
+            fair[i], delta[i], vega[i], position[i], book_delta_shares, book_vega_per_vol_point, sigma_s,
+            spot_fair, realized_vol, toxicity_score, layer[i], cap_bid[i], cap_ask[i], spread_factor[i],
+            market_bid[i], market_ask[i], qp,
+        )  # fmt: skip
         for j in range(N_OUT):
             out[i, j] = r[j]
 
 
+round10 = twin(round10_py)
+tick_at = twin(tick_at_py)
+round_down = twin(round_down_py)
+round_up = twin(round_up_py)
+tick_up = twin(tick_up_py)
+tick_down = twin(tick_down_py)
+grid = twin(grid_py)
+quote_one_squared = twin(quote_one_squared_py)
+skew_squares = twin(skew_squares_py)
+quote_one = twin(quote_one_py)
+quote_chain = twin(quote_chain_py)
+
+
 # -- the hedger -----------------------------------------------------------------------------------------
+# Each rule is a plain-Python function (``*_py``) compiled once by :func:`twin`. DeltaHedger runs the
+# Python forms (one decision at a time; numpy's cbrt, see the module Notes), the simulator the compiled.
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def hedge_band(gamma_dollars_1pct, spot, hp):  # pragma: no cover - compiled
-    """:meth:`DeltaHedger.band_shares`: the no-trade half-width in shares for the configured mode.
+def ww_band_py(gamma_dollars_1pct, spot, cost3, aversion2, min_band, max_band):
+    """The Whalley–Wilmott half-width, shares: ``clip(cbrt(cost3·Γ²/aversion2), min_band, max_band)``,
+    ``Γ = 100·gamma_dollars_1pct/S²``, ``cost3 = 3·λS``, ``aversion2 = 2·γ``
+    (:func:`~optmm.quoting.hedger.ww_band_shares`). Scalars or, in Python, arrays; NaN propagates."""
+    gamma_shares = 100.0 * gamma_dollars_1pct / (spot * spot)
+    h = np.cbrt(cost3 * gamma_shares * gamma_shares / aversion2)
+    return np.minimum(np.maximum(h, min_band), max_band)
 
-    ``WHALLEY_WILMOTT``: ``clip(cbrt(3·λS·Γ²/(2γ)), min, max)`` with ``Γ = 100·gamma_dollars_1pct/S²``
-    (:func:`~optmm.quoting.hedger.ww_band_shares`; equal to a few ulps, module Notes); else
-    ``band_shares``.
-    """
+
+def hedge_band_py(gamma_dollars_1pct, spot, hp):
+    """:meth:`DeltaHedger.band_shares`: the no-trade half-width in shares for the configured mode
+    (``WHALLEY_WILMOTT``: :func:`ww_band_py`; else ``band_shares``)."""
     if hp[H_MODE] == MODE_WHALLEY_WILMOTT:
-        gamma_shares = 100.0 * gamma_dollars_1pct / (spot * spot)
-        h = np.cbrt(hp[H_WW_3C] * gamma_shares * gamma_shares / hp[H_WW_2G])
-        return _minimum(_maximum(h, hp[H_MIN_BAND]), hp[H_MAX_BAND])  # np.clip
+        return ww_band_py(gamma_dollars_1pct, spot, hp[H_WW_3C], hp[H_WW_2G], hp[H_MIN_BAND], hp[H_MAX_BAND])
     return hp[H_BAND]
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _whole_lots(delta, ideal, band, min_trade, lot):  # pragma: no cover - compiled
-    """:meth:`DeltaHedger._whole_lots`: the signed whole-lot trade (0.0 for none).
+def whole_lots_py(delta, ideal, band, min_trade, lot):
+    """The signed whole-lot trade (0.0 for none) nearest ``ideal`` that lands inside the band.
 
-    Lot counts are floats holding integers (exact below 2**53, as the reference's ints converted to
-    float for its arithmetic). The reference's candidates are a set, minimised by ``(|k − x|, |k|)``;
-    two feasible candidates tie on that key only if they are ``±k`` with ``x = 0``, which needs
-    ``|delta| <= band − lot``: a state in which no caller asks for a trade.
+    Among trades of ``k`` lots with ``|k| >= k_min`` (at least ``min_trade``) that land inside
+    ``[-band, band]``, the one minimising ``(|k − x|, |k|)``, ``x = ideal / lot``; the feasible set is
+    at most two intervals of integers, whose point nearest ``x`` is an end (``k_lo``, ``k_hi``,
+    ``±k_min``) or ``x`` rounded either way and clipped. Lot counts are floats holding integers
+    (exact below 2**53). If no whole lot lands inside the band, the lots that bring delta nearest zero,
+    if that reduces it.
     """
     x = ideal / lot
     k_lo = np.ceil((-band - delta) / lot)
@@ -494,19 +537,7 @@ def _whole_lots(delta, ideal, band, min_trade, lot):  # pragma: no cover - compi
     best_d = math.inf
     best_a = math.inf
     found = False
-    for j in range(6):
-        if j == 0:
-            k = k_lo
-        elif j == 1:
-            k = k_hi
-        elif j == 2:
-            k = k_min
-        elif j == 3:
-            k = -k_min
-        elif j == 4:
-            k = fx
-        else:
-            k = cx
+    for k in (k_lo, k_hi, k_min, -k_min, fx, cx):
         if abs(k) >= k_min and k_lo <= k and k <= k_hi:
             d = abs(k - x)
             a = abs(k)
@@ -514,7 +545,6 @@ def _whole_lots(delta, ideal, band, min_trade, lot):  # pragma: no cover - compi
                 best, best_d, best_a, found = k, d, a, True
     if found:
         return best * lot
-    # No whole lot lands inside the band: the lots that bring delta nearest zero, if that reduces it.
     k = np.rint(-delta / lot)
     q = k * lot
     if k != 0.0 and abs(delta + q) < abs(delta) and abs(q) >= min_trade:
@@ -522,21 +552,36 @@ def _whole_lots(delta, ideal, band, min_trade, lot):  # pragma: no cover - compi
     return 0.0
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def hedge_expected_price(shares, bid, ask, hp):  # pragma: no cover - compiled
-    """:meth:`DeltaHedger._price`: the order's expected fill price (``HedgeOrder.expected_price``)."""
-    mid = 0.5 * (bid + ask)
+def hedge_fill_py(shares, mid, spread, hp):
+    """A hedge fill of ``shares`` at ``mid`` with the full bid-ask ``spread`` (>= 0): ``(price,
+    half_spread, slippage)``, ``price = mid ± (half_spread + slippage)``; half the spread is paid with
+    ``use_market_spread``, else ``half_spread_bps`` of mid; slippage is ``slippage_bps`` of mid."""
+    half = 0.5 * spread if hp[H_USE_MARKET] != 0.0 else hp[H_HALF] * mid
     slip = hp[H_SLIP] * mid
+    return mid + math.copysign(half + slip, shares), half, slip
+
+
+def hedge_expected_price_py(shares, bid, ask, hp):
+    """An order's expected fill price (``HedgeOrder.expected_price``): with ``use_market_spread``
+    the touch ± slippage, else :func:`hedge_fill_py`'s price at mid."""
+    mid = 0.5 * (bid + ask)
     if hp[H_USE_MARKET] != 0.0:
+        slip = hp[H_SLIP] * mid
         return ask + slip if shares > 0 else bid - slip
-    half = hp[H_HALF] * mid
-    return mid + math.copysign(half + slip, shares)
+    return hedge_fill_py(shares, mid, ask - bid, hp)[0]
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def hedge_decide(
-    delta, gamma_dollars_1pct, spot, bid, ask, now, layer, next_due, hp
-):  # pragma: no cover - compiled
+def hedge_cost_py(shares, price, mid):
+    """The cost of a hedge fill against mid, currency, >= 0: ``shares · (price − mid)``.
+
+    :class:`~optmm.quoting.hedger.HedgeReport` counts the hedges' P&L as ``gross_pnl`` at mid less
+    ``total_cost``; this is the cost that makes the split exact at the fill price. It equals the
+    fill's ``spread_cost + slippage_cost`` to within ``|shares|`` ulps of the price (module Notes).
+    """
+    return shares * (price - mid)
+
+
+def hedge_decide_py(delta, gamma_dollars_1pct, spot, bid, ask, now, layer, next_due, hp):
     """:meth:`DeltaHedger.decide` for one underlying.
 
     Parameters
@@ -560,12 +605,12 @@ def hedge_decide(
     Returns
     -------
     shares : float
-        Signed shares, a nonzero whole number of lots; 0.0: no order (the reference's None).
+        Signed shares, a nonzero whole number of lots; 0.0: no order.
     expected_price : float
         ``HedgeOrder.expected_price``; NaN when no order.
     band : float
         The no-trade half-width in force (``HedgeOrder.band_shares``): NaN for KILL, ``band_shares``
-        in ``TIME`` mode (also when not due), else :func:`hedge_band`.
+        in ``TIME`` mode (also when not due), else :func:`hedge_band_py`.
     reason_code : int
         ``REASON_BAND`` 0, ``REASON_SCHEDULE`` 1, ``REASON_HARD`` 2, ``REASON_KILL`` 3 (the positions
         in :class:`~optmm.quoting.hedger.HedgeReason`); ``REASON_NONE`` (-1) when no order.
@@ -577,63 +622,41 @@ def hedge_decide(
     min_trade = hp[H_MIN_TRADE]
     due_after = next_due
     q = 0.0
-    if layer == KILL:
+    if layer == KILL:  # flatten now, whatever min_trade_shares
         band = math.nan
         q = np.rint(-delta / lot) * lot
         reason = REASON_KILL
     elif layer == HARD:
-        band = hedge_band(gamma_dollars_1pct, spot, hp)
+        band = hedge_band_py(gamma_dollars_1pct, spot, hp)
         reason = REASON_HARD
         if hp[H_HARD_TARGET] == TARGET_ZERO:
-            q = _whole_lots(delta, -delta, lot / 2, min_trade, lot)
+            q = whole_lots_py(delta, -delta, lot / 2, min_trade, lot)
         elif abs(delta) > band:
-            q = _whole_lots(delta, math.copysign(band, delta) - delta, band, min_trade, lot)
+            q = whole_lots_py(delta, math.copysign(band, delta) - delta, band, min_trade, lot)
     elif hp[H_MODE] == MODE_TIME:
         band = hp[H_BAND]
         reason = REASON_SCHEDULE
         if not now < next_due:
             due_after = now + hp[H_INTERVAL]
             if hp[H_TARGET] == TARGET_ZERO:
-                q = _whole_lots(delta, -delta, lot / 2, min_trade, lot)
+                q = whole_lots_py(delta, -delta, lot / 2, min_trade, lot)
             elif abs(delta) > band:
-                q = _whole_lots(delta, math.copysign(band, delta) - delta, band, min_trade, lot)
+                q = whole_lots_py(delta, math.copysign(band, delta) - delta, band, min_trade, lot)
     else:
-        band = hedge_band(gamma_dollars_1pct, spot, hp)
+        band = hedge_band_py(gamma_dollars_1pct, spot, hp)
         reason = REASON_BAND
         if abs(delta) > band:
             ideal = -delta if hp[H_TARGET] == TARGET_ZERO else math.copysign(band, delta) - delta
-            q = _whole_lots(delta, ideal, band, min_trade, lot)
+            q = whole_lots_py(delta, ideal, band, min_trade, lot)
     if q == 0.0:
         return 0.0, math.nan, band, REASON_NONE, due_after
-    return q, hedge_expected_price(q, bid, ask, hp), band, reason, due_after
+    return q, hedge_expected_price_py(q, bid, ask, hp), band, reason, due_after
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def hedge_fill_price(shares, mid, spread, hp):  # pragma: no cover - compiled
-    """:meth:`DeltaHedger.execute`'s fill price: ``mid ± (half-spread + slippage)``.
-
-    ``spread`` is the full bid-ask spread (>= 0); half of it is paid with ``use_market_spread``, else
-    ``half_spread_bps`` of mid.
-    """
-    half = 0.5 * spread if hp[H_USE_MARKET] != 0.0 else hp[H_HALF] * mid
-    slip = hp[H_SLIP] * mid
-    return mid + math.copysign(half + slip, shares)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def hedge_fill_costs(shares, mid, spread, hp):  # pragma: no cover - compiled
-    """``(spread_cost, slippage_cost)`` of :meth:`DeltaHedger.execute`'s fill, currency, bit for bit."""
-    half = 0.5 * spread if hp[H_USE_MARKET] != 0.0 else hp[H_HALF] * mid
-    slip = hp[H_SLIP] * mid
-    return abs(shares) * half, abs(shares) * slip
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def hedge_cost(shares, price, mid):  # pragma: no cover - compiled
-    """The cost of a hedge fill against mid, currency, >= 0: ``shares · (price − mid)``.
-
-    :class:`~optmm.quoting.hedger.HedgeReport` counts the hedges' P&L as ``gross_pnl`` at mid less
-    ``total_cost``; this is the cost that makes the split exact at the fill price. It equals the
-    fill's ``spread_cost + slippage_cost`` to within ``|shares|`` ulps of the price (module Notes).
-    """
-    return shares * (price - mid)
+ww_band = twin(ww_band_py)
+hedge_band = twin(hedge_band_py)
+whole_lots = twin(whole_lots_py)
+hedge_fill = twin(hedge_fill_py)
+hedge_expected_price = twin(hedge_expected_price_py)
+hedge_cost = twin(hedge_cost_py)
+hedge_decide = twin(hedge_decide_py)

@@ -1,10 +1,13 @@
-"""Numba twin of :class:`optmm.quoting.ToxicityDetector`: the same score, latch and ring buffers on arrays.
+"""The toxicity detector's state and rules on arrays, for :class:`optmm.quoting.ToxicityDetector` and
+compiled loops.
 
 The simulator runs its whole quote → fill → hedge loop inside one compiled kernel, so it cannot call the
 Python detector. This module keeps the detector's state in five numpy arrays and works on it with
-``@njit`` functions that allocate nothing; the definitions (window, markouts, components, score, latch,
-capacity and drops) are those of :mod:`optmm.quoting.toxicity`, and ``tests/test_toxicity_kernels.py``
-checks the two against each other on random event streams.
+``@njit`` functions that allocate nothing. :class:`~optmm.quoting.ToxicityDetector` keeps its events in
+the same arrays and calls the same event functions (:func:`tox_on_fill`, :func:`tox_on_mid`,
+:func:`tox_on_trade`: push, drop the oldest when full, trim to the window) and the same latch
+(:func:`latch_py`); only the score has a second form, the detector's numpy one (Notes), which
+``tests/test_toxicity_kernels.py`` checks against :func:`tox_score_into` on random event streams.
 
 Settings: ``params = pack_toxicity(config)``, float64 of length ``P_HORIZONS + n_horizons``
 ----------------------------------------------------------------------------------------------
@@ -68,9 +71,12 @@ other types work but compile another specialization.
 
 Cost: an event is O(1) amortised (each event is trimmed once); a score is
 O(log(ring) + (log(ring) + fills + mids in the window) × horizons + prints in the window).
-The summation order differs from numpy's pairwise sums, so markout means (and through the markout
-component, the score) may differ from the detector's in the last bits; counts, the one-sided rate, the
-adverse fraction and (with integer sizes) the flow imbalance are exact.
+The latch and cool-down rule is written once, :func:`latch_py`: the detector runs it, :func:`tox_update`
+its compilation. The score is not (yet): the detector sums markouts with numpy (``a[0]`` plus a pairwise
+sum of the rest), these kernels in fill order, so markout means (and through the markout component, the
+score) may differ from the detector's in the last bits (about 2% of the scores of
+``tests/test_toxicity_kernels.py``'s streams); counts, the one-sided rate, the adverse fraction and (with
+integer sizes) the flow imbalance are exact. One score rule for both would move one side's figures.
 
 Examples
 --------
@@ -89,15 +95,20 @@ The detector's docstring example, on the arrays:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from numba import njit
 
-from optmm.quoting.toxicity import ToxicityConfig
+from optmm.quoting._kernels import twin
+
+if TYPE_CHECKING:  # the detector imports this module: its config is imported where checked
+    from optmm.quoting.toxicity import ToxicityConfig
 
 __all__ = [
     "ToxicityState",
+    "latch",
+    "latch_py",
     "new_score_out",
     "new_toxicity_state",
     "pack_toxicity",
@@ -151,6 +162,8 @@ class ToxicityState(NamedTuple):
 
 
 def _check_config(where: str, config: object) -> ToxicityConfig:
+    from optmm.quoting.toxicity import ToxicityConfig
+
     if not isinstance(config, ToxicityConfig):
         raise TypeError(f"{where}: config must be a ToxicityConfig, got {type(config).__name__}")
     return config
@@ -467,27 +480,37 @@ def tox_score_into(fills, mids, trades, ist, fst, params, u, now, out):  # pragm
 # latch
 
 
+def latch_py(toxic, calm_since, now, raw, cooldown_s):
+    """One update of an underlying's latch: ``(toxic, calm_since, changed)`` after it.
+
+    A clear underlying turns toxic as soon as the raw signal fires. A toxic one is cleared once its
+    raw signal has stayed off for ``cooldown_s``, measured between updates: ``calm_since`` (NaN when the
+    clock is not running) starts at the first update that sees it off, and a raw signal resets it.
+    ``changed``: this update flipped the flag (the caller tells the risk controller then, and only then).
+    :meth:`ToxicityDetector.update` runs this form, :func:`tox_update` its compilation.
+    """
+    if not toxic:
+        if raw:
+            return True, math.nan, True
+        return False, calm_since, False
+    if raw:
+        return True, math.nan, False
+    since = now if math.isnan(calm_since) else calm_since
+    if now - since >= cooldown_s:
+        return False, math.nan, True
+    return True, since, False
+
+
+latch = twin(latch_py)
+
+
 @njit(cache=True, inline="always", error_model="numpy")
 def _latch(ist, fst, u, now, raw, cooldown_s):  # pragma: no cover - compiled
-    """Apply the raw signal to the latch of ``u``: ``(toxic, changed)``, as ``ToxicityDetector.update``."""
-    if ist[u, I_TOXIC] == 0:
-        if raw:
-            ist[u, I_TOXIC] = 1
-            fst[u, S_CALM_SINCE] = math.nan
-            return True, True
-        return False, False
-    if raw:
-        fst[u, S_CALM_SINCE] = math.nan
-        return True, False
-    since = fst[u, S_CALM_SINCE]
-    if math.isnan(since):
-        since = now
-        fst[u, S_CALM_SINCE] = now
-    if now - since >= cooldown_s:
-        ist[u, I_TOXIC] = 0
-        fst[u, S_CALM_SINCE] = math.nan
-        return False, True
-    return True, False
+    """:func:`latch_py` on the state of ``u``: ``(toxic, changed)``."""
+    toxic, since, changed = latch(ist[u, I_TOXIC] != 0, fst[u, S_CALM_SINCE], now, raw, cooldown_s)
+    ist[u, I_TOXIC] = 1 if toxic else 0
+    fst[u, S_CALM_SINCE] = since
+    return toxic, changed
 
 
 @njit(cache=True, error_model="numpy")

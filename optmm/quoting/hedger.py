@@ -40,6 +40,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from optmm._config import ConfigIO, is_real_number
+from optmm.quoting._kernels import (
+    hedge_band_py,
+    hedge_decide_py,
+    hedge_fill_py,
+    pack_hedger,
+    ww_band_py,
+)
 from optmm.risk.audit import Layer, parse_layer
 
 __all__ = [
@@ -243,9 +250,7 @@ def ww_band_shares(
     """
     g = np.asarray(gamma_dollars_1pct, dtype=np.float64)
     s = np.asarray(spot, dtype=np.float64)
-    gamma_shares = 100.0 * g / (s * s)
-    h = np.cbrt(3.0 * cost_per_share * gamma_shares * gamma_shares / (2.0 * risk_aversion))
-    return np.clip(h, min_band, max_band)
+    return ww_band_py(g, s, 3.0 * cost_per_share, 2.0 * risk_aversion, min_band, max_band)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +340,9 @@ class HedgeReport:
     config_hash: str
 
 
+_REASONS = tuple(HedgeReason)  # indexed by the rules' reason codes
+
+
 def _check_finite(name: str, value: float, *, positive: bool = False) -> float:
     v = float(value)
     if not math.isfinite(v) or (positive and v <= 0.0):
@@ -370,6 +378,7 @@ class DeltaHedger:
         if not isinstance(config, HedgerConfig):
             raise TypeError(f"DeltaHedger: config must be a HedgerConfig (got {type(config).__name__})")
         self.config = config
+        self._hp = tuple(pack_hedger(config).tolist())  # the rules' settings (optmm.quoting._kernels)
         self._next_due: dict[str, float] = {}
         self._fills: list[HedgeFill] = []
         self._last_mid: dict[str, float] = {}
@@ -384,39 +393,9 @@ class DeltaHedger:
     # -- the band -------------------------------------------------------------------------------------
     def band_shares(self, gamma_dollars_1pct: float, spot: float) -> float:
         """The no-trade half-width in shares for the configured mode."""
-        c = self.config
-        if c.mode is HedgeMode.WHALLEY_WILMOTT:
-            return float(
-                ww_band_shares(
-                    gamma_dollars_1pct,
-                    spot,
-                    cost_per_share=c.ww_cost_per_share,
-                    risk_aversion=c.ww_risk_aversion,
-                    min_band=c.min_band_shares,
-                    max_band=c.max_band_shares,
-                )
-            )
-        return c.band_shares
+        return float(hedge_band_py(gamma_dollars_1pct, spot, self._hp))
 
     # -- the decision ---------------------------------------------------------------------------------
-    def _whole_lots(self, delta: float, ideal: float, band: float, min_trade: float) -> float:
-        """Signed whole-lot trade (0.0 for none) per the rounding rule in the class Notes."""
-        lot = float(self.config.lot_size)
-        x = ideal / lot
-        k_lo = math.ceil((-band - delta) / lot)
-        k_hi = math.floor((band - delta) / lot)
-        k_min = max(1, math.ceil(min_trade / lot - 1e-12))
-        # The feasible set is the integers of [k_lo, k_hi] with |k| >= k_min: at most two intervals, whose
-        # point nearest x is an end (k_lo, k_hi, ±k_min) or x rounded either way and clipped.
-        cands = {k_lo, k_hi, k_min, -k_min} | {min(max(k, k_lo), k_hi) for k in (math.floor(x), math.ceil(x))}
-        feasible = [k for k in cands if abs(k) >= k_min and k_lo <= k <= k_hi]
-        if feasible:
-            return min(feasible, key=lambda k: (abs(k - x), abs(k))) * lot
-        # No whole lot lands inside the band: the lots that bring delta nearest zero, if that reduces it.
-        k = round(-delta / lot)
-        improves = abs(delta + k * lot) < abs(delta)
-        return k * lot if k != 0 and improves and abs(k * lot) >= min_trade else 0.0
-
     def decide(
         self,
         underlying: str,
@@ -430,6 +409,9 @@ class DeltaHedger:
         layer: Layer = Layer.NORMAL,
     ) -> HedgeOrder | None:
         """Decide whether, and how much, to hedge one underlying now.
+
+        Validates the inputs and runs the rule the simulator runs compiled
+        (:func:`optmm.quoting._kernels.hedge_decide_py`), keeping the ``TIME`` schedule per underlying.
 
         Parameters
         ----------
@@ -454,7 +436,6 @@ class DeltaHedger:
             None when no trade is due (inside the band, not scheduled, or below one lot /
             ``min_trade_shares``).
         """
-        c = self.config
         delta = _check_finite("delta_shares", delta_shares)
         gamma = _check_finite("gamma_dollars_1pct", gamma_dollars_1pct)
         spot = _check_finite("spot", spot, positive=True)
@@ -465,53 +446,24 @@ class DeltaHedger:
             raise ValueError(f"DeltaHedger: bid {bid!r} > ask {ask!r}")
         layer = Layer(layer)
         self._last_mid[underlying] = 0.5 * (bid + ask)
-        lot = float(c.lot_size)
-
-        if layer is Layer.KILL:
-            band = math.nan
-            q = float(round(-delta / lot)) * lot
-            reason = HedgeReason.KILL
-        elif layer is Layer.HARD:
-            band = self.band_shares(gamma, spot)
-            reason = HedgeReason.HARD
-            if c.hard_target is HedgeTarget.ZERO:
-                q = self._whole_lots(delta, -delta, lot / 2, c.min_trade_shares)
-            elif abs(delta) <= band:
-                return None
-            else:
-                q = self._whole_lots(delta, math.copysign(band, delta) - delta, band, c.min_trade_shares)
-        elif c.mode is HedgeMode.TIME:
-            due = self._next_due.get(underlying, -math.inf)
-            if now < due:
-                return None
-            self._next_due[underlying] = now + c.interval_s
-            band = c.band_shares
-            reason = HedgeReason.SCHEDULE
-            if c.target is HedgeTarget.ZERO:
-                q = self._whole_lots(delta, -delta, lot / 2, c.min_trade_shares)
-            elif abs(delta) <= band:
-                return None
-            else:
-                q = self._whole_lots(delta, math.copysign(band, delta) - delta, band, c.min_trade_shares)
-        else:
-            band = self.band_shares(gamma, spot)
-            if abs(delta) <= band:
-                return None
-            reason = HedgeReason.BAND
-            ideal = -delta if c.target is HedgeTarget.ZERO else math.copysign(band, delta) - delta
-            q = self._whole_lots(delta, ideal, band, c.min_trade_shares)
+        due = self._next_due.get(underlying, -math.inf)
+        q, price, band, reason, due_after = hedge_decide_py(
+            delta, gamma, spot, bid, ask, now, int(layer), due, self._hp
+        )
+        if due_after != due:
+            self._next_due[underlying] = due_after
         if q == 0.0:
             return None
         return HedgeOrder(
             underlying=underlying,
-            shares=q,
-            expected_price=self._price(q, bid, ask),
-            reason=reason,
+            shares=float(q),
+            expected_price=float(price),
+            reason=_REASONS[reason],
             layer=layer,
             now=now,
             delta_before=delta,
-            delta_after=delta + q,
-            band_shares=band,
+            delta_after=float(delta + q),
+            band_shares=float(band),
         )
 
     def decide_with(
@@ -542,18 +494,6 @@ class DeltaHedger:
         )
 
     # -- execution and accounting -------------------------------------------------------------------
-    def _half_and_slip(self, mid: float, spread: float) -> tuple[float, float]:
-        c = self.config
-        half = 0.5 * spread if c.use_market_spread else c.half_spread_bps * 1e-4 * mid
-        return half, c.slippage_bps * 1e-4 * mid
-
-    def _price(self, shares: float, bid: float, ask: float) -> float:
-        mid = 0.5 * (bid + ask)
-        half, slip = self._half_and_slip(mid, ask - bid)
-        if self.config.use_market_spread:
-            return ask + slip if shares > 0 else bid - slip
-        return mid + math.copysign(half + slip, shares)
-
     def execute(self, order: HedgeOrder, mid: float, spread: float, *, now: float | None = None) -> HedgeFill:
         """Fill ``order`` at ``mid ± (half-spread + slippage)`` and book it.
 
@@ -576,18 +516,18 @@ class DeltaHedger:
         spread = _check_finite("spread", spread)
         if spread < 0.0:
             raise ValueError(f"DeltaHedger: spread must be >= 0 (got {spread!r})")
-        half, slip = self._half_and_slip(mid, spread)
         q = order.shares
+        price, half, slip = hedge_fill_py(q, mid, spread, self._hp)
         fill = HedgeFill(
             underlying=order.underlying,
             now=order.now if now is None else float(now),
             shares=q,
-            price=mid + math.copysign(half + slip, q),
+            price=float(price),
             mid=mid,
-            half_spread=half,
-            slippage=slip,
-            spread_cost=abs(q) * half,
-            slippage_cost=abs(q) * slip,
+            half_spread=float(half),
+            slippage=float(slip),
+            spread_cost=float(abs(q) * half),
+            slippage_cost=float(abs(q) * slip),
             reason=order.reason,
         )
         self._fills.append(fill)

@@ -89,6 +89,7 @@ import pandas as pd
 
 from optmm._config import ConfigIO, check_bool, check_number
 from optmm.market import Market
+from optmm.quoting import _kernels as _k
 from optmm.quoting.fair_value import (
     FairUnderlying,
     FairValueConfig,
@@ -213,40 +214,38 @@ class QuoterConfig(ConfigIO):
             allowed = ", ".join(m.value for m in SkewMode)
             raise ValueError(f"QuoterConfig.skew: unknown mode {self.skew!r} (one of {allowed})") from None
 
-    # the tick grid ---------------------------------------------------------------------------------
+    # the tick grid (the quoter's own rules, optmm.quoting._kernels) ----------------------------------
+
+    def _grid(self, op: int, price: ArrayLike) -> FloatArray:
+        p = np.asarray(price, dtype=np.float64)
+        out = np.empty(p.size)
+        _k.grid(op, np.ascontiguousarray(p).reshape(-1), _k.pack_quoter(self), out)
+        return out.reshape(p.shape)
 
     def tick_at(self, price: ArrayLike) -> FloatArray:
         """The tick of the grid at ``price`` (``tick_size`` below the threshold, else the other)."""
-        p = np.asarray(price, dtype=np.float64)
-        return np.where(p < self.tick_threshold, self.tick_size, self.tick_size_above)
+        return self._grid(_k.GRID_TICK, price)
 
     def round_down(self, price: ArrayLike) -> FloatArray:
         """The highest grid price <= ``price`` (a bid)."""
-        p = np.asarray(price, dtype=np.float64)
-        t = np.where(p < self.tick_threshold, self.tick_size, self.tick_size_above)
-        return np.round(np.floor(p / t + _EPS) * t, 10)
+        return self._grid(_k.GRID_DOWN, price)
 
     def round_up(self, price: ArrayLike) -> FloatArray:
         """The lowest grid price >= ``price`` (an ask)."""
-        p = np.asarray(price, dtype=np.float64)
-        t = np.where(p <= self.tick_threshold, self.tick_size, self.tick_size_above)
-        return np.round(np.ceil(p / t - _EPS) * t, 10)
+        return self._grid(_k.GRID_UP, price)
 
     def tick_up(self, price: ArrayLike) -> FloatArray:
         """The next grid price above the grid price ``price``."""
-        p = np.asarray(price, dtype=np.float64)
-        return np.round(p + np.where(p < self.tick_threshold, self.tick_size, self.tick_size_above), 10)
+        return self._grid(_k.GRID_TICK_UP, price)
 
     def tick_down(self, price: ArrayLike) -> FloatArray:
         """The next grid price below the grid price ``price``."""
-        p = np.asarray(price, dtype=np.float64)
-        return np.round(p - np.where(p <= self.tick_threshold, self.tick_size, self.tick_size_above), 10)
+        return self._grid(_k.GRID_TICK_DOWN, price)
 
     def on_grid(self, price: ArrayLike) -> np.ndarray:
-        """Whether each price lies on the tick grid."""
+        """Whether each price lies on the tick grid (to 1e-6 of a tick)."""
         p = np.asarray(price, dtype=np.float64)
-        t = np.where(p < self.tick_threshold, self.tick_size, self.tick_size_above)
-        n = p / t
+        n = p / self.tick_at(p)
         return np.abs(n - np.round(n)) <= 1e-6
 
 
@@ -398,6 +397,9 @@ def _decision_arrays(decisions: Any, n: int) -> tuple[np.ndarray, FloatArray, Fl
 class Quoter:
     """Two-sided quotes for an option chain (module docstring for every rule).
 
+    A validating shell over the rules the simulator runs: :meth:`quote` prices the chain (:meth:`fair`),
+    then runs :func:`optmm.quoting._kernels.quote_chain` (``quote_one_py`` compiled) over it.
+
     Parameters
     ----------
     config : QuoterConfig
@@ -469,59 +471,29 @@ class Quoter:
         layer, cap_bid, cap_ask, spread_factor = _decision_arrays(decisions, n)
         fu, fair, g = self.fair(chain)
         s = float(fu.price)
-        sigma_s = math.nan
-
-        if cfg.skew is SkewMode.GREEKS:
-            sigma_s = self.sigma_s(chain, s)
-            h = cfg.horizon_s / SECONDS_PER_YEAR
-            big_n = 100.0 * book_greeks.vega_per_vol_point  # currency per 1.00 vol
-            risk = book_greeks.delta_shares * g.delta * sigma_s**2 * s**2 + big_n * g.vega * cfg.sigma_vol**2
-            skew = -cfg.gamma_risk_aversion * h * risk
-        elif cfg.skew is SkewMode.LINEAR:
-            skew = -cfg.linear_k * chain.position
-        else:
-            skew = np.zeros(n)
-        skew = skew + 0.0  # no -0.0
-
-        mkt_bid, mkt_ask = chain.market_bid, chain.market_ask
-        half = np.maximum(
-            cfg.base_half_spread_vol_points * g.vega / 100.0, cfg.min_edge_ticks * cfg.tick_at(fair)
+        sigma_s = self.sigma_s(chain, s) if cfg.skew is SkewMode.GREEKS else math.nan
+        q = np.empty((n, _k.N_OUT))
+        _k.quote_chain(
+            np.ascontiguousarray(fair, dtype=np.float64),
+            np.ascontiguousarray(g.delta, dtype=np.float64),
+            np.ascontiguousarray(g.vega, dtype=np.float64),
+            chain.position,
+            float(book_greeks.delta_shares),
+            float(book_greeks.vega_per_vol_point),
+            sigma_s,
+            s,
+            float(chain.realized_vol),
+            float(chain.toxicity_score),
+            layer,
+            cap_bid,
+            cap_ask,
+            spread_factor,
+            chain.market_bid,
+            chain.market_ask,
+            _k.pack_quoter(cfg),
+            q,
         )
-        if not cfg.improve_market:
-            both = np.isfinite(mkt_bid) & np.isfinite(mkt_ask)
-            mkt_half = np.where(
-                both, (np.where(both, mkt_ask, 0.0) - np.where(both, mkt_bid, 0.0)) / 2.0, 0.0
-            )
-            half = np.maximum(half, mkt_half)
-        widen = 1.0 + cfg.vol_widen * chain.realized_vol + cfg.toxicity_widen * chain.toxicity_score
-        half = half * widen * spread_factor
-
-        centre = fair + skew
-        bid = cfg.round_down(centre - half)
-        ask = cfg.round_up(centre + half)
-        ask = np.maximum(ask, cfg.tick_up(bid))  # locked (half-spread 0 on the grid) -> one tick wider
-        if not cfg.cross_market:
-            has_ask = np.isfinite(mkt_ask)
-            has_bid = np.isfinite(mkt_bid)
-            below_ask = cfg.tick_down(cfg.round_up(np.where(has_ask, mkt_ask, 0.0)))
-            above_bid = cfg.tick_up(cfg.round_down(np.where(has_bid, mkt_bid, 0.0)))
-            bid = np.where(has_ask, np.minimum(bid, below_ask), bid)
-            ask = np.where(has_bid, np.maximum(ask, above_bid), ask)
-        ask = np.maximum(ask, cfg.tick_size)  # the lowest positive price; only binds once the bid is <= 0
-
-        # sizes: shade the side that adds risk, then cap at the controller's
-        rho = np.divide(np.abs(skew), half, out=np.zeros(n), where=half > 0.0)
-        shaded = cfg.base_size * np.maximum(0.0, 1.0 - cfg.size_shade * rho)
-        bid_size = np.floor(np.where(skew < 0.0, shaded, cfg.base_size) + _EPS)
-        ask_size = np.floor(np.where(skew > 0.0, shaded, cfg.base_size) + _EPS)
-        bid_size = np.floor(np.minimum(bid_size, cap_bid) + _EPS)
-        ask_size = np.floor(np.minimum(ask_size, cap_ask) + _EPS)
-        bid_size = np.where(bid > 0.0, bid_size, 0.0)
-        pulled = layer <= int(Layer.STALE)
-        bid_size = np.where(pulled, 0.0, np.maximum(bid_size, 0.0))
-        ask_size = np.where(pulled, 0.0, np.maximum(ask_size, 0.0))
-        bid = np.where(bid_size > 0.0, bid, np.nan)
-        ask = np.where(ask_size > 0.0, ask, np.nan)
+        bid, ask, bid_size, ask_size, half, skew = (q[:, j] for j in range(_k.N_OUT))
 
         out = pd.DataFrame(
             {

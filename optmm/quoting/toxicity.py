@@ -89,6 +89,21 @@ import numpy as np
 import pandas as pd
 
 from optmm._config import ConfigIO, is_real_number
+from optmm.quoting._toxicity_kernels import (
+    FL_MID,
+    FL_PRICE,
+    FL_SIDE,
+    FL_SIZE,
+    FL_TS,
+    I_F_DROPPED,
+    I_M_DROPPED,
+    I_T_DROPPED,
+    latch_py,
+    new_toxicity_state,
+    tox_on_fill,
+    tox_on_mid,
+    tox_on_trade,
+)
 
 __all__ = ["ToxicityConfig", "ToxicityDetector", "ToxicityScore"]
 
@@ -249,63 +264,6 @@ class ToxicityScore:
     components: dict[str, float]
 
 
-class _Ring:
-    """Fixed-capacity ring buffer of float64 columns with non-decreasing timestamps (column 0)."""
-
-    __slots__ = ("_buf", "_head", "_n", "dropped")
-
-    def __init__(self, capacity: int, ncols: int) -> None:
-        self._buf = np.zeros((capacity, ncols), dtype=np.float64)
-        self._head = 0  # index of the oldest row
-        self._n = 0
-        self.dropped = 0
-
-    def __len__(self) -> int:
-        return self._n
-
-    def last_ts(self) -> float:
-        if self._n == 0:
-            return -math.inf
-        return float(self._buf[(self._head + self._n - 1) % self._buf.shape[0], 0])
-
-    def push(self, row: tuple[float, ...]) -> None:
-        cap = self._buf.shape[0]
-        if self._n == cap:  # full: overwrite the oldest
-            self._head = (self._head + 1) % cap
-            self._n -= 1
-            self.dropped += 1
-        self._buf[(self._head + self._n) % cap] = row
-        self._n += 1
-
-    def drop_through(self, t: float) -> None:
-        """Drop the rows with timestamp <= t (they are at the front)."""
-        ts = self.view()[:, 0]
-        k = int(np.searchsorted(ts, t, side="right"))
-        self._head = (self._head + k) % self._buf.shape[0]
-        self._n -= k
-
-    def view(self) -> np.ndarray:
-        """The rows, oldest first (a copy when the data wraps around)."""
-        cap = self._buf.shape[0]
-        end = self._head + self._n
-        if end <= cap:
-            return self._buf[self._head : end]
-        return np.concatenate((self._buf[self._head :], self._buf[: end - cap]))
-
-
-# fill columns: ts, side, size, price, mid;  mid columns: ts, mid;  trade columns: ts, size, aggressor
-_F_TS, _F_SIDE, _F_SIZE, _F_PRICE, _F_MID = range(5)
-
-
-class _Streams:
-    __slots__ = ("fills", "mids", "trades")
-
-    def __init__(self, capacity: int) -> None:
-        self.fills = _Ring(capacity, 5)
-        self.mids = _Ring(capacity, 2)
-        self.trades = _Ring(capacity, 3)
-
-
 class _Controller(Protocol):
     def set_toxicity(self, underlying: str, toxic: bool, *, score: float, threshold: float) -> None: ...
 
@@ -328,9 +286,12 @@ class ToxicityDetector:
         if len(set(names)) != len(names):
             raise ValueError(f"ToxicityDetector: duplicate underlyings in {names}")
         self._names = tuple(names)
-        self._s = {u: _Streams(config.capacity) for u in names}
+        self._index = {u: i for i, u in enumerate(names)}
+        # the rings of fills, mids and prints: the simulator's state and event rules
+        # (optmm.quoting._toxicity_kernels: push, drop the oldest when full, trim to the window)
+        self._st = new_toxicity_state(config, max(len(names), 1))
         self._toxic = dict.fromkeys(names, False)
-        self._calm_since: dict[str, float | None] = dict.fromkeys(names, None)
+        self._calm_since = dict.fromkeys(names, math.nan)  # the cool-down clock (NaN: not running)
         self._horizons = np.asarray(config.markout_horizons_s, dtype=np.float64)
 
     def __repr__(self) -> str:
@@ -349,27 +310,34 @@ class ToxicityDetector:
     @property
     def dropped(self) -> int:
         """Events dropped because a ring buffer was full (0 unless ``capacity`` is too small)."""
-        return sum(r.dropped for s in self._s.values() for r in (s.fills, s.mids, s.trades))
+        return int(self._st.ist[:, [I_F_DROPPED, I_M_DROPPED, I_T_DROPPED]].sum())
 
-    def _streams(self, underlying: str) -> _Streams:
+    def _u(self, underlying: str) -> int:
         try:
-            return self._s[underlying]
+            return self._index[underlying]
         except KeyError:
             raise KeyError(f"ToxicityDetector: unknown underlying {underlying!r}") from None
 
-    @staticmethod
-    def _check_ts(where: str, ring: _Ring, ts: float) -> float:
+    def _ring(self, u: int, which: int) -> np.ndarray:
+        """The events of ring ``which`` (0 fills, 1 mids, 2 prints) of row ``u``, oldest first (a copy
+        when they wrap around)."""
+        buf = self._st[which]
+        head, n = int(self._st.ist[u, 2 * which]), int(self._st.ist[u, 2 * which + 1])
+        end = head + n
+        cap = buf.shape[1]
+        if end <= cap:
+            return buf[u, head:end]
+        return np.concatenate((buf[u, head:], buf[u, : end - cap]))
+
+    def _check_ts(self, where: str, u: int, which: int, ts: float) -> float:
         t = float(ts)
         if not math.isfinite(t):
             raise ValueError(f"{where}: ts must be finite, got {ts!r}")
-        if t < ring.last_ts():
-            raise ValueError(f"{where}: ts {t!r} is before the stream's last event {ring.last_ts()!r}")
+        ring = self._ring(u, which)
+        last = float(ring[-1, 0]) if len(ring) else -math.inf
+        if t < last:
+            raise ValueError(f"{where}: ts {t!r} is before the stream's last event {last!r}")
         return t
-
-    def _trim(self, s: _Streams, now: float) -> None:
-        cutoff = now - self.config.window_s
-        for ring in (s.fills, s.mids, s.trades):
-            ring.drop_through(cutoff)
 
     # ----------------------------------------------------------------------------------------------
     # events
@@ -377,35 +345,32 @@ class ToxicityDetector:
     def on_fill(self, underlying: str, ts: float, side: int, size: float, price: float, mid: float) -> None:
         """One of our fills: ``side`` +1 we bought / -1 we sold, ``size`` > 0, ``price`` and the ``mid`` at
         the fill > 0 (same instrument as the mids of :meth:`on_mid`)."""
-        s = self._streams(underlying)
-        t = self._check_ts("on_fill", s.fills, ts)
+        u = self._u(underlying)
+        t = self._check_ts("on_fill", u, 0, ts)
         if side not in (1, -1) or isinstance(side, bool):
             raise ValueError(f"on_fill: side must be +1 (we bought) or -1 (we sold), got {side!r}")
         for name, v in (("size", size), ("price", price), ("mid", mid)):
             if not (is_real_number(v) and math.isfinite(v) and v > 0.0):
                 raise ValueError(f"on_fill: {name} must be a finite number > 0, got {v!r}")
-        s.fills.push((t, float(side), float(size), float(price), float(mid)))
-        self._trim(s, t)
+        tox_on_fill(*self._st, u, t, float(side), float(size), float(price), float(mid))
 
     def on_mid(self, underlying: str, ts: float, mid: float) -> None:
         """The mid (> 0) of the instrument the fills are marked against, at ``ts``."""
-        s = self._streams(underlying)
-        t = self._check_ts("on_mid", s.mids, ts)
+        u = self._u(underlying)
+        t = self._check_ts("on_mid", u, 1, ts)
         if not (is_real_number(mid) and math.isfinite(mid) and mid > 0.0):
             raise ValueError(f"on_mid: mid must be a finite number > 0, got {mid!r}")
-        s.mids.push((t, float(mid)))
-        self._trim(s, t)
+        tox_on_mid(*self._st, u, t, float(mid))
 
     def on_trade(self, underlying: str, ts: float, size: float, aggressor_side: int) -> None:
         """A market print of ``size`` > 0; ``aggressor_side`` +1 buyer-initiated, -1 seller-initiated."""
-        s = self._streams(underlying)
-        t = self._check_ts("on_trade", s.trades, ts)
+        u = self._u(underlying)
+        t = self._check_ts("on_trade", u, 2, ts)
         if aggressor_side not in (1, -1) or isinstance(aggressor_side, bool):
             raise ValueError(f"on_trade: aggressor_side must be +1 or -1, got {aggressor_side!r}")
         if not (is_real_number(size) and math.isfinite(size) and size > 0.0):
             raise ValueError(f"on_trade: size must be a finite number > 0, got {size!r}")
-        s.trades.push((t, float(size), float(aggressor_side)))
-        self._trim(s, t)
+        tox_on_trade(*self._st, u, t, float(size), float(aggressor_side))
 
     # ----------------------------------------------------------------------------------------------
     # scoring
@@ -416,17 +381,17 @@ class ToxicityDetector:
         Does not change the detector's state (events outside the window are ignored, not dropped).
         """
         cfg = self.config
-        s = self._streams(underlying)
+        u = self._u(underlying)
         now = float(now)
         lo = now - cfg.window_s
 
-        f = s.fills.view()
-        f = f[(f[:, _F_TS] > lo) & (f[:, _F_TS] <= now)]
+        f = self._ring(u, 0)
+        f = f[(f[:, FL_TS] > lo) & (f[:, FL_TS] <= now)]
         n = f.shape[0]
-        ts, side, size, price = f[:, _F_TS], f[:, _F_SIDE], f[:, _F_SIZE], f[:, _F_PRICE]
+        ts, side, size, price = f[:, FL_TS], f[:, FL_SIDE], f[:, FL_SIZE], f[:, FL_PRICE]
         one_sided = abs(float(side.sum())) / n if n else 0.0
 
-        m = s.mids.view()
+        m = self._ring(u, 1)
         m = m[m[:, 0] <= now]
         m_ts, m_mid = m[:, 0], m[:, 1]
         # (H, n): time each fill reaches each horizon, the last mid known then (an on_mid at or after
@@ -435,7 +400,7 @@ class ToxicityDetector:
         idx = np.searchsorted(m_ts, t_h, side="right") - 1
         safe = np.clip(idx, 0, None)
         have = (idx >= 0) & (m_ts[safe] >= ts[None, :]) if m_ts.size else np.zeros(t_h.shape, dtype=bool)
-        mid_h = np.where(have, m_mid[safe] if m_ts.size else 0.0, f[:, _F_MID][None, :])
+        mid_h = np.where(have, m_mid[safe] if m_ts.size else 0.0, f[:, FL_MID][None, :])
         markout = side[None, :] * (mid_h - price[None, :]) / price[None, :] * _BPS
         matured = t_h <= now
 
@@ -456,7 +421,7 @@ class ToxicityDetector:
         finite = means[np.isfinite(means)]
         markout_c = float(np.clip(-finite.min() / cfg.markout_scale_bps, 0.0, 1.0)) if finite.size else 0.0
 
-        tr = s.trades.view()
+        tr = self._ring(u, 2)
         tr = tr[(tr[:, 0] > lo) & (tr[:, 0] <= now)]
         total = float(tr[:, 1].sum())
         flow = float((tr[:, 1] * tr[:, 2]).sum()) / total if total > 0.0 else 0.0
@@ -493,7 +458,7 @@ class ToxicityDetector:
 
     def is_toxic(self, underlying: str) -> bool:
         """The latched flag (as of the last :meth:`update`)."""
-        self._streams(underlying)
+        self._u(underlying)
         return self._toxic[underlying]
 
     def update(
@@ -518,21 +483,12 @@ class ToxicityDetector:
         changes: list[tuple[str, bool, ToxicityScore]] = []
         for u in self._names:
             sc = self.score(u, now)
-            if not self._toxic[u]:
-                if sc.toxic:
-                    self._toxic[u] = True
-                    self._calm_since[u] = None
-                    changes.append((u, True, sc))
-            elif sc.toxic:
-                self._calm_since[u] = None
-            else:
-                since = self._calm_since[u]
-                if since is None:
-                    since = self._calm_since[u] = now
-                if now - since >= cfg.cooldown_s:
-                    self._toxic[u] = False
-                    self._calm_since[u] = None
-                    changes.append((u, False, sc))
+            toxic, self._calm_since[u], changed = latch_py(
+                self._toxic[u], self._calm_since[u], now, sc.toxic, cfg.cooldown_s
+            )
+            self._toxic[u] = toxic
+            if changed:
+                changes.append((u, toxic, sc))
         if controller is not None:
             for u, toxic, sc in changes:
                 controller.set_toxicity(u, toxic, score=sc.score, threshold=sc.threshold)

@@ -38,7 +38,7 @@ from numba import njit
 
 from optmm.greeks._bsm import _greeks_block, _price_block
 from optmm.greeks._bsm import bsm_price_scalar as bsm_price
-from optmm.quoting._kernels import Q_TWO, hedge_decide, hedge_fill_price, quote_one_squared
+from optmm.quoting._kernels import hedge_cost, hedge_decide, hedge_fill, quote_one_squared, skew_squares
 from optmm.quoting._toxicity_kernels import tox_on_fill, tox_on_mid, tox_on_trade, tox_update
 from optmm.risk import _controller_kernels as ck
 
@@ -639,10 +639,9 @@ def run_path(
 
         # -- 3. quotes ----------------------------------------------------------------------------
         slot = k % ring
-        for u in range(nu):  # per underlying: the skew's squares (as the quoter's x ** 2), realized vol
+        for u in range(nu):  # per underlying: the skew's squares (the quoter's), realized vol
             sig = sigma_cfg if sigma_cfg > 0.0 else vol[k, u]
-            sig2_u[u] = math.pow(sig, qp[Q_TWO])
-            s2_u[u] = math.pow(spot[k, u], qp[Q_TWO])
+            sig2_u[u], s2_u[u] = skew_squares(sig, spot[k, u], qp)
             rvol_u[u] = math.sqrt(rv2[u])
         if quoting == Q_QUOTER:
             # in three passes over the instruments: the quoter's wanted quotes, the controller's
@@ -897,8 +896,8 @@ def run_path(
             next_due[u] = res[4]
             if shares == 0.0:
                 continue
-            px = hedge_fill_price(shares, sk, 2.0 * hs, hp)
-            cost = shares * (px - sk)
+            px = hedge_fill(shares, sk, 2.0 * hs, hp)[0]
+            cost = hedge_cost(shares, px, sk)
             hcost += cost
             cash -= shares * px
             ck.apply_hedge(u, shares, stock_cells, ust, cells)
