@@ -59,6 +59,7 @@ EXPOSURE_HEADERS: dict[str, tuple[str, str]] = {
 }
 _KIND = {"spot": "price", "beta": "ratio"}
 _NOT_ADDITIVE = Blank("does not add across underlyings (share counts of different stocks, prices, betas)")
+_NOT_GIVEN = Blank("not given for this underlying")
 
 
 def _note(text: str) -> str:
@@ -86,7 +87,7 @@ def exposures_section(by_underlying: pd.DataFrame, total: pd.Series | pd.DataFra
         Column(k, *EXPOSURE_HEADERS[k], kind=_KIND.get(k, "amount"), tip=k) for k in keys
     ]
     rows: list[dict[str, Any]] = [
-        {"underlying": str(u), **{k: r[k] if k in r.index else _NOT_ADDITIVE for k in keys}}
+        {"underlying": str(u), **{k: r[k] if k in r.index else _NOT_GIVEN for k in keys}}
         for u, r in by_underlying.iterrows()
     ]
     rows.append(
