@@ -38,7 +38,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from optmm import cli_audit, cli_dist, cli_fit, cli_report, cli_risk, cli_sim
+from optmm import cli_audit, cli_dist, cli_explain, cli_fit, cli_limits, cli_report, cli_risk, cli_sim
 from optmm._progress import compile_notice, stderr_is_terminal
 from optmm.cli_common import UsageError
 
@@ -476,6 +476,8 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "risk": (cli_risk.add_risk_parser, cli_risk.run_risk),
     "scenario": (cli_risk.add_scenario_parser, cli_risk.run_scenario),
     "audit": (cli_audit.add_audit_parser, cli_audit.run_audit),
+    "limits": (cli_limits.add_limits_parser, cli_limits.run_limits),
+    "explain": (cli_explain.add_explain_parser, cli_explain.run_explain),
     "simulate": (cli_sim.add_simulate_parser, cli_sim.run_simulate),
     "sweep": (cli_dist.add_sweep_parser, cli_dist.run_sweep),
     "fit": (cli_fit.add_fit_parser, cli_fit.run_fit),
