@@ -38,7 +38,17 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from optmm import cli_audit, cli_dist, cli_explain, cli_fit, cli_limits, cli_report, cli_risk, cli_sim
+from optmm import (
+    cli_audit,
+    cli_dist,
+    cli_explain,
+    cli_fit,
+    cli_limits,
+    cli_report,
+    cli_risk,
+    cli_sim,
+    cli_var,
+)
 from optmm._progress import compile_notice, stderr_is_terminal
 from optmm.cli_common import UsageError
 
@@ -475,6 +485,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "chain": (_add_chain_parser, _run_chain),
     "risk": (cli_risk.add_risk_parser, cli_risk.run_risk),
     "scenario": (cli_risk.add_scenario_parser, cli_risk.run_scenario),
+    "var": (cli_var.add_var_parser, cli_var.run_var),
     "audit": (cli_audit.add_audit_parser, cli_audit.run_audit),
     "limits": (cli_limits.add_limits_parser, cli_limits.run_limits),
     "explain": (cli_explain.add_explain_parser, cli_explain.run_explain),
