@@ -2,13 +2,15 @@
 
 ::
 
-    optmm report BOOK --market MARKET --out REPORT.html [--limits LIMITS.toml] [--stress FILE ...]
-                 [--history HISTORY] [--market-before MARKET] [--spot -20:20:2] [--vol -10:10:2]
+    optmm report BOOK --market MARKET --out REPORT.html [--limits LIMITS.toml] [--pnl AMOUNT]
+                 [--high-water AMOUNT] [--stress FILE ...] [--history HISTORY] [--proxy U=PROXY:BETA ...]
+                 [--market-before MARKET] [--spot -20:20:2] [--vol -10:10:2]
 
 The page has the exposures, the scenario heatmap and, when their inputs are given, limit
-utilisation (``--limits``), the stresses with their legs (``--stress``), one-day historical VaR / ES
-(``--history``) and the P&L explain from ``--market-before`` to ``--market``. Every input is read and
-checked before any revaluation; bad input is one ``optmm: error: ...`` line and exit code 2, and
+utilisation (``--limits``; ``--pnl`` and ``--high-water`` as for ``optmm limits``), the stresses with
+their legs (``--stress``), one-day historical VaR / ES (``--history``; ``--proxy`` as for ``optmm
+var``) and the P&L explain of the book from ``--market-before`` to ``--market``. Every input is read
+and checked before any revaluation; bad input is one ``optmm: error: ...`` line and exit code 2, and
 the page is written whole or not at all.
 """
 
@@ -16,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from optmm.cli_common import UsageError
+from optmm.cli_limits import _amount, input_file
 from optmm.cli_risk import (
     _by_underlying,
     _load,
@@ -32,6 +34,7 @@ from optmm.cli_risk import (
     check_destination,
     write_outputs,
 )
+from optmm.cli_var import _proxies, parse_proxy
 
 __all__ = ["add_report_parser", "run_report"]
 
@@ -54,8 +57,23 @@ def add_report_parser(subparsers: Any) -> None:
         "--out", required=True, metavar="REPORT.html", help="the page (.html), written whole or not at all"
     )
     p.add_argument("--limits", metavar="LIMITS.toml", help="a limit set: adds limit utilisation")
+    p.add_argument("--pnl", type=_amount, metavar="AMOUNT",
+                   help="the day's P&L so far (a loss < 0): for daily_loss and drawdown limits")  # fmt: skip
+    p.add_argument("--high-water", type=_amount, metavar="AMOUNT",
+                   help="the day's P&L high-water mark (>= 0, >= --pnl): for drawdown limits")  # fmt: skip
     p.add_argument("--stress", nargs="+", default=[], metavar="FILE", help="named stress scenario files")
-    p.add_argument("--history", metavar="HISTORY", help="market history: adds one-day historical VaR / ES")
+    p.add_argument(
+        "--history", metavar="HISTORY", help="spots and ATM vols: adds one-day historical VaR / ES"
+    )
+    p.add_argument(
+        "--proxy",
+        type=parse_proxy,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="U=PROXY:BETA",
+        help="VaR: move U by BETA x PROXY's spot return and PROXY's vol move",
+    )
     p.add_argument(
         "--market-before",
         metavar="MARKET",
@@ -65,22 +83,6 @@ def add_report_parser(subparsers: Any) -> None:
                    help="heatmap spot shocks in percent, -20 = -20%% (default -20:20:2)")  # fmt: skip
     p.add_argument("--vol", type=_vol_range, default=_vol_range("-10:10:2"), metavar="LO:HI:STEP",
                    help="heatmap vol shocks in vol points, 5 = +5 points (default -10:10:2)")  # fmt: skip
-
-
-def _module(name: str, option: str) -> Any:
-    """A module that an option needs, imported when the option is given."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise UsageError(f"{option}: this installation of optmm has no {name} ({exc})") from None
-
-
-def _input_file(option: str, path: str) -> None:
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"{option} {path}: no such file")
-    if p.is_dir():
-        raise UsageError(f"{option} {path}: is a directory, not a file")
 
 
 def _day(market: Any) -> str:
@@ -99,25 +101,38 @@ def run_report(args: argparse.Namespace) -> int:
         var_section,
     )
     from optmm.risk import exposures, load_stress, run_stress, scenario_grid
+    from optmm.risk.explain import pnl_explain
+    from optmm.risk.history import load_history
     from optmm.risk.limits import LimitSet
+    from optmm.risk.scenarios import check_stress
+    from optmm.risk.utilisation import limit_utilisation
+    from optmm.risk.var import historical_var
 
     if Path(args.out).suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--out {args.out}: the report is an HTML page: name it .html")
+    if not args.limits and (args.pnl is not None or args.high_water is not None):
+        raise UsageError("--pnl and --high-water are for the limits: give --limits LIMITS.toml")
+    if not args.history and args.proxy:
+        raise UsageError("--proxy is for the VaR: give --history HISTORY")
     check_destination("--out", args.out)
     inputs = (("--limits", args.limits), ("--history", args.history), ("--market-before", args.market_before))
     for option, path in inputs:
         if path is not None:
-            _input_file(option, path)
+            input_file(option, path)
     for path in args.stress:
-        _input_file("--stress", path)
+        input_file("--stress", path)
     book, market = _load(args)
     try:
         # Every input read and checked before any revaluation.
         limits = LimitSet.load(args.limits) if args.limits else None
         stresses = [load_stress(path) for path in args.stress]
-        history = (
-            _module("optmm.risk.history", "--history").load_history(args.history) if args.history else None
-        )
+        for stress in stresses:
+            check_stress(book, market, stress)
+        scenarios = None
+        if args.history:
+            scenarios = load_history(args.history).scenarios(
+                book.underlyings(), market, horizon=VAR_HORIZON_DAYS, proxies=_proxies(args, book, market)
+            )
         before = Market.load(args.market_before) if args.market_before else None
 
         exp = exposures(book, market)
@@ -125,7 +140,7 @@ def run_report(args: argparse.Namespace) -> int:
         sections = [exposures_section(frame, exp.total)]
         absent = []
         if limits is not None:
-            util = _module("optmm.risk.utilisation", "--limits").limit_utilisation(book, market, limits)
+            util = limit_utilisation(book, market, limits, pnl=args.pnl, high_water=args.high_water)
             sections.append(limits_section(util, source=args.limits))
         else:
             absent.append("limit utilisation (no --limits)")
@@ -136,15 +151,13 @@ def run_report(args: argparse.Namespace) -> int:
             sections.append(stresses_section(legs, grid.underlyings))
         else:
             absent.append("stresses (no --stress)")
-        if history is not None:
-            var = _module("optmm.risk.var", "--history")
-            scenarios = history.scenarios(book.underlyings(), market, horizon=VAR_HORIZON_DAYS)
-            result = var.historical_var(book, market, scenarios)
+        if scenarios is not None:
+            result = historical_var(book, market, scenarios)
             sections.append(var_section(result, horizon_days=VAR_HORIZON_DAYS, source=args.history))
         else:
             absent.append("VaR / ES (no --history)")
         if before is not None:
-            explained = _module("optmm.risk.explain", "--market-before").pnl_explain(book, before, market)
+            explained = pnl_explain(book, before, market)
             sections.append(
                 explain_section(
                     explained,
@@ -160,8 +173,8 @@ def run_report(args: argparse.Namespace) -> int:
             ("amounts", "in the market's currency"),
             ("written", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
         ]
-        page = render_page(f"Risk report: {Path(args.book).name}, valued {_day(market)}", sections,
-                           meta=meta, absent=absent)  # fmt: skip
+        title = f"Risk report: {Path(args.book).name}, valued {_day(market)}"
+        page = render_page(title, sections, meta=meta, absent=absent)
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
     write_outputs([(args.out, page.encode("utf-8"))])

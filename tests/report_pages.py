@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -53,17 +54,19 @@ def small_stress() -> Stress:
 
 
 def limits_frame() -> pd.DataFrame:
-    """What ``limit_utilisation`` returns: a row per limit, breaches first; a missing soft level."""
+    """What ``limit_utilisation`` returns: a row per limit, breaches first (and a missing soft level,
+    which the page must show as such)."""
     return pd.DataFrame(
         {
-            "scope": ["AAA", "book", "AAA"],
-            "metric": ["gamma_dollars_1pct", "vega_per_vol_point", "delta_shares"],
-            "measured": [-12_500.0, 3_210.5, 640.0],
-            "soft": [8_000.0, np.nan, 4_000.0],
-            "hard": [10_000.0, 25_000.0, 5_000.0],
-            "used_pct": [125.0, 12.842, 12.8],
-            "layer": ["hard", "normal", "normal"],
-            "status": ["hard breach", "ok", "ok"],
+            "scope": ["AAA", "AAA", "book", "AAA"],
+            "metric": ["gamma_dollars_1pct", "vega_per_vol_point", "vega_per_vol_point", "delta_shares"],
+            "measured": [-12_500.0, 900.0, 3_210.5, 640.0],
+            "soft": [8_000.0, 800.0, np.nan, 4_000.0],
+            "hard": [10_000.0, 1_000.0, 25_000.0, 5_000.0],
+            "used_pct": [125.0, 90.0, 12.842, 12.8],
+            "layer": ["HARD", "SOFT", "NORMAL", "NORMAL"],
+            "status": ["hard breach", "soft breach", "ok", "ok"],
+            "limit": ["[underlying]", "[underlying.AAA]", "[book]", "[underlying]"],
         }
     )
 
@@ -191,3 +194,44 @@ class PageReader(HTMLParser):
 
     def section_cells(self, section: str) -> list[tuple[str, str]]:
         return [(cls, text) for s, cls, text in self.cells if s == section]
+
+
+# --------------------------------------------------------------------------------------------------
+# the example page of `optmm report`, every option given
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = {
+    "book": str(ROOT / "scenarios" / "examples" / "book.csv"),
+    "market": str(ROOT / "scenarios" / "examples" / "market_next.toml"),
+    "market_before": str(ROOT / "scenarios" / "examples" / "market.toml"),
+    "limits": str(ROOT / "scenarios" / "limits" / "desk.toml"),
+    "history": str(ROOT / "scenarios" / "history" / "spx_vix.csv"),
+    "stress": sorted(str(p) for p in (ROOT / "scenarios" / "stress").glob("*.toml")),
+}
+PNL, HIGH_WATER = -12_000.0, 5_000.0
+
+
+def example_args(out: Path) -> list[str]:
+    """``optmm report`` on the example book with every section: the day after the example market,
+    the desk's limits, the six stresses, one-day VaR on the S&P 500 / VIX history (SPY by SPX, the
+    rest by their betas to SPY) and the explain from the example market."""
+    e = EXAMPLE
+    return [
+        "report", e["book"], "--market", e["market"], "--market-before", e["market_before"],
+        "--limits", e["limits"], "--pnl", f"{PNL:g}", "--high-water", f"{HIGH_WATER:g}",
+        "--stress", *e["stress"], "--history", e["history"], "--proxy", "SPY=SPX:1", "--out", str(out),
+    ]  # fmt: skip
+
+
+def example_page(out: Path) -> tuple[int, str, str, str]:
+    """Run :func:`example_args` in-process: (exit code, stdout, stderr, the page or "")."""
+    import contextlib
+    import io
+
+    from optmm.cli import main
+
+    err, stdout = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(stdout):
+        code = main(example_args(out))
+    page = out.read_text(encoding="utf-8") if out.exists() else ""
+    return code, stdout.getvalue(), err.getvalue(), page

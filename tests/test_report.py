@@ -14,8 +14,12 @@ import pandas as pd
 import pytest
 from builders import assert_usage_error, one_name_market, run
 from report_pages import (
+    EXAMPLE,
+    HIGH_WATER,
+    PNL,
     SECTION_IDS,
     PageReader,
+    example_page,
     explain_result,
     full_page,
     limits_frame,
@@ -35,7 +39,8 @@ from optmm.report import (
     stresses_section,
     var_section,
 )
-from optmm.report.html import Blank, Column, figure, table
+from optmm.report.html import Blank, Column, decimals_for, figure, table
+from optmm.report.sections import EXPLAIN_COLUMNS
 from optmm.risk import exposures, run_stress, scenario_grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,7 +208,10 @@ def test_limits_section_shows_levels_units_and_status() -> None:
     assert "-12,500" in texts and "125.0%" in texts and "12.8%" in texts
     assert ("num missing", "\u2014") in cells  # no soft level on the book's vega limit
     assert ("status st-hard", "hard breach") in cells
-    assert "1 at or past the hard limit" in " ".join(r.text)
+    assert ("status st-soft", "soft breach") in cells
+    assert ("status st-ok", "ok") in cells
+    assert "hard" in texts and "soft" in texts and "[underlying.AAA]" in texts  # layer, and where it is set
+    assert "1 at or past the hard limit, 1 past the soft level" in " ".join(r.text)
 
 
 def test_limits_section_refuses_a_frame_without_its_columns() -> None:
@@ -354,8 +362,10 @@ def test_report_command_figures_are_the_library_s(example_report: tuple[int, str
     [
         (["--out", "OUT/r.txt"], ["--out", "name it .html"]),
         (["--out", "OUT/missing/r.html"], ["--out", "no such directory"]),
-        (["--out", "OUT/r.html", "--stress", "OUT/nope.toml"], ["--stress", "nope.toml", "no such file"]),
-        (["--out", "OUT/r.html", "--limits", "OUT/nope.toml"], ["--limits", "no such file"]),
+        (["--out", "OUT/r.html", "--stress", "OUT/nope.toml"], ["nope.toml", "no such file"]),
+        (["--out", "OUT/r.html", "--limits", "OUT/nope.toml"], ["nope.toml", "no such file"]),
+        (["--out", "OUT/r.html", "--pnl", "-5"], ["--pnl", "--limits"]),
+        (["--out", "OUT/r.html", "--proxy", "SPY=SPX:1"], ["--proxy", "--history"]),
         (["--out", "OUT/r.html", "--market-before", "OUT"], ["--market-before", "is a directory"]),
         (["--out", "OUT/r.html", "--spot", "-150:0:10"], ["--spot", "percent"]),
     ],
@@ -388,3 +398,94 @@ def test_report_command_bad_market_is_one_line(capsys: pytest.CaptureFixture[str
     out = tmp_path / "r.html"
     assert_usage_error(run(capsys, "report", BOOK, "--market", str(market), "--out", str(out)), "m.toml")
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# optmm report with every section, against the library
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, str, str]:
+    return example_page(tmp_path_factory.mktemp("full") / "report.html")
+
+
+@pytest.fixture(scope="module")
+def example_inputs() -> dict[str, object]:
+    from optmm.book import Book
+    from optmm.market import Market
+    from optmm.risk import LimitSet
+
+    return {
+        "book": Book.load(EXAMPLE["book"]),
+        "market": Market.load(EXAMPLE["market"]),
+        "before": Market.load(EXAMPLE["market_before"]),
+        "limits": LimitSet.load(EXAMPLE["limits"]),
+    }
+
+
+def test_full_report_has_every_section(full_report: tuple[int, str, str, str]) -> None:
+    code, out, err, page = full_report
+    assert (code, out, err) == (0, "", "")
+    r = PageReader(page)
+    assert r.sections == list(SECTION_IDS)
+    text = " ".join(r.text)
+    assert "Not in this report" not in text
+    assert not NON_FINITE.search(text), NON_FINITE.search(text)
+
+
+def test_full_report_limits_are_limit_utilisation(
+    full_report: tuple[int, str, str, str], example_inputs: dict
+) -> None:
+    from optmm.risk.utilisation import limit_utilisation
+
+    ex = example_inputs
+    util = limit_utilisation(ex["book"], ex["market"], ex["limits"], pnl=PNL, high_water=HIGH_WATER)
+    cells = [t for _, t in PageReader(full_report[3]).section_cells("limits")]
+    n_cols = 10  # scope, metric, unit, measured, soft, hard, used, layer, status, set in
+    rows = [cells[i : i + n_cols] for i in range(n_cols, len(cells), n_cols)]
+    assert len(rows) == len(util)
+    d = decimals_for(util["measured"].abs())
+    for row, want in zip(rows, util.itertuples(), strict=True):
+        assert row[0] == want.scope and row[1] == want.metric
+        assert row[3] == figure(want.measured, decimals=d, signed=True)
+        assert row[6] == f"{want.used_pct:.1f}%"
+        assert row[7] == want.layer.lower() and row[8] == want.status and row[9] == want.limit
+
+
+def test_full_report_var_is_historical_var(
+    full_report: tuple[int, str, str, str], example_inputs: dict
+) -> None:
+    from optmm.risk.history import load_history
+    from optmm.risk.var import historical_var
+
+    ex = example_inputs
+    sc = load_history(EXAMPLE["history"]).scenarios(
+        ex["book"].underlyings(), ex["market"], horizon=1, proxies={"SPY": ("SPX", 1.0)}
+    )
+    res = historical_var(ex["book"], ex["market"], sc)
+    r = PageReader(full_report[3])
+    texts = [t for _, t in r.section_cells("var")]
+    for col in ("var", "es"):
+        d = decimals_for(res.table[col])
+        for v in res.table[col]:
+            assert figure(v, decimals=d) in texts, (col, v)
+    dates = [t for t in texts if re.match(r"^\d{4}-\d\d-\d\d$", t)]
+    assert dates == [pd.Timestamp(d).date().isoformat() for d in res.worst["date"]]
+    assert f"over {len(res.pnl)} historical scenarios" in " ".join(r.text)
+
+
+def test_full_report_explain_is_pnl_explain(
+    full_report: tuple[int, str, str, str], example_inputs: dict
+) -> None:
+    from optmm.risk.explain import pnl_explain
+
+    ex = example_inputs
+    table = pnl_explain(ex["book"], ex["before"], ex["market"]).table
+    cells = [t for _, t in PageReader(full_report[3]).section_cells("explain")]
+    n_cols = 11
+    rows = {r[0]: r[1:] for r in (cells[i : i + n_cols] for i in range(n_cols, len(cells), n_cols))}
+    assert list(rows) == [str(u) for u in table.index]
+    values = table.to_numpy(dtype=np.float64)
+    d = decimals_for(np.abs(values).ravel())
+    for u, want in table.iterrows():
+        assert rows[str(u)] == [figure(v, decimals=d, signed=True) for v in want[list(EXPLAIN_COLUMNS)]]

@@ -53,14 +53,14 @@ def pnl_histogram(
     fig = Figure(figsize=(8.0, 3.6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    bins = int(min(60, max(10, x.size // 8)))
+    bins = int(min(120, max(10, x.size // 8)))
     ax.hist(x, bins=bins, color="#4c72b0", edgecolor="white", linewidth=0.4)
     colors = ("#c0392b", "#e67e22", "#8e44ad", "#16a085")
     for i, (label, value, style) in enumerate(lines):
         ax.axvline(value, color=colors[(i // 2) % len(colors)], linestyle=style, linewidth=1.6,
                    label=f"{label}: {figure(value, signed=True, where=label)}")  # fmt: skip
     if lines:
-        ax.legend(fontsize=8, loc="upper left", frameon=False)
+        ax.legend(fontsize=8, loc="upper right", frameon=False)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
     ax.set_xlabel("P&L (currency of the market)")
     ax.set_ylabel("scenarios")

@@ -80,14 +80,15 @@ def figure(value: Any, *, decimals: int = 0, signed: bool = False, where: str = 
 
 
 def pct_shock(x: float) -> str:
-    """A relative spot shock in percent: ``-0.12`` -> ``-12%``, ``0`` -> ``0%``."""
-    v = round(100.0 * float(x), 6) + 0.0
+    """A relative spot shock in percent, to 4 significant digits: ``-0.12`` -> ``-12%``,
+    ``0.0495937`` -> ``+4.959%``, ``0`` -> ``0%``."""
+    v = float(f"{100.0 * float(x):.4g}") + 0.0
     return f"{v:+g}%" if v else "0%"
 
 
 def pts_shock(x: float) -> str:
-    """An absolute vol shock in vol points: ``0.05`` -> ``+5 pt``."""
-    v = round(100.0 * float(x), 6) + 0.0
+    """An absolute vol shock in vol points, to 4 significant digits: ``0.05`` -> ``+5 pt``."""
+    v = float(f"{100.0 * float(x):.4g}") + 0.0
     return f"{v:+g} pt" if v else "0 pt"
 
 

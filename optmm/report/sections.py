@@ -112,11 +112,12 @@ def exposures_section(by_underlying: pd.DataFrame, total: pd.Series | pd.DataFra
 
 
 def _status_class(status: Any) -> str:
+    """``hard breach`` (or a kill) red, ``soft breach`` amber, ``ok`` green."""
     s = str(status).lower()
+    if "soft" in s:
+        return "st-soft"
     if "hard" in s or "breach" in s or "kill" in s:
         return "st-hard"
-    if "soft" in s or "warn" in s:
-        return "st-soft"
     return "st-ok"
 
 
@@ -144,6 +145,11 @@ def limits_section(utilisation: pd.DataFrame, *, source: str = "") -> Section:
         value as a percent of the hard limit, the controller layer it puts the scope in, its status.
     source : str
         The limit set's file, named in the note.
+
+    Notes
+    -----
+    ``optmm.risk.utilisation.limit_utilisation`` gives these columns (and ``limit``, the table of
+    the set a limit comes from, shown when present).
     """
     absent = [c for c in LIMIT_COLUMNS if c not in utilisation.columns]
     if absent:
@@ -151,9 +157,8 @@ def limits_section(utilisation: pd.DataFrame, *, source: str = "") -> Section:
             f"limit utilisation: missing column {absent[0]!r} (expected {', '.join(LIMIT_COLUMNS)})"
         )
     frame = utilisation.copy()
-    for col in ("scope", "metric", "layer", "status"):
-        frame[col] = [getattr(v, "value", v) if not isinstance(v, str) else v for v in frame[col]]
-        frame[col] = [getattr(v, "name", v).lower() if not isinstance(v, str) else v for v in frame[col]]
+    frame["metric"] = [getattr(m, "value", m) for m in frame["metric"]]  # a Metric or its TOML key
+    frame["layer"] = [str(getattr(v, "name", v)).lower() for v in frame["layer"]]  # a Layer or its name
     frame["unit"] = [_metric_unit(m) for m in frame["metric"]]
     columns = [
         Column("scope", "scope", kind="text"),
@@ -163,9 +168,11 @@ def limits_section(utilisation: pd.DataFrame, *, source: str = "") -> Section:
         Column("soft", "soft level", kind="level", missing="no soft level"),
         Column("hard", "hard limit", kind="level", missing="no hard limit"),
         Column("used_pct", "used", "% of the hard limit", kind="percent", missing="no hard limit"),
-        Column("layer", "layer", kind="text"),
+        Column("layer", "layer", "the controller's", kind="text"),
         Column("status", "status", kind="text"),
     ]
+    if "limit" in frame.columns:
+        columns.append(Column("limit", "set in", "the limit set's table", kind="text"))
 
     def style(r: Mapping[str, Any], col: Column) -> str:
         if col.key != "used_pct":
@@ -333,6 +340,26 @@ def _auto_columns(frame: pd.DataFrame, amount_unit: str = "P&L") -> list[Column]
     return cols
 
 
+def _level_name(c: Any) -> str:
+    """A contributions column: a level (0.975) as ``ES 97.5%``, anything else as it is."""
+    try:
+        level = float(c)
+    except (TypeError, ValueError):
+        return str(c)
+    return f"ES {figure(100.0 * level, decimals=2).rstrip('0').rstrip('.')}%" if 0.0 < level < 1.0 else str(c)
+
+
+#: The columns of ``VarResult.worst`` the page knows, with their units.
+_WORST_COLUMNS = {
+    "date": Column("date", "date", "scenario's end", kind="date"),
+    "pnl": Column("pnl", "book P&L", "currency", kind="amount"),
+    "driver": Column("driver", "driver", kind="text"),
+    "driver_pnl": Column("driver_pnl", "driver's P&L", "currency", kind="amount"),
+    "spot_shift": Column("spot_shift", "driver's spot", "move", kind="spot"),
+    "vol_shift": Column("vol_shift", "driver's vol", "move", kind="vol"),
+}
+
+
 def var_section(result: Any, *, horizon_days: int = 1, source: str = "") -> Section:
     """Historical VaR and ES: the table by confidence level, the histogram of scenario P&Ls with
     each level's VaR and ES, the worst days and each underlying's contribution.
@@ -363,19 +390,19 @@ def var_section(result: Any, *, horizon_days: int = 1, source: str = "") -> Sect
         tag = f"{figure(100.0 * float(r.level), decimals=2).rstrip('0').rstrip('.')}%"
         lines.append((f"VaR {tag}", -float(r.var), "-"))
         lines.append((f"ES {tag}", -float(r.es), "--"))
-    what = f"{horizon_days}-day P&L of today's book over {n} historical scenarios{span}"
-    chart = pnl_histogram(values, lines, title=what + " (VaR solid, ES dashed, as P&L)")
-    level_table = table(
-        levels,
-        [
-            Column("level", "confidence", kind="fraction"),
-            Column("var", "VaR", "currency, a loss > 0", kind="level"),
-            Column("es", "ES", "currency, mean of the tail losses", kind="level"),
-        ],
-        where="VaR",
-    )
+    what = f"{horizon_days}-day P&L over {n} historical scenarios{span}"
+    chart = pnl_histogram(values, lines, title=what)
+    level_columns = [
+        Column("level", "confidence", kind="fraction"),
+        Column("var", "VaR", "currency, a loss > 0", kind="level"),
+        Column("es", "ES", "currency, mean of the tail losses", kind="level"),
+    ]
+    if "tail" in levels.columns:
+        level_columns.append(Column("tail", "tail", "k, scenarios", kind="count"))
+    level_table = table(levels, level_columns, where="VaR")
     worst = _frame_of(result.worst, "pnl", "date")
-    contrib = _frame_of(result.contributions, "es_contribution", "underlying")
+    contrib = _frame_of(result.contributions, "es", "underlying")
+    contrib.columns = [_level_name(c) for c in contrib.columns]
     body = (
         _note(
             f"Full revaluation of today's book under each historical scenario ({what}"
@@ -385,9 +412,17 @@ def var_section(result: Any, *, horizon_days: int = 1, source: str = "") -> Sect
         + level_table
         + f'<figure class="chart">{chart}</figure>'
         + "<h3>Worst scenarios</h3>"
-        + table(worst, _auto_columns(worst), where="VaR: worst scenarios")
+        + _note("The lowest book P&Ls, worst first; the driver is the underlying that lost most.")
+        + table(
+            worst,
+            [_WORST_COLUMNS.get(c) or _auto_columns(worst[[c]])[0] for c in worst.columns],
+            where="VaR: worst scenarios",
+        )
         + "<h3>Contributions to ES by underlying</h3>"
-        + _note("Component ES: each underlying's mean P&L over the tail scenarios, signed (a loss < 0).")
+        + _note(
+            "Component ES: each underlying's P&L over the book's tail scenarios, averaged, with the "
+            "sign flipped (positive: adds to the loss), so that each column sums to the level's ES."
+        )
         + table(contrib, _auto_columns(contrib, "currency"), where="VaR: contributions")
     )
     return Section("var", "Value at risk and expected shortfall", body)
@@ -420,10 +455,13 @@ def explain_section(explained: Any, *, before: str, after: str) -> Section:
     columns = [Column("underlying", "underlying", kind="text")] + [
         Column(c, c.replace("_", " "), "currency", kind="amount", decimals=decimals) for c in EXPLAIN_COLUMNS
     ]
+    days = getattr(explained, "days", None)
+    span = f" ({days} calendar day{'s' if days != 1 else ''})" if isinstance(days, int | np.integer) else ""
     body = _note(
-        f"From {before} to {after}. 'actual' is the full revaluation change of the book; the Greek "
-        "terms are its Taylor parts at the first market's Greeks, 'new trades' what positions not held "
-        "before contributed, 'unexplained' what is left. Amounts in the market's currency."
+        f"From {before} to {after}{span}. 'actual' is the change of the book's value by full "
+        "revaluation; delta to rho are its parts by the first market's Greeks (Taylor terms to second "
+        "order), 'new trades' the trades' P&L, 'unexplained' what is left (actual minus the rest, "
+        "never absorbed into a term). Amounts in the market's currency."
     ) + table(
         shown, columns, where="P&L explain", row_class=lambda r: "total" if r["underlying"] == "total" else ""
     )
