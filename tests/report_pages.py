@@ -142,9 +142,13 @@ def full_page() -> tuple[str, Inputs]:
     return page, Inputs(book, market, sections, grid)
 
 
+#: Elements without an end tag.
+VOID = frozenset({"meta", "img", "br", "hr", "input", "link", "col", "source", "wbr"})
+
+
 class PageReader(HTMLParser):
     """What the tests read off a page: sections, their headings, every attribute, the visible text,
-    table cells with their classes."""
+    table cells with their classes; and whether its elements nest (``problems``)."""
 
     def __init__(self, page: str) -> None:
         super().__init__(convert_charrefs=True)
@@ -158,11 +162,21 @@ class PageReader(HTMLParser):
         self._cell: tuple[str, list[str]] | None = None
         self._h2 = False
         self._skip = 0
+        self.open: list[str] = []  # elements not closed yet
+        self.ids: set[str] = set()
+        self.problems: list[str] = []  # an end tag that does not close the last element opened, an id twice
         self.feed(page)
         self.close()
+        if self.open:
+            self.problems.append(f"not closed: {self.open}")
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
+        if tag not in VOID:
+            self.open.append(tag)
+        if "id" in a:
+            self.problems.extend([f"id {a['id']!r} twice"] if a["id"] in self.ids else [])
+            self.ids.add(a["id"])
         self.attrs.extend((tag, k, v) for k, v in a.items())
         if tag == "section":
             self._section = a.get("id", "")
@@ -175,6 +189,10 @@ class PageReader(HTMLParser):
             self._skip += 1
 
     def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open[-1] != tag:
+            self.problems.append(f"</{tag}> closes <{self.open[-1] if self.open else 'nothing'}>")
+        else:
+            self.open.pop()
         if tag == "h2":
             self._h2 = False
         elif tag in ("td", "th") and self._cell is not None:

@@ -261,9 +261,17 @@ def test_explain_section_one_precision_and_the_total_row() -> None:
 # the page
 
 
+def test_page_reader_sees_bad_nesting() -> None:
+    assert PageReader("<div><p>x</div></p>").problems
+    assert PageReader("<section id=a></section><p id=a></p>").problems
+    assert PageReader("<div><table><tr><td>x</td></tr></table>").problems  # not closed
+    assert not PageReader("<div><img src=x><p>y</p></div>").problems
+
+
 def test_full_page_structure() -> None:
     page, _ = full_page()
     r = PageReader(page)
+    assert r.problems == []
     assert page.startswith("<!DOCTYPE html>")
     assert r.sections == list(SECTION_IDS)
     assert all(r.headings[s] for s in SECTION_IDS)
@@ -427,6 +435,8 @@ def test_full_report_has_every_section(full_report: tuple[int, str, str, str]) -
     code, out, err, page = full_report
     assert (code, out, err) == (0, "", "")
     r = PageReader(page)
+    assert r.problems == []
+    assert not [v for _, k, v in r.attrs if k in ("src", "href") and not v.startswith(("#", "data:"))]
     assert r.sections == list(SECTION_IDS)
     text = " ".join(r.text)
     assert "Not in this report" not in text
@@ -471,7 +481,7 @@ def test_full_report_var_is_historical_var(
             assert figure(v, decimals=d) in texts, (col, v)
     dates = [t for t in texts if re.match(r"^\d{4}-\d\d-\d\d$", t)]
     assert dates == [pd.Timestamp(d).date().isoformat() for d in res.worst["date"]]
-    assert f"over {len(res.pnl)} historical scenarios" in " ".join(r.text)
+    assert f"over {len(res.pnl):,} historical scenarios" in " ".join(r.text)
 
 
 def test_full_report_explain_is_pnl_explain(

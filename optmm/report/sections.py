@@ -390,7 +390,7 @@ def var_section(result: Any, *, horizon_days: int = 1, source: str = "") -> Sect
         tag = f"{figure(100.0 * float(r.level), decimals=2).rstrip('0').rstrip('.')}%"
         lines.append((f"VaR {tag}", -float(r.var), "-"))
         lines.append((f"ES {tag}", -float(r.es), "--"))
-    what = f"{horizon_days}-day P&L over {n} historical scenarios{span}"
+    what = f"{horizon_days}-day P&L over {figure(n)} historical scenarios{span}"
     chart = pnl_histogram(values, lines, title=what)
     level_columns = [
         Column("level", "confidence", kind="fraction"),
