@@ -3,11 +3,12 @@
 ::
 
     optmm explain BOOK --market YESTERDAY --market-today TODAY [--trades TRADES]
-                  [--format table|csv|json] [--output FILE]
+                  [--by underlying|position] [--format table|csv|json] [--output FILE]
 
-The figures are :func:`optmm.risk.explain.pnl_explain`'s: per underlying and in total, the actual
-P&L, the delta, gamma, vega, theta, vanna, volga and rho terms from yesterday's Greeks, the new
-trades' P&L and the unexplained residual. Bad input (a file that does not load, a trade without a
+The figures are :func:`optmm.risk.explain.pnl_explain`'s: per underlying and in total (or, with
+``--by position``, per position held and per trade: ``Explain.by_position``), the actual P&L, the
+delta, gamma, vega, theta, vanna, volga and rho terms from yesterday's Greeks, the new trades' P&L
+and the unexplained residual. Bad input (a file that does not load, a trade without a
 price, an underlying missing from a market, today's market dated before yesterday's) is one
 ``optmm: error: ...`` line and exit code 2; the ``--output`` file is written whole or not at all.
 """
@@ -39,6 +40,8 @@ def add_explain_parser(subparsers: Any) -> None:
     p.add_argument("--market", required=True, metavar="YESTERDAY", help="yesterday's market: .toml")
     p.add_argument("--market-today", required=True, metavar="TODAY", help="today's market: .toml")
     p.add_argument("--trades", metavar="TRADES", help="the day's trades: a book file with a price column")
+    by_help = "a row per underlying and the total (default), or per position held and per trade"
+    p.add_argument("--by", choices=("underlying", "position"), default="underlying", help=by_help)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--output", metavar="FILE", help="write there (whole or not at all) instead of stdout")
 
@@ -59,7 +62,7 @@ def run_explain(args: argparse.Namespace) -> int:
         ex = pnl_explain(book, before, after, trades)
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
-    frame = ex.table.reset_index()
+    frame = ex.table.reset_index() if args.by == "underlying" else ex.by_position()
     if args.format == "table":
         day0 = np.datetime_as_string(before.valuation, unit="D")
         day1 = np.datetime_as_string(after.valuation, unit="D")

@@ -16,7 +16,6 @@ soft`` when any limit is past its soft level (the output is written first, in fu
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,9 @@ def input_file(option: str, path: str) -> None:
 
 
 def _amount(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an amount: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite amount, got {text!r}")
-    return value
+    from optmm.cli import _finite_float  # optmm.cli imports this module: read it when parsing
+
+    return _finite_float(text)
 
 
 def add_limits_parser(subparsers: Any) -> None:

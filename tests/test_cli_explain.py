@@ -41,6 +41,18 @@ def test_csv_and_json_equal_the_library(capsys: pytest.CaptureFixture[str], expe
     pd.testing.assert_frame_equal(pd.DataFrame(json.loads(out)), expected, check_exact=True)
 
 
+def test_by_position(capsys: pytest.CaptureFixture[str]) -> None:
+    ex = pnl_explain(Book.load(BOOK), Market.load(BEFORE), Market.load(AFTER), Trades.load(TRADES))
+    code, out, _ = run(capsys, *explain_cmd("--trades", TRADES, "--by", "position", "--format", "json"))
+    assert code == 0
+    got = pd.DataFrame(json.loads(out))
+    want = ex.by_position()
+    assert list(got.columns) == list(want.columns) and list(got["id"]) == list(want["id"])
+    for col in ("actual", "delta", "new_trades", "unexplained"):
+        assert got[col].tolist() == want[col].tolist()
+    assert got.loc[got["kind"] == "STOCK", "expiry"].isna().all()  # no date for stock: null
+
+
 def test_table(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, *explain_cmd())
     assert code == 0

@@ -213,6 +213,22 @@ def test_the_terms_add_up_to_actual() -> None:
     assert abs(table.loc[TOTAL, "unexplained"]) > 0  # reported, not absorbed
 
 
+def test_by_position_adds_up_to_the_table() -> None:
+    book, ex = example_explain()
+    rows = ex.by_position()
+    assert list(rows["row"]) == ["held"] * len(book) + ["trade"] * 4
+    assert list(rows["id"]) == [*book.id, "T-01", "T-02", "T-03", "T-04"]
+    assert tuple(rows.columns[-len(COLUMNS) :]) == COLUMNS
+    gross = rows[list(COLUMNS)].abs().sum(axis=1)
+    summed = rows[[*TERMS, "new_trades", "unexplained"]].sum(axis=1)
+    np.testing.assert_array_less(np.abs(rows["actual"] - summed), 1e-13 * gross + 1e-300)
+    per_u = rows.groupby("underlying")[list(COLUMNS)].sum()
+    table = ex.table.drop(index=TOTAL)
+    np.testing.assert_allclose(per_u.to_numpy(), table.to_numpy(), rtol=1e-12, atol=1e-9)
+    values = rows[list(COLUMNS)].to_numpy()
+    assert not np.signbit(values[values == 0.0]).any()  # no -0.0 shown as a figure
+
+
 def test_trades_pnl_by_hand() -> None:
     _, ex = example_explain()
     trades = ex.trades.set_index("id")
@@ -298,6 +314,9 @@ def test_trades_file_needs_prices(tmp_path: Path) -> None:
     path = tmp_path / "trades.csv"
     path.write_text("underlying,kind,strike,expiry,quantity\nAAA,call,100,2026-04-17,1\n")
     with pytest.raises(BookError, match=r"trades.csv: row 0: field 'price': missing column"):
+        Trades.load(path)
+    path.write_text("underlying,kind,strike,expiry,quantity,price,Price\nAAA,stock,,,100,1,2\n")
+    with pytest.raises(BookError, match=r"row 0: field 'price': duplicated column \('price' and 'Price'\)"):
         Trades.load(path)
     path.write_text("underlying,kind,strike,expiry,quantity,price\nAAA,stock,,,100,0\n")
     with pytest.raises(BookError, match=r"row 1: field 'price': must be > 0 for stock"):

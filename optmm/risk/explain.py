@@ -44,7 +44,7 @@ import pandas as pd
 
 from optmm.book import Book, BookError, Kind
 from optmm.market import Market
-from optmm.risk.exposures import exposures
+from optmm.risk.exposures import _not_finite, exposures
 from optmm.typing import PRICE_RANGE
 
 __all__ = ["COLUMNS", "TERMS", "TOTAL", "Explain", "Trades", "pnl_explain"]
@@ -140,8 +140,9 @@ class Trades:
         book = Book.load(path)
         source = os.fspath(path)
         if Path(path).suffix.lower() == ".csv":
-            header = pd.read_csv(path, nrows=0, dtype=str).columns
-            name = _price_name(header, source)
+            # the header as written: pandas would rename a second "price" to "price.1"
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+            name = _price_name(header.tolist(), source)
             frame = pd.read_csv(path, usecols=[name], dtype=str, keep_default_na=False, skipinitialspace=True)
         else:
             import pyarrow.parquet as pq
@@ -197,14 +198,32 @@ class Explain:
     trades: pd.DataFrame
     days: int
 
+    def by_position(self) -> pd.DataFrame:
+        """One row per position held (``row`` = ``"held"``, book order), then per trade (``"trade"``):
+        ``row``, the position's keys, and :data:`COLUMNS`. A trade's ``actual`` and ``new_trades`` are
+        its P&L, its Greek terms and ``unexplained`` 0; each row's terms, ``new_trades`` and
+        ``unexplained`` add up to its ``actual``, and the rows of an underlying to its line of
+        :attr:`table`."""
+        held = self.positions[[*_POSITION_KEYS, "actual", *TERMS, "unexplained"]].copy()
+        held.insert(0, "row", "held")
+        held.insert(held.columns.get_loc("unexplained"), "new_trades", 0.0)
+        pnl = self.trades["pnl"].to_numpy(dtype=np.float64)
+        traded = self.trades[list(_POSITION_KEYS)].copy()
+        traded.insert(0, "row", "trade")
+        traded["actual"] = pnl
+        for name in TERMS:
+            traded[name] = 0.0
+        traded["new_trades"] = pnl
+        traded["unexplained"] = 0.0
+        frames = [f for f in (held, traded) if len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else held
+
 
 def _check_finite(frame: pd.DataFrame, where: str) -> None:
-    values = frame.to_numpy(dtype=np.float64)
-    bad = np.argwhere(~np.isfinite(values))
-    if bad.size:
-        r, c = (int(x) for x in bad[0])
+    hit = _not_finite(frame, [str(c) for c in frame.columns])
+    if hit is not None:
         raise ValueError(
-            f"P&L explain: {where} {frame.index[r]!r}: {frame.columns[c]} is not a finite number "
+            f"P&L explain: {where} {frame.index[hit[0]]!r}: {hit[1]} is not a finite number "
             "(a quantity, multiplier, strike or spot is too large for the arithmetic)"
         )
 
@@ -270,7 +289,7 @@ def pnl_explain(book: Book, before: Market, after: Market, trades: Trades | None
     positions["value_after"] = p1["value"].to_numpy()
     positions["actual"] = actual
     for name in TERMS:
-        positions[name] = terms[name]
+        positions[name] = terms[name] + 0.0  # a term of a zero move is 0, not -0.0
     positions["unexplained"] = actual - sum(terms[name] for name in TERMS)
 
     if trades is not None and len(trades):

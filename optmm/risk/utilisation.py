@@ -54,7 +54,7 @@ COLUMNS: tuple[str, ...] = (
 STATUS: tuple[str, ...] = ("hard breach", "soft breach", "ok")
 BOOK = "book"
 _PNL_METRICS = (Metric.DAILY_LOSS, Metric.DRAWDOWN)
-_NEEDS = {"pnl": "P&L (pnl=, --pnl)", "high_water": "high-water mark (high_water=, --high-water)"}
+_NEEDS = {"pnl": "P&L (pnl, --pnl)", "high_water": "high-water mark (high_water, --high-water)"}
 
 
 def _table(limit: Limit) -> str:
