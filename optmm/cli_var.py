@@ -180,7 +180,8 @@ def _table_text(
         f"history {args.history}: {len(sc)} scenarios of {sc.horizon} trading day"
         f"{'s' if sc.horizon > 1 else ''} (overlapping) ending {first} to {last}, each with "
         f"{sc.horizon} calendar day{'s' if sc.horizon > 1 else ''} of time passing; "
-        f"{sc.dates_dropped} dates not common to the series used",
+        f"{sc.dates_dropped} dates not common to the series used; longest step between dates "
+        f"{sc.longest_step} calendar days",
         f"moves: {_mapping_text(sc.mapping)}",
         "",
     ]
@@ -192,8 +193,8 @@ def _table_text(
     lines += ["", "component ES by underlying (sums to the book's ES):"]
     lines.append(table_text(comp.reset_index()).rstrip("\n"))
     worst = res.worst.copy()
-    worst["spot_shift"] = worst["spot_shift"].map(lambda v: f"{100 * v:+.2f}%")
-    worst["vol_shift"] = worst["vol_shift"].map(lambda v: f"{100 * v:+.2f}pt")
+    worst["spot_shift"] = worst["spot_shift"].map(lambda v: f"{100 * v:+.2f}%" if math.isfinite(v) else "")
+    worst["vol_shift"] = worst["vol_shift"].map(lambda v: f"{100 * v:+.2f}pt" if math.isfinite(v) else "")
     lines += ["", f"worst {len(worst)} scenarios (driver: the underlying that lost most; its moves):"]
     lines.append(table_text(worst.rename(columns={"date": "end date"})).rstrip("\n"))
     if backtests:
@@ -234,6 +235,7 @@ def _json_doc(res: Any, sc: Any, backtests: list[Any]) -> str:
         "horizon": res.horizon,
         "scenarios": len(sc),
         "dates_dropped": sc.dates_dropped,
+        "longest_step_days": sc.longest_step,
         "mapping": _records(sc.mapping.reset_index()),
         "table": _records(res.table),
         "contributions": _records(comp.reset_index()),
@@ -262,6 +264,8 @@ def run_var(args: argparse.Namespace) -> int:
     if args.realised is not None:
         _input_file("--realised", args.realised)
     book, market = _load(args)
+    if len(book) == 0:
+        raise UsageError(f"{args.book}: the book has no positions: nothing to revalue")
     try:
         history = load_history(args.history)
         realised = load_realised(args.realised) if args.realised is not None else None

@@ -140,3 +140,24 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path)
         run(capsys, *VAR, "--realised", bad_realised),
         f"{bad_realised}: row 1: field 'pnl': 'abc' is not a number",
     )
+
+
+def test_empty_and_flat_books(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    empty = write(tmp_path, "underlying,kind,strike,expiry,quantity\n", "empty.csv")
+    assert_usage_error(
+        run(capsys, "var", empty, "--market", MARKET, "--history", HISTORY), "the book has no positions"
+    )
+    # a long and a short of one call: no risk, VaR 0 (not -0), no driver, no NaN shown
+    flat = write(
+        tmp_path,
+        "underlying,kind,strike,expiry,quantity\nSPY,call,600,2027-01-15,5\nSPY,call,600,2027-01-15,-5\n",
+        "flat.csv",
+    )
+    code, out, err = run(
+        capsys, "var", flat, "--market", MARKET, "--history", HISTORY, "--proxy", "SPY=SPX:1"
+    )
+    assert code == 0 and err == ""
+    assert "nan" not in out.lower() and "-0.00" not in out
+    code, out, _ = run(capsys, "var", flat, "--market", MARKET, "--history", HISTORY, "--proxy", "SPY=SPX:1",
+                       "--format", "csv")  # fmt: skip
+    assert (pd.read_csv(io.StringIO(out))[["var", "es"]] == 0.0).all().all()

@@ -52,7 +52,7 @@ def test_scenarios_by_hand(tmp_path: Path) -> None:
     np.testing.assert_allclose(sc.spot_shift["BBB"], [-0.1, 0.2, 0.0], rtol=0, atol=1e-15)
     np.testing.assert_allclose(sc.vol_shift["AAA"], [0.05, -0.03, 0.0], rtol=0, atol=1e-15)
     np.testing.assert_allclose(sc.vol_shift["BBB"], [0.03, -0.03, 0.01], rtol=0, atol=1e-15)
-    assert sc.horizon == 1 and sc.dates_dropped == 0 and sc.skew_shift is None
+    assert sc.horizon == 1 and sc.dates_dropped == 0 and sc.skew_shift is None and sc.longest_step == 1
     assert sc.start == pd.Timestamp("2024-01-02")
     assert list(sc.mapping["how"]) == ["own history", "own history"]
 
@@ -86,7 +86,7 @@ def test_a_date_missing_from_one_series_is_dropped_and_counted(tmp_path: Path) -
     text = TINY.replace("2024-01-03,BBB,45,0.33\n", "")
     sc = load_history(write(tmp_path, text)).scenarios(["AAA", "BBB"])
     assert list(sc.dates.strftime("%Y-%m-%d")) == ["2024-01-04", "2024-01-05"]
-    assert sc.dates_dropped == 1
+    assert sc.dates_dropped == 1 and sc.longest_step == 2
     # the first return spans the gap: 01-02 -> 01-04
     np.testing.assert_allclose(sc.spot_shift.iloc[0], [-0.01, 0.08], rtol=0, atol=1e-15)
     # one series alone is not affected by the other's gap
@@ -191,6 +191,7 @@ def test_the_bundled_example(market: Market) -> None:
     assert len(h.frame) == 1257
     assert h.frame["date"].min() == pd.Timestamp("2014-01-03")
     assert h.frame["date"].max() == pd.Timestamp("2018-12-31")
+    assert h.scenarios(["SPX"]).longest_step == 4  # a weekend and a Monday holiday
     # 2018-12-26: the S&P 500 closed at 2467.699951 after 2351.100098 (+4.96%), VIX 30.41 after 36.07
     sc = h.scenarios(["SPY"], market, proxies={"SPY": ("SPX", 1.0)})
     day = pd.Timestamp("2018-12-26")
@@ -208,3 +209,8 @@ def test_parquet_errors_show_plain_values(tmp_path: Path) -> None:
     frame.assign(atm_vol=0.2, spot=[1.0, -2.0]).to_parquet(tmp_path / "b.parquet", index=False)
     with pytest.raises(HistoryError, match=r"row 2: field 'spot': -2.0 must be > 0$"):
         load_history(tmp_path / "b.parquet")
+
+
+def test_no_underlyings_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no underlyings"):
+        load_history(write(tmp_path, TINY)).scenarios([])

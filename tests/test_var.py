@@ -17,13 +17,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from optmm.book import Book, Kind
 from optmm.greeks import bsm_price
 from optmm.market import Market
+from optmm.pricing import book_terms
 from optmm.risk.backtest import backtest, christoffersen, kupiec, load_realised, transitions
 from optmm.risk.history import History, HistoryError
-from optmm.risk.var import historical_var, tail_count, var_es
+from optmm.risk.var import historical_var, tail_count, var_es, var_result
 
 MARKET_TOML = """
 valuation = 2026-11-20
@@ -98,7 +102,8 @@ def oracle_pnl(
 ) -> pd.DataFrame:
     """Position by position, scenario by scenario: qm x (price after - price before)."""
     out = pd.DataFrame(0.0, index=spot_shift.index, columns=sorted(set(book.underlying)))
-    t0 = np.asarray(market.year_fraction(np.asarray(book.expiry, dtype="datetime64[D]")), dtype=float)
+    t0, american = book_terms(book, market)  # years to settlement, as the engine counts them
+    assert not american.any()  # European options on a continuous yield: the plain formula is exact
     for i in range(len(book)):
         u = str(book.underlying[i])
         qm = float(book.quantity[i] * book.multiplier[i])
@@ -156,7 +161,10 @@ def test_var_equals_an_independent_revaluation(
 
 def test_component_es_sums_to_es_and_is_the_tail_mean(book: Book, market: Market, history: History) -> None:
     sc = history.scenarios(book.underlyings(), market)
+    before = (sc.spot_shift.copy(), sc.vol_shift.copy())
     res = historical_var(book, market, sc, levels=LEVELS)
+    pd.testing.assert_frame_equal(sc.spot_shift, before[0])  # the scenarios are not modified
+    pd.testing.assert_frame_equal(sc.vol_shift, before[1])
     worst_first = res.pnl.sort_values(kind="stable").index
     for a in LEVELS:
         comp = res.contributions[a]
@@ -276,3 +284,27 @@ def test_load_realised(tmp_path: Path) -> None:
     bad.write_text("day,pnl\n2024-01-02,1\n", encoding="utf-8")
     with pytest.raises(HistoryError, match=r"row 0: field 'date': missing column"):
         load_realised(bad)
+
+
+# --------------------------------------------------------------------------------------------------
+# var_result on arbitrary P&L (hypothesis)
+
+
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 60), st.integers(1, 4)),
+        elements=st.floats(-1e6, 1e6, allow_nan=False).map(lambda x: round(x, 2)),
+    )
+)
+def test_components_add_up_and_es_is_at_least_var(parts: np.ndarray) -> None:
+    dates = pd.date_range("2020-01-01", periods=parts.shape[0], name="date")
+    frame = pd.DataFrame(parts, index=dates, columns=[f"U{j}" for j in range(parts.shape[1])])
+    frame["book"] = parts.sum(axis=1)
+    res = var_result(frame, levels=LEVELS)
+    scale = max(1.0, float(np.abs(parts).sum()))
+    for a in LEVELS:
+        assert res.es(a) >= res.var(a)
+        assert abs(res.contributions[a].sum() - res.es(a)) <= 1e-12 * scale
+    # the worst days are the lowest book P&Ls, in order
+    assert list(res.worst["pnl"]) == sorted(frame["book"])[: min(10, len(frame))]

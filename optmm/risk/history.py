@@ -28,7 +28,8 @@ where ``d'`` is ``horizon`` observations before ``d`` (overlapping windows: a sc
 date that has ``horizon`` dates before it). The calendar is the dates on which every series the
 request uses has an observation: a date missing from one series is left out for all (a return then
 spans the gap), and the number of dates so left out is reported
-(:attr:`HistoricalScenarios.dates_dropped`), never hidden.
+(:attr:`HistoricalScenarios.dates_dropped`), never hidden, as is the longest step between two
+consecutive dates (:attr:`HistoricalScenarios.longest_step`), where a hole in a history shows.
 
 An underlying without its own history moves with a proxy:
 
@@ -335,6 +336,9 @@ class HistoricalScenarios:
         chain of proxies, e.g. ``"TSLA -> SPY -> SPX"``).
     dates_dropped : int
         Dates of the series used that are not on every one of them, left out of the calendar.
+    longest_step : int
+        The most calendar days between two consecutive dates of the calendar (3 over a weekend; a
+        hole in the history shows here, as one return spans it).
     start : pandas.Timestamp
         The first date of the calendar (the start of the first scenario).
     source : str
@@ -348,6 +352,7 @@ class HistoricalScenarios:
     horizon: int
     mapping: pd.DataFrame
     dates_dropped: int = 0
+    longest_step: int = 0
     start: pd.Timestamp | None = None
     source: str = "<history>"
 
@@ -364,6 +369,7 @@ class HistoricalScenarios:
             horizon=self.horizon,
             mapping=self.mapping,
             dates_dropped=self.dates_dropped,
+            longest_step=self.longest_step,
             start=self.start,
             source=self.source,
         )
@@ -481,6 +487,8 @@ class History:
                 raise ValueError(f"proxies: {u}: the beta must be a finite number, got {beta!r}")
             proxies[u] = (str(p), beta)
         unds = sorted(dict.fromkeys(str(u) for u in underlyings))
+        if not unds:
+            raise ValueError("no underlyings: historical scenarios move at least one")
         rows = {u: self._resolve(u, market, proxies, ()) for u in unds}
         mapping = pd.DataFrame(
             {
@@ -525,6 +533,7 @@ class History:
             horizon=horizon,
             mapping=mapping,
             dates_dropped=int(union.sum() - common.sum()),
+            longest_step=int(np.diff(spot.index.to_numpy(dtype="datetime64[D]")).astype(np.int64).max()),
             start=pd.Timestamp(spot.index[0]),
             source=self.source,
         )

@@ -177,8 +177,9 @@ def var_result(
     for a in lv:
         v, e = var_es(book, a)
         k = tail_count(n, a)
-        rows.append({"level": a, "var": v, "es": e, "tail": k, "scenarios": n})
-        comps[a] = -parts[order[:k]].mean(axis=0)
+        # + 0.0: a loss of zero shows as 0.0, not -0.0
+        rows.append({"level": a, "var": v + 0.0, "es": e + 0.0, "tail": k, "scenarios": n})
+        comps[a] = -parts[order[:k]].mean(axis=0) + 0.0
     table = pd.DataFrame(rows)
     contributions = pd.DataFrame(comps, index=pd.Index(by_und.columns, name="underlying"))
     contributions.columns = pd.Index(lv, name="level")
