@@ -26,6 +26,7 @@ import pandas as pd
 from optmm import cli_dist
 from optmm.cli_common import UsageError
 from optmm.cli_risk import _add_common, _deliver, _json_value, _load, check_destination, table_text
+from optmm.risk.var import LEVELS
 
 __all__ = ["add_var_parser", "parse_levels", "parse_proxy", "run_var"]
 
@@ -108,7 +109,7 @@ def add_var_parser(subparsers: Any) -> None:
     p.add_argument(
         "--levels",
         type=parse_levels,
-        default=(0.95, 0.975, 0.99),
+        default=LEVELS,
         metavar="95,97.5,99",
         help="confidence levels in percent (default 95,97.5,99)",
     )
