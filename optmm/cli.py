@@ -38,7 +38,17 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from optmm import cli_audit, cli_dist, cli_explain, cli_fit, cli_limits, cli_risk, cli_sim, cli_var
+from optmm import (
+    cli_audit,
+    cli_dist,
+    cli_explain,
+    cli_fit,
+    cli_limits,
+    cli_report,
+    cli_risk,
+    cli_sim,
+    cli_var,
+)
 from optmm._progress import compile_notice, stderr_is_terminal
 from optmm.cli_common import UsageError
 
@@ -482,6 +492,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "simulate": (cli_sim.add_simulate_parser, cli_sim.run_simulate),
     "sweep": (cli_dist.add_sweep_parser, cli_dist.run_sweep),
     "fit": (cli_fit.add_fit_parser, cli_fit.run_fit),
+    "report": (cli_report.add_report_parser, cli_report.run_report),
 }
 
 
