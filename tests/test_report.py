@@ -358,11 +358,11 @@ def test_report_command_figures_are_the_library_s(example_report: tuple[int, str
     r = PageReader(example_report[3])
     marked = [t for c, t in r.section_cells("heatmap") if "worst" in c.split()]
     assert marked == [figure(grid.worst().pnl, signed=True)]
-    assert figure(grid.worst().pnl, signed=True) == "-401,259"  # docs/risk.md: worst at -12%, vol -10 (-401k)
+    assert figure(grid.worst().pnl, signed=True) == "-381,845"  # docs/risk.md: worst at -12%, vol -10 (-382k)
     stress_text = [t for _, t in r.section_cells("stresses")]
-    assert "+489,429" in stress_text and "-52,914" in stress_text  # docs/risk.md's stress table
+    assert "+508,580" in stress_text and "-53,160" in stress_text  # docs/risk.md's stress table
     exp_cells = [t for _, t in r.section_cells("exposures")]
-    assert "-355,558" in exp_cells  # SPY's dollar gamma per 1%
+    assert "-356,090" in exp_cells  # SPY's dollar gamma per 1%
 
 
 @pytest.mark.parametrize(
