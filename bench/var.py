@@ -45,6 +45,7 @@ from optmm.risk import exposures, scenario_grid
 from optmm.risk.scenarios import points_pnl
 from optmm.risk.var import var_es
 from optmm.surface import TableSurface
+from scenarios import _ref_price  # bench/scenarios.py: the straightforward per-position price
 
 VALUATION = np.datetime64("2026-11-20")
 N_UNDERLYINGS, N_EXPIRIES, N_STRIKES = 50, 20, 100
@@ -175,22 +176,6 @@ def scenario_matrix(c: dict[str, np.ndarray], frame: pd.DataFrame) -> np.ndarray
 # --------------------------------------------------------------------------------------------
 # The reference: per position, per scenario, the textbook formula
 # --------------------------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def _ref_price(s, k, t, r, q, v, is_call):  # pragma: no cover - compiled
-    if t <= 0.0:
-        return max(s - k, 0.0) if is_call else max(k - s, 0.0)
-    sst = v * math.sqrt(t)
-    fq = s * math.exp(-q * t)
-    kr = k * math.exp(-r * t)
-    if sst <= 0.0:
-        return max(fq - kr, 0.0) if is_call else max(kr - fq, 0.0)
-    d1 = (math.log(s / k) + (r - q) * t) / sst + 0.5 * sst
-    d2 = d1 - sst
-    n1 = 0.5 * math.erfc(-d1 / math.sqrt(2.0))
-    n2 = 0.5 * math.erfc(-d2 / math.sqrt(2.0))
-    return fq * n1 - kr * n2 if is_call else kr * (1.0 - n2) - fq * (1.0 - n1)
 
 
 @njit(cache=True, parallel=True)
