@@ -258,11 +258,15 @@ def contract_greeks(
         times are seen from there. ``t`` is the time left at that point.
     """
     uu, s, k, tt, v, c, am = _rows(carry_, u, spot, strike, t, vol, is_call, american)
-    g = bsm_greeks(s, k, tt, carry_.rate[uu], carry_.q[uu], v, c)
     groups = _groups(carry_, uu, am)
     if not groups:
-        return g
-    out = {name: np.array(getattr(g, name), dtype=np.float64).reshape(-1) for name in Greeks.FIELDS}
+        return bsm_greeks(s, k, tt, carry_.rate[uu], carry_.q[uu], v, c)
+    out = {name: np.empty(s.size) for name in Greeks.FIELDS}
+    p = np.flatnonzero(plain(carry_, uu, am))  # the plain rows alone: the others are priced below
+    if p.size:
+        g = bsm_greeks(s[p], k[p], tt[p], carry_.rate[uu[p]], carry_.q[uu[p]], v[p], c[p])
+        for name in Greeks.FIELDS:
+            out[name][p] = getattr(g, name)
     for rows, j, is_american in groups:
         fn = american_greeks if is_american else bsm_greeks
         gg = fn(
@@ -288,8 +292,15 @@ def contract_price(
 ) -> FloatArray:
     """Prices alone, as :func:`contract_greeks` (same arguments), 1-d."""
     uu, s, k, tt, v, c, am = _rows(carry_, u, spot, strike, t, vol, is_call, american)
-    price = np.array(bsm_price(s, k, tt, carry_.rate[uu], carry_.q[uu], v, c), dtype=np.float64).reshape(-1)
-    for rows, j, is_american in _groups(carry_, uu, am):
+    groups = _groups(carry_, uu, am)
+    if not groups:
+        plain_price = bsm_price(s, k, tt, carry_.rate[uu], carry_.q[uu], v, c)
+        return np.array(plain_price, dtype=np.float64).reshape(-1)
+    price = np.empty(s.size)
+    p = np.flatnonzero(plain(carry_, uu, am))  # the plain rows alone: the others are priced below
+    if p.size:
+        price[p] = bsm_price(s[p], k[p], tt[p], carry_.rate[uu[p]], carry_.q[uu[p]], v[p], c[p])
+    for rows, j, is_american in groups:
         fn = american_price if is_american else bsm_price
         price[rows] = fn(
             s[rows], k[rows], tt[rows], carry_.rate[j], carry_.q[j], v[rows], c[rows],
