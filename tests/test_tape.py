@@ -531,3 +531,55 @@ def test_bundled_example_is_the_calm_day_as_written_now(calm_run, tmp_path: Path
     assert written.read_bytes() == bundled.read_bytes(), "run python scenarios/tapes/make_calm_day.py"
     tape = read_tape(bundled)
     assert len(tape.underlying_quotes) == 900 and len(tape.option_trades) == len(calm_run.fills)
+
+
+def test_synthetic_tape_of_two_underlyings_numbers_them_by_name(calm_run) -> None:  # type: ignore[no-untyped-def]
+    """Underlyings in the config's order ZZZ, AAA: the tape numbers them AAA 0, ZZZ 1, and each quote
+    keeps its own underlying's half-spread and path; a fill of the underlying itself is an underlying
+    trade."""
+    import dataclasses
+
+    from optmm.sim import SimResult
+
+    cfg = calm_run.config
+    aaa = cfg.underlying[0]
+    two = dataclasses.replace(
+        cfg,
+        underlying=(dataclasses.replace(aaa, name="ZZZ", half_spread=0.02), aaa),
+        sim=dataclasses.replace(cfg.sim, steps=2),
+    )
+    und = pd.DataFrame(
+        {
+            "path": 0,
+            "step": [0, 0, 1, 1],
+            "underlying": ["ZZZ", "AAA", "ZZZ", "AAA"],
+            "spot": [50.0, 100.0, 51.0, 101.0],
+            "vol": [0.3, 0.2, 0.31, 0.21],
+        }
+    )
+    fills = pd.DataFrame(
+        {
+            "path": 0,
+            "step": [1, 1],
+            "underlying": ["ZZZ", "AAA"],
+            "kind": ["stock", "put"],
+            "strike": [np.nan, 95.0],
+            "expiry_days": [np.nan, 6.5],
+            "side": [1, -1],
+            "size": [2.0, 3.0],
+            "price": [50.98, 0.5],
+        }
+    )
+    res = SimResult(two, 1, "x", pd.DataFrame(), und, fills, pd.DataFrame(), pd.DataFrame())
+    tape = tape_from_result(res)
+    assert tape.underlyings == ("AAA", "ZZZ")
+    uq = tape.underlying_quotes
+    assert uq.inst.tolist() == [1, 0, 1, 0]
+    assert uq.bid.tolist() == [50.0 - 0.02, 100.0 - 0.01, 51.0 - 0.02, 101.0 - 0.01]
+    assert uq.vol.tolist() == [0.3, 0.2, 0.31, 0.21]
+    ut, ot = tape.underlying_trades, tape.option_trades
+    assert (ut.inst.tolist(), ut.price.tolist(), ut.side.tolist()) == ([1], [50.98], [SIDE_SELL])
+    assert (ot.inst.tolist(), ot.side.tolist(), ot.time_ns.tolist()) == ([0], [SIDE_BUY], [T0 + 10**9])
+    # a 6.5-day expiry is named by its whole days, as the controller names it: 2026-01-05 + 7
+    assert tape.contract_expiry_day.tolist() == [int(np.datetime64("2026-01-12").astype(np.int64))]
+    assert tape.contract_kind.tolist() == [KIND_PUT] and tape.contract_underlying.tolist() == [0]

@@ -73,6 +73,8 @@ COLUMNS = (
 )
 """The columns of a tape, in the order :func:`write_tape` writes them; others are ignored."""
 _REQUIRED = ("time", "type", "underlying")
+_KINDS = {"": -1, "underlying": -1, "call": KIND_CALL, "c": KIND_CALL, "put": KIND_PUT, "p": KIND_PUT}
+_SIDES = {"": SIDE_UNKNOWN, "buy": SIDE_BUY, "b": SIDE_BUY, "sell": SIDE_SELL, "s": SIDE_SELL}
 _NEEDED_BY = {"quote": ("bid", "ask"), "trade": ("price", "size")}
 _SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _NS_PER_DAY = 86_400 * 10**9
@@ -254,15 +256,31 @@ class _Table:
     def has(self, name: str) -> bool:
         return name in self.columns
 
-    def text(self, name: str) -> np.ndarray:
-        """The column as stripped text ('' where empty), an object array."""
+    def factor(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The column as ``(codes, texts)``: its distinct values as stripped text (``texts``, an object
+        array, ``""`` for an empty cell or a null) and each row's index into them (int64)."""
         if name not in self.columns:
-            return np.full(self.n, "", dtype=object)
+            return np.zeros(self.n, dtype=np.int64), np.array([""], dtype=object)
         col = self.columns[name]
         if col.dtype.kind in "fiu":
             raise _fail(self.source, 0, name, f"expected text, the column holds numbers ({col.dtype})")
-        cells = pd.Series(col, dtype=object)
-        return cells.where(cells.notna(), "").astype(str).str.strip().to_numpy(dtype=object)
+        codes, distinct = pd.factorize(col)  # a null: code -1, the empty text appended last
+        texts = np.array([str(v).strip() for v in distinct] + [""], dtype=object)
+        return np.where(codes < 0, len(distinct), codes).astype(np.int64), texts
+
+    def text(self, name: str) -> np.ndarray:
+        """The column as stripped text (``""`` where empty), an object array."""
+        codes, texts = self.factor(name)
+        return texts[codes]
+
+    def choice(self, name: str, values: dict[str, int], rows: np.ndarray, what: str) -> np.ndarray:
+        """The column's codes by ``values`` (keys lower case; the text's case is ignored); a text on
+        ``rows`` that is not a key is an error naming ``what``."""
+        codes, texts = self.factor(name)
+        lower = [t.lower() for t in texts]
+        known = np.array([t in values for t in lower], dtype=bool)
+        _first(self.source, name, rows & ~known[codes], lambda r: f"unknown {what} {texts[codes[r]]!r}")
+        return np.array([values.get(t, 0) for t in lower], dtype=np.int64)[codes]
 
     def numbers(self, name: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(values, empty)`` over all rows; a value in ``rows`` that is not a number is an error (an
@@ -273,12 +291,13 @@ class _Table:
         if col.dtype.kind in "fiu":
             values = col.astype(np.float64)
             return values, np.isnan(values)
-        text = self.text(name)
-        empty = text == ""
+        text = col
+        cells = pd.Series(col, dtype=object)
+        empty = (cells.isna() | (cells == "")).to_numpy(dtype=bool)
         values = np.full(self.n, np.nan)
         use = rows & ~empty
         try:
-            values[use] = text[use].astype(np.float64)
+            values[use] = text[use].astype(np.float64)  # Python's float(): exact, spaces allowed
         except ValueError:
             for r in np.flatnonzero(use):
                 try:
@@ -426,31 +445,16 @@ def _validate(tab: _Table) -> _Rows:
     back[1:] = time[1:] < time[:-1]
     _first(src, "time", back, lambda r: "earlier than the row before it (a tape is sorted by time)")
 
-    typ = np.char.lower(tab.text("type").astype(str))
-    _first(
-        src,
-        "type",
-        ~np.isin(typ, ("quote", "trade")),
-        lambda r: f"unknown record type {typ[r]!r} (quote or trade)",
-    )
-    is_trade = typ == "trade"
-    for t, needed in _NEEDED_BY.items():
-        if (typ == t).any():
-            for name in needed:
+    every = np.ones(n, dtype=bool)
+    is_trade = tab.choice("type", {"quote": 0, "trade": 1}, every, "record type (quote or trade)") == 1
+    for t, rows in (("quote", ~is_trade), ("trade", is_trade)):
+        if rows.any():
+            for name in _NEEDED_BY[t]:
                 if not tab.has(name):
                     raise _fail(src, 0, name, f"missing column (needed by the {t} rows)")
     und = tab.text("underlying")
     _first(src, "underlying", und == "", lambda r: "empty")
-
-    kind_text = np.char.lower(tab.text("kind").astype(str))
-    kinds = {"": -1, "underlying": -1, "call": KIND_CALL, "c": KIND_CALL, "put": KIND_PUT, "p": KIND_PUT}
-    _first(
-        src,
-        "kind",
-        ~np.isin(kind_text, list(kinds)),
-        lambda r: f"unknown kind {kind_text[r]!r} (call, put, or empty / underlying)",
-    )
-    kind = np.array([kinds[k] for k in kind_text], dtype=np.int64)
+    kind = tab.choice("kind", _KINDS, every, "kind (call, put, or empty / underlying)")
     is_option = kind >= 0
 
     strike, _ = tab.numbers("strike", is_option)
@@ -522,15 +526,7 @@ def _validate(tab: _Table) -> _Rows:
         is_trade & (size_empty | ~(np.isfinite(size) & (size > 0.0))),
         lambda r: f"a trade needs a finite size > 0, got {_show(tab, 'size', r)}",
     )
-    side_text = np.char.lower(tab.text("side").astype(str))
-    sides = {"": SIDE_UNKNOWN, "buy": SIDE_BUY, "b": SIDE_BUY, "sell": SIDE_SELL, "s": SIDE_SELL}
-    _first(
-        src,
-        "side",
-        is_trade & ~np.isin(side_text, list(sides)),
-        lambda r: f"unknown aggressor side {side_text[r]!r} (buy, sell or empty)",
-    )
-    side = np.array([sides.get(s, SIDE_UNKNOWN) for s in side_text], dtype=np.int64)
+    side = tab.choice("side", _SIDES, is_trade, "aggressor side (buy, sell or empty)")
 
     return _Rows(
         time=time,
@@ -562,20 +558,23 @@ def _show(tab: _Table, name: str, r: int) -> str:
 
 def _expiry_days(tab: _Table, rows: np.ndarray) -> np.ndarray:
     """The ``expiry`` column (YYYY-MM-DD) as days since the epoch on ``rows`` (0 elsewhere)."""
-    out = np.zeros(tab.n, dtype=np.int64)
     if not rows.any():
-        return out
+        return np.zeros(tab.n, dtype=np.int64)
     if not tab.has("expiry"):
         raise _fail(tab.source, 0, "expiry", "missing column (needed by the option rows)")
-    text = tab.text("expiry")
-    shaped = pd.Series(text, dtype=object).str.fullmatch(_DATE.pattern).to_numpy(dtype=bool)
-    _first(tab.source, "expiry", rows & ~shaped, lambda r: f"cannot parse {text[r]!r} (expected YYYY-MM-DD)")
-    days = pd.to_datetime(pd.Series(text[rows], dtype=object), format="%Y-%m-%d", errors="coerce")
-    invalid = np.zeros(tab.n, dtype=bool)
-    invalid[rows] = days.isna().to_numpy()
-    _first(tab.source, "expiry", invalid, lambda r: f"not a valid date: {text[r]!r}")
-    out[rows] = days.to_numpy(dtype="datetime64[D]").astype(np.int64)
-    return out
+    codes, texts = tab.factor("expiry")  # a day's options share a few expiries: each parsed once
+    shaped = np.array([_DATE.fullmatch(t) is not None for t in texts], dtype=bool)
+    _first(
+        tab.source,
+        "expiry",
+        rows & ~shaped[codes],
+        lambda r: f"cannot parse {texts[codes[r]]!r} (expected YYYY-MM-DD)",
+    )
+    days = pd.to_datetime(pd.Series(texts, dtype=object), format="%Y-%m-%d", errors="coerce")
+    invalid = days.isna().to_numpy()
+    _first(tab.source, "expiry", rows & invalid[codes], lambda r: f"not a valid date: {texts[codes[r]]!r}")
+    day = np.where(invalid, 0, days.to_numpy(dtype="datetime64[D]").astype(np.int64))
+    return np.where(rows, day[codes], 0)
 
 
 def _files(path: Path) -> list[Path]:
@@ -619,20 +618,36 @@ def read_tape(path: str | os.PathLike[str]) -> Tape:
     for f in _files(root):
         reader = _read_csv if _SUFFIXES[f.suffix.lower()] == "csv" else _read_parquet
         parts.append(_validate(reader(f, os.fspath(f))))
-    rows = _Rows(*(np.concatenate([getattr(p, fl.name) for p in parts]) for fl in fields(_Rows)))
+    return _tape(
+        os.fspath(root),
+        _Rows(*(np.concatenate([getattr(p, fl.name) for p in parts]) for fl in fields(_Rows))),
+    )
+
+
+def _tape(source: str, rows: _Rows) -> Tape:
+    """The tape of ``rows``: sorted by time (stable), underlyings numbered in name order, contracts in
+    (underlying, expiry, strike, kind) order."""
     order = np.argsort(rows.time, kind="stable")
     rows = _Rows(*(getattr(rows, fl.name)[order] for fl in fields(_Rows)))
-
-    names, u_id = np.unique(rows.underlying.astype(str), return_inverse=True)
+    codes, distinct = pd.factorize(rows.underlying)
+    by_name = np.argsort(distinct.astype(str))
+    rank = np.empty(by_name.size, dtype=np.int64)
+    rank[by_name] = np.arange(by_name.size)
+    inst = rank[codes]
     opt = rows.is_option
-    keys = _contract_keys(u_id[opt], rows.expiry_day[opt], rows.strike[opt], rows.kind[opt])
-    ukeys, c_id = np.unique(keys, return_inverse=True)
-    inst = u_id.astype(np.int64)
+    cu, ce, ck, cc = inst[opt], rows.expiry_day[opt], rows.strike[opt], rows.kind[opt]
+    by_key = np.lexsort((cc, ck, ce, cu))
+    change = np.zeros(by_key.size, dtype=bool)
+    if by_key.size:
+        change[0] = True
+        for a in (cu, ce, ck, cc):
+            change[1:] |= a[by_key][1:] != a[by_key][:-1]
+    c_id = np.empty(by_key.size, dtype=np.int64)
+    c_id[by_key] = np.cumsum(change) - 1
     inst[opt] = c_id
-    return _tape(os.fspath(root), tuple(str(n) for n in names), ukeys, rows, inst)
+    first = by_key[change]
+    names = tuple(str(n) for n in distinct[by_name])
 
-
-def _tape(source: str, names: tuple[str, ...], ukeys: np.ndarray, rows: _Rows, inst: np.ndarray) -> Tape:
     def pick(mask: np.ndarray, a: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
         return np.ascontiguousarray(a[mask], dtype=dtype)
 
@@ -661,10 +676,10 @@ def _tape(source: str, names: tuple[str, ...], ukeys: np.ndarray, rows: _Rows, i
     return Tape(
         source=source,
         underlyings=names,
-        contract_underlying=np.ascontiguousarray(ukeys["u"], dtype=np.int64),
-        contract_kind=np.ascontiguousarray(ukeys["c"], dtype=np.int64),
-        contract_strike=np.ascontiguousarray(ukeys["k"], dtype=np.float64),
-        contract_expiry_day=np.ascontiguousarray(ukeys["e"], dtype=np.int64),
+        contract_underlying=np.ascontiguousarray(cu[first], dtype=np.int64),
+        contract_kind=np.ascontiguousarray(cc[first], dtype=np.int64),
+        contract_strike=np.ascontiguousarray(ck[first], dtype=np.float64),
+        contract_expiry_day=np.ascontiguousarray(ce[first], dtype=np.int64),
         underlying_quotes=quotes(q & ~o),
         underlying_trades=trades(~q & ~o),
         option_quotes=quotes(q & o),
@@ -828,47 +843,34 @@ def tape_from_result(result: SimResult, path: int = 0) -> Tape:
     cfg = result.config
     und = result.underlyings[result.underlyings["path"] == path]
     fills = result.fills[result.fills["path"] == path]
-    names = tuple(sorted(cfg.names))  # ids in name order, as read_tape gives them
-    start = int(SESSION_OPEN.astype("datetime64[ns]").astype(np.int64))
-    grid = time_grid(start, cfg.sim.dt_s, cfg.sim.steps)
-    name_id = {n: j for j, n in enumerate(names)}
-    u_id = np.array([name_id[n] for n in und["underlying"]], dtype=np.int64)
+    grid = time_grid(int(SESSION_OPEN.astype("datetime64[ns]").astype(np.int64)), cfg.sim.dt_s, cfg.sim.steps)
+    half_spread = {u.name: u.half_spread for u in cfg.underlying}
+    u_name = und["underlying"].to_numpy(dtype=object)
     spot = und["spot"].to_numpy(np.float64)
-    hs = np.array([u.half_spread for u in cfg.underlying])[u_id]
-    step = und["step"].to_numpy(np.int64)
-    nan = np.full(spot.size, np.nan)
+    hs = np.array([half_spread[n] for n in u_name], dtype=np.float64)
+    n_q, n_f = spot.size, len(fills)
+    none_q, none_f = np.full(n_q, np.nan), np.full(n_f, np.nan)
 
-    is_opt = (fills["kind"] != "stock").to_numpy()
-    f_u = np.array([name_id[n] for n in fills["underlying"]], dtype=np.int64)
-    f_kind = np.where(fills["kind"].to_numpy() == "call", KIND_CALL, KIND_PUT)
-    f_expiry = (
-        VALUATION
-        + np.ceil(np.where(is_opt, fills["expiry_days"].to_numpy(np.float64), 0.0)).astype("timedelta64[D]")
-    ).astype(np.int64)
-    f_strike = fills["strike"].to_numpy(np.float64)
-    names_rows = np.concatenate([u_id, f_u])
-    n_q = spot.size
+    is_opt = (fills["kind"] != "stock").to_numpy(dtype=bool)
+    days = np.ceil(np.where(is_opt, fills["expiry_days"].to_numpy(np.float64), 0.0)).astype("timedelta64[D]")
     rows = _Rows(
-        time=np.concatenate([grid[step], grid[fills["step"].to_numpy(np.int64)]]),
-        is_trade=np.concatenate([np.zeros(n_q, bool), np.ones(len(fills), bool)]),
+        time=np.concatenate([grid[und["step"].to_numpy(np.int64)], grid[fills["step"].to_numpy(np.int64)]]),
+        is_trade=np.concatenate([np.zeros(n_q, bool), np.ones(n_f, bool)]),
         is_option=np.concatenate([np.zeros(n_q, bool), is_opt]),
-        underlying=np.array(names, dtype=object)[names_rows],
-        kind=np.concatenate([np.full(n_q, -1), np.where(is_opt, f_kind, -1)]),
-        expiry_day=np.concatenate([np.zeros(n_q, np.int64), np.where(is_opt, f_expiry, 0)]),
-        strike=np.concatenate([nan, np.where(is_opt, f_strike, np.nan)]),
+        underlying=np.concatenate([u_name, fills["underlying"].to_numpy(dtype=object)]),
+        kind=np.concatenate(
+            [np.full(n_q, -1), np.where(is_opt, np.where(fills["kind"] == "call", KIND_CALL, KIND_PUT), -1)]
+        ),
+        expiry_day=np.concatenate(
+            [np.zeros(n_q, np.int64), np.where(is_opt, (VALUATION + days).astype(np.int64), 0)]
+        ),
+        strike=np.concatenate([none_q, np.where(is_opt, fills["strike"].to_numpy(np.float64), np.nan)]),
         a=np.concatenate([spot - hs, fills["price"].to_numpy(np.float64)]),
         b=np.concatenate([spot + hs, fills["size"].to_numpy(np.float64)]),
-        a_size=np.concatenate([nan, np.full(len(fills), np.nan)]),
-        b_size=np.concatenate([nan, np.full(len(fills), np.nan)]),
+        a_size=np.concatenate([none_q, none_f]),
+        b_size=np.concatenate([none_q, none_f]),
         side=np.concatenate([np.zeros(n_q, np.int64), -fills["side"].to_numpy(np.int64)]),
-        mid=np.concatenate([spot, np.full(len(fills), np.nan)]),
-        vol=np.concatenate([und["vol"].to_numpy(np.float64), np.full(len(fills), np.nan)]),
+        mid=np.concatenate([spot, none_f]),
+        vol=np.concatenate([und["vol"].to_numpy(np.float64), none_f]),
     )
-    order = np.argsort(rows.time, kind="stable")
-    rows = _Rows(*(getattr(rows, fl.name)[order] for fl in fields(_Rows)))
-    opt = rows.is_option
-    keys = _contract_keys(names_rows[order][opt], rows.expiry_day[opt], rows.strike[opt], rows.kind[opt])
-    ukeys, c_id = np.unique(keys, return_inverse=True)
-    inst = names_rows[order].astype(np.int64)
-    inst[opt] = c_id
-    return _tape(f"{cfg.source} (seed {result.seed}, path {path})", names, ukeys, rows, inst)
+    return _tape(f"{cfg.source} (seed {result.seed}, path {path})", rows)
