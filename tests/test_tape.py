@@ -384,7 +384,30 @@ def test_trade_fill_invariants(bid, bs, ask, asz, price, size, side) -> None:  #
         assert aq > 0.0
 
 
-@given(
+@st.composite
+def _near_market(draw: st.DrawFn) -> tuple[float, ...]:
+    """A recorded market on a 0.05 grid and our quotes a few ticks around it (at, inside, behind,
+    through the touch, at the mid), so that every branch of the rule is reached."""
+    tick = 0.05
+    mb = draw(st.integers(0, 40)) * tick
+    ma = mb + draw(st.integers(0, 6)) * tick  # 0: locked
+    bid = mb + draw(st.integers(-2, 8)) * tick
+    ask = ma - draw(st.integers(-2, 8)) * tick
+    return (
+        bid,
+        draw(sizes),
+        ask,
+        draw(sizes),
+        mb,
+        ma,
+        draw(st.one_of(sizes, st.just(math.nan))),
+        draw(st.one_of(sizes, st.just(math.nan))),
+        draw(st.floats(0.0, 0.5)),
+        draw(st.floats(0.0, 0.5)),
+    )
+
+
+_anything = st.tuples(
     prices,
     sizes,
     prices,
@@ -396,7 +419,11 @@ def test_trade_fill_invariants(bid, bs, ask, asz, price, size, side) -> None:  #
     st.floats(0.0, 1.0, exclude_max=True),
     st.floats(0.0, 1.0, exclude_max=True),
 )
-def test_quote_fill_invariants(bid, bs, ask, asz, mb, ma, mbs, mas, ub, ua) -> None:  # type: ignore[no-untyped-def]
+
+
+@given(st.one_of(_near_market(), _anything))
+def test_quote_fill_invariants(case: tuple[float, ...]) -> None:
+    bid, bs, ask, asz, mb, ma, mbs, mas, ub, ua = case
     bq, bpx, aq, apx = _both(fk.quote_fill_py, fk.quote_fill, bid, bs, ask, asz, mb, ma, mbs, mas, ub, ua, FP)
     mid = 0.5 * (mb + ma)
     if bq > 0.0:
@@ -411,6 +438,12 @@ def test_quote_fill_invariants(bid, bs, ask, asz, mb, ma, mbs, mas, ub, ua) -> N
         assert math.isnan(bpx)
     if aq == 0.0:
         assert math.isnan(apx)
+    # and a live quote resting at or inside the touch fills exactly when its draw is below
+    # 1 - exp(-rate dt): 0.2 / s at the touch, 0.5 / s inside it, over FP's one-second step
+    if mb < ma and bs > 0.0 and mb <= bid < mid:
+        assert (bq > 0.0) == (ub < -math.expm1(-(0.2 if bid == mb else 0.5)))
+    if mb < ma and asz > 0.0 and mid < ask <= ma:
+        assert (aq > 0.0) == (ua < -math.expm1(-(0.2 if ask == ma else 0.5)))
 
 
 def test_quote_fill_worked_cases() -> None:
