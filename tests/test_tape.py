@@ -26,6 +26,7 @@ from optmm.sim.tape import (
     Tape,
     Trades,
     asof_index,
+    asof_values,
     read_tape,
     step_slices,
     tape_from_result,
@@ -60,7 +61,7 @@ def _write(tmp_path: Path, text: str, name: str = "tape.csv") -> Path:
 
 
 def test_reads_a_worked_example(tmp_path: Path) -> None:
-    tape = read_tape(_write(tmp_path, GOOD))
+    tape = read_tape(_write(tmp_path, "\ufeff" + GOOD.replace("\n", "\r\n")))  # a spreadsheet's BOM and CRLF
     assert tape.underlyings == ("AAPL", "SPY")  # ids in name order
     # contracts by (underlying, expiry, strike, kind): the 95 put, then the 100 call
     assert tape.contract_underlying.tolist() == [1, 1]
@@ -313,6 +314,18 @@ def test_asof_uses_a_record_at_t_never_one_after() -> None:
     # instrument 1: its record stamped exactly at t is used at t, the one at t + 1 not before t + 1
     assert got[:, 1].tolist() == [-1, -1, 1, 3, 3]
     assert got[:, 2].tolist() == [-1] * 5  # no records
+    values = np.arange(10.0, 15.0)
+    q = Quotes(time_ns, inst, values, values, values, values, values, values)
+    np.testing.assert_array_equal(
+        asof_values(q, "mid", 3, grid),
+        [
+            [np.nan, np.nan, np.nan],
+            [10, np.nan, np.nan],
+            [10, 11, np.nan],
+            [12, 13, np.nan],
+            [12, 13, np.nan],
+        ],
+    )
     lo, hi = step_slices(time_ns, grid)
     # step k: the records in (grid[k-1], grid[k]]; step 0 those exactly at grid[0]
     assert list(zip(lo.tolist(), hi.tolist(), strict=True)) == [(0, 0), (0, 1), (1, 2), (2, 4), (4, 4)]

@@ -41,6 +41,7 @@ __all__ = [
     "Tape",
     "Trades",
     "asof_index",
+    "asof_values",
     "read_tape",
     "step_slices",
     "tape_from_result",
@@ -309,7 +310,7 @@ class _Table:
 
 def _read_csv(path: Path, source: str) -> _Table:
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise _fail(source, 0, "<file>", "empty (no header)") from None
     except UnicodeDecodeError:
@@ -810,6 +811,15 @@ def asof_index(time_ns: np.ndarray, inst: np.ndarray, n_inst: int, grid_ns: np.n
             pos = np.searchsorted(time_ns[idx], grid, side="right") - 1
             out[:, j] = np.where(pos >= 0, idx[np.maximum(pos, 0)], -1)
     return out
+
+
+def asof_values(records: Quotes | Trades, field: str, n_inst: int, grid_ns: np.ndarray) -> np.ndarray:
+    """``field`` of each instrument's last record stamped at or before each grid time (:func:`asof_index`),
+    NaN before its first: a float64 array ``(len(grid_ns), n_inst)``, e.g. ``asof_values(tape.
+    underlying_quotes, "mid", len(tape.underlyings), grid)``, the underlyings' mid at every step."""
+    idx = asof_index(records.time_ns, records.inst, n_inst, grid_ns)
+    values = np.asarray(getattr(records, field), dtype=np.float64)
+    return np.where(idx >= 0, values[np.maximum(idx, 0)] if values.size else np.nan, np.nan)
 
 
 def step_slices(time_ns: np.ndarray, grid_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
