@@ -1036,7 +1036,7 @@ def format_markouts(df: pd.DataFrame) -> str:
     ...                    "adverse_rate_mid_informed": [float("nan")] * 2})
     >>> print(format_markouts(df))
     horizon  fills  spread capture  markout P&L  adverse sel.  of spread  mid against  underlying against
-    --------------------------------------------------------------------------------------------------
+    -----------------------------------------------------------------------------------------------------
         5 s     10          100.00        80.00        -20.00      20.0%        50.0%               50.0%
       120 s      9           90.00       -20.00       -110.00     122.0%        60.0%               70.0%
     """
