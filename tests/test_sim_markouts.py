@@ -120,3 +120,18 @@ def test_no_fills_and_bad_horizons(informed: SimResult) -> None:
     for bad in (0.0, -1.0, math.inf, math.nan):
         with pytest.raises(ValueError, match="positive number of seconds"):
             markouts(informed, [bad])
+
+
+def test_compare_table_has_a_row_pair_per_horizon(informed: SimResult) -> None:
+    from optmm.sim.report import COMPARE_COLUMNS, compare_table, format_table, horizon_columns
+
+    df = compare_table({"a": informed, "b": informed})
+    mk = markouts(informed)
+    extra = [c for h in mk["horizon_s"] for c in horizon_columns(h)]
+    assert [c for c in df.columns if c not in COMPARE_COLUMNS] == extra
+    for _, m in mk.iterrows():
+        a, r = horizon_columns(m["horizon_s"])
+        assert df.loc["b", a] == m["adverse_selection"] and df.loc["a", r] == m["adverse_rate_mid"]
+    text = format_table(df)
+    assert "adverse selection at 120 s (markout - spread)" in text
+    assert "fills the mid moved against at 120 s" in text

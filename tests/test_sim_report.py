@@ -501,7 +501,7 @@ def test_format_table_unknown_columns_and_empty() -> None:
     df = pd.DataFrame({"mystery": [0.5, 2.0]}, index=["x", "y"])
     assert format_table(df).splitlines()[2].split() == ["mystery", "0.50", "2.00"]
     assert format_table(compare_table({})).splitlines()[0] == "metric".ljust(
-        len("adverse selection (markout - spread)")
+        len("fills marked out below their price")
     )
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "format_summary",
     "format_table",
     "full_summary",
+    "horizon_columns",
     "path_totals",
     "plot_inventory",
     "plot_pnl",
@@ -764,9 +765,6 @@ COMPARE_COLUMNS = (
     "total_pnl_q95",
     *ATTRIBUTION,
     "markout_total",
-    "adverse_selection_total",
-    "adverse_rate_mid",
-    "adverse_rate_underlying",
     "max_abs_delta_shares",
     "mean_abs_delta_shares",
     "max_abs_vega_per_vol_point",
@@ -778,9 +776,20 @@ COMPARE_COLUMNS = (
     "final_inventory_mean",
     "final_inventory_std",
 )
-"""The columns of :func:`compare_table`: keys of :func:`full_summary` (the markout figures at the
-run's ``markout_s``), the attribution totals (``summary["attribution"]``) and ``time_in_normal``
-(``summary["time_in_layer"]["NORMAL"]``)."""
+"""The columns of :func:`compare_table`: keys of :func:`full_summary`, the attribution totals
+(``summary["attribution"]``) and ``time_in_normal`` (``summary["time_in_layer"]["NORMAL"]``); after
+``markout_total``, two columns per markout horizon (:func:`horizon_columns`)."""
+
+
+def horizon_columns(horizon_s: float) -> tuple[str, str]:
+    """The :func:`compare_table` columns of one markout horizon: the adverse selection (markout P&L
+    minus spread capture) and the fraction of fills the mid moved against, ``h`` seconds on.
+
+    >>> horizon_columns(120.0)
+    ('adverse_selection_120s', 'adverse_rate_mid_120s')
+    """
+    return f"adverse_selection_{horizon_s:g}s", f"adverse_rate_mid_{horizon_s:g}s"
+
 
 _KINDS: dict[str, str] = {
     "total_pnl_mean": "money",
@@ -796,9 +805,6 @@ _KINDS: dict[str, str] = {
     "total_pnl_q50": "money",
     "total_pnl_q95": "money",
     "markout_total": "money",
-    "adverse_selection_total": "money",
-    "adverse_rate_mid": "percent",
-    "adverse_rate_underlying": "percent",
     "pulls": "count",
     "kill_events": "count",
     "time_in_normal": "percent",
@@ -825,15 +831,25 @@ _TITLES = {
     "total_pnl_q50": "total P&L, median",
     "total_pnl_q95": "total P&L, 95% of paths",
     "markout_total": "markout P&L",
-    "adverse_selection_total": "adverse selection (markout - spread)",
-    "adverse_rate_mid": "fills the mid moved against",
-    "adverse_rate_underlying": "fills the underlying moved against",
     "pulls": "pulls",
     "kill_events": "kill events",
     "time_in_normal": "time in NORMAL",
     "final_inventory_mean": "final inventory, mean",
     "final_inventory_std": "final inventory, std",
 }
+
+
+def _title_kind(col: str) -> tuple[str, str]:
+    """A compare-table column's row title and figure kind (a markout horizon's columns included;
+    unknown columns keep their name and are formatted as amounts)."""
+    for prefix, title, kind in (
+        ("adverse_selection_", "adverse selection at {} (markout - spread)", "money"),
+        ("adverse_rate_mid_", "fills the mid moved against at {}", "percent"),
+    ):
+        rest = col.removeprefix(prefix)
+        if rest != col and rest.endswith("s") and rest[:-1].replace(".", "", 1).isdigit():
+            return title.format(f"{rest[:-1]} s"), kind
+    return _TITLES.get(col, col), _KINDS.get(col, "auto")
 
 
 def _number(x: Any) -> float:
@@ -844,7 +860,9 @@ def _number(x: Any) -> float:
 
 
 def compare_table(results: Mapping[str, SimResult]) -> pd.DataFrame:
-    """One row per strategy, the columns :data:`COMPARE_COLUMNS`, from each result's summary.
+    """One row per strategy, the columns :data:`COMPARE_COLUMNS` and those of each markout horizon of
+    the results (:func:`horizon_columns`, after ``markout_total``), from each result's
+    :func:`full_summary`.
 
     Parameters
     ----------
@@ -861,11 +879,17 @@ def compare_table(results: Mapping[str, SimResult]) -> pd.DataFrame:
         the results share it.
     """
     rows = []
-    for result in results.values():
-        s = full_summary(result)
+    summaries = [full_summary(r) for r in results.values()]
+    hs = sorted({float(m["horizon_s"]) for s in summaries for m in s.get("adverse_by_horizon", [])})
+    cut = COMPARE_COLUMNS.index("markout_total") + 1
+    columns = [*COMPARE_COLUMNS[:cut], *(c for h in hs for c in horizon_columns(h)), *COMPARE_COLUMNS[cut:]]
+    for s in summaries:
         attribution = s.get("attribution") or {}
         layers = s.get("time_in_layer") or {}
         row = {}
+        for m in s.get("adverse_by_horizon", []):
+            a, r = horizon_columns(float(m["horizon_s"]))
+            row[a], row[r] = _number(m["adverse_selection"]), _number(m["adverse_rate_mid"])
         for col in COMPARE_COLUMNS:
             if col in ATTRIBUTION:
                 row[col] = _number(attribution.get(col))
@@ -875,7 +899,7 @@ def compare_table(results: Mapping[str, SimResult]) -> pd.DataFrame:
                 row[col] = _number(s.get(col))
         rows.append(row)
     index = pd.Index([str(k) for k in results], name="strategy")
-    df = pd.DataFrame(rows, index=index, columns=list(COMPARE_COLUMNS), dtype=np.float64)
+    df = pd.DataFrame(rows, index=index, columns=columns, dtype=np.float64)
     bases = {
         sharpe_basis(r.summary) for r in results.values() if {"paths", "steps", "dt_s"} <= r.summary.keys()
     }
@@ -1081,10 +1105,10 @@ def format_table(df: pd.DataFrame) -> str:
     body = []
     for col in df.columns:
         values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-        title = _TITLES.get(str(col), str(col))
+        title, kind = _title_kind(str(col))
         if col == "sharpe" and "sharpe_basis" in df.attrs:
             title = f"{title} ({df.attrs['sharpe_basis']})"
-        body.append([title, *_format_row(values, _KINDS.get(str(col), "auto"))])
+        body.append([title, *_format_row(values, kind)])
     widths = [max(len(r[j]) for r in [header, *body]) for j in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
