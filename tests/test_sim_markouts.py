@@ -116,6 +116,7 @@ def test_no_fills_and_bad_horizons(informed: SimResult) -> None:
     empty = replace(informed, fills=informed.fills.iloc[0:0])
     df = markouts(empty, [5.0])
     assert list(df.columns) == list(MARKOUT_COLUMNS) and df["fills"].tolist() == [0]
+    assert df["markout_pnl"].tolist() == [0.0] and df["adverse_selection"].tolist() == [0.0]
     assert math.isnan(df["adverse_rate_mid"].iloc[0])
     for bad in (0.0, -1.0, math.inf, math.nan):
         with pytest.raises(ValueError, match="positive number of seconds"):

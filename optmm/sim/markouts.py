@@ -140,7 +140,7 @@ def markouts(result: SimResult, horizons_s: Sequence[float] | None = None) -> pd
         (``adverse_rate_mid``) or the underlying's mid against the fill's delta
         (``adverse_rate_underlying``) moved against us; ``informed_fills`` and
         ``adverse_rate_mid_informed``, the latter among informed fills. A rate with no fill to
-        count is NaN.
+        count is NaN; the money columns are 0 when no fill has a mark.
 
     Raises
     ------
@@ -166,7 +166,8 @@ def markouts(result: SimResult, horizons_s: Sequence[float] | None = None) -> pd
         fair0, spot0, delta0 = _values(result, fills, step, greeks=True)
     for h in hs:
         if not len(fills):
-            rows.append({"horizon_s": h, "fills": 0, "informed_fills": 0})
+            zero = dict.fromkeys(("spread_capture", "markout_pnl", "adverse_selection"), 0.0)
+            rows.append({"horizon_s": h, "fills": 0, "informed_fills": 0, **zero})
             continue
         fair_h, spot_h, _ = _values(result, fills, step + max(1, round(h / dt)), greeks=False)
         ok = np.isfinite(fair_h)
