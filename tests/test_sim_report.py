@@ -699,3 +699,34 @@ def test_plots_refuse_other_extensions(tmp_path: Path, result: SimResult, name: 
         with pytest.raises(ValueError, match=r"a figure is written as \.png, \.pdf or \.svg"):
             plot(result, tmp_path / name)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_pnl_distribution_draws_each_strategy_side_by_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = _figures(monkeypatch)
+    rng = np.random.default_rng(5)
+    n = 64
+    results = {}
+    for label, loc in (("greeks", 1000.0), ("no-pulls", 800.0)):
+        steps = pd.DataFrame({"path": np.repeat(np.arange(n), 2), "step": np.tile([0, 1], n)})
+        for c in ATTRIBUTION:
+            steps[c] = 0.0
+        steps["pnl"] = rng.normal(loc / 2.0, 100.0, 2 * n)
+        results[label] = replace(make_result(label), steps=steps)
+    report.plot_pnl_distribution(results, "x.png")
+    hist, fan = drawn[-1].axes
+    totals = {k: r.steps.groupby("path")["pnl"].sum().to_numpy() for k, r in results.items()}
+    # one outline per strategy, on shared bins
+    assert len(hist.patches) == 2
+    assert [t.get_text() for t in hist.get_legend().get_texts()] == [
+        "greeks (64 paths)",
+        "no-pulls (64 paths)",
+    ]
+    # the means (dashed) and the fan's ranges at numpy's quantiles
+    means = sorted(float(line.get_xdata()[0]) for line in hist.get_lines())
+    assert means == pytest.approx(sorted(float(t.mean()) for t in totals.values()), rel=1e-12)
+    for j, t in enumerate(totals.values()):
+        thin, thick = fan.collections[4 * j], fan.collections[4 * j + 1]  # then the median, the mean
+        (seg_thin,), (seg_thick,) = thin.get_segments(), thick.get_segments()
+        assert seg_thin[:, 1] == pytest.approx(np.quantile(t, [0.05, 0.95]), rel=1e-12)
+        assert seg_thick[:, 1] == pytest.approx(np.quantile(t, [0.25, 0.75]), rel=1e-12)
+    assert [t.get_text() for t in fan.get_xticklabels()] == ["greeks", "no-pulls"]

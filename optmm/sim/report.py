@@ -715,9 +715,9 @@ def plot_pnl_distribution(results: Mapping[str, SimResult], path: str | os.PathL
         _nothing(ax_f, "no paths")
         return _save(fig, path)
     lo, hi = float(finite.min()), float(finite.max())
-    bins = (
-        np.linspace(lo, hi, max(2, min(40, finite.size // max(1, len(totals)) // 2)) + 1) if hi > lo else 10
-    )
+    per = finite.size / max(1, len(totals))  # paths per strategy
+    n_bins = int(np.clip(np.ceil(np.sqrt(per)), 5, 40))  # the square-root rule: 8 bins for 64 paths
+    bins = np.linspace(lo, hi, n_bins + 1) if hi > lo else n_bins
     colors = [f"C{j}" for j in range(len(totals))]
     for j, (label, t) in enumerate(totals.items()):
         t = t[np.isfinite(t)]
