@@ -14,8 +14,8 @@ A run directory holds
   ``pnl_distribution.png``: the distribution of the paths' total P&L.
 
 ``steps.parquet`` and ``underlyings.parquet`` hold path 0's time series only, unless
-``per_path_series`` asks for every path's (64 paths of a 6.5-hour day at one-second steps are some
-360 MB of them).
+``per_path_series`` asks for every path's (64 paths of ``calm_day``, a 6.5-hour day at one-second
+steps, are 214 MB of them, against 4 MB for path 0).
 
 :func:`write_run` writes all of it or nothing: the files go to a temporary sibling directory that is
 renamed into place at the end.
