@@ -3,14 +3,18 @@
 ::
 
     optmm simulate CONFIG.toml [--out DIR] [--seed N] [--paths N] [--compare STRATEGY ...]
-                   [--set KEY=VALUE ...] [--overwrite] [--no-progress] [--format table|json]
+                   [--set KEY=VALUE ...] [--overwrite] [--per-path-series] [--no-progress]
+                   [--format table|json]
 
 One run prints its summary; ``--compare`` runs each named strategy (``symmetric``, ``linear``,
 ``greeks``, ``no-hedge``, ``no-pulls``, ``as2008``, ``as-symmetric``; combined with ``+``) on the same
 seed, paths and order flow and prints them side by side. ``--out DIR`` writes the run directory (one
 sub-directory per strategy with ``--compare``, plus ``compare.csv``), atomically, with the controller's
-audit trail (``audit.sqlite``). ``--set quoter.gamma_risk_aversion=1e-4`` changes a setting (the value is
-read as TOML: numbers, true/false, "strings", [lists]).
+audit trail (``audit.sqlite``); with ``--compare``, ``pnl_distribution.png`` draws the strategies'
+distributions of total P&L side by side. A run directory holds path 0's time series
+(``steps.parquet``, ``underlyings.parquet``) unless ``--per-path-series`` asks for every path's.
+``--set quoter.gamma_risk_aversion=1e-4`` changes a setting (the value is read as TOML: numbers,
+true/false, "strings", [lists]).
 
 ``--out`` is checked before the run (not a file, nor under one; its directory writable); a write that
 fails (a full disk) is one ``optmm: error:`` line naming ``--out``, with nothing left behind. The run's
@@ -62,6 +66,11 @@ def add_simulate_parser(subparsers: Any) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     p.add_argument(
+        "--per-path-series",
+        action="store_true",
+        help="write every path's time series to --out (default: path 0's; per-path totals always)",
+    )
+    p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (none unless stderr is a terminal)"
     )
     p.add_argument("--format", choices=("table", "json"), default="table", help="how to print the summary")
@@ -87,7 +96,14 @@ def run_simulate(args: argparse.Namespace) -> int:
     from optmm.risk.audit import AuditTrail
     from optmm.sim.config import SimConfig
     from optmm.sim.engine import simulate, strategy_config
-    from optmm.sim.report import compare_table, format_summary, format_table, summary_json, write_run
+    from optmm.sim.report import (
+        compare_table,
+        format_summary,
+        format_table,
+        full_summary,
+        summary_json,
+        write_run,
+    )
 
     try:
         config = SimConfig.load(args.config)
@@ -142,11 +158,15 @@ def run_simulate(args: argparse.Namespace) -> int:
             if out is not None:
                 bar.phase(f"writing {out}")
                 if args.compare:
-                    _write_compare(out, results, audits, args.overwrite)
+                    _write_compare(out, results, audits, args.overwrite, args.per_path_series)
                 else:
                     ((label, result),) = results.items()
                     write_run(
-                        result, out, overwrite=args.overwrite, extra_files={"audit.sqlite": audits[label]}
+                        result,
+                        out,
+                        overwrite=args.overwrite,
+                        extra_files={"audit.sqlite": audits[label]},
+                        per_path_series=args.per_path_series,
                     )
         except FileExistsError:
             raise UsageError(f"--out {out}: exists (use --overwrite to replace it)") from None
@@ -161,7 +181,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         else:
             print(format_table(table))
     else:
-        summary = next(iter(results.values())).summary
+        summary = full_summary(next(iter(results.values())))
         print(summary_json(summary) if args.format == "json" else format_summary(summary))
     if out is not None:
         print(f"run written to {out}", file=sys.stderr)
@@ -238,17 +258,25 @@ def _scratch(out: Path | None) -> Iterator[Path | None]:
                     pass
 
 
-def _write_compare(out: Path, results: dict[str, Any], audits: dict[str, Path], overwrite: bool) -> None:
-    """Each strategy's run directory and ``compare.csv`` under a temporary sibling of ``out``, then the
-    whole put in place at once (:func:`optmm.sim.report.install_dir`)."""
-    from optmm.sim.report import compare_table, install_dir, write_run
+def _write_compare(
+    out: Path, results: dict[str, Any], audits: dict[str, Path], overwrite: bool, per_path_series: bool
+) -> None:
+    """Each strategy's run directory, ``compare.csv`` and ``pnl_distribution.png`` under a temporary
+    sibling of ``out``, then the whole put in place at once (:func:`optmm.sim.report.install_dir`)."""
+    from optmm.sim.report import compare_table, install_dir, plot_pnl_distribution, write_run
 
     tmp = scratch_dir(out.parent, out.name)
     try:
         for label, result in results.items():
-            write_run(result, tmp / label.replace("/", "_"), extra_files={"audit.sqlite": audits[label]})
+            write_run(
+                result,
+                tmp / label.replace("/", "_"),
+                extra_files={"audit.sqlite": audits[label]},
+                per_path_series=per_path_series,
+            )
         with atomic_target(tmp / "compare.csv", text=True) as target:
             compare_table(results).to_csv(target)
+        plot_pnl_distribution(results, tmp / "pnl_distribution.png")
         install_dir(tmp, out, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

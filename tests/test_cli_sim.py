@@ -72,9 +72,38 @@ def test_compare_with_out_writes_one_directory_per_strategy(
     out = tmp_path / "cmp"
     code, _, _ = run(capsys, "simulate", CALM, *SHORT, "--compare", "symmetric", "linear", "--out", str(out))
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"symmetric", "linear", "compare.csv"}
+    assert {p.name for p in out.iterdir()} == {"symmetric", "linear", "compare.csv", "pnl_distribution.png"}
     table = pd.read_csv(out / "compare.csv", index_col=0)
     assert list(table.index) == ["symmetric", "linear"]
+    assert (out / "pnl_distribution.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_several_paths_write_path_zero_series_unless_asked(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, text, _ = run(capsys, "simulate", CALM, *SHORT, "--paths", "3", "--out", str(tmp_path / "a"))
+    assert code == 0
+    # the printed summary: quantiles of the paths' totals, and adverse selection by horizon
+    assert "total P&L, median path" in text and "adverse selection by markout horizon" in text
+    lines = {line.split()[0]: line for line in text.splitlines() if line.strip().endswith("%")}
+    assert {"1", "5", "30"} <= set(lines)  # the toxicity detector's horizons (s) and markout_s
+    a = tmp_path / "a"
+    steps = pd.read_parquet(a / "steps.parquet")
+    assert set(steps["path"]) == {0} and len(steps) == 600
+    assert set(pd.read_parquet(a / "underlyings.parquet")["path"]) == {0}
+    totals = pd.read_parquet(a / "paths.parquet")
+    summary = json.loads((a / "summary.json").read_text())
+    assert list(totals["path"]) == [0, 1, 2]
+    assert totals["total_pnl"].mean() == pytest.approx(summary["total_pnl_mean"], rel=1e-12)
+    assert summary["total_pnl_q50"] == pytest.approx(totals["total_pnl"].median(), rel=1e-12)
+    assert (a / "pnl_distribution.png").exists()
+    code, _, _ = run(
+        capsys, "simulate", CALM, *SHORT, "--paths", "3", "--per-path-series", "--out", str(tmp_path / "b")
+    )
+    assert code == 0
+    every = pd.read_parquet(tmp_path / "b" / "steps.parquet")
+    assert set(every["path"]) == {0, 1, 2} and len(every) == 1800
+    pd.testing.assert_frame_equal(every[every["path"] == 0].reset_index(drop=True), steps)
 
 
 @pytest.mark.parametrize(

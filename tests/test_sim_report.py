@@ -199,12 +199,19 @@ def fast_plots(monkeypatch: pytest.MonkeyPatch) -> None:
         Path(path).write_bytes(PNG_MAGIC + bytes(1024))
         return Path(path)
 
-    for name in ("plot_pnl", "plot_inventory", "plot_quotes"):
+    for name in ("plot_pnl", "plot_inventory", "plot_quotes", "plot_pnl_distribution"):
         monkeypatch.setattr(report, name, fake)
 
 
 def expected_files() -> set[str]:
-    return {f"{f}.parquet" for f in FRAMES} | {"summary.json", "config.toml", *PLOTS}
+    """The files of a run of several paths (the fixture has two)."""
+    return {f"{f}.parquet" for f in FRAMES} | {
+        "paths.parquet",
+        "summary.json",
+        "config.toml",
+        "pnl_distribution.png",
+        *PLOTS,
+    }
 
 
 def assert_png(path: Path) -> None:
@@ -223,7 +230,17 @@ def test_write_run_round_trip(tmp_path: Path, result: SimResult) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["r1"]  # no temporary directory left
     for name in FRAMES:
         back = pd.read_parquet(out / f"{name}.parquet")
-        pd.testing.assert_frame_equal(back, getattr(result, name).reset_index(drop=True))
+        want = getattr(result, name)
+        if name in ("steps", "underlyings"):  # path 0's time series only, unless asked for every path's
+            want = want[want["path"] == 0]
+        pd.testing.assert_frame_equal(back, want.reset_index(drop=True))
+    totals = pd.read_parquet(out / "paths.parquet")
+    assert list(totals["path"]) == [0, 1]
+    for p in (0, 1):
+        rows = result.steps[result.steps["path"] == p]
+        assert totals["total_pnl"][p] == pytest.approx(rows["pnl"].sum(), rel=1e-12)
+        assert totals["hedge_cost"][p] == pytest.approx(rows["hedge_cost"].sum(), rel=1e-12)
+        assert totals["fills"][p] == int((result.fills["path"] == p).sum())
     text = (out / "summary.json").read_text()
     summary = json.loads(text)
     assert summary["config_hash"] == FakeConfig().content_hash
@@ -234,9 +251,21 @@ def test_write_run_round_trip(tmp_path: Path, result: SimResult) -> None:
     config = (out / "config.toml").read_text()
     assert config == FakeConfig().to_toml()
     assert tomllib.loads(config)["sim"]["steps"] == N_STEPS
-    for png in PLOTS:
+    for png in (*PLOTS, "pnl_distribution.png"):
         assert_png(out / png)
     assert (os.stat(out).st_mode & 0o777) == 0o755
+    # quantiles of the two paths' totals, as numpy computes them from the steps
+    totals_np = result.steps.groupby("path")["pnl"].sum().to_numpy()
+    assert summary["total_pnl_q05"] == pytest.approx(np.quantile(totals_np, 0.05), rel=1e-12)
+    assert summary["total_pnl_q95"] == pytest.approx(np.quantile(totals_np, 0.95), rel=1e-12)
+
+
+def test_per_path_series_writes_every_path(tmp_path: Path, result: SimResult, fast_plots: None) -> None:
+    out = write_run(result, tmp_path / "run", per_path_series=True)
+    for name in ("steps", "underlyings"):
+        back = pd.read_parquet(out / f"{name}.parquet")
+        pd.testing.assert_frame_equal(back, getattr(result, name).reset_index(drop=True))
+        assert set(back["path"]) == {0, 1}
 
 
 def test_existing_directory_is_not_overwritten(tmp_path: Path, result: SimResult, fast_plots: None) -> None:
@@ -275,7 +304,9 @@ def test_overwrite_replaces(tmp_path: Path, result: SimResult, fast_plots: None)
     other = make_result("symmetric", seed=2)
     write_run(other, out, overwrite=True)
     assert json.loads((out / "summary.json").read_text())["strategy"] == "symmetric"
-    pd.testing.assert_frame_equal(pd.read_parquet(out / "steps.parquet"), other.steps)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "steps.parquet"), other.steps[other.steps["path"] == 0]
+    )
 
 
 def test_overwrite_a_link_replaces_the_link_not_its_target(
@@ -469,7 +500,9 @@ def test_compare_table_and_format() -> None:
 def test_format_table_unknown_columns_and_empty() -> None:
     df = pd.DataFrame({"mystery": [0.5, 2.0]}, index=["x", "y"])
     assert format_table(df).splitlines()[2].split() == ["mystery", "0.50", "2.00"]
-    assert format_table(compare_table({})).splitlines()[0] == "metric".ljust(len("max |vega| (per vol pt)"))
+    assert format_table(compare_table({})).splitlines()[0] == "metric".ljust(
+        len("fills marked out below their price")
+    )
 
 
 def test_format_table_shows_small_figures() -> None:
@@ -666,3 +699,34 @@ def test_plots_refuse_other_extensions(tmp_path: Path, result: SimResult, name: 
         with pytest.raises(ValueError, match=r"a figure is written as \.png, \.pdf or \.svg"):
             plot(result, tmp_path / name)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_pnl_distribution_draws_each_strategy_side_by_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = _figures(monkeypatch)
+    rng = np.random.default_rng(5)
+    n = 64
+    results = {}
+    for label, loc in (("greeks", 1000.0), ("no-pulls", 800.0)):
+        steps = pd.DataFrame({"path": np.repeat(np.arange(n), 2), "step": np.tile([0, 1], n)})
+        for c in ATTRIBUTION:
+            steps[c] = 0.0
+        steps["pnl"] = rng.normal(loc / 2.0, 100.0, 2 * n)
+        results[label] = replace(make_result(label), steps=steps)
+    report.plot_pnl_distribution(results, "x.png")
+    hist, fan = drawn[-1].axes
+    totals = {k: r.steps.groupby("path")["pnl"].sum().to_numpy() for k, r in results.items()}
+    # one outline per strategy, on shared bins
+    assert len(hist.patches) == 2
+    assert [t.get_text() for t in hist.get_legend().get_texts()] == [
+        "greeks (64 paths)",
+        "no-pulls (64 paths)",
+    ]
+    # the means (dashed) and the fan's ranges at numpy's quantiles
+    means = sorted(float(line.get_xdata()[0]) for line in hist.get_lines())
+    assert means == pytest.approx(sorted(float(t.mean()) for t in totals.values()), rel=1e-12)
+    for j, t in enumerate(totals.values()):
+        thin, thick = fan.collections[4 * j], fan.collections[4 * j + 1]  # then the median, the mean
+        (seg_thin,), (seg_thick,) = thin.get_segments(), thick.get_segments()
+        assert seg_thin[:, 1] == pytest.approx(np.quantile(t, [0.05, 0.95]), rel=1e-12)
+        assert seg_thick[:, 1] == pytest.approx(np.quantile(t, [0.25, 0.75]), rel=1e-12)
+    assert [t.get_text() for t in fan.get_xticklabels()] == ["greeks", "no-pulls"]

@@ -363,8 +363,13 @@ def test_no_fill_gives_a_zero_fill_rate_and_no_adverse_selection_rate(
     assert summary["markout_total"] == 0.0 and summary["adverse_selection_total"] == 0.0
     code, out, _ = run(capsys, *args)
     assert code == 0 and "nan" not in out.lower()
-    line = next(row for row in out.splitlines() if "adverse-selection rate" in row)
+    line = next(row for row in out.splitlines() if "fills marked out below their price" in row)
     assert line.split()[-1] == "n/a"
+    # no fill to mark at any horizon: the rates are null, the money 0
+    rows = summary["adverse_by_horizon"]
+    assert [r["horizon_s"] for r in rows] == [1.0, 5.0, 30.0]
+    assert all(r["fills"] == 0 and r["adverse_rate_mid"] is None for r in rows)
+    assert all(r["markout_pnl"] == 0.0 and r["spread_capture"] == 0.0 for r in rows)
 
 
 def test_nothing_quoted_gives_no_fill_rate() -> None:

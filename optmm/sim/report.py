@@ -8,8 +8,14 @@ A run directory holds
 * ``summary.json``: the summary (sorted keys, indented, NaN and infinities as ``null``), with the
   configuration's content hash;
 * ``config.toml``: the configuration that produced it;
+* ``paths.parquet``: one row per path, its total P&L and attribution totals and its fills;
 * ``pnl.png``, ``inventory.png``, ``quotes.png``: path 0's P&L attribution, its inventory with the
-  controller's layers, and the quotes around fair value in the zoom window.
+  controller's layers, and the quotes around fair value in the zoom window; with several paths,
+  ``pnl_distribution.png``: the distribution of the paths' total P&L.
+
+``steps.parquet`` and ``underlyings.parquet`` hold path 0's time series only, unless
+``per_path_series`` asks for every path's (64 paths of ``calm_day``, a 6.5-hour day at one-second
+steps, are 214 MB of them, against 4 MB for path 0).
 
 :func:`write_run` writes all of it or nothing: the files go to a temporary sibling directory that is
 renamed into place at the end.
@@ -32,6 +38,8 @@ import pandas as pd
 from optmm._io import save_figure
 from optmm._scratch import scratch_dir
 from optmm.risk.audit import Layer
+from optmm.sim.config import SimConfig
+from optmm.sim.markouts import markouts
 from optmm.sim.result import ATTRIBUTION, SimResult
 
 if TYPE_CHECKING:
@@ -44,10 +52,15 @@ __all__ = [
     "PLOTS",
     "compare_table",
     "format_figure",
+    "format_markouts",
     "format_summary",
     "format_table",
+    "full_summary",
+    "horizon_columns",
+    "path_totals",
     "plot_inventory",
     "plot_pnl",
+    "plot_pnl_distribution",
     "plot_quotes",
     "sharpe_basis",
     "summary_json",
@@ -57,6 +70,8 @@ __all__ = [
 FRAMES = ("steps", "underlyings", "fills", "hedges", "quotes")
 """The frames of a :class:`SimResult`, each written to ``<name>.parquet``."""
 PLOTS = ("pnl.png", "inventory.png", "quotes.png")
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+"""The quantiles of the paths' total P&L in :func:`full_summary` (keys ``total_pnl_q05`` ...)."""
 
 _LABELS = {
     "spread_capture": "spread capture",
@@ -87,6 +102,7 @@ def write_run(
     *,
     overwrite: bool = False,
     extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
+    per_path_series: bool = False,
 ) -> Path:
     """Write a run directory (see the module docstring for its contents), atomically.
 
@@ -100,6 +116,9 @@ def write_run(
     extra_files : mapping of str to path, optional
         Files copied into the run directory under the given names before it is put in place (the
         simulator's audit trail, ``audit.sqlite``).
+    per_path_series : bool, default False
+        Write every path's rows of ``steps`` and ``underlyings``; by default path 0's only (the
+        per-path totals are in ``paths.parquet`` either way).
 
     Returns
     -------
@@ -124,7 +143,7 @@ def write_run(
     """
     out = Path(os.path.abspath(out_dir))
     _check_target(out, overwrite=overwrite)
-    summary = dict(result.summary)
+    summary = full_summary(result)
     config_hash = result.config.content_hash
     if summary.setdefault("config_hash", config_hash) != config_hash:
         got = summary["config_hash"]
@@ -133,12 +152,18 @@ def write_run(
     tmp = scratch_dir(out.parent, out.name)  # named after this process: see optmm._scratch
     try:
         for name in FRAMES:
-            _write_frame(getattr(result, name), tmp / f"{name}.parquet")
+            df = getattr(result, name)
+            if name in ("steps", "underlyings") and not per_path_series and "path" in df.columns:
+                df = df[df["path"] == df["path"].min()] if len(df) else df
+            _write_frame(df, tmp / f"{name}.parquet")
+        _write_frame(path_totals(result), tmp / "paths.parquet")
         _write_text(tmp / "summary.json", summary_json(summary))
         _write_text(tmp / "config.toml", result.config.to_toml())
         plot_pnl(result, tmp / "pnl.png")
         plot_inventory(result, tmp / "inventory.png")
         plot_quotes(result, tmp / "quotes.png")
+        if "path" in result.steps.columns and result.steps["path"].nunique() > 1:
+            plot_pnl_distribution({result.strategy: result}, tmp / "pnl_distribution.png")
         for name, src in (extra_files or {}).items():
             if Path(name).name != name or name in {f.name for f in tmp.iterdir()}:
                 raise ValueError(f"extra_files: {name!r} must be a new plain file name in the run directory")
@@ -239,6 +264,47 @@ def summary_json(summary: Mapping[str, Any]) -> str:
     """``summary`` as JSON text (sorted keys, indented, every float in full, NaN and infinities as
     ``null``): ``summary.json`` and ``optmm simulate --format json``."""
     return json.dumps(_jsonable(summary), sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+def path_totals(result: SimResult) -> pd.DataFrame:
+    """One row per path: ``path``, ``total_pnl`` and the :data:`ATTRIBUTION` totals (currency), and
+    ``fills`` (``paths.parquet``; sorted by path)."""
+    steps = result.steps
+    if steps.empty or "path" not in steps.columns:
+        return pd.DataFrame(
+            {"path": np.zeros(0, np.int64), "total_pnl": np.zeros(0), "fills": np.zeros(0, np.int64)}
+        )
+    g = steps.groupby("path", sort=True)
+    out = pd.DataFrame({"total_pnl": g["pnl"].sum()})
+    for c in ATTRIBUTION:
+        out[c] = g[c].sum()
+    n = result.fills.groupby("path").size() if "path" in result.fills.columns else pd.Series(dtype=np.int64)
+    out["fills"] = n.reindex(out.index, fill_value=0).astype(np.int64)
+    return out.reset_index()
+
+
+def full_summary(result: SimResult) -> dict[str, Any]:
+    """The run's summary with what the report adds to it: ``summary.json`` and ``optmm simulate``.
+
+    Added keys: ``total_pnl_q05``, ``total_pnl_q25``, ``total_pnl_q50``, ``total_pnl_q75``,
+    ``total_pnl_q95``, the quantiles of the paths' total P&L (null for one path, as the standard
+    deviation); ``adverse_by_horizon``, the rows of :func:`optmm.sim.markouts.markouts` (the fraction
+    of fills after which the mid moved against us, and the markout P&L, at each horizon); and from
+    its row at the run's ``markout_s``, ``adverse_rate_mid`` and ``adverse_rate_underlying``.
+    """
+    out = dict(result.summary)
+    totals = path_totals(result)["total_pnl"].to_numpy(dtype=float)
+    qs = np.quantile(totals, QUANTILES) if totals.size > 1 else np.full(len(QUANTILES), math.nan)
+    for q, v in zip(QUANTILES, qs, strict=True):
+        out[f"total_pnl_q{round(q * 100):02d}"] = float(v)
+    if not isinstance(result.config, SimConfig):  # a hand-made result: no model to mark the fills with
+        return out
+    mk = markouts(result)
+    out["adverse_by_horizon"] = mk.to_dict(orient="records")
+    at = mk[np.isclose(mk["horizon_s"], float(result.config.sim.markout_s))]
+    for key in ("adverse_rate_mid", "adverse_rate_underlying"):
+        out[key] = float(at[key].iloc[0]) if len(at) else math.nan
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -622,6 +688,71 @@ def plot_quotes(result: SimResult, path: str | os.PathLike[str]) -> Path:
     return _save(fig, path)
 
 
+def plot_pnl_distribution(results: Mapping[str, SimResult], path: str | os.PathLike[str]) -> Path:
+    """The distribution of the paths' total P&L of one or several strategies, side by side: a
+    histogram of each (shared bins, outlines, its mean dashed) and a fan of each (the 5-95% and
+    25-75% ranges across paths, the median and the mean). PNG, PDF or SVG by ``path``'s extension,
+    written atomically; strategies without paths are named as such.
+
+    Parameters
+    ----------
+    results : mapping of str to SimResult
+        A label (a strategy's name) to its result, in the order drawn.
+    path : str or path-like
+    """
+    totals = {str(k): path_totals(r)["total_pnl"].to_numpy(dtype=float) for k, r in results.items()}
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    fig = Figure(figsize=(11.0, 4.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax_h, ax_f = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2], "wspace": 0.25})
+    fig.subplots_adjust(left=0.08, right=0.97, bottom=0.13, top=0.88)
+    finite = np.concatenate([t[np.isfinite(t)] for t in totals.values()] or [np.zeros(0)])
+    if finite.size == 0:
+        _nothing(ax_h, "no paths")
+        _nothing(ax_f, "no paths")
+        return _save(fig, path)
+    lo, hi = float(finite.min()), float(finite.max())
+    per = finite.size / max(1, len(totals))  # paths per strategy
+    n_bins = int(np.clip(np.ceil(np.sqrt(per)), 5, 40))  # the square-root rule: 8 bins for 64 paths
+    bins = np.linspace(lo, hi, n_bins + 1) if hi > lo else n_bins
+    colors = [f"C{j}" for j in range(len(totals))]
+    for j, (label, t) in enumerate(totals.items()):
+        t = t[np.isfinite(t)]
+        if t.size == 0:
+            continue
+        ax_h.hist(t, bins=bins, histtype="step", lw=1.6, color=colors[j], label=f"{label} ({t.size} paths)")
+        ax_h.axvline(float(t.mean()), color=colors[j], ls="--", lw=1.0)
+        q05, q25, q50, q75, q95 = np.quantile(t, QUANTILES)
+        ax_f.vlines(j, q05, q95, color=colors[j], lw=2.0, alpha=0.5)
+        ax_f.vlines(j, q25, q75, color=colors[j], lw=8.0, alpha=0.7)
+        ax_f.scatter(
+            [j], [q50], color="white", edgecolors="black", zorder=3, s=30, label="median" if j == 0 else None
+        )
+        ax_f.scatter(
+            [j],
+            [float(t.mean())],
+            marker="x",
+            color="black",
+            zorder=3,
+            s=30,
+            label="mean" if j == 0 else None,
+        )
+    ax_h.set_xlabel("total P&L of a path")
+    ax_h.set_ylabel("paths")
+    ax_h.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v + 0.0:,.6g}"))
+    ax_h.legend(fontsize=8, frameon=False)
+    ax_h.set_title("Total P&L over paths (dashed: mean)", fontsize=10)
+    ax_f.set_xticks(range(len(totals)), list(totals), fontsize=8, rotation=15)
+    ax_f.set_xlim(-0.6, len(totals) - 0.4)
+    _money_axis(ax_f)
+    ax_f.legend(fontsize=8, frameon=False)
+    ax_f.set_title("5-95% (thin), 25-75% (thick) of paths", fontsize=10)
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------------------------------
 # comparison tables
 
@@ -629,7 +760,11 @@ COMPARE_COLUMNS = (
     "total_pnl_mean",
     "total_pnl_std",
     "sharpe",
+    "total_pnl_q05",
+    "total_pnl_q50",
+    "total_pnl_q95",
     *ATTRIBUTION,
+    "markout_total",
     "max_abs_delta_shares",
     "mean_abs_delta_shares",
     "max_abs_vega_per_vol_point",
@@ -641,8 +776,20 @@ COMPARE_COLUMNS = (
     "final_inventory_mean",
     "final_inventory_std",
 )
-"""The columns of :func:`compare_table`: summary keys, the attribution totals (``summary
-["attribution"]``) and ``time_in_normal`` (``summary["time_in_layer"]["NORMAL"]``)."""
+"""The columns of :func:`compare_table`: keys of :func:`full_summary`, the attribution totals
+(``summary["attribution"]``) and ``time_in_normal`` (``summary["time_in_layer"]["NORMAL"]``); after
+``markout_total``, two columns per markout horizon (:func:`horizon_columns`)."""
+
+
+def horizon_columns(horizon_s: float) -> tuple[str, str]:
+    """The :func:`compare_table` columns of one markout horizon: the adverse selection (markout P&L
+    minus spread capture) and the fraction of fills the mid moved against, ``h`` seconds on.
+
+    >>> horizon_columns(120.0)
+    ('adverse_selection_120s', 'adverse_rate_mid_120s')
+    """
+    return f"adverse_selection_{horizon_s:g}s", f"adverse_rate_mid_{horizon_s:g}s"
+
 
 _KINDS: dict[str, str] = {
     "total_pnl_mean": "money",
@@ -654,6 +801,10 @@ _KINDS: dict[str, str] = {
     "max_abs_vega_per_vol_point": "amount",
     "fill_rate": "percent2",
     "adverse_selection_rate": "percent",
+    "total_pnl_q05": "money",
+    "total_pnl_q50": "money",
+    "total_pnl_q95": "money",
+    "markout_total": "money",
     "pulls": "count",
     "kill_events": "count",
     "time_in_normal": "percent",
@@ -675,13 +826,30 @@ _TITLES = {
     "mean_abs_delta_shares": "mean |delta| (shares)",
     "max_abs_vega_per_vol_point": "max |vega| (per vol pt)",
     "fill_rate": "fill rate",
-    "adverse_selection_rate": "adverse selection rate",
+    "adverse_selection_rate": "fills marked out below their price",
+    "total_pnl_q05": "total P&L, 5% of paths",
+    "total_pnl_q50": "total P&L, median",
+    "total_pnl_q95": "total P&L, 95% of paths",
+    "markout_total": "markout P&L",
     "pulls": "pulls",
     "kill_events": "kill events",
     "time_in_normal": "time in NORMAL",
     "final_inventory_mean": "final inventory, mean",
     "final_inventory_std": "final inventory, std",
 }
+
+
+def _title_kind(col: str) -> tuple[str, str]:
+    """A compare-table column's row title and figure kind (a markout horizon's columns included;
+    unknown columns keep their name and are formatted as amounts)."""
+    for prefix, title, kind in (
+        ("adverse_selection_", "adverse selection at {} (markout - spread)", "money"),
+        ("adverse_rate_mid_", "fills the mid moved against at {}", "percent"),
+    ):
+        rest = col.removeprefix(prefix)
+        if rest != col and rest.endswith("s") and rest[:-1].replace(".", "", 1).isdigit():
+            return title.format(f"{rest[:-1]} s"), kind
+    return _TITLES.get(col, col), _KINDS.get(col, "auto")
 
 
 def _number(x: Any) -> float:
@@ -692,7 +860,9 @@ def _number(x: Any) -> float:
 
 
 def compare_table(results: Mapping[str, SimResult]) -> pd.DataFrame:
-    """One row per strategy, the columns :data:`COMPARE_COLUMNS`, from each result's summary.
+    """One row per strategy, the columns :data:`COMPARE_COLUMNS` and those of each markout horizon of
+    the results (:func:`horizon_columns`, after ``markout_total``), from each result's
+    :func:`full_summary`.
 
     Parameters
     ----------
@@ -703,16 +873,23 @@ def compare_table(results: Mapping[str, SimResult]) -> pd.DataFrame:
     -------
     DataFrame
         Indexed by ``strategy``, float64 columns; the attribution columns are the totals of a path,
-        mean over paths; a key missing from a summary (or null) gives NaN.
+        mean over paths; the markout columns at the run's ``markout_s``; a key missing from a summary
+        (or null) gives NaN.
         ``attrs["sharpe_basis"]``: what the Sharpe ratios are ratios of (:func:`sharpe_basis`), when
         the results share it.
     """
     rows = []
-    for result in results.values():
-        s = result.summary
+    summaries = [full_summary(r) for r in results.values()]
+    hs = sorted({float(m["horizon_s"]) for s in summaries for m in s.get("adverse_by_horizon", [])})
+    cut = COMPARE_COLUMNS.index("markout_total") + 1
+    columns = [*COMPARE_COLUMNS[:cut], *(c for h in hs for c in horizon_columns(h)), *COMPARE_COLUMNS[cut:]]
+    for s in summaries:
         attribution = s.get("attribution") or {}
         layers = s.get("time_in_layer") or {}
         row = {}
+        for m in s.get("adverse_by_horizon", []):
+            a, r = horizon_columns(float(m["horizon_s"]))
+            row[a], row[r] = _number(m["adverse_selection"]), _number(m["adverse_rate_mid"])
         for col in COMPARE_COLUMNS:
             if col in ATTRIBUTION:
                 row[col] = _number(attribution.get(col))
@@ -722,7 +899,7 @@ def compare_table(results: Mapping[str, SimResult]) -> pd.DataFrame:
                 row[col] = _number(s.get(col))
         rows.append(row)
     index = pd.Index([str(k) for k in results], name="strategy")
-    df = pd.DataFrame(rows, index=index, columns=list(COMPARE_COLUMNS), dtype=np.float64)
+    df = pd.DataFrame(rows, index=index, columns=columns, dtype=np.float64)
     bases = {
         sharpe_basis(r.summary) for r in results.values() if {"paths", "steps", "dt_s"} <= r.summary.keys()
     }
@@ -803,8 +980,12 @@ _SUMMARY_ROWS = (
     ("sharpe", "Sharpe", "ratio"),
     ("fills", "fills", "count"),
     ("fill_rate", "fill rate (fills per quoted side-step)", "percent2"),
-    ("adverse_selection_rate", "adverse-selection rate (fills marked out < 0)", "percent"),
-    ("markout_total", "markouts (total)", "money"),
+    ("total_pnl_q05", "total P&L, 5% of paths", "money"),
+    ("total_pnl_q25", "total P&L, 25% of paths", "money"),
+    ("total_pnl_q50", "total P&L, median path", "money"),
+    ("total_pnl_q75", "total P&L, 75% of paths", "money"),
+    ("total_pnl_q95", "total P&L, 95% of paths", "money"),
+    ("adverse_selection_rate", "fills marked out below their price", "percent"),
     ("max_abs_delta_shares", "max |delta| (shares)", "amount"),
     ("mean_abs_delta_shares", "mean |delta| (shares)", "amount"),
     ("max_abs_vega_per_vol_point", "max |vega| (per vol point)", "amount"),
@@ -830,9 +1011,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"{summary['dt_s']:g} s, seed {summary['seed']}, config {str(summary['config_hash'])[:12]}"
     )
     fig = format_figure
+    several = int(summary.get("paths") or 0) > 1
     rows = [
         (f"Sharpe ({sharpe_basis(summary)})" if key == "sharpe" else label, fig(summary.get(key), kind))
         for key, label, kind in _SUMMARY_ROWS
+        if several or not key.startswith("total_pnl_q")  # quantiles over one path: not shown
     ]
     attribution = [(f"  {k}", fig(v, "money")) for k, v in (summary.get("attribution") or {}).items()]
     width = max(len(label) for label, _ in rows + attribution)
@@ -842,7 +1025,58 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     layers = summary.get("time_in_layer") or {}
     shown = ", ".join(f"{k} {fig(v, 'percent')}" for k, v in layers.items() if v > 0.0)
     lines.append(f"  time in layers: {shown}")
+    by_horizon = summary.get("adverse_by_horizon")
+    if by_horizon:
+        lines.append("  adverse selection by markout horizon (money: mean over paths):")
+        lines.extend(f"    {line}" for line in format_markouts(pd.DataFrame(by_horizon)).splitlines())
     return "\n".join(lines)
+
+
+_MARKOUT_HEADS = (
+    ("horizon_s", "horizon", "seconds"),
+    ("fills", "fills", "count"),
+    ("spread_capture", "spread capture", "money"),
+    ("markout_pnl", "markout P&L", "money"),
+    ("adverse_selection", "adverse sel.", "money"),
+    ("adverse_share_of_spread", "of spread", "percent"),
+    ("adverse_rate_mid", "mid against", "percent"),
+    ("adverse_rate_underlying", "underlying against", "percent"),
+    ("adverse_rate_mid_informed", "informed: mid against", "percent"),
+)
+
+
+def format_markouts(df: pd.DataFrame) -> str:
+    """A fixed-width text rendering of :func:`optmm.sim.markouts.markouts`, one line per horizon:
+    the markout P&L and its adverse part next to the fractions of fills after which the mid (and the
+    underlying, against the fill's delta) moved against us; the informed fills' column only when
+    there are some.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"horizon_s": [5.0, 120.0], "fills": [10, 9], "spread_capture": [100.0, 90.0],
+    ...                    "markout_pnl": [80.0, -20.0], "adverse_selection": [-20.0, -110.0],
+    ...                    "adverse_share_of_spread": [0.2, 1.22], "adverse_rate_mid": [0.5, 0.6],
+    ...                    "adverse_rate_underlying": [0.5, 0.7], "informed_fills": [0, 0],
+    ...                    "adverse_rate_mid_informed": [float("nan")] * 2})
+    >>> print(format_markouts(df))
+    horizon  fills  spread capture  markout P&L  adverse sel.  of spread  mid against  underlying against
+    -----------------------------------------------------------------------------------------------------
+        5 s     10          100.00        80.00        -20.00      20.0%        50.0%               50.0%
+      120 s      9           90.00       -20.00       -110.00     122.0%        60.0%               70.0%
+    """
+    heads = [h for h in _MARKOUT_HEADS if h[0] in df.columns]
+    if "informed_fills" in df.columns and not (df["informed_fills"] > 0).any():
+        heads = [h for h in heads if h[0] != "adverse_rate_mid_informed"]
+    cols = []
+    for key, title, kind in heads:
+        values = pd.to_numeric(df[key], errors="coerce").to_numpy(dtype=float)
+        cells = [f"{v:g} s" for v in values] if kind == "seconds" else _format_row(values, kind)
+        cols.append([title, *cells])
+    widths = [max(len(c) for c in col) for col in cols]
+    lines = [
+        "  ".join(col[r].rjust(w) for col, w in zip(cols, widths, strict=True)) for r in range(len(df) + 1)
+    ]
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
 def format_table(df: pd.DataFrame) -> str:
@@ -871,10 +1105,10 @@ def format_table(df: pd.DataFrame) -> str:
     body = []
     for col in df.columns:
         values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-        title = _TITLES.get(str(col), str(col))
+        title, kind = _title_kind(str(col))
         if col == "sharpe" and "sharpe_basis" in df.attrs:
             title = f"{title} ({df.attrs['sharpe_basis']})"
-        body.append([title, *_format_row(values, _KINDS.get(str(col), "auto"))])
+        body.append([title, *_format_row(values, kind)])
     widths = [max(len(r[j]) for r in [header, *body]) for j in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
