@@ -82,7 +82,7 @@ def test_compare_with_out_writes_one_directory_per_strategy(
     [
         (["simulate", "nope.toml"], ("nope.toml", "cannot read")),
         (["simulate", CALM, "--set", "quoter.gama=1"], ("quoter.gama", "no field 'gama'")),
-        (["simulate", CALM, "--set", "flow.arrival_k=-1"], ("arrival_k", "must be > 0")),
+        (["simulate", CALM, "--set", "flow.arrival_k=-1"], ("arrival_k", "must be a finite number > 0")),
         (["simulate", CALM, "--set", "novalue"], ("--set 'novalue'", "KEY=VALUE")),
         (["simulate", CALM, "--compare", "bogus"], ("unknown strategy 'bogus'",)),
         (["simulate", CALM, "--paths", "0"], ("--paths", ">= 1")),
