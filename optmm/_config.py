@@ -432,6 +432,20 @@ def toml_text(d: Mapping[str, Any]) -> str:
 # JSON out, and the content hash
 
 
+def json_value(x: Any, where: str = "value") -> Any:
+    """``x`` as plain JSON values under the one NaN rule of :func:`to_json` (non-finite as None)."""
+    return _json_value(x, where)
+
+
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as JSON records (column name to :func:`json_value`), in order."""
+    columns = [str(c) for c in frame.columns]
+    return [
+        {c: _json_value(v, f"{c}[{i}]") for c, v in zip(columns, row, strict=True)}
+        for i, row in enumerate(frame.itertuples(index=False, name=None))
+    ]
+
+
 def _json_value(x: Any, where: str) -> Any:
     if isinstance(x, Mapping):
         return {str(k): _json_value(v, f"{where}.{k}") for k, v in x.items()}

@@ -63,7 +63,6 @@ undisturbed sweep's. That needs runs that are deterministic in (config, seed), a
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 import sys
@@ -78,7 +77,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from optmm._config import MAX_SEED, read_toml
+from optmm._config import MAX_SEED, read_toml, to_json
 from optmm._io import atomic_target, figure_format, save_figure
 from optmm.dist.cluster import limit_numba_threads
 
@@ -797,10 +796,6 @@ def _prepare_out(out: Path, resume: bool) -> Path:
     return parts
 
 
-def _json_value(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def _write_manifest(
     out: Path, spec: SweepSpec, file_hash: str, settings: Sequence[Mapping[str, Any]], hashes: Sequence[str]
 ) -> None:
@@ -811,18 +806,18 @@ def _write_manifest(
         "source": spec.source,
         "base": str(spec.base),
         "base_config_hash": file_hash,
-        "overrides": {k: _json_value(v) for k, v in spec.overrides},
+        "overrides": dict(spec.overrides),
         "seeds": list(spec.seeds),
-        "grid": {k: [_json_value(v) for v in values] for k, values in spec.grid},
+        "grid": dict(spec.grid),
         "metrics": {"pnl": spec.pnl_metric, "risk": spec.risk_metric},
         "settings": [
-            {"setting": i, "config_hash": h, "overrides": {k: _json_value(v) for k, v in s.items()}}
+            {"setting": i, "config_hash": h, "overrides": dict(s)}
             for i, (s, h) in enumerate(zip(settings, hashes, strict=True))
         ],
         "optmm_version": __version__,
     }
     with _store(out / MANIFEST_FILE, text=True) as fh:
-        fh.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        fh.write(to_json(doc, indent=2, where="sweep.json") + "\n")
 
 
 def _check_metrics(spec: SweepSpec, metrics: Mapping[str, float]) -> None:
