@@ -224,6 +224,16 @@ def _checks(cls: type) -> list[tuple[str, Any, bool, Bounds]]:
 
 
 def _parse(value: Any, base: Any, where: str, b: Bounds) -> Any:
+    """``value`` checked and normalised as a ``base``; a refusal ends with the field's ``doc``."""
+    try:
+        return _parse_as(value, base, where, b)
+    except ValueError as exc:
+        if not b.doc:
+            raise
+        raise ValueError(f"{exc}: {b.doc}") from None
+
+
+def _parse_as(value: Any, base: Any, where: str, b: Bounds) -> Any:
     num = {"ge": b.ge, "gt": b.gt, "le": b.le, "lt": b.lt}
     if base is float:
         return parse_number(value, where, inf_ok=b.inf_ok, unit=b.unit, **num)
