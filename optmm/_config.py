@@ -442,27 +442,24 @@ def toml_text(d: Mapping[str, Any]) -> str:
 # JSON out, and the content hash
 
 
-def json_value(x: Any, where: str = "value") -> Any:
-    """``x`` as plain JSON values under the one NaN rule of :func:`to_json` (non-finite as None)."""
-    return _json_value(x, where)
-
-
 def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """A frame's rows as JSON records (column name to :func:`json_value`), in order."""
     columns = [str(c) for c in frame.columns]
     return [
-        {c: _json_value(v, f"{c}[{i}]") for c, v in zip(columns, row, strict=True)}
+        {c: json_value(v, f"{c}[{i}]") for c, v in zip(columns, row, strict=True)}
         for i, row in enumerate(frame.itertuples(index=False, name=None))
     ]
 
 
-def _json_value(x: Any, where: str) -> Any:
+def json_value(x: Any, where: str = "value") -> Any:
+    """``x`` as plain JSON values under the one NaN rule of :func:`to_json` (non-finite as None);
+    a TypeError names where in ``x`` a value that has no JSON form is."""
     if isinstance(x, Mapping):
-        return {str(k): _json_value(v, f"{where}.{k}") for k, v in x.items()}
+        return {str(k): json_value(v, f"{where}.{k}") for k, v in x.items()}
     if isinstance(x, np.ndarray):
         x = x.tolist()
     if isinstance(x, list | tuple):
-        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(x)]
+        return [json_value(v, f"{where}[{i}]") for i, v in enumerate(x)]
     if isinstance(x, enum.Enum):
         x = x.value
     if isinstance(x, np.datetime64):
@@ -487,7 +484,7 @@ def to_json(x: Any, *, indent: int | None = None, sort_keys: bool = False, where
     scalars and arrays as Python values, enums by value, dates and times in ISO form (a midnight
     without time zone as the date alone), and **every non-finite float, NaN, NaT or NA as null**.
     Anything else is a TypeError naming where in ``x`` it is (``where`` names the top)."""
-    return json.dumps(_json_value(x, where), indent=indent, sort_keys=sort_keys, allow_nan=False)
+    return json.dumps(json_value(x, where), indent=indent, sort_keys=sort_keys, allow_nan=False)
 
 
 def _hashable(x: Any) -> Any:
