@@ -153,12 +153,20 @@ def parse_choice(cls: type[_E], value: Any, where: str) -> _E:
     raise bad_value(where, f"one of {', '.join(str(m.value) for m in cls)}", value)
 
 
-def parse_numbers(value: Any, where: str, *, nonempty: bool = True, **bounds: Any) -> tuple[float, ...]:
-    """``value`` (a list or tuple) as a tuple of floats, each a finite number within ``bounds``; the
-    error names the element (``"<where>[2]: must be ..."``)."""
-    if not isinstance(value, list | tuple | np.ndarray) or (nonempty and len(value) == 0):
-        raise bad_value(where, "a non-empty list of numbers" if nonempty else "a list of numbers", value)
-    return tuple(parse_number(x, f"{where}[{i}]", **bounds) for i, x in enumerate(value))
+def parse_numbers(
+    value: Any,
+    where: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> tuple[float, ...]:
+    """``value`` (a list, tuple or array) as a non-empty tuple of floats, each a finite number within
+    the bounds; the error names the element (``"<where>[2]: must be ..."``)."""
+    if not isinstance(value, list | tuple | np.ndarray) or len(value) == 0:
+        raise bad_value(where, "a non-empty list of numbers", value)
+    return tuple(parse_number(x, f"{where}[{i}]", ge=ge, gt=gt, le=le, lt=lt) for i, x in enumerate(value))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,9 +242,8 @@ def _parse(value: Any, base: Any, where: str, b: Bounds) -> Any:
 
 
 def _parse_as(value: Any, base: Any, where: str, b: Bounds) -> Any:
-    num = {"ge": b.ge, "gt": b.gt, "le": b.le, "lt": b.lt}
     if base is float:
-        return parse_number(value, where, inf_ok=b.inf_ok, unit=b.unit, **num)
+        return parse_number(value, where, ge=b.ge, gt=b.gt, le=b.le, lt=b.lt, inf_ok=b.inf_ok, unit=b.unit)
     if base is bool:
         return parse_bool(value, where)
     if base is int:
@@ -249,7 +256,7 @@ def _parse_as(value: Any, base: Any, where: str, b: Bounds) -> Any:
     if isinstance(base, type) and issubclass(base, enum.Enum):
         return parse_choice(base, value, where)
     if typing.get_origin(base) is tuple and typing.get_args(base) == (float, ...):
-        return parse_numbers(value, where, **num)
+        return parse_numbers(value, where, ge=b.ge, gt=b.gt, le=b.le, lt=b.lt)
     return value  # nested settings and the like: the class's own check()
 
 

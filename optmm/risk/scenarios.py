@@ -144,7 +144,7 @@ class Shock(Config):
     """
 
     spot: float = setting(gt=-1, doc="a relative move; -1 is a spot of 0")
-    vol: float
+    vol: float = setting()
     days: float = setting(0.0, ge=0, unit="days")
     underlying: str | None = None
     beta_weighted: bool = False
