@@ -9,8 +9,9 @@ hedge and pull), ``[quoter]``, ``[hedger]``, ``[toxicity]`` (the settings of
 optional ``[[underlying.shock]]`` scheduled moves) and an optional ``correlation`` matrix.
 
 Everything is validated when the configuration is built; an error names the table and the field
-(``"sim.toml: [flow] arrival_k: must be > 0 (got -1)"``). :attr:`SimConfig.content_hash` is the SHA-256
-of the canonical JSON of :meth:`SimConfig.to_dict`, written into every run's summary.
+(``"sim.toml: [flow] arrival_k: must be a finite number > 0 (got -1)"``); the bounds are declared on
+the fields (:func:`optmm._config.setting`). :attr:`SimConfig.content_hash` is the SHA-256 of the
+canonical JSON of :meth:`SimConfig.to_dict`, written into every run's summary.
 """
 
 from __future__ import annotations
