@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import os
 import sqlite3
@@ -49,8 +48,9 @@ from optmm import (
     cli_sim,
     cli_var,
 )
+from optmm._config import to_json
 from optmm._progress import compile_notice, stderr_is_terminal
-from optmm.cli_common import UsageError
+from optmm.cli_common import UsageError, parse_grid
 
 __all__ = ["COMMANDS", "EXIT_USAGE", "MAX_STRIKES", "default_strikes", "main", "parse_strikes"]
 
@@ -143,7 +143,8 @@ def _clean(x: float) -> float:
 
 
 def parse_strikes(spec: str) -> tuple[float, ...]:
-    """Parse a strike spec: ``LO:HI:STEP`` (HI included when on the grid) or ``K1,K2,...``.
+    """Parse a strike spec: ``LO:HI:STEP`` (HI included when on the grid) or ``K1,K2,...``, each > 0,
+    at most :data:`MAX_STRIKES`; sorted, duplicates dropped.
 
     >>> parse_strikes("80:100:5")
     (80.0, 85.0, 90.0, 95.0, 100.0)
@@ -154,42 +155,7 @@ def parse_strikes(spec: str) -> tuple[float, ...]:
     >>> parse_strikes("0.1:0.3:0.1")
     (0.1, 0.2, 0.3)
     """
-    spec = spec.strip()
-    if ":" in spec:
-        parts = spec.split(":")
-        if len(parts) != 3:
-            raise argparse.ArgumentTypeError(f"expected LO:HI:STEP, got {spec!r}")
-        try:
-            lo, hi, step = (_finite_float(p) for p in parts)
-        except argparse.ArgumentTypeError as exc:
-            raise argparse.ArgumentTypeError(f"bad LO:HI:STEP {spec!r}: {exc}") from None
-        if lo <= 0.0:
-            raise argparse.ArgumentTypeError(f"LO must be > 0 in {spec!r}")
-        if step <= 0.0:
-            raise argparse.ArgumentTypeError(f"STEP must be > 0 in {spec!r}")
-        if hi < lo:
-            raise argparse.ArgumentTypeError(f"HI must be >= LO in {spec!r}")
-        # Count grid points in float first, so that a huge count never allocates.
-        span = (hi - lo) / step * (1.0 + 1e-12) + 1e-9
-        if not span < MAX_STRIKES:  # also catches an infinite span
-            count = f"{math.floor(span) + 1}" if math.isfinite(span) else "infinitely many"
-            raise argparse.ArgumentTypeError(
-                f"{spec!r} gives {count} strikes, more than the maximum {MAX_STRIKES}"
-            )
-        strikes = [_clean(lo + step * i) for i in range(math.floor(span) + 1)]
-    else:
-        strikes = []
-        for part in spec.split(","):
-            try:
-                k = _positive_float(part.strip())
-            except argparse.ArgumentTypeError as exc:
-                raise argparse.ArgumentTypeError(f"bad strike in {spec!r}: {exc}") from None
-            strikes.append(k)
-        if len(strikes) > MAX_STRIKES:
-            raise argparse.ArgumentTypeError(
-                f"{len(strikes)} strikes given, more than the maximum {MAX_STRIKES}"
-            )
-    return tuple(sorted(set(strikes)))
+    return tuple(sorted(set(parse_grid(spec.strip(), what="strikes", max_points=MAX_STRIKES, gt=0.0))))
 
 
 def _nice_step(raw: float) -> float:
@@ -341,21 +307,15 @@ def _chain_rows(args: argparse.Namespace) -> tuple[dict[str, float], list[dict[s
     return inputs, rows
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def _write_json(out: TextIO, inputs: dict[str, float], rows: list[dict[str, Any]]) -> None:
     units = {name: desc for name, _, desc in _TRADER_FIELDS}
     units.update(dict(_RAW_FIELDS))
     doc = {
         "inputs": {**inputs, "day_count": "ACT/365"},
         "units": units,
-        "rows": [{key: _json_safe(v) for key, v in row.items()} for row in rows],
+        "rows": rows,
     }
-    out.write(json.dumps(doc, indent=2, allow_nan=False))
+    out.write(to_json(doc, indent=2))
     out.write("\n")
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -31,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from optmm import cli_dist
+from optmm._config import json_records, json_value, to_json
 from optmm._io import write_files
-from optmm.cli_common import UsageError, add_valuation_option, load_market, valuation_text
+from optmm.cli_common import UsageError, add_valuation_option, load_market, parse_grid, valuation_text
 
 _MAX_GRID_POINTS = 201
 
@@ -41,54 +41,19 @@ _MAX_GRID_POINTS = 201
 # Arguments
 
 
-def parse_shock_range(
-    text: str,
-    *,
-    unit: str = "",
-    lo_bound: float = -math.inf,
-    hi_bound: float = math.inf,
-    lo_open: bool = False,
-) -> np.ndarray:
-    """``LO:HI:STEP`` (HI included when on the grid) or ``A,B,C``; values as typed (percent/points),
-    each within ``lo_bound..hi_bound`` (``lo_open``: ``lo_bound`` itself excluded)."""
-    try:
-        if ":" in text:
-            parts = [float(p) for p in text.split(":")]
-            if len(parts) != 3:
-                raise ValueError
-            lo, hi, step = parts
-            if not all(math.isfinite(p) for p in parts):
-                raise argparse.ArgumentTypeError(f"bad range {text!r}: values must be finite")
-            if not (step > 0 and hi >= lo):
-                raise argparse.ArgumentTypeError(f"bad range {text!r}: need LO <= HI and STEP > 0")
-            # Count the points in float first: a huge (or overflowing) count never allocates.
-            span = (hi - lo) / step + 1e-9
-            if not span < _MAX_GRID_POINTS:
-                raise argparse.ArgumentTypeError(f"bad range {text!r}: more than {_MAX_GRID_POINTS} points")
-            values = lo + step * np.arange(int(np.floor(span)) + 1)
-        else:
-            values = np.array([float(p) for p in text.split(",")])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad range {text!r}: expected LO:HI:STEP or A,B,C") from None
-    if not np.all(np.isfinite(values)):
-        raise argparse.ArgumentTypeError(f"bad range {text!r}: values must be finite")
-    if values.size > _MAX_GRID_POINTS:
-        raise argparse.ArgumentTypeError(f"bad range {text!r}: more than {_MAX_GRID_POINTS} points")
-    values = np.round(values, 10)
-    out = values[(values <= lo_bound if lo_open else values < lo_bound) | (values > hi_bound)]
-    if out.size:
-        ends = f"{'(' if lo_open else '['}{lo_bound:g}, {hi_bound:g}]"
-        raise argparse.ArgumentTypeError(f"{out[0]:g} in {text!r} is outside {ends}: shocks are in {unit}")
-    return values
-
-
 def _spot_range(text: str) -> np.ndarray:
-    return parse_shock_range(text, unit="percent (-20 = -20%)", lo_bound=-100.0, hi_bound=100.0, lo_open=True)
+    """``--spot``: relative spot shocks in percent, each > -100 and <= 100."""
+    unit = "spot shocks are in percent: -20 = -20%"
+    return np.array(
+        parse_grid(text, what="--spot", max_points=_MAX_GRID_POINTS, gt=-100.0, le=100.0, unit=unit)
+    )
 
 
 def _vol_range(text: str) -> np.ndarray:
-    return parse_shock_range(
-        text, unit="vol points (5 = +5 points: 0.20 -> 0.25)", lo_bound=-100.0, hi_bound=100.0
+    """``--vol``: absolute vol shocks in vol points, each >= -100 and <= 100."""
+    unit = "vol shocks are in vol points: 5 = +5 points, 0.20 -> 0.25"
+    return np.array(
+        parse_grid(text, what="--vol", max_points=_MAX_GRID_POINTS, ge=-100.0, le=100.0, unit=unit)
     )
 
 
@@ -150,34 +115,6 @@ def write_atomic(path: str, write: Callable[[Any], None], *, binary: bool = Fals
 # Formats
 
 
-def _json_value(v: Any) -> Any:
-    """A cell as a JSON value: finite floats exactly (repr), dates as ISO text, NaN/NaT as null."""
-    if v is None or isinstance(v, str):
-        return v
-    if isinstance(v, bool | np.bool_):
-        return bool(v)
-    if isinstance(v, int | np.integer):
-        return int(v)
-    if isinstance(v, float | np.floating):
-        x = float(v)
-        return x if math.isfinite(x) else None
-    if pd.isna(v):
-        return None
-    if isinstance(v, pd.Timestamp | np.datetime64):
-        ts = pd.Timestamp(v)
-        return ts.date().isoformat() if ts == ts.normalize() else ts.isoformat()
-    return str(v)
-
-
-def _json_records(frame: pd.DataFrame) -> str:
-    columns = [str(c) for c in frame.columns]
-    records = [
-        dict(zip(columns, map(_json_value, row), strict=True))
-        for row in frame.itertuples(index=False, name=None)
-    ]
-    return json.dumps(records, allow_nan=False)
-
-
 #: Table columns that are rates or vols: shown in percent.
 _PERCENT_COLUMNS = frozenset({"vol", "rate", "div_yield"})
 
@@ -215,7 +152,7 @@ def table_text(frame: pd.DataFrame) -> str:
             fmt = _column_formatter(str(col), shown[col])
             shown[col] = [fmt(v) if not isinstance(v, str) else v for v in shown[col]]
         elif pd.api.types.is_datetime64_any_dtype(shown[col]):
-            shown[col] = [_json_value(v) or "" for v in shown[col]]
+            shown[col] = [json_value(v) or "" for v in shown[col]]
         else:
             shown[col] = ["" if _blank(v) else str(v) for v in shown[col]]
     with pd.option_context("display.width", 250, "display.max_columns", 80, "display.max_rows", 10_000):
@@ -231,7 +168,7 @@ def _render(frame: pd.DataFrame, fmt: str, *, title: str | None = None) -> bytes
     if fmt == "csv":
         text = frame.to_csv(index=False)
     elif fmt == "json":
-        text = _json_records(frame) + "\n"
+        text = to_json(json_records(frame)) + "\n"
     else:
         text = (title + "\n" if title else "") + table_text(frame)
     return text.encode("utf-8")

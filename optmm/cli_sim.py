@@ -92,7 +92,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from optmm._config import MAX_SEED
+    from optmm._config import MAX_SEED, to_json
     from optmm.risk.audit import AuditTrail
     from optmm.sim.config import SimConfig
     from optmm.sim.engine import simulate, strategy_config
@@ -177,7 +177,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.compare:
         table = compare_table(results)
         if args.format == "json":
-            print(table.to_json(orient="index"))
+            print(to_json({str(name): dict(row) for name, row in table.iterrows()}, indent=2))
         else:
             print(format_table(table))
     else:

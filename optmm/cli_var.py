@@ -15,7 +15,6 @@ a history nor a proxy; a malformed option) is one ``optmm: error: ...`` line and
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from optmm import cli_dist
+from optmm._config import json_records, to_json
 from optmm.cli_common import UsageError
-from optmm.cli_risk import _add_common, _deliver, _json_value, _load, check_destination, table_text
+from optmm.cli_risk import _add_common, _deliver, _load, check_destination, table_text
 from optmm.risk.var import LEVELS
 
 __all__ = ["add_var_parser", "parse_levels", "parse_proxy", "run_var"]
@@ -240,14 +240,6 @@ def _csv_frame(res: Any, backtests: list[Any]) -> pd.DataFrame:
     return frame
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    cols = [str(c) for c in frame.columns]
-    return [
-        dict(zip(cols, map(_json_value, row), strict=True))
-        for row in frame.itertuples(index=False, name=None)
-    ]
-
-
 def _json_doc(res: Any, sc: Any, backtests: list[Any]) -> str:
     comp = res.contributions.copy()
     comp.columns = [f"es_{a:g}" for a in comp.columns]
@@ -257,17 +249,17 @@ def _json_doc(res: Any, sc: Any, backtests: list[Any]) -> str:
         "scenarios": len(sc),
         "dates_dropped": sc.dates_dropped,
         "longest_step_days": sc.longest_step,
-        "mapping": _records(sc.mapping.reset_index()),
-        "table": _records(res.table),
-        "contributions": _records(comp.reset_index()),
-        "worst": _records(res.worst),
+        "mapping": json_records(sc.mapping.reset_index()),
+        "table": json_records(res.table),
+        "contributions": json_records(comp.reset_index()),
+        "worst": json_records(res.worst),
         "backtest": [
             {**b.row(), "exception_dates": [d.date().isoformat() for d in b.exception_dates]}
             for b in backtests
         ],
-        "pnl": _records(pnl),
+        "pnl": json_records(pnl),
     }
-    return json.dumps(doc, allow_nan=False) + "\n"
+    return to_json(doc) + "\n"
 
 
 def run_var(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from optmm._config import is_real_number
 from optmm.surface import FlatSurface, SurfaceError, SVISurface, TableSurface, VolSurface
 from optmm.typing import (
     MAX_RATE,
@@ -223,7 +224,7 @@ class Market:
             table = f"underlyings.{u}"
             if u in dividends:
                 q = self.div_yield.get(u, 0.0)
-                if not (_is_number(q) or isinstance(q, np.floating | np.integer)) or q != 0.0:
+                if not is_real_number(q) or q != 0.0:
                     raise MarketError(
                         src,
                         table,
@@ -607,12 +608,8 @@ def _argument(
     return arr
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _finite(source: str, table: str, name: str, value: Any) -> float:
-    if not _is_number(value) and not isinstance(value, np.floating | np.integer):
+    if not is_real_number(value):
         raise MarketError(source, table, name, f"must be a number, got {value!r}")
     try:
         x = float(value)
@@ -998,7 +995,7 @@ class _MarketReader:
 
         def ok(v: Any, d: int) -> bool:
             if d == 0:
-                return _is_number(v)
+                return is_real_number(v)
             return isinstance(v, list) and all(ok(x, d - 1) for x in v)
 
         if not ok(value, depth):

@@ -111,7 +111,7 @@ def test_several_paths_write_path_zero_series_unless_asked(
     [
         (["simulate", "nope.toml"], ("nope.toml", "cannot read")),
         (["simulate", CALM, "--set", "quoter.gama=1"], ("quoter.gama", "no field 'gama'")),
-        (["simulate", CALM, "--set", "flow.arrival_k=-1"], ("arrival_k", "must be > 0")),
+        (["simulate", CALM, "--set", "flow.arrival_k=-1"], ("arrival_k", "must be a finite number > 0")),
         (["simulate", CALM, "--set", "novalue"], ("--set 'novalue'", "KEY=VALUE")),
         (["simulate", CALM, "--compare", "bogus"], ("unknown strategy 'bogus'",)),
         (["simulate", CALM, "--paths", "0"], ("--paths", ">= 1")),

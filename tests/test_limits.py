@@ -280,12 +280,12 @@ REFUSALS: list[tuple[str, Any, tuple[str, ...]]] = [
     ("book/daily_loss", {"soft": 50}, ("[book]", "'daily_loss'", "needs 'hard'")),
     ("book/daily_loss", {"hard": "100"}, ("[book]", "'daily_loss'", "a number")),
     ("soft_spread_factor", 0.99, ("[top level]", "'soft_spread_factor'", ">= 1")),
-    ("soft_size_factor", 0, ("[top level]", "'soft_size_factor'", "(0, 1]")),
-    ("soft_size_factor", 1.01, ("[top level]", "'soft_size_factor'", "(0, 1]")),
+    ("soft_size_factor", 0, ("[top level]", "'soft_size_factor'", "> 0 and <= 1")),
+    ("soft_size_factor", 1.01, ("[top level]", "'soft_size_factor'", "> 0 and <= 1")),
     ("stale_after_ms", 0, ("[top level]", "'stale_after_ms'", "> 0")),
     ("stale_after_ms", math.inf, ("[top level]", "'stale_after_ms'", "> 0")),
-    ("scenario/spot", [], ("[scenario]", "'spot'", "must not be empty")),
-    ("scenario/vol", [], ("[scenario]", "'vol'", "must not be empty")),
+    ("scenario/spot", [], ("[scenario]", "'spot'", "must be a non-empty list")),
+    ("scenario/vol", [], ("[scenario]", "'vol'", "must be a non-empty list")),
     ("scenario/spot", [-1.0, 0.0], ("[scenario]", "'spot'", "> -1")),
     ("scenario/vol", [0.0, math.nan], ("[scenario]", "'vol'", "finite")),
     ("scenario/spot", 0.1, ("[scenario]", "'spot'", "list of numbers")),
@@ -521,7 +521,7 @@ def test_var_limit_level_default_round_trip_and_hash() -> None:
     with pytest.raises(LimitError, match=r"field 'var_level': 0.95 is given but there is no var"):
         LimitSet(name="x", limits=(book,), var_level=0.95)
     var = Limit(metric=Metric.VAR, scope=Scope.BOOK, hard=10.0, soft=5.0)
-    with pytest.raises(LimitError, match=r"\[book\] field 'var': level must be a number in \(0, 1\)"):
+    with pytest.raises(LimitError, match=r"\[book\] field 'var' level: must be a finite number > 0 and < 1 \(got 1.0\)"):
         LimitSet(name="x", limits=(var,), var_level=1.0)
     assert LimitSet(name="x", limits=(var,), var_level=0.975).var_level == 0.975
 

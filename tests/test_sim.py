@@ -366,11 +366,14 @@ def test_bundled_configs_load_and_round_trip(name: str) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"flow__arrival_k": -1.0}, r"\[flow\] arrival_k: must be > 0"),
+        ({"flow__arrival_k": -1.0}, r"\[flow\] arrival_k: must be a finite number > 0 \(got -1.0\)"),
         ({"sim__steps": 0}, r"\[sim\] steps: must be a whole number >= 1"),
         ({"underlying__vol": float("nan")}, r"\[underlying AAA\] vol: must be a finite number"),
         ({"chain__instrument": "bonds"}, r"\[chain\] instrument: must be one of options, underlying"),
-        ({"quoter__skew": "sideways"}, r"\[quoter\] skew: unknown mode 'sideways'"),
+        (
+            {"quoter__skew": "sideways"},
+            r"\[quoter\] skew: must be one of greeks, linear, none \(got 'sideways'\)",
+        ),
         ({"strategy__quoting": "avellaneda_stoikov"}, "needs arithmetic dynamics"),
     ],
 )

@@ -63,7 +63,6 @@ undisturbed sweep's. That needs runs that are deterministic in (config, seed), a
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 import sys
@@ -78,7 +77,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from optmm._config import MAX_SEED, read_toml
+from optmm._config import MAX_SEED, Config, is_finite, read_toml, to_json
 from optmm._io import atomic_target, figure_format, save_figure
 from optmm.dist.cluster import limit_numba_threads
 
@@ -158,22 +157,18 @@ def _default_load_config() -> LoadConfig:
 # The sweep file
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
 def _value_kind(v: Any) -> str | None:
     if isinstance(v, bool):
         return "bool"
-    if _is_number(v):
-        return "number" if math.isfinite(v) else None
+    if is_finite(v):
+        return "number"
     if isinstance(v, str):
         return "str"
     return None
 
 
-@dataclass(frozen=True)
-class SweepSpec:
+@dataclass(frozen=True, kw_only=True)
+class SweepSpec(Config):
     """A sweep: a base configuration, a grid of overrides, seeds and the frontier's metrics.
 
     Parameters
@@ -204,10 +199,11 @@ class SweepSpec:
     risk_metric: str = PNL_STD
     source: str = "<SweepSpec>"
 
-    def __post_init__(self) -> None:
+    def where(self, name: str) -> str:
+        return f"{self.source}: field {name!r}"
+
+    def check(self) -> None:
         where = self.source
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError(f"{where}: field 'name': must be a non-empty string, got {self.name!r}")
         object.__setattr__(self, "base", Path(self.base))
         seeds = tuple(self.seeds)
         if not seeds:
@@ -260,10 +256,6 @@ class SweepSpec:
             if isinstance(value, dict):
                 raise ValueError(f'{where}: override {key!r}: quote dotted keys, as in "{key}.<field>" = ...')
         object.__setattr__(self, "overrides", overrides)
-        for name in ("pnl_metric", "risk_metric"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{where}: field {name!r}: must be a non-empty string, got {value!r}")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SweepSpec:
@@ -605,7 +597,7 @@ def summarize(runs: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
 
 def _label(summary_row: Mapping[str, Any], keys: Sequence[str]) -> str:
     return " / ".join(
-        f"{summary_row[k]:g}" if _is_number(summary_row[k]) else str(summary_row[k]) for k in keys
+        f"{summary_row[k]:g}" if is_finite(summary_row[k]) else str(summary_row[k]) for k in keys
     )
 
 
@@ -797,10 +789,6 @@ def _prepare_out(out: Path, resume: bool) -> Path:
     return parts
 
 
-def _json_value(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def _write_manifest(
     out: Path, spec: SweepSpec, file_hash: str, settings: Sequence[Mapping[str, Any]], hashes: Sequence[str]
 ) -> None:
@@ -811,18 +799,18 @@ def _write_manifest(
         "source": spec.source,
         "base": str(spec.base),
         "base_config_hash": file_hash,
-        "overrides": {k: _json_value(v) for k, v in spec.overrides},
+        "overrides": dict(spec.overrides),
         "seeds": list(spec.seeds),
-        "grid": {k: [_json_value(v) for v in values] for k, values in spec.grid},
+        "grid": dict(spec.grid),
         "metrics": {"pnl": spec.pnl_metric, "risk": spec.risk_metric},
         "settings": [
-            {"setting": i, "config_hash": h, "overrides": {k: _json_value(v) for k, v in s.items()}}
+            {"setting": i, "config_hash": h, "overrides": dict(s)}
             for i, (s, h) in enumerate(zip(settings, hashes, strict=True))
         ],
         "optmm_version": __version__,
     }
     with _store(out / MANIFEST_FILE, text=True) as fh:
-        fh.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        fh.write(to_json(doc, indent=2, where="sweep.json") + "\n")
 
 
 def _check_metrics(spec: SweepSpec, metrics: Mapping[str, float]) -> None:

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from optmm import pricing
-from optmm._config import ConfigIO, check_bool, check_number
+from optmm._config import Config, setting
 from optmm.greeks import Greeks
 from optmm.market import Market
 from optmm.typing import ArrayLike, FloatArray
@@ -42,7 +42,7 @@ __all__ = ["FairUnderlying", "FairValueConfig", "decay_flow", "fair_underlying",
 
 
 @dataclass(frozen=True, kw_only=True)
-class FairValueConfig(ConfigIO):
+class FairValueConfig(Config):
     """How the underlying's fair price is built from its mid (see the module docstring).
 
     Parameters
@@ -59,21 +59,13 @@ class FairValueConfig(ConfigIO):
         Switch each term on or off (a switched-off term is reported as 0). Default all on.
     """
 
-    imbalance_weight: float = 0.5
+    imbalance_weight: float = setting(0.5, ge=0, le=1)
     flow_weight: float = 0.0
-    flow_halflife_s: float = 1.0
+    flow_halflife_s: float = setting(1.0, gt=0, unit="s")
     lead_beta: float = 0.0
     use_imbalance: bool = True
     use_flow: bool = True
     use_lead: bool = True
-
-    def __post_init__(self) -> None:
-        check_number(self, "imbalance_weight", low=0.0, high=1.0)
-        check_number(self, "flow_weight")
-        check_number(self, "flow_halflife_s", low=0.0, low_open=True)
-        check_number(self, "lead_beta")
-        for name in ("use_imbalance", "use_flow", "use_lead"):
-            check_bool(self, name)
 
 
 class FairUnderlying(NamedTuple):

@@ -30,7 +30,6 @@ leaves the book.
 from __future__ import annotations
 
 import enum
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from optmm._config import ConfigIO, is_real_number
+from optmm._config import Config, setting
 from optmm.quoting._kernels import (
     hedge_band_py,
     hedge_decide_py,
@@ -86,19 +85,8 @@ class HedgeReason(enum.Enum):
     KILL = "kill"  # controller layer KILL: flatten
 
 
-def _parse_enum(cls: type[enum.Enum], value: Any, name: str) -> Any:
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, str):
-        for member in cls:
-            if value.lower() in (member.value, member.name.lower()):
-                return member
-    choices = ", ".join(m.value for m in cls)
-    raise ValueError(f"HedgerConfig.{name}: must be one of {choices} (got {value!r})")
-
-
 @dataclass(frozen=True, kw_only=True)
-class HedgerConfig(ConfigIO):
+class HedgerConfig(Config):
     """Settings of a :class:`DeltaHedger`; frozen, validated at construction, round-trips to TOML/JSON.
 
     Attributes
@@ -140,65 +128,27 @@ class HedgerConfig(ConfigIO):
     mode: HedgeMode = HedgeMode.FIXED_BAND
     target: HedgeTarget = HedgeTarget.BAND_EDGE
     hard_target: HedgeTarget = HedgeTarget.ZERO
-    band_shares: float = 500.0
-    ww_cost_per_share: float = 0.01
-    ww_risk_aversion: float = 1e-5
-    min_band_shares: float = 100.0
-    max_band_shares: float = 5000.0
-    interval_s: float = 60.0
-    slippage_bps: float = 0.5
+    band_shares: float = setting(500.0, gt=0, unit="shares")
+    ww_cost_per_share: float = setting(0.01, gt=0)
+    ww_risk_aversion: float = setting(1e-5, gt=0)
+    min_band_shares: float = setting(100.0, ge=0, unit="shares")
+    max_band_shares: float = setting(5000.0, gt=0, unit="shares")
+    interval_s: float = setting(60.0, gt=0, unit="s")
+    slippage_bps: float = setting(0.5, ge=0, unit="bps")
     use_market_spread: bool = True
-    half_spread_bps: float = 1.0
-    min_trade_shares: float = 0.0
-    lot_size: int = 1
+    half_spread_bps: float = setting(1.0, ge=0, unit="bps")
+    min_trade_shares: float = setting(0.0, ge=0, unit="shares")
+    lot_size: int = setting(1, ge=1)
 
     def __repr__(self) -> str:
         return self.short_repr()
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "mode", _parse_enum(HedgeMode, self.mode, "mode"))
-        object.__setattr__(self, "target", _parse_enum(HedgeTarget, self.target, "target"))
-        object.__setattr__(self, "hard_target", _parse_enum(HedgeTarget, self.hard_target, "hard_target"))
-
-        def number(name: str, *, positive: bool) -> float:
-            v = getattr(self, name)
-            ok = is_real_number(v) and math.isfinite(v) and (v > 0 if positive else v >= 0)
-            if not ok:
-                raise ValueError(
-                    f"HedgerConfig.{name}: must be a finite number {'>' if positive else '>='} 0 (got {v!r})"
-                )
-            object.__setattr__(self, name, float(v) + 0.0)
-            return float(v)
-
-        for name in ("band_shares", "ww_cost_per_share", "ww_risk_aversion", "max_band_shares", "interval_s"):
-            number(name, positive=True)
-        for name in ("min_band_shares", "slippage_bps", "half_spread_bps", "min_trade_shares"):
-            number(name, positive=False)
+    def check(self) -> None:
         if self.min_band_shares > self.max_band_shares:
             raise ValueError(
                 f"HedgerConfig.min_band_shares: must be <= max_band_shares "
                 f"(got {self.min_band_shares!r} > {self.max_band_shares!r})"
             )
-        if not isinstance(self.use_market_spread, bool):
-            raise ValueError(
-                f"HedgerConfig.use_market_spread: must be a bool (got {self.use_market_spread!r})"
-            )
-        lot = self.lot_size
-        if not (is_real_number(lot) and math.isfinite(lot) and lot >= 1 and float(lot).is_integer()):
-            raise ValueError(f"HedgerConfig.lot_size: must be a whole number of shares >= 1 (got {lot!r})")
-        object.__setattr__(self, "lot_size", int(lot))
-
-    def to_toml(self) -> str:
-        """The settings as a TOML document that :meth:`load` reads back to an equal config."""
-        lines = []
-        for k, v in self.to_dict().items():
-            if isinstance(v, bool):
-                lines.append(f"{k} = {'true' if v else 'false'}")
-            elif isinstance(v, str):
-                lines.append(f"{k} = {json.dumps(v)}")
-            else:
-                lines.append(f"{k} = {v!r}")
-        return "\n".join(lines) + "\n"
 
 
 def ww_band_shares(

@@ -87,7 +87,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from optmm._config import ConfigIO, check_bool, check_number
+from optmm._config import Config, parse_number, setting
 from optmm.market import Market
 from optmm.quoting import _kernels as _k
 from optmm.quoting.fair_value import (
@@ -121,7 +121,7 @@ class SkewMode(enum.Enum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class QuoterConfig(ConfigIO):
+class QuoterConfig(Config):
     """Settings of :class:`Quoter` (frozen; validated; :meth:`to_dict` / :meth:`load` / content hash).
 
     Parameters
@@ -163,56 +163,38 @@ class QuoterConfig(ConfigIO):
         Fraction of size removed per half-spread of skew on the side that adds risk, >= 0 (default 0.5).
     """
 
-    base_half_spread_vol_points: float = 0.5
-    min_edge_ticks: float = 1.0
-    tick_size: float = 0.05
-    tick_size_above: float = 0.10
-    tick_threshold: float = 3.0
-    vol_widen: float = 0.0
-    toxicity_widen: float = 0.0
+    base_half_spread_vol_points: float = setting(0.5, ge=0)
+    min_edge_ticks: float = setting(1.0, ge=0)
+    tick_size: float = setting(0.05, gt=0)
+    tick_size_above: float = setting(0.10, gt=0)
+    tick_threshold: float = setting(3.0, gt=0, inf_ok=True)
+    vol_widen: float = setting(0.0, ge=0)
+    toxicity_widen: float = setting(0.0, ge=0)
     improve_market: bool = False
     cross_market: bool = False
     skew: SkewMode = SkewMode.GREEKS
-    gamma_risk_aversion: float = 1e-4
-    horizon_s: float = 300.0
-    sigma_s_annual: float | None = None
-    sigma_vol: float = 0.15
-    linear_k: float = 0.01
-    base_size: float = 10.0
-    size_shade: float = 0.5
+    gamma_risk_aversion: float = setting(1e-4, ge=0)
+    horizon_s: float = setting(300.0, gt=0, unit="s")
+    sigma_s_annual: float | None = setting(None, gt=0)
+    sigma_vol: float = setting(0.15, ge=0)
+    linear_k: float = setting(0.01, ge=0)
+    base_size: float = setting(10.0, ge=0)
+    size_shade: float = setting(0.5, ge=0)
 
     def __repr__(self) -> str:
         return self.short_repr()
 
-    def __post_init__(self) -> None:
-        for name in (
-            "base_half_spread_vol_points", "min_edge_ticks", "vol_widen", "toxicity_widen",
-            "gamma_risk_aversion", "sigma_vol", "linear_k", "base_size", "size_shade",
-        ):  # fmt: skip
-            check_number(self, name, low=0.0)
-        for name in ("tick_size", "tick_size_above", "horizon_s"):
-            check_number(self, name, low=0.0, low_open=True)
+    def check(self) -> None:
         thr = self.tick_threshold
-        if thr != math.inf:
-            check_number(self, "tick_threshold", low=0.0, low_open=True)
-            for tick_name in ("tick_size", "tick_size_above"):
-                n = self.tick_threshold / getattr(self, tick_name)
-                if abs(n - round(n)) > _EPS * max(1.0, n):
-                    raise ValueError(
-                        f"QuoterConfig.tick_threshold: must be a multiple of {tick_name} "
-                        f"({getattr(self, tick_name)!r}), got {thr!r}"
-                    )
-        else:
-            object.__setattr__(self, "tick_threshold", math.inf)
-        if self.sigma_s_annual is not None:
-            check_number(self, "sigma_s_annual", low=0.0, low_open=True)
-        for name in ("improve_market", "cross_market"):
-            check_bool(self, name)
-        try:
-            object.__setattr__(self, "skew", SkewMode(self.skew))
-        except ValueError:
-            allowed = ", ".join(m.value for m in SkewMode)
-            raise ValueError(f"QuoterConfig.skew: unknown mode {self.skew!r} (one of {allowed})") from None
+        if thr == math.inf:
+            return
+        for tick_name in ("tick_size", "tick_size_above"):
+            n = thr / getattr(self, tick_name)
+            if abs(n - round(n)) > _EPS * max(1.0, n):
+                raise ValueError(
+                    f"QuoterConfig.tick_threshold: must be a multiple of {tick_name} "
+                    f"({getattr(self, tick_name)!r}), got {thr!r}"
+                )
 
     # the tick grid (the quoter's own rules, optmm.quoting._kernels) ----------------------------------
 
@@ -265,8 +247,8 @@ class BookGreeks:
     vega_per_vol_point: float = 0.0
 
     def __post_init__(self) -> None:
-        check_number(self, "delta_shares")
-        check_number(self, "vega_per_vol_point")
+        for name in ("delta_shares", "vega_per_vol_point"):
+            object.__setattr__(self, name, parse_number(getattr(self, name), f"BookGreeks.{name}"))
 
     @classmethod
     def from_state(cls, state: pd.DataFrame, underlying: str) -> BookGreeks:
@@ -369,7 +351,7 @@ class QuoteInput:
         if self.spot_mid is None:
             object.__setattr__(self, "spot_mid", float(self.market.spot[self.underlying]))
         for name in ("realized_vol", "toxicity_score"):
-            check_number(self, name, low=0.0)
+            object.__setattr__(self, name, parse_number(getattr(self, name), f"QuoteInput.{name}", ge=0))
 
 
 def _decision_arrays(decisions: Any, n: int) -> tuple[np.ndarray, FloatArray, FloatArray, FloatArray]:

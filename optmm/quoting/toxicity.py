@@ -83,12 +83,12 @@ import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from optmm._config import ConfigIO, is_real_number
+from optmm._config import Config, bad_value, is_real_number, setting
 from optmm.quoting._toxicity_kernels import (
     FL_MID,
     FL_PRICE,
@@ -110,12 +110,8 @@ __all__ = ["ToxicityConfig", "ToxicityDetector", "ToxicityScore"]
 _BPS = 1e4
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-
-
 @dataclass(frozen=True, kw_only=True)
-class ToxicityConfig(ConfigIO):
+class ToxicityConfig(Config):
     """Settings of the toxicity detector (see the module docstring for the definitions).
 
     Parameters
@@ -141,67 +137,27 @@ class ToxicityConfig(ConfigIO):
         Events kept per stream and underlying (>= 16); bounds the memory.
     """
 
-    window_s: float = 60.0
-    markout_horizons_s: tuple[float, ...] = (1.0, 5.0, 30.0)
-    adverse_threshold_bps: float = 2.0
-    markout_scale_bps: float = 10.0
-    weight_one_sided: float = 0.25
-    weight_adverse: float = 0.35
-    weight_markout: float = 0.25
-    weight_flow: float = 0.15
-    threshold: float = 0.6
-    cooldown_s: float = 30.0
-    min_fills: int = 5
-    capacity: int = 4096
+    window_s: float = setting(60.0, gt=0, unit="s")
+    markout_horizons_s: tuple[float, ...] = setting((1.0, 5.0, 30.0), gt=0, unit="s")
+    adverse_threshold_bps: float = setting(2.0, ge=0, unit="bps")
+    markout_scale_bps: float = setting(10.0, gt=0, unit="bps")
+    weight_one_sided: float = setting(0.25, ge=0)
+    weight_adverse: float = setting(0.35, ge=0)
+    weight_markout: float = setting(0.25, ge=0)
+    weight_flow: float = setting(0.15, ge=0)
+    threshold: float = setting(0.6, gt=0, le=1)
+    cooldown_s: float = setting(30.0, ge=0, unit="s")
+    min_fills: int = setting(5, ge=1)
+    capacity: int = setting(4096, ge=16)
 
-    def __post_init__(self) -> None:
-        def fail(name: str, problem: str) -> ValueError:
-            return ValueError(f"ToxicityConfig.{name}: {problem}")
-
-        def number(name: str, *, low: float, strict: bool) -> float:
-            v = getattr(self, name)
-            ok = is_real_number(v) and math.isfinite(v) and (v > low if strict else v >= low)
-            if not ok:
-                raise fail(name, f"must be a finite number {'>' if strict else '>='} {low:g} (got {v!r})")
-            return float(v) + 0.0
-
-        for name, low, strict in (
-            ("window_s", 0.0, True),
-            ("adverse_threshold_bps", 0.0, False),
-            ("markout_scale_bps", 0.0, True),
-            ("weight_one_sided", 0.0, False),
-            ("weight_adverse", 0.0, False),
-            ("weight_markout", 0.0, False),
-            ("weight_flow", 0.0, False),
-            ("threshold", 0.0, True),
-            ("cooldown_s", 0.0, False),
-        ):
-            object.__setattr__(self, name, number(name, low=low, strict=strict))
-        if self.threshold > 1.0:
-            raise fail("threshold", f"must be in (0, 1] (got {self.threshold!r})")
+    def check(self) -> None:
         if self.weight_one_sided + self.weight_adverse + self.weight_markout + self.weight_flow <= 0.0:
-            raise fail("weight_*", "the weights must not all be 0")
-
+            raise ValueError("ToxicityConfig.weight_*: the weights must not all be 0")
         hs = self.markout_horizons_s
-        if isinstance(hs, str | bytes) or not isinstance(hs, Iterable):
-            raise fail("markout_horizons_s", f"must be a sequence of seconds (got {hs!r})")
-        hs = tuple(hs)
-        if not hs:
-            raise fail("markout_horizons_s", "needs at least one horizon")
-        if not all(is_real_number(h) and math.isfinite(h) and h > 0.0 for h in hs):
-            raise fail("markout_horizons_s", f"every horizon must be a finite number > 0 (got {hs!r})")
-        hs = tuple(float(h) for h in hs)
         if any(b <= a for a, b in itertools.pairwise(hs)):
-            raise fail("markout_horizons_s", f"must be strictly increasing (got {hs!r})")
+            raise bad_value("ToxicityConfig.markout_horizons_s", "strictly increasing", hs)
         if hs[-1] >= self.window_s:
-            raise fail("markout_horizons_s", f"the last must be < window_s {self.window_s:g} (got {hs!r})")
-        object.__setattr__(self, "markout_horizons_s", hs)
-
-        for name, low in (("min_fills", 1), ("capacity", 16)):
-            v = getattr(self, name)
-            if not (_is_int(v) and v >= low):
-                raise fail(name, f"must be an integer >= {low} (got {v!r})")
-            object.__setattr__(self, name, int(v))
+            raise bad_value("ToxicityConfig.markout_horizons_s", f"below window_s {self.window_s:g}", hs)
 
     @property
     def weights(self) -> dict[str, float]:

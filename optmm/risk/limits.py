@@ -38,15 +38,15 @@ from __future__ import annotations
 import enum
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from optmm._config import canonical_hash, read_toml
+from optmm._config import Config, is_finite, is_real_number, read_toml, setting
 
 __all__ = [
     "DEFAULT_SCENARIO_AFTER_FILL_VEGA",
@@ -163,28 +163,15 @@ def _table_name(scope: Scope, underlying: str | None) -> str:
     return scope.value
 
 
-def _is_number(value: Any) -> bool:
-    numeric = isinstance(value, int | float | np.integer | np.floating)
-    return numeric and not isinstance(value, bool | np.bool_)
-
-
-def _is_finite(value: Any) -> bool:
-    """A finite number (an int too large for a float is not)."""
-    try:
-        return _is_number(value) and math.isfinite(value)
-    except OverflowError:
-        return False
-
-
 def _check_levels(hard: Any, soft: Any) -> str | None:
     """The problem with a (hard, soft) pair, or None."""
-    if not _is_number(hard):
+    if not is_real_number(hard):
         return f"hard level must be a number (got {hard!r})"
-    if not _is_number(soft):
+    if not is_real_number(soft):
         return f"soft level must be a number (got {soft!r})"
-    if not (_is_finite(hard) and hard > 0.0):
+    if not (is_finite(hard) and hard > 0.0):
         return f"the limit must be a finite number > 0 (got {hard!r})"
-    if not (_is_finite(soft) and 0.0 < soft < hard):
+    if not (is_finite(soft) and 0.0 < soft < hard):
         return f"the soft level must be > 0 and < the hard level {hard!r} (got {soft!r})"
     return None
 
@@ -252,7 +239,7 @@ def _sort_key(limit: Limit) -> tuple[int, str, int]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LimitSet:
+class LimitSet(Config):
     """A named set of limits and the controller's settings that go with them.
 
     Build one with :meth:`load` (TOML) or :meth:`from_dict`; the constructor validates everything and
@@ -289,21 +276,28 @@ class LimitSet:
         Where the set came from (the file path, ``"<dict>"``); not part of the content or of equality.
     content_hash : str
         SHA-256 (hex) of the canonical JSON (sorted keys, non-finite numbers as text) of
-        :meth:`to_dict`: equal settings give equal hashes whatever the file's layout. Computed.
+        :meth:`to_dict`: equal settings give equal hashes whatever the file's layout.
     """
+
+    _WHERE: ClassVar[dict[str, tuple[str, str]]] = {
+        "scenario_spot": ("scenario", "'spot'"),
+        "scenario_vol": ("scenario", "'vol'"),
+        "scenario_every_s": ("scenario", "'every_s'"),
+        "scenario_after_fill_vega": ("scenario", "'after_fill_vega'"),
+        "var_level": ("book", "'var' level"),
+    }
 
     name: str
     limits: tuple[Limit, ...]
-    soft_spread_factor: float = DEFAULT_SOFT_SPREAD_FACTOR
-    soft_size_factor: float = DEFAULT_SOFT_SIZE_FACTOR
-    scenario_spot: tuple[float, ...] = DEFAULT_SCENARIO_SPOT
+    soft_spread_factor: float = setting(DEFAULT_SOFT_SPREAD_FACTOR, ge=1)
+    soft_size_factor: float = setting(DEFAULT_SOFT_SIZE_FACTOR, gt=0, le=1)
+    scenario_spot: tuple[float, ...] = setting(DEFAULT_SCENARIO_SPOT, gt=-1)
     scenario_vol: tuple[float, ...] = DEFAULT_SCENARIO_VOL
-    scenario_every_s: float = DEFAULT_SCENARIO_EVERY_S
-    scenario_after_fill_vega: float = DEFAULT_SCENARIO_AFTER_FILL_VEGA
-    stale_after_ms: float = DEFAULT_STALE_AFTER_MS
-    var_level: float = DEFAULT_VAR_LEVEL
+    scenario_every_s: float = setting(DEFAULT_SCENARIO_EVERY_S, gt=0, unit="s")
+    scenario_after_fill_vega: float = setting(DEFAULT_SCENARIO_AFTER_FILL_VEGA, gt=0, inf_ok=True)
+    stale_after_ms: float = setting(DEFAULT_STALE_AFTER_MS, gt=0, unit="ms")
+    var_level: float = setting(DEFAULT_VAR_LEVEL, gt=0, lt=1)
     source: str = field(default="<direct>", compare=False)
-    content_hash: str = field(init=False)
     _index: dict[tuple[Metric, Scope, str | None], Limit] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -317,14 +311,24 @@ class LimitSet:
     # ----------------------------------------------------------------------------------------------
     # construction and validation
 
+    def where(self, name: str) -> str:
+        table, key = self._WHERE.get(name, (_TOP, repr(name)))
+        return f"{self.source}: [{table}] field {key}"
+
     def __post_init__(self) -> None:
+        try:
+            super().__post_init__()
+        except LimitError:
+            raise
+        except ValueError as exc:
+            raise LimitError(str(exc)) from None
+
+    def check(self) -> None:
         src = self.source
 
         def fail(table: str, key: str, problem: str) -> LimitError:
             return LimitError(f"{src}: [{table}] field {key!r}: {problem}")
 
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise fail(_TOP, "name", f"must be a non-empty string (got {self.name!r})")
         limits = tuple(self.limits) if isinstance(self.limits, Iterable) else self.limits
         if not isinstance(limits, tuple) or not all(isinstance(lim, Limit) for lim in limits):
             raise fail(_TOP, "limits", "must be a sequence of Limit")
@@ -338,31 +342,6 @@ class LimitSet:
             index[ident] = lim
         object.__setattr__(self, "limits", tuple(sorted(limits, key=_sort_key)))
         object.__setattr__(self, "_index", index)
-
-        settings: tuple[tuple[str, Callable[[float], bool], str], ...] = (
-            ("soft_spread_factor", lambda v: v >= 1.0, "a finite number >= 1"),
-            ("soft_size_factor", lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
-            ("stale_after_ms", lambda v: v > 0.0, "a finite number > 0 (milliseconds)"),
-        )
-        for name, in_range, wanted in settings:
-            value = getattr(self, name)
-            if not (_is_finite(value) and in_range(value)):
-                raise fail(_TOP, name, f"must be {wanted} (got {value!r})")
-            object.__setattr__(self, name, float(value))
-
-        for key, attr in (("spot", "scenario_spot"), ("vol", "scenario_vol")):
-            values = getattr(self, attr)
-            if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-                raise fail("scenario", key, f"must be a list of numbers (got {values!r})")
-            values = tuple(values)
-            if not values:
-                raise fail("scenario", key, "the scenario grid must not be empty")
-            for v in values:
-                if not _is_finite(v):
-                    raise fail("scenario", key, f"every shock must be a finite number (got {v!r})")
-                if key == "spot" and not v > -1.0:
-                    raise fail("scenario", key, f"a relative spot shock must be > -1 (got {v!r})")
-            object.__setattr__(self, attr, tuple(float(v) + 0.0 for v in values))  # + 0.0: no -0.0
         n_spot, n_vol = len(self.scenario_spot), len(self.scenario_vol)
         if n_spot * n_vol > MAX_SCENARIO_CELLS:
             raise LimitError(
@@ -370,21 +349,8 @@ class LimitSet:
                 f"scenarios, more than the bound of {MAX_SCENARIO_CELLS:,} (every contract is revalued on "
                 "each)"
             )
-        every = self.scenario_every_s
-        if not (_is_finite(every) and every > 0.0):
-            raise fail("scenario", "every_s", f"must be a finite number > 0 (seconds) (got {every!r})")
-        object.__setattr__(self, "scenario_every_s", float(every))
-        vega = self.scenario_after_fill_vega
-        if not (_is_number(vega) and vega > 0.0):  # NaN fails too; inf (never) is allowed
-            raise fail("scenario", "after_fill_vega", f"must be a number > 0, or inf (got {vega!r})")
-        object.__setattr__(self, "scenario_after_fill_vega", float(vega))
-        level = self.var_level
-        if not (_is_finite(level) and 0.0 < level < 1.0):
-            raise fail("book", "var", f"level must be a number in (0, 1) (got {level!r})")
-        if level != DEFAULT_VAR_LEVEL and (Metric.VAR, Scope.BOOK, None) not in index:
-            raise fail(_TOP, "var_level", f"{level!r} is given but there is no var limit in [book]")
-        object.__setattr__(self, "var_level", float(level))
-        object.__setattr__(self, "content_hash", canonical_hash(self.to_dict()))
+        if self.var_level != DEFAULT_VAR_LEVEL and (Metric.VAR, Scope.BOOK, None) not in index:
+            raise fail(_TOP, "var_level", f"{self.var_level!r} is given but there is no var limit in [book]")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LimitSet:
@@ -453,9 +419,9 @@ class LimitSet:
             return LimitError(f"{src}: [{table}] field {key!r}: {problem}")
 
         def number(table: str, key: str, value: Any, what: str = "a number") -> float:
-            if not _is_number(value):
+            if not is_real_number(value):
                 raise fail(table, key, f"must be {what} (got {value!r})")
-            if not _is_finite(value) and isinstance(value, int | np.integer):  # too large for a float
+            if not is_finite(value) and isinstance(value, int | np.integer):  # too large for a float
                 raise fail(table, key, f"must be a finite number (got {value!r})")
             return float(value)
 

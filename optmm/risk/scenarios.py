@@ -100,7 +100,7 @@ import numpy as np
 import pandas as pd
 
 from optmm import pricing
-from optmm._config import read_toml
+from optmm._config import Config, read_toml, setting
 from optmm._io import FIGURE_FORMATS as PLOT_FORMATS
 from optmm._io import atomic_target
 from optmm._io import figure_format as plot_format
@@ -125,7 +125,7 @@ BOOK = "book"
 
 
 @dataclass(frozen=True, slots=True)
-class Shock:
+class Shock(Config):
     """One scenario: a spot move, a vol move and time passing, from today's market.
 
     Parameters
@@ -143,30 +143,11 @@ class Shock:
         ``market.index`` required).
     """
 
-    spot: float
-    vol: float
-    days: float = 0.0
+    spot: float = setting(gt=-1, doc="a relative move; -1 is a spot of 0")
+    vol: float = setting()
+    days: float = setting(0.0, ge=0, unit="days")
     underlying: str | None = None
     beta_weighted: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("spot", "vol", "days"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-                raise ValueError(f"Shock.{name}: must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"Shock.{name}: must be finite, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        if self.spot <= -1.0:
-            raise ValueError(
-                f"Shock.spot: must be > -1 (a relative move; -1 is a spot of 0), got {self.spot!r}"
-            )
-        if self.days < 0.0:
-            raise ValueError(f"Shock.days: must be >= 0, got {self.days!r}")
-        if self.underlying is not None and not isinstance(self.underlying, str):
-            raise ValueError(f"Shock.underlying: must be a string or None, got {self.underlying!r}")
-        if not isinstance(self.beta_weighted, bool | np.bool_):
-            raise ValueError(f"Shock.beta_weighted: must be true or false, got {self.beta_weighted!r}")
 
 
 @dataclass(frozen=True, slots=True)

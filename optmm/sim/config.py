@@ -9,32 +9,30 @@ hedge and pull), ``[quoter]``, ``[hedger]``, ``[toxicity]`` (the settings of
 optional ``[[underlying.shock]]`` scheduled moves) and an optional ``correlation`` matrix.
 
 Everything is validated when the configuration is built; an error names the table and the field
-(``"sim.toml: [flow] arrival_k: must be > 0 (got -1)"``). :attr:`SimConfig.content_hash` is the SHA-256
-of the canonical JSON of :meth:`SimConfig.to_dict`, written into every run's summary.
+(``"sim.toml: [flow] arrival_k: must be a finite number > 0 (got -1)"``); the bounds are declared on
+the fields (:func:`optmm._config.setting`). :attr:`SimConfig.content_hash` is the SHA-256 of the
+canonical JSON of :meth:`SimConfig.to_dict`, written into every run's summary.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import math
+import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from optmm._config import (
     MAX_SEED,
-    ConfigIO,
-    canonical_hash,
-    check_bool,
-    check_number,
+    Config,
     is_real_number,
     read_toml,
+    setting,
 )
 from optmm.quoting.hedger import HedgerConfig
 from optmm.quoting.quoter import QuoterConfig
@@ -67,58 +65,35 @@ MAX_PATH_CELLS = 20_000_000
 """The most steps x paths x (underlyings + 1) of a run (its market paths and result tables: a few
 hundred bytes each)."""
 
-QUOTING_MODES = ("quoter", "avellaneda_stoikov", "symmetric")
-INSTRUMENTS = ("options", "underlying")
-FILL_MODELS = ("poisson", "linear")
+
+class Quoting(enum.StrEnum):
+    """``[strategy] quoting``: who sets the quotes (:class:`StrategySettings`)."""
+
+    QUOTER = "quoter"
+    AVELLANEDA_STOIKOV = "avellaneda_stoikov"
+    SYMMETRIC = "symmetric"
+
+
+class Instrument(enum.StrEnum):
+    """``[chain] instrument``: what is quoted (:class:`ChainSettings`)."""
+
+    OPTIONS = "options"
+    UNDERLYING = "underlying"
+
+
+class FillModel(enum.StrEnum):
+    """``[flow] fill_model``: how an order reaches a quote within a step (:class:`FlowSettings`)."""
+
+    POISSON = "poisson"
+    LINEAR = "linear"
 
 
 def _fail(table: str, name: str, problem: str, value: Any) -> ValueError:
     return ValueError(f"[{table}] {name}: {problem} (got {value!r})")
 
 
-def _number(obj: Any, table: str, name: str, **bounds: Any) -> None:
-    check_number(obj, name, where=f"[{table}] {name}", **bounds)
-
-
-def _integer(obj: Any, table: str, name: str, *, low: int, high: int | None = None) -> None:
-    value = getattr(obj, name)
-    whole = isinstance(value, int | np.integer) and is_real_number(value)  # any size: no float overflow
-    whole = whole or (isinstance(value, float | np.floating) and math.isfinite(value) and value.is_integer())
-    if not (whole and value >= low and (high is None or value <= high)):
-        bound = f">= {low}" if high is None else f">= {low} and <= {high}"
-        raise _fail(table, name, f"must be a whole number {bound}", value)
-    object.__setattr__(obj, name, int(value))
-
-
-def _boolean(obj: Any, table: str, name: str) -> None:
-    check_bool(obj, name, where=f"[{table}] {name}")
-
-
-def _choice(obj: Any, table: str, name: str, allowed: tuple[str, ...]) -> None:
-    value = getattr(obj, name)
-    if value not in allowed:
-        raise _fail(table, name, f"must be one of {', '.join(allowed)}", value)
-
-
-def _floats(obj: Any, table: str, name: str, *, low: float, low_open: bool, nonempty: bool = True) -> None:
-    value = getattr(obj, name)
-    if not isinstance(value, list | tuple) or (nonempty and not value):
-        raise _fail(table, name, "must be a non-empty list of numbers", value)
-    out = []
-    for i, x in enumerate(value):
-        try:
-            finite = is_real_number(x) and math.isfinite(x)
-        except OverflowError:  # an int too large for a float
-            finite = False
-        if not finite or x < low or (low_open and x == low):
-            bound = f"> {low:g}" if low_open else f">= {low:g}"
-            raise _fail(table, f"{name}[{i}]", f"must be a finite number {bound}", x)
-        out.append(float(x))
-    object.__setattr__(obj, name, tuple(out))
-
-
 @dataclass(frozen=True, kw_only=True)
-class RunSettings(ConfigIO):
+class RunSettings(Config):
     """``[sim]``: the clock, the paths and what is recorded.
 
     Parameters
@@ -140,17 +115,17 @@ class RunSettings(ConfigIO):
         the first 600 s).
     """
 
-    steps: int
-    dt_s: float
-    paths: int = 1
-    seed: int = 0
-    markout_s: float = 5.0
-    quotes_from_s: float = 0.0
-    quotes_window_s: float = 600.0
+    _table: ClassVar[str | None] = "sim"
 
-    def __post_init__(self) -> None:
-        _integer(self, "sim", "steps", low=1)
-        _number(self, "sim", "dt_s", low=0.0, low_open=True)
+    steps: int = setting(ge=1)
+    dt_s: float = setting(gt=0, unit="s")
+    paths: int = setting(1, ge=1)
+    seed: int = setting(0, ge=0, le=MAX_SEED)
+    markout_s: float = setting(5.0, ge=0, unit="s")
+    quotes_from_s: float = setting(0.0, ge=0, unit="s")
+    quotes_window_s: float = setting(600.0, ge=0, unit="s")
+
+    def check(self) -> None:
         if self.dt_s >= MAX_DT_S:
             raise _fail(
                 "sim",
@@ -158,14 +133,10 @@ class RunSettings(ConfigIO):
                 f"must be < {MAX_DT_S:,.0f} s (a {TRADING_DAY_S:,.0f}-s trading day is at least one step)",
                 self.dt_s,
             )
-        _integer(self, "sim", "paths", low=1)
-        _integer(self, "sim", "seed", low=0, high=MAX_SEED)
-        for name in ("markout_s", "quotes_from_s", "quotes_window_s"):
-            _number(self, "sim", name, low=0.0)
 
 
 @dataclass(frozen=True, kw_only=True)
-class ChainSettings(ConfigIO):
+class ChainSettings(Config):
     """``[chain]``: the instruments quoted on every underlying.
 
     Parameters
@@ -186,28 +157,23 @@ class ChainSettings(ConfigIO):
         Units of the underlying per contract, > 0 (default 100; 1 for the underlying itself).
     """
 
-    instrument: str = "options"
-    expiries_days: tuple[float, ...] = (30.0,)
-    moneyness: tuple[float, ...] = (0.9, 0.95, 1.0, 1.05, 1.1)
-    strike_step: float = 1.0
+    _table: ClassVar[str | None] = "chain"
+
+    instrument: Instrument = Instrument.OPTIONS
+    expiries_days: tuple[float, ...] = setting((30.0,), gt=0, unit="days")
+    moneyness: tuple[float, ...] = setting((0.9, 0.95, 1.0, 1.05, 1.1), gt=0)
+    strike_step: float = setting(1.0, gt=0)
     calls: bool = True
     puts: bool = True
-    multiplier: float = 100.0
+    multiplier: float = setting(100.0, gt=0)
 
-    def __post_init__(self) -> None:
-        _choice(self, "chain", "instrument", INSTRUMENTS)
-        _floats(self, "chain", "expiries_days", low=0.0, low_open=True)
-        _floats(self, "chain", "moneyness", low=0.0, low_open=True)
-        _number(self, "chain", "strike_step", low=0.0, low_open=True)
-        _boolean(self, "chain", "calls")
-        _boolean(self, "chain", "puts")
-        _number(self, "chain", "multiplier", low=0.0, low_open=True)
+    def check(self) -> None:
         if self.instrument == "options" and not (self.calls or self.puts):
             raise _fail("chain", "calls", "calls and puts are both false: nothing to quote", self.calls)
 
 
 @dataclass(frozen=True, kw_only=True)
-class FlowSettings(ConfigIO):
+class FlowSettings(Config):
     """``[flow]``: market orders that reach our quotes.
 
     Parameters
@@ -238,30 +204,21 @@ class FlowSettings(ConfigIO):
         ``A·(1 + imbalance)``, orders that lift our offers with ``A·(1 − imbalance)`` (default 0).
     """
 
-    arrival_a: float = 0.05
-    arrival_k: float = 20.0
-    fill_model: str = "poisson"
-    order_size_mean: float = 1.0
-    informed_rate: float = 0.0
-    informed_horizon_s: float = 30.0
-    informed_size: float = 5.0
-    latency_steps: int = 0
-    imbalance: float = 0.0
+    _table: ClassVar[str | None] = "flow"
 
-    def __post_init__(self) -> None:
-        _number(self, "flow", "arrival_a", low=0.0)
-        _number(self, "flow", "arrival_k", low=0.0, low_open=True)
-        _choice(self, "flow", "fill_model", FILL_MODELS)
-        _number(self, "flow", "order_size_mean", low=1.0)
-        _number(self, "flow", "informed_rate", low=0.0)
-        _number(self, "flow", "informed_horizon_s", low=0.0, low_open=True)
-        _number(self, "flow", "informed_size", low=0.0, low_open=True)
-        _integer(self, "flow", "latency_steps", low=0)
-        _number(self, "flow", "imbalance", low=-1.0, high=1.0)
+    arrival_a: float = setting(0.05, ge=0)
+    arrival_k: float = setting(20.0, gt=0)
+    fill_model: FillModel = FillModel.POISSON
+    order_size_mean: float = setting(1.0, ge=1)
+    informed_rate: float = setting(0.0, ge=0)
+    informed_horizon_s: float = setting(30.0, gt=0, unit="s")
+    informed_size: float = setting(5.0, gt=0)
+    latency_steps: int = setting(0, ge=0)
+    imbalance: float = setting(0.0, ge=-1, le=1)
 
 
 @dataclass(frozen=True, kw_only=True)
-class StrategySettings(ConfigIO):
+class StrategySettings(Config):
     """``[strategy]``: how we quote, and whether we hedge and let toxicity pull quotes.
 
     Parameters
@@ -289,28 +246,19 @@ class StrategySettings(ConfigIO):
         Size of each side for ``"avellaneda_stoikov"`` and ``"symmetric"``, > 0 (default 1).
     """
 
+    _table: ClassVar[str | None] = "strategy"
+
     name: str = "base"
-    quoting: str = "quoter"
+    quoting: Quoting = Quoting.QUOTER
     hedge: bool = True
     toxicity_pull: bool = True
-    as_gamma: float = 0.1
-    spread: float | None = None
-    quote_size: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise _fail("strategy", "name", "must be a non-empty string", self.name)
-        _choice(self, "strategy", "quoting", QUOTING_MODES)
-        _boolean(self, "strategy", "hedge")
-        _boolean(self, "strategy", "toxicity_pull")
-        _number(self, "strategy", "as_gamma", low=0.0, low_open=True)
-        if self.spread is not None:
-            _number(self, "strategy", "spread", low=0.0, low_open=True)
-        _number(self, "strategy", "quote_size", low=0.0, low_open=True)
+    as_gamma: float = setting(0.1, gt=0)
+    spread: float | None = setting(None, gt=0)
+    quote_size: float = setting(1.0, gt=0)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Shock(ConfigIO):
+class Shock(Config):
     """``[[underlying.shock]]``: a scheduled move (a flash crash and its rebound are two shocks).
 
     Parameters
@@ -323,18 +271,15 @@ class Shock(ConfigIO):
         Absolute move of the instantaneous vol (0.10 = +10 points); it then mean-reverts.
     """
 
-    at_s: float
+    _table: ClassVar[str | None] = "underlying.shock"
+
+    at_s: float = setting(gt=0, unit="s")
     spot: float = 0.0
     vol: float = 0.0
 
-    def __post_init__(self) -> None:
-        _number(self, "underlying.shock", "at_s", low=0.0, low_open=True)
-        _number(self, "underlying.shock", "spot")
-        _number(self, "underlying.shock", "vol")
-
 
 @dataclass(frozen=True, kw_only=True)
-class UnderlyingModel(ConfigIO):
+class UnderlyingModel(Config):
     """``[[underlying]]``: one underlying's dynamics, rates and implied-vol surface.
 
     Parameters
@@ -369,39 +314,32 @@ class UnderlyingModel(ConfigIO):
     """
 
     name: str
-    spot: float = 100.0
+    spot: float = setting(100.0, gt=0)
     rate: float = 0.0
     div_yield: float = 0.0
-    vol: float = 0.2
+    vol: float = setting(0.2, gt=0)
     drift: float = 0.0
-    jump_intensity: float = 0.0
+    jump_intensity: float = setting(0.0, ge=0)
     jump_mean: float = 0.0
-    jump_std: float = 0.0
-    vol_kappa: float = 0.0
-    vol_theta: float | None = None
-    vol_of_vol: float = 0.0
-    vol_spot_corr: float = 0.0
-    arith_vol_per_sqrt_s: float = 0.0
+    jump_std: float = setting(0.0, ge=0)
+    vol_kappa: float = setting(0.0, ge=0)
+    vol_theta: float | None = setting(None, gt=0)
+    vol_of_vol: float = setting(0.0, ge=0)
+    vol_spot_corr: float = setting(0.0, ge=-1, le=1)
+    arith_vol_per_sqrt_s: float = setting(0.0, ge=0)
     smile_slope: float = 0.0
     smile_curvature: float = 0.0
-    half_spread: float = 0.01
+    half_spread: float = setting(0.01, ge=0)
     shock: tuple[Shock, ...] = ()
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise _fail("underlying", "name", "must be a non-empty string", self.name)
+    def where(self, name: str) -> str:
+        named = isinstance(self.name, str) and self.name.strip()
+        return f"[underlying {self.name}] {name}" if named else f"[underlying] {name}"
+
+    def check(self) -> None:
         t = f"underlying {self.name}"
-        _number(self, t, "spot", low=0.0, low_open=True)
-        for name in ("rate", "div_yield", "drift", "jump_mean", "smile_slope", "smile_curvature"):
-            _number(self, t, name)
-        _number(self, t, "vol", low=0.0, low_open=True)
-        for name in ("jump_intensity", "jump_std", "vol_kappa", "vol_of_vol", "arith_vol_per_sqrt_s"):
-            _number(self, t, name, low=0.0)
-        _number(self, t, "half_spread", low=0.0)
-        _number(self, t, "vol_spot_corr", low=-1.0, high=1.0)
         if self.vol_theta is None:
             object.__setattr__(self, "vol_theta", self.vol)
-        _number(self, t, "vol_theta", low=0.0, low_open=True)
         if not isinstance(self.shock, list | tuple):
             raise _fail(
                 t, "shock", "must be a list of tables ([[underlying.shock]] at_s, spot, vol)", self.shock
@@ -424,13 +362,8 @@ class UnderlyingModel(ConfigIO):
                 self.jump_intensity,
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        d["shock"] = [s.to_dict() for s in self.shock]
-        return d
 
-
-_SECTIONS: dict[str, type[ConfigIO]] = {
+_SECTIONS: dict[str, type[Config]] = {
     "sim": RunSettings,
     "chain": ChainSettings,
     "flow": FlowSettings,
@@ -442,7 +375,7 @@ _SECTIONS: dict[str, type[ConfigIO]] = {
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
-class SimConfig:
+class SimConfig(Config):
     """A whole simulation's settings (module docstring; docs/simulation.md).
 
     Build with :meth:`load` or :meth:`from_dict`; :meth:`with_overrides` changes fields by dotted
@@ -461,7 +394,7 @@ class SimConfig:
     correlation: tuple[tuple[float, ...], ...] | None = None
     source: str = field(default="<dict>", compare=False)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         names = [u.name for u in self.underlying]
         if not names:
             raise ValueError("[[underlying]]: at least one underlying is needed")
@@ -494,7 +427,7 @@ class SimConfig:
             )
         if self.strategy.quoting != "quoter" and self.chain.instrument != "underlying":
             raise ValueError(
-                f"[strategy] quoting: {self.strategy.quoting!r} quotes the underlying itself "
+                f"[strategy] quoting: {self.strategy.quoting.value!r} quotes the underlying itself "
                 '([chain] instrument = "underlying")'
             )
         for u in self.underlying:  # the strikes are counted in strike steps: a whole number of them
@@ -627,15 +560,6 @@ class SimConfig:
             d["correlation"] = [list(r) for r in self.correlation]
         return d
 
-    def to_toml(self) -> str:
-        """The configuration as TOML text (limits inline)."""
-        return _to_toml(self.to_dict())
-
-    @property
-    def content_hash(self) -> str:
-        """SHA-256 (hex) of the canonical JSON of :meth:`to_dict`."""
-        return canonical_hash(self.to_dict())
-
     def with_overrides(self, overrides: Mapping[str, Any]) -> SimConfig:
         """A copy with fields changed by dotted name: ``{"quoter.skew": "none", "sim.paths": 4}``.
 
@@ -719,17 +643,10 @@ class SimConfig:
 
 
 def _strip(message: str, table: str) -> str:
-    """A section class's message without its class prefix (the caller names the table)."""
-    for prefix in (
-        "RunSettings.",
-        "ChainSettings.",
-        "FlowSettings.",
-        "StrategySettings.",
-        "QuoterConfig.",
-        "HedgerConfig.",
-        "ToxicityConfig.",
-        f"[{table}] ",
-    ):
+    """A section's message without its own prefix (``QuoterConfig.``, ``[sim] ``): the caller names
+    the table."""
+    name = _SECTIONS[table].__name__
+    for prefix in (f"{name}.", f"{name}: ", f"[{table}] "):
         if message.startswith(prefix):
             return message[len(prefix) :]
     return message
@@ -766,53 +683,3 @@ def _limits(value: Any, source: str, base_dir: str | None) -> LimitSet:
         return LimitSet.from_dict(copy.deepcopy(dict(value)), source=f"{source} [limits]")
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {v!r} to TOML")
-
-
-def _key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
-
-
-def _table(prefix: str, d: Mapping[str, Any], out: list[str]) -> None:
-    scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in d.items() if isinstance(v, dict)}
-    if prefix:
-        out.append(f"\n[{prefix}]")
-    out.extend(f"{_key(k)} = {_toml_value(v)}" for k, v in scalars.items())
-    for k, v in tables.items():
-        _table(f"{prefix}.{_key(k)}" if prefix else _key(k), v, out)
-
-
-def _to_toml(d: Mapping[str, Any]) -> str:
-    out: list[str] = []
-    top = {k: v for k, v in d.items() if not isinstance(v, dict | list) or k == "correlation"}
-    out.extend(f"{_key(k)} = {_toml_value(v)}" for k, v in top.items())
-    for k, v in d.items():
-        if isinstance(v, dict):
-            _table(k, v, out)
-    for u in d.get("underlying", []):
-        out.append("\n[[underlying]]")
-        out.extend(f"{_key(k)} = {_toml_value(v)}" for k, v in u.items() if k != "shock")
-        for s in u.get("shock", []):
-            out.append("\n[[underlying.shock]]")
-            out.extend(f"{_key(k)} = {_toml_value(v)}" for k, v in s.items())
-    return "\n".join(out) + "\n"

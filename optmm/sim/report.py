@@ -23,7 +23,6 @@ renamed into place at the end.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from optmm._config import to_json
 from optmm._io import save_figure
 from optmm._scratch import scratch_dir
 from optmm.risk.audit import Layer
@@ -243,27 +243,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _jsonable(x: Any, where: str = "summary") -> Any:
-    """``x`` with numpy scalars and arrays as Python values and non-finite floats as None."""
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in x.items()}
-    if isinstance(x, np.ndarray):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(x.tolist())]
-    if isinstance(x, list | tuple):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(x)]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if x is None or isinstance(x, bool | int | str):
-        return x
-    raise TypeError(f"{where}: {type(x).__name__} is not JSON-able")
-
-
 def summary_json(summary: Mapping[str, Any]) -> str:
     """``summary`` as JSON text (sorted keys, indented, every float in full, NaN and infinities as
     ``null``): ``summary.json`` and ``optmm simulate --format json``."""
-    return json.dumps(_jsonable(summary), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    return to_json(summary, sort_keys=True, indent=2, where="summary") + "\n"
 
 
 def path_totals(result: SimResult) -> pd.DataFrame:
