@@ -41,15 +41,15 @@ DASK_HELP = (
 
 
 def dask_spec(text: str) -> str:
-    """``argparse`` type of ``--dask``: the spec, if :func:`optmm.dist.parse_spec` accepts it."""
-    from optmm.dist.cluster import check_spec
+    """``argparse`` type of ``--dask``: the spec, if :func:`optmm.scaleout.parse_spec` accepts it."""
+    from optmm.scaleout.cluster import check_spec
 
     return check_spec(text)
 
 
 @contextmanager
 def _client(spec: str) -> Iterator[Client]:
-    from optmm.dist.cluster import client_for
+    from optmm.scaleout.cluster import client_for
 
     with ExitStack() as stack:
         try:
@@ -66,7 +66,7 @@ def scenario_engine(
     """``(scenario_grid(**kwargs), run_stress(stress))`` for a book: local, or on a cluster.
 
     With ``spec`` None the local engine (:mod:`optmm.risk`); else the book partitioned by underlying
-    over the cluster of ``spec`` (:class:`optmm.dist.DistributedBook`), released with the cluster on
+    over the cluster of ``spec`` (:class:`optmm.scaleout.DistributedBook`), released with the cluster on
     exit. Both give the same figures (to rounding of the sums).
     """
     if spec is None:
@@ -77,7 +77,7 @@ def scenario_engine(
             (lambda s: run_stress(book, market, s)),
         )
         return
-    from optmm.dist import DistributedBook
+    from optmm.scaleout import DistributedBook
 
     with _client(spec) as client, DistributedBook.scatter(client, book, market) as dbook:
         yield dbook.scenario_grid, dbook.run_stress
@@ -117,7 +117,7 @@ def _fmt_value(v: Any) -> str:
 def _summary_text(result: Any) -> str:
     import pandas as pd
 
-    from optmm.dist.sweep import PNL_STD
+    from optmm.scaleout.sweep import PNL_STD
 
     spec, summary = result.spec, result.summary
     shown = pd.DataFrame({"setting": summary["setting"], "config": summary["config_hash"].str[:10]})
@@ -151,8 +151,8 @@ def _summary_text(result: Any) -> str:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from optmm.dist.sweep import SweepError, SweepSpec
-    from optmm.dist.sweep import run_sweep as run
+    from optmm.scaleout.sweep import SweepError, SweepSpec
+    from optmm.scaleout.sweep import run_sweep as run
 
     if not Path(args.sweep).is_file():  # a named pipe would block the read
         problem = "not a regular file" if Path(args.sweep).exists() else "no such file"

@@ -291,7 +291,7 @@ def run_var(args: argparse.Namespace) -> int:
         if args.dask is None:
             res = historical_var(book, market, sc, levels=args.levels)
         else:
-            from optmm.dist.var import historical_var as dist_var
+            from optmm.scaleout.var import historical_var as dist_var
 
             with cli_dist._client(args.dask) as client:
                 res = dist_var(book, market, sc, client=client, levels=args.levels)
