@@ -1,4 +1,4 @@
-"""``optmm sweep`` and ``optmm scenario --dask`` (optmm.cli_dist).
+"""``optmm sweep`` and ``optmm scenario --dask`` (optmm.cli.sweep, optmm.cli.common.scenario_engine).
 
 The sweep commands run with the stand-in simulator of ``dist_fakes`` (the defaults of
 optmm.scaleout.sweep are patched); ``--dask ADDRESS`` points at a module-scoped LocalCluster.

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from optmm.cli_common import UsageError, add_valuation_option, load_market
+from optmm.cli.common import UsageError, add_valuation_option, check_destination, load_market
 
 __all__ = ["add_fit_parser", "run_fit"]
 
@@ -52,7 +52,6 @@ def run_fit(args: argparse.Namespace) -> int:
     from optmm.chain.fit import fit_chain, fit_vols
     from optmm.chain.reader import read_chain, read_vols
     from optmm.chain.toml import write_market
-    from optmm.cli_risk import check_destination
     from optmm.market import Market, Sticky
 
     if (args.chain is None) == (args.vols is None):
