@@ -195,9 +195,7 @@ def _grid_part(
     return list(res.underlyings), full, taylor
 
 
-def _pnl_part(
-    book: Book, market: Market, shocks: list[Shock]
-) -> tuple[list[str], np.ndarray] | ValueError:
+def _pnl_part(book: Book, market: Market, shocks: list[Shock]) -> tuple[list[str], np.ndarray] | ValueError:
     """One partition's P&L per shock: its underlyings and a (U_p, n_shocks) array."""
     limit_numba_threads()
     try:
