@@ -1,6 +1,6 @@
 """Sweep benchmark: the same simulation sweep on a LocalCluster of 1 worker and of 2 workers.
 
-One run times ``optmm.dist.run_sweep`` end to end (submitting the runs, storing them in part files,
+One run times ``optmm.scaleout.run_sweep`` end to end (submitting the runs, storing them in part files,
 writing the tables and the frontier plot) on a ``LocalCluster`` of one worker process, then on a new
 one of two (one thread per worker, processes), each warmed first (a run on every worker: imports
 and numba compilation) so that the timings are of the sweep alone, and reports:
@@ -120,7 +120,7 @@ def _fake_base(directory: Path, task_s: float) -> Path:
 
 
 def _timed_sweep(n_workers: int, spec: Any, out: Path, run_fn: Any, load_config: Any) -> tuple[float, Any]:
-    from optmm.dist import client_for, run_sweep
+    from optmm.scaleout import client_for, run_sweep
 
     config = load_config(spec.base)
     config = config.with_overrides(dict(spec.overrides)) if spec.overrides else config
@@ -139,7 +139,7 @@ def _timed_sweep(n_workers: int, spec: Any, out: Path, run_fn: Any, load_config:
 def run(*, fake: bool, runs: int | None, task_s: float) -> dict[str, Any]:
     import pandas as pd
 
-    from optmm.dist import SweepSpec, run_sweep
+    from optmm.scaleout import SweepSpec, run_sweep
 
     with tempfile.TemporaryDirectory(prefix="optmm-bench-") as tmp:
         tmpdir = Path(tmp)

@@ -4,7 +4,7 @@ and the plausible magnitudes that inputs are held to where a person or a file su
 from __future__ import annotations
 
 import warnings
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -13,7 +13,7 @@ import pandas as pd
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 """float64 array; its shape is stated where it is used (e.g. ``(n_positions,)``)."""
 BoolArray: TypeAlias = npt.NDArray[np.bool_]
-ArrayLike: TypeAlias = npt.ArrayLike | Any
+ArrayLike: TypeAlias = npt.ArrayLike
 """Anything numpy can turn into an array: scalars, sequences, arrays."""
 
 __all__ = [

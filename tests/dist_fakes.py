@@ -1,4 +1,4 @@
-"""A stand-in configuration and run functions for the sweep tests (optmm.dist.sweep).
+"""A stand-in configuration and run functions for the sweep tests (optmm.scaleout.sweep).
 
 Importable by Dask workers: a LocalCluster spawns its worker processes with the test process's
 ``sys.path`` (multiprocessing's spawn passes it on), and pytest puts ``tests/`` on it, so the workers

@@ -14,7 +14,8 @@ import pandas as pd
 from builders import make_book, one_name_market
 
 from optmm.book import Book, Kind
-from optmm.cli_risk import _by_underlying, _stress_rows
+from optmm.cli.risk import _by_underlying
+from optmm.cli.scenario import _stress_rows
 from optmm.market import Market
 from optmm.report import (
     Section,

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import optmm
-from optmm.cli import MAX_STRIKES, parse_strikes
+from optmm.cli.chain import MAX_STRIKES, parse_strikes
 from optmm.greeks import bsm_greeks
 
 SPOT, VOL, RATE, DIV, DAYS = 100.0, 0.25, 0.04, 0.015, 45.0

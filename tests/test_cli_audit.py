@@ -1,4 +1,4 @@
-"""Tests of ``optmm audit`` (optmm.cli_audit): the table and CSV views of an audit trail, filters, errors.
+"""Tests of ``optmm audit`` (optmm.cli.audit): the table and CSV views of an audit trail, filters, errors.
 
 Bad input must give exit code 2, ONE ``optmm: error: ...`` line on stderr, nothing on stdout and no
 output file.

@@ -1,7 +1,7 @@
-"""``optmm sweep`` and ``optmm scenario --dask`` (optmm.cli_dist).
+"""``optmm sweep`` and ``optmm scenario --dask`` (optmm.cli.sweep, optmm.cli.common.scenario_engine).
 
 The sweep commands run with the stand-in simulator of ``dist_fakes`` (the defaults of
-optmm.dist.sweep are patched); ``--dask ADDRESS`` points at a module-scoped LocalCluster.
+optmm.scaleout.sweep are patched); ``--dask ADDRESS`` points at a module-scoped LocalCluster.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from builders import assert_usage_error, run
 from dist_fakes import BASE_TOML, FakeConfig, failing_run, fast_run
 
-import optmm.dist.sweep as sweep_mod
-from optmm.dist import client_for
+import optmm.scaleout.sweep as sweep_mod
+from optmm.scaleout import client_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = str(ROOT / "scenarios" / "examples" / "book.csv")

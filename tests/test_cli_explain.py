@@ -1,4 +1,4 @@
-"""``optmm explain`` (optmm.cli_explain): the table of ``pnl_explain``, and bad input as one
+"""``optmm explain`` (optmm.cli.explain): the table of ``pnl_explain``, and bad input as one
 ``optmm: error:`` line with exit code 2 and no output file."""
 
 from __future__ import annotations

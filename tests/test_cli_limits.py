@@ -1,4 +1,4 @@
-"""``optmm limits`` (optmm.cli_limits): the rows of ``limit_utilisation``, the exit codes of
+"""``optmm limits`` (optmm.cli.limits): the rows of ``limit_utilisation``, the exit codes of
 ``--fail-on``, and bad input as one ``optmm: error:`` line with exit code 2 and no output file."""
 
 from __future__ import annotations

@@ -358,3 +358,14 @@ def test_a_directory_given_as_an_input_file_is_named(
 ) -> None:
     assert_usage_error(run(capsys, command, BOOK, "--market", str(tmp_path)), "--market", "is a directory")
     assert_usage_error(run(capsys, command, str(tmp_path), "--market", MARKET), "BOOK", "is a directory")
+
+
+def test_every_help_page_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """``optmm --help`` and each command's ``--help`` print their page and exit 0 (a bare ``%`` in a help
+    text makes argparse raise when it formats the page)."""
+    for argv in [["--help"]] + [[name, "--help"] for name in cli.COMMANDS]:
+        assert cli.main(argv) == 0, argv
+        out = capsys.readouterr().out
+        assert out.startswith("usage: optmm"), argv
+        if argv == ["--help"]:
+            assert all(name in out for name in cli.COMMANDS)

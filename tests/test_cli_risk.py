@@ -1,4 +1,5 @@
-"""Tests of ``optmm risk`` and ``optmm scenario`` (optmm.cli_risk) on the example book and market.
+"""Tests of ``optmm risk`` and ``optmm scenario`` (optmm.cli.risk, optmm.cli.scenario) on the example book
+and market.
 
 Values are checked against the library (``exposures``, ``scenario_grid``, ``run_stress``); bad input
 must give exit code 2, ONE ``optmm: error: ...`` line on stderr, no traceback and no output file.

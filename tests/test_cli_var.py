@@ -1,4 +1,4 @@
-"""``optmm var`` (optmm.cli_var) on the example book, market and bundled history.
+"""``optmm var`` (optmm.cli.var) on the example book, market and bundled history.
 
 Figures are checked against the library (``historical_var``, ``backtest``); bad input must give exit
 code 2, ONE ``optmm: error: ...`` line naming the file, row and field, and no output file.

@@ -1,5 +1,5 @@
 """The configuration base (optmm._config): declared bounds, enum choices, the TOML reader and writer,
-the one JSON encoder and its NaN rule, and the one range parser (optmm.cli_common.parse_grid)."""
+the one JSON encoder and its NaN rule, and the one range parser (optmm.cli.common.parse_grid)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from optmm._config import Config, canonical_hash, json_records, setting, to_json, toml_text
-from optmm.cli_common import parse_grid
+from optmm.cli.common import parse_grid
 
 
 class Colour(enum.Enum):

@@ -1,4 +1,4 @@
-"""The distributed engine (optmm.dist) refuses what the local one refuses, with the same message:
+"""The distributed engine (optmm.scaleout) refuses what the local one refuses, with the same message:
 a stress leg the market cannot price (named by file and leg), a P&L that is not finite (named by
 underlying and cell or leg); and it carries the grid's valuation date for the heatmap's title."""
 
@@ -12,10 +12,10 @@ import pytest
 from builders import make_book
 
 from optmm.book import Kind
-from optmm.dist import DistributedBook, client_for
 from optmm.market import Market
 from optmm.risk import Stress, run_stress, scenario_grid
 from optmm.risk.scenarios import Shock
+from optmm.scaleout import DistributedBook, client_for
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = Market.load(ROOT / "scenarios" / "examples" / "market.toml")

@@ -1,4 +1,5 @@
-"""Scenario P&L of a book partitioned over a Dask LocalCluster (optmm.dist.scenarios, optmm.dist.cluster).
+"""Scenario P&L of a book partitioned over a Dask LocalCluster (optmm.scaleout.scenarios,
+optmm.scaleout.cluster).
 
 The reference is the local engine (optmm.risk.scenarios) on the whole book. Partitioning changes
 only the order of the final sums, so every figure must agree to 1e-9 of the book's gross value
@@ -20,12 +21,12 @@ import pytest
 from distributed import Client
 
 from optmm.book import Book, BookError
-from optmm.dist import DistributedBook, client_for, parse_spec, partition_book
-from optmm.dist import run_stress as dist_run_stress
-from optmm.dist import scenario_grid as dist_grid
-from optmm.dist import scenario_pnl as dist_pnl
 from optmm.market import Market, Sticky
 from optmm.risk import Shock, exposures, load_stress, run_stress, scenario_grid, scenario_pnl
+from optmm.scaleout import DistributedBook, client_for, parse_spec, partition_book
+from optmm.scaleout import run_stress as dist_run_stress
+from optmm.scaleout import scenario_grid as dist_grid
+from optmm.scaleout import scenario_pnl as dist_pnl
 
 ROOT = Path(__file__).resolve().parents[1]
 STRESS_FILES = sorted((ROOT / "scenarios" / "stress").glob("*.toml"))
@@ -180,7 +181,7 @@ def _task_numba_threads() -> int:
     """What a partition's revaluation runs with, in a worker's task thread."""
     import numba
 
-    from optmm.dist.cluster import limit_numba_threads
+    from optmm.scaleout.cluster import limit_numba_threads
 
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)  # as if numba came before the environment
     limit_numba_threads()

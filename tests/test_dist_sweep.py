@@ -1,4 +1,4 @@
-"""Simulation sweeps (optmm.dist.sweep): the sweep file, the tables, resume, interruption, worker loss.
+"""Simulation sweeps (optmm.scaleout.sweep): the sweep file, the tables, resume, interruption, worker loss.
 
 The simulator is stood in for by ``dist_fakes`` (a config with dotted overrides and a content hash,
 and run functions whose metrics are a pure function of (config, seed)). The reference for every
@@ -23,8 +23,8 @@ import pytest
 from dist_fakes import BASE_TOML, FakeConfig, failing_run, fast_run, slow_run
 from distributed import Client
 
-from optmm.dist import SweepError, SweepSpec, client_for, efficient_frontier, run_sweep, summarize
-from optmm.dist.sweep import PNL_STD
+from optmm.scaleout import SweepError, SweepSpec, client_for, efficient_frontier, run_sweep, summarize
+from optmm.scaleout.sweep import PNL_STD
 
 GRID = """\
 [grid]

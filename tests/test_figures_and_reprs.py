@@ -14,8 +14,8 @@ from builders import assert_usage_error, run
 from dist_fakes import BASE_TOML, FakeConfig, fast_run
 
 from optmm._io import figure_format
-from optmm.dist import sweep as sweep_mod
-from optmm.dist.sweep import SweepSpec, frontier_errors, plot_frontier, run_sweep, summarize
+from optmm.scaleout import sweep as sweep_mod
+from optmm.scaleout.sweep import SweepSpec, frontier_errors, plot_frontier, run_sweep, summarize
 from optmm.sim.config import SimConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -83,7 +83,7 @@ def _risk_hashes() -> dict[str, str]:
 
 
 def _sweep_hashes(tmp: Path) -> dict[str, str]:
-    from optmm.dist.sweep import SweepSpec, run_sweep
+    from optmm.scaleout.sweep import SweepSpec, run_sweep
 
     spec = SweepSpec(
         name="golden",

@@ -521,7 +521,8 @@ def test_var_limit_level_default_round_trip_and_hash() -> None:
     with pytest.raises(LimitError, match=r"field 'var_level': 0.95 is given but there is no var"):
         LimitSet(name="x", limits=(book,), var_level=0.95)
     var = Limit(metric=Metric.VAR, scope=Scope.BOOK, hard=10.0, soft=5.0)
-    with pytest.raises(LimitError, match=r"\[book\] field 'var' level: must be a finite number > 0 and < 1 \(got 1.0\)"):
+    message = r"\[book\] field 'var' level: must be a finite number > 0 and < 1 \(got 1.0\)"
+    with pytest.raises(LimitError, match=message):
         LimitSet(name="x", limits=(var,), var_level=1.0)
     assert LimitSet(name="x", limits=(var,), var_level=0.975).var_level == 0.975
 

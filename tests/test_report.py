@@ -28,7 +28,8 @@ from report_pages import (
     var_result,
 )
 
-from optmm.cli_risk import _by_underlying, _stress_rows
+from optmm.cli.risk import _by_underlying
+from optmm.cli.scenario import _stress_rows
 from optmm.report import (
     Section,
     explain_section,

@@ -19,9 +19,9 @@ from builders import assert_usage_error, run
 from disks import full_disk_dir, raising, read_only_dir
 from dist_fakes import BASE_TOML, FakeConfig, fast_run
 
-import optmm.dist.sweep as sweep_mod
-from optmm.dist import SweepSpec, parse_spec, run_sweep
-from optmm.dist.cluster import max_local_workers
+import optmm.scaleout.sweep as sweep_mod
+from optmm.scaleout import SweepSpec, parse_spec, run_sweep
+from optmm.scaleout.cluster import max_local_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = '[grid]\n"quoter.gamma_risk_aversion" = [1e-5, 1e-4, 1e-3]\n"flow.latency_steps" = [0, 1]\n'

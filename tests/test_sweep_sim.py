@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optmm.dist import SweepSpec, run_sweep
+from optmm.scaleout import SweepSpec, run_sweep
 from optmm.sim import SimConfig, run_summary
 
 ROOT = Path(__file__).resolve().parents[1]

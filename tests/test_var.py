@@ -1,5 +1,5 @@
 """Historical VaR / ES by full revaluation (optmm.risk.var.historical_var), its Dask twin
-(optmm.dist.var) and the backtests (optmm.risk.backtest).
+(optmm.scaleout.var) and the backtests (optmm.risk.backtest).
 
 The reference is an independent revaluation: every position priced with ``bsm_price`` before and
 after each scenario (no collapsing into contracts, no chunks, no kernels of the scenario engine),
@@ -192,14 +192,14 @@ def test_refusals(book: Book, market: Market, history: History) -> None:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[object]:
-    from optmm.dist import client_for
+    from optmm.scaleout import client_for
 
     with client_for("local:2") as c:
         yield c
 
 
 def test_dask_equals_local(book: Book, market: Market, history: History, client: object) -> None:
-    from optmm.dist.var import historical_var as dist_var
+    from optmm.scaleout.var import historical_var as dist_var
 
     sc = history.scenarios(book.underlyings(), market, horizon=2)
     local = historical_var(book, market, sc, levels=LEVELS)

@@ -399,6 +399,7 @@ class Quoter:
 
     def fair(self, chain: QuoteInput) -> tuple[FairUnderlying, FloatArray, Any]:
         """The underlying's fair value with its terms, and the chain's fair prices and Greeks."""
+        assert chain.spot_mid is not None  # QuoteInput sets the market's spot when none is given
         fu = fair_underlying(
             chain.spot_mid,
             chain.spot_bid_size,

@@ -129,20 +129,25 @@ class Column:
             raise ValueError(f"column {self.key!r}: unknown kind {self.kind!r} (one of {', '.join(KINDS)})")
 
 
+def _finite(values: Sequence[Any]) -> list[float]:
+    """The finite numbers among a column's values (blanks, missing and non-numbers left out)."""
+    finite = []
+    for v in values:
+        if isinstance(v, Blank) or _is_missing(v):
+            continue
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            continue  # reported, with its row, when the cell is written
+        if math.isfinite(x):
+            finite.append(x)
+    return finite
+
+
 def _formatter(col: Column, values: Sequence[Any], where: str) -> Callable[[Any, str], str]:
-    numeric = col.kind in ("amount", "level")
-    if numeric:
-        finite = []
-        for v in values:
-            if isinstance(v, Blank) or _is_missing(v):
-                continue
-            try:
-                x = float(v)
-            except (TypeError, ValueError):
-                continue  # reported, with its row, when the cell is written
-            if math.isfinite(x):
-                finite.append(x)
-        d = decimals_for(finite) if col.decimals is None else col.decimals
+    d = 0  # the decimals of an amount or a level: by the column's magnitude unless the column sets them
+    if col.kind in ("amount", "level"):
+        d = decimals_for(_finite(values)) if col.decimals is None else col.decimals
     kind = col.kind
 
     def fmt(v: Any, row: str) -> str:

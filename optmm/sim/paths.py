@@ -295,9 +295,9 @@ def _shock_arrays(
         m = index["shock_underlying"].size
         raise ValueError(f"shock_underlying: length {m} != length of shock_step ({n})")
     size: dict[str, np.ndarray] = {}
-    for name, value in (("shock_spot", shock_spot), ("shock_vol", shock_vol)):
+    for name, amount in (("shock_spot", shock_spot), ("shock_vol", shock_vol)):
         try:
-            a = np.zeros(n) if value is None else np.atleast_1d(np.asarray(value, dtype=np.float64))
+            a = np.zeros(n) if amount is None else np.atleast_1d(np.asarray(amount, dtype=np.float64))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{name}: not numeric ({exc})") from None
         if a.shape != (n,):

@@ -23,8 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from optmm.cli_common import UsageError
-from optmm.cli_risk import check_destination, write_atomic
+from optmm.cli.common import UsageError, check_destination, write_atomic
 
 __all__ = ["add_audit_parser", "run_audit"]
 

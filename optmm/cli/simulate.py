@@ -38,7 +38,7 @@ from typing import Any
 from optmm._io import atomic_target
 from optmm._progress import Bar, stderr_is_terminal
 from optmm._scratch import remove_stale, scratch_dir
-from optmm.cli_common import UsageError
+from optmm.cli.common import UsageError
 
 __all__ = ["add_simulate_parser", "parse_set", "run_simulate"]
 

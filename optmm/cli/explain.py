@@ -20,9 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from optmm.cli_common import UsageError
-from optmm.cli_limits import input_file
-from optmm.cli_risk import _deliver, _load, _render, check_destination
+from optmm.cli.common import UsageError, _deliver, _load, _render, check_destination, input_file
 
 __all__ = ["add_explain_parser", "run_explain"]
 

@@ -22,10 +22,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from optmm import cli_dist
 from optmm._config import json_records, to_json
-from optmm.cli_common import UsageError
-from optmm.cli_risk import _add_common, _deliver, _load, check_destination, table_text
+from optmm.cli.common import (
+    DASK_HELP,
+    DASK_METAVAR,
+    UsageError,
+    _add_common,
+    _client,
+    _deliver,
+    _load,
+    check_destination,
+    dask_spec,
+    table_text,
+)
 from optmm.risk.var import LEVELS
 
 __all__ = ["add_var_parser", "parse_levels", "parse_proxy", "run_var"]
@@ -147,10 +156,10 @@ def add_var_parser(subparsers: Any) -> None:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument(
         "--dask",
-        type=cli_dist.dask_spec,
+        type=dask_spec,
         default=None,
-        metavar=cli_dist.DASK_METAVAR,
-        help=cli_dist.DASK_HELP + " (the scenarios partitioned into blocks of dates)",
+        metavar=DASK_METAVAR,
+        help=DASK_HELP + " (the scenarios partitioned into blocks of dates)",
     )
 
 
@@ -283,9 +292,9 @@ def run_var(args: argparse.Namespace) -> int:
         if args.dask is None:
             res = historical_var(book, market, sc, levels=args.levels)
         else:
-            from optmm.dist.var import historical_var as dist_var
+            from optmm.scaleout.var import historical_var as dist_var
 
-            with cli_dist._client(args.dask) as client:
+            with _client(args.dask) as client:
                 res = dist_var(book, market, sc, client=client, levels=args.levels)
         backtests = [backtest(realised, res.var(a), a) for a in res.levels] if realised is not None else []
     except ValueError as exc:

@@ -79,7 +79,7 @@ import pandas as pd
 
 from optmm._config import MAX_SEED, Config, is_finite, read_toml, to_json
 from optmm._io import atomic_target, figure_format, save_figure
-from optmm.dist.cluster import limit_numba_threads
+from optmm.scaleout.cluster import limit_numba_threads
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -855,7 +855,7 @@ def run_sweep(
     out : path
         Output directory (created if missing; see the module docstring for its files).
     client : distributed.Client, optional
-        Run each (setting, seed) as a task on this cluster (see :func:`optmm.dist.client_for`).
+        Run each (setting, seed) as a task on this cluster (see :func:`optmm.scaleout.client_for`).
         Default: one after another in this process, no cluster.
     run_fn : callable, optional
         ``run_fn(config, seed) -> dict`` of summary metrics, deterministic in (config, seed).

@@ -16,43 +16,34 @@ soft`` when any limit is past its soft level (the output is written first, in fu
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from optmm.cli_common import UsageError, add_valuation_option
-from optmm.cli_risk import _deliver, _load, _render, check_destination
-from optmm.cli_var import add_history_options, history_scenarios
+from optmm.cli.common import (
+    UsageError,
+    _deliver,
+    _finite_float,
+    _load,
+    _render,
+    add_valuation_option,
+    check_destination,
+    input_file,
+)
+from optmm.cli.var import add_history_options, history_scenarios
 
-__all__ = ["EXIT_BREACH", "add_limits_parser", "input_file", "run_limits"]
+__all__ = ["EXIT_BREACH", "add_limits_parser", "run_limits"]
 
 #: Exit code of ``optmm limits --fail-on ...`` when a limit is breached at that level.
 EXIT_BREACH = 1
-
-
-def input_file(option: str, path: str) -> None:
-    """Refuse, in one line, an input path that is missing, a directory or not a regular file."""
-    if Path(path).is_dir():
-        raise UsageError(f"{option} {path}: is a directory, not a file")
-    if not Path(path).exists():
-        raise UsageError(f"{path}: no such file")
-    if not Path(path).is_file():
-        raise UsageError(f"{option} {path}: not a regular file")
-
-
-def _amount(text: str) -> float:
-    from optmm.cli import _finite_float  # optmm.cli imports this module: read it when parsing
-
-    return _finite_float(text)
 
 
 def add_limits_parser(subparsers: Any) -> None:
     """Add ``optmm limits`` to the ``optmm`` sub-parsers."""
     p = subparsers.add_parser(
         "limits",
-        help="limit utilisation: every limit of a set, its measured value, levels, % used, layer",
+        help="limit utilisation: every limit of a set, its measured value, levels, %% used, layer",
         description="Every limit of a limit set, per scope (each underlying, the book), measured on the "
         "book by the risk controller: the value, the soft and hard levels, the share of the hard limit "
         "used, the layer the value puts the scope in; hard breaches first, then soft ones, then by use.",
@@ -63,9 +54,9 @@ def add_limits_parser(subparsers: Any) -> None:
     p.add_argument("--limits", required=True, metavar="LIMITS.toml", help="the limit set")
     add_history_options(p, required=False)
     pnl_help = "the day's P&L so far, in currency (a loss < 0): for daily_loss and drawdown"
-    p.add_argument("--pnl", type=_amount, metavar="AMOUNT", help=pnl_help)
+    p.add_argument("--pnl", type=_finite_float, metavar="AMOUNT", help=pnl_help)
     hwm_help = "the day's P&L high-water mark (>= 0, >= --pnl): for drawdown"
-    p.add_argument("--high-water", type=_amount, metavar="AMOUNT", help=hwm_help)
+    p.add_argument("--high-water", type=_finite_float, metavar="AMOUNT", help=hwm_help)
     fail_help = "exit 1 when a limit is breached at this level or worse (default never)"
     p.add_argument("--fail-on", choices=("never", "soft", "hard"), default="never", help=fail_help)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")

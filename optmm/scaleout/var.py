@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from optmm.dist.cluster import limit_numba_threads
 from optmm.risk.var import LEVELS, VarResult, check_levels, scenario_pnl_frame, var_result
+from optmm.scaleout.cluster import limit_numba_threads
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -78,7 +78,7 @@ def historical_var(
     book, market, scenarios, levels
         As :func:`optmm.risk.var.historical_var`.
     client : distributed.Client
-        The cluster (see :func:`optmm.dist.client_for`).
+        The cluster (see :func:`optmm.scaleout.client_for`).
     n_blocks : int, optional
         Blocks of scenarios; default four per worker thread.
 

@@ -14,8 +14,8 @@
 ``docs/distributed.md``.
 """
 
-from optmm.dist.cluster import ClusterSpec, check_spec, client_for, parse_spec
-from optmm.dist.scenarios import (
+from optmm.scaleout.cluster import ClusterSpec, check_spec, client_for, parse_spec
+from optmm.scaleout.scenarios import (
     DistributedBook,
     Partitioning,
     partition_book,
@@ -23,7 +23,7 @@ from optmm.dist.scenarios import (
     scenario_grid,
     scenario_pnl,
 )
-from optmm.dist.sweep import (
+from optmm.scaleout.sweep import (
     SweepConfig,
     SweepError,
     SweepResult,

@@ -24,18 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from optmm.cli_common import UsageError, add_valuation_option
-from optmm.cli_limits import _amount, input_file
-from optmm.cli_risk import (
-    _by_underlying,
+from optmm.cli.common import (
+    UsageError,
+    _finite_float,
     _load,
-    _spot_range,
-    _stress_rows,
-    _vol_range,
+    add_valuation_option,
     check_destination,
+    input_file,
     write_outputs,
 )
-from optmm.cli_var import add_history_options, history_scenarios
+from optmm.cli.risk import _by_underlying
+from optmm.cli.scenario import _spot_range, _stress_rows, _vol_range
+from optmm.cli.var import add_history_options, history_scenarios
 
 __all__ = ["add_report_parser", "run_report"]
 
@@ -56,9 +56,9 @@ def add_report_parser(subparsers: Any) -> None:
         "--out", required=True, metavar="REPORT.html", help="the page (.html), written whole or not at all"
     )
     p.add_argument("--limits", metavar="LIMITS.toml", help="a limit set: adds limit utilisation")
-    p.add_argument("--pnl", type=_amount, metavar="AMOUNT",
+    p.add_argument("--pnl", type=_finite_float, metavar="AMOUNT",
                    help="the day's P&L so far (a loss < 0): for daily_loss and drawdown limits")  # fmt: skip
-    p.add_argument("--high-water", type=_amount, metavar="AMOUNT",
+    p.add_argument("--high-water", type=_finite_float, metavar="AMOUNT",
                    help="the day's P&L high-water mark (>= 0, >= --pnl): for drawdown limits")  # fmt: skip
     p.add_argument("--stress", nargs="+", default=[], metavar="FILE", help="named stress scenario files")
     add_history_options(p, required=False)

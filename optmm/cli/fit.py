@@ -19,9 +19,12 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from optmm.cli_common import UsageError, add_valuation_option, load_market
+from optmm.cli.common import UsageError, add_valuation_option, check_destination, load_market
+
+if TYPE_CHECKING:
+    from optmm.market import Market
 
 __all__ = ["add_fit_parser", "run_fit"]
 
@@ -46,15 +49,8 @@ def _fmt(x: float, spec: str) -> str:
     return format(x, spec) if math.isfinite(x) else "-"
 
 
-def run_fit(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from optmm.chain.fit import fit_chain, fit_vols
-    from optmm.chain.reader import read_chain, read_vols
-    from optmm.chain.toml import write_market
-    from optmm.cli_risk import check_destination
-    from optmm.market import Market, Sticky
-
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a combination of options that cannot run and a missing input."""
     if (args.chain is None) == (args.vols is None):
         raise UsageError("give a CHAIN file or --vols FILE (one of them)")
     if args.vols is not None and args.market is None:
@@ -67,36 +63,23 @@ def run_fit(args: argparse.Namespace) -> int:
     for path in (args.chain, args.vols, args.market):
         if path is not None and not Path(path).is_file():
             raise UsageError(f"{path}: no such file")
-    base = load_market(args.market, args.valuation) if args.market else None
-    if base is not None and base.is_intraday:
-        assert base.valuation_time is not None
-        raise UsageError(
-            f"{args.market}: valuation {base.valuation_time.isoformat()}: optmm fit works on whole days "
-            "from a day's close; give a date (e.g. --valuation 2026-11-20)"
-        )
-    try:
-        if args.vols is not None:
-            assert base is not None
-            valuation = base.valuation
-            fits = fit_vols(read_vols(args.vols), valuation, base.spot, base.forward)
-        else:
-            valuation, fits = fit_chain(read_chain(args.chain, stale_seconds=args.stale_seconds))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+
+
+def _fitted_market(base: Market | None, valuation: Any, fits: dict[str, Any], source: str) -> Market:
+    """``base`` (or an empty market) with the fitted underlyings' spot, carry and surface."""
+    from optmm.market import Market, Sticky
 
     spot = dict(base.spot) if base else {}
     rate = dict(base.rate) if base else {}
     div = dict(base.div_yield) if base else {}
     surface = dict(base.surface) if base else {}
-    # the implied carry of a fitted underlying holds its dividends and borrow
-    dividends = {u: d for u, d in base.dividends.items() if u not in fits} if base else {}
-    borrow = {u: b for u, b in base.borrow.items() if u not in fits} if base else {}
     terms: dict[str, Any] = {}
     if base is not None:
         terms = {
             "timezone": base.timezone,
-            "dividends": dividends,
-            "borrow": borrow,
+            # the implied carry of a fitted underlying holds its dividends and borrow
+            "dividends": {u: d for u, d in base.dividends.items() if u not in fits},
+            "borrow": {u: b for u, b in base.borrow.items() if u not in fits},
             "settlement": dict(base.settlement),
             "style": dict(base.style),
             "asset": dict(base.asset),
@@ -104,7 +87,7 @@ def run_fit(args: argparse.Namespace) -> int:
     for und, f in fits.items():
         spot[und], rate[und], div[und], surface[und] = f.spot, f.rate, f.div_yield, f.surface
     try:
-        market = Market(
+        return Market(
             valuation=valuation,
             spot=spot,
             rate=rate,
@@ -113,13 +96,17 @@ def run_fit(args: argparse.Namespace) -> int:
             beta=dict(base.beta) if base else {},
             index=base.index if base else None,
             sticky=base.sticky if base else Sticky.STRIKE,
-            source=args.out,
+            source=source,
             **terms,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
-    out = sys.stdout
+
+def _print_fits(fits: dict[str, Any], out: TextIO) -> None:
+    """One line per fitted expiry, then how forwards were found where not by parity, and dropped rows."""
+    import numpy as np
+
     header = (
         f"{'underlying':<10} {'expiry':<10} {'quotes':>6} {'forward':>11} {'div':>7} {'atm_vol':>7} "
         f"{'skew':>7} {'rmse_vp':>7} {'inside':>6} {'fit':<10} {'arb':>3}"
@@ -150,6 +137,32 @@ def run_fit(args: argparse.Namespace) -> int:
         if dropped:
             print(f"{und}: rows dropped: {dropped}", file=out)
     print(f"arbitrage violations: {total_arb}", file=out)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from optmm.chain.fit import fit_chain, fit_vols
+    from optmm.chain.reader import read_chain, read_vols
+    from optmm.chain.toml import write_market
+
+    _check_args(args)
+    base = load_market(args.market, args.valuation) if args.market else None
+    if base is not None and base.is_intraday:
+        assert base.valuation_time is not None
+        raise UsageError(
+            f"{args.market}: valuation {base.valuation_time.isoformat()}: optmm fit works on whole days "
+            "from a day's close; give a date (e.g. --valuation 2026-11-20)"
+        )
+    try:
+        if args.vols is not None:
+            assert base is not None
+            valuation = base.valuation
+            fits = fit_vols(read_vols(args.vols), valuation, base.spot, base.forward)
+        else:
+            valuation, fits = fit_chain(read_chain(args.chain, stale_seconds=args.stale_seconds))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    market = _fitted_market(base, valuation, fits, args.out)
+    _print_fits(fits, sys.stdout)
     source = args.chain or args.vols
     try:
         write_market(market, args.out, header=f"fitted by optmm fit from {Path(source).name}")

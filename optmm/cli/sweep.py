@@ -1,16 +1,15 @@
-"""``optmm sweep`` and the ``--dask`` option of ``optmm scenario``: work spread over a Dask cluster.
+"""``optmm sweep``: a grid of simulation settings x seeds, in this process or over a Dask cluster.
 
 ::
 
     optmm sweep SWEEP.toml --out DIR [--dask ADDRESS|local[:N]] [--resume] [--no-progress]
-    optmm scenario BOOK --market MARKET ... --dask ADDRESS|local[:N]
 
-Without ``--dask`` a sweep runs its runs one after another in this process and a scenario grid runs
-on the local engine: no cluster is needed. Bad input (a sweep file or base config that does not load,
-an unknown grid key, a grid too large, a bad ``--dask`` spec, an unreachable scheduler, a non-empty
-``--out`` without ``--resume``) and a file that cannot be written (a full disk: the message names
-the file) are one ``optmm: error: ...`` line and exit code 2; a failed run is one line and exit
-code 1, with the runs done so far stored for ``--resume``.
+Without ``--dask`` a sweep runs its runs one after another in this process: no cluster is needed.
+Bad input (a sweep file or base config that does not load, an unknown grid key, a grid too large, a
+bad ``--dask`` spec, an unreachable scheduler, a non-empty ``--out`` without ``--resume``) and a file
+that cannot be written (a full disk: the message names the file) are one ``optmm: error: ...`` line
+and exit code 2; a failed run is one line and exit code 1, with the runs done so far stored for
+``--resume``.
 """
 
 from __future__ import annotations
@@ -18,73 +17,15 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optmm.cli_common import UsageError
+from optmm.cli.common import DASK_HELP, DASK_METAVAR, UsageError, _client, dask_spec
 
 if TYPE_CHECKING:
     from distributed import Client
 
-    from optmm.book import Book
-    from optmm.market import Market
-
-__all__ = ["add_sweep_parser", "dask_spec", "run_sweep", "scenario_engine"]
-
-DASK_METAVAR = "ADDRESS|local[:N]"
-DASK_HELP = (
-    "run on a Dask cluster: 'local' (one worker process per core), 'local:N', or the address of a "
-    "running scheduler such as tcp://host:8786"
-)
-
-
-def dask_spec(text: str) -> str:
-    """``argparse`` type of ``--dask``: the spec, if :func:`optmm.dist.parse_spec` accepts it."""
-    from optmm.dist.cluster import check_spec
-
-    return check_spec(text)
-
-
-@contextmanager
-def _client(spec: str) -> Iterator[Client]:
-    from optmm.dist.cluster import client_for
-
-    with ExitStack() as stack:
-        try:
-            client = stack.enter_context(client_for(spec))
-        except (ValueError, OSError) as exc:  # a bad spec, or no scheduler at the address
-            raise UsageError(f"--dask {spec}: {exc}") from None
-        yield client
-
-
-@contextmanager
-def scenario_engine(
-    spec: str | None, book: Book, market: Market
-) -> Iterator[tuple[Callable[..., Any], Callable[[Any], Any]]]:
-    """``(scenario_grid(**kwargs), run_stress(stress))`` for a book: local, or on a cluster.
-
-    With ``spec`` None the local engine (:mod:`optmm.risk`); else the book partitioned by underlying
-    over the cluster of ``spec`` (:class:`optmm.dist.DistributedBook`), released with the cluster on
-    exit. Both give the same figures (to rounding of the sums).
-    """
-    if spec is None:
-        from optmm.risk import run_stress, scenario_grid
-
-        yield (
-            (lambda **kwargs: scenario_grid(book, market, **kwargs)),
-            (lambda s: run_stress(book, market, s)),
-        )
-        return
-    from optmm.dist import DistributedBook
-
-    with _client(spec) as client, DistributedBook.scatter(client, book, market) as dbook:
-        yield dbook.scenario_grid, dbook.run_stress
-
-
-# --------------------------------------------------------------------------------------------------
-# optmm sweep
+__all__ = ["add_sweep_parser", "run_sweep"]
 
 
 def add_sweep_parser(subparsers: Any) -> None:
@@ -117,7 +58,7 @@ def _fmt_value(v: Any) -> str:
 def _summary_text(result: Any) -> str:
     import pandas as pd
 
-    from optmm.dist.sweep import PNL_STD
+    from optmm.scaleout.sweep import PNL_STD
 
     spec, summary = result.spec, result.summary
     shown = pd.DataFrame({"setting": summary["setting"], "config": summary["config_hash"].str[:10]})
@@ -151,8 +92,8 @@ def _summary_text(result: Any) -> str:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from optmm.dist.sweep import SweepError, SweepSpec
-    from optmm.dist.sweep import run_sweep as run
+    from optmm.scaleout.sweep import SweepError, SweepSpec
+    from optmm.scaleout.sweep import run_sweep as run
 
     if not Path(args.sweep).is_file():  # a named pipe would block the read
         problem = "not a regular file" if Path(args.sweep).exists() else "no such file"

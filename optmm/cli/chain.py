@@ -1,20 +1,5 @@
-"""Command-line interface: ``optmm <command> ...``.
-
-Commands are registered in :data:`COMMANDS`, a dispatch table mapping a sub-command name to a
-pair ``(add_parser, run)``:
-
-* ``add_parser(subparsers)`` adds the sub-command's parser to the ``argparse`` sub-parsers action;
-* ``run(args)`` executes it with the parsed :class:`argparse.Namespace` and returns an exit code.
-
-Usage errors (bad or missing arguments, and ``ValueError`` raised by the Greeks engine for the
-given inputs) never produce a traceback: :func:`main` prints ONE line, ``optmm: error: ...``, on
-stderr and returns exit code 2.
-
-Beyond usage errors, :func:`main` turns any ``OSError``, ``sqlite3.Error``, ``MemoryError`` or
-``ValueError`` that a command let through into the same one line and exit code 2, and prints no
-numpy RuntimeWarning (the commands check their figures and name what is not finite).
-
-``optmm chain`` is the quick option-chain calculator::
+"""``optmm chain``: price and Greeks of calls and puts over a strike ladder, the quick option-chain
+calculator::
 
     optmm chain --spot 100 --vol 0.2 --rate 0.04 --div 0 --days 30 --strikes 80:120:5
 
@@ -28,73 +13,19 @@ import argparse
 import csv
 import io
 import math
-import os
-import sqlite3
 import sys
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import numpy as np
 
-from optmm import (
-    cli_audit,
-    cli_dist,
-    cli_explain,
-    cli_fit,
-    cli_limits,
-    cli_report,
-    cli_risk,
-    cli_sim,
-    cli_var,
-)
 from optmm._config import to_json
-from optmm._progress import compile_notice, stderr_is_terminal
-from optmm.cli_common import UsageError, parse_grid
+from optmm.cli.common import UsageError, _finite_float, _nonnegative_float, _positive_float, parse_grid
 
-__all__ = ["COMMANDS", "EXIT_USAGE", "MAX_STRIKES", "default_strikes", "main", "parse_strikes"]
+__all__ = ["MAX_STRIKES", "add_chain_parser", "default_strikes", "parse_strikes", "run_chain"]
 
-EXIT_USAGE = 2
 MAX_STRIKES = 10_000
 DAYS_PER_YEAR = 365.0  # ACT/365: t = calendar days / 365
-
-_ERROR_PREFIX = "optmm: error: "
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are raised (one line, no usage dump) instead of printed."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
-# --------------------------------------------------------------------------------------------
-# Argument types
-# --------------------------------------------------------------------------------------------
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if value <= 0.0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def _nonnegative_float(text: str) -> float:
-    value = _finite_float(text)
-    if value < 0.0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
 
 
 def _decimal_or_percent(name: str, *, what: str, example: float, max_decimal: float, max_pct: float,
@@ -202,7 +133,7 @@ _RAW_FIELDS = (
 _INPUT_FIELDS = ("spot", "vol", "rate", "div", "days", "t_years")
 
 
-def _add_chain_parser(subparsers: Any) -> None:
+def add_chain_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "chain",
         help="price and Greeks of calls and puts over a strike ladder",
@@ -430,127 +361,7 @@ _WRITERS: dict[str, Callable[[TextIO, dict[str, float], list[dict[str, Any]]], N
 }
 
 
-def _run_chain(args: argparse.Namespace) -> int:
+def run_chain(args: argparse.Namespace) -> int:
     inputs, rows = _chain_rows(args)
     _WRITERS[args.format](sys.stdout, inputs, rows)
     return 0
-
-
-# --------------------------------------------------------------------------------------------
-# Dispatch
-# --------------------------------------------------------------------------------------------
-
-#: name -> (add_parser(subparsers), run(args) -> exit code). Add new sub-commands here.
-COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
-    "chain": (_add_chain_parser, _run_chain),
-    "risk": (cli_risk.add_risk_parser, cli_risk.run_risk),
-    "scenario": (cli_risk.add_scenario_parser, cli_risk.run_scenario),
-    "var": (cli_var.add_var_parser, cli_var.run_var),
-    "audit": (cli_audit.add_audit_parser, cli_audit.run_audit),
-    "limits": (cli_limits.add_limits_parser, cli_limits.run_limits),
-    "explain": (cli_explain.add_explain_parser, cli_explain.run_explain),
-    "simulate": (cli_sim.add_simulate_parser, cli_sim.run_simulate),
-    "sweep": (cli_dist.add_sweep_parser, cli_dist.run_sweep),
-    "fit": (cli_fit.add_fit_parser, cli_fit.run_fit),
-    "report": (cli_report.add_report_parser, cli_report.run_report),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from optmm import __version__
-
-    parser = _ArgumentParser(
-        prog="optmm", description="Options market-making risk engine: command-line tools."
-    )
-    parser.add_argument("--version", action="version", version=f"optmm {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add_parser, _ in COMMANDS.values():
-        add_parser(subparsers)
-    return parser
-
-
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
-
-
-def _attach_negative_values(argv: Sequence[str]) -> list[str]:
-    """``--spot -20:20:2`` -> ``--spot=-20:20:2``: argparse would take "-20:20:2" for an option."""
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a.startswith("--") and "=" not in a and i + 1 < len(argv) and argv[i + 1][:1] == "-":
-            nxt = argv[i + 1]
-            if len(nxt) > 1 and (nxt[1].isdigit() or nxt[1] == "."):
-                out.append(f"{a}={nxt}")
-                i += 2
-                continue
-        out.append(a)
-        i += 1
-    return out
-
-
-def _runtime_warnings_are_errors() -> bool:
-    """Whether the warning filters in force (``python -W error``, a test run) turn a numpy
-    RuntimeWarning into an exception: then :func:`main` leaves them so."""
-    for action, message, category, module, _lineno in warnings.filters:
-        if not issubclass(RuntimeWarning, category):
-            continue
-        if message is not None and not message.match("overflow encountered"):
-            continue
-        if module is not None and not module.match("numpy"):
-            continue
-        return action == "error"
-    return False
-
-
-def _unexpected_error(exc: BaseException) -> str:
-    """One line for an error that no command turned into a :class:`UsageError`, naming what it can."""
-    if isinstance(exc, MemoryError):
-        return "out of memory: the input (book, grid, run) is too large for this machine's memory"
-    if isinstance(exc, OSError):
-        names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        return f"{' -> '.join(names)}: {reason}" if names else f"system error: {reason}"
-    if isinstance(exc, sqlite3.Error):
-        return f"database error (SQLite): {exc}"
-    if isinstance(exc, RuntimeWarning):
-        return f"numerical error: {exc}"
-    return str(exc) or type(exc).__name__
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``optmm`` command line; returns the process exit code.
-
-    Every error ends as ONE line on stderr, ``optmm: error: ...``, and exit code 2: usage errors,
-    and as a safety net any ``OSError``, ``sqlite3.Error``, ``MemoryError`` or ``ValueError`` that a
-    command did not turn into one. numpy's RuntimeWarnings (overflow, invalid value) are not
-    printed: the commands check their figures and name what is not finite; where the warning
-    filters in force make them errors (``python -W error``, the tests), they stay errors and end
-    as such a line.
-    """
-    with warnings.catch_warnings():
-        if not _runtime_warnings_are_errors():
-            warnings.simplefilter("ignore", RuntimeWarning)
-        try:
-            parser = build_parser()
-            try:
-                args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
-            except SystemExit as exc:  # --help / --version
-                return exc.code if isinstance(exc.code, int) else 0
-            with compile_notice(enabled=stderr_is_terminal()):  # a first run compiles for minutes: say so
-                return COMMANDS[args.command][1](args)
-        except UsageError as exc:
-            message = str(exc)
-        except BrokenPipeError:  # e.g. `optmm chain ... | head`: exit quietly
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            return 1
-        except (OSError, sqlite3.Error, MemoryError, ValueError, RuntimeWarning) as exc:
-            message = _unexpected_error(exc)
-    sys.stderr.write(_ERROR_PREFIX + _one_line(message) + "\n")
-    return EXIT_USAGE
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 
 from optmm.book import Book, Kind
-from optmm.dist.cluster import limit_numba_threads
 from optmm.market import Market
 from optmm.risk import scenarios as local
 from optmm.risk.scenarios import (
@@ -49,6 +48,7 @@ from optmm.risk.scenarios import (
     load_stress,
     stress_result,
 )
+from optmm.scaleout.cluster import limit_numba_threads
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -195,9 +195,7 @@ def _grid_part(
     return list(res.underlyings), full, taylor
 
 
-def _pnl_part(
-    book: Book, market: Market, shocks: list[Shock]
-) -> tuple[list[str], np.ndarray] | ValueError:
+def _pnl_part(book: Book, market: Market, shocks: list[Shock]) -> tuple[list[str], np.ndarray] | ValueError:
     """One partition's P&L per shock: its underlyings and a (U_p, n_shocks) array."""
     limit_numba_threads()
     try:
@@ -479,7 +477,7 @@ def scenario_grid(
     book, market, spot_shocks, vol_shocks, days, underlying, beta_weighted
         As :func:`optmm.risk.scenario_grid`.
     client : distributed.Client
-        The cluster (see :func:`optmm.dist.client_for`).
+        The cluster (see :func:`optmm.scaleout.client_for`).
     by, n_partitions
         How to partition the book (see :func:`partition_book`, :meth:`DistributedBook.scatter`).
 
@@ -492,7 +490,7 @@ def scenario_grid(
     --------
     ::
 
-        from optmm.dist import client_for, scenario_grid
+        from optmm.scaleout import client_for, scenario_grid
 
         with client_for("local:2") as client:
             grid = scenario_grid(book, market, client=client, spot_shocks=[-0.1, 0.1], vol_shocks=[0.05])
