@@ -344,7 +344,7 @@ def _collapse(book: Book, market: Market) -> _Contracts:
     is_stock = kind == Kind.STOCK
     stock_units = np.bincount(uidx[is_stock], weights=qm[is_stock], minlength=n_u).astype(np.float64)
 
-    t_all, american_all = pricing.book_terms(book, market)
+    t_all, american_all = pricing.book_terms(book, market, uidx)
     strike_all = np.asarray(book.strike, dtype=np.float64)
     override_all = np.asarray(book.vol, dtype=np.float64)
     u_all, kind_all, qm_all = uidx, kind, qm
