@@ -107,7 +107,7 @@ from optmm._io import figure_format as plot_format
 from optmm.book import Book, Kind
 from optmm.market import Market, Sticky
 from optmm.risk._kernels import RevalContracts, RevalPoints, reval_segments
-from optmm.risk._reval import contract_keys, underlying_codes
+from optmm.risk._reval import contract_keys, stable_order, underlying_codes
 from optmm.risk.exposures import beta_of, market_vols, surface_vols
 from optmm.typing import FloatArray
 
@@ -361,7 +361,7 @@ def _collapse(book: Book, market: Market) -> _Contracts:
     units = np.bincount(key, weights=qm_all, minlength=rep.size)
     keep = units != 0.0
     rep, units = rep[keep], units[keep]
-    order = np.argsort(u_all[rep], kind="stable")
+    order = stable_order(u_all[rep], n_u)
     rep, units = rep[order], units[order]
 
     u = u_all[rep]
