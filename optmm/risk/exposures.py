@@ -106,7 +106,7 @@ def surface_vols(
     for u in np.flatnonzero(np.diff(np.r_[0, ends])).tolist():
         p = order[ends[u - 1] if u else 0 : ends[u]]
         point_vol[p] = market_vols(market, underlyings[u], strike[at[p]], t[at[p]], spot_shift=0.0)
-    out[rows] = point_vol[of_row]
+    out[sel] = point_vol[of_row]
 
 
 @dataclass(frozen=True, slots=True)
