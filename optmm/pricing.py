@@ -164,25 +164,65 @@ def american_flags(market: Market, underlying: np.ndarray, style: np.ndarray | N
     """
     given = None
     if style is not None:
-        given = np.array(
-            [str(x).strip().lower() for x in np.asarray(style, dtype=object).reshape(-1)], object
-        )
-        bad = ~np.isin(given, ("", "american", "european"))
+        # a book repeats a few spellings: each distinct one is read once
+        codes, uniques = pd.factorize(np.asarray(style, dtype=object).reshape(-1), use_na_sentinel=False)
+        names = np.array([str(x).strip().lower() for x in uniques], dtype=object)
+        bad = ~np.isin(names, ("", "american", "european"))
         if bad.any():
-            i = int(np.flatnonzero(bad)[0])
+            i = int(np.flatnonzero(bad[codes])[0])
             raise ValueError(
-                f"style: unknown value {given[i]!r} at index {i} (expected american or european)"
+                f"style: unknown value {names[codes[i]]!r} at index {i} (expected american or european)"
             )
-        given = given.reshape(np.shape(style))
+        given = names[codes].reshape(np.shape(style))
     return np.asarray(_per_row(underlying, given, market.default_style) == "american", dtype=bool)
 
 
-def book_terms(book: Book, market: Market) -> tuple[FloatArray, BoolArray]:
+def _term_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each row's index into the distinct values of a text column, and their number (a column left
+    blank, the usual case, is told by one comparison)."""
+    if not (values == "").all():
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        return codes, len(uniques)
+    return np.zeros(values.size, dtype=np.intp), 1
+
+
+def _distinct(*columns: tuple[np.ndarray, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct combinations of code columns ``(codes, count)``: ``(rows, of_row)``, a row of each
+    combination and each row's combination."""
+    key, n_key = columns[0]
+    for codes, count in columns[1:]:  # two at a time: a key never exceeds (rows x count)
+        if count == 1:
+            continue
+        key, uniques = pd.factorize(np.asarray(key, dtype=np.int64) * count + codes)
+        n_key = len(uniques)
+    rows = np.zeros(n_key, dtype=np.intp)
+    rows[key] = np.arange(key.size)  # any row of a combination stands for it
+    return rows, np.asarray(key, dtype=np.intp)
+
+
+def book_terms(
+    book: Book, market: Market, underlying_codes: np.ndarray | None = None
+) -> tuple[FloatArray, BoolArray]:
     """Years to settlement and American flags of every row of ``book`` (0 and False for stock rows),
-    from its ``settlement`` and ``style`` columns and the market's defaults."""
+    from its ``settlement`` and ``style`` columns and the market's defaults.
+
+    A row's time depends only on its (underlying, expiry, settlement) and its style on its
+    (underlying, style): :func:`option_times` and :func:`american_flags` are asked once per distinct
+    combination (a large book repeats a few hundred of them). ``underlying_codes``: each row's index
+    into the book's distinct underlyings, when the caller has them (any numbering)."""
+    n = len(book)
     option = book.kind != 2  # Kind.STOCK
-    t = option_times(market, book.underlying, book.expiry, book.settlement)
-    american = american_flags(market, book.underlying, book.style)
+    if n == 0:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    if underlying_codes is None:
+        underlying_codes = pd.factorize(book.underlying)[0]
+    u = (np.asarray(underlying_codes, dtype=np.intp), int(np.max(underlying_codes)) + 1)
+    expiry = np.asarray(book.expiry, dtype="datetime64[D]")
+    days, exp_values = pd.factorize(expiry.view(np.int64))
+    rows, of_row = _distinct(u, _term_codes(book.settlement), (days, len(exp_values)))
+    t = option_times(market, book.underlying[rows], expiry[rows], book.settlement[rows])[of_row]
+    rows, of_row = _distinct(u, _term_codes(book.style))
+    american = np.asarray(american_flags(market, book.underlying[rows], book.style[rows]), dtype=bool)[of_row]
     return np.where(option, t, 0.0), american & option
 
 

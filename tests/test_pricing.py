@@ -136,3 +136,41 @@ def test_book_terms_read_the_book_columns():
         t, [(28 * day + 6 * 3600) / day / 365, (28 * day - 1800) / day / 365, 6 / 24 / 365, 0]
     )
     np.testing.assert_array_equal(american, [False, True, False, False])
+
+
+def test_book_terms_are_the_per_row_terms_of_a_large_book():
+    """book_terms asks option_times / american_flags once per distinct combination: the result is
+    theirs row by row, whatever the mix of blank and given terms, with or without the caller's codes."""
+    import pandas as pd
+
+    from optmm.book import Book
+    from optmm.pricing import american_flags, book_terms, option_times
+
+    m = _market()
+    rng = np.random.default_rng(4)
+    n = 3000
+    und = np.array(["A", "B", "C"], dtype=object)[rng.integers(0, 3, n)]
+    kind = rng.integers(0, 3, n)
+    expiry = np.datetime64("2026-11-20") + rng.integers(0, 400, n).astype("timedelta64[D]")
+    option = kind != 2
+    style = np.where(option, np.array(["", "american", "European"], dtype=object)[rng.integers(0, 3, n)], "")
+    settle = np.where(option, np.array(["", "AM", "pm"], dtype=object)[rng.integers(0, 3, n)], "")
+    frame = pd.DataFrame(
+        {
+            "underlying": und,
+            "kind": np.array(["call", "put", "stock"])[kind],
+            "strike": np.where(option, 100.0, np.nan),
+            "expiry": np.where(option, expiry.astype(str), None),
+            "quantity": 1,
+            "style": style,
+            "settlement": settle,
+        }
+    )
+    for given in (True, False):  # the terms given on some rows; all blank
+        book = Book.from_frame(frame if given else frame.drop(columns=["style", "settlement"]))
+        want_t = np.where(option, option_times(m, book.underlying, book.expiry, book.settlement), 0.0)
+        want_am = american_flags(m, book.underlying, book.style) & option
+        codes = pd.factorize(book.underlying, sort=True)[0]
+        for t, am in (book_terms(book, m), book_terms(book, m, codes)):
+            np.testing.assert_array_equal(t, want_t)
+            np.testing.assert_array_equal(am, want_am)

@@ -361,6 +361,41 @@ def test_helpers_number_as_numpy_and_pandas_do(rng: np.random.Generator) -> None
     assert len({(u[i], t[i], k[i]) for i in first}) == first.size == len(set(zip(u, t, k + 0.0, strict=True)))
 
 
+@pytest.mark.parametrize("n_b", [7, 10**9])  # a table of every pair; hashing
+def test_pair_codes_number_pairs_in_order_of_first_appearance(rng: np.random.Generator, n_b: int) -> None:
+    from optmm.risk._reval import pair_codes
+
+    a = rng.integers(0, 50, 20000)
+    b = rng.integers(0, 7, 20000) * (n_b // 7)
+    codes, first = pair_codes(a, 50, b, n_b)
+    want, uniq = pd.MultiIndex.from_arrays([a, b]).factorize()  # pandas numbers by first appearance
+    np.testing.assert_array_equal(codes, want)
+    np.testing.assert_array_equal(first, [np.flatnonzero(want == c)[0] for c in range(len(uniq))])
+
+
+def test_contract_keys_tell_every_field_apart(rng: np.random.Generator) -> None:
+    """Rows are one contract exactly when every field is equal (floats by value: -0.0 is 0.0, every
+    NaN one override), numbered by first appearance: against pandas on the fields' bits."""
+    from optmm.risk._reval import contract_keys
+
+    def bits(x: np.ndarray) -> np.ndarray:
+        return np.where(np.isnan(x), np.nan, x + 0.0).view(np.int64)
+
+    n = 5000
+    u, kind = rng.integers(0, 4, n), rng.integers(0, 2, n)
+    strike = rng.choice([90.0, 100.0, 0.0, -0.0], n)
+    t = rng.choice([0.1, 0.5, -0.0, 0.0], n)
+    american = rng.integers(0, 2, n).astype(bool)
+    for override in (np.full(n, np.nan), np.where(rng.random(n) < 0.3, rng.choice([0.2, 0.3], n), np.nan)):
+        ids, first = contract_keys(u, kind, strike, t, override, american)
+        fields = [u, kind, bits(strike), bits(t), bits(override), american.astype(np.int64)]
+        want, uniq = pd.MultiIndex.from_arrays(fields).factorize()
+        np.testing.assert_array_equal(ids, want)
+        np.testing.assert_array_equal(first, [np.flatnonzero(want == c)[0] for c in range(len(uniq))])
+    ids, first = contract_keys(*(np.zeros(0) for _ in range(6)))
+    assert ids.size == first.size == 0
+
+
 def test_trader_units_are_the_numpy_expressions_to_the_bit(rng: np.random.Generator) -> None:
     from optmm.risk._reval import trader_units
 

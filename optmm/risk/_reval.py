@@ -10,7 +10,7 @@ import pandas as pd
 from numba import njit, prange
 
 from optmm.book import Book
-from optmm.risk._kernels import _bits, _mix, contract_hashes, first_rows
+from optmm.risk._kernels import _bits, _mix
 from optmm.typing import FloatArray
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "float_codes",
     "group_sums",
     "int_codes",
+    "pair_codes",
     "smile_points",
     "stable_order",
     "trader_units",
@@ -117,27 +118,51 @@ def float_codes(x):  # pragma: no cover - compiled
     return int_codes(keys)
 
 
+@njit(cache=True)
+def _table_codes(a, b, n_a, n_b):  # pragma: no cover - compiled
+    """:func:`pair_codes` by a table of ``n_a * n_b`` slots."""
+    table = np.full(n_a * n_b, -1, dtype=np.int64)
+    codes = np.empty(a.shape[0], dtype=np.int64)
+    first = np.empty(min(a.shape[0], n_a * n_b), dtype=np.int64)
+    count = 0
+    for i in range(a.shape[0]):
+        slot = a[i] * n_b + b[i]
+        c = table[slot]
+        if c < 0:
+            c = count
+            table[slot] = c
+            first[c] = i
+            count += 1
+        codes[i] = c
+    return codes, first[:count]
+
+
+def pair_codes(a: np.ndarray, n_a: int, b: np.ndarray, n_b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Number the distinct pairs ``(a[i], b[i])`` of codes in ``[0, n_a)`` x ``[0, n_b)`` in order of
+    first appearance: ``(codes, first)``, each row's pair and the first row of each pair. By a table
+    of every pair when there are at most about 8 times as many as rows (in the cache when they are
+    few), else by hashing (``n_a * n_b`` must fit 63 bits)."""
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    b = np.ascontiguousarray(b, dtype=np.int64)
+    if n_a * n_b <= 8 * a.size + 1024:
+        return _table_codes(a, b, n_a, n_b)
+    codes, count = int_codes(a * n_b + b)
+    return codes, _first_of(codes, count)
+
+
 def smile_points(uidx: np.ndarray, t: FloatArray, strike: FloatArray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (underlying, t, strike) points of rows: ``(first, of_row)``, the first row of
-    each point and each row's point (a vol surface answers per point, and positions repeat them).
-    Floats are equal when their values are."""
+    each point and each row's point, numbered in order of first appearance (a vol surface answers
+    per point, and positions repeat them). Floats are equal when their values are."""
     n = uidx.size
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     t_code, n_t = float_codes(np.ascontiguousarray(t, dtype=np.float64))
     k_code, n_k = float_codes(np.ascontiguousarray(strike, dtype=np.float64))
-    if (int(uidx.max()) + 1) * n_t * n_k >= 1 << 62:  # the packed key would overflow: one point a row
-        return np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
-    # (underlying, strike) pairs first, then with t: two small ranges to count instead of one large
-    _, pair_code = dense_codes(uidx.astype(np.int64) * n_k + k_code)
-    uniq, codes = dense_codes(pair_code * n_t + t_code)
-    return _first_of(codes, uniq.size), codes
-
-
-def _float_key(x: np.ndarray) -> np.ndarray:
-    """The bits of a float64 array as int64 keys that are equal exactly when the values are equal,
-    every NaN being one value (as :func:`pandas.factorize`): -0.0 becomes 0.0, NaNs one NaN."""
-    return np.where(np.isnan(x), np.nan, x + 0.0).view(np.int64)
+    # (underlying, strike) pairs first, then with t: two small tables instead of one large
+    pair, pair_first = pair_codes(uidx, int(uidx.max()) + 1, k_code, n_k)
+    codes, first = pair_codes(pair, pair_first.size, t_code, n_t)
+    return first, codes
 
 
 def contract_keys(
@@ -146,22 +171,18 @@ def contract_keys(
     """Number the distinct contracts of option rows in order of first appearance: ``(ids, first)``,
     ``ids`` per row and ``first`` the first row of each contract. A contract is (underlying, kind,
     strike, time to settlement, vol override, style); floats are equal when their values are, and
-    every NaN (no override) is one value."""
-    cols = (
-        np.ascontiguousarray(uidx, dtype=np.int64),
-        np.ascontiguousarray(kind, dtype=np.int64),
-        np.ascontiguousarray(strike, dtype=np.float64),
-        np.ascontiguousarray(t, dtype=np.float64),
-        np.ascontiguousarray(override, dtype=np.float64),
-        np.ascontiguousarray(american, dtype=np.int64),
-    )
-    codes, n_codes = int_codes(contract_hashes(*cols).view(np.int64))  # in order of first appearance
-    first = first_rows(*cols, codes, n_codes)
-    if first.size != n_codes:  # two contracts with one 64-bit hash: number the fields themselves
-        keys = [c if c.dtype == np.int64 else _float_key(c) for c in cols]
-        codes, uniq = pd.MultiIndex.from_arrays(keys).factorize()
-        first = first_rows(*cols, codes, len(uniq))
-    return codes.astype(np.int64, copy=False), first
+    every NaN (no override) is one value. The fields are numbered and paired one after the other
+    (:func:`smile_points`, :func:`pair_codes`): exact, with no hash of whole contracts to check."""
+    if len(uidx) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    points, of_row = smile_points(uidx, t, strike)
+    style = np.asarray(kind, dtype=np.int64) * 2 + np.asarray(american, dtype=np.int64)  # kind 0..2
+    ids, first = pair_codes(of_row, points.size, style, 6)
+    override = np.ascontiguousarray(override, dtype=np.float64)
+    if not np.isnan(override).all():  # every NaN is one value: nothing to tell apart otherwise
+        o_code, n_o = float_codes(override)
+        ids, first = pair_codes(ids, first.size, o_code, n_o)
+    return ids, first
 
 
 @njit(cache=True)

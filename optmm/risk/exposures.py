@@ -91,15 +91,22 @@ def surface_vols(
     rows: np.ndarray,
     out: FloatArray,
 ) -> None:
-    """Write ``market.vols`` (no shock) into ``out[rows]``, one call per underlying present in ``rows``."""
+    """Write ``market.vols`` (no shock) into ``out[rows]``: one call per underlying present in
+    ``rows``, asked once per distinct (underlying, t, strike) point (rows repeat them)."""
     if rows.size == 0:
         return
-    sub = uidx[rows]
-    sorted_rows = rows[stable_order(sub, len(underlyings))]
+    every = rows.size == uidx.size  # every row (rows in order): no copies
+    sel = slice(None) if every else rows
+    points, of_row = smile_points(uidx[sel], t[sel], strike[sel])
+    at = points if every else rows[points]
+    sub = uidx[at]
+    order = stable_order(sub, len(underlyings))
     ends = np.cumsum(np.bincount(sub, minlength=len(underlyings)))
+    point_vol = np.empty(points.size)
     for u in np.flatnonzero(np.diff(np.r_[0, ends])).tolist():
-        r = sorted_rows[ends[u - 1] if u else 0 : ends[u]]
-        out[r] = market_vols(market, underlyings[u], strike[r], t[r], spot_shift=0.0)
+        p = order[ends[u - 1] if u else 0 : ends[u]]
+        point_vol[p] = market_vols(market, underlyings[u], strike[at[p]], t[at[p]], spot_shift=0.0)
+    out[sel] = point_vol[of_row]
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,12 +313,15 @@ def _check_finite(ex: Exposures) -> None:
     """Refuse exposures with a figure that is not finite, naming the position, underlying or book."""
     too_large = "a quantity, multiplier, strike or spot is too large for the arithmetic"
     cols = ["price", *EXPOSURE_COLUMNS]
-    if not all(np.isfinite(ex._columns[c]).all() for c in cols):
-        flags = np.stack([~np.isfinite(ex._columns[c]) for c in cols], axis=1)
-        i, j = (int(x) for x in np.argwhere(flags)[0])
+    # a column of finite numbers has a finite sum, or one that overflows: only then is it searched
+    with np.errstate(over="ignore", invalid="ignore"):
+        search = not all(np.isfinite(np.sum(ex._columns[c])) for c in cols)
+    hit = _not_finite(np.stack([ex._columns[c] for c in cols], axis=1), cols) if search else None
+    if hit is not None:
+        i, column = hit
         raise ValueError(
             f"position {ex._columns['id'][i]!r} ({ex._columns['underlying'][i]}, row {i + 1} of the book): "
-            f"{cols[j]} is not a finite number; {too_large}"
+            f"{column} is not a finite number; {too_large}"
         )
     hit = _not_finite(
         ex.by_underlying[list(EXPOSURE_COLUMNS)].to_numpy(dtype=np.float64), list(EXPOSURE_COLUMNS)
@@ -333,7 +343,7 @@ def _check_finite(ex: Exposures) -> None:
 def _exposures(book: Book, market: Market) -> Exposures:
     book.check_market(market)
     underlyings, uidx = underlying_codes(book)
-    t, american = pricing.book_terms(book, market)
+    t, american = pricing.book_terms(book, market, uidx)
     carry = pricing.carry(market, list(underlyings))
     spot_u = np.array([market.spot[u] for u in underlyings], dtype=np.float64)
     kind = np.asarray(book.kind)
@@ -349,12 +359,7 @@ def _exposures(book: Book, market: Market) -> Exposures:
     # The surface is asked only for live options without an override: an expired option is worth
     # its intrinsic value whatever the vol, and a surface need not be defined at t <= 0.
     need = np.flatnonzero(is_option & np.isnan(override) & (t > 0.0))
-    # one surface point per distinct (underlying, t, strike): positions repeat them
-    points, of_row = smile_points(uidx[need], t[need], strike[need])
-    at = need[points]
-    point_vol = np.empty(points.size)
-    surface_vols(market, underlyings, uidx[at], strike[at], t[at], np.arange(points.size), point_vol)
-    vol[need] = point_vol[of_row]
+    surface_vols(market, underlyings, uidx, strike, t, need, vol)
     vol[is_option & np.isnan(vol)] = 0.0  # expired without override
     opt = np.flatnonzero(is_option)
     if opt.size == n:  # options only: one call for the whole book, its outputs as they are

@@ -107,7 +107,7 @@ from optmm._io import figure_format as plot_format
 from optmm.book import Book, Kind
 from optmm.market import Market, Sticky
 from optmm.risk._kernels import RevalContracts, RevalPoints, reval_segments
-from optmm.risk._reval import contract_keys, underlying_codes
+from optmm.risk._reval import contract_keys, stable_order, underlying_codes
 from optmm.risk.exposures import beta_of, market_vols, surface_vols
 from optmm.typing import FloatArray
 
@@ -325,7 +325,7 @@ def _collapse(book: Book, market: Market) -> _Contracts:
     is_stock = kind == Kind.STOCK
     stock_units = np.bincount(uidx[is_stock], weights=qm[is_stock], minlength=n_u).astype(np.float64)
 
-    t_all, american_all = pricing.book_terms(book, market)
+    t_all, american_all = pricing.book_terms(book, market, uidx)
     strike_all = np.asarray(book.strike, dtype=np.float64)
     override_all = np.asarray(book.vol, dtype=np.float64)
     u_all, kind_all, qm_all = uidx, kind, qm
@@ -342,7 +342,7 @@ def _collapse(book: Book, market: Market) -> _Contracts:
     units = np.bincount(key, weights=qm_all, minlength=rep.size)
     keep = units != 0.0
     rep, units = rep[keep], units[keep]
-    order = np.argsort(u_all[rep], kind="stable")
+    order = stable_order(u_all[rep], n_u)
     rep, units = rep[order], units[order]
 
     u = u_all[rep]
