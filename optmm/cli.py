@@ -51,12 +51,12 @@ from optmm import (
 )
 from optmm._progress import compile_notice, stderr_is_terminal
 from optmm.cli_common import UsageError
+from optmm.units import DAYS_PER_YEAR, rho_per_pct_py, theta_per_day_py, vega_per_vol_point_py
 
 __all__ = ["COMMANDS", "EXIT_USAGE", "MAX_STRIKES", "default_strikes", "main", "parse_strikes"]
 
 EXIT_USAGE = 2
 MAX_STRIKES = 10_000
-DAYS_PER_YEAR = 365.0  # ACT/365: t = calendar days / 365
 
 _ERROR_PREFIX = "optmm: error: "
 
@@ -320,9 +320,9 @@ def _chain_rows(args: argparse.Namespace) -> tuple[dict[str, float], list[dict[s
             "price": float(cols["price"][i]),
             "delta": float(cols["delta"][i]),
             "gamma": float(cols["gamma"][i]),
-            "vega_per_vol_point": vega / 100.0,
-            "theta_per_day": theta / DAYS_PER_YEAR,
-            "rho_per_pct": rho / 100.0,
+            "vega_per_vol_point": vega_per_vol_point_py(1.0, vega),
+            "theta_per_day": theta_per_day_py(1.0, theta),
+            "rho_per_pct": rho_per_pct_py(1.0, rho),
             "vanna": float(cols["vanna"][i]),
             "volga": float(cols["volga"][i]),
             "vega_per_unit_vol": vega,
