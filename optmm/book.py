@@ -34,7 +34,6 @@ computed from a valid book overflows.
 from __future__ import annotations
 
 import csv
-import enum
 import os
 import re
 from collections.abc import Callable
@@ -47,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from optmm._io import atomic_target
+from optmm.codes import Kind
 from optmm.typing import (
     MAX_MULTIPLIER,
     MAX_QUANTITY,
@@ -65,15 +65,6 @@ if TYPE_CHECKING:
     from optmm.market import Market
 
 __all__ = ["Book", "BookError", "Kind"]
-
-
-class Kind(enum.IntEnum):
-    """What a position holds; the codes are stored in :attr:`Book.kind` as int8."""
-
-    CALL = 0
-    PUT = 1
-    STOCK = 2
-    """The underlying itself (shares, or a future used as a hedge)."""
 
 
 _KIND_NAMES = np.array(["call", "put", "stock"], dtype=object)

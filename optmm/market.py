@@ -41,6 +41,7 @@ from optmm.typing import (
     first_non_utf8,
     real_array,
 )
+from optmm.units import DAYS_PER_YEAR, SECONDS_PER_DAY
 
 __all__ = [
     "ASSET_STYLES",
@@ -731,7 +732,7 @@ class _Clock(NamedTuple):
         start = np.datetime64(self.moment.replace(tzinfo=None), "us")
         moments = dates.astype("datetime64[us]") + (seconds * _US_PER_SECOND).astype("timedelta64[us]")
         us = (moments - start).astype(np.int64)
-        return np.asarray(us / float(_US_PER_SECOND) / 86400.0 / 365.0, dtype=np.float64)
+        return np.asarray(us / float(_US_PER_SECOND) / SECONDS_PER_DAY / DAYS_PER_YEAR, dtype=np.float64)
 
 
 def _settlement_seconds(settlement: Any) -> np.ndarray:

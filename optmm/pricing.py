@@ -214,6 +214,7 @@ def book_terms(
     option = book.kind != 2  # Kind.STOCK
     if n == 0:
         return np.zeros(0), np.zeros(0, dtype=bool)
+    assert book.settlement is not None and book.style is not None  # Book fills blank terms with ""
     if underlying_codes is None:
         underlying_codes = pd.factorize(book.underlying)[0]
     u = (np.asarray(underlying_codes, dtype=np.intp), int(np.max(underlying_codes)) + 1)
@@ -222,7 +223,8 @@ def book_terms(
     rows, of_row = _distinct(u, _term_codes(book.settlement), (days, len(exp_values)))
     t = option_times(market, book.underlying[rows], expiry[rows], book.settlement[rows])[of_row]
     rows, of_row = _distinct(u, _term_codes(book.style))
-    american = np.asarray(american_flags(market, book.underlying[rows], book.style[rows]), dtype=bool)[of_row]
+    flags = american_flags(market, book.underlying[rows], book.style[rows])
+    american = np.asarray(flags, dtype=np.bool_)[of_row]
     return np.where(option, t, 0.0), american & option
 
 

@@ -273,7 +273,7 @@ def test_quote_twins_agree() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# the toxicity latch: ToxicityDetector.update runs the Python form, tox_update its compilation
+# the toxicity latch: the Python form and its compilation (which ToxicityDetector and the simulator run)
 
 
 def test_toxicity_latch_twin_agrees() -> None:

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from optmm.greeks import bsm_greeks
 from optmm.quoting import BookGreeks, FairValueConfig, QuoteInput, Quoter, QuoterConfig, SkewMode
-from optmm.quoting.quoter import SECONDS_PER_YEAR
 from optmm.risk.audit import Layer
 from optmm.risk.controller import Decision
+from optmm.units import SECONDS_PER_YEAR
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = one_name_market()

@@ -1,6 +1,6 @@
-"""The quoter's and the hedger's rules (optmm/quoting/_kernels.py): codes, packed settings, the tick grid
+"""The quoter's and the hedger's rules (optmm/quoting/_kernels.py): packed settings, the tick grid
 against numpy's rounding, the GREEKS skew's squares against CPython's. (Python forms against compiled:
-tests/test_kernel_twins.py.)"""
+tests/test_kernel_twins.py; the codes against optmm.codes: tests/test_codes.py.)"""
 
 from __future__ import annotations
 
@@ -9,14 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from optmm.quoting import (
-    HedgerConfig,
-    QuoterConfig,
-    SkewMode,
-)
+from optmm.quoting import HedgerConfig, QuoterConfig
 from optmm.quoting import _kernels as K
-from optmm.quoting.hedger import HedgeMode, HedgeReason, HedgeTarget
-from optmm.risk.audit import Layer
 
 # (tick_size, tick_size_above, tick_threshold)
 GRIDS = [
@@ -35,19 +29,7 @@ def _nan_equal(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------
-# codes and packing
-
-
-def test_codes_are_the_enums_definition_order_and_the_layer_values() -> None:
-    assert [K.SKEW_GREEKS, K.SKEW_LINEAR, K.SKEW_NONE] == [list(SkewMode).index(m) for m in SkewMode]
-    assert list(SkewMode) == [SkewMode.GREEKS, SkewMode.LINEAR, SkewMode.NONE]
-    assert list(HedgeMode) == [HedgeMode.FIXED_BAND, HedgeMode.WHALLEY_WILMOTT, HedgeMode.TIME]
-    assert [K.MODE_FIXED_BAND, K.MODE_WHALLEY_WILMOTT, K.MODE_TIME] == [0, 1, 2]
-    assert list(HedgeTarget) == [HedgeTarget.BAND_EDGE, HedgeTarget.ZERO]
-    assert [K.TARGET_BAND_EDGE, K.TARGET_ZERO] == [0, 1]
-    assert [m.name for m in HedgeReason] == ["BAND", "SCHEDULE", "HARD", "KILL"]
-    assert [K.REASON_BAND, K.REASON_SCHEDULE, K.REASON_HARD, K.REASON_KILL] == [0, 1, 2, 3]
-    assert [K.KILL, K.TOXIC, K.STALE, K.HARD, K.SOFT, K.NORMAL] == [int(x) for x in Layer]
+# packing
 
 
 def test_pack_quoter_layout() -> None:

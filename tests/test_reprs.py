@@ -54,7 +54,10 @@ def test_reprs_are_short_and_say_what_the_object_is() -> None:
     ctl.kill("test", by="person")
     assert "KILLED" in repr(ctl)
     ctl.set_toxicity("SPY", True)
-    detector._toxic["SPY"] = True
+    for t in range(5):  # five buys, each followed by the mid 20 bps lower: toxic
+        detector.on_fill("SPY", float(t), +1, 1.0, 100.0, 100.0)
+        detector.on_mid("SPY", t + 0.5, 99.8)
+    assert [u for u, toxic, _ in detector.update(6.0)] == ["SPY"]
     assert "toxic: SPY," in repr(detector)
 
 

@@ -1,4 +1,5 @@
-"""The numba twin of the toxicity detector (optmm.quoting._toxicity_kernels) against ToxicityDetector.
+"""The toxicity detector's rules (optmm.quoting._toxicity_kernels, which ToxicityDetector runs) against a
+vectorised numpy reference of the score written here from the module docstring's definitions.
 
 Seeded random event streams on several configurations (a ring small enough to drop events, one to six
 horizons, off-grid times, min_fills from 1 to 6, cool-downs from 0 to 10 s), compared after every update
@@ -6,16 +7,18 @@ call: score, components, markouts per horizon, counts, the raw and latched flags
 dropped count. Then the layouts, cases computed by hand, and the kernels driven from a user's @njit loop.
 
 Tolerance: counts, flags, changes, the one-sided rate, the adverse fraction and the flow imbalance (integer
-sizes) must be equal. The mean markouts, the markout component and the score are sums that the detector
+sizes) must be equal. The mean markouts, the markout component and the score are sums that the reference
 forms with numpy's pairwise summation and the kernel term by term, so they may differ in the last bits:
 they must agree to 1e-12 relative, measured against max(1, |value|) (a markout mean near 0 bps is the
 difference of terms of ~10-100 bps, where "relative" alone would ask for more than either side rounds to).
+The kernel's Python form (``score_rule_py``) and its compilation must agree to the bit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -67,34 +70,83 @@ def same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
-def assert_matches(sc: ToxicityScore, out: np.ndarray, cfg: ToxicityConfig, where: str) -> None:
-    """The detector's score and the kernel's output agree (exact where exact, else to RTOL)."""
-    hs = cfg.markout_horizons_s
-    nh = len(hs)
+def ring(st: tk.ToxicityState, which: int, u: int) -> np.ndarray:
+    """The events of ring ``which`` (0 fills, 1 mids, 2 prints) of row ``u``, oldest first."""
+    buf = st[which]
+    head, n = int(st.ist[u, 2 * which]), int(st.ist[u, 2 * which + 1])
+    return buf[u, (head + np.arange(n)) % buf.shape[1]]
+
+
+def reference(st: tk.ToxicityState, u: int, now: float, cfg: ToxicityConfig) -> dict[str, Any]:
+    """The score of underlying ``u`` at ``now`` from the events in its rings, with numpy's array
+    operations (searchsorted for the mid at each horizon), from the definitions of
+    :mod:`optmm.quoting.toxicity`."""
+    lo = now - cfg.window_s
+    hs = np.asarray(cfg.markout_horizons_s)
+    f = ring(st, 0, u)
+    f = f[(f[:, tk.FL_TS] > lo) & (f[:, tk.FL_TS] <= now)]
+    n = f.shape[0]
+    ts, side, size, price = f[:, tk.FL_TS], f[:, tk.FL_SIDE], f[:, tk.FL_SIZE], f[:, tk.FL_PRICE]
+    one_sided = abs(float(side.sum())) / n if n else 0.0
+    m = ring(st, 1, u)
+    m = m[m[:, tk.MD_TS] <= now]
+    m_ts, m_mid = m[:, tk.MD_TS], m[:, tk.MD_MID]
+    t_h = ts[None, :] + hs[:, None]  # (H, n): when each fill reaches each horizon
+    idx = np.searchsorted(m_ts, t_h, side="right") - 1
+    safe = np.clip(idx, 0, None)
+    have = (idx >= 0) & (m_ts[safe] >= ts[None, :]) if m_ts.size else np.zeros(t_h.shape, dtype=bool)
+    mid_h = np.where(have, m_mid[safe] if m_ts.size else 0.0, f[:, tk.FL_MID][None, :])
+    markout = side[None, :] * (mid_h - price[None, :]) / price[None, :] * 1e4
+    matured = t_h <= now
+    w = np.where(matured, size[None, :], 0.0)
+    wsum = w.sum(axis=1)
+    means = np.full(hs.size, np.nan)
+    np.divide((w * markout).sum(axis=1), wsum, out=means, where=wsum > 0.0)
+    n_mat = matured.sum(axis=1)
+    adverse_frac = math.nan
+    if n_mat[0] > 0:
+        adverse_frac = float(((markout[0] < -cfg.adverse_threshold_bps) & matured[0]).sum()) / float(n_mat[0])
+    finite = means[np.isfinite(means)]
+    c_markout = float(np.clip(-finite.min() / cfg.markout_scale_bps, 0.0, 1.0)) if finite.size else 0.0
+    tr = ring(st, 2, u)
+    tr = tr[(tr[:, tk.TR_TS] > lo) & (tr[:, tk.TR_TS] <= now)]
+    total = float(tr[:, tk.TR_SIZE].sum())
+    flow = float((tr[:, tk.TR_SIZE] * tr[:, tk.TR_SIDE]).sum()) / total if total > 0.0 else 0.0
+    c = {"one_sided": one_sided, "adverse": 0.0 if math.isnan(adverse_frac) else adverse_frac,
+         "markout": c_markout, "flow": abs(flow)}  # fmt: skip
+    enough = n >= cfg.min_fills
+    w_ = cfg.weights
+    score = min(max(sum(w_[k] * c[k] for k in w_) / sum(w_.values()), 0.0), 1.0) if enough else 0.0
+    return {
+        "score": score, "raw": enough and score >= cfg.threshold, "n_fills": n, "n_trades": tr.shape[0],
+        "enough": enough, "one_sided": one_sided, "adverse_frac": adverse_frac, "flow_imbalance": flow,
+        "components": c, "markouts": dict(zip(cfg.markout_horizons_s, means.tolist(), strict=True)),
+        "n_matured": dict(zip(cfg.markout_horizons_s, n_mat.tolist(), strict=True)),
+    }  # fmt: skip
+
+
+def assert_matches(sc: ToxicityScore, ref: dict[str, Any], where: str) -> None:
+    """The detector's score and the reference agree (exact where exact, else to RTOL)."""
     exact = {
-        "n_fills": (sc.n_fills, out[tk.O_N_FILLS]),
-        "n_trades": (sc.n_trades, out[tk.O_N_TRADES]),
-        "enough": (float(sc.enough_fills), out[tk.O_ENOUGH]),
-        "raw": (float(sc.toxic), out[tk.O_RAW]),
-        "one_sided": (sc.one_sided, out[tk.O_ONE_SIDED]),
-        "adverse_frac": (sc.adverse_frac, out[tk.O_ADVERSE_FRAC]),
-        "c_adverse": (sc.components["adverse"], out[tk.O_C_ADVERSE]),
-        "flow_imbalance": (sc.flow_imbalance, out[tk.O_FLOW_IMBALANCE]),
-        "c_flow": (sc.components["flow"], out[tk.O_C_FLOW]),
+        "n_fills": (sc.n_fills, ref["n_fills"]),
+        "n_trades": (sc.n_trades, ref["n_trades"]),
+        "enough": (sc.enough_fills, ref["enough"]),
+        "raw": (sc.toxic, ref["raw"]),
+        "one_sided": (sc.one_sided, ref["one_sided"]),
+        "adverse_frac": (sc.adverse_frac, ref["adverse_frac"]),
+        "flow_imbalance": (sc.flow_imbalance, ref["flow_imbalance"]),
+        **{f"c_{k}": (sc.components[k], ref["components"][k]) for k in ("one_sided", "adverse", "flow")},
+        **{f"n_matured[{h}]": (sc.n_matured[h], k) for h, k in ref["n_matured"].items()},
     }
-    for h_i, h in enumerate(hs):
-        exact[f"n_matured[{h}]"] = (sc.n_matured[h], out[tk.O_MARKOUTS + nh + h_i])
     for name, (a, b) in exact.items():
-        assert same(float(a), float(b)), f"{where}: {name} detector {a!r} kernel {b!r}"
+        assert same(float(a), float(b)), f"{where}: {name} detector {a!r} reference {b!r}"
     approx = {
-        "score": (sc.score, out[tk.O_SCORE]),
-        "c_markout": (sc.components["markout"], out[tk.O_C_MARKOUT]),
+        "score": (sc.score, ref["score"]),
+        "c_markout": (sc.components["markout"], ref["components"]["markout"]),
+        **{f"markouts[{h}]": (sc.markouts[h], v) for h, v in ref["markouts"].items()},
     }
-    for h_i, h in enumerate(hs):
-        approx[f"markouts[{h}]"] = (sc.markouts[h], out[tk.O_MARKOUTS + h_i])
     for name, (a, b) in approx.items():
-        assert close(float(a), float(b)), f"{where}: {name} detector {a!r} kernel {b!r}"
-    assert sc.components["one_sided"] == out[tk.O_ONE_SIDED]
+        assert close(float(a), float(b)), f"{where}: {name} detector {a!r} reference {b!r}"
 
 
 class Stream:
@@ -157,47 +209,56 @@ def feed(det: ToxicityDetector, st: tk.ToxicityState, ev: tuple) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# the twin equals the detector on random streams
+# the detector (the kernels) against the reference on random streams
 
 
 @pytest.mark.parametrize(("name", "seed"), [(n, s) for s in (1, 2) for n in CONFIGS])
-def test_twin_equals_detector_on_random_streams(name: str, seed: int) -> None:
+def test_detector_against_the_reference_on_random_streams(name: str, seed: int) -> None:
     cfg = CONFIGS[name]
     n_u = len(NAMES)
     det = ToxicityDetector(cfg, NAMES)
     params = tk.pack_toxicity(cfg)
     params.flags.writeable = False  # the kernels only read the settings
-    st = tk.new_toxicity_state(cfg, n_u)
+    st = tk.new_toxicity_state(cfg, n_u)  # the same events on the kernels, driven directly
     out = tk.new_score_out(cfg)
-    probe = tk.new_score_out(cfg)
+    py_out = tk.new_score_out(cfg)
+    latched = [(False, math.nan)] * n_u  # the latch's Python form on the reference's raw signal
     stream = Stream(np.random.default_rng([seed, *map(ord, name)]), n_u)
     seen = {"on": 0, "off": 0, "raw_at_update": 0, "not_enough": 0, "nan_adverse": 0, "partial": 0}
     for k in range(700):
         now, events = stream.step()
         for ev in events:
             feed(det, st, ev)
-        changes = {NAMES.index(u): toxic for u, toxic, _ in det.update(now)}
+        changes = {NAMES.index(u): (toxic, sc) for u, toxic, sc in det.update(now)}
         for u in range(n_u):
-            toxic, changed, score = tk.tox_update_into(*st, params, u, now, out)
             where = f"{name} seed {seed} step {k} t={now} u={u}"
+            ref = reference(st, u, now, cfg)
+            toxic_ref, since, changed_ref = tk.latch_py(*latched[u], now, ref["raw"], cfg.cooldown_s)
+            latched[u] = (toxic_ref, since)
+            assert (u in changes, det.is_toxic(NAMES[u])) == (changed_ref, toxic_ref), where
+            if u in changes:
+                assert changes[u][0] is toxic_ref, where
+                assert_matches(changes[u][1], ref, where)
             sc = det.score(NAMES[u], now)
-            assert_matches(sc, out, cfg, where)
-            assert close(score, sc.score), where
-            assert (changed, toxic) == ((u in changes), det.is_toxic(NAMES[u])), where
-            if changed:
-                assert changes[u] is toxic, where
-            assert tk.tox_is_toxic(st.ist, u) is toxic
-            assert close(tk.tox_score(*st, params, u, now), sc.score), where
+            assert_matches(sc, ref, where)
+            toxic, changed, score = tk.tox_update_into(*st, params, u, now, out)
+            assert (toxic, changed, score) == (toxic_ref, changed_ref, sc.score), where
+            assert tk.tox_is_toxic(st.ist, u) is toxic and tk.tox_score(*st, params, u, now) == sc.score
             seen["on" if changed and toxic else "off"] += changed
             seen["raw_at_update"] += sc.toxic
             seen["not_enough"] += sc.n_fills > 0 and not sc.enough_fills
             seen["nan_adverse"] += sc.n_fills > 0 and math.isnan(sc.adverse_frac)
             seen["partial"] += 0 < sc.n_matured[cfg.markout_horizons_s[-1]] < sc.n_fills
-            # read-only scores at other times (earlier than some events, later than all) agree too
+            # read-only scores at other times (earlier than some events, later than all) agree too, and
+            # the rule's Python form equals its compilation to the bit
             if k % 7 == 0:
                 for t in (now - 0.6 * cfg.window_s, now - 0.25, now + 1.3):
-                    tk.tox_score_into(*st, params, u, t, probe)
-                    assert_matches(det.score(NAMES[u], t), probe, cfg, f"{where} probe t={t}")
+                    assert_matches(det.score(NAMES[u], t), reference(st, u, t, cfg), f"{where} probe t={t}")
+                    s_nb = tk.tox_score_into(*st, params, u, t, out)
+                    s_py, _ = tk.score_rule_py(
+                        st.fills, st.mids, st.trades, st.ist, params, u, t, py_out, True
+                    )
+                    assert s_py == s_nb and np.array_equal(py_out, out, equal_nan=True), where
         assert tk.tox_dropped(st.ist) == det.dropped
     # the streams exercised what they are meant to
     assert seen["on"] >= 3 and seen["off"] >= 2, seen
@@ -436,6 +497,6 @@ def test_kernels_inside_a_compiled_loop() -> None:
             k += 1
         flips = {NAMES.index(u) for u, _, _ in det.update(float(now[i]))}
         for u in range(len(NAMES)):
-            assert close(scores[i, u], det.score(NAMES[u], float(now[i])).score), (i, u)
+            assert scores[i, u] == det.score(NAMES[u], float(now[i])).score, (i, u)
             assert (bool(changed[i, u]), bool(toxic[i, u])) == (u in flips, det.is_toxic(NAMES[u])), (i, u)
     assert changed.sum() >= 2 and tk.tox_dropped(st.ist) == det.dropped == 0

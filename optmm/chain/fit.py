@@ -27,6 +27,7 @@ from optmm.greeks import AmericanIVStatus, american_implied_vol, bsm_price, impl
 from optmm.greeks._bsm import _price_block
 from optmm.greeks._iv import _iv_block
 from optmm.typing import FloatArray
+from optmm.units import DAYS_PER_YEAR
 
 __all__ = ["ExpiryFit", "UnderlyingFit", "arbitrage_counts", "de_americanise", "fit_chain", "fit_vols"]
 
@@ -522,7 +523,7 @@ def _node_years(valuation: Any, expiry: Any) -> float:
     days = (
         np.asarray(expiry).astype("datetime64[D]") - np.asarray(valuation).astype("datetime64[D]")
     ).astype(np.int64)
-    return float(days) / 365.0
+    return float(days) / DAYS_PER_YEAR
 
 
 def fit_chain(chain: Chain) -> tuple[Any, dict[str, UnderlyingFit]]:

@@ -35,6 +35,7 @@ import pandas as pd
 
 from optmm.book import BookError
 from optmm.typing import FloatArray
+from optmm.units import SECONDS_PER_YEAR
 
 __all__ = ["Chain", "ChainError", "VolQuotes", "read_chain", "read_vols"]
 
@@ -93,7 +94,7 @@ class Chain:
     def years(self, expiry: np.ndarray) -> FloatArray:
         """Years (ACT/365, to the second) from :attr:`timestamp` to ``expiry`` (datetime64[s])."""
         secs = (np.asarray(expiry, dtype="datetime64[s]") - self.timestamp).astype(np.int64)
-        return secs.astype(np.float64) / (365.0 * 86400.0)
+        return secs.astype(np.float64) / SECONDS_PER_YEAR
 
 
 @dataclass(frozen=True)

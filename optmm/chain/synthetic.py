@@ -16,6 +16,7 @@ from scipy.special import ndtr
 
 from optmm.greeks import american_price
 from optmm.typing import FloatArray
+from optmm.units import SECONDS_PER_YEAR
 
 __all__ = ["SSVI", "synthetic_chain"]
 
@@ -72,7 +73,7 @@ def synthetic_chain(
     truth: dict[str, list[float]] = {"t": [], "forward": [], "discount": []}
     for d in days:
         expiry = (stamp.normalize() + pd.Timedelta(days=d)).replace(hour=16)
-        t = (expiry - stamp).total_seconds() / (365.0 * 86400.0)
+        t = (expiry - stamp).total_seconds() / SECONDS_PER_YEAR
         fwd = spot * np.exp((rate - div_yield) * t)
         disc = np.exp(-rate * t)
         sd = surf.atm_vol * np.sqrt(t)

@@ -16,6 +16,7 @@ from optmm._io import atomic_target
 from optmm.chain.surface import FittedSurface
 from optmm.market import DEFAULT_TIMEZONE, Market
 from optmm.surface import FlatSurface, SurfaceError, SVISurface, TableSurface, VolSurface
+from optmm.units import DAYS_PER_YEAR
 
 __all__ = ["fitted_from_toml", "market_toml", "write_market"]
 
@@ -47,7 +48,7 @@ def _dates(market: Market, und: str, years: np.ndarray) -> str:
     exactly (as :meth:`Market.year_fraction` reads them back)."""
     settlement = market.default_settlement(und)
     shift = market.year_fraction(market.valuation, settlement=settlement)  # the valuation date's settlement
-    days = np.rint((np.asarray(years) - shift) * 365.0).astype(np.int64)
+    days = np.rint((np.asarray(years) - shift) * DAYS_PER_YEAR).astype(np.int64)
     dates = np.asarray(market.valuation).astype("datetime64[D]") + days.astype("timedelta64[D]")
     if not np.array_equal(market.year_fraction(dates, settlement=settlement), years):
         raise ValueError(

@@ -21,11 +21,11 @@ import numpy as np
 
 from optmm._config import to_json
 from optmm.cli.common import UsageError, _finite_float, _nonnegative_float, _positive_float, parse_grid
+from optmm.units import DAYS_PER_YEAR, rho_per_pct_py, theta_per_day_py, vega_per_vol_point_py
 
 __all__ = ["MAX_STRIKES", "add_chain_parser", "default_strikes", "parse_strikes", "run_chain"]
 
 MAX_STRIKES = 10_000
-DAYS_PER_YEAR = 365.0  # ACT/365: t = calendar days / 365
 
 
 def _decimal_or_percent(name: str, *, what: str, example: float, max_decimal: float, max_pct: float,
@@ -217,9 +217,9 @@ def _chain_rows(args: argparse.Namespace) -> tuple[dict[str, float], list[dict[s
             "price": float(cols["price"][i]),
             "delta": float(cols["delta"][i]),
             "gamma": float(cols["gamma"][i]),
-            "vega_per_vol_point": vega / 100.0,
-            "theta_per_day": theta / DAYS_PER_YEAR,
-            "rho_per_pct": rho / 100.0,
+            "vega_per_vol_point": vega_per_vol_point_py(1.0, vega),
+            "theta_per_day": theta_per_day_py(1.0, theta),
+            "rho_per_pct": rho_per_pct_py(1.0, rho),
             "vanna": float(cols["vanna"][i]),
             "volga": float(cols["volga"][i]),
             "vega_per_unit_vol": vega,

@@ -11,9 +11,9 @@ inlines the compiled forms. ``tests/test_kernel_twins.py`` checks that the two f
 A configuration is packed once, in Python, into a flat float64 array (:func:`pack_quoter`,
 :func:`pack_hedger`); every scalar derived from the settings alone (``−γ·h``, ``σ_σ²``, ``3·λS``, basis
 points as fractions) is computed there, once.
-Enums are integer codes: positions in the enum's definition order (``SKEW_*``, ``MODE_*``,
-``TARGET_*``, ``REASON_*``); layers are the values of :class:`~optmm.risk.audit.Layer` (KILL 0 ...
-NORMAL 5). The rules validate nothing: the caller passes what the classes accept (finite
+Enums are the integer codes of :mod:`optmm.codes` (``SKEW_*``: :class:`~optmm.codes.SkewCode`,
+``MODE_*``, ``TARGET_*``, ``REASON_*``: the ``Hedge*Code`` enums; layers: :class:`~optmm.codes.Layer`,
+KILL 0 ... NORMAL 5). The rules validate nothing: the caller passes what the classes accept (finite
 prices, spot > 0, 0 < bid <= ask for a hedge).
 
 Quoter parameters (``qp``, length :data:`N_QP`)
@@ -31,7 +31,7 @@ index               value
 ``Q_IMPROVE``       ``improve_market`` (1.0 / 0.0)
 ``Q_CROSS``         ``cross_market`` (1.0 / 0.0)
 ``Q_SKEW``          the skew mode's code (``SKEW_GREEKS`` 0, ``SKEW_LINEAR`` 1, ``SKEW_NONE`` 2)
-``Q_NEG_GAMMA_H``   ``−gamma_risk_aversion · horizon_s / (365 · 86400)``: ``−γ h`` of the GREEKS skew
+``Q_NEG_GAMMA_H``   ``−gamma_risk_aversion · horizon_s / SECONDS_PER_YEAR``: ``−γ h`` of the GREEKS skew
 ``Q_SIGMA_VOL2``    ``sigma_vol ** 2`` (Python's power)
 ``Q_NEG_LINEAR_K``  ``−linear_k``
 ``Q_BASE_SIZE``     ``base_size``
@@ -99,6 +99,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numba import njit
 
+from optmm import units
+from optmm.codes import HedgeModeCode, HedgeReasonCode, HedgeTargetCode, Layer, SkewCode
+from optmm.units import SECONDS_PER_YEAR, gamma_per_share_py, vega_per_unit_vol_py, vega_per_vol_point_py
+
 if TYPE_CHECKING:  # the classes import this module: their configs are imported where packed
     from optmm.quoting.hedger import HedgerConfig
     from optmm.quoting.quoter import QuoterConfig
@@ -147,11 +151,8 @@ __all__ = [
     "ww_band_py",
 ]
 
-# Layers (the values of optmm.risk.audit.Layer)
-KILL, TOXIC, STALE, HARD, SOFT, NORMAL = 0, 1, 2, 3, 4, 5
-
-# SkewMode codes (definition order)
-SKEW_GREEKS, SKEW_LINEAR, SKEW_NONE = 0, 1, 2
+KILL, TOXIC, STALE, HARD, SOFT, NORMAL = (int(x) for x in Layer)
+SKEW_GREEKS, SKEW_LINEAR, SKEW_NONE = (int(x) for x in SkewCode)
 
 # qp
 Q_BASE_HS, Q_MIN_EDGE, Q_TICK, Q_TICK_ABOVE, Q_THRESHOLD = 0, 1, 2, 3, 4
@@ -167,10 +168,9 @@ N_OUT = 6
 # grid_py's rules
 GRID_TICK, GRID_DOWN, GRID_UP, GRID_TICK_UP, GRID_TICK_DOWN = 0, 1, 2, 3, 4
 
-# HedgeMode, HedgeTarget and HedgeReason codes (definition order)
-MODE_FIXED_BAND, MODE_WHALLEY_WILMOTT, MODE_TIME = 0, 1, 2
-TARGET_BAND_EDGE, TARGET_ZERO = 0, 1
-REASON_NONE, REASON_BAND, REASON_SCHEDULE, REASON_HARD, REASON_KILL = -1, 0, 1, 2, 3
+MODE_FIXED_BAND, MODE_WHALLEY_WILMOTT, MODE_TIME = (int(x) for x in HedgeModeCode)
+TARGET_BAND_EDGE, TARGET_ZERO = (int(x) for x in HedgeTargetCode)
+REASON_NONE, REASON_BAND, REASON_SCHEDULE, REASON_HARD, REASON_KILL = (int(x) for x in HedgeReasonCode)
 
 # hp
 H_MODE, H_TARGET, H_HARD_TARGET, H_BAND, H_WW_3C, H_WW_2G, H_MIN_BAND = 0, 1, 2, 3, 4, 5, 6
@@ -198,7 +198,7 @@ def twin(f_py):
     return compiled
 
 
-_COMPILED: dict[str, Any] = {}  # a rule's Python name -> its compiled form
+_COMPILED: dict[str, Any] = dict(units.COMPILED)  # a rule's Python name -> its compiled form
 
 
 def pack_quoter(config: QuoterConfig) -> np.ndarray:
@@ -219,7 +219,7 @@ def pack_quoter(config: QuoterConfig) -> np.ndarray:
     >>> int(qp[Q_SKEW]) == SKEW_LINEAR, float(qp[Q_NEG_LINEAR_K])
     (True, -0.02)
     """
-    from optmm.quoting.quoter import SECONDS_PER_YEAR, QuoterConfig, SkewMode
+    from optmm.quoting.quoter import QuoterConfig
 
     if not isinstance(config, QuoterConfig):
         raise TypeError(f"pack_quoter: config must be a QuoterConfig (got {type(config).__name__})")
@@ -234,7 +234,7 @@ def pack_quoter(config: QuoterConfig) -> np.ndarray:
     qp[Q_TOX_WIDEN] = c.toxicity_widen
     qp[Q_IMPROVE] = 1.0 if c.improve_market else 0.0
     qp[Q_CROSS] = 1.0 if c.cross_market else 0.0
-    qp[Q_SKEW] = list(SkewMode).index(c.skew)
+    qp[Q_SKEW] = SkewCode[c.skew.name]
     h = c.horizon_s / SECONDS_PER_YEAR
     qp[Q_NEG_GAMMA_H] = -c.gamma_risk_aversion * h
     qp[Q_SIGMA_VOL2] = c.sigma_vol**2
@@ -264,15 +264,15 @@ def pack_hedger(config: HedgerConfig) -> np.ndarray:
     >>> int(hp[H_MODE]) == MODE_TIME, float(hp[H_SLIP])
     (True, 0.0002)
     """
-    from optmm.quoting.hedger import HedgeMode, HedgerConfig, HedgeTarget
+    from optmm.quoting.hedger import HedgerConfig
 
     if not isinstance(config, HedgerConfig):
         raise TypeError(f"pack_hedger: config must be a HedgerConfig (got {type(config).__name__})")
     c = config
     hp = np.empty(N_HP, dtype=np.float64)
-    hp[H_MODE] = list(HedgeMode).index(c.mode)
-    hp[H_TARGET] = list(HedgeTarget).index(c.target)
-    hp[H_HARD_TARGET] = list(HedgeTarget).index(c.hard_target)
+    hp[H_MODE] = HedgeModeCode[c.mode.name]
+    hp[H_TARGET] = HedgeTargetCode[c.target.name]
+    hp[H_HARD_TARGET] = HedgeTargetCode[c.hard_target.name]
     hp[H_BAND] = c.band_shares
     hp[H_WW_3C] = 3.0 * c.ww_cost_per_share
     hp[H_WW_2G] = 2.0 * c.ww_risk_aversion
@@ -409,7 +409,7 @@ def quote_one_squared_py(
     a caller quoting many options of one underlying at one instant squares them once."""
     mode = qp[Q_SKEW]
     if mode == SKEW_GREEKS:
-        big_n = 100.0 * book_vega_per_vol_point
+        big_n = vega_per_unit_vol_py(book_vega_per_vol_point)
         risk = book_delta_shares * delta * sigma_s_sq * spot_fair_sq + big_n * vega * qp[Q_SIGMA_VOL2]
         skew = qp[Q_NEG_GAMMA_H] * risk
     elif mode == SKEW_LINEAR:
@@ -418,7 +418,7 @@ def quote_one_squared_py(
         skew = 0.0
     skew = skew + 0.0  # no -0.0
 
-    half = np.maximum(qp[Q_BASE_HS] * vega / 100.0, qp[Q_MIN_EDGE] * tick_at_py(fair, qp))
+    half = np.maximum(vega_per_vol_point_py(qp[Q_BASE_HS], vega), qp[Q_MIN_EDGE] * tick_at_py(fair, qp))
     has_bid = np.isfinite(market_bid)
     has_ask = np.isfinite(market_ask)
     if qp[Q_IMPROVE] == 0.0:
@@ -504,7 +504,7 @@ def ww_band_py(gamma_dollars_1pct, spot, cost3, aversion2, min_band, max_band):
     """The Whalley–Wilmott half-width, shares: ``clip(cbrt(cost3·Γ²/aversion2), min_band, max_band)``,
     ``Γ = 100·gamma_dollars_1pct/S²``, ``cost3 = 3·λS``, ``aversion2 = 2·γ``
     (:func:`~optmm.quoting.hedger.ww_band_shares`). Scalars or, in Python, arrays; NaN propagates."""
-    gamma_shares = 100.0 * gamma_dollars_1pct / (spot * spot)
+    gamma_shares = gamma_per_share_py(gamma_dollars_1pct, spot)
     h = np.cbrt(cost3 * gamma_shares * gamma_shares / aversion2)
     return np.minimum(np.maximum(h, min_band), max_band)
 
@@ -612,8 +612,8 @@ def hedge_decide_py(delta, gamma_dollars_1pct, spot, bid, ask, now, layer, next_
         The no-trade half-width in force (``HedgeOrder.band_shares``): NaN for KILL, ``band_shares``
         in ``TIME`` mode (also when not due), else :func:`hedge_band_py`.
     reason_code : int
-        ``REASON_BAND`` 0, ``REASON_SCHEDULE`` 1, ``REASON_HARD`` 2, ``REASON_KILL`` 3 (the positions
-        in :class:`~optmm.quoting.hedger.HedgeReason`); ``REASON_NONE`` (-1) when no order.
+        ``REASON_BAND`` 0, ``REASON_SCHEDULE`` 1, ``REASON_HARD`` 2, ``REASON_KILL`` 3 (the values of
+        :class:`~optmm.codes.HedgeReasonCode`); ``REASON_NONE`` (-1) when no order.
     next_due_after : float
         The schedule's state after the decision: ``now + interval_s`` when a ``TIME`` decision was due
         (whether or not it traded), else ``next_due``.

@@ -3,11 +3,13 @@ compiled loops.
 
 The simulator runs its whole quote → fill → hedge loop inside one compiled kernel, so it cannot call the
 Python detector. This module keeps the detector's state in five numpy arrays and works on it with
-``@njit`` functions that allocate nothing. :class:`~optmm.quoting.ToxicityDetector` keeps its events in
-the same arrays and calls the same event functions (:func:`tox_on_fill`, :func:`tox_on_mid`,
-:func:`tox_on_trade`: push, drop the oldest when full, trim to the window) and the same latch
-(:func:`latch_py`); only the score has a second form, the detector's numpy one (Notes), which
-``tests/test_toxicity_kernels.py`` checks against :func:`tox_score_into` on random event streams.
+``@njit`` functions that allocate nothing. :class:`~optmm.quoting.ToxicityDetector` is a validating shell
+over them: it keeps its events in the same arrays and calls the same event functions (:func:`tox_on_fill`,
+:func:`tox_on_mid`, :func:`tox_on_trade`: push, drop the oldest when full, trim to the window), the same
+score (:func:`tox_score_into`) and the same latch (:func:`tox_update_into`). The score and the latch are
+written once, as plain Python (:func:`score_rule_py`, :func:`latch_py`) compiled by
+:func:`~optmm.quoting._kernels.twin`; ``tests/test_toxicity_kernels.py`` checks the score against a
+vectorised numpy reference on random event streams.
 
 Settings: ``params = pack_toxicity(config)``, float64 of length ``P_HORIZONS + n_horizons``
 ----------------------------------------------------------------------------------------------
@@ -71,12 +73,7 @@ other types work but compile another specialization.
 
 Cost: an event is O(1) amortised (each event is trimmed once); a score is
 O(log(ring) + (log(ring) + fills + mids in the window) × horizons + prints in the window).
-The latch and cool-down rule is written once, :func:`latch_py`: the detector runs it, :func:`tox_update`
-its compilation. The score is not (yet): the detector sums markouts with numpy (``a[0]`` plus a pairwise
-sum of the rest), these kernels in fill order, so markout means (and through the markout component, the
-score) may differ from the detector's in the last bits (about 2% of the scores of
-``tests/test_toxicity_kernels.py``'s streams); counts, the one-sided rate, the adverse fraction and (with
-integer sizes) the flow imbalance are exact. One score rule for both would move one side's figures.
+Sums (the mean markouts, the flow imbalance) are formed in event order, one term at a time.
 
 Examples
 --------
@@ -112,6 +109,12 @@ __all__ = [
     "new_score_out",
     "new_toxicity_state",
     "pack_toxicity",
+    "ring_bisect",
+    "ring_bisect_py",
+    "ring_row",
+    "ring_row_py",
+    "score_rule",
+    "score_rule_py",
     "tox_dropped",
     "tox_is_toxic",
     "tox_on_fill",
@@ -287,26 +290,30 @@ def _trim(fills, mids, trades, ist, fst, u, ts):  # pragma: no cover - compiled
     _drop_through(trades, ist, u, I_T_HEAD, cutoff)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _row(head, i, cap):  # pragma: no cover - compiled
+def ring_row_py(head, i, cap):
+    """The physical row of logical position ``i`` of a ring of ``cap`` rows whose oldest event is at
+    ``head``."""
     r = head + i
     if r >= cap:
         r -= cap
     return r
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _bisect_right(buf, u, head, lo, hi, x):  # pragma: no cover - compiled
+def ring_bisect_py(buf, u, head, lo, hi, x):
     """First logical position in [lo, hi] of ring ``buf[u]`` whose timestamp is > ``x`` (timestamps
     sorted): ``lo`` + the number of events in [lo, hi) at or before ``x``."""
     cap = buf.shape[1]
     while lo < hi:
         mid = (lo + hi) >> 1
-        if buf[u, _row(head, mid, cap), 0] <= x:
+        if buf[u, ring_row_py(head, mid, cap), 0] <= x:
             lo = mid + 1
         else:
             hi = mid
     return lo
+
+
+ring_row = twin(ring_row_py)
+ring_bisect = twin(ring_bisect_py)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -349,26 +356,26 @@ def tox_on_trade(fills, mids, trades, ist, fst, u, ts, size, aggressor_side):  #
 # score
 
 
-@njit(cache=True, error_model="numpy")
-def _score(fills, mids, trades, ist, params, u, now, out, write):  # pragma: no cover - compiled
-    """``(score, raw signal)`` of underlying ``u`` at ``now``; the details into ``out`` if ``write``."""
+def score_rule_py(fills, mids, trades, ist, params, u, now, out, write):
+    """``(score, raw signal)`` of underlying ``u`` at ``now``; the details into ``out`` (layout ``O_*``)
+    if ``write``. The score of :mod:`optmm.quoting.toxicity`'s docstring; reads the state only."""
     lo = now - params[P_WINDOW_S]
     cap = fills.shape[1]
 
     # fills in (lo, now]: logical [f0, f1)
     fh = ist[u, I_F_HEAD]
     fn = ist[u, I_F_N]
-    f0 = _bisect_right(fills, u, fh, 0, fn, lo)
-    f1 = _bisect_right(fills, u, fh, f0, fn, now)
+    f0 = ring_bisect_py(fills, u, fh, 0, fn, lo)
+    f1 = ring_bisect_py(fills, u, fh, f0, fn, now)
     n = f1 - f0
     side_sum = 0.0
     for i in range(f0, f1):
-        side_sum += fills[u, _row(fh, i, cap), FL_SIDE]
+        side_sum += fills[u, ring_row_py(fh, i, cap), FL_SIDE]
     one_sided = abs(side_sum) / n if n > 0 else 0.0
 
     # mids at or before now: logical [0, m1)
     mh = ist[u, I_M_HEAD]
-    m1 = _bisect_right(mids, u, mh, 0, ist[u, I_M_N], now)
+    m1 = ring_bisect_py(mids, u, mh, 0, ist[u, I_M_N], now)
 
     nh = int(params[P_N_HORIZONS])
     adverse_bps = params[P_ADVERSE_BPS]
@@ -382,19 +389,19 @@ def _score(fills, mids, trades, ist, params, u, now, out, write):  # pragma: no 
         n_adv = 0
         k0 = 0  # horizons are reached in fill order: each fill's answer is at or after the last one's
         for i in range(f0, f1):
-            r = _row(fh, i, cap)
+            r = ring_row_py(fh, i, cap)
             t = fills[u, r, FL_TS]
             th = t + hz
             if not th <= now:  # not matured, nor any later fill
                 break
             if i == f0:
-                k0 = _bisect_right(mids, u, mh, 0, m1, th)
+                k0 = ring_bisect_py(mids, u, mh, 0, m1, th)
             else:  # the next fills' answers by walking on: they come a few mids apart
-                while k0 < m1 and mids[u, _row(mh, k0, cap), MD_TS] <= th:
+                while k0 < m1 and mids[u, ring_row_py(mh, k0, cap), MD_TS] <= th:
                     k0 += 1
             mid_h = fills[u, r, FL_MID]
             if k0 > 0:
-                rk = _row(mh, k0 - 1, cap)
+                rk = ring_row_py(mh, k0 - 1, cap)
                 if mids[u, rk, MD_TS] >= t:  # a mid at or after the fill, the last by t + h
                     mid_h = mids[u, rk, MD_MID]
             price = fills[u, r, FL_PRICE]
@@ -421,12 +428,12 @@ def _score(fills, mids, trades, ist, params, u, now, out, write):  # pragma: no 
     # prints in (lo, now]
     th_ = ist[u, I_T_HEAD]
     tn = ist[u, I_T_N]
-    t0 = _bisect_right(trades, u, th_, 0, tn, lo)
-    t1 = _bisect_right(trades, u, th_, t0, tn, now)
+    t0 = ring_bisect_py(trades, u, th_, 0, tn, lo)
+    t1 = ring_bisect_py(trades, u, th_, t0, tn, now)
     total = 0.0
     signed = 0.0
     for i in range(t0, t1):
-        r = _row(th_, i, cap)
+        r = ring_row_py(th_, i, cap)
         total += trades[u, r, TR_SIZE]
         signed += trades[u, r, TR_SIZE] * trades[u, r, TR_SIDE]
     flow = signed / total if total > 0.0 else 0.0
@@ -458,13 +465,17 @@ def _score(fills, mids, trades, ist, params, u, now, out, write):  # pragma: no 
     return score, raw
 
 
+score_rule = twin(score_rule_py)
+
+
 @njit(cache=True, error_model="numpy")
 def tox_score(fills, mids, trades, ist, fst, params, u, now):  # pragma: no cover - compiled
     """The score of underlying ``u`` at ``now`` (in [0, 1]; 0 with fewer than ``min_fills`` fills).
 
     As ``ToxicityDetector.score(u, now).score``; reads the state only.
     """
-    s, _ = _score(fills, mids, trades, ist, params, u, now, fst[u, :0], False)  # an empty view, never written
+    empty = fst[u, :0]  # an empty view, never written
+    s, _ = score_rule(fills, mids, trades, ist, params, u, now, empty, False)
     return s
 
 
@@ -472,7 +483,7 @@ def tox_score(fills, mids, trades, ist, fst, params, u, now):  # pragma: no cove
 def tox_score_into(fills, mids, trades, ist, fst, params, u, now, out):  # pragma: no cover - compiled
     """:func:`tox_score`, with the score's details written into ``out`` (layout: ``O_*``, module
     docstring; length ``O_MARKOUTS + 2 * H``, see :func:`new_score_out`). Returns the score."""
-    s, _ = _score(fills, mids, trades, ist, params, u, now, out, True)
+    s, _ = score_rule(fills, mids, trades, ist, params, u, now, out, True)
     return s
 
 
@@ -521,9 +532,8 @@ def tox_update(fills, mids, trades, ist, fst, params, u, now):  # pragma: no cov
     caller tells the risk controller then, and only then). As one underlying of
     ``ToxicityDetector.update(now)``; ``now`` should not decrease between calls.
     """
-    s, raw = _score(
-        fills, mids, trades, ist, params, u, now, fst[u, :0], False
-    )  # an empty view, never written
+    empty = fst[u, :0]  # an empty view, never written
+    s, raw = score_rule(fills, mids, trades, ist, params, u, now, empty, False)
     toxic, changed = _latch(ist, fst, u, now, raw, params[P_COOLDOWN_S])
     return toxic, changed, s
 
@@ -531,7 +541,7 @@ def tox_update(fills, mids, trades, ist, fst, params, u, now):  # pragma: no cov
 @njit(cache=True, error_model="numpy")
 def tox_update_into(fills, mids, trades, ist, fst, params, u, now, out):  # pragma: no cover - compiled
     """:func:`tox_update`, with the score's details written into ``out`` as :func:`tox_score_into`."""
-    s, raw = _score(fills, mids, trades, ist, params, u, now, out, True)
+    s, raw = score_rule(fills, mids, trades, ist, params, u, now, out, True)
     toxic, changed = _latch(ist, fst, u, now, raw, params[P_COOLDOWN_S])
     return toxic, changed, s
 

@@ -39,6 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from optmm._config import Config, setting
+from optmm.codes import HedgeReasonCode
 from optmm.quoting._kernels import (
     hedge_band_py,
     hedge_decide_py,
@@ -290,7 +291,7 @@ class HedgeReport:
     config_hash: str
 
 
-_REASONS = tuple(HedgeReason)  # indexed by the rules' reason codes
+_REASONS = {int(c): HedgeReason[c.name] for c in HedgeReasonCode if c is not HedgeReasonCode.NONE}  # by code
 
 
 def _check_finite(name: str, value: float, *, positive: bool = False) -> float:

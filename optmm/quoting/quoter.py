@@ -102,8 +102,6 @@ from optmm.typing import ArrayLike, FloatArray
 
 __all__ = ["BookGreeks", "QuoteInput", "Quoter", "QuoterConfig", "SkewMode"]
 
-SECONDS_PER_YEAR = 365.0 * 86400.0
-"""ACT/365, like the market's year fractions."""
 QUOTE_COLUMNS = ("contract", "bid", "ask", "bid_size", "ask_size", "fair", "half_spread", "skew", "layer")
 _LAYER_OBJECTS = np.array(list(Layer), dtype=object)  # indexed by the layer's value
 _EPS = 1e-9  # in ticks: a price within this of a grid point is on it

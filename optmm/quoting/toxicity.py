@@ -57,6 +57,10 @@ by successive ``update`` calls: the first call that sees it below starts the clo
 or above the threshold again resets it, and the first call at least ``cooldown_s`` after the start clears
 the flag. Each change (and only a change) calls ``controller.set_toxicity(u, toxic, score=, threshold=)``.
 
+The detector validates its inputs and runs the compiled rules of :mod:`optmm.quoting._toxicity_kernels`
+on its state (the simulator runs the same ones in its loop): the events, the score and the latch are
+each written once.
+
 Memory is bounded: each stream is a numpy ring buffer of ``capacity`` events per underlying, trimmed to the
 window as events arrive (when it is full the oldest event is dropped and counted in
 :attr:`ToxicityDetector.dropped`). Timestamps of each stream must not decrease; ``now`` is expected not to
@@ -90,24 +94,33 @@ import pandas as pd
 
 from optmm._config import Config, bad_value, is_real_number, setting
 from optmm.quoting._toxicity_kernels import (
-    FL_MID,
-    FL_PRICE,
-    FL_SIDE,
-    FL_SIZE,
-    FL_TS,
     I_F_DROPPED,
     I_M_DROPPED,
     I_T_DROPPED,
-    latch_py,
+    I_TOXIC,
+    O_ADVERSE_FRAC,
+    O_C_ADVERSE,
+    O_C_FLOW,
+    O_C_MARKOUT,
+    O_ENOUGH,
+    O_FLOW_IMBALANCE,
+    O_MARKOUTS,
+    O_N_FILLS,
+    O_N_TRADES,
+    O_ONE_SIDED,
+    O_RAW,
+    O_SCORE,
+    new_score_out,
     new_toxicity_state,
+    pack_toxicity,
     tox_on_fill,
     tox_on_mid,
     tox_on_trade,
+    tox_score_into,
+    tox_update_into,
 )
 
 __all__ = ["ToxicityConfig", "ToxicityDetector", "ToxicityScore"]
-
-_BPS = 1e4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -243,15 +256,14 @@ class ToxicityDetector:
             raise ValueError(f"ToxicityDetector: duplicate underlyings in {names}")
         self._names = tuple(names)
         self._index = {u: i for i, u in enumerate(names)}
-        # the rings of fills, mids and prints: the simulator's state and event rules
-        # (optmm.quoting._toxicity_kernels: push, drop the oldest when full, trim to the window)
+        # the rings of fills, mids and prints, the latched flags and cool-down clocks: the simulator's
+        # state and rules (optmm.quoting._toxicity_kernels)
         self._st = new_toxicity_state(config, max(len(names), 1))
-        self._toxic = dict.fromkeys(names, False)
-        self._calm_since = dict.fromkeys(names, math.nan)  # the cool-down clock (NaN: not running)
-        self._horizons = np.asarray(config.markout_horizons_s, dtype=np.float64)
+        self._params = pack_toxicity(config)
+        self._out = new_score_out(config)
 
     def __repr__(self) -> str:
-        toxic = [u for u in self._names if self._toxic[u]]
+        toxic = [u for u in self._names if self.is_toxic(u)]
         shown = ", ".join(toxic[:5]) + (", ..." if len(toxic) > 5 else "") if toxic else "none"
         c = self.config
         return (
@@ -336,77 +348,39 @@ class ToxicityDetector:
 
         Does not change the detector's state (events outside the window are ignored, not dropped).
         """
-        cfg = self.config
         u = self._u(underlying)
         now = float(now)
-        lo = now - cfg.window_s
+        if not math.isfinite(now):
+            raise ValueError(f"score: now must be finite, got {now!r}")
+        tox_score_into(*self._st, self._params, u, now, self._out)
+        return self._result(underlying, now)
 
-        f = self._ring(u, 0)
-        f = f[(f[:, FL_TS] > lo) & (f[:, FL_TS] <= now)]
-        n = f.shape[0]
-        ts, side, size, price = f[:, FL_TS], f[:, FL_SIDE], f[:, FL_SIZE], f[:, FL_PRICE]
-        one_sided = abs(float(side.sum())) / n if n else 0.0
-
-        m = self._ring(u, 1)
-        m = m[m[:, 0] <= now]
-        m_ts, m_mid = m[:, 0], m[:, 1]
-        # (H, n): time each fill reaches each horizon, the last mid known then (an on_mid at or after
-        # the fill, else the fill's own mid), the markout in bps
-        t_h = ts[None, :] + self._horizons[:, None]
-        idx = np.searchsorted(m_ts, t_h, side="right") - 1
-        safe = np.clip(idx, 0, None)
-        have = (idx >= 0) & (m_ts[safe] >= ts[None, :]) if m_ts.size else np.zeros(t_h.shape, dtype=bool)
-        mid_h = np.where(have, m_mid[safe] if m_ts.size else 0.0, f[:, FL_MID][None, :])
-        markout = side[None, :] * (mid_h - price[None, :]) / price[None, :] * _BPS
-        matured = t_h <= now
-
-        w = np.where(matured, size[None, :], 0.0)
-        wsum = w.sum(axis=1)
-        num = (w * markout).sum(axis=1)
-        means = np.full(self._horizons.size, np.nan)
-        np.divide(num, wsum, out=means, where=wsum > 0.0)
-        n_mat = matured.sum(axis=1)
-        markouts = {float(h): float(v) for h, v in zip(self._horizons, means, strict=True)}
-        n_matured = {float(h): int(k) for h, k in zip(self._horizons, n_mat, strict=True)}
-
-        if n_mat[0] > 0:
-            adverse = (markout[0] < -cfg.adverse_threshold_bps) & matured[0]
-            adverse_frac = float(adverse.sum()) / float(n_mat[0])
-        else:
-            adverse_frac = math.nan
-        finite = means[np.isfinite(means)]
-        markout_c = float(np.clip(-finite.min() / cfg.markout_scale_bps, 0.0, 1.0)) if finite.size else 0.0
-
-        tr = self._ring(u, 2)
-        tr = tr[(tr[:, 0] > lo) & (tr[:, 0] <= now)]
-        total = float(tr[:, 1].sum())
-        flow = float((tr[:, 1] * tr[:, 2]).sum()) / total if total > 0.0 else 0.0
-
-        components = {
-            "one_sided": one_sided,
-            "adverse": 0.0 if math.isnan(adverse_frac) else adverse_frac,
-            "markout": markout_c,
-            "flow": abs(flow),
-        }
-        weights = cfg.weights
-        enough = n >= cfg.min_fills
-        score = sum(weights[k] * components[k] for k in weights) / sum(weights.values()) if enough else 0.0
-        score = min(max(score, 0.0), 1.0)
+    def _result(self, underlying: str, now: float) -> ToxicityScore:
+        """The :class:`ToxicityScore` of the kernel's output of the last score."""
+        out = self._out
+        hs = self.config.markout_horizons_s
+        nh = len(hs)
+        one_sided = float(out[O_ONE_SIDED])
         return ToxicityScore(
             underlying=underlying,
             now=now,
-            score=score,
-            toxic=bool(enough and score >= cfg.threshold),
-            threshold=cfg.threshold,
-            n_fills=n,
-            n_trades=int(tr.shape[0]),
-            enough_fills=enough,
+            score=float(out[O_SCORE]),
+            toxic=bool(out[O_RAW]),
+            threshold=self.config.threshold,
+            n_fills=int(out[O_N_FILLS]),
+            n_trades=int(out[O_N_TRADES]),
+            enough_fills=bool(out[O_ENOUGH]),
             one_sided=one_sided,
-            markouts=markouts,
-            n_matured=n_matured,
-            adverse_frac=adverse_frac,
-            flow_imbalance=flow,
-            components=components,
+            markouts={h: float(out[O_MARKOUTS + i]) for i, h in enumerate(hs)},
+            n_matured={h: int(out[O_MARKOUTS + nh + i]) for i, h in enumerate(hs)},
+            adverse_frac=float(out[O_ADVERSE_FRAC]),
+            flow_imbalance=float(out[O_FLOW_IMBALANCE]),
+            components={
+                "one_sided": one_sided,
+                "adverse": float(out[O_C_ADVERSE]),
+                "markout": float(out[O_C_MARKOUT]),
+                "flow": float(out[O_C_FLOW]),
+            },
         )
 
     # ----------------------------------------------------------------------------------------------
@@ -414,8 +388,7 @@ class ToxicityDetector:
 
     def is_toxic(self, underlying: str) -> bool:
         """The latched flag (as of the last :meth:`update`)."""
-        self._u(underlying)
-        return self._toxic[underlying]
+        return bool(self._st.ist[self._u(underlying), I_TOXIC])
 
     def update(
         self, now: float, controller: _Controller | None = None
@@ -435,16 +408,13 @@ class ToxicityDetector:
             The underlyings whose flag changed, in the detector's order.
         """
         now = float(now)
-        cfg = self.config
+        if not math.isfinite(now):
+            raise ValueError(f"update: now must be finite, got {now!r}")
         changes: list[tuple[str, bool, ToxicityScore]] = []
-        for u in self._names:
-            sc = self.score(u, now)
-            toxic, self._calm_since[u], changed = latch_py(
-                self._toxic[u], self._calm_since[u], now, sc.toxic, cfg.cooldown_s
-            )
-            self._toxic[u] = toxic
+        for i, u in enumerate(self._names):
+            toxic, changed, _ = tox_update_into(*self._st, self._params, i, now, self._out)
             if changed:
-                changes.append((u, toxic, sc))
+                changes.append((u, bool(toxic), self._result(u, now)))
         if controller is not None:
             for u, toxic, sc in changes:
                 controller.set_toxicity(u, toxic, score=sc.score, threshold=sc.threshold)
@@ -455,7 +425,7 @@ class ToxicityDetector:
         rows = []
         for u in self._names:
             sc = self.score(u, now)
-            d = {"underlying": u, "toxic": self._toxic[u], "score": sc.score, "n_fills": sc.n_fills}
+            d = {"underlying": u, "toxic": self.is_toxic(u), "score": sc.score, "n_fills": sc.n_fills}
             d.update({f"c_{k}": v for k, v in sc.components.items()})
             d.update({"adverse_frac": sc.adverse_frac, "flow_imbalance": sc.flow_imbalance})
             d.update({f"markout_{h:g}s_bps": v for h, v in sc.markouts.items()})

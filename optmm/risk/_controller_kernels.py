@@ -26,12 +26,11 @@ so that one decision is one compiled call with five array arguments:
     Per decision: what the audit trail needs when something happened (a layer change, a cut, a
     drop); written only then, read by the Python wrapper only when the returned flags say so.
 
-Layers are the integer values of :class:`optmm.risk.audit.Layer` (KILL 0 ... NORMAL 5); metric
-codes are the positions of :class:`optmm.risk.limits.Metric` in its definition order (0 position
-... 7 drawdown), plus 8 for the book's scope; the book's VaR (a book-only metric) is code ``VAR``
-(19), after the signal codes, so that the codes and columns of the other metrics keep their values
-(the simulator's compiled loop reads them). Every function here is a plain loop over scalars; no
-array is allocated on the decision path.
+Layers, metric and trigger codes, event types, side statuses and flags are the integer codes of
+:mod:`optmm.codes` (:class:`~optmm.codes.Layer`, KILL 0 ... NORMAL 5; :class:`~optmm.codes.MetricCode`,
+0 position ... 7 drawdown, plus ``BOOK`` 8 for the book's scope; the book's VaR, a book-only metric, is
+code ``VAR`` 19, after the signal codes of :class:`~optmm.codes.TriggerSignal`). Every function here
+is a plain loop over scalars; no array is allocated on the decision path.
 """
 
 from __future__ import annotations
@@ -41,15 +40,24 @@ import math
 import numpy as np
 from numba import njit
 
-# Layers (the values of optmm.risk.audit.Layer)
-KILL, TOXIC, STALE, HARD, SOFT, NORMAL = 0, 1, 2, 3, 4, 5
+from optmm.codes import BOOK_SCOPE, DecisionFlag, EventCode, Layer, MetricCode, SideStatus, TriggerSignal
 
-# Metrics (the order of optmm.risk.limits.Metric); book scope adds BOOK to the code
-M_POSITION, M_DELTA_SHARES, M_DELTA_DOLLARS, M_GAMMA, M_VEGA, M_WSL, M_DAILY, M_DRAWDOWN = range(8)
-N_METRICS = 8
-BOOK = 8
-T_TOXIC, T_STALE, T_KILL, T_NONE = 16, 17, 18, -1
-VAR = 19  # the book's VaR (book scope only)
+# Layers
+KILL, TOXIC, STALE, HARD, SOFT, NORMAL = (int(x) for x in Layer)
+
+# Metric codes (book scope adds BOOK to the code) and the signals' trigger codes
+M_POSITION = int(MetricCode.POSITION)
+M_DELTA_SHARES = int(MetricCode.DELTA_SHARES)
+M_DELTA_DOLLARS = int(MetricCode.DELTA_DOLLARS)
+M_GAMMA = int(MetricCode.GAMMA_DOLLARS_1PCT)
+M_VEGA = int(MetricCode.VEGA_PER_VOL_POINT)
+M_WSL = int(MetricCode.WORST_SCENARIO_LOSS)
+M_DAILY = int(MetricCode.DAILY_LOSS)
+M_DRAWDOWN = int(MetricCode.DRAWDOWN)
+N_METRICS = BOOK = BOOK_SCOPE
+T_TOXIC, T_STALE, T_KILL = int(TriggerSignal.TOXIC), int(TriggerSignal.STALE), int(TriggerSignal.KILL)
+T_NONE = int(TriggerSignal.NONE)
+VAR = int(MetricCode.VAR)  # the book's VaR (book scope only)
 
 # cf columns
 CU, CMULT, CDELTA, CGAMMA, CVEGA, CPOS = 0, 1, 2, 3, 4, 5
@@ -89,14 +97,14 @@ NAUX = 16
 # type, time (s), then per type: EV_DECIDE (contract, flags, layer, bid, ask, -, aux[NAUX]); EV_LAYER
 # (underlying, old, new, trigger, measured, threshold); EV_TOXIC (underlying, toxic, score, threshold);
 # EV_KILL (metric code, measured, threshold). RiskController.replay_events records them.
-EV_DECIDE, EV_LAYER, EV_TOXIC, EV_KILL = 1, 2, 3, 4
+EV_DECIDE, EV_LAYER, EV_TOXIC, EV_KILL = (int(x) for x in EventCode)
 NEV = 8 + NAUX
 
 # side status
-S_OK, S_CUT, S_DROP, S_REDUCE = 0, 1, 2, 3
+S_OK, S_CUT, S_DROP, S_REDUCE = (int(x) for x in SideStatus)
 
 # returned flags
-F_CHANGED, F_BID, F_ASK, F_INVALID = 1, 2, 4, 8
+F_CHANGED, F_BID, F_ASK, F_INVALID = (int(x) for x in DecisionFlag)
 
 _INF = math.inf
 

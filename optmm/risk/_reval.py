@@ -12,6 +12,14 @@ from numba import njit, prange
 from optmm.book import Book
 from optmm.risk._kernels import _bits, _mix
 from optmm.typing import FloatArray
+from optmm.units import (
+    gamma_dollars_1pct,
+    rho_per_pct,
+    theta_per_day,
+    vanna_per_vol_point,
+    vega_per_vol_point,
+    volga_per_vol_point2,
+)
 
 __all__ = [
     "contract_keys",
@@ -226,12 +234,12 @@ def _trader_units(qm, s, price, delta, gamma, vega, theta, rho, vanna, volga, ou
         out[0, i] = q * price[i]
         out[1, i] = d
         out[2, i] = d * s[i]
-        out[3, i] = q * gamma[i] * s[i] * s[i] / 100.0
-        out[4, i] = q * vega[i] / 100.0
-        out[5, i] = q * theta[i] / 365.0
-        out[6, i] = q * rho[i] / 100.0
-        out[7, i] = q * vanna[i] / 100.0
-        out[8, i] = q * volga[i] / 10000.0
+        out[3, i] = gamma_dollars_1pct(q, gamma[i], s[i])
+        out[4, i] = vega_per_vol_point(q, vega[i])
+        out[5, i] = theta_per_day(q, theta[i])
+        out[6, i] = rho_per_pct(q, rho[i])
+        out[7, i] = vanna_per_vol_point(q, vanna[i])
+        out[8, i] = volga_per_vol_point2(q, volga[i])
 
 
 def trader_units(qm: FloatArray, s: FloatArray, greeks: dict[str, FloatArray]) -> FloatArray:

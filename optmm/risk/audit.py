@@ -23,7 +23,6 @@ NaN) and read back as NaN.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import math
 import os
 import sqlite3
@@ -36,6 +35,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+
+from optmm.codes import Layer
 
 __all__ = ["COLUMNS", "EVENTS", "AuditEvent", "AuditTrail", "Layer", "parse_layer", "parse_time"]
 
@@ -68,17 +69,6 @@ _INSERT = (
     "INSERT INTO events (ts, underlying, layer, event, trigger, measured, threshold, detail) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-class Layer(enum.IntEnum):
-    """The risk controller's layers; a lower value takes precedence (the first that fires decides)."""
-
-    KILL = 0
-    TOXIC = 1
-    STALE = 2
-    HARD = 3
-    SOFT = 4
-    NORMAL = 5
 
 
 def parse_layer(value: Layer | str | int | np.integer) -> Layer:

@@ -101,7 +101,8 @@ import numpy as np
 import pandas as pd
 
 from optmm import pricing
-from optmm.book import Book, Kind
+from optmm.book import Book
+from optmm.codes import BOOK_SCOPE, Kind, MetricCode
 from optmm.market import Market
 from optmm.risk import _controller_kernels as _k
 from optmm.risk._kernels import reval_cells
@@ -109,20 +110,12 @@ from optmm.risk.audit import AuditEvent, AuditTrail, Layer
 from optmm.risk.exposures import market_vols
 from optmm.risk.limits import LimitSet, Metric
 from optmm.risk.var import tail_count, var_es
+from optmm.units import DAYS_PER_YEAR, gamma_dollars_1pct_py, vega_per_vol_point_py
 
 __all__ = ["Decision", "QuoteRequest", "RiskController"]
 
-#: Metrics in the kernels' order (their codes are these positions).
-METRICS: tuple[Metric, ...] = (
-    Metric.POSITION,
-    Metric.DELTA_SHARES,
-    Metric.DELTA_DOLLARS,
-    Metric.GAMMA_DOLLARS_1PCT,
-    Metric.VEGA_PER_VOL_POINT,
-    Metric.WORST_SCENARIO_LOSS,
-    Metric.DAILY_LOSS,
-    Metric.DRAWDOWN,
-)
+#: The metrics with a limit column per scope, in the kernels' order (their codes are these positions).
+METRICS: tuple[Metric, ...] = tuple(Metric[c.name] for c in MetricCode if c < BOOK_SCOPE)
 _UNDERLYING_METRICS = METRICS[1:6]
 _BOOK_METRICS = METRICS[2:]
 _LAYERS: tuple[Layer, ...] = tuple(sorted(Layer, key=int))
@@ -1133,13 +1126,13 @@ class RiskController:
             u = self._c_u[rows]
             spot = self._ust[u, _k.USPOT]
             g = pricing.contract_greeks(
-                self._carry, u, spot, self._c_strike[rows], self._c_t[rows], vol, self._c_kind[rows] == 0,
-                self._c_american[rows],
+                self._carry, u, spot, self._c_strike[rows], self._c_t[rows], vol,
+                self._c_kind[rows] == Kind.CALL, self._c_american[rows],
             )  # fmt: skip
             mult = self._cf[rows, _k.CMULT]
             self._cf[rows, _k.CDELTA] = mult * g.delta
-            self._cf[rows, _k.CGAMMA] = mult * g.gamma * spot * spot / 100.0
-            self._cf[rows, _k.CVEGA] = mult * g.vega / 100.0
+            self._cf[rows, _k.CGAMMA] = gamma_dollars_1pct_py(mult, g.gamma, spot)
+            self._cf[rows, _k.CVEGA] = vega_per_vol_point_py(mult, g.vega)
             self._c_vol[rows] = vol
         full = np.zeros((nu, 6))
         _k.aggregate(self._cf, self._ust, full)
@@ -1178,8 +1171,9 @@ class RiskController:
         vol = self._vols(np.arange(self.n_contracts), move)
         u = self._c_u
         price = pricing.contract_greeks(
-            self._carry, u, spot[u], self._c_strike, self._c_t, vol, self._c_kind == 0, self._c_american
-        ).price
+            self._carry, u, spot[u], self._c_strike, self._c_t, vol, self._c_kind == Kind.CALL,
+            self._c_american,
+        ).price  # fmt: skip
         return vol, np.asarray(price, dtype=np.float64)
 
     def _scenario_vols(
@@ -1214,10 +1208,10 @@ class RiskController:
         """P&L of one contract of every contract at each scenario point, shape (contracts, G): spot
         ``spot[u] * (1 + spot_shift[u, g])``, vol ``vol[c, g]``, ``days`` calendar days passing, less
         ``price``. Plain contracts through the scenario kernel, the others priced on their terms."""
-        dt = days / 365.0
+        dt = days / DAYS_PER_YEAR
         n_c, n_g = vol.shape
         u, carry = self._c_u, self._carry
-        is_call = self._c_kind == 0
+        is_call = self._c_kind == Kind.CALL
         mult = self._cf[:, _k.CMULT]
         simple = pricing.plain(carry, u, self._c_american)
         out = np.empty((n_c, n_g))

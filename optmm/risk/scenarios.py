@@ -110,6 +110,7 @@ from optmm.risk._kernels import RevalContracts, RevalPoints, reval_segments
 from optmm.risk._reval import contract_keys, stable_order, underlying_codes
 from optmm.risk.exposures import beta_of, market_vols, surface_vols
 from optmm.typing import FloatArray
+from optmm.units import DAYS_PER_YEAR
 
 MAX_CELLS = 1 << 20
 """Most contract x scenario-point cells revalued in one kernel call.
@@ -499,7 +500,7 @@ def _revalue(c: _Contracts, pts: _Points, *, taylor: bool = True) -> tuple[Float
             shift=np.ascontiguousarray(pts.spot_shift[sub]),
             vol_shift=np.ascontiguousarray(pts.vol_shift[sub]),
             level_shift=lv.shift, level=np.ascontiguousarray(lv.of_point[sub]),
-            vol_col=np.ascontiguousarray(vol_col[sub]), dt=days / 365.0,
+            vol_col=np.ascontiguousarray(vol_col[sub]), dt=days / DAYS_PER_YEAR,
         )  # fmt: skip
         for first, last in blocks:
             lo, hi = int(seg_lo[first]), int(seg_hi[last - 1])
@@ -536,7 +537,7 @@ def _revalue_terms(
     units = c.units[rows]
     for days in np.unique(pts.days).tolist():
         g = np.flatnonzero(pts.days == days)  # the points of this time step
-        dt = float(days) / 365.0
+        dt = float(days) / DAYS_PER_YEAR
         shift = pts.spot_shift[u][:, g]  # (rows, points)
         if table is None:
             vol0 = np.broadcast_to(c.base_vol[rows, None], shift.shape)

@@ -38,6 +38,7 @@ from optmm.quoting.hedger import HedgerConfig
 from optmm.quoting.quoter import QuoterConfig
 from optmm.quoting.toxicity import ToxicityConfig
 from optmm.risk.limits import LimitSet
+from optmm.units import SECONDS_PER_YEAR as SECONDS_PER_YEAR  # the simulator's engine imports it from here
 
 __all__ = [
     "ChainSettings",
@@ -49,7 +50,6 @@ __all__ = [
     "UnderlyingModel",
 ]
 
-SECONDS_PER_YEAR = 365.0 * 86400.0
 TRADING_DAY_S = 23_400.0
 """One trading session (6.5 hours): the unit of "per day" figures."""
 
