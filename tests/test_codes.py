@@ -15,7 +15,7 @@ from optmm.risk import _controller_kernels as ck
 from optmm.risk.audit import Layer
 from optmm.risk.limits import Metric
 from optmm.sim import _kernels as sk
-from optmm.sim.config import QUOTING_MODES, SECONDS_PER_YEAR
+from optmm.sim.config import SECONDS_PER_YEAR, Quoting
 
 CODE_ENUMS = [getattr(codes, n) for n in codes.__all__ if isinstance(getattr(codes, n), enum.EnumMeta)]
 
@@ -111,7 +111,7 @@ def test_simulator_kernel_constants():
 
 
 def test_quoting_codes_are_the_simulator_config_spellings():
-    assert [m.upper() for m in QUOTING_MODES] == [c.name for c in codes.QuotingCode]
+    assert [m.name for m in Quoting] == [c.name for c in codes.QuotingCode]
 
 
 def test_time_units():
