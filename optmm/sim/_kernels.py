@@ -105,7 +105,12 @@ VOL_FLOOR = 0.01  # implied vols are floored at one vol point
 
 _inline = njit(cache=True, inline="always", error_model="numpy")
 _phase = njit(cache=True, inline="always", error_model="numpy")
-"""How a phase of :func:`run_path` is compiled."""
+"""A phase of :func:`run_path`, compiled into it: a call that passes the workspaces costs more than
+the light phases' work (each array of a group is several arguments)."""
+_own = njit(cache=True, error_model="numpy", _nrt=False)
+"""A heavy phase, compiled as a function of its own: the quotes and the fills (numba inlines a
+function by compiling its body again in the caller; for these, whose own inlined quoter and
+controller functions are large, that made the first run several times slower to compile)."""
 
 
 @_inline
@@ -577,7 +582,7 @@ def _quote_stoikov(k, now, ins, und, mkt, ctl, cfg, w):  # pragma: no cover - co
         q.ask_size[i] = _gate_underlying(u, -1.0, cfg.quote_size, ust, prm)
 
 
-@_phase
+@_own
 def _quote(k, now, ins, und, mkt, ctl, cfg, qp, out, w):  # pragma: no cover - compiled
     """Step ``k``'s quotes into ``w.wanted``: the quoter's skew squares and realized vol per underlying
     (``w.und``), then the strategy's quotes."""
@@ -752,7 +757,7 @@ def _fill(k, now, i, s, want, px, informed, order, ins, mkt, ctl, tox, out, w): 
     return s * (fair - px) * q * m, q
 
 
-@_phase
+@_own
 def _fills(k, now, live, n_ord, ins, mkt, ctl, tox, out, w):  # pragma: no cover - compiled
     """Each of the step's ``n_ord`` orders (``w.orders``) against the quotes left in ring slot ``live``
     (an informed order lifts our ask if the fair value it foresees is above it, hits our bid if below,
