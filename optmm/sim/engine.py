@@ -308,13 +308,12 @@ def _grid_shocks(limits: LimitSet) -> tuple[np.ndarray, np.ndarray]:
 @dataclass
 class _Run:
     """What every path of a run shares: the chain, the underlyings, the controller's starting state
-    (copied for each path), the scenario grid's shocks and the settings."""
+    with the scenario grid's shocks (copied for each path), the settings."""
 
     chain: _Chain
     ins: Instruments
     und: Underlyings
-    base: tuple[np.ndarray, ...]
-    shocks: tuple[np.ndarray, np.ndarray]
+    base: Controller
     settings: Settings
     qp: tuple[float, ...]
     hp: np.ndarray
@@ -347,7 +346,14 @@ def _run_path(
     draws = _draws(cfg, n_inst, rng)
     caps = [max(1024, 4 * n), max(256, n // 4), max(256, n // 4) if need_events else 256]
     while True:
-        ctl = Controller(*(a.copy() for a in run.base), *run.shocks)
+        b = run.base  # (copied: the loop updates the controller's state in place)
+        ctl = b._replace(
+            cf=b.cf.copy(),
+            ust=b.ust.copy(),
+            prm=b.prm.copy(),
+            cells=b.cells.copy(),
+            stock_cells=b.stock_cells.copy(),
+        )
         tox = new_toxicity_state(cfg.toxicity, nu)
         out = rec.new_outputs(n, nu, n_inst, run.settings.quotes_steps, caps)
         ws = workspaces(n_inst, nu, ctl.cf.shape[0], cfg.flow.latency_steps)
@@ -402,16 +408,7 @@ def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd
     path = np.repeat(np.arange(n_paths), n)
     step = np.tile(np.arange(n), n_paths)
     d: dict[str, Any] = {"path": path, "step": step, "time_s": step * dt}
-    for col, j in (
-        ("spread_capture", rec.ST_SPREAD),
-        ("delta_pnl", rec.ST_DELTA),
-        ("gamma_pnl", rec.ST_GAMMA),
-        ("vega_pnl", rec.ST_VEGA),
-        ("theta_pnl", rec.ST_THETA),
-        ("residual_pnl", rec.ST_RESID),
-        ("hedge_cost", rec.ST_HCOST),
-        ("pnl", rec.ST_PNL),
-    ):
+    for col, j in rec.STEP_PNL_COLUMNS:
         d[col] = st[:, j]
     d["cum_pnl"] = np.cumsum(st[:, rec.ST_PNL].reshape(n_paths, n), axis=1).ravel()
     d["delta_shares"] = st[:, rec.ST_BDELTA]
@@ -619,8 +616,7 @@ def simulate(
         chain=ch,
         ins=Instruments(ch.u, ch.kind, ch.strike, ch.t0, ch.mult, ch.contract, ch.u_first, ch.u_count),
         und=_underlyings(cfg),
-        base=(ctl._cf, ctl._ust, ctl._prm, ctl._cells, ctl._stock_cells),
-        shocks=_grid_shocks(ctl.limits),
+        base=Controller(ctl._cf, ctl._ust, ctl._prm, ctl._cells, ctl._stock_cells, *_grid_shocks(ctl.limits)),
         settings=_settings(cfg),
         # (the quoter's settings as a tuple: the loop's quote passes vectorize, sim/_kernels.py)
         qp=tuple(pack_quoter(cfg.quoter).tolist()),
@@ -640,7 +636,7 @@ def simulate(
             bar.phase(f"{cfg.strategy.name}: path {p + 1}/{n_paths}")
             o = _run_path(cfg, run, MarketPath(spot[p], vol[p]), rng, audit is not None)
             if audit is not None:
-                times = open_s + o.events[:, 1] * cfg.sim.dt_s
+                times = open_s + o.events[:, rec.E_STEP] * cfg.sim.dt_s
                 ctl.replay_events(o.events, times, detail_prefix=f"path {p}; " if n_paths > 1 else "")
             outs.append(o)
             bar.update(cfg.sim.steps)
