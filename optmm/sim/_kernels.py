@@ -1,32 +1,40 @@
 """The simulator's event loop: one compiled call runs one path, every step of it.
 
-Per step ``k`` (time ``k · dt``), in this order (docs/simulation.md, "The loop"):
+Per step ``k`` (time ``k · dt``), in this order (docs/simulation.md, "The loop"), one phase function
+each:
 
-1. market data: spot and vol of every underlying at step ``k``; fair value and Greeks of every
-   instrument (one SIMD block of :func:`optmm.greeks._bsm._greeks_block`, five outputs); the previous step's
-   inventory P&L is attributed (delta, gamma, vega, theta, residual) now that both ends are known;
-2. the controller's state is refreshed in place (per-contract Greeks, aggregates, spots, market-data
-   time; the worst-scenario grid every ``scenario_every_s``), the day's P&L is marked (daily loss
-   and drawdown may throw the kill switch), the toxicity detector sees the mid and updates its latch
-   (which, when ``toxicity_pull``, flags the underlying toxic), and every underlying's layer is
-   re-evaluated;
-3. quotes, in passes over the instruments: the quoter's wanted quotes (a vector loop), the
-   controller's gate and pre-trade check of each (:func:`optmm.risk._controller_kernels.decide_in_layer`),
-   the final quotes where a decision changed them (a vector loop); they reach the market
-   ``latency_steps`` steps later;
-4. fills: an uninformed market order reaches a live quote at distance ``δ`` from fair value when the
-   step's uniform draw for it is below ``1 − exp(−λ·dt)`` (or ``min(λ·dt, 1)``),
-   ``λ(δ) = A·exp(−k·δ)``; informed orders trade against us when the fair value
-   ``informed_horizon_s`` ahead is through our quote; every fill passes the pre-trade check again at
-   the state it meets (so no fill of ours takes a position or Greek past a hard limit), updates the
-   inventory, the controller (:func:`apply_fill`) and the toxicity detector;
-5. hedge: the hedger's decision for every underlying on the net delta after the fills;
-6. record.
+1. market data (:func:`_market_step`): spot and vol of every underlying at step ``k``; fair value and
+   Greeks of every instrument (one SIMD block of :func:`optmm.greeks._bsm._greeks_block`, five
+   outputs); the previous step's inventory P&L is attributed (:func:`_attribute`: delta, gamma, vega,
+   theta, residual) now that both ends are known;
+2. the controller's state is refreshed in place (:func:`_refresh_risk`: per-contract Greeks,
+   aggregates, spots, market-data time; the worst-scenario grid every ``scenario_every_steps``), the
+   day's P&L is marked (:func:`_mark_pnl`: daily loss and drawdown may throw the kill switch), the
+   toxicity detector sees the mid and updates its latch (:func:`_toxicity`: when ``toxicity_pull``,
+   it flags the underlying toxic), and every underlying's layer is re-evaluated (:func:`_layers`);
+3. quotes (:func:`_quote`), in passes over the instruments: the quoter's wanted quotes (a vector
+   loop), the controller's gate and pre-trade check of each (:func:`_decide`,
+   :func:`optmm.risk._controller_kernels.decide_in_layer`), the final quotes where a decision changed
+   them (a vector loop); they reach the market ``latency_steps`` steps later (:func:`_post_quotes`);
+4. fills: the step's orders (:func:`_market_orders`, :func:`_informed_orders`): an uninformed market
+   order reaches a live quote at distance ``δ`` from fair value when the step's uniform draw for it is
+   below ``1 − exp(−λ·dt)`` (or ``min(λ·dt, 1)``), ``λ(δ) = A·exp(−k·δ)``; informed orders trade
+   against us when the fair value ``informed_horizon_steps`` ahead is through our quote; every fill
+   (:func:`_fills`, :func:`_fill`) passes the pre-trade check again at the state it meets (so no fill
+   of ours takes a position or Greek past a hard limit), updates the inventory, the controller
+   (:func:`apply_fill`) and the toxicity detector;
+5. hedge (:func:`_hedge`): the hedger's decision for every underlying on the net delta after the fills;
+6. record (:func:`_record`).
 
-Random numbers are never drawn here: the caller passes them in (``draws``).
+What flows in is grouped in named tuples (:mod:`optmm.sim._groups`); what flows out are the rows of
+:mod:`optmm.sim.records`. Random numbers are never drawn here: the caller passes them in (``Draws``).
 
-Events for the audit trail are written to ``events`` (rows of :data:`NE` floats) and replayed by the
-Python side through the controller (:meth:`optmm.risk.RiskController.replay_events`).
+Events for the audit trail are written to ``out.events`` (rows of :data:`NE` floats) and replayed by
+the Python side through the controller (:meth:`optmm.risk.RiskController.replay_events`).
+
+The phases are compiled without numba's runtime (``_nrt=False``: the arrays they pass on to the
+quoter's and controller's inlined functions are not reference counted, which would cost an atomic
+operation per array per call), on the caller's arrays only.
 """
 
 from __future__ import annotations
@@ -41,105 +49,76 @@ from optmm.greeks._bsm import bsm_price_scalar as bsm_price
 from optmm.quoting._kernels import hedge_cost, hedge_decide, hedge_fill, quote_one_squared, skew_squares
 from optmm.quoting._toxicity_kernels import tox_on_fill, tox_on_mid, tox_on_trade, tox_update
 from optmm.risk import _controller_kernels as ck
-
-# instrument kinds
-K_PUT, K_CALL, K_UNDERLYING = 0, 1, 2
-
-# sp: the run's parameters
-(
-    SP_DT_S,
-    SP_DT_Y,
-    SP_K,
-    SP_LAT,
-    SP_INF_RATE,
-    SP_INF_H,
-    SP_INF_SIZE,
-    SP_QUOTING,
-    SP_HEDGE,
-    SP_TOXPULL,
-    SP_AS_GAMMA,
-    SP_SYM_SPREAD,
-    SP_QSIZE,
-    SP_HORIZON_S,
-    SP_SCEN_EVERY,
-    SP_SIGMA_S,
-    SP_RV_DECAY,
-    SP_Q_FROM,
-    SP_Q_LEN,
-    SP_TOX_THR,
-    SP_SIZE_MEAN,
-    SP_ADT_BID,
-    SP_ADT_ASK,
-    SP_POISSON,
-    SP_MARKOUT,
-) = range(25)
-NSP = 25
-Q_QUOTER, Q_AS, Q_SYMMETRIC = 0, 1, 2
-
-# st_out columns (per step)
-(
-    ST_SPREAD,
-    ST_DELTA,
-    ST_GAMMA,
-    ST_VEGA,
-    ST_THETA,
-    ST_RESID,
-    ST_HCOST,
-    ST_PNL,
+from optmm.sim._groups import K_CALL, K_UNDERLYING, Q_AS, Q_QUOTER
+from optmm.sim.records import (
+    E_DECIDE,
+    E_KILL,
+    E_LAYER,
+    E_TOXIC,
+    F_FAIR,
+    F_FAIR_H,
+    F_INFORMED,
+    F_INST,
+    F_PRICE,
+    F_SIDE,
+    F_SIZE,
+    F_STEP,
+    H_COST,
+    H_MID,
+    H_PRICE,
+    H_REASON,
+    H_SHARES,
+    H_STEP,
+    H_U,
+    QW_ASIZE,
+    QW_ASK,
+    QW_BID,
+    QW_BSIZE,
+    QW_FAIR,
     ST_BDELTA,
     ST_BGAMMA,
     ST_BVEGA,
+    ST_DELTA,
+    ST_GAMMA,
+    ST_HCOST,
     ST_NFILLS,
     ST_NQUOTED,
-) = range(13)
-NST = 13
-# un_out columns (per step and underlying)
-UN_SPOT, UN_VOL, UN_DELTA, UN_GAMMA, UN_VEGA, UN_STOCK, UN_LAYER, UN_TOX = range(8)
-NUN = 8
-# fills rows
-# (F_FAIR_H: the instrument's fair value SP_MARKOUT steps after the fill, NaN past the last step)
-F_STEP, F_INST, F_SIDE, F_SIZE, F_PRICE, F_FAIR, F_INFORMED, F_FAIR_H = range(8)
-NF = 8
-# hedges rows
-H_STEP, H_U, H_SHARES, H_PRICE, H_MID, H_COST, H_REASON = range(7)
-NH = 7
-# events rows: the controller's EV_* layout (optmm.risk._controller_kernels), with the step in place
-# of the time
-E_DECIDE, E_LAYER, E_TOXIC, E_KILL = ck.EV_DECIDE, ck.EV_LAYER, ck.EV_TOXIC, ck.EV_KILL
-NE = ck.NEV
-# quote window rows
-QW_FAIR, QW_BID, QW_ASK, QW_BSIZE, QW_ASIZE = range(5)
-NQW = 5
-# workspaces the caller allocates (run_path needs no runtime): rows of wi (per instrument), of wu (per
-# underlying), of wx (the controller's aux of a decision; the count of breaches)
-NWI, NWU, NWX = 45, 9, 2
-
-
-def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> tuple[np.ndarray, ...]:
-    """``(wi, wb, wu, wr, wc, wx, wl, wo)`` for :func:`run_path` (contents set by it); ``wo`` holds a
-    step's orders: at most one per instrument and side, and one informed per underlying."""
-    return (
-        np.empty((NWI, n_inst)),
-        np.empty(n_inst, dtype=np.bool_),
-        np.empty((NWU, nu)),
-        np.empty((4, latency_steps + 1, n_inst)),
-        np.empty((n_contracts, 4)),
-        np.zeros((NWX, ck.NAUX)),
-        np.empty((nu, 10)),
-        np.zeros((2 * n_inst + nu, 5)),
-    )
-
+    ST_PNL,
+    ST_RESID,
+    ST_SPREAD,
+    ST_THETA,
+    ST_VEGA,
+    UN_DELTA,
+    UN_GAMMA,
+    UN_LAYER,
+    UN_SPOT,
+    UN_STOCK,
+    UN_TOX,
+    UN_VEGA,
+    UN_VOL,
+)
 
 # returned status bits
 OVER_FILLS, OVER_HEDGES, OVER_EVENTS = 1, 2, 4
 
 VOL_FLOOR = 0.01  # implied vols are floored at one vol point
 
+_inline = njit(cache=True, inline="always", error_model="numpy")
+_phase = njit(cache=True, inline="always", error_model="numpy")
+"""A phase of :func:`run_path`, compiled into it: a call that passes the workspaces costs more than
+the light phases' work (each array of a group is several arguments)."""
+_own = njit(cache=True, error_model="numpy", _nrt=False)
+"""A heavy phase, compiled as a function of its own: the quotes and the fills (numba inlines a
+function by compiling its body again in the caller; for these, whose own inlined quoter and
+controller functions are large, that made the first run several times slower to compile)."""
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _event(events, n_ev, cap, typ, step, a, b, c, d, e, f):  # pragma: no cover - compiled
-    if n_ev < cap:
-        row = events[n_ev]
+
+@_inline
+def _event(events, tally, typ, step, a, b, c, d, e, f):  # pragma: no cover - compiled
+    """Write one event row (``events`` full: count it only)."""
+    t = tally[0]
+    if t.events < events.shape[0]:
+        row = events[t.events]
         row[0] = typ
         row[1] = step
         row[2] = a
@@ -148,11 +127,11 @@ def _event(events, n_ev, cap, typ, step, a, b, c, d, e, f):  # pragma: no cover 
         row[5] = d
         row[6] = e
         row[7] = f
-    return n_ev + 1
+    t.events += 1
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _decision_event(events, n_ev, cap, step, c, flags, lay, nb, na, aux, last_stat):  # pragma: no cover
+@_inline
+def _decision_event(events, tally, step, c, flags, lay, nb, na, aux, last_stat):  # pragma: no cover
     """Write a decision's event, leaving out a side's cut or drop that repeats the previous decision's
     for the same contract and side (same status and metric): one event when it starts, not one per step."""
     for side, off, bit in ((0, ck.A_BID, ck.F_BID), (1, ck.A_ASK, ck.F_ASK)):
@@ -163,9 +142,10 @@ def _decision_event(events, n_ev, cap, step, c, flags, lay, nb, na, aux, last_st
         last_stat[c, 2 * side] = status
         last_stat[c, 2 * side + 1] = code
     if flags == 0:
-        return n_ev
-    if n_ev < cap:
-        row = events[n_ev]
+        return
+    t = tally[0]
+    if t.events < events.shape[0]:
+        row = events[t.events]
         row[0] = E_DECIDE
         row[1] = step
         row[2] = c
@@ -176,50 +156,16 @@ def _decision_event(events, n_ev, cap, step, c, flags, lay, nb, na, aux, last_st
         row[7] = 0.0
         for j in range(ck.NAUX):
             row[8 + j] = aux[j]
-    return n_ev + 1
+    t.events += 1
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@_inline
 def _smile_vol(vol_t, slope, curvature, x):  # pragma: no cover - compiled
     """Implied vol at log-moneyness ``x = ln K − ln S``: ``vol_t + slope·x + curvature·x²``, floored."""
     return max(vol_t + slope * x + curvature * x * x, VOL_FLOOR)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _quote_pass(
-    price, delta, vega, pos, x_und, lay, cap_b, cap_a, spread, qp, o_bid, o_ask, o_bs, o_as
-):  # pragma: no cover - compiled
-    """The quoter on every instrument, a loop LLVM vectorizes: ``x_und`` the rows of its underlying's
-    inputs (book delta and vega, the squares of the skew's sigma and spot, realized vol, toxicity),
-    ``lay``, ``cap_b``, ``cap_a``, ``spread`` the controller's layer, size caps and spread factor."""
-    bd, bv, sig2, s2, rv, tox = x_und
-    for i in range(price.shape[0]):
-        w = quote_one_squared(
-            price[i],
-            delta[i],
-            vega[i],
-            pos[i],
-            bd[i],
-            bv[i],
-            sig2[i],
-            s2[i],
-            rv[i],
-            tox[i],
-            lay[i],
-            cap_b[i],
-            cap_a[i],
-            spread[i],
-            np.nan,
-            np.nan,
-            qp,
-        )
-        o_bid[i] = w[0]
-        o_ask[i] = w[1]
-        o_bs[i] = w[2]
-        o_as[i] = w[3]
-
-
-@njit(cache=True, inline="always", error_model="numpy")
+@_inline
 def _poisson_quantile(u, lam):  # pragma: no cover - compiled
     """The smallest n with P(Poisson(lam) <= n) >= u (inverse transform of a uniform draw)."""
     p = math.exp(-lam)
@@ -232,33 +178,7 @@ def _poisson_quantile(u, lam):  # pragma: no cover - compiled
     return float(n)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _markouts(fills, n_mk, n_f, k, h, price):  # pragma: no cover - compiled
-    """Record, for the fills from ``n_mk`` on made ``h`` steps or more before step ``k``, the fair value
-    at step ``k`` (``price``): called at every step, each gets the one ``h`` steps after it."""
-    while n_mk < n_f and fills[n_mk, F_STEP] + h <= k:
-        fills[n_mk, F_FAIR_H] = price[int(fills[n_mk, F_INST])]
-        n_mk += 1
-    return n_mk
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _layers(step, now, ust, prm, events, n_ev, cap, info):  # pragma: no cover - compiled
-    """Re-evaluate every underlying's layer; a change is recorded (as the controller's layers_all).
-    ``info[u]`` keeps ``(layer, trigger, measured, threshold)`` for the quotes of the step."""
-    for u in range(ust.shape[0] - 1):
-        lay, trig, meas, thr = ck.underlying_layer(u, now, ust, prm)
-        info[u, 0] = lay
-        info[u, 1] = trig
-        info[u, 2] = meas
-        info[u, 3] = thr
-        if lay != ust[u, ck.ULAYER]:
-            n_ev = _event(events, n_ev, cap, E_LAYER, step, u, ust[u, ck.ULAYER], lay, trig, meas, thr)
-            ust[u, ck.ULAYER] = lay
-    return n_ev
-
-
-@njit(cache=True, inline="always", error_model="numpy")
+@_inline
 def _gate_underlying(u, s, q, ust, prm):  # pragma: no cover - compiled
     """Size allowed on side ``s`` (+1 buy) of a quote in the underlying itself: the layer's rule and
     the pre-trade check on the underlying's delta in shares (its hard limit)."""
@@ -277,53 +197,177 @@ def _gate_underlying(u, s, q, ust, prm):  # pragma: no cover - compiled
     return q
 
 
+# -- setup ------------------------------------------------------------------------------------------
+
+
+@_phase
+def _start(ins, und, mkt, out, w):  # pragma: no cover - compiled
+    """The path's starting state. Reads the chain, the underlyings and the first step's vol; writes
+    ``w.pricing`` (is_call, rate, div_yield, ln_strike), ``w.free``, ``w.ring`` (no quotes),
+    ``w.last_stat``, ``w.und`` (next hedge time, toxicity, realized variance), ``w.layer_info`` and
+    the positions (zero); the tally is zero already."""
+    p = w.pricing
+    for i in range(ins.u.shape[0]):
+        p.is_call[i] = ins.kind[i] == K_CALL
+        p.rate[i] = und.rate[ins.u[i]]
+        p.div_yield[i] = und.div_yield[ins.u[i]]
+        p.ln_strike[i] = math.log(ins.strike[i]) if ins.kind[i] != K_UNDERLYING else 0.0
+        w.free.layer[i] = ck.NORMAL
+        w.free.cap_bid[i] = np.inf
+        w.free.cap_ask[i] = np.inf
+        w.free.spread[i] = 1.0
+        out.position[i] = 0.0
+    r = w.ring
+    for j in range(r.bid.shape[0]):
+        for i in range(r.bid.shape[1]):
+            r.bid[j, i] = np.nan
+            r.ask[j, i] = np.nan
+            r.bid_size[j, i] = 0.0
+            r.ask_size[j, i] = 0.0
+    for c in range(w.last_stat.shape[0]):
+        for j in range(4):
+            w.last_stat[c, j] = -2.0
+    for u in range(mkt.spot.shape[1]):
+        w.und.next_hedge_s[u] = -np.inf
+        w.und.toxicity[u] = 0.0
+        for j in range(4):
+            w.layer_info[u, j] = 0.0
+        w.und.rv2[u] = mkt.vol[0, u] * mkt.vol[0, u]
+
+
+# -- 1. market data, fair values and Greeks; the previous step's P&L --------------------------------
+
+
+@_phase
+def _market_step(k, ins, und, mkt, cfg, w):  # pragma: no cover - compiled
+    """Step ``k``'s fair values. Reads the chain, the smile and the path at ``k``; writes
+    ``w.und.ln_spot``, ``w.pricing`` (spot, t_years) and ``w.marks`` (implied vol from the smile, fair
+    value, Greeks; the underlying: its spot, delta 1, no other Greek)."""
+    p, m = w.pricing, w.marks
+    for u in range(mkt.spot.shape[1]):
+        w.und.ln_spot[u] = math.log(mkt.spot[k, u])
+    for i in range(ins.u.shape[0]):
+        u = ins.u[i]
+        p.spot[i] = mkt.spot[k, u]
+        p.t_years[i] = ins.t0_years[i] - k * cfg.dt_years
+        if ins.kind[i] != K_UNDERLYING:
+            x = p.ln_strike[i] - w.und.ln_spot[u]
+            m.vol[i] = _smile_vol(mkt.vol[k, u], und.smile_slope[u], und.smile_curvature[u], x)
+        else:
+            m.vol[i] = 0.0
+    _greeks_block(
+        p.spot, ins.strike, p.t_years, p.rate, p.div_yield, m.vol, p.is_call,
+        m.price, m.delta, m.gamma, m.vega, m.theta,
+    )  # fmt: skip
+    for i in range(ins.u.shape[0]):
+        if ins.kind[i] == K_UNDERLYING:
+            m.price[i] = p.spot[i]
+            m.delta[i] = 1.0
+            m.gamma[i] = 0.0
+            m.vega[i] = 0.0
+            m.theta[i] = 0.0
+
+
+@_inline
+def _markouts(out, k, h, price):  # pragma: no cover - compiled
+    """Record, for the fills made ``h`` steps or more before step ``k`` whose markout is not yet
+    recorded, the fair value at step ``k`` (``price``): called at every step, each gets the one ``h``
+    steps after it. Reads and writes ``out.fills`` and the tally's ``markouts``."""
+    t = out.tally[0]
+    fills = out.fills
+    n_f = min(t.fills, fills.shape[0])
+    while t.markouts < n_f and fills[t.markouts, F_STEP] + h <= k:
+        fills[t.markouts, F_FAIR_H] = price[int(fills[t.markouts, F_INST])]
+        t.markouts += 1
+
+
+@_phase
+def _attribute(k, ins, mkt, cfg, out, w):  # pragma: no cover - compiled
+    """Step ``k - 1``'s inventory P&L, now that both ends are known: delta, gamma, vega, theta and
+    residual into ``out.steps[k - 1]`` with the step's total P&L; the inventory part is added to the
+    tally's ``cum_pnl``. Reads the positions held over the step, ``w.prev``, ``w.marks`` and the
+    previous spots and stock (``w.und``)."""
+    row = out.steps[k - 1]
+    pm, m = w.prev, w.marks
+    d_pnl = 0.0
+    g_pnl = 0.0
+    v_pnl = 0.0
+    th_pnl = 0.0
+    total = 0.0
+    for u in range(mkt.spot.shape[1]):
+        ds = mkt.spot[k, u] - w.und.prev_spot[u]
+        x = w.und.prev_stock[u] * ds
+        d_pnl += x
+        total += x
+    pos = out.position
+    for i in range(ins.u.shape[0]):
+        if ins.kind[i] == K_UNDERLYING or pos[i] == 0.0:
+            continue
+        u = ins.u[i]
+        qm = pos[i] * ins.mult[i]
+        ds = mkt.spot[k, u] - w.und.prev_spot[u]
+        d_pnl += qm * pm.delta[i] * ds
+        g_pnl += 0.5 * qm * pm.gamma[i] * ds * ds
+        v_pnl += qm * pm.vega[i] * (m.vol[i] - pm.vol[i])
+        th_pnl += qm * pm.theta[i] * cfg.dt_years
+        total += qm * (m.price[i] - pm.price[i])
+    row[ST_DELTA] = d_pnl
+    row[ST_GAMMA] = g_pnl
+    row[ST_VEGA] = v_pnl
+    row[ST_THETA] = th_pnl
+    row[ST_RESID] = total - d_pnl - g_pnl - v_pnl - th_pnl
+    row[ST_PNL] = row[ST_SPREAD] + total - row[ST_HCOST]
+    out.tally[0].cum_pnl += total
+
+
+@_phase
+def _roll_marks(w):  # pragma: no cover - compiled
+    """Keep this step's marks (``w.marks``) as the previous step's (``w.prev``)."""
+    m, pm = w.marks, w.prev
+    for i in range(m.price.shape[0]):
+        pm.price[i] = m.price[i]
+        pm.delta[i] = m.delta[i]
+        pm.gamma[i] = m.gamma[i]
+        pm.vega[i] = m.vega[i]
+        pm.theta[i] = m.theta[i]
+        pm.vol[i] = m.vol[i]
+
+
+# -- 2. controller state, P&L mark, toxicity, layers ------------------------------------------------
+
+
 @njit(cache=True, error_model="numpy")
-def _revalue(
-    i_u,
-    i_c,
-    i_strike,
-    t_now,
-    r_in,
-    q_in,
-    is_call,
-    i_mult,
-    iv,
-    price,
-    spot_k,
-    cf,
-    ust,
-    cells,
-    stock_cells,
-    shock_s,
-    shock_v,
-    tmp_s,
-    tmp_v,
-    tmp_p,
-):  # pragma: no cover - compiled
+def _revalue(ins, pricing, marks, spot_k, ctl, grid):  # pragma: no cover - compiled
     """The controller's scenario grid at the current market (sticky strike: each contract keeps its
-    implied vol, plus the vol shock): one contract's P&L per cell, the cells, the worst losses."""
+    implied vol, plus the vol shock): one contract's P&L per cell, the cells, the worst losses. Reads
+    the chain, the step's pricing inputs and marks, the spots ``spot_k``; writes ``ctl`` (cf's cells,
+    cells, stock cells, the worst losses) using ``grid`` as scratch."""
+    cf, ust, cells, stock_cells = ctl.cf, ctl.ust, ctl.cells, ctl.stock_cells
     nu = ust.shape[0] - 1
-    n_g = shock_s.shape[0]
+    n_g = ctl.shock_spot.shape[0]
     for r in range(cells.shape[0]):
         for g in range(n_g):
             cells[r, g] = 0.0
     for u in range(nu):
         for g in range(n_g):
-            stock_cells[u, g] = spot_k[u] * shock_s[g]
+            stock_cells[u, g] = spot_k[u] * ctl.shock_spot[g]
             cells[u, g] = ust[u, ck.USTOCK] * stock_cells[u, g]
-    n_inst = i_u.shape[0]
+    n_inst = ins.u.shape[0]
     for g in range(n_g):  # one cell of every instrument at once, in the pricing kernel's SIMD block
         for i in range(n_inst):
-            tmp_s[i] = spot_k[i_u[i]] * (1.0 + shock_s[g])
-            tmp_v[i] = max(iv[i] + shock_v[g], 0.0)
-        _price_block(tmp_s, i_strike, t_now, r_in, q_in, tmp_v, is_call, tmp_p)
+            grid.spot[i] = spot_k[ins.u[i]] * (1.0 + ctl.shock_spot[g])
+            grid.vol[i] = max(marks.vol[i] + ctl.shock_vol[g], 0.0)
+        _price_block(
+            grid.spot, ins.strike, pricing.t_years, pricing.rate, pricing.div_yield, grid.vol,
+            pricing.is_call, grid.price,
+        )  # fmt: skip
         for i in range(n_inst):
-            c = i_c[i]
+            c = ins.contract[i]
             if c < 0:
                 continue
-            x = i_mult[i] * (tmp_p[i] - price[i])
+            x = ins.mult[i] * (grid.price[i] - marks.price[i])
             cf[c, ck.CCELL + g] = x
-            cells[i_u[i], g] += cf[c, ck.CPOS] * x
+            cells[ins.u[i], g] += cf[c, ck.CPOS] * x
     for g in range(n_g):
         tot = 0.0
         for u in range(nu):
@@ -333,714 +377,373 @@ def _revalue(
         ck._worst(cells, r, ust)
 
 
-@njit(cache=True, error_model="numpy", _nrt=False)
-def run_path(
-    i_u,
-    i_kind,
-    i_strike,
-    i_t0,
-    i_mult,
-    i_c,
-    rate,
-    div,
-    half_spread,
-    slope,
-    curv,
-    arith,
-    spot,
-    vol,
-    d_arrive,
-    d_size,
-    d_inf,
-    d_pick,
-    u_first,
-    u_count,
-    sp,
-    qp,
-    hp,
-    tp,
-    cf,
-    ust,
-    prm,
-    cells,
-    stock_cells,
-    shock_s,
-    shock_v,
-    fills_t,
-    mids_t,
-    trades_t,
-    ist_t,
-    fst_t,
-    st_out,
-    un_out,
-    fills,
-    hedges,
-    events,
-    qwin,
-    fair_end,
-    counts,
-    pos,
-    cash_out,
-    wi,
-    wb,
-    wu,
-    wr,
-    wc,
-    wx,
-    wl,
-    wo,
-):  # pragma: no cover - compiled
-    """Run one path (module docstring). Returns a status (``OVER_*`` bits when a buffer overflowed:
-    the caller enlarges it and runs again; the draws make the rerun identical)."""
-    n_steps = spot.shape[0] - 1
-    n_inst = i_u.shape[0]
-    nu = spot.shape[1]
-    b = nu
-    dt_s = sp[SP_DT_S]
-    dt_y = sp[SP_DT_Y]
-    big_k = sp[SP_K]
-    lat = int(sp[SP_LAT])
-    inf_rate = sp[SP_INF_RATE]
-    inf_h = int(sp[SP_INF_H])
-    inf_size = sp[SP_INF_SIZE]
-    quoting = int(sp[SP_QUOTING])
-    hedge_on = sp[SP_HEDGE] != 0.0
-    toxpull = sp[SP_TOXPULL] != 0.0
-    as_gamma = sp[SP_AS_GAMMA]
-    sym_spread = sp[SP_SYM_SPREAD]
-    qsize = sp[SP_QSIZE]
-    horizon_s = sp[SP_HORIZON_S]
-    scen_every = int(sp[SP_SCEN_EVERY])
-    sigma_cfg = sp[SP_SIGMA_S]
-    rv_decay = sp[SP_RV_DECAY]
-    q_from = int(sp[SP_Q_FROM])
-    q_len = int(sp[SP_Q_LEN])
-    tox_thr = sp[SP_TOX_THR]
-    size_mean = sp[SP_SIZE_MEAN]
-    markout_steps = sp[SP_MARKOUT]
-    cap_f = fills.shape[0]
-    cap_h = hedges.shape[0]
-    cap_e = events.shape[0]
-    n_f = 0
-    n_h = 0
-    n_ev = 0
-    n_mk = 0  # the fills whose markout fair value is recorded
-
-    # per-instrument state: current and previous step's values and Greeks
-    # scratch: every array comes from the caller (``wi``, ``wb``, ``wu``, ``wr``, ``wc``), so that this
-    # function needs no runtime (compiled with _nrt=False: no reference counting of the arrays passed
-    # to the inlined quoter and controller functions, which costs an atomic operation per array
-    # per call otherwise); rows of the workspaces are plain views
-    s_in, t_in, r_in, q_in, iv = wi[0], wi[1], wi[2], wi[3], wi[4]
-    price, delta, gamma, vega, theta, o5, o6, o7 = wi[5], wi[6], wi[7], wi[8], wi[9], wi[10], wi[11], wi[12]
-    p_price, p_delta, p_gamma, p_vega, p_theta, p_iv = wi[13], wi[14], wi[15], wi[16], wi[17], wi[18]
-    ln_k = wi[19]  # ln K of the options (the smile's log-moneyness is ln K - ln S)
-    # a step's quotes: bid, ask, sizes; the controller's decision on them (layer, size caps, spread
-    # factor) and whether it changes them (``q_again``)
-    q_bid, q_ask, q_bs, q_as = wi[20], wi[21], wi[22], wi[23]
-    q_lay, q_cap_b, q_cap_a, q_spread, q_again = wi[24], wi[25], wi[26], wi[27], wi[28]
-    x_bd, x_bv, x_sig2, x_s2, x_rv, x_tox = wi[29], wi[30], wi[31], wi[32], wi[33], wi[34]
-    f_bid, f_ask, f_bs, f_as = wi[35], wi[36], wi[37], wi[38]
-    x_cd, x_cg, x_cv = wi[39], wi[40], wi[41]  # one contract's delta_shares, dollar gamma, vega
-    c_normal, c_inf, c_one = wi[42], wi[43], wi[44]  # the wanted quotes' layer, size caps, spread
-    is_call = wb
-    for i in range(n_inst):
-        is_call[i] = i_kind[i] == K_CALL
-        r_in[i] = rate[i_u[i]]
-        q_in[i] = div[i_u[i]]
-        ln_k[i] = math.log(i_strike[i]) if i_kind[i] != K_UNDERLYING else 0.0
-        c_normal[i] = ck.NORMAL
-        c_inf[i] = np.inf
-        c_one[i] = 1.0
-    p_spot, p_stock, rv2, next_due, tox_score, sig2_u, s2_u, rvol_u, ln_s = (
-        wu[0],
-        wu[1],
-        wu[2],
-        wu[3],
-        wu[4],
-        wu[5],
-        wu[6],
-        wu[7],
-        wu[8],
-    )
-    # the flow: an order reaches a quote at distance d from fair value (on side 0, it hits our bid;
-    # 1, it lifts our offer) within a step with probability p = 1 - exp(-lambda dt) ("poisson") or
-    # min(lambda dt, 1) ("linear"), lambda dt = A dt exp(-k d); it does iff the step's uniform draw
-    # is below p. At d >= 0, p is at most its value at d = 0: a draw at or above that needs no exp
-    adt = (sp[SP_ADT_BID], sp[SP_ADT_ASK])
-    poisson = sp[SP_POISSON] != 0.0
-    p_at_fair = (-math.expm1(-adt[0]), -math.expm1(-adt[1])) if poisson else adt
-    ring = lat + 1
-    r_bid, r_ask, r_bs, r_as = wr[0], wr[1], wr[2], wr[3]
-    for j in range(ring):
-        for i in range(n_inst):
-            r_bid[j, i] = np.nan
-            r_ask[j, i] = np.nan
-            r_bs[j, i] = 0.0
-            r_as[j, i] = 0.0
-    last_stat = wc
-    for c in range(last_stat.shape[0]):
-        for j in range(4):
-            last_stat[c, j] = -2.0
-    aux = wx[0]
-    linfo = wl[:, :4]  # per underlying: its layer as _layers found it (layer, trigger, measured, threshold)
-    agg = wl[:, 4:]  # per underlying: the controller's aggregates (ck.aggregate)
-    for u in range(nu):
-        next_due[u] = -np.inf
-        tox_score[u] = 0.0
-        for j in range(4):
-            linfo[u, j] = 0.0
-    breaches = wx[1]
-    breaches[0] = 0.0
-    for u in range(nu):
-        rv2[u] = vol[0, u] * vol[0, u]
-    cash = 0.0
-    cum = 0.0
-    hwm = 0.0
-    for i in range(n_inst):
-        pos[i] = 0.0
-    n_kill = 0
-
-    for k in range(n_steps + 1):
-        now = k * dt_s
-        # -- 1. market data, fair values and Greeks ---------------------------------------------
-        for u in range(nu):
-            ln_s[u] = math.log(spot[k, u])
-        for i in range(n_inst):
-            u = i_u[i]
-            sk = spot[k, u]
-            s_in[i] = sk
-            t_in[i] = i_t0[i] - k * dt_y
-            if i_kind[i] != K_UNDERLYING:
-                iv[i] = _smile_vol(vol[k, u], slope[u], curv[u], ln_k[i] - ln_s[u])
-            else:
-                iv[i] = 0.0
-        _greeks_block(s_in, i_strike, t_in, r_in, q_in, iv, is_call, price, delta, gamma, vega, theta)
-        for i in range(n_inst):
-            if i_kind[i] == K_UNDERLYING:
-                price[i] = s_in[i]
-                delta[i] = 1.0
-                gamma[i] = 0.0
-                vega[i] = 0.0
-                theta[i] = 0.0
-        n_mk = _markouts(fills, n_mk, min(n_f, cap_f), k, markout_steps, price)
-        # the previous step's inventory P&L, now that both ends are known
+@_phase
+def _refresh_risk(k, now, ins, und, mkt, ctl, tox, cfg, w):  # pragma: no cover - compiled
+    """The controller's state at step ``k`` (time ``now``, seconds). Reads the path, ``w.marks``;
+    writes the realized variance (``w.und.rv2``), the toxicity detector's mids, the controller's
+    spots, market-data time, per-contract Greeks (``w.contract_greeks`` as scratch), aggregates and,
+    every ``scenario_every_steps``, its scenario grid (:func:`_revalue`)."""
+    spot, ust, cf = mkt.spot, ctl.ust, ctl.cf
+    for u in range(spot.shape[1]):
+        sk = spot[k, u]
         if k > 0:
-            row = st_out[k - 1]
-            d_pnl = 0.0
-            g_pnl = 0.0
-            v_pnl = 0.0
-            th_pnl = 0.0
-            total = 0.0
-            for u in range(nu):
-                ds = spot[k, u] - p_spot[u]
-                x = p_stock[u] * ds
-                d_pnl += x
-                total += x
-            for i in range(n_inst):
-                if i_kind[i] == K_UNDERLYING or pos[i] == 0.0:
-                    continue
-                u = i_u[i]
-                qm = pos[i] * i_mult[i]
-                ds = spot[k, u] - p_spot[u]
-                d_pnl += qm * p_delta[i] * ds
-                g_pnl += 0.5 * qm * p_gamma[i] * ds * ds
-                v_pnl += qm * p_vega[i] * (iv[i] - p_iv[i])
-                th_pnl += qm * p_theta[i] * dt_y
-                total += qm * (price[i] - p_price[i])
-            row[ST_DELTA] = d_pnl
-            row[ST_GAMMA] = g_pnl
-            row[ST_VEGA] = v_pnl
-            row[ST_THETA] = th_pnl
-            row[ST_RESID] = total - d_pnl - g_pnl - v_pnl - th_pnl
-            row[ST_PNL] = row[ST_SPREAD] + total - row[ST_HCOST]
-            cum += total
-        if k == n_steps:
-            break
-        for i in range(n_inst):
-            p_price[i] = price[i]
-            p_delta[i] = delta[i]
-            p_gamma[i] = gamma[i]
-            p_vega[i] = vega[i]
-            p_theta[i] = theta[i]
-            p_iv[i] = iv[i]
+            arith = und.arith_vol_per_sqrt_s[u]
+            r = math.log(sk / spot[k - 1, u]) if arith == 0.0 else (sk - spot[k - 1, u]) / spot[0, u]
+            w.und.rv2[u] = cfg.rv_decay * w.und.rv2[u] + (1.0 - cfg.rv_decay) * r * r / cfg.dt_years
+        ust[u, ck.USPOT] = sk
+        ust[u, ck.ULAST] = now
+        tox_on_mid(tox.fills, tox.mids, tox.trades, tox.ist, tox.fst, u, now, sk)
+    m, s_in, x = w.marks, w.pricing.spot, w.contract_greeks
+    for i in range(ins.u.shape[0]):  # per-contract Greeks in trader units (a vector loop: contiguous rows)
+        mult = ins.mult[i]
+        x.delta_shares[i] = mult * m.delta[i]
+        x.gamma_dollars[i] = mult * m.gamma[i] * s_in[i] * s_in[i] / 100.0
+        x.vega_points[i] = mult * m.vega[i] / 100.0
+    for i in range(ins.u.shape[0]):
+        c = ins.contract[i]
+        if c >= 0:
+            cf[c, ck.CDELTA] = x.delta_shares[i]
+            cf[c, ck.CGAMMA] = x.gamma_dollars[i]
+            cf[c, ck.CVEGA] = x.vega_points[i]
+    agg = w.aggregates
+    ck.aggregate(cf, ust, agg)  # the controller's aggregates (and their gross, unused here)
+    for u in range(spot.shape[1]):
+        ust[u, ck.UDELTA] = agg[u, 0]
+        ust[u, ck.UGAMMA] = agg[u, 1]
+        ust[u, ck.UVEGA] = agg[u, 2]
+    if cf.shape[0] > 0 and k % cfg.scenario_every_steps == 0:
+        _revalue(ins, w.pricing, m, spot[k], ctl, w.grid)
 
-        # -- 2. controller state, P&L mark, toxicity, layers --------------------------------------
-        for u in range(nu):
-            sk = spot[k, u]
-            if k > 0:
-                r = math.log(sk / spot[k - 1, u]) if arith[u] == 0.0 else (sk - spot[k - 1, u]) / spot[0, u]
-                rv2[u] = rv_decay * rv2[u] + (1.0 - rv_decay) * r * r / dt_y
-            ust[u, ck.USPOT] = sk
-            ust[u, ck.ULAST] = now
-            tox_on_mid(fills_t, mids_t, trades_t, ist_t, fst_t, u, now, sk)
-        for i in range(n_inst):  # per-contract Greeks in trader units (a vector loop: contiguous rows)
-            m = i_mult[i]
-            x_cd[i] = m * delta[i]
-            x_cg[i] = m * gamma[i] * s_in[i] * s_in[i] / 100.0
-            x_cv[i] = m * vega[i] / 100.0
-        for i in range(n_inst):
-            c = i_c[i]
-            if c >= 0:
-                cf[c, ck.CDELTA] = x_cd[i]
-                cf[c, ck.CGAMMA] = x_cg[i]
-                cf[c, ck.CVEGA] = x_cv[i]
-        ck.aggregate(cf, ust, agg)  # the controller's aggregates (and their gross, unused here)
-        for u in range(nu):
-            ust[u, ck.UDELTA] = agg[u, 0]
-            ust[u, ck.UGAMMA] = agg[u, 1]
-            ust[u, ck.UVEGA] = agg[u, 2]
-        if cf.shape[0] > 0 and k % scen_every == 0:
-            _revalue(
-                i_u,
-                i_c,
-                i_strike,
-                t_in,
-                r_in,
-                q_in,
-                is_call,
-                i_mult,
-                iv,
-                price,
-                spot[k],
-                cf,
-                ust,
-                cells,
-                stock_cells,
-                shock_s,
-                shock_v,
-                o5,  # scratch rows
-                o6,
-                o7,
-            )
-        # the day's P&L so far (marked at this step's fair values) -> daily loss, drawdown, kill
-        hwm = max(hwm, cum)
-        daily = max(-cum, 0.0)
-        dd = hwm - cum
-        ust[b, ck.UDAILY] = daily
-        ust[b, ck.UDRAWDOWN] = dd
-        if ust[0, ck.UKILL] == 0.0:
-            for m_code, value in ((ck.M_DAILY, daily), (ck.M_DRAWDOWN, dd)):
-                hard = ust[b, ck.UHARD + m_code]
-                if value > hard and ust[0, ck.UKILL] == 0.0:
-                    for u in range(nu):
-                        ust[u, ck.UKILL] = 1.0
-                    n_ev = _event(events, n_ev, cap_e, E_KILL, k, m_code, value, hard, 0.0, 0.0, 0.0)
-                    n_kill += 1
-        for u in range(nu):
-            toxic, changed, score = tox_update(fills_t, mids_t, trades_t, ist_t, fst_t, tp, u, now)
-            tox_score[u] = score
-            if toxpull and changed:
-                ust[u, ck.UTOXIC] = 1.0 if toxic else 0.0
-                n_ev = _event(
-                    events, n_ev, cap_e, E_TOXIC, k, u, 1.0 if toxic else 0.0, score, tox_thr, 0.0, 0.0
-                )
-        n_ev = _layers(k, now, ust, prm, events, n_ev, cap_e, linfo)
 
-        # -- 3. quotes ----------------------------------------------------------------------------
-        slot = k % ring
-        for u in range(nu):  # per underlying: the skew's squares (the quoter's), realized vol
-            sig = sigma_cfg if sigma_cfg > 0.0 else vol[k, u]
-            sig2_u[u], s2_u[u] = skew_squares(sig, spot[k, u], qp)
-            rvol_u[u] = math.sqrt(rv2[u])
-        if quoting == Q_QUOTER:
-            # in three passes over the instruments: the quoter's wanted quotes, the controller's
-            # decisions on them, the final quotes where a decision changed them. The quoter's passes
-            # are loops LLVM vectorizes (the quoter's settings are a tuple, not an array that the
-            # stores could alias), several instruments' quotes at once: a quote is a chain of
-            # divisions and roundings, and computed one at a time, most of the loop's cost
-            for i in range(n_inst):  # the underlyings' inputs per instrument (no gathers below)
-                u = i_u[i]
-                x_bd[i] = ust[u, ck.UDELTA]
-                x_bv[i] = ust[u, ck.UVEGA]
-                x_sig2[i] = sig2_u[u]
-                x_s2[i] = s2_u[u]
-                x_rv[i] = rvol_u[u]
-                x_tox[i] = tox_score[u]
-            x_und = (x_bd, x_bv, x_sig2, x_s2, x_rv, x_tox)
-            _quote_pass(
-                price, delta, vega, pos, x_und, c_normal, c_inf, c_inf, c_one, qp, q_bid, q_ask, q_bs, q_as
-            )
-            n_again = 0
-            for i in range(n_inst):
-                u = i_u[i]
-                c = i_c[i]
-                bs = q_bs[i]
-                asz = q_as[i]
-                q_again[i] = 0.0
-                if c >= 0:
-                    # (linfo[u, j], not a row view: a view costs two atomic reference counts)
-                    lay, nb, na, spread, _trig, _hedge, flags = ck.decide_in_layer(
-                        c,
-                        bs,
-                        asz,
-                        int(linfo[u, 0]),
-                        int(linfo[u, 1]),
-                        linfo[u, 2],
-                        linfo[u, 3],
-                        cf,
-                        ust,
-                        cells,
-                        prm,
-                        aux,
-                    )
-                    if flags:
-                        n_ev = _decision_event(events, n_ev, cap_e, k, c, flags, lay, nb, na, aux, last_stat)
-                    q_lay[i] = lay
-                    q_cap_b[i] = nb
-                    q_cap_a[i] = na
-                    q_spread[i] = spread
-                    if not (lay == ck.NORMAL and nb == bs and na == asz and spread == 1.0):
-                        q_again[i] = 1.0
-                        n_again += 1
-                else:
-                    q_bs[i] = _gate_underlying(u, 1.0, bs, ust, prm)
-                    q_as[i] = _gate_underlying(u, -1.0, asz, ust, prm)
-                    q_lay[i] = ck.NORMAL
-                    q_cap_b[i] = np.inf
-                    q_cap_a[i] = np.inf
-                    q_spread[i] = 1.0
-            if n_again > 0:
-                # every instrument (into rows of their own: a store that keeps the old value unless
-                # ... is a loop LLVM does not vectorize), kept where needed
-                _quote_pass(
-                    price,
-                    delta,
-                    vega,
-                    pos,
-                    x_und,
-                    q_lay,
-                    q_cap_b,
-                    q_cap_a,
-                    q_spread,
-                    qp,
-                    f_bid,
-                    f_ask,
-                    f_bs,
-                    f_as,
-                )
-                for i in range(n_inst):
-                    if q_again[i] != 0.0:
-                        q_bid[i] = f_bid[i]
-                        q_ask[i] = f_ask[i]
-                        q_bs[i] = f_bs[i]
-                        q_as[i] = f_as[i]
+@_phase
+def _mark_pnl(k, ctl, out):  # pragma: no cover - compiled
+    """The day's P&L so far (the tally's ``cum_pnl``, marked at this step's fair values): its
+    high-water mark, the controller's daily loss and drawdown, and the kill switch when either is past
+    its hard limit (an event, the tally's ``kills``)."""
+    ust = ctl.ust
+    b = ust.shape[0] - 1  # the book's row
+    t = out.tally[0]
+    t.high_water = max(t.high_water, t.cum_pnl)
+    daily = max(-t.cum_pnl, 0.0)
+    dd = t.high_water - t.cum_pnl
+    ust[b, ck.UDAILY] = daily
+    ust[b, ck.UDRAWDOWN] = dd
+    if ust[0, ck.UKILL] == 0.0:
+        for m_code, value in ((ck.M_DAILY, daily), (ck.M_DRAWDOWN, dd)):
+            hard = ust[b, ck.UHARD + m_code]
+            if value > hard and ust[0, ck.UKILL] == 0.0:
+                for u in range(b):
+                    ust[u, ck.UKILL] = 1.0
+                _event(out.events, out.tally, E_KILL, k, m_code, value, hard, 0.0, 0.0, 0.0)
+                t.kills += 1
+
+
+@_phase
+def _toxicity(k, now, tox, tp, ctl, cfg, out, w):  # pragma: no cover - compiled
+    """The toxicity detector's score and latch per underlying at time ``now``: the score into
+    ``w.und.toxicity``; with ``toxicity_pull``, a change of the latch flags the underlying in the
+    controller (and is an event)."""
+    for u in range(ctl.ust.shape[0] - 1):
+        toxic, changed, score = tox_update(tox.fills, tox.mids, tox.trades, tox.ist, tox.fst, tp, u, now)
+        w.und.toxicity[u] = score
+        if cfg.toxicity_pull and changed:
+            ctl.ust[u, ck.UTOXIC] = 1.0 if toxic else 0.0
+            flag = 1.0 if toxic else 0.0
+            _event(out.events, out.tally, E_TOXIC, k, u, flag, score, cfg.toxicity_threshold, 0.0, 0.0)
+
+
+@_phase
+def _layers(k, now, ctl, out, w):  # pragma: no cover - compiled
+    """Re-evaluate every underlying's layer at time ``now``; a change is recorded (as the
+    controller's layers_all). ``w.layer_info[u]`` keeps ``(layer, trigger, measured, threshold)`` for
+    the quotes of the step."""
+    ust, info = ctl.ust, w.layer_info
+    for u in range(ust.shape[0] - 1):
+        lay, trig, meas, thr = ck.underlying_layer(u, now, ust, ctl.prm)
+        info[u, 0] = lay
+        info[u, 1] = trig
+        info[u, 2] = meas
+        info[u, 3] = thr
+        if lay != ust[u, ck.ULAYER]:
+            _event(out.events, out.tally, E_LAYER, k, u, ust[u, ck.ULAYER], lay, trig, meas, thr)
+            ust[u, ck.ULAYER] = lay
+
+
+# -- 3. quotes --------------------------------------------------------------------------------------
+
+
+@_inline
+def _quote_pass(marks, pos, x, dec, qp, dst):  # pragma: no cover - compiled
+    """The quoter on every instrument, a loop LLVM vectorizes: ``x`` its underlying's inputs
+    (:class:`QuoteInputs`), ``dec`` the controller's decisions (layer, size caps, spread factor);
+    writes ``dst``."""
+    for i in range(marks.price.shape[0]):
+        q = quote_one_squared(
+            marks.price[i], marks.delta[i], marks.vega[i], pos[i],
+            x.book_delta[i], x.book_vega[i], x.skew_sig2[i], x.skew_s2[i], x.realized_vol[i], x.toxicity[i],
+            dec.layer[i], dec.cap_bid[i], dec.cap_ask[i], dec.spread[i], np.nan, np.nan, qp,
+        )  # fmt: skip
+        dst.bid[i] = q[0]
+        dst.ask[i] = q[1]
+        dst.bid_size[i] = q[2]
+        dst.ask_size[i] = q[3]
+
+
+@_phase
+def _decide(k, ins, ctl, out, w):  # pragma: no cover - compiled
+    """The controller's gate and pre-trade check of each wanted quote (``w.wanted``): decisions into
+    ``w.decision`` and ``w.requote`` (1.0 where a decision changes the quote; the underlying's own
+    quote is gated here, in ``w.wanted``), decision events. Returns how many quotes change."""
+    q, dec, info = w.wanted, w.decision, w.layer_info
+    n_again = 0
+    for i in range(ins.u.shape[0]):
+        u = ins.u[i]
+        c = ins.contract[i]
+        bs = q.bid_size[i]
+        asz = q.ask_size[i]
+        w.requote[i] = 0.0
+        if c >= 0:
+            # (info[u, j], not a row view: a view costs two atomic reference counts)
+            lay, nb, na, spread, _trig, _hedge, flags = ck.decide_in_layer(
+                c, bs, asz, int(info[u, 0]), int(info[u, 1]), info[u, 2], info[u, 3],
+                ctl.cf, ctl.ust, ctl.cells, ctl.prm, w.aux,
+            )  # fmt: skip
+            if flags:
+                _decision_event(out.events, out.tally, k, c, flags, lay, nb, na, w.aux, w.last_stat)
+            dec.layer[i] = lay
+            dec.cap_bid[i] = nb
+            dec.cap_ask[i] = na
+            dec.spread[i] = spread
+            if not (lay == ck.NORMAL and nb == bs and na == asz and spread == 1.0):
+                w.requote[i] = 1.0
+                n_again += 1
         else:
-            for i in range(n_inst):
-                u = i_u[i]
-                sk = spot[k, u]
-                if quoting == Q_AS:
-                    sigma = arith[u]
-                    tau = horizon_s - now
-                    qinv = ust[u, ck.USTOCK]
-                    res = sk - qinv * as_gamma * sigma * sigma * tau
-                    total_spread = as_gamma * sigma * sigma * tau + (2.0 / as_gamma) * math.log(
-                        1.0 + as_gamma / big_k
-                    )
-                else:
-                    res = sk
-                    total_spread = sym_spread
-                factor = prm[ck.P_SOFT_SPREAD] if ust[u, ck.ULAYER] == ck.SOFT else 1.0
-                q_bid[i] = res - 0.5 * total_spread * factor
-                q_ask[i] = res + 0.5 * total_spread * factor
-                q_bs[i] = _gate_underlying(u, 1.0, qsize, ust, prm)
-                q_as[i] = _gate_underlying(u, -1.0, qsize, ust, prm)
-        for i in range(n_inst):
-            bid = q_bid[i]
-            ask = q_ask[i]
-            bs = q_bs[i]
-            asz = q_as[i]
-            if not bs > 0.0:
-                bid = np.nan
-                bs = 0.0
-            if not asz > 0.0:
-                ask = np.nan
-                asz = 0.0
-            r_bid[slot, i] = bid
-            r_ask[slot, i] = ask
-            r_bs[slot, i] = bs
-            r_as[slot, i] = asz
-            if q_from <= k < q_from + q_len:
-                qrow = qwin[k - q_from, i]
-                qrow[QW_FAIR] = price[i]
-                qrow[QW_BID] = bid
-                qrow[QW_ASK] = ask
-                qrow[QW_BSIZE] = bs
-                qrow[QW_ASIZE] = asz
+            q.bid_size[i] = _gate_underlying(u, 1.0, bs, ctl.ust, ctl.prm)
+            q.ask_size[i] = _gate_underlying(u, -1.0, asz, ctl.ust, ctl.prm)
+            dec.layer[i] = ck.NORMAL
+            dec.cap_bid[i] = np.inf
+            dec.cap_ask[i] = np.inf
+            dec.spread[i] = 1.0
+    return n_again
 
-        # -- 4. fills -----------------------------------------------------------------------------
-        # the step's orders first (wo rows: instrument, side or 0 for informed, size, informed, the
-        # fair value an informed order foresees), then each against the quotes left, in that order
-        spread_k = 0.0
-        n_fills_k = 0.0
-        n_quoted = 0.0
-        n_ord = 0
-        live = (k - lat) % ring
-        if k >= lat:
-            for i in range(n_inst):
-                for side in range(2):
-                    s = 1.0 if side == 0 else -1.0  # +1: our bid is hit, we buy
-                    qp_ = r_bid[live, i] if side == 0 else r_ask[live, i]
-                    qs = r_bs[live, i] if side == 0 else r_as[live, i]
-                    if not qs > 0.0:
-                        continue
-                    n_quoted += 1.0
-                    dist = s * (price[i] - qp_)
-                    x = d_arrive[k, i, side]
-                    if not x < p_at_fair[side] and dist >= 0.0:
-                        continue
-                    lam_dt = adt[side] * math.exp(-big_k * dist)
-                    if not x < (-math.expm1(-lam_dt) if poisson else lam_dt):
-                        continue
-                    wo[n_ord, 0] = i
-                    wo[n_ord, 1] = s
-                    wo[n_ord, 2] = (
-                        1.0 + _poisson_quantile(d_size[k, i, side], size_mean - 1.0)
-                        if size_mean > 1.0
-                        else 1.0
-                    )
-                    wo[n_ord, 3] = 0.0
-                    n_ord += 1
-            # informed orders: one chance per underlying per step
-            for u in range(nu):
-                if u_count[u] == 0 or not d_inf[k, u] < inf_rate * dt_s:
-                    continue
-                i = u_first[u] + min(int(d_pick[k, u] * u_count[u]), u_count[u] - 1)
-                kf = min(k + inf_h, n_steps)
-                if i_kind[i] == K_UNDERLYING:
-                    future = spot[kf, u]
-                else:
-                    sf = spot[kf, u]
-                    vf = _smile_vol(vol[kf, u], slope[u], curv[u], ln_k[i] - math.log(sf))
-                    future = bsm_price(sf, i_strike[i], i_t0[i] - kf * dt_y, rate[u], div[u], vf, is_call[i])
-                wo[n_ord, 0] = i
-                wo[n_ord, 1] = 0.0
-                wo[n_ord, 2] = inf_size
-                wo[n_ord, 3] = 1.0
-                wo[n_ord, 4] = future
-                n_ord += 1
-        for j in range(n_ord):
-            i = int(wo[j, 0])
-            order = wo[j, 2]
-            if wo[j, 3] == 0.0:
-                s = wo[j, 1]
-            else:  # informed: lifts our ask if fair value will be above it, hits our bid if below
-                future = wo[j, 4]
-                if r_as[live, i] > 0.0 and future > r_ask[live, i]:
-                    s = -1.0
-                elif r_bs[live, i] > 0.0 and future < r_bid[live, i]:
-                    s = 1.0
-                else:
-                    continue
-            qp_ = r_bid[live, i] if s > 0.0 else r_ask[live, i]
-            qs = r_bs[live, i] if s > 0.0 else r_as[live, i]
-            n_f, n_ev, sc, cash_d, filled = _fill(
-                k,
-                now,
-                i,
-                s,
-                min(order, qs),
-                qp_,
-                wo[j, 3],
-                i_u,
-                i_c,
-                i_kind,
-                i_mult,
-                price,
-                delta,
-                spot,
-                cf,
-                ust,
-                prm,
-                cells,
-                stock_cells,
-                pos,
-                aux,
-                events,
-                last_stat,
-                fills_t,
-                mids_t,
-                trades_t,
-                ist_t,
-                fst_t,
-                fills,
-                n_f,
-                n_ev,
-                order,
-                breaches,
-                wx,
-            )
-            if filled > 0.0:
-                if s > 0.0:
-                    r_bs[live, i] -= filled
-                else:
-                    r_as[live, i] -= filled
-                n_fills_k += 1.0
-            spread_k += sc
-            cash += cash_d
-        n_mk = _markouts(fills, n_mk, min(n_f, cap_f), k, markout_steps, price)  # (a 0-step horizon)
-        n_ev = _layers(k, now, ust, prm, events, n_ev, cap_e, linfo)
 
-        # -- 5. hedge -------------------------------------------------------------------------------
-        hcost = 0.0
-        for u in range(nu):
-            lay = int(ust[u, ck.ULAYER])
-            if not (hedge_on or lay == ck.KILL or lay == ck.HARD):
+@_phase
+def _quote_with_quoter(k, ins, ctl, qp, out, w):  # pragma: no cover - compiled
+    """The quoter's quotes under the controller, in three passes over the instruments: the wanted
+    quotes, the controller's decisions on them (:func:`_decide`), the final quotes where a decision
+    changed them; into ``w.wanted``. The quoter's passes are loops LLVM vectorizes (the quoter's
+    settings are a tuple, not an array that the stores could alias), several instruments' quotes at
+    once: a quote is a chain of divisions and roundings, and computed one at a time, most of the loop's
+    cost."""
+    x, ust = w.quote_inputs, ctl.ust
+    for i in range(ins.u.shape[0]):  # the underlyings' inputs per instrument (no gathers below)
+        u = ins.u[i]
+        x.book_delta[i] = ust[u, ck.UDELTA]
+        x.book_vega[i] = ust[u, ck.UVEGA]
+        x.skew_sig2[i] = w.und.skew_sig2[u]
+        x.skew_s2[i] = w.und.skew_s2[u]
+        x.realized_vol[i] = w.und.realized_vol[u]
+        x.toxicity[i] = w.und.toxicity[u]
+    _quote_pass(w.marks, out.position, x, w.free, qp, w.wanted)
+    if _decide(k, ins, ctl, out, w) > 0:
+        # every instrument (into rows of their own: a store that keeps the old value unless ... is a
+        # loop LLVM does not vectorize), kept where needed
+        _quote_pass(w.marks, out.position, x, w.decision, qp, w.requoted)
+        q, f = w.wanted, w.requoted
+        for i in range(ins.u.shape[0]):
+            if w.requote[i] != 0.0:
+                q.bid[i] = f.bid[i]
+                q.ask[i] = f.ask[i]
+                q.bid_size[i] = f.bid_size[i]
+                q.ask_size[i] = f.ask_size[i]
+
+
+@_phase
+def _quote_stoikov(k, now, ins, und, mkt, ctl, cfg, w):  # pragma: no cover - compiled
+    """Avellaneda-Stoikov (``Q_AS``) or symmetric quotes around the spot, widened in the SOFT layer and
+    gated by the controller (:func:`_gate_underlying`); into ``w.wanted``."""
+    ust, prm, q = ctl.ust, ctl.prm, w.wanted
+    for i in range(ins.u.shape[0]):
+        u = ins.u[i]
+        sk = mkt.spot[k, u]
+        if cfg.quoting == Q_AS:
+            g = cfg.as_gamma
+            sigma = und.arith_vol_per_sqrt_s[u]
+            tau = cfg.horizon_s - now
+            res = sk - ust[u, ck.USTOCK] * g * sigma * sigma * tau
+            total_spread = g * sigma * sigma * tau + (2.0 / g) * math.log(1.0 + g / cfg.arrival_k)
+        else:
+            res = sk
+            total_spread = cfg.symmetric_spread
+        factor = prm[ck.P_SOFT_SPREAD] if ust[u, ck.ULAYER] == ck.SOFT else 1.0
+        q.bid[i] = res - 0.5 * total_spread * factor
+        q.ask[i] = res + 0.5 * total_spread * factor
+        q.bid_size[i] = _gate_underlying(u, 1.0, cfg.quote_size, ust, prm)
+        q.ask_size[i] = _gate_underlying(u, -1.0, cfg.quote_size, ust, prm)
+
+
+@_own
+def _quote(k, now, ins, und, mkt, ctl, cfg, qp, out, w):  # pragma: no cover - compiled
+    """Step ``k``'s quotes into ``w.wanted``: the quoter's skew squares and realized vol per underlying
+    (``w.und``), then the strategy's quotes."""
+    for u in range(mkt.spot.shape[1]):  # per underlying: the skew's squares (the quoter's), realized vol
+        sig = cfg.skew_sigma_annual if cfg.skew_sigma_annual > 0.0 else mkt.vol[k, u]
+        w.und.skew_sig2[u], w.und.skew_s2[u] = skew_squares(sig, mkt.spot[k, u], qp)
+        w.und.realized_vol[u] = math.sqrt(w.und.rv2[u])
+    if cfg.quoting == Q_QUOTER:
+        _quote_with_quoter(k, ins, ctl, qp, out, w)
+    else:
+        _quote_stoikov(k, now, ins, und, mkt, ctl, cfg, w)
+
+
+@_phase
+def _post_quotes(k, slot, cfg, out, w):  # pragma: no cover - compiled
+    """Post step ``k``'s quotes (``w.wanted``; a side of size 0 is no quote: NaN price) into ring slot
+    ``slot``, and into the quote window (``out.quotes``, with the fair value) when ``k`` is in it."""
+    q, r = w.wanted, w.ring
+    for i in range(q.bid.shape[0]):
+        bid = q.bid[i]
+        ask = q.ask[i]
+        bs = q.bid_size[i]
+        asz = q.ask_size[i]
+        if not bs > 0.0:
+            bid = np.nan
+            bs = 0.0
+        if not asz > 0.0:
+            ask = np.nan
+            asz = 0.0
+        r.bid[slot, i] = bid
+        r.ask[slot, i] = ask
+        r.bid_size[slot, i] = bs
+        r.ask_size[slot, i] = asz
+        if cfg.quotes_from_step <= k < cfg.quotes_from_step + cfg.quotes_steps:
+            qrow = out.quotes[k - cfg.quotes_from_step, i]
+            qrow[QW_FAIR] = w.marks.price[i]
+            qrow[QW_BID] = bid
+            qrow[QW_ASK] = ask
+            qrow[QW_BSIZE] = bs
+            qrow[QW_ASIZE] = asz
+
+
+# -- 4. orders and fills ----------------------------------------------------------------------------
+
+
+@_phase
+def _market_orders(k, live, ins, dr, cfg, w):  # pragma: no cover - compiled
+    """The step's uninformed orders against the live quotes (ring slot ``live``), into ``w.orders``
+    from row 0: an order reaches a quote at distance d from fair value (on side 0, it hits our bid; 1,
+    it lifts our offer) within a step with probability p = 1 - exp(-lambda dt) (``poisson``) or
+    min(lambda dt, 1), lambda dt = A dt exp(-k d); it does iff the step's uniform draw is below p. At
+    d >= 0, p is at most its value at d = 0: a draw at or above that needs no exp. Returns the number
+    of orders and of quoted sides."""
+    adt = (cfg.a_dt_bid, cfg.a_dt_ask)
+    p_at_fair = (-math.expm1(-adt[0]), -math.expm1(-adt[1])) if cfg.poisson else adt
+    r, o, price = w.ring, w.orders, w.marks.price
+    n_quoted = 0.0
+    n_ord = 0
+    for i in range(ins.u.shape[0]):
+        for side in range(2):
+            s = 1.0 if side == 0 else -1.0  # +1: our bid is hit, we buy
+            qp_ = r.bid[live, i] if side == 0 else r.ask[live, i]
+            qs = r.bid_size[live, i] if side == 0 else r.ask_size[live, i]
+            if not qs > 0.0:
                 continue
-            sk = spot[k, u]
-            hs = half_spread[u]
-            res = hedge_decide(
-                ust[u, ck.UDELTA], ust[u, ck.UGAMMA], sk, sk - hs, sk + hs, now, lay, next_due[u], hp
-            )
-            shares = res[0]
-            next_due[u] = res[4]
-            if shares == 0.0:
+            n_quoted += 1.0
+            dist = s * (price[i] - qp_)
+            x = dr.arrive[k, i, side]
+            if not x < p_at_fair[side] and dist >= 0.0:
                 continue
-            px = hedge_fill(shares, sk, 2.0 * hs, hp)[0]
-            cost = hedge_cost(shares, px, sk)
-            hcost += cost
-            cash -= shares * px
-            ck.apply_hedge(u, shares, stock_cells, ust, cells)
-            if n_h < cap_h:
-                h = hedges[n_h]
-                h[H_STEP] = k
-                h[H_U] = u
-                h[H_SHARES] = shares
-                h[H_PRICE] = px
-                h[H_MID] = sk
-                h[H_COST] = cost
-                h[H_REASON] = res[3]
-            n_h += 1
-        n_ev = _layers(k, now, ust, prm, events, n_ev, cap_e, linfo)
+            lam_dt = adt[side] * math.exp(-cfg.arrival_k * dist)
+            if not x < (-math.expm1(-lam_dt) if cfg.poisson else lam_dt):
+                continue
+            o.inst[n_ord] = i
+            o.side[n_ord] = s
+            mean = cfg.order_size_mean
+            o.size[n_ord] = 1.0 + _poisson_quantile(dr.size[k, i, side], mean - 1.0) if mean > 1.0 else 1.0
+            o.informed[n_ord] = 0.0
+            n_ord += 1
+    return n_ord, n_quoted
 
-        # -- 6. record ------------------------------------------------------------------------------
-        row = st_out[k]
-        row[ST_SPREAD] = spread_k
-        row[ST_HCOST] = hcost
-        row[ST_NFILLS] = n_fills_k
-        row[ST_NQUOTED] = n_quoted
-        bd = 0.0
-        bg = 0.0
-        bv = 0.0
-        for u in range(nu):
-            un = un_out[k, u]
-            un[UN_SPOT] = spot[k, u]
-            un[UN_VOL] = vol[k, u]
-            un[UN_DELTA] = ust[u, ck.UDELTA]
-            un[UN_GAMMA] = ust[u, ck.UGAMMA]
-            un[UN_VEGA] = ust[u, ck.UVEGA]
-            un[UN_STOCK] = ust[u, ck.USTOCK]
-            un[UN_LAYER] = ust[u, ck.ULAYER]
-            un[UN_TOX] = tox_score[u]
-            bd += ust[u, ck.UDELTA]
-            bg += ust[u, ck.UGAMMA]
-            bv += ust[u, ck.UVEGA]
-            p_spot[u] = spot[k, u]
-            p_stock[u] = ust[u, ck.USTOCK]
-        row[ST_BDELTA] = bd
-        row[ST_BGAMMA] = bg
-        row[ST_BVEGA] = bv
-        # this step's spread capture and hedge cost count now (the inventory part at the next step)
-        cum += spread_k - hcost
 
-    cash_out[0] = cash
-    for i in range(n_inst):
-        fair_end[i] = price[i]  # the last step's fair values
-    counts[0] = n_f
-    counts[1] = n_h
-    counts[2] = n_ev
-    counts[3] = int(breaches[0])
-    counts[4] = n_kill
-    status = 0
-    if n_f > cap_f:
-        status |= OVER_FILLS
-    if n_h > cap_h:
-        status |= OVER_HEDGES
-    if n_ev > cap_e:
-        status |= OVER_EVENTS
-    return status
+@_phase
+def _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w):  # pragma: no cover - compiled
+    """The step's informed orders, one chance per underlying, into ``w.orders`` from row ``n_ord``:
+    each on a random instrument of the underlying's chain, knowing its fair value
+    ``informed_horizon_steps`` ahead (the smile at the path's spot and vol then). Returns the number of
+    orders."""
+    n_steps = mkt.spot.shape[0] - 1
+    o = w.orders
+    for u in range(mkt.spot.shape[1]):
+        n_u = ins.u_count[u]
+        if n_u == 0 or not dr.informed[k, u] < cfg.informed_rate_per_s * cfg.dt_s:
+            continue
+        i = ins.u_first[u] + min(int(dr.pick[k, u] * n_u), n_u - 1)
+        kf = min(k + cfg.informed_horizon_steps, n_steps)
+        sf = mkt.spot[kf, u]
+        if ins.kind[i] == K_UNDERLYING:
+            future = sf
+        else:
+            x = w.pricing.ln_strike[i] - math.log(sf)
+            vf = _smile_vol(mkt.vol[kf, u], und.smile_slope[u], und.smile_curvature[u], x)
+            t_f = ins.t0_years[i] - kf * cfg.dt_years
+            call = w.pricing.is_call[i]
+            future = bsm_price(sf, ins.strike[i], t_f, und.rate[u], und.div_yield[u], vf, call)
+        o.inst[n_ord] = i
+        o.side[n_ord] = 0.0
+        o.size[n_ord] = cfg.informed_size
+        o.informed[n_ord] = 1.0
+        o.future[n_ord] = future
+        n_ord += 1
+    return n_ord
 
 
 @njit(cache=True, error_model="numpy")
-def _fill(
-    k,
-    now,
-    i,
-    s,
-    want,
-    px,
-    informed,
-    i_u,
-    i_c,
-    i_kind,
-    i_mult,
-    price,
-    delta,
-    spot,
-    cf,
-    ust,
-    prm,
-    cells,
-    stock_cells,
-    pos,
-    aux,
-    events,
-    last_stat,
-    fills_t,
-    mids_t,
-    trades_t,
-    ist_t,
-    fst_t,
-    fills,
-    n_f,
-    n_ev,
-    order,
-    breaches,
-    wx,
-):  # pragma: no cover - compiled
-    """A market order of ``order`` reaching our quote at ``px`` on side ``s`` (+1 we buy) wanting
-    ``want``: the pre-trade check at the current state, then the fill's bookkeeping.
-    Returns ``(n_f, n_ev, spread capture, cash change, size filled)``."""
-    u = i_u[i]
-    c = i_c[i]
-    sk = spot[k, u]
-    tox_on_trade(fills_t, mids_t, trades_t, ist_t, fst_t, u, now, order, -s)
+def _fill(k, now, i, s, want, px, informed, order, ins, mkt, ctl, tox, out, w):  # pragma: no cover
+    """A market order of ``order`` reaching our quote at ``px`` on side ``s`` (+1 we buy) of instrument
+    ``i`` wanting ``want``: the pre-trade check at the current state, then the fill's bookkeeping (the
+    controller, the position, the toxicity detector, ``out.fills``; the tally's fills, breaches,
+    events and cash). Returns ``(spread capture, size filled)``."""
+    u = ins.u[i]
+    c = ins.contract[i]
+    sk = mkt.spot[k, u]
+    cf, ust, t = ctl.cf, ctl.ust, out.tally[0]
+    tox_on_trade(tox.fills, tox.mids, tox.trades, tox.ist, tox.fst, u, now, order, -s)
     if c >= 0:
         bid_req = want if s > 0.0 else 0.0
         ask_req = want if s < 0.0 else 0.0
         lay, nb, na, _spread, _trig, _hedge, flags = ck.decide_one(
-            c, bid_req, ask_req, now, cf, ust, cells, prm, aux
+            c, bid_req, ask_req, now, cf, ust, ctl.cells, ctl.prm, w.aux
         )
         if flags:
-            n_ev = _decision_event(events, n_ev, events.shape[0], k, c, flags, lay, nb, na, aux, last_stat)
+            _decision_event(out.events, out.tally, k, c, flags, lay, nb, na, w.aux, w.last_stat)
         q = nb if s > 0.0 else na
     else:
-        q = _gate_underlying(u, s, want, ust, prm)
+        q = _gate_underlying(u, s, want, ust, ctl.prm)
     if not q > 0.0:
-        return n_f, n_ev, 0.0, 0.0, 0.0
-    m = i_mult[i]
-    fair = price[i]
+        return 0.0, 0.0
+    m = ins.mult[i]
+    fair = w.marks.price[i]
+    delta = w.marks.delta[i]
     # the pre-trade metrics before and after (a quote in the underlying itself has no contract position)
     before = ck.pretrade_values(cf[c, ck.CPOS] if c >= 0 else 0.0, u, ust)
     if c >= 0:
-        ck.apply_fill(c, s * q, cf, ust, cells)
-        pos[i] += s * q
-        side_delta = 1.0 if s * delta[i] > 0.0 else (-1.0 if s * delta[i] < 0.0 else 0.0)
+        ck.apply_fill(c, s * q, cf, ust, ctl.cells)
+        out.position[i] += s * q
+        side_delta = 1.0 if s * delta > 0.0 else (-1.0 if s * delta < 0.0 else 0.0)
         if side_delta != 0.0:
-            tox_on_fill(
-                fills_t, mids_t, trades_t, ist_t, fst_t, u, now, side_delta, q * abs(delta[i]) * m, sk, sk
-            )
+            size = q * abs(delta) * m
+            tox_on_fill(tox.fills, tox.mids, tox.trades, tox.ist, tox.fst, u, now, side_delta, size, sk, sk)
     else:
-        ck.apply_hedge(u, s * q * m, stock_cells, ust, cells)
-        pos[i] += s * q
-        tox_on_fill(fills_t, mids_t, trades_t, ist_t, fst_t, u, now, s, q * m, px, sk)
+        ck.apply_hedge(u, s * q * m, ctl.stock_cells, ust, ctl.cells)
+        out.position[i] += s * q
+        tox_on_fill(tox.fills, tox.mids, tox.trades, tox.ist, tox.fst, u, now, s, q * m, px, sk)
     after = ck.pretrade_values(cf[c, ck.CPOS] if c >= 0 else 0.0, u, ust)
     limit = ck.pretrade_limits(u, ust)
     for j in range(ck.N_PRETRADE):  # a fill that takes a metric past its hard limit, away from 0
         if abs(after[j]) > limit[j] and abs(after[j]) > abs(before[j]):
-            breaches[0] += 1.0
-    if n_f < fills.shape[0]:
-        f = fills[n_f]
+            t.breaches += 1
+    if t.fills < out.fills.shape[0]:
+        f = out.fills[t.fills]
         f[F_STEP] = k
         f[F_INST] = i
         f[F_SIDE] = s
@@ -1049,4 +752,170 @@ def _fill(
         f[F_FAIR] = fair
         f[F_INFORMED] = informed
         f[F_FAIR_H] = np.nan
-    return n_f + 1, n_ev, s * (fair - px) * q * m, -s * q * px * m, q
+    t.fills += 1
+    t.cash += -s * q * px * m
+    return s * (fair - px) * q * m, q
+
+
+@_own
+def _fills(k, now, live, n_ord, ins, mkt, ctl, tox, out, w):  # pragma: no cover - compiled
+    """Each of the step's ``n_ord`` orders (``w.orders``) against the quotes left in ring slot ``live``
+    (an informed order lifts our ask if the fair value it foresees is above it, hits our bid if below,
+    else does not trade), filled by :func:`_fill`; a fill takes its size off the quote. Returns the
+    step's spread capture and number of fills."""
+    r, o = w.ring, w.orders
+    spread_k = 0.0
+    n_fills_k = 0.0
+    for j in range(n_ord):
+        i = int(o.inst[j])
+        if o.informed[j] == 0.0:
+            s = o.side[j]
+        elif r.ask_size[live, i] > 0.0 and o.future[j] > r.ask[live, i]:
+            s = -1.0
+        elif r.bid_size[live, i] > 0.0 and o.future[j] < r.bid[live, i]:
+            s = 1.0
+        else:
+            continue
+        px = r.bid[live, i] if s > 0.0 else r.ask[live, i]
+        qs = r.bid_size[live, i] if s > 0.0 else r.ask_size[live, i]
+        order = o.size[j]
+        sc, filled = _fill(k, now, i, s, min(order, qs), px, o.informed[j], order, ins, mkt, ctl, tox, out, w)
+        if filled > 0.0:
+            if s > 0.0:
+                r.bid_size[live, i] -= filled
+            else:
+                r.ask_size[live, i] -= filled
+            n_fills_k += 1.0
+        spread_k += sc
+    return spread_k, n_fills_k
+
+
+# -- 5. hedge, 6. record ----------------------------------------------------------------------------
+
+
+@_phase
+def _hedge(k, now, mkt, und, ctl, cfg, hp, out, w):  # pragma: no cover - compiled
+    """The hedger's decision for every underlying on the net delta after the fills (with ``hedge`` off,
+    only the controller's orders: flatten on KILL, hedge on HARD), executed at the hedger's fill price:
+    the controller's stock, ``out.hedges``, the tally's hedges and cash, ``w.und.next_hedge_s``. Returns
+    the step's hedge cost."""
+    ust, t = ctl.ust, out.tally[0]
+    hcost = 0.0
+    for u in range(mkt.spot.shape[1]):
+        lay = int(ust[u, ck.ULAYER])
+        if not (cfg.hedge or lay == ck.KILL or lay == ck.HARD):
+            continue
+        sk = mkt.spot[k, u]
+        hs = und.half_spread[u]
+        due = w.und.next_hedge_s[u]
+        res = hedge_decide(ust[u, ck.UDELTA], ust[u, ck.UGAMMA], sk, sk - hs, sk + hs, now, lay, due, hp)
+        shares = res[0]
+        w.und.next_hedge_s[u] = res[4]
+        if shares == 0.0:
+            continue
+        px = hedge_fill(shares, sk, 2.0 * hs, hp)[0]
+        cost = hedge_cost(shares, px, sk)
+        hcost += cost
+        t.cash -= shares * px
+        ck.apply_hedge(u, shares, ctl.stock_cells, ust, ctl.cells)
+        if t.hedges < out.hedges.shape[0]:
+            h = out.hedges[t.hedges]
+            h[H_STEP] = k
+            h[H_U] = u
+            h[H_SHARES] = shares
+            h[H_PRICE] = px
+            h[H_MID] = sk
+            h[H_COST] = cost
+            h[H_REASON] = res[3]
+        t.hedges += 1
+    return hcost
+
+
+@_phase
+def _record(k, spread_k, hcost, n_fills_k, n_quoted, mkt, ctl, out, w):  # pragma: no cover - compiled
+    """Step ``k``'s row (``out.steps``: spread capture, hedge cost, counts, the book's Greeks) and its
+    underlyings' (``out.underlyings``); keeps the spots and stock for the next step's attribution
+    (``w.und``); this step's spread capture and hedge cost count in the tally's ``cum_pnl`` now (the
+    inventory part at the next step)."""
+    ust = ctl.ust
+    row = out.steps[k]
+    row[ST_SPREAD] = spread_k
+    row[ST_HCOST] = hcost
+    row[ST_NFILLS] = n_fills_k
+    row[ST_NQUOTED] = n_quoted
+    bd = 0.0
+    bg = 0.0
+    bv = 0.0
+    for u in range(mkt.spot.shape[1]):
+        un = out.underlyings[k, u]
+        un[UN_SPOT] = mkt.spot[k, u]
+        un[UN_VOL] = mkt.vol[k, u]
+        un[UN_DELTA] = ust[u, ck.UDELTA]
+        un[UN_GAMMA] = ust[u, ck.UGAMMA]
+        un[UN_VEGA] = ust[u, ck.UVEGA]
+        un[UN_STOCK] = ust[u, ck.USTOCK]
+        un[UN_LAYER] = ust[u, ck.ULAYER]
+        un[UN_TOX] = w.und.toxicity[u]
+        bd += ust[u, ck.UDELTA]
+        bg += ust[u, ck.UGAMMA]
+        bv += ust[u, ck.UVEGA]
+        w.und.prev_spot[u] = mkt.spot[k, u]
+        w.und.prev_stock[u] = ust[u, ck.USTOCK]
+    row[ST_BDELTA] = bd
+    row[ST_BGAMMA] = bg
+    row[ST_BVEGA] = bv
+    out.tally[0].cum_pnl += spread_k - hcost
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def run_path(ins, und, mkt, dr, ctl, tox, cfg, qp, hp, tp, out, w):  # pragma: no cover - compiled
+    """Run one path (module docstring): ``ins`` :class:`Instruments`, ``und`` :class:`Underlyings`,
+    ``mkt`` :class:`MarketPath`, ``dr`` :class:`Draws`, ``ctl`` :class:`Controller` (updated in place),
+    ``tox`` the toxicity detector's state (``ToxicityState``, updated in place), ``cfg``
+    :class:`Settings`, ``qp``, ``hp``, ``tp`` the quoter's, hedger's and toxicity detector's packed
+    settings, ``out`` :class:`optmm.sim.records.Outputs`, ``w`` :class:`Workspaces`. Returns a status
+    (``OVER_*`` bits when a buffer overflowed: the caller enlarges it and runs again; the draws make
+    the rerun identical)."""
+    n_steps = mkt.spot.shape[0] - 1
+    ring = cfg.latency_steps + 1
+    _start(ins, und, mkt, out, w)
+    for k in range(n_steps + 1):
+        now = k * cfg.dt_s
+        _market_step(k, ins, und, mkt, cfg, w)
+        _markouts(out, k, cfg.markout_steps, w.marks.price)
+        if k > 0:
+            _attribute(k, ins, mkt, cfg, out, w)
+        if k == n_steps:
+            break
+        _roll_marks(w)
+        _refresh_risk(k, now, ins, und, mkt, ctl, tox, cfg, w)
+        _mark_pnl(k, ctl, out)
+        _toxicity(k, now, tox, tp, ctl, cfg, out, w)
+        _layers(k, now, ctl, out, w)
+        _quote(k, now, ins, und, mkt, ctl, cfg, qp, out, w)
+        _post_quotes(k, k % ring, cfg, out, w)
+        live = (k - cfg.latency_steps) % ring
+        n_ord, n_quoted = 0, 0.0
+        if k >= cfg.latency_steps:
+            n_ord, n_quoted = _market_orders(k, live, ins, dr, cfg, w)
+            n_ord = _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w)
+        spread_k, n_fills_k = _fills(k, now, live, n_ord, ins, mkt, ctl, tox, out, w)
+        _markouts(out, k, cfg.markout_steps, w.marks.price)  # (a 0-step horizon)
+        _layers(k, now, ctl, out, w)
+        hcost = _hedge(k, now, mkt, und, ctl, cfg, hp, out, w)
+        _layers(k, now, ctl, out, w)
+        _record(k, spread_k, hcost, n_fills_k, n_quoted, mkt, ctl, out, w)
+    for i in range(ins.u.shape[0]):
+        out.fair_end[i] = w.marks.price[i]  # the last step's fair values
+    t = out.tally[0]
+    status = 0
+    if t.fills > out.fills.shape[0]:
+        status |= OVER_FILLS
+    if t.hedges > out.hedges.shape[0]:
+        status |= OVER_HEDGES
+    if t.events > out.events.shape[0]:
+        status |= OVER_EVENTS
+    return status

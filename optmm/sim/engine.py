@@ -31,6 +31,22 @@ from optmm.risk.audit import AuditTrail, Layer
 from optmm.risk.controller import RiskController
 from optmm.risk.limits import LimitSet
 from optmm.sim import _kernels as sk
+from optmm.sim import records as rec
+from optmm.sim._groups import (
+    K_CALL,
+    K_PUT,
+    K_UNDERLYING,
+    Q_AS,
+    Q_QUOTER,
+    Q_SYMMETRIC,
+    Controller,
+    Draws,
+    Instruments,
+    MarketPath,
+    Settings,
+    Underlyings,
+    workspaces,
+)
 from optmm.sim.config import SECONDS_PER_YEAR, TRADING_DAY_S, SimConfig
 from optmm.sim.paths import draw_paths, uniforms
 from optmm.sim.result import ATTRIBUTION, SimResult
@@ -102,10 +118,10 @@ def _chain(cfg: SimConfig) -> _Chain:
     for j, und in enumerate(cfg.underlying):
         first.append(len(rows))
         if ch.instrument == "underlying":
-            rows.append((j, sk.K_UNDERLYING, math.nan, math.nan))
+            rows.append((j, K_UNDERLYING, math.nan, math.nan))
         else:
             strikes = sorted({round(und.spot * m / ch.strike_step) * ch.strike_step for m in ch.moneyness})
-            kinds = [k for k, on in ((sk.K_CALL, ch.calls), (sk.K_PUT, ch.puts)) if on]
+            kinds = [k for k, on in ((K_CALL, ch.calls), (K_PUT, ch.puts)) if on]
             for days in ch.expiries_days:
                 for strike in strikes:
                     if strike <= 0.0:
@@ -120,8 +136,8 @@ def _chain(cfg: SimConfig) -> _Chain:
     return _Chain(
         u=u,
         kind=kind,
-        strike=np.where(kind == sk.K_UNDERLYING, 1.0, strike_a),
-        t0=np.where(kind == sk.K_UNDERLYING, 1.0, days_a / 365.0),
+        strike=np.where(kind == K_UNDERLYING, 1.0, strike_a),
+        t0=np.where(kind == K_UNDERLYING, 1.0, days_a / 365.0),
         mult=mult,
         contract=np.full(len(rows), -1, dtype=np.int64),
         expiry_days=days_a,
@@ -154,11 +170,11 @@ def _controller(cfg: SimConfig, chain: _Chain, audit: AuditTrail | None) -> Risk
         source="simulation",
     )
     ctl = RiskController(book, market, limits, audit=audit, clock=lambda: 0.0, market_ts=0.0)
-    opt = np.flatnonzero(chain.kind != sk.K_UNDERLYING)
+    opt = np.flatnonzero(chain.kind != K_UNDERLYING)
     for j, name in enumerate(names):
         rows = opt[chain.u[opt] == j]
         if rows.size:
-            kinds = np.where(chain.kind[rows] == sk.K_CALL, "call", "put")
+            kinds = np.where(chain.kind[rows] == K_CALL, "call", "put")
             expiry = VALUATION + np.ceil(chain.expiry_days[rows]).astype("timedelta64[D]")
             chain.contract[rows] = ctl.add_contracts(
                 name, kinds, chain.strike[rows], expiry, multiplier=cfg.chain.multiplier
@@ -176,45 +192,48 @@ def _as_mean_spread(cfg: SimConfig) -> float:
     )
 
 
-def _params(cfg: SimConfig) -> np.ndarray:
-    sp = np.zeros(sk.NSP)
+def _settings(cfg: SimConfig) -> Settings:
+    """The loop's scalar settings (:class:`optmm.sim._groups.Settings`), each of its declared type (a
+    value of another type would compile the loop again)."""
     dt_s = cfg.sim.dt_s
     fl, st = cfg.flow, cfg.strategy
-    sp[sk.SP_DT_S] = dt_s
-    sp[sk.SP_DT_Y] = dt_s / SECONDS_PER_YEAR
-    sp[sk.SP_K] = fl.arrival_k
-    sp[sk.SP_LAT] = fl.latency_steps
-    sp[sk.SP_INF_RATE] = fl.informed_rate
-    sp[sk.SP_INF_H] = max(1, round(fl.informed_horizon_s / dt_s))
-    sp[sk.SP_INF_SIZE] = fl.informed_size
-    sp[sk.SP_QUOTING] = {"quoter": sk.Q_QUOTER, "avellaneda_stoikov": sk.Q_AS, "symmetric": sk.Q_SYMMETRIC}[
-        st.quoting
-    ]
-    sp[sk.SP_HEDGE] = 1.0 if st.hedge else 0.0
-    sp[sk.SP_TOXPULL] = 1.0 if st.toxicity_pull else 0.0
-    sp[sk.SP_AS_GAMMA] = st.as_gamma
-    if st.quoting == "symmetric":
-        sp[sk.SP_SYM_SPREAD] = st.spread if st.spread is not None else _as_mean_spread(cfg)
-    sp[sk.SP_QSIZE] = st.quote_size
-    sp[sk.SP_HORIZON_S] = cfg.horizon_s
     every = cfg.limits.scenario_every_s if cfg.limits is not None else math.inf
-    sp[sk.SP_SCEN_EVERY] = max(
-        1, min(cfg.sim.steps + 1, round(every / dt_s) if math.isfinite(every) else 10**12)
-    )
     sigma = cfg.quoter.sigma_s_annual
-    sp[sk.SP_SIGMA_S] = sigma if sigma is not None else 0.0
-    sp[sk.SP_RV_DECAY] = 0.5 ** (dt_s / RV_HALF_LIFE_S)
     q_from = min(round(cfg.sim.quotes_from_s / dt_s), cfg.sim.steps)
-    sp[sk.SP_Q_FROM] = q_from
-    sp[sk.SP_Q_LEN] = min(round(cfg.sim.quotes_window_s / dt_s), cfg.sim.steps - q_from)
-    sp[sk.SP_TOX_THR] = cfg.toxicity.threshold
-    sp[sk.SP_SIZE_MEAN] = fl.order_size_mean
-    # A dt per side: 0, orders that hit our bid (sellers), 1, that lift our offer (buyers)
-    sp[sk.SP_ADT_BID] = max(fl.arrival_a * (1.0 + fl.imbalance), 0.0) * dt_s
-    sp[sk.SP_ADT_ASK] = max(fl.arrival_a * (1.0 - fl.imbalance), 0.0) * dt_s
-    sp[sk.SP_POISSON] = 1.0 if fl.fill_model == "poisson" else 0.0
-    sp[sk.SP_MARKOUT] = round(cfg.sim.markout_s / dt_s)
-    return sp
+    if st.quoting == "symmetric":
+        sym_spread = st.spread if st.spread is not None else _as_mean_spread(cfg)
+    else:
+        sym_spread = 0.0
+    return Settings(
+        dt_s=float(dt_s),
+        dt_years=float(dt_s / SECONDS_PER_YEAR),
+        arrival_k=float(fl.arrival_k),
+        latency_steps=int(fl.latency_steps),
+        informed_rate_per_s=float(fl.informed_rate),
+        informed_horizon_steps=int(max(1, round(fl.informed_horizon_s / dt_s))),
+        informed_size=float(fl.informed_size),
+        quoting={"quoter": Q_QUOTER, "avellaneda_stoikov": Q_AS, "symmetric": Q_SYMMETRIC}[st.quoting],
+        hedge=bool(st.hedge),
+        toxicity_pull=bool(st.toxicity_pull),
+        as_gamma=float(st.as_gamma),
+        symmetric_spread=float(sym_spread),
+        quote_size=float(st.quote_size),
+        horizon_s=float(cfg.horizon_s),
+        scenario_every_steps=int(
+            max(1, min(cfg.sim.steps + 1, round(every / dt_s) if math.isfinite(every) else 10**12))
+        ),
+        skew_sigma_annual=float(sigma) if sigma is not None else 0.0,
+        rv_decay=float(0.5 ** (dt_s / RV_HALF_LIFE_S)),
+        quotes_from_step=int(q_from),
+        quotes_steps=int(min(round(cfg.sim.quotes_window_s / dt_s), cfg.sim.steps - q_from)),
+        toxicity_threshold=float(cfg.toxicity.threshold),
+        order_size_mean=float(fl.order_size_mean),
+        # A dt per side: orders that hit our bid (sellers), that lift our offer (buyers)
+        a_dt_bid=float(max(fl.arrival_a * (1.0 + fl.imbalance), 0.0) * dt_s),
+        a_dt_ask=float(max(fl.arrival_a * (1.0 - fl.imbalance), 0.0) * dt_s),
+        poisson=fl.fill_model == "poisson",
+        markout_steps=round(cfg.sim.markout_s / dt_s),
+    )
 
 
 def _market_paths(cfg: SimConfig, rng: np.random.Generator, n_paths: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,113 +282,85 @@ class _PathOut:
     kills: int
 
 
-def _static(cfg: SimConfig, limits: LimitSet) -> tuple[np.ndarray, ...]:
-    """What every path of a run shares: the underlyings' rate, dividend yield, half-spread, smile slope
-    and curvature, arithmetic vol, and the scenario grid's spot and vol shock per cell."""
-    und = cfg.underlying
-    per_underlying = [
-        np.array([getattr(u, name) for u in und], dtype=np.float64)
-        for name in (
-            "rate",
-            "div_yield",
-            "half_spread",
-            "smile_slope",
-            "smile_curvature",
-            "arith_vol_per_sqrt_s",
-        )
-    ]
+def _underlyings(cfg: SimConfig) -> Underlyings:
+    """What every path of a run shares, per underlying."""
+
+    def arr(name: str) -> np.ndarray:
+        return np.array([getattr(u, name) for u in cfg.underlying], dtype=np.float64)
+
+    return Underlyings(
+        rate=arr("rate"),
+        div_yield=arr("div_yield"),
+        half_spread=arr("half_spread"),
+        smile_slope=arr("smile_slope"),
+        smile_curvature=arr("smile_curvature"),
+        arith_vol_per_sqrt_s=arr("arith_vol_per_sqrt_s"),
+    )
+
+
+def _grid_shocks(limits: LimitSet) -> tuple[np.ndarray, np.ndarray]:
+    """The scenario grid's spot and vol shock per cell (spot-major)."""
     spot_shocks = np.asarray(limits.scenario_spot, dtype=np.float64)
     vol_shocks = np.asarray(limits.scenario_vol, dtype=np.float64)
-    return (*per_underlying, np.repeat(spot_shocks, vol_shocks.size), np.tile(vol_shocks, spot_shocks.size))
+    return np.repeat(spot_shocks, vol_shocks.size), np.tile(vol_shocks, spot_shocks.size)
 
 
-def _run_path(
-    cfg: SimConfig,
-    chain: _Chain,
-    static: tuple[np.ndarray, ...],
-    base: tuple[np.ndarray, ...],
-    spot: np.ndarray,
-    vol: np.ndarray,
-    rng: np.random.Generator,
-    params: tuple[Any, ...],
-    need_events: bool,
-) -> _PathOut:
+@dataclass
+class _Run:
+    """What every path of a run shares: the chain, the underlyings, the controller's starting state
+    with the scenario grid's shocks (copied for each path), the settings."""
+
+    chain: _Chain
+    ins: Instruments
+    und: Underlyings
+    base: Controller
+    settings: Settings
+    qp: tuple[float, ...]
+    hp: np.ndarray
+    tp: np.ndarray
+
+
+def _draws(cfg: SimConfig, n_inst: int, rng: np.random.Generator) -> Draws:
+    """One path's order-flow draws (the module docstring's order)."""
     n = cfg.sim.steps
-    n_inst = chain.u.size
     nu = len(cfg.underlying)
-    fl = cfg.flow
     # the flow's uniform draw per (step, instrument, side): an order reaches a quote at distance d from
     # fair value iff the draw is below its probability within the step (the loop: p = 1 - exp(-lambda
     # dt) for "poisson", min(lambda dt, 1) for "linear", lambda = A exp(-k d))
     shape = (n, n_inst, 2)
-    d_arrive = uniforms(rng, shape)  # (rng.random(shape), two threads filling it)
+    arrive = uniforms(rng, shape)  # (rng.random(shape), two threads filling it)
     # order sizes: a uniform per (step, instrument, side), turned into 1 + Poisson(mean - 1) by the
     # loop only where an order arrives
-    d_size = uniforms(rng, shape, np.float32) if fl.order_size_mean > 1.0 else np.zeros((1, 1, 2), np.float32)
-    d_inf = rng.random((n, nu))
-    d_pick = rng.random((n, nu))
-    sp, qp, hp, tp = params
-    rate, div, hs, slope, curv, arith, shock_s, shock_v = static
-    q_len = int(sp[sk.SP_Q_LEN])
+    big = cfg.flow.order_size_mean > 1.0
+    size = uniforms(rng, shape, np.float32) if big else np.zeros((1, 1, 2), np.float32)
+    informed = rng.random((n, nu))
+    return Draws(arrive=arrive, size=size, informed=informed, pick=rng.random((n, nu)))
+
+
+def _run_path(
+    cfg: SimConfig, run: _Run, mkt: MarketPath, rng: np.random.Generator, need_events: bool
+) -> _PathOut:
+    n = cfg.sim.steps
+    n_inst = run.chain.u.size
+    nu = len(cfg.underlying)
+    draws = _draws(cfg, n_inst, rng)
     caps = [max(1024, 4 * n), max(256, n // 4), max(256, n // 4) if need_events else 256]
     while True:
-        cf, ust, prm, cells, stock_cells = (a.copy() for a in base)
-        tox = new_toxicity_state(cfg.toxicity, nu)
-        st = np.zeros((n, sk.NST))
-        un = np.zeros((n, nu, sk.NUN))
-        fills = np.zeros((caps[0], sk.NF))
-        hedges = np.zeros((caps[1], sk.NH))
-        events = np.zeros((caps[2], sk.NE))
-        qwin = np.full((q_len, n_inst, sk.NQW), np.nan)
-        fair_end = np.empty(n_inst)
-        counts = np.zeros(5, dtype=np.int64)
-        pos = np.zeros(n_inst)
-        cash = np.zeros(1)
-        status = sk.run_path(
-            chain.u,
-            chain.kind,
-            chain.strike,
-            chain.t0,
-            chain.mult,
-            chain.contract,
-            rate,
-            div,
-            hs,
-            slope,
-            curv,
-            arith,
-            spot,
-            vol,
-            d_arrive,
-            d_size,
-            d_inf,
-            d_pick,
-            chain.u_first,
-            chain.u_count,
-            sp,
-            qp,
-            hp,
-            tp,
-            cf,
-            ust,
-            prm,
-            cells,
-            stock_cells,
-            shock_s,
-            shock_v,
-            *tox,
-            st,
-            un,
-            fills,
-            hedges,
-            events,
-            qwin,
-            fair_end,
-            counts,
-            pos,
-            cash,
-            *sk.workspaces(chain.u.size, nu, cf.shape[0], cfg.flow.latency_steps),
+        b = run.base  # (copied: the loop updates the controller's state in place)
+        ctl = b._replace(
+            cf=b.cf.copy(),
+            ust=b.ust.copy(),
+            prm=b.prm.copy(),
+            cells=b.cells.copy(),
+            stock_cells=b.stock_cells.copy(),
         )
+        tox = new_toxicity_state(cfg.toxicity, nu)
+        out = rec.new_outputs(n, nu, n_inst, run.settings.quotes_steps, caps)
+        ws = workspaces(n_inst, nu, ctl.cf.shape[0], cfg.flow.latency_steps)
+        status = sk.run_path(
+            run.ins, run.und, mkt, draws, ctl, tox, run.settings, run.qp, run.hp, run.tp, out, ws
+        )
+        tally = out.tally[0]
         grow = [
             bool(status & sk.OVER_FILLS),
             bool(status & sk.OVER_HEDGES),
@@ -377,19 +368,21 @@ def _run_path(
         ]
         if not any(grow):
             break
-        caps = [int(counts[j]) + 16 if g else c for j, (g, c) in enumerate(zip(grow, caps, strict=True))]
-    n_ev = min(int(counts[2]), caps[2])
+        counts = (int(tally["fills"]), int(tally["hedges"]), int(tally["events"]))
+        caps = [counts[j] + 16 if g else c for j, (g, c) in enumerate(zip(grow, caps, strict=True))]
+    n_ev = min(int(tally["events"]), caps[2])
+    stock_end = out.underlyings[-1, :, rec.UN_STOCK]
     return _PathOut(
-        st=st,
-        un=un,
-        fills=fills[: counts[0]],
-        hedges=hedges[: counts[1]],
-        events=events[:n_ev],
-        qwin=qwin,
-        pos=pos,
-        breaches=int(counts[3]),
-        kills=int(counts[4]),
-        mtm=_mtm(chain, pos, float(cash[0]), fair_end, un[-1, :, sk.UN_STOCK], spot[-1]),
+        st=out.steps,
+        un=out.underlyings,
+        fills=out.fills[: tally["fills"]],
+        hedges=out.hedges[: tally["hedges"]],
+        events=out.events[:n_ev],
+        qwin=out.quotes,
+        pos=out.position,
+        breaches=int(tally["breaches"]),
+        kills=int(tally["kills"]),
+        mtm=_mtm(run.chain, out.position, float(tally["cash"]), out.fair_end, stock_end, mkt.spot[-1]),
     )
 
 
@@ -398,7 +391,7 @@ def _mtm(
 ) -> float:
     """The path's P&L counted independently of the attribution: cash plus the positions at the last
     fair values and the stock at the last spot."""
-    opt = chain.kind != sk.K_UNDERLYING
+    opt = chain.kind != K_UNDERLYING
     return float(cash + np.sum(pos[opt] * chain.mult[opt] * fair_end[opt]) + np.sum(stock * spot_end))
 
 
@@ -415,26 +408,17 @@ def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd
     path = np.repeat(np.arange(n_paths), n)
     step = np.tile(np.arange(n), n_paths)
     d: dict[str, Any] = {"path": path, "step": step, "time_s": step * dt}
-    for col, j in (
-        ("spread_capture", sk.ST_SPREAD),
-        ("delta_pnl", sk.ST_DELTA),
-        ("gamma_pnl", sk.ST_GAMMA),
-        ("vega_pnl", sk.ST_VEGA),
-        ("theta_pnl", sk.ST_THETA),
-        ("residual_pnl", sk.ST_RESID),
-        ("hedge_cost", sk.ST_HCOST),
-        ("pnl", sk.ST_PNL),
-    ):
+    for col, j in rec.STEP_PNL_COLUMNS:
         d[col] = st[:, j]
-    d["cum_pnl"] = np.cumsum(st[:, sk.ST_PNL].reshape(n_paths, n), axis=1).ravel()
-    d["delta_shares"] = st[:, sk.ST_BDELTA]
-    d["gamma_dollars_1pct"] = st[:, sk.ST_BGAMMA]
-    d["vega_per_vol_point"] = st[:, sk.ST_BVEGA]
-    d["n_fills"] = st[:, sk.ST_NFILLS].astype(np.int64)
-    d["n_quoted"] = st[:, sk.ST_NQUOTED].astype(np.int64)
+    d["cum_pnl"] = np.cumsum(st[:, rec.ST_PNL].reshape(n_paths, n), axis=1).ravel()
+    d["delta_shares"] = st[:, rec.ST_BDELTA]
+    d["gamma_dollars_1pct"] = st[:, rec.ST_BGAMMA]
+    d["vega_per_vol_point"] = st[:, rec.ST_BVEGA]
+    d["n_fills"] = st[:, rec.ST_NFILLS].astype(np.int64)
+    d["n_quoted"] = st[:, rec.ST_NQUOTED].astype(np.int64)
     steps = pd.DataFrame(d)
 
-    un = np.concatenate([o.un.reshape(n * nu, sk.NUN) for o in outs])
+    un = np.concatenate([o.un.reshape(n * nu, rec.NUN) for o in outs])
     ustep = np.tile(np.repeat(np.arange(n), nu), n_paths)
     unds = pd.DataFrame(
         {
@@ -442,24 +426,24 @@ def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd
             "step": ustep,
             "time_s": ustep * dt,
             "underlying": np.tile(names, n * n_paths),
-            "spot": un[:, sk.UN_SPOT],
-            "vol": un[:, sk.UN_VOL],
-            "delta_shares": un[:, sk.UN_DELTA],
-            "gamma_dollars_1pct": un[:, sk.UN_GAMMA],
-            "vega_per_vol_point": un[:, sk.UN_VEGA],
-            "stock_shares": un[:, sk.UN_STOCK],
-            "layer": _LAYER_NAMES[un[:, sk.UN_LAYER].astype(np.int64)],
-            "toxicity_score": un[:, sk.UN_TOX],
+            "spot": un[:, rec.UN_SPOT],
+            "vol": un[:, rec.UN_VOL],
+            "delta_shares": un[:, rec.UN_DELTA],
+            "gamma_dollars_1pct": un[:, rec.UN_GAMMA],
+            "vega_per_vol_point": un[:, rec.UN_VEGA],
+            "stock_shares": un[:, rec.UN_STOCK],
+            "layer": _LAYER_NAMES[un[:, rec.UN_LAYER].astype(np.int64)],
+            "toxicity_score": un[:, rec.UN_TOX],
         }
     )
 
     f = np.concatenate([o.fills for o in outs])
     fpath = np.concatenate([np.full(len(o.fills), p) for p, o in enumerate(outs)]).astype(np.int64)
-    fstep = f[:, sk.F_STEP].astype(np.int64)
-    inst = f[:, sk.F_INST].astype(np.int64)
-    side, size, price, fair = f[:, sk.F_SIDE], f[:, sk.F_SIZE], f[:, sk.F_PRICE], f[:, sk.F_FAIR]
+    fstep = f[:, rec.F_STEP].astype(np.int64)
+    inst = f[:, rec.F_INST].astype(np.int64)
+    side, size, price, fair = f[:, rec.F_SIDE], f[:, rec.F_SIZE], f[:, rec.F_PRICE], f[:, rec.F_FAIR]
     mult = chain.mult[inst]
-    fair_h = f[:, sk.F_FAIR_H]  # the fair value markout_s after each fill (NaN past the last step)
+    fair_h = f[:, rec.F_FAIR_H]  # the fair value markout_s after each fill (NaN past the last step)
     fills = pd.DataFrame(
         {
             "path": fpath,
@@ -468,32 +452,32 @@ def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd
             "underlying": names[chain.u[inst]],
             "contract": inst,
             "kind": kind_names[chain.kind[inst]],
-            "strike": np.where(chain.kind[inst] == sk.K_UNDERLYING, np.nan, chain.strike[inst]),
+            "strike": np.where(chain.kind[inst] == K_UNDERLYING, np.nan, chain.strike[inst]),
             "expiry_days": chain.expiry_days[inst],
             "side": side.astype(np.int64),
             "size": size,
             "price": price,
             "fair": fair,
             "spread_capture": side * (fair - price) * size * mult,
-            "informed": f[:, sk.F_INFORMED] != 0.0,
+            "informed": f[:, rec.F_INFORMED] != 0.0,
             "markout": side * (fair_h - price) * size * mult,
         }
     )
 
     hh = np.concatenate([o.hedges for o in outs])
     hpath = np.concatenate([np.full(len(o.hedges), p) for p, o in enumerate(outs)]).astype(np.int64)
-    hstep = hh[:, sk.H_STEP].astype(np.int64)
+    hstep = hh[:, rec.H_STEP].astype(np.int64)
     hedges = pd.DataFrame(
         {
             "path": hpath,
             "step": hstep,
             "time_s": hstep * dt,
-            "underlying": names[hh[:, sk.H_U].astype(np.int64)],
-            "shares": hh[:, sk.H_SHARES],
-            "price": hh[:, sk.H_PRICE],
-            "mid": hh[:, sk.H_MID],
-            "cost": hh[:, sk.H_COST],
-            "reason": _REASONS[hh[:, sk.H_REASON].astype(np.int64)],
+            "underlying": names[hh[:, rec.H_U].astype(np.int64)],
+            "shares": hh[:, rec.H_SHARES],
+            "price": hh[:, rec.H_PRICE],
+            "mid": hh[:, rec.H_MID],
+            "cost": hh[:, rec.H_COST],
+            "reason": _REASONS[hh[:, rec.H_REASON].astype(np.int64)],
         }
     )
 
@@ -506,11 +490,11 @@ def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd
             "step": qstep,
             "time_s": qstep * dt,
             "contract": np.tile(np.arange(n_inst), nq),
-            "fair": q[:, :, sk.QW_FAIR].ravel(),
-            "bid": q[:, :, sk.QW_BID].ravel(),
-            "ask": q[:, :, sk.QW_ASK].ravel(),
-            "bid_size": q[:, :, sk.QW_BSIZE].ravel(),
-            "ask_size": q[:, :, sk.QW_ASIZE].ravel(),
+            "fair": q[:, :, rec.QW_FAIR].ravel(),
+            "bid": q[:, :, rec.QW_BID].ravel(),
+            "ask": q[:, :, rec.QW_ASK].ravel(),
+            "bid_size": q[:, :, rec.QW_BSIZE].ravel(),
+            "ask_size": q[:, :, rec.QW_ASIZE].ravel(),
         }
     )
     return {"steps": steps, "underlyings": unds, "fills": fills, "hedges": hedges, "quotes": quotes}
@@ -542,7 +526,7 @@ def _summary(
     sharpe = float(np.mean(sample) / sd) if sd > 0 else math.nan
     attribution = {c: float(by_path[c].sum().mean()) for c in ATTRIBUTION}
     # the layers from the paths' arrays (the table's column holds their names)
-    code = np.stack([o.un[:, :, sk.UN_LAYER] for o in outs]).astype(np.int64)  # (path, step, underlying)
+    code = np.stack([o.un[:, :, rec.UN_LAYER] for o in outs]).astype(np.int64)  # (path, step, underlying)
     counts = np.bincount(code.ravel(), minlength=len(Layer))
     time_in_layer = {layer.name: float(counts[int(layer)] / code.size) for layer in sorted(Layer, key=int)}
     prev = np.concatenate([np.full((n_paths, 1, code.shape[2]), int(Layer.NORMAL)), code[:, :-1]], axis=1)
@@ -627,11 +611,18 @@ def simulate(
     t0 = time.perf_counter()
     chain = _chain(cfg)
     ctl = _controller(cfg, chain, audit)
-    base = (ctl._cf, ctl._ust, ctl._prm, ctl._cells, ctl._stock_cells)
-    # (the quoter's settings as a tuple: the loop's quote passes vectorize, sim/_kernels.py)
-    qp = tuple(pack_quoter(cfg.quoter).tolist())
-    params = (_params(cfg), qp, pack_hedger(cfg.hedger), pack_toxicity(cfg.toxicity))
-    static = _static(cfg, ctl.limits)
+    ch = chain
+    run = _Run(
+        chain=ch,
+        ins=Instruments(ch.u, ch.kind, ch.strike, ch.t0, ch.mult, ch.contract, ch.u_first, ch.u_count),
+        und=_underlyings(cfg),
+        base=Controller(ctl._cf, ctl._ust, ctl._prm, ctl._cells, ctl._stock_cells, *_grid_shocks(ctl.limits)),
+        settings=_settings(cfg),
+        # (the quoter's settings as a tuple: the loop's quote passes vectorize, sim/_kernels.py)
+        qp=tuple(pack_quoter(cfg.quoter).tolist()),
+        hp=pack_hedger(cfg.hedger),
+        tp=pack_toxicity(cfg.toxicity),
+    )
     rng = np.random.Generator(np.random.PCG64(seed))
     spot, vol = _market_paths(cfg, rng, n_paths)
     outs = []
@@ -643,9 +634,9 @@ def simulate(
     ) as bar:
         for p in range(n_paths):
             bar.phase(f"{cfg.strategy.name}: path {p + 1}/{n_paths}")
-            o = _run_path(cfg, chain, static, base, spot[p], vol[p], rng, params, audit is not None)
+            o = _run_path(cfg, run, MarketPath(spot[p], vol[p]), rng, audit is not None)
             if audit is not None:
-                times = open_s + o.events[:, 1] * cfg.sim.dt_s
+                times = open_s + o.events[:, rec.E_STEP] * cfg.sim.dt_s
                 ctl.replay_events(o.events, times, detail_prefix=f"path {p}; " if n_paths > 1 else "")
             outs.append(o)
             bar.update(cfg.sim.steps)
