@@ -60,7 +60,7 @@ class Kind(enum.IntEnum):
 
 
 class SimKind(enum.IntEnum):
-    """The simulator's instrument kinds (``optmm.sim._kernels.K_*``); the option codes are the reverse of
+    """The simulator's instrument kinds (``optmm.sim._groups.K_*``); the option codes are the reverse of
     :class:`Kind`'s."""
 
     PUT = 0

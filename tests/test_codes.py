@@ -14,7 +14,8 @@ from optmm.quoting import _kernels as qk
 from optmm.risk import _controller_kernels as ck
 from optmm.risk.audit import Layer
 from optmm.risk.limits import Metric
-from optmm.sim import _kernels as sk
+from optmm.sim import _groups as sg
+from optmm.sim import records as rec
 from optmm.sim.config import SECONDS_PER_YEAR, Quoting
 
 CODE_ENUMS = [getattr(codes, n) for n in codes.__all__ if isinstance(getattr(codes, n), enum.EnumMeta)]
@@ -101,12 +102,12 @@ def test_quoting_kernel_constants():
 
 def test_simulator_kernel_constants():
     # the simulator's own kind codes: put 0, call 1, the reverse of Kind's (call 0, put 1)
-    pairs = _pairs(sk, "K_", codes.SimKind)
-    pairs += _pairs(sk, "Q_", codes.QuotingCode, {"AVELLANEDA_STOIKOV": "Q_AS"})
-    pairs += _pairs(sk, "E_", codes.EventCode)
+    pairs = _pairs(sg, "K_", codes.SimKind)
+    pairs += _pairs(sg, "Q_", codes.QuotingCode, {"AVELLANEDA_STOIKOV": "Q_AS"})
+    pairs += _pairs(rec, "E_", codes.EventCode)
     for const, value, expected in pairs:
         assert value == expected, const
-    assert sk.NE == ck.NEV
+    assert rec.NE == ck.NEV
     assert int(codes.SimKind.CALL) != int(Kind.CALL) and int(codes.SimKind.PUT) != int(Kind.PUT)
 
 

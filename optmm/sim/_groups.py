@@ -13,12 +13,17 @@ from typing import NamedTuple
 
 import numpy as np
 
+from optmm.codes import QuotingCode, SimKind
 from optmm.risk import _controller_kernels as ck
 
-# instrument kinds
-K_PUT, K_CALL, K_UNDERLYING = 0, 1, 2
-# how quotes are made (Settings.quoting)
-Q_QUOTER, Q_AS, Q_SYMMETRIC = 0, 1, 2
+# instrument kinds (optmm.codes.SimKind: plain ints, compile-time constants in the loop)
+K_PUT, K_CALL, K_UNDERLYING = int(SimKind.PUT), int(SimKind.CALL), int(SimKind.UNDERLYING)
+# how quotes are made (Settings.quoting; optmm.codes.QuotingCode)
+Q_QUOTER, Q_AS, Q_SYMMETRIC = (
+    int(QuotingCode.QUOTER),
+    int(QuotingCode.AVELLANEDA_STOIKOV),
+    int(QuotingCode.SYMMETRIC),
+)
 
 
 class Instruments(NamedTuple):

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from optmm._io import atomic_target
+from optmm.codes import SimKind
 
 if TYPE_CHECKING:
     from optmm.sim.result import SimResult
@@ -49,8 +50,8 @@ __all__ = [
     "write_tape",
 ]
 
-KIND_PUT, KIND_CALL = 0, 1
-"""Option kinds in :attr:`Tape.contract_kind` (the simulator's codes, ``optmm.sim._kernels``)."""
+KIND_PUT, KIND_CALL = int(SimKind.PUT), int(SimKind.CALL)
+"""Option kinds in :attr:`Tape.contract_kind` (the simulator's codes, :class:`optmm.codes.SimKind`)."""
 SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN = 1, -1, 0
 """A trade's aggressor in :attr:`Trades.side`: a buyer lifted the offer (+1), a seller hit the bid
 (−1), or the data does not say (0)."""
