@@ -3,7 +3,7 @@
 The compiled kernels pass layers, kinds, metrics, modes and reasons as integers. Every such code is an
 :class:`enum.IntEnum` here; a kernel module takes its module-level constants from these enums
 (``KILL = int(Layer.KILL)``), which numba reads as compile-time constants, and the Python side converts
-with the same enums. ``tests/test_codes.py`` checks every kernel's constants against them.
+with the same enums. ``tests/core/test_codes.py`` checks every kernel's constants against them.
 
 The settings that users spell in configuration files are string-valued enums where they are used
 (:class:`optmm.quoting.SkewMode`, :class:`optmm.quoting.HedgeMode`, :class:`optmm.quoting.HedgeTarget`,

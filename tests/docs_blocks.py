@@ -1,4 +1,4 @@
-"""The fenced code blocks of README.md and docs/*.md, as ``tests/test_docs.py`` runs them.
+"""The fenced code blocks of README.md and docs/*.md, as ``tests/docs/test_docs.py`` runs them.
 
 Conventions of the docs (what each fence means to the test):
 

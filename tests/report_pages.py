@@ -1,5 +1,5 @@
-"""Report pages for the tests (tests/test_report.py, tests/test_report_browser.py): every section
-built from small hand-made inputs, and a reader of the page's HTML."""
+"""Report pages for the tests (tests/report/test_report.py, tests/report/test_report_browser.py):
+every section built from small hand-made inputs, and a reader of the page's HTML."""
 
 from __future__ import annotations
 

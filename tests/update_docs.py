@@ -1,7 +1,7 @@
 """Rewrite the outputs shown in the docs' ``console`` blocks with what the commands print now.
 
 For a change that moves figures on purpose (the commit says which and why): run the blocks of each
-file as ``tests/test_docs.py`` does (in order, in one working directory holding a copy of
+file as ``tests/docs/test_docs.py`` does (in order, in one working directory holding a copy of
 ``scenarios/``), and replace each command's expected output with its output. A ``...`` line of the
 doc keeps its place: the lines before it are replaced by as many first lines of the output, the lines
 after it by as many last lines. Review the diff before committing it.

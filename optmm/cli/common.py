@@ -299,6 +299,8 @@ def scenario_engine(
 
     with _client(spec) as client, DistributedBook.scatter(client, book, market) as dbook:
         yield dbook.scenario_grid, dbook.run_stress
+
+
 def parse_grid(
     text: str,
     *,

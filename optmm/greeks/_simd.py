@@ -8,7 +8,7 @@ compiles to AVX2/AVX-512 code. They need ``error_model="numpy"`` on the calling 
 default inserts a zero-division check before every float division, and that branch alone defeats
 vectorisation.
 
-Accuracy (checked in ``tests/test_simd_special.py`` against mpmath): ``vexp`` and ``vlog`` within 3
+Accuracy (checked in ``tests/greeks/test_simd_special.py`` against mpmath): ``vexp`` and ``vlog`` within 3
 ulps, ``verfc`` within 6 ulps wherever the result is a normal number.
 """
 

@@ -6,7 +6,7 @@ Each rule is a plain-Python function (``*_py``) over floats and a packed setting
 compiled :func:`quote_chain` over it (the tick grid's methods of
 :class:`~optmm.quoting.quoter.QuoterConfig` run :func:`grid`); :class:`~optmm.quoting.hedger.DeltaHedger`
 validates one decision and runs the Python forms (no dispatch; see the Notes); the simulator's loop
-inlines the compiled forms. ``tests/test_kernel_twins.py`` checks that the two forms agree.
+inlines the compiled forms. ``tests/quoting/test_kernel_twins.py`` checks that the two forms agree.
 
 A configuration is packed once, in Python, into a flat float64 array (:func:`pack_quoter`,
 :func:`pack_hedger`); every scalar derived from the settings alone (``−γ·h``, ``σ_σ²``, ``3·λS``, basis
@@ -81,7 +81,7 @@ Where the figures come from, and where the two forms can differ:
   ``cbrt``. The two differ by up to 3 ulps in about half the inputs on such machines (bit for bit
   elsewhere), so a decision can differ only when ``|delta|`` or a lot boundary lies within those ulps
   of the band. Every other band, and every decision and fill given the band, is the same to the bit
-  (``tests/test_kernel_twins.py``).
+  (``tests/quoting/test_kernel_twins.py``).
 * Hedge cost. :meth:`DeltaHedger.execute` books ``spread_cost = |q|·half`` and ``slippage_cost =
   |q|·slip`` from :func:`hedge_fill_py`. :func:`hedge_cost_py` is ``q · (price − mid)``: what filling at
   ``price`` rather than at ``mid`` cost (``price − mid`` is exact, Sterbenz), so that ``gross_pnl − Σ
@@ -185,7 +185,7 @@ def twin(f_py):
     forms (``name_py``) bound to their compiled forms (``name``), which must be made first.
 
     Each rule is written once, as plain Python that runs as it is (the classes call it, or its
-    compilation, and the tests check the two forms agree: ``tests/test_kernel_twins.py``), and that
+    compilation, and the tests check the two forms agree: ``tests/quoting/test_kernel_twins.py``), and that
     numba compiles for the simulator's loop."""
     env = dict(f_py.__globals__)
     env.update(_COMPILED)

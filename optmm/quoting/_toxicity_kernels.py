@@ -8,7 +8,7 @@ over them: it keeps its events in the same arrays and calls the same event funct
 :func:`tox_on_mid`, :func:`tox_on_trade`: push, drop the oldest when full, trim to the window), the same
 score (:func:`tox_score_into`) and the same latch (:func:`tox_update_into`). The score and the latch are
 written once, as plain Python (:func:`score_rule_py`, :func:`latch_py`) compiled by
-:func:`~optmm.quoting._kernels.twin`; ``tests/test_toxicity_kernels.py`` checks the score against a
+:func:`~optmm.quoting._kernels.twin`; ``tests/quoting/test_toxicity_kernels.py`` checks the score against a
 vectorised numpy reference on random event streams.
 
 Settings: ``params = pack_toxicity(config)``, float64 of length ``P_HORIZONS + n_horizons``

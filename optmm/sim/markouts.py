@@ -21,7 +21,7 @@ stays near zero whatever the flow.
 The fair values after the fills are computed again from the run's ``underlyings`` table (spot and vol
 per step) with the simulator's surface rule (``vol_t + slope·x + curvature·x²``, ``x = ln K − ln S``,
 floored at one vol point) and :func:`optmm.greeks.bsm_price`; at the run's ``markout_s`` they equal the
-``markout`` column the loop records (``tests/test_sim_markouts.py``).
+``markout`` column the loop records (``tests/sim/test_sim_markouts.py``).
 """
 
 from __future__ import annotations

@@ -133,9 +133,9 @@ def test_expired_is_intrinsic(spot, lm, t, r, q, vol, is_call):
 )
 def test_implied_vol_round_trip(bsm_ref, iv_accuracy_violations, spot, std_moneyness, t, r, q, vol, is_call):
     # vol 0.01-5, t 1 day-5 y, strike at -8..+8 standard deviations from the forward
-    # (|log(K/F)| capped at 10 -- see tests/test_implied_vol.py::_grid for why a cap is
+    # (|log(K/F)| capped at 10 -- see tests/greeks/test_implied_vol.py::_grid for why a cap is
     # needed), restricted to time value >= 1e-8 * spot; criterion as in
-    # tests/test_implied_vol.py (1e-10 where the price determines vol that well, else
+    # tests/greeks/test_implied_vol.py (1e-10 where the price determines vol that well, else
     # 8 ulps of price / vega plus re-pricing within 4 ulps).
     strike = spot * np.exp((r - q) * t + np.clip(std_moneyness * vol * np.sqrt(t), -10, 10))
     tv = bsm_ref.time_value(spot, strike, t, r, q, vol)

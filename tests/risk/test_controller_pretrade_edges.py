@@ -1,0 +1,232 @@
+"""The pre-trade check at the edge: a fill of exactly the allowed size never takes a metric past its
+hard limit, not by one ulp, and the worst-scenario loss is checked before the trade like the others.
+
+Kernel-level edge trials place each limit exactly where k whole contracts land (as the linear formula
+``v + g k`` rounds it, as the fill itself rounds it, and one ulp either side) and check that the
+allowed size, filled, leaves the underlying out of HARD, and that one contract more would breach
+(the check is not needlessly conservative). A fuzz through the public API (the example book, the desk
+limits) checks that the controller's own allowed fills never breach any hard limit, the worst
+scenario loss included; and the clear-of-limits shortcut answers what the full check answers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optmm import Book, Market
+from optmm.risk import AuditTrail, LimitSet
+from optmm.risk import _controller_kernels as ck
+from optmm.risk.controller import QuoteRequest, RiskController
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = 1000.0
+G = 6  # scenario cells
+N_METRIC_SLOTS = ck.N_PRETRADE + 2  # the pre-trade metrics, then the underlying's and the book's loss
+
+
+def random_state(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One contract on underlying 0 of three, no limits (all inf), fresh market data."""
+    nu = 3
+    cf = np.zeros((1, ck.CCELL + G))
+    cf[0, ck.CU] = 0
+    cf[0, ck.CMULT] = 100.0
+    cf[0, ck.CDELTA] = rng.uniform(-100.0, 100.0)
+    cf[0, ck.CGAMMA] = rng.uniform(-300.0, 300.0)
+    cf[0, ck.CVEGA] = rng.uniform(-30.0, 30.0)
+    cf[0, ck.CPOS] = float(rng.integers(-50, 50))
+    cf[0, ck.CCELL :] = rng.uniform(-2_000.0, 2_000.0, G) * rng.uniform(0.01, 1.0)
+    ust = np.zeros((nu + 1, ck.NUS))
+    ust[:nu, ck.USPOT] = rng.uniform(20.0, 700.0, nu)
+    for col, scale in ((ck.UDELTA, 5e3), (ck.UGAMMA, 3e4), (ck.UVEGA, 3e3)):
+        ust[:nu, col] = rng.uniform(-scale, scale, nu)
+    ust[:nu, ck.ULAST] = NOW
+    ust[:nu, ck.ULAYER] = ck.NORMAL
+    ust[:, ck.UHARD : ck.UHARD + ck.N_METRICS] = np.inf
+    ust[:, ck.USOFT : ck.USOFT + ck.N_METRICS] = np.inf
+    cells = np.zeros((nu + 1, G))
+    cells[:nu] = rng.uniform(-60_000.0, 60_000.0, (nu, G))
+    cells[nu] = cells[:nu].sum(axis=0)
+    ck.worst_rows(cells, ust)
+    prm = np.zeros(ck.NPRM)
+    prm[ck.P_STALE_S] = 1e9
+    prm[ck.P_SOFT_SIZE] = 0.5
+    prm[ck.P_SOFT_SPREAD] = 1.5
+    return cf, ust, cells, prm
+
+
+def landing(slot: int, s: float, k: float, how: str, cf, ust, cells) -> float:
+    """Where metric ``slot`` lands after k contracts on side s: by the linear formula or the fill."""
+    x = s * k
+    if slot < ck.N_PRETRADE:
+        if how == "formula":
+            v = ck.pretrade_values(cf[0, ck.CPOS], 0, ust)[slot]
+            g = ck.pretrade_changes(0, 0, cf, ust)[slot]
+            return abs(v + s * g * k)
+        return abs(ck.pretrade_after(x, 0, 0, cf, ust)[slot])
+    row = 0 if slot == ck.N_PRETRADE else ust.shape[0] - 1
+    if how == "formula":
+        return max(-(cells[row] + s * cf[0, ck.CCELL :] * k).min(), 0.0)
+    return float(ck._loss_after(x, 0, row, cf, cells))
+
+
+def set_limit(slot: int, h: float, ust: np.ndarray) -> None:
+    if slot < ck.N_PRETRADE:
+        code = ck.PRETRADE_CODES[slot]
+        row, m = (ust.shape[0] - 1, code - ck.BOOK) if code >= ck.BOOK else (0, code)
+        ust[row, ck.UHARD + m] = h
+        if code == ck.M_POSITION:  # the position limit is repeated on every row
+            ust[:, ck.UHARD + m] = h
+    else:
+        row = 0 if slot == ck.N_PRETRADE else ust.shape[0] - 1
+        ust[row, ck.UHARD + ck.M_WSL] = h
+
+
+def filled_layer(x: float, cf, ust, cells, prm) -> tuple[int, int]:
+    """The underlying's layer after a fill of x (on copies), and the contract's position breach."""
+    cf2, ust2, cells2 = cf.copy(), ust.copy(), cells.copy()
+    ck.apply_fill(0, x, cf2, ust2, cells2)
+    lay = ck.underlying_layer(0, NOW, ust2, prm)[0]
+    pos_breach = int(abs(cf2[0, ck.CPOS]) > ust2[0, ck.UHARD + ck.M_POSITION])
+    return lay, pos_breach
+
+
+@pytest.mark.parametrize("slot", range(N_METRIC_SLOTS))
+def test_a_fill_of_the_allowed_size_never_lands_past_the_limit(slot: int) -> None:
+    rng = np.random.default_rng(100 + slot)
+    trials = differ = cut = 0
+    for _ in range(300):
+        cf, ust, cells, prm = random_state(rng)
+        s = float(rng.choice([1.0, -1.0]))
+        # the side must move the metric away from 0 (towards the limit it is placed at)
+        if slot < ck.N_PRETRADE:
+            v = ck.pretrade_values(cf[0, ck.CPOS], 0, ust)[slot]
+            g = ck.pretrade_changes(0, 0, cf, ust)[slot]
+            if v * s * g <= 0.0:
+                continue
+        else:
+            row = 0 if slot == ck.N_PRETRADE else ust.shape[0] - 1
+            worst = int(ust[row, ck.UWORST])
+            if not (ust[row, ck.UWSL] > 0.0 and s * cf[0, ck.CCELL + worst] < 0.0):
+                continue
+        k = float(rng.integers(1, 40))
+        formula = landing(slot, s, k, "formula", cf, ust, cells)
+        exact = landing(slot, s, k, "fill", cf, ust, cells)
+        differ += formula != exact
+        for h in (formula, exact, np.nextafter(formula, 0.0), np.nextafter(formula, np.inf)):
+            if not h > 0.0:
+                continue
+            set_limit(slot, h, ust)
+            if ck.underlying_layer(0, NOW, ust, prm)[0] == ck.HARD:
+                continue  # (the loss limit below the loss now: not an edge trial)
+            trials += 1
+            asked = k + 5.0
+            bid, ask = (asked, 0.0) if s > 0 else (0.0, asked)
+            aux = np.zeros(ck.NAUX)
+            r = ck.decide_one(0, bid, ask, NOW, cf, ust, cells, prm, aux)
+            allowed = r[1] if s > 0 else r[2]
+            assert r[0] != ck.HARD
+            if allowed >= 1.0:
+                assert filled_layer(s * allowed, cf, ust, cells, prm) == (ck.NORMAL, 0), (slot, h, allowed)
+            if allowed < asked:
+                cut += 1
+                # one more contract would breach: the check is exact, not conservative
+                lay, pos_breach = filled_layer(s * (allowed + 1.0), cf, ust, cells, prm)
+                assert lay == ck.HARD or pos_breach, (slot, h, allowed)
+        set_limit(slot, np.inf, ust)
+    assert trials > 200 and cut > 100
+    if slot in (2, 5, 6, 7):  # dollar delta, the book's sums: the formula and the fill round differently
+        assert differ > 0  # here, and the trials met such edges
+
+
+def test_the_shortcut_answers_what_the_full_check_answers_with_loss_limits() -> None:
+    rng = np.random.default_rng(7)
+    taken = 0
+    for _ in range(3000):
+        cf, ust, cells, prm = random_state(rng)
+        qb, qa = (float(x) for x in rng.integers(0, 25, 2))
+        qm = max(qb, qa)
+        # loss limits of the underlying and the book at, around and clear of where a full fill lands
+        m = np.abs(cf[0, ck.CCELL :]).max()
+        for row in (0, ust.shape[0] - 1):
+            edge = ust[row, ck.UWSL] + m * qm
+            options = [np.inf, edge * 1.5, edge * 1.0000001, edge * (1 + 1e-12), edge, edge * 0.999]
+            ust[row, ck.UHARD + ck.M_WSL] = rng.choice(options, p=[0.3, 0.2, 0.2, 0.1, 0.1, 0.1])
+        if ck.underlying_layer(0, NOW, ust, prm)[0] != ck.NORMAL:
+            continue
+        ck.load_pretrade(0, 0, cf, ust, prm)
+        aux_want = np.zeros(ck.NAUX)
+        want = (
+            ck._side(1.0, qb, False, 0, 0, cf, ust, cells, prm, aux_want, ck.A_BID),
+            ck._side(-1.0, qa, False, 0, 0, cf, ust, cells, prm, aux_want, ck.A_ASK),
+        )
+        aux = np.full(ck.NAUX, -7.0)
+        got = ck.decide_in_layer(
+            0, qb, qa, ck.NORMAL, ck.T_NONE, math.nan, math.nan, cf, ust, cells, prm.copy(), aux
+        )
+        assert (got[1], got[2]) == want
+        assert aux[ck.A_BID] == aux_want[ck.A_BID] and aux[ck.A_ASK] == aux_want[ck.A_ASK]
+        taken += bool(ck._clear_of_limits(0, 0, qm, cf, ust, cells))
+    assert 300 < taken < 2700
+
+
+# --------------------------------------------------------------------------------------------------
+# the public API: the controller's own allowed fills never breach a hard limit
+
+
+def hard_breaches(ctl: RiskController) -> dict[tuple[str, str], tuple[float, float]]:
+    """|value| and hard limit of every metric with a limit (loss limits included), per scope."""
+    state = ctl.state()
+    out = {}
+    for scope in state.index:
+        for metric in (
+            "delta_shares",
+            "delta_dollars",
+            "gamma_dollars_1pct",
+            "vega_per_vol_point",
+            "worst_scenario_loss",
+        ):
+            h = float(state.at[scope, f"{metric}_hard"])
+            v = float(state.at[scope, metric])
+            if math.isfinite(h) and not math.isnan(v):
+                out[(scope, metric)] = (abs(v), h)
+    pos = ctl.contracts()["position"].abs().to_numpy()
+    hard = float(state["position_hard"].iloc[0])
+    out.update({(f"contract {i}", "position"): (float(p), hard) for i, p in enumerate(pos)})
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_own_allowed_fills_never_breach_a_hard_limit_worst_loss_included(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    market = Market.load(ROOT / "scenarios" / "examples" / "market.toml")
+    limits = LimitSet.load(ROOT / "scenarios" / "limits" / "desk.toml")
+    trail = AuditTrail()
+    book = Book.load(ROOT / "scenarios" / "examples" / "book.csv")
+    ctl = RiskController(book, market, limits, clock=lambda: 0.0, audit=trail)
+    ids = []
+    for u in ctl.underlyings:
+        spot = market.spot[u]
+        strikes = np.round(spot * np.array([0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2]))
+        for kind in ("call", "put"):
+            ids += list(ctl.add_contracts(u, kind, strikes, "2026-12-18"))
+            ids += list(ctl.add_contracts(u, kind, strikes[::2], "2027-06-17"))
+    for _ in range(400):
+        c = int(rng.choice(ids))
+        bid, ask = (float(x) for x in rng.integers(0, 300, 2))
+        d = ctl.decide(QuoteRequest(c, bid, ask))
+        for size, sign in ((d.bid_size, 1.0), (d.ask_size, -1.0)):
+            if size < 1.0:
+                continue
+            before = hard_breaches(ctl)
+            ctl.on_fill(c, sign * size, 1.0)
+            for key, (v, h) in hard_breaches(ctl).items():
+                v0 = before.get(key, (0.0, h))[0]
+                assert v <= max(h, v0), (
+                    f"{key}: {v!r} > hard {h!r} (before {v0!r}) after {sign * size} of {c}"
+                )
+    cuts = trail.query(event=["cut", "drop"])
+    assert (cuts["trigger"] == "worst_scenario_loss").sum() > 0  # the loss limits were met
