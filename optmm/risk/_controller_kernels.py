@@ -110,8 +110,9 @@ _INF = math.inf
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _grade(v, hard, soft, code, lay, trig, meas, thr, ratio):  # pragma: no cover - compiled
-    """Fold one metric into the running (layer, trigger, measured, threshold, ratio).
+def grade(v, hard, soft, code, lay, trig, meas, thr, ratio):  # pragma: no cover - compiled
+    """Fold one metric into the running (layer, trigger, measured, threshold, ratio) (public: limit
+    utilisation grades with it, so it and the controller give the same layer).
 
     A hard breach (``|v| > hard``) beats any soft one; among breaches of the same kind the largest
     ``|v| / limit`` decides.
@@ -159,14 +160,14 @@ def underlying_layer(u, now, ust, prm):  # pragma: no cover - compiled
     dd, gam, veg = book_sums(ust)
     lay, trig, meas, thr, ratio = NORMAL, T_NONE, math.nan, math.nan, 0.0
     d = ust[u, UDELTA]
-    lay, trig, meas, thr, ratio = _grade(
+    lay, trig, meas, thr, ratio = grade(
         d, ust[u, UHARD + 1], ust[u, USOFT + 1], M_DELTA_SHARES, lay, trig, meas, thr, ratio
     )
-    lay, trig, meas, thr, ratio = _grade(
+    lay, trig, meas, thr, ratio = grade(
         d * ust[u, USPOT], ust[u, UHARD + 2], ust[u, USOFT + 2], M_DELTA_DOLLARS, lay, trig, meas, thr, ratio
     )
     for m, col in ((M_GAMMA, UGAMMA), (M_VEGA, UVEGA), (M_WSL, UWSL)):
-        lay, trig, meas, thr, ratio = _grade(
+        lay, trig, meas, thr, ratio = grade(
             ust[u, col], ust[u, UHARD + m], ust[u, USOFT + m], m, lay, trig, meas, thr, ratio
         )
     for m, v in (
@@ -177,10 +178,10 @@ def underlying_layer(u, now, ust, prm):  # pragma: no cover - compiled
         (M_DAILY, ust[b, UDAILY]),
         (M_DRAWDOWN, ust[b, UDRAWDOWN]),
     ):
-        lay, trig, meas, thr, ratio = _grade(
+        lay, trig, meas, thr, ratio = grade(
             v, ust[b, UHARD + m], ust[b, USOFT + m], BOOK + m, lay, trig, meas, thr, ratio
         )
-    lay, trig, meas, thr, ratio = _grade(
+    lay, trig, meas, thr, ratio = grade(
         ust[b, UVAR], ust[b, UVAR_HARD], ust[b, UVAR_SOFT], VAR, lay, trig, meas, thr, ratio
     )
     return lay, trig, meas, thr
@@ -591,7 +592,9 @@ def layers_all(now, ust, prm, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _worst(cells, row, ust):  # pragma: no cover - compiled
+def worst_cell(cells, row, ust):  # pragma: no cover - compiled
+    """The worst scenario cell of ``cells[row]`` (an underlying's row, or the book's) into ``ust``: its
+    loss (``UWSL``, >= 0) and its index (``UWORST``). Public: the simulator's scenario refresh uses it."""
     g_min = 0
     v_min = cells[row, 0]
     for g in range(1, cells.shape[1]):
@@ -623,8 +626,8 @@ def apply_fill(c, q, cf, ust, cells):  # pragma: no cover - compiled
         x = q * cf[c, CCELL + g]
         cells[u, g] += x
         cells[b, g] += x
-    _worst(cells, u, ust)
-    _worst(cells, b, ust)
+    worst_cell(cells, u, ust)
+    worst_cell(cells, b, ust)
 
 
 @njit(cache=True, error_model="numpy")
@@ -638,8 +641,8 @@ def apply_hedge(u, shares, stock_cells, ust, cells):  # pragma: no cover - compi
         x = shares * stock_cells[u, g]
         cells[u, g] += x
         cells[b, g] += x
-    _worst(cells, u, ust)
-    _worst(cells, b, ust)
+    worst_cell(cells, u, ust)
+    worst_cell(cells, b, ust)
 
 
 @njit(cache=True, error_model="numpy")
@@ -689,7 +692,7 @@ def _store6(out, u, a, b, c, d, e, f):  # pragma: no cover - compiled
 def worst_rows(cells: np.ndarray, ust: np.ndarray) -> None:
     """Worst scenario loss and cell of every row of ``cells`` (underlyings and the book)."""
     for row in range(cells.shape[0]):
-        _worst(cells, row, ust)
+        worst_cell(cells, row, ust)
 
 
 __all__ = [

@@ -475,6 +475,14 @@ class RiskController:
         """The underlyings, in the order of the state's rows."""
         return tuple(self._names)
 
+    def kernel_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The controller's state arrays as its compiled kernels take them: ``(contracts, underlyings,
+        parameters, scenario cells, stock cells)`` (layouts in :mod:`optmm.risk._controller_kernels`).
+
+        The arrays themselves, not copies: a caller that runs the kernels on its own (the simulator,
+        one copy per path) copies them first."""
+        return self._cf, self._ust, self._prm, self._cells, self._stock_cells
+
     @property
     def n_contracts(self) -> int:
         """How many contracts the table holds."""

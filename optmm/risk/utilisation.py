@@ -67,7 +67,7 @@ def _table(limit: Limit) -> str:
 
 def _layer(metric: Metric, measured: float, hard: float, soft: float) -> Layer:
     """The layer one measured value puts its scope in, by the controller's own comparison."""
-    graded = _k._grade(
+    graded = _k.grade(
         float(measured), float(hard), float(soft), 0, _k.NORMAL, _k.T_NONE, math.nan, math.nan, 0.0
     )
     layer = Layer(int(graded[0]))

@@ -374,7 +374,7 @@ def _revalue(ins, pricing, marks, spot_k, ctl, grid):  # pragma: no cover - comp
             tot += cells[u, g]
         cells[nu, g] = tot
     for r in range(cells.shape[0]):
-        ck._worst(cells, r, ust)
+        ck.worst_cell(cells, r, ust)
 
 
 @_phase

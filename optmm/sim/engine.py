@@ -616,7 +616,7 @@ def simulate(
         chain=ch,
         ins=Instruments(ch.u, ch.kind, ch.strike, ch.t0, ch.mult, ch.contract, ch.u_first, ch.u_count),
         und=_underlyings(cfg),
-        base=Controller(ctl._cf, ctl._ust, ctl._prm, ctl._cells, ctl._stock_cells, *_grid_shocks(ctl.limits)),
+        base=Controller(*ctl.kernel_state(), *_grid_shocks(ctl.limits)),
         settings=_settings(cfg),
         # (the quoter's settings as a tuple: the loop's quote passes vectorize, sim/_kernels.py)
         qp=tuple(pack_quoter(cfg.quoter).tolist()),

@@ -21,6 +21,7 @@ from optmm.book import Book, Kind
 from optmm.greeks import bsm_greeks
 from optmm.market import Market, Sticky
 from optmm.risk import AuditTrail, Layer, LimitSet, exposures, scenario_grid
+from optmm.risk import _controller_kernels as ck
 from optmm.risk.controller import Decision, QuoteRequest, RiskController
 from optmm.surface import FlatSurface
 
@@ -173,6 +174,19 @@ def test_contract_table_and_per_contract_greeks():
                                 div_yield={"AAA": 0.0, "BBB": 0.0, "CCC": 0.0}),
             limit_set(),
         ).add_contracts("CCC", "call", 10.0, EXPIRY)  # fmt: skip
+
+
+def test_kernel_state_is_the_live_state_the_kernels_update():
+    # the simulator's entry point: the arrays the controller's own calls read and write
+    ctl = _mixed_controller()
+    cf, ust, prm, cells, stock_cells = ctl.kernel_state()
+    assert cf.shape[0] == ctl.n_contracts and ust.shape[0] == len(ctl.underlyings) + 1
+    assert cells.shape == (ust.shape[0], len(ctl.limits.scenario_spot) * len(ctl.limits.scenario_vol))
+    assert stock_cells.shape == (len(ctl.underlyings), cells.shape[1]) and prm.ndim == 1
+    before = ctl.position(0)
+    ctl.on_fill(0, 3.0, 1.0)
+    assert ctl.kernel_state()[0] is cf  # not a copy: the fill is seen in the same array
+    assert ctl.position(0) == before + 3.0 == cf[0, ck.CPOS]
 
 
 def test_incremental_equals_recompute_and_references_after_random_fills():
