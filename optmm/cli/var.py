@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from optmm.cli.common import (
     _load,
     check_destination,
     dask_spec,
+    input_file,
     table_text,
 )
 from optmm.risk.var import LEVELS
@@ -125,7 +125,7 @@ def history_scenarios(args: argparse.Namespace, book: Any, market: Any) -> Any:
     underlyings (ValueError for a bad file, UsageError for a bad option)."""
     from optmm.risk.history import load_history
 
-    _input_file("--history", args.history)
+    input_file("--history", args.history)
     history = load_history(args.history)
     return history.scenarios(
         book.underlyings(), market, horizon=args.horizon, proxies=_proxies(args, book, market)
@@ -161,13 +161,6 @@ def add_var_parser(subparsers: Any) -> None:
         metavar=DASK_METAVAR,
         help=DASK_HELP + " (the scenarios partitioned into blocks of dates)",
     )
-
-
-def _input_file(option: str, path: str) -> None:
-    if Path(path).is_dir():
-        raise UsageError(f"{option} {path}: is a directory, not a file")
-    if not Path(path).exists():
-        raise UsageError(f"{path}: no such file")
 
 
 def _proxies(args: argparse.Namespace, book: Any, market: Any) -> dict[str, tuple[str, float]]:
@@ -282,7 +275,7 @@ def run_var(args: argparse.Namespace) -> int:
     check_destination("--output", args.output)
     check_destination("--pnl", args.pnl)
     if args.realised is not None:
-        _input_file("--realised", args.realised)
+        input_file("--realised", args.realised)
     book, market = _load(args)
     if len(book) == 0:
         raise UsageError(f"{args.book}: the book has no positions: nothing to revalue")
