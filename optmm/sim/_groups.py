@@ -89,6 +89,7 @@ class Settings(NamedTuple):
     informed_rate_per_s: float  # informed orders per second per underlying
     informed_horizon_steps: int  # how far ahead an informed order sees the fair value
     informed_size: float  # contracts
+    informed_leak: float  # the share of the informed orders' foreseen spot move in the hedge's mid
     quoting: int  # Q_QUOTER, Q_AS or Q_SYMMETRIC
     hedge: bool  # run the hedger (the controller's hedges on KILL and HARD run regardless)
     toxicity_pull: bool  # a toxic underlying's quotes are pulled
@@ -188,6 +189,7 @@ class UnderlyingState(NamedTuple):
     skew_s2: np.ndarray
     realized_vol: np.ndarray  # sqrt(rv2)
     ln_spot: np.ndarray
+    informed_fill: np.ndarray  # 1.0 when an informed order filled on the underlying in this step
 
 
 class Orders(NamedTuple):
@@ -227,7 +229,7 @@ def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> Wo
     """Scratch for :func:`optmm.sim._kernels.run_path` on ``n_inst`` instruments, ``nu`` underlyings,
     ``n_contracts`` controller contracts and a quote latency of ``latency_steps`` steps."""
     wi = np.empty((45, n_inst))  # per instrument rows, one block
-    wu = np.empty((9, nu))
+    wu = np.zeros((10, nu))
     wl = np.empty((nu, 10))
     wo = np.zeros((5, 2 * n_inst + nu))
     return Workspaces(

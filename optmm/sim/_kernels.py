@@ -761,8 +761,9 @@ def _fill(k, now, i, s, want, px, informed, order, ins, mkt, ctl, tox, out, w): 
 def _fills(k, now, live, n_ord, ins, mkt, ctl, tox, out, w):  # pragma: no cover - compiled
     """Each of the step's ``n_ord`` orders (``w.orders``) against the quotes left in ring slot ``live``
     (an informed order lifts our ask if the fair value it foresees is above it, hits our bid if below,
-    else does not trade), filled by :func:`_fill`; a fill takes its size off the quote. Returns the
-    step's spread capture and number of fills."""
+    else does not trade), filled by :func:`_fill`; a fill takes its size off the quote, and an informed
+    fill flags its underlying (``w.und.informed_fill``: the step's hedge meets a leaked mid,
+    :func:`_hedge`). Returns the step's spread capture and number of fills."""
     r, o = w.ring, w.orders
     spread_k = 0.0
     n_fills_k = 0.0
@@ -786,6 +787,8 @@ def _fills(k, now, live, n_ord, ins, mkt, ctl, tox, out, w):  # pragma: no cover
             else:
                 r.ask_size[live, i] -= filled
             n_fills_k += 1.0
+            if o.informed[j] != 0.0:
+                w.und.informed_fill[ins.u[i]] = 1.0
         spread_k += sc
     return spread_k, n_fills_k
 
@@ -798,10 +801,18 @@ def _hedge(k, now, mkt, und, ctl, cfg, hp, out, w):  # pragma: no cover - compil
     """The hedger's decision for every underlying on the net delta after the fills (with ``hedge`` off,
     only the controller's orders: flatten on KILL, hedge on HARD), executed at the hedger's fill price:
     the controller's stock, ``out.hedges``, the tally's hedges and cash, ``w.und.next_hedge_s``. Returns
-    the step's hedge cost."""
+    the step's hedge cost.
+
+    Price discovery: in a step with an informed fill on the underlying (``w.und.informed_fill``, reset
+    here), its hedge trades around a mid moved toward the spot the informed orders foresee,
+    ``s_k + informed_leak · (s_{k+h} − s_k)`` (``h = informed_horizon_steps``, capped at the last
+    step); the decision is on the observed spot ``s_k``, and the cost is counted against it, so the
+    leak is part of the hedge cost."""
     ust, t = ctl.ust, out.tally[0]
     hcost = 0.0
     for u in range(mkt.spot.shape[1]):
+        leaked = w.und.informed_fill[u] != 0.0 and cfg.informed_leak > 0.0
+        w.und.informed_fill[u] = 0.0
         lay = int(ust[u, ck.ULAYER])
         if not (cfg.hedge or lay == ck.KILL or lay == ck.HARD):
             continue
@@ -813,7 +824,11 @@ def _hedge(k, now, mkt, und, ctl, cfg, hp, out, w):  # pragma: no cover - compil
         w.und.next_hedge_s[u] = res[4]
         if shares == 0.0:
             continue
-        px = hedge_fill(shares, sk, 2.0 * hs, hp)[0]
+        mid = sk
+        if leaked:
+            kf = min(k + cfg.informed_horizon_steps, mkt.spot.shape[0] - 1)
+            mid = sk + cfg.informed_leak * (mkt.spot[kf, u] - sk)
+        px = hedge_fill(shares, mid, 2.0 * hs, hp)[0]
         cost = hedge_cost(shares, px, sk)
         hcost += cost
         t.cash -= shares * px

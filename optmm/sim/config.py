@@ -197,6 +197,12 @@ class FlowSettings(Config):
         hits our bid if below, seconds, > 0.
     informed_size : float
         Size of an informed order, > 0.
+    informed_leak : float
+        Price discovery, a fraction in [0, 1]: in a step in which an informed order fills on an
+        underlying, the hedger's trades in that underlying execute around a mid moved this share of the
+        way from the step's spot to the spot ``informed_horizon_s`` ahead (what the informed orders
+        know reaches the stock before our hedge does); the hedge decides on the step's spot and its
+        cost is counted against it. 0 (default): the hedge trades at the step's spot.
     latency_steps : int
         Our quotes reach the market this many steps late, >= 0 (stale quotes can be picked off).
     imbalance : float
@@ -213,6 +219,7 @@ class FlowSettings(Config):
     informed_rate: float = setting(0.0, ge=0)
     informed_horizon_s: float = setting(30.0, gt=0, unit="s")
     informed_size: float = setting(5.0, gt=0)
+    informed_leak: float = setting(0.0, ge=0, le=1)
     latency_steps: int = setting(0, ge=0)
     imbalance: float = setting(0.0, ge=-1, le=1)
 

@@ -212,6 +212,7 @@ def _settings(cfg: SimConfig) -> Settings:
         informed_rate_per_s=float(fl.informed_rate),
         informed_horizon_steps=int(max(1, round(fl.informed_horizon_s / dt_s))),
         informed_size=float(fl.informed_size),
+        informed_leak=float(fl.informed_leak),
         quoting={"quoter": Q_QUOTER, "avellaneda_stoikov": Q_AS, "symmetric": Q_SYMMETRIC}[st.quoting],
         hedge=bool(st.hedge),
         toxicity_pull=bool(st.toxicity_pull),
@@ -550,7 +551,7 @@ def _summary(
         "time_in_layer": time_in_layer,
         "fill_rate": float(len(fills) / quoted) if quoted else math.nan,
         "fills": len(fills),
-        "adverse_selection_rate": float(np.mean(mk[np.isfinite(mk)] < 0.0))
+        "fill_price_markout_loss_rate": float(np.mean(mk[np.isfinite(mk)] < 0.0))
         if np.isfinite(mk).any()
         else math.nan,
         "markout_total": float(np.nansum(mk) / n_paths),

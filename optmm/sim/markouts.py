@@ -14,9 +14,9 @@ Next to the rates, the markout P&L at each horizon: ``side · (fair(t + h) − p
 multiplier`` summed over the fills, its split into the spread captured at the fill and the adverse
 move after it (``markout − spread capture``), and that move's share of the spread.
 
-This is not the summary's ``adverse_selection_rate``, which counts fills whose markout against
-their own *price* is negative: the half-spread earned outweighs a few seconds' move, so that rate
-stays near zero whatever the flow.
+This is not the summary's ``fill_price_markout_loss_rate``, which counts fills whose markout
+against their own *fill price* is negative: the half-spread earned outweighs a few seconds' move, so
+that rate stays near zero whatever the flow.
 
 The fair values after the fills are computed again from the run's ``underlyings`` table (spot and vol
 per step) with the simulator's surface rule (``vol_t + slope·x + curvature·x²``, ``x = ln K − ln S``,

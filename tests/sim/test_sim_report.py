@@ -164,7 +164,7 @@ def make_result(strategy: str = "inventory", seed: int = 1, scale: float = 1.0) 
         "max_abs_gamma_dollars_1pct": 90.0,
         "mean_abs_gamma_dollars_1pct": 20.0,
         "fill_rate": 0.0123,
-        "adverse_selection_rate": 0.25,
+        "fill_price_markout_loss_rate": 0.25,
         "markout_total": -14.0,
         "pulls": 3,
         "kill_events": np.int64(0),
@@ -247,7 +247,7 @@ def test_write_run_round_trip(tmp_path: Path, result: SimResult) -> None:
     assert summary["sharpe"] is None and summary["wall_s"] is None  # NaN and inf written as null
     assert summary["total_pnl_std"] == 2_000.5 and summary["kill_events"] == 0
     assert summary["attribution"]["hedge_cost"] == 7000.0
-    assert list(summary) == sorted(summary) and text.startswith('{\n  "adverse_selection_rate"')
+    assert list(summary) == sorted(summary) and text.startswith('{\n  "attribution"')
     config = (out / "config.toml").read_text()
     assert config == FakeConfig().to_toml()
     assert tomllib.loads(config)["sim"]["steps"] == N_STEPS

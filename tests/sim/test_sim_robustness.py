@@ -353,13 +353,13 @@ def test_the_underlying_itself_has_no_strike_or_expiry() -> None:
     assert fills["strike"].isna().all() and fills["expiry_days"].isna().all()
 
 
-def test_no_fill_gives_a_zero_fill_rate_and_no_adverse_selection_rate(
+def test_no_fill_gives_a_zero_fill_rate_and_no_fill_price_markout_loss_rate(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     args = ("simulate", CALM, *SHORT, "--set", "flow.arrival_a=0.0", "--set", "flow.informed_rate=0.0")
     summary = json.loads(run(capsys, *args, "--format", "json")[1])
     assert summary["fills"] == 0 and summary["fill_rate"] == 0.0
-    assert summary["adverse_selection_rate"] is None  # null, not NaN (which is not JSON)
+    assert summary["fill_price_markout_loss_rate"] is None  # null, not NaN (which is not JSON)
     assert summary["markout_total"] == 0.0 and summary["adverse_selection_total"] == 0.0
     code, out, _ = run(capsys, *args)
     assert code == 0 and "nan" not in out.lower()
@@ -377,4 +377,5 @@ def test_nothing_quoted_gives_no_fill_rate() -> None:
     result = simulate(config)
     if result.steps["n_quoted"].sum() != 0:  # pragma: no cover - the setting must stop the quotes
         pytest.fail("quoter.base_size = 0 still quoted: pick another way to stop quoting")
-    assert math.isnan(result.summary["fill_rate"]) and math.isnan(result.summary["adverse_selection_rate"])
+    assert math.isnan(result.summary["fill_rate"])
+    assert math.isnan(result.summary["fill_price_markout_loss_rate"])
