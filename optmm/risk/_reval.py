@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 from numba import njit, prange
 
 from optmm.book import Book
@@ -36,9 +35,9 @@ __all__ = [
 
 
 def underlying_codes(book: Book) -> tuple[np.ndarray, np.ndarray]:
-    """The book's underlyings (sorted, object array) and each row's index into them."""
-    codes, uniq = pd.factorize(np.asarray(book.underlying, dtype=object), sort=True)
-    return np.asarray(uniq, dtype=object), codes.astype(np.intp, copy=False)
+    """The book's underlyings (sorted, object array) and each row's index into them
+    (:meth:`optmm.book.Book.underlying_index`)."""
+    return book.underlying_index()
 
 
 def stable_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
@@ -226,31 +225,42 @@ def group_sums(values: Sequence[FloatArray], labels: np.ndarray, n_groups: int) 
 
 
 @njit(cache=True, parallel=True)
-def _trader_units(qm, s, price, delta, gamma, vega, theta, rho, vanna, volga, out):  # pragma: no cover
+def _trader_units(
+    qm, s, of_row, price, delta, gamma, vega, theta, rho, vanna, volga, vol, out
+):  # pragma: no cover
     # numpy's operations in numpy's order (no fused multiply-add): the same figures
     for i in prange(qm.shape[0]):
+        c = of_row[i]
         q = qm[i]
-        d = q * delta[i]
-        out[0, i] = q * price[i]
+        p = price[c]
+        d = q * delta[c]
+        out[0, i] = q * p
         out[1, i] = d
         out[2, i] = d * s[i]
-        out[3, i] = gamma_dollars_1pct(q, gamma[i], s[i])
-        out[4, i] = vega_per_vol_point(q, vega[i])
-        out[5, i] = theta_per_day(q, theta[i])
-        out[6, i] = rho_per_pct(q, rho[i])
-        out[7, i] = vanna_per_vol_point(q, vanna[i])
-        out[8, i] = volga_per_vol_point2(q, volga[i])
+        out[3, i] = gamma_dollars_1pct(q, gamma[c], s[i])
+        out[4, i] = vega_per_vol_point(q, vega[c])
+        out[5, i] = theta_per_day(q, theta[c])
+        out[6, i] = rho_per_pct(q, rho[c])
+        out[7, i] = vanna_per_vol_point(q, vanna[c])
+        out[8, i] = volga_per_vol_point2(q, volga[c])
+        out[9, i] = p
+        out[10, i] = vol[c]
 
 
-def trader_units(qm: FloatArray, s: FloatArray, greeks: dict[str, FloatArray]) -> FloatArray:
-    """The exposure figures of positions in trader units, shape (9, n), rows in the order of
-    :data:`optmm.risk.exposures.EXPOSURE_COLUMNS`: value, delta in shares and dollars, dollar gamma
-    per 1%, vega per vol point, theta per day, rho per 1%, vanna per vol point, volga per vol point^2
-    (``qm`` quantity x multiplier, ``s`` the spot, ``greeks`` per unit)."""
-    out = np.empty((9, qm.size))
+def trader_units(
+    qm: FloatArray, s: FloatArray, of_row: np.ndarray, greeks: dict[str, FloatArray], vol: FloatArray
+) -> FloatArray:
+    """The exposure figures of positions in trader units from the Greeks of the contracts they hold,
+    shape (11, n): rows 0-8 in the order of :data:`optmm.risk.exposures.EXPOSURE_COLUMNS` (value,
+    delta in shares and dollars, dollar gamma per 1%, vega per vol point, theta per day, rho per 1%,
+    vanna per vol point, volga per vol point^2), then each position's price and vol. ``qm`` quantity
+    x multiplier and ``s`` the spot per position, ``of_row`` each position's contract, ``greeks``
+    (per unit) and ``vol`` per contract."""
+    out = np.empty((11, qm.size))
     names = ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
     _trader_units(
-        np.ascontiguousarray(qm), np.ascontiguousarray(s),
-        *(np.ascontiguousarray(greeks[k], dtype=np.float64) for k in names), out,
+        np.ascontiguousarray(qm), np.ascontiguousarray(s), np.ascontiguousarray(of_row, dtype=np.intp),
+        *(np.ascontiguousarray(greeks[k], dtype=np.float64) for k in names),
+        np.ascontiguousarray(vol, dtype=np.float64), out,
     )  # fmt: skip
     return out

@@ -45,7 +45,6 @@ from optmm.risk._reval import (
     smile_points,
     stable_order,
     trader_units,
-    underlying_codes,
 )
 from optmm.typing import FloatArray
 
@@ -342,42 +341,43 @@ def _check_finite(ex: Exposures) -> None:
 
 def _exposures(book: Book, market: Market) -> Exposures:
     book.check_market(market)
-    underlyings, uidx = underlying_codes(book)
+    underlyings, uidx = book.underlying_index()
     t, american = pricing.book_terms(book, market, uidx)
     carry = pricing.carry(market, list(underlyings))
     spot_u = np.array([market.spot[u] for u in underlyings], dtype=np.float64)
     kind = np.asarray(book.kind)
-    is_option = kind != Kind.STOCK
-    n = kind.size
     qm = np.asarray(book.quantity, dtype=np.float64) * np.asarray(book.multiplier, dtype=np.float64)
     strike = np.asarray(book.strike, dtype=np.float64)
     override = np.asarray(book.vol, dtype=np.float64)
     s = spot_u[uidx]
 
-    greeks: dict[str, FloatArray] = {}
-    vol = np.where(is_option, override, np.nan)
+    # Each contract of the book (Book.contract_index) is priced once and its positions take its
+    # figures: a large book holds each contract several times.
+    of_row, rep = book.contract_index()
+    c_kind, cu, c_strike, c_t = kind[rep], uidx[rep], strike[rep], t[rep]
+    c_option = c_kind != Kind.STOCK
+    c_vol = np.where(c_option, override[rep], np.nan)
     # The surface is asked only for live options without an override: an expired option is worth
     # its intrinsic value whatever the vol, and a surface need not be defined at t <= 0.
-    need = np.flatnonzero(is_option & np.isnan(override) & (t > 0.0))
-    surface_vols(market, underlyings, uidx, strike, t, need, vol)
-    vol[is_option & np.isnan(vol)] = 0.0  # expired without override
-    opt = np.flatnonzero(is_option)
-    if opt.size == n:  # options only: one call for the whole book, its outputs as they are
-        g = pricing.contract_greeks(carry, uidx, s, strike, t, vol, kind == Kind.CALL, american)
-        greeks = {name: np.asarray(arr, dtype=np.float64).reshape(-1) for name, arr in g.to_dict().items()}
-    else:
-        greeks = {name: np.zeros(n) for name in Greeks.FIELDS}
-    if 0 < opt.size < n:  # one call for all the options of the book
-        g = pricing.contract_greeks(
-            carry, uidx[opt], s[opt], strike[opt], t[opt], vol[opt], kind[opt] == Kind.CALL, american[opt]
-        )
-        for name, arr in g.to_dict().items():
-            greeks[name][opt] = arr
-    stock = ~is_option
-    greeks["price"][stock] = s[stock]
+    need = np.flatnonzero(c_option & np.isnan(c_vol) & (c_t > 0.0))
+    surface_vols(market, underlyings, cu, c_strike, c_t, need, c_vol)
+    c_vol[c_option & np.isnan(c_vol)] = 0.0  # expired without override
+    opt = np.flatnonzero(c_option)
+    every = opt.size == rep.size  # options only: the contract arrays as they are
+    sel = slice(None) if every else opt
+    g = pricing.contract_greeks(
+        carry, cu[sel], spot_u[cu[sel]], c_strike[sel], c_t[sel], c_vol[sel], c_kind[sel] == Kind.CALL,
+        american[rep][sel],
+    )  # fmt: skip
+    greeks = {name: np.zeros(rep.size) for name in Greeks.FIELDS}
+    for name, arr in g.to_dict().items():
+        greeks[name][sel] = arr
+    stock = np.flatnonzero(~c_option)
+    greeks["price"][stock] = spot_u[cu[stock]]
     greeks["delta"][stock] = 1.0
-
-    figures = dict(zip(EXPOSURE_COLUMNS, trader_units(qm, s, greeks), strict=True))
+    units = trader_units(qm, s, of_row, greeks, c_vol)
+    figures = dict(zip(EXPOSURE_COLUMNS, units[:9], strict=True))
+    price, vol = units[9], units[10]
     expiry = np.asarray(book.expiry, dtype="datetime64[D]")
     columns: dict[str, Any] = {
         "id": np.asarray(book.id, dtype=object),
@@ -390,7 +390,7 @@ def _exposures(book: Book, market: Market) -> Exposures:
         "spot": s,
         "t": t,
         "vol": vol,
-        "price": greeks["price"],
+        "price": price,
         **figures,
     }
     cols = list(EXPOSURE_COLUMNS)
@@ -402,15 +402,19 @@ def _exposures(book: Book, market: Market) -> Exposures:
         index=pd.Index(underlyings, name="underlying"),
     )
     by_underlying.insert(0, "spot", spot_u)
-    # expiry codes in date order, NaT (stock) last as groupby(dropna=False) puts it
-    nat = np.isnat(expiry)
-    days = expiry.view(np.int64)
-    after = int(days[~nat].max()) + 1 if (~nat).any() else 0
-    exp_values, exp_codes = dense_codes(np.where(nat, after, days))
+    # expiry codes in date order, NaT (stock) last as groupby(dropna=False) puts it; a row's
+    # (underlying, expiry) group is its contract's
+    e_codes, e_values = book.expiry_index()
+    days = e_values.view(np.int64)
+    nat = np.isnat(e_values)
+    rank = np.empty(days.size, dtype=np.int64)
+    rank[np.lexsort((days, nat))] = np.arange(days.size)
+    exp_values = np.sort(days[~nat])
     if nat.any():
-        exp_values[-1] = np.datetime64("NaT").astype("datetime64[D]").view(np.int64)
+        exp_values = np.append(exp_values, days[nat])
     n_exp = max(1, exp_values.size)
-    groups, group_of = dense_codes(uidx.astype(np.int64) * n_exp + exp_codes)
+    groups, c_group = dense_codes(cu.astype(np.int64) * n_exp + rank[e_codes[rep]])
+    group_of = c_group[of_row]
     by_expiry = pd.DataFrame(
         group_sums(values, group_of, groups.size),
         columns=cols,
