@@ -37,7 +37,7 @@ import csv
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -355,6 +355,11 @@ class Book:
     source: str = "<DataFrame>"
     style: np.ndarray | None = None
     settlement: np.ndarray | None = None
+    # the text columns and the contracts numbered when the book is made (see _index_text)
+    _underlying_index: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+    _term_index: dict[str, tuple[np.ndarray, np.ndarray]] = field(init=False, repr=False, compare=False)
+    _expiry_index: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+    _contract_index: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
 
     _ARRAYS = (
         "id", "underlying", "kind", "strike", "expiry", "quantity", "multiplier", "vol",
