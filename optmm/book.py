@@ -37,7 +37,7 @@ import csv
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -355,6 +355,11 @@ class Book:
     source: str = "<DataFrame>"
     style: np.ndarray | None = None
     settlement: np.ndarray | None = None
+    # the text columns and the contracts numbered when the book is made (see _index_text)
+    _underlying_index: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+    _term_index: dict[str, tuple[np.ndarray, np.ndarray]] = field(init=False, repr=False, compare=False)
+    _expiry_index: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+    _contract_index: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
 
     _ARRAYS = (
         "id", "underlying", "kind", "strike", "expiry", "quantity", "multiplier", "vol",
@@ -408,6 +413,7 @@ class Book:
         _raise_first(source, _rule_issues(converted))
         for name, arr in converted.items():
             object.__setattr__(self, name, arr)
+        self._index_text()
 
     @classmethod
     def _trusted(cls, arrays: dict[str, np.ndarray], source: str) -> Book:
@@ -420,7 +426,52 @@ class Book:
                 value = np.full(arrays["id"].size, "", dtype=object)
             object.__setattr__(book, name, value)
         object.__setattr__(book, "source", source)
+        book._index_text()
         return book
+
+    def _index_text(self) -> None:
+        """Number the text columns the pricing groups rows by, once, when the book is made (a book is
+        immutable; a million rows of text take about as long to number as to price):
+        :meth:`underlying_index` and :meth:`term_index`."""
+        codes, names = pd.factorize(self.underlying, sort=True)
+        object.__setattr__(
+            self, "_underlying_index", (np.asarray(names, dtype=object), codes.astype(np.intp))
+        )
+        terms: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name in _TERMS:
+            values = getattr(self, name)
+            if values.size and (values == "").all():  # the usual case: the underlyings' defaults
+                terms[name] = (np.zeros(values.size, dtype=np.intp), np.array([""], dtype=object))
+            else:
+                term_codes, uniques = pd.factorize(values, use_na_sentinel=False)
+                terms[name] = (term_codes.astype(np.intp), np.asarray(uniques, dtype=object))
+        object.__setattr__(self, "_term_index", terms)
+        expiry_codes, expiry_values = pd.factorize(self.expiry.view(np.int64), use_na_sentinel=False)
+        object.__setattr__(
+            self,
+            "_expiry_index",
+            (expiry_codes.astype(np.intp), np.asarray(expiry_values, dtype=np.int64).view("datetime64[D]")),
+        )
+        # a contract: (underlying, kind, expiry, settlement, style, strike, vol override), numbered in
+        # order of first appearance by combining the fields' codes two at a time
+        strike_codes, strikes = pd.factorize(self.strike, use_na_sentinel=False)
+        fields = [
+            (self.kind.astype(np.int64), 3),
+            (expiry_codes, len(expiry_values)),
+            (terms["settlement"][0], len(terms["settlement"][1])),
+            (terms["style"][0], len(terms["style"][1])),
+            (strike_codes, len(strikes)),
+        ]
+        if not np.isnan(self.vol).all():
+            vol_codes, vols = pd.factorize(self.vol, use_na_sentinel=False)
+            fields.append((vol_codes, len(vols)))
+        key = codes.astype(np.int64)
+        for i, (field_codes, count) in enumerate(fields):
+            if count > 1 or i == len(fields) - 1:
+                key = pd.factorize(key * count + np.asarray(field_codes, dtype=np.int64))[0].astype(np.int64)
+        top = np.maximum.accumulate(key) if key.size else key
+        first = np.flatnonzero(np.r_[key.size > 0, top[1:] > top[:-1]][: key.size])  # new contracts
+        object.__setattr__(self, "_contract_index", (key.astype(np.intp), first))
 
     # ----------------------------------------------------------------------------------------------
     # views
@@ -443,7 +494,32 @@ class Book:
 
     def underlyings(self) -> list[str]:
         """The distinct underlyings, sorted."""
-        return sorted(pd.unique(self.underlying).tolist())
+        return self._underlying_index[0].tolist()
+
+    def underlying_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(names, codes)``: the distinct underlyings (object array, sorted) and each row's index into
+        them (intp), as ``pandas.factorize(book.underlying, sort=True)`` gives them. Numbered once, when
+        the book is made: treat both as read-only."""
+        return self._underlying_index
+
+    def expiry_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, values)``: each row's index into the book's distinct expiries (datetime64[D], NaT
+        for stock rows, in order of first appearance). Numbered once, when the book is made."""
+        return self._expiry_index
+
+    def contract_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(of_row, first)``: each row's contract (intp) and the first row of each contract. A
+        contract is what a row holds: its underlying, kind, expiry, settlement, style, strike and vol
+        override (every row of the underlying's stock is one contract). Rows of one contract are priced
+        alike on any market. Numbered once, when the book is made: treat both as read-only."""
+        return self._contract_index
+
+    def term_index(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, values)`` of the contract-term column ``name`` (``"style"`` or ``"settlement"``):
+        each row's index into the column's distinct values (object array, in order of first
+        appearance; ``[""]`` alone when every row leaves the term to the underlying's default).
+        Numbered once, when the book is made: treat both as read-only."""
+        return self._term_index[name]
 
     # ----------------------------------------------------------------------------------------------
     # input
@@ -711,7 +787,7 @@ class Book:
         """
         if not len(self):
             return
-        codes, uniques = pd.factorize(self.underlying)
+        uniques, codes = self.underlying_index()
         has_spot = np.array([u in market.spot for u in uniques], dtype=bool)
         has_surface = np.array([u in market.surface for u in uniques], dtype=bool)
         no_spot = ~has_spot[codes]

@@ -177,15 +177,6 @@ def american_flags(market: Market, underlying: np.ndarray, style: np.ndarray | N
     return np.asarray(_per_row(underlying, given, market.default_style) == "american", dtype=bool)
 
 
-def _term_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Each row's index into the distinct values of a text column, and their number (a column left
-    blank, the usual case, is told by one comparison)."""
-    if not (values == "").all():
-        codes, uniques = pd.factorize(values, use_na_sentinel=False)
-        return codes, len(uniques)
-    return np.zeros(values.size, dtype=np.intp), 1
-
-
 def _distinct(*columns: tuple[np.ndarray, int]) -> tuple[np.ndarray, np.ndarray]:
     """The distinct combinations of code columns ``(codes, count)``: ``(rows, of_row)``, a row of each
     combination and each row's combination."""
@@ -216,13 +207,15 @@ def book_terms(
         return np.zeros(0), np.zeros(0, dtype=bool)
     assert book.settlement is not None and book.style is not None  # Book fills blank terms with ""
     if underlying_codes is None:
-        underlying_codes = pd.factorize(book.underlying)[0]
+        underlying_codes = book.underlying_index()[1]
     u = (np.asarray(underlying_codes, dtype=np.intp), int(np.max(underlying_codes)) + 1)
     expiry = np.asarray(book.expiry, dtype="datetime64[D]")
     days, exp_values = pd.factorize(expiry.view(np.int64))
-    rows, of_row = _distinct(u, _term_codes(book.settlement), (days, len(exp_values)))
+    settlement, settlement_values = book.term_index("settlement")
+    style, style_values = book.term_index("style")
+    rows, of_row = _distinct(u, (settlement, len(settlement_values)), (days, len(exp_values)))
     t = option_times(market, book.underlying[rows], expiry[rows], book.settlement[rows])[of_row]
-    rows, of_row = _distinct(u, _term_codes(book.style))
+    rows, of_row = _distinct(u, (style, len(style_values)))
     flags = american_flags(market, book.underlying[rows], book.style[rows])
     american = np.asarray(flags, dtype=np.bool_)[of_row]
     return np.where(option, t, 0.0), american & option
@@ -260,7 +253,7 @@ def _rows(
     is_call: BoolArray,
     american: BoolArray,
 ) -> tuple[np.ndarray, ...]:
-    arrays = np.broadcast_arrays(
+    given = (
         np.asarray(u, dtype=np.intp),
         np.asarray(spot, dtype=np.float64),
         np.asarray(strike, dtype=np.float64),
@@ -269,7 +262,12 @@ def _rows(
         np.asarray(is_call, dtype=bool),
         np.asarray(american, dtype=bool),
     )
-    return tuple(np.array(a).reshape(-1) for a in arrays)  # own copies: not broadcast views
+    shape = np.broadcast_shapes(*(a.shape for a in given))
+    # an array of the full shape as it is (a book's column), the others broadcast into own copies
+    return tuple(
+        (np.ascontiguousarray(a) if a.shape == shape else np.array(np.broadcast_to(a, shape))).reshape(-1)
+        for a in given
+    )
 
 
 def contract_greeks(

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 from numba import njit, prange
 
 from optmm.book import Book
@@ -36,9 +35,9 @@ __all__ = [
 
 
 def underlying_codes(book: Book) -> tuple[np.ndarray, np.ndarray]:
-    """The book's underlyings (sorted, object array) and each row's index into them."""
-    codes, uniq = pd.factorize(np.asarray(book.underlying, dtype=object), sort=True)
-    return np.asarray(uniq, dtype=object), codes.astype(np.intp, copy=False)
+    """The book's underlyings (sorted, object array) and each row's index into them
+    (:meth:`optmm.book.Book.underlying_index`)."""
+    return book.underlying_index()
 
 
 def stable_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
@@ -226,31 +225,180 @@ def group_sums(values: Sequence[FloatArray], labels: np.ndarray, n_groups: int) 
 
 
 @njit(cache=True, parallel=True)
-def _trader_units(qm, s, price, delta, gamma, vega, theta, rho, vanna, volga, out):  # pragma: no cover
-    # numpy's operations in numpy's order (no fused multiply-add): the same figures
+def _trader_units(qm, s, of_row, table, out):  # pragma: no cover - compiled
+    # numpy's operations in numpy's order (no fused multiply-add): the same figures. ``table`` holds a
+    # contract per row (price, delta, gamma, vega, theta, rho, vanna, volga, vol): one or two cache
+    # lines per position
     for i in prange(qm.shape[0]):
+        g = table[of_row[i]]
         q = qm[i]
-        d = q * delta[i]
-        out[0, i] = q * price[i]
+        d = q * g[1]
+        out[0, i] = q * g[0]
         out[1, i] = d
         out[2, i] = d * s[i]
-        out[3, i] = gamma_dollars_1pct(q, gamma[i], s[i])
-        out[4, i] = vega_per_vol_point(q, vega[i])
-        out[5, i] = theta_per_day(q, theta[i])
-        out[6, i] = rho_per_pct(q, rho[i])
-        out[7, i] = vanna_per_vol_point(q, vanna[i])
-        out[8, i] = volga_per_vol_point2(q, volga[i])
+        out[3, i] = gamma_dollars_1pct(q, g[2], s[i])
+        out[4, i] = vega_per_vol_point(q, g[3])
+        out[5, i] = theta_per_day(q, g[4])
+        out[6, i] = rho_per_pct(q, g[5])
+        out[7, i] = vanna_per_vol_point(q, g[6])
+        out[8, i] = volga_per_vol_point2(q, g[7])
+        out[9, i] = g[0]
+        out[10, i] = g[8]
 
 
-def trader_units(qm: FloatArray, s: FloatArray, greeks: dict[str, FloatArray]) -> FloatArray:
-    """The exposure figures of positions in trader units, shape (9, n), rows in the order of
-    :data:`optmm.risk.exposures.EXPOSURE_COLUMNS`: value, delta in shares and dollars, dollar gamma
-    per 1%, vega per vol point, theta per day, rho per 1%, vanna per vol point, volga per vol point^2
-    (``qm`` quantity x multiplier, ``s`` the spot, ``greeks`` per unit)."""
-    out = np.empty((9, qm.size))
+def trader_units(
+    qm: FloatArray, s: FloatArray, of_row: np.ndarray, greeks: dict[str, FloatArray], vol: FloatArray
+) -> FloatArray:
+    """The exposure figures of positions in trader units from the Greeks of the contracts they hold,
+    shape (11, n): rows 0-8 in the order of :data:`optmm.risk.exposures.EXPOSURE_COLUMNS` (value,
+    delta in shares and dollars, dollar gamma per 1%, vega per vol point, theta per day, rho per 1%,
+    vanna per vol point, volga per vol point^2), then each position's price and vol. ``qm`` quantity
+    x multiplier and ``s`` the spot per position, ``of_row`` each position's contract, ``greeks``
+    (per unit) and ``vol`` per contract."""
     names = ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
+    table = np.stack([*(np.asarray(greeks[k], dtype=np.float64) for k in names), vol], axis=1)
+    out = np.empty((11, qm.size))
     _trader_units(
-        np.ascontiguousarray(qm), np.ascontiguousarray(s),
-        *(np.ascontiguousarray(greeks[k], dtype=np.float64) for k in names), out,
-    )  # fmt: skip
+        np.ascontiguousarray(qm),
+        np.ascontiguousarray(s),
+        np.ascontiguousarray(of_row, dtype=np.intp),
+        table,
+        out,
+    )
     return out
+
+
+# The sums of the exposure figures without the figures of every position: each position's figures
+# are computed from its contract's row of ``table`` as :func:`_trader_units` does, then added where
+# they go at once: per underlying and per (underlying, expiry) group by compensated sums in row order
+# (:func:`_kahan_group_sums`), and over the book by numpy's pairwise summation (``numpy.sum``: blocks
+# of at most 128 values, eight running sums within a block, halves split at a multiple of 8). A
+# million positions' figures never touch memory.
+
+_N_FIG = 9
+_PW_BLOCK = 128
+
+
+@njit(cache=True, inline="always")
+def _kahan_row(out, comp, g, vals, r):  # pragma: no cover - compiled
+    """Add row ``r`` of ``vals`` to row ``g`` of ``out`` as :func:`_kahan_group_sums` does."""
+    for j in range(_N_FIG):
+        val = vals[r, j]
+        if val != val:
+            continue
+        c = comp[g, j]
+        o = out[g, j]
+        y = val - c
+        t = o + y
+        c = t - o - y
+        comp[g, j] = 0.0 if c != c else c  # an infinite value: keep the sum infinite, not NaN
+        out[g, j] = t
+
+
+@njit(cache=True)
+def _block(lo, n, cols, acc, vals, res):  # pragma: no cover - compiled
+    """Rows ``lo .. lo + n`` (n <= 128): their figures (the arithmetic of :func:`_trader_units`),
+    added to the group sums in row order as :func:`_kahan_group_sums` adds (NaNs skipped), and each
+    figure's pairwise block sum into ``res``. ``cols`` the inputs, ``acc`` the group sums."""
+    quantity, multiplier, u_of_row, spot_u, of_row, table, group_of_contract = cols
+    by_u, comp_u, by_g, comp_g = acc
+    for r in range(n):  # the contracts' rows first: independent loads, in flight together
+        c = of_row[lo + r]
+        for j in range(8):
+            vals[r, j] = table[c, j]
+    for r in range(n):
+        i = lo + r
+        q = quantity[i] * multiplier[i]
+        s = spot_u[u_of_row[i]]
+        price, delta, gamma, vega = vals[r, 0], vals[r, 1], vals[r, 2], vals[r, 3]
+        theta, rho, vanna, volga = vals[r, 4], vals[r, 5], vals[r, 6], vals[r, 7]
+        d = q * delta
+        vals[r, 0] = q * price
+        vals[r, 1] = d
+        vals[r, 2] = d * s
+        vals[r, 3] = gamma_dollars_1pct(q, gamma, s)
+        vals[r, 4] = vega_per_vol_point(q, vega)
+        vals[r, 5] = theta_per_day(q, theta)
+        vals[r, 6] = rho_per_pct(q, rho)
+        vals[r, 7] = vanna_per_vol_point(q, vanna)
+        vals[r, 8] = volga_per_vol_point2(q, volga)
+        _kahan_row(by_u, comp_u, u_of_row[i], vals, r)
+        _kahan_row(by_g, comp_g, group_of_contract[of_row[i]], vals, r)
+    for j in range(_N_FIG):
+        if n < 8:
+            s = 0.0
+            for r in range(n):
+                s += vals[r, j]
+        else:
+            r0, r1, r2, r3 = vals[0, j], vals[1, j], vals[2, j], vals[3, j]
+            r4, r5, r6, r7 = vals[4, j], vals[5, j], vals[6, j], vals[7, j]
+            r = 8
+            while r < n - n % 8:
+                r0 += vals[r, j]
+                r1 += vals[r + 1, j]
+                r2 += vals[r + 2, j]
+                r3 += vals[r + 3, j]
+                r4 += vals[r + 4, j]
+                r5 += vals[r + 5, j]
+                r6 += vals[r + 6, j]
+                r7 += vals[r + 7, j]
+                r += 8
+            s = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+            while r < n:
+                s += vals[r, j]
+                r += 1
+        res[j] = s
+
+
+@njit(cache=True)
+def _pairwise(lo, n, level, cols, acc, vals, stack):  # pragma: no cover - compiled
+    """numpy's pairwise sums of rows ``lo .. lo + n`` into ``stack[level]`` (the levels below it are
+    the halves' scratch), every row passing through :func:`_block` in row order."""
+    if n <= _PW_BLOCK:
+        _block(lo, n, cols, acc, vals, stack[level])
+        return 0
+    n2 = n // 2
+    n2 -= n2 % 8
+    _pairwise(lo, n2, level + 1, cols, acc, vals, stack)
+    for j in range(_N_FIG):
+        stack[level, j] = stack[level + 1, j]
+    _pairwise(lo + n2, n - n2, level + 1, cols, acc, vals, stack)
+    for j in range(_N_FIG):
+        stack[level, j] = stack[level, j] + stack[level + 1, j]
+    return 0
+
+
+def exposure_sums(
+    quantity: FloatArray,
+    multiplier: FloatArray,
+    u_of_row: np.ndarray,
+    spot_u: FloatArray,
+    of_row: np.ndarray,
+    table: FloatArray,
+    group_of_contract: np.ndarray,
+    n_groups: int,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The sums of the positions' exposure figures (:func:`trader_units` rows 0-8), without making
+    them: ``(by_underlying, by_group, total)``, shapes (U, 9), (n_groups, 9), (9,), each as
+    :func:`group_sums` and ``numpy.sum`` give them from the figures. ``table`` (contracts x 8): each
+    contract's price, delta, gamma, vega, theta, rho, vanna, volga per unit; ``of_row`` each
+    position's contract; ``u_of_row`` its underlying (``spot_u`` the spots); ``group_of_contract``
+    each contract's group."""
+    n = int(np.asarray(quantity).size)
+    by_u = np.zeros((spot_u.size, _N_FIG))
+    by_g = np.zeros((n_groups, _N_FIG))
+    depth = 2 + max(0, int(np.ceil(np.log2(max(n, 1) / _PW_BLOCK))) + 1)
+    stack = np.zeros((depth + 1, _N_FIG))
+    if n:
+        cols = (
+            np.ascontiguousarray(quantity, dtype=np.float64),
+            np.ascontiguousarray(multiplier, dtype=np.float64),
+            np.ascontiguousarray(u_of_row, dtype=np.intp),
+            np.ascontiguousarray(spot_u, dtype=np.float64),
+            np.ascontiguousarray(of_row, dtype=np.intp),
+            np.ascontiguousarray(table, dtype=np.float64),
+            np.ascontiguousarray(group_of_contract, dtype=np.intp),
+        )
+        acc = (by_u, np.zeros_like(by_u), by_g, np.zeros_like(by_g))
+        _pairwise(0, n, 0, cols, acc, np.empty((_PW_BLOCK, _N_FIG)), stack)
+    return by_u, by_g, stack[0].copy()

@@ -29,6 +29,7 @@ coming out as inf or NaN.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +42,10 @@ from optmm.greeks import Greeks
 from optmm.market import Market
 from optmm.risk._reval import (
     dense_codes,
-    group_sums,
+    exposure_sums,
     smile_points,
     stable_order,
     trader_units,
-    underlying_codes,
 )
 from optmm.typing import FloatArray
 
@@ -167,21 +167,27 @@ class Exposures:
     by_expiry: pd.DataFrame
     total: pd.DataFrame
     market: Market
-    # The per-position columns, in order (``kind`` as its codes, ``expiry`` in days); the frame is
-    # built from them when first asked for (a million-row frame with text columns costs more than
-    # pricing the book).
-    _columns: dict[str, np.ndarray] = field(repr=False, compare=False)
-    _frame: list[pd.DataFrame] = field(default_factory=list, init=False, repr=False, compare=False)
+    # The per-position columns, in order (``kind`` as its codes, ``expiry`` in days), made when first
+    # asked for by ``_make_columns``, and the frame built from them: the aggregates are summed
+    # without them, and a million positions' figures cost more to write than to compute.
+    _make_columns: Callable[[], dict[str, np.ndarray]] = field(repr=False, compare=False)
+    _made: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def _columns(self) -> dict[str, np.ndarray]:
+        if "columns" not in self._made:
+            self._made["columns"] = self._make_columns()
+        return self._made["columns"]
 
     @property
     def positions(self) -> pd.DataFrame:
         """One row per position (see the class attributes), built on first access."""
-        if not self._frame:
+        if "frame" not in self._made:
             columns = dict(self._columns)
             columns["kind"] = _KIND_NAMES[np.asarray(columns["kind"], dtype=np.intp)]
             columns["expiry"] = np.asarray(columns["expiry"], dtype="datetime64[D]").astype("datetime64[s]")
-            self._frame.append(pd.DataFrame(columns))
-        return self._frame[0]
+            self._made["frame"] = pd.DataFrame(columns)
+        return self._made["frame"]
 
     def beta_weighted_delta(self, index: str | None = None) -> BetaWeightedDelta:
         """Book delta in index shares and index dollars.
@@ -296,8 +302,8 @@ def exposures(book: Book, market: Market) -> Exposures:
     {'delta_shares': 39.9, 'vega_per_vol_point': 397.5}
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below, by name
-        result = _exposures(book, market)
-    _check_finite(result)
+        result, rows_finite = _exposures(book, market)
+    _check_finite(result, rows_finite)
     return result
 
 
@@ -309,14 +315,13 @@ def _not_finite(values: np.ndarray, columns: list[str]) -> tuple[int, str] | Non
     return int(bad[0][0]), columns[int(bad[0][1])]
 
 
-def _check_finite(ex: Exposures) -> None:
-    """Refuse exposures with a figure that is not finite, naming the position, underlying or book."""
+def _check_finite(ex: Exposures, rows_finite: bool) -> None:
+    """Refuse exposures with a figure that is not finite, naming the position, underlying or book.
+    ``rows_finite``: every position's price and figures are known to be finite (else they are
+    searched)."""
     too_large = "a quantity, multiplier, strike or spot is too large for the arithmetic"
     cols = ["price", *EXPOSURE_COLUMNS]
-    # a column of finite numbers has a finite sum, or one that overflows: only then is it searched
-    with np.errstate(over="ignore", invalid="ignore"):
-        search = not all(np.isfinite(np.sum(ex._columns[c])) for c in cols)
-    hit = _not_finite(np.stack([ex._columns[c] for c in cols], axis=1), cols) if search else None
+    hit = None if rows_finite else _not_finite(np.stack([ex._columns[c] for c in cols], axis=1), cols)
     if hit is not None:
         i, column = hit
         raise ValueError(
@@ -340,79 +345,67 @@ def _check_finite(ex: Exposures) -> None:
         )
 
 
-def _exposures(book: Book, market: Market) -> Exposures:
+def _exposures(book: Book, market: Market) -> tuple[Exposures, bool]:
     book.check_market(market)
-    underlyings, uidx = underlying_codes(book)
+    underlyings, uidx = book.underlying_index()
     t, american = pricing.book_terms(book, market, uidx)
     carry = pricing.carry(market, list(underlyings))
     spot_u = np.array([market.spot[u] for u in underlyings], dtype=np.float64)
     kind = np.asarray(book.kind)
-    is_option = kind != Kind.STOCK
-    n = kind.size
-    qm = np.asarray(book.quantity, dtype=np.float64) * np.asarray(book.multiplier, dtype=np.float64)
     strike = np.asarray(book.strike, dtype=np.float64)
     override = np.asarray(book.vol, dtype=np.float64)
-    s = spot_u[uidx]
 
-    greeks: dict[str, FloatArray] = {}
-    vol = np.where(is_option, override, np.nan)
+    # Each contract of the book (Book.contract_index) is priced once and its positions take its
+    # figures: a large book holds each contract several times.
+    of_row, rep = book.contract_index()
+    c_kind, cu, c_strike, c_t = kind[rep], uidx[rep], strike[rep], t[rep]
+    c_option = c_kind != Kind.STOCK
+    c_vol = np.where(c_option, override[rep], np.nan)
     # The surface is asked only for live options without an override: an expired option is worth
     # its intrinsic value whatever the vol, and a surface need not be defined at t <= 0.
-    need = np.flatnonzero(is_option & np.isnan(override) & (t > 0.0))
-    surface_vols(market, underlyings, uidx, strike, t, need, vol)
-    vol[is_option & np.isnan(vol)] = 0.0  # expired without override
-    opt = np.flatnonzero(is_option)
-    if opt.size == n:  # options only: one call for the whole book, its outputs as they are
-        g = pricing.contract_greeks(carry, uidx, s, strike, t, vol, kind == Kind.CALL, american)
-        greeks = {name: np.asarray(arr, dtype=np.float64).reshape(-1) for name, arr in g.to_dict().items()}
-    else:
-        greeks = {name: np.zeros(n) for name in Greeks.FIELDS}
-    if 0 < opt.size < n:  # one call for all the options of the book
-        g = pricing.contract_greeks(
-            carry, uidx[opt], s[opt], strike[opt], t[opt], vol[opt], kind[opt] == Kind.CALL, american[opt]
-        )
-        for name, arr in g.to_dict().items():
-            greeks[name][opt] = arr
-    stock = ~is_option
-    greeks["price"][stock] = s[stock]
+    need = np.flatnonzero(c_option & np.isnan(c_vol) & (c_t > 0.0))
+    surface_vols(market, underlyings, cu, c_strike, c_t, need, c_vol)
+    c_vol[c_option & np.isnan(c_vol)] = 0.0  # expired without override
+    opt = np.flatnonzero(c_option)
+    every = opt.size == rep.size  # options only: the contract arrays as they are
+    sel = slice(None) if every else opt
+    g = pricing.contract_greeks(
+        carry, cu[sel], spot_u[cu[sel]], c_strike[sel], c_t[sel], c_vol[sel], c_kind[sel] == Kind.CALL,
+        american[rep][sel],
+    )  # fmt: skip
+    greeks = {name: np.zeros(rep.size) for name in Greeks.FIELDS}
+    for name, arr in g.to_dict().items():
+        greeks[name][sel] = arr
+    stock = np.flatnonzero(~c_option)
+    greeks["price"][stock] = spot_u[cu[stock]]
     greeks["delta"][stock] = 1.0
+    names = ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
+    table = np.stack([greeks[name] for name in names], axis=1)
+    quantity = np.asarray(book.quantity, dtype=np.float64)
+    multiplier = np.asarray(book.multiplier, dtype=np.float64)
 
-    figures = dict(zip(EXPOSURE_COLUMNS, trader_units(qm, s, greeks), strict=True))
-    expiry = np.asarray(book.expiry, dtype="datetime64[D]")
-    columns: dict[str, Any] = {
-        "id": np.asarray(book.id, dtype=object),
-        "underlying": np.asarray(book.underlying, dtype=object),
-        "kind": kind,
-        "expiry": expiry,
-        "strike": strike,
-        "quantity": np.asarray(book.quantity, dtype=np.float64),
-        "multiplier": np.asarray(book.multiplier, dtype=np.float64),
-        "spot": s,
-        "t": t,
-        "vol": vol,
-        "price": greeks["price"],
-        **figures,
-    }
-    cols = list(EXPOSURE_COLUMNS)
-    values = [figures[c] for c in cols]
-    # the sums pandas' groupby gives (compensated, in row order), without a frame of the positions
-    by_underlying = pd.DataFrame(
-        group_sums(values, uidx, len(underlyings)),
-        columns=cols,
-        index=pd.Index(underlyings, name="underlying"),
-    )
-    by_underlying.insert(0, "spot", spot_u)
-    # expiry codes in date order, NaT (stock) last as groupby(dropna=False) puts it
-    nat = np.isnat(expiry)
-    days = expiry.view(np.int64)
-    after = int(days[~nat].max()) + 1 if (~nat).any() else 0
-    exp_values, exp_codes = dense_codes(np.where(nat, after, days))
+    # expiry codes in date order, NaT (stock) last as groupby(dropna=False) puts it; a row's
+    # (underlying, expiry) group is its contract's
+    e_codes, e_values = book.expiry_index()
+    days = e_values.view(np.int64)
+    nat = np.isnat(e_values)
+    rank = np.empty(days.size, dtype=np.int64)
+    rank[np.lexsort((days, nat))] = np.arange(days.size)
+    exp_values = np.sort(days[~nat])
     if nat.any():
-        exp_values[-1] = np.datetime64("NaT").astype("datetime64[D]").view(np.int64)
+        exp_values = np.append(exp_values, days[nat])
     n_exp = max(1, exp_values.size)
-    groups, group_of = dense_codes(uidx.astype(np.int64) * n_exp + exp_codes)
+    groups, c_group = dense_codes(cu.astype(np.int64) * n_exp + rank[e_codes[rep]])
+    # the sums pandas' groupby and numpy.sum give (compensated in row order; pairwise), without
+    # making the figures of every position
+    sum_u, sum_g, sum_book = exposure_sums(
+        quantity, multiplier, uidx, spot_u, of_row, table, c_group, groups.size
+    )
+    cols = list(EXPOSURE_COLUMNS)
+    by_underlying = pd.DataFrame(sum_u, columns=cols, index=pd.Index(underlyings, name="underlying"))
+    by_underlying.insert(0, "spot", spot_u)
     by_expiry = pd.DataFrame(
-        group_sums(values, group_of, groups.size),
+        sum_g,
         columns=cols,
         index=pd.MultiIndex.from_arrays(
             [
@@ -423,16 +416,38 @@ def _exposures(book: Book, market: Market) -> Exposures:
             ]
         ),
     )
+
+    def make_columns() -> dict[str, np.ndarray]:
+        s = spot_u[uidx]
+        units = trader_units(quantity * multiplier, s, of_row, greeks, c_vol)
+        return {
+            "id": np.asarray(book.id, dtype=object),
+            "underlying": np.asarray(book.underlying, dtype=object),
+            "kind": kind,
+            "expiry": np.asarray(book.expiry, dtype="datetime64[D]"),
+            "strike": strike,
+            "quantity": quantity,
+            "multiplier": multiplier,
+            "spot": s,
+            "t": t,
+            "vol": units[10],
+            "price": units[9],
+            **dict(zip(EXPOSURE_COLUMNS, units[:9], strict=True)),
+        }
+
     additive = [c for c in cols if c not in _PER_UNDERLYING_UNITS]
     total = pd.DataFrame(
-        [[float(np.sum(figures[c])) for c in additive]], columns=additive, index=pd.Index(["book"])
+        [[float(sum_book[cols.index(c)]) for c in additive]], columns=additive, index=pd.Index(["book"])
     )
-    result = Exposures(by_underlying, by_expiry, total, market, columns)
+    result = Exposures(by_underlying, by_expiry, total, market, make_columns)
+    # a figure that is not finite makes its book sum so (NaN or inf), and so does an overflowing sum
+    # of finite figures: only then are the positions searched
+    rows_finite = bool(np.isfinite(table[:, 0]).all() and np.isfinite(sum_book).all())
     if market.index is not None and all(u in market.beta for u in by_underlying.index):
         bwd = result.beta_weighted_delta()
         total.insert(1, "beta_delta_index_shares", bwd.index_shares)
         total.insert(2, "beta_delta_index_dollars", bwd.index_dollars)
-    return result
+    return result, rows_finite
 
 
 #: Columns in shares of one underlying: they do not add across underlyings.

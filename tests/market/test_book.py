@@ -413,3 +413,63 @@ def test_large_frame_is_vectorised() -> None:
     df.loc[n - 3, "strike"] = 100.0
     with pytest.raises(BookError, match=rf"row {n - 2}: field 'expiry'"):
         Book.from_frame(df, source="big")
+
+
+def _random_book(n: int, seed: int) -> Book:
+    """Rows repeating a few contracts, with stock rows, terms and vol overrides mixed in."""
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(0, 3, n).astype(np.int8)
+    stock = kind == Kind.STOCK
+    return Book(
+        id=np.array([f"p{i}" for i in range(n)], dtype=object),
+        underlying=rng.choice(np.array(["ZZ", "AA", "MM"], dtype=object), n),
+        kind=kind,
+        strike=np.where(stock, 0.0, rng.choice([90.0, 100.0, 110.0], n)),
+        expiry=np.where(
+            stock,
+            np.datetime64("NaT", "D"),
+            rng.choice(np.array(["2026-01-16", "2026-03-20"], dtype="datetime64[D]"), n),
+        ),
+        quantity=rng.integers(-5, 6, n).astype(np.float64),
+        multiplier=np.where(stock, 1.0, 100.0),
+        vol=np.where(stock | (rng.random(n) < 0.7), np.nan, rng.choice([0.2, 0.3], n)),
+        style=np.where(stock, "", rng.choice(np.array(["", "american", "european"], dtype=object), n)),
+        settlement=np.where(stock, "", rng.choice(np.array(["", "AM", "PM"], dtype=object), n)),
+        source="random",
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_contract_index_numbers_the_rows_as_a_groupby_over_the_contract_columns(seed: int) -> None:
+    book = _random_book(400, seed)
+    of_row, first = book.contract_index()
+    frame = pd.DataFrame(
+        {
+            "u": book.underlying,
+            "kind": book.kind,
+            "expiry": book.expiry,
+            "settlement": book.settlement,
+            "style": book.style,
+            "strike": book.strike,
+            "vol": book.vol,
+        }
+    )
+    # pandas' groups in order of first appearance (NaN and NaT each one value)
+    groups = frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
+    assert np.array_equal(of_row, pd.factorize(groups)[0])
+    assert np.array_equal(first, [np.flatnonzero(of_row == c)[0] for c in range(first.size)])
+    names, codes = book.underlying_index()
+    assert names.tolist() == sorted(set(book.underlying)) == book.underlyings()
+    assert np.array_equal(names[codes], book.underlying)
+    for term in ("style", "settlement"):
+        term_codes, values = book.term_index(term)
+        assert np.array_equal(values[term_codes], getattr(book, term))
+    e_codes, e_values = book.expiry_index()
+    assert np.array_equal(e_values[e_codes], book.expiry, equal_nan=True)
+
+
+def test_contract_index_of_an_empty_book_and_of_one_row() -> None:
+    empty = _random_book(0, 0)
+    assert empty.contract_index()[0].size == 0 and empty.contract_index()[1].size == 0
+    one = _random_book(1, 0)
+    assert one.contract_index()[0].tolist() == [0] and one.contract_index()[1].tolist() == [0]

@@ -389,16 +389,16 @@ def test_non_finite_exposures_are_refused_naming_the_position(book: Book, market
     with pytest.raises(
         ValueError, match=r"position 'p2' \(\w+, row 3 of the book\): vega_per_vol_point is not a finite"
     ):
-        ex_mod._check_finite(dataclasses.replace(ex, _columns=columns))
+        ex_mod._check_finite(dataclasses.replace(ex, _make_columns=lambda: columns), rows_finite=False)
     by_u = ex.by_underlying.copy()
     by_u.iloc[1, by_u.columns.get_loc("value")] = -np.inf
     with pytest.raises(ValueError, match=rf"underlying {by_u.index[1]}: value is not a finite number"):
-        ex_mod._check_finite(dataclasses.replace(ex, by_underlying=by_u))
+        ex_mod._check_finite(dataclasses.replace(ex, by_underlying=by_u), rows_finite=True)
     total = ex.total.copy()
     total["theta_per_day"] = np.nan
     with pytest.raises(ValueError, match=r"book total: theta_per_day is not a finite number"):
-        ex_mod._check_finite(dataclasses.replace(ex, total=total))
-    ex_mod._check_finite(ex)  # finite: passes
+        ex_mod._check_finite(dataclasses.replace(ex, total=total), rows_finite=True)
+    ex_mod._check_finite(ex, rows_finite=False)  # finite: passes (every position searched)
 
 
 def test_overflowing_book_raises_without_a_runtime_warning(market: Market) -> None:
