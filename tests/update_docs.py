@@ -35,7 +35,7 @@ def _shown(expected: tuple[str, ...], printed: str) -> list[str]:
 
 def update(path: Path) -> int:
     """Rewrite ``path``'s console outputs; returns how many commands' outputs changed."""
-    import test_docs  # the test's own runner (working directory, PATH, environment)
+    from docs import test_docs  # the test's own runner (working directory, PATH, environment)
 
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)
