@@ -146,7 +146,7 @@ def _refuse(book: Book, rows: np.ndarray, field: str, problem: str) -> None:
     """Raise a BookError for the first of ``rows`` (a mask), if any."""
     if rows.any():
         r = int(np.argmax(rows))
-        raise BookError(book.source, r + 1, field, problem.format(u=book.underlying[r], r=r))
+        raise BookError(book.source, r + 1, field, problem.replace("{u}", str(book.underlying[r])))
 
 
 def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: np.ndarray) -> None:
