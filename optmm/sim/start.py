@@ -153,7 +153,7 @@ def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: 
     """Refuse what the loop cannot price as the market does (module docstring)."""
     book.check_market(market)
     opt = book.is_option
-    explicit = book.style == "american"  # type: ignore[comparison-overlap]
+    explicit = book.style == "american"
     _refuse(
         book,
         opt & american & explicit,
