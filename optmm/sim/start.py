@@ -44,7 +44,7 @@ from optmm.book import Book, BookError, Kind
 from optmm.market import Market
 from optmm.sim._groups import K_CALL, K_PUT, K_UNDERLYING
 from optmm.sim._kernels import VOL_FLOOR
-from optmm.sim.config import MAX_INSTRUMENTS, SECONDS_PER_YEAR, SimConfig
+from optmm.sim.config import MAX_INSTRUMENTS, MAX_STEP_INSTRUMENTS, SECONDS_PER_YEAR, SimConfig
 
 __all__ = ["SmileFit", "Start", "fit_smile", "prepare"]
 
@@ -180,6 +180,13 @@ def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: 
         "vol",
         "a vol override: the simulator prices every contract on its underlying's smile",
     )
+    if cfg.chain.instrument == "options":
+        _refuse(
+            book,
+            np.array([u not in market.surface for u in book.underlying], dtype=bool),
+            "underlying",
+            f"no vol surface for {{u}} in {market.source} ([chain] quotes options on every underlying)",
+        )
     horizon_years = cfg.horizon_s / SECONDS_PER_YEAR
     _refuse(
         book,
@@ -297,8 +304,16 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
             )
     chain = pd.concat(parts, ignore_index=True)
     n_inst = len(chain)
-    if n_inst > MAX_INSTRUMENTS:
-        raise ValueError(f"{n_inst:,} instruments (the book's and [chain]'s): more than {MAX_INSTRUMENTS:,}")
+    for size, bound, what in (
+        (n_inst, MAX_INSTRUMENTS, f"{n_inst:,} instruments (the book's and [chain]'s)"),
+        (
+            cfg.sim.steps * n_inst,
+            MAX_STEP_INSTRUMENTS,
+            f"[sim] steps x instruments = {cfg.sim.steps:,} x {n_inst:,}",
+        ),
+    ):
+        if size > bound:
+            raise ValueError(f"{what}: more than the bound of {bound:,} (memory); make the run smaller")
     uidx = {name: j for j, name in enumerate(names)}
     u = chain["underlying"].map(uidx).to_numpy(dtype=np.int64)
     bkind = chain["kind"].to_numpy()

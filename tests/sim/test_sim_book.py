@@ -285,6 +285,16 @@ def test_what_the_loop_cannot_price_as_the_market_does_is_refused() -> None:
     _refused(
         book(), mk, "row 5: field 'expiry'", "settles before", cfg=config(sim__steps=30, sim__dt_s=43200.0)
     )
+    stock_only = Market(
+        **{
+            **_fields(mk),
+            "spot": {**SPOT, "CCC": 20.0},
+            "rate": {**mk.rate, "CCC": 0.03},
+            "div_yield": {**mk.div_yield, "CCC": 0.0},
+        }
+    )
+    held = book([("AAA", "call", 100.0, "2026-12-18", 1.0), ("CCC", "stock", math.nan, "", 100.0)])
+    _refused(held, stock_only, "row 2: field 'underlying'", "no vol surface for CCC")
     with pytest.raises(ValueError, match="together"):
         simulate(config(), book=book())
 
