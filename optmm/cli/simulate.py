@@ -4,7 +4,7 @@
 
     optmm simulate CONFIG.toml [--out DIR] [--seed N] [--paths N] [--compare STRATEGY ...]
                    [--set KEY=VALUE ...] [--overwrite] [--per-path-series] [--no-progress]
-                   [--format table|json]
+                   [--format table|json] [--book BOOK --market MARKET [--valuation WHEN]]
 
 One run prints its summary; ``--compare`` runs each named strategy (``symmetric``, ``linear``,
 ``greeks``, ``no-hedge``, ``no-pulls``, ``as2008``, ``as-symmetric``; combined with ``+``) on the same
@@ -15,6 +15,11 @@ distributions of total P&L side by side. A run directory holds path 0's time ser
 (``steps.parquet``, ``underlyings.parquet``) unless ``--per-path-series`` asks for every path's.
 ``--set quoter.gamma_risk_aversion=1e-4`` changes a setting (the value is read as TOML: numbers,
 true/false, "strings", [lists]).
+
+``--book BOOK --market MARKET`` (both or neither) starts every path from the book's positions at the
+market (its spots, rates, carry, valuation moment and a smile fitted to its surfaces, each fit's worst
+error said on stderr), quoting the book's contracts and ``[chain]`` around the market's spots
+(:mod:`optmm.sim.start`); ``--valuation WHEN`` moves the market first, as for ``optmm risk``.
 
 ``--out`` is checked before the run (not a file, nor under one; its directory writable); a write that
 fails (a full disk) is one ``optmm: error:`` line naming ``--out``, with nothing left behind. The run's
@@ -38,7 +43,7 @@ from typing import Any
 from optmm._io import atomic_target
 from optmm._progress import Bar, stderr_is_terminal
 from optmm._scratch import remove_stale, scratch_dir
-from optmm.cli.common import UsageError
+from optmm.cli.common import UsageError, _load, add_valuation_option
 
 __all__ = ["add_simulate_parser", "parse_set", "run_simulate"]
 
@@ -74,6 +79,11 @@ def add_simulate_parser(subparsers: Any) -> None:
         "--no-progress", action="store_true", help="no progress bar (none unless stderr is a terminal)"
     )
     p.add_argument("--format", choices=("table", "json"), default="table", help="how to print the summary")
+    p.add_argument(
+        "--book", metavar="BOOK", help="start from this book's positions (CSV or Parquet; with --market)"
+    )
+    p.add_argument("--market", metavar="MARKET", help="the market the book starts at (TOML; with --book)")
+    add_valuation_option(p)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -93,6 +103,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 def run_simulate(args: argparse.Namespace) -> int:
     from optmm._config import MAX_SEED, to_json
+    from optmm.book import BookError
     from optmm.risk.audit import AuditTrail
     from optmm.sim.config import SimConfig
     from optmm.sim.engine import simulate, strategy_config
@@ -104,6 +115,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         summary_json,
         write_run,
     )
+    from optmm.sim.start import SmileFit
 
     try:
         config = SimConfig.load(args.config)
@@ -120,6 +132,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             config.check_size(args.paths)
         except ValueError as exc:
             raise UsageError(f"--paths {args.paths}: {exc}") from None
+    start = _start_inputs(args)
     names = args.compare or [None]
     try:
         configs = [(name, strategy_config(config, name) if name else config) for name in names]
@@ -144,8 +157,10 @@ def run_simulate(args: argparse.Namespace) -> int:
                     ) from None
                 try:
                     results[label] = simulate(
-                        cfg, seed=args.seed, paths=args.paths, progress=bar, audit=trail
+                        cfg, seed=args.seed, paths=args.paths, progress=bar, audit=trail, **start
                     )
+                except BookError as exc:  # (it names its file)
+                    raise UsageError(str(exc)) from None
                 except ValueError as exc:
                     raise UsageError(f"{args.config}: {exc}") from None
                 except OverflowError as exc:  # a setting so extreme that the run's arithmetic overflows
@@ -174,6 +189,9 @@ def run_simulate(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"--out {out}: cannot write the run ({_reason(exc)}); nothing was written"
             ) from None
+    if start:
+        for fit in next(iter(results.values())).summary["start"]["smile_fits"]:
+            print(SmileFit(**fit), file=sys.stderr)
     if args.compare:
         table = compare_table(results)
         if args.format == "json":
@@ -186,6 +204,20 @@ def run_simulate(args: argparse.Namespace) -> int:
     if out is not None:
         print(f"run written to {out}", file=sys.stderr)
     return 0
+
+
+def _start_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"book": ..., "market": ...}`` of ``--book`` and ``--market`` (read and checked against each
+    other), or ``{}`` without them; one of them alone, or ``--valuation`` without them, is refused."""
+    if (args.book is None) != (args.market is None):
+        given, missing = ("--book", "--market") if args.book is not None else ("--market", "--book")
+        raise UsageError(f"{given} needs {missing} (a simulation starts from a book at a market)")
+    if args.book is None:
+        if args.valuation is not None:
+            raise UsageError("--valuation needs --book and --market")
+        return {}
+    book, market = _load(args)
+    return {"book": book, "market": market}
 
 
 def _reason(exc: BaseException) -> str:

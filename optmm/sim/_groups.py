@@ -37,6 +37,7 @@ class Instruments(NamedTuple):
     contract: np.ndarray  # int64: the controller's contract row, -1 for the underlying
     u_first: np.ndarray  # int64, per underlying: its first instrument
     u_count: np.ndarray  # int64, per underlying: its number of instruments
+    position0: np.ndarray  # the position at step 0 (contracts; 0 but in a run from a book)
 
 
 class Underlyings(NamedTuple):

@@ -205,7 +205,7 @@ def _start(ins, und, mkt, out, w):  # pragma: no cover - compiled
     """The path's starting state. Reads the chain, the underlyings and the first step's vol; writes
     ``w.pricing`` (is_call, rate, div_yield, ln_strike), ``w.free``, ``w.ring`` (no quotes),
     ``w.last_stat``, ``w.und`` (next hedge time, toxicity, realized variance), ``w.layer_info`` and
-    the positions (zero); the tally is zero already."""
+    the positions (``ins.position0``); the tally is zero already."""
     p = w.pricing
     for i in range(ins.u.shape[0]):
         p.is_call[i] = ins.kind[i] == K_CALL
@@ -216,7 +216,7 @@ def _start(ins, und, mkt, out, w):  # pragma: no cover - compiled
         w.free.cap_bid[i] = np.inf
         w.free.cap_ask[i] = np.inf
         w.free.spread[i] = 1.0
-        out.position[i] = 0.0
+        out.position[i] = ins.position0[i]
     r = w.ring
     for j in range(r.bid.shape[0]):
         for i in range(r.bid.shape[1]):

@@ -11,6 +11,7 @@ seed meet identical paths and flow.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from contextlib import nullcontext
@@ -23,10 +24,13 @@ import pandas as pd
 from optmm._config import MAX_SEED
 from optmm._progress import Bar
 from optmm.book import Book
+from optmm.greeks import bsm_price
 from optmm.market import Market, Sticky
 from optmm.quoting._kernels import pack_hedger, pack_quoter
 from optmm.quoting._toxicity_kernels import new_toxicity_state, pack_toxicity
 from optmm.quoting.hedger import HedgeReason
+from optmm.risk._controller_kernels import CPOS
+from optmm.risk._controller_kernels import USTOCK as CUSTOCK
 from optmm.risk.audit import AuditTrail, Layer
 from optmm.risk.controller import RiskController
 from optmm.risk.limits import LimitSet
@@ -50,6 +54,7 @@ from optmm.sim._groups import (
 from optmm.sim.config import SECONDS_PER_YEAR, TRADING_DAY_S, SimConfig
 from optmm.sim.paths import draw_paths, uniforms
 from optmm.sim.result import ATTRIBUTION, SimResult
+from optmm.sim.start import Start, prepare
 from optmm.surface import FlatSurface
 
 __all__ = ["STRATEGIES", "TRADING_DAY_S", "run_summary", "simulate", "strategy_config"]
@@ -108,9 +113,23 @@ class _Chain:
     expiry_days: np.ndarray
     u_first: np.ndarray
     u_count: np.ndarray
+    position0: np.ndarray
 
 
-def _chain(cfg: SimConfig) -> _Chain:
+def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
+    if start is not None:
+        return _Chain(
+            u=start.u,
+            kind=start.kind,
+            strike=start.strike,
+            t0=start.t0_years,
+            mult=start.mult,
+            contract=np.full(start.u.size, -1, dtype=np.int64),
+            expiry_days=np.where(start.kind == K_UNDERLYING, np.nan, start.t0_years * 365.0),
+            u_first=start.u_first,
+            u_count=start.u_count,
+            position0=start.position0.copy(),
+        )
     ch = cfg.chain
     rows: list[tuple[int, int, float, float]] = []
     first: list[int] = []
@@ -143,10 +162,16 @@ def _chain(cfg: SimConfig) -> _Chain:
         expiry_days=days_a,
         u_first=np.array(first, dtype=np.int64),
         u_count=np.array(count, dtype=np.int64),
+        position0=np.zeros(len(rows)),
     )
 
 
-def _controller(cfg: SimConfig, chain: _Chain, audit: AuditTrail | None) -> RiskController:
+def _controller(
+    cfg: SimConfig, chain: _Chain, audit: AuditTrail | None, start: Start | None = None
+) -> RiskController:
+    limits = cfg.limits if cfg.limits is not None else LimitSet.from_dict(_NO_LIMITS, source="<no limits>")
+    if start is not None:
+        return _book_controller(cfg, chain, audit, start, limits)
     names = list(cfg.names)
     market = Market(
         valuation=VALUATION,
@@ -157,7 +182,6 @@ def _controller(cfg: SimConfig, chain: _Chain, audit: AuditTrail | None) -> Risk
         sticky=Sticky.STRIKE,
         source="simulation",
     )
-    limits = cfg.limits if cfg.limits is not None else LimitSet.from_dict(_NO_LIMITS, source="<no limits>")
     book = Book(
         id=np.array(["_" + n for n in names], dtype=object),
         underlying=np.array(names, dtype=object),
@@ -179,6 +203,32 @@ def _controller(cfg: SimConfig, chain: _Chain, audit: AuditTrail | None) -> Risk
             chain.contract[rows] = ctl.add_contracts(
                 name, kinds, chain.strike[rows], expiry, multiplier=cfg.chain.multiplier
             )
+    return ctl
+
+
+def _book_controller(
+    cfg: SimConfig, chain: _Chain, audit: AuditTrail | None, start: Start, limits: LimitSet
+) -> RiskController:
+    """The controller of a run from a book: the start's book (its positions and stock) at the
+    start's market; each option of the chain gets its contract row (``chain.contract``)."""
+    ctl = RiskController(start.book, start.market, limits, audit=audit, clock=lambda: 0.0, market_ts=0.0)
+    if ctl.underlyings != cfg.names:
+        raise AssertionError(f"controller underlyings {ctl.underlyings} != the run's {cfg.names}")
+    opt = np.flatnonzero(chain.kind != K_UNDERLYING)
+    ctl_opt = np.flatnonzero(start.book.is_option)
+    assert start.book.settlement is not None
+    for j, name in enumerate(cfg.names):
+        rows = opt[chain.u[opt] == j]
+        if rows.size:
+            kinds = np.where(chain.kind[rows] == K_CALL, "call", "put")
+            chain.contract[rows] = ctl.add_contracts(
+                name, kinds, chain.strike[rows], start.expiry[rows], style="european",
+                settlement=start.book.settlement[ctl_opt[chain.u[opt] == j]],
+            )  # fmt: skip
+    held = ctl.kernel_state()[0][chain.contract[opt], CPOS]
+    if ctl.n_contracts != opt.size or not np.allclose(held, chain.position0[opt], rtol=1e-12, atol=0.0):
+        raise AssertionError("the controller's contracts are not the chain's")
+    chain.position0[opt] = held  # (the loop's positions are the controller's, bit for bit)
     return ctl
 
 
@@ -339,7 +389,7 @@ def _draws(cfg: SimConfig, n_inst: int, rng: np.random.Generator) -> Draws:
 
 
 def _run_path(
-    cfg: SimConfig, run: _Run, mkt: MarketPath, rng: np.random.Generator, need_events: bool
+    cfg: SimConfig, run: _Run, mkt: MarketPath, rng: np.random.Generator, need_events: bool, value0: float
 ) -> _PathOut:
     n = cfg.sim.steps
     n_inst = run.chain.u.size
@@ -383,17 +433,54 @@ def _run_path(
         pos=out.position,
         breaches=int(tally["breaches"]),
         kills=int(tally["kills"]),
-        mtm=_mtm(run.chain, out.position, float(tally["cash"]), out.fair_end, stock_end, mkt.spot[-1]),
+        mtm=_mtm(
+            run.chain, out.position, float(tally["cash"]), out.fair_end, stock_end, mkt.spot[-1], value0
+        ),
     )
 
 
 def _mtm(
-    chain: _Chain, pos: np.ndarray, cash: float, fair_end: np.ndarray, stock: np.ndarray, spot_end: np.ndarray
+    chain: _Chain,
+    pos: np.ndarray,
+    cash: float,
+    fair_end: np.ndarray,
+    stock: np.ndarray,
+    spot_end: np.ndarray,
+    value0: float,
 ) -> float:
     """The path's P&L counted independently of the attribution: cash plus the positions at the last
-    fair values and the stock at the last spot."""
+    fair values and the stock at the last spot, less what the book started with (``value0``)."""
     opt = chain.kind != K_UNDERLYING
-    return float(cash + np.sum(pos[opt] * chain.mult[opt] * fair_end[opt]) + np.sum(stock * spot_end))
+    end = cash + np.sum(pos[opt] * chain.mult[opt] * fair_end[opt]) + np.sum(stock * spot_end)
+    return float(end - value0) if value0 else float(end)
+
+
+def _initial_value(run: _Run, spot0: np.ndarray, vol0: np.ndarray) -> float:
+    """The starting book's value at step 0 (currency): its options at the loop's smile and its stock
+    at the spot. ``spot0``, ``vol0``: the paths' first row (the same on every path)."""
+    ch, und = run.chain, run.und
+    opt = ch.kind != K_UNDERLYING
+    u = ch.u[opt]
+    s = spot0[u]
+    x = np.log(ch.strike[opt]) - np.log(s)
+    vol = np.maximum(vol0[u] + und.smile_slope[u] * x + und.smile_curvature[u] * x * x, sk.VOL_FLOOR)
+    price = bsm_price(
+        s, ch.strike[opt], ch.t0[opt], und.rate[u], und.div_yield[u], vol, ch.kind[opt] == K_CALL
+    )
+    stock = run.base.ust[:-1, CUSTOCK]
+    return float(np.sum(ch.position0[opt] * ch.mult[opt] * price) + np.sum(stock * spot0))
+
+
+def _start_summary(start: Start, value0: float) -> dict[str, Any]:
+    """The summary's ``start``: where the run started and the smiles fitted."""
+    when = start.market.valuation_time
+    return {
+        "book": start.book.source,
+        "market": start.market.source,
+        "valuation": when.isoformat(timespec="seconds") if when is not None else str(start.market.valuation),
+        "initial_value": value0,
+        "smile_fits": [dataclasses.asdict(f) for f in start.fits],
+    }
 
 
 def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd.DataFrame]:
@@ -579,8 +666,11 @@ def simulate(
     progress: bool | Bar = False,
     audit: AuditTrail | None = None,
     strategy: str | None = None,
+    book: Book | None = None,
+    market: Market | None = None,
 ) -> SimResult:
-    """Run ``config`` (``paths`` paths from ``seed``; defaults from ``[sim]``).
+    """Run ``config`` (``paths`` paths from ``seed``; defaults from ``[sim]``), from a flat inventory
+    on its own chain and underlyings, or from ``book`` at ``market``.
 
     Parameters
     ----------
@@ -596,12 +686,28 @@ def simulate(
         starts with ``"path N; "``).
     strategy : str, optional
         A named strategy (:data:`STRATEGIES`) applied to ``config`` first.
+    book, market : Book and Market, optional
+        Both or neither: start every path holding the book's positions (options and stock), quoting
+        its option contracts and ``[chain]`` around the market's spots, with the market's spots,
+        rates, carry, valuation moment and a smile fitted to its surfaces
+        (:mod:`optmm.sim.start`); the dynamics come from ``config``. The summary's ``start`` says
+        what was fitted; the result's ``config`` is the configuration run (the book's underlyings).
 
     Returns
     -------
     SimResult
+
+    Raises
+    ------
+    ValueError
+        Bad arguments; a :class:`~optmm.book.BookError` for a book the simulator cannot start from.
     """
+    if (book is None) != (market is None):
+        raise ValueError("simulate: give book and market together (or neither)")
     cfg = strategy_config(config, strategy) if strategy else config
+    start = prepare(cfg, book, market) if book is not None and market is not None else None
+    if start is not None:
+        cfg = start.config
     seed = cfg.sim.seed if seed is None else int(seed)
     n_paths = cfg.sim.paths if paths is None else int(paths)
     if n_paths < 1 or not 0 <= seed <= MAX_SEED:
@@ -610,12 +716,14 @@ def simulate(
         )
     cfg.check_size(n_paths)
     t0 = time.perf_counter()
-    chain = _chain(cfg)
-    ctl = _controller(cfg, chain, audit)
+    chain = _chain(cfg, start)
+    ctl = _controller(cfg, chain, audit, start)
     ch = chain
     run = _Run(
         chain=ch,
-        ins=Instruments(ch.u, ch.kind, ch.strike, ch.t0, ch.mult, ch.contract, ch.u_first, ch.u_count),
+        ins=Instruments(
+            ch.u, ch.kind, ch.strike, ch.t0, ch.mult, ch.contract, ch.u_first, ch.u_count, ch.position0
+        ),
         und=_underlyings(cfg),
         base=Controller(*ctl.kernel_state(), *_grid_shocks(ctl.limits)),
         settings=_settings(cfg),
@@ -627,7 +735,12 @@ def simulate(
     rng = np.random.Generator(np.random.PCG64(seed))
     spot, vol = _market_paths(cfg, rng, n_paths)
     outs = []
-    open_s = float(SESSION_OPEN.astype("datetime64[s]").astype(np.int64))  # epoch seconds
+    open_s = (  # epoch seconds
+        start.market.valuation_time.timestamp()  # type: ignore[union-attr]
+        if start is not None
+        else float(SESSION_OPEN.astype("datetime64[s]").astype(np.int64))
+    )
+    value0 = _initial_value(run, spot[0, 0], vol[0, 0]) if start is not None else 0.0
     with (
         nullcontext(progress)
         if isinstance(progress, Bar)
@@ -635,7 +748,7 @@ def simulate(
     ) as bar:
         for p in range(n_paths):
             bar.phase(f"{cfg.strategy.name}: path {p + 1}/{n_paths}")
-            o = _run_path(cfg, run, MarketPath(spot[p], vol[p]), rng, audit is not None)
+            o = _run_path(cfg, run, MarketPath(spot[p], vol[p]), rng, audit is not None, value0)
             if audit is not None:
                 times = open_s + o.events[:, rec.E_STEP] * cfg.sim.dt_s
                 ctl.replay_events(o.events, times, detail_prefix=f"path {p}; " if n_paths > 1 else "")
@@ -646,6 +759,8 @@ def simulate(
     frames = _frames(cfg, chain, outs)
     wall = time.perf_counter() - t0
     summary = _summary(cfg, seed, frames, outs, wall)
+    if start is not None:
+        summary["start"] = _start_summary(start, value0)
     return SimResult(config=cfg, seed=seed, strategy=cfg.strategy.name, summary=summary, **frames)
 
 

@@ -1,0 +1,402 @@
+"""A simulation that starts from a book and a market (``simulate(config, book=..., market=...)``).
+
+:func:`prepare` turns a configuration, a :class:`~optmm.book.Book` and a :class:`~optmm.market.Market`
+into what the engine (:mod:`optmm.sim.engine`) runs (docs/simulation.md, "Starting from a book and a
+market"):
+
+* the underlyings: the book's, in sorted order (the risk controller's order), each with the
+  market's spot, rate and continuous carry (dividend yield plus borrow, the loop's ``div_yield``),
+  and the dynamics of the configuration's ``[[underlying]]`` of the same name, else of its first
+  ``[[underlying]]`` (a template: its scheduled shocks are not copied); correlations between two
+  underlyings both named in the configuration are its own, others 0;
+* the chain: every option contract of the book (rows of one contract merged as the risk controller
+  merges them: the first row's multiplier, the others' quantities pro rata), then the
+  configuration's ``[chain]`` generated around the market's spot with expiry dates ``ceil(days)``
+  after the valuation date, settled at the underlying's default settlement, European, less the
+  contracts the book already holds; times to settlement from the market's valuation moment
+  (:func:`optmm.pricing.option_times`), so a contract expiring today (0DTE) is priced to its
+  settlement;
+* the surface: the loop's smile per underlying, ``vol + slope·x + curvature·x²`` with ``x = ln K −
+  ln S`` (:func:`optmm.sim._kernels._smile_vol`), fitted by least squares to the market's implied
+  vols at the chain's contracts (strike and time to settlement); the fitted ATM level is the
+  starting instantaneous vol of the path and ``vol_theta`` keeps the configuration's ratio to
+  ``vol``. :class:`SmileFit` keeps each fit's worst error in vol points;
+* the starting inventory: the book's contract positions (``position0``) and stock, in the loop and
+  in the risk controller (its book is :attr:`Start.book`).
+
+What the loop cannot price as the market does is refused (a :class:`~optmm.book.BookError` naming
+the book's file, row and field): American options, an underlying with cash dividends still to go ex,
+a position's vol override (the loop prices every contract on its underlying's smile), an option that
+settles before the run ends, options on an underlying with arithmetic dynamics or under a strategy
+that quotes the underlying alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from optmm import pricing
+from optmm.book import Book, BookError, Kind
+from optmm.market import Market
+from optmm.sim._groups import K_CALL, K_PUT, K_UNDERLYING
+from optmm.sim._kernels import VOL_FLOOR
+from optmm.sim.config import MAX_INSTRUMENTS, MAX_STEP_INSTRUMENTS, SECONDS_PER_YEAR, SimConfig
+
+__all__ = ["SmileFit", "Start", "fit_smile", "prepare"]
+
+
+@dataclass(frozen=True)
+class SmileFit:
+    """One underlying's smile, fitted to the market's implied vols at its chain's contracts.
+
+    Attributes
+    ----------
+    underlying : str
+    atm_vol, slope, curvature : float
+        The loop's smile ``atm_vol + slope·x + curvature·x²``, ``x = ln K − ln S`` (decimal vol per
+        unit of ``x`` and of ``x²``).
+    worst_error_points : float
+        The largest ``|loop vol − market vol|`` over the contracts, in vol points (0.01 of vol); the
+        loop's vol is floored at one vol point.
+    points : int
+        Contracts fitted.
+    """
+
+    underlying: str
+    atm_vol: float
+    slope: float
+    curvature: float
+    worst_error_points: float
+    points: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.underlying}: smile fitted to {self.points} contracts: ATM vol {100 * self.atm_vol:.2f}%, "
+            f"slope {self.slope:+.4f}, curvature {self.curvature:+.4f} per log-moneyness; "
+            f"worst error {self.worst_error_points:.2f} vol points"
+        )
+
+
+@dataclass(frozen=True)
+class Start:
+    """What a run from a book and a market quotes and holds (module docstring).
+
+    Attributes
+    ----------
+    config : SimConfig
+        The configuration run: the book's underlyings, with the market's spot, rate, carry and
+        fitted smile.
+    book : Book
+        The risk controller's starting book: one row per option contract (European) and the stock.
+    market : Market
+    u, kind, strike, t0_years, mult, expiry, position0 : ndarray
+        Per instrument, underlyings' chains contiguous: underlying index, simulator kind
+        (``K_PUT``, ``K_CALL``, ``K_UNDERLYING``), strike (1.0 for the underlying), years to
+        settlement (1.0 for the underlying), multiplier, expiry date (NaT for the underlying),
+        starting position in contracts.
+    fits : tuple of SmileFit
+        One per underlying with options quoted.
+    """
+
+    config: SimConfig
+    book: Book
+    market: Market
+    u: np.ndarray
+    kind: np.ndarray
+    strike: np.ndarray
+    t0_years: np.ndarray
+    mult: np.ndarray
+    expiry: np.ndarray
+    position0: np.ndarray
+    fits: tuple[SmileFit, ...]
+
+    @property
+    def u_first(self) -> np.ndarray:
+        """Per underlying: its first instrument."""
+        return np.searchsorted(self.u, np.arange(len(self.config.underlying))).astype(np.int64)
+
+    @property
+    def u_count(self) -> np.ndarray:
+        """Per underlying: its number of instruments."""
+        return np.bincount(self.u, minlength=len(self.config.underlying)).astype(np.int64)
+
+
+def fit_smile(x: np.ndarray, vol: np.ndarray) -> tuple[float, float, float, float]:
+    """Least-squares fit of ``vol ≈ a + b·x + c·x²`` (the highest degree, at most 2, that the distinct
+    ``x`` determine: one point fits the level alone, two a line).
+
+    Returns
+    -------
+    (a, b, c, worst) : the coefficients and ``max |max(a + b·x + c·x², VOL_FLOOR) − vol|`` (decimal).
+    """
+    degree = min(2, np.unique(x).size - 1)
+    design = np.vander(x, degree + 1, increasing=True)
+    coef = np.zeros(3)
+    coef[: degree + 1] = np.linalg.lstsq(design, vol, rcond=None)[0]
+    a, b, c = (float(v) for v in coef)
+    fitted = np.maximum(a + b * x + c * x * x, VOL_FLOOR)
+    return a, b, c, float(np.max(np.abs(fitted - vol)))
+
+
+def _refuse(book: Book, rows: np.ndarray, field: str, problem: str) -> None:
+    """Raise a BookError for the first of ``rows`` (a mask), if any."""
+    if rows.any():
+        r = int(np.argmax(rows))
+        raise BookError(book.source, r + 1, field, problem.replace("{u}", str(book.underlying[r])))
+
+
+def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: np.ndarray) -> None:
+    """Refuse what the loop cannot price as the market does (module docstring)."""
+    book.check_market(market)
+    opt = book.is_option
+    explicit = book.style == "american"
+    _refuse(
+        book,
+        opt & american & explicit,
+        "style",
+        "American option: the simulator prices European options only",
+    )
+    _refuse(
+        book,
+        opt & american,
+        "style",
+        f"American option (the default for {{u}} in {market.source}): the simulator prices European "
+        "options only (give the row style = european if it is)",
+    )
+    divs = np.array([market.dividend_times(str(u))[0].size > 0 for u in book.underlying], dtype=bool)
+    _refuse(
+        book,
+        divs,
+        "underlying",
+        f"{{u}} has cash dividends to come in {market.source}: the simulator carries a continuous yield only",
+    )
+    _refuse(
+        book,
+        opt & book.has_vol_override,
+        "vol",
+        "a vol override: the simulator prices every contract on its underlying's smile",
+    )
+    if cfg.chain.instrument == "options":
+        _refuse(
+            book,
+            np.array([u not in market.surface for u in book.underlying], dtype=bool),
+            "underlying",
+            f"no vol surface for {{u}} in {market.source} ([chain] quotes options on every underlying)",
+        )
+    horizon_years = cfg.horizon_s / SECONDS_PER_YEAR
+    _refuse(
+        book,
+        opt & (t <= horizon_years),
+        "expiry",
+        f"settles before the run's end ({cfg.horizon_s:g} s after the valuation of {market.source})",
+    )
+    if cfg.strategy.quoting != "quoter":
+        _refuse(
+            book,
+            opt,
+            "kind",
+            f"an option, but [strategy] quoting = {cfg.strategy.quoting.value!r} quotes the underlying alone",
+        )
+
+
+def _template(cfg: SimConfig, name: str) -> tuple[int, dict]:
+    """The configuration's ``[[underlying]]`` for ``name`` (its index, its fields): the one of that
+    name, else the first, without its shocks."""
+    for j, und in enumerate(cfg.underlying):
+        if und.name == name:
+            return j, und.to_dict()
+    d = cfg.underlying[0].to_dict()
+    d["shock"] = []
+    return -1, d
+
+
+def _contracts(book: Book, t: np.ndarray) -> pd.DataFrame:
+    """The book's option contracts, as the risk controller merges them: one row per (underlying,
+    kind, strike, expiry, time to settlement), the first row's multiplier and settlement, quantity
+    in contracts of that multiplier."""
+    opt = np.flatnonzero(book.is_option)
+    frame = pd.DataFrame(
+        {
+            "underlying": book.underlying[opt],
+            "kind": book.kind[opt].astype(np.int64),
+            "strike": book.strike[opt],
+            "expiry": book.expiry[opt].view(np.int64),
+            "t": t[opt],
+            "multiplier": book.multiplier[opt],
+            "settlement": book.settlement[opt],  # type: ignore[index]
+            "qm": book.quantity[opt] * book.multiplier[opt],
+        }
+    )
+    agg = (
+        frame.groupby(["underlying", "kind", "strike", "expiry", "t"], sort=False)
+        .agg(multiplier=("multiplier", "first"), settlement=("settlement", "first"), qm=("qm", "sum"))
+        .reset_index()
+    )
+    agg["position"] = agg["qm"] / agg["multiplier"]
+    return agg
+
+
+def _generated(cfg: SimConfig, market: Market, name: str) -> pd.DataFrame:
+    """The configuration's ``[chain]`` around the market's spot of ``name`` (module docstring)."""
+    ch = cfg.chain
+    spot = market.spot[name]
+    strikes = sorted({round(spot * m / ch.strike_step) * ch.strike_step for m in ch.moneyness})
+    if strikes[0] <= 0.0:
+        raise ValueError(f"[chain] moneyness: a strike of {name} rounds to {strikes[0]:g}")
+    kinds = [k for k, on in ((Kind.CALL, ch.calls), (Kind.PUT, ch.puts)) if on]
+    rows = [
+        (int(k), float(s), market.valuation + np.timedelta64(math.ceil(days), "D"))
+        for days in ch.expiries_days
+        for s in strikes
+        for k in kinds
+    ]
+    expiry = np.array([r[2] for r in rows], dtype="datetime64[D]")
+    under = np.full(len(rows), name, dtype=object)
+    return pd.DataFrame(
+        {
+            "underlying": under,
+            "kind": np.array([r[0] for r in rows], dtype=np.int64),
+            "strike": np.array([r[1] for r in rows]),
+            "expiry": expiry.view(np.int64),
+            "t": pricing.option_times(market, under, expiry),
+            "multiplier": float(ch.multiplier),
+            "settlement": "",
+            "position": 0.0,
+        }
+    )
+
+
+def prepare(config: SimConfig, book: Book, market: Market) -> Start:
+    """The run of ``config`` from ``book`` at ``market`` (module docstring).
+
+    Raises
+    ------
+    BookError
+        A row the simulator cannot start from (file, row and field named).
+    ValueError
+        A chain too large, or a smile whose fitted ATM vol is not positive.
+    """
+    cfg = config
+    if not len(book):
+        raise BookError(book.source, 0, "quantity", "the book is empty")
+    t, american = pricing.book_terms(book, market)
+    _check(cfg, book, market, t, american)
+    names = book.underlyings()
+    held = _contracts(book, t)
+    parts = []
+    options = cfg.chain.instrument == "options"
+    for name in names:
+        mine = held[held["underlying"] == name]
+        if options:
+            gen = _generated(cfg, market, name)
+            key = ["kind", "strike", "expiry", "t"]
+            known = pd.MultiIndex.from_frame(mine[key])
+            gen = gen[~pd.MultiIndex.from_frame(gen[key]).isin(known)]
+            parts.extend([mine, gen])
+        else:
+            stock = {"underlying": name, "kind": int(Kind.STOCK), "strike": 1.0, "expiry": 0, "t": 1.0}
+            parts.extend(
+                [pd.DataFrame([{**stock, "multiplier": 1.0, "settlement": "", "position": 0.0}]), mine]
+            )
+    chain = pd.concat(parts, ignore_index=True)
+    n_inst = len(chain)
+    for size, bound, what in (
+        (n_inst, MAX_INSTRUMENTS, f"{n_inst:,} instruments (the book's and [chain]'s)"),
+        (
+            cfg.sim.steps * n_inst,
+            MAX_STEP_INSTRUMENTS,
+            f"[sim] steps x instruments = {cfg.sim.steps:,} x {n_inst:,}",
+        ),
+    ):
+        if size > bound:
+            raise ValueError(f"{what}: more than the bound of {bound:,} (memory); make the run smaller")
+    uidx = {name: j for j, name in enumerate(names)}
+    u = chain["underlying"].map(uidx).to_numpy(dtype=np.int64)
+    bkind = chain["kind"].to_numpy()
+    kind = np.select([bkind == Kind.CALL, bkind == Kind.PUT], [K_CALL, K_PUT], K_UNDERLYING).astype(np.int64)
+    is_opt = kind != K_UNDERLYING
+    strike = chain["strike"].to_numpy(dtype=np.float64)
+    t0 = chain["t"].to_numpy(dtype=np.float64)
+    expiry = np.where(is_opt, chain["expiry"].to_numpy(dtype=np.int64), np.iinfo(np.int64).min)
+
+    fits: list[SmileFit] = []
+    corr_src = cfg.correlation_matrix()
+    src_index: list[int] = []
+    unds = []
+    for j, name in enumerate(names):
+        k_src, d = _template(cfg, name)
+        src_index.append(k_src)
+        rows = np.flatnonzero((u == j) & is_opt)
+        spot = market.spot[name]
+        d.update(name=name, spot=spot, rate=market.rate[name], div_yield=market.continuous_carry(name))
+        if rows.size:
+            if d["arith_vol_per_sqrt_s"] > 0.0:
+                raise ValueError(
+                    f"[underlying {name}] arith_vol_per_sqrt_s: options need geometric dynamics "
+                    f"(the book holds options on {name})"
+                )
+            x = np.log(strike[rows]) - math.log(spot)
+            vols = market.vols(name, strike[rows], t0[rows])
+            a, b, c, worst = fit_smile(x, vols)
+            if not a > 0.0:
+                raise ValueError(
+                    f"{market.source}: underlyings.{name}: the smile fitted has ATM vol {a:g} (<= 0)"
+                )
+            fits.append(SmileFit(name, a, b, c, 100.0 * worst, int(rows.size)))
+            ratio = d["vol_theta"] / d["vol"]
+            d.update(vol=a, vol_theta=a * ratio, smile_slope=b, smile_curvature=c)
+        unds.append(d)
+    corr = np.eye(len(names))
+    for i, ki in enumerate(src_index):
+        for j, kj in enumerate(src_index):
+            if i != j and ki >= 0 and kj >= 0:
+                corr[i, j] = corr_src[ki, kj]
+    doc = cfg.to_dict()
+    doc["underlying"] = unds
+    doc.pop("correlation", None)
+    if len(names) > 1:
+        doc["correlation"] = corr.tolist()
+    run_cfg = SimConfig.from_dict(doc, source=f"{cfg.source} from {book.source} at {market.source}")
+
+    ctl_book = _controller_book(book, chain[is_opt], expiry[is_opt].astype("datetime64[D]"))
+    return Start(
+        config=run_cfg,
+        book=ctl_book,
+        market=market,
+        u=u,
+        kind=kind,
+        strike=np.where(is_opt, strike, 1.0),
+        t0_years=np.where(is_opt, t0, 1.0),
+        mult=chain["multiplier"].to_numpy(dtype=np.float64),
+        expiry=expiry.astype("datetime64[D]"),
+        position0=chain["position"].to_numpy(dtype=np.float64),
+        fits=tuple(fits),
+    )
+
+
+def _controller_book(book: Book, options: pd.DataFrame, expiry: np.ndarray) -> Book:
+    """The risk controller's starting book: one row per option contract of the chain (``options``,
+    with their ``expiry`` dates; European, at their settlement) and the book's stock rows."""
+    stock = np.flatnonzero(~book.is_option)
+    n_opt, n_stock = len(options), stock.size
+
+    def both(column: str, stock_values: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        return np.concatenate([options[column].to_numpy(dtype=dtype), stock_values])
+
+    return Book(
+        id=np.array([f"c{i}" for i in range(n_opt)] + [f"s{i}" for i in range(n_stock)], dtype=object),
+        underlying=both("underlying", book.underlying[stock], object),
+        kind=both("kind", np.full(n_stock, float(Kind.STOCK))),
+        strike=both("strike", np.zeros(n_stock)),
+        expiry=np.concatenate([expiry, book.expiry[stock]]),
+        quantity=both("position", book.quantity[stock]),
+        multiplier=both("multiplier", book.multiplier[stock]),
+        vol=np.full(n_opt + n_stock, np.nan),
+        style=np.array(["european"] * n_opt + [""] * n_stock, dtype=object),
+        settlement=both("settlement", np.full(n_stock, "", dtype=object), object),
+        source=book.source,
+    )

@@ -1,0 +1,380 @@
+"""A simulation started from a book and a market (``simulate(config, book=, market=)``,
+``optmm simulate CONFIG --book BOOK --market MARKET``): the starting inventory, the chain, the smile fit,
+the refusals."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from builders import assert_usage_error, run
+
+from optmm.book import Book, BookError
+from optmm.greeks import bsm_price
+from optmm.market import Market
+from optmm.risk import exposures
+from optmm.sim import SimConfig, simulate
+from optmm.sim.start import fit_smile, prepare
+from optmm.surface import FlatSurface
+
+ROOT = Path(__file__).resolve().parents[2]
+CALM = str(ROOT / "scenarios/sim/calm_day.toml")
+INDEX_BOOK = str(ROOT / "scenarios/examples/index/book.csv")
+INDEX_MARKET = str(ROOT / "scenarios/examples/index/market.toml")
+SHORT = ["--set", "sim.steps=300", "--set", "sim.quotes_window_s=60.0", "--no-progress"]
+
+A, B, C = 0.24, -0.15, 0.8  # AAA's surface: exactly the loop's smile form
+SPOT = {"AAA": 100.0, "BBB": 50.0}
+
+CONFIG: dict[str, Any] = {
+    "sim": {"steps": 120, "dt_s": 1.0, "seed": 5, "quotes_window_s": 10.0},
+    "chain": {"expiries_days": [20], "moneyness": [0.9, 1.0, 1.1], "strike_step": 1.0},
+    "flow": {"arrival_a": 0.0, "informed_rate": 0.0},  # no order flow: the book stays as it is
+    "strategy": {"hedge": False},
+    "underlying": [
+        {
+            "name": "AAA",
+            "spot": 70.0,  # (the market's spot wins)
+            "vol": 0.5,
+            "vol_kappa": 4.0,
+            "vol_theta": 0.6,  # 1.2 x vol
+            "vol_of_vol": 1.5,  # the vol moves: the smile moves with it
+            "vol_spot_corr": -0.5,
+            "half_spread": 0.02,
+        }
+    ],
+}
+
+
+class SmileSurface:
+    """``a + b·ln(K/S) + c·ln(K/S)²`` about a fixed spot: the loop's smile at the start."""
+
+    def __init__(self, a: float, b: float, c: float, spot: float) -> None:
+        self.a, self.b, self.c, self.spot = a, b, c, spot
+
+    def vol(self, strike: Any, t: Any, forward: Any) -> np.ndarray:
+        x = np.log(np.asarray(strike, dtype=np.float64) / self.spot)
+        return np.broadcast_to(self.a + self.b * x + self.c * x * x, np.broadcast(x, np.asarray(t)).shape)
+
+
+def market() -> Market:
+    return Market(
+        valuation=np.datetime64("2026-11-20"),
+        spot=dict(SPOT),
+        rate={"AAA": 0.04, "BBB": 0.03},
+        div_yield={"AAA": 0.01, "BBB": 0.0},
+        borrow={"BBB": 0.005},
+        surface={"AAA": SmileSurface(A, B, C, SPOT["AAA"]), "BBB": FlatSurface(0.3)},
+        source="test-market",
+    )
+
+
+def book(rows: list[tuple[Any, ...]] | None = None) -> Book:
+    rows = rows or [
+        ("AAA", "call", 105.0, "2026-12-18", -20.0),
+        ("AAA", "put", 90.0, "2026-12-18", 15.0),
+        ("AAA", "call", 100.0, "2027-01-15", 10.0),  # (on [chain]'s strike grid, another expiry)
+        ("AAA", "stock", math.nan, "", 300.0),
+        ("BBB", "put", 45.0, "2026-12-04", -30.0),
+        ("BBB", "call", 55.0, "2026-12-04", 12.0),
+    ]
+    columns = ["underlying", "kind", "strike", "expiry", "quantity", "style", "vol"][: len(rows[0])]
+    frame = pd.DataFrame(rows, columns=columns)
+    return Book.from_frame(frame, source="test-book")
+
+
+def config(**changes: Any) -> SimConfig:
+    d = copy.deepcopy(CONFIG)
+    for key, value in changes.items():
+        table, _, name = key.partition("__")
+        d.setdefault(table, {})[name] = value
+    return SimConfig.from_dict(d, source="test-config")
+
+
+@pytest.fixture(scope="module")
+def started() -> Any:
+    return simulate(config(), book=book(), market=market())
+
+
+def smile_value(res: Any, step: int, bk: Book, mk: Market) -> float:
+    """The book's value at ``step`` of path 0, priced here: BSM at the loop's smile about the path's
+    spot and vol, with the market's times, rates and carry; the stock at the spot."""
+    und = res.underlyings[(res.underlyings["path"] == 0) & (res.underlyings["step"] == step)]
+    spot = dict(zip(und["underlying"], und["spot"], strict=True))
+    vol = dict(zip(und["underlying"], und["vol"], strict=True))
+    slope = {u.name: u.smile_slope for u in res.config.underlying}
+    curv = {u.name: u.smile_curvature for u in res.config.underlying}
+    dt_years = step * res.config.sim.dt_s / (365.0 * 86400.0)
+    total = 0.0
+    for i in range(len(bk)):
+        u = str(bk.underlying[i])
+        s = spot[u]
+        if bk.kind[i] == 2:
+            total += bk.quantity[i] * s
+            continue
+        k = float(bk.strike[i])
+        x = math.log(k) - math.log(s)
+        v = vol[u] + slope[u] * x + curv[u] * x * x
+        t = float(mk.year_fraction(bk.expiry[i])) - dt_years
+        price = bsm_price(s, k, t, mk.rate[u], mk.continuous_carry(u), v, bk.kind[i] == 0)
+        total += bk.quantity[i] * bk.multiplier[i] * float(price)
+    return total
+
+
+# -- the starting inventory -------------------------------------------------------------------------
+
+
+def test_step_zero_greeks_are_the_books_exposures_at_the_market(started: Any) -> None:
+    ex = exposures(book(), market()).by_underlying
+    und = started.underlyings[(started.underlyings["path"] == 0) & (started.underlyings["step"] == 0)]
+    und = und.set_index("underlying")
+    for col in ("delta_shares", "gamma_dollars_1pct", "vega_per_vol_point"):
+        for name in ("AAA", "BBB"):
+            assert und.loc[name, col] == pytest.approx(ex.loc[name, col], rel=1e-9, abs=1e-9), (col, name)
+    first = started.steps.iloc[0]
+    assert first["delta_shares"] == pytest.approx(ex["delta_shares"].sum(), rel=1e-9)
+    assert und.loc["AAA", "stock_shares"] == 300.0 and und.loc["BBB", "stock_shares"] == 0.0
+
+
+def test_the_first_steps_delta_pnl_is_the_books_delta_times_the_spot_move(started: Any) -> None:
+    ex = exposures(book(), market()).by_underlying
+    und = started.underlyings[started.underlyings["path"] == 0]
+    move = (
+        und[und["step"] == 1].set_index("underlying")["spot"]
+        - und[und["step"] == 0].set_index("underlying")["spot"]
+    )
+    expected = float((ex["delta_shares"] * move).sum())
+    assert started.steps["delta_pnl"].iloc[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_pnl_without_trades_is_the_books_change_of_value_priced_independently(started: Any) -> None:
+    bk, mk = book(), market()
+    n = started.config.sim.steps
+    v0, v_last = smile_value(started, 0, bk, mk), smile_value(started, n - 1, bk, mk)
+    assert started.summary["start"]["initial_value"] == pytest.approx(v0, rel=1e-9)
+    cum = started.steps["cum_pnl"].to_numpy()
+    assert cum[n - 2] == pytest.approx(v_last - v0, rel=1e-7, abs=1e-7 * abs(v0))
+    assert abs(v_last - v0) > 1.0  # (the vol and spot moved: the check is not 0 = 0)
+    s = started.summary
+    assert s["fills"] == 0 and len(started.hedges) == 0
+    assert s["total_pnl_mtm_mean"] == pytest.approx(s["total_pnl_mean"], rel=1e-9, abs=1e-6)
+    assert s["final_inventory_mean"] == pytest.approx(-20 + 15 + 10 - 30 + 12)  # the options held
+
+
+def test_a_run_from_a_book_with_order_flow_adds_up_and_keeps_its_limits() -> None:
+    res = simulate(
+        config(flow__arrival_a=0.5, strategy__hedge=True), book=book(), market=market(), seed=2, paths=2
+    )
+    s = res.summary
+    assert s["fills"] > 0
+    assert s["total_pnl_mtm_mean"] == pytest.approx(s["total_pnl_mean"], rel=1e-9, abs=1e-6)
+    assert set(res.fills["underlying"]) <= {"AAA", "BBB"}
+
+
+# -- the chain and the underlyings ------------------------------------------------------------------
+
+
+def test_the_chain_is_the_books_contracts_and_the_config_chain_around_the_market_spot() -> None:
+    bk, mk = book(), market()
+    st = prepare(config(), bk, mk)
+    assert st.config.names == ("AAA", "BBB")
+    held = st.position0 != 0.0
+    t_book = mk.year_fraction(bk.expiry[bk.is_option])
+    got = sorted(zip(st.u[held], st.strike[held], st.t0_years[held], st.position0[held], strict=True))
+    want = sorted(
+        zip(
+            [0 if u == "AAA" else 1 for u in bk.underlying[bk.is_option]],
+            bk.strike[bk.is_option],
+            t_book,
+            bk.quantity[bk.is_option],
+            strict=True,
+        )
+    )
+    assert got == want
+    # [chain]: strikes 0.9, 1.0, 1.1 of each market spot at 20 days, calls and puts, none held
+    for j, spot in enumerate((100.0, 50.0)):
+        gen = (st.u == j) & ~held
+        assert sorted(set(st.strike[gen])) == [round(spot * m) for m in (0.9, 1.0, 1.1)]
+        assert np.allclose(st.t0_years[gen], 20 / 365) and gen.sum() == 6
+    # contracts kept once: a book contract that [chain] also generates is quoted once, held
+    overlap = book([("AAA", "put", 110.0, "2026-12-10", 5.0)])
+    st2 = prepare(config(), overlap, mk)
+    assert st2.u.size == 6 and st2.position0.tolist().count(5.0) == 1
+
+
+def test_the_underlyings_take_the_market_and_the_configs_dynamics() -> None:
+    st = prepare(config(), book(), market())
+    aaa, bbb = st.config.underlying
+    assert (aaa.spot, aaa.rate, aaa.div_yield) == (100.0, 0.04, 0.01)
+    assert (bbb.spot, bbb.rate, bbb.div_yield) == (50.0, 0.03, 0.005)  # carry = yield + borrow
+    for u in (aaa, bbb):  # AAA's own dynamics; BBB, not in the config, takes them as a template
+        assert (u.vol_kappa, u.vol_of_vol, u.vol_spot_corr, u.half_spread) == (4.0, 1.5, -0.5, 0.02)
+        assert u.vol_theta == pytest.approx(1.2 * u.vol)
+    assert bbb.vol == pytest.approx(0.3, abs=1e-12)
+
+
+def test_the_smile_fit_reproduces_a_surface_of_the_loops_form() -> None:
+    st = prepare(config(), book(), market())
+    fit = {f.underlying: f for f in st.fits}
+    assert fit["AAA"].atm_vol == pytest.approx(A, abs=1e-9)
+    assert fit["AAA"].slope == pytest.approx(B, abs=1e-9)
+    assert fit["AAA"].curvature == pytest.approx(C, abs=1e-9)
+    assert fit["AAA"].worst_error_points < 1e-7
+    aaa = st.config.underlying[0]
+    assert (aaa.vol, aaa.smile_slope, aaa.smile_curvature) == (
+        fit["AAA"].atm_vol,
+        fit["AAA"].slope,
+        fit["AAA"].curvature,
+    )
+    assert fit["BBB"].slope == pytest.approx(0.0, abs=1e-12) and fit["AAA"].points == 9
+
+
+def test_the_fit_is_least_squares_and_reports_its_worst_error() -> None:
+    mk = Market.load(INDEX_MARKET)
+    st = prepare(SimConfig.load(CALM).with_overrides({"sim.steps": 3600}), Book.load(INDEX_BOOK), mk)
+    spx = next(f for f in st.fits if f.underlying == "SPX")
+    j = st.config.names.index("SPX")
+    rows = (st.u == j) & (st.kind != 2)
+    x = np.log(st.strike[rows] / mk.spot["SPX"])
+    v = mk.vols("SPX", st.strike[rows], st.t0_years[rows])
+    c2, c1, c0 = np.polyfit(x, v, 2)  # an independent least squares
+    assert (spx.atm_vol, spx.slope, spx.curvature) == pytest.approx((c0, c1, c2), rel=1e-8)
+    worst = 100 * np.max(np.abs(np.maximum(c0 + c1 * x + c2 * x * x, 0.01) - v))
+    assert spx.worst_error_points == pytest.approx(worst, rel=1e-6)
+    assert spx.worst_error_points > 0.5  # a 0DTE slice and monthlies: one smile cannot fit both
+    # too few strikes for a parabola: a line, then a level
+    assert fit_smile(np.array([0.0, 0.1]), np.array([0.2, 0.25]))[:3] == pytest.approx((0.2, 0.5, 0.0))
+    assert fit_smile(np.array([0.1, 0.1]), np.array([0.2, 0.3]))[:3] == pytest.approx((0.25, 0.0, 0.0))
+
+
+def test_synthetic_runs_are_unchanged_by_the_book_keywords() -> None:
+    cfg = config(flow__arrival_a=0.3)
+    a, b = simulate(cfg), simulate(cfg, book=None, market=None)
+    pd.testing.assert_frame_equal(a.steps, b.steps)
+    assert "start" not in a.summary
+
+
+# -- refusals ---------------------------------------------------------------------------------------
+
+
+def _refused(bk: Book, mk: Market, *fragments: str, cfg: SimConfig | None = None) -> None:
+    with pytest.raises(BookError) as info:
+        prepare(cfg or config(), bk, mk)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("test-book: row ")
+    for f in fragments:
+        assert f in msg, (f, msg)
+
+
+def test_what_the_loop_cannot_price_as_the_market_does_is_refused() -> None:
+    mk = market()
+    _refused(book([("AAA", "call", 100.0, "2026-12-18", 1.0, "american", math.nan)]), mk, "row 1", "'style'")
+    american = Market(**{**_fields(mk), "asset": {"BBB": "equity"}})
+    _refused(book(), american, "row 5: field 'style'", "American", "BBB")
+    paying = Market(
+        **{**_fields(mk), "div_yield": {"AAA": 0.01}, "dividends": {"BBB": [(dt.date(2027, 1, 4), 0.5)]}}
+    )
+    _refused(book(), paying, "row 5: field 'underlying'", "cash dividends")
+    _refused(book([("AAA", "call", 100.0, "2026-12-18", 1.0, "", 0.3)]), mk, "row 1: field 'vol'")
+    _refused(
+        book(), mk, "row 5: field 'expiry'", "settles before", cfg=config(sim__steps=30, sim__dt_s=43200.0)
+    )
+    stock_only = Market(
+        **{
+            **_fields(mk),
+            "spot": {**SPOT, "CCC": 20.0},
+            "rate": {**mk.rate, "CCC": 0.03},
+            "div_yield": {**mk.div_yield, "CCC": 0.0},
+        }
+    )
+    held = book([("AAA", "call", 100.0, "2026-12-18", 1.0), ("CCC", "stock", math.nan, "", 100.0)])
+    _refused(held, stock_only, "row 2: field 'underlying'", "no vol surface for CCC")
+    with pytest.raises(ValueError, match="together"):
+        simulate(config(), book=book())
+
+
+def _fields(mk: Market) -> dict[str, Any]:
+    return {
+        "valuation": mk.valuation,
+        "spot": mk.spot,
+        "rate": mk.rate,
+        "div_yield": mk.div_yield,
+        "borrow": mk.borrow,
+        "surface": mk.surface,
+        "source": mk.source,
+    }
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+
+def test_the_command_starts_from_the_book_and_says_what_the_fit_approximates(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, "simulate", CALM, *SHORT, "--book", INDEX_BOOK, "--market", INDEX_MARKET)
+    assert code == 0, err
+    assert "strategy calm_day: 1 path(s) x 300 steps" in out
+    assert "SPX: smile fitted to" in err and "NDX: smile fitted to" in err and "worst error" in err
+
+
+def _book_file(tmp_path: Path, text: str) -> str:
+    p = tmp_path / "book.csv"
+    p.write_text("id,underlying,kind,strike,expiry,quantity,multiplier,vol,style\n" + text)
+    return str(p)
+
+
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["--book", INDEX_BOOK], ("--book needs --market",)),
+        (["--market", INDEX_MARKET], ("--market needs --book",)),
+        (["--valuation", "2026-11-20"], ("--valuation needs --book",)),
+        (
+            [
+                "--book",
+                str(ROOT / "scenarios/examples/book.csv"),
+                "--market",
+                str(ROOT / "scenarios/examples/market.toml"),
+            ],
+            ("book.csv: row 1: field 'style'", "American"),
+        ),
+        (
+            ["--book", INDEX_BOOK, "--market", INDEX_MARKET, "--set", "sim.steps=23400"],
+            ("row 1: field 'expiry'",),
+        ),
+    ],
+)
+def test_usage_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], extra: list[str], fragments: tuple[str, ...]
+) -> None:
+    assert_usage_error(run(capsys, "simulate", CALM, "--no-progress", *extra), *fragments)
+
+
+def test_usage_errors_name_the_book_row_and_field(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = _book_file(tmp_path, "a,SPX,call,5900,2026-12-18,1,,,\nb,ZZZ,call,10,2026-12-18,1,,,\n")
+    assert_usage_error(
+        run(capsys, "simulate", CALM, *SHORT, "--book", missing, "--market", INDEX_MARKET),
+        "row 2: field 'underlying'",
+        "'ZZZ'",
+    )
+    spy = _book_file(tmp_path, "a,SPY,call,600,2026-12-18,1,,,european\n")
+    assert_usage_error(
+        run(
+            capsys,
+            "simulate",
+            CALM,
+            *SHORT,
+            "--book",
+            spy,
+            "--market",
+            str(ROOT / "scenarios/examples/market.toml"),
+        ),
+        "row 1: field 'underlying'",
+        "cash dividends",
+    )
