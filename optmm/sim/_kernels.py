@@ -17,14 +17,13 @@ each:
    :func:`optmm.risk._controller_kernels.decide_in_layer`), the final quotes where a decision changed
    them (a vector loop); they reach the market ``latency_steps`` steps later (:func:`_post_quotes`);
 4. fills: the step's orders (:func:`_market_orders`, :func:`_informed_orders`; replaying a tape,
-   :func:`_tape_orders` instead): an uninformed market
-   order reaches a live quote at distance ``δ`` from fair value when the step's uniform draw for it is
-   below ``1 − exp(−λ·dt)`` (or ``min(λ·dt, 1)``), ``λ(δ) = A·exp(−k·δ)``; informed orders trade
-   against us when the fair value ``informed_horizon_steps`` ahead is through our quote; every fill
-   (:func:`_fills`, :func:`_fill`; each order that reaches a live quote is recorded in ``out.orders``)
-   passes the pre-trade check again at the state it meets (so no fill
-   of ours takes a position or Greek past a hard limit), updates the inventory, the controller
-   (:func:`apply_fill`) and the toxicity detector;
+   :func:`_tape_orders` instead): an uninformed market order reaches a live quote at distance ``δ``
+   from fair value when the step's uniform draw for it is below ``1 − exp(−λ·dt)`` (or
+   ``min(λ·dt, 1)``), ``λ(δ) = A·exp(−k·δ)``; informed orders trade against us when the fair value
+   ``informed_horizon_steps`` ahead is through our quote; each order that reaches a live quote is
+   recorded (``out.orders``) and every fill (:func:`_fills`, :func:`_fill`) passes the pre-trade check
+   again at the state it meets (so no fill of ours takes a position or Greek past a hard limit),
+   updates the inventory, the controller (:func:`apply_fill`) and the toxicity detector;
 5. hedge (:func:`_hedge`): the hedger's decision for every underlying on the net delta after the fills;
 6. record (:func:`_record`).
 
@@ -709,8 +708,9 @@ def _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w):  # pragma: no cover -
 def _tape_orders(k, live, ins, tf, dr, cfg, w):  # pragma: no cover - compiled
     """The step's orders from a tape (``tf``), into ``w.orders`` from row 0. With trades
     (``R_TRADES``): each of the step's trades in an instrument of the chain that trades at or through
-    our live quote (ring slot ``live``) by :func:`trade_fill`, an order of the trade's size on that
-    side (:func:`_fills` caps it at the size left). With quotes only: per instrument, what
+    our live quote (ring slot ``live``; its size as posted) by :func:`trade_fill`, an order of the
+    trade's size on that side, at our price (:func:`_fills` caps it at the size left on the quote, as
+    ``trade_fill`` would on the size left, and drops it when none is). With quotes only: per instrument, what
     :func:`quote_fill` fills against the recorded touch with the step's draws (``dr.arrive``), an
     order of that size at the rule's price. Returns the number of orders and of quoted sides."""
     r, o = w.ring, w.orders
@@ -849,8 +849,9 @@ def _fills(k, now, live, n_ord, ins, mkt, ctl, tox, out, w):  # pragma: no cover
             px = o.price[j]
         qs = r.bid_size[live, i] if s > 0.0 else r.ask_size[live, i]
         order = o.size[j]
-        if qs > 0.0:
-            _record_order(out, k, i, s, order, px)
+        if not qs > 0.0:  # (a replayed trade after our quote's size is gone: it does not reach us)
+            continue
+        _record_order(out, k, i, s, order, px)
         sc, filled = _fill(k, now, i, s, min(order, qs), px, o.informed[j], order, ins, mkt, ctl, tox, out, w)
         if filled > 0.0:
             if s > 0.0:

@@ -856,12 +856,12 @@ def tape_from_result(result: SimResult, path: int = 0) -> Tape:
 
     cfg = result.config
     und = result.underlyings[result.underlyings["path"] == path]
-    if len(result.market_end):
+    if len(result.market_end):  # (a run's; a result made by hand may leave it out)
         end = result.market_end[result.market_end["path"] == path]
         und = pd.concat(
             [und[["step", "underlying", "spot", "vol"]], end[["step", "underlying", "spot", "vol"]]]
         )
-    orders = result.orders[result.orders["path"] == path] if len(result.orders) else result.orders
+    orders = result.orders[result.orders["path"] == path]
     n_steps = int(und["step"].max()) + 1 if len(und) else 0
     grid = time_grid(int(SESSION_OPEN.astype("datetime64[ns]").astype(np.int64)), cfg.sim.dt_s, n_steps)
     half_spread = {u.name: u.half_spread for u in cfg.underlying}
@@ -870,11 +870,6 @@ def tape_from_result(result: SimResult, path: int = 0) -> Tape:
     hs = np.array([half_spread[n] for n in u_name], dtype=np.float64)
     n_q, n_f = spot.size, len(orders)
     none_q, none_f = np.full(n_q, np.nan), np.full(n_f, np.nan)
-    if not n_f:
-        orders = pd.DataFrame(
-            {c: [] for c in ("step", "underlying", "kind", "strike", "expiry_days", "side")}
-        )
-        orders = orders.assign(price=none_f, size=none_f)
 
     is_opt = (orders["kind"] != "stock").to_numpy(dtype=bool)
     days = np.ceil(np.where(is_opt, orders["expiry_days"].to_numpy(np.float64), 0.0)).astype("timedelta64[D]")

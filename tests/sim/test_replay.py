@@ -274,3 +274,28 @@ def test_cli_tape_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
         "--compare",
     )
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_the_bundled_tape_replays_the_calm_days_first_900_steps() -> None:
+    """scenarios/tapes/calm_day.csv (make_calm_day.py: the calm day at 900 steps), replayed by the
+    whole day's configuration: the tape holds 900 steps, the run stops there, with that run's figures."""
+    day = SimConfig.load(CALM)
+    replay = simulate(day, tape=read_tape(ROOT / "scenarios/tapes/calm_day.csv"))
+    assert replay.config.sim.steps == 900
+    _same_run(simulate(day.with_overrides({"sim.steps": 900})), replay)
+
+
+def test_one_compiled_loop_for_both(tmp_path: Path) -> None:
+    """A synthetic run and replays (of trades, of quotes) use one specialisation of the compiled loop:
+    the first run's compile time is paid once (a second would be minutes more)."""
+    from optmm.sim import _kernels
+
+    cfg, _, tape = _record({"sim.steps": 60}, tmp_path / "t.csv")
+    simulate(cfg, tape=tape)
+    frame = tape_frame(tape)
+    quotes = frame[frame["type"] == "trade"].assign(type="quote", side="", size=np.nan)
+    quotes = quotes.assign(bid=quotes["price"], ask=quotes["price"] + 0.05, price=np.nan)
+    only = _retape(tape, pd.concat([frame[frame["type"] == "quote"], quotes]), tmp_path / "q.csv")
+    assert len(only.option_quotes) > 0 and len(only.option_trades) == 0
+    simulate(cfg, tape=only)
+    assert len(_kernels.run_path.signatures) == 1
