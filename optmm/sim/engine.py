@@ -539,12 +539,12 @@ def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd
             "ask_size": q[:, :, rec.QW_ASIZE].ravel(),
         }
     )
-    o = np.concatenate([o.orders for o in outs])
+    o = outs[0].orders  # (path 0's, as the quotes: what a recorded tape holds)
     ostep = o[:, rec.O_STEP].astype(np.int64)
     oinst = o[:, rec.O_INST].astype(np.int64)
     orders = pd.DataFrame(
         {
-            "path": np.concatenate([np.full(len(o.orders), p) for p, o in enumerate(outs)]).astype(np.int64),
+            "path": np.zeros(len(o), dtype=np.int64),
             "step": ostep,
             "time_s": ostep * dt,
             "underlying": names[chain.u[oinst]],
@@ -670,8 +670,8 @@ def simulate(
         to advance (left open).
     audit : AuditTrail, optional
         Where the controller's events go (times: the simulated session's clock, step 0 at
-        :data:`SESSION_OPEN`, 09:30 New York on the nominal date; with several paths every detail
-        starts with ``"path N; "``).
+        :data:`SESSION_OPEN`, 09:30 New York on the nominal date, or a replayed tape's first record;
+        with several paths every detail starts with ``"path N; "``).
     strategy : str, optional
         A named strategy (:data:`STRATEGIES`) applied to ``config`` first.
     tape : optmm.sim.tape.Tape, optional

@@ -50,7 +50,7 @@ class SimResult:
     summary : dict
         JSON-able metrics (see docs/simulation.md), with the config's hash and the seed.
     orders : DataFrame
-        The orders that reached a live quote of ours (filled or not), in the order the loop met them:
+        Path 0's orders that reached a live quote of ours (filled or not), in the order the loop met them:
         ``path``, ``step``, ``time_s``, the instrument (``underlying``, ``contract``, ``kind``,
         ``strike``, ``expiry_days``, as in ``fills``), ``side`` (+1: it hit our bid), ``size`` (the
         order's), ``price`` (the price it met). What :func:`optmm.sim.tape.tape_from_result` writes.

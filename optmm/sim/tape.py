@@ -841,7 +841,7 @@ def step_slices(time_ns: np.ndarray, grid_ns: np.ndarray) -> tuple[np.ndarray, n
 
 def tape_from_result(result: SimResult, path: int = 0) -> Tape:
     """Path ``path`` of a synthetic run as a tape (docs/tape.md, "A synthetic run as a tape"), which
-    replays it bit for bit.
+    replays it bit for bit; ``path`` 0 (a result keeps path 0's orders, ``ValueError`` for another).
 
     At each step's time (:data:`optmm.sim.engine.SESSION_OPEN` plus ``step · dt_s``, on
     :func:`time_grid`), and at the end of the last step (``result.market_end``): a quote of every
@@ -854,6 +854,8 @@ def tape_from_result(result: SimResult, path: int = 0) -> Tape:
     """
     from optmm.sim.engine import SESSION_OPEN, VALUATION
 
+    if path != 0:
+        raise ValueError(f"tape_from_result: a result records the orders of path 0 only (got path {path})")
     cfg = result.config
     und = result.underlyings[result.underlyings["path"] == path]
     if len(result.market_end):  # (a run's; a result made by hand may leave it out)
