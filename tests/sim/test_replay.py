@@ -299,3 +299,14 @@ def test_one_compiled_loop_for_both(tmp_path: Path) -> None:
     assert len(only.option_quotes) > 0 and len(only.option_trades) == 0
     simulate(cfg, tape=only)
     assert len(_kernels.run_path.signatures) == 1
+
+
+@pytest.mark.parametrize("strategy", ["as2008", "as-symmetric"])
+def test_an_underlying_chain_replays_bit_for_bit(strategy: str, tmp_path: Path) -> None:
+    """Quoting the underlying itself (the Avellaneda-Stoikov experiment, one path of 200 steps of
+    5 ms): the orders are underlying trades on the tape, and the replay gives the run back."""
+    cfg = SimConfig.load(ROOT / "scenarios/sim/as2008.toml").with_overrides({"sim.paths": 1})
+    res = simulate(cfg, strategy=strategy)
+    tape = read_tape(write_tape(tape_from_result(res), tmp_path / "as.parquet"))
+    assert len(tape.underlying_trades) == len(res.orders) > 50 and tape.n_contracts == 0
+    _same_run(res, simulate(cfg, strategy=strategy, tape=tape))
