@@ -5,6 +5,7 @@
     optmm simulate CONFIG.toml [--out DIR] [--seed N] [--paths N] [--compare STRATEGY ...]
                    [--set KEY=VALUE ...] [--overwrite] [--per-path-series] [--no-progress]
                    [--format table|json] [--book BOOK --market MARKET [--valuation WHEN]]
+                   [--tape TAPE] [--record-tape OUT.csv|OUT.parquet]
 
 One run prints its summary; ``--compare`` runs each named strategy (``symmetric``, ``linear``,
 ``greeks``, ``no-hedge``, ``no-pulls``, ``as2008``, ``as-symmetric``; combined with ``+``) on the same
@@ -20,6 +21,12 @@ true/false, "strings", [lists]).
 market (its spots, rates, carry, valuation moment and a smile fitted to its surfaces, each fit's worst
 error said on stderr), quoting the book's contracts and ``[chain]`` around the market's spots
 (:mod:`optmm.sim.start`); ``--valuation WHEN`` moves the market first, as for ``optmm risk``.
+
+``--tape TAPE`` replays a recorded market (docs/tape.md, "Replay") instead of the synthetic one: its
+mids are the spot, its trades (else its quotes) the orders; with ``--compare`` every strategy replays
+the same tape; several paths differ only by the quote-driven fills' draws (a tape of trades gives
+identical paths); not with ``--book``. ``--record-tape OUT`` writes path 0 of the run as a tape
+(``.csv`` or ``.parquet``) that replays it bit for bit; not with ``--compare`` (one run, one tape).
 
 ``--out`` is checked before the run (not a file, nor under one; its directory writable); a write that
 fails (a full disk) is one ``optmm: error:`` line naming ``--out``, with nothing left behind. The run's
@@ -84,6 +91,10 @@ def add_simulate_parser(subparsers: Any) -> None:
     )
     p.add_argument("--market", metavar="MARKET", help="the market the book starts at (TOML; with --book)")
     add_valuation_option(p)
+    p.add_argument("--tape", metavar="TAPE", help="replay a recorded market (.csv, .parquet, or a directory)")
+    p.add_argument(
+        "--record-tape", metavar="OUT", help="write path 0 of the run as a tape (.csv or .parquet)"
+    )
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -133,12 +144,17 @@ def run_simulate(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--paths {args.paths}: {exc}") from None
     start = _start_inputs(args)
+    if start and args.tape:
+        raise UsageError("--tape with --book: a replay starts flat on the config's chain (give one of them)")
     names = args.compare or [None]
     try:
         configs = [(name, strategy_config(config, name) if name else config) for name in names]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     out = _check_out(args.out, args.overwrite) if args.out else None
+    tape = _read_tape(args.tape) if args.tape else None
+    if args.record_tape:
+        _check_record_tape(args.record_tape, args.compare)
     n_steps = sum((args.paths or cfg.sim.paths) * cfg.sim.steps for _, cfg in configs)
     bar = Bar(n_steps, desc="simulate", unit="step", enabled=not args.no_progress and stderr_is_terminal())
     results = {}
@@ -157,7 +173,7 @@ def run_simulate(args: argparse.Namespace) -> int:
                     ) from None
                 try:
                     results[label] = simulate(
-                        cfg, seed=args.seed, paths=args.paths, progress=bar, audit=trail, **start
+                        cfg, seed=args.seed, paths=args.paths, progress=bar, audit=trail, tape=tape, **start
                     )
                 except BookError as exc:  # (it names its file)
                     raise UsageError(str(exc)) from None
@@ -192,6 +208,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     if start:
         for fit in next(iter(results.values())).summary["start"]["smile_fits"]:
             print(SmileFit(**fit), file=sys.stderr)
+    if args.record_tape:
+        _record_tape(next(iter(results.values())), args.record_tape)
     if args.compare:
         table = compare_table(results)
         if args.format == "json":
@@ -218,6 +236,42 @@ def _start_inputs(args: argparse.Namespace) -> dict[str, Any]:
         return {}
     book, market = _load(args)
     return {"book": book, "market": market}
+
+
+def _read_tape(path: str) -> Any:
+    """``--tape``, read and validated (a problem: one line naming the file, row and field)."""
+    from optmm.sim.tape import read_tape
+
+    try:
+        return read_tape(path)
+    except ValueError as exc:
+        raise UsageError(f"--tape {exc}") from None
+    except OSError as exc:  # (read_tape's own "<path>: no such file or directory" names the file)
+        raise UsageError(f"--tape {path}: {exc.strerror}" if exc.strerror else f"--tape {exc}") from None
+
+
+def _check_record_tape(path: str, compare: list[str] | None) -> None:
+    """``--record-tape`` before the run: one run, a known suffix, a directory to write in."""
+    if compare:
+        raise UsageError("--record-tape: records one run, not a --compare (run the strategy alone)")
+    target = Path(path)
+    if target.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise UsageError(
+            f"--record-tape {path}: unknown tape format {target.suffix!r} (use .csv or .parquet)"
+        )
+    if target.is_dir() or not Path(os.path.abspath(target)).parent.is_dir():
+        raise UsageError(f"--record-tape {path}: not a file in an existing directory")
+
+
+def _record_tape(result: Any, path: str) -> None:
+    """Path 0 of ``result`` written to ``path`` as a tape, whole or not at all."""
+    from optmm.sim.tape import tape_from_result, write_tape
+
+    try:
+        write_tape(tape_from_result(result), path)
+    except OSError as exc:
+        raise UsageError(f"--record-tape {path}: cannot write the tape ({_reason(exc)})") from None
+    print(f"tape written to {path}", file=sys.stderr)
 
 
 def _reason(exc: BaseException) -> str:

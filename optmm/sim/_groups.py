@@ -15,6 +15,7 @@ import numpy as np
 
 from optmm.codes import QuotingCode, SimKind
 from optmm.risk import _controller_kernels as ck
+from optmm.sim._fill_kernels import N_FP
 
 # instrument kinds (optmm.codes.SimKind: plain ints, compile-time constants in the loop)
 K_PUT, K_CALL, K_UNDERLYING = int(SimKind.PUT), int(SimKind.CALL), int(SimKind.UNDERLYING)
@@ -24,6 +25,8 @@ Q_QUOTER, Q_AS, Q_SYMMETRIC = (
     int(QuotingCode.AVELLANEDA_STOIKOV),
     int(QuotingCode.SYMMETRIC),
 )
+# where the orders come from (Settings.replay): the synthetic flow, a tape's trades, a tape's quotes
+R_SYNTHETIC, R_TRADES, R_QUOTES = 0, 1, 2
 
 
 class Instruments(NamedTuple):
@@ -109,6 +112,31 @@ class Settings(NamedTuple):
     a_dt_ask: float  # and that lift our ask
     poisson: bool  # fill probability 1 - exp(-lambda dt); else min(lambda dt, 1)
     markout_steps: int  # a fill's markout is taken this many steps after it
+    replay: int  # R_SYNTHETIC, R_TRADES or R_QUOTES: the order source
+
+
+class TapeFeed(NamedTuple):
+    """A recorded market's orders on the run's steps (docs/tape.md, "Replay"); a synthetic run passes
+    :func:`no_tape` (one compiled loop for both). Trades, in time order: step ``k``'s are ``lo[k] <= j
+    < hi[k]``. Quotes: the recorded touch as of each step, per instrument (NaN: none)."""
+
+    lo: np.ndarray  # int64 (steps,)
+    hi: np.ndarray  # int64 (steps,)
+    inst: np.ndarray  # int64 (trades,): the chain's instrument, -1 for one outside the chain
+    price: np.ndarray  # (trades,) per share
+    size: np.ndarray  # (trades,) contracts (shares)
+    side: np.ndarray  # int64 (trades,): the aggressor, +1 buyer, -1 seller, 0 unknown
+    bid: np.ndarray  # (steps, instruments), or (0, instruments) without quote-driven fills
+    ask: np.ndarray
+    bid_size: np.ndarray
+    ask_size: np.ndarray
+    fp: np.ndarray  # the quote-driven rule's parameters (optmm.sim._fill_kernels.pack_fill)
+
+
+def no_tape(n_inst: int) -> TapeFeed:
+    """The empty feed of a synthetic run (its arrays of the types a replay's have)."""
+    i0, f0, q0 = np.zeros(0, np.int64), np.zeros(0), np.zeros((0, n_inst))
+    return TapeFeed(i0, i0, i0, f0, f0, i0, q0, q0, q0, q0, np.ones(N_FP))
 
 
 class Pricing(NamedTuple):
@@ -201,6 +229,7 @@ class Orders(NamedTuple):
     size: np.ndarray  # contracts
     informed: np.ndarray  # 1.0 for an informed order
     future: np.ndarray  # the fair value an informed order foresees
+    price: np.ndarray  # a replayed order's fill price; NaN (synthetic orders): our quote's
 
 
 class Workspaces(NamedTuple):
@@ -226,13 +255,15 @@ class Workspaces(NamedTuple):
     orders: Orders
 
 
-def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> Workspaces:
+def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int, max_orders: int = 0) -> Workspaces:
     """Scratch for :func:`optmm.sim._kernels.run_path` on ``n_inst`` instruments, ``nu`` underlyings,
-    ``n_contracts`` controller contracts and a quote latency of ``latency_steps`` steps."""
+    ``n_contracts`` controller contracts and a quote latency of ``latency_steps`` steps; room for
+    ``max_orders`` orders in a step (at least the synthetic flow's most)."""
     wi = np.empty((45, n_inst))  # per instrument rows, one block
     wu = np.zeros((10, nu))
     wl = np.empty((nu, 10))
-    wo = np.zeros((5, 2 * n_inst + nu))
+    wo = np.zeros((6, max(2 * n_inst + nu, max_orders)))
+    wo[5] = np.nan
     return Workspaces(
         pricing=Pricing(wi[0], wi[1], wi[2], wi[3], np.empty(n_inst, dtype=np.bool_), wi[19]),
         marks=Marks(*wi[4:10]),

@@ -16,13 +16,14 @@ each:
    loop), the controller's gate and pre-trade check of each (:func:`_decide`,
    :func:`optmm.risk._controller_kernels.decide_in_layer`), the final quotes where a decision changed
    them (a vector loop); they reach the market ``latency_steps`` steps later (:func:`_post_quotes`);
-4. fills: the step's orders (:func:`_market_orders`, :func:`_informed_orders`): an uninformed market
-   order reaches a live quote at distance ``δ`` from fair value when the step's uniform draw for it is
-   below ``1 − exp(−λ·dt)`` (or ``min(λ·dt, 1)``), ``λ(δ) = A·exp(−k·δ)``; informed orders trade
-   against us when the fair value ``informed_horizon_steps`` ahead is through our quote; every fill
-   (:func:`_fills`, :func:`_fill`) passes the pre-trade check again at the state it meets (so no fill
-   of ours takes a position or Greek past a hard limit), updates the inventory, the controller
-   (:func:`apply_fill`) and the toxicity detector;
+4. fills: the step's orders (:func:`_market_orders`, :func:`_informed_orders`; replaying a tape,
+   :func:`_tape_orders` instead): an uninformed market order reaches a live quote at distance ``δ``
+   from fair value when the step's uniform draw for it is below ``1 − exp(−λ·dt)`` (or
+   ``min(λ·dt, 1)``), ``λ(δ) = A·exp(−k·δ)``; informed orders trade against us when the fair value
+   ``informed_horizon_steps`` ahead is through our quote; each order that reaches a live quote is
+   recorded (``out.orders``) and every fill (:func:`_fills`, :func:`_fill`) passes the pre-trade check
+   again at the state it meets (so no fill of ours takes a position or Greek past a hard limit),
+   updates the inventory, the controller (:func:`apply_fill`) and the toxicity detector;
 5. hedge (:func:`_hedge`): the hedger's decision for every underlying on the net delta after the fills;
 6. record (:func:`_record`).
 
@@ -49,7 +50,8 @@ from optmm.greeks._bsm import bsm_price_scalar as bsm_price
 from optmm.quoting._kernels import hedge_cost, hedge_decide, hedge_fill, quote_one_squared, skew_squares
 from optmm.quoting._toxicity_kernels import tox_on_fill, tox_on_mid, tox_on_trade, tox_update
 from optmm.risk import _controller_kernels as ck
-from optmm.sim._groups import K_CALL, K_UNDERLYING, Q_AS, Q_QUOTER
+from optmm.sim._fill_kernels import quote_fill, trade_fill
+from optmm.sim._groups import K_CALL, K_UNDERLYING, Q_AS, Q_QUOTER, R_SYNTHETIC, R_TRADES
 from optmm.sim.records import (
     E_DECIDE,
     E_KILL,
@@ -70,6 +72,11 @@ from optmm.sim.records import (
     H_SHARES,
     H_STEP,
     H_U,
+    O_INST,
+    O_PRICE,
+    O_SIDE,
+    O_SIZE,
+    O_STEP,
     QW_ASIZE,
     QW_ASK,
     QW_BID,
@@ -99,7 +106,7 @@ from optmm.sim.records import (
 )
 
 # returned status bits
-OVER_FILLS, OVER_HEDGES, OVER_EVENTS = 1, 2, 4
+OVER_FILLS, OVER_HEDGES, OVER_EVENTS, OVER_ORDERS = 1, 2, 4, 8
 
 VOL_FLOOR = 0.01  # implied vols are floored at one vol point
 
@@ -697,6 +704,67 @@ def _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w):  # pragma: no cover -
     return n_ord
 
 
+@_phase
+def _tape_orders(k, live, ins, tf, dr, cfg, w):  # pragma: no cover - compiled
+    """The step's orders from a tape (``tf``), into ``w.orders`` from row 0. With trades
+    (``R_TRADES``): each of the step's trades in an instrument of the chain that trades at or through
+    our live quote (ring slot ``live``; its size as posted) by :func:`trade_fill`, an order of the
+    trade's size on that side, at our price (:func:`_fills` caps it at the size left on the quote, as
+    ``trade_fill`` would on the size left, and drops it when none is). With quotes only: per instrument, what
+    :func:`quote_fill` fills against the recorded touch with the step's draws (``dr.arrive``), an
+    order of that size at the rule's price. Returns the number of orders and of quoted sides."""
+    r, o = w.ring, w.orders
+    n_quoted = 0.0
+    for i in range(ins.u.shape[0]):
+        n_quoted += (1.0 if r.bid_size[live, i] > 0.0 else 0.0) + (1.0 if r.ask_size[live, i] > 0.0 else 0.0)
+    n_ord = 0
+    if cfg.replay == R_TRADES:
+        for j in range(tf.lo[k], tf.hi[k]):
+            i = tf.inst[j]
+            if i < 0:
+                continue
+            bid, bs, ask, asz = r.bid[live, i], r.bid_size[live, i], r.ask[live, i], r.ask_size[live, i]
+            bq, bpx, aq, apx = trade_fill(bid, bs, ask, asz, tf.price[j], tf.size[j], tf.side[j])
+            if not (bq > 0.0 or aq > 0.0):
+                continue
+            o.inst[n_ord] = i
+            o.side[n_ord] = 1.0 if bq > 0.0 else -1.0
+            o.size[n_ord] = tf.size[j]
+            o.informed[n_ord] = 0.0
+            o.price[n_ord] = bpx if bq > 0.0 else apx
+            n_ord += 1
+    else:
+        for i in range(ins.u.shape[0]):
+            bq, bpx, aq, apx = quote_fill(
+                r.bid[live, i], r.bid_size[live, i], r.ask[live, i], r.ask_size[live, i],
+                tf.bid[k, i], tf.ask[k, i], tf.bid_size[k, i], tf.ask_size[k, i],
+                dr.arrive[k, i, 0], dr.arrive[k, i, 1], tf.fp,
+            )  # fmt: skip
+            for s, q, px in ((1.0, bq, bpx), (-1.0, aq, apx)):
+                if q > 0.0:
+                    o.inst[n_ord] = i
+                    o.side[n_ord] = s
+                    o.size[n_ord] = q
+                    o.informed[n_ord] = 0.0
+                    o.price[n_ord] = px
+                    n_ord += 1
+    return n_ord, n_quoted
+
+
+@_inline
+def _record_order(out, k, i, s, size, px):  # pragma: no cover - compiled
+    """An order that reached our live quote into ``out.orders`` (full: count it only)."""
+    t = out.tally[0]
+    if t.orders < out.orders.shape[0]:
+        row = out.orders[t.orders]
+        row[O_STEP] = k
+        row[O_INST] = i
+        row[O_SIDE] = s
+        row[O_SIZE] = size
+        row[O_PRICE] = px
+    t.orders += 1
+
+
 @njit(cache=True, error_model="numpy")
 def _fill(k, now, i, s, want, px, informed, order, ins, mkt, ctl, tox, out, w):  # pragma: no cover
     """A market order of ``order`` reaching our quote at ``px`` on side ``s`` (+1 we buy) of instrument
@@ -778,8 +846,13 @@ def _fills(k, now, live, n_ord, ins, mkt, ctl, tox, out, w):  # pragma: no cover
         else:
             continue
         px = r.bid[live, i] if s > 0.0 else r.ask[live, i]
+        if o.price[j] == o.price[j]:  # (a replayed order's own price)
+            px = o.price[j]
         qs = r.bid_size[live, i] if s > 0.0 else r.ask_size[live, i]
         order = o.size[j]
+        if not qs > 0.0:  # (a replayed trade after our quote's size is gone: it does not reach us)
+            continue
+        _record_order(out, k, i, s, order, px)
         sc, filled = _fill(k, now, i, s, min(order, qs), px, o.informed[j], order, ins, mkt, ctl, tox, out, w)
         if filled > 0.0:
             if s > 0.0:
@@ -886,9 +959,10 @@ def _record(k, spread_k, hcost, n_fills_k, n_quoted, mkt, ctl, out, w):  # pragm
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def run_path(ins, und, mkt, dr, ctl, tox, cfg, qp, hp, tp, out, w):  # pragma: no cover - compiled
+def run_path(ins, und, mkt, dr, tf, ctl, tox, cfg, qp, hp, tp, out, w):  # pragma: no cover - compiled
     """Run one path (module docstring): ``ins`` :class:`Instruments`, ``und`` :class:`Underlyings`,
-    ``mkt`` :class:`MarketPath`, ``dr`` :class:`Draws`, ``ctl`` :class:`Controller` (updated in place),
+    ``mkt`` :class:`MarketPath`, ``dr`` :class:`Draws`, ``tf`` :class:`TapeFeed` (the orders' source
+    when ``cfg.replay`` is not ``R_SYNTHETIC``), ``ctl`` :class:`Controller` (updated in place),
     ``tox`` the toxicity detector's state (``ToxicityState``, updated in place), ``cfg``
     :class:`Settings`, ``qp``, ``hp``, ``tp`` the quoter's, hedger's and toxicity detector's packed
     settings, ``out`` :class:`optmm.sim.records.Outputs`, ``w`` :class:`Workspaces`. Returns a status
@@ -914,9 +988,11 @@ def run_path(ins, und, mkt, dr, ctl, tox, cfg, qp, hp, tp, out, w):  # pragma: n
         _post_quotes(k, k % ring, cfg, out, w)
         live = (k - cfg.latency_steps) % ring
         n_ord, n_quoted = 0, 0.0
-        if k >= cfg.latency_steps:
+        if k >= cfg.latency_steps and cfg.replay == R_SYNTHETIC:
             n_ord, n_quoted = _market_orders(k, live, ins, dr, cfg, w)
             n_ord = _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w)
+        elif k >= cfg.latency_steps:
+            n_ord, n_quoted = _tape_orders(k, live, ins, tf, dr, cfg, w)
         spread_k, n_fills_k = _fills(k, now, live, n_ord, ins, mkt, ctl, tox, out, w)
         _markouts(out, k, cfg.markout_steps, w.marks.price)  # (a 0-step horizon)
         _layers(k, now, ctl, out, w)
@@ -933,4 +1009,6 @@ def run_path(ins, und, mkt, dr, ctl, tox, cfg, qp, hp, tp, out, w):  # pragma: n
         status |= OVER_HEDGES
     if t.events > out.events.shape[0]:
         status |= OVER_EVENTS
+    if t.orders > out.orders.shape[0]:
+        status |= OVER_ORDERS
     return status

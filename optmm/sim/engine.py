@@ -16,7 +16,7 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -43,12 +43,17 @@ from optmm.sim._groups import (
     Q_AS,
     Q_QUOTER,
     Q_SYMMETRIC,
+    R_QUOTES,
+    R_SYNTHETIC,
+    R_TRADES,
     Controller,
     Draws,
     Instruments,
     MarketPath,
     Settings,
+    TapeFeed,
     Underlyings,
+    no_tape,
     workspaces,
 )
 from optmm.sim.config import SECONDS_PER_YEAR, TRADING_DAY_S, SimConfig
@@ -56,6 +61,9 @@ from optmm.sim.paths import draw_paths, uniforms
 from optmm.sim.result import ATTRIBUTION, SimResult
 from optmm.sim.start import Start, prepare
 from optmm.surface import FlatSurface
+
+if TYPE_CHECKING:
+    from optmm.sim.tape import Tape
 
 __all__ = ["STRATEGIES", "TRADING_DAY_S", "run_summary", "simulate", "strategy_config"]
 
@@ -164,6 +172,21 @@ def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
         u_count=np.array(count, dtype=np.int64),
         position0=np.zeros(len(rows)),
     )
+
+
+def _replay(cfg: SimConfig, chain: _Chain, tape: Tape, grid: np.ndarray) -> tuple[Settings, TapeFeed]:
+    """A replay's settings and orders: ``tape``'s trades in the chain's instruments, else their quotes,
+    filled by the quote-driven rule at the flow's ``arrival_a`` per second (at and inside the touch)
+    for at most ``order_size_mean`` a fill (docs/tape.md, "Replay")."""
+    from optmm.sim._fill_kernels import pack_fill
+    from optmm.sim.tape import replay_orders
+
+    o = replay_orders(tape, grid, cfg.names, chain.u, chain.kind, chain.strike, chain.expiry_days)
+    fl = cfg.flow
+    fp = pack_fill(fl.arrival_a, fl.arrival_a, cfg.sim.dt_s, fl.order_size_mean)
+    feed = TapeFeed(o.lo, o.hi, o.inst, o.price, o.size, o.side, o.bid, o.ask, o.bid_size, o.ask_size, fp)
+    mode = {"trades": R_TRADES, "quotes": R_QUOTES, "none": R_TRADES}[o.mode]
+    return _settings(cfg)._replace(replay=mode), feed
 
 
 def _controller(
@@ -284,6 +307,7 @@ def _settings(cfg: SimConfig) -> Settings:
         a_dt_ask=float(max(fl.arrival_a * (1.0 - fl.imbalance), 0.0) * dt_s),
         poisson=fl.fill_model == "poisson",
         markout_steps=round(cfg.sim.markout_s / dt_s),
+        replay=R_SYNTHETIC,
     )
 
 
@@ -326,8 +350,10 @@ class _PathOut:
     fills: np.ndarray
     hedges: np.ndarray
     events: np.ndarray
+    orders: np.ndarray
     qwin: np.ndarray
     pos: np.ndarray
+    end: MarketPath  # the market at the last step (spot, vol per underlying)
     mtm: float
     breaches: int
     kills: int
@@ -369,6 +395,7 @@ class _Run:
     qp: tuple[float, ...]
     hp: np.ndarray
     tp: np.ndarray
+    feed: TapeFeed  # a tape's orders (replay), or none (no_tape)
 
 
 def _draws(cfg: SimConfig, n_inst: int, rng: np.random.Generator) -> Draws:
@@ -394,8 +421,20 @@ def _run_path(
     n = cfg.sim.steps
     n_inst = run.chain.u.size
     nu = len(cfg.underlying)
-    draws = _draws(cfg, n_inst, rng)
-    caps = [max(1024, 4 * n), max(256, n // 4), max(256, n // 4) if need_events else 256]
+    replay = run.settings.replay
+    if replay == R_SYNTHETIC:
+        draws = _draws(cfg, n_inst, rng)
+    else:  # a replay draws only the quote-driven fills' uniforms
+        arrive = uniforms(rng, (n, n_inst, 2)) if replay == R_QUOTES else np.zeros((1, 1, 2))
+        none = np.zeros((1, nu))
+        draws = Draws(arrive=arrive, size=np.zeros((1, 1, 2), np.float32), informed=none, pick=none)
+    per_step = np.diff(np.concatenate([run.feed.lo[:1], run.feed.hi])) if run.feed.hi.size else np.zeros(1)
+    caps = [
+        max(1024, 4 * n),
+        max(256, n // 4),
+        max(256, n // 4) if need_events else 256,
+        max(1024, 4 * n),
+    ]
     while True:
         b = run.base  # (copied: the loop updates the controller's state in place)
         ctl = b._replace(
@@ -407,19 +446,20 @@ def _run_path(
         )
         tox = new_toxicity_state(cfg.toxicity, nu)
         out = rec.new_outputs(n, nu, n_inst, run.settings.quotes_steps, caps)
-        ws = workspaces(n_inst, nu, ctl.cf.shape[0], cfg.flow.latency_steps)
+        ws = workspaces(n_inst, nu, ctl.cf.shape[0], cfg.flow.latency_steps, int(per_step.max()))
         status = sk.run_path(
-            run.ins, run.und, mkt, draws, ctl, tox, run.settings, run.qp, run.hp, run.tp, out, ws
+            run.ins, run.und, mkt, draws, run.feed, ctl, tox, run.settings, run.qp, run.hp, run.tp, out, ws
         )
         tally = out.tally[0]
         grow = [
             bool(status & sk.OVER_FILLS),
             bool(status & sk.OVER_HEDGES),
             bool(status & sk.OVER_EVENTS) and need_events,
+            bool(status & sk.OVER_ORDERS),
         ]
         if not any(grow):
             break
-        counts = (int(tally["fills"]), int(tally["hedges"]), int(tally["events"]))
+        counts = (int(tally["fills"]), int(tally["hedges"]), int(tally["events"]), int(tally["orders"]))
         caps = [counts[j] + 16 if g else c for j, (g, c) in enumerate(zip(grow, caps, strict=True))]
     n_ev = min(int(tally["events"]), caps[2])
     stock_end = out.underlyings[-1, :, rec.UN_STOCK]
@@ -429,8 +469,10 @@ def _run_path(
         fills=out.fills[: tally["fills"]],
         hedges=out.hedges[: tally["hedges"]],
         events=out.events[:n_ev],
+        orders=out.orders[: tally["orders"]],
         qwin=out.quotes,
         pos=out.position,
+        end=MarketPath(mkt.spot[-1], mkt.vol[-1]),
         breaches=int(tally["breaches"]),
         kills=int(tally["kills"]),
         mtm=_mtm(
@@ -585,7 +627,42 @@ def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd
             "ask_size": q[:, :, rec.QW_ASIZE].ravel(),
         }
     )
-    return {"steps": steps, "underlyings": unds, "fills": fills, "hedges": hedges, "quotes": quotes}
+    o = outs[0].orders  # (path 0's, as the quotes: what a recorded tape holds)
+    ostep = o[:, rec.O_STEP].astype(np.int64)
+    oinst = o[:, rec.O_INST].astype(np.int64)
+    orders = pd.DataFrame(
+        {
+            "path": np.zeros(len(o), dtype=np.int64),
+            "step": ostep,
+            "time_s": ostep * dt,
+            "underlying": names[chain.u[oinst]],
+            "contract": oinst,
+            "kind": kind_names[chain.kind[oinst]],
+            "strike": np.where(chain.kind[oinst] == K_UNDERLYING, np.nan, chain.strike[oinst]),
+            "expiry_days": chain.expiry_days[oinst],
+            "side": o[:, rec.O_SIDE].astype(np.int64),
+            "size": o[:, rec.O_SIZE],
+            "price": o[:, rec.O_PRICE],
+        }
+    )
+    market_end = pd.DataFrame(
+        {
+            "path": np.repeat(np.arange(n_paths), nu),
+            "step": n,
+            "underlying": np.tile(names, n_paths),
+            "spot": np.concatenate([o.end.spot for o in outs]),
+            "vol": np.concatenate([o.end.vol for o in outs]),
+        }
+    )
+    return {
+        "steps": steps,
+        "underlyings": unds,
+        "fills": fills,
+        "hedges": hedges,
+        "quotes": quotes,
+        "orders": orders,
+        "market_end": market_end,
+    }
 
 
 def _std(x: np.ndarray) -> float:
@@ -668,9 +745,11 @@ def simulate(
     strategy: str | None = None,
     book: Book | None = None,
     market: Market | None = None,
+    tape: Tape | None = None,
 ) -> SimResult:
     """Run ``config`` (``paths`` paths from ``seed``; defaults from ``[sim]``), from a flat inventory
-    on its own chain and underlyings, or from ``book`` at ``market``.
+    on its own chain and underlyings, or from ``book`` at ``market``; on synthetic markets or replaying
+    ``tape``.
 
     Parameters
     ----------
@@ -682,8 +761,8 @@ def simulate(
         to advance (left open).
     audit : AuditTrail, optional
         Where the controller's events go (times: the simulated session's clock, step 0 at
-        :data:`SESSION_OPEN`, 09:30 New York on the nominal date; with several paths every detail
-        starts with ``"path N; "``).
+        :data:`SESSION_OPEN`, 09:30 New York on the nominal date, or a replayed tape's first record;
+        with several paths every detail starts with ``"path N; "``).
     strategy : str, optional
         A named strategy (:data:`STRATEGIES`) applied to ``config`` first.
     book, market : Book and Market, optional
@@ -692,6 +771,12 @@ def simulate(
         rates, carry, valuation moment and a smile fitted to its surfaces
         (:mod:`optmm.sim.start`); the dynamics come from ``config``. The summary's ``start`` says
         what was fitted; the result's ``config`` is the configuration run (the book's underlyings).
+    tape : optmm.sim.tape.Tape, optional
+        Replay this recorded market (docs/tape.md, "Replay"): its mids and vol levels are the market,
+        its trades (else its quotes) the orders; steps of ``[sim] dt_s`` from its first record, as
+        many as fit, at most ``[sim] steps`` (the result's config says how many ran). Paths differ
+        only by the quote-driven fills' draws. Not with ``book``: a replay starts flat on the config's
+        chain.
 
     Returns
     -------
@@ -700,10 +785,16 @@ def simulate(
     Raises
     ------
     ValueError
-        Bad arguments; a :class:`~optmm.book.BookError` for a book the simulator cannot start from.
+        Bad arguments (a tape with a book); a :class:`~optmm.book.BookError` for a book the simulator
+        cannot start from; a tape that does not fit the configuration (no underlying of it, shorter
+        than a step, ...; the message names the tape).
     """
     if (book is None) != (market is None):
         raise ValueError("simulate: give book and market together (or neither)")
+    if tape is not None and book is not None:
+        raise ValueError(
+            "simulate: a replay starts flat on the config's chain: give a tape or a book, not both"
+        )
     cfg = strategy_config(config, strategy) if strategy else config
     start = prepare(cfg, book, market) if book is not None and market is not None else None
     if start is not None:
@@ -714,8 +805,14 @@ def simulate(
         raise ValueError(
             f"simulate: paths must be >= 1 and seed >= 0 and <= {MAX_SEED} (got paths={n_paths}, seed={seed})"
         )
-    cfg.check_size(n_paths)
     t0 = time.perf_counter()
+    if tape is not None:
+        from optmm.sim.tape import replay_market
+
+        grid, t_spot, t_vol = replay_market(tape, cfg.names, cfg.sim.dt_s, cfg.sim.steps)
+        if grid.size - 1 < cfg.sim.steps:
+            cfg = cfg.with_overrides({"sim.steps": grid.size - 1})
+    cfg.check_size(n_paths)
     chain = _chain(cfg, start)
     ctl = _controller(cfg, chain, audit, start)
     ch = chain
@@ -731,15 +828,21 @@ def simulate(
         qp=tuple(pack_quoter(cfg.quoter).tolist()),
         hp=pack_hedger(cfg.hedger),
         tp=pack_toxicity(cfg.toxicity),
+        feed=no_tape(ch.u.size),
     )
     rng = np.random.Generator(np.random.PCG64(seed))
-    spot, vol = _market_paths(cfg, rng, n_paths)
+    if tape is None:
+        spot, vol = _market_paths(cfg, rng, n_paths)
+        open_s = float(SESSION_OPEN.astype("datetime64[s]").astype(np.int64))  # epoch seconds
+    else:
+        spot = np.repeat(t_spot[None], n_paths, axis=0)
+        t_vol = np.where(np.isnan(t_vol), [u.vol for u in cfg.underlying], t_vol)  # the config's before any
+        vol = np.repeat(t_vol[None], n_paths, axis=0)
+        run.settings, run.feed = _replay(cfg, ch, tape, grid)
+        open_s = float(grid[0]) / 1e9
     outs = []
-    open_s = (  # epoch seconds
-        start.market.valuation_time.timestamp()  # type: ignore[union-attr]
-        if start is not None
-        else float(SESSION_OPEN.astype("datetime64[s]").astype(np.int64))
-    )
+    if start is not None:
+        open_s = start.market.valuation_time.timestamp()  # type: ignore[union-attr]
     value0 = _initial_value(run, spot[0, 0], vol[0, 0]) if start is not None else 0.0
     with (
         nullcontext(progress)

@@ -82,6 +82,17 @@ NF = 8
 ) = range(7)
 NH = 7
 
+# orders: one row per order that reached a live quote of ours (filled or not), in the order the loop
+# met them
+(
+    O_STEP,
+    O_INST,  # instrument index
+    O_SIDE,  # +1 it hit our bid (we buy), -1 it lifted our ask
+    O_SIZE,  # the order's size (contracts; shares for the underlying)
+    O_PRICE,  # the price it met: our quote's (a replayed quote-driven fill: the rule's)
+) = range(5)
+NO = 5
+
 # events: the controller's EV_* layout (optmm.risk._controller_kernels), with the step in place of the
 # time (column 1)
 E_DECIDE, E_LAYER, E_TOXIC, E_KILL = ck.EV_DECIDE, ck.EV_LAYER, ck.EV_TOXIC, ck.EV_KILL
@@ -97,6 +108,7 @@ TALLY = np.dtype(
         ("fills", np.int64),  # fills made (past the fills array's capacity too)
         ("hedges", np.int64),  # hedges made
         ("events", np.int64),  # events written
+        ("orders", np.int64),  # orders that reached a quote of ours
         ("markouts", np.int64),  # fills whose markout fair value is recorded
         ("kills", np.int64),  # kill-switch events
         ("breaches", np.int64),  # own fills that took a pre-trade metric past its hard limit
@@ -109,14 +121,15 @@ TALLY = np.dtype(
 
 
 class Outputs(NamedTuple):
-    """One path's output arrays (rows above); ``fills``, ``hedges`` and ``events`` have a capacity,
-    the tally counts past it (the caller enlarges them and runs again)."""
+    """One path's output arrays (rows above); ``fills``, ``hedges``, ``events`` and ``orders`` have a
+    capacity, the tally counts past it (the caller enlarges them and runs again)."""
 
     steps: np.ndarray  # (steps, NST)
     underlyings: np.ndarray  # (steps, underlyings, NUN)
     fills: np.ndarray  # (capacity, NF)
     hedges: np.ndarray  # (capacity, NH)
     events: np.ndarray  # (capacity, NE)
+    orders: np.ndarray  # (capacity, NO)
     quotes: np.ndarray  # (window steps, instruments, NQW)
     fair_end: np.ndarray  # (instruments,) the last step's fair values
     position: np.ndarray  # (instruments,) contracts (shares for the underlying) held at the end
@@ -125,13 +138,14 @@ class Outputs(NamedTuple):
 
 def new_outputs(n_steps: int, nu: int, n_inst: int, quote_steps: int, caps: list[int]) -> Outputs:
     """Zeroed outputs for a path of ``n_steps`` steps, ``nu`` underlyings, ``n_inst`` instruments, a
-    quote window of ``quote_steps`` steps and ``caps`` rows of fills, hedges and events."""
+    quote window of ``quote_steps`` steps and ``caps`` rows of fills, hedges, events and orders."""
     return Outputs(
         steps=np.zeros((n_steps, NST)),
         underlyings=np.zeros((n_steps, nu, NUN)),
         fills=np.zeros((caps[0], NF)),
         hedges=np.zeros((caps[1], NH)),
         events=np.zeros((caps[2], NE)),
+        orders=np.zeros((caps[3], NO)),
         quotes=np.full((quote_steps, n_inst, NQW), np.nan),
         fair_end=np.empty(n_inst),
         position=np.zeros(n_inst),

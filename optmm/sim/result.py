@@ -49,6 +49,14 @@ class SimResult:
         Our quotes around fair value over the zoom window of path 0.
     summary : dict
         JSON-able metrics (see docs/simulation.md), with the config's hash and the seed.
+    orders : DataFrame
+        Path 0's orders that reached a live quote of ours (filled or not), in the order the loop met them:
+        ``path``, ``step``, ``time_s``, the instrument (``underlying``, ``contract``, ``kind``,
+        ``strike``, ``expiry_days``, as in ``fills``), ``side`` (+1: it hit our bid), ``size`` (the
+        order's), ``price`` (the price it met). What :func:`optmm.sim.tape.tape_from_result` writes.
+    market_end : DataFrame
+        One row per (path, underlying): ``spot`` and ``vol`` at step ``steps``, where the last step's
+        P&L is marked.
     """
 
     config: SimConfig
@@ -60,6 +68,8 @@ class SimResult:
     hedges: pd.DataFrame
     quotes: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
+    orders: pd.DataFrame = field(default_factory=pd.DataFrame)
+    market_end: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def __repr__(self) -> str:
         """A few lines: the configuration's hash, the run's shape and the summary's headline figures

@@ -840,48 +840,224 @@ def step_slices(time_ns: np.ndarray, grid_ns: np.ndarray) -> tuple[np.ndarray, n
 
 
 def tape_from_result(result: SimResult, path: int = 0) -> Tape:
-    """Path ``path`` of a synthetic run as a tape (docs/tape.md, "A synthetic run as a tape").
+    """Path ``path`` of a synthetic run as a tape (docs/tape.md, "A synthetic run as a tape"), which
+    replays it bit for bit; ``path`` 0 (a result keeps path 0's orders, ``ValueError`` for another).
 
     At each step's time (:data:`optmm.sim.engine.SESSION_OPEN` plus ``step · dt_s``, on
-    :func:`time_grid`): a quote of every underlying, ``bid``/``ask`` = spot ∓ its configured
-    ``half_spread``, ``mid`` = the spot path itself and ``vol`` = the path's vol level (the
-    surface's ATM level before the smile); and every fill of ours as a trade at our price and size,
-    the aggressor the other side of ours, in an option contract (expiry: the session's date plus the
-    expiry's whole days, as the risk controller names the contract) or in the underlying.
+    :func:`time_grid`), and at the end of the last step (``result.market_end``): a quote of every
+    underlying, ``bid``/``ask`` = spot ∓ its configured ``half_spread``, ``mid`` = the spot path itself
+    and ``vol`` = the path's vol level (the surface's ATM level before the smile); and every order that
+    reached a live quote of ours (``result.orders``) as a trade at the price it met (our quote's) and
+    the order's size, the aggressor the other side of ours, in an option contract (expiry: the
+    session's date plus the expiry's whole days, as the risk controller names the contract) or in the
+    underlying.
     """
     from optmm.sim.engine import SESSION_OPEN, VALUATION
 
+    if path != 0:
+        raise ValueError(f"tape_from_result: a result records the orders of path 0 only (got path {path})")
     cfg = result.config
     und = result.underlyings[result.underlyings["path"] == path]
-    fills = result.fills[result.fills["path"] == path]
-    grid = time_grid(int(SESSION_OPEN.astype("datetime64[ns]").astype(np.int64)), cfg.sim.dt_s, cfg.sim.steps)
+    if len(result.market_end):  # (a run's; a result made by hand may leave it out)
+        end = result.market_end[result.market_end["path"] == path]
+        und = pd.concat(
+            [und[["step", "underlying", "spot", "vol"]], end[["step", "underlying", "spot", "vol"]]]
+        )
+    orders = result.orders[result.orders["path"] == path]
+    n_steps = int(und["step"].max()) + 1 if len(und) else 0
+    grid = time_grid(int(SESSION_OPEN.astype("datetime64[ns]").astype(np.int64)), cfg.sim.dt_s, n_steps)
     half_spread = {u.name: u.half_spread for u in cfg.underlying}
     u_name = und["underlying"].to_numpy(dtype=object)
     spot = und["spot"].to_numpy(np.float64)
     hs = np.array([half_spread[n] for n in u_name], dtype=np.float64)
-    n_q, n_f = spot.size, len(fills)
+    n_q, n_f = spot.size, len(orders)
     none_q, none_f = np.full(n_q, np.nan), np.full(n_f, np.nan)
 
-    is_opt = (fills["kind"] != "stock").to_numpy(dtype=bool)
-    days = np.ceil(np.where(is_opt, fills["expiry_days"].to_numpy(np.float64), 0.0)).astype("timedelta64[D]")
+    is_opt = (orders["kind"] != "stock").to_numpy(dtype=bool)
+    days = np.ceil(np.where(is_opt, orders["expiry_days"].to_numpy(np.float64), 0.0)).astype("timedelta64[D]")
     rows = _Rows(
-        time=np.concatenate([grid[und["step"].to_numpy(np.int64)], grid[fills["step"].to_numpy(np.int64)]]),
+        time=np.concatenate([grid[und["step"].to_numpy(np.int64)], grid[orders["step"].to_numpy(np.int64)]]),
         is_trade=np.concatenate([np.zeros(n_q, bool), np.ones(n_f, bool)]),
         is_option=np.concatenate([np.zeros(n_q, bool), is_opt]),
-        underlying=np.concatenate([u_name, fills["underlying"].to_numpy(dtype=object)]),
+        underlying=np.concatenate([u_name, orders["underlying"].to_numpy(dtype=object)]),
         kind=np.concatenate(
-            [np.full(n_q, -1), np.where(is_opt, np.where(fills["kind"] == "call", KIND_CALL, KIND_PUT), -1)]
+            [np.full(n_q, -1), np.where(is_opt, np.where(orders["kind"] == "call", KIND_CALL, KIND_PUT), -1)]
         ),
         expiry_day=np.concatenate(
             [np.zeros(n_q, np.int64), np.where(is_opt, (VALUATION + days).astype(np.int64), 0)]
         ),
-        strike=np.concatenate([none_q, np.where(is_opt, fills["strike"].to_numpy(np.float64), np.nan)]),
-        a=np.concatenate([spot - hs, fills["price"].to_numpy(np.float64)]),
-        b=np.concatenate([spot + hs, fills["size"].to_numpy(np.float64)]),
+        strike=np.concatenate([none_q, np.where(is_opt, orders["strike"].to_numpy(np.float64), np.nan)]),
+        a=np.concatenate([spot - hs, orders["price"].to_numpy(np.float64)]),
+        b=np.concatenate([spot + hs, orders["size"].to_numpy(np.float64)]),
         a_size=np.concatenate([none_q, none_f]),
         b_size=np.concatenate([none_q, none_f]),
-        side=np.concatenate([np.zeros(n_q, np.int64), -fills["side"].to_numpy(np.int64)]),
+        side=np.concatenate([np.zeros(n_q, np.int64), -orders["side"].to_numpy(np.int64)]),
         mid=np.concatenate([spot, none_f]),
         vol=np.concatenate([und["vol"].to_numpy(np.float64), none_f]),
     )
     return _tape(f"{cfg.source} (seed {result.seed}, path {path})", rows)
+
+
+# -- replay ----------------------------------------------------------------------------------------
+
+
+def _asof_field(
+    time_ns: np.ndarray, inst: np.ndarray, values: np.ndarray, n_inst: int, grid: np.ndarray
+) -> np.ndarray:
+    """``values`` of each instrument's last record with a finite value stamped at or before each grid
+    time (NaN before it): records without the value (a one-sided quote's mid, a quote without a vol)
+    do not hide an earlier one."""
+    ok = np.isfinite(values)
+    idx = asof_index(time_ns[ok], inst[ok], n_inst, grid)
+    kept = values[ok]
+    return np.where(idx >= 0, kept[np.maximum(idx, 0)] if kept.size else np.nan, np.nan)
+
+
+def replay_market(
+    tape: Tape, names: tuple[str, ...], dt_s: float, max_steps: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The market of a replay (docs/tape.md, "Replay"): ``(grid_ns, spot, vol)``. The steps are
+    ``time_grid(first record's time, dt_s, ·)``, as many as fit in the tape (the last step's end at or
+    before its last record), at most ``max_steps``: ``grid_ns`` has ``steps + 1`` times. ``spot`` and
+    ``vol`` are ``(steps + 1, len(names))``: each underlying's mid as of each time (:func:`asof_index`,
+    no look-ahead; quotes without a mid skipped) and its ``vol`` as of each time (NaN where the tape
+    has none yet).
+
+    Raises
+    ------
+    ValueError
+        The tape has no underlying of ``names``, lacks one of them, has no mid of one at the first step,
+        or is shorter than one step (messages name the tape).
+    """
+    start, last = tape.time_range_ns()
+    known = [n for n in names if n in tape.underlyings]
+    if not known:
+        raise ValueError(
+            f"{tape.source}: no underlying of the configuration ({', '.join(names)}); "
+            f"the tape has {', '.join(tape.underlyings)}"
+        )
+    for n in names:
+        if n not in tape.underlyings:
+            raise ValueError(f"{tape.source}: no quotes of underlying {n!r} (the configuration trades it)")
+    full = time_grid(start, dt_s, max_steps + 1)
+    steps = int(np.searchsorted(full, last, side="right")) - 1
+    if steps < 1:
+        raise ValueError(f"{tape.source}: shorter than one step of {dt_s:g} s")
+    grid = full[: steps + 1]
+    uq = tape.underlying_quotes
+    ids = np.array([tape.underlyings.index(n) for n in names], dtype=np.int64)
+    n_u = len(tape.underlyings)
+    spot = _asof_field(uq.time_ns, uq.inst, uq.mid, n_u, grid)[:, ids]
+    vol = _asof_field(uq.time_ns, uq.inst, uq.vol, n_u, grid)[:, ids]
+    for j in np.flatnonzero(np.isnan(spot[0])):
+        raise ValueError(
+            f"{tape.source}: no mid of {names[j]!r} at or before the first step ({_iso(grid[:1])[0]})"
+        )
+    return grid, np.ascontiguousarray(spot), np.ascontiguousarray(vol)
+
+
+@dataclass(frozen=True)
+class ReplayOrders:
+    """A tape's orders on a run's steps, for the chain's instruments (docs/tape.md, "Replay").
+
+    Attributes
+    ----------
+    mode : str
+        ``"trades"`` (the tape has trades in the chain's instruments), else ``"quotes"`` (it has their
+        quotes only) or ``"none"``.
+    lo, hi : int64 array
+        Step ``k``'s trades are ``lo[k] <= j < hi[k]`` (:func:`step_slices`).
+    inst : int64 array
+        Each trade's instrument in the chain.
+    price, size : float64 array
+    side : int64 array
+        The trades, in time order.
+    bid, ask, bid_size, ask_size : float64 array
+        ``(steps, instruments)``: the recorded touch as of each step (NaN: none), in ``"quotes"``
+        mode; ``(0, instruments)`` otherwise.
+    """
+
+    mode: str
+    lo: np.ndarray
+    hi: np.ndarray
+    inst: np.ndarray
+    price: np.ndarray
+    size: np.ndarray
+    side: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    bid_size: np.ndarray
+    ask_size: np.ndarray
+
+
+def replay_orders(
+    tape: Tape,
+    grid_ns: np.ndarray,
+    names: tuple[str, ...],
+    u: np.ndarray,
+    kind: np.ndarray,
+    strike: np.ndarray,
+    expiry_days: np.ndarray,
+) -> ReplayOrders:
+    """The tape's trades (or quotes) mapped to a chain's instruments: instrument ``i`` is underlying
+    ``names[u[i]]`` itself (``kind[i]`` neither :data:`KIND_CALL` nor :data:`KIND_PUT`) or its option of
+    that kind and strike expiring on the session's date (the first step's UTC date) plus
+    ``ceil(expiry_days[i])`` days. Records of other instruments are left out. ``grid_ns``: the run's
+    ``steps + 1`` times (orders at steps ``0 .. steps − 1``)."""
+    steps = grid_ns.size - 1
+    grid = grid_ns[:steps]
+    n_inst = u.size
+    tid = np.array(
+        [tape.underlyings.index(n) if n in tape.underlyings else -1 for n in names], dtype=np.int64
+    )
+    t_u = tid[u]
+    opt = (kind == KIND_CALL) | (kind == KIND_PUT)
+    session_day = int(grid_ns[0] // _NS_PER_DAY)
+    expiry = session_day + np.ceil(np.where(opt, expiry_days, 0.0)).astype(np.int64)
+    cid = np.where(opt, tape.contract_ids(np.maximum(t_u, 0), kind, strike, expiry), -1)
+    cid[t_u < 0] = -1
+    of_contract = np.full(tape.n_contracts, -1, dtype=np.int64)
+    of_contract[cid[cid >= 0]] = np.flatnonzero(cid >= 0)
+    of_underlying = np.full(len(tape.underlyings), -1, dtype=np.int64)
+    und_rows = np.flatnonzero(~opt & (t_u >= 0))
+    of_underlying[t_u[und_rows]] = und_rows
+
+    ot, ut = tape.option_trades, tape.underlying_trades
+    t_inst = np.concatenate([of_contract[ot.inst], of_underlying[ut.inst]])
+    keep = t_inst >= 0
+    times = np.concatenate([ot.time_ns, ut.time_ns])[keep]
+    order = np.argsort(times, kind="stable")
+    times = times[order]
+
+    def trade_field(name: str, dtype: Any) -> np.ndarray:
+        both = np.concatenate([getattr(ot, name), getattr(ut, name)])[keep][order]
+        return np.ascontiguousarray(both, dtype=dtype)
+
+    lo, hi = step_slices(times, grid)
+    q_empty = np.zeros((0, n_inst))
+    touch = {c: q_empty for c in ("bid", "ask", "bid_size", "ask_size")}
+    oq, uq = tape.option_quotes, tape.underlying_quotes
+    quoted = bool((of_contract[oq.inst] >= 0).any() or (of_underlying[uq.inst] >= 0).any())
+    mode = "trades" if times.size else ("quotes" if quoted else "none")
+    if mode == "quotes":
+        o_idx = asof_index(oq.time_ns, oq.inst, tape.n_contracts, grid)
+        u_idx = asof_index(uq.time_ns, uq.inst, len(tape.underlyings), grid)
+        for c in touch:
+            t = np.full((steps, n_inst), np.nan)
+            for rows, ids, idx, recs in ((opt, cid, o_idx, oq), (~opt, t_u, u_idx, uq)):
+                cols = np.flatnonzero(rows & (ids >= 0))
+                at = idx[:, ids[cols]]
+                values = getattr(recs, c)
+                if values.size:
+                    t[:, cols] = np.where(at >= 0, values[np.maximum(at, 0)], np.nan)
+            touch[c] = t
+    return ReplayOrders(
+        mode=mode,
+        lo=lo,
+        hi=hi,
+        inst=np.ascontiguousarray(t_inst[keep][order], dtype=np.int64),
+        price=trade_field("price", np.float64),
+        size=trade_field("size", np.float64),
+        side=trade_field("side", np.int64),
+        **touch,
+    )

@@ -7,7 +7,8 @@ Usage (from the repository's root)::
 Runs ``scenarios/sim/calm_day.toml`` for 900 one-second steps (seed 1, one path) and writes the run
 with :func:`optmm.sim.tape.tape_from_result` (docs/tape.md, "A synthetic run as a tape"): a quote of
 the underlying at every step (spot ∓ the configured half-spread, the spot itself as ``mid``, the
-path's vol level as ``vol``) and every fill of ours as a trade in the option at our price and size.
+path's vol level as ``vol``; one more at the last step's end) and every order that reached a quote of
+ours as a trade in the option at our price and the order's size.
 """
 
 from __future__ import annotations

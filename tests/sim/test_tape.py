@@ -519,20 +519,25 @@ def test_synthetic_run_as_a_tape(calm_run, tmp_path: Path) -> None:  # type: ign
     res = calm_run
     tape = read_tape(write_tape(tape_from_result(res), tmp_path / "calm.csv"))
     assert len(res.fills) > 20
-    # the market path, bit for bit: one quote per step at the step's time, mid = spot, vol = the level
-    grid = time_grid(T0, 1.0, 900)  # the session opens at 2026-01-05 14:30Z, one-second steps
+    # the market path, bit for bit: one quote per step at the step's time and one at the last step's
+    # end (step 900, where the last step's P&L is marked), mid = spot, vol = the level
+    grid = time_grid(T0, 1.0, 901)  # the session opens at 2026-01-05 14:30Z, one-second steps
     uq = tape.underlying_quotes
+    spot = np.append(res.underlyings["spot"].to_numpy(), res.market_end["spot"].to_numpy())
     np.testing.assert_array_equal(uq.time_ns, grid)
-    np.testing.assert_array_equal(uq.mid, res.underlyings["spot"].to_numpy(), strict=True)
-    np.testing.assert_array_equal(uq.vol, res.underlyings["vol"].to_numpy(), strict=True)
+    np.testing.assert_array_equal(uq.mid, spot, strict=True)
+    np.testing.assert_array_equal(uq.vol[:900], res.underlyings["vol"].to_numpy(), strict=True)
+    assert uq.vol[900] == res.market_end["vol"].iloc[0]
     hs = res.config.underlying[0].half_spread
-    np.testing.assert_array_equal(uq.bid, res.underlyings["spot"].to_numpy() - hs)
+    np.testing.assert_array_equal(uq.bid, spot - hs)
     # each step's quote is what asof gives at that step, never the next one
-    np.testing.assert_array_equal(asof_index(uq.time_ns, uq.inst, 1, grid)[:, 0], np.arange(900))
+    np.testing.assert_array_equal(asof_index(uq.time_ns, uq.inst, 1, grid)[:, 0], np.arange(901))
 
-    # our recorded quotes, replayed against the tape's trades with the trade-through rule, give back
-    # the run's fills: same contract, side, size and price, bit for bit
-    fills = res.fills.sort_values(["step"], kind="stable")
+    # our recorded quotes, replayed against the tape's trades (the orders that reached us) with the
+    # trade-through rule, give back each order's fill before the pre-trade check: same contract, side
+    # and price, the smaller of the order's size and our quote's, bit for bit (the whole run's replay,
+    # pre-trade check included: tests/sim/test_replay.py)
+    fills = res.orders.sort_values(["step"], kind="stable")
     q = res.quotes.set_index(["step", "contract"])
     ot = tape.option_trades
     lo, hi = step_slices(ot.time_ns, grid)
@@ -563,9 +568,10 @@ def test_synthetic_run_as_a_tape(calm_run, tmp_path: Path) -> None:  # type: ign
             if aq > 0.0:
                 left[(i, -1)] -= aq
                 replayed.append((k, i, -1, aq, apx))
-    want = list(
-        zip(fills["step"], fills["contract"], fills["side"], fills["size"], fills["price"], strict=True)
-    )
+    ours = q.loc[list(zip(fills["step"], fills["contract"], strict=True))]
+    quoted = np.where(fills["side"] == 1, ours["bid_size"], ours["ask_size"])
+    size = np.minimum(fills["size"].to_numpy(), quoted)
+    want = list(zip(fills["step"], fills["contract"], fills["side"], size, fills["price"], strict=True))
     assert sorted(replayed) == sorted(want)
 
 
@@ -576,7 +582,8 @@ def test_bundled_example_is_the_calm_day_as_written_now(calm_run, tmp_path: Path
     written = write_tape(tape_from_result(calm_run), tmp_path / "calm_day.csv")
     assert written.read_bytes() == bundled.read_bytes(), "run python scenarios/tapes/make_calm_day.py"
     tape = read_tape(bundled)
-    assert len(tape.underlying_quotes) == 900 and len(tape.option_trades) == len(calm_run.fills)
+    # a quote at each step's time and at the last step's end; a trade per order that reached us
+    assert len(tape.underlying_quotes) == 901 and len(tape.option_trades) == len(calm_run.orders)
 
 
 def test_synthetic_tape_of_two_underlyings_numbers_them_by_name(calm_run) -> None:  # type: ignore[no-untyped-def]
@@ -616,7 +623,7 @@ def test_synthetic_tape_of_two_underlyings_numbers_them_by_name(calm_run) -> Non
             "price": [50.98, 0.5],
         }
     )
-    res = SimResult(two, 1, "x", pd.DataFrame(), und, fills, pd.DataFrame(), pd.DataFrame())
+    res = SimResult(two, 1, "x", pd.DataFrame(), und, fills, pd.DataFrame(), pd.DataFrame(), orders=fills)
     tape = tape_from_result(res)
     assert tape.underlyings == ("AAA", "ZZZ")
     uq = tape.underlying_quotes
