@@ -218,7 +218,7 @@ class Workspaces(NamedTuple):
     und: UnderlyingState
     last_stat: np.ndarray  # (contracts, 4): each side's last decision status and metric
     aux: np.ndarray  # (NAUX,): the details of the controller's last decision
-    layer_info: np.ndarray  # (underlyings, 4): layer, trigger, measured, threshold, for the step's quotes
+    layer_info: np.ndarray  # (underlyings, 5): ck.layers_all's rows: layer, trigger, measured, threshold, old
     aggregates: np.ndarray  # (underlyings, 6): the controller's aggregates (ck.aggregate)
     orders: Orders
 
@@ -228,7 +228,6 @@ def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> Wo
     ``n_contracts`` controller contracts and a quote latency of ``latency_steps`` steps."""
     wi = np.empty((45, n_inst))  # per instrument rows, one block
     wu = np.empty((9, nu))
-    wl = np.empty((nu, 10))
     wo = np.zeros((5, 2 * n_inst + nu))
     return Workspaces(
         pricing=Pricing(wi[0], wi[1], wi[2], wi[3], np.empty(n_inst, dtype=np.bool_), wi[19]),
@@ -246,7 +245,7 @@ def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int) -> Wo
         und=UnderlyingState(*wu),
         last_stat=np.empty((n_contracts, 4)),
         aux=np.zeros(ck.NAUX),
-        layer_info=wl[:, :4],
-        aggregates=wl[:, 4:],
+        layer_info=np.empty((nu, ck.N_LAYER_OUT)),
+        aggregates=np.empty((nu, 6)),
         orders=Orders(*wo),
     )

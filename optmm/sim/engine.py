@@ -22,7 +22,6 @@ import pandas as pd
 
 from optmm._config import MAX_SEED
 from optmm._progress import Bar
-from optmm.book import Book
 from optmm.market import Market, Sticky
 from optmm.quoting._kernels import pack_hedger, pack_quoter
 from optmm.quoting._toxicity_kernels import new_toxicity_state, pack_toxicity
@@ -158,18 +157,8 @@ def _controller(cfg: SimConfig, chain: _Chain, audit: AuditTrail | None) -> Risk
         source="simulation",
     )
     limits = cfg.limits if cfg.limits is not None else LimitSet.from_dict(_NO_LIMITS, source="<no limits>")
-    book = Book(
-        id=np.array(["_" + n for n in names], dtype=object),
-        underlying=np.array(names, dtype=object),
-        kind=np.full(len(names), 2, dtype=np.int8),
-        strike=np.full(len(names), np.nan),
-        expiry=np.full(len(names), "NaT", dtype="datetime64[D]"),
-        quantity=np.zeros(len(names)),
-        multiplier=np.ones(len(names)),
-        vol=np.full(len(names), np.nan),
-        source="simulation",
-    )
-    ctl = RiskController(book, market, limits, audit=audit, clock=lambda: 0.0, market_ts=0.0)
+    # the controller's rows in the configuration's order: the loop's underlying j is row j
+    ctl = RiskController.for_underlyings(names, market, limits, audit=audit, clock=lambda: 0.0, market_ts=0.0)
     opt = np.flatnonzero(chain.kind != K_UNDERLYING)
     for j, name in enumerate(names):
         rows = opt[chain.u[opt] == j]
