@@ -1,4 +1,5 @@
-"""Numba kernels of the risk controller: the quote gate, the pre-trade check and the fill update.
+"""Numba kernels of the risk controller: the quote gate, the pre-trade check, the fill update, the layer
+refresh, the P&L kill and the underlying gate.
 
 The controller (:mod:`optmm.risk.controller`) keeps its whole state in a few flat float64 arrays,
 so that one decision is one compiled call with five array arguments:
@@ -31,6 +32,12 @@ Layers, metric and trigger codes, event types, side statuses and flags are the i
 0 position ... 7 drawdown, plus ``BOOK`` 8 for the book's scope; the book's VaR, a book-only metric, is
 code ``VAR`` 19, after the signal codes of :class:`~optmm.codes.TriggerSignal`). Every function here
 is a plain loop over scalars; no array is allocated on the decision path.
+
+Both :class:`~optmm.risk.controller.RiskController` and the simulator's loop (:mod:`optmm.sim._kernels`,
+on a copy of :meth:`~optmm.risk.controller.RiskController.kernel_state`) run these rules: the decision
+(:func:`decide_one`, :func:`decide_in_layer`), the fills and hedges (:func:`apply_fill`,
+:func:`apply_hedge`), the layer refresh (:func:`layers_all`), the P&L kill (:func:`mark_pnl`) and the
+gate of an order in the underlying itself (:func:`gate_underlying`).
 """
 
 from __future__ import annotations
@@ -99,6 +106,10 @@ NAUX = 16
 # EV_KILL (metric code, measured, threshold). RiskController.replay_events records them.
 EV_DECIDE, EV_LAYER, EV_TOXIC, EV_KILL = (int(x) for x in EventCode)
 NEV = 8 + NAUX
+
+# layers_all's out columns
+L_LAYER, L_TRIG, L_MEAS, L_THR, L_OLD = 0, 1, 2, 3, 4
+N_LAYER_OUT = 5
 
 # side status
 S_OK, S_CUT, S_DROP, S_REDUCE = (int(x) for x in SideStatus)
@@ -573,22 +584,82 @@ def decide_loop(
 
 @njit(cache=True, error_model="numpy")
 def layers_all(now, ust, prm, out):  # pragma: no cover - compiled
-    """Layer of every underlying; rows of ``out``: (old, new, trigger, measured, threshold).
+    """The layer refresh: the layer of every underlying at time ``now`` (seconds); rows of ``out``
+    (columns ``L_*``): (layer, trigger, measured, threshold, the layer recorded before).
 
-    Updates the last recorded layer; returns how many underlyings changed layer.
-    """
+    Updates the last recorded layer; returns how many underlyings changed layer. The controller runs
+    it after every change of its state; the simulator's loop at every step (its quotes read the
+    first four columns)."""
     changed = 0
     for u in range(ust.shape[0] - 1):
         lay, trig, meas, thr = underlying_layer(u, now, ust, prm)
-        out[u, 0] = ust[u, ULAYER]
-        out[u, 1] = lay
-        out[u, 2] = trig
-        out[u, 3] = meas
-        out[u, 4] = thr
+        out[u, L_LAYER] = lay
+        out[u, L_TRIG] = trig
+        out[u, L_MEAS] = meas
+        out[u, L_THR] = thr
+        out[u, L_OLD] = ust[u, ULAYER]
         if lay != ust[u, ULAYER]:
             ust[u, ULAYER] = lay
             changed += 1
     return changed
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def is_killed(ust):  # pragma: no cover - compiled
+    """Whether the kill switch is thrown (on any underlying: it is thrown on all at once)."""
+    for u in range(ust.shape[0] - 1):
+        if ust[u, UKILL] != 0.0:
+            return True
+    return False
+
+
+@njit(cache=True, error_model="numpy")
+def mark_pnl(pnl, hwm, ust):  # pragma: no cover - compiled
+    """The P&L kill: the day's P&L so far ``pnl`` (currency) against the high-water mark ``hwm``.
+
+    Writes the book's daily loss (``max(-pnl, 0)``) and drawdown (high-water mark - ``pnl``) into
+    ``ust``; when the kill switch is not thrown and either is past its hard limit (daily loss first),
+    throws it on every underlying. Returns ``(high-water mark, metric, measured, threshold)``:
+    ``metric`` the code (``M_DAILY`` / ``M_DRAWDOWN``) of the limit that threw the switch, -1 if
+    this mark threw nothing."""
+    b = ust.shape[0] - 1
+    hwm = max(hwm, pnl)
+    daily = max(-pnl, 0.0)
+    dd = hwm - pnl
+    ust[b, UDAILY] = daily
+    ust[b, UDRAWDOWN] = dd
+    if not is_killed(ust):
+        for m, value in ((M_DAILY, daily), (M_DRAWDOWN, dd)):
+            hard = ust[b, UHARD + m]
+            if value > hard:
+                for u in range(b):
+                    ust[u, UKILL] = 1.0
+                return hwm, m, value, hard
+    return hwm, -1, math.nan, math.nan
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def gate_underlying(u, s, q, ust, prm):  # pragma: no cover - compiled
+    """The underlying gate: the size allowed on side ``s`` (+1 buy, -1 sell) of an order or quote of
+    ``q`` shares in underlying ``u`` itself, at the layer last recorded (:func:`layers_all`).
+
+    Nothing at or below STALE; in HARD only a side whose fill reduces ``|delta_shares|``; in SOFT the
+    size x ``soft_size_factor`` (floored, at least 1 share when ``q`` >= 1); then the pre-trade
+    check on the underlying's ``delta_shares`` alone (its hard limit; the other limits bound
+    options): cut to the whole shares that still fit, 0 below one."""
+    lay = int(ust[u, ULAYER])
+    if lay <= STALE or q <= 0.0:
+        return 0.0
+    d = ust[u, UDELTA]
+    hard = ust[u, UHARD + M_DELTA_SHARES]
+    if lay == HARD and not (s * d < 0.0):
+        return 0.0
+    if lay == SOFT:
+        q = max(math.floor(q * prm[P_SOFT_SIZE]), 1.0) if q >= 1.0 else q * prm[P_SOFT_SIZE]
+    room = hard - s * d  # shares that can still be added on this side
+    if q > room:
+        q = math.floor(room) if room >= 1.0 else 0.0
+    return q
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -710,6 +781,9 @@ __all__ = [
     "decide_in_layer",
     "decide_loop",
     "decide_one",
+    "gate_underlying",
+    "is_killed",
     "layers_all",
+    "mark_pnl",
     "underlying_layer",
 ]

@@ -93,7 +93,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -373,7 +373,7 @@ class RiskController:
         self._ust = np.zeros((1, _k.NUS))
         self._cells = np.zeros((1, self._n_cells))
         self._stock_cells = np.zeros((0, self._n_cells))
-        self._layer_out = np.zeros((0, 5))
+        self._layer_out = np.zeros((0, _k.N_LAYER_OUT))
         self._prm = np.zeros(_k.NPRM)
         self._prm[_k.P_STALE_S] = float(limits.stale_after_ms) / 1000.0
         self._prm[_k.P_SOFT_SIZE] = float(limits.soft_size_factor)
@@ -452,6 +452,55 @@ class RiskController:
             self._ust[:-1, _k.ULAST] = now
         self._last_full = now
         self._refresh_layers(now)
+
+    @classmethod
+    def for_underlyings(
+        cls,
+        names: Sequence[str],
+        market: Market,
+        limits: LimitSet,
+        *,
+        audit: AuditTrail | None = None,
+        clock: Callable[[], float] = time.time,
+        market_ts: float | None = None,
+        var_spot_shift: pd.DataFrame | None = None,
+        var_vol_shift: pd.DataFrame | None = None,
+        var_days: float = 0.0,
+    ) -> RiskController:
+        """A controller over no position: one state row per underlying of ``names``, in that order
+        (the row of ``names[j]`` is ``j``), no stock, no contracts (:meth:`add_contracts` adds those
+        to quote). The other parameters are the constructor's.
+
+        Raises
+        ------
+        ValueError
+            A name that is not a string, a duplicate, or an underlying without a spot in ``market``.
+        """
+        names = list(names)
+        for name in names:
+            if not isinstance(name, str):
+                raise ValueError(f"for_underlyings: an underlying's name must be a string, got {name!r}")
+            if names.count(name) > 1:
+                raise ValueError(f"for_underlyings: {name!r} is named twice")
+            if name not in market.spot:
+                raise ValueError(f"for_underlyings: {name!r} has no spot in the market ({market.source})")
+        empty = Book(
+            id=np.zeros(0, dtype=object), underlying=np.zeros(0, dtype=object),
+            kind=np.zeros(0, dtype=np.int8), strike=np.zeros(0), expiry=np.zeros(0, dtype="datetime64[D]"),
+            quantity=np.zeros(0), multiplier=np.zeros(0), vol=np.zeros(0), source="for_underlyings",
+        )  # fmt: skip
+        ctl = cls(
+            empty, market, limits, audit=audit, clock=clock, market_ts=market_ts,
+            var_spot_shift=var_spot_shift, var_vol_shift=var_vol_shift, var_days=var_days,
+        )  # fmt: skip
+        if ctl._var is not None:
+            for name in names:
+                ctl._var.column(name, "for_underlyings")
+        ctl._add_underlyings(names, ctl._last_full if market_ts is None else float(market_ts))
+        ctl._refresh_greeks()
+        ctl._revalue()
+        ctl._refresh_layers(ctl._last_full)
+        return ctl
 
     def __repr__(self) -> str:
         """What the controller holds, from its state as last recorded (no layer is re-evaluated)."""
@@ -718,6 +767,43 @@ class RiskController:
                 self._after_decision(int(c[i]), int(flags[i]), int(layer[i]), bid[i], ask[i], aux[i])
         return layer, bid, ask, spread
 
+    def decide_underlying(self, underlying: str, bid_size: float, ask_size: float) -> Decision:
+        """Gate and pre-trade check of a quote (or order) in the underlying itself, in shares.
+
+        The layers are refreshed now (changes recorded); then each side goes through the underlying
+        gate (:func:`optmm.risk._controller_kernels.gate_underlying`, the simulator's rule for a quote
+        in the underlying): nothing at or below STALE, in HARD only the side that reduces
+        ``|delta_shares|``, in SOFT the size x ``soft_size_factor`` (at least 1 share), then cut to
+        the whole shares that keep the underlying's ``delta_shares`` within its hard limit. Cuts are
+        not recorded. ``spread_factor`` and ``hedge_delta_shares`` are those of :meth:`decide`.
+
+        Raises
+        ------
+        KeyError
+            Unknown underlying.
+        ValueError
+            A negative or non-finite size.
+        """
+        u = self._u(underlying)
+        bid, ask = float(bid_size), float(ask_size)
+        if not (0.0 <= bid < math.inf and 0.0 <= ask < math.inf):
+            raise ValueError(
+                f"decide_underlying: sizes must be finite and >= 0, got {bid_size!r}, {ask_size!r}"
+            )
+        self._refresh_layers()
+        lay = int(self._ust[u, _k.ULAYER])
+        trig = int(self._layer_out[u, _k.L_TRIG])
+        spread = float(self._prm[_k.P_SOFT_SPREAD]) if lay == _k.SOFT else 1.0
+        hedge = float(self._ust[u, _k.UDELTA]) if lay in (_k.HARD, _k.KILL) else 0.0
+        return Decision(
+            _LAYERS[lay],
+            _k.gate_underlying(u, 1.0, bid, self._ust, self._prm),
+            _k.gate_underlying(u, -1.0, ask, self._ust, self._prm),
+            spread,
+            self._trig_names[trig],
+            hedge,
+        )
+
     # ----------------------------------------------------------------------------------------------
     # events that change the state
 
@@ -801,24 +887,20 @@ class RiskController:
     @property
     def killed(self) -> bool:
         """Whether the kill switch is thrown."""
-        return bool(self._ust[:-1, _k.UKILL].any())
+        return bool(_k.is_killed(self._ust))
 
     def mark_pnl(self, pnl: float) -> None:
         """The day's P&L so far (currency). Tracks the high-water mark (from 0 at the start of the
         day); a daily loss (``-pnl``) or a drawdown (high-water mark - pnl) beyond its hard limit
-        kills (by rule); beyond its soft level, the SOFT layer."""
+        kills (by rule); beyond its soft level, the SOFT layer. The rule is the kernel
+        :func:`~optmm.risk._controller_kernels.mark_pnl`, which the simulator's loop runs too."""
         p = float(pnl)
         if not math.isfinite(p):
             raise ValueError(f"mark_pnl: pnl must be finite, got {pnl!r}")
-        self._hwm = max(self._hwm, p)
-        b = self._ust.shape[0] - 1
-        daily, drawdown = max(-p, 0.0), self._hwm - p
-        self._ust[b, _k.UDAILY] = daily
-        self._ust[b, _k.UDRAWDOWN] = drawdown
-        for m, value in ((_k.M_DAILY, daily), (_k.M_DRAWDOWN, drawdown)):
-            hard = self._ust[b, _k.UHARD + m]
-            if value > hard and not self.killed:
-                self._kill(METRICS[m].value, value, hard, f"by=rule: {METRICS[m].value} {value:g} > {hard:g}")
+        self._hwm, m, value, hard = _k.mark_pnl(p, self._hwm, self._ust)
+        if m >= 0:
+            name = METRICS[m].value
+            self._note_kill(name, value, hard, f"by=rule: {name} {value:g} > {hard:g}")
         self._refresh_layers()
 
     def check(self) -> list[tuple[str, Layer]]:
@@ -1058,7 +1140,7 @@ class RiskController:
         cells[-1] = self._cells[-1]
         self._ust, self._cells = ust, cells
         self._stock_cells = np.vstack([self._stock_cells, np.zeros((m, self._n_cells))])
-        self._layer_out = np.zeros((nu0 + m, 5))
+        self._layer_out = np.zeros((nu0 + m, _k.N_LAYER_OUT))
         for j, name in enumerate(names):
             u = nu0 + j
             self._names.append(name)
@@ -1278,8 +1360,9 @@ class RiskController:
         t = float(self._clock()) if now is None else now
         if _k.layers_all(t, self._ust, self._prm, self._layer_out):
             out = self._layer_out
-            for u in np.flatnonzero(out[:, 0] != out[:, 1]).tolist():
-                self._note_layer(u, int(out[u, 0]), int(out[u, 1]), int(out[u, 2]), out[u, 3], out[u, 4])
+            for u in np.flatnonzero(out[:, _k.L_OLD] != out[:, _k.L_LAYER]).tolist():
+                old, new, trig = int(out[u, _k.L_OLD]), int(out[u, _k.L_LAYER]), int(out[u, _k.L_TRIG])
+                self._note_layer(u, old, new, trig, out[u, _k.L_MEAS], out[u, _k.L_THR])
 
     def _trigger(self, u: int, trig: int, measured: float, threshold: float) -> tuple[str, float, float, str]:
         """Trigger name, measured, threshold and scope text of a layer trigger code."""
@@ -1368,9 +1451,13 @@ class RiskController:
     def _kill(self, trigger: str, measured: float, threshold: float, detail: str) -> None:
         if self.killed:
             return
+        self._ust[:-1, _k.UKILL] = 1.0
+        self._note_kill(trigger, measured, threshold, detail)
+
+    def _note_kill(self, trigger: str, measured: float, threshold: float, detail: str) -> None:
+        """Record a kill switch just thrown (its trigger, the audit's event) and the layers it moves."""
         self._kill_info = (trigger, float(measured), float(threshold))
         self._trig_names[_k.T_KILL] = trigger
-        self._ust[:-1, _k.UKILL] = 1.0
         self._record("", Layer.KILL, "kill", trigger, measured, threshold, detail, durable=True)
         self._refresh_layers()
 

@@ -250,7 +250,7 @@ class Workspaces(NamedTuple):
     und: UnderlyingState
     last_stat: np.ndarray  # (contracts, 4): each side's last decision status and metric
     aux: np.ndarray  # (NAUX,): the details of the controller's last decision
-    layer_info: np.ndarray  # (underlyings, 4): layer, trigger, measured, threshold, for the step's quotes
+    layer_info: np.ndarray  # (underlyings, 5): ck.layers_all's rows: layer, trigger, measured, threshold, old
     aggregates: np.ndarray  # (underlyings, 6): the controller's aggregates (ck.aggregate)
     orders: Orders
 
@@ -261,7 +261,6 @@ def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int, max_o
     ``max_orders`` orders in a step (at least the synthetic flow's most)."""
     wi = np.empty((45, n_inst))  # per instrument rows, one block
     wu = np.zeros((10, nu))
-    wl = np.empty((nu, 10))
     wo = np.zeros((6, max(2 * n_inst + nu, max_orders)))
     wo[5] = np.nan
     return Workspaces(
@@ -280,7 +279,7 @@ def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int, max_o
         und=UnderlyingState(*wu),
         last_stat=np.empty((n_contracts, 4)),
         aux=np.zeros(ck.NAUX),
-        layer_info=wl[:, :4],
-        aggregates=wl[:, 4:],
+        layer_info=np.empty((nu, ck.N_LAYER_OUT)),
+        aggregates=np.empty((nu, 6)),
         orders=Orders(*wo),
     )

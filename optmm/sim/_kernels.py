@@ -185,25 +185,6 @@ def _poisson_quantile(u, lam):  # pragma: no cover - compiled
     return float(n)
 
 
-@_inline
-def _gate_underlying(u, s, q, ust, prm):  # pragma: no cover - compiled
-    """Size allowed on side ``s`` (+1 buy) of a quote in the underlying itself: the layer's rule and
-    the pre-trade check on the underlying's delta in shares (its hard limit)."""
-    lay = int(ust[u, ck.ULAYER])
-    if lay <= ck.STALE or q <= 0.0:
-        return 0.0
-    d = ust[u, ck.UDELTA]
-    hard = ust[u, ck.UHARD + ck.M_DELTA_SHARES]
-    if lay == ck.HARD and not (s * d < 0.0):
-        return 0.0
-    if lay == ck.SOFT:
-        q = max(math.floor(q * prm[ck.P_SOFT_SIZE]), 1.0) if q >= 1.0 else q * prm[ck.P_SOFT_SIZE]
-    room = hard - s * d  # shares that can still be added on this side
-    if q > room:
-        q = math.floor(room) if room >= 1.0 else 0.0
-    return q
-
-
 # -- setup ------------------------------------------------------------------------------------------
 
 
@@ -424,25 +405,15 @@ def _refresh_risk(k, now, ins, und, mkt, ctl, tox, cfg, w):  # pragma: no cover 
 
 @_phase
 def _mark_pnl(k, ctl, out):  # pragma: no cover - compiled
-    """The day's P&L so far (the tally's ``cum_pnl``, marked at this step's fair values): its
-    high-water mark, the controller's daily loss and drawdown, and the kill switch when either is past
-    its hard limit (an event, the tally's ``kills``)."""
-    ust = ctl.ust
-    b = ust.shape[0] - 1  # the book's row
+    """The day's P&L so far (the tally's ``cum_pnl``, marked at this step's fair values) through the
+    controller's P&L kill (:func:`optmm.risk._controller_kernels.mark_pnl`: its high-water mark into
+    the tally, the daily loss and drawdown, the kill switch); a kill is an event and counts in the
+    tally's ``kills``."""
     t = out.tally[0]
-    t.high_water = max(t.high_water, t.cum_pnl)
-    daily = max(-t.cum_pnl, 0.0)
-    dd = t.high_water - t.cum_pnl
-    ust[b, ck.UDAILY] = daily
-    ust[b, ck.UDRAWDOWN] = dd
-    if ust[0, ck.UKILL] == 0.0:
-        for m_code, value in ((ck.M_DAILY, daily), (ck.M_DRAWDOWN, dd)):
-            hard = ust[b, ck.UHARD + m_code]
-            if value > hard and ust[0, ck.UKILL] == 0.0:
-                for u in range(b):
-                    ust[u, ck.UKILL] = 1.0
-                _event(out.events, out.tally, E_KILL, k, m_code, value, hard, 0.0, 0.0, 0.0)
-                t.kills += 1
+    t.high_water, m_code, value, hard = ck.mark_pnl(t.cum_pnl, t.high_water, ctl.ust)
+    if m_code >= 0:
+        _event(out.events, out.tally, E_KILL, k, m_code, value, hard, 0.0, 0.0, 0.0)
+        t.kills += 1
 
 
 @_phase
@@ -461,19 +432,16 @@ def _toxicity(k, now, tox, tp, ctl, cfg, out, w):  # pragma: no cover - compiled
 
 @_phase
 def _layers(k, now, ctl, out, w):  # pragma: no cover - compiled
-    """Re-evaluate every underlying's layer at time ``now``; a change is recorded (as the
-    controller's layers_all). ``w.layer_info[u]`` keeps ``(layer, trigger, measured, threshold)`` for
-    the quotes of the step."""
-    ust, info = ctl.ust, w.layer_info
-    for u in range(ust.shape[0] - 1):
-        lay, trig, meas, thr = ck.underlying_layer(u, now, ust, ctl.prm)
-        info[u, 0] = lay
-        info[u, 1] = trig
-        info[u, 2] = meas
-        info[u, 3] = thr
-        if lay != ust[u, ck.ULAYER]:
-            _event(out.events, out.tally, E_LAYER, k, u, ust[u, ck.ULAYER], lay, trig, meas, thr)
-            ust[u, ck.ULAYER] = lay
+    """The controller's layer refresh at time ``now`` (:func:`optmm.risk._controller_kernels.layers_all`);
+    a change is an event. ``w.layer_info[u]`` keeps ``(layer, trigger, measured, threshold, old
+    layer)`` for the quotes of the step."""
+    info = w.layer_info
+    if ck.layers_all(now, ctl.ust, ctl.prm, info):
+        for u in range(info.shape[0]):
+            old, lay = info[u, ck.L_OLD], info[u, ck.L_LAYER]
+            if lay != old:
+                meas, thr = info[u, ck.L_MEAS], info[u, ck.L_THR]
+                _event(out.events, out.tally, E_LAYER, k, u, old, lay, info[u, ck.L_TRIG], meas, thr)
 
 
 # -- 3. quotes --------------------------------------------------------------------------------------
@@ -525,8 +493,8 @@ def _decide(k, ins, ctl, out, w):  # pragma: no cover - compiled
                 w.requote[i] = 1.0
                 n_again += 1
         else:
-            q.bid_size[i] = _gate_underlying(u, 1.0, bs, ctl.ust, ctl.prm)
-            q.ask_size[i] = _gate_underlying(u, -1.0, asz, ctl.ust, ctl.prm)
+            q.bid_size[i] = ck.gate_underlying(u, 1.0, bs, ctl.ust, ctl.prm)
+            q.ask_size[i] = ck.gate_underlying(u, -1.0, asz, ctl.ust, ctl.prm)
             dec.layer[i] = ck.NORMAL
             dec.cap_bid[i] = np.inf
             dec.cap_ask[i] = np.inf
@@ -568,7 +536,7 @@ def _quote_with_quoter(k, ins, ctl, qp, out, w):  # pragma: no cover - compiled
 @_phase
 def _quote_stoikov(k, now, ins, und, mkt, ctl, cfg, w):  # pragma: no cover - compiled
     """Avellaneda-Stoikov (``Q_AS``) or symmetric quotes around the spot, widened in the SOFT layer and
-    gated by the controller (:func:`_gate_underlying`); into ``w.wanted``."""
+    gated by the controller (:func:`optmm.risk._controller_kernels.gate_underlying`); into ``w.wanted``."""
     ust, prm, q = ctl.ust, ctl.prm, w.wanted
     for i in range(ins.u.shape[0]):
         u = ins.u[i]
@@ -585,8 +553,8 @@ def _quote_stoikov(k, now, ins, und, mkt, ctl, cfg, w):  # pragma: no cover - co
         factor = prm[ck.P_SOFT_SPREAD] if ust[u, ck.ULAYER] == ck.SOFT else 1.0
         q.bid[i] = res - 0.5 * total_spread * factor
         q.ask[i] = res + 0.5 * total_spread * factor
-        q.bid_size[i] = _gate_underlying(u, 1.0, cfg.quote_size, ust, prm)
-        q.ask_size[i] = _gate_underlying(u, -1.0, cfg.quote_size, ust, prm)
+        q.bid_size[i] = ck.gate_underlying(u, 1.0, cfg.quote_size, ust, prm)
+        q.ask_size[i] = ck.gate_underlying(u, -1.0, cfg.quote_size, ust, prm)
 
 
 @_own
@@ -786,7 +754,7 @@ def _fill(k, now, i, s, want, px, informed, order, ins, mkt, ctl, tox, out, w): 
             _decision_event(out.events, out.tally, k, c, flags, lay, nb, na, w.aux, w.last_stat)
         q = nb if s > 0.0 else na
     else:
-        q = _gate_underlying(u, s, want, ust, ctl.prm)
+        q = ck.gate_underlying(u, s, want, ust, ctl.prm)
     if not q > 0.0:
         return 0.0, 0.0
     m = ins.mult[i]

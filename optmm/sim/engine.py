@@ -205,18 +205,8 @@ def _controller(
         sticky=Sticky.STRIKE,
         source="simulation",
     )
-    book = Book(
-        id=np.array(["_" + n for n in names], dtype=object),
-        underlying=np.array(names, dtype=object),
-        kind=np.full(len(names), 2, dtype=np.int8),
-        strike=np.full(len(names), np.nan),
-        expiry=np.full(len(names), "NaT", dtype="datetime64[D]"),
-        quantity=np.zeros(len(names)),
-        multiplier=np.ones(len(names)),
-        vol=np.full(len(names), np.nan),
-        source="simulation",
-    )
-    ctl = RiskController(book, market, limits, audit=audit, clock=lambda: 0.0, market_ts=0.0)
+    # the controller's rows in the configuration's order: the loop's underlying j is row j
+    ctl = RiskController.for_underlyings(names, market, limits, audit=audit, clock=lambda: 0.0, market_ts=0.0)
     opt = np.flatnonzero(chain.kind != K_UNDERLYING)
     for j, name in enumerate(names):
         rows = opt[chain.u[opt] == j]
