@@ -406,11 +406,16 @@ def test_trader_units_are_the_numpy_expressions_to_the_bit(rng: np.random.Genera
         k: rng.normal(0.0, 3.0, n)
         for k in ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
     }
-    got = trader_units(qm, s, g)
+    # the positions hold contracts (rows of the Greeks), some of them several times
+    of_row = rng.integers(0, n, n)
+    vol = rng.uniform(0.05, 0.9, n)
+    got = trader_units(qm, s, of_row, g, vol)
+    g = {k: v[of_row] for k, v in g.items()}
     d = qm * g["delta"]
     want = [
         qm * g["price"], d, d * s, qm * g["gamma"] * s * s / 100.0, qm * g["vega"] / 100.0,
         qm * g["theta"] / 365.0, qm * g["rho"] / 100.0, qm * g["vanna"] / 100.0, qm * g["volga"] / 10000.0,
+        g["price"], vol[of_row],
     ]  # fmt: skip
     for row, expected in zip(got, want, strict=True):
         np.testing.assert_array_equal(row, expected)
