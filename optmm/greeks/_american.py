@@ -138,7 +138,7 @@ def boundary_py(c: np.ndarray, x_max: float, tau: float, big_t: float) -> float:
     return x_max * vexp(-math.sqrt(max(clenshaw(c, z), 0.0)))
 
 
-boundary = njit(cache=True, inline="always", error_model="numpy")(boundary_py)
+boundary = njit(cache=True, error_model="numpy")(boundary_py)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def cheb_coeffs_py(m: np.ndarray, y: np.ndarray, c: np.ndarray) -> None:
         c[i] = acc
 
 
-cheb_coeffs = njit(cache=True, inline="always", error_model="numpy")(cheb_coeffs_py)
+cheb_coeffs = njit(cache=True, error_model="numpy")(cheb_coeffs_py)
 
 
 def sqrt_h_py(c: np.ndarray, z: np.ndarray, b1: np.ndarray, b2: np.ndarray, out: np.ndarray) -> None:
@@ -347,7 +347,8 @@ def solve_boundary_py(
                 fv = b - (fv - b) / (fd - 1.0)
             fv = min(max(fv, b_min), x_max)  # a boundary lies in (0, X]
             y_new[i] = vlog(fv / x_max) ** 2
-        y[:] = y_new
+        for i in range(1, n):
+            y[i] = y_new[i]
         cheb_coeffs(sch.cheb, y, c)
     return c
 
@@ -444,7 +445,7 @@ def zero_vol_py(
     return best, delta, theta, rho
 
 
-zero_vol = njit(cache=True, inline="always", error_model="numpy")(zero_vol_py)
+zero_vol = njit(cache=True, error_model="numpy")(zero_vol_py)
 
 
 def core_py(
@@ -459,7 +460,7 @@ def core_py(
     return p, (p - k * dp) / s, (k / s) * (k / s) * gp, ex
 
 
-core = njit(cache=True, inline="always", error_model="numpy")(core_py)
+core = njit(cache=True, error_model="numpy")(core_py)
 
 
 def price_py(
@@ -488,10 +489,8 @@ def all_py(
     s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool, sch: Scheme
 ) -> tuple[float, float, float, float, float, float, float, float]:
     """Price and the seven Greeks of one American option, as ``bsm_all`` (NaN: two boundaries)."""
-    if t <= 0.0:
-        return bsm_all(s, k, t, r, q, sigma, is_call)
     reg = regime(r, q, is_call)
-    if reg == 0:
+    if t <= 0.0 or reg == 0:
         return bsm_all(s, k, t, r, q, sigma, is_call)
     if reg == 2:
         nan = math.nan
