@@ -116,6 +116,48 @@ def _nodes_zeta(n: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
+# Scalar uses of the larger helpers: compiled once, then called
+# ----------------------------------------------------------------------------------------------
+# numba inlines an ``inline="always"`` function by copying, transforming and typing its whole IR
+# again at every call site; at the sites below (outside the vectorised loops) a call costs a few
+# nanoseconds, while inlining them made up much of the engine's compile time.
+
+
+def norm_cdf_pdf_py(x: float) -> tuple[float, float]:
+    """``(Phi(x), phi(x))``: ``vnorm_cdf_pdf`` as a plain call."""
+    return vnorm_cdf_pdf(x)
+
+
+norm_cdf_pdf = njit(cache=True, error_model="numpy")(norm_cdf_pdf_py)
+
+
+def norm_cdf_py(x: float) -> float:
+    """``Phi(x)``: ``vnorm_cdf`` as a plain call."""
+    return vnorm_cdf(x)
+
+
+norm_cdf = njit(cache=True, error_model="numpy")(norm_cdf_py)
+
+
+def european_py(
+    s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool
+) -> tuple[float, float, float, float, float, float, float, float]:
+    """Black-Scholes-Merton price and Greeks: ``bsm_all`` as a plain call."""
+    return bsm_all(s, k, t, r, q, sigma, is_call)
+
+
+european = njit(cache=True, error_model="numpy")(european_py)
+
+
+def european_price_py(s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool) -> float:
+    """Black-Scholes-Merton price: ``bsm_price_scalar`` as a plain call."""
+    return bsm_price_scalar(s, k, t, r, q, sigma, is_call)
+
+
+european_price = njit(cache=True, error_model="numpy")(european_price_py)
+
+
+# ----------------------------------------------------------------------------------------------
 # The boundary as a Chebyshev interpolant
 # ----------------------------------------------------------------------------------------------
 
@@ -169,8 +211,8 @@ def qd_plus_py(k: float, r: float, q: float, sigma: float, tau: float, x_max: fl
     for _ in range(_HALLEY_MAX):
         dp = vlog(x * dq / (k * dr)) / v + 0.5 * v
         dm = dp - v
-        cdf_mdp, pdf_dp = vnorm_cdf_pdf(-dp)
-        cdf_mdm = vnorm_cdf(-dm)
+        cdf_mdp, pdf_dp = norm_cdf_pdf(-dp)
+        cdf_mdm = norm_cdf(-dm)
         npv = dr * k * cdf_mdm - x * dq * cdf_mdp
         theta = r * k * dr * cdf_mdm - q * x * dq * cdf_mdp - sigma2 * x / (2.0 * v) * dq * pdf_dp
         charm = -dq * (pdf_dp * ((r - q) / v - dm / (2.0 * tau)) + q * cdf_mdp)
@@ -313,8 +355,8 @@ def solve_boundary_py(
             sqrt_h(c, zc[i], b1, b2, sq)
             d1 = (lnbx - ln_k + (r - q) * ti) / v + 0.5 * v
             d2 = d1 - v
-            cdf1, pdf1 = vnorm_cdf_pdf(d1)
-            cdf2, pdf2 = vnorm_cdf_pdf(d2)
+            cdf1, pdf1 = norm_cdf_pdf(d1)
+            cdf2, pdf2 = norm_cdf_pdf(d2)
             k12 = 0.0
             k3 = 0.0
             if density:
@@ -387,8 +429,8 @@ def put_core_py(
         v = sigma * z
         dp = (vlog(s / bt) + (r - q) * t) / v + 0.5 * v
         dm = dp - v
-        cdf_p, pdf_p = vnorm_cdf_pdf(-dp)
-        cdf_m, pdf_m = vnorm_cdf_pdf(-dm)
+        cdf_p, pdf_p = norm_cdf_pdf(-dp)
+        cdf_m, pdf_m = norm_cdf_pdf(-dm)
         er = vexp(-r * t)
         eq = vexp(-q * t)
         w = sch.pr_w[j] * half
@@ -396,7 +438,7 @@ def put_core_py(
         kink = 2.0 * er * pdf_m * (q * bt - r * k) / (s * sigma)
         d_prem += w * (-2.0 * z * q * eq * cdf_p + kink)
         g_prem += w * (2.0 * q * eq * pdf_p / (s * sigma) - kink / s * (1.0 + dm / v))
-    eu = bsm_all(s, k, big_t, r, q, sigma, False)
+    eu = european(s, k, big_t, r, q, sigma, False)
     price = max(eu[0] + max(prem, 0.0), k - s)
     return price, eu[1] + d_prem, eu[2] + g_prem, False
 
@@ -471,7 +513,7 @@ def price_py(
         return max((s - k) if is_call else (k - s), 0.0)
     reg = regime(r, q, is_call)
     if reg == 0:
-        return bsm_price_scalar(s, k, t, r, q, sigma, is_call)
+        return european_price(s, k, t, r, q, sigma, is_call)
     if reg == 2:
         return math.nan
     if sigma == 0.0:
@@ -491,7 +533,7 @@ def all_py(
     """Price and the seven Greeks of one American option, as ``bsm_all`` (NaN: two boundaries)."""
     reg = regime(r, q, is_call)
     if t <= 0.0 or reg == 0:
-        return bsm_all(s, k, t, r, q, sigma, is_call)
+        return european(s, k, t, r, q, sigma, is_call)
     if reg == 2:
         nan = math.nan
         return (nan, nan, nan, nan, nan, nan, nan, nan)

@@ -29,8 +29,8 @@ import numpy as np
 from numba import njit, prange
 
 from optmm.greeks import _dividend, _iv
-from optmm.greeks._american import NO_PREMIUM
-from optmm.greeks._bsm import bsm_all, inputs_ok
+from optmm.greeks._american import NO_PREMIUM, european
+from optmm.greeks._bsm import inputs_ok
 
 
 class Grid(NamedTuple):
@@ -253,7 +253,7 @@ def all_one_py(
 ) -> tuple[float, float, float, float, float, float, float, float]:
     """Price and the seven Greeks of one American option on the schedule."""
     if t <= 0.0:
-        return bsm_all(s, k, t, r, q, sigma, is_call)
+        return european(s, k, t, r, q, sigma, is_call)
     carry = r - q
     pv = pv_at(0.0, t, carry, ex, amt)
     s_star = s - pv
