@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from optmm.greeks import _iv
-from optmm.greeks._bsm import bsm_all, bsm_price_scalar, inputs_ok
+from optmm.greeks._bsm import bsm_all, inputs_ok
 from optmm.greeks._simd import vexp, vlog, vnorm_cdf, vnorm_cdf_pdf
 from optmm.greeks._special import INV_SQRT_2PI
 
@@ -147,14 +147,6 @@ def european_py(
 
 
 european = njit(cache=True, error_model="numpy")(european_py)
-
-
-def european_price_py(s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool) -> float:
-    """Black-Scholes-Merton price: ``bsm_price_scalar`` as a plain call."""
-    return bsm_price_scalar(s, k, t, r, q, sigma, is_call)
-
-
-european_price = njit(cache=True, error_model="numpy")(european_price_py)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -438,12 +430,13 @@ def put_core_py(
         kink = 2.0 * er * pdf_m * (q * bt - r * k) / (s * sigma)
         d_prem += w * (-2.0 * z * q * eq * cdf_p + kink)
         g_prem += w * (2.0 * q * eq * pdf_p / (s * sigma) - kink / s * (1.0 + dm / v))
-    eu = european(s, k, big_t, r, q, sigma, False)
+    # bool(): not the literal False, for which numba would compile european a second time
+    eu = european(s, k, big_t, r, q, sigma, bool(False))  # noqa: UP018
     price = max(eu[0] + max(prem, 0.0), k - s)
     return price, eu[1] + d_prem, eu[2] + g_prem, False
 
 
-put_core = njit(cache=True, error_model="numpy")(put_core_py)
+put_core = njit(cache=True, inline="always", error_model="numpy")(put_core_py)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -494,9 +487,11 @@ def core_py(
     s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool, sch: Scheme
 ) -> tuple[float, float, float, bool]:
     """``(price, delta, gamma, exercised)`` of one American option in the one-boundary regime."""
+    # a call by put-call symmetry; one call site, as numba copies an inlined function into each
+    ps, pk, pr, pq = (k, s, q, r) if is_call else (s, k, r, q)
+    p, dp, gp, ex = put_core(ps, pk, pr, pq, sigma, t, sch)
     if not is_call:
-        return put_core(s, k, r, q, sigma, t, sch)
-    p, dp, gp, ex = put_core(k, s, q, r, sigma, t, sch)
+        return p, dp, gp, ex
     # P is homogeneous of degree 1 in (S', K') = (K, S): dC/dS = dP/dK' = (P - K dP/dS') / S,
     # d2C/dS2 = (K / S)^2 d2P/dS'2.
     return p, (p - k * dp) / s, (k / s) * (k / s) * gp, ex
@@ -513,7 +508,8 @@ def price_py(
         return max((s - k) if is_call else (k - s), 0.0)
     reg = regime(r, q, is_call)
     if reg == 0:
-        return european_price(s, k, t, r, q, sigma, is_call)
+        # the price of european's values (bsm_price_scalar's arithmetic; one function compiled, not two)
+        return european(s, k, t, r, q, sigma, is_call)[0]
     if reg == 2:
         return math.nan
     if sigma == 0.0:

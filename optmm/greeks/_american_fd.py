@@ -62,7 +62,7 @@ def pv_at_py(
     return pv
 
 
-pv_at = njit(cache=True, error_model="numpy")(pv_at_py)
+pv_at = njit(cache=True, inline="always", error_model="numpy")(pv_at_py)
 
 
 def zero_vol_py(
