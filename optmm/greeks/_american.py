@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from optmm.greeks import _iv
-from optmm.greeks._bsm import bsm_all, bsm_price_scalar, inputs_ok
+from optmm.greeks._bsm import bsm_all, inputs_ok
 from optmm.greeks._simd import vexp, vlog, vnorm_cdf, vnorm_cdf_pdf
 from optmm.greeks._special import INV_SQRT_2PI
 
@@ -116,6 +116,40 @@ def _nodes_zeta(n: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
+# Scalar uses of the larger helpers: compiled once, then called
+# ----------------------------------------------------------------------------------------------
+# numba inlines an ``inline="always"`` function by copying, transforming and typing its whole IR
+# again at every call site; at the sites below (outside the vectorised loops) a call costs a few
+# nanoseconds, while inlining them made up much of the engine's compile time.
+
+
+def norm_cdf_pdf_py(x: float) -> tuple[float, float]:
+    """``(Phi(x), phi(x))``: ``vnorm_cdf_pdf`` as a plain call."""
+    return vnorm_cdf_pdf(x)
+
+
+norm_cdf_pdf = njit(cache=True, error_model="numpy")(norm_cdf_pdf_py)
+
+
+def norm_cdf_py(x: float) -> float:
+    """``Phi(x)``: ``vnorm_cdf`` as a plain call."""
+    return vnorm_cdf(x)
+
+
+norm_cdf = njit(cache=True, error_model="numpy")(norm_cdf_py)
+
+
+def european_py(
+    s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool
+) -> tuple[float, float, float, float, float, float, float, float]:
+    """Black-Scholes-Merton price and Greeks: ``bsm_all`` as a plain call."""
+    return bsm_all(s, k, t, r, q, sigma, is_call)
+
+
+european = njit(cache=True, error_model="numpy")(european_py)
+
+
+# ----------------------------------------------------------------------------------------------
 # The boundary as a Chebyshev interpolant
 # ----------------------------------------------------------------------------------------------
 
@@ -138,7 +172,7 @@ def boundary_py(c: np.ndarray, x_max: float, tau: float, big_t: float) -> float:
     return x_max * vexp(-math.sqrt(max(clenshaw(c, z), 0.0)))
 
 
-boundary = njit(cache=True, inline="always", error_model="numpy")(boundary_py)
+boundary = njit(cache=True, error_model="numpy")(boundary_py)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,8 +203,8 @@ def qd_plus_py(k: float, r: float, q: float, sigma: float, tau: float, x_max: fl
     for _ in range(_HALLEY_MAX):
         dp = vlog(x * dq / (k * dr)) / v + 0.5 * v
         dm = dp - v
-        cdf_mdp, pdf_dp = vnorm_cdf_pdf(-dp)
-        cdf_mdm = vnorm_cdf(-dm)
+        cdf_mdp, pdf_dp = norm_cdf_pdf(-dp)
+        cdf_mdm = norm_cdf(-dm)
         npv = dr * k * cdf_mdm - x * dq * cdf_mdp
         theta = r * k * dr * cdf_mdm - q * x * dq * cdf_mdp - sigma2 * x / (2.0 * v) * dq * pdf_dp
         charm = -dq * (pdf_dp * ((r - q) / v - dm / (2.0 * tau)) + q * cdf_mdp)
@@ -205,7 +239,7 @@ def cheb_coeffs_py(m: np.ndarray, y: np.ndarray, c: np.ndarray) -> None:
         c[i] = acc
 
 
-cheb_coeffs = njit(cache=True, inline="always", error_model="numpy")(cheb_coeffs_py)
+cheb_coeffs = njit(cache=True, error_model="numpy")(cheb_coeffs_py)
 
 
 def sqrt_h_py(c: np.ndarray, z: np.ndarray, b1: np.ndarray, b2: np.ndarray, out: np.ndarray) -> None:
@@ -313,8 +347,8 @@ def solve_boundary_py(
             sqrt_h(c, zc[i], b1, b2, sq)
             d1 = (lnbx - ln_k + (r - q) * ti) / v + 0.5 * v
             d2 = d1 - v
-            cdf1, pdf1 = vnorm_cdf_pdf(d1)
-            cdf2, pdf2 = vnorm_cdf_pdf(d2)
+            cdf1, pdf1 = norm_cdf_pdf(d1)
+            cdf2, pdf2 = norm_cdf_pdf(d2)
             k12 = 0.0
             k3 = 0.0
             if density:
@@ -347,7 +381,8 @@ def solve_boundary_py(
                 fv = b - (fv - b) / (fd - 1.0)
             fv = min(max(fv, b_min), x_max)  # a boundary lies in (0, X]
             y_new[i] = vlog(fv / x_max) ** 2
-        y[:] = y_new
+        for i in range(1, n):
+            y[i] = y_new[i]
         cheb_coeffs(sch.cheb, y, c)
     return c
 
@@ -386,8 +421,8 @@ def put_core_py(
         v = sigma * z
         dp = (vlog(s / bt) + (r - q) * t) / v + 0.5 * v
         dm = dp - v
-        cdf_p, pdf_p = vnorm_cdf_pdf(-dp)
-        cdf_m, pdf_m = vnorm_cdf_pdf(-dm)
+        cdf_p, pdf_p = norm_cdf_pdf(-dp)
+        cdf_m, pdf_m = norm_cdf_pdf(-dm)
         er = vexp(-r * t)
         eq = vexp(-q * t)
         w = sch.pr_w[j] * half
@@ -395,12 +430,13 @@ def put_core_py(
         kink = 2.0 * er * pdf_m * (q * bt - r * k) / (s * sigma)
         d_prem += w * (-2.0 * z * q * eq * cdf_p + kink)
         g_prem += w * (2.0 * q * eq * pdf_p / (s * sigma) - kink / s * (1.0 + dm / v))
-    eu = bsm_all(s, k, big_t, r, q, sigma, False)
+    # bool(): not the literal False, for which numba would compile european a second time
+    eu = european(s, k, big_t, r, q, sigma, bool(False))  # noqa: UP018
     price = max(eu[0] + max(prem, 0.0), k - s)
     return price, eu[1] + d_prem, eu[2] + g_prem, False
 
 
-put_core = njit(cache=True, error_model="numpy")(put_core_py)
+put_core = njit(cache=True, inline="always", error_model="numpy")(put_core_py)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -444,22 +480,24 @@ def zero_vol_py(
     return best, delta, theta, rho
 
 
-zero_vol = njit(cache=True, inline="always", error_model="numpy")(zero_vol_py)
+zero_vol = njit(cache=True, error_model="numpy")(zero_vol_py)
 
 
 def core_py(
     s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool, sch: Scheme
 ) -> tuple[float, float, float, bool]:
     """``(price, delta, gamma, exercised)`` of one American option in the one-boundary regime."""
+    # a call by put-call symmetry; one call site, as numba copies an inlined function into each
+    ps, pk, pr, pq = (k, s, q, r) if is_call else (s, k, r, q)
+    p, dp, gp, ex = put_core(ps, pk, pr, pq, sigma, t, sch)
     if not is_call:
-        return put_core(s, k, r, q, sigma, t, sch)
-    p, dp, gp, ex = put_core(k, s, q, r, sigma, t, sch)
+        return p, dp, gp, ex
     # P is homogeneous of degree 1 in (S', K') = (K, S): dC/dS = dP/dK' = (P - K dP/dS') / S,
     # d2C/dS2 = (K / S)^2 d2P/dS'2.
     return p, (p - k * dp) / s, (k / s) * (k / s) * gp, ex
 
 
-core = njit(cache=True, inline="always", error_model="numpy")(core_py)
+core = njit(cache=True, error_model="numpy")(core_py)
 
 
 def price_py(
@@ -470,7 +508,8 @@ def price_py(
         return max((s - k) if is_call else (k - s), 0.0)
     reg = regime(r, q, is_call)
     if reg == 0:
-        return bsm_price_scalar(s, k, t, r, q, sigma, is_call)
+        # the price of european's values (bsm_price_scalar's arithmetic; one function compiled, not two)
+        return european(s, k, t, r, q, sigma, is_call)[0]
     if reg == 2:
         return math.nan
     if sigma == 0.0:
@@ -488,11 +527,9 @@ def all_py(
     s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool, sch: Scheme
 ) -> tuple[float, float, float, float, float, float, float, float]:
     """Price and the seven Greeks of one American option, as ``bsm_all`` (NaN: two boundaries)."""
-    if t <= 0.0:
-        return bsm_all(s, k, t, r, q, sigma, is_call)
     reg = regime(r, q, is_call)
-    if reg == 0:
-        return bsm_all(s, k, t, r, q, sigma, is_call)
+    if t <= 0.0 or reg == 0:
+        return european(s, k, t, r, q, sigma, is_call)
     if reg == 2:
         nan = math.nan
         return (nan, nan, nan, nan, nan, nan, nan, nan)

@@ -29,8 +29,8 @@ import numpy as np
 from numba import njit, prange
 
 from optmm.greeks import _dividend, _iv
-from optmm.greeks._american import NO_PREMIUM
-from optmm.greeks._bsm import bsm_all, inputs_ok
+from optmm.greeks._american import NO_PREMIUM, european
+from optmm.greeks._bsm import inputs_ok
 
 
 class Grid(NamedTuple):
@@ -130,13 +130,20 @@ def solve_py(
     for j in range(n):
         x[j] = x_mid + (j - (n - 1) // 2) * dx
         st[j] = math.exp(x[j])
-    # time nodes: the ex-dates inside (0, t) and steps spread over the periods between them
-    marks = [0.0]
-    for j in range(ex.shape[0]):
-        if ex[j] > 0.0 and ex[j] < t:
-            marks.append(ex[j])
-    marks.append(t)
-    marks.sort()
+    # time nodes: the ex-dates inside (0, t) and steps spread over the periods between them;
+    # ``marks[:n_marks]`` sorted by insertion (a handful of dates)
+    marks = np.empty(ex.shape[0] + 2)
+    marks[0] = 0.0
+    n_marks = 1
+    for j in range(ex.shape[0] + 1):
+        mark = ex[j] if j < ex.shape[0] else t
+        if j == ex.shape[0] or (mark > 0.0 and mark < t):
+            i = n_marks
+            while marks[i - 1] > mark:
+                marks[i] = marks[i - 1]
+                i -= 1
+            marks[i] = mark
+            n_marks += 1
     # the operator L V = a V_xx + b V_x - r V, central differences
     a = 0.5 * sigma * sigma
     b = carry - a
@@ -149,7 +156,7 @@ def solve_py(
         v[j] = max(phi * (st[j] + pv_t - k), 0.0)
     rhs = np.empty(n)
     cp = np.empty(n)
-    for m in range(len(marks) - 1, 0, -1):  # backwards, period by period
+    for m in range(n_marks - 1, 0, -1):  # backwards, period by period
         t_hi, t_lo = marks[m], marks[m - 1]
         n_steps = max(1, round(grid.n_t * (t_hi - t_lo) / t))
         dt = (t_hi - t_lo) / n_steps
@@ -246,7 +253,7 @@ def all_one_py(
 ) -> tuple[float, float, float, float, float, float, float, float]:
     """Price and the seven Greeks of one American option on the schedule."""
     if t <= 0.0:
-        return bsm_all(s, k, t, r, q, sigma, is_call)
+        return european(s, k, t, r, q, sigma, is_call)
     carry = r - q
     pv = pv_at(0.0, t, carry, ex, amt)
     s_star = s - pv

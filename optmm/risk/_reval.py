@@ -93,7 +93,8 @@ def int_codes(keys):  # pragma: no cover - compiled
             if j < 0:
                 if count == seen.shape[0]:
                     grown = np.empty(2 * count, dtype=np.int64)
-                    grown[:count] = seen
+                    for c in range(count):  # a loop: a slice copy compiles run-time shape checks
+                        grown[c] = seen[c]
                     seen = grown
                 seen[count] = key
                 table[slot] = count
