@@ -790,6 +790,10 @@ class Book:
         uniques, codes = self.underlying_index()
         has_spot = np.array([u in market.spot for u in uniques], dtype=bool)
         has_surface = np.array([u in market.surface for u in uniques], dtype=bool)
+        expiries = self.expiry_index()[1]
+        far = ~np.isnat(expiries) & ((expiries - market.valuation).astype(np.int64) > MAX_YEARS * 365)
+        if has_spot.all() and has_surface.all() and not far.any():  # (the rows' checks would find nothing)
+            return
         no_spot = ~has_spot[codes]
         no_surface = self.is_option & ~has_surface[codes]
         horizon = (self.expiry - market.valuation).astype(np.int64) > MAX_YEARS * 365

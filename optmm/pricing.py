@@ -192,31 +192,34 @@ def _distinct(*columns: tuple[np.ndarray, int]) -> tuple[np.ndarray, np.ndarray]
 
 
 def book_terms(
-    book: Book, market: Market, underlying_codes: np.ndarray | None = None
+    book: Book, market: Market, underlying_codes: np.ndarray | None = None, rows: np.ndarray | None = None
 ) -> tuple[FloatArray, BoolArray]:
     """Years to settlement and American flags of every row of ``book`` (0 and False for stock rows),
-    from its ``settlement`` and ``style`` columns and the market's defaults.
+    or of its rows ``rows`` only, from its ``settlement`` and ``style`` columns and the market's
+    defaults.
 
     A row's time depends only on its (underlying, expiry, settlement) and its style on its
     (underlying, style): :func:`option_times` and :func:`american_flags` are asked once per distinct
     combination (a large book repeats a few hundred of them). ``underlying_codes``: each row's index
     into the book's distinct underlyings, when the caller has them (any numbering)."""
-    n = len(book)
-    option = book.kind != 2  # Kind.STOCK
-    if n == 0:
+    sel = slice(None) if rows is None else np.asarray(rows, dtype=np.intp)
+    option = book.kind[sel] != 2  # Kind.STOCK
+    if option.size == 0:
         return np.zeros(0), np.zeros(0, dtype=bool)
     assert book.settlement is not None and book.style is not None  # Book fills blank terms with ""
     if underlying_codes is None:
         underlying_codes = book.underlying_index()[1]
-    u = (np.asarray(underlying_codes, dtype=np.intp), int(np.max(underlying_codes)) + 1)
+    u = (np.asarray(underlying_codes, dtype=np.intp)[sel], int(np.max(underlying_codes)) + 1)
     expiry = np.asarray(book.expiry, dtype="datetime64[D]")
-    days, exp_values = pd.factorize(expiry.view(np.int64))
+    days, exp_values = book.expiry_index()
     settlement, settlement_values = book.term_index("settlement")
     style, style_values = book.term_index("style")
-    rows, of_row = _distinct(u, (settlement, len(settlement_values)), (days, len(exp_values)))
-    t = option_times(market, book.underlying[rows], expiry[rows], book.settlement[rows])[of_row]
-    rows, of_row = _distinct(u, (style, len(style_values)))
-    flags = american_flags(market, book.underlying[rows], book.style[rows])
+    first, of_row = _distinct(u, (settlement[sel], len(settlement_values)), (days[sel], len(exp_values)))
+    at = first if rows is None else sel[first]  # type: ignore[index]
+    t = option_times(market, book.underlying[at], expiry[at], book.settlement[at])[of_row]
+    first, of_row = _distinct(u, (style[sel], len(style_values)))
+    at = first if rows is None else sel[first]  # type: ignore[index]
+    flags = american_flags(market, book.underlying[at], book.style[at])
     american = np.asarray(flags, dtype=np.bool_)[of_row]
     return np.where(option, t, 0.0), american & option
 

@@ -348,7 +348,6 @@ def _check_finite(ex: Exposures, rows_finite: bool) -> None:
 def _exposures(book: Book, market: Market) -> tuple[Exposures, bool]:
     book.check_market(market)
     underlyings, uidx = book.underlying_index()
-    t, american = pricing.book_terms(book, market, uidx)
     carry = pricing.carry(market, list(underlyings))
     spot_u = np.array([market.spot[u] for u in underlyings], dtype=np.float64)
     kind = np.asarray(book.kind)
@@ -358,7 +357,8 @@ def _exposures(book: Book, market: Market) -> tuple[Exposures, bool]:
     # Each contract of the book (Book.contract_index) is priced once and its positions take its
     # figures: a large book holds each contract several times.
     of_row, rep = book.contract_index()
-    c_kind, cu, c_strike, c_t = kind[rep], uidx[rep], strike[rep], t[rep]
+    c_t, c_american = pricing.book_terms(book, market, uidx, rows=rep)  # (the terms are the contract's)
+    c_kind, cu, c_strike = kind[rep], uidx[rep], strike[rep]
     c_option = c_kind != Kind.STOCK
     c_vol = np.where(c_option, override[rep], np.nan)
     # The surface is asked only for live options without an override: an expired option is worth
@@ -371,7 +371,7 @@ def _exposures(book: Book, market: Market) -> tuple[Exposures, bool]:
     sel = slice(None) if every else opt
     g = pricing.contract_greeks(
         carry, cu[sel], spot_u[cu[sel]], c_strike[sel], c_t[sel], c_vol[sel], c_kind[sel] == Kind.CALL,
-        american[rep][sel],
+        c_american[sel],
     )  # fmt: skip
     greeks = {name: np.zeros(rep.size) for name in Greeks.FIELDS}
     for name, arr in g.to_dict().items():
@@ -429,7 +429,7 @@ def _exposures(book: Book, market: Market) -> tuple[Exposures, bool]:
             "quantity": quantity,
             "multiplier": multiplier,
             "spot": s,
-            "t": t,
+            "t": c_t[of_row],
             "vol": units[10],
             "price": units[9],
             **dict(zip(EXPOSURE_COLUMNS, units[:9], strict=True)),
