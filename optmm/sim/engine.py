@@ -557,6 +557,18 @@ def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd
         }
     )
 
+    def instrument_rows(step: np.ndarray, inst: np.ndarray) -> dict[str, np.ndarray]:
+        """The step, time and instrument columns of rows at ``step`` on instruments ``inst``."""
+        return {
+            "step": step,
+            "time_s": step * dt,
+            "underlying": names[chain.u[inst]],
+            "contract": inst,
+            "kind": kind_names[chain.kind[inst]],
+            "strike": np.where(chain.kind[inst] == K_UNDERLYING, np.nan, chain.strike[inst]),
+            "expiry_days": chain.expiry_days[inst],
+        }
+
     f = np.concatenate([o.fills for o in outs])
     fpath = np.concatenate([np.full(len(o.fills), p) for p, o in enumerate(outs)]).astype(np.int64)
     fstep = f[:, rec.F_STEP].astype(np.int64)
@@ -567,13 +579,7 @@ def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd
     fills = pd.DataFrame(
         {
             "path": fpath,
-            "step": fstep,
-            "time_s": fstep * dt,
-            "underlying": names[chain.u[inst]],
-            "contract": inst,
-            "kind": kind_names[chain.kind[inst]],
-            "strike": np.where(chain.kind[inst] == K_UNDERLYING, np.nan, chain.strike[inst]),
-            "expiry_days": chain.expiry_days[inst],
+            **instrument_rows(fstep, inst),
             "side": side.astype(np.int64),
             "size": size,
             "price": price,
@@ -618,18 +624,10 @@ def _frames(cfg: SimConfig, chain: _Chain, outs: list[_PathOut]) -> dict[str, pd
         }
     )
     o = outs[0].orders  # (path 0's, as the quotes: what a recorded tape holds)
-    ostep = o[:, rec.O_STEP].astype(np.int64)
-    oinst = o[:, rec.O_INST].astype(np.int64)
     orders = pd.DataFrame(
         {
             "path": np.zeros(len(o), dtype=np.int64),
-            "step": ostep,
-            "time_s": ostep * dt,
-            "underlying": names[chain.u[oinst]],
-            "contract": oinst,
-            "kind": kind_names[chain.kind[oinst]],
-            "strike": np.where(chain.kind[oinst] == K_UNDERLYING, np.nan, chain.strike[oinst]),
-            "expiry_days": chain.expiry_days[oinst],
+            **instrument_rows(o[:, rec.O_STEP].astype(np.int64), o[:, rec.O_INST].astype(np.int64)),
             "side": o[:, rec.O_SIDE].astype(np.int64),
             "size": o[:, rec.O_SIZE],
             "price": o[:, rec.O_PRICE],
