@@ -14,8 +14,8 @@ import pandas as pd
 from builders import make_book, one_name_market
 
 from optmm.book import Book, Kind
-from optmm.cli.risk import _by_underlying
-from optmm.cli.scenario import _stress_rows
+from optmm.cli.risk import by_underlying_frame
+from optmm.cli.scenario import stress_rows_frame
 from optmm.market import Market
 from optmm.report import (
     Section,
@@ -126,11 +126,11 @@ def full_page() -> tuple[str, Inputs]:
     """A page with all six sections, from the small book and hand-made limit, VaR and explain results."""
     book, market = small_book(), one_name_market()
     exp = exposures(book, market)
-    frame = _by_underlying(exp).set_index("underlying").drop(index="book")
+    frame = by_underlying_frame(exp).set_index("underlying").drop(index="book")
     grid = scenario_grid(
         book, market, spot_shocks=[-0.1, -0.05, 0.0, 0.05, 0.1], vol_shocks=[-0.05, 0.0, 0.05]
     )
-    legs = _stress_rows([run_stress(book, market, small_stress())], grid.underlyings)
+    legs = stress_rows_frame([run_stress(book, market, small_stress())], grid.underlyings)
     sections = [
         exposures_section(frame, exp.total),
         limits_section(limits_frame(), source="limits.toml"),

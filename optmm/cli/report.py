@@ -33,8 +33,8 @@ from optmm.cli.common import (
     input_file,
     write_outputs,
 )
-from optmm.cli.risk import _by_underlying
-from optmm.cli.scenario import _spot_range, _stress_rows, _vol_range
+from optmm.cli.risk import by_underlying_frame
+from optmm.cli.scenario import spot_range, stress_rows_frame, vol_range
 from optmm.cli.var import add_history_options, history_scenarios
 
 __all__ = ["add_report_parser", "run_report"]
@@ -67,9 +67,9 @@ def add_report_parser(subparsers: Any) -> None:
         metavar="MARKET",
         help="an earlier market (.toml): adds the P&L explain from it to --market",
     )
-    p.add_argument("--spot", type=_spot_range, default=_spot_range("-20:20:2"), metavar="LO:HI:STEP",
+    p.add_argument("--spot", type=spot_range, default=spot_range("-20:20:2"), metavar="LO:HI:STEP",
                    help="heatmap spot shocks in percent, -20 = -20%% (default -20:20:2)")  # fmt: skip
-    p.add_argument("--vol", type=_vol_range, default=_vol_range("-10:10:2"), metavar="LO:HI:STEP",
+    p.add_argument("--vol", type=vol_range, default=vol_range("-10:10:2"), metavar="LO:HI:STEP",
                    help="heatmap vol shocks in vol points, 5 = +5 points (default -10:10:2)")  # fmt: skip
 
 
@@ -121,7 +121,7 @@ def run_report(args: argparse.Namespace) -> int:
         before = Market.load(args.market_before) if args.market_before else None
 
         exp = exposures(book, market)
-        frame = _by_underlying(exp).set_index("underlying").drop(index="book")
+        frame = by_underlying_frame(exp).set_index("underlying").drop(index="book")
         sections = [exposures_section(frame, exp.total)]
         absent = []
         if limits is not None:
@@ -134,7 +134,7 @@ def run_report(args: argparse.Namespace) -> int:
         grid = scenario_grid(book, market, spot_shocks=args.spot / 100.0, vol_shocks=args.vol / 100.0)
         sections.append(heatmap_section(grid))
         if stresses:
-            legs = _stress_rows([run_stress(book, market, s) for s in stresses], grid.underlyings)
+            legs = stress_rows_frame([run_stress(book, market, s) for s in stresses], grid.underlyings)
             sections.append(stresses_section(legs, grid.underlyings))
         else:
             absent.append("stresses (no --stress)")

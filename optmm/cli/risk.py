@@ -45,7 +45,7 @@ def add_risk_parser(subparsers: Any) -> None:
     p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
 
 
-def _by_underlying(exp: Any) -> pd.DataFrame:
+def by_underlying_frame(exp: Any) -> pd.DataFrame:
     """Per underlying, with its beta-weighted delta where the market gives betas, then the book line."""
     frame = exp.by_underlying.copy()
     if "beta_delta_index_shares" in exp.total.columns:
@@ -70,7 +70,7 @@ def run_risk(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     frame = {
-        "underlying": _by_underlying,
+        "underlying": by_underlying_frame,
         "expiry": lambda e: e.by_expiry.reset_index(),
         "position": lambda e: e.positions,
         "total": lambda e: e.total.reset_index(names="scope"),

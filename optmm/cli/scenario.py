@@ -50,7 +50,7 @@ _MAX_GRID_POINTS = 201
 # Arguments
 
 
-def _spot_range(text: str) -> np.ndarray:
+def spot_range(text: str) -> np.ndarray:
     """``--spot``: relative spot shocks in percent, each > -100 and <= 100."""
     unit = "spot shocks are in percent: -20 = -20%"
     return np.array(
@@ -58,7 +58,7 @@ def _spot_range(text: str) -> np.ndarray:
     )
 
 
-def _vol_range(text: str) -> np.ndarray:
+def vol_range(text: str) -> np.ndarray:
     """``--vol``: absolute vol shocks in vol points, each >= -100 and <= 100."""
     unit = "vol shocks are in vol points: 5 = +5 points, 0.20 -> 0.25"
     return np.array(
@@ -82,15 +82,15 @@ def add_scenario_parser(subparsers: Any) -> None:
     _add_common(p)
     p.add_argument(
         "--spot",
-        type=_spot_range,
-        default=_spot_range("-20:20:2"),
+        type=spot_range,
+        default=spot_range("-20:20:2"),
         metavar="LO:HI:STEP",
         help="spot shocks in percent, -20 = -20%%, within (-100, 100] (default -20:20:2)",
     )
     p.add_argument(
         "--vol",
-        type=_vol_range,
-        default=_vol_range("-10:10:2"),
+        type=vol_range,
+        default=vol_range("-10:10:2"),
         metavar="LO:HI:STEP",
         help="vol shocks in vol points, 5 = +5 points, within [-100, 100] (default -10:10:2)",
     )
@@ -112,7 +112,7 @@ def _pts(x: float) -> str:
     return f"{100 * x:+.4g}pt"
 
 
-def _stress_rows(results: list[Any], underlyings: Sequence[str]) -> pd.DataFrame:
+def stress_rows_frame(results: list[Any], underlyings: Sequence[str]) -> pd.DataFrame:
     """One row per stress leg, stresses worst first and legs worst first within each: the leg's
     shocks (decimals), its P&L per underlying and for the book, its driver, and whether it is the
     stress's worst leg (whose P&L is the stress's)."""
@@ -272,7 +272,7 @@ def run_scenario(args: argparse.Namespace) -> int:
             results = [run_stress(stress) for stress in stresses]
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
-    stress_rows = _stress_rows(results, grid.underlyings)
+    stress_rows = stress_rows_frame(results, grid.underlyings)
     if args.format == "table":
         text = _grid_text(grid, args, market)
         if not stress_rows.empty:

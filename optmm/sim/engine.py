@@ -16,6 +16,7 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -301,14 +302,16 @@ def _settings(cfg: SimConfig) -> Settings:
     )
 
 
+def _per_underlying(cfg: SimConfig, name: str) -> np.ndarray:
+    """The setting ``name`` of each ``[[underlying]]``, in order, as float64."""
+    return np.array([getattr(u, name) for u in cfg.underlying], dtype=np.float64)
+
+
 def _market_paths(cfg: SimConfig, rng: np.random.Generator, n_paths: int) -> tuple[np.ndarray, np.ndarray]:
     und = cfg.underlying
     dt_s = cfg.sim.dt_s
     shocks = [(max(1, round(s.at_s / dt_s)), j, s.spot, s.vol) for j, u in enumerate(und) for s in u.shock]
-
-    def arr(name: str) -> np.ndarray:
-        return np.array([getattr(u, name) for u in und], dtype=np.float64)
-
+    arr = partial(_per_underlying, cfg)
     return draw_paths(
         rng,
         n_paths=n_paths,
@@ -351,10 +354,7 @@ class _PathOut:
 
 def _underlyings(cfg: SimConfig) -> Underlyings:
     """What every path of a run shares, per underlying."""
-
-    def arr(name: str) -> np.ndarray:
-        return np.array([getattr(u, name) for u in cfg.underlying], dtype=np.float64)
-
+    arr = partial(_per_underlying, cfg)
     return Underlyings(
         rate=arr("rate"),
         div_yield=arr("div_yield"),

@@ -28,8 +28,8 @@ from report_pages import (
     var_result,
 )
 
-from optmm.cli.risk import _by_underlying
-from optmm.cli.scenario import _stress_rows
+from optmm.cli.risk import by_underlying_frame
+from optmm.cli.scenario import stress_rows_frame
 from optmm.report import (
     Section,
     explain_section,
@@ -133,7 +133,7 @@ def test_table_column_precision_follows_its_magnitude() -> None:
 def test_exposures_section_shows_every_figure_of_exposures_with_units() -> None:
     book, market = small_book(), one_name_market()
     exp = exposures(book, market)
-    frame = _by_underlying(exp).set_index("underlying").drop(index="book")
+    frame = by_underlying_frame(exp).set_index("underlying").drop(index="book")
     page = render_page("t", [exposures_section(frame, exp.total)])
     r = PageReader(page)
     cells = r.section_cells("exposures")
@@ -189,7 +189,7 @@ def test_heatmap_section_marks_the_worst_cell_and_says_units_and_valuation() -> 
 def test_stresses_section_lists_every_leg_and_marks_the_worst() -> None:
     book, market = small_book(), one_name_market()
     res = run_stress(book, market, small_stress())
-    legs = _stress_rows([res], ["AAA"])
+    legs = stress_rows_frame([res], ["AAA"])
     r = PageReader(render_page("t", [stresses_section(legs, ["AAA"])]))
     text = " ".join(r.text)
     assert (
