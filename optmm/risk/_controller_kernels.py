@@ -260,7 +260,7 @@ def _loss_after(x, c, row, cf, cells):  # pragma: no cover - compiled
     return max(-v_min, 0.0)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")  # not inlined: decide_in_layer, inlined in two callers, calls it twice
 def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux, off):  # pragma: no cover - compiled
     """Size allowed on one side (``s`` +1: a bid fill buys, -1: an ask fill sells) of contract ``c``.
 

@@ -115,9 +115,10 @@ _phase = njit(cache=True, inline="always", error_model="numpy")
 """A phase of :func:`run_path`, compiled into it: a call that passes the workspaces costs more than
 the light phases' work (each array of a group is several arguments)."""
 _own = njit(cache=True, error_model="numpy", _nrt=False)
-"""A heavy phase, compiled as a function of its own: the quotes and the fills (numba inlines a
-function by compiling its body again in the caller; for these, whose own inlined quoter and
-controller functions are large, that made the first run several times slower to compile)."""
+"""A heavy phase, compiled as a function of its own: the quotes, the quoter's pass (called twice)
+and the fills (numba inlines a function by compiling its body again in the caller, at every call;
+for these, whose own inlined quoter and controller functions are large, that made the first run
+several times slower to compile)."""
 
 
 @_inline
@@ -447,7 +448,7 @@ def _layers(k, now, ctl, out, w):  # pragma: no cover - compiled
 # -- 3. quotes --------------------------------------------------------------------------------------
 
 
-@_inline
+@_own
 def _quote_pass(marks, pos, x, dec, qp, dst):  # pragma: no cover - compiled
     """The quoter on every instrument, a loop LLVM vectorizes: ``x`` its underlying's inputs
     (:class:`QuoteInputs`), ``dec`` the controller's decisions (layer, size caps, spread factor);
