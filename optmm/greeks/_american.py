@@ -35,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from optmm._jit import sized_kernel
 from optmm.greeks import _iv
 from optmm.greeks._bsm import bsm_all, inputs_ok
 from optmm.greeks._simd import vexp, vlog, vnorm_cdf, vnorm_cdf_pdf
@@ -566,7 +567,7 @@ all_scalar = njit(cache=True, error_model="numpy")(all_py)
 # ----------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@sized_kernel(256, error_model="numpy")
 def greeks_kernel(
     s, k, t, r, q, sigma, is_call, sch, o0, o1, o2, o3, o4, o5, o6, o7, status
 ):  # pragma: no cover
@@ -591,7 +592,7 @@ def greeks_kernel(
     return bad
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@sized_kernel(2_048, error_model="numpy")
 def price_kernel(s, k, t, r, q, sigma, is_call, sch, out, status):  # pragma: no cover - compiled
     """Fill ``out`` and ``status`` (length n) with prices; inputs have length 1 or n."""
     n = out.shape[0]
@@ -700,7 +701,7 @@ def implied_vol_py(
 implied_vol_scalar = njit(cache=True, error_model="numpy")(implied_vol_py)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@sized_kernel(256, error_model="numpy")
 def iv_kernel(price, s, k, t, r, q, is_call, sch, out, status):  # pragma: no cover - compiled
     """Fill ``out`` and ``status`` (length n); inputs have length 1 or n. Returns the invalid count."""
     n = out.shape[0]

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from optmm._jit import sized_kernel
 from optmm.greeks import _dividend, _iv
 from optmm.greeks._american import NO_PREMIUM, european
 from optmm.greeks._bsm import inputs_ok
@@ -296,7 +297,7 @@ def all_one_py(
 all_one = njit(cache=True, error_model="numpy")(all_one_py)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@sized_kernel(16, error_model="numpy")
 def greeks_kernel(
     s, k, t, r, q, sigma, is_call, ex, amt, grid, o0, o1, o2, o3, o4, o5, o6, o7
 ):  # pragma: no cover
@@ -315,7 +316,7 @@ def greeks_kernel(
     return bad
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@sized_kernel(128, error_model="numpy")
 def price_kernel(s, k, t, r, q, sigma, is_call, ex, amt, grid, out):  # pragma: no cover - compiled
     """Fill ``out`` (length n) with prices; inputs have length 1 or n. Returns the invalid count."""
     n = out.shape[0]
@@ -398,7 +399,7 @@ def implied_vol_py(
 implied_vol_one = njit(cache=True, error_model="numpy")(implied_vol_py)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@sized_kernel(16, error_model="numpy")
 def iv_kernel(price, s, k, t, r, q, is_call, ex, amt, grid, out, status):  # pragma: no cover - compiled
     """Fill ``out`` and ``status`` (length n); inputs have length 1 or n. Returns the invalid count."""
     n = out.shape[0]

@@ -20,6 +20,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from optmm._jit import sized_kernel
 from optmm.greeks._simd import vexp, vlog, vnorm_cdf, vnorm_cdf_pdf
 
 N_OUTPUTS = 8  # price, delta, gamma, vega, theta, rho, vanna, volga
@@ -221,7 +222,7 @@ def _greeks_block(  # pragma: no cover - compiled
     return bad
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@sized_kernel(8_192, error_model="numpy")
 def greeks_kernel(s, k, t, r, q, sigma, is_call, o0, o1, o2, o3, o4, o5, o6, o7):  # pragma: no cover
     """Fill the eight outputs (price, delta, gamma, vega, theta, rho, vanna, volga; each of length n).
 
@@ -262,7 +263,7 @@ def _price_block(s, k, t, r, q, sigma, is_call, out):  # pragma: no cover - comp
     return bad
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@sized_kernel(16_384, error_model="numpy")
 def price_kernel(s, k, t, r, q, sigma, is_call, out):  # pragma: no cover - compiled
     """Fill ``out`` (shape ``(n,)``) with prices; inputs have length 1 or n.
 

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from optmm._jit import sized_kernel
 from optmm.typing import FloatArray
 
 
@@ -46,7 +47,7 @@ def escrow_py(
 escrow = njit(cache=True, inline="always", error_model="numpy")(escrow_py)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@sized_kernel(8_192, error_model="numpy")
 def escrow_kernel(s, t, r, q, ex, amt, s_star, pv, dpv_dr):  # pragma: no cover - compiled
     """Fill ``s_star``, ``pv``, ``dpv_dr`` (length n); ``s``, ``t``, ``r``, ``q`` have length 1 or n.
 

@@ -30,6 +30,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from optmm._jit import sized_kernel
 from optmm.greeks._bsm import CHUNK, inputs_ok, stage7, widen7
 from optmm.greeks._simd import vexp, vlog, vnorm_cdf
 from optmm.greeks._special import INV_SQRT_2PI, norm_cdf, norm_ppf, vnorm_ppf
@@ -282,7 +283,7 @@ def _iv_block(price, s, k, t, r, q, is_call, out, status):  # pragma: no cover -
     return bad
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@sized_kernel(4_096, error_model="numpy")
 def iv_kernel(price, s, k, t, r, q, is_call, out, status):  # pragma: no cover - compiled
     """Fill ``out`` with implied vols and ``status`` with codes; inputs have length 1 or n.
 

@@ -120,7 +120,7 @@ F_CHANGED, F_BID, F_ASK, F_INVALID = (int(x) for x in DecisionFlag)
 _INF = math.inf
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def grade(v, hard, soft, code, lay, trig, meas, thr, ratio):  # pragma: no cover - compiled
     """Fold one metric into the running (layer, trigger, measured, threshold, ratio) (public: limit
     utilisation grades with it, so it and the controller give the same layer).
@@ -140,7 +140,7 @@ def grade(v, hard, soft, code, lay, trig, meas, thr, ratio):  # pragma: no cover
     return lay, trig, meas, thr, ratio
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def book_sums(ust):  # pragma: no cover - compiled
     """Book delta dollars (at current spots), dollar gamma and vega: sums over the underlyings."""
     dd = 0.0
@@ -198,7 +198,7 @@ def underlying_layer(u, now, ust, prm):  # pragma: no cover - compiled
     return lay, trig, meas, thr
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def pretrade_after(x, c, u, cf, ust):  # pragma: no cover - compiled
     """The pre-trade metrics (the order of ``PRETRADE_CODES``) after a fill of ``x`` contracts (signed)
     of ``c``, computed with the operations, in the order, that :func:`apply_fill` and then
@@ -223,7 +223,7 @@ def pretrade_after(x, c, u, cf, ust):  # pragma: no cover - compiled
     return pos, d, d * ust[u, USPOT], gam, veg, dd, bg, bv
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _breach(s, x, c, u, cf, ust, cells, prm):  # pragma: no cover - compiled
     """The first limit a fill of ``x`` (= ``s`` x a size) contracts of ``c`` would take past its hard
     limit, in the fill's own arithmetic: ``0 .. N_PRETRADE - 1`` a pre-trade metric, ``N_PRETRADE``
@@ -249,7 +249,7 @@ def _breach(s, x, c, u, cf, ust, cells, prm):  # pragma: no cover - compiled
     return -1
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _loss_after(x, c, row, cf, cells):  # pragma: no cover - compiled
     """The worst scenario loss of ``row`` (an underlying or the book) after a fill of ``x`` of ``c``."""
     v_min = _INF
@@ -260,9 +260,13 @@ def _loss_after(x, c, row, cf, cells):  # pragma: no cover - compiled
     return max(-v_min, 0.0)
 
 
-@njit(cache=True, error_model="numpy")  # not inlined: decide_in_layer, inlined in two callers, calls it twice
-def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux, off):  # pragma: no cover - compiled
+@njit(cache=True, error_model="numpy")
+def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux):  # pragma: no cover - compiled
     """Size allowed on one side (``s`` +1: a bid fill buys, -1: an ask fill sells) of contract ``c``.
+
+    The side's entries of ``aux`` start at ``A_BID`` or ``A_ASK``, chosen here from ``s``: passed as
+    a constant, numba would compile a copy of this function for each (an int constant argument is
+    typed as its literal value).
 
     ``q`` is the size after the layer's rule (whole contracts). In the HARD layer the side is dropped
     unless a fill on it reduces the absolute value of every hard-breached metric (a loss: gains in
@@ -273,6 +277,7 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux, off):  # pragma: no c
     the fill's own arithmetic (:func:`_breach`); dropped if below one contract. Writes the audit
     details at ``aux[off:off + 5]`` when the side is cut or dropped.
     """
+    off = A_BID if s > 0.0 else A_ASK
     aux[off] = S_OK
     if q <= 0.0:
         return 0.0
@@ -391,7 +396,7 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux, off):  # pragma: no c
     return allowed
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def pretrade_values(pos, u, ust):  # pragma: no cover - compiled
     """The pre-trade metrics (the order of ``PRETRADE_CODES``) of a contract of underlying ``u`` with
     position ``pos``, now."""
@@ -400,7 +405,7 @@ def pretrade_values(pos, u, ust):  # pragma: no cover - compiled
     return pos, d, d * ust[u, USPOT], ust[u, UGAMMA], ust[u, UVEGA], dd, gam, veg
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def pretrade_changes(c, u, cf, ust):  # pragma: no cover - compiled
     """How one contract of ``c`` bought changes each pre-trade metric."""
     gd = cf[c, CDELTA]
@@ -408,7 +413,7 @@ def pretrade_changes(c, u, cf, ust):  # pragma: no cover - compiled
     return 1.0, gd, gd_s, cf[c, CGAMMA], cf[c, CVEGA], gd_s, cf[c, CGAMMA], cf[c, CVEGA]
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def pretrade_limits(u, ust):  # pragma: no cover - compiled
     """The hard limit of each pre-trade metric of a contract of underlying ``u``."""
     b = ust.shape[0] - 1
@@ -424,7 +429,7 @@ def pretrade_limits(u, ust):  # pragma: no cover - compiled
     )
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def load_pretrade(c, u, cf, ust, prm):  # pragma: no cover - compiled
     """The pre-trade metrics of contract ``c`` (of underlying ``u``) into the scratch of ``prm``: value
     at ``P_V``, change per contract bought at ``P_G``, hard limit at ``P_H``."""
@@ -437,7 +442,7 @@ def load_pretrade(c, u, cf, ust, prm):  # pragma: no cover - compiled
         prm[P_H + k] = h[k]
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _clear(v, g, h, q, gross):  # pragma: no cover - compiled
     """Whether a fill of up to ``q`` units on either side, each changing the value ``v`` by ``±g``,
     leaves it clearly inside ``[-h, h]``: by more than :func:`_side` asks before it skips a metric,
@@ -451,7 +456,7 @@ def _clear(v, g, h, q, gross):  # pragma: no cover - compiled
     return (h - a) - dq > 1e-9 * (h + a + dq + gross)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _clear_of_limits(c, u, q, cf, ust, cells):  # pragma: no cover - compiled
     """Whether every pre-trade metric of contract ``c``, and the worst scenario loss of its underlying
     and of the book, is :func:`_clear` of its hard limit for a fill of up to ``q`` on either side:
@@ -490,7 +495,7 @@ def _clear_of_limits(c, u, q, cf, ust, cells):  # pragma: no cover - compiled
     return True
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _whole(x):  # pragma: no cover - compiled
     return math.floor(x)
 
@@ -511,7 +516,7 @@ def decide_one(c, bid, ask, now, cf, ust, cells, prm, aux):  # pragma: no cover 
     return decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, cells, prm, aux)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, cells, prm, aux):  # pragma: no cover
     """:func:`decide_one` given its underlying's layer ``(lay_u, trig_u, meas_u, thr_u)`` from
     :func:`underlying_layer` at the same instant and state, and valid sizes: a caller deciding many
@@ -557,8 +562,8 @@ def decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, cells, p
         aux[A_ASK] = S_OK
         return lay, qb if qb > 0.0 else 0.0, qa if qa > 0.0 else 0.0, spread, trig, hedge, flags
     load_pretrade(c, u, cf, ust, prm)
-    nb = _side(1.0, qb, hard_mode, c, u, cf, ust, cells, prm, aux, A_BID)
-    na = _side(-1.0, qa, hard_mode, c, u, cf, ust, cells, prm, aux, A_ASK)
+    nb = _side(1.0, qb, hard_mode, c, u, cf, ust, cells, prm, aux)
+    na = _side(-1.0, qa, hard_mode, c, u, cf, ust, cells, prm, aux)
     if aux[A_BID] != S_OK:
         flags |= F_BID
     if aux[A_ASK] != S_OK:
@@ -604,7 +609,7 @@ def layers_all(now, ust, prm, out):  # pragma: no cover - compiled
     return changed
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def is_killed(ust):  # pragma: no cover - compiled
     """Whether the kill switch is thrown (on any underlying: it is thrown on all at once)."""
     for u in range(ust.shape[0] - 1):
@@ -638,7 +643,7 @@ def mark_pnl(pnl, hwm, ust):  # pragma: no cover - compiled
     return hwm, -1, math.nan, math.nan
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def gate_underlying(u, s, q, ust, prm):  # pragma: no cover - compiled
     """The underlying gate: the size allowed on side ``s`` (+1 buy, -1 sell) of an order or quote of
     ``q`` shares in underlying ``u`` itself, at the layer last recorded (:func:`layers_all`).
@@ -662,7 +667,7 @@ def gate_underlying(u, s, q, ust, prm):  # pragma: no cover - compiled
     return q
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def worst_cell(cells, row, ust):  # pragma: no cover - compiled
     """The worst scenario cell of ``cells[row]`` (an underlying's row, or the book's) into ``ust``: its
     loss (``UWSL``, >= 0) and its index (``UWORST``). Public: the simulator's scenario refresh uses it."""
@@ -750,7 +755,7 @@ def aggregate(cf, ust, out):  # pragma: no cover - compiled
         _store6(out, u_run, d, g, v, gd, gg, gv)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _store6(out, u, a, b, c, d, e, f):  # pragma: no cover - compiled
     out[u, 0] = a
     out[u, 1] = b
