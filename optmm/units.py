@@ -83,7 +83,7 @@ def volga_per_vol_point2_py(qm, volga):
     return qm * volga / 10000.0
 
 
-_jit = njit(cache=True, error_model="numpy")
+_jit = njit(cache=True, inline="always", error_model="numpy")
 gamma_dollars_1pct = _jit(gamma_dollars_1pct_py)
 gamma_per_share = _jit(gamma_per_share_py)
 vega_per_vol_point = _jit(vega_per_vol_point_py)
