@@ -140,6 +140,22 @@ def norm_cdf_py(x: float) -> float:
 norm_cdf = njit(cache=True, error_model="numpy")(norm_cdf_py)
 
 
+def exp_py(x: float) -> float:
+    """``exp(x)``: ``vexp`` as a plain call."""
+    return vexp(x)
+
+
+exp = njit(cache=True, error_model="numpy")(exp_py)
+
+
+def log_py(x: float) -> float:
+    """``ln(x)``: ``vlog`` as a plain call."""
+    return vlog(x)
+
+
+log = njit(cache=True, error_model="numpy")(log_py)
+
+
 def european_py(
     s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool
 ) -> tuple[float, float, float, float, float, float, float, float]:
@@ -170,7 +186,7 @@ clenshaw = njit(cache=True, inline="always", error_model="numpy")(clenshaw_py)
 def boundary_py(c: np.ndarray, x_max: float, tau: float, big_t: float) -> float:
     """The put's exercise boundary ``B(tau)`` from the coefficients of ``H = ln(B / X)^2``."""
     z = min(2.0 * math.sqrt(max(tau, 0.0) / big_t) - 1.0, 1.0)
-    return x_max * vexp(-math.sqrt(max(clenshaw(c, z), 0.0)))
+    return x_max * exp(-math.sqrt(max(clenshaw(c, z), 0.0)))
 
 
 boundary = njit(cache=True, error_model="numpy")(boundary_py)
@@ -190,8 +206,8 @@ def qd_plus_py(k: float, r: float, q: float, sigma: float, tau: float, x_max: fl
     """
     sigma2 = sigma * sigma
     v = sigma * math.sqrt(tau)
-    dr = vexp(-r * tau)
-    dq = vexp(-q * tau)
+    dr = exp(-r * tau)
+    dq = exp(-q * tau)
     h = -math.expm1(-r * tau)  # 1 - e^{-r tau}, without cancellation at short tau
     omega = 2.0 * (r - q) / sigma2
     root = math.sqrt((omega - 1.0) ** 2 + 8.0 * r / (sigma2 * h))
@@ -202,7 +218,7 @@ def qd_plus_py(k: float, r: float, q: float, sigma: float, tau: float, x_max: fl
     x_min = 1e4 * _EPS * x_max
     x = x_max
     for _ in range(_HALLEY_MAX):
-        dp = vlog(x * dq / (k * dr)) / v + 0.5 * v
+        dp = log(x * dq / (k * dr)) / v + 0.5 * v
         dm = dp - v
         cdf_mdp, pdf_dp = norm_cdf_pdf(-dp)
         cdf_mdm = norm_cdf(-dm)
@@ -329,21 +345,21 @@ def solve_boundary_py(
                 wr[i, j] = 0.5 * tau[i] * w[j] * vexp(r * 0.5 * tau[i] * xm[j])
     y = np.zeros(n)
     for i in range(1, n):
-        y[i] = vlog(qd_plus(k, r, q, sigma, tau[i], x_max) / x_max) ** 2
+        y[i] = log(qd_plus(k, r, q, sigma, tau[i], x_max) / x_max) ** 2
     c = np.empty(n)
     cheb_coeffs(sch.cheb, y, c)
     y_new = np.zeros(n)
     sq = np.empty(nq)
     b1 = np.empty(nq)
     b2 = np.empty(nq)
-    ln_k = vlog(k / x_max)
+    ln_k = log(k / x_max)
     b_min = 1e4 * _EPS * x_max
     for it in range(1 + sch.n_fixed_point):
         for i in range(1, n):
             ti = tau[i]
             v = sigma * math.sqrt(ti)
             lnbx = -math.sqrt(y[i])  # ln(b / X) at the node
-            b = x_max * vexp(lnbx)
+            b = x_max * exp(lnbx)
             stv = math.sqrt(ti) / sigma
             sqrt_h(c, zc[i], b1, b2, sq)
             d1 = (lnbx - ln_k + (r - q) * ti) / v + 0.5 * v
@@ -375,13 +391,13 @@ def solve_boundary_py(
                 den = cdf1 + q * k12
                 num_d = pdf2 / (b * v)
                 den_d = pdf1 / (b * v)
-            alpha = k * vexp(-(r - q) * ti)
+            alpha = k * exp(-(r - q) * ti)
             fv = alpha * num / den
             if it == 0:  # Jacobi-Newton: b - (f(b) - b) / (f'(b) - 1)
                 fd = alpha * (num_d / den - den_d * num / (den * den))
                 fv = b - (fv - b) / (fd - 1.0)
             fv = min(max(fv, b_min), x_max)  # a boundary lies in (0, X]
-            y_new[i] = vlog(fv / x_max) ** 2
+            y_new[i] = log(fv / x_max) ** 2
         for i in range(1, n):
             y[i] = y_new[i]
         cheb_coeffs(sch.cheb, y, c)
@@ -420,12 +436,12 @@ def put_core_py(
             continue
         bt = boundary(c, x_max, tau, big_t)
         v = sigma * z
-        dp = (vlog(s / bt) + (r - q) * t) / v + 0.5 * v
+        dp = (log(s / bt) + (r - q) * t) / v + 0.5 * v
         dm = dp - v
         cdf_p, pdf_p = norm_cdf_pdf(-dp)
         cdf_m, pdf_m = norm_cdf_pdf(-dm)
-        er = vexp(-r * t)
-        eq = vexp(-q * t)
+        er = exp(-r * t)
+        eq = exp(-q * t)
         w = sch.pr_w[j] * half
         prem += w * 2.0 * z * (r * k * er * cdf_m - q * s * eq * cdf_p)
         kink = 2.0 * er * pdf_m * (q * bt - r * k) / (s * sigma)
@@ -469,15 +485,15 @@ def zero_vol_py(
     t_ext = math.log(r * k / (q * s)) / (r - q) if (r != q and r * q > 0.0) else -1.0
     for tc in (t, t_ext):
         if tc > 0.0 and tc <= t:
-            val = phi * (s * vexp(-q * tc) - k * vexp(-r * tc))
+            val = phi * (s * exp(-q * tc) - k * exp(-r * tc))
             if val > best:
                 best = val
                 t_best = tc
     if best <= 0.0:
         return 0.0, 0.0, 0.0, 0.0
-    delta = phi * vexp(-q * t_best)
-    rho = phi * t_best * k * vexp(-r * t_best)
-    theta = phi * (q * s * vexp(-q * t) - r * k * vexp(-r * t)) if t_best == t else 0.0
+    delta = phi * exp(-q * t_best)
+    rho = phi * t_best * k * exp(-r * t_best)
+    theta = phi * (q * s * exp(-q * t) - r * k * exp(-r * t)) if t_best == t else 0.0
     return best, delta, theta, rho
 
 

@@ -120,7 +120,7 @@ F_CHANGED, F_BID, F_ASK, F_INVALID = (int(x) for x in DecisionFlag)
 _INF = math.inf
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def grade(v, hard, soft, code, lay, trig, meas, thr, ratio):  # pragma: no cover - compiled
     """Fold one metric into the running (layer, trigger, measured, threshold, ratio) (public: limit
     utilisation grades with it, so it and the controller give the same layer).
@@ -249,7 +249,7 @@ def _breach(s, x, c, u, cf, ust, cells, prm):  # pragma: no cover - compiled
     return -1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _loss_after(x, c, row, cf, cells):  # pragma: no cover - compiled
     """The worst scenario loss of ``row`` (an underlying or the book) after a fill of ``x`` of ``c``."""
     v_min = _INF
@@ -396,7 +396,7 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux):  # pragma: no cover 
     return allowed
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def pretrade_values(pos, u, ust):  # pragma: no cover - compiled
     """The pre-trade metrics (the order of ``PRETRADE_CODES``) of a contract of underlying ``u`` with
     position ``pos``, now."""
@@ -405,7 +405,7 @@ def pretrade_values(pos, u, ust):  # pragma: no cover - compiled
     return pos, d, d * ust[u, USPOT], ust[u, UGAMMA], ust[u, UVEGA], dd, gam, veg
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def pretrade_changes(c, u, cf, ust):  # pragma: no cover - compiled
     """How one contract of ``c`` bought changes each pre-trade metric."""
     gd = cf[c, CDELTA]
@@ -442,7 +442,7 @@ def load_pretrade(c, u, cf, ust, prm):  # pragma: no cover - compiled
         prm[P_H + k] = h[k]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _clear(v, g, h, q, gross):  # pragma: no cover - compiled
     """Whether a fill of up to ``q`` units on either side, each changing the value ``v`` by ``±g``,
     leaves it clearly inside ``[-h, h]``: by more than :func:`_side` asks before it skips a metric,
@@ -456,7 +456,7 @@ def _clear(v, g, h, q, gross):  # pragma: no cover - compiled
     return (h - a) - dq > 1e-9 * (h + a + dq + gross)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _clear_of_limits(c, u, q, cf, ust, cells):  # pragma: no cover - compiled
     """Whether every pre-trade metric of contract ``c``, and the worst scenario loss of its underlying
     and of the book, is :func:`_clear` of its hard limit for a fill of up to ``q`` on either side:
@@ -495,7 +495,7 @@ def _clear_of_limits(c, u, q, cf, ust, cells):  # pragma: no cover - compiled
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _whole(x):  # pragma: no cover - compiled
     return math.floor(x)
 
@@ -609,7 +609,7 @@ def layers_all(now, ust, prm, out):  # pragma: no cover - compiled
     return changed
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def is_killed(ust):  # pragma: no cover - compiled
     """Whether the kill switch is thrown (on any underlying: it is thrown on all at once)."""
     for u in range(ust.shape[0] - 1):
@@ -755,7 +755,7 @@ def aggregate(cf, ust, out):  # pragma: no cover - compiled
         _store6(out, u_run, d, g, v, gd, gg, gv)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _store6(out, u, a, b, c, d, e, f):  # pragma: no cover - compiled
     out[u, 0] = a
     out[u, 1] = b
