@@ -653,8 +653,8 @@ def test_quote_clear_of_every_limit_skips_the_pretrade_check_with_the_same_answe
         hard = abs(cf[0, ck.CPOS]) > ust[0, ck.UHARD + ck.M_POSITION]  # the contract alone is HARD
         aux_want = np.zeros(ck.NAUX)
         want = (
-            ck._side(1.0, qb, hard, 0, 0, cf, ust, cells, prm, aux_want, ck.A_BID),
-            ck._side(-1.0, qa, hard, 0, 0, cf, ust, cells, prm, aux_want, ck.A_ASK),
+            ck._side(1.0, qb, hard, 0, 0, cf, ust, cells, prm, aux_want),
+            ck._side(-1.0, qa, hard, 0, 0, cf, ust, cells, prm, aux_want),
         )
         aux = np.full(ck.NAUX, -7.0)
         lay, nb, na, spread, _trig, _hedge, flags = ck.decide_in_layer(

@@ -160,8 +160,8 @@ def test_the_shortcut_answers_what_the_full_check_answers_with_loss_limits() -> 
         ck.load_pretrade(0, 0, cf, ust, prm)
         aux_want = np.zeros(ck.NAUX)
         want = (
-            ck._side(1.0, qb, False, 0, 0, cf, ust, cells, prm, aux_want, ck.A_BID),
-            ck._side(-1.0, qa, False, 0, 0, cf, ust, cells, prm, aux_want, ck.A_ASK),
+            ck._side(1.0, qb, False, 0, 0, cf, ust, cells, prm, aux_want),
+            ck._side(-1.0, qa, False, 0, 0, cf, ust, cells, prm, aux_want),
         )
         aux = np.full(ck.NAUX, -7.0)
         got = ck.decide_in_layer(
