@@ -6,7 +6,7 @@ Each rule is a plain-Python function (``*_py``) over floats and a packed setting
 compiled :func:`quote_chain` over it (the tick grid's methods of
 :class:`~optmm.quoting.quoter.QuoterConfig` run :func:`grid`); :class:`~optmm.quoting.hedger.DeltaHedger`
 validates one decision and runs the Python forms (no dispatch; see the Notes); the simulator's loop
-calls the compiled forms. ``tests/quoting/test_kernel_twins.py`` checks that the two forms agree.
+inlines the compiled forms. ``tests/quoting/test_kernel_twins.py`` checks that the two forms agree.
 
 A configuration is packed once, in Python, into a flat float64 array (:func:`pack_quoter`,
 :func:`pack_hedger`); every scalar derived from the settings alone (``−γ·h``, ``σ_σ²``, ``3·λS``, basis
@@ -181,7 +181,7 @@ _EPS = 1e-9  # the quoter's: a price within this many ticks of a grid point is o
 
 
 def twin(f_py):
-    """``f_py`` compiled (``njit``), with its calls to the other rules' Python
+    """``f_py`` compiled (``njit``, inlined where called), with its calls to the other rules' Python
     forms (``name_py``) bound to their compiled forms (``name``), which must be made first.
 
     Each rule is written once, as plain Python that runs as it is (the classes call it, or its
@@ -189,7 +189,7 @@ def twin(f_py):
     numba compiles for the simulator's loop."""
     env = dict(f_py.__globals__)
     env.update(_COMPILED)
-    compiled = njit(cache=True, error_model="numpy")(function_copy(f_py, env=env))
+    compiled = njit(cache=True, inline="always", error_model="numpy")(function_copy(f_py, env=env))
     _COMPILED[f_py.__name__] = compiled
     return compiled
 

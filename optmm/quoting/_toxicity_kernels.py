@@ -246,7 +246,7 @@ def new_score_out(config: ToxicityConfig) -> np.ndarray:
 # rings
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _push(buf, ist, u, ih, idrop):  # pragma: no cover - compiled
     """Make room for one event at the back of ring ``buf[u]`` (head at ``ist[u, ih]``, count at
     ``ih + 1``), dropping and counting the oldest when it is full; returns the physical row to fill."""
@@ -267,7 +267,7 @@ def _push(buf, ist, u, ih, idrop):  # pragma: no cover - compiled
     return row
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _drop_through(buf, ist, u, ih, cutoff):  # pragma: no cover - compiled
     """Drop the events with timestamp <= ``cutoff`` from the front of ring ``buf[u]``."""
     cap = buf.shape[1]
@@ -282,7 +282,7 @@ def _drop_through(buf, ist, u, ih, cutoff):  # pragma: no cover - compiled
     ist[u, ih + 1] = n
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _trim(fills, mids, trades, ist, fst, u, ts):  # pragma: no cover - compiled
     cutoff = ts - fst[u, S_WINDOW_S]
     _drop_through(fills, ist, u, I_F_HEAD, cutoff)
@@ -515,7 +515,7 @@ def latch_py(toxic, calm_since, now, raw, cooldown_s):
 latch = twin(latch_py)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _latch(ist, fst, u, now, raw, cooldown_s):  # pragma: no cover - compiled
     """:func:`latch_py` on the state of ``u``: ``(toxic, changed)``."""
     toxic, since, changed = latch(ist[u, I_TOXIC] != 0, fst[u, S_CALM_SINCE], now, raw, cooldown_s)

@@ -140,7 +140,7 @@ def grade(v, hard, soft, code, lay, trig, meas, thr, ratio):  # pragma: no cover
     return lay, trig, meas, thr, ratio
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def book_sums(ust):  # pragma: no cover - compiled
     """Book delta dollars (at current spots), dollar gamma and vega: sums over the underlyings."""
     dd = 0.0
@@ -198,7 +198,7 @@ def underlying_layer(u, now, ust, prm):  # pragma: no cover - compiled
     return lay, trig, meas, thr
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def pretrade_after(x, c, u, cf, ust):  # pragma: no cover - compiled
     """The pre-trade metrics (the order of ``PRETRADE_CODES``) after a fill of ``x`` contracts (signed)
     of ``c``, computed with the operations, in the order, that :func:`apply_fill` and then
@@ -223,7 +223,7 @@ def pretrade_after(x, c, u, cf, ust):  # pragma: no cover - compiled
     return pos, d, d * ust[u, USPOT], gam, veg, dd, bg, bv
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _breach(s, x, c, u, cf, ust, cells, prm):  # pragma: no cover - compiled
     """The first limit a fill of ``x`` (= ``s`` x a size) contracts of ``c`` would take past its hard
     limit, in the fill's own arithmetic: ``0 .. N_PRETRADE - 1`` a pre-trade metric, ``N_PRETRADE``
@@ -413,7 +413,7 @@ def pretrade_changes(c, u, cf, ust):  # pragma: no cover - compiled
     return 1.0, gd, gd_s, cf[c, CGAMMA], cf[c, CVEGA], gd_s, cf[c, CGAMMA], cf[c, CVEGA]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def pretrade_limits(u, ust):  # pragma: no cover - compiled
     """The hard limit of each pre-trade metric of a contract of underlying ``u``."""
     b = ust.shape[0] - 1
@@ -429,7 +429,7 @@ def pretrade_limits(u, ust):  # pragma: no cover - compiled
     )
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def load_pretrade(c, u, cf, ust, prm):  # pragma: no cover - compiled
     """The pre-trade metrics of contract ``c`` (of underlying ``u``) into the scratch of ``prm``: value
     at ``P_V``, change per contract bought at ``P_G``, hard limit at ``P_H``."""
@@ -516,7 +516,7 @@ def decide_one(c, bid, ask, now, cf, ust, cells, prm, aux):  # pragma: no cover 
     return decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, cells, prm, aux)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def decide_in_layer(c, bid, ask, lay_u, trig_u, meas_u, thr_u, cf, ust, cells, prm, aux):  # pragma: no cover
     """:func:`decide_one` given its underlying's layer ``(lay_u, trig_u, meas_u, thr_u)`` from
     :func:`underlying_layer` at the same instant and state, and valid sizes: a caller deciding many

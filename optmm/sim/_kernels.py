@@ -34,7 +34,7 @@ Events for the audit trail are written to ``out.events`` (rows of :data:`NE` flo
 the Python side through the controller (:meth:`optmm.risk.RiskController.replay_events`).
 
 The phases are compiled without numba's runtime (``_nrt=False``: the arrays they pass on to the
-quoter's and controller's functions are not reference counted, which would cost an atomic
+quoter's and controller's inlined functions are not reference counted, which would cost an atomic
 operation per array per call), on the caller's arrays only.
 """
 
@@ -117,9 +117,10 @@ the light phases' work (each array of a group is several arguments)."""
 _own = njit(cache=True, error_model="numpy", _nrt=False)
 """A heavy phase, compiled as a function of its own: the quotes, the quoter's pass (called twice)
 and the fills (numba inlines a function by compiling its body again in the caller, at every call;
-for these, large, that made the first run several times slower to compile). The quoter's, hedger's,
-toxicity detector's and controller's kernels are called, not inlined, for the same reason: inlined,
-they made half the loop's compile time, and called they run as fast (``bench/simulate.py``)."""
+for these, whose own inlined quoter and controller functions are large, that made the first run
+several times slower to compile). The controller's underlying gate and worst-cell search are called,
+not inlined, for the same reason; its decision and the quoter's, hedger's and toxicity detector's rules
+stay inlined: called, they made a day up to a quarter slower (``bench/simulate.py``)."""
 
 
 @_inline
