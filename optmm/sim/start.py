@@ -31,7 +31,8 @@ market"):
   in the risk controller (its book is :attr:`Start.book`).
 
 What the loop cannot price as the market does is refused (a :class:`~optmm.book.BookError` naming
-the book's file, row and field): American options, an underlying with cash dividends still to go ex,
+the book's file, row and field): American options, an underlying with a cash dividend going ex before
+one of its options in the chain settles (or before the run ends: the loop's spot does not drop),
 a position's vol override (the loop prices every contract at the market's surface), an option that
 settles before the run ends, options on an underlying with arithmetic dynamics or under a strategy
 that quotes the underlying alone.
@@ -178,13 +179,6 @@ def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: 
         f"American option (the default for {{u}} in {market.source}): the simulator prices European "
         "options only (give the row style = european if it is)",
     )
-    divs = np.array([market.dividend_times(str(u))[0].size > 0 for u in book.underlying], dtype=bool)
-    _refuse(
-        book,
-        divs,
-        "underlying",
-        f"{{u}} has cash dividends to come in {market.source}: the simulator carries a continuous yield only",
-    )
     _refuse(
         book,
         opt & book.has_vol_override,
@@ -212,6 +206,47 @@ def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: 
             "kind",
             f"an option, but [strategy] quoting = {cfg.strategy.quoting.value!r} quotes the underlying alone",
         )
+
+
+def _check_dividends(
+    cfg: SimConfig,
+    book: Book,
+    market: Market,
+    names: list[str],
+    u: np.ndarray,
+    t_opt: np.ndarray,
+    expiry: np.ndarray,
+) -> None:
+    """Refuse an underlying whose next cash dividend goes ex before the last of its options in the
+    chain settles or before the run ends (the loop carries a continuous yield, its spot does not drop
+    on an ex-date); one going ex after both does not move the run. ``u``, ``t_opt``, ``expiry``: per
+    instrument of the chain, its underlying, years to settlement (-inf for the underlying) and expiry
+    (days since the epoch)."""
+    horizon_years = cfg.horizon_s / SECONDS_PER_YEAR
+    for j, name in enumerate(names):
+        times = market.dividend_times(name)[0]
+        if not times.size:
+            continue
+        ex = market.dividends[name][-times.size][0]
+        mine = np.flatnonzero(u == j)
+        last = mine[np.argmax(t_opt[mine])]
+        if t_opt[last] > times[0]:
+            settles = np.datetime64(int(expiry[last]), "D")
+            _refuse(
+                book,
+                book.underlying == name,
+                "underlying",
+                f"{{u}} has a cash dividend going ex on {ex} in {market.source}, before its option "
+                f"expiring {settles} in the chain settles: the simulator carries a continuous yield only",
+            )
+        if horizon_years > times[0]:
+            _refuse(
+                book,
+                book.underlying == name,
+                "underlying",
+                f"{{u}} has a cash dividend going ex on {ex} in {market.source}, before the run ends: "
+                "the simulator's spot does not drop on an ex-date",
+            )
 
 
 def _template(cfg: SimConfig, name: str) -> tuple[int, dict]:
@@ -333,6 +368,7 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
     strike = chain["strike"].to_numpy(dtype=np.float64)
     t0 = chain["t"].to_numpy(dtype=np.float64)
     expiry = np.where(is_opt, chain["expiry"].to_numpy(dtype=np.int64), np.iinfo(np.int64).min)
+    _check_dividends(cfg, book, market, names, u, np.where(is_opt, t0, -np.inf), expiry)
 
     fits: list[SmileFit] = []
     vol_offset = np.zeros(n_inst)

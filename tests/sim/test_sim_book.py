@@ -412,10 +412,9 @@ def test_what_the_loop_cannot_price_as_the_market_does_is_refused() -> None:
     _refused(book([("AAA", "call", 100.0, "2026-12-18", 1.0, "american", math.nan)]), mk, "row 1", "'style'")
     american = Market(**{**_fields(mk), "asset": {"BBB": "equity"}})
     _refused(book(), american, "row 5: field 'style'", "American", "BBB")
-    paying = Market(
-        **{**_fields(mk), "div_yield": {"AAA": 0.01}, "dividends": {"BBB": [(dt.date(2027, 1, 4), 0.5)]}}
+    _refused(
+        book(), paying(dt.date(2026, 12, 1)), "row 5: field 'underlying'", "ex on 2026-12-01", "2026-12-10"
     )
-    _refused(book(), paying, "row 5: field 'underlying'", "cash dividends")
     _refused(book([("AAA", "call", 100.0, "2026-12-18", 1.0, "", 0.3)]), mk, "row 1: field 'vol'")
     _refused(
         book(), mk, "row 5: field 'expiry'", "settles before", cfg=config(sim__steps=30, sim__dt_s=43200.0)
@@ -432,6 +431,38 @@ def test_what_the_loop_cannot_price_as_the_market_does_is_refused() -> None:
     _refused(held, stock_only, "row 2: field 'underlying'", "no vol surface for CCC")
     with pytest.raises(ValueError, match="together"):
         simulate(config(), book=book())
+
+
+def paying(*ex_dates: dt.date) -> Market:
+    """:func:`market` with BBB paying 0.5 in cash on each of ``ex_dates`` (its options in the chain: the
+    book's settle on 2026-12-04, [chain]'s on 2026-12-10)."""
+    mk = market()
+    return Market(**{**_fields(mk), "dividends": {"BBB": [(d, 0.5) for d in ex_dates]}})
+
+
+def test_a_cash_dividend_is_refused_only_when_it_goes_ex_before_an_option_of_the_chain_settles() -> None:
+    # before the book's options settle, before [chain]'s (the book's are settled by then): refused
+    _refused(book(), paying(dt.date(2026, 12, 1)), "row 5: field 'underlying'", "BBB", "expiring 2026-12-10")
+    _refused(book(), paying(dt.date(2026, 12, 7)), "row 5: field 'underlying'", "ex on 2026-12-07")
+    # a stock held through an ex-date within the run: refused (the loop's spot does not drop)
+    mk = paying(dt.date(2026, 11, 23))  # 09:30 on Monday, 65.5 hours after the valuation (16:00)
+    stock = book([("BBB", "stock", math.nan, "", 100.0)])
+    flat = config(
+        chain__instrument="underlying", strategy__quoting="symmetric", sim__dt_s=3600.0, sim__steps=66
+    )
+    _refused(stock, mk, "row 1: field 'underlying'", "before the run ends", cfg=flat)
+    assert (
+        prepare(config(chain__instrument="underlying", strategy__quoting="symmetric"), stock, mk).u.size == 1
+    )
+    # after every settlement: the run starts at the market's prices, cash dividend and all
+    bk, mk = book(), paying(dt.date(2026, 12, 11), dt.date(2027, 3, 12))
+    assert mk.dividend_times("BBB")[0].size == 2
+    st, res, fair = _fair_at_start(config(), bk, mk)
+    opt, price, _ = _market_prices(st, mk)  # (optmm's cash-dividend pricing: none goes ex in time)
+    assert fair[opt] == pytest.approx(price, rel=1e-9, abs=1e-12)
+    ex = exposures(bk, mk).by_underlying
+    und = res.underlyings[(res.underlyings["step"] == 0)].set_index("underlying")
+    assert und.loc["BBB", "delta_shares"] == pytest.approx(ex.loc["BBB", "delta_shares"], rel=1e-9)
 
 
 def _fields(mk: Market) -> dict[str, Any]:
@@ -512,5 +543,5 @@ def test_usage_errors_name_the_book_row_and_field(capsys: pytest.CaptureFixture[
             str(ROOT / "scenarios/examples/market.toml"),
         ),
         "row 1: field 'underlying'",
-        "cash dividends",
+        "cash dividend going ex on 2026-12-18",
     )
