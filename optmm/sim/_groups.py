@@ -41,6 +41,7 @@ class Instruments(NamedTuple):
     u_first: np.ndarray  # int64, per underlying: its first instrument
     u_count: np.ndarray  # int64, per underlying: its number of instruments
     position0: np.ndarray  # the position at step 0 (contracts; 0 but in a run from a book)
+    vol_offset: np.ndarray  # added to the smile's vol (decimal; 0 but in a run from a market)
 
 
 class Underlyings(NamedTuple):

@@ -170,9 +170,12 @@ def _decision_event(events, tally, step, c, flags, lay, nb, na, aux, last_stat):
 
 
 @_inline
-def _smile_vol(vol_t, slope, curvature, x):  # pragma: no cover - compiled
-    """Implied vol at log-moneyness ``x = ln K − ln S``: ``vol_t + slope·x + curvature·x²``, floored."""
-    return max(vol_t + slope * x + curvature * x * x, VOL_FLOOR)
+def _smile_vol(vol_t, slope, curvature, x, offset):  # pragma: no cover - compiled
+    """Implied vol at log-moneyness ``x = ln K − ln S``: ``vol_t + slope·x + curvature·x² + offset``,
+    floored. ``offset`` is the contract's own (``Instruments.vol_offset``): a run from a market sets it
+    to the market's vol less the smile's at the start, so the start is the market's; it stays with the
+    contract (sticky) while the smile moves with the spot and the vol."""
+    return max(vol_t + slope * x + curvature * x * x + offset, VOL_FLOOR)
 
 
 @_inline
@@ -232,8 +235,8 @@ def _start(ins, und, mkt, out, w):  # pragma: no cover - compiled
 @_phase
 def _market_step(k, ins, und, mkt, cfg, w):  # pragma: no cover - compiled
     """Step ``k``'s fair values. Reads the chain, the smile and the path at ``k``; writes
-    ``w.und.ln_spot``, ``w.pricing`` (spot, t_years) and ``w.marks`` (implied vol from the smile, fair
-    value, Greeks; the underlying: its spot, delta 1, no other Greek)."""
+    ``w.und.ln_spot``, ``w.pricing`` (spot, t_years) and ``w.marks`` (implied vol from the smile and the
+    contract's offset, fair value, Greeks; the underlying: its spot, delta 1, no other Greek)."""
     p, m = w.pricing, w.marks
     for u in range(mkt.spot.shape[1]):
         w.und.ln_spot[u] = math.log(mkt.spot[k, u])
@@ -243,7 +246,9 @@ def _market_step(k, ins, und, mkt, cfg, w):  # pragma: no cover - compiled
         p.t_years[i] = ins.t0_years[i] - k * cfg.dt_years
         if ins.kind[i] != K_UNDERLYING:
             x = p.ln_strike[i] - w.und.ln_spot[u]
-            m.vol[i] = _smile_vol(mkt.vol[k, u], und.smile_slope[u], und.smile_curvature[u], x)
+            m.vol[i] = _smile_vol(
+                mkt.vol[k, u], und.smile_slope[u], und.smile_curvature[u], x, ins.vol_offset[i]
+            )
         else:
             m.vol[i] = 0.0
     _greeks_block(
@@ -647,8 +652,8 @@ def _market_orders(k, live, ins, dr, cfg, w):  # pragma: no cover - compiled
 def _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w):  # pragma: no cover - compiled
     """The step's informed orders, one chance per underlying, into ``w.orders`` from row ``n_ord``:
     each on a random instrument of the underlying's chain, knowing its fair value
-    ``informed_horizon_steps`` ahead (the smile at the path's spot and vol then). Returns the number of
-    orders."""
+    ``informed_horizon_steps`` ahead (the smile at the path's spot and vol then, plus the contract's
+    offset). Returns the number of orders."""
     n_steps = mkt.spot.shape[0] - 1
     o = w.orders
     for u in range(mkt.spot.shape[1]):
@@ -662,7 +667,7 @@ def _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w):  # pragma: no cover -
             future = sf
         else:
             x = w.pricing.ln_strike[i] - math.log(sf)
-            vf = _smile_vol(mkt.vol[kf, u], und.smile_slope[u], und.smile_curvature[u], x)
+            vf = _smile_vol(mkt.vol[kf, u], und.smile_slope[u], und.smile_curvature[u], x, ins.vol_offset[i])
             t_f = ins.t0_years[i] - kf * cfg.dt_years
             call = w.pricing.is_call[i]
             future = bsm_price(sf, ins.strike[i], t_f, und.rate[u], und.div_yield[u], vf, call)

@@ -123,6 +123,7 @@ class _Chain:
     u_first: np.ndarray
     u_count: np.ndarray
     position0: np.ndarray
+    vol_offset: np.ndarray  # added to the smile's vol (decimal): the market's at the start, else 0
 
 
 def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
@@ -138,6 +139,7 @@ def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
             u_first=start.u_first,
             u_count=start.u_count,
             position0=start.position0.copy(),
+            vol_offset=start.vol_offset,
         )
     ch = cfg.chain
     rows: list[tuple[int, int, float, float]] = []
@@ -172,6 +174,7 @@ def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
         u_first=np.array(first, dtype=np.int64),
         u_count=np.array(count, dtype=np.int64),
         position0=np.zeros(len(rows)),
+        vol_offset=np.zeros(len(rows)),
     )
 
 
@@ -488,14 +491,16 @@ def _mtm(
 
 
 def _initial_value(run: _Run, spot0: np.ndarray, vol0: np.ndarray) -> float:
-    """The starting book's value at step 0 (currency): its options at the loop's smile and its stock
-    at the spot. ``spot0``, ``vol0``: the paths' first row (the same on every path)."""
+    """The starting book's value at step 0 (currency): its options at the loop's vols (the smile plus
+    each contract's offset: the market's) and its stock at the spot. ``spot0``, ``vol0``: the paths'
+    first row (the same on every path)."""
     ch, und = run.chain, run.und
     opt = ch.kind != K_UNDERLYING
     u = ch.u[opt]
     s = spot0[u]
     x = np.log(ch.strike[opt]) - np.log(s)
-    vol = np.maximum(vol0[u] + und.smile_slope[u] * x + und.smile_curvature[u] * x * x, sk.VOL_FLOOR)
+    smile = vol0[u] + und.smile_slope[u] * x + und.smile_curvature[u] * x * x
+    vol = np.maximum(smile + ch.vol_offset[opt], sk.VOL_FLOOR)
     price = bsm_price(
         s, ch.strike[opt], ch.t0[opt], und.rate[u], und.div_yield[u], vol, ch.kind[opt] == K_CALL
     )
@@ -807,7 +812,16 @@ def simulate(
     run = _Run(
         chain=ch,
         ins=Instruments(
-            ch.u, ch.kind, ch.strike, ch.t0, ch.mult, ch.contract, ch.u_first, ch.u_count, ch.position0
+            ch.u,
+            ch.kind,
+            ch.strike,
+            ch.t0,
+            ch.mult,
+            ch.contract,
+            ch.u_first,
+            ch.u_count,
+            ch.position0,
+            ch.vol_offset,
         ),
         und=_underlyings(cfg),
         base=Controller(*ctl.kernel_state(), *_grid_shocks(ctl.limits)),
@@ -852,7 +866,9 @@ def simulate(
     summary = _summary(cfg, seed, frames, outs, wall)
     if start is not None:
         summary["start"] = _start_summary(start, value0)
-    return SimResult(config=cfg, seed=seed, strategy=cfg.strategy.name, summary=summary, **frames)
+    return SimResult(
+        config=cfg, seed=seed, strategy=cfg.strategy.name, summary=summary, vol_offset=ch.vol_offset, **frames
+    )
 
 
 def run_summary(config: SimConfig, seed: int) -> dict[str, Any]:

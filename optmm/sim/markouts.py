@@ -71,8 +71,9 @@ def horizons(result: SimResult) -> tuple[float, ...]:
 def _values(
     result: SimResult, fills: pd.DataFrame, step: np.ndarray, *, greeks: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The fills' instruments at ``step`` (per fill): fair value, underlying's spot, and (with
-    ``greeks``) delta per unit; NaN where ``step`` is past the run's last recorded step."""
+    """The fills' instruments at ``step`` (per fill): fair value (as the loop prices it: the smile plus
+    the contract's ``result.vol_offset``), underlying's spot, and (with ``greeks``) delta per unit; NaN
+    where ``step`` is past the run's last recorded step."""
     cfg = result.config
     n = len(fills)
     unds = result.underlyings
@@ -95,7 +96,9 @@ def _values(
         x = np.log(strike) - np.log(s)
         slope = np.array([u.smile_slope for u in und])
         curv = np.array([u.smile_curvature for u in und])
-        iv = np.maximum(vol[opt] + slope * x + curv * x * x, VOL_FLOOR)
+        off = result.vol_offset
+        contract = fills["contract"].to_numpy(dtype=np.int64)[opt]
+        iv = np.maximum(vol[opt] + slope * x + curv * x * x + (off[contract] if off.size else 0.0), VOL_FLOOR)
         t = (fills["expiry_days"].to_numpy(dtype=float)[opt] / 365.0) - step[opt] * (
             cfg.sim.dt_s / SECONDS_PER_YEAR
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -57,6 +58,10 @@ class SimResult:
     market_end : DataFrame
         One row per (path, underlying): ``spot`` and ``vol`` at step ``steps``, where the last step's
         P&L is marked.
+    vol_offset : ndarray
+        Per instrument of the chain (the ``contract`` column of ``fills`` and ``orders``): the offset the
+        loop adds to its underlying's smile (decimal vol; 0 but in a run from a market,
+        :mod:`optmm.sim.start`); empty: 0 for every instrument.
     """
 
     config: SimConfig
@@ -70,6 +75,7 @@ class SimResult:
     summary: dict[str, Any] = field(default_factory=dict)
     orders: pd.DataFrame = field(default_factory=pd.DataFrame)
     market_end: pd.DataFrame = field(default_factory=pd.DataFrame)
+    vol_offset: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __repr__(self) -> str:
         """A few lines: the configuration's hash, the run's shape and the summary's headline figures

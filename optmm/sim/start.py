@@ -20,13 +20,20 @@ market"):
   ln S`` (:func:`optmm.sim._kernels._smile_vol`), fitted by least squares to the market's implied
   vols at the chain's contracts (strike and time to settlement); the fitted ATM level is the
   starting instantaneous vol of the path and ``vol_theta`` keeps the configuration's ratio to
-  ``vol``. :class:`SmileFit` keeps each fit's worst error in vol points;
+  ``vol``. One smile has no term structure: :class:`SmileFit` keeps each fit's worst error in vol
+  points. Each contract then gets its own offset (``vol_offset``), the market's vol at the contract
+  less the fitted smile's, which the loop adds to the smile: at the start every contract's vol is the
+  market's (to rounding; floored at one vol point), so its fair value is the market's. The offset
+  stays with the contract (sticky): as the spot and the vol move, the smile moves them and the
+  offset rides on it; the fit's error describes how far the smile's own dynamics are from the
+  surface's;
 * the starting inventory: the book's contract positions (``position0``) and stock, in the loop and
   in the risk controller (its book is :attr:`Start.book`).
 
 What the loop cannot price as the market does is refused (a :class:`~optmm.book.BookError` naming
-the book's file, row and field): American options, an underlying with cash dividends still to go ex,
-a position's vol override (the loop prices every contract on its underlying's smile), an option that
+the book's file, row and field): American options, an underlying with a cash dividend going ex before
+one of its options in the chain settles (or before the run ends: the loop's spot does not drop),
+a position's vol override (the loop prices every contract at the market's surface), an option that
 settles before the run ends, options on an underlying with arithmetic dynamics or under a strategy
 that quotes the underlying alone.
 """
@@ -60,8 +67,10 @@ class SmileFit:
         The loop's smile ``atm_vol + slope·x + curvature·x²``, ``x = ln K − ln S`` (decimal vol per
         unit of ``x`` and of ``x²``).
     worst_error_points : float
-        The largest ``|loop vol − market vol|`` over the contracts, in vol points (0.01 of vol); the
-        loop's vol is floored at one vol point.
+        The largest ``|smile vol − market vol|`` over the contracts, in vol points (0.01 of vol), the
+        smile's vol floored at one vol point. The loop adds each contract's offset
+        (:attr:`Start.vol_offset`), which makes its vol at the start the market's: this error is
+        the smile's alone, how far the smile that moves them is from the surface.
     points : int
         Contracts fitted.
     """
@@ -77,7 +86,8 @@ class SmileFit:
         return (
             f"{self.underlying}: smile fitted to {self.points} contracts: ATM vol {100 * self.atm_vol:.2f}%, "
             f"slope {self.slope:+.4f}, curvature {self.curvature:+.4f} per log-moneyness; "
-            f"worst error {self.worst_error_points:.2f} vol points"
+            f"worst error {self.worst_error_points:.2f} vol points; "
+            "each contract's offset makes its starting vol the market's"
         )
 
 
@@ -93,11 +103,12 @@ class Start:
     book : Book
         The risk controller's starting book: one row per option contract (European) and the stock.
     market : Market
-    u, kind, strike, t0_years, mult, expiry, position0 : ndarray
+    u, kind, strike, t0_years, mult, expiry, position0, vol_offset : ndarray
         Per instrument, underlyings' chains contiguous: underlying index, simulator kind
         (``K_PUT``, ``K_CALL``, ``K_UNDERLYING``), strike (1.0 for the underlying), years to
         settlement (1.0 for the underlying), multiplier, expiry date (NaT for the underlying),
-        starting position in contracts.
+        starting position in contracts, vol offset (decimal: the market's implied vol at the
+        contract less the fitted smile's at the start; 0.0 for the underlying).
     fits : tuple of SmileFit
         One per underlying with options quoted.
     """
@@ -112,6 +123,7 @@ class Start:
     mult: np.ndarray
     expiry: np.ndarray
     position0: np.ndarray
+    vol_offset: np.ndarray
     fits: tuple[SmileFit, ...]
 
     @property
@@ -167,18 +179,11 @@ def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: 
         f"American option (the default for {{u}} in {market.source}): the simulator prices European "
         "options only (give the row style = european if it is)",
     )
-    divs = np.array([market.dividend_times(str(u))[0].size > 0 for u in book.underlying], dtype=bool)
-    _refuse(
-        book,
-        divs,
-        "underlying",
-        f"{{u}} has cash dividends to come in {market.source}: the simulator carries a continuous yield only",
-    )
     _refuse(
         book,
         opt & book.has_vol_override,
         "vol",
-        "a vol override: the simulator prices every contract on its underlying's smile",
+        "a vol override: the simulator prices every contract at the market's surface",
     )
     if cfg.chain.instrument == "options":
         _refuse(
@@ -201,6 +206,47 @@ def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: 
             "kind",
             f"an option, but [strategy] quoting = {cfg.strategy.quoting.value!r} quotes the underlying alone",
         )
+
+
+def _check_dividends(
+    cfg: SimConfig,
+    book: Book,
+    market: Market,
+    names: list[str],
+    u: np.ndarray,
+    t_opt: np.ndarray,
+    expiry: np.ndarray,
+) -> None:
+    """Refuse an underlying whose next cash dividend goes ex before the last of its options in the
+    chain settles or before the run ends (the loop carries a continuous yield, its spot does not drop
+    on an ex-date); one going ex after both does not move the run. ``u``, ``t_opt``, ``expiry``: per
+    instrument of the chain, its underlying, years to settlement (-inf for the underlying) and expiry
+    (days since the epoch)."""
+    horizon_years = cfg.horizon_s / SECONDS_PER_YEAR
+    for j, name in enumerate(names):
+        times = market.dividend_times(name)[0]
+        if not times.size:
+            continue
+        ex = market.dividends[name][-times.size][0]
+        mine = np.flatnonzero(u == j)
+        last = mine[np.argmax(t_opt[mine])]
+        if t_opt[last] > times[0]:
+            settles = np.datetime64(int(expiry[last]), "D")
+            _refuse(
+                book,
+                book.underlying == name,
+                "underlying",
+                f"{{u}} has a cash dividend going ex on {ex} in {market.source}, before its option "
+                f"expiring {settles} in the chain settles: the simulator carries a continuous yield only",
+            )
+        if horizon_years > times[0]:
+            _refuse(
+                book,
+                book.underlying == name,
+                "underlying",
+                f"{{u}} has a cash dividend going ex on {ex} in {market.source}, before the run ends: "
+                "the simulator's spot does not drop on an ex-date",
+            )
 
 
 def _template(cfg: SimConfig, name: str) -> tuple[int, dict]:
@@ -322,8 +368,10 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
     strike = chain["strike"].to_numpy(dtype=np.float64)
     t0 = chain["t"].to_numpy(dtype=np.float64)
     expiry = np.where(is_opt, chain["expiry"].to_numpy(dtype=np.int64), np.iinfo(np.int64).min)
+    _check_dividends(cfg, book, market, names, u, np.where(is_opt, t0, -np.inf), expiry)
 
     fits: list[SmileFit] = []
+    vol_offset = np.zeros(n_inst)
     corr_src = cfg.correlation_matrix()
     src_index: list[int] = []
     unds = []
@@ -347,6 +395,7 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
                     f"{market.source}: underlyings.{name}: the smile fitted has ATM vol {a:g} (<= 0)"
                 )
             fits.append(SmileFit(name, a, b, c, 100.0 * worst, int(rows.size)))
+            vol_offset[rows] = vols - (a + b * x + c * x * x)
             ratio = d["vol_theta"] / d["vol"]
             d.update(vol=a, vol_theta=a * ratio, smile_slope=b, smile_curvature=c)
         unds.append(d)
@@ -374,6 +423,7 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
         mult=chain["multiplier"].to_numpy(dtype=np.float64),
         expiry=expiry.astype("datetime64[D]"),
         position0=chain["position"].to_numpy(dtype=np.float64),
+        vol_offset=vol_offset,
         fits=tuple(fits),
     )
 

@@ -13,20 +13,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import QuantLib as ql
 from builders import assert_usage_error, run
 
+from optmm import pricing
 from optmm.book import Book, BookError
 from optmm.greeks import bsm_price
 from optmm.market import Market
 from optmm.risk import exposures
 from optmm.sim import SimConfig, simulate
-from optmm.sim.start import fit_smile, prepare
+from optmm.sim._groups import K_CALL, K_UNDERLYING
+from optmm.sim.markouts import markouts
+from optmm.sim.start import Start, fit_smile, prepare
 from optmm.surface import FlatSurface
 
 ROOT = Path(__file__).resolve().parents[2]
 CALM = str(ROOT / "scenarios/sim/calm_day.toml")
 INDEX_BOOK = str(ROOT / "scenarios/examples/index/book.csv")
 INDEX_MARKET = str(ROOT / "scenarios/examples/index/market.toml")
+INDEX_CONFIG = str(ROOT / "scenarios/examples/index/sim.toml")
 SHORT = ["--set", "sim.steps=300", "--set", "sim.quotes_window_s=60.0", "--no-progress"]
 
 A, B, C = 0.24, -0.15, 0.8  # AAA's surface: exactly the loop's smile form
@@ -104,7 +109,8 @@ def started() -> Any:
 
 def smile_value(res: Any, step: int, bk: Book, mk: Market) -> float:
     """The book's value at ``step`` of path 0, priced here: BSM at the loop's smile about the path's
-    spot and vol, with the market's times, rates and carry; the stock at the spot."""
+    spot and vol plus each contract's offset (the market's vol less the smile's at the start, kept as
+    the smile moves), with the market's times, rates and carry; the stock at the spot."""
     und = res.underlyings[(res.underlyings["path"] == 0) & (res.underlyings["step"] == step)]
     spot = dict(zip(und["underlying"], und["spot"], strict=True))
     vol = dict(zip(und["underlying"], und["vol"], strict=True))
@@ -119,9 +125,13 @@ def smile_value(res: Any, step: int, bk: Book, mk: Market) -> float:
             total += bk.quantity[i] * s
             continue
         k = float(bk.strike[i])
+        t0 = float(mk.year_fraction(bk.expiry[i]))
+        start = next(c for c in res.config.underlying if c.name == u)
+        x0 = math.log(k) - math.log(start.spot)
+        offset = mk.vols(u, [k], [t0])[0] - (start.vol + slope[u] * x0 + curv[u] * x0 * x0)
         x = math.log(k) - math.log(s)
-        v = vol[u] + slope[u] * x + curv[u] * x * x
-        t = float(mk.year_fraction(bk.expiry[i])) - dt_years
+        v = vol[u] + slope[u] * x + curv[u] * x * x + offset
+        t = t0 - dt_years
         price = bsm_price(s, k, t, mk.rate[u], mk.continuous_carry(u), v, bk.kind[i] == 0)
         total += bk.quantity[i] * bk.multiplier[i] * float(price)
     return total
@@ -153,8 +163,13 @@ def test_the_first_steps_delta_pnl_is_the_books_delta_times_the_spot_move(starte
     assert started.steps["delta_pnl"].iloc[0] == pytest.approx(expected, rel=1e-9)
 
 
-def test_the_pnl_without_trades_is_the_books_change_of_value_priced_independently(started: Any) -> None:
-    bk, mk = book(), market()
+@pytest.mark.parametrize("which", ["smile", "term"])
+def test_the_pnl_without_trades_is_the_books_change_of_value_priced_independently(
+    which: str, started: Any
+) -> None:
+    bk, mk = (book(), market()) if which == "smile" else (term_book(), term_market())
+    if which == "term":  # the offsets are large: they stay with their contracts as the smile moves
+        started = simulate(config(), book=bk, market=mk)
     n = started.config.sim.steps
     v0, v_last = smile_value(started, 0, bk, mk), smile_value(started, n - 1, bk, mk)
     assert started.summary["start"]["initial_value"] == pytest.approx(v0, rel=1e-9)
@@ -164,7 +179,8 @@ def test_the_pnl_without_trades_is_the_books_change_of_value_priced_independentl
     s = started.summary
     assert s["fills"] == 0 and len(started.hedges) == 0
     assert s["total_pnl_mtm_mean"] == pytest.approx(s["total_pnl_mean"], rel=1e-9, abs=1e-6)
-    assert s["final_inventory_mean"] == pytest.approx(-20 + 15 + 10 - 30 + 12)  # the options held
+    held = bk.quantity[bk.is_option].sum()
+    assert s["final_inventory_mean"] == pytest.approx(held)  # the options held
 
 
 def test_a_run_from_a_book_with_order_flow_adds_up_and_keeps_its_limits() -> None:
@@ -260,6 +276,125 @@ def test_synthetic_runs_are_unchanged_by_the_book_keywords() -> None:
     assert "start" not in a.summary
 
 
+# -- the start is the market's ----------------------------------------------------------------------
+
+
+class TermSurface:
+    """A surface with a strong term structure: ATM vol from about 13 % at a day to 37 % at a year,
+    a skew that flattens with time (``x = ln(K / F)``)."""
+
+    def vol(self, strike: Any, t: Any, forward: Any) -> np.ndarray:
+        tt = np.asarray(t, dtype=np.float64)
+        x = np.log(np.asarray(strike, dtype=np.float64) / np.asarray(forward, dtype=np.float64))
+        return 0.12 + 0.25 * np.sqrt(tt) - 0.2 * x / np.sqrt(tt + 0.05)
+
+
+def term_market() -> Market:
+    return Market(
+        valuation=np.datetime64("2026-11-20"),
+        spot={"AAA": 100.0},
+        rate={"AAA": 0.04},
+        div_yield={"AAA": 0.015},
+        surface={"AAA": TermSurface()},
+        source="term-market",
+    )
+
+
+def term_book() -> Book:
+    return book(
+        [
+            ("AAA", "call", 105.0, "2026-11-27", -20.0),
+            ("AAA", "put", 95.0, "2026-12-18", 15.0),
+            ("AAA", "call", 100.0, "2027-05-21", 10.0),
+            ("AAA", "put", 80.0, "2027-11-19", 5.0),
+            ("AAA", "stock", math.nan, "", 300.0),
+        ]
+    )
+
+
+def _market_prices(st: Start, mk: Market) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The chain's options (their rows) at the market: optmm's own European pricing at the market's
+    implied vols, and those vols."""
+    names = st.config.names
+    opt = np.flatnonzero(st.kind != K_UNDERLYING)
+    u = st.u[opt]
+    vols = np.array(
+        [mk.vols(names[j], [k], [t])[0] for j, k, t in zip(u, st.strike[opt], st.t0_years[opt], strict=True)]
+    )
+    spot = np.array([mk.spot[n] for n in names])[u]
+    price = pricing.contract_price(
+        pricing.carry(mk, names), u, spot, st.strike[opt], st.t0_years[opt], vols,
+        st.kind[opt] == K_CALL, np.zeros(opt.size, dtype=bool),
+    )  # fmt: skip
+    return opt, price, vols
+
+
+def _fair_at_start(cfg: SimConfig, bk: Book, mk: Market) -> tuple[Start, Any, np.ndarray]:
+    """The run's start, result and the loop's fair value of every instrument at step 0."""
+    cfg = cfg.with_overrides({"sim.steps": 30, "sim.quotes_from_s": 0.0, "sim.quotes_window_s": 5.0})
+    st = prepare(cfg, bk, mk)
+    res = simulate(cfg, book=bk, market=mk)
+    q = res.quotes[res.quotes["step"] == 0].sort_values("contract")
+    assert q["contract"].tolist() == list(range(st.u.size))
+    return st, res, q["fair"].to_numpy()
+
+
+@pytest.mark.parametrize("which", ["index", "term"])
+def test_the_loops_fair_values_at_the_start_are_the_markets(which: str) -> None:
+    if which == "index":
+        cfg, bk, mk = SimConfig.load(INDEX_CONFIG), Book.load(INDEX_BOOK), Market.load(INDEX_MARKET)
+    else:
+        cfg, bk, mk = config(), term_book(), term_market()
+    st, res, fair = _fair_at_start(cfg, bk, mk)
+    opt, price, vols = _market_prices(st, mk)
+    # one smile cannot fit the surface: without the offsets the start would be off by over a point
+    assert max(f.worst_error_points for f in st.fits) > 1.0
+    assert np.abs(st.vol_offset[opt]).max() > 0.01
+    assert fair[opt] == pytest.approx(price, rel=1e-9, abs=1e-12)
+    # the loop's vol at the start, as it forms it: the smile plus the offset is the market's vol
+    und = {u.name: u for u in res.config.underlying}
+    for i, v in zip(opt, vols, strict=True):
+        u = und[st.config.names[st.u[i]]]
+        x = math.log(st.strike[i]) - math.log(u.spot)
+        assert u.vol + u.smile_slope * x + u.smile_curvature * x * x + st.vol_offset[i] == pytest.approx(
+            v, rel=1e-12
+        )
+    # the book's starting value is the market's
+    value = float(np.sum(st.position0[opt] * st.mult[opt] * price)) + sum(
+        float(bk.quantity[r] * mk.spot[str(bk.underlying[r])]) for r in np.flatnonzero(~bk.is_option)
+    )
+    assert (st.position0[opt] != 0.0).any()
+    assert res.summary["start"]["initial_value"] == pytest.approx(value, rel=1e-9)
+
+
+def test_the_start_is_the_markets_by_quantlibs_black_scholes_merton() -> None:
+    """An independent check: QuantLib's Black formula on the forward (Black–Scholes–Merton with a
+    continuous carry) at the surface's own vol, written out here, for the term-structure market."""
+    mk = term_market()
+    st, _, fair = _fair_at_start(config(), term_book(), mk)
+    r, q, s = 0.04, 0.015, 100.0
+    opt = np.flatnonzero(st.kind != K_UNDERLYING)
+    picks = opt[np.argsort(st.t0_years[opt])][[0, 1, opt.size // 2, -2, -1]]
+    for i in picks:
+        t, k = float(st.t0_years[i]), float(st.strike[i])
+        fwd = s * math.exp((r - q) * t)
+        vol = 0.12 + 0.25 * math.sqrt(t) - 0.2 * math.log(k / fwd) / math.sqrt(t + 0.05)
+        kind = ql.Option.Call if st.kind[i] == K_CALL else ql.Option.Put
+        want = ql.blackFormula(kind, k, fwd, vol * math.sqrt(t), math.exp(-r * t))
+        assert fair[i] == pytest.approx(want, rel=1e-9), (k, t)
+    assert st.t0_years[picks].max() > 0.9 and st.t0_years[picks].min() < 0.03  # a week to a year
+
+
+def test_markouts_price_with_the_offsets_as_the_loop_does() -> None:
+    res = simulate(config(flow__arrival_a=0.5), book=term_book(), market=term_market(), seed=3)
+    f, sim = res.fills, res.config.sim
+    ok = (f["step"] + round(sim.markout_s / sim.dt_s) < sim.steps).to_numpy()  # marked within the table
+    assert ok.sum() > 20 and np.abs(res.vol_offset).max() > 0.01
+    row = markouts(res, [res.config.sim.markout_s]).iloc[0]
+    assert row["fills"] == ok.sum()
+    assert row["markout_pnl"] == pytest.approx(f["markout"][ok].sum(), rel=1e-9)
+
+
 # -- refusals ---------------------------------------------------------------------------------------
 
 
@@ -277,10 +412,9 @@ def test_what_the_loop_cannot_price_as_the_market_does_is_refused() -> None:
     _refused(book([("AAA", "call", 100.0, "2026-12-18", 1.0, "american", math.nan)]), mk, "row 1", "'style'")
     american = Market(**{**_fields(mk), "asset": {"BBB": "equity"}})
     _refused(book(), american, "row 5: field 'style'", "American", "BBB")
-    paying = Market(
-        **{**_fields(mk), "div_yield": {"AAA": 0.01}, "dividends": {"BBB": [(dt.date(2027, 1, 4), 0.5)]}}
+    _refused(
+        book(), paying(dt.date(2026, 12, 1)), "row 5: field 'underlying'", "ex on 2026-12-01", "2026-12-10"
     )
-    _refused(book(), paying, "row 5: field 'underlying'", "cash dividends")
     _refused(book([("AAA", "call", 100.0, "2026-12-18", 1.0, "", 0.3)]), mk, "row 1: field 'vol'")
     _refused(
         book(), mk, "row 5: field 'expiry'", "settles before", cfg=config(sim__steps=30, sim__dt_s=43200.0)
@@ -297,6 +431,38 @@ def test_what_the_loop_cannot_price_as_the_market_does_is_refused() -> None:
     _refused(held, stock_only, "row 2: field 'underlying'", "no vol surface for CCC")
     with pytest.raises(ValueError, match="together"):
         simulate(config(), book=book())
+
+
+def paying(*ex_dates: dt.date) -> Market:
+    """:func:`market` with BBB paying 0.5 in cash on each of ``ex_dates`` (its options in the chain: the
+    book's settle on 2026-12-04, [chain]'s on 2026-12-10)."""
+    mk = market()
+    return Market(**{**_fields(mk), "dividends": {"BBB": [(d, 0.5) for d in ex_dates]}})
+
+
+def test_a_cash_dividend_is_refused_only_when_it_goes_ex_before_an_option_of_the_chain_settles() -> None:
+    # before the book's options settle, before [chain]'s (the book's are settled by then): refused
+    _refused(book(), paying(dt.date(2026, 12, 1)), "row 5: field 'underlying'", "BBB", "expiring 2026-12-10")
+    _refused(book(), paying(dt.date(2026, 12, 7)), "row 5: field 'underlying'", "ex on 2026-12-07")
+    # a stock held through an ex-date within the run: refused (the loop's spot does not drop)
+    mk = paying(dt.date(2026, 11, 23))  # 09:30 on Monday, 65.5 hours after the valuation (16:00)
+    stock = book([("BBB", "stock", math.nan, "", 100.0)])
+    flat = config(
+        chain__instrument="underlying", strategy__quoting="symmetric", sim__dt_s=3600.0, sim__steps=66
+    )
+    _refused(stock, mk, "row 1: field 'underlying'", "before the run ends", cfg=flat)
+    assert (
+        prepare(config(chain__instrument="underlying", strategy__quoting="symmetric"), stock, mk).u.size == 1
+    )
+    # after every settlement: the run starts at the market's prices, cash dividend and all
+    bk, mk = book(), paying(dt.date(2026, 12, 11), dt.date(2027, 3, 12))
+    assert mk.dividend_times("BBB")[0].size == 2
+    st, res, fair = _fair_at_start(config(), bk, mk)
+    opt, price, _ = _market_prices(st, mk)  # (optmm's cash-dividend pricing: none goes ex in time)
+    assert fair[opt] == pytest.approx(price, rel=1e-9, abs=1e-12)
+    ex = exposures(bk, mk).by_underlying
+    und = res.underlyings[(res.underlyings["step"] == 0)].set_index("underlying")
+    assert und.loc["BBB", "delta_shares"] == pytest.approx(ex.loc["BBB", "delta_shares"], rel=1e-9)
 
 
 def _fields(mk: Market) -> dict[str, Any]:
@@ -321,6 +487,7 @@ def test_the_command_starts_from_the_book_and_says_what_the_fit_approximates(
     assert code == 0, err
     assert "strategy calm_day: 1 path(s) x 300 steps" in out
     assert "SPX: smile fitted to" in err and "NDX: smile fitted to" in err and "worst error" in err
+    assert err.count("each contract's offset makes its starting vol the market's") == 2
 
 
 def _book_file(tmp_path: Path, text: str) -> str:
@@ -376,5 +543,5 @@ def test_usage_errors_name_the_book_row_and_field(capsys: pytest.CaptureFixture[
             str(ROOT / "scenarios/examples/market.toml"),
         ),
         "row 1: field 'underlying'",
-        "cash dividends",
+        "cash dividend going ex on 2026-12-18",
     )
