@@ -84,8 +84,20 @@ _ISO = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
+class _Records:
+    """Records with a ``time_ns`` array: their count and a short repr."""
+
+    time_ns: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.time_ns.size)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} records)"
+
+
 @dataclass(frozen=True, repr=False)
-class Quotes:
+class Quotes(_Records):
     """Quote records of one kind of instrument, sorted by time (ties: the order of the file).
 
     Attributes
@@ -115,15 +127,9 @@ class Quotes:
     mid: np.ndarray
     vol: np.ndarray
 
-    def __len__(self) -> int:
-        return int(self.time_ns.size)
-
-    def __repr__(self) -> str:
-        return f"Quotes({len(self)} records)"
-
 
 @dataclass(frozen=True, repr=False)
-class Trades:
+class Trades(_Records):
     """Trade records of one kind of instrument, sorted by time (ties: the order of the file).
 
     Attributes
@@ -143,12 +149,6 @@ class Trades:
     price: np.ndarray
     size: np.ndarray
     side: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.time_ns.size)
-
-    def __repr__(self) -> str:
-        return f"Trades({len(self)} records)"
 
 
 @dataclass(frozen=True, repr=False)
