@@ -55,6 +55,7 @@ from optmm.typing import (
     MIN_VOL,
     PRICE_RANGE,
     BoolArray,
+    RowError,
     WrongTypeError,
     date_array,
     first_non_utf8,
@@ -78,19 +79,12 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _NAT = np.datetime64("NaT", "D")
 
 
-class BookError(ValueError):
+class BookError(RowError):
     """A book is invalid. The message is ``"<source>: row <r>: field '<field>': <problem>"``.
 
     ``row`` is the 1-based data row (the header is not counted; 0 for a problem with the columns),
     ``field`` the column.
     """
-
-    def __init__(self, source: str, row: int, field: str, problem: str) -> None:
-        super().__init__(f"{source}: row {row}: field '{field}': {problem}")
-        self.source = source
-        self.row = row
-        self.field = field
-        self.problem = problem
 
 
 # An issue: the field, a boolean mask over rows, and a function from a 0-based row to the problem text.

@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from optmm.book import BookError, _check_field_counts, _encoding_error, _known_columns
+from optmm.typing import RowError
 
 if TYPE_CHECKING:
     from optmm.market import Market
@@ -81,19 +82,12 @@ _OPTIONAL = ("skew",)
 MAX_VOL = 5.0
 
 
-class HistoryError(ValueError):
+class HistoryError(RowError):
     """A history file is invalid: ``"<source>: row <r>: field '<field>': <problem>"``.
 
     ``row`` is the 1-based data row (the header is not counted; 0 for a problem with the columns or
     the whole file), ``field`` the column.
     """
-
-    def __init__(self, source: str, row: int, field: str, problem: str) -> None:
-        super().__init__(f"{source}: row {row}: field '{field}': {problem}")
-        self.source = source
-        self.row = row
-        self.field = field
-        self.problem = problem
 
 
 def _from_book_error(exc: BookError) -> HistoryError:
