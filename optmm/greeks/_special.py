@@ -13,7 +13,6 @@ from numba import njit
 
 from optmm.greeks._simd import vlog
 
-SQRT2 = math.sqrt(2.0)
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
