@@ -36,7 +36,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -55,6 +55,7 @@ from optmm.typing import (
     MIN_VOL,
     PRICE_RANGE,
     BoolArray,
+    RowError,
     WrongTypeError,
     date_array,
     first_non_utf8,
@@ -78,23 +79,39 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _NAT = np.datetime64("NaT", "D")
 
 
-class BookError(ValueError):
+class BookError(RowError):
     """A book is invalid. The message is ``"<source>: row <r>: field '<field>': <problem>"``.
 
     ``row`` is the 1-based data row (the header is not counted; 0 for a problem with the columns),
     ``field`` the column.
     """
 
-    def __init__(self, source: str, row: int, field: str, problem: str) -> None:
-        super().__init__(f"{source}: row {row}: field '{field}': {problem}")
-        self.source = source
-        self.row = row
-        self.field = field
-        self.problem = problem
-
 
 # An issue: the field, a boolean mask over rows, and a function from a 0-based row to the problem text.
 _Issue = tuple[str, np.ndarray, Callable[[int], str]]
+
+
+def _known_columns(
+    source: str,
+    names: Iterable[Any],
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    error: Callable[[str, int, str, str], ValueError] = BookError,
+    missing: str = "missing column",
+) -> dict[str, Any]:
+    """The file's column (as spelled there) of each known column, by its lower-case name; a doubled
+    known column or a missing required one refused as ``error(source, 0, column, problem)``."""
+    found: dict[str, Any] = {}
+    for name in names:
+        key = str(name).strip().lower()
+        if key in required or key in optional:
+            if key in found:
+                raise error(source, 0, key, f"duplicated column ({found[key]!r} and {name!r})")
+            found[key] = name
+    for key in required:
+        if key not in found:
+            raise error(source, 0, key, missing)
+    return found
 
 
 def _raise_first(source: str, issues: list[_Issue]) -> None:
@@ -550,16 +567,7 @@ class Book:
             For the first bad row (or ``row 0`` for a missing column), naming ``source``, the row and
             the field.
         """
-        columns: dict[str, Any] = {}
-        for col in df.columns:
-            key = str(col).strip().lower()
-            if key in _REQUIRED or key in _OPTIONAL:
-                if key in columns:
-                    raise BookError(source, 0, key, f"duplicated column ({columns[key]!r} and {col!r})")
-                columns[key] = col
-        for key in _REQUIRED:
-            if key not in columns:
-                raise BookError(source, 0, key, "missing column")
+        columns = _known_columns(source, df.columns, _REQUIRED, _OPTIONAL)
         n = len(df)
 
         def column(key: str) -> pd.Series:

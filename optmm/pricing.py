@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -273,6 +273,36 @@ def _rows(
     )
 
 
+def _by_engine(
+    european: Any, american_: Any, carry_: Carry, terms: tuple[Any, ...], elapsed: float
+) -> list[FloatArray]:
+    """The outputs of ``european`` (``bsm_greeks`` or ``bsm_price``) and ``american_`` on ``terms``
+    (``u`` to ``american`` of :func:`contract_greeks`), each 1-d: the plain rows in one call, the
+    others by (underlying, style) with the underlying's dividends seen ``elapsed`` years on."""
+    uu, s, k, tt, v, c, am = _rows(carry_, *terms)
+    groups = _groups(carry_, uu, am)
+    if not groups:
+        return _arrays(european(s, k, tt, carry_.rate[uu], carry_.q[uu], v, c))
+    p = np.flatnonzero(plain(carry_, uu, am))  # the plain rows alone: the others are priced below
+    calls: list[tuple[Any, ...]] = (
+        [(p, european, carry_.rate[uu[p]], carry_.q[uu[p]], None)] if p.size else []
+    )
+    for rows, j, is_american in groups:
+        fn = american_ if is_american else european
+        calls.append((rows, fn, carry_.rate[j], carry_.q[j], carry_.dividends(j, elapsed)))
+    out: list[FloatArray] = []
+    for rows, fn, rate, q, dividends in calls:
+        result = _arrays(fn(s[rows], k[rows], tt[rows], rate, q, v[rows], c[rows], dividends=dividends))
+        out = out or [np.empty(s.size) for _ in result]
+        for o, r in zip(out, result, strict=True):
+            o[rows] = r
+    return out
+
+
+def _arrays(result: Greeks | FloatArray) -> list[FloatArray]:
+    return [result] if isinstance(result, np.ndarray) else list(result.to_dict().values())
+
+
 def contract_greeks(
     carry_: Carry,
     u: np.ndarray,
@@ -300,25 +330,8 @@ def contract_greeks(
         Years since the valuation the carry was taken at (a scenario's time passing): dividend
         times are seen from there. ``t`` is the time left at that point.
     """
-    uu, s, k, tt, v, c, am = _rows(carry_, u, spot, strike, t, vol, is_call, american)
-    groups = _groups(carry_, uu, am)
-    if not groups:
-        return bsm_greeks(s, k, tt, carry_.rate[uu], carry_.q[uu], v, c)
-    out = {name: np.empty(s.size) for name in Greeks.FIELDS}
-    p = np.flatnonzero(plain(carry_, uu, am))  # the plain rows alone: the others are priced below
-    if p.size:
-        g = bsm_greeks(s[p], k[p], tt[p], carry_.rate[uu[p]], carry_.q[uu[p]], v[p], c[p])
-        for name in Greeks.FIELDS:
-            out[name][p] = getattr(g, name)
-    for rows, j, is_american in groups:
-        fn = american_greeks if is_american else bsm_greeks
-        gg = fn(
-            s[rows], k[rows], tt[rows], carry_.rate[j], carry_.q[j], v[rows], c[rows],
-            dividends=carry_.dividends(j, elapsed),
-        )  # fmt: skip
-        for name in Greeks.FIELDS:
-            out[name][rows] = getattr(gg, name)
-    return Greeks(**out)
+    terms = (u, spot, strike, t, vol, is_call, american)
+    return Greeks(*_by_engine(bsm_greeks, american_greeks, carry_, terms, elapsed))
 
 
 def contract_price(
@@ -334,19 +347,5 @@ def contract_price(
     elapsed: float = 0.0,
 ) -> FloatArray:
     """Prices alone, as :func:`contract_greeks` (same arguments), 1-d."""
-    uu, s, k, tt, v, c, am = _rows(carry_, u, spot, strike, t, vol, is_call, american)
-    groups = _groups(carry_, uu, am)
-    if not groups:
-        plain_price = bsm_price(s, k, tt, carry_.rate[uu], carry_.q[uu], v, c)
-        return np.array(plain_price, dtype=np.float64).reshape(-1)
-    price = np.empty(s.size)
-    p = np.flatnonzero(plain(carry_, uu, am))  # the plain rows alone: the others are priced below
-    if p.size:
-        price[p] = bsm_price(s[p], k[p], tt[p], carry_.rate[uu[p]], carry_.q[uu[p]], v[p], c[p])
-    for rows, j, is_american in groups:
-        fn = american_price if is_american else bsm_price
-        price[rows] = fn(
-            s[rows], k[rows], tt[rows], carry_.rate[j], carry_.q[j], v[rows], c[rows],
-            dividends=carry_.dividends(j, elapsed),
-        )  # fmt: skip
-    return price
+    terms = (u, spot, strike, t, vol, is_call, american)
+    return _by_engine(bsm_price, american_price, carry_, terms, elapsed)[0]

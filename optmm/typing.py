@@ -27,6 +27,7 @@ __all__ = [
     "ArrayLike",
     "BoolArray",
     "FloatArray",
+    "RowError",
     "WrongTypeError",
     "date_array",
     "first_non_utf8",
@@ -51,6 +52,21 @@ MAX_RATE = 1.0
 """Largest |rate| and |dividend yield| (continuously compounded decimals; 1.0 is 100% a year)."""
 MAX_YEARS = 100.0
 """Longest time from the valuation date to an expiry, in years."""
+
+
+class RowError(ValueError):
+    """A file is invalid at a row: ``"<source>: row <r>: field '<field>': <problem>"``.
+
+    ``row`` is the 1-based data row (the header is not counted; 0 for a problem with the columns or
+    the whole file), ``field`` the column.
+    """
+
+    def __init__(self, source: str, row: int, field: str, problem: str) -> None:
+        super().__init__(f"{source}: row {row}: field '{field}': {problem}")
+        self.source = source
+        self.row = row
+        self.field = field
+        self.problem = problem
 
 
 class WrongTypeError(ValueError):

@@ -1,4 +1,4 @@
-"""Scalar special functions for the kernels: the normal CDF, PDF and quantile.
+"""Scalar special functions for the kernels: the normal CDF and quantile.
 
 All are ``numba.njit(inline="always")`` scalar helpers, so they compile into the kernels that call
 them. The CDF goes through ``erfc`` on both sides, which keeps full relative precision in the far
@@ -13,7 +13,6 @@ from numba import njit
 
 from optmm.greeks._simd import vlog
 
-SQRT2 = math.sqrt(2.0)
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -22,12 +21,6 @@ INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 def norm_cdf(z: float) -> float:
     """Standard normal CDF, ``0.5 * erfc(-z / sqrt(2))``, accurate in both tails."""
     return 0.5 * math.erfc(-z * INV_SQRT2)
-
-
-@njit(cache=True, inline="always")
-def norm_pdf(z: float) -> float:
-    """Standard normal density."""
-    return INV_SQRT_2PI * math.exp(-0.5 * z * z)
 
 
 # Wichura, "Algorithm AS 241: The percentage points of the normal distribution",

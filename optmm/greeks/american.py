@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from optmm.greeks import _american, _american_fd, _iv
-from optmm.greeks.api import Greeks, _prepare, _Prepared, _raise_first_invalid
+from optmm.greeks.api import Greeks, _market, _prepare, _Prepared, _quotes, _raise_first_invalid, _vols
 from optmm.typing import ArrayLike, FloatArray
 
 # The engine's settings by name: node and iteration counts and quadrature rules, chosen by
@@ -58,10 +58,6 @@ def _raise_double_boundary(status: np.ndarray, code: int, shape: tuple[int, ...]
             f"rate, div_yield: at index {index} the option has two exercise boundaries (a put with"
             " div_yield < rate < 0, or a call with rate < div_yield < 0), which is not supported"
         )
-
-
-def _market(spot, strike, t, rate, div_yield, vol) -> dict[str, Any]:
-    return {"spot": spot, "strike": strike, "t": t, "rate": rate, "div_yield": div_yield, "vol": vol}
 
 
 def _check(prep: _Prepared, bad: int, status: np.ndarray, code: int) -> None:
@@ -126,17 +122,15 @@ def american_greeks(
     6.0903 5.5735 -0.4111
     """
     prep = _prepare(_market(spot, strike, t, rate, div_yield, vol), is_call)
+    scheme = _scheme(accuracy)
     outs = [np.empty(prep.size, dtype=np.float64) for _ in Greeks.FIELDS]
     status = np.empty(prep.size, dtype=np.int8)
     if dividends is not None:
-        _scheme(accuracy)
         if _american_fd.greeks(prep, dividends, accuracy, outs):
             _raise_first_invalid(prep, outs)
     elif prep.size:
-        bad = _american.greeks_kernel(*prep.flat, _scheme(accuracy), *outs, status)
+        bad = _american.greeks_kernel(*prep.flat, scheme, *outs, status)
         _check(prep, bad, status, _american.DOUBLE_BOUNDARY)
-    else:
-        _scheme(accuracy)
     return Greeks(*(out.reshape(prep.shape) for out in outs))
 
 
@@ -160,17 +154,15 @@ def american_price(
     6.090364
     """
     prep = _prepare(_market(spot, strike, t, rate, div_yield, vol), is_call)
+    scheme = _scheme(accuracy)
     out = np.empty(prep.size, dtype=np.float64)
     status = np.empty(prep.size, dtype=np.int8)
     if dividends is not None:
-        _scheme(accuracy)
         if _american_fd.prices(prep, dividends, accuracy, out):
             _raise_first_invalid(prep, [out])
     elif prep.size:
-        bad = _american.price_kernel(*prep.flat, _scheme(accuracy), out, status)
+        bad = _american.price_kernel(*prep.flat, scheme, out, status)
         _check(prep, bad, status, _american.DOUBLE_BOUNDARY)
-    else:
-        _scheme(accuracy)
     return out.reshape(prep.shape)
 
 
@@ -215,10 +207,7 @@ def american_implied_vol(
     >>> american_implied_vol(p, 100.0, [90.0, 110.0], 0.5, 0.05, 0.0, False).round(8)
     array([0.25, 0.25])
     """
-    prep = _prepare(
-        {"price": price, "spot": spot, "strike": strike, "t": t, "rate": rate, "div_yield": div_yield},
-        is_call,
-    )
+    prep = _prepare(_quotes(price, spot, strike, t, rate, div_yield), is_call)
     out = np.empty(prep.size, dtype=np.float64)
     status = np.empty(prep.size, dtype=np.int8)
     if dividends is not None:
@@ -227,10 +216,7 @@ def american_implied_vol(
     elif prep.size:
         bad = _american.iv_kernel(*prep.flat, _SCHEMES["high"], out, status)
         _check(prep, bad, status, _american.DOUBLE_BOUNDARY_IV)
-    vol = out.reshape(prep.shape)
-    if return_status:
-        return vol, status.reshape(prep.shape)
-    return vol
+    return _vols(out, status, prep.shape, return_status)
 
 
 __all__ = ["AmericanIVStatus", "american_greeks", "american_implied_vol", "american_price"]

@@ -227,6 +227,24 @@ def _prepare(named: dict[str, Any], is_call: ArrayLike) -> _Prepared:
     return _Prepared(flat, shape, floats)
 
 
+def _market(spot: Any, strike: Any, t: Any, rate: Any, div_yield: Any, vol: Any) -> dict[str, Any]:
+    """The market arguments of a pricing call by name, in the kernels' order."""
+    return {"spot": spot, "strike": strike, "t": t, "rate": rate, "div_yield": div_yield, "vol": vol}
+
+
+def _quotes(price: Any, spot: Any, strike: Any, t: Any, rate: Any, div_yield: Any) -> dict[str, Any]:
+    """The arguments of an implied-vol call by name, in the kernels' order."""
+    return {"price": price, "spot": spot, "strike": strike, "t": t, "rate": rate, "div_yield": div_yield}
+
+
+def _vols(
+    out: np.ndarray, status: np.ndarray, shape: tuple[int, ...], return_status: bool
+) -> FloatArray | tuple[FloatArray, np.ndarray]:
+    """Implied vols (and their status codes if ``return_status``) in the broadcast ``shape``."""
+    vol = out.reshape(shape)
+    return (vol, status.reshape(shape)) if return_status else vol
+
+
 def _escrowed(
     prep: _Prepared, i_spot: int, dividends: Any
 ) -> tuple[list[np.ndarray], _dividend.Escrowed | None]:
@@ -310,10 +328,7 @@ def bsm_greeks(
     >>> print(f"{g.price:.4f} {g.delta:.4f} {g.gamma:.4f} {g.vega / 100:.4f}")
     2.4005 0.5216 0.0655 0.1211
     """
-    prep = _prepare(
-        {"spot": spot, "strike": strike, "t": t, "rate": rate, "div_yield": div_yield, "vol": vol},
-        is_call,
-    )
+    prep = _prepare(_market(spot, strike, t, rate, div_yield, vol), is_call)
     outs = [np.empty(prep.size, dtype=np.float64) for _ in range(_bsm.N_OUTPUTS)]
     flat, esc = _escrowed(prep, 0, dividends)
     if prep.size and _bsm.greeks_kernel(*flat, *outs):
@@ -348,10 +363,7 @@ def bsm_price(
     >>> print(f"{c:.6f} {p:.6f}")
     10.450584 5.573526
     """
-    prep = _prepare(
-        {"spot": spot, "strike": strike, "t": t, "rate": rate, "div_yield": div_yield, "vol": vol},
-        is_call,
-    )
+    prep = _prepare(_market(spot, strike, t, rate, div_yield, vol), is_call)
     out = np.empty(prep.size, dtype=np.float64)
     if prep.size and _bsm.price_kernel(*_escrowed(prep, 0, dividends)[0], out):
         _raise_first_invalid(prep, [out])
@@ -406,24 +418,11 @@ def implied_vol(
     >>> print(vol, IVStatus(status).name)
     nan ABOVE_MAXIMUM
     """
-    prep = _prepare(
-        {
-            "price": price,
-            "spot": spot,
-            "strike": strike,
-            "t": t,
-            "rate": rate,
-            "div_yield": div_yield,
-        },
-        is_call,
-    )
+    prep = _prepare(_quotes(price, spot, strike, t, rate, div_yield), is_call)
     out = np.empty(prep.size, dtype=np.float64)
     status = np.empty(prep.size, dtype=np.int8)
     if prep.size:
         if _iv.iv_kernel(*_escrowed(prep, 1, dividends)[0], out, status):
             _raise_first_invalid(prep, [])
         _check_iv_scale(prep)
-    vol = out.reshape(prep.shape)
-    if return_status:
-        return vol, status.reshape(prep.shape)
-    return vol
+    return _vols(out, status, prep.shape, return_status)

@@ -57,7 +57,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from optmm.book import BookError, _check_field_counts, _encoding_error
+from optmm.book import BookError, _check_field_counts, _encoding_error, _known_columns
+from optmm.typing import RowError
 
 if TYPE_CHECKING:
     from optmm.market import Market
@@ -81,19 +82,12 @@ _OPTIONAL = ("skew",)
 MAX_VOL = 5.0
 
 
-class HistoryError(ValueError):
+class HistoryError(RowError):
     """A history file is invalid: ``"<source>: row <r>: field '<field>': <problem>"``.
 
     ``row`` is the 1-based data row (the header is not counted; 0 for a problem with the columns or
     the whole file), ``field`` the column.
     """
-
-    def __init__(self, source: str, row: int, field: str, problem: str) -> None:
-        super().__init__(f"{source}: row {row}: field '{field}': {problem}")
-        self.source = source
-        self.row = row
-        self.field = field
-        self.problem = problem
 
 
 def _from_book_error(exc: BookError) -> HistoryError:
@@ -108,20 +102,9 @@ def _columns(
     source: str, names: Iterable[Any], required: Sequence[str], optional: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The file's column (as spelled there) of each known column; a missing or doubled one refused."""
-    found: dict[str, Any] = {}
-    for name in names:
-        key = str(name).strip().lower()
-        if key in required or key in optional:
-            if key in found:
-                raise HistoryError(source, 0, key, f"duplicated column ({found[key]!r} and {name!r})")
-            found[key] = name
-    for key in required:
-        if key not in found:
-            more = f"[, {', '.join(optional)}]" if optional else ""
-            raise HistoryError(
-                source, 0, key, f"missing column (the columns are {', '.join(required)}{more})"
-            )
-    return found
+    more = f"[, {', '.join(optional)}]" if optional else ""
+    missing = f"missing column (the columns are {', '.join(required)}{more})"
+    return _known_columns(source, names, required, optional, HistoryError, missing)
 
 
 def read_table(

@@ -35,6 +35,7 @@ __all__ = [
     "N_WORST",
     "VarResult",
     "check_levels",
+    "check_moves",
     "historical_var",
     "scenario_pnl_frame",
     "tail_count",
@@ -134,16 +135,21 @@ def _date_namer(dates: pd.DatetimeIndex) -> Callable[[int], str]:
     return lambda g: f"historical scenario ending {dates[g].date().isoformat()}"
 
 
-def scenario_pnl_frame(book: Book, market: Market, scenarios: HistoricalScenarios) -> pd.DataFrame:
-    """Full-revaluation P&L of ``book`` in each scenario: :func:`optmm.risk.scenarios.points_pnl`
-    with ``days = scenarios.horizon`` (time passes), indexed by date; errors name the scenario."""
-    from optmm.risk.scenarios import points_pnl
-
+def check_moves(book: Book, scenarios: HistoricalScenarios) -> None:
+    """Refuse (ValueError) scenarios that do not move every underlying of ``book``."""
     missing = sorted(set(book.underlyings()) - set(scenarios.spot_shift.columns))
     if missing:
         raise ValueError(
             f"the scenarios do not move {', '.join(missing)}: build them for the book's underlyings"
         )
+
+
+def scenario_pnl_frame(book: Book, market: Market, scenarios: HistoricalScenarios) -> pd.DataFrame:
+    """Full-revaluation P&L of ``book`` in each scenario: :func:`optmm.risk.scenarios.points_pnl`
+    with ``days = scenarios.horizon`` (time passes), indexed by date; errors name the scenario."""
+    from optmm.risk.scenarios import points_pnl
+
+    check_moves(book, scenarios)
     return points_pnl(
         book,
         market,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from optmm.risk.var import LEVELS, VarResult, check_levels, scenario_pnl_frame, var_result
+from optmm.risk.var import LEVELS, VarResult, check_levels, check_moves, scenario_pnl_frame, var_result
 from optmm.scaleout.cluster import limit_numba_threads
 
 if TYPE_CHECKING:
@@ -93,11 +93,7 @@ def historical_var(
         raise TypeError(f"scenarios: expected HistoricalScenarios, got {type(scenarios).__name__}")
     lv = check_levels(levels)
     book.check_market(market)
-    missing = sorted(set(book.underlyings()) - set(scenarios.spot_shift.columns))
-    if missing:
-        raise ValueError(
-            f"the scenarios do not move {', '.join(missing)}: build them for the book's underlyings"
-        )
+    check_moves(book, scenarios)
     if len(scenarios) == 0:
         raise ValueError("no scenarios: VaR needs at least one P&L")
     if n_blocks is None:

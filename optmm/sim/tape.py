@@ -28,6 +28,7 @@ import pandas as pd
 
 from optmm._io import atomic_target
 from optmm.codes import SimKind
+from optmm.typing import RowError
 
 if TYPE_CHECKING:
     from optmm.sim.result import SimResult
@@ -84,8 +85,20 @@ _ISO = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
+class _Records:
+    """Records with a ``time_ns`` array: their count and a short repr."""
+
+    time_ns: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.time_ns.size)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} records)"
+
+
 @dataclass(frozen=True, repr=False)
-class Quotes:
+class Quotes(_Records):
     """Quote records of one kind of instrument, sorted by time (ties: the order of the file).
 
     Attributes
@@ -115,15 +128,9 @@ class Quotes:
     mid: np.ndarray
     vol: np.ndarray
 
-    def __len__(self) -> int:
-        return int(self.time_ns.size)
-
-    def __repr__(self) -> str:
-        return f"Quotes({len(self)} records)"
-
 
 @dataclass(frozen=True, repr=False)
-class Trades:
+class Trades(_Records):
     """Trade records of one kind of instrument, sorted by time (ties: the order of the file).
 
     Attributes
@@ -143,12 +150,6 @@ class Trades:
     price: np.ndarray
     size: np.ndarray
     side: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.time_ns.size)
-
-    def __repr__(self) -> str:
-        return f"Trades({len(self)} records)"
 
 
 @dataclass(frozen=True, repr=False)
@@ -234,17 +235,11 @@ def _contract_keys(u: np.ndarray, expiry: np.ndarray, strike: np.ndarray, kind: 
 # -- reading ---------------------------------------------------------------------------------------
 
 
-def _fail(source: str, row: int, field: str, problem: str) -> ValueError:
-    """``"<source>: row <row>: field '<field>': <problem>"``; ``row`` is the 1-based data row (the first
-    row under the header is 1; 0 for a problem with the columns or the file)."""
-    return ValueError(f"{source}: row {row}: field '{field}': {problem}")
-
-
 def _first(source: str, field: str, mask: np.ndarray, problem: Any) -> None:
     """Raise for the first row where ``mask`` holds, ``problem(row0)`` its text."""
     if mask.any():
         r = int(np.argmax(mask))
-        raise _fail(source, r + 1, field, problem(r))
+        raise RowError(source, r + 1, field, problem(r))
 
 
 class _Table:
@@ -265,7 +260,7 @@ class _Table:
             return np.zeros(self.n, dtype=np.int64), np.array([""], dtype=object)
         col = self.columns[name]
         if col.dtype.kind in "fiu":
-            raise _fail(self.source, 0, name, f"expected text, the column holds numbers ({col.dtype})")
+            raise RowError(self.source, 0, name, f"expected text, the column holds numbers ({col.dtype})")
         codes, distinct = pd.factorize(col)  # a null: code -1, the empty text appended last
         texts = np.array([str(v).strip() for v in distinct] + [""], dtype=object)
         return np.where(codes < 0, len(distinct), codes).astype(np.int64), texts
@@ -305,7 +300,7 @@ class _Table:
                 try:
                     float(text[r])
                 except ValueError:
-                    raise _fail(self.source, int(r) + 1, name, f"not a number: {text[r]!r}") from None
+                    raise RowError(self.source, int(r) + 1, name, f"not a number: {text[r]!r}") from None
         return values, empty
 
 
@@ -313,11 +308,11 @@ def _read_csv(path: Path, source: str) -> _Table:
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
-        raise _fail(source, 0, "<file>", "empty (no header)") from None
+        raise RowError(source, 0, "<file>", "empty (no header)") from None
     except UnicodeDecodeError:
-        raise _fail(source, 0, "<file>", "not UTF-8 text") from None
+        raise RowError(source, 0, "<file>", "not UTF-8 text") from None
     except pd.errors.ParserError as exc:
-        raise _fail(source, 0, "<file>", f"not a readable CSV ({' '.join(str(exc).split())})") from None
+        raise RowError(source, 0, "<file>", f"not a readable CSV ({' '.join(str(exc).split())})") from None
     cols = {str(c).strip().lower(): df[c].to_numpy(dtype=object) for c in df.columns}
     return _Table(source, cols, len(df))
 
@@ -331,7 +326,7 @@ def _read_parquet(path: Path, source: str) -> _Table:
     except (pa.ArrowException, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise _fail(
+        raise RowError(
             source, 0, "<file>", f"not a readable Parquet file ({' '.join(str(exc).split())})"
         ) from None
     cols: dict[str, np.ndarray] = {}
@@ -346,7 +341,7 @@ def _read_parquet(path: Path, source: str) -> _Table:
             if key != "time":
                 column, t = column.cast(pa.date32()), pa.date32()
             elif t.tz is None:
-                raise _fail(
+                raise RowError(
                     source,
                     0,
                     "time",
@@ -364,7 +359,7 @@ def _read_parquet(path: Path, source: str) -> _Table:
         elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
             if key == "time":
                 if not pa.types.is_integer(t) or column.null_count:
-                    raise _fail(
+                    raise RowError(
                         source,
                         0,
                         "time",
@@ -389,7 +384,7 @@ def _times(tab: _Table) -> np.ndarray:
     for i in np.flatnonzero(is_int):
         v = int(text[i])
         if not -(2**63) < v < 2**63:
-            raise _fail(tab.source, int(i) + 1, "time", f"integer nanoseconds out of range: {text[i]!r}")
+            raise RowError(tab.source, int(i) + 1, "time", f"integer nanoseconds out of range: {text[i]!r}")
         out[i] = v
     iso = ~is_int
     if iso.any():
@@ -403,14 +398,14 @@ def _times(tab: _Table) -> np.ndarray:
                 else f"cannot parse {text[r]!r} (expected integer UTC nanoseconds or ISO 8601 with 'Z' or "
                 "an offset, e.g. 2026-01-05T14:30:00.25Z)"
             )
-            raise _fail(tab.source, r + 1, "time", problem)
+            raise RowError(tab.source, r + 1, "time", problem)
         parsed = pd.to_datetime(
             pd.Series(text[iso], dtype=object), utc=True, format="ISO8601", errors="coerce"
         )
         nat = parsed.isna().to_numpy()
         if nat.any():
             r = int(where[np.argmax(nat)])
-            raise _fail(tab.source, r + 1, "time", f"not a valid date and time: {text[r]!r}")
+            raise RowError(tab.source, r + 1, "time", f"not a valid date and time: {text[r]!r}")
         out[iso] = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
     return out
 
@@ -438,10 +433,10 @@ class _Rows:
 def _validate(tab: _Table) -> _Rows:
     src, n = tab.source, tab.n
     if n == 0:
-        raise _fail(src, 0, "<file>", "no records")
+        raise RowError(src, 0, "<file>", "no records")
     for name in _REQUIRED:
         if not tab.has(name):
-            raise _fail(src, 0, name, f"missing column (has: {', '.join(tab.columns) or 'none'})")
+            raise RowError(src, 0, name, f"missing column (has: {', '.join(tab.columns) or 'none'})")
     time = _times(tab)
     back = np.zeros(n, dtype=bool)
     back[1:] = time[1:] < time[:-1]
@@ -453,7 +448,7 @@ def _validate(tab: _Table) -> _Rows:
         if rows.any():
             for name in _NEEDED_BY[t]:
                 if not tab.has(name):
-                    raise _fail(src, 0, name, f"missing column (needed by the {t} rows)")
+                    raise RowError(src, 0, name, f"missing column (needed by the {t} rows)")
     und = tab.text("underlying")
     _first(src, "underlying", und == "", lambda r: "empty")
     kind = tab.choice("kind", _KINDS, every, "kind (call, put, or empty / underlying)")
@@ -563,7 +558,7 @@ def _expiry_days(tab: _Table, rows: np.ndarray) -> np.ndarray:
     if not rows.any():
         return np.zeros(tab.n, dtype=np.int64)
     if not tab.has("expiry"):
-        raise _fail(tab.source, 0, "expiry", "missing column (needed by the option rows)")
+        raise RowError(tab.source, 0, "expiry", "missing column (needed by the option rows)")
     codes, texts = tab.factor("expiry")  # a day's options share a few expiries: each parsed once
     shaped = np.array([_DATE.fullmatch(t) is not None for t in texts], dtype=bool)
     _first(
@@ -583,10 +578,12 @@ def _files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES)
         if not files:
-            raise _fail(os.fspath(path), 0, "<file>", "a tape directory with no .csv, .parquet or .pq file")
+            raise RowError(
+                os.fspath(path), 0, "<file>", "a tape directory with no .csv, .parquet or .pq file"
+            )
         return files
     if path.suffix.lower() not in _SUFFIXES:
-        raise _fail(
+        raise RowError(
             os.fspath(path),
             0,
             "<file>",
