@@ -8,11 +8,12 @@ options neither pays: the loop is done in milliseconds on one thread. :func:`siz
 one loop body twice, lazily, and each call runs the serial form when the call's size (the largest
 first dimension among its array arguments) is below the kernel's ``serial_below``. Every iteration
 of these loops computes its own elements, so both forms give the same figures bit for bit
-(``tests/core/test_threads.py``).
+(``tests/core/test_jit.py``).
 
-``serial_below`` is set per kernel from the work of one element, so that the serial form runs
-for at most about 20 ms of single-threaded work: ~2,000 elements of a closed form, ~200 American
-options on the boundary engine (~70 µs each), ~16 on the finite-difference engine (~1.5 ms each).
+``serial_below`` is set per kernel from the work of one element: for the American engines, so that
+the serial form runs at most about 20 ms of single-threaded work (256 options on the boundary engine
+at ~70 µs each, 16 on the finite-difference engine at ~1.5 ms); for the closed forms (tens of
+nanoseconds an option), below the thousands of options where threads start to pay.
 """
 
 from __future__ import annotations
