@@ -963,7 +963,7 @@ def run_path(ins, und, mkt, dr, tf, ctl, tox, cfg, qp, hp, tp, out, w):  # pragm
         _quote(k, now, ins, und, mkt, ctl, cfg, qp, out, w)
         _post_quotes(k, k % ring, cfg, out, w)
         live = (k - cfg.latency_steps) % ring
-        n_ord, n_quoted = 0, 0.0
+        n_ord, n_quoted = k - k, 0.0  # int64, not the literal 0 (numba would compile _fills for it too)
         if k >= cfg.latency_steps and cfg.replay == R_SYNTHETIC:
             n_ord, n_quoted = _market_orders(k, live, ins, dr, cfg, w)
             n_ord = _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w)
