@@ -58,6 +58,7 @@ from optmm.sim._groups import (
     workspaces,
 )
 from optmm.sim.config import SECONDS_PER_YEAR, TRADING_DAY_S, SimConfig
+from optmm.sim.markouts import smile_vols
 from optmm.sim.paths import draw_paths, uniforms
 from optmm.sim.result import ATTRIBUTION, SimResult
 from optmm.sim.start import Start, prepare
@@ -499,8 +500,7 @@ def _initial_value(run: _Run, spot0: np.ndarray, vol0: np.ndarray) -> float:
     u = ch.u[opt]
     s = spot0[u]
     x = np.log(ch.strike[opt]) - np.log(s)
-    smile = vol0[u] + und.smile_slope[u] * x + und.smile_curvature[u] * x * x
-    vol = np.maximum(smile + ch.vol_offset[opt], sk.VOL_FLOOR)
+    vol = smile_vols(vol0[u], und.smile_slope[u], und.smile_curvature[u], x, ch.vol_offset[opt])
     price = bsm_price(
         s, ch.strike[opt], ch.t0[opt], und.rate[u], und.div_yield[u], vol, ch.kind[opt] == K_CALL
     )

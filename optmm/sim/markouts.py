@@ -33,13 +33,22 @@ import numpy as np
 import pandas as pd
 
 from optmm.greeks import bsm_greeks, bsm_price
+from optmm.sim._kernels import VOL_FLOOR
 from optmm.sim.config import SECONDS_PER_YEAR
 from optmm.sim.result import SimResult
+from optmm.units import DAYS_PER_YEAR
 
-__all__ = ["MARKOUT_COLUMNS", "VOL_FLOOR", "horizons", "markouts"]
+__all__ = ["MARKOUT_COLUMNS", "VOL_FLOOR", "horizons", "markouts", "smile_vols"]
 
-VOL_FLOOR = 0.01
-"""Implied vols are floored at one vol point (as in the simulator's loop)."""
+
+def smile_vols(
+    vol: np.ndarray, slope: np.ndarray, curvature: np.ndarray, x: np.ndarray, offset: np.ndarray | float
+) -> np.ndarray:
+    """The loop's implied vols (:func:`optmm.sim._kernels._smile_vol`) over arrays: ``vol + slope·x +
+    curvature·x² + offset`` at log-moneyness ``x = ln K − ln S``, floored at ``VOL_FLOOR`` (one vol
+    point), in the loop's order of operations, so the same figures."""
+    return np.maximum(vol + slope * x + curvature * x * x + offset, VOL_FLOOR)
+
 
 MARKOUT_COLUMNS = (
     "horizon_s",
@@ -98,8 +107,8 @@ def _values(
         curv = np.array([u.smile_curvature for u in und])
         off = result.vol_offset
         contract = fills["contract"].to_numpy(dtype=np.int64)[opt]
-        iv = np.maximum(vol[opt] + slope * x + curv * x * x + (off[contract] if off.size else 0.0), VOL_FLOOR)
-        t = (fills["expiry_days"].to_numpy(dtype=float)[opt] / 365.0) - step[opt] * (
+        iv = smile_vols(vol[opt], slope, curv, x, off[contract] if off.size else 0.0)
+        t = (fills["expiry_days"].to_numpy(dtype=float)[opt] / DAYS_PER_YEAR) - step[opt] * (
             cfg.sim.dt_s / SECONDS_PER_YEAR
         )
         args = (
