@@ -2,11 +2,18 @@
 
 The public API is re-exported here: the Black-Scholes-Merton engine (:mod:`optmm.greeks`), the book
 and the market (:mod:`optmm.book`, :mod:`optmm.market`); risk lives in :mod:`optmm.risk`.
+
+Importing optmm first deletes numba cache entries compiled from sources that have since changed
+(:mod:`optmm._cache_guard`; ``OPTMM_CACHE_GUARD=0`` turns this off), before any kernel is imported.
 """
 
-from optmm.book import Book, Kind
-from optmm.greeks import Greeks, IVStatus, bsm_greeks, bsm_price, implied_vol
-from optmm.market import Market, Sticky
+from optmm._cache_guard import guard
+
+guard()  # first: the imports below create optmm's numba dispatchers
+
+from optmm.book import Book, Kind  # noqa: E402
+from optmm.greeks import Greeks, IVStatus, bsm_greeks, bsm_price, implied_vol  # noqa: E402
+from optmm.market import Market, Sticky  # noqa: E402
 
 __all__ = ["Book", "Greeks", "IVStatus", "Kind", "Market", "Sticky", "bsm_greeks", "bsm_price", "implied_vol"]
 __version__ = "0.1.0"
