@@ -12,8 +12,12 @@ numba caches the package's top directory. When they differ it deletes the packag
 
 The cache directories are numba's own: the locator numba picks for a function in each directory
 (``NUMBA_CACHE_DIR`` if set, else the directory's ``__pycache__`` if writable, else the user-wide
-cache). One stamp serves the package, as numba applies the same rule to every directory of it. Any
-failure (a read-only install, a numba without these internal names) leaves the cache untouched.
+cache). One stamp serves the package, kept in its top directory's cache location: numba picks the
+same kind of location for all the package's directories (unless only some ``__pycache__`` are
+writable), and the deletion goes to each directory's own location. A cache without a stamp (the
+first import with the guard) loses its entries once. Any failure (a read-only install, a numba
+without these internal names) leaves the cache untouched, as does the failure to delete an entry
+(then no stamp is written, and the next import tries again).
 
 Several processes starting at once: the stamp is written, atomically, only after every stale entry
 is deleted, so a process that reads the new stamp knows none is left; one that reads the old stamp
