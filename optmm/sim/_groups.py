@@ -222,6 +222,7 @@ class UnderlyingState(NamedTuple):
     realized_vol: np.ndarray  # sqrt(rv2)
     ln_spot: np.ndarray
     informed_fill: np.ndarray  # 1.0 when an informed order filled on the underlying in this step
+    div_growth: np.ndarray  # what a cash dividend's present value has grown by since the start
 
 
 class Orders(NamedTuple):
@@ -263,7 +264,7 @@ def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int, max_o
     ``n_contracts`` controller contracts and a quote latency of ``latency_steps`` steps; room for
     ``max_orders`` orders in a step (at least the synthetic flow's most)."""
     wi = np.empty((46, n_inst))  # per instrument rows, one block
-    wu = np.zeros((10, nu))
+    wu = np.zeros((11, nu))
     wo = np.zeros((6, max(2 * n_inst + nu, max_orders)))
     wo[5] = np.nan
     return Workspaces(

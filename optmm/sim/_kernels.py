@@ -208,7 +208,7 @@ def _poisson_quantile(u, lam):  # pragma: no cover - compiled
 @_phase
 def _start(ins, und, mkt, out, w):  # pragma: no cover - compiled
     """The path's starting state. Reads the chain, the underlyings and the first step's vol; writes
-    ``w.pricing`` (is_call, rate, div_yield, ln_strike, div_pv), ``w.free``, ``w.ring`` (no quotes),
+    ``w.pricing`` (is_call, rate, div_yield, ln_strike), ``w.free``, ``w.ring`` (no quotes),
     ``w.last_stat``, ``w.und`` (next hedge time, toxicity, realized variance), ``w.layer_info`` and
     the positions (``ins.position0``); the tally is zero already."""
     p = w.pricing
@@ -217,7 +217,6 @@ def _start(ins, und, mkt, out, w):  # pragma: no cover - compiled
         p.rate[i] = und.rate[ins.u[i]]
         p.div_yield[i] = und.div_yield[ins.u[i]]
         p.ln_strike[i] = math.log(ins.strike[i]) if ins.kind[i] != K_UNDERLYING else 0.0
-        p.div_pv[i] = 0.0  # (until _market_step: a contract with dividends)
         w.free.layer[i] = ck.NORMAL
         w.free.cap_bid[i] = np.inf
         w.free.cap_ask[i] = np.inf
@@ -247,21 +246,20 @@ def _start(ins, und, mkt, out, w):  # pragma: no cover - compiled
 @_phase
 def _market_step(k, ins, und, mkt, cfg, w):  # pragma: no cover - compiled
     """Step ``k``'s fair values. Reads the chain, the smile and the path at ``k``; writes
-    ``w.und.ln_spot``, ``w.pricing`` (spot, t_years, div_pv) and ``w.marks`` (implied vol from the smile
-    and the contract's offset, fair value, Greeks; the underlying: its spot, delta 1, no other Greek).
-    A contract with cash dividends before it settles (``ins.div_pv0``) is priced in the escrowed model
-    (:mod:`optmm.greeks._dividend`): Black-Scholes-Merton on the spot less their present value, its
-    theta with the dividends' accrual."""
+    ``w.und`` (ln_spot, div_growth), ``w.pricing`` (spot, t_years, div_pv) and ``w.marks`` (implied vol
+    from the smile and the contract's offset, fair value, Greeks; the underlying: its spot, delta 1, no
+    other Greek). A contract with cash dividends before it settles (``ins.div_pv0``) is priced in the
+    escrowed model (:mod:`optmm.greeks._dividend`): Black-Scholes-Merton on the spot less their present
+    value, its theta with the dividends' accrual."""
     p, m = w.pricing, w.marks
     for u in range(mkt.spot.shape[1]):
         w.und.ln_spot[u] = math.log(mkt.spot[k, u])
-    for i in range(ins.u.shape[0]):
+        w.und.div_growth[u] = _dividend_pv(1.0, und.rate[u] - und.div_yield[u], k * cfg.dt_years)
+    for i in range(ins.u.shape[0]):  # (no branch: the loop vectorises; 0 dividends leave the spot as it is)
         u = ins.u[i]
-        p.spot[i] = mkt.spot[k, u]
+        p.div_pv[i] = ins.div_pv0[i] * w.und.div_growth[u]
+        p.spot[i] = mkt.spot[k, u] - p.div_pv[i]
         p.t_years[i] = ins.t0_years[i] - k * cfg.dt_years
-        if ins.div_pv0[i] != 0.0:
-            p.div_pv[i] = _dividend_pv(ins.div_pv0[i], p.rate[i] - p.div_yield[i], k * cfg.dt_years)
-            p.spot[i] -= p.div_pv[i]
         if ins.kind[i] != K_UNDERLYING:
             x = p.ln_strike[i] - w.und.ln_spot[u]
             m.vol[i] = _smile_vol(
@@ -280,7 +278,7 @@ def _market_step(k, ins, und, mkt, cfg, w):  # pragma: no cover - compiled
             m.gamma[i] = 0.0
             m.vega[i] = 0.0
             m.theta[i] = 0.0
-        elif ins.div_pv0[i] != 0.0:  # time brings each ex-date closer: dS*/dt = -(r - q) PV
+        elif p.div_pv[i] != 0.0:  # time brings each ex-date closer: dS*/dt = -(r - q) PV
             m.theta[i] -= (p.rate[i] - p.div_yield[i]) * p.div_pv[i] * m.delta[i]
 
 
