@@ -42,6 +42,7 @@ class Instruments(NamedTuple):
     u_count: np.ndarray  # int64, per underlying: its number of instruments
     position0: np.ndarray  # the position at step 0 (contracts; 0 but in a run from a book)
     vol_offset: np.ndarray  # added to the smile's vol (decimal; 0 but in a run from a market)
+    div_pv0: np.ndarray  # cash dividends before settlement, present value at step 0 (0 but from a market)
 
 
 class Underlyings(NamedTuple):
@@ -143,12 +144,13 @@ def no_tape(n_inst: int) -> TapeFeed:
 class Pricing(NamedTuple):
     """Per instrument: the pricer's inputs at the current step (except the vol, in :class:`Marks`)."""
 
-    spot: np.ndarray
+    spot: np.ndarray  # the escrowed spot: the underlying's less ``div_pv``
     t_years: np.ndarray  # time to expiry
     rate: np.ndarray
     div_yield: np.ndarray
     is_call: np.ndarray  # bool
     ln_strike: np.ndarray  # ln K of the options (the smile's log-moneyness is ln K - ln S)
+    div_pv: np.ndarray  # present value of the cash dividends before settlement (Instruments.div_pv0 on)
 
 
 class Marks(NamedTuple):
@@ -220,6 +222,7 @@ class UnderlyingState(NamedTuple):
     realized_vol: np.ndarray  # sqrt(rv2)
     ln_spot: np.ndarray
     informed_fill: np.ndarray  # 1.0 when an informed order filled on the underlying in this step
+    div_growth: np.ndarray  # what a cash dividend's present value has grown by since the start
 
 
 class Orders(NamedTuple):
@@ -260,12 +263,12 @@ def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int, max_o
     """Scratch for :func:`optmm.sim._kernels.run_path` on ``n_inst`` instruments, ``nu`` underlyings,
     ``n_contracts`` controller contracts and a quote latency of ``latency_steps`` steps; room for
     ``max_orders`` orders in a step (at least the synthetic flow's most)."""
-    wi = np.empty((45, n_inst))  # per instrument rows, one block
-    wu = np.zeros((10, nu))
+    wi = np.empty((46, n_inst))  # per instrument rows, one block
+    wu = np.zeros((11, nu))
     wo = np.zeros((6, max(2 * n_inst + nu, max_orders)))
     wo[5] = np.nan
     return Workspaces(
-        pricing=Pricing(wi[0], wi[1], wi[2], wi[3], np.empty(n_inst, dtype=np.bool_), wi[19]),
+        pricing=Pricing(wi[0], wi[1], wi[2], wi[3], np.empty(n_inst, dtype=np.bool_), wi[19], wi[45]),
         marks=Marks(*wi[4:10]),
         prev=Marks(wi[18], *wi[13:18]),
         wanted=Quotes(*wi[20:24]),

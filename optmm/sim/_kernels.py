@@ -178,6 +178,17 @@ def _smile_vol(vol_t, slope, curvature, x, offset):  # pragma: no cover - compil
     return max(vol_t + slope * x + curvature * x * x + offset, VOL_FLOOR)
 
 
+def dividend_pv_py(pv0: float, carry: float, elapsed_years: float) -> float:
+    """The present value, ``elapsed_years`` into a run, of cash dividends worth ``pv0`` at its start
+    when none goes ex in between (a run from a market refuses one that would): each ex-date is that
+    much closer, and the escrowed model discounts at the carry ``r - q`` (:mod:`optmm.greeks._dividend`),
+    so ``pv0 · exp(carry · elapsed)``. Scalars in the loop, arrays in :mod:`optmm.sim.markouts`."""
+    return pv0 * np.exp(carry * elapsed_years)
+
+
+_dividend_pv = _inline(dividend_pv_py)
+
+
 @_inline
 def _poisson_quantile(u, lam):  # pragma: no cover - compiled
     """The smallest n with P(Poisson(lam) <= n) >= u (inverse transform of a uniform draw)."""
@@ -235,14 +246,19 @@ def _start(ins, und, mkt, out, w):  # pragma: no cover - compiled
 @_phase
 def _market_step(k, ins, und, mkt, cfg, w):  # pragma: no cover - compiled
     """Step ``k``'s fair values. Reads the chain, the smile and the path at ``k``; writes
-    ``w.und.ln_spot``, ``w.pricing`` (spot, t_years) and ``w.marks`` (implied vol from the smile and the
-    contract's offset, fair value, Greeks; the underlying: its spot, delta 1, no other Greek)."""
+    ``w.und`` (ln_spot, div_growth), ``w.pricing`` (spot, t_years, div_pv) and ``w.marks`` (implied vol
+    from the smile and the contract's offset, fair value, Greeks; the underlying: its spot, delta 1, no
+    other Greek). A contract with cash dividends before it settles (``ins.div_pv0``) is priced in the
+    escrowed model (:mod:`optmm.greeks._dividend`): Black-Scholes-Merton on the spot less their present
+    value, its theta with the dividends' accrual."""
     p, m = w.pricing, w.marks
     for u in range(mkt.spot.shape[1]):
         w.und.ln_spot[u] = math.log(mkt.spot[k, u])
-    for i in range(ins.u.shape[0]):
+        w.und.div_growth[u] = _dividend_pv(1.0, und.rate[u] - und.div_yield[u], k * cfg.dt_years)
+    for i in range(ins.u.shape[0]):  # (no branch: the loop vectorises; 0 dividends leave the spot as it is)
         u = ins.u[i]
-        p.spot[i] = mkt.spot[k, u]
+        p.div_pv[i] = ins.div_pv0[i] * w.und.div_growth[u]
+        p.spot[i] = mkt.spot[k, u] - p.div_pv[i]
         p.t_years[i] = ins.t0_years[i] - k * cfg.dt_years
         if ins.kind[i] != K_UNDERLYING:
             x = p.ln_strike[i] - w.und.ln_spot[u]
@@ -262,6 +278,8 @@ def _market_step(k, ins, und, mkt, cfg, w):  # pragma: no cover - compiled
             m.gamma[i] = 0.0
             m.vega[i] = 0.0
             m.theta[i] = 0.0
+        elif p.div_pv[i] != 0.0:  # time brings each ex-date closer: dS*/dt = -(r - q) PV
+            m.theta[i] -= (p.rate[i] - p.div_yield[i]) * p.div_pv[i] * m.delta[i]
 
 
 @_inline
@@ -351,7 +369,7 @@ def _revalue(ins, pricing, marks, spot_k, ctl, grid):  # pragma: no cover - comp
     n_inst = ins.u.shape[0]
     for g in range(n_g):  # one cell of every instrument at once, in the pricing kernel's SIMD block
         for i in range(n_inst):
-            grid.spot[i] = spot_k[ins.u[i]] * (1.0 + ctl.shock_spot[g])
+            grid.spot[i] = spot_k[ins.u[i]] * (1.0 + ctl.shock_spot[g]) - pricing.div_pv[i]
             grid.vol[i] = max(marks.vol[i] + ctl.shock_vol[g], 0.0)
         _price_block(
             grid.spot, ins.strike, pricing.t_years, pricing.rate, pricing.div_yield, grid.vol,
@@ -390,10 +408,12 @@ def _refresh_risk(k, now, ins, und, mkt, ctl, tox, cfg, w):  # pragma: no cover 
         ust[u, ck.ULAST] = now
         tox_on_mid(tox.fills, tox.mids, tox.trades, tox.ist, tox.fst, u, now, sk)
     m, s_in, x = w.marks, w.pricing.spot, w.contract_greeks
+    pv = w.pricing.div_pv
     for i in range(ins.u.shape[0]):  # per-contract Greeks in trader units (a vector loop: contiguous rows)
         mult = ins.mult[i]
+        s = s_in[i] + pv[i]  # the underlying's spot (s_in is escrowed)
         x.delta_shares[i] = mult * m.delta[i]
-        x.gamma_dollars[i] = mult * m.gamma[i] * s_in[i] * s_in[i] / 100.0
+        x.gamma_dollars[i] = mult * m.gamma[i] * s * s / 100.0
         x.vega_points[i] = mult * m.vega[i] / 100.0
     for i in range(ins.u.shape[0]):
         c = ins.contract[i]
@@ -670,6 +690,8 @@ def _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w):  # pragma: no cover -
             vf = _smile_vol(mkt.vol[kf, u], und.smile_slope[u], und.smile_curvature[u], x, ins.vol_offset[i])
             t_f = ins.t0_years[i] - kf * cfg.dt_years
             call = w.pricing.is_call[i]
+            if ins.div_pv0[i] != 0.0:
+                sf -= _dividend_pv(ins.div_pv0[i], und.rate[u] - und.div_yield[u], kf * cfg.dt_years)
             future = bsm_price(sf, ins.strike[i], t_f, und.rate[u], und.div_yield[u], vf, call)
         o.inst[n_ord] = i
         o.side[n_ord] = 0.0

@@ -125,6 +125,7 @@ class _Chain:
     u_count: np.ndarray
     position0: np.ndarray
     vol_offset: np.ndarray  # added to the smile's vol (decimal): the market's at the start, else 0
+    div_pv0: np.ndarray  # cash dividends before settlement, present value at the start (else 0)
 
 
 def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
@@ -141,6 +142,7 @@ def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
             u_count=start.u_count,
             position0=start.position0.copy(),
             vol_offset=start.vol_offset,
+            div_pv0=start.div_pv0,
         )
     ch = cfg.chain
     rows: list[tuple[int, int, float, float]] = []
@@ -176,6 +178,7 @@ def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
         u_count=np.array(count, dtype=np.int64),
         position0=np.zeros(len(rows)),
         vol_offset=np.zeros(len(rows)),
+        div_pv0=np.zeros(len(rows)),
     )
 
 
@@ -493,8 +496,8 @@ def _mtm(
 
 def _initial_value(run: _Run, spot0: np.ndarray, vol0: np.ndarray) -> float:
     """The starting book's value at step 0 (currency): its options at the loop's vols (the smile plus
-    each contract's offset: the market's) and its stock at the spot. ``spot0``, ``vol0``: the paths'
-    first row (the same on every path)."""
+    each contract's offset: the market's) on the spot less their dividends (``div_pv0``) and its
+    stock at the spot. ``spot0``, ``vol0``: the paths' first row (the same on every path)."""
     ch, und = run.chain, run.und
     opt = ch.kind != K_UNDERLYING
     u = ch.u[opt]
@@ -502,7 +505,13 @@ def _initial_value(run: _Run, spot0: np.ndarray, vol0: np.ndarray) -> float:
     x = np.log(ch.strike[opt]) - np.log(s)
     vol = smile_vols(vol0[u], und.smile_slope[u], und.smile_curvature[u], x, ch.vol_offset[opt])
     price = bsm_price(
-        s, ch.strike[opt], ch.t0[opt], und.rate[u], und.div_yield[u], vol, ch.kind[opt] == K_CALL
+        s - ch.div_pv0[opt],
+        ch.strike[opt],
+        ch.t0[opt],
+        und.rate[u],
+        und.div_yield[u],
+        vol,
+        ch.kind[opt] == K_CALL,
     )
     stock = run.base.ust[:-1, CUSTOCK]
     return float(np.sum(ch.position0[opt] * ch.mult[opt] * price) + np.sum(stock * spot0))
@@ -822,6 +831,7 @@ def simulate(
             ch.u_count,
             ch.position0,
             ch.vol_offset,
+            ch.div_pv0,
         ),
         und=_underlyings(cfg),
         base=Controller(*ctl.kernel_state(), *_grid_shocks(ctl.limits)),
@@ -867,7 +877,13 @@ def simulate(
     if start is not None:
         summary["start"] = _start_summary(start, value0)
     return SimResult(
-        config=cfg, seed=seed, strategy=cfg.strategy.name, summary=summary, vol_offset=ch.vol_offset, **frames
+        config=cfg,
+        seed=seed,
+        strategy=cfg.strategy.name,
+        summary=summary,
+        vol_offset=ch.vol_offset,
+        div_pv0=ch.div_pv0,
+        **frames,
     )
 
 

@@ -20,8 +20,9 @@ that rate stays near zero whatever the flow.
 
 The fair values after the fills are computed again from the run's ``underlyings`` table (spot and vol
 per step) with the simulator's surface rule (``vol_t + slope·x + curvature·x²``, ``x = ln K − ln S``,
-floored at one vol point) and :func:`optmm.greeks.bsm_price`; at the run's ``markout_s`` they equal the
-``markout`` column the loop records (``tests/sim/test_sim_markouts.py``).
+floored at one vol point) and :func:`optmm.greeks.bsm_price` (on the spot less the contract's cash
+dividends, ``result.div_pv0`` carried forward, as the loop prices them); at the run's ``markout_s``
+they equal the ``markout`` column the loop records (``tests/sim/test_sim_markouts.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from optmm.greeks import bsm_greeks, bsm_price
-from optmm.sim._kernels import VOL_FLOOR
+from optmm.sim._kernels import VOL_FLOOR, dividend_pv_py
 from optmm.sim.config import SECONDS_PER_YEAR
 from optmm.sim.result import SimResult
 from optmm.units import DAYS_PER_YEAR
@@ -108,15 +109,18 @@ def _values(
         off = result.vol_offset
         contract = fills["contract"].to_numpy(dtype=np.int64)[opt]
         iv = smile_vols(vol[opt], slope, curv, x, off[contract] if off.size else 0.0)
-        t = (fills["expiry_days"].to_numpy(dtype=float)[opt] / DAYS_PER_YEAR) - step[opt] * (
-            cfg.sim.dt_s / SECONDS_PER_YEAR
-        )
+        elapsed = step[opt] * (cfg.sim.dt_s / SECONDS_PER_YEAR)
+        t = (fills["expiry_days"].to_numpy(dtype=float)[opt] / DAYS_PER_YEAR) - elapsed
+        rate = np.array([u.rate for u in und])
+        div_yield = np.array([u.div_yield for u in und])
+        if result.div_pv0.size:  # the escrowed spot, as the loop prices (sim._kernels._market_step)
+            s = s - dividend_pv_py(result.div_pv0[contract], rate - div_yield, elapsed)
         args = (
             np.where(np.isfinite(s), s, 1.0),
             strike,
             t,
-            np.array([u.rate for u in und]),
-            np.array([u.div_yield for u in und]),
+            rate,
+            div_yield,
             np.where(np.isfinite(iv), iv, VOL_FLOOR),
             kind[opt] == "call",
         )

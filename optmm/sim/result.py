@@ -62,6 +62,11 @@ class SimResult:
         Per instrument of the chain (the ``contract`` column of ``fills`` and ``orders``): the offset the
         loop adds to its underlying's smile (decimal vol; 0 but in a run from a market,
         :mod:`optmm.sim.start`); empty: 0 for every instrument.
+    div_pv0 : ndarray
+        Per instrument of the chain: the present value at the start of the cash dividends going ex
+        before it settles (currency per unit; the loop prices on the spot less it, carried at
+        ``r - q``, :func:`optmm.sim._kernels.dividend_pv_py`); 0 but in a run from a market with cash
+        dividends; empty: 0 for every instrument.
     """
 
     config: SimConfig
@@ -76,6 +81,7 @@ class SimResult:
     orders: pd.DataFrame = field(default_factory=pd.DataFrame)
     market_end: pd.DataFrame = field(default_factory=pd.DataFrame)
     vol_offset: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    div_pv0: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __repr__(self) -> str:
         """A few lines: the configuration's hash, the run's shape and the summary's headline figures

@@ -27,15 +27,21 @@ market"):
   stays with the contract (sticky): as the spot and the vol move, the smile moves them and the
   offset rides on it; the fit's error describes how far the smile's own dynamics are from the
   surface's;
+* cash dividends: a contract whose underlying pays cash dividends before it settles is priced as
+  :func:`optmm.pricing.contract_price` prices a European one, in the escrowed model
+  (:mod:`optmm.greeks._dividend`): Black-Scholes-Merton on the spot less the dividends' present
+  value, discounted at the carry ``r - q``. :attr:`Start.div_pv0` is that value at the start; as the
+  run goes on each ex-date comes closer, so the loop carries it at ``r - q``
+  (:func:`optmm.sim._kernels.dividend_pv_py`) and adds the accrual to the contract's theta;
 * the starting inventory: the book's contract positions (``position0``) and stock, in the loop and
   in the risk controller (its book is :attr:`Start.book`).
 
 What the loop cannot price as the market does is refused (a :class:`~optmm.book.BookError` naming
-the book's file, row and field): American options, an underlying with a cash dividend going ex before
-one of its options in the chain settles (or before the run ends: the loop's spot does not drop),
-a position's vol override (the loop prices every contract at the market's surface), an option that
-settles before the run ends, options on an underlying with arithmetic dynamics or under a strategy
-that quotes the underlying alone.
+the book's file, row and field): American options, an underlying with a cash dividend going ex
+before the run ends (the loop's spot does not drop on an ex-date), a position's vol override (the
+loop prices every contract at the market's surface), an option that settles before the run ends,
+options on an underlying with arithmetic dynamics or under a strategy that quotes the underlying
+alone.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ import pandas as pd
 
 from optmm import pricing
 from optmm.book import Book, BookError, Kind
+from optmm.greeks._dividend import as_schedule, escrowed
 from optmm.market import Market
 from optmm.sim._groups import K_CALL, K_PUT, K_UNDERLYING
 from optmm.sim._kernels import VOL_FLOOR
@@ -103,12 +110,14 @@ class Start:
     book : Book
         The risk controller's starting book: one row per option contract (European) and the stock.
     market : Market
-    u, kind, strike, t0_years, mult, expiry, position0, vol_offset : ndarray
+    u, kind, strike, t0_years, mult, expiry, position0, vol_offset, div_pv0 : ndarray
         Per instrument, underlyings' chains contiguous: underlying index, simulator kind
         (``K_PUT``, ``K_CALL``, ``K_UNDERLYING``), strike (1.0 for the underlying), years to
         settlement (1.0 for the underlying), multiplier, expiry date (NaT for the underlying),
         starting position in contracts, vol offset (decimal: the market's implied vol at the
-        contract less the fitted smile's at the start; 0.0 for the underlying).
+        contract less the fitted smile's at the start; 0.0 for the underlying), present value at the
+        start of the cash dividends going ex before the contract settles (price units per share;
+        0.0 for the underlying and without cash dividends).
     fits : tuple of SmileFit
         One per underlying with options quoted.
     """
@@ -124,6 +133,7 @@ class Start:
     expiry: np.ndarray
     position0: np.ndarray
     vol_offset: np.ndarray
+    div_pv0: np.ndarray
     fits: tuple[SmileFit, ...]
 
     @property
@@ -208,45 +218,50 @@ def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: 
         )
 
 
-def _check_dividends(
+def _dividends(
     cfg: SimConfig,
     book: Book,
     market: Market,
     names: list[str],
     u: np.ndarray,
-    t_opt: np.ndarray,
-    expiry: np.ndarray,
-) -> None:
-    """Refuse an underlying whose next cash dividend goes ex before the last of its options in the
-    chain settles or before the run ends (the loop carries a continuous yield, its spot does not drop
-    on an ex-date); one going ex after both does not move the run. ``u``, ``t_opt``, ``expiry``: per
-    instrument of the chain, its underlying, years to settlement (-inf for the underlying) and expiry
-    (days since the epoch)."""
+    t0: np.ndarray,
+    is_opt: np.ndarray,
+) -> np.ndarray:
+    """Per instrument of the chain (underlying index ``u``, years to settlement ``t0``), the present
+    value at the start of the cash dividends going ex before it settles (``Start.div_pv0``: the
+    escrowed model, as :func:`optmm.pricing.contract_price` prices). Refuses an underlying with a
+    cash dividend going ex before the run ends (the loop's spot does not drop on an ex-date) or with
+    dividends before an option settles worth its spot or more (no escrowed stock left)."""
     horizon_years = cfg.horizon_s / SECONDS_PER_YEAR
+    carry_ = pricing.carry(market, names)
+    pv0 = np.zeros(u.size)
     for j, name in enumerate(names):
-        times = market.dividend_times(name)[0]
-        if not times.size:
+        schedule = carry_.dividends(j)
+        if schedule is None:
             continue
-        ex = market.dividends[name][-times.size][0]
-        mine = np.flatnonzero(u == j)
-        last = mine[np.argmax(t_opt[mine])]
-        if t_opt[last] > times[0]:
-            settles = np.datetime64(int(expiry[last]), "D")
+        mine = book.underlying == name
+        if horizon_years > schedule[0][0]:
+            ex = market.dividends[name][-carry_.div_times[j].size][0]
             _refuse(
                 book,
-                book.underlying == name,
-                "underlying",
-                f"{{u}} has a cash dividend going ex on {ex} in {market.source}, before its option "
-                f"expiring {settles} in the chain settles: the simulator carries a continuous yield only",
-            )
-        if horizon_years > times[0]:
-            _refuse(
-                book,
-                book.underlying == name,
+                mine,
                 "underlying",
                 f"{{u}} has a cash dividend going ex on {ex} in {market.source}, before the run ends: "
                 "the simulator's spot does not drop on an ex-date",
             )
+        rows = np.flatnonzero((u == j) & is_opt)
+        if rows.size:
+            one = np.ones(1)
+            try:
+                esc = escrowed(
+                    one * market.spot[name], t0[rows], one * carry_.rate[j], one * carry_.q[j],
+                    as_schedule(schedule), (rows.size,),
+                )  # fmt: skip
+            except ValueError as exc:
+                _refuse(book, mine, "underlying", f"{{u}} in {market.source}: {exc}")
+                raise
+            pv0[rows] = esc.pv
+    return pv0
 
 
 def _template(cfg: SimConfig, name: str) -> tuple[int, dict]:
@@ -368,7 +383,7 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
     strike = chain["strike"].to_numpy(dtype=np.float64)
     t0 = chain["t"].to_numpy(dtype=np.float64)
     expiry = np.where(is_opt, chain["expiry"].to_numpy(dtype=np.int64), np.iinfo(np.int64).min)
-    _check_dividends(cfg, book, market, names, u, np.where(is_opt, t0, -np.inf), expiry)
+    div_pv0 = _dividends(cfg, book, market, names, u, t0, is_opt)
 
     fits: list[SmileFit] = []
     vol_offset = np.zeros(n_inst)
@@ -424,6 +439,7 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
         expiry=expiry.astype("datetime64[D]"),
         position0=chain["position"].to_numpy(dtype=np.float64),
         vol_offset=vol_offset,
+        div_pv0=div_pv0,
         fits=tuple(fits),
     )
 

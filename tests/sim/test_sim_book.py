@@ -110,7 +110,8 @@ def started() -> Any:
 def smile_value(res: Any, step: int, bk: Book, mk: Market) -> float:
     """The book's value at ``step`` of path 0, priced here: BSM at the loop's smile about the path's
     spot and vol plus each contract's offset (the market's vol less the smile's at the start, kept as
-    the smile moves), with the market's times, rates and carry; the stock at the spot."""
+    the smile moves), with the market's times, rates and carry, on the spot less the cash dividends
+    before settlement (:func:`escrowed_pv`); the stock at the spot."""
     und = res.underlyings[(res.underlyings["path"] == 0) & (res.underlyings["step"] == step)]
     spot = dict(zip(und["underlying"], und["spot"], strict=True))
     vol = dict(zip(und["underlying"], und["vol"], strict=True))
@@ -132,7 +133,8 @@ def smile_value(res: Any, step: int, bk: Book, mk: Market) -> float:
         x = math.log(k) - math.log(s)
         v = vol[u] + slope[u] * x + curv[u] * x * x + offset
         t = t0 - dt_years
-        price = bsm_price(s, k, t, mk.rate[u], mk.continuous_carry(u), v, bk.kind[i] == 0)
+        s_star = s - escrowed_pv(mk, u, t0, dt_years)  # (0 without cash dividends)
+        price = bsm_price(s_star, k, t, mk.rate[u], mk.continuous_carry(u), v, bk.kind[i] == 0)
         total += bk.quantity[i] * bk.multiplier[i] * float(price)
     return total
 
@@ -163,12 +165,16 @@ def test_the_first_steps_delta_pnl_is_the_books_delta_times_the_spot_move(starte
     assert started.steps["delta_pnl"].iloc[0] == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.mark.parametrize("which", ["smile", "term"])
+@pytest.mark.parametrize("which", ["smile", "term", "dividends"])
 def test_the_pnl_without_trades_is_the_books_change_of_value_priced_independently(
     which: str, started: Any
 ) -> None:
-    bk, mk = (book(), market()) if which == "smile" else (term_book(), term_market())
-    if which == "term":  # the offsets are large: they stay with their contracts as the smile moves
+    bk, mk = {
+        "smile": (book(), market()),
+        "term": (term_book(), term_market()),  # the offsets are large: they stay with their contracts
+        "dividends": (book(), paying(*DIVIDENDS)),  # each contract's dividends come closer
+    }[which]
+    if which != "smile":
         started = simulate(config(), book=bk, market=mk)
     n = started.config.sim.steps
     v0, v_last = smile_value(started, 0, bk, mk), smile_value(started, n - 1, bk, mk)
@@ -385,11 +391,17 @@ def test_the_start_is_the_markets_by_quantlibs_black_scholes_merton() -> None:
     assert st.t0_years[picks].max() > 0.9 and st.t0_years[picks].min() < 0.03  # a week to a year
 
 
-def test_markouts_price_with_the_offsets_as_the_loop_does() -> None:
-    res = simulate(config(flow__arrival_a=0.5), book=term_book(), market=term_market(), seed=3)
+@pytest.mark.parametrize("which", ["term", "dividends"])
+def test_markouts_price_with_the_offsets_and_dividends_as_the_loop_does(which: str) -> None:
+    bk, mk = (term_book(), term_market()) if which == "term" else (book(), paying(*DIVIDENDS))
+    res = simulate(config(flow__arrival_a=0.5), book=bk, market=mk, seed=3)
     f, sim = res.fills, res.config.sim
     ok = (f["step"] + round(sim.markout_s / sim.dt_s) < sim.steps).to_numpy()  # marked within the table
-    assert ok.sum() > 20 and np.abs(res.vol_offset).max() > 0.01
+    assert ok.sum() > 20
+    if which == "term":
+        assert np.abs(res.vol_offset).max() > 0.01
+    else:
+        assert (f["underlying"][ok] == "BBB").sum() > 5 and res.div_pv0.max() > 0.4
     row = markouts(res, [res.config.sim.markout_s]).iloc[0]
     assert row["fills"] == ok.sum()
     assert row["markout_pnl"] == pytest.approx(f["markout"][ok].sum(), rel=1e-9)
@@ -412,9 +424,6 @@ def test_what_the_loop_cannot_price_as_the_market_does_is_refused() -> None:
     _refused(book([("AAA", "call", 100.0, "2026-12-18", 1.0, "american", math.nan)]), mk, "row 1", "'style'")
     american = Market(**{**_fields(mk), "asset": {"BBB": "equity"}})
     _refused(book(), american, "row 5: field 'style'", "American", "BBB")
-    _refused(
-        book(), paying(dt.date(2026, 12, 1)), "row 5: field 'underlying'", "ex on 2026-12-01", "2026-12-10"
-    )
     _refused(book([("AAA", "call", 100.0, "2026-12-18", 1.0, "", 0.3)]), mk, "row 1: field 'vol'")
     _refused(
         book(), mk, "row 5: field 'expiry'", "settles before", cfg=config(sim__steps=30, sim__dt_s=43200.0)
@@ -440,29 +449,92 @@ def paying(*ex_dates: dt.date) -> Market:
     return Market(**{**_fields(mk), "dividends": {"BBB": [(d, 0.5) for d in ex_dates]}})
 
 
-def test_a_cash_dividend_is_refused_only_when_it_goes_ex_before_an_option_of_the_chain_settles() -> None:
-    # before the book's options settle, before [chain]'s (the book's are settled by then): refused
-    _refused(book(), paying(dt.date(2026, 12, 1)), "row 5: field 'underlying'", "BBB", "expiring 2026-12-10")
-    _refused(book(), paying(dt.date(2026, 12, 7)), "row 5: field 'underlying'", "ex on 2026-12-07")
+def test_a_cash_dividend_going_ex_within_the_run_is_refused() -> None:
     # a stock held through an ex-date within the run: refused (the loop's spot does not drop)
     mk = paying(dt.date(2026, 11, 23))  # 09:30 on Monday, 65.5 hours after the valuation (16:00)
     stock = book([("BBB", "stock", math.nan, "", 100.0)])
     flat = config(
         chain__instrument="underlying", strategy__quoting="symmetric", sim__dt_s=3600.0, sim__steps=66
     )
-    _refused(stock, mk, "row 1: field 'underlying'", "before the run ends", cfg=flat)
+    _refused(stock, mk, "row 1: field 'underlying'", "ex on 2026-11-23", "before the run ends", cfg=flat)
     assert (
         prepare(config(chain__instrument="underlying", strategy__quoting="symmetric"), stock, mk).u.size == 1
     )
-    # after every settlement: the run starts at the market's prices, cash dividend and all
-    bk, mk = book(), paying(dt.date(2026, 12, 11), dt.date(2027, 3, 12))
-    assert mk.dividend_times("BBB")[0].size == 2
+    # options too, whatever their expiry
+    _refused(
+        book(),
+        mk,
+        "row 5: field 'underlying'",
+        "before the run ends",
+        cfg=config(sim__dt_s=3600.0, sim__steps=66),
+    )
+    # dividends before an option settles worth the spot or more: no escrowed stock left (a dividend
+    # below the spot, discounted at a carry r - q < 0)
+    fields = {**_fields(market()), "borrow": {"BBB": 1.0}}
+    rich = Market(**{**fields, "dividends": {"BBB": [(dt.date(2026, 12, 1), 49.5)]}})
+    _refused(book(), rich, "row 5: field 'underlying'", "no escrowed stock left")
+
+
+def escrowed_pv(mk: Market, name: str, t_settle: float, elapsed: float) -> float:
+    """The present value ``elapsed`` years after the valuation of ``name``'s cash dividends going ex
+    before ``t_settle`` (years from the valuation), discounted at the carry ``r - q``: written out here
+    from the market's schedule, independently of the loop's carrying forward."""
+    times, amounts = mk.dividend_times(name)
+    carry_ = mk.rate[name] - mk.continuous_carry(name)
+    pv = [a * math.exp(-carry_ * (t - elapsed)) for t, a in zip(times, amounts, strict=True) if t < t_settle]
+    return float(sum(pv))
+
+
+DIVIDENDS = (dt.date(2026, 12, 1), dt.date(2026, 12, 8), dt.date(2027, 3, 12))  # before, between, after
+
+
+def test_cash_dividends_before_settlement_are_priced_as_the_market_prices_them() -> None:
+    """BBB pays 0.5 on three ex-dates: before the book's options settle (2026-12-04), before [chain]'s
+    (2026-12-10) and after both. The loop prices each contract in the escrowed model, as
+    :func:`optmm.pricing.contract_price` does (the Greeks engine, checked against QuantLib's
+    ``AnalyticDividendEuropeanEngine`` in tests/greeks)."""
+    bk, mk = book(), paying(*DIVIDENDS)
     st, res, fair = _fair_at_start(config(), bk, mk)
-    opt, price, _ = _market_prices(st, mk)  # (optmm's cash-dividend pricing: none goes ex in time)
+    opt, price, vols = _market_prices(st, mk)
+    bbb = opt[np.array(st.config.names)[st.u[opt]] == "BBB"]
     assert fair[opt] == pytest.approx(price, rel=1e-9, abs=1e-12)
+    # each contract's dividends: the first for the book's options, the first two for [chain]'s
+    for i in bbb:
+        want = escrowed_pv(mk, "BBB", float(st.t0_years[i]), 0.0)
+        assert st.div_pv0[i] == pytest.approx(want, rel=1e-12)
+        assert want == pytest.approx(0.5 if st.expiry[i] < np.datetime64("2026-12-08") else 1.0, rel=1e-3)
+    assert (st.div_pv0[np.setdiff1d(opt, bbb)] == 0.0).all()
+    # without the dividends the prices differ by far more than the tolerance
+    spot, v = np.full(bbb.size, SPOT["BBB"]), vols[np.isin(opt, bbb)]
+    plain = bsm_price(spot, st.strike[bbb], st.t0_years[bbb], 0.03, 0.005, v, st.kind[bbb] == K_CALL)
+    assert np.abs(plain - fair[bbb]).min() > 0.01
+    # the step-0 Greeks are the book's exposures at the market, dividends and all
     ex = exposures(bk, mk).by_underlying
     und = res.underlyings[(res.underlyings["step"] == 0)].set_index("underlying")
-    assert und.loc["BBB", "delta_shares"] == pytest.approx(ex.loc["BBB", "delta_shares"], rel=1e-9)
+    for col in ("delta_shares", "gamma_dollars_1pct", "vega_per_vol_point"):
+        assert und.loc["BBB", col] == pytest.approx(ex.loc["BBB", col], rel=1e-9), col
+
+
+def test_the_dividends_accrual_is_in_theta() -> None:
+    """The first step's theta P&L is the book's theta (the Greeks engine's, with the dividends' accrual
+    ``-(r - q) PV delta``) times the step."""
+    bk, mk = book(), paying(*DIVIDENDS)
+    res = simulate(config(), book=bk, market=mk)
+    st = prepare(config(), bk, mk)
+    opt = np.flatnonzero(st.kind != K_UNDERLYING)
+    _, _, vols = _market_prices(st, mk)
+    names = st.config.names
+    spot = np.array([mk.spot[n] for n in names])[st.u[opt]]
+    args = (st.u[opt], spot, st.strike[opt], st.t0_years[opt], vols, st.kind[opt] == K_CALL)
+    g = pricing.contract_greeks(pricing.carry(mk, names), *args, np.zeros(opt.size, dtype=bool))
+    qm = st.position0[opt] * st.mult[opt]
+    dt_years = res.config.sim.dt_s / (365.0 * 86400.0)
+    want = float(np.sum(qm * g.theta)) * dt_years
+    got = float(res.steps["theta_pnl"].iloc[0])
+    assert got == pytest.approx(want, rel=1e-9)
+    carry_ = np.array([mk.rate[n] - mk.continuous_carry(n) for n in names])[st.u[opt]]
+    accrual = -float(np.sum(qm * carry_ * st.div_pv0[opt] * g.delta)) * dt_years
+    assert abs(accrual) > 1e-5 * abs(want)  # (the accrual is not lost in the tolerance)
 
 
 def _fields(mk: Market) -> dict[str, Any]:
@@ -530,18 +602,15 @@ def test_usage_errors_name_the_book_row_and_field(capsys: pytest.CaptureFixture[
         "row 2: field 'underlying'",
         "'ZZZ'",
     )
-    spy = _book_file(tmp_path, "a,SPY,call,600,2026-12-18,1,,,european\n")
+    example_market = str(ROOT / "scenarios/examples/market.toml")
+    spy = _book_file(tmp_path, "a,SPY,call,600,2026-12-18,1,,,american\n")
     assert_usage_error(
-        run(
-            capsys,
-            "simulate",
-            CALM,
-            *SHORT,
-            "--book",
-            spy,
-            "--market",
-            str(ROOT / "scenarios/examples/market.toml"),
-        ),
-        "row 1: field 'underlying'",
-        "cash dividend going ex on 2026-12-18",
+        run(capsys, "simulate", CALM, *SHORT, "--book", spy, "--market", example_market),
+        "row 1: field 'style'",
+        "American",
     )
+    # European, on an underlying paying a cash dividend before it settles: the run starts
+    spy = _book_file(tmp_path, "a,SPY,call,600,2026-12-18,1,,,european\n")
+    code, out, err = run(capsys, "simulate", CALM, *SHORT, "--book", spy, "--market", example_market)
+    assert code == 0, err
+    assert "1 path(s) x 300 steps" in out
