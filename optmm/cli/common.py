@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from optmm._config import bound_text, json_records, json_value, to_json, within
+from optmm._config import bound_text, decimals_to_show, json_records, json_value, to_json, within
 from optmm._io import write_files
 
 if TYPE_CHECKING:
@@ -172,21 +172,13 @@ def write_atomic(path: str, write: Callable[[Any], None], *, binary: bool = Fals
 _PERCENT_COLUMNS = frozenset({"vol", "rate", "div_yield"})
 
 
-def _decimals(values: np.ndarray) -> int:
-    """Decimals that show the smallest non-zero magnitude of a column to 3 significant digits (2..8)."""
-    finite = np.abs(values[np.isfinite(values) & (values != 0.0)])
-    if finite.size == 0:
-        return 2
-    return int(min(max(2 - math.floor(math.log10(float(finite.min()))), 2), 8))
-
-
 def _column_formatter(name: str, values: pd.Series) -> Callable[[Any], str]:
     """How a table shows one column: rates in percent, other numbers at a precision that shows them."""
     numeric = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
     if name in _PERCENT_COLUMNS:
-        d = max(_decimals(numeric * 100.0), 2)
+        d = decimals_to_show(numeric * 100.0, 3, 2)
         return lambda v: "" if _blank(v) else f"{100.0 * float(v):.{d}f}%"
-    d = _decimals(numeric)
+    d = decimals_to_show(numeric, 3, 2)
     return lambda v: "" if _blank(v) else f"{float(v):,.{d}f}"
 
 
@@ -196,7 +188,8 @@ def _blank(v: Any) -> bool:
 
 def table_text(frame: pd.DataFrame) -> str:
     """A frame as a plain-text table: numbers right-aligned, each float column at a precision that
-    shows its values (:func:`_decimals`), rates and vols in percent, missing values blank."""
+    shows its values (:func:`~optmm._config.decimals_to_show`), rates and vols in percent, missing
+    values blank."""
     shown = frame.copy()
     for col in shown.columns:
         if pd.api.types.is_float_dtype(shown[col]) or (
