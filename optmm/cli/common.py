@@ -29,6 +29,17 @@ class UsageError(Exception):
     """A user-facing error: reported as one ``optmm: error: ...`` line, exit code 2."""
 
 
+@contextmanager
+def as_usage_error(*kinds: type[Exception]) -> Iterator[None]:
+    """An exception of ``kinds`` (default ValueError) raised in the ``with`` block is raised again as a
+    :class:`UsageError` with the same message (the library's errors name the file and the field)."""
+    catch = kinds or (ValueError,)
+    try:
+        yield
+    except catch as exc:
+        raise UsageError(str(exc)) from None
+
+
 def add_valuation_option(p: argparse.ArgumentParser) -> None:
     """``--valuation WHEN``, for every command that reads a market file (see :func:`load_market`)."""
     p.add_argument(
@@ -56,11 +67,9 @@ def load_market(path: str, valuation: str | None = None) -> Market:
             when = parse_valuation(valuation)
         except ValueError as exc:
             raise UsageError(f"--valuation {exc}") from None
-    try:
+    with as_usage_error():
         market = Market.load(path)
         return market if when is None else market.with_valuation(when)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def valuation_text(market: Market) -> str:
@@ -121,11 +130,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     input_file("BOOK", args.book)
     input_file("--market", args.market)
     market = load_market(args.market, args.valuation)
-    try:
+    with as_usage_error(ValueError, OSError):
         book = Book.load(args.book)
         book.check_market(market)
-    except (ValueError, OSError) as exc:
-        raise UsageError(str(exc)) from None
     return book, market
 
 
