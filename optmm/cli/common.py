@@ -163,14 +163,6 @@ def write_outputs(items: Sequence[tuple[str, bytes]]) -> None:
         raise UsageError(f"{where}: cannot write: {exc.strerror or exc}") from None
 
 
-def write_atomic(path: str, write: Callable[[Any], None], *, binary: bool = False) -> None:
-    """Write through ``write(file)`` into memory, then to ``path`` whole (:func:`write_outputs`)."""
-    buf: io.BytesIO | io.StringIO = io.BytesIO() if binary else io.StringIO()
-    write(buf)
-    value = buf.getvalue()
-    write_outputs([(path, value if isinstance(value, bytes) else value.encode("utf-8"))])
-
-
 # --------------------------------------------------------------------------------------------------
 # Formats
 
