@@ -494,6 +494,16 @@ def to_json(x: Any, *, indent: int | None = None, sort_keys: bool = False, where
     return json.dumps(json_value(x, where), indent=indent, sort_keys=sort_keys, allow_nan=False)
 
 
+def decimals_to_show(values: np.ndarray, digits: int, least: int) -> int:
+    """Decimals that show ``digits`` significant digits of the smallest non-zero finite magnitude among
+    ``values``, at least ``least`` (also when there is none) and at most 8: the precision a column or
+    row of printed figures shares (a fill rate of 0.0016% is not 0.00%)."""
+    nonzero = np.abs(values[np.isfinite(values) & (values != 0.0)])
+    if nonzero.size == 0:
+        return least
+    return int(min(max(least, digits - 1 - math.floor(math.log10(float(nonzero.min())))), 8))
+
+
 def _hashable(x: Any) -> Any:
     if isinstance(x, dict):
         return {str(k): _hashable(v) for k, v in x.items()}

@@ -246,25 +246,10 @@ def _groups(carry_: Carry, u: np.ndarray, american: np.ndarray) -> list[tuple[np
     return out
 
 
-def _rows(
-    carry_: Carry,
-    u: np.ndarray,
-    spot: FloatArray,
-    strike: FloatArray,
-    t: FloatArray,
-    vol: FloatArray,
-    is_call: BoolArray,
-    american: BoolArray,
-) -> tuple[np.ndarray, ...]:
-    given = (
-        np.asarray(u, dtype=np.intp),
-        np.asarray(spot, dtype=np.float64),
-        np.asarray(strike, dtype=np.float64),
-        np.asarray(t, dtype=np.float64),
-        np.asarray(vol, dtype=np.float64),
-        np.asarray(is_call, dtype=bool),
-        np.asarray(american, dtype=bool),
-    )
+def _rows(terms: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+    """``terms`` (``u`` to ``american`` of :func:`contract_greeks`) as 1-d arrays of one length."""
+    dtypes = (np.intp, np.float64, np.float64, np.float64, np.float64, bool, bool)
+    given = tuple(np.asarray(a, dtype=d) for a, d in zip(terms, dtypes, strict=True))
     shape = np.broadcast_shapes(*(a.shape for a in given))
     # an array of the full shape as it is (a book's column), the others broadcast into own copies
     return tuple(
@@ -279,7 +264,7 @@ def _by_engine(
     """The outputs of ``european`` (``bsm_greeks`` or ``bsm_price``) and ``american_`` on ``terms``
     (``u`` to ``american`` of :func:`contract_greeks`), each 1-d: the plain rows in one call, the
     others by (underlying, style) with the underlying's dividends seen ``elapsed`` years on."""
-    uu, s, k, tt, v, c, am = _rows(carry_, *terms)
+    uu, s, k, tt, v, c, am = _rows(terms)
     groups = _groups(carry_, uu, am)
     if not groups:
         return _arrays(european(s, k, tt, carry_.rate[uu], carry_.q[uu], v, c))

@@ -10,6 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from optmm._config import is_real_number
+
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 """float64 array; its shape is stated where it is used (e.g. ``(n_positions,)``)."""
 BoolArray: TypeAlias = npt.NDArray[np.bool_]
@@ -112,7 +114,7 @@ def real_array(value: ArrayLike) -> np.ndarray:
     for i, x in enumerate(flat):
         if x is None:
             out[i] = np.nan
-        elif isinstance(x, bool | np.bool_) or not isinstance(x, int | float | np.integer | np.floating):
+        elif not is_real_number(x):
             raise WrongTypeError(i, f"not a real number: {x!r} ({type(x).__name__})")
         else:
             try:

@@ -16,14 +16,12 @@ database, an unreadable time, an unknown layer) is one ``optmm: error: ...`` lin
 from __future__ import annotations
 
 import argparse
-import io
 import math
-import sys
 from typing import Any
 
 import pandas as pd
 
-from optmm.cli.common import UsageError, check_destination, write_atomic
+from optmm.cli.common import UsageError, _deliver, check_destination
 
 __all__ = ["add_audit_parser", "run_audit"]
 
@@ -103,9 +101,7 @@ def _table(frame: pd.DataFrame, source: str) -> str:
 def _csv(frame: pd.DataFrame) -> str:
     out = frame.copy()
     out["time"] = _iso(frame, "microseconds")
-    buf = io.StringIO()
-    out.to_csv(buf, index=False, lineterminator="\n")
-    return buf.getvalue()
+    return out.to_csv(index=False, lineterminator="\n")
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -136,8 +132,5 @@ def run_audit(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
     text = _table(frame, args.db) if args.format == "table" else _csv(frame)
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        write_atomic(args.output, lambda fh: fh.write(text))
+    _deliver(text.encode("utf-8"), args.output)
     return 0

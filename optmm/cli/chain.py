@@ -20,7 +20,14 @@ from typing import Any, TextIO
 import numpy as np
 
 from optmm._config import to_json
-from optmm.cli.common import UsageError, _finite_float, _nonnegative_float, _positive_float, parse_grid
+from optmm.cli.common import (
+    UsageError,
+    _finite_float,
+    _nonnegative_float,
+    _positive_float,
+    as_usage_error,
+    parse_grid,
+)
 from optmm.units import DAYS_PER_YEAR, rho_per_pct_py, theta_per_day_py, vega_per_vol_point_py
 
 __all__ = ["MAX_STRIKES", "add_chain_parser", "default_strikes", "parse_strikes", "run_chain"]
@@ -200,11 +207,9 @@ def _chain_rows(args: argparse.Namespace) -> tuple[dict[str, float], list[dict[s
     }
     k = np.repeat(np.asarray(strikes, dtype=np.float64), 2)
     is_call = np.tile(np.array([True, False]), len(strikes))
-    try:
+    with as_usage_error():
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # rows checked below
             g = bsm_greeks(args.spot, k, t, args.rate, args.div, args.vol, is_call)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     n = k.shape[0]
     cols = {
         name: np.broadcast_to(np.asarray(getattr(g, name), dtype=np.float64), (n,))

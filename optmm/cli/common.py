@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from optmm._config import bound_text, json_records, json_value, to_json, within
+from optmm._config import bound_text, decimals_to_show, json_records, json_value, to_json, within
 from optmm._io import write_files
 
 if TYPE_CHECKING:
@@ -27,6 +27,17 @@ if TYPE_CHECKING:
 
 class UsageError(Exception):
     """A user-facing error: reported as one ``optmm: error: ...`` line, exit code 2."""
+
+
+@contextmanager
+def as_usage_error(*kinds: type[Exception]) -> Iterator[None]:
+    """An exception of ``kinds`` (default ValueError) raised in the ``with`` block is raised again as a
+    :class:`UsageError` with the same message (the library's errors name the file and the field)."""
+    catch = kinds or (ValueError,)
+    try:
+        yield
+    except catch as exc:
+        raise UsageError(str(exc)) from None
 
 
 def add_valuation_option(p: argparse.ArgumentParser) -> None:
@@ -56,11 +67,9 @@ def load_market(path: str, valuation: str | None = None) -> Market:
             when = parse_valuation(valuation)
         except ValueError as exc:
             raise UsageError(f"--valuation {exc}") from None
-    try:
+    with as_usage_error():
         market = Market.load(path)
         return market if when is None else market.with_valuation(when)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def valuation_text(market: Market) -> str:
@@ -121,11 +130,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     input_file("BOOK", args.book)
     input_file("--market", args.market)
     market = load_market(args.market, args.valuation)
-    try:
+    with as_usage_error(ValueError, OSError):
         book = Book.load(args.book)
         book.check_market(market)
-    except (ValueError, OSError) as exc:
-        raise UsageError(str(exc)) from None
     return book, market
 
 
@@ -156,14 +163,6 @@ def write_outputs(items: Sequence[tuple[str, bytes]]) -> None:
         raise UsageError(f"{where}: cannot write: {exc.strerror or exc}") from None
 
 
-def write_atomic(path: str, write: Callable[[Any], None], *, binary: bool = False) -> None:
-    """Write through ``write(file)`` into memory, then to ``path`` whole (:func:`write_outputs`)."""
-    buf: io.BytesIO | io.StringIO = io.BytesIO() if binary else io.StringIO()
-    write(buf)
-    value = buf.getvalue()
-    write_outputs([(path, value if isinstance(value, bytes) else value.encode("utf-8"))])
-
-
 # --------------------------------------------------------------------------------------------------
 # Formats
 
@@ -172,21 +171,13 @@ def write_atomic(path: str, write: Callable[[Any], None], *, binary: bool = Fals
 _PERCENT_COLUMNS = frozenset({"vol", "rate", "div_yield"})
 
 
-def _decimals(values: np.ndarray) -> int:
-    """Decimals that show the smallest non-zero magnitude of a column to 3 significant digits (2..8)."""
-    finite = np.abs(values[np.isfinite(values) & (values != 0.0)])
-    if finite.size == 0:
-        return 2
-    return int(min(max(2 - math.floor(math.log10(float(finite.min()))), 2), 8))
-
-
 def _column_formatter(name: str, values: pd.Series) -> Callable[[Any], str]:
     """How a table shows one column: rates in percent, other numbers at a precision that shows them."""
     numeric = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
     if name in _PERCENT_COLUMNS:
-        d = max(_decimals(numeric * 100.0), 2)
+        d = decimals_to_show(numeric * 100.0, 3, 2)
         return lambda v: "" if _blank(v) else f"{100.0 * float(v):.{d}f}%"
-    d = _decimals(numeric)
+    d = decimals_to_show(numeric, 3, 2)
     return lambda v: "" if _blank(v) else f"{float(v):,.{d}f}"
 
 
@@ -196,7 +187,8 @@ def _blank(v: Any) -> bool:
 
 def table_text(frame: pd.DataFrame) -> str:
     """A frame as a plain-text table: numbers right-aligned, each float column at a precision that
-    shows its values (:func:`_decimals`), rates and vols in percent, missing values blank."""
+    shows its values (:func:`~optmm._config.decimals_to_show`), rates and vols in percent, missing
+    values blank."""
     shown = frame.copy()
     for col in shown.columns:
         if pd.api.types.is_float_dtype(shown[col]) or (

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from optmm.cli.common import UsageError, _deliver, _load, _render, check_destination, input_file
+from optmm.cli.common import _deliver, _load, _render, as_usage_error, check_destination, input_file
 
 __all__ = ["add_explain_parser", "run_explain"]
 
@@ -55,12 +55,10 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.trades is not None:
         input_file("--trades", args.trades)
     book, before = _load(args)
-    try:
+    with as_usage_error(ValueError, OSError):
         after = Market.load(args.market_today)
         trades = Trades.load(args.trades) if args.trades is not None else None
         ex = pnl_explain(book, before, after, trades)
-    except (ValueError, OSError) as exc:
-        raise UsageError(str(exc)) from None
     frame = ex.table.reset_index() if args.by == "underlying" else ex.by_position()
     if args.format == "table":
         day0 = np.datetime_as_string(before.valuation, unit="D")

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from optmm.cli.common import UsageError, add_valuation_option, check_destination, load_market
+from optmm.cli.common import UsageError, add_valuation_option, as_usage_error, check_destination, load_market
 
 if TYPE_CHECKING:
     from optmm.market import Market
@@ -86,7 +86,7 @@ def _fitted_market(base: Market | None, valuation: Any, fits: dict[str, Any], so
         }
     for und, f in fits.items():
         spot[und], rate[und], div[und], surface[und] = f.spot, f.rate, f.div_yield, f.surface
-    try:
+    with as_usage_error():
         return Market(
             valuation=valuation,
             spot=spot,
@@ -99,8 +99,6 @@ def _fitted_market(base: Market | None, valuation: Any, fits: dict[str, Any], so
             source=source,
             **terms,
         )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _print_fits(fits: dict[str, Any], out: TextIO) -> None:
@@ -152,15 +150,13 @@ def run_fit(args: argparse.Namespace) -> int:
             f"{args.market}: valuation {base.valuation_time.isoformat()}: optmm fit works on whole days "
             "from a day's close; give a date (e.g. --valuation 2026-11-20)"
         )
-    try:
+    with as_usage_error():
         if args.vols is not None:
             assert base is not None
             valuation = base.valuation
             fits = fit_vols(read_vols(args.vols), valuation, base.spot, base.forward)
         else:
             valuation, fits = fit_chain(read_chain(args.chain, stale_seconds=args.stale_seconds))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     market = _fitted_market(base, valuation, fits, args.out)
     _print_fits(fits, sys.stdout)
     source = args.chain or args.vols

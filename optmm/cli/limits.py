@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from optmm.cli.common import (
-    UsageError,
     _deliver,
     _finite_float,
     _load,
     _render,
     add_valuation_option,
+    as_usage_error,
     check_destination,
     input_file,
 )
@@ -77,14 +77,12 @@ def run_limits(args: argparse.Namespace) -> int:
     check_destination("--output", args.output)
     input_file("--limits", args.limits)
     book, market = _load(args)
-    try:
+    with as_usage_error():
         limits = LimitSet.load(args.limits)
         scenarios = history_scenarios(args, book, market) if args.history is not None else None
         frame = limit_utilisation(
             book, market, limits, pnl=args.pnl, high_water=args.high_water, var_scenarios=scenarios
         )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     hard = int((frame["status"] == "hard breach").sum())
     soft = int((frame["status"] == "soft breach").sum())
     if args.format == "table":

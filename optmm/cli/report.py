@@ -29,6 +29,7 @@ from optmm.cli.common import (
     _finite_float,
     _load,
     add_valuation_option,
+    as_usage_error,
     check_destination,
     input_file,
     write_outputs,
@@ -109,7 +110,7 @@ def run_report(args: argparse.Namespace) -> int:
     for path in args.stress:
         input_file("--stress", path)
     book, market = _load(args)
-    try:
+    with as_usage_error(ValueError, OSError):
         # Every input read and checked before any revaluation.
         limits = LimitSet.load(args.limits) if args.limits else None
         stresses = [load_stress(path) for path in args.stress]
@@ -162,7 +163,5 @@ def run_report(args: argparse.Namespace) -> int:
         ]
         title = f"Risk report: {Path(args.book).name}, valued {_day(market)}"
         page = render_page(title, sections, meta=meta, absent=absent)
-    except (ValueError, OSError) as exc:
-        raise UsageError(str(exc)) from None
     write_outputs([(args.out, page.encode("utf-8"))])
     return 0

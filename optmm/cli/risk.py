@@ -24,6 +24,7 @@ from optmm.cli.common import (
     _deliver,
     _load,
     _render,
+    as_usage_error,
     check_destination,
     valuation_text,
 )
@@ -65,10 +66,8 @@ def run_risk(args: argparse.Namespace) -> int:
         raise UsageError("--format parquet needs --output FILE")
     check_destination("--output", args.output)
     book, market = _load(args)
-    try:
+    with as_usage_error():
         exp = exposures(book, market)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     frame = {
         "underlying": by_underlying_frame,
         "expiry": lambda e: e.by_expiry.reset_index(),

@@ -33,6 +33,7 @@ from optmm.cli.common import (
     _deliver,
     _load,
     _render,
+    as_usage_error,
     check_destination,
     dask_spec,
     parse_grid,
@@ -259,7 +260,7 @@ def run_scenario(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--underlying {args.underlying!r}: not in the book ({', '.join(book.underlyings())})"
         )
-    try:
+    with as_usage_error(ValueError, OSError):
         stresses = [load_stress(path) for path in args.stress]
         with scenario_engine(args.dask, book, market) as (scenario_grid, run_stress):
             grid = scenario_grid(
@@ -270,8 +271,6 @@ def run_scenario(args: argparse.Namespace) -> int:
                 beta_weighted=args.beta_weighted,
             )
             results = [run_stress(stress) for stress in stresses]
-    except (ValueError, OSError) as exc:
-        raise UsageError(str(exc)) from None
     stress_rows = stress_rows_frame(results, grid.underlyings)
     if args.format == "table":
         text = _grid_text(grid, args, market)

@@ -50,7 +50,7 @@ from typing import Any
 from optmm._io import atomic_target
 from optmm._progress import Bar, stderr_is_terminal
 from optmm._scratch import remove_stale, scratch_dir
-from optmm.cli.common import UsageError, _load, add_valuation_option
+from optmm.cli.common import UsageError, _load, add_valuation_option, as_usage_error
 
 __all__ = ["add_simulate_parser", "parse_set", "run_simulate"]
 
@@ -128,12 +128,10 @@ def run_simulate(args: argparse.Namespace) -> int:
     )
     from optmm.sim.start import SmileFit
 
-    try:
+    with as_usage_error():
         config = SimConfig.load(args.config)
         if args.overrides:
             config = config.with_overrides(parse_set(args.overrides))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         raise UsageError(f"--seed: must be >= 0 and <= {MAX_SEED}, got {args.seed}")
     if args.paths is not None:
@@ -147,10 +145,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     if start and args.tape:
         raise UsageError("--tape with --book: a replay starts flat on the config's chain (give one of them)")
     names = args.compare or [None]
-    try:
+    with as_usage_error():
         configs = [(name, strategy_config(config, name) if name else config) for name in names]
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     out = _check_out(args.out, args.overwrite) if args.out else None
     tape = _read_tape(args.tape) if args.tape else None
     if args.record_tape:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optmm.cli.common import DASK_HELP, DASK_METAVAR, UsageError, _client, dask_spec
+from optmm.cli.common import DASK_HELP, DASK_METAVAR, UsageError, _client, as_usage_error, dask_spec
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -101,10 +101,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UsageError(f"--out {args.out}: no such directory {str(out.parent)!r}")
-    try:
+    with as_usage_error():
         spec = SweepSpec.load(args.sweep)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     progress = False if args.no_progress else None
 
     def go(client: Client | None) -> Any:

@@ -30,6 +30,7 @@ from optmm.cli.common import (
     _client,
     _deliver,
     _load,
+    as_usage_error,
     check_destination,
     dask_spec,
     input_file,
@@ -279,7 +280,7 @@ def run_var(args: argparse.Namespace) -> int:
     book, market = _load(args)
     if len(book) == 0:
         raise UsageError(f"{args.book}: the book has no positions: nothing to revalue")
-    try:
+    with as_usage_error():
         realised = load_realised(args.realised) if args.realised is not None else None
         sc = history_scenarios(args, book, market)
         if args.dask is None:
@@ -290,8 +291,6 @@ def run_var(args: argparse.Namespace) -> int:
             with _client(args.dask) as client:
                 res = dist_var(book, market, sc, client=client, levels=args.levels)
         backtests = [backtest(realised, res.var(a), a) for a in res.levels] if realised is not None else []
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     if args.format == "table":
         data = _table_text(res, sc, backtests, args, book, market).encode("utf-8")
     elif args.format == "csv":

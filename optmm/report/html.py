@@ -187,11 +187,9 @@ def table(
     columns: Sequence[Column],
     *,
     where: str,
-    caption: str = "",
     row_class: Callable[[Mapping[str, Any]], str] | None = None,
     cell_class: Callable[[Mapping[str, Any], Column], str] | None = None,
     cell_style: Callable[[Mapping[str, Any], Column], str] | None = None,
-    css: str = "",
 ) -> str:
     """An HTML table of ``rows`` (mappings, or a frame's records) in ``columns``.
 
@@ -238,9 +236,7 @@ def table(
             cells.append(f"<{tag}{scope}{cls}{tip}{extra}>{esc(text)}</{tag}>")
         rc = row_class(r) if row_class is not None else ""
         body.append(f"<tr{f' class={chr(34)}{rc}{chr(34)}' if rc else ''}>{''.join(cells)}</tr>")
-    cap = f"<caption>{esc(caption)}</caption>" if caption else ""
-    cls = f' class="{css}"' if css else ""
     return (
-        f'<div class="scroll"><table{cls}>{cap}<thead><tr>{head}</tr></thead>'
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )

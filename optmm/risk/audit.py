@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from optmm._config import is_real_number
 from optmm.codes import Layer
 
 __all__ = ["COLUMNS", "EVENTS", "AuditEvent", "AuditTrail", "Layer", "parse_layer", "parse_time"]
@@ -134,10 +135,6 @@ def parse_time(value: float | int | str | dt.datetime | dt.date | pd.Timestamp |
     return seconds
 
 
-def _is_real(x: Any) -> bool:
-    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool | np.bool_)
-
-
 @dataclass(frozen=True, kw_only=True)
 class AuditEvent:
     """One audited event.
@@ -180,7 +177,7 @@ class AuditEvent:
         except ValueError as exc:
             raise ValueError(f"AuditEvent.layer: {exc}") from None
         object.__setattr__(self, "layer", layer)
-        if not (_is_real(self.ts) and math.isfinite(self.ts)):
+        if not (is_real_number(self.ts) and math.isfinite(self.ts)):
             raise ValueError(f"AuditEvent.ts: must be finite epoch seconds (got {self.ts!r})")
         object.__setattr__(self, "ts", float(self.ts))
         for name in ("underlying", "event", "trigger", "detail"):
@@ -190,7 +187,7 @@ class AuditEvent:
             raise ValueError("AuditEvent.event: must not be empty")
         for name in ("measured", "threshold"):
             value = getattr(self, name)
-            if not _is_real(value):
+            if not is_real_number(value):
                 raise ValueError(f"AuditEvent.{name}: must be a number, NaN if none (got {value!r})")
             object.__setattr__(self, name, float(value))
 
@@ -409,7 +406,7 @@ class AuditTrail:
     ) -> None:
         if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1 (got {batch_size!r})")
-        if not (_is_real(busy_timeout_s) and 0.0 <= float(busy_timeout_s) < math.inf):
+        if not (is_real_number(busy_timeout_s) and 0.0 <= float(busy_timeout_s) < math.inf):
             raise ValueError(f"busy_timeout_s must be finite and >= 0 (got {busy_timeout_s!r})")
         self.batch_size = int(batch_size)
         self.busy_timeout_s = float(busy_timeout_s)

@@ -892,29 +892,34 @@ def scenario_grid(
     c = _collapse(book, market)
     full, tay = _revalue(c, _points(c, shocks, _cell_namer(spots, vols)), taylor=True)
     assert tay is not None
-    n_u, n_s, n_v = len(c.underlyings), len(spots), len(vols)
-    full3, tay3 = full.reshape(n_u, n_s, n_v), tay.reshape(n_u, n_s, n_v)
-    long = pd.DataFrame(
-        {
-            "spot_shock": np.tile(np.repeat(spots, n_v), n_u),
-            "vol_shock": np.tile(np.tile(vols, n_s), n_u),
-            "days": float(days),
-            "underlying": np.repeat(c.underlyings, n_s * n_v),
-            "pnl": full.reshape(-1),
-        }
-    )
-    return GridResult(
-        pnl=long,
+    shape = (len(c.underlyings), len(spots), len(vols))
+    return _grid_result(
+        full.reshape(shape),
+        tay.reshape(shape),
+        underlyings=tuple(str(u) for u in c.underlyings),
         spot_shocks=spots,
         vol_shocks=vols,
         days=float(days),
         underlying=underlying,
         beta_weighted=beta_weighted,
-        underlyings=tuple(str(u) for u in c.underlyings),
-        _full=full3,
-        _taylor=tay3,
         valuation=market.valuation,
     )
+
+
+def _grid_result(full: FloatArray, taylor: FloatArray, **attrs: Any) -> GridResult:
+    """The :class:`GridResult` of the (U, n_spot, n_vol) full-revaluation and Taylor P&L cubes, with
+    its long-form ``pnl`` table; ``attrs`` are its other attributes (``spot_shocks`` to ``valuation``)."""
+    n_u, n_s, n_v = full.shape
+    long = pd.DataFrame(
+        {
+            "spot_shock": np.tile(np.repeat(attrs["spot_shocks"], n_v), n_u),
+            "vol_shock": np.tile(np.tile(attrs["vol_shocks"], n_s), n_u),
+            "days": attrs["days"],
+            "underlying": np.repeat(np.array(attrs["underlyings"], dtype=object), n_s * n_v),
+            "pnl": full.reshape(-1),
+        }
+    )
+    return GridResult(pnl=long, _full=full, _taylor=taylor, **attrs)
 
 
 # --------------------------------------------------------------------------------------------------

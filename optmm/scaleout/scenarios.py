@@ -391,28 +391,15 @@ class DistributedBook:
             with np.errstate(over="ignore", invalid="ignore"):  # GridResult checks every cell
                 full[rows] += part_full
                 taylor[rows] += part_taylor
-        unds_arr = np.array(self.underlyings, dtype=object)
-        spots, vols = np.array(checked.spot_shocks), np.array(checked.vol_shocks)
-        n_u = len(self.underlyings)
-        long = pd.DataFrame(
-            {
-                "spot_shock": np.tile(np.repeat(spots, n_v), n_u),
-                "vol_shock": np.tile(np.tile(vols, n_s), n_u),
-                "days": float(checked.days),
-                "underlying": np.repeat(unds_arr, n_s * n_v),
-                "pnl": full.reshape(-1),
-            }
-        )
-        return GridResult(
-            pnl=long,
+        return local._grid_result(
+            full,
+            taylor,
+            underlyings=self.underlyings,
             spot_shocks=checked.spot_shocks,
             vol_shocks=checked.vol_shocks,
             days=checked.days,
             underlying=underlying,
             beta_weighted=beta_weighted,
-            underlyings=self.underlyings,
-            _full=full,
-            _taylor=taylor,
             valuation=self.market.valuation,
         )
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from optmm._config import to_json
+from optmm._config import decimals_to_show, to_json
 from optmm._io import save_figure
 from optmm._scratch import scratch_dir
 from optmm.risk.audit import Layer
@@ -891,15 +891,6 @@ def compare_table(results: Mapping[str, SimResult]) -> pd.DataFrame:
     return df
 
 
-def _decimals(values: np.ndarray, base: int) -> int:
-    """At least ``base`` decimals, and enough to show two significant digits of the smallest non-zero
-    magnitude among ``values`` (a fill rate of 0.0016% is not 0.00%), at most 8."""
-    nonzero = np.abs(values[np.isfinite(values) & (values != 0.0)])
-    if nonzero.size == 0:
-        return base
-    return int(min(max(base, 1 - math.floor(math.log10(float(nonzero.min())))), 8))
-
-
 def _format_row(values: np.ndarray, kind: str) -> list[str]:
     """The cells of one metric across strategies: a precision shared by the row, enough to show its
     smallest non-zero value; NaN is ``n/a``."""
@@ -908,12 +899,12 @@ def _format_row(values: np.ndarray, kind: str) -> list[str]:
     if kind == "count":
         fmt = "{:,.0f}"
     elif kind in ("percent", "percent2"):
-        fmt = f"{{:.{_decimals(values * 100.0, 1 if kind == 'percent' else 2)}f}}%"
+        fmt = f"{{:.{decimals_to_show(values * 100.0, 2, 1 if kind == 'percent' else 2)}f}}%"
         values = values * 100.0
     elif kind == "ratio" or kind == "seconds":
-        fmt = f"{{:.{_decimals(values, 2)}f}}"
+        fmt = f"{{:.{decimals_to_show(values, 2, 2)}f}}"
     else:  # money, amount, auto
-        fmt = "{:,.0f}" if big else f"{{:,.{_decimals(values, 2)}f}}"
+        fmt = "{:,.0f}" if big else f"{{:,.{decimals_to_show(values, 2, 2)}f}}"
     cells = [fmt.format(v) if math.isfinite(v) else "n/a" for v in values]
     return [c[1:] if c.startswith("-") and not c.strip("-0.,%") else c for c in cells]  # no "-0.00"
 
