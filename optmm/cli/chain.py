@@ -325,8 +325,7 @@ def _write_table(out: TextIO, inputs: dict[str, float], rows: list[dict[str, Any
     def side(values: dict[str, str]) -> str:
         return "  ".join(values[name].rjust(width[name]) for name in fields)
 
-    call_head = side(headers)
-    put_head = side(headers)
+    head = side(headers)  # the calls' and the puts' alike
     sep = " | "
     title = (
         f"optmm chain  spot={_fmt_num(spot)}  vol={_fmt_num(inputs['vol'])} "
@@ -336,8 +335,8 @@ def _write_table(out: TextIO, inputs: dict[str, float], rows: list[dict[str, Any
         f"t={inputs['t_years']:.6f}y (days/365, ACT/365)  model=BSM"
     )
     lines = [title]
-    lines.append("CALLS".center(len(call_head)) + sep + " " * kw + sep + "PUTS".center(len(put_head)))
-    lines.append(call_head + sep + "strike".rjust(kw) + sep + put_head)
+    lines.append("CALLS".center(len(head)) + sep + " " * kw + sep + "PUTS".center(len(head)))
+    lines.append(head + sep + "strike".rjust(kw) + sep + head)
     lines.append("-" * len(lines[-1]))
     for k in by_strike:
         call = side({name: cells[(k, "call", name)] for name in fields})

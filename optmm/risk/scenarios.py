@@ -1198,15 +1198,6 @@ def run_stress(book: Book, market: Market, stress: Stress | str | os.PathLike[st
     return _stress_result(_collapse(book, market), stress)
 
 
-def _stress_paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
-    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-    out: list[Path] = []
-    for item in items:
-        p = Path(item)
-        out.extend(sorted(p.glob("*.toml")) if p.is_dir() else [p])
-    return out
-
-
 def run_stresses(
     book: Book,
     market: Market,
@@ -1227,13 +1218,13 @@ def run_stresses(
         One row per stress, in order: ``name``, ``file``, ``legs`` (count), ``worst_leg``, ``pnl``
         (the worst leg's book P&L, currency) and ``driver``.
     """
-    items: list[Stress | Path] = []
-    if isinstance(paths, str | os.PathLike):
-        items.extend(_stress_paths(paths))
-    else:
-        for item in paths:
-            items.extend([item] if isinstance(item, Stress) else _stress_paths(item))
-    stresses = [s if isinstance(s, Stress) else load_stress(s) for s in items]
+    stresses: list[Stress] = []
+    for item in [paths] if isinstance(paths, str | os.PathLike) else paths:
+        if isinstance(item, Stress):
+            stresses.append(item)
+        else:
+            p = Path(item)
+            stresses.extend(load_stress(f) for f in (sorted(p.glob("*.toml")) if p.is_dir() else [p]))
     c = _collapse(book, market)
     rows: list[dict[str, Any]] = []
     for stress in stresses:

@@ -57,11 +57,6 @@ class ClusterSpec(NamedTuple):
     workers: int | None
     address: str | None
 
-    @property
-    def is_local(self) -> bool:
-        """Whether the spec starts a cluster on this machine."""
-        return self.address is None
-
 
 def parse_spec(spec: str) -> ClusterSpec:
     """Parse a cluster spec (see the module docstring).
