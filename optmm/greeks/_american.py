@@ -534,7 +534,9 @@ def price_py(
     return core(s, k, t, r, q, sigma, is_call, sch)[0]
 
 
-price_scalar = njit(cache=True, error_model="numpy")(price_py)
+# _nrt=True here and in ``marks``: the boundary's scratch arrays need numba's runtime, which a callee
+# compiled from a function without it (the simulator's loop, optmm.sim._kernels) would otherwise lack
+price_scalar = njit(cache=True, error_model="numpy", _nrt=True)(price_py)
 
 _VOL_BUMP = 1e-4
 _RATE_BUMP = 1e-5
@@ -580,7 +582,7 @@ def marks_py(
     return (price, delta, gamma, vega, theta, rho_, vanna, volga)
 
 
-marks = njit(cache=True, error_model="numpy")(marks_py)
+marks = njit(cache=True, error_model="numpy", _nrt=True)(marks_py)
 
 
 def all_py(

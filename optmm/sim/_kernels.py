@@ -5,7 +5,8 @@ each:
 
 1. market data (:func:`_market_step`): spot and vol of every underlying at step ``k``; fair value and
    Greeks of every instrument (one SIMD block of :func:`optmm.greeks._bsm._greeks_block`, five
-   outputs); the previous step's inventory P&L is attributed (:func:`_attribute`: delta, gamma, vega,
+   outputs; an American option's then by the boundary engine, :func:`optmm.greeks._american.marks_py`);
+   the previous step's inventory P&L is attributed (:func:`_attribute`: delta, gamma, vega,
    theta, residual) now that both ends are known;
 2. the controller's state is refreshed in place (:func:`_refresh_risk`: per-contract Greeks,
    aggregates, spots, market-data time; the worst-scenario grid every ``scenario_every_steps``), the

@@ -12,8 +12,9 @@ market"):
 * the chain: every option contract of the book (rows of one contract merged as the risk controller
   merges them: the first row's multiplier, the others' quantities pro rata), then the
   configuration's ``[chain]`` generated around the market's spot with expiry dates ``ceil(days)``
-  after the valuation date, settled at the underlying's default settlement, European, less the
-  contracts the book already holds; times to settlement from the market's valuation moment
+  after the valuation date, settled at the underlying's default settlement, in its default style
+  (as a book row without a style: :func:`optmm.pricing.american_flags`), less the contracts the
+  book already holds; times to settlement from the market's valuation moment
   (:func:`optmm.pricing.option_times`), so a contract expiring today (0DTE) is priced to its
   settlement;
 * the surface: the loop's smile per underlying, ``vol + slope·x + curvature·x²`` with ``x = ln K −
@@ -33,15 +34,21 @@ market"):
   value, discounted at the carry ``r - q``. :attr:`Start.div_pv0` is that value at the start; as the
   run goes on each ex-date comes closer, so the loop carries it at ``r - q``
   (:func:`optmm.sim._kernels.dividend_pv_py`) and adds the accrual to the contract's theta;
+* American options (:attr:`Start.american`: the row's style, else the underlying's default in the
+  market; ``[chain]``'s alike) on a continuous yield: priced as :func:`optmm.pricing.contract_greeks`
+  prices them, by the boundary engine (:mod:`optmm.greeks._american`, at its default accuracy) at
+  every step of the loop (:func:`optmm.sim._kernels._market_step`);
 * the starting inventory: the book's contract positions (``position0``) and stock, in the loop and
-  in the risk controller (its book is :attr:`Start.book`).
+  in the risk controller (its book is :attr:`Start.book`, each contract with its style).
 
 What the loop cannot price as the market does is refused (a :class:`~optmm.book.BookError` naming
-the book's file, row and field): American options, an underlying with a cash dividend going ex
-before the run ends (the loop's spot does not drop on an ex-date), a position's vol override (the
-loop prices every contract at the market's surface), an option that settles before the run ends,
-options on an underlying with arithmetic dynamics or under a strategy that quotes the underlying
-alone.
+the book's file, row and field): American options on an underlying with cash dividends (the book's
+on their row's ``style``; ``[chain]``'s on the underlying's first row: the market prices them by the
+finite-difference engine, far too slow for the loop) or with two exercise boundaries (no engine
+prices them), an underlying with a cash dividend going ex before the run ends (the loop's spot does
+not drop on an ex-date), a position's vol override (the loop prices every contract at the market's
+surface), an option that settles before the run ends, options on an underlying with arithmetic
+dynamics or under a strategy that quotes the underlying alone.
 """
 
 from __future__ import annotations
