@@ -609,13 +609,14 @@ def test_american_options_are_priced_as_the_market_prices_them() -> None:
     want = float(np.sum(qm * g.theta)) * dt_years
     assert float(res.steps["theta_pnl"].iloc[0]) == pytest.approx(want, rel=1e-9)
     plain = pricing.contract_greeks(pricing.carry(mk, list(names)), *args, np.zeros(opt.size, dtype=bool))
-    assert abs(float(np.sum(qm * plain.theta)) * dt_years - want) > 1e-6 * abs(want)  # (not European)
+    assert abs(float(np.sum(qm * plain.theta)) * dt_years - want) > 1e-3 * abs(want)  # (not European)
 
 
 def test_the_american_start_is_quantlibs() -> None:
-    """An independent check: QuantLib's ``QdFpAmericanEngine`` (high-precision scheme) at the market's
-    vol, for a few of AAA's American contracts, to the engine's stated accuracy at its default setting
-    (4e-5 of the strike, tests/greeks/test_american.py)."""
+    """An independent check: QuantLib's ``QdFpAmericanEngine`` (high-precision scheme) at AAA's
+    surface, for four of its American contracts (the calls and the puts of the highest strikes: out
+    of and in the money), to the engine's stated accuracy at its default setting (4e-5 of the strike,
+    tests/greeks/test_american.py)."""
     mk = american_market()
     st, _, fair = _fair_at_start(config(), american_book(), mk)
     opt = np.flatnonzero(st.american)
@@ -626,7 +627,8 @@ def test_the_american_start_is_quantlibs() -> None:
         k, t = float(st.strike[i]), float(st.t0_years[i])
         days = round(t * 365.0)
         assert t * 365.0 == pytest.approx(days, abs=1e-9)  # (QuantLib's dates: whole days)
-        ql_mk.set(SPOT["AAA"], 0.04, 0.01, float(mk.vols("AAA", [k], [t])[0]))
+        x = math.log(k / SPOT["AAA"])
+        ql_mk.set(SPOT["AAA"], 0.04, 0.01, A + B * x + C * x * x)  # AAA's surface, written out
         option = ql_mk.option(k, days, st.kind[i] == K_CALL, american=True)
         option.setPricingEngine(engine)
         assert abs(fair[i] - option.NPV()) < 4e-5 * k, (k, t)
