@@ -534,16 +534,21 @@ def price_py(
     return core(s, k, t, r, q, sigma, is_call, sch)[0]
 
 
-price_scalar = njit(cache=True, error_model="numpy")(price_py)
+# _nrt=True here and in ``marks``: the boundary's scratch arrays need numba's runtime, which a callee
+# compiled from a function without it (the simulator's loop, optmm.sim._kernels) would otherwise lack
+price_scalar = njit(cache=True, error_model="numpy", _nrt=True)(price_py)
 
 _VOL_BUMP = 1e-4
 _RATE_BUMP = 1e-5
 
 
-def all_py(
-    s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool, sch: Scheme
+def marks_py(
+    s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool, sch: Scheme, rho: bool
 ) -> tuple[float, float, float, float, float, float, float, float]:
-    """Price and the seven Greeks of one American option, as ``bsm_all`` (NaN: two boundaries)."""
+    """Price and the seven Greeks of one American option, as ``bsm_all`` (NaN: two boundaries); the
+    rule of every American figure. ``rho`` False skips rho's two extra solves of the boundary (it is
+    then 0 where it would be a difference of the engine): the simulator's loop, which needs the
+    price, delta, gamma, vega and theta alone (:func:`optmm.sim._kernels._market_step`)."""
     reg = regime(r, q, is_call)
     if t <= 0.0 or reg == 0:
         return european(s, k, t, r, q, sigma, is_call)
@@ -563,16 +568,29 @@ def all_py(
     vega = (up[0] - dn[0]) / (2.0 * h)
     volga = (up[0] - 2.0 * price + dn[0]) / (h * h)
     vanna = (up[1] - dn[1]) / (2.0 * h)
+    if not rho:
+        return (price, delta, gamma, vega, theta, 0.0, vanna, volga)
     # rho: a central difference, one-sided where a bump would cross into another regime
     p_up = price_scalar(s, k, t, r + _RATE_BUMP, q, sigma, is_call, sch)
     p_dn = price_scalar(s, k, t, r - _RATE_BUMP, q, sigma, is_call, sch)
     if math.isnan(p_dn):
-        rho = (p_up - price) / _RATE_BUMP
+        rho_ = (p_up - price) / _RATE_BUMP
     elif math.isnan(p_up):
-        rho = (price - p_dn) / _RATE_BUMP
+        rho_ = (price - p_dn) / _RATE_BUMP
     else:
-        rho = (p_up - p_dn) / (2.0 * _RATE_BUMP)
-    return (price, delta, gamma, vega, theta, rho, vanna, volga)
+        rho_ = (p_up - p_dn) / (2.0 * _RATE_BUMP)
+    return (price, delta, gamma, vega, theta, rho_, vanna, volga)
+
+
+marks = njit(cache=True, error_model="numpy", _nrt=True)(marks_py)
+
+
+def all_py(
+    s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool, sch: Scheme
+) -> tuple[float, float, float, float, float, float, float, float]:
+    """Price and the seven Greeks of one American option, as ``bsm_all`` (NaN: two boundaries):
+    :func:`marks_py` with rho."""
+    return marks(s, k, t, r, q, sigma, is_call, sch, bool(True))  # noqa: UP018 (see put_core_py)
 
 
 all_scalar = njit(cache=True, error_model="numpy")(all_py)
@@ -637,6 +655,8 @@ __all__ = [
     "gauss_legendre",
     "greeks_kernel",
     "make_scheme",
+    "marks",
+    "marks_py",
     "price_kernel",
     "price_py",
     "price_scalar",

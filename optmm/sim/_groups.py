@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from optmm.codes import QuotingCode, SimKind
+from optmm.greeks._american import Scheme
 from optmm.risk import _controller_kernels as ck
 from optmm.sim._fill_kernels import N_FP
 
@@ -43,6 +44,8 @@ class Instruments(NamedTuple):
     position0: np.ndarray  # the position at step 0 (contracts; 0 but in a run from a book)
     vol_offset: np.ndarray  # added to the smile's vol (decimal; 0 but in a run from a market)
     div_pv0: np.ndarray  # cash dividends before settlement, present value at step 0 (0 but from a market)
+    american: np.ndarray  # bool: an American option (False but from a market), priced by the boundary engine
+    scheme: Scheme  # that engine's settings (optmm.pricing's: american_greeks' default accuracy)
 
 
 class Underlyings(NamedTuple):

@@ -5,7 +5,8 @@ each:
 
 1. market data (:func:`_market_step`): spot and vol of every underlying at step ``k``; fair value and
    Greeks of every instrument (one SIMD block of :func:`optmm.greeks._bsm._greeks_block`, five
-   outputs); the previous step's inventory P&L is attributed (:func:`_attribute`: delta, gamma, vega,
+   outputs; an American option's then by the boundary engine, :func:`optmm.greeks._american.marks_py`);
+   the previous step's inventory P&L is attributed (:func:`_attribute`: delta, gamma, vega,
    theta, residual) now that both ends are known;
 2. the controller's state is refreshed in place (:func:`_refresh_risk`: per-contract Greeks,
    aggregates, spots, market-data time; the worst-scenario grid every ``scenario_every_steps``), the
@@ -45,6 +46,8 @@ import math
 import numpy as np
 from numba import njit
 
+from optmm.greeks._american import marks as american_marks
+from optmm.greeks._american import price_scalar as american_price
 from optmm.greeks._bsm import _greeks_block, _price_block
 from optmm.greeks._bsm import bsm_price_scalar as bsm_price
 from optmm.quoting._kernels import hedge_cost, hedge_decide, hedge_fill, quote_one_squared, skew_squares
@@ -250,7 +253,9 @@ def _market_step(k, ins, und, mkt, cfg, w):  # pragma: no cover - compiled
     from the smile and the contract's offset, fair value, Greeks; the underlying: its spot, delta 1, no
     other Greek). A contract with cash dividends before it settles (``ins.div_pv0``) is priced in the
     escrowed model (:mod:`optmm.greeks._dividend`): Black-Scholes-Merton on the spot less their present
-    value, its theta with the dividends' accrual."""
+    value, its theta with the dividends' accrual. An American option (``ins.american``) is then priced
+    again by the boundary engine (:func:`optmm.greeks._american.marks_py`, ``ins.scheme``), as
+    :func:`optmm.pricing.contract_greeks` prices it."""
     p, m = w.pricing, w.marks
     for u in range(mkt.spot.shape[1]):
         w.und.ln_spot[u] = math.log(mkt.spot[k, u])
@@ -278,6 +283,12 @@ def _market_step(k, ins, und, mkt, cfg, w):  # pragma: no cover - compiled
             m.gamma[i] = 0.0
             m.vega[i] = 0.0
             m.theta[i] = 0.0
+        elif ins.american[i]:  # the boundary engine's figures (no cash dividends: refused), rho skipped
+            a = american_marks(
+                p.spot[i], ins.strike[i], p.t_years[i], p.rate[i], p.div_yield[i], m.vol[i], p.is_call[i],
+                ins.scheme, bool(False),  # noqa: UP018 (not the literal: one compilation of the rule)
+            )  # fmt: skip
+            m.price[i], m.delta[i], m.gamma[i], m.vega[i], m.theta[i] = a[0], a[1], a[2], a[3], a[4]
         elif p.div_pv[i] != 0.0:  # time brings each ex-date closer: dS*/dt = -(r - q) PV
             m.theta[i] -= (p.rate[i] - p.div_yield[i]) * p.div_pv[i] * m.delta[i]
 
@@ -379,6 +390,11 @@ def _revalue(ins, pricing, marks, spot_k, ctl, grid):  # pragma: no cover - comp
             c = ins.contract[i]
             if c < 0:
                 continue
+            if ins.american[i]:  # the boundary engine's price (optmm.greeks._american)
+                grid.price[i] = american_price(
+                    grid.spot[i], ins.strike[i], pricing.t_years[i], pricing.rate[i], pricing.div_yield[i],
+                    grid.vol[i], pricing.is_call[i], ins.scheme,
+                )  # fmt: skip
             x = ins.mult[i] * (grid.price[i] - marks.price[i])
             cf[c, ck.CCELL + g] = x
             cells[ins.u[i], g] += cf[c, ck.CPOS] * x
@@ -692,7 +708,12 @@ def _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w):  # pragma: no cover -
             call = w.pricing.is_call[i]
             if ins.div_pv0[i] != 0.0:
                 sf -= _dividend_pv(ins.div_pv0[i], und.rate[u] - und.div_yield[u], kf * cfg.dt_years)
-            future = bsm_price(sf, ins.strike[i], t_f, und.rate[u], und.div_yield[u], vf, call)
+            if ins.american[i]:
+                future = american_price(
+                    sf, ins.strike[i], t_f, und.rate[u], und.div_yield[u], vf, call, ins.scheme
+                )
+            else:
+                future = bsm_price(sf, ins.strike[i], t_f, und.rate[u], und.div_yield[u], vf, call)
         o.inst[n_ord] = i
         o.side[n_ord] = 0.0
         o.size[n_ord] = cfg.informed_size

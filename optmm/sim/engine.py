@@ -25,7 +25,7 @@ import pandas as pd
 from optmm._config import MAX_SEED
 from optmm._progress import Bar
 from optmm.book import Book
-from optmm.greeks import bsm_price
+from optmm.greeks.american import _scheme
 from optmm.market import Market, Sticky
 from optmm.quoting._kernels import pack_hedger, pack_quoter
 from optmm.quoting._toxicity_kernels import new_toxicity_state, pack_toxicity
@@ -58,7 +58,7 @@ from optmm.sim._groups import (
     workspaces,
 )
 from optmm.sim.config import SECONDS_PER_YEAR, TRADING_DAY_S, SimConfig
-from optmm.sim.markouts import smile_vols
+from optmm.sim.markouts import fair_values, smile_vols
 from optmm.sim.paths import draw_paths, uniforms
 from optmm.sim.result import ATTRIBUTION, SimResult
 from optmm.sim.start import Start, prepare
@@ -126,6 +126,7 @@ class _Chain:
     position0: np.ndarray
     vol_offset: np.ndarray  # added to the smile's vol (decimal): the market's at the start, else 0
     div_pv0: np.ndarray  # cash dividends before settlement, present value at the start (else 0)
+    american: np.ndarray  # bool: an American option (from a market's style, else False)
 
 
 def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
@@ -143,6 +144,7 @@ def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
             position0=start.position0.copy(),
             vol_offset=start.vol_offset,
             div_pv0=start.div_pv0,
+            american=start.american,
         )
     ch = cfg.chain
     rows: list[tuple[int, int, float, float]] = []
@@ -179,6 +181,7 @@ def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
         position0=np.zeros(len(rows)),
         vol_offset=np.zeros(len(rows)),
         div_pv0=np.zeros(len(rows)),
+        american=np.zeros(len(rows), dtype=bool),
     )
 
 
@@ -243,7 +246,8 @@ def _book_controller(
         if rows.size:
             kinds = np.where(chain.kind[rows] == K_CALL, "call", "put")
             chain.contract[rows] = ctl.add_contracts(
-                name, kinds, chain.strike[rows], start.expiry[rows], style="european",
+                name, kinds, chain.strike[rows], start.expiry[rows],
+                style=np.where(chain.american[rows], "american", "european"),
                 settlement=start.book.settlement[ctl_opt[chain.u[opt] == j]],
             )  # fmt: skip
     held = ctl.kernel_state()[0][chain.contract[opt], CPOS]
@@ -496,15 +500,16 @@ def _mtm(
 
 def _initial_value(run: _Run, spot0: np.ndarray, vol0: np.ndarray) -> float:
     """The starting book's value at step 0 (currency): its options at the loop's vols (the smile plus
-    each contract's offset: the market's) on the spot less their dividends (``div_pv0``) and its
-    stock at the spot. ``spot0``, ``vol0``: the paths' first row (the same on every path)."""
+    each contract's offset: the market's) on the spot less their dividends (``div_pv0``), the American
+    ones by the boundary engine (:func:`optmm.sim.markouts.fair_values`), and its stock at the spot.
+    ``spot0``, ``vol0``: the paths' first row (the same on every path)."""
     ch, und = run.chain, run.und
     opt = ch.kind != K_UNDERLYING
     u = ch.u[opt]
     s = spot0[u]
     x = np.log(ch.strike[opt]) - np.log(s)
     vol = smile_vols(vol0[u], und.smile_slope[u], und.smile_curvature[u], x, ch.vol_offset[opt])
-    price = bsm_price(
+    args = (
         s - ch.div_pv0[opt],
         ch.strike[opt],
         ch.t0[opt],
@@ -513,6 +518,7 @@ def _initial_value(run: _Run, spot0: np.ndarray, vol0: np.ndarray) -> float:
         vol,
         ch.kind[opt] == K_CALL,
     )
+    price = fair_values(args, ch.american[opt])[0]
     stock = run.base.ust[:-1, CUSTOCK]
     return float(np.sum(ch.position0[opt] * ch.mult[opt] * price) + np.sum(stock * spot0))
 
@@ -832,6 +838,8 @@ def simulate(
             ch.position0,
             ch.vol_offset,
             ch.div_pv0,
+            ch.american,
+            _scheme("default"),  # (optmm.pricing's accuracy: american_greeks' default)
         ),
         und=_underlyings(cfg),
         base=Controller(*ctl.kernel_state(), *_grid_shocks(ctl.limits)),
@@ -883,6 +891,7 @@ def simulate(
         summary=summary,
         vol_offset=ch.vol_offset,
         div_pv0=ch.div_pv0,
+        american=ch.american,
         **frames,
     )
 

@@ -21,7 +21,8 @@ that rate stays near zero whatever the flow.
 The fair values after the fills are computed again from the run's ``underlyings`` table (spot and vol
 per step) with the simulator's surface rule (``vol_t + slope·x + curvature·x²``, ``x = ln K − ln S``,
 floored at one vol point) and :func:`optmm.greeks.bsm_price` (on the spot less the contract's cash
-dividends, ``result.div_pv0`` carried forward, as the loop prices them); at the run's ``markout_s``
+dividends, ``result.div_pv0`` carried forward, as the loop prices them), or for an American option
+(``result.american``) :func:`optmm.greeks.american_price` (:func:`fair_values`); at the run's ``markout_s``
 they equal the ``markout`` column the loop records (``tests/sim/test_sim_markouts.py``).
 """
 
@@ -33,13 +34,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from optmm.greeks import bsm_greeks, bsm_price
+from optmm.greeks import american_greeks, american_price, bsm_greeks, bsm_price
 from optmm.sim._kernels import VOL_FLOOR, dividend_pv_py
 from optmm.sim.config import SECONDS_PER_YEAR
 from optmm.sim.result import SimResult
 from optmm.units import DAYS_PER_YEAR
 
-__all__ = ["MARKOUT_COLUMNS", "VOL_FLOOR", "horizons", "markouts", "smile_vols"]
+__all__ = ["MARKOUT_COLUMNS", "VOL_FLOOR", "fair_values", "horizons", "markouts", "smile_vols"]
 
 
 def smile_vols(
@@ -49,6 +50,29 @@ def smile_vols(
     curvature·x² + offset`` at log-moneyness ``x = ln K − ln S``, floored at ``VOL_FLOOR`` (one vol
     point), in the loop's order of operations, so the same figures."""
     return np.maximum(vol + slope * x + curvature * x * x + offset, VOL_FLOOR)
+
+
+def fair_values(
+    args: tuple[np.ndarray, ...], american: np.ndarray, *, greeks: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Options' fair values as the loop prices them, and (with ``greeks``, else NaN) their deltas per
+    unit: ``args`` those of :func:`optmm.greeks.bsm_price` (spot, strike, time, rate, carry, vol,
+    is_call: 1-d arrays of one length), Black-Scholes-Merton, the ``american`` ones by the boundary
+    engine (:func:`optmm.greeks.american_price`, :func:`~optmm.greeks.american_greeks`, at their
+    default accuracy: :func:`optmm.pricing.contract_price`'s, ``sim._kernels._market_step``'s)."""
+    if greeks:
+        g = bsm_greeks(*args)
+        price, delta = g.price, g.delta
+    else:
+        price, delta = bsm_price(*args), np.full(args[0].shape, math.nan)
+    if american.any():
+        sub = tuple(a[american] for a in args)
+        if greeks:
+            ga = american_greeks(*sub)
+            price[american], delta[american] = ga.price, ga.delta
+        else:
+            price[american] = american_price(*sub)
+    return price, delta
 
 
 MARKOUT_COLUMNS = (
@@ -124,12 +148,11 @@ def _values(
             np.where(np.isfinite(iv), iv, VOL_FLOOR),
             kind[opt] == "call",
         )
+        american = result.american[contract] if result.american.size else np.zeros(contract.size, dtype=bool)
+        price, d = fair_values(args, american, greeks=greeks)
+        fair[opt] = np.where(np.isfinite(s), price, math.nan)
         if greeks:
-            g = bsm_greeks(*args)
-            fair[opt], delta[opt] = g.price, g.delta
-        else:
-            fair[opt] = bsm_price(*args)
-        fair[opt] = np.where(np.isfinite(s), fair[opt], math.nan)
+            delta[opt] = d
     return fair, spot, delta
 
 

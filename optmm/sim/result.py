@@ -67,6 +67,9 @@ class SimResult:
         before it settles (currency per unit; the loop prices on the spot less it, carried at
         ``r - q``, :func:`optmm.sim._kernels.dividend_pv_py`); 0 but in a run from a market with cash
         dividends; empty: 0 for every instrument.
+    american : ndarray of bool
+        Per instrument of the chain: an American option, priced by the boundary engine (a run from a
+        market, :mod:`optmm.sim.start`); empty: none.
     """
 
     config: SimConfig
@@ -82,6 +85,7 @@ class SimResult:
     market_end: pd.DataFrame = field(default_factory=pd.DataFrame)
     vol_offset: np.ndarray = field(default_factory=lambda: np.zeros(0))
     div_pv0: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    american: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __repr__(self) -> str:
         """A few lines: the configuration's hash, the run's shape and the summary's headline figures

@@ -12,8 +12,9 @@ market"):
 * the chain: every option contract of the book (rows of one contract merged as the risk controller
   merges them: the first row's multiplier, the others' quantities pro rata), then the
   configuration's ``[chain]`` generated around the market's spot with expiry dates ``ceil(days)``
-  after the valuation date, settled at the underlying's default settlement, European, less the
-  contracts the book already holds; times to settlement from the market's valuation moment
+  after the valuation date, settled at the underlying's default settlement, in its default style
+  (as a book row without a style: :func:`optmm.pricing.american_flags`), less the contracts the
+  book already holds; times to settlement from the market's valuation moment
   (:func:`optmm.pricing.option_times`), so a contract expiring today (0DTE) is priced to its
   settlement;
 * the surface: the loop's smile per underlying, ``vol + slope·x + curvature·x²`` with ``x = ln K −
@@ -33,15 +34,21 @@ market"):
   value, discounted at the carry ``r - q``. :attr:`Start.div_pv0` is that value at the start; as the
   run goes on each ex-date comes closer, so the loop carries it at ``r - q``
   (:func:`optmm.sim._kernels.dividend_pv_py`) and adds the accrual to the contract's theta;
+* American options (:attr:`Start.american`: the row's style, else the underlying's default in the
+  market; ``[chain]``'s alike) on a continuous yield: priced as :func:`optmm.pricing.contract_greeks`
+  prices them, by the boundary engine (:mod:`optmm.greeks._american`, at its default accuracy) at
+  every step of the loop (:func:`optmm.sim._kernels._market_step`);
 * the starting inventory: the book's contract positions (``position0``) and stock, in the loop and
-  in the risk controller (its book is :attr:`Start.book`).
+  in the risk controller (its book is :attr:`Start.book`, each contract with its style).
 
 What the loop cannot price as the market does is refused (a :class:`~optmm.book.BookError` naming
-the book's file, row and field): American options, an underlying with a cash dividend going ex
-before the run ends (the loop's spot does not drop on an ex-date), a position's vol override (the
-loop prices every contract at the market's surface), an option that settles before the run ends,
-options on an underlying with arithmetic dynamics or under a strategy that quotes the underlying
-alone.
+the book's file, row and field): American options on an underlying with cash dividends (the book's
+on their row's ``style``; ``[chain]``'s on the underlying's first row: the market prices them by the
+finite-difference engine, far too slow for the loop) or with two exercise boundaries (no engine
+prices them), an underlying with a cash dividend going ex before the run ends (the loop's spot does
+not drop on an ex-date), a position's vol override (the loop prices every contract at the market's
+surface), an option that settles before the run ends, options on an underlying with arithmetic
+dynamics or under a strategy that quotes the underlying alone.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ import pandas as pd
 
 from optmm import pricing
 from optmm.book import Book, BookError, Kind
+from optmm.greeks._american import regime_py
 from optmm.greeks._dividend import as_schedule, escrowed
 from optmm.market import Market
 from optmm.sim._groups import K_CALL, K_PUT, K_UNDERLYING
@@ -108,7 +116,8 @@ class Start:
         The configuration run: the book's underlyings, with the market's spot, rate, carry and
         fitted smile.
     book : Book
-        The risk controller's starting book: one row per option contract (European) and the stock.
+        The risk controller's starting book: one row per option contract (with its style) and the
+        stock.
     market : Market
     u, kind, strike, t0_years, mult, expiry, position0, vol_offset, div_pv0 : ndarray
         Per instrument, underlyings' chains contiguous: underlying index, simulator kind
@@ -118,6 +127,9 @@ class Start:
         contract less the fitted smile's at the start; 0.0 for the underlying), present value at the
         start of the cash dividends going ex before the contract settles (price units per share;
         0.0 for the underlying and without cash dividends).
+    american : ndarray of bool
+        Per instrument: an American option (the book row's style, else, as for ``[chain]``'s, the
+        underlying's default in the market), priced by the boundary engine (:mod:`optmm.greeks._american`).
     fits : tuple of SmileFit
         One per underlying with options quoted.
     """
@@ -134,6 +146,7 @@ class Start:
     position0: np.ndarray
     vol_offset: np.ndarray
     div_pv0: np.ndarray
+    american: np.ndarray
     fits: tuple[SmileFit, ...]
 
     @property
@@ -175,20 +188,7 @@ def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: 
     """Refuse what the loop cannot price as the market does (module docstring)."""
     book.check_market(market)
     opt = book.is_option
-    explicit = book.style == "american"
-    _refuse(
-        book,
-        opt & american & explicit,
-        "style",
-        "American option: the simulator prices European options only",
-    )
-    _refuse(
-        book,
-        opt & american,
-        "style",
-        f"American option (the default for {{u}} in {market.source}): the simulator prices European "
-        "options only (give the row style = european if it is)",
-    )
+    _american(cfg, book, market, opt & american)
     _refuse(
         book,
         opt & book.has_vol_override,
@@ -216,6 +216,50 @@ def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: 
             "kind",
             f"an option, but [strategy] quoting = {cfg.strategy.quoting.value!r} quotes the underlying alone",
         )
+
+
+def _american(cfg: SimConfig, book: Book, market: Market, american: np.ndarray) -> None:
+    """Refuse the American options the loop's engine does not price as the market does: the book's
+    (``american``, a mask of its rows) and ``[chain]``'s (the underlying's default style), on an
+    underlying with cash dividends (the finite-difference engine prices them) or in the
+    two-boundary regime (no engine prices them)."""
+    cash = (
+        "pays cash dividends: the simulator prices American options on a continuous yield only "
+        "(with cash dividends their engine is the finite-difference one, too slow for its loop)"
+    )
+    two = (
+        f"has two exercise boundaries at the rate and carry of {market.source} (a put with carry < rate "
+        "< 0, a call with rate < carry < 0), which the simulator does not price"
+    )
+    names = list(dict.fromkeys(book.underlying))  # in the book's order
+    has_dividends = {n: market.dividend_times(n)[0].size > 0 for n in names}
+    carry_ = {n: (market.rate[n], market.continuous_carry(n)) for n in names}
+    cash_rows = american & np.array([has_dividends[n] for n in book.underlying], dtype=bool)
+    is_call = book.kind == Kind.CALL
+    double = [regime_py(*carry_[n], bool(c)) == 2 for n, c in zip(book.underlying, is_call, strict=True)]
+    for rows, problem in ((cash_rows, cash), (american & np.array(double, dtype=bool), two)):
+        if rows.any():
+            explicit = book.style is not None and book.style[int(np.argmax(rows))] == "american"
+            default = "" if explicit else f" (the default for {{u}} in {market.source})"
+            _refuse(book, rows, "style", f"American option{default} on {{u}}, which {problem}")
+    if cfg.chain.instrument != "options":
+        return
+    kinds = [c for c, on in ((True, cfg.chain.calls), (False, cfg.chain.puts)) if on]
+    for name in names:
+        if market.default_style(name) != "american":
+            continue
+        for bad, problem in (
+            (has_dividends[name], cash),
+            (any(regime_py(*carry_[name], c) == 2 for c in kinds), two),
+        ):
+            if bad:
+                _refuse(
+                    book,
+                    book.underlying == name,
+                    "underlying",
+                    f"[chain] quotes American options on {{u}} (its default style in {market.source}), "
+                    f"which {problem}",
+                )
 
 
 def _dividends(
@@ -275,10 +319,10 @@ def _template(cfg: SimConfig, name: str) -> tuple[int, dict]:
     return -1, d
 
 
-def _contracts(book: Book, t: np.ndarray) -> pd.DataFrame:
+def _contracts(book: Book, t: np.ndarray, american: np.ndarray) -> pd.DataFrame:
     """The book's option contracts, as the risk controller merges them: one row per (underlying,
-    kind, strike, expiry, time to settlement), the first row's multiplier and settlement, quantity
-    in contracts of that multiplier."""
+    kind, strike, expiry, time to settlement, style), the first row's multiplier and settlement,
+    quantity in contracts of that multiplier."""
     opt = np.flatnonzero(book.is_option)
     frame = pd.DataFrame(
         {
@@ -287,13 +331,14 @@ def _contracts(book: Book, t: np.ndarray) -> pd.DataFrame:
             "strike": book.strike[opt],
             "expiry": book.expiry[opt].view(np.int64),
             "t": t[opt],
+            "american": american[opt],
             "multiplier": book.multiplier[opt],
             "settlement": book.settlement[opt],  # type: ignore[index]
             "qm": book.quantity[opt] * book.multiplier[opt],
         }
     )
     agg = (
-        frame.groupby(["underlying", "kind", "strike", "expiry", "t"], sort=False)
+        frame.groupby(["underlying", "kind", "strike", "expiry", "t", "american"], sort=False)
         .agg(multiplier=("multiplier", "first"), settlement=("settlement", "first"), qm=("qm", "sum"))
         .reset_index()
     )
@@ -324,6 +369,7 @@ def _generated(cfg: SimConfig, market: Market, name: str) -> pd.DataFrame:
             "strike": np.array([r[1] for r in rows]),
             "expiry": expiry.view(np.int64),
             "t": pricing.option_times(market, under, expiry),
+            "american": pricing.american_flags(market, under),
             "multiplier": float(ch.multiplier),
             "settlement": "",
             "position": 0.0,
@@ -347,19 +393,20 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
     t, american = pricing.book_terms(book, market)
     _check(cfg, book, market, t, american)
     names = book.underlyings()
-    held = _contracts(book, t)
+    held = _contracts(book, t, american)
     parts = []
     options = cfg.chain.instrument == "options"
     for name in names:
         mine = held[held["underlying"] == name]
         if options:
             gen = _generated(cfg, market, name)
-            key = ["kind", "strike", "expiry", "t"]
+            key = ["kind", "strike", "expiry", "t", "american"]
             known = pd.MultiIndex.from_frame(mine[key])
             gen = gen[~pd.MultiIndex.from_frame(gen[key]).isin(known)]
             parts.extend([mine, gen])
         else:
             stock = {"underlying": name, "kind": int(Kind.STOCK), "strike": 1.0, "expiry": 0, "t": 1.0}
+            stock["american"] = False
             parts.extend(
                 [pd.DataFrame([{**stock, "multiplier": 1.0, "settlement": "", "position": 0.0}]), mine]
             )
@@ -384,6 +431,7 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
     t0 = chain["t"].to_numpy(dtype=np.float64)
     expiry = np.where(is_opt, chain["expiry"].to_numpy(dtype=np.int64), np.iinfo(np.int64).min)
     div_pv0 = _dividends(cfg, book, market, names, u, t0, is_opt)
+    is_american = chain["american"].to_numpy(dtype=bool) & is_opt
 
     fits: list[SmileFit] = []
     vol_offset = np.zeros(n_inst)
@@ -426,7 +474,9 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
         doc["correlation"] = corr.tolist()
     run_cfg = SimConfig.from_dict(doc, source=f"{cfg.source} from {book.source} at {market.source}")
 
-    ctl_book = _controller_book(book, chain[is_opt], expiry[is_opt].astype("datetime64[D]"))
+    ctl_book = _controller_book(
+        book, chain[is_opt], expiry[is_opt].astype("datetime64[D]"), is_american[is_opt]
+    )
     return Start(
         config=run_cfg,
         book=ctl_book,
@@ -440,13 +490,14 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
         position0=chain["position"].to_numpy(dtype=np.float64),
         vol_offset=vol_offset,
         div_pv0=div_pv0,
+        american=is_american,
         fits=tuple(fits),
     )
 
 
-def _controller_book(book: Book, options: pd.DataFrame, expiry: np.ndarray) -> Book:
+def _controller_book(book: Book, options: pd.DataFrame, expiry: np.ndarray, american: np.ndarray) -> Book:
     """The risk controller's starting book: one row per option contract of the chain (``options``,
-    with their ``expiry`` dates; European, at their settlement) and the book's stock rows."""
+    with their ``expiry`` dates, style (``american``) and settlement) and the book's stock rows."""
     stock = np.flatnonzero(~book.is_option)
     n_opt, n_stock = len(options), stock.size
 
@@ -462,7 +513,9 @@ def _controller_book(book: Book, options: pd.DataFrame, expiry: np.ndarray) -> B
         quantity=both("position", book.quantity[stock]),
         multiplier=both("multiplier", book.multiplier[stock]),
         vol=np.full(n_opt + n_stock, np.nan),
-        style=np.array(["european"] * n_opt + [""] * n_stock, dtype=object),
+        style=np.concatenate(
+            [np.where(american, "american", "european").astype(object), np.full(n_stock, "", dtype=object)]
+        ),
         settlement=both("settlement", np.full(n_stock, "", dtype=object), object),
         source=book.source,
     )

@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 import QuantLib as ql
 from builders import assert_usage_error, run
+from ql_reference import Market as QlMarket
 
 from optmm import pricing
 from optmm.book import Book, BookError
-from optmm.greeks import bsm_price
+from optmm.greeks import american_price, bsm_price
 from optmm.market import Market
 from optmm.risk import exposures
 from optmm.sim import SimConfig, simulate
@@ -111,13 +112,15 @@ def smile_value(res: Any, step: int, bk: Book, mk: Market) -> float:
     """The book's value at ``step`` of path 0, priced here: BSM at the loop's smile about the path's
     spot and vol plus each contract's offset (the market's vol less the smile's at the start, kept as
     the smile moves), with the market's times, rates and carry, on the spot less the cash dividends
-    before settlement (:func:`escrowed_pv`); the stock at the spot."""
+    before settlement (:func:`escrowed_pv`), the American options (the row's style, else the
+    market's default) by :func:`optmm.greeks.american_price`; the stock at the spot."""
     und = res.underlyings[(res.underlyings["path"] == 0) & (res.underlyings["step"] == step)]
     spot = dict(zip(und["underlying"], und["spot"], strict=True))
     vol = dict(zip(und["underlying"], und["vol"], strict=True))
     slope = {u.name: u.smile_slope for u in res.config.underlying}
     curv = {u.name: u.smile_curvature for u in res.config.underlying}
     dt_years = step * res.config.sim.dt_s / (365.0 * 86400.0)
+    american = pricing.american_flags(mk, bk.underlying, bk.style)
     total = 0.0
     for i in range(len(bk)):
         u = str(bk.underlying[i])
@@ -134,7 +137,8 @@ def smile_value(res: Any, step: int, bk: Book, mk: Market) -> float:
         v = vol[u] + slope[u] * x + curv[u] * x * x + offset
         t = t0 - dt_years
         s_star = s - escrowed_pv(mk, u, t0, dt_years)  # (0 without cash dividends)
-        price = bsm_price(s_star, k, t, mk.rate[u], mk.continuous_carry(u), v, bk.kind[i] == 0)
+        price_fn = american_price if american[i] else bsm_price
+        price = price_fn(s_star, k, t, mk.rate[u], mk.continuous_carry(u), v, bk.kind[i] == 0)
         total += bk.quantity[i] * bk.multiplier[i] * float(price)
     return total
 
@@ -165,7 +169,7 @@ def test_the_first_steps_delta_pnl_is_the_books_delta_times_the_spot_move(starte
     assert started.steps["delta_pnl"].iloc[0] == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.mark.parametrize("which", ["smile", "term", "dividends"])
+@pytest.mark.parametrize("which", ["smile", "term", "dividends", "american"])
 def test_the_pnl_without_trades_is_the_books_change_of_value_priced_independently(
     which: str, started: Any
 ) -> None:
@@ -173,6 +177,7 @@ def test_the_pnl_without_trades_is_the_books_change_of_value_priced_independentl
         "smile": (book(), market()),
         "term": (term_book(), term_market()),  # the offsets are large: they stay with their contracts
         "dividends": (book(), paying(*DIVIDENDS)),  # each contract's dividends come closer
+        "american": (american_book(), american_market()),  # priced by the boundary engine
     }[which]
     if which != "smile":
         started = simulate(config(), book=bk, market=mk)
@@ -319,8 +324,8 @@ def term_book() -> Book:
 
 
 def _market_prices(st: Start, mk: Market) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The chain's options (their rows) at the market: optmm's own European pricing at the market's
-    implied vols, and those vols."""
+    """The chain's options (their rows) at the market: optmm's own pricing (each contract's style) at
+    the market's implied vols, and those vols."""
     names = st.config.names
     opt = np.flatnonzero(st.kind != K_UNDERLYING)
     u = st.u[opt]
@@ -330,7 +335,7 @@ def _market_prices(st: Start, mk: Market) -> tuple[np.ndarray, np.ndarray, np.nd
     spot = np.array([mk.spot[n] for n in names])[u]
     price = pricing.contract_price(
         pricing.carry(mk, names), u, spot, st.strike[opt], st.t0_years[opt], vols,
-        st.kind[opt] == K_CALL, np.zeros(opt.size, dtype=bool),
+        st.kind[opt] == K_CALL, st.american[opt],
     )  # fmt: skip
     return opt, price, vols
 
@@ -391,17 +396,23 @@ def test_the_start_is_the_markets_by_quantlibs_black_scholes_merton() -> None:
     assert st.t0_years[picks].max() > 0.9 and st.t0_years[picks].min() < 0.03  # a week to a year
 
 
-@pytest.mark.parametrize("which", ["term", "dividends"])
+@pytest.mark.parametrize("which", ["term", "dividends", "american"])
 def test_markouts_price_with_the_offsets_and_dividends_as_the_loop_does(which: str) -> None:
-    bk, mk = (term_book(), term_market()) if which == "term" else (book(), paying(*DIVIDENDS))
+    bk, mk = {
+        "term": (term_book(), term_market()),
+        "dividends": (book(), paying(*DIVIDENDS)),
+        "american": (american_book(), american_market()),
+    }[which]
     res = simulate(config(flow__arrival_a=0.5), book=bk, market=mk, seed=3)
     f, sim = res.fills, res.config.sim
     ok = (f["step"] + round(sim.markout_s / sim.dt_s) < sim.steps).to_numpy()  # marked within the table
     assert ok.sum() > 20
     if which == "term":
         assert np.abs(res.vol_offset).max() > 0.01
-    else:
+    elif which == "dividends":
         assert (f["underlying"][ok] == "BBB").sum() > 5 and res.div_pv0.max() > 0.4
+    else:
+        assert res.american[f["contract"][ok]].sum() > 5
     row = markouts(res, [res.config.sim.markout_s]).iloc[0]
     assert row["fills"] == ok.sum()
     assert row["markout_pnl"] == pytest.approx(f["markout"][ok].sum(), rel=1e-9)
@@ -421,9 +432,6 @@ def _refused(bk: Book, mk: Market, *fragments: str, cfg: SimConfig | None = None
 
 def test_what_the_loop_cannot_price_as_the_market_does_is_refused() -> None:
     mk = market()
-    _refused(book([("AAA", "call", 100.0, "2026-12-18", 1.0, "american", math.nan)]), mk, "row 1", "'style'")
-    american = Market(**{**_fields(mk), "asset": {"BBB": "equity"}})
-    _refused(book(), american, "row 5: field 'style'", "American", "BBB")
     _refused(book([("AAA", "call", 100.0, "2026-12-18", 1.0, "", 0.3)]), mk, "row 1: field 'vol'")
     _refused(
         book(), mk, "row 5: field 'expiry'", "settles before", cfg=config(sim__steps=30, sim__dt_s=43200.0)
@@ -537,6 +545,134 @@ def test_the_dividends_accrual_is_in_theta() -> None:
     assert abs(accrual) > 1e-5 * abs(want)  # (the accrual is not lost in the tolerance)
 
 
+def american_market() -> Market:
+    """AAA's options are American by default (``asset = "equity"``), on AAA's continuous yield."""
+    return Market(**{**_fields(market()), "asset": {"AAA": "equity"}})
+
+
+def american_book() -> Book:
+    """The book with styles: AAA's rows take the market's default (American), BBB's put is American
+    by its row, BBB's call European (BBB's default)."""
+    return book(
+        [
+            ("AAA", "call", 105.0, "2026-12-18", -20.0, "", math.nan),
+            ("AAA", "put", 90.0, "2026-12-18", 15.0, "", math.nan),
+            ("AAA", "call", 100.0, "2027-01-15", 10.0, "", math.nan),
+            ("AAA", "stock", math.nan, "", 300.0, "", math.nan),
+            ("BBB", "put", 45.0, "2026-12-04", -30.0, "american", math.nan),
+            ("BBB", "call", 55.0, "2026-12-04", 12.0, "", math.nan),
+        ]
+    )
+
+
+def test_american_options_are_priced_as_the_market_prices_them() -> None:
+    """The loop's fair values and Greeks at the start are :func:`optmm.pricing.contract_price`'s and
+    :func:`optmm.risk.exposures`' (the boundary engine for the American ones), and the first step's
+    theta P&L the book's theta (:func:`optmm.pricing.contract_greeks`) times the step."""
+    bk, mk = american_book(), american_market()
+    st, res, fair = _fair_at_start(config(), bk, mk)
+    opt, price, vols = _market_prices(st, mk)
+    names = np.array(st.config.names)
+    aaa = st.u[opt] == 0
+    # AAA's contracts, [chain]'s with the book's, are American (the market's default); BBB's put alone
+    assert (
+        st.american[opt]
+        == (
+            aaa
+            | (
+                (names[st.u[opt]] == "BBB")
+                & (st.kind[opt] != K_CALL)
+                & (st.expiry[opt] == np.datetime64("2026-12-04"))
+            )
+        )
+    ).all()
+    assert fair[opt] == pytest.approx(price, rel=1e-9, abs=1e-12)
+    # the American puts are worth more than the European ones by far more than the tolerance
+    put = opt[st.american[opt] & (st.kind[opt] != K_CALL)]
+    rate, q = np.array([0.04, 0.03])[st.u[put]], np.array([0.01, 0.005])[st.u[put]]
+    spot = np.array([SPOT["AAA"], SPOT["BBB"]])[st.u[put]]
+    european = bsm_price(spot, st.strike[put], st.t0_years[put], rate, q, vols[np.isin(opt, put)], False)
+    assert (fair[put] - european).max() > 0.01
+    # the step-0 Greeks are the book's exposures at the market
+    ex = exposures(bk, mk).by_underlying
+    und = res.underlyings[(res.underlyings["step"] == 0)].set_index("underlying")
+    for name in ("AAA", "BBB"):
+        for col in ("delta_shares", "gamma_dollars_1pct", "vega_per_vol_point"):
+            assert und.loc[name, col] == pytest.approx(ex.loc[name, col], rel=1e-9), (name, col)
+    # the first step's theta P&L: the book's theta (the boundary engine's for the American contracts)
+    res = simulate(config(), book=bk, market=mk)
+    spot = np.array([mk.spot[n] for n in names])[st.u[opt]]
+    args = (st.u[opt], spot, st.strike[opt], st.t0_years[opt], vols, st.kind[opt] == K_CALL)
+    g = pricing.contract_greeks(pricing.carry(mk, list(names)), *args, st.american[opt])
+    qm = st.position0[opt] * st.mult[opt]
+    dt_years = res.config.sim.dt_s / (365.0 * 86400.0)
+    want = float(np.sum(qm * g.theta)) * dt_years
+    assert float(res.steps["theta_pnl"].iloc[0]) == pytest.approx(want, rel=1e-9)
+    plain = pricing.contract_greeks(pricing.carry(mk, list(names)), *args, np.zeros(opt.size, dtype=bool))
+    assert abs(float(np.sum(qm * plain.theta)) * dt_years - want) > 1e-3 * abs(want)  # (not European)
+
+
+def test_the_american_start_is_quantlibs() -> None:
+    """An independent check: QuantLib's ``QdFpAmericanEngine`` (high-precision scheme) at AAA's
+    surface, for four of its American contracts (the calls and the puts of the highest strikes: out
+    of and in the money), to the engine's stated accuracy at its default setting (4e-5 of the strike,
+    tests/greeks/test_american.py)."""
+    mk = american_market()
+    st, _, fair = _fair_at_start(config(), american_book(), mk)
+    opt = np.flatnonzero(st.american)
+    picks = opt[np.argsort(st.strike[opt] * np.where(st.kind[opt] == K_CALL, -1.0, 1.0))][[0, 1, -2, -1]]
+    ql_mk = QlMarket()
+    engine = ql.QdFpAmericanEngine(ql_mk.process, ql.QdFpAmericanEngine.highPrecisionScheme())
+    for i in picks:
+        k, t = float(st.strike[i]), float(st.t0_years[i])
+        days = round(t * 365.0)
+        assert t * 365.0 == pytest.approx(days, abs=1e-9)  # (QuantLib's dates: whole days)
+        x = math.log(k / SPOT["AAA"])
+        ql_mk.set(SPOT["AAA"], 0.04, 0.01, A + B * x + C * x * x)  # AAA's surface, written out
+        option = ql_mk.option(k, days, st.kind[i] == K_CALL, american=True)
+        option.setPricingEngine(engine)
+        assert abs(fair[i] - option.NPV()) < 4e-5 * k, (k, t)
+    assert (st.kind[picks] == K_CALL).any() and (st.kind[picks] != K_CALL).any()
+
+
+def test_american_options_the_loop_cannot_price_as_the_market_does_are_refused() -> None:
+    # on an underlying paying cash dividends (before settlement or after: optmm.pricing prices them by
+    # the finite-difference engine), by the row's style or by the market's default
+    put = [("BBB", "put", 45.0, "2026-12-04", 1.0, "american", math.nan)]
+    for ex_date in (dt.date(2026, 12, 1), dt.date(2027, 3, 12)):
+        _refused(
+            book(put), paying(ex_date), "row 1: field 'style'", "American option on BBB", "cash dividends"
+        )
+    equity = Market(
+        **{
+            **_fields(market()),
+            "asset": {"BBB": "equity"},
+            "dividends": {"BBB": [(dt.date(2027, 3, 12), 0.5)]},
+        }
+    )
+    _refused(
+        book(), equity, "row 5: field 'style'", "(the default for BBB in test-market)", "continuous yield"
+    )
+    # [chain]'s contracts take the market's default: named on the underlying's first row
+    european = [("BBB", "put", 45.0, "2026-12-04", 1.0, "european", math.nan)]
+    _refused(book(european), equity, "row 1: field 'underlying'", "[chain] quotes American options on BBB")
+    assert prepare(config(chain__instrument="underlying", strategy__quoting="symmetric"),
+                   book([("BBB", "stock", math.nan, "", 1.0)]), equity).u.size == 1  # fmt: skip
+    # two exercise boundaries (a put with carry < rate < 0): no engine prices them
+    negative = Market(
+        **{**_fields(market()), "rate": {"AAA": -0.01, "BBB": 0.03}, "div_yield": {"AAA": -0.02, "BBB": 0.0}}
+    )
+    aaa_put = [("AAA", "put", 90.0, "2026-12-18", 1.0, "american", math.nan)]
+    _refused(book(aaa_put), negative, "row 1: field 'style'", "two exercise boundaries")
+    _refused(
+        book([("AAA", "call", 90.0, "2026-12-18", 1.0, "european", math.nan)]),
+        Market(**{**_fields(negative), "asset": {"AAA": "equity"}}),
+        "row 1: field 'underlying'",
+        "[chain] quotes American options on AAA",
+        "two exercise boundaries",
+    )
+
+
 def _fields(mk: Market) -> dict[str, Any]:
     return {
         "valuation": mk.valuation,
@@ -609,8 +745,11 @@ def test_usage_errors_name_the_book_row_and_field(capsys: pytest.CaptureFixture[
         "row 1: field 'style'",
         "American",
     )
-    # European, on an underlying paying a cash dividend before it settles: the run starts
+    # European, but [chain]'s options on SPY are American (its default): refused on the row of SPY
     spy = _book_file(tmp_path, "a,SPY,call,600,2026-12-18,1,,,european\n")
-    code, out, err = run(capsys, "simulate", CALM, *SHORT, "--book", spy, "--market", example_market)
-    assert code == 0, err
-    assert "1 path(s) x 300 steps" in out
+    assert_usage_error(
+        run(capsys, "simulate", CALM, *SHORT, "--book", spy, "--market", example_market),
+        "row 1: field 'underlying'",
+        "[chain] quotes American options on SPY",
+        "cash dividends",
+    )
