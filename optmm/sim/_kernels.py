@@ -46,6 +46,7 @@ import math
 import numpy as np
 from numba import njit
 
+from optmm._jit import function_copy
 from optmm.greeks._american import marks as american_marks
 from optmm.greeks._american import price_scalar as american_price
 from optmm.greeks._bsm import _greeks_block, _price_block
@@ -1031,3 +1032,42 @@ def run_path(ins, und, mkt, dr, tf, ctl, tox, cfg, qp, hp, tp, out, w):  # pragm
     if t.orders > out.orders.shape[0]:
         status |= OVER_ORDERS
     return status
+
+
+# -- the loop of a run without American options ----------------------------------------------------
+
+
+def _no_american_marks_py(s, k, t, r, q, sigma, is_call, sch, rho):  # pragma: no cover - compiled
+    """Stands for :func:`optmm.greeks._american.marks` in :data:`run_path_european` (never called)."""
+    nan = math.nan
+    return (nan, nan, nan, nan, nan, nan, nan, nan)
+
+
+def _no_american_price_py(s, k, t, r, q, sigma, is_call, sch):  # pragma: no cover - compiled
+    """Stands for :func:`optmm.greeks._american.price_scalar` in :data:`run_path_european`."""
+    return math.nan
+
+
+def _european_loop():
+    """:func:`run_path` compiled without the American engine, for a chain with no American option
+    (every synthetic run, most runs from a market): the same code, with the phases that call the
+    engine copied (:func:`optmm._jit.function_copy`) to resolve its two entry points to stubs. The
+    engine would add about ten seconds to the loop's first compilation."""
+    env = dict(globals())
+    env["american_marks"] = _inline(_no_american_marks_py)
+    env["american_price"] = _inline(_no_american_price_py)
+    for name, options in (
+        ("_market_step", {"inline": "always"}),
+        ("_revalue", {}),
+        ("_refresh_risk", {"inline": "always"}),
+        ("_informed_orders", {"inline": "always"}),
+        ("run_path", {"_nrt": False}),
+    ):
+        py = function_copy(globals()[name].py_func, suffix="_european", env=env)
+        env[name] = njit(cache=True, error_model="numpy", **options)(py)
+    return env["run_path"]
+
+
+run_path_european = _european_loop()
+"""What the engine runs when no instrument is American (:func:`_european_loop`): :func:`run_path`'s
+figures to the bit."""

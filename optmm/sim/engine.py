@@ -448,7 +448,8 @@ def _run_path(
         tox = new_toxicity_state(cfg.toxicity, nu)
         out = rec.new_outputs(n, nu, n_inst, run.settings.quotes_steps, caps)
         ws = workspaces(n_inst, nu, ctl.cf.shape[0], cfg.flow.latency_steps, int(per_step.max()))
-        status = sk.run_path(
+        loop = sk.run_path if run.ins.american.any() else sk.run_path_european
+        status = loop(
             run.ins, run.und, mkt, draws, run.feed, ctl, tox, run.settings, run.qp, run.hp, run.tp, out, ws
         )
         tally = out.tally[0]

@@ -303,7 +303,9 @@ def test_one_compiled_loop_for_both(tmp_path: Path) -> None:
     only = _retape(tape, pd.concat([frame[frame["type"] == "quote"], quotes]), tmp_path / "q.csv")
     assert len(only.option_quotes) > 0 and len(only.option_trades) == 0
     simulate(cfg, tape=only)
-    assert len(_kernels.run_path.signatures) == 1
+    assert (
+        len(_kernels.run_path_european.signatures) == 1
+    )  # (no American option: the loop without the engine)
 
 
 @pytest.mark.parametrize("strategy", ["as2008", "as-symmetric"])

@@ -753,3 +753,23 @@ def test_usage_errors_name_the_book_row_and_field(capsys: pytest.CaptureFixture[
         "[chain] quotes American options on SPY",
         "cash dividends",
     )
+
+
+def test_the_loop_without_the_american_engine_gives_the_loops_figures_to_the_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run with no American option runs ``run_path_european`` (the loop compiled without the
+    American engine); ``run_path`` on the same run gives every table and the summary equal."""
+    from optmm.sim import _kernels
+
+    cfg = config(flow__arrival_a=0.5, strategy__hedge=True)
+    bk, mk = book(), paying(*DIVIDENDS)
+    ours = simulate(cfg, book=bk, market=mk, seed=4)
+    assert not ours.american.any() and len(ours.fills) > 20
+    monkeypatch.setattr(_kernels, "run_path_european", _kernels.run_path)
+    full = simulate(cfg, book=bk, market=mk, seed=4)
+    for name in ("steps", "underlyings", "fills", "hedges", "quotes", "orders"):
+        pd.testing.assert_frame_equal(getattr(ours, name), getattr(full, name), check_exact=True)
+    assert {k: v for k, v in ours.summary.items() if k != "wall_s"} == {
+        k: v for k, v in full.summary.items() if k != "wall_s"
+    }
