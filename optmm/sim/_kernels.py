@@ -45,6 +45,7 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.core.registry import CPUDispatcher
 
 from optmm._jit import function_copy
 from optmm.greeks._american import marks as american_marks
@@ -1050,21 +1051,30 @@ def _no_american_price_py(s, k, t, r, q, sigma, is_call, sch):  # pragma: no cov
 
 def _european_loop():
     """:func:`run_path` compiled without the American engine, for a chain with no American option
-    (every synthetic run, most runs from a market): the same code, with the phases that call the
-    engine copied (:func:`optmm._jit.function_copy`) to resolve its two entry points to stubs. The
-    engine would add about ten seconds to the loop's first compilation."""
+    (every synthetic run, most runs from a market): the same code, with each of this module's
+    kernels that reaches the engine's two entry points (named in its code, or through another such
+    kernel) copied (:func:`optmm._jit.function_copy`, with its own compile options) to resolve them to
+    stubs. The engine would add about ten seconds to the loop's first compilation."""
+    kernels = {
+        name: f
+        for name, f in globals().items()
+        if isinstance(f, CPUDispatcher) and f.py_func.__module__ == __name__
+    }
+    reach = {"american_marks", "american_price"}
+    grown = True
+    while grown:  # (the kernels that call one that reaches the engine reach it too)
+        grown = False
+        for name, f in kernels.items():
+            if name not in reach and reach & set(f.py_func.__code__.co_names):
+                reach.add(name)
+                grown = True
     env = dict(globals())
     env["american_marks"] = _inline(_no_american_marks_py)
     env["american_price"] = _inline(_no_american_price_py)
-    for name, options in (
-        ("_market_step", {"inline": "always"}),
-        ("_revalue", {}),
-        ("_refresh_risk", {"inline": "always"}),
-        ("_informed_orders", {"inline": "always"}),
-        ("run_path", {"_nrt": False}),
-    ):
-        py = function_copy(globals()[name].py_func, suffix="_european", env=env)
-        env[name] = njit(cache=True, error_model="numpy", **options)(py)
+    for name in reach & kernels.keys():
+        f = kernels[name]
+        options = {key: v for key, v in f.targetoptions.items() if key != "nopython"}
+        env[name] = njit(cache=True, **options)(function_copy(f.py_func, suffix="_european", env=env))
     return env["run_path"]
 
 
