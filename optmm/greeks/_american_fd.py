@@ -108,8 +108,7 @@ def zero_vol_py(
 zero_vol = njit(cache=True, error_model="numpy")(zero_vol_py)
 
 
-def solve_py(
-    s_star: float,
+def sweep_py(
     k: float,
     t: float,
     r: float,
@@ -121,9 +120,12 @@ def solve_py(
     x_mid: float,
     dx: float,
     grid: Grid,
-) -> tuple[float, float, float, bool]:
-    """``(price, dV/dS*, d2V/dS*2, exercised)`` at ``S*`` on the grid centred on ``x_mid``."""
-    n = grid.n_x
+    v: np.ndarray,
+) -> None:
+    """Today's values on the grid centred on ``x_mid`` (``x_j = x_mid + (j - (n - 1) / 2) dx``,
+    ``x = ln S*``) into ``v`` (its length ``n`` odd: ``grid.n_x``, or more nodes at the same spacing
+    to reach further): the scheme of the module docstring, backwards from expiry."""
+    n = v.shape[0]
     phi = 1.0 if is_call else -1.0
     carry = r - q
     x = np.empty(n)
@@ -151,7 +153,6 @@ def solve_py(
     lo_c = a / (dx * dx) - b / (2.0 * dx)
     di_c = -2.0 * a / (dx * dx) - r
     up_c = a / (dx * dx) + b / (2.0 * dx)
-    v = np.empty(n)
     pv_t = pv_at(t, t, carry, ex, amt)  # 0 at expiry
     for j in range(n):
         v[j] = max(phi * (st[j] + pv_t - k), 0.0)
@@ -195,23 +196,67 @@ def solve_py(
             pv_after = pv_at(t_now, t, carry, ex, amt, True) if step == n_steps - 1 else pv_now
             for j in range(n):
                 v[j] = max(v[j], phi * (st[j] + pv_after - k), phi * (st[j] + pv_now - k))
-    # quadratic interpolation at x = ln S*
+
+
+sweep = njit(cache=True, error_model="numpy")(sweep_py)
+
+
+def at_py(
+    v: np.ndarray, x_mid: float, dx: float, s_star: float, pv: float, k: float, is_call: bool
+) -> tuple[float, float, float, bool]:
+    """``(price, dV/dS*, d2V/dS*2, exercised)`` at ``S*`` from today's values ``v`` on the grid
+    centred on ``x_mid`` (:func:`sweep_py`), quadratic in ``x = ln S*`` between its nodes; ``pv``:
+    the present value of the dividends before expiry (the exercise value is on ``S* + pv``)."""
+    n = v.shape[0]
     xs = math.log(s_star)
-    j = min(max(round((xs - x[0]) / dx), 1), n - 2)
-    u = (xs - x[j]) / dx
+    x0 = x_mid + (0 - (n - 1) // 2) * dx
+    j = min(max(round((xs - x0) / dx), 1), n - 2)
+    u = (xs - (x_mid + (j - (n - 1) // 2) * dx)) / dx
     f0, f1, f2 = v[j - 1], v[j], v[j + 1]
     price = f1 + 0.5 * u * (f2 - f0) + 0.5 * u * u * (f2 - 2.0 * f1 + f0)
     vx = (0.5 * (f2 - f0) + u * (f2 - 2.0 * f1 + f0)) / dx
     vxx = (f2 - 2.0 * f1 + f0) / (dx * dx)
     delta = vx / s_star
     gamma = (vxx - vx) / (s_star * s_star)
-    payoff = phi * (s_star + pv_at(0.0, t, carry, ex, amt) - k)
+    payoff = (1.0 if is_call else -1.0) * (s_star + pv - k)
     exercised = price <= payoff + 1e-12 * k
     price = max(price, payoff, 0.0)
     return price, delta, gamma, exercised
 
 
+at = njit(cache=True, error_model="numpy", inline="always")(at_py)
+
+
+def solve_py(
+    s_star: float,
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    sigma: float,
+    is_call: bool,
+    ex: np.ndarray,
+    amt: np.ndarray,
+    x_mid: float,
+    dx: float,
+    grid: Grid,
+) -> tuple[float, float, float, bool]:
+    """``(price, dV/dS*, d2V/dS*2, exercised)`` at ``S*`` on the grid centred on ``x_mid``."""
+    v = np.empty(grid.n_x)
+    sweep(k, t, r, q, sigma, is_call, ex, amt, x_mid, dx, grid, v)
+    return at(v, x_mid, dx, s_star, pv_at(0.0, t, r - q, ex, amt), k, is_call)
+
+
 solve = njit(cache=True, error_model="numpy")(solve_py)
+
+
+def spacing_py(sigma: float, t: float, grid: Grid) -> float:
+    """The grid's spacing in ``x = ln S*`` for an option of vol ``sigma`` and ``t`` years to expiry."""
+    half = grid.width * sigma * math.sqrt(t)
+    return 2.0 * half / (grid.n_x - 1)
+
+
+spacing = njit(cache=True, error_model="numpy", inline="always")(spacing_py)
 
 
 def price_one_py(
@@ -232,12 +277,97 @@ def price_one_py(
     s_star = s - pv_at(0.0, t, r - q, ex, amt)
     if sigma == 0.0:
         return zero_vol(s_star, k, t, r, q, is_call, ex, amt)
-    half = grid.width * sigma * math.sqrt(t)
-    dx = 2.0 * half / (grid.n_x - 1)
+    dx = spacing(sigma, t, grid)
     return solve(s_star, k, t, r, q, sigma, is_call, ex, amt, math.log(s_star), dx, grid)[0]
 
 
 price_one = njit(cache=True, error_model="numpy")(price_one_py)
+
+
+def vol_bump_py(sigma: float) -> float:
+    """The vol bump of the engine's vol Greeks."""
+    return min(_VOL_BUMP, 0.5 * sigma)
+
+
+vol_bump = njit(cache=True, error_model="numpy", inline="always")(vol_bump_py)
+
+
+def tables_py(
+    k: float,
+    t: float,
+    r: float,
+    q: float,
+    sigma: float,
+    is_call: bool,
+    ex: np.ndarray,
+    amt: np.ndarray,
+    x_mid: float,
+    dx: float,
+    grid: Grid,
+    v: np.ndarray,
+) -> None:
+    """Today's values on the grid centred on ``x_mid`` at the vols ``sigma``, ``sigma + h`` and
+    ``sigma - h`` (:func:`vol_bump_py`) into ``v[0]``, ``v[1]``, ``v[2]``: what
+    :func:`from_tables_py` reads the price and Greeks from."""
+    h = vol_bump(sigma)
+    sweep(k, t, r, q, sigma, is_call, ex, amt, x_mid, dx, grid, v[0])
+    sweep(k, t, r, q, sigma + h, is_call, ex, amt, x_mid, dx, grid, v[1])
+    sweep(k, t, r, q, sigma - h, is_call, ex, amt, x_mid, dx, grid, v[2])
+
+
+tables = njit(cache=True, error_model="numpy")(tables_py)
+
+
+def from_tables_py(
+    v: np.ndarray,
+    x_mid: float,
+    dx: float,
+    sigma_c: float,
+    s_star: float,
+    pv: float,
+    k: float,
+    r: float,
+    q: float,
+    sigma: float,
+    is_call: bool,
+    tau: float,
+) -> tuple[float, float, float, float, float, float, float, bool]:
+    """``(price, delta, gamma, vega, theta, vanna, volga, exercised)`` at ``S*`` (dividends' present
+    value ``pv``) and vol ``sigma``, ``tau`` years after the tables ``v`` (:func:`tables_py`, made at
+    the vol ``sigma_c``): on the grid as :func:`at_py` reads it, second order in ``sigma - sigma_c``
+    (the vega and volga of the tables' bumps), first order in ``tau`` (the Black-Scholes equation at
+    ``S*``). At ``sigma = sigma_c`` and ``tau = 0`` these are the engine's figures exactly. Delta and
+    gamma are per unit of ``S*`` (``dS*/dS = 1``); theta includes the dividends' accrual
+    ``-(r - q) pv delta`` (calendar time brings them closer). Exercised: the price is the exercise
+    value, the Greeks but delta are 0."""
+    p0, d0, g0, exercised = at(v[0], x_mid, dx, s_star, pv, k, is_call)
+    if exercised:
+        return (p0, d0, 0.0, 0.0, 0.0, 0.0, 0.0, True)
+    h = vol_bump(sigma_c)
+    pu, du, gu, _ = at(v[1], x_mid, dx, s_star, pv, k, is_call)
+    pd, dd, gd, _ = at(v[2], x_mid, dx, s_star, pv, k, is_call)
+    vega = (pu - pd) / (2.0 * h)
+    volga = (pu - 2.0 * p0 + pd) / (h * h)
+    vanna = (du - dd) / (2.0 * h)
+    e = sigma - sigma_c
+    price = p0 + vega * e + 0.5 * volga * e * e
+    delta = d0 + vanna * e
+    gamma = g0 + (gu - gd) / (2.0 * h) * e
+    carry = r - q
+    decay = r * price - carry * s_star * delta - 0.5 * sigma * sigma * s_star * s_star * gamma
+    return (
+        price + decay * tau,
+        delta,
+        gamma,
+        vega + volga * e,
+        decay - carry * pv * delta,
+        vanna,
+        volga,
+        False,
+    )
+
+
+from_tables = njit(cache=True, error_model="numpy")(from_tables_py)
 
 
 def all_one_py(
@@ -267,31 +397,24 @@ def all_one_py(
             - zero_vol(s_star - hs, k, t, r, q, is_call, ex, amt)
         ) / (2.0 * hs)
         return (p0, dlt, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    half = grid.width * sigma * math.sqrt(t)
-    dx = 2.0 * half / (grid.n_x - 1)
+    dx = spacing(sigma, t, grid)
     xm = math.log(s_star)
-    price, delta, gamma, exercised = solve(s_star, k, t, r, q, sigma, is_call, ex, amt, xm, dx, grid)
-    if exercised:
+    v = np.empty((3, grid.n_x))
+    sweep(k, t, r, q, sigma, is_call, ex, amt, xm, dx, grid, v[0])
+    price, delta, _, exercised = at(v[0], xm, dx, s_star, pv, k, is_call)
+    if exercised:  # (the bumped tables are not needed)
         return (price, delta, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    theta = (
-        r * price
-        - carry * s_star * delta
-        - 0.5 * sigma * sigma * s_star * s_star * gamma
-        - carry * pv * delta
-    )
-    h = min(_VOL_BUMP, 0.5 * sigma)
-    up = solve(s_star, k, t, r, q, sigma + h, is_call, ex, amt, xm, dx, grid)
-    dn = solve(s_star, k, t, r, q, sigma - h, is_call, ex, amt, xm, dx, grid)
-    vega = (up[0] - dn[0]) / (2.0 * h)
-    volga = (up[0] - 2.0 * price + dn[0]) / (h * h)
-    vanna = (up[1] - dn[1]) / (2.0 * h)
+    h = vol_bump(sigma)
+    sweep(k, t, r, q, sigma + h, is_call, ex, amt, xm, dx, grid, v[1])
+    sweep(k, t, r, q, sigma - h, is_call, ex, amt, xm, dx, grid, v[2])
+    a = from_tables(v, xm, dx, sigma, s_star, pv, k, r, q, sigma, is_call, 0.0)
     hr = _RATE_BUMP
     s_up = s - pv_at(0.0, t, carry + hr, ex, amt)
     s_dn = s - pv_at(0.0, t, carry - hr, ex, amt)
     p_up = solve(s_up, k, t, r + hr, q, sigma, is_call, ex, amt, xm, dx, grid)[0]
     p_dn = solve(s_dn, k, t, r - hr, q, sigma, is_call, ex, amt, xm, dx, grid)[0]
     rho = (p_up - p_dn) / (2.0 * hr)
-    return (price, delta, gamma, vega, theta, rho, vanna, volga)
+    return (a[0], a[1], a[2], a[3], a[4], rho, a[5], a[6])
 
 
 all_one = njit(cache=True, error_model="numpy")(all_one_py)

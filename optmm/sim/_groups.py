@@ -15,6 +15,7 @@ import numpy as np
 
 from optmm.codes import QuotingCode, SimKind
 from optmm.greeks._american import Scheme
+from optmm.greeks._american_fd import Grid
 from optmm.risk import _controller_kernels as ck
 from optmm.sim._fill_kernels import N_FP
 
@@ -44,8 +45,13 @@ class Instruments(NamedTuple):
     position0: np.ndarray  # the position at step 0 (contracts; 0 but in a run from a book)
     vol_offset: np.ndarray  # added to the smile's vol (decimal; 0 but in a run from a market)
     div_pv0: np.ndarray  # cash dividends before settlement, present value at step 0 (0 but from a market)
-    american: np.ndarray  # bool: an American option (False but from a market), priced by the boundary engine
-    scheme: Scheme  # that engine's settings (optmm.pricing's: american_greeks' default accuracy)
+    american: np.ndarray  # bool: an American option (False but from a market)
+    scheme: Scheme  # the boundary engine's settings (optmm.pricing's: american_greeks' default accuracy)
+    fd: np.ndarray  # int64: an American option on cash dividends, its row of FdTables; else -1
+    div_ex: np.ndarray  # (underlyings, J): the cash dividends' ex-times (years from step 0; inf: none)
+    div_amt: np.ndarray  # (underlyings, J): and amounts (price units per share)
+    div_n: np.ndarray  # int64, per underlying: its number of cash dividends
+    grid: Grid  # the finite-difference engine's settings (optmm.pricing's: its default accuracy)
 
 
 class Underlyings(NamedTuple):
@@ -239,6 +245,24 @@ class Orders(NamedTuple):
     price: np.ndarray  # a replayed order's fill price; NaN (synthetic orders): our quote's
 
 
+class FdTables(NamedTuple):
+    """Per American option on cash dividends (``Instruments.fd``): the finite-difference engine's
+    values on its grid at the last refresh (:func:`optmm.greeks._american_fd.tables_py`) and where they
+    were made; scratch for the schedules and the scenario grid."""
+
+    v: np.ndarray  # (n_fd, 3, n_x): today's values at the vol and its two bumps
+    x_mid: np.ndarray  # (n_fd,): the grid's centre, ln S*
+    dx: np.ndarray  # (n_fd,): its spacing
+    sigma: np.ndarray  # (n_fd,): the vol
+    step: np.ndarray  # (n_fd,): the step of the refresh (-1: none yet)
+    cells: np.ndarray  # (n_fd, vols, 3, width): as v, at each of the scenario grid's vols ...
+    cell_sigma: np.ndarray  # (n_fd, vols): ... this vol ...
+    cell_dx: np.ndarray  # (n_fd, vols): ... on a grid of this spacing centred on x_mid ...
+    cell_n: np.ndarray  # (n_fd, vols): ... of this many nodes (0: none)
+    ex_now: np.ndarray  # (underlyings, J): the ex-times from the current step (years)
+    ex_at: np.ndarray  # (J,): from another step (an informed order's horizon)
+
+
 class Workspaces(NamedTuple):
     """The loop's scratch (contents set by it)."""
 
@@ -260,12 +284,24 @@ class Workspaces(NamedTuple):
     layer_info: np.ndarray  # (underlyings, 5): ck.layers_all's rows: layer, trigger, measured, threshold, old
     aggregates: np.ndarray  # (underlyings, 6): the controller's aggregates (ck.aggregate)
     orders: Orders
+    fd: FdTables
 
 
-def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int, max_orders: int = 0) -> Workspaces:
+def workspaces(
+    n_inst: int,
+    nu: int,
+    n_contracts: int,
+    latency_steps: int,
+    max_orders: int = 0,
+    fd_shape: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0),
+) -> Workspaces:
     """Scratch for :func:`optmm.sim._kernels.run_path` on ``n_inst`` instruments, ``nu`` underlyings,
     ``n_contracts`` controller contracts and a quote latency of ``latency_steps`` steps; room for
-    ``max_orders`` orders in a step (at least the synthetic flow's most)."""
+    ``max_orders`` orders in a step (at least the synthetic flow's most); ``fd_shape`` = ``(n_fd,
+    n_div, n_x, n_vols, width)``: ``n_fd`` American options on cash dividends, at most ``n_div``
+    dividends per underlying, the engine's grid of ``n_x`` nodes, ``n_vols`` distinct vol shocks in
+    the scenario grid, their grids of at most ``width`` nodes."""
+    n_fd, n_div, n_x, n_vols, width = fd_shape
     wi = np.empty((46, n_inst))  # per instrument rows, one block
     wu = np.zeros((11, nu))
     wo = np.zeros((6, max(2 * n_inst + nu, max_orders)))
@@ -289,4 +325,17 @@ def workspaces(n_inst: int, nu: int, n_contracts: int, latency_steps: int, max_o
         layer_info=np.empty((nu, ck.N_LAYER_OUT)),
         aggregates=np.empty((nu, 6)),
         orders=Orders(*wo),
+        fd=FdTables(
+            v=np.empty((n_fd, 3, n_x)),
+            x_mid=np.empty(n_fd),
+            dx=np.empty(n_fd),
+            sigma=np.empty(n_fd),
+            step=np.full(n_fd, -1.0),
+            cells=np.empty((n_fd, n_vols, 3, width)),
+            cell_sigma=np.empty((n_fd, n_vols)),
+            cell_dx=np.empty((n_fd, n_vols)),
+            cell_n=np.zeros((n_fd, n_vols)),
+            ex_now=np.empty((nu, n_div)),
+            ex_at=np.empty(n_div),
+        ),
     )

@@ -50,6 +50,11 @@ from numba.core.registry import CPUDispatcher
 from optmm._jit import function_copy
 from optmm.greeks._american import marks as american_marks
 from optmm.greeks._american import price_scalar as american_price
+from optmm.greeks._american_fd import all_one as fd_all
+from optmm.greeks._american_fd import from_tables as fd_from_tables
+from optmm.greeks._american_fd import price_one as fd_price
+from optmm.greeks._american_fd import spacing as fd_spacing
+from optmm.greeks._american_fd import tables as fd_tables
 from optmm.greeks._bsm import _greeks_block, _price_block
 from optmm.greeks._bsm import bsm_price_scalar as bsm_price
 from optmm.quoting._kernels import hedge_cost, hedge_decide, hedge_fill, quote_one_squared, skew_squares
@@ -249,19 +254,22 @@ def _start(ins, und, mkt, out, w):  # pragma: no cover - compiled
 
 
 @_phase
-def _market_step(k, ins, und, mkt, cfg, w):  # pragma: no cover - compiled
+def _market_step(k, ins, und, mkt, ctl, cfg, w):  # pragma: no cover - compiled
     """Step ``k``'s fair values. Reads the chain, the smile and the path at ``k``; writes
     ``w.und`` (ln_spot, div_growth), ``w.pricing`` (spot, t_years, div_pv) and ``w.marks`` (implied vol
     from the smile and the contract's offset, fair value, Greeks; the underlying: its spot, delta 1, no
     other Greek). A contract with cash dividends before it settles (``ins.div_pv0``) is priced in the
     escrowed model (:mod:`optmm.greeks._dividend`): Black-Scholes-Merton on the spot less their present
     value, its theta with the dividends' accrual. An American option (``ins.american``) is then priced
-    again by the boundary engine (:func:`optmm.greeks._american.marks_py`, ``ins.scheme``), as
-    :func:`optmm.pricing.contract_greeks` prices it."""
+    again as :func:`optmm.pricing.contract_greeks` prices it: on cash dividends by the
+    finite-difference engine (:func:`_fd_marks`), else by the boundary engine
+    (:func:`optmm.greeks._american.marks_py`, ``ins.scheme``)."""
     p, m = w.pricing, w.marks
     for u in range(mkt.spot.shape[1]):
         w.und.ln_spot[u] = math.log(mkt.spot[k, u])
         w.und.div_growth[u] = _dividend_pv(1.0, und.rate[u] - und.div_yield[u], k * cfg.dt_years)
+        for j in range(ins.div_n[u]):
+            w.fd.ex_now[u, j] = ins.div_ex[u, j] - k * cfg.dt_years
     for i in range(ins.u.shape[0]):  # (no branch: the loop vectorises; 0 dividends leave the spot as it is)
         u = ins.u[i]
         p.div_pv[i] = ins.div_pv0[i] * w.und.div_growth[u]
@@ -285,7 +293,11 @@ def _market_step(k, ins, und, mkt, cfg, w):  # pragma: no cover - compiled
             m.gamma[i] = 0.0
             m.vega[i] = 0.0
             m.theta[i] = 0.0
-        elif ins.american[i]:  # the boundary engine's figures (no cash dividends: refused), rho skipped
+        elif ins.fd[i] >= 0:  # American on cash dividends: the finite-difference engine, by its tables
+            m.price[i], m.delta[i], m.gamma[i], m.vega[i], m.theta[i] = _fd_marks(
+                k, i, ins, p, m.vol[i], ctl, cfg.dt_s, cfg.dt_years, w.fd
+            )
+        elif ins.american[i]:  # on a continuous yield: the boundary engine's figures, rho skipped
             a = american_marks(
                 p.spot[i], ins.strike[i], p.t_years[i], p.rate[i], p.div_yield[i], m.vol[i], p.is_call[i],
                 ins.scheme, bool(False),  # noqa: UP018 (not the literal: one compilation of the rule)
@@ -293,6 +305,156 @@ def _market_step(k, ins, und, mkt, cfg, w):  # pragma: no cover - compiled
             m.price[i], m.delta[i], m.gamma[i], m.vega[i], m.theta[i] = a[0], a[1], a[2], a[3], a[4]
         elif p.div_pv[i] != 0.0:  # time brings each ex-date closer: dS*/dt = -(r - q) PV
             m.theta[i] -= (p.rate[i] - p.div_yield[i]) * p.div_pv[i] * m.delta[i]
+
+
+# American options on cash dividends: the finite-difference engine (optmm.greeks._american_fd) solves
+# for today's values over its whole grid of ln S*. A contract keeps the solves of its last refresh
+# (FdTables): at its vol and the two bumps of its vega, on the engine's grid; and the same at each of
+# the scenario grid's vols, on grids of the same spacing as wide as the spot shocks need. It reads its
+# price and Greeks, and its scenario cells, from them (exact at the refresh; as the spot, vol and time
+# move, to the grid's accuracy, second order in the vol, first in time) until it crosses one of these
+# bands and is solved again (docs/simulation.md, "American options")
+FD_REFRESH_S = 900.0  # at least this often (seconds) ...
+FD_VOL_BAND = 0.005  # ... and when its vol has moved more than this from the tables' ...
+FD_X_BAND = 0.25  # ... or ln S* more than this share of the grid's half-width from its centre
+FD_CELL_WIDTH = 4  # a scenario vol's grid has at most this many times the engine's grid's intervals
+_fd_kernel = njit(cache=True, error_model="numpy", _nrt=True)
+"""The engine's entry points in the loop: the engine's scratch arrays need numba's runtime, which a
+callee compiled from the loop (without it) would otherwise lack."""
+
+
+@_inline
+def _first_of_vol(shock_vol, g):  # pragma: no cover - compiled
+    """Cell ``g`` is the first of its vol shock."""
+    for g0 in range(g):
+        if shock_vol[g0] == shock_vol[g]:
+            return False
+    return True
+
+
+@_inline
+def _vol_slot(shock_vol, g):  # pragma: no cover - compiled
+    """The rank of cell ``g``'s vol shock among the grid's distinct ones, in order of appearance."""
+    slot = 0
+    for g0 in range(g):
+        if shock_vol[g0] == shock_vol[g]:  # (its first cell)
+            return slot
+        slot += 1 if _first_of_vol(shock_vol, g0) else 0
+    return slot
+
+
+@_fd_kernel
+def _fd_marks(k, i, ins, p, vol, ctl, dt_s, dt_years, fd):  # pragma: no cover - compiled
+    """Step ``k``'s price, delta, gamma, vega and theta of instrument ``i`` (``ins.fd[i] >= 0``) at the
+    vol ``vol`` and the pricing inputs ``p``: from its tables (``fd``,
+    :func:`optmm.greeks._american_fd.from_tables_py`), made again first when a band (``FD_*``) is
+    crossed, with those of the scenario grid's vols (``ctl``'s shocks). The ex-times are
+    ``fd.ex_now``'s."""
+    r = ins.fd[i]
+    u = ins.u[i]
+    n = ins.div_n[u]
+    ex, amt = fd.ex_now[u, :n], ins.div_amt[u, :n]
+    t, s_star, strike, rate, q, call = (
+        p.t_years[i],
+        p.spot[i],
+        ins.strike[i],
+        p.rate[i],
+        p.div_yield[i],
+        p.is_call[i],
+    )
+    if t <= 0.0:  # (expired: its intrinsic value)
+        a = fd_all(s_star + p.div_pv[i], strike, t, rate, q, vol, call, ex, amt, ins.grid)
+        return a[0], a[1], a[2], a[3], a[4]
+    x = math.log(s_star)
+    if (
+        fd.step[r] < 0.0
+        or (k - fd.step[r]) * dt_s >= FD_REFRESH_S
+        or abs(vol - fd.sigma[r]) > FD_VOL_BAND
+        or abs(x - fd.x_mid[r]) > FD_X_BAND * 0.5 * (ins.grid.n_x - 1) * fd.dx[r]
+    ):
+        fd.x_mid[r] = x
+        fd.dx[r] = fd_spacing(vol, t, ins.grid)
+        fd.sigma[r] = vol
+        fd.step[r] = k
+        fd_tables(strike, t, rate, q, vol, call, ex, amt, x, fd.dx[r], ins.grid, fd.v[r])
+        reach = 0.0  # the largest spot shock, in ln S
+        for g in range(ctl.shock_spot.shape[0]):
+            if ctl.shock_spot[g] > -1.0:
+                reach = max(reach, abs(math.log1p(ctl.shock_spot[g])))
+        for g in range(ctl.shock_vol.shape[0]):
+            if not _first_of_vol(ctl.shock_vol, g):
+                continue
+            j = _vol_slot(ctl.shock_vol, g)
+            vol_g = max(vol + ctl.shock_vol[g], 0.0)
+            fd.cell_n[r, j] = 0.0
+            if vol_g <= 0.0:  # (no vol: each cell solved on its own)
+                continue
+            dx = fd_spacing(vol_g, t, ins.grid)
+            fd.cell_sigma[r, j] = vol_g
+            half = min(
+                (ins.grid.n_x - 1) // 2 + 2 + math.ceil(reach / dx), FD_CELL_WIDTH * (ins.grid.n_x - 1) // 2
+            )
+            fd.cell_dx[r, j] = dx
+            fd.cell_n[r, j] = 2 * half + 1
+            fd_tables(
+                strike, t, rate, q, vol_g, call, ex, amt, x, dx, ins.grid, fd.cells[r, j, :, : 2 * half + 1]
+            )
+    a = fd_from_tables(
+        fd.v[r], fd.x_mid[r], fd.dx[r], fd.sigma[r], s_star, p.div_pv[i], strike, rate, q, vol, call,
+        (k - fd.step[r]) * dt_years,
+    )  # fmt: skip
+    return a[0], a[1], a[2], a[3], a[4]
+
+
+@_fd_kernel
+def _fd_cells(k, i, ins, pricing, marks, spot_k, ctl, dt_years, fd):  # pragma: no cover - compiled
+    """Instrument ``i``'s (``ins.fd[i] >= 0``) scenario cells at step ``k``, as :func:`_revalue`'s:
+    each from the tables of its vol shock (without one, near today's spot, from those of its marks, so
+    that the unshocked cell is 0), read as the marks are; a cell off the tables' interior by a solve of
+    its own. Writes cf's cells and adds them to ``ctl.cells``."""
+    r, u, c = ins.fd[i], ins.u[i], ins.contract[i]
+    n = ins.div_n[u]
+    ex, amt = fd.ex_now[u, :n], ins.div_amt[u, :n]
+    strike, t, rate, q = ins.strike[i], pricing.t_years[i], pricing.rate[i], pricing.div_yield[i]
+    call, pv, x_mid = pricing.is_call[i], pricing.div_pv[i], fd.x_mid[r]
+    tau = (k - fd.step[r]) * dt_years
+    inner = (0.5 * (ins.grid.n_x - 1) - 2.0) * fd.dx[r]  # how far from the centre a grid is read
+    for g in range(ctl.shock_spot.shape[0]):
+        sv = ctl.shock_vol[g]
+        j = _vol_slot(ctl.shock_vol, g)
+        n_j = int(fd.cell_n[r, j])
+        s_full = spot_k[u] * (1.0 + ctl.shock_spot[g])
+        s_star = s_full - pv
+        off = abs(math.log(s_star) - x_mid) if s_star > 0.0 else np.inf
+        if t > 0.0 and sv == 0.0 and off <= inner:
+            price = fd_from_tables(
+                fd.v[r], x_mid, fd.dx[r], fd.sigma[r], s_star, pv, strike, rate, q, marks.vol[i], call, tau
+            )[0]
+        elif t > 0.0 and n_j > 0 and off <= (0.5 * (n_j - 1) - 2.0) * fd.cell_dx[r, j]:
+            price = fd_from_tables(
+                fd.cells[r, j, :, :n_j], x_mid, fd.cell_dx[r, j], fd.cell_sigma[r, j], s_star, pv, strike,
+                rate, q, max(marks.vol[i] + sv, 0.0), call, tau,
+            )[0]  # fmt: skip
+        else:
+            vol = max(marks.vol[i] + sv, 0.0)
+            price = fd_price(s_full, strike, t, rate, q, vol, call, ex, amt, ins.grid)
+        cell = ins.mult[i] * (price - marks.price[i])
+        ctl.cf[c, ck.CCELL + g] = cell
+        ctl.cells[u, g] += ctl.cf[c, ck.CPOS] * cell
+
+
+@_fd_kernel
+def _fd_future(i, kf, s, vol, t, ins, und, dt_years, fd):  # pragma: no cover - compiled
+    """The price of instrument ``i`` (``ins.fd[i] >= 0``) at step ``kf``'s spot ``s``, vol ``vol`` and
+    time to expiry ``t``: one solve of the finite-difference engine (an informed order's foresight)."""
+    u = ins.u[i]
+    n = ins.div_n[u]
+    for j in range(n):
+        fd.ex_at[j] = ins.div_ex[u, j] - kf * dt_years
+    return fd_price(
+        s, ins.strike[i], t, und.rate[u], und.div_yield[u], vol, ins.kind[i] == K_CALL, fd.ex_at[:n],
+        ins.div_amt[u, :n], ins.grid,
+    )  # fmt: skip
 
 
 @_inline
@@ -364,11 +526,12 @@ def _roll_marks(w):  # pragma: no cover - compiled
 
 
 @njit(cache=True, error_model="numpy")
-def _revalue(ins, pricing, marks, spot_k, ctl, grid):  # pragma: no cover - compiled
-    """The controller's scenario grid at the current market (sticky strike: each contract keeps its
+def _revalue(k, ins, pricing, marks, spot_k, ctl, grid, dt_years, fd):  # pragma: no cover - compiled
+    """The controller's scenario grid at step ``k``'s market (sticky strike: each contract keeps its
     implied vol, plus the vol shock): one contract's P&L per cell, the cells, the worst losses. Reads
     the chain, the step's pricing inputs and marks, the spots ``spot_k``; writes ``ctl`` (cf's cells,
-    cells, stock cells, the worst losses) using ``grid`` as scratch."""
+    cells, stock cells, the worst losses) using ``grid`` as scratch; an American option on cash
+    dividends by :func:`_fd_cells` (``fd``)."""
     cf, ust, cells, stock_cells = ctl.cf, ctl.ust, ctl.cells, ctl.stock_cells
     nu = ust.shape[0] - 1
     n_g = ctl.shock_spot.shape[0]
@@ -390,7 +553,7 @@ def _revalue(ins, pricing, marks, spot_k, ctl, grid):  # pragma: no cover - comp
         )  # fmt: skip
         for i in range(n_inst):
             c = ins.contract[i]
-            if c < 0:
+            if c < 0 or ins.fd[i] >= 0:
                 continue
             if ins.american[i]:  # the boundary engine's price (optmm.greeks._american)
                 grid.price[i] = american_price(
@@ -400,6 +563,9 @@ def _revalue(ins, pricing, marks, spot_k, ctl, grid):  # pragma: no cover - comp
             x = ins.mult[i] * (grid.price[i] - marks.price[i])
             cf[c, ck.CCELL + g] = x
             cells[ins.u[i], g] += cf[c, ck.CPOS] * x
+    for i in range(n_inst):
+        if ins.fd[i] >= 0 and ins.contract[i] >= 0:
+            _fd_cells(k, i, ins, pricing, marks, spot_k, ctl, dt_years, fd)
     for g in range(n_g):
         tot = 0.0
         for u in range(nu):
@@ -446,7 +612,7 @@ def _refresh_risk(k, now, ins, und, mkt, ctl, tox, cfg, w):  # pragma: no cover 
         ust[u, ck.UGAMMA] = agg[u, 1]
         ust[u, ck.UVEGA] = agg[u, 2]
     if cf.shape[0] > 0 and k % cfg.scenario_every_steps == 0:
-        _revalue(ins, w.pricing, m, spot[k], ctl, w.grid)
+        _revalue(k, ins, w.pricing, m, spot[k], ctl, w.grid, cfg.dt_years, w.fd)
 
 
 @_phase
@@ -708,14 +874,17 @@ def _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w):  # pragma: no cover -
             vf = _smile_vol(mkt.vol[kf, u], und.smile_slope[u], und.smile_curvature[u], x, ins.vol_offset[i])
             t_f = ins.t0_years[i] - kf * cfg.dt_years
             call = w.pricing.is_call[i]
-            if ins.div_pv0[i] != 0.0:
-                sf -= _dividend_pv(ins.div_pv0[i], und.rate[u] - und.div_yield[u], kf * cfg.dt_years)
-            if ins.american[i]:
-                future = american_price(
-                    sf, ins.strike[i], t_f, und.rate[u], und.div_yield[u], vf, call, ins.scheme
-                )
+            if ins.fd[i] >= 0:  # (on the full spot: the engine escrows it)
+                future = _fd_future(i, kf, sf, vf, t_f, ins, und, cfg.dt_years, w.fd)
             else:
-                future = bsm_price(sf, ins.strike[i], t_f, und.rate[u], und.div_yield[u], vf, call)
+                if ins.div_pv0[i] != 0.0:
+                    sf -= _dividend_pv(ins.div_pv0[i], und.rate[u] - und.div_yield[u], kf * cfg.dt_years)
+                if ins.american[i]:
+                    future = american_price(
+                        sf, ins.strike[i], t_f, und.rate[u], und.div_yield[u], vf, call, ins.scheme
+                    )
+                else:
+                    future = bsm_price(sf, ins.strike[i], t_f, und.rate[u], und.div_yield[u], vf, call)
         o.inst[n_ord] = i
         o.side[n_ord] = 0.0
         o.size[n_ord] = cfg.informed_size
@@ -994,7 +1163,7 @@ def run_path(ins, und, mkt, dr, tf, ctl, tox, cfg, qp, hp, tp, out, w):  # pragm
     _start(ins, und, mkt, out, w)
     for k in range(n_steps + 1):
         now = k * cfg.dt_s
-        _market_step(k, ins, und, mkt, cfg, w)
+        _market_step(k, ins, und, mkt, ctl, cfg, w)
         _markouts(out, k, cfg.markout_steps, w.marks.price)
         if k > 0:
             _attribute(k, ins, mkt, cfg, out, w)
@@ -1049,6 +1218,21 @@ def _no_american_price_py(s, k, t, r, q, sigma, is_call, sch):  # pragma: no cov
     return math.nan
 
 
+def _no_fd_marks_py(k, i, ins, p, vol, ctl, dt_s, dt_years, fd):  # pragma: no cover - compiled
+    """Stands for :func:`_fd_marks` in :data:`run_path_european`."""
+    nan = math.nan
+    return nan, nan, nan, nan, nan
+
+
+def _no_fd_cells_py(k, i, ins, pricing, marks, spot_k, ctl, dt_years, fd):  # pragma: no cover - compiled
+    """Stands for :func:`_fd_cells` in :data:`run_path_european`."""
+
+
+def _no_fd_future_py(i, kf, s, vol, t, ins, und, dt_years, fd):  # pragma: no cover - compiled
+    """Stands for :func:`_fd_future` in :data:`run_path_european`."""
+    return math.nan
+
+
 def _european_loop():
     """:func:`run_path` compiled without the American engine, for a chain with no American option
     (every synthetic run, most runs from a market): the same code, with each of this module's
@@ -1060,7 +1244,14 @@ def _european_loop():
         for name, f in globals().items()
         if isinstance(f, CPUDispatcher) and f.py_func.__module__ == __name__
     }
-    reach = {"american_marks", "american_price"}
+    stubs = {
+        "american_marks": _no_american_marks_py,
+        "american_price": _no_american_price_py,
+        "_fd_marks": _no_fd_marks_py,
+        "_fd_cells": _no_fd_cells_py,
+        "_fd_future": _no_fd_future_py,
+    }
+    reach = set(stubs)
     grown = True
     while grown:  # (the kernels that call one that reaches the engine reach it too)
         grown = False
@@ -1069,9 +1260,8 @@ def _european_loop():
                 reach.add(name)
                 grown = True
     env = dict(globals())
-    env["american_marks"] = _inline(_no_american_marks_py)
-    env["american_price"] = _inline(_no_american_price_py)
-    for name in reach & kernels.keys():
+    env.update({name: _inline(stub) for name, stub in stubs.items()})
+    for name in (reach - stubs.keys()) & kernels.keys():
         f = kernels[name]
         options = {key: v for key, v in f.targetoptions.items() if key != "nopython"}
         env[name] = njit(cache=True, **options)(function_copy(f.py_func, suffix="_european", env=env))

@@ -25,6 +25,7 @@ import pandas as pd
 from optmm._config import MAX_SEED
 from optmm._progress import Bar
 from optmm.book import Book
+from optmm.greeks._american_fd import GRIDS
 from optmm.greeks.american import _scheme
 from optmm.market import Market, Sticky
 from optmm.quoting._kernels import pack_hedger, pack_quoter
@@ -54,6 +55,7 @@ from optmm.sim._groups import (
     Settings,
     TapeFeed,
     Underlyings,
+    Workspaces,
     no_tape,
     workspaces,
 )
@@ -127,6 +129,26 @@ class _Chain:
     vol_offset: np.ndarray  # added to the smile's vol (decimal): the market's at the start, else 0
     div_pv0: np.ndarray  # cash dividends before settlement, present value at the start (else 0)
     american: np.ndarray  # bool: an American option (from a market's style, else False)
+    dividends: tuple[tuple[np.ndarray, np.ndarray], ...]  # per underlying: ex-times (years), amounts
+
+    @property
+    def fd(self) -> np.ndarray:
+        """Per instrument: an American option on cash dividends, its row of the loop's tables
+        (:class:`optmm.sim._groups.FdTables`), numbered in order; else -1."""
+        cash = np.array([ex.size > 0 for ex, _ in self.dividends], dtype=bool)
+        on = self.american & (cash[self.u] if cash.size else False)
+        return np.where(on, np.cumsum(on) - 1, -1).astype(np.int64)
+
+    def schedules(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The dividends as the loop reads them: ex-times and amounts ``(underlyings, J)`` (padded
+        with +inf and 0), and each underlying's count."""
+        n = np.array([ex.size for ex, _ in self.dividends], dtype=np.int64)
+        width = int(n.max()) if n.size else 0
+        ex = np.full((n.size, width), np.inf)
+        amt = np.zeros((n.size, width))
+        for u, (e, a) in enumerate(self.dividends):
+            ex[u, : e.size], amt[u, : a.size] = e, a
+        return ex, amt, n
 
 
 def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
@@ -145,6 +167,7 @@ def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
             vol_offset=start.vol_offset,
             div_pv0=start.div_pv0,
             american=start.american,
+            dividends=start.dividends,
         )
     ch = cfg.chain
     rows: list[tuple[int, int, float, float]] = []
@@ -182,6 +205,7 @@ def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
         vol_offset=np.zeros(len(rows)),
         div_pv0=np.zeros(len(rows)),
         american=np.zeros(len(rows), dtype=bool),
+        dividends=tuple((np.zeros(0), np.zeros(0)) for _ in cfg.underlying),
     )
 
 
@@ -399,6 +423,41 @@ class _Run:
     feed: TapeFeed  # a tape's orders (replay), or none (no_tape)
 
 
+def _new_run(cfg: SimConfig, chain: _Chain, ctl: RiskController) -> _Run:
+    """What every path of a run of ``cfg`` on ``chain`` shares, the controller ``ctl``'s starting state
+    (a synthetic run's settings and no tape: a replay sets its own)."""
+    ch = chain
+    return _Run(
+        chain=ch,
+        ins=Instruments(
+            ch.u,
+            ch.kind,
+            ch.strike,
+            ch.t0,
+            ch.mult,
+            ch.contract,
+            ch.u_first,
+            ch.u_count,
+            ch.position0,
+            ch.vol_offset,
+            ch.div_pv0,
+            ch.american,
+            _scheme("default"),  # (optmm.pricing's accuracy: american_greeks' default)
+            ch.fd,
+            *ch.schedules(),
+            GRIDS["default"],  # (and the finite-difference engine's)
+        ),
+        und=_underlyings(cfg),
+        base=Controller(*ctl.kernel_state(), *_grid_shocks(ctl.limits)),
+        settings=_settings(cfg),
+        # (the quoter's settings as a tuple: the loop's quote passes vectorize, sim/_kernels.py)
+        qp=tuple(pack_quoter(cfg.quoter).tolist()),
+        hp=pack_hedger(cfg.hedger),
+        tp=pack_toxicity(cfg.toxicity),
+        feed=no_tape(ch.u.size),
+    )
+
+
 def _draws(cfg: SimConfig, n_inst: int, rng: np.random.Generator) -> Draws:
     """One path's order-flow draws (the module docstring's order)."""
     n = cfg.sim.steps
@@ -416,6 +475,26 @@ def _draws(cfg: SimConfig, n_inst: int, rng: np.random.Generator) -> Draws:
     return Draws(arrive=arrive, size=size, informed=informed, pick=rng.random((n, nu)))
 
 
+def _workspaces(cfg: SimConfig, run: _Run, ctl: Controller, max_orders: int) -> Workspaces:
+    """The loop's scratch (:func:`optmm.sim._groups.workspaces`) for a path of ``run`` with the
+    controller's state ``ctl`` and room for ``max_orders`` orders in a step."""
+    ins = run.ins
+    return workspaces(
+        ins.u.size,
+        len(cfg.underlying),
+        ctl.cf.shape[0],
+        cfg.flow.latency_steps,
+        max_orders,
+        fd_shape=(
+            int(np.sum(ins.fd >= 0)),
+            ins.div_ex.shape[1],
+            ins.grid.n_x,
+            np.unique(ctl.shock_vol).size,
+            sk.FD_CELL_WIDTH * (ins.grid.n_x - 1) + 1,
+        ),
+    )
+
+
 def _run_path(
     cfg: SimConfig, run: _Run, mkt: MarketPath, rng: np.random.Generator, need_events: bool, value0: float
 ) -> _PathOut:
@@ -430,9 +509,9 @@ def _run_path(
         none = np.zeros((1, nu))
         draws = Draws(arrive=arrive, size=np.zeros((1, 1, 2), np.float32), informed=none, pick=none)
     per_step = np.diff(np.concatenate([run.feed.lo[:1], run.feed.hi])) if run.feed.hi.size else np.zeros(1)
-    caps = [
+    caps = [  # (a buffer that overflows is enlarged and the path run again: for a large book, expensive)
         max(1024, 4 * n),
-        max(256, n // 4),
+        max(256, n * nu // 2),
         max(256, n // 4) if need_events else 256,
         max(1024, 4 * n),
     ]
@@ -447,7 +526,7 @@ def _run_path(
         )
         tox = new_toxicity_state(cfg.toxicity, nu)
         out = rec.new_outputs(n, nu, n_inst, run.settings.quotes_steps, caps)
-        ws = workspaces(n_inst, nu, ctl.cf.shape[0], cfg.flow.latency_steps, int(per_step.max()))
+        ws = _workspaces(cfg, run, ctl, int(per_step.max()))
         loop = sk.run_path if run.ins.american.any() else sk.run_path_european
         status = loop(
             run.ins, run.und, mkt, draws, run.feed, ctl, tox, run.settings, run.qp, run.hp, run.tp, out, ws
@@ -502,7 +581,7 @@ def _mtm(
 def _initial_value(run: _Run, spot0: np.ndarray, vol0: np.ndarray) -> float:
     """The starting book's value at step 0 (currency): its options at the loop's vols (the smile plus
     each contract's offset: the market's) on the spot less their dividends (``div_pv0``), the American
-    ones by the boundary engine (:func:`optmm.sim.markouts.fair_values`), and its stock at the spot.
+    ones by their engine (:func:`optmm.sim.markouts.fair_values`), and its stock at the spot.
     ``spot0``, ``vol0``: the paths' first row (the same on every path)."""
     ch, und = run.chain, run.und
     opt = ch.kind != K_UNDERLYING
@@ -519,7 +598,7 @@ def _initial_value(run: _Run, spot0: np.ndarray, vol0: np.ndarray) -> float:
         vol,
         ch.kind[opt] == K_CALL,
     )
-    price = fair_values(args, ch.american[opt])[0]
+    price = fair_values(args, ch.american[opt], cash=(u, np.zeros(u.size), s, ch.dividends))[0]
     stock = run.base.ust[:-1, CUSTOCK]
     return float(np.sum(ch.position0[opt] * ch.mult[opt] * price) + np.sum(stock * spot0))
 
@@ -825,32 +904,7 @@ def simulate(
     chain = _chain(cfg, start)
     ctl = _controller(cfg, chain, audit, start)
     ch = chain
-    run = _Run(
-        chain=ch,
-        ins=Instruments(
-            ch.u,
-            ch.kind,
-            ch.strike,
-            ch.t0,
-            ch.mult,
-            ch.contract,
-            ch.u_first,
-            ch.u_count,
-            ch.position0,
-            ch.vol_offset,
-            ch.div_pv0,
-            ch.american,
-            _scheme("default"),  # (optmm.pricing's accuracy: american_greeks' default)
-        ),
-        und=_underlyings(cfg),
-        base=Controller(*ctl.kernel_state(), *_grid_shocks(ctl.limits)),
-        settings=_settings(cfg),
-        # (the quoter's settings as a tuple: the loop's quote passes vectorize, sim/_kernels.py)
-        qp=tuple(pack_quoter(cfg.quoter).tolist()),
-        hp=pack_hedger(cfg.hedger),
-        tp=pack_toxicity(cfg.toxicity),
-        feed=no_tape(ch.u.size),
-    )
+    run = _new_run(cfg, ch, ctl)
     rng = np.random.Generator(np.random.PCG64(seed))
     if tape is None:
         spot, vol = _market_paths(cfg, rng, n_paths)
@@ -893,6 +947,7 @@ def simulate(
         vol_offset=ch.vol_offset,
         div_pv0=ch.div_pv0,
         american=ch.american,
+        dividends=ch.dividends,
         **frames,
     )
 

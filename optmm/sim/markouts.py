@@ -53,25 +53,47 @@ def smile_vols(
 
 
 def fair_values(
-    args: tuple[np.ndarray, ...], american: np.ndarray, *, greeks: bool = False
+    args: tuple[np.ndarray, ...],
+    american: np.ndarray,
+    *,
+    greeks: bool = False,
+    cash: tuple[np.ndarray, np.ndarray, np.ndarray, Sequence[tuple[np.ndarray, np.ndarray]]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Options' fair values as the loop prices them, and (with ``greeks``, else NaN) their deltas per
-    unit: ``args`` those of :func:`optmm.greeks.bsm_price` (spot, strike, time, rate, carry, vol,
-    is_call: 1-d arrays of one length), Black-Scholes-Merton, the ``american`` ones by the boundary
-    engine (:func:`optmm.greeks.american_price`, :func:`~optmm.greeks.american_greeks`, at their
-    default accuracy: :func:`optmm.pricing.contract_price`'s, ``sim._kernels._market_step``'s)."""
+    unit: ``args`` those of :func:`optmm.greeks.bsm_price` (spot, strike, time, rate, carry, vol, is_call:
+    1-d arrays of one length; the spot escrowed), Black-Scholes-Merton, the ``american`` ones by
+    :func:`optmm.greeks.american_price` (:func:`~optmm.greeks.american_greeks`) at its default accuracy
+    (:func:`optmm.pricing.contract_price`'s, ``sim._kernels._market_step``'s). With ``cash`` = (per row:
+    underlying index, years since the start, the full spot; per underlying: the cash dividends, ex-times
+    from the start and amounts), those on an underlying with dividends to go ex are priced on the full
+    spot and the dividends seen then (the finite-difference engine); the others by the boundary engine."""
     if greeks:
         g = bsm_greeks(*args)
         price, delta = g.price, g.delta
     else:
         price, delta = bsm_price(*args), np.full(args[0].shape, math.nan)
+    groups: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]] = []
     if american.any():
-        sub = tuple(a[american] for a in args)
+        fd = np.zeros(american.shape, dtype=bool)
+        if cash is not None:
+            u, elapsed, _, dividends = cash
+            for j, (ex, amt) in enumerate(dividends):
+                for e in np.unique(elapsed[american & (u == j)]) if ex.size else ():
+                    rows = american & (u == j) & (elapsed == e)
+                    keep = ex - e > 0.0
+                    if keep.any():
+                        groups.append((rows, (ex[keep] - e, amt[keep])))
+                        fd |= rows
+        groups.append((american & ~fd, None))
+    for rows, schedule in groups:
+        sub = tuple(a[rows] for a in args)
+        if schedule is not None:  # (the engine escrows the full spot itself)
+            sub = (cash[2][rows], *sub[1:])  # type: ignore[index]
         if greeks:
-            ga = american_greeks(*sub)
-            price[american], delta[american] = ga.price, ga.delta
+            ga = american_greeks(*sub, dividends=schedule)
+            price[rows], delta[rows] = ga.price, ga.delta
         else:
-            price[american] = american_price(*sub)
+            price[rows] = american_price(*sub, dividends=schedule)
     return price, delta
 
 
@@ -137,6 +159,7 @@ def _values(
         t = (fills["expiry_days"].to_numpy(dtype=float)[opt] / DAYS_PER_YEAR) - elapsed
         rate = np.array([u.rate for u in und])
         div_yield = np.array([u.div_yield for u in und])
+        s_full = s
         if result.div_pv0.size:  # the escrowed spot, as the loop prices (sim._kernels._market_step)
             s = s - dividend_pv_py(result.div_pv0[contract], rate - div_yield, elapsed)
         args = (
@@ -149,7 +172,9 @@ def _values(
             kind[opt] == "call",
         )
         american = result.american[contract] if result.american.size else np.zeros(contract.size, dtype=bool)
-        price, d = fair_values(args, american, greeks=greeks)
+        american = american & np.isfinite(s)  # (past the last step: no price)
+        cash = (np.asarray(u_idx[opt]), elapsed, s_full, result.dividends) if result.dividends else None
+        price, d = fair_values(args, american, greeks=greeks, cash=cash)
         fair[opt] = np.where(np.isfinite(s), price, math.nan)
         if greeks:
             delta[opt] = d

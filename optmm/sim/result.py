@@ -68,8 +68,12 @@ class SimResult:
         ``r - q``, :func:`optmm.sim._kernels.dividend_pv_py`); 0 but in a run from a market with cash
         dividends; empty: 0 for every instrument.
     american : ndarray of bool
-        Per instrument of the chain: an American option, priced by the boundary engine (a run from a
-        market, :mod:`optmm.sim.start`); empty: none.
+        Per instrument of the chain: an American option (a run from a market, :mod:`optmm.sim.start`):
+        on an underlying with ``dividends`` priced by the finite-difference engine, else by the
+        boundary engine; empty: none.
+    dividends : tuple of (ndarray, ndarray)
+        Per underlying: the cash dividends to go ex after the start, times (years from the start) and
+        amounts (:attr:`optmm.sim.start.Start.dividends`); empty: none.
     """
 
     config: SimConfig
@@ -86,6 +90,7 @@ class SimResult:
     vol_offset: np.ndarray = field(default_factory=lambda: np.zeros(0))
     div_pv0: np.ndarray = field(default_factory=lambda: np.zeros(0))
     american: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    dividends: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
     def __repr__(self) -> str:
         """A few lines: the configuration's hash, the run's shape and the summary's headline figures

@@ -35,20 +35,26 @@ market"):
   run goes on each ex-date comes closer, so the loop carries it at ``r - q``
   (:func:`optmm.sim._kernels.dividend_pv_py`) and adds the accrual to the contract's theta;
 * American options (:attr:`Start.american`: the row's style, else the underlying's default in the
-  market; ``[chain]``'s alike) on a continuous yield: priced as :func:`optmm.pricing.contract_greeks`
-  prices them, by the boundary engine (:mod:`optmm.greeks._american`, at its default accuracy) at
-  every step of the loop (:func:`optmm.sim._kernels._market_step`);
+  market; ``[chain]``'s alike): priced as :func:`optmm.pricing.contract_greeks` prices them, at its
+  default accuracy. On a continuous yield by the boundary engine (:mod:`optmm.greeks._american`) at
+  every step of the loop (:func:`optmm.sim._kernels._market_step`); on an underlying with cash
+  dividends to come (:attr:`Start.dividends`) by the finite-difference engine
+  (:mod:`optmm.greeks._american_fd`), whose solves the loop keeps and reads between refreshes
+  (:func:`optmm.sim._kernels._fd_marks`);
+* a position's vol override (the book's ``vol``): its contract's vol at the start, as
+  :func:`optmm.risk.exposures` prices it (the offset is taken from it instead of the market's vol),
+  which the smile then moves; the contract, held, is not quoted again at the market's vol;
 * the starting inventory: the book's contract positions (``position0``) and stock, in the loop and
-  in the risk controller (its book is :attr:`Start.book`, each contract with its style).
+  in the risk controller (its book is :attr:`Start.book`, each contract with its style and vol).
 
-What the loop cannot price as the market does is refused (a :class:`~optmm.book.BookError` naming
-the book's file, row and field): American options on an underlying with cash dividends (the book's
-on their row's ``style``; ``[chain]``'s on the underlying's first row: the market prices them by the
-finite-difference engine, far too slow for the loop) or with two exercise boundaries (no engine
-prices them), an underlying with a cash dividend going ex before the run ends (the loop's spot does
-not drop on an ex-date), a position's vol override (the loop prices every contract at the market's
-surface), an option that settles before the run ends, options on an underlying with arithmetic
-dynamics or under a strategy that quotes the underlying alone.
+What the loop cannot price as the market does is refused (a :class:`~optmm.book.BookError` naming the
+book's file, row and field): American options with two exercise boundaries (no engine prices them; the
+book's on their row's ``style``, ``[chain]``'s on the underlying's first row), an underlying with a cash
+dividend going ex before the run ends (the loop's spot does not drop on an ex-date), a vol override below
+the loop's floor of one vol point, rows of one contract with different vol overrides (the loop prices a
+contract at one vol), an option that settles before the
+run ends, options on an underlying with arithmetic dynamics or under a strategy that quotes the underlying
+alone.
 """
 
 from __future__ import annotations
@@ -129,7 +135,11 @@ class Start:
         0.0 for the underlying and without cash dividends).
     american : ndarray of bool
         Per instrument: an American option (the book row's style, else, as for ``[chain]``'s, the
-        underlying's default in the market), priced by the boundary engine (:mod:`optmm.greeks._american`).
+        underlying's default in the market).
+    dividends : tuple of (ndarray, ndarray)
+        Per underlying: the cash dividends still to go ex, their times (years from the start,
+        increasing) and amounts (price units per share); empty arrays for none. An American option
+        on an underlying with some is priced by the finite-difference engine.
     fits : tuple of SmileFit
         One per underlying with options quoted.
     """
@@ -147,6 +157,7 @@ class Start:
     vol_offset: np.ndarray
     div_pv0: np.ndarray
     american: np.ndarray
+    dividends: tuple[tuple[np.ndarray, np.ndarray], ...]
     fits: tuple[SmileFit, ...]
 
     @property
@@ -191,9 +202,9 @@ def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: 
     _american(cfg, book, market, opt & american)
     _refuse(
         book,
-        opt & book.has_vol_override,
+        opt & (book.vol < VOL_FLOOR),
         "vol",
-        "a vol override: the simulator prices every contract at the market's surface",
+        f"a vol override below the simulator's floor of {VOL_FLOOR:g} (one vol point)",
     )
     if cfg.chain.instrument == "options":
         _refuse(
@@ -219,47 +230,42 @@ def _check(cfg: SimConfig, book: Book, market: Market, t: np.ndarray, american: 
 
 
 def _american(cfg: SimConfig, book: Book, market: Market, american: np.ndarray) -> None:
-    """Refuse the American options the loop's engine does not price as the market does: the book's
-    (``american``, a mask of its rows) and ``[chain]``'s (the underlying's default style), on an
-    underlying with cash dividends (the finite-difference engine prices them) or in the
-    two-boundary regime (no engine prices them)."""
-    cash = (
-        "pays cash dividends: the simulator prices American options on a continuous yield only "
-        "(with cash dividends their engine is the finite-difference one, too slow for its loop)"
-    )
+    """Refuse the American options no engine prices: the book's (``american``, a mask of its rows)
+    and ``[chain]``'s (the underlying's default style) in the two-boundary regime."""
     two = (
         f"has two exercise boundaries at the rate and carry of {market.source} (a put with carry < rate "
         "< 0, a call with rate < carry < 0), which the simulator does not price"
     )
     names = list(dict.fromkeys(book.underlying))  # in the book's order
-    has_dividends = {n: market.dividend_times(n)[0].size > 0 for n in names}
+    # (on cash dividends the finite-difference engine prices every regime)
+    boundary = {n: market.dividend_times(n)[0].size == 0 for n in names}
     carry_ = {n: (market.rate[n], market.continuous_carry(n)) for n in names}
-    cash_rows = american & np.array([has_dividends[n] for n in book.underlying], dtype=bool)
     is_call = book.kind == Kind.CALL
-    double = [regime_py(*carry_[n], bool(c)) == 2 for n, c in zip(book.underlying, is_call, strict=True)]
-    for rows, problem in ((cash_rows, cash), (american & np.array(double, dtype=bool), two)):
-        if rows.any():
-            explicit = book.style is not None and book.style[int(np.argmax(rows))] == "american"
-            default = "" if explicit else f" (the default for {{u}} in {market.source})"
-            _refuse(book, rows, "style", f"American option{default} on {{u}}, which {problem}")
+    double = [
+        boundary[n] and regime_py(*carry_[n], bool(c)) == 2
+        for n, c in zip(book.underlying, is_call, strict=True)
+    ]
+    rows = american & np.array(double, dtype=bool)
+    if rows.any():
+        explicit = book.style is not None and book.style[int(np.argmax(rows))] == "american"
+        default = "" if explicit else f" (the default for {{u}} in {market.source})"
+        _refuse(book, rows, "style", f"American option{default} on {{u}}, which {two}")
     if cfg.chain.instrument != "options":
         return
     kinds = [c for c, on in ((True, cfg.chain.calls), (False, cfg.chain.puts)) if on]
     for name in names:
-        if market.default_style(name) != "american":
-            continue
-        for bad, problem in (
-            (has_dividends[name], cash),
-            (any(regime_py(*carry_[name], c) == 2 for c in kinds), two),
+        if (
+            market.default_style(name) == "american"
+            and boundary[name]
+            and any(regime_py(*carry_[name], c) == 2 for c in kinds)
         ):
-            if bad:
-                _refuse(
-                    book,
-                    book.underlying == name,
-                    "underlying",
-                    f"[chain] quotes American options on {{u}} (its default style in {market.source}), "
-                    f"which {problem}",
-                )
+            _refuse(
+                book,
+                book.underlying == name,
+                "underlying",
+                f"[chain] quotes American options on {{u}} (its default style in {market.source}), "
+                f"which {two}",
+            )
 
 
 def _dividends(
@@ -335,13 +341,28 @@ def _contracts(book: Book, t: np.ndarray, american: np.ndarray) -> pd.DataFrame:
             "multiplier": book.multiplier[opt],
             "settlement": book.settlement[opt],  # type: ignore[index]
             "qm": book.quantity[opt] * book.multiplier[opt],
+            "vol": book.vol[opt],
         }
     )
-    agg = (
-        frame.groupby(["underlying", "kind", "strike", "expiry", "t", "american"], sort=False)
-        .agg(multiplier=("multiplier", "first"), settlement=("settlement", "first"), qm=("qm", "sum"))
-        .reset_index()
+    groups = frame.groupby(["underlying", "kind", "strike", "expiry", "t", "american"], sort=False)
+    first_vol = groups["vol"].transform("first").to_numpy()
+    other = ~(
+        (frame["vol"].to_numpy() == first_vol) | (np.isnan(frame["vol"].to_numpy()) & np.isnan(first_vol))
     )
+    rows = np.zeros(len(book), dtype=bool)
+    rows[opt[other]] = True
+    _refuse(
+        book,
+        rows,
+        "vol",
+        "a vol override other than the contract's first row's: the simulator prices a contract at one vol",
+    )
+    agg = groups.agg(
+        multiplier=("multiplier", "first"),
+        settlement=("settlement", "first"),
+        qm=("qm", "sum"),
+        vol=("vol", "first"),
+    ).reset_index()
     agg["position"] = agg["qm"] / agg["multiplier"]
     return agg
 
@@ -373,6 +394,7 @@ def _generated(cfg: SimConfig, market: Market, name: str) -> pd.DataFrame:
             "multiplier": float(ch.multiplier),
             "settlement": "",
             "position": 0.0,
+            "vol": math.nan,
         }
     )
 
@@ -408,7 +430,12 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
             stock = {"underlying": name, "kind": int(Kind.STOCK), "strike": 1.0, "expiry": 0, "t": 1.0}
             stock["american"] = False
             parts.extend(
-                [pd.DataFrame([{**stock, "multiplier": 1.0, "settlement": "", "position": 0.0}]), mine]
+                [
+                    pd.DataFrame(
+                        [{**stock, "multiplier": 1.0, "settlement": "", "position": 0.0, "vol": math.nan}]
+                    ),
+                    mine,
+                ]
             )
     chain = pd.concat(parts, ignore_index=True)
     n_inst = len(chain)
@@ -431,7 +458,9 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
     t0 = chain["t"].to_numpy(dtype=np.float64)
     expiry = np.where(is_opt, chain["expiry"].to_numpy(dtype=np.int64), np.iinfo(np.int64).min)
     div_pv0 = _dividends(cfg, book, market, names, u, t0, is_opt)
+    carry_ = pricing.carry(market, names)
     is_american = chain["american"].to_numpy(dtype=bool) & is_opt
+    override = chain["vol"].to_numpy(dtype=np.float64)  # a position's vol override, else NaN
 
     fits: list[SmileFit] = []
     vol_offset = np.zeros(n_inst)
@@ -453,6 +482,7 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
             x = np.log(strike[rows]) - math.log(spot)
             vols = market.vols(name, strike[rows], t0[rows])
             a, b, c, worst = fit_smile(x, vols)
+            vols = np.where(np.isnan(override[rows]), vols, override[rows])  # (a position's own vol)
             if not a > 0.0:
                 raise ValueError(
                     f"{market.source}: underlyings.{name}: the smile fitted has ATM vol {a:g} (<= 0)"
@@ -491,13 +521,15 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
         vol_offset=vol_offset,
         div_pv0=div_pv0,
         american=is_american,
+        dividends=tuple(zip(carry_.div_times, carry_.div_amounts, strict=True)),
         fits=tuple(fits),
     )
 
 
 def _controller_book(book: Book, options: pd.DataFrame, expiry: np.ndarray, american: np.ndarray) -> Book:
     """The risk controller's starting book: one row per option contract of the chain (``options``,
-    with their ``expiry`` dates, style (``american``) and settlement) and the book's stock rows."""
+    with their ``expiry`` dates, style (``american``), settlement and vol override) and the book's
+    stock rows."""
     stock = np.flatnonzero(~book.is_option)
     n_opt, n_stock = len(options), stock.size
 
@@ -512,7 +544,7 @@ def _controller_book(book: Book, options: pd.DataFrame, expiry: np.ndarray, amer
         expiry=np.concatenate([expiry, book.expiry[stock]]),
         quantity=both("position", book.quantity[stock]),
         multiplier=both("multiplier", book.multiplier[stock]),
-        vol=np.full(n_opt + n_stock, np.nan),
+        vol=both("vol", np.full(n_stock, np.nan)),
         style=np.concatenate(
             [np.where(american, "american", "european").astype(object), np.full(n_stock, "", dtype=object)]
         ),

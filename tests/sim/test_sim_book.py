@@ -22,9 +22,11 @@ from optmm.book import Book, BookError
 from optmm.greeks import american_price, bsm_price
 from optmm.market import Market
 from optmm.risk import exposures
-from optmm.sim import SimConfig, simulate
-from optmm.sim._groups import K_CALL, K_UNDERLYING
-from optmm.sim.markouts import markouts
+from optmm.risk._controller_kernels import CCELL
+from optmm.sim import SimConfig, engine, records, simulate
+from optmm.sim import _kernels as sk
+from optmm.sim._groups import K_CALL, K_UNDERLYING, MarketPath
+from optmm.sim.markouts import markouts, smile_vols
 from optmm.sim.start import Start, fit_smile, prepare
 from optmm.surface import FlatSurface
 
@@ -432,7 +434,12 @@ def _refused(bk: Book, mk: Market, *fragments: str, cfg: SimConfig | None = None
 
 def test_what_the_loop_cannot_price_as_the_market_does_is_refused() -> None:
     mk = market()
-    _refused(book([("AAA", "call", 100.0, "2026-12-18", 1.0, "", 0.3)]), mk, "row 1: field 'vol'")
+    two_vols = [
+        ("AAA", "call", 100.0, "2026-12-18", 1.0, "", 0.3),
+        ("AAA", "call", 100.0, "2026-12-18", 2.0, "", math.nan),
+    ]
+    _refused(book(two_vols), mk, "row 2: field 'vol'", "the simulator prices a contract at one vol")
+    _refused(book([("AAA", "call", 100.0, "2026-12-18", 1.0, "", 0.005)]), mk, "row 1: field 'vol'", "floor")
     _refused(
         book(), mk, "row 5: field 'expiry'", "settles before", cfg=config(sim__steps=30, sim__dt_s=43200.0)
     )
@@ -636,34 +643,22 @@ def test_the_american_start_is_quantlibs() -> None:
 
 
 def test_american_options_the_loop_cannot_price_as_the_market_does_are_refused() -> None:
-    # on an underlying paying cash dividends (before settlement or after: optmm.pricing prices them by
-    # the finite-difference engine), by the row's style or by the market's default
+    # on cash dividends (going ex before settlement or after): the finite-difference engine's, accepted
     put = [("BBB", "put", 45.0, "2026-12-04", 1.0, "american", math.nan)]
     for ex_date in (dt.date(2026, 12, 1), dt.date(2027, 3, 12)):
-        _refused(
-            book(put), paying(ex_date), "row 1: field 'style'", "American option on BBB", "cash dividends"
-        )
-    equity = Market(
-        **{
-            **_fields(market()),
-            "asset": {"BBB": "equity"},
-            "dividends": {"BBB": [(dt.date(2027, 3, 12), 0.5)]},
-        }
-    )
-    _refused(
-        book(), equity, "row 5: field 'style'", "(the default for BBB in test-market)", "continuous yield"
-    )
-    # [chain]'s contracts take the market's default: named on the underlying's first row
-    european = [("BBB", "put", 45.0, "2026-12-04", 1.0, "european", math.nan)]
-    _refused(book(european), equity, "row 1: field 'underlying'", "[chain] quotes American options on BBB")
-    assert prepare(config(chain__instrument="underlying", strategy__quoting="symmetric"),
-                   book([("BBB", "stock", math.nan, "", 1.0)]), equity).u.size == 1  # fmt: skip
+        st = prepare(config(), book(put), paying(ex_date))
+        assert st.american[0] and st.dividends[0][0].size == 1
     # two exercise boundaries (a put with carry < rate < 0): no engine prices them
     negative = Market(
         **{**_fields(market()), "rate": {"AAA": -0.01, "BBB": 0.03}, "div_yield": {"AAA": -0.02, "BBB": 0.0}}
     )
     aaa_put = [("AAA", "put", 90.0, "2026-12-18", 1.0, "american", math.nan)]
     _refused(book(aaa_put), negative, "row 1: field 'style'", "two exercise boundaries")
+    # ... but on cash dividends the finite-difference engine prices every regime
+    f = _fields(negative)
+    f["div_yield"] = {"AAA": 0.0, "BBB": 0.0}
+    cash = Market(**{**f, "dividends": {"AAA": [(dt.date(2027, 3, 12), 0.5)]}})
+    assert prepare(config(), book(aaa_put), cash).american[0]
     _refused(
         book([("AAA", "call", 90.0, "2026-12-18", 1.0, "european", math.nan)]),
         Market(**{**_fields(negative), "asset": {"AAA": "equity"}}),
@@ -711,15 +706,6 @@ def _book_file(tmp_path: Path, text: str) -> str:
         (["--market", INDEX_MARKET], ("--market needs --book",)),
         (["--valuation", "2026-11-20"], ("--valuation needs --book",)),
         (
-            [
-                "--book",
-                str(ROOT / "scenarios/examples/book.csv"),
-                "--market",
-                str(ROOT / "scenarios/examples/market.toml"),
-            ],
-            ("book.csv: row 1: field 'style'", "American"),
-        ),
-        (
             ["--book", INDEX_BOOK, "--market", INDEX_MARKET, "--set", "sim.steps=23400"],
             ("row 1: field 'expiry'",),
         ),
@@ -738,20 +724,21 @@ def test_usage_errors_name_the_book_row_and_field(capsys: pytest.CaptureFixture[
         "row 2: field 'underlying'",
         "'ZZZ'",
     )
-    example_market = str(ROOT / "scenarios/examples/market.toml")
-    spy = _book_file(tmp_path, "a,SPY,call,600,2026-12-18,1,,,american\n")
+    # two rows of one contract at different vols
+    two = _book_file(tmp_path, "a,SPY,call,600,2026-12-18,1,,0.2,\nb,SPY,call,600,2026-12-18,1,,0.25,\n")
     assert_usage_error(
-        run(capsys, "simulate", CALM, *SHORT, "--book", spy, "--market", example_market),
-        "row 1: field 'style'",
-        "American",
-    )
-    # European, but [chain]'s options on SPY are American (its default): refused on the row of SPY
-    spy = _book_file(tmp_path, "a,SPY,call,600,2026-12-18,1,,,european\n")
-    assert_usage_error(
-        run(capsys, "simulate", CALM, *SHORT, "--book", spy, "--market", example_market),
-        "row 1: field 'underlying'",
-        "[chain] quotes American options on SPY",
-        "cash dividends",
+        run(
+            capsys,
+            "simulate",
+            CALM,
+            *SHORT,
+            "--book",
+            two,
+            "--market",
+            str(ROOT / "scenarios/examples/market.toml"),
+        ),
+        "row 2: field 'vol'",
+        "one vol",
     )
 
 
@@ -773,3 +760,165 @@ def test_the_loop_without_the_american_engine_gives_the_loops_figures_to_the_bit
     assert {k: v for k, v in ours.summary.items() if k != "wall_s"} == {
         k: v for k, v in full.summary.items() if k != "wall_s"
     }
+
+
+# -- American options on cash dividends: the finite-difference engine's tables ----------------------
+
+
+def dividend_market() -> Market:
+    """:func:`american_market` with AAA paying cash dividends (on no yield) instead: its American
+    options are the finite-difference engine's (one dividend before the book's December expiry, one
+    before the January one)."""
+    f = _fields(market())
+    f["div_yield"] = {"AAA": 0.0, "BBB": 0.0}
+    aaa = [(dt.date(2026, 12, 11), 0.6), (dt.date(2027, 1, 8), 0.6), (dt.date(2027, 3, 12), 0.6)]
+    return Market(**{**f, "asset": {"AAA": "equity"}, "dividends": {"AAA": aaa}})
+
+
+def moving_config(steps: int) -> SimConfig:
+    """:func:`config` over ``steps`` one-second steps whose AAA jumps (spot and vol, up then down),
+    past every band of the tables (``optmm.sim._kernels.FD_*``), with every step's quotes (and fair
+    values) recorded."""
+    cfg = config(sim__steps=steps, sim__quotes_from_s=0.0, sim__quotes_window_s=float(steps))
+    shocks = [{"at_s": 400.0, "spot": 0.04, "vol": 0.03}, {"at_s": 1300.0, "spot": -0.06, "vol": -0.02}]
+    return cfg.with_overrides({"underlying.AAA.shock": shocks})
+
+
+def _engine_prices(st: Start, res: Any, step: int, rows: np.ndarray, accuracy: str = "default") -> np.ndarray:
+    """AAA's ``rows`` at ``step`` of path 0 priced afresh: :func:`optmm.greeks.american_price` on the
+    dividends still to come, at the path's spot and the loop's vols (smile plus offset)."""
+    und = res.underlyings[(res.underlyings["step"] == step) & (res.underlyings["underlying"] == "AAA")]
+    s, v = float(und["spot"].iloc[0]), float(und["vol"].iloc[0])
+    c = res.config.underlying[0]
+    x = np.log(st.strike[rows]) - math.log(s)
+    vols = smile_vols(v, c.smile_slope, c.smile_curvature, x, st.vol_offset[rows])
+    e = step * res.config.sim.dt_s / (365.0 * 86400.0)
+    ex, amt = st.dividends[0]
+    return american_price(
+        s, st.strike[rows], st.t0_years[rows] - e, c.rate, c.div_yield, vols, st.kind[rows] == K_CALL,
+        dividends=(ex[ex > e] - e, amt[ex > e]), accuracy=accuracy,
+    )  # fmt: skip
+
+
+def test_american_options_on_cash_dividends_start_at_the_markets_prices_and_greeks() -> None:
+    """At the start the loop's fair values, its Greeks (the book's exposures) and the first step's
+    theta P&L are :func:`optmm.pricing.contract_price`'s, :func:`optmm.risk.exposures`' and
+    :func:`optmm.pricing.contract_greeks`' (the finite-difference engine's for AAA's contracts)."""
+    bk, mk = american_book(), dividend_market()
+    st, res, fair = _fair_at_start(config(), bk, mk)
+    opt, price, vols = _market_prices(st, mk)
+    aaa = opt[st.u[opt] == 0]
+    assert st.american[aaa].all() and st.dividends[0][0].size == 3 and st.dividends[1][0].size == 0
+    assert fair[opt] == pytest.approx(price, rel=1e-9, abs=1e-12)
+    # not the boundary engine's prices on the escrowed spot: the dividends' timing matters
+    boundary = american_price(
+        SPOT["AAA"] - st.div_pv0[aaa], st.strike[aaa], st.t0_years[aaa], 0.04, 0.0, vols[st.u[opt] == 0],
+        st.kind[aaa] == K_CALL,
+    )  # fmt: skip
+    assert np.abs(fair[aaa] - boundary).max() > 1e-3
+    ex = exposures(bk, mk).by_underlying
+    und = res.underlyings[(res.underlyings["step"] == 0)].set_index("underlying")
+    for col in ("delta_shares", "gamma_dollars_1pct", "vega_per_vol_point"):
+        assert und.loc["AAA", col] == pytest.approx(ex.loc["AAA", col], rel=1e-9), col
+    names = list(st.config.names)
+    spot = np.array([mk.spot[n] for n in names])[st.u[opt]]
+    args = (st.u[opt], spot, st.strike[opt], st.t0_years[opt], vols, st.kind[opt] == K_CALL, st.american[opt])
+    g = pricing.contract_greeks(pricing.carry(mk, names), *args)
+    qm = st.position0[opt] * st.mult[opt]
+    want = float(np.sum(qm * g.theta)) * res.config.sim.dt_s / (365.0 * 86400.0)
+    assert float(res.steps["theta_pnl"].iloc[0]) == pytest.approx(want, rel=1e-9)
+
+
+def test_american_fair_values_on_cash_dividends_stay_the_engines_as_the_market_moves() -> None:
+    """Along a path whose spot and vol jump past the tables' bands, every 20th step's fair value of
+    every AAA contract is a fresh solve of the engine at that step's spot, vol and dates to within
+    the engine's own accuracy: at most twice the largest difference between its default and high
+    grids on those contracts (at most 1e-3 per share here), and 2e-3 per share at the most."""
+    bk, mk = american_book(), dividend_market()
+    cfg = moving_config(2000)
+    st = prepare(cfg, bk, mk)
+    res = simulate(cfg, book=bk, market=mk)
+    aaa = np.flatnonzero((st.u == 0) & (st.kind != K_UNDERLYING))
+    vol = res.underlyings[res.underlyings["underlying"] == "AAA"]["vol"]
+    assert vol.max() - vol.min() > 0.02  # (the vol band is 0.005: crossed)
+    worst, own = 0.0, 0.0
+    for step in range(0, 2000, 20):
+        q = res.quotes[res.quotes["step"] == step].set_index("contract")["fair"]
+        fresh = _engine_prices(st, res, step, aaa)
+        worst = max(worst, float(np.abs(q.loc[aaa].to_numpy() - fresh).max()))
+        if step % 400 == 0:
+            own = max(own, float(np.abs(fresh - _engine_prices(st, res, step, aaa, "high")).max()))
+    assert 0.0 < worst <= min(2.0 * own, 2e-3), (worst, own)
+
+
+def _loop_state(cfg: SimConfig, bk: Book, mk: Market, spot: np.ndarray, vol: np.ndarray) -> Any:
+    """The loop's state after its market steps over the path ``spot``, ``vol`` (steps x underlyings) and
+    the controller's scenario grid at the last step (:func:`optmm.sim._kernels._revalue`), run as the
+    loop runs them: (start, run, controller state, workspaces)."""
+    st = prepare(cfg, bk, mk)
+    ch = engine._chain(st.config, st)
+    run = engine._new_run(st.config, ch, engine._controller(st.config, ch, None, st))
+    b = run.base
+    ctl = b._replace(cf=b.cf.copy(), ust=b.ust.copy(), cells=b.cells.copy(), stock_cells=b.stock_cells.copy())
+    w = engine._workspaces(st.config, run, ctl, 0)
+    mkt = MarketPath(np.ascontiguousarray(spot), np.ascontiguousarray(vol))
+    n = spot.shape[0] - 1
+    out = records.new_outputs(n, spot.shape[1], ch.u.size, 0, [16, 16, 16, 16])
+    sk._start(run.ins, run.und, mkt, out, w)
+    for k in range(n + 1):
+        sk._market_step(k, run.ins, run.und, mkt, ctl, run.settings, w)
+    sk._revalue(n, run.ins, w.pricing, w.marks, spot[n], ctl, w.grid, run.settings.dt_years, w.fd)
+    return st, run, ctl, w
+
+
+@pytest.mark.parametrize("moved", [False, True])
+def test_the_scenario_cells_of_american_options_on_cash_dividends_are_the_engines(moved: bool) -> None:
+    """The risk controller's scenario cells of AAA's contracts (each shock of the default grid: spot
+    ±5 %, ±10 %, vol ±5 points) are fresh solves of the engine at the shocked spot and vol, less the
+    fair value, to within the engine's accuracy (1e-3 per share), at the start and after the spot and
+    vol have moved within the tables' bands; the unshocked cell is 0."""
+    bk, mk = american_book(), dividend_market()
+    cfg = config()
+    n = 300 if moved else 0
+    spot = np.tile([SPOT["AAA"], SPOT["BBB"]], (n + 1, 1))
+    vol = np.tile([A, 0.3], (n + 1, 1))
+    if moved:
+        spot[1:, 0] *= np.linspace(1.0, 1.008, n)
+        vol[1:, 0] += np.linspace(0.0, 0.003, n)
+    st, run, ctl, w = _loop_state(cfg, bk, mk, spot, vol)
+    c0 = st.config.underlying[0]
+    e = n * st.config.sim.dt_s / (365.0 * 86400.0)
+    ex, amt = st.dividends[0]
+    aaa = np.flatnonzero((st.u == 0) & (st.kind != K_UNDERLYING))
+    contract = run.ins.contract[aaa]
+    assert (contract >= 0).all() and (run.ins.fd[aaa] >= 0).all()
+    assert ctl.shock_spot.size == 15 and np.unique(ctl.shock_vol).size == 3  # (the default grid)
+    zero = np.flatnonzero((ctl.shock_spot == 0.0) & (ctl.shock_vol == 0.0))
+    assert zero.size == 1 and (ctl.cf[contract, CCELL + zero[0]] == 0.0).all()
+    for g in range(ctl.shock_spot.shape[0]):
+        fresh = american_price(
+            spot[n, 0] * (1.0 + ctl.shock_spot[g]), st.strike[aaa], st.t0_years[aaa] - e, c0.rate,
+            c0.div_yield, np.maximum(w.marks.vol[aaa] + ctl.shock_vol[g], 0.0), st.kind[aaa] == K_CALL,
+            dividends=(ex - e, amt),
+        )  # fmt: skip
+        want = st.mult[aaa] * (fresh - w.marks.price[aaa])
+        got = ctl.cf[contract, CCELL + g]
+        assert np.abs(got - want).max() <= 1e-3 * st.mult[aaa].max(), (g, np.abs(got - want).max())
+
+
+def test_the_bundled_book_starts_at_optmm_risks_exposures() -> None:
+    """The bundled example (American options on cash dividends, on a borrow; vol overrides; four
+    kinds of surface), started from: at step 0 the loop's Greeks per underlying are :func:`exposures`'
+    (``optmm risk``'s), and the start's value is the book's value at the market, each position at its
+    own vol (the overrides' too)."""
+    bk = Book.load(ROOT / "scenarios/examples/book.csv")
+    mk = Market.load(ROOT / "scenarios/examples/market.toml")
+    assert bk.has_vol_override.any()
+    res = simulate(config(sim__steps=30), book=bk, market=mk)  # (no flow, no hedging, no limits)
+    ex = exposures(bk, mk).by_underlying
+    und = res.underlyings[(res.underlyings["step"] == 0)].set_index("underlying")
+    assert sorted(und.index) == sorted(ex.index)
+    for name in ex.index:
+        for col in ("delta_shares", "gamma_dollars_1pct", "vega_per_vol_point"):
+            assert und.loc[name, col] == pytest.approx(ex.loc[name, col], rel=1e-9), (name, col)
+    assert res.summary["start"]["initial_value"] == pytest.approx(float(ex["value"].sum()), rel=1e-12)
