@@ -38,7 +38,6 @@ from optmm.book import Book, Kind
 from optmm.market import Market
 from optmm.risk import scenarios as local
 from optmm.risk.scenarios import (
-    BOOK,
     GridResult,
     Shock,
     Stress,
@@ -413,12 +412,6 @@ class DistributedBook:
                 pnl[[index[u] for u in unds]] += part
         return pnl
 
-    def _frame(self, pnl: np.ndarray) -> pd.DataFrame:
-        frame = pd.DataFrame(pnl.T, columns=pd.Index(list(self.underlyings), name="underlying"))
-        with np.errstate(over="ignore", invalid="ignore"):  # stress_result checks the sums
-            frame[BOOK] = pnl.sum(axis=0)
-        return frame
-
     def scenario_pnl(self, shocks: Sequence[Shock]) -> pd.DataFrame:
         """Full-revaluation P&L under each shock: :func:`optmm.risk.scenario_pnl`.
 
@@ -429,7 +422,7 @@ class DistributedBook:
         """
         pnl = self._pnl(list(shocks))
         check_finite(pnl, list(self.underlyings))
-        return self._frame(pnl)
+        return local._shock_frame(self.underlyings, pnl)
 
     def run_stress(self, stress: Stress | str | os.PathLike[str]) -> StressResult:
         """P&L under a named stress, per leg: :func:`optmm.risk.run_stress`."""
@@ -437,7 +430,7 @@ class DistributedBook:
             stress = load_stress(stress)
         check_stress(self._skeleton, self.market, stress)
         pnl = self._pnl(list(stress.legs))
-        return stress_result(stress, self._frame(pnl), pnl, list(self.underlyings))
+        return stress_result(stress, local._shock_frame(self.underlyings, pnl), pnl, list(self.underlyings))
 
 
 # --------------------------------------------------------------------------------------------------
