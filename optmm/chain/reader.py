@@ -169,6 +169,13 @@ class _Columns:
             out[i] = x
         return out
 
+    def positive(self, name: str, values: FloatArray) -> None:
+        """Refuse the first of ``values`` (column ``name``) that is <= 0; NaN (a blank) passes."""
+        bad = values <= 0
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ChainError(self.source, i + 1, name, f"must be > 0, got {values[i]!r}")
+
     def texts(self, name: str) -> np.ndarray:
         values = []
         for i, value in enumerate(self.df[name].tolist()):
@@ -234,9 +241,7 @@ def read_chain(path: str | os.PathLike[str], *, stale_seconds: float = DEFAULT_S
         i = int(np.argmax(late))
         raise ChainError(source, i + 1, "expiry", f"{expiry[i]} is not after the quote time {stamp[i]}")
     strike = cols.numbers("strike")
-    if (strike <= 0).any():
-        i = int(np.argmax(strike <= 0))
-        raise ChainError(source, i + 1, "strike", f"must be > 0, got {strike[i]!r}")
+    cols.positive("strike", strike)
     kinds = cols.texts("kind")
     is_call = np.zeros(len(df), dtype=bool)
     for i, kind in enumerate(kinds):
@@ -316,14 +321,10 @@ def read_vols(path: str | os.PathLike[str]) -> VolQuotes:
     expiry = cols.times("expiry", date_hour=SETTLEMENT_HOUR)
     strike = cols.numbers("strike")
     vol = cols.numbers("implied_vol")
-    for name, arr in (("strike", strike), ("implied_vol", vol)):
-        if (arr <= 0).any():
-            i = int(np.argmax(arr <= 0))
-            raise ChainError(source, i + 1, name, f"must be > 0, got {arr[i]!r}")
+    cols.positive("strike", strike)
+    cols.positive("implied_vol", vol)
     forward = cols.numbers("forward", blank_ok=True)
-    if (forward <= 0).any():
-        i = int(np.argmax(forward <= 0))
-        raise ChainError(source, i + 1, "forward", f"must be > 0, got {forward[i]!r}")
+    cols.positive("forward", forward)
     weight = cols.numbers("weight", blank_ok=True, low=0.0)
     weight = np.where(np.isnan(weight), 1.0, weight)
     return VolQuotes(
