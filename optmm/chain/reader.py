@@ -27,6 +27,7 @@ than ``stale_seconds`` before the chain's newest).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,12 +170,15 @@ class _Columns:
             out[i] = x
         return out
 
+    def refuse(self, name: str, mask: np.ndarray, problem: Callable[[int], str]) -> None:
+        """Refuse the first row where ``mask`` holds, ``problem(i)`` saying what is wrong with row ``i``."""
+        if mask.any():
+            i = int(np.argmax(mask))
+            raise ChainError(self.source, i + 1, name, problem(i))
+
     def positive(self, name: str, values: FloatArray) -> None:
         """Refuse the first of ``values`` (column ``name``) that is <= 0; NaN (a blank) passes."""
-        bad = values <= 0
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ChainError(self.source, i + 1, name, f"must be > 0, got {values[i]!r}")
+        self.refuse(name, values <= 0, lambda i: f"must be > 0, got {values[i]!r}")
 
     def texts(self, name: str) -> np.ndarray:
         values = []
@@ -236,10 +240,7 @@ def read_chain(path: str | os.PathLike[str], *, stale_seconds: float = DEFAULT_S
     stamp = cols.times("timestamp", date_hour=None)
     underlying = cols.texts("underlying")
     expiry = cols.times("expiry", date_hour=SETTLEMENT_HOUR)
-    late = expiry <= stamp
-    if late.any():
-        i = int(np.argmax(late))
-        raise ChainError(source, i + 1, "expiry", f"{expiry[i]} is not after the quote time {stamp[i]}")
+    cols.refuse("expiry", expiry <= stamp, lambda i: f"{expiry[i]} is not after the quote time {stamp[i]}")
     strike = cols.numbers("strike")
     cols.positive("strike", strike)
     kinds = cols.texts("kind")
@@ -257,14 +258,9 @@ def read_chain(path: str | os.PathLike[str], *, stale_seconds: float = DEFAULT_S
     else:
         ub = cols.numbers("underlying_bid", low=0.0)
         ua = cols.numbers("underlying_ask", low=0.0)
-        crossed = ub > ua
-        if crossed.any():
-            i = int(np.argmax(crossed))
-            raise ChainError(source, i + 1, "underlying_bid", f"{ub[i]!r} is above underlying_ask {ua[i]!r}")
+        cols.refuse("underlying_bid", ub > ua, lambda i: f"{ub[i]!r} is above underlying_ask {ua[i]!r}")
         spot = 0.5 * (ub + ua)
-    if (spot <= 0).any():
-        i = int(np.argmax(spot <= 0))
-        raise ChainError(source, i + 1, "spot", "must be > 0")
+    cols.refuse("spot", spot <= 0, lambda i: "must be > 0")
     rate = cols.numbers("rate") if cols.has("rate") else np.zeros(len(df))
     american = np.zeros(len(df), dtype=bool)
     if cols.has("style"):
