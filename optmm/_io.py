@@ -27,8 +27,8 @@ def _resolve(path: str | os.PathLike[str]) -> tuple[Path, bool]:
     return target, not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-def _open(path: Path, text: bool, flags: int = os.O_WRONLY) -> IO[Any]:
-    fd = os.open(path, flags)
+def _fdopen(fd: int, text: bool) -> IO[Any]:
+    """The file of descriptor ``fd``: UTF-8 text with no newline translation, or bytes."""
     return os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")
 
 
@@ -43,23 +43,19 @@ def atomic_target(path: str | os.PathLike[str], *, text: bool) -> Iterator[IO[An
     """
     target, special = _resolve(path)
     if special:
-        with _open(target, text) as direct:
+        with _fdopen(os.open(target, os.O_WRONLY), text) as direct:
             yield direct
         return
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        f: IO[Any] = os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")
-        with f:
+        with _fdopen(fd, text) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o644)
         os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink([tmp])
         raise
 
 
@@ -92,7 +88,7 @@ def write_files(items: Sequence[tuple[str | os.PathLike[str], bytes]]) -> None:
     try:
         for target, special, staged_tmp, data, existed in staged:
             if special:
-                with _open(target, text=False) as direct:
+                with _fdopen(os.open(target, os.O_WRONLY), text=False) as direct:
                     direct.write(data)
                 continue
             assert staged_tmp is not None

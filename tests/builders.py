@@ -10,7 +10,20 @@ import pytest
 from optmm.book import Book, Kind
 from optmm.cli import main
 from optmm.market import Market, Sticky
-from optmm.surface import FlatSurface
+from optmm.surface import FlatSurface, SVISurface
+
+#: The valuation of :func:`make_market`'s markets (the scenario and exposure tests).
+RISK_VALUATION = np.datetime64("2024-03-01")
+
+
+class Clock:
+    """A settable clock for the risk controller: it reads ``t`` (seconds), which a test moves."""
+
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
 
 
 def make_book(rows: list[tuple], source: str = "test") -> Book:
@@ -64,6 +77,49 @@ def flat_market(
         surface={u: FlatSurface(v) for u, v in vol.items()},
         sticky=Sticky.STRIKE,
         source="test",
+    )
+
+
+def make_market(
+    spot: dict[str, float],
+    *,
+    vol: float = 0.25,
+    rate: float = 0.04,
+    div: float = 0.01,
+    surface: dict | None = None,
+    beta: dict[str, float] | None = None,
+    index: str | None = None,
+    sticky: Sticky = Sticky.STRIKE,
+) -> Market:
+    """Every underlying of ``spot`` at one rate, dividend yield and flat vol (unless ``surface`` gives
+    its surfaces), valued :data:`RISK_VALUATION`."""
+    return Market(
+        valuation=RISK_VALUATION,
+        spot=dict(spot),
+        rate={u: rate for u in spot},
+        div_yield={u: div for u in spot},
+        surface=surface if surface is not None else {u: FlatSurface(vol=vol) for u in spot},
+        beta=dict(beta or {}),
+        index=index,
+        sticky=sticky,
+        source="test",
+    )
+
+
+def years(expiry: str) -> float:
+    """ACT/365 years from :data:`RISK_VALUATION` to ``expiry``."""
+    return float((np.datetime64(expiry, "D") - RISK_VALUATION).astype(np.int64)) / 365.0
+
+
+def skew_surface() -> SVISurface:
+    """Three SVI slices (0.1, 0.5 and 1.5 years), each with a downward skew."""
+    return SVISurface(
+        [0.1, 0.5, 1.5],
+        a=[0.004, 0.02, 0.06],
+        b=[0.08, 0.1, 0.12],
+        rho=[-0.6, -0.5, -0.4],
+        m=[0.0, 0.02, 0.05],
+        sigma=[0.1, 0.15, 0.2],
     )
 
 

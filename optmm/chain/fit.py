@@ -200,12 +200,9 @@ def arbitrage_counts(surface: FittedSurface, k_quotes: list[FloatArray]) -> list
         for kq, sd in zip(k_quotes, sds, strict=True)
     ]
     k = np.linspace(min(r[0] for r in ranges), max(r[1] for r in ranges), 16001)
-    running = np.full(k.size, -np.inf)
     out = []
     previous = None
-    for i in range(n):
-        running = np.maximum(running, surface.smile(i).total_variance(k))
-        w = np.maximum(running, 0.0)
+    for i, w in enumerate(surface.total_variances(k)):
         sel = (k >= ranges[i][0]) & (k <= ranges[i][1])
         f = float(surface.forwards[i])
         strikes = f * np.exp(k[sel])
@@ -509,13 +506,8 @@ _H = 1e-4  # the ATM skew's central difference step in log-moneyness
 def _w_and_slope(surface: FittedSurface) -> list[tuple[float, float]]:
     """Every expiry's calendar-repaired ATM total variance and its slope in ``k`` (one running
     maximum over the expiries, as :meth:`FittedSurface.total_variance` per expiry)."""
-    running = np.full(3, -np.inf)
-    out = []
-    for j in range(surface.expiries.size):
-        running = np.maximum(running, surface.smile(j).total_variance(np.array([-_H, 0.0, _H])))
-        w = np.maximum(running, 0.0)
-        out.append((float(w[1]), float((w[2] - w[0]) / (2 * _H))))
-    return out
+    w = surface.total_variances(np.array([-_H, 0.0, _H]))
+    return [(float(wj[1]), float((wj[2] - wj[0]) / (2 * _H))) for wj in w]
 
 
 def _node_years(valuation: Any, expiry: Any) -> float:

@@ -73,16 +73,12 @@ def parity_forward(
     d_rate = math.exp(-rate * t)
     keep = np.ones(x.size, dtype=bool)
     for _ in range(2):
+        disc, method = d_rate, "parity, rate"  # unless the line gives a plausible discount factor
         if not fixed_discount and keep.sum() >= MIN_PAIRS and np.ptp(x[keep]) > 0:
             slope, intercept = _weighted_line(x[keep], y[keep], wt[keep])
-            disc = -slope
-            if 0.5 <= disc <= 1.5:
-                fwd, method = intercept / disc, "parity"
-            else:
-                disc, method = d_rate, "parity, rate"
-                fwd = float(np.sum(wt[keep] * (x[keep] + y[keep] / disc)) / np.sum(wt[keep]))
-        else:
-            disc, method = d_rate, "parity, rate"
+            if 0.5 <= -slope <= 1.5:
+                disc, method, fwd = -slope, "parity", intercept / -slope
+        if method != "parity":
             fwd = float(np.sum(wt[keep] * (x[keep] + y[keep] / disc)) / np.sum(wt[keep]))
         resid = y - disc * (fwd - x)
         mad = float(np.median(np.abs(resid[keep] - np.median(resid[keep]))))

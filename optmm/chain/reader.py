@@ -27,6 +27,7 @@ than ``stale_seconds`` before the chain's newest).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,6 +170,16 @@ class _Columns:
             out[i] = x
         return out
 
+    def refuse(self, name: str, mask: np.ndarray, problem: Callable[[int], str]) -> None:
+        """Refuse the first row where ``mask`` holds, ``problem(i)`` saying what is wrong with row ``i``."""
+        if mask.any():
+            i = int(np.argmax(mask))
+            raise ChainError(self.source, i + 1, name, problem(i))
+
+    def positive(self, name: str, values: FloatArray) -> None:
+        """Refuse the first of ``values`` (column ``name``) that is <= 0; NaN (a blank) passes."""
+        self.refuse(name, values <= 0, lambda i: f"must be > 0, got {values[i]!r}")
+
     def texts(self, name: str) -> np.ndarray:
         values = []
         for i, value in enumerate(self.df[name].tolist()):
@@ -229,14 +240,9 @@ def read_chain(path: str | os.PathLike[str], *, stale_seconds: float = DEFAULT_S
     stamp = cols.times("timestamp", date_hour=None)
     underlying = cols.texts("underlying")
     expiry = cols.times("expiry", date_hour=SETTLEMENT_HOUR)
-    late = expiry <= stamp
-    if late.any():
-        i = int(np.argmax(late))
-        raise ChainError(source, i + 1, "expiry", f"{expiry[i]} is not after the quote time {stamp[i]}")
+    cols.refuse("expiry", expiry <= stamp, lambda i: f"{expiry[i]} is not after the quote time {stamp[i]}")
     strike = cols.numbers("strike")
-    if (strike <= 0).any():
-        i = int(np.argmax(strike <= 0))
-        raise ChainError(source, i + 1, "strike", f"must be > 0, got {strike[i]!r}")
+    cols.positive("strike", strike)
     kinds = cols.texts("kind")
     is_call = np.zeros(len(df), dtype=bool)
     for i, kind in enumerate(kinds):
@@ -252,14 +258,9 @@ def read_chain(path: str | os.PathLike[str], *, stale_seconds: float = DEFAULT_S
     else:
         ub = cols.numbers("underlying_bid", low=0.0)
         ua = cols.numbers("underlying_ask", low=0.0)
-        crossed = ub > ua
-        if crossed.any():
-            i = int(np.argmax(crossed))
-            raise ChainError(source, i + 1, "underlying_bid", f"{ub[i]!r} is above underlying_ask {ua[i]!r}")
+        cols.refuse("underlying_bid", ub > ua, lambda i: f"{ub[i]!r} is above underlying_ask {ua[i]!r}")
         spot = 0.5 * (ub + ua)
-    if (spot <= 0).any():
-        i = int(np.argmax(spot <= 0))
-        raise ChainError(source, i + 1, "spot", "must be > 0")
+    cols.refuse("spot", spot <= 0, lambda i: "must be > 0")
     rate = cols.numbers("rate") if cols.has("rate") else np.zeros(len(df))
     american = np.zeros(len(df), dtype=bool)
     if cols.has("style"):
@@ -316,14 +317,10 @@ def read_vols(path: str | os.PathLike[str]) -> VolQuotes:
     expiry = cols.times("expiry", date_hour=SETTLEMENT_HOUR)
     strike = cols.numbers("strike")
     vol = cols.numbers("implied_vol")
-    for name, arr in (("strike", strike), ("implied_vol", vol)):
-        if (arr <= 0).any():
-            i = int(np.argmax(arr <= 0))
-            raise ChainError(source, i + 1, name, f"must be > 0, got {arr[i]!r}")
+    cols.positive("strike", strike)
+    cols.positive("implied_vol", vol)
     forward = cols.numbers("forward", blank_ok=True)
-    if (forward <= 0).any():
-        i = int(np.argmax(forward <= 0))
-        raise ChainError(source, i + 1, "forward", f"must be > 0, got {forward[i]!r}")
+    cols.positive("forward", forward)
     weight = cols.numbers("weight", blank_ok=True, low=0.0)
     weight = np.where(np.isnan(weight), 1.0, weight)
     return VolQuotes(

@@ -32,6 +32,11 @@ __all__ = ["Smile", "bspline_basis", "design_matrix", "durrleman_g"]
 _EMPTY = np.zeros(0)
 
 
+def _knot_vector(knots: FloatArray) -> FloatArray:
+    """The full knot vector: ``knots`` with both ends repeated four times."""
+    return np.concatenate([np.repeat(knots[:1], 3), knots, np.repeat(knots[-1:], 3)])
+
+
 def bspline_basis(k: ArrayLike, knots: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
     """The clamped cubic basis at ``k`` and its first two derivatives, each ``(k.size, knots.size - 4)``.
 
@@ -41,7 +46,7 @@ def bspline_basis(k: ArrayLike, knots: FloatArray) -> tuple[FloatArray, FloatArr
     two derivatives at and beyond ``lo`` and ``hi``.
     """
     x = np.asarray(k, dtype=np.float64).reshape(-1, 1)
-    t = np.concatenate([np.repeat(knots[:1], 3), knots, np.repeat(knots[-1:], 3)])
+    t = _knot_vector(knots)
     nt = t.size
     inside = (x >= t[0]) & (x < t[-1])
     # degree 0: the indicator of [t_i, t_{i+1}) (empty for repeated knots)
@@ -66,10 +71,6 @@ def bspline_basis(k: ArrayLike, knots: FloatArray) -> tuple[FloatArray, FloatArr
     d2 = deriv(deriv(basis[1], 2), 3)
     keep = slice(3, basis[3].shape[1] - 3)
     return basis[3][:, keep], d1[:, keep], d2[:, keep]
-
-
-def _knot_vector(knots: FloatArray) -> FloatArray:
-    return np.concatenate([np.repeat(knots[:1], 3), knots, np.repeat(knots[-1:], 3)])
 
 
 def design_matrix(k: FloatArray, knots: FloatArray) -> FloatArray:

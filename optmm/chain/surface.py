@@ -128,11 +128,18 @@ class FittedSurface:
 
     def total_variance(self, k: ArrayLike, i: int) -> FloatArray:
         """Calendar-repaired total variance ``W_i(k)`` of expiry ``i`` at log-moneyness ``k``."""
+        return self.total_variances(k, i + 1)[i]
+
+    def total_variances(self, k: ArrayLike, n: int | None = None) -> FloatArray:
+        """Calendar-repaired total variances ``W_i(k)`` of the first ``n`` expiries (default all) at
+        log-moneyness ``k``, shape ``(n, *k.shape)``: the running maximum of the smiles, floored at 0."""
         kk = np.asarray(k, dtype=np.float64)
-        out = self.smile(0).total_variance(kk)
-        for j in range(1, i + 1):
-            out = np.maximum(out, self.smile(j).total_variance(kk))
-        return np.maximum(out, 0.0)
+        out = np.empty((self.expiries.size if n is None else n, *kk.shape))
+        running = np.full(kk.shape, -np.inf)
+        for i in range(out.shape[0]):
+            running = np.maximum(running, self.smile(i).total_variance(kk))
+            out[i] = np.maximum(running, 0.0)
+        return out
 
     def forward(self, t: ArrayLike) -> FloatArray:
         """The surface's forward at ``t``: log-linear between expiries, held flat outside."""
@@ -162,11 +169,7 @@ class FittedSurface:
         node = np.isin(tt, ex)
         # calendar-repaired variance at every expiry up to the last needed, at these k
         last = int(j.max()) + 1 if n > 1 else 0
-        wk = np.empty((min(last, n - 1) + 1, kk.size))
-        running = np.full(kk.size, -np.inf)
-        for i in range(wk.shape[0]):
-            running = np.maximum(running, self.smile(i).total_variance(k))
-            wk[i] = np.maximum(running, 0.0)
+        wk = self.total_variances(k, min(last, n - 1) + 1)
         rows = np.arange(kk.size)
         w_lo = wk[j, rows]
         v_lo = np.sqrt(w_lo / ex[j])

@@ -13,14 +13,12 @@ from typing import Any
 import numpy as np
 
 from optmm._io import atomic_target
-from optmm.chain.surface import FittedSurface
+from optmm.chain.surface import _PARAMS, FittedSurface
 from optmm.market import DEFAULT_TIMEZONE, Market
 from optmm.surface import FlatSurface, SurfaceError, SVISurface, TableSurface, VolSurface
 from optmm.units import DAYS_PER_YEAR
 
 __all__ = ["fitted_from_toml", "market_toml", "write_market"]
-
-_PARAMS = ("a", "b", "rho", "m", "sigma")
 
 
 def _num(x: float) -> str:

@@ -32,7 +32,7 @@ import pandas as pd
 from scipy.special import xlogy
 from scipy.stats import chi2
 
-from optmm.risk.history import HistoryError, parse_dates, parse_numbers, read_table
+from optmm.risk.history import HistoryError, _first, parse_dates, parse_numbers, read_table
 
 __all__ = ["Backtest", "backtest", "christoffersen", "exceptions", "kupiec", "load_realised", "transitions"]
 
@@ -217,15 +217,11 @@ def load_realised(path: str | os.PathLike[str]) -> pd.Series:
         raise HistoryError(source, 0, "<file>", "no rows (a header without data)")
     dates = parse_dates(source, frame, "date")
     pnl = parse_numbers(source, frame, "pnl", required=True)
-    dup = np.asarray(dates.duplicated())
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        first = int(np.flatnonzero(np.asarray(dates == dates[i]))[0])
-        raise HistoryError(
-            source,
-            i + 1,
-            "date",
-            f"{dates[i].date().isoformat()} is given twice (the first is row {first + 1})",
-        )
+
+    def twice(i: int) -> str:
+        first = int(np.argmax(np.asarray(dates == dates[i])))
+        return f"{dates[i].date().isoformat()} is given twice (the first is row {first + 1})"
+
+    _first(source, np.asarray(dates.duplicated()), "date", twice)
     series = pd.Series(pnl, index=pd.DatetimeIndex(dates, name="date"), name="pnl")
     return series.sort_index(kind="stable")

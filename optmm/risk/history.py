@@ -254,18 +254,13 @@ def _validate(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     )
     if skew is not None:
         table["skew"] = skew
-    dup = table.duplicated(["underlying", "date"], keep="first").to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        key = (table["underlying"] == table["underlying"].iloc[i]) & (table["date"] == table["date"].iloc[i])
-        first = int(np.flatnonzero(key.to_numpy())[0])
-        raise HistoryError(
-            source,
-            i + 1,
-            "date",
-            f"{table['underlying'].iloc[i]} has a second observation on "
-            f"{table['date'].iloc[i].date().isoformat()} (the first is row {first + 1})",
-        )
+
+    def second(i: int) -> str:
+        und, day = table["underlying"].iloc[i], table["date"].iloc[i]
+        first = int(np.argmax(((table["underlying"] == und) & (table["date"] == day)).to_numpy()))
+        return f"{und} has a second observation on {day.date().isoformat()} (the first is row {first + 1})"
+
+    _first(source, table.duplicated(["underlying", "date"], keep="first").to_numpy(), "date", second)
     return table.sort_values(["date", "underlying"], kind="stable").reset_index(drop=True)
 
 

@@ -35,7 +35,7 @@ from optmm.market import Market
 from optmm.risk import _controller_kernels as _k
 from optmm.risk.audit import Layer
 from optmm.risk.controller import RiskController
-from optmm.risk.limits import Limit, LimitSet, Metric, Scope
+from optmm.risk.limits import Limit, LimitSet, Metric, Scope, _table_name
 
 __all__ = ["COLUMNS", "STATUS", "limit_utilisation"]
 
@@ -60,9 +60,7 @@ _NEEDS = {"pnl": "P&L (pnl, --pnl)", "high_water": "high-water mark (high_water,
 
 def _table(limit: Limit) -> str:
     """The TOML table a limit comes from: ``[contract]``, ``[underlying]``, ``[underlying.X]``, ``[book]``."""
-    if limit.scope is Scope.UNDERLYING and limit.underlying is not None:
-        return f"[underlying.{limit.underlying}]"
-    return f"[{limit.scope.value}]"
+    return f"[{_table_name(limit.scope, limit.underlying)}]"
 
 
 def _layer(metric: Metric, measured: float, hard: float, soft: float) -> Layer:

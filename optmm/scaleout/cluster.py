@@ -20,9 +20,9 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -35,6 +35,8 @@ __all__ = [
     "max_local_workers",
     "parse_spec",
 ]
+
+_T = TypeVar("_T")
 
 WORKERS_PER_CORE = 4
 """The most local worker processes per core (:func:`max_local_workers`)."""
@@ -206,3 +208,14 @@ def limit_numba_threads() -> None:
     n = max(1, min(int(want), int(numba.config.NUMBA_NUM_THREADS)))
     if numba.get_num_threads() != n:
         numba.set_num_threads(n)
+
+
+def on_worker(fn: Callable[..., _T], *args: Any) -> _T | ValueError:
+    """``fn(*args)`` as an optmm task runs on a worker: numba's threads limited first
+    (:func:`limit_numba_threads`), and a ValueError handed back, to be raised on the client, rather
+    than raised (no worker-side traceback log)."""
+    limit_numba_threads()
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        return exc

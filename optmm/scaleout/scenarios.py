@@ -38,7 +38,6 @@ from optmm.book import Book, Kind
 from optmm.market import Market
 from optmm.risk import scenarios as local
 from optmm.risk.scenarios import (
-    BOOK,
     GridResult,
     Shock,
     Stress,
@@ -48,7 +47,7 @@ from optmm.risk.scenarios import (
     load_stress,
     stress_result,
 )
-from optmm.scaleout.cluster import limit_numba_threads
+from optmm.scaleout.cluster import on_worker
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -183,25 +182,12 @@ def _part_info(book: Book) -> tuple[int, list[str]]:
 
 def _grid_part(
     book: Book, market: Market, kwargs: dict[str, Any]
-) -> tuple[list[str], np.ndarray, np.ndarray] | ValueError:
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """One partition's grid: its underlyings and their (U_p, n_spot, n_vol) full and Taylor P&L."""
-    limit_numba_threads()
-    try:
-        res = local.scenario_grid(book, market, **kwargs)
-    except ValueError as exc:  # handed back, raised on the client: no worker-side traceback log
-        return exc
+    res = local.scenario_grid(book, market, **kwargs)
     full = np.stack([res.matrix(u).to_numpy() for u in res.underlyings])
     taylor = np.stack([res.taylor_matrix(u).to_numpy() for u in res.underlyings])
     return list(res.underlyings), full, taylor
-
-
-def _pnl_part(book: Book, market: Market, shocks: list[Shock]) -> tuple[list[str], np.ndarray] | ValueError:
-    """One partition's P&L per shock: its underlyings and a (U_p, n_shocks) array."""
-    limit_numba_threads()
-    try:
-        return local.shock_pnl(book, market, shocks)  # the client checks the sums, naming the scenario
-    except ValueError as exc:  # handed back, raised on the client: no worker-side traceback log
-        return exc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -351,7 +337,9 @@ class DistributedBook:
 
         if not self._parts:
             return
-        futures = [self.client.submit(fn, part, self._market, *args, pure=False) for part in self._parts]
+        futures = [
+            self.client.submit(on_worker, fn, part, self._market, *args, pure=False) for part in self._parts
+        ]
         for future in as_completed(futures):
             result = future.result()
             future.release()
@@ -408,16 +396,10 @@ class DistributedBook:
         local.scenario_pnl(self._skeleton, self.market, shocks)
         index = {u: i for i, u in enumerate(self.underlyings)}
         pnl = np.zeros((len(self.underlyings), len(shocks)))
-        for unds, part in self._results(_pnl_part, list(shocks)):
+        for unds, part in self._results(local.shock_pnl, list(shocks)):
             with np.errstate(over="ignore", invalid="ignore"):  # the callers check every figure
                 pnl[[index[u] for u in unds]] += part
         return pnl
-
-    def _frame(self, pnl: np.ndarray) -> pd.DataFrame:
-        frame = pd.DataFrame(pnl.T, columns=pd.Index(list(self.underlyings), name="underlying"))
-        with np.errstate(over="ignore", invalid="ignore"):  # stress_result checks the sums
-            frame[BOOK] = pnl.sum(axis=0)
-        return frame
 
     def scenario_pnl(self, shocks: Sequence[Shock]) -> pd.DataFrame:
         """Full-revaluation P&L under each shock: :func:`optmm.risk.scenario_pnl`.
@@ -429,7 +411,7 @@ class DistributedBook:
         """
         pnl = self._pnl(list(shocks))
         check_finite(pnl, list(self.underlyings))
-        return self._frame(pnl)
+        return local._shock_frame(self.underlyings, pnl)
 
     def run_stress(self, stress: Stress | str | os.PathLike[str]) -> StressResult:
         """P&L under a named stress, per leg: :func:`optmm.risk.run_stress`."""
@@ -437,7 +419,7 @@ class DistributedBook:
             stress = load_stress(stress)
         check_stress(self._skeleton, self.market, stress)
         pnl = self._pnl(list(stress.legs))
-        return stress_result(stress, self._frame(pnl), pnl, list(self.underlyings))
+        return stress_result(stress, local._shock_frame(self.underlyings, pnl), pnl, list(self.underlyings))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -572,15 +572,7 @@ def summarize(runs: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
     ValueError
         A metric of ``spec`` the runs do not report, naming it and the file.
     """
-    available = [c for c in runs.columns if c not in (*_RESERVED, *spec.keys)]
-    for field_name, metric in (("pnl", spec.pnl_metric), ("risk", spec.risk_metric)):
-        if metric == PNL_STD and field_name == "risk":
-            continue
-        if metric not in runs.columns:
-            raise ValueError(
-                f"{spec.source}: metrics.{field_name} = {metric!r}: not a metric of the runs "
-                f"(they report: {', '.join(available) or 'none'})"
-            )
+    _check_metrics(spec, runs.columns, [c for c in runs.columns if c not in (*_RESERVED, *spec.keys)])
     first = runs.groupby("setting", sort=True).first()
     grouped = runs.groupby("setting", sort=True)
     pnl = grouped[spec.pnl_metric]
@@ -813,15 +805,16 @@ def _write_manifest(
         fh.write(to_json(doc, indent=2, where="sweep.json") + "\n")
 
 
-def _check_metrics(spec: SweepSpec, metrics: Mapping[str, float]) -> None:
-    """Fail on the first run if a frontier metric is not among its metrics (not after all of them)."""
+def _check_metrics(spec: SweepSpec, present: Container[str], reported: Iterable[str]) -> None:
+    """Refuse a frontier metric of ``spec`` not in ``present``, naming the metrics ``reported``: on the
+    first run's metrics (so a sweep fails at once, not after all of them) and on the runs table."""
     for field_name, metric in (("pnl", spec.pnl_metric), ("risk", spec.risk_metric)):
         if field_name == "risk" and metric == PNL_STD:
             continue
-        if metric not in metrics:
+        if metric not in present:
             raise ValueError(
                 f"{spec.source}: metrics.{field_name} = {metric!r}: not a metric of the runs "
-                f"(they report: {', '.join(metrics) or 'none'})"
+                f"(they report: {', '.join(reported) or 'none'})"
             )
 
 
@@ -921,7 +914,7 @@ def run_sweep(
             bar.update(1)
             if not checked:
                 checked = True
-                _check_metrics(spec, metrics)
+                _check_metrics(spec, metrics, metrics)
 
         try:
             if client is None:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from optmm.risk.var import LEVELS, VarResult, check_levels, check_moves, scenario_pnl_frame, var_result
-from optmm.scaleout.cluster import limit_numba_threads
+from optmm.scaleout.cluster import on_worker
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -51,15 +51,6 @@ def scenario_blocks(n: int, n_blocks: int) -> list[tuple[int, int]]:
         raise ValueError(f"n_blocks: an integer >= 1, got {n_blocks!r}")
     edges = np.unique(np.linspace(0, n, min(int(n_blocks), max(n, 1)) + 1).astype(np.int64))
     return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(edges.tolist()) if hi > lo]
-
-
-def _block_pnl(book: Book, market: Market, scenarios: HistoricalScenarios) -> pd.DataFrame | ValueError:
-    """One block's scenario P&L (run on a worker)."""
-    limit_numba_threads()
-    try:
-        return scenario_pnl_frame(book, market, scenarios)
-    except ValueError as exc:  # handed back, raised on the client: no worker-side traceback log
-        return exc
 
 
 def historical_var(
@@ -102,7 +93,8 @@ def historical_var(
     book_f = client.scatter(book, broadcast=True, hash=False)
     market_f = client.scatter(market, broadcast=True, hash=False)
     futures = [
-        client.submit(_block_pnl, book_f, market_f, scenarios.block(lo, hi), pure=False) for lo, hi in blocks
+        client.submit(on_worker, scenario_pnl_frame, book_f, market_f, scenarios.block(lo, hi), pure=False)
+        for lo, hi in blocks
     ]
     try:
         parts = client.gather(futures)

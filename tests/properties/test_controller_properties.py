@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from builders import make_book
+from builders import Clock, make_book
 from hypothesis import event, example, given, note
 from hypothesis import strategies as st
 
@@ -48,14 +48,6 @@ METRIC_COLUMNS = (
 )
 BOOK_COLUMNS = ("delta_dollars", "gamma_dollars_1pct", "vega_per_vol_point", "worst_scenario_loss")
 RTOL_REVALUED = 1e-9  # a loss re-measured by a revaluation (the cells summed in another order)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def market() -> Market:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from builders import make_book
+from builders import Clock, make_book
 
 from optmm.book import Book, Kind
 from optmm.greeks import bsm_greeks
@@ -29,18 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VALUATION = np.datetime64("2026-01-02")
 EXPIRY = "2026-04-17"
 EXPIRY2 = "2026-07-17"
-T0 = 1_800_000_000.0
 BIG = 1e12  # a limit that never binds
-
-
-class Clock:
-    """A settable clock (seconds)."""
-
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def make_market(spot_a: float = 100.0, spot_b: float = 50.0) -> Market:

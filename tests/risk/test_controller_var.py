@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from builders import flat_market, make_book, with_cash_dividends
+from builders import Clock, flat_market, make_book, with_cash_dividends
 
 from optmm import pricing
 from optmm.book import Kind
@@ -34,14 +34,6 @@ ROWS = [
     ("AAA", Kind.STOCK, 0.0, None, -300.0),
     ("BBB", Kind.STOCK, 0.0, None, 150.0),
 ]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def make_market() -> Market:

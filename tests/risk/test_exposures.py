@@ -12,40 +12,22 @@ import importlib
 import numpy as np
 import pandas as pd
 import pytest
-from builders import make_book
+from builders import RISK_VALUATION as VALUATION
+from builders import make_book, make_market, years
 
 from optmm import pricing
 from optmm.book import Book, Kind
 from optmm.greeks import bsm_greeks
-from optmm.market import Market, Sticky
+from optmm.market import Market
 from optmm.risk import EXPOSURE_COLUMNS, exposures
-from optmm.surface import FlatSurface, SVISurface
+from optmm.surface import SVISurface
 
 # ``optmm.risk.exposures`` is also the name of the function optmm.risk exports: fetch the module itself
 ex_mod = importlib.import_module("optmm.risk.exposures")
-VALUATION = np.datetime64("2024-03-01")
-
-
-def make_market(spot, *, vol=0.25, rate=0.04, div=0.01, surface=None, beta=None, index=None) -> Market:
-    return Market(
-        valuation=VALUATION,
-        spot=dict(spot),
-        rate={u: rate for u in spot},
-        div_yield={u: div for u in spot},
-        surface=surface if surface is not None else {u: FlatSurface(vol=vol) for u in spot},
-        beta=dict(beta or {}),
-        index=index,
-        sticky=Sticky.STRIKE,
-        source="test",
-    )
 
 
 def bump_spot(market: Market, rel: float) -> Market:
     return dataclasses.replace(market, spot={u: s * (1 + rel) for u, s in market.spot.items()})
-
-
-def years(expiry: str) -> float:
-    return float((np.datetime64(expiry, "D") - VALUATION).astype(np.int64)) / 365.0
 
 
 @pytest.fixture

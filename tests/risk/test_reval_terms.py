@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from builders import make_book
+from builders import RISK_VALUATION as VALUATION
+from builders import make_book, skew_surface
 
 import optmm.pricing as pricing
 from optmm.book import Book, Kind
@@ -19,24 +20,11 @@ from optmm.greeks import american_greeks, american_price, bsm_greeks, bsm_price
 from optmm.market import Market, Sticky
 from optmm.risk import exposures, run_stress, scenario_grid
 from optmm.risk.scenarios import Shock, Stress, points_pnl, scenario_pnl
-from optmm.surface import SVISurface
 
-VALUATION = np.datetime64("2024-03-01")
 SPOTS = (-0.15, 0.0, 0.08)
 VOLS = (-0.04, 0.0, 0.06)
 DIV_TIMES = np.array([0.02, 0.3])  # BBB's cash dividends: one goes ex within a 10-day shock
 DIV_AMOUNTS = np.array([0.8, 0.9])
-
-
-def skew_surface() -> SVISurface:
-    return SVISurface(
-        [0.1, 0.5, 1.5],
-        a=[0.004, 0.02, 0.06],
-        b=[0.08, 0.1, 0.12],
-        rho=[-0.6, -0.5, -0.4],
-        m=[0.0, 0.02, 0.05],
-        sigma=[0.1, 0.15, 0.2],
-    )
 
 
 def market(sticky: Sticky = Sticky.STRIKE) -> Market:

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from builders import make_book
+from builders import RISK_VALUATION as VALUATION
+from builders import make_book, make_market, skew_surface, years
 
 import optmm.risk.scenarios as sc
 from optmm.book import Book, Kind
@@ -30,39 +31,11 @@ from optmm.risk import (
     scenario_grid,
     scenario_pnl,
 )
-from optmm.surface import FlatSurface, SVISurface
+from optmm.surface import FlatSurface
 
 STRESS_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "stress"
-VALUATION = np.datetime64("2024-03-01")
 SPOTS = (-0.2, -0.1, -0.03, 0.0, 0.04, 0.12)
 VOLS = (-0.05, 0.0, 0.03, 0.1)
-
-
-def make_market(
-    spot: dict[str, float],
-    *,
-    surface: dict | None = None,
-    rate: float = 0.04,
-    div: float = 0.01,
-    beta: dict[str, float] | None = None,
-    index: str | None = None,
-    sticky: Sticky = Sticky.STRIKE,
-) -> Market:
-    return Market(
-        valuation=VALUATION,
-        spot=dict(spot),
-        rate={u: rate for u in spot},
-        div_yield={u: div for u in spot},
-        surface=surface if surface is not None else {u: FlatSurface(vol=0.25) for u in spot},
-        beta=dict(beta or {}),
-        index=index,
-        sticky=sticky,
-        source="test",
-    )
-
-
-def years(expiry: str) -> float:
-    return float((np.datetime64(expiry, "D") - VALUATION).astype(np.int64)) / 365.0
 
 
 def concat(a: Book, b: Book) -> Book:
@@ -250,17 +223,6 @@ def per_position_reference(book: Book, market: Market, spots, vols, days: float)
                 price = bsm_price(spot * (1 + s), k, t - days / 365, r, q, max(v0 + v, 0.0), call)
                 out[a, b] += qm * (price - base)
     return out
-
-
-def skew_surface() -> SVISurface:
-    return SVISurface(
-        [0.1, 0.5, 1.5],
-        a=[0.004, 0.02, 0.06],
-        b=[0.08, 0.1, 0.12],
-        rho=[-0.6, -0.5, -0.4],
-        m=[0.0, 0.02, 0.05],
-        sigma=[0.1, 0.15, 0.2],
-    )
 
 
 @pytest.mark.parametrize("sticky", [Sticky.STRIKE, Sticky.MONEYNESS])
