@@ -224,7 +224,7 @@ def at_py(
     return price, delta, gamma, exercised
 
 
-at = njit(cache=True, error_model="numpy", inline="always")(at_py)
+at = njit(cache=True, error_model="numpy")(at_py)
 
 
 def solve_py(
