@@ -314,7 +314,7 @@ def _market_step(k, ins, und, mkt, ctl, cfg, w):  # pragma: no cover - compiled
 # price and Greeks, and its scenario cells, from them (exact at the refresh; as the spot, vol and time
 # move, to the grid's accuracy, second order in the vol, first in time) until it crosses one of these
 # bands and is solved again (docs/simulation.md, "American options")
-FD_REFRESH_S = 900.0  # at least this often (seconds) ...
+FD_REFRESH_S = 3600.0  # at least this often (seconds) ...
 FD_VOL_BAND = 0.005  # ... and when its vol has moved more than this from the tables' ...
 FD_X_BAND = 0.25  # ... or ln S* more than this share of the grid's half-width from its centre
 FD_CELL_WIDTH = 4  # a scenario vol's grid has at most this many times the engine's grid's intervals
@@ -343,13 +343,34 @@ def _vol_slot(shock_vol, g):  # pragma: no cover - compiled
     return slot
 
 
-@_fd_kernel
+@_inline
 def _fd_marks(k, i, ins, p, vol, ctl, dt_s, dt_years, fd):  # pragma: no cover - compiled
     """Step ``k``'s price, delta, gamma, vega and theta of instrument ``i`` (``ins.fd[i] >= 0``) at the
-    vol ``vol`` and the pricing inputs ``p``: from its tables (``fd``,
-    :func:`optmm.greeks._american_fd.from_tables_py`), made again first when a band (``FD_*``) is
-    crossed, with those of the scenario grid's vols (``ctl``'s shocks). The ex-times are
-    ``fd.ex_now``'s."""
+    vol ``vol`` and the pricing inputs ``p``: read from its tables (``fd``,
+    :func:`optmm.greeks._american_fd.from_tables_py`), made again first (:func:`_fd_refresh`) when a
+    band (``FD_*``) is crossed."""
+    r = ins.fd[i]
+    x = math.log(p.spot[i])
+    if (
+        p.t_years[i] <= 0.0
+        or fd.step[r] < 0.0
+        or (k - fd.step[r]) * dt_s >= FD_REFRESH_S
+        or abs(vol - fd.sigma[r]) > FD_VOL_BAND
+        or abs(x - fd.x_mid[r]) > FD_X_BAND * 0.5 * (ins.grid.n_x - 1) * fd.dx[r]
+    ):
+        return _fd_refresh(k, i, ins, p, vol, ctl, fd)
+    a = fd_from_tables(
+        fd.v[r], fd.x_mid[r], fd.dx[r], fd.sigma[r], p.spot[i], p.div_pv[i], ins.strike[i], p.rate[i],
+        p.div_yield[i], vol, p.is_call[i], (k - fd.step[r]) * dt_years,
+    )  # fmt: skip
+    return a[0], a[1], a[2], a[3], a[4]
+
+
+@_fd_kernel
+def _fd_refresh(k, i, ins, p, vol, ctl, fd):  # pragma: no cover - compiled
+    """:func:`_fd_marks` at step ``k`` after making instrument ``i``'s tables again: at its vol and
+    at those of the scenario grid's cells (``ctl``'s shocks), centred on today's escrowed spot, the
+    ex-times ``fd.ex_now``'s. Expired, its intrinsic value (no tables)."""
     r = ins.fd[i]
     u = ins.u[i]
     n = ins.div_n[u]
@@ -362,47 +383,38 @@ def _fd_marks(k, i, ins, p, vol, ctl, dt_s, dt_years, fd):  # pragma: no cover -
         p.div_yield[i],
         p.is_call[i],
     )
-    if t <= 0.0:  # (expired: its intrinsic value)
+    if t <= 0.0:
         a = fd_all(s_star + p.div_pv[i], strike, t, rate, q, vol, call, ex, amt, ins.grid)
         return a[0], a[1], a[2], a[3], a[4]
     x = math.log(s_star)
-    if (
-        fd.step[r] < 0.0
-        or (k - fd.step[r]) * dt_s >= FD_REFRESH_S
-        or abs(vol - fd.sigma[r]) > FD_VOL_BAND
-        or abs(x - fd.x_mid[r]) > FD_X_BAND * 0.5 * (ins.grid.n_x - 1) * fd.dx[r]
-    ):
-        fd.x_mid[r] = x
-        fd.dx[r] = fd_spacing(vol, t, ins.grid)
-        fd.sigma[r] = vol
-        fd.step[r] = k
-        fd_tables(strike, t, rate, q, vol, call, ex, amt, x, fd.dx[r], ins.grid, fd.v[r])
-        reach = 0.0  # the largest spot shock, in ln S
-        for g in range(ctl.shock_spot.shape[0]):
-            if ctl.shock_spot[g] > -1.0:
-                reach = max(reach, abs(math.log1p(ctl.shock_spot[g])))
-        for g in range(ctl.shock_vol.shape[0]):
-            if not _first_of_vol(ctl.shock_vol, g):
-                continue
-            j = _vol_slot(ctl.shock_vol, g)
-            vol_g = max(vol + ctl.shock_vol[g], 0.0)
-            fd.cell_n[r, j] = 0.0
-            if vol_g <= 0.0:  # (no vol: each cell solved on its own)
-                continue
-            dx = fd_spacing(vol_g, t, ins.grid)
-            fd.cell_sigma[r, j] = vol_g
-            half = min(
-                (ins.grid.n_x - 1) // 2 + 2 + math.ceil(reach / dx), FD_CELL_WIDTH * (ins.grid.n_x - 1) // 2
-            )
-            fd.cell_dx[r, j] = dx
-            fd.cell_n[r, j] = 2 * half + 1
-            fd_tables(
-                strike, t, rate, q, vol_g, call, ex, amt, x, dx, ins.grid, fd.cells[r, j, :, : 2 * half + 1]
-            )
-    a = fd_from_tables(
-        fd.v[r], fd.x_mid[r], fd.dx[r], fd.sigma[r], s_star, p.div_pv[i], strike, rate, q, vol, call,
-        (k - fd.step[r]) * dt_years,
-    )  # fmt: skip
+    fd.x_mid[r] = x
+    fd.dx[r] = fd_spacing(vol, t, ins.grid)
+    fd.sigma[r] = vol
+    fd.step[r] = k
+    fd_tables(strike, t, rate, q, vol, call, ex, amt, x, fd.dx[r], ins.grid, fd.v[r])
+    reach = 0.0  # the largest spot shock, in ln S
+    for g in range(ctl.shock_spot.shape[0]):
+        if ctl.shock_spot[g] > -1.0:
+            reach = max(reach, abs(math.log1p(ctl.shock_spot[g])))
+    for g in range(ctl.shock_vol.shape[0]):
+        if not _first_of_vol(ctl.shock_vol, g):
+            continue
+        j = _vol_slot(ctl.shock_vol, g)
+        vol_g = max(vol + ctl.shock_vol[g], 0.0)
+        fd.cell_n[r, j] = 0.0
+        if vol_g <= 0.0:  # (no vol: each cell solved on its own)
+            continue
+        dx = fd_spacing(vol_g, t, ins.grid)
+        fd.cell_sigma[r, j] = vol_g
+        half = min(
+            (ins.grid.n_x - 1) // 2 + 2 + math.ceil(reach / dx), FD_CELL_WIDTH * (ins.grid.n_x - 1) // 2
+        )
+        fd.cell_dx[r, j] = dx
+        fd.cell_n[r, j] = 2 * half + 1
+        fd_tables(
+            strike, t, rate, q, vol_g, call, ex, amt, x, dx, ins.grid, fd.cells[r, j, :, : 2 * half + 1]
+        )
+    a = fd_from_tables(fd.v[r], x, fd.dx[r], vol, s_star, p.div_pv[i], strike, rate, q, vol, call, 0.0)
     return a[0], a[1], a[2], a[3], a[4]
 
 
