@@ -400,14 +400,10 @@ def all_one_py(
     dx = spacing(sigma, t, grid)
     xm = math.log(s_star)
     v = np.empty((3, grid.n_x))
-    sweep(k, t, r, q, sigma, is_call, ex, amt, xm, dx, grid, v[0])
-    price, delta, _, exercised = at(v[0], xm, dx, s_star, pv, k, is_call)
-    if exercised:  # (the bumped tables are not needed)
-        return (price, delta, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    h = vol_bump(sigma)
-    sweep(k, t, r, q, sigma + h, is_call, ex, amt, xm, dx, grid, v[1])
-    sweep(k, t, r, q, sigma - h, is_call, ex, amt, xm, dx, grid, v[2])
+    tables(k, t, r, q, sigma, is_call, ex, amt, xm, dx, grid, v)
     a = from_tables(v, xm, dx, sigma, s_star, pv, k, r, q, sigma, is_call, 0.0)
+    if a[7]:  # exercised: the exercise value and its delta
+        return (a[0], a[1], 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     hr = _RATE_BUMP
     s_up = s - pv_at(0.0, t, carry + hr, ex, amt)
     s_dn = s - pv_at(0.0, t, carry - hr, ex, amt)
