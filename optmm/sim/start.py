@@ -307,8 +307,14 @@ def _dividends(
                     one * market.spot[name], t0[rows], one * carry_.rate[j], one * carry_.q[j],
                     as_schedule(schedule), (rows.size,),
                 )  # fmt: skip
-            except ValueError as exc:
-                _refuse(book, mine, "underlying", f"{{u}} in {market.source}: {exc}")
+            except ValueError:
+                _refuse(
+                    book,
+                    mine,
+                    "underlying",
+                    f"{{u}} in {market.source}: the cash dividends before one of its options settles are "
+                    "worth its spot or more (no escrowed stock left)",
+                )
                 raise
             pv0[rows] = esc.pv
     return pv0

@@ -503,6 +503,15 @@ def escrowed_pv(mk: Market, name: str, t_settle: float, elapsed: float) -> float
 DIVIDENDS = (dt.date(2026, 12, 1), dt.date(2026, 12, 8), dt.date(2027, 3, 12))  # before, between, after
 
 
+def test_dividends_worth_the_spot_are_refused_in_words() -> None:
+    # BBB (spot 50) pays 49.9 before its options settle, worth more than 50 at a rate of -50 %: no
+    # escrowed stock left
+    f = _fields(market())
+    f["rate"] = {"AAA": 0.04, "BBB": -0.5}
+    mk = Market(**{**f, "dividends": {"BBB": [(dt.date(2026, 12, 1), 49.9)]}})
+    _refused(book(), mk, "row 5: field 'underlying'", "BBB in test-market", "worth its spot or more")
+
+
 def test_cash_dividends_before_settlement_are_priced_as_the_market_prices_them() -> None:
     """BBB pays 0.5 on three ex-dates: before the book's options settle (2026-12-04), before [chain]'s
     (2026-12-10) and after both. The loop prices each contract in the escrowed model, as
