@@ -18,6 +18,12 @@ Greeks: delta and gamma from the grid at today's node (``dS*/dS = 1``); theta fr
 Black-Scholes equation off the exercise region, less ``(r - q) PV delta`` (calendar time brings
 the dividends closer, as for the European options); vega, volga, vanna and rho are central
 differences of the engine on the same grid.
+
+One solve gives today's values over the whole grid (:func:`sweep_py`), read at a spot by
+:func:`at_py`. :func:`tables_py` makes the three solves of the price and Greeks (the vol and its two
+bumps) and :func:`from_tables_py` reads them: at the solves' vol and time exactly the engine's
+figures (what :func:`all_one_py` returns), at a nearby vol and a little later to second and first
+order (what the simulator's loop reads between its refreshes, ``optmm.sim._kernels._fd_marks``).
 """
 
 from __future__ import annotations
@@ -576,4 +582,17 @@ def implied_vols(prep: Any, dividends: Any, out: np.ndarray, status: np.ndarray)
     return int(iv_kernel(*prep.flat, schedule.ex, schedule.amount, GRIDS["high"], out, status))
 
 
-__all__ = ["GRIDS", "Grid", "all_one_py", "greeks", "implied_vols", "price_one_py", "prices", "solve_py"]
+__all__ = [
+    "GRIDS",
+    "Grid",
+    "all_one_py",
+    "at_py",
+    "from_tables_py",
+    "greeks",
+    "implied_vols",
+    "price_one_py",
+    "prices",
+    "solve_py",
+    "sweep_py",
+    "tables_py",
+]
