@@ -47,11 +47,6 @@ class Instruments(NamedTuple):
     div_pv0: np.ndarray  # cash dividends before settlement, present value at step 0 (0 but from a market)
     american: np.ndarray  # bool: an American option (False but from a market)
     scheme: Scheme  # the boundary engine's settings (optmm.pricing's: american_greeks' default accuracy)
-    fd: np.ndarray  # int64: an American option on cash dividends, its row of FdTables; else -1
-    div_ex: np.ndarray  # (underlyings, J): the cash dividends' ex-times (years from step 0; inf: none)
-    div_amt: np.ndarray  # (underlyings, J): and amounts (price units per share)
-    div_n: np.ndarray  # int64, per underlying: its number of cash dividends
-    grid: Grid  # the finite-difference engine's settings (optmm.pricing's: its default accuracy)
 
 
 class Underlyings(NamedTuple):
@@ -245,11 +240,18 @@ class Orders(NamedTuple):
     price: np.ndarray  # a replayed order's fill price; NaN (synthetic orders): our quote's
 
 
-class FdTables(NamedTuple):
-    """Per American option on cash dividends (``Instruments.fd``): the finite-difference engine's
-    values on its grid at the last refresh (:func:`optmm.greeks._american_fd.tables_py`) and where they
-    were made; scratch for the schedules and the scenario grid."""
+class CashAmerican(NamedTuple):
+    """The American options on cash dividends, priced by the finite-difference engine: which they are,
+    the dividends, and per option (``row``) the engine's values on its grids at the last refresh
+    (:func:`optmm.greeks._american_fd.tables_py`) and where they were made; scratch. Its own group, not
+    in :class:`Instruments` or :class:`Workspaces`: the loop passes those to each of its compiled
+    phases, and every array in them adds to every phase's first compilation."""
 
+    row: np.ndarray  # int64 per instrument: an American option on cash dividends, its row below; else -1
+    div_ex: np.ndarray  # (underlyings, J): the cash dividends' ex-times (years from step 0; inf: none)
+    div_amt: np.ndarray  # (underlyings, J): and amounts (price units per share)
+    div_n: np.ndarray  # int64, per underlying: its number of cash dividends
+    grid: Grid  # the finite-difference engine's settings (optmm.pricing's: its default accuracy)
     v: np.ndarray  # (n_fd, 3, n_x): today's values at the vol and its two bumps
     x_mid: np.ndarray  # (n_fd,): the grid's centre, ln S*
     dx: np.ndarray  # (n_fd,): its spacing
@@ -284,7 +286,6 @@ class Workspaces(NamedTuple):
     layer_info: np.ndarray  # (underlyings, 5): ck.layers_all's rows: layer, trigger, measured, threshold, old
     aggregates: np.ndarray  # (underlyings, 6): the controller's aggregates (ck.aggregate)
     orders: Orders
-    fd: FdTables
 
 
 def workspaces(
@@ -293,15 +294,10 @@ def workspaces(
     n_contracts: int,
     latency_steps: int,
     max_orders: int = 0,
-    fd_shape: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0),
 ) -> Workspaces:
     """Scratch for :func:`optmm.sim._kernels.run_path` on ``n_inst`` instruments, ``nu`` underlyings,
     ``n_contracts`` controller contracts and a quote latency of ``latency_steps`` steps; room for
-    ``max_orders`` orders in a step (at least the synthetic flow's most); ``fd_shape`` = ``(n_fd,
-    n_div, n_x, n_vols, width)``: ``n_fd`` American options on cash dividends, at most ``n_div``
-    dividends per underlying, the engine's grid of ``n_x`` nodes, ``n_vols`` distinct vol shocks in
-    the scenario grid, their grids of at most ``width`` nodes."""
-    n_fd, n_div, n_x, n_vols, width = fd_shape
+    ``max_orders`` orders in a step (at least the synthetic flow's most)."""
     wi = np.empty((46, n_inst))  # per instrument rows, one block
     wu = np.zeros((11, nu))
     wo = np.zeros((6, max(2 * n_inst + nu, max_orders)))
@@ -325,17 +321,37 @@ def workspaces(
         layer_info=np.empty((nu, ck.N_LAYER_OUT)),
         aggregates=np.empty((nu, 6)),
         orders=Orders(*wo),
-        fd=FdTables(
-            v=np.empty((n_fd, 3, n_x)),
-            x_mid=np.empty(n_fd),
-            dx=np.empty(n_fd),
-            sigma=np.empty(n_fd),
-            step=np.full(n_fd, -1.0),
-            cells=np.empty((n_fd, n_vols, 3, width)),
-            cell_sigma=np.empty((n_fd, n_vols)),
-            cell_dx=np.empty((n_fd, n_vols)),
-            cell_n=np.zeros((n_fd, n_vols)),
-            ex_now=np.empty((nu, n_div)),
-            ex_at=np.empty(n_div),
-        ),
+    )
+
+
+def cash_american(
+    row: np.ndarray, dividends: tuple[tuple[np.ndarray, np.ndarray], ...], grid: Grid, n_vols: int, width: int
+) -> CashAmerican:
+    """The :class:`CashAmerican` of a path: ``row`` per instrument (its row, else -1), each
+    underlying's ``dividends`` (ex-times in years from step 0, amounts), the engine's ``grid``, room
+    for ``n_vols`` distinct vol shocks in the scenario grid on grids of at most ``width`` nodes."""
+    n = np.array([ex.size for ex, _ in dividends], dtype=np.int64)
+    n_div = int(n.max()) if n.size else 0
+    div_ex = np.full((n.size, n_div), np.inf)
+    div_amt = np.zeros((n.size, n_div))
+    for u, (e, a) in enumerate(dividends):
+        div_ex[u, : e.size], div_amt[u, : a.size] = e, a
+    n_fd = int(np.sum(row >= 0))
+    return CashAmerican(
+        row=row,
+        div_ex=div_ex,
+        div_amt=div_amt,
+        div_n=n,
+        grid=grid,
+        v=np.empty((n_fd, 3, grid.n_x)),
+        x_mid=np.empty(n_fd),
+        dx=np.empty(n_fd),
+        sigma=np.empty(n_fd),
+        step=np.full(n_fd, -1.0),
+        cells=np.empty((n_fd, n_vols, 3, width)),
+        cell_sigma=np.empty((n_fd, n_vols)),
+        cell_dx=np.empty((n_fd, n_vols)),
+        cell_n=np.zeros((n_fd, n_vols)),
+        ex_now=np.empty((n.size, n_div)),
+        ex_at=np.empty(n_div),
     )

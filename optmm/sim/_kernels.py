@@ -254,7 +254,7 @@ def _start(ins, und, mkt, out, w):  # pragma: no cover - compiled
 
 
 @_phase
-def _market_step(k, ins, und, mkt, ctl, cfg, w):  # pragma: no cover - compiled
+def _market_step(k, ins, und, mkt, ctl, cfg, w, fd):  # pragma: no cover - compiled
     """Step ``k``'s fair values. Reads the chain, the smile and the path at ``k``; writes
     ``w.und`` (ln_spot, div_growth), ``w.pricing`` (spot, t_years, div_pv) and ``w.marks`` (implied vol
     from the smile and the contract's offset, fair value, Greeks; the underlying: its spot, delta 1, no
@@ -268,8 +268,8 @@ def _market_step(k, ins, und, mkt, ctl, cfg, w):  # pragma: no cover - compiled
     for u in range(mkt.spot.shape[1]):
         w.und.ln_spot[u] = math.log(mkt.spot[k, u])
         w.und.div_growth[u] = _dividend_pv(1.0, und.rate[u] - und.div_yield[u], k * cfg.dt_years)
-        for j in range(ins.div_n[u]):
-            w.fd.ex_now[u, j] = ins.div_ex[u, j] - k * cfg.dt_years
+        for j in range(fd.div_n[u]):
+            fd.ex_now[u, j] = fd.div_ex[u, j] - k * cfg.dt_years
     for i in range(ins.u.shape[0]):  # (no branch: the loop vectorises; 0 dividends leave the spot as it is)
         u = ins.u[i]
         p.div_pv[i] = ins.div_pv0[i] * w.und.div_growth[u]
@@ -293,9 +293,9 @@ def _market_step(k, ins, und, mkt, ctl, cfg, w):  # pragma: no cover - compiled
             m.gamma[i] = 0.0
             m.vega[i] = 0.0
             m.theta[i] = 0.0
-        elif ins.fd[i] >= 0:  # American on cash dividends: the finite-difference engine, by its tables
+        elif fd.row[i] >= 0:  # American on cash dividends: the finite-difference engine, by its tables
             m.price[i], m.delta[i], m.gamma[i], m.vega[i], m.theta[i] = _fd_marks(
-                k, i, ins, p, m.vol[i], ctl, cfg.dt_s, cfg.dt_years, w.fd
+                k, i, ins, p, m.vol[i], ctl, cfg.dt_s, cfg.dt_years, fd
             )
         elif ins.american[i]:  # on a continuous yield: the boundary engine's figures, rho skipped
             a = american_marks(
@@ -345,18 +345,18 @@ def _vol_slot(shock_vol, g):  # pragma: no cover - compiled
 
 @_inline
 def _fd_marks(k, i, ins, p, vol, ctl, dt_s, dt_years, fd):  # pragma: no cover - compiled
-    """Step ``k``'s price, delta, gamma, vega and theta of instrument ``i`` (``ins.fd[i] >= 0``) at the
+    """Step ``k``'s price, delta, gamma, vega and theta of instrument ``i`` (``fd.row[i] >= 0``) at the
     vol ``vol`` and the pricing inputs ``p``: read from its tables (``fd``,
     :func:`optmm.greeks._american_fd.from_tables_py`), made again first (:func:`_fd_refresh`) when a
     band (``FD_*``) is crossed."""
-    r = ins.fd[i]
+    r = fd.row[i]
     x = math.log(p.spot[i])
     if (
         p.t_years[i] <= 0.0
         or fd.step[r] < 0.0
         or (k - fd.step[r]) * dt_s >= FD_REFRESH_S
         or abs(vol - fd.sigma[r]) > FD_VOL_BAND
-        or abs(x - fd.x_mid[r]) > FD_X_BAND * 0.5 * (ins.grid.n_x - 1) * fd.dx[r]
+        or abs(x - fd.x_mid[r]) > FD_X_BAND * 0.5 * (fd.grid.n_x - 1) * fd.dx[r]
     ):
         return _fd_refresh(k, i, ins, p, vol, ctl, fd)
     a = fd_from_tables(
@@ -371,10 +371,10 @@ def _fd_refresh(k, i, ins, p, vol, ctl, fd):  # pragma: no cover - compiled
     """:func:`_fd_marks` at step ``k`` after making instrument ``i``'s tables again: at its vol and
     at those of the scenario grid's cells (``ctl``'s shocks), centred on today's escrowed spot, the
     ex-times ``fd.ex_now``'s. Expired, its intrinsic value (no tables)."""
-    r = ins.fd[i]
+    r = fd.row[i]
     u = ins.u[i]
-    n = ins.div_n[u]
-    ex, amt = fd.ex_now[u, :n], ins.div_amt[u, :n]
+    n = fd.div_n[u]
+    ex, amt = fd.ex_now[u, :n], fd.div_amt[u, :n]
     t, s_star, strike, rate, q, call = (
         p.t_years[i],
         p.spot[i],
@@ -384,14 +384,14 @@ def _fd_refresh(k, i, ins, p, vol, ctl, fd):  # pragma: no cover - compiled
         p.is_call[i],
     )
     if t <= 0.0:
-        a = fd_all(s_star + p.div_pv[i], strike, t, rate, q, vol, call, ex, amt, ins.grid)
+        a = fd_all(s_star + p.div_pv[i], strike, t, rate, q, vol, call, ex, amt, fd.grid)
         return a[0], a[1], a[2], a[3], a[4]
     x = math.log(s_star)
     fd.x_mid[r] = x
-    fd.dx[r] = fd_spacing(vol, t, ins.grid)
+    fd.dx[r] = fd_spacing(vol, t, fd.grid)
     fd.sigma[r] = vol
     fd.step[r] = k
-    fd_tables(strike, t, rate, q, vol, call, ex, amt, x, fd.dx[r], ins.grid, fd.v[r])
+    fd_tables(strike, t, rate, q, vol, call, ex, amt, x, fd.dx[r], fd.grid, fd.v[r])
     reach = 0.0  # the largest spot shock, in ln S
     for g in range(ctl.shock_spot.shape[0]):
         if ctl.shock_spot[g] > -1.0:
@@ -404,33 +404,29 @@ def _fd_refresh(k, i, ins, p, vol, ctl, fd):  # pragma: no cover - compiled
         fd.cell_n[r, j] = 0.0
         if vol_g <= 0.0:  # (no vol: each cell solved on its own)
             continue
-        dx = fd_spacing(vol_g, t, ins.grid)
+        dx = fd_spacing(vol_g, t, fd.grid)
         fd.cell_sigma[r, j] = vol_g
-        half = min(
-            (ins.grid.n_x - 1) // 2 + 2 + math.ceil(reach / dx), FD_CELL_WIDTH * (ins.grid.n_x - 1) // 2
-        )
+        half = min((fd.grid.n_x - 1) // 2 + 2 + math.ceil(reach / dx), FD_CELL_WIDTH * (fd.grid.n_x - 1) // 2)
         fd.cell_dx[r, j] = dx
         fd.cell_n[r, j] = 2 * half + 1
-        fd_tables(
-            strike, t, rate, q, vol_g, call, ex, amt, x, dx, ins.grid, fd.cells[r, j, :, : 2 * half + 1]
-        )
+        fd_tables(strike, t, rate, q, vol_g, call, ex, amt, x, dx, fd.grid, fd.cells[r, j, :, : 2 * half + 1])
     a = fd_from_tables(fd.v[r], x, fd.dx[r], vol, s_star, p.div_pv[i], strike, rate, q, vol, call, 0.0)
     return a[0], a[1], a[2], a[3], a[4]
 
 
 @_fd_kernel
 def _fd_cells(k, i, ins, pricing, marks, spot_k, ctl, dt_years, fd):  # pragma: no cover - compiled
-    """Instrument ``i``'s (``ins.fd[i] >= 0``) scenario cells at step ``k``, as :func:`_revalue`'s:
+    """Instrument ``i``'s (``fd.row[i] >= 0``) scenario cells at step ``k``, as :func:`_revalue`'s:
     each from the tables of its vol shock (without one, near today's spot, from those of its marks, so
     that the unshocked cell is 0), read as the marks are; a cell off the tables' interior by a solve of
     its own. Writes cf's cells and adds them to ``ctl.cells``."""
-    r, u, c = ins.fd[i], ins.u[i], ins.contract[i]
-    n = ins.div_n[u]
-    ex, amt = fd.ex_now[u, :n], ins.div_amt[u, :n]
+    r, u, c = fd.row[i], ins.u[i], ins.contract[i]
+    n = fd.div_n[u]
+    ex, amt = fd.ex_now[u, :n], fd.div_amt[u, :n]
     strike, t, rate, q = ins.strike[i], pricing.t_years[i], pricing.rate[i], pricing.div_yield[i]
     call, pv, x_mid = pricing.is_call[i], pricing.div_pv[i], fd.x_mid[r]
     tau = (k - fd.step[r]) * dt_years
-    inner = (0.5 * (ins.grid.n_x - 1) - 2.0) * fd.dx[r]  # how far from the centre a grid is read
+    inner = (0.5 * (fd.grid.n_x - 1) - 2.0) * fd.dx[r]  # how far from the centre a grid is read
     for g in range(ctl.shock_spot.shape[0]):
         sv = ctl.shock_vol[g]
         j = _vol_slot(ctl.shock_vol, g)
@@ -449,7 +445,7 @@ def _fd_cells(k, i, ins, pricing, marks, spot_k, ctl, dt_years, fd):  # pragma: 
             )[0]  # fmt: skip
         else:
             vol = max(marks.vol[i] + sv, 0.0)
-            price = fd_price(s_full, strike, t, rate, q, vol, call, ex, amt, ins.grid)
+            price = fd_price(s_full, strike, t, rate, q, vol, call, ex, amt, fd.grid)
         cell = ins.mult[i] * (price - marks.price[i])
         ctl.cf[c, ck.CCELL + g] = cell
         ctl.cells[u, g] += ctl.cf[c, ck.CPOS] * cell
@@ -457,15 +453,15 @@ def _fd_cells(k, i, ins, pricing, marks, spot_k, ctl, dt_years, fd):  # pragma: 
 
 @_fd_kernel
 def _fd_future(i, kf, s, vol, t, ins, und, dt_years, fd):  # pragma: no cover - compiled
-    """The price of instrument ``i`` (``ins.fd[i] >= 0``) at step ``kf``'s spot ``s``, vol ``vol`` and
+    """The price of instrument ``i`` (``fd.row[i] >= 0``) at step ``kf``'s spot ``s``, vol ``vol`` and
     time to expiry ``t``: one solve of the finite-difference engine (an informed order's foresight)."""
     u = ins.u[i]
-    n = ins.div_n[u]
+    n = fd.div_n[u]
     for j in range(n):
-        fd.ex_at[j] = ins.div_ex[u, j] - kf * dt_years
+        fd.ex_at[j] = fd.div_ex[u, j] - kf * dt_years
     return fd_price(
         s, ins.strike[i], t, und.rate[u], und.div_yield[u], vol, ins.kind[i] == K_CALL, fd.ex_at[:n],
-        ins.div_amt[u, :n], ins.grid,
+        fd.div_amt[u, :n], fd.grid,
     )  # fmt: skip
 
 
@@ -565,7 +561,7 @@ def _revalue(k, ins, pricing, marks, spot_k, ctl, grid, dt_years, fd):  # pragma
         )  # fmt: skip
         for i in range(n_inst):
             c = ins.contract[i]
-            if c < 0 or ins.fd[i] >= 0:
+            if c < 0 or fd.row[i] >= 0:
                 continue
             if ins.american[i]:  # the boundary engine's price (optmm.greeks._american)
                 grid.price[i] = american_price(
@@ -576,7 +572,7 @@ def _revalue(k, ins, pricing, marks, spot_k, ctl, grid, dt_years, fd):  # pragma
             cf[c, ck.CCELL + g] = x
             cells[ins.u[i], g] += cf[c, ck.CPOS] * x
     for i in range(n_inst):
-        if ins.fd[i] >= 0 and ins.contract[i] >= 0:
+        if fd.row[i] >= 0 and ins.contract[i] >= 0:
             _fd_cells(k, i, ins, pricing, marks, spot_k, ctl, dt_years, fd)
     for g in range(n_g):
         tot = 0.0
@@ -588,7 +584,7 @@ def _revalue(k, ins, pricing, marks, spot_k, ctl, grid, dt_years, fd):  # pragma
 
 
 @_phase
-def _refresh_risk(k, now, ins, und, mkt, ctl, tox, cfg, w):  # pragma: no cover - compiled
+def _refresh_risk(k, now, ins, und, mkt, ctl, tox, cfg, w, fd):  # pragma: no cover - compiled
     """The controller's state at step ``k`` (time ``now``, seconds). Reads the path, ``w.marks``;
     writes the realized variance (``w.und.rv2``), the toxicity detector's mids, the controller's
     spots, market-data time, per-contract Greeks (``w.contract_greeks`` as scratch), aggregates and,
@@ -624,7 +620,7 @@ def _refresh_risk(k, now, ins, und, mkt, ctl, tox, cfg, w):  # pragma: no cover 
         ust[u, ck.UGAMMA] = agg[u, 1]
         ust[u, ck.UVEGA] = agg[u, 2]
     if cf.shape[0] > 0 and k % cfg.scenario_every_steps == 0:
-        _revalue(k, ins, w.pricing, m, spot[k], ctl, w.grid, cfg.dt_years, w.fd)
+        _revalue(k, ins, w.pricing, m, spot[k], ctl, w.grid, cfg.dt_years, fd)
 
 
 @_phase
@@ -865,7 +861,7 @@ def _market_orders(k, live, ins, dr, cfg, w):  # pragma: no cover - compiled
 
 
 @_phase
-def _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w):  # pragma: no cover - compiled
+def _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w, fd):  # pragma: no cover - compiled
     """The step's informed orders, one chance per underlying, into ``w.orders`` from row ``n_ord``:
     each on a random instrument of the underlying's chain, knowing its fair value
     ``informed_horizon_steps`` ahead (the smile at the path's spot and vol then, plus the contract's
@@ -886,8 +882,8 @@ def _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w):  # pragma: no cover -
             vf = _smile_vol(mkt.vol[kf, u], und.smile_slope[u], und.smile_curvature[u], x, ins.vol_offset[i])
             t_f = ins.t0_years[i] - kf * cfg.dt_years
             call = w.pricing.is_call[i]
-            if ins.fd[i] >= 0:  # (on the full spot: the engine escrows it)
-                future = _fd_future(i, kf, sf, vf, t_f, ins, und, cfg.dt_years, w.fd)
+            if fd.row[i] >= 0:  # (on the full spot: the engine escrows it)
+                future = _fd_future(i, kf, sf, vf, t_f, ins, und, cfg.dt_years, fd)
             else:
                 if ins.div_pv0[i] != 0.0:
                     sf -= _dividend_pv(ins.div_pv0[i], und.rate[u] - und.div_yield[u], kf * cfg.dt_years)
@@ -1161,13 +1157,14 @@ def _record(k, spread_k, hcost, n_fills_k, n_quoted, mkt, ctl, out, w):  # pragm
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def run_path(ins, und, mkt, dr, tf, ctl, tox, cfg, qp, hp, tp, out, w):  # pragma: no cover - compiled
+def run_path(ins, und, mkt, dr, tf, ctl, tox, cfg, qp, hp, tp, out, w, fd):  # pragma: no cover - compiled
     """Run one path (module docstring): ``ins`` :class:`Instruments`, ``und`` :class:`Underlyings`,
     ``mkt`` :class:`MarketPath`, ``dr`` :class:`Draws`, ``tf`` :class:`TapeFeed` (the orders' source
     when ``cfg.replay`` is not ``R_SYNTHETIC``), ``ctl`` :class:`Controller` (updated in place),
     ``tox`` the toxicity detector's state (``ToxicityState``, updated in place), ``cfg``
     :class:`Settings`, ``qp``, ``hp``, ``tp`` the quoter's, hedger's and toxicity detector's packed
-    settings, ``out`` :class:`optmm.sim.records.Outputs`, ``w`` :class:`Workspaces`. Returns a status
+    settings, ``out`` :class:`optmm.sim.records.Outputs`, ``w`` :class:`Workspaces`, ``fd``
+    :class:`CashAmerican` (the American options on cash dividends and their tables). Returns a status
     (``OVER_*`` bits when a buffer overflowed: the caller enlarges it and runs again; the draws make
     the rerun identical)."""
     n_steps = mkt.spot.shape[0] - 1
@@ -1175,14 +1172,14 @@ def run_path(ins, und, mkt, dr, tf, ctl, tox, cfg, qp, hp, tp, out, w):  # pragm
     _start(ins, und, mkt, out, w)
     for k in range(n_steps + 1):
         now = k * cfg.dt_s
-        _market_step(k, ins, und, mkt, ctl, cfg, w)
+        _market_step(k, ins, und, mkt, ctl, cfg, w, fd)
         _markouts(out, k, cfg.markout_steps, w.marks.price)
         if k > 0:
             _attribute(k, ins, mkt, cfg, out, w)
         if k == n_steps:
             break
         _roll_marks(w)
-        _refresh_risk(k, now, ins, und, mkt, ctl, tox, cfg, w)
+        _refresh_risk(k, now, ins, und, mkt, ctl, tox, cfg, w, fd)
         _mark_pnl(k, ctl, out)
         _toxicity(k, now, tox, tp, ctl, cfg, out, w)
         _layers(k, now, ctl, out, w)
@@ -1192,7 +1189,7 @@ def run_path(ins, und, mkt, dr, tf, ctl, tox, cfg, qp, hp, tp, out, w):  # pragm
         n_ord, n_quoted = k - k, 0.0  # int64, not the literal 0 (numba would compile _fills for it too)
         if k >= cfg.latency_steps and cfg.replay == R_SYNTHETIC:
             n_ord, n_quoted = _market_orders(k, live, ins, dr, cfg, w)
-            n_ord = _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w)
+            n_ord = _informed_orders(k, n_ord, ins, mkt, und, dr, cfg, w, fd)
         elif k >= cfg.latency_steps:
             n_ord, n_quoted = _tape_orders(k, live, ins, tf, dr, cfg, w)
         spread_k, n_fills_k = _fills(k, now, live, n_ord, ins, mkt, ctl, tox, out, w)

@@ -48,6 +48,7 @@ from optmm.sim._groups import (
     R_QUOTES,
     R_SYNTHETIC,
     R_TRADES,
+    CashAmerican,
     Controller,
     Draws,
     Instruments,
@@ -55,7 +56,7 @@ from optmm.sim._groups import (
     Settings,
     TapeFeed,
     Underlyings,
-    Workspaces,
+    cash_american,
     no_tape,
     workspaces,
 )
@@ -134,21 +135,10 @@ class _Chain:
     @property
     def fd(self) -> np.ndarray:
         """Per instrument: an American option on cash dividends, its row of the loop's tables
-        (:class:`optmm.sim._groups.FdTables`), numbered in order; else -1."""
+        (:class:`optmm.sim._groups.CashAmerican`), numbered in order; else -1."""
         cash = np.array([ex.size > 0 for ex, _ in self.dividends], dtype=bool)
         on = self.american & (cash[self.u] if cash.size else False)
         return np.where(on, np.cumsum(on) - 1, -1).astype(np.int64)
-
-    def schedules(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The dividends as the loop reads them: ex-times and amounts ``(underlyings, J)`` (padded
-        with +inf and 0), and each underlying's count."""
-        n = np.array([ex.size for ex, _ in self.dividends], dtype=np.int64)
-        width = int(n.max()) if n.size else 0
-        ex = np.full((n.size, width), np.inf)
-        amt = np.zeros((n.size, width))
-        for u, (e, a) in enumerate(self.dividends):
-            ex[u, : e.size], amt[u, : a.size] = e, a
-        return ex, amt, n
 
 
 def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
@@ -443,9 +433,6 @@ def _new_run(cfg: SimConfig, chain: _Chain, ctl: RiskController) -> _Run:
             ch.div_pv0,
             ch.american,
             _scheme("default"),  # (optmm.pricing's accuracy: american_greeks' default)
-            ch.fd,
-            *ch.schedules(),
-            GRIDS["default"],  # (and the finite-difference engine's)
         ),
         und=_underlyings(cfg),
         base=Controller(*ctl.kernel_state(), *_grid_shocks(ctl.limits)),
@@ -475,23 +462,16 @@ def _draws(cfg: SimConfig, n_inst: int, rng: np.random.Generator) -> Draws:
     return Draws(arrive=arrive, size=size, informed=informed, pick=rng.random((n, nu)))
 
 
-def _workspaces(cfg: SimConfig, run: _Run, ctl: Controller, max_orders: int) -> Workspaces:
-    """The loop's scratch (:func:`optmm.sim._groups.workspaces`) for a path of ``run`` with the
-    controller's state ``ctl`` and room for ``max_orders`` orders in a step."""
-    ins = run.ins
-    return workspaces(
-        ins.u.size,
-        len(cfg.underlying),
-        ctl.cf.shape[0],
-        cfg.flow.latency_steps,
-        max_orders,
-        fd_shape=(
-            int(np.sum(ins.fd >= 0)),
-            ins.div_ex.shape[1],
-            ins.grid.n_x,
-            np.unique(ctl.shock_vol).size,
-            sk.FD_CELL_WIDTH * (ins.grid.n_x - 1) + 1,
-        ),
+def _cash_american(cfg: SimConfig, run: _Run, ctl: Controller) -> CashAmerican:
+    """A path's American options on cash dividends and the finite-difference engine's tables
+    (:func:`optmm.sim._groups.cash_american`), for the controller's scenario grid ``ctl``."""
+    grid = GRIDS["default"]  # (optmm.pricing's accuracy: american_greeks' default)
+    return cash_american(
+        run.chain.fd,
+        run.chain.dividends,
+        grid,
+        np.unique(ctl.shock_vol).size,
+        sk.FD_CELL_WIDTH * (grid.n_x - 1) + 1,
     )
 
 
@@ -526,10 +506,24 @@ def _run_path(
         )
         tox = new_toxicity_state(cfg.toxicity, nu)
         out = rec.new_outputs(n, nu, n_inst, run.settings.quotes_steps, caps)
-        ws = _workspaces(cfg, run, ctl, int(per_step.max()))
+        ws = workspaces(n_inst, nu, ctl.cf.shape[0], cfg.flow.latency_steps, int(per_step.max()))
+        fd = _cash_american(cfg, run, ctl)
         loop = sk.run_path if run.ins.american.any() else sk.run_path_european
         status = loop(
-            run.ins, run.und, mkt, draws, run.feed, ctl, tox, run.settings, run.qp, run.hp, run.tp, out, ws
+            run.ins,
+            run.und,
+            mkt,
+            draws,
+            run.feed,
+            ctl,
+            tox,
+            run.settings,
+            run.qp,
+            run.hp,
+            run.tp,
+            out,
+            ws,
+            fd,
         )
         tally = out.tally[0]
         grow = [

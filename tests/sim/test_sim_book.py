@@ -25,7 +25,7 @@ from optmm.risk import exposures
 from optmm.risk._controller_kernels import CCELL
 from optmm.sim import SimConfig, engine, records, simulate
 from optmm.sim import _kernels as sk
-from optmm.sim._groups import K_CALL, K_UNDERLYING, MarketPath
+from optmm.sim._groups import K_CALL, K_UNDERLYING, MarketPath, workspaces
 from optmm.sim.markouts import markouts, smile_vols
 from optmm.sim.start import Start, fit_smile, prepare
 from optmm.surface import FlatSurface
@@ -867,21 +867,22 @@ def test_american_fair_values_on_cash_dividends_stay_the_engines_as_the_market_m
 def _loop_state(cfg: SimConfig, bk: Book, mk: Market, spot: np.ndarray, vol: np.ndarray) -> Any:
     """The loop's state after its market steps over the path ``spot``, ``vol`` (steps x underlyings) and
     the controller's scenario grid at the last step (:func:`optmm.sim._kernels._revalue`), run as the
-    loop runs them: (start, run, controller state, workspaces)."""
+    loop runs them: (start, run, controller state, workspaces, the American options on cash dividends)."""
     st = prepare(cfg, bk, mk)
     ch = engine._chain(st.config, st)
     run = engine._new_run(st.config, ch, engine._controller(st.config, ch, None, st))
     b = run.base
     ctl = b._replace(cf=b.cf.copy(), ust=b.ust.copy(), cells=b.cells.copy(), stock_cells=b.stock_cells.copy())
-    w = engine._workspaces(st.config, run, ctl, 0)
+    w = workspaces(ch.u.size, len(st.config.underlying), ctl.cf.shape[0], st.config.flow.latency_steps)
+    fd = engine._cash_american(st.config, run, ctl)
     mkt = MarketPath(np.ascontiguousarray(spot), np.ascontiguousarray(vol))
     n = spot.shape[0] - 1
     out = records.new_outputs(n, spot.shape[1], ch.u.size, 0, [16, 16, 16, 16])
     sk._start(run.ins, run.und, mkt, out, w)
     for k in range(n + 1):
-        sk._market_step(k, run.ins, run.und, mkt, ctl, run.settings, w)
-    sk._revalue(n, run.ins, w.pricing, w.marks, spot[n], ctl, w.grid, run.settings.dt_years, w.fd)
-    return st, run, ctl, w
+        sk._market_step(k, run.ins, run.und, mkt, ctl, run.settings, w, fd)
+    sk._revalue(n, run.ins, w.pricing, w.marks, spot[n], ctl, w.grid, run.settings.dt_years, fd)
+    return st, run, ctl, w, fd
 
 
 @pytest.mark.parametrize("moved", [False, True])
@@ -898,13 +899,13 @@ def test_the_scenario_cells_of_american_options_on_cash_dividends_are_the_engine
     if moved:
         spot[1:, 0] *= np.linspace(1.0, 1.008, n)
         vol[1:, 0] += np.linspace(0.0, 0.003, n)
-    st, run, ctl, w = _loop_state(cfg, bk, mk, spot, vol)
+    st, run, ctl, w, fd = _loop_state(cfg, bk, mk, spot, vol)
     c0 = st.config.underlying[0]
     e = n * st.config.sim.dt_s / (365.0 * 86400.0)
     ex, amt = st.dividends[0]
     aaa = np.flatnonzero((st.u == 0) & (st.kind != K_UNDERLYING))
     contract = run.ins.contract[aaa]
-    assert (contract >= 0).all() and (run.ins.fd[aaa] >= 0).all()
+    assert (contract >= 0).all() and (fd.row[aaa] >= 0).all()
     assert ctl.shock_spot.size == 15 and np.unique(ctl.shock_vol).size == 3  # (the default grid)
     zero = np.flatnonzero((ctl.shock_spot == 0.0) & (ctl.shock_vol == 0.0))
     assert zero.size == 1 and (ctl.cf[contract, CCELL + zero[0]] == 0.0).all()
