@@ -411,12 +411,15 @@ class _Run:
     hp: np.ndarray
     tp: np.ndarray
     feed: TapeFeed  # a tape's orders (replay), or none (no_tape)
+    fd: CashAmerican  # the American options on cash dividends; their tables, reset for each path
 
 
 def _new_run(cfg: SimConfig, chain: _Chain, ctl: RiskController) -> _Run:
     """What every path of a run of ``cfg`` on ``chain`` shares, the controller ``ctl``'s starting state
     (a synthetic run's settings and no tape: a replay sets its own)."""
     ch = chain
+    base = Controller(*ctl.kernel_state(), *_grid_shocks(ctl.limits))
+    grid = GRIDS["default"]  # (optmm.pricing's accuracy: american_greeks' default)
     return _Run(
         chain=ch,
         ins=Instruments(
@@ -435,13 +438,16 @@ def _new_run(cfg: SimConfig, chain: _Chain, ctl: RiskController) -> _Run:
             _scheme("default"),  # (optmm.pricing's accuracy: american_greeks' default)
         ),
         und=_underlyings(cfg),
-        base=Controller(*ctl.kernel_state(), *_grid_shocks(ctl.limits)),
+        base=base,
         settings=_settings(cfg),
         # (the quoter's settings as a tuple: the loop's quote passes vectorize, sim/_kernels.py)
         qp=tuple(pack_quoter(cfg.quoter).tolist()),
         hp=pack_hedger(cfg.hedger),
         tp=pack_toxicity(cfg.toxicity),
         feed=no_tape(ch.u.size),
+        fd=cash_american(
+            ch.fd, ch.dividends, grid, np.unique(base.shock_vol).size, sk.FD_CELL_WIDTH * (grid.n_x - 1) + 1
+        ),
     )
 
 
@@ -460,19 +466,6 @@ def _draws(cfg: SimConfig, n_inst: int, rng: np.random.Generator) -> Draws:
     size = uniforms(rng, shape, np.float32) if big else np.zeros((1, 1, 2), np.float32)
     informed = rng.random((n, nu))
     return Draws(arrive=arrive, size=size, informed=informed, pick=rng.random((n, nu)))
-
-
-def _cash_american(cfg: SimConfig, run: _Run, ctl: Controller) -> CashAmerican:
-    """A path's American options on cash dividends and the finite-difference engine's tables
-    (:func:`optmm.sim._groups.cash_american`), for the controller's scenario grid ``ctl``."""
-    grid = GRIDS["default"]  # (optmm.pricing's accuracy: american_greeks' default)
-    return cash_american(
-        run.chain.fd,
-        run.chain.dividends,
-        grid,
-        np.unique(ctl.shock_vol).size,
-        sk.FD_CELL_WIDTH * (grid.n_x - 1) + 1,
-    )
 
 
 def _run_path(
@@ -507,7 +500,8 @@ def _run_path(
         tox = new_toxicity_state(cfg.toxicity, nu)
         out = rec.new_outputs(n, nu, n_inst, run.settings.quotes_steps, caps)
         ws = workspaces(n_inst, nu, ctl.cf.shape[0], cfg.flow.latency_steps, int(per_step.max()))
-        fd = _cash_american(cfg, run, ctl)
+        fd = run.fd
+        fd.step[:] = -1.0  # (no tables yet: the first step makes them)
         loop = sk.run_path if run.ins.american.any() else sk.run_path_european
         status = loop(
             run.ins,

@@ -874,7 +874,7 @@ def _loop_state(cfg: SimConfig, bk: Book, mk: Market, spot: np.ndarray, vol: np.
     b = run.base
     ctl = b._replace(cf=b.cf.copy(), ust=b.ust.copy(), cells=b.cells.copy(), stock_cells=b.stock_cells.copy())
     w = workspaces(ch.u.size, len(st.config.underlying), ctl.cf.shape[0], st.config.flow.latency_steps)
-    fd = engine._cash_american(st.config, run, ctl)
+    fd = run.fd
     mkt = MarketPath(np.ascontiguousarray(spot), np.ascontiguousarray(vol))
     n = spot.shape[0] - 1
     out = records.new_outputs(n, spot.shape[1], ch.u.size, 0, [16, 16, 16, 16])
