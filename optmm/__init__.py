@@ -4,12 +4,16 @@ The public API is re-exported here: the Black-Scholes-Merton engine (:mod:`optmm
 and the market (:mod:`optmm.book`, :mod:`optmm.market`); risk lives in :mod:`optmm.risk`.
 
 Importing optmm first deletes numba cache entries compiled from sources that have since changed
-(:mod:`optmm._cache_guard`; ``OPTMM_CACHE_GUARD=0`` turns this off), before any kernel is imported.
+(:mod:`optmm._cache_guard`; ``OPTMM_CACHE_GUARD=0`` turns this off), before any kernel is imported,
+and shortens numba's inlining of optmm's own functions (:mod:`optmm._inline_speed`;
+``OPTMM_INLINE_SPEED=0`` turns this off).
 """
 
 from optmm._cache_guard import guard
+from optmm._inline_speed import install
 
 guard()  # first: the imports below create optmm's numba dispatchers
+install()  # before any kernel compiles
 
 from optmm.book import Book, Kind  # noqa: E402
 from optmm.greeks import Greeks, IVStatus, bsm_greeks, bsm_price, implied_vol  # noqa: E402

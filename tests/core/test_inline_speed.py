@@ -1,0 +1,107 @@
+"""optmm._inline_speed: numba's inlining of optmm's functions reuses each callee's IR and copies its
+scope once; what it compiles computes the same bits as numba's own inlining, other code's inlining
+is left alone, and it turns itself off outside the numba range it was written for."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from optmm import _inline_speed
+from optmm.greeks._american import clenshaw, clenshaw_py
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Compiles the boundary engine's European leg (bsm_all inlined, its exp/log/normal helpers inlined at
+# several sites each) in a fresh process and cache, then prints every output's bits and the counts.
+_RUNNER = textwrap.dedent(
+    """
+    import json, numpy as np
+    from numba import njit
+    from optmm import _inline_speed
+    from optmm.greeks._american import european_py
+
+    kernel = njit(error_model="numpy")(european_py)
+    rng = np.random.default_rng(7)
+    bits = []
+    for s, k, t, r, q, v, c in zip(
+        rng.uniform(50, 150, 64), rng.uniform(50, 150, 64), rng.uniform(0, 3, 64),
+        rng.uniform(-0.02, 0.1, 64), rng.uniform(0, 0.08, 64), rng.uniform(0.01, 1.5, 64),
+        rng.integers(0, 2, 64).astype(bool),
+    ):
+        bits.append([x.hex() for x in kernel(s, k, t, r, q, v, c)])
+    print(json.dumps({"installed": _inline_speed.installed(), "stats": _inline_speed.STATS, "bits": bits}))
+    """
+)
+
+
+def _run(switch: str, cache: Path) -> dict:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
+    env[_inline_speed.ENV_SWITCH] = switch
+    done = subprocess.run(
+        [sys.executable, "-c", _RUNNER], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_installed_under_the_pinned_numba():
+    # the suite runs with the fixes in place, so the golden content hashes are checked with them
+    assert _inline_speed.installed()
+
+
+def test_same_bits_with_and_without(tmp_path):
+    on = _run("1", tmp_path / "on")
+    off = _run("0", tmp_path / "off")
+    assert on["installed"] and not off["installed"]
+    assert on["bits"] == off["bits"]
+    assert len(on["bits"]) == 64 and all(len(row) == 8 for row in on["bits"])
+    # the fixes did act: IR kept and reused, copies made with one memo; none without them
+    assert on["stats"]["reused"] > 0 and on["stats"]["kept"] > 0 and on["stats"]["one_memo"] > 0
+    assert off["stats"] == {"kept": 0, "reused": 0, "one_memo": 0}
+
+
+def test_kept_ir_serves_callers_of_other_types():
+    # one optmm callee inlined into two callers with different argument types: the second reuses
+    # the first's IR, and inlining must not have changed the IR it was given
+    @njit
+    def with_floats(c, z):
+        return clenshaw(c, z) + clenshaw(c, -z)
+
+    @njit
+    def with_ints(c, z):
+        return clenshaw(c, z)
+
+    c = np.array([0.5, -1.25, 2.0, 0.75])
+    before = dict(_inline_speed.STATS)
+    assert with_floats(c, 0.3) == clenshaw_py(c, 0.3) + clenshaw_py(c, -0.3)
+    assert with_ints(c.astype(np.int64), 1) == clenshaw_py(c.astype(np.int64), 1)
+    assert _inline_speed.STATS["reused"] >= before["reused"] + 2
+
+
+def test_other_code_is_inlined_by_numba_itself():
+    @njit(inline="always")
+    def helper(x):
+        return x * 2.0 + 1.0
+
+    @njit
+    def caller(x):
+        return helper(x) + helper(x + 1.0)
+
+    before = dict(_inline_speed.STATS)
+    assert caller(1.5) == 4.0 + 6.0
+    assert _inline_speed.STATS == before
+
+
+def test_numba_range():
+    assert _inline_speed._numba_in_range("0.68.1")
+    assert _inline_speed._numba_in_range("0.61.0rc1")
+    assert not _inline_speed._numba_in_range("0.69.0")
+    assert not _inline_speed._numba_in_range("0.60.0")
+    assert not _inline_speed._numba_in_range("dev")
