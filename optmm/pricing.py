@@ -42,6 +42,7 @@ __all__ = [
     "carry",
     "contract_greeks",
     "contract_price",
+    "dividends_seen",
     "option_times",
     "plain",
 ]
@@ -82,11 +83,20 @@ class Carry:
         """Underlying ``u``'s schedule as the ``dividends=`` argument of the Greeks engine, seen
         ``elapsed`` years after the valuation (a dividend gone ex by then is dropped); ``None`` when
         there is none."""
-        times, amounts = self.div_times[u] - elapsed, self.div_amounts[u]
-        keep = times > 0.0
-        if not keep.any():
-            return None
-        return times[keep], amounts[keep]
+        return dividends_seen(self.div_times[u], self.div_amounts[u], elapsed)
+
+
+def dividends_seen(
+    times: FloatArray, amounts: FloatArray, elapsed: float
+) -> tuple[FloatArray, FloatArray] | None:
+    """A cash-dividend schedule (ex-times in years from the valuation, amounts) seen ``elapsed`` years
+    later: the ex-times from then and the amounts of the dividends not yet gone ex, ``None`` when none
+    is left."""
+    times = times - elapsed
+    keep = times > 0.0
+    if not keep.any():
+        return None
+    return times[keep], amounts[keep]
 
 
 def carry(market: Market, underlyings: Sequence[str]) -> Carry:

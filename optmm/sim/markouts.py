@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from optmm.greeks import american_greeks, american_price, bsm_greeks, bsm_price
+from optmm.pricing import dividends_seen
 from optmm.sim._kernels import VOL_FLOOR, dividend_pv_py
 from optmm.sim.config import SECONDS_PER_YEAR
 from optmm.sim.result import SimResult
@@ -80,9 +81,9 @@ def fair_values(
             for j, (ex, amt) in enumerate(dividends):
                 for e in np.unique(elapsed[american & (u == j)]) if ex.size else ():
                     rows = american & (u == j) & (elapsed == e)
-                    keep = ex - e > 0.0
-                    if keep.any():
-                        groups.append((rows, (ex[keep] - e, amt[keep])))
+                    schedule = dividends_seen(ex, amt, e)
+                    if schedule is not None:
+                        groups.append((rows, schedule))
                         fd |= rows
         groups.append((american & ~fd, None))
     for rows, schedule in groups:
