@@ -178,7 +178,7 @@ class _Columns:
 
     def positive(self, name: str, values: FloatArray) -> None:
         """Refuse the first of ``values`` (column ``name``) that is <= 0; NaN (a blank) passes."""
-        self.refuse(name, values <= 0, lambda i: f"must be > 0, got {values[i]!r}")
+        self.refuse(name, values <= 0, lambda i: f"must be > 0, got {float(values[i])!r}")
 
     def texts(self, name: str) -> np.ndarray:
         values = []

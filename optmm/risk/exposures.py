@@ -76,7 +76,8 @@ def market_vols(
     if bad.size:
         i = int(bad[0])
         raise ValueError(
-            f"vol surface of {underlying!r} returned vol {vols[i]!r} at strike {strike[i]!r}, t {t[i]!r} "
+            f"vol surface of {underlying!r} returned vol {float(vols[i])!r} at strike {float(strike[i])!r}, "
+            f"t {float(t[i])!r} "
             f"(spot shift {spot_shift!r}); it must be finite and >= 0"
         )
     return vols

@@ -91,6 +91,14 @@ def test_fit_errors_are_one_line(capsys: pytest.CaptureFixture[str], chain_csv: 
     assert_usage_error(run(capsys, "fit", str(bad), "--out", str(out)), "bad.csv: row 0: field 'kind'")
     assert not out.exists()
     assert_usage_error(run(capsys, "fit", "--out", str(out)), "CHAIN")
+    negative = pd.read_csv(chain_csv)
+    negative.loc[2, "strike"] = -5.0
+    negative.to_csv(bad, index=False)
+    err = assert_usage_error(
+        run(capsys, "fit", str(bad), "--out", str(out)),
+        "bad.csv: row 3: field 'strike': must be > 0, got -5.0\n",
+    )
+    assert "np." not in err
     assert_usage_error(
         run(capsys, "fit", str(chain_csv), "--out", str(tmp_path / "no" / "x.toml")), "no such directory"
     )

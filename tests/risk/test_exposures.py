@@ -429,3 +429,15 @@ def test_aggregates_are_pandas_groupby_sums_bit_for_bit(rng: np.random.Generator
     for c in additive:
         assert ex.total[c].iloc[0] == pos[c].sum(), c
     assert "beta_delta_index_dollars" in ex.total.columns
+
+
+def test_market_vols_names_a_bad_vol_in_plain_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Market.vols refuses NaN itself; this is the check behind it, for a market of the caller's making
+    market = make_market({"AAA": 100.0})
+    monkeypatch.setattr(Market, "vols", lambda self, u, k, t, spot_shift=0.0: np.full(np.shape(k), -0.5))
+    with pytest.raises(ValueError) as err:
+        ex_mod.market_vols(market, "AAA", np.array([90.0, 110.0]), np.array([0.5, 0.5]), spot_shift=0.0)
+    assert str(err.value) == (
+        "vol surface of 'AAA' returned vol -0.5 at strike 90.0, t 0.5 (spot shift 0.0);"
+        " it must be finite and >= 0"
+    )
