@@ -429,10 +429,10 @@ class DeltaHedger:
         KeyError
             The controller does not know ``underlying``.
         """
-        state = controller.state()
-        if underlying not in state.index:
+        names = controller.underlyings  # (the state's last row is the book's, not an underlying)
+        if underlying not in names:
             raise KeyError(f"unknown underlying {underlying!r} (not in the controller)")
-        row = state.loc[underlying]
+        row = controller.state().iloc[names.index(underlying)]
         return self.decide(
             underlying,
             float(row["delta_shares"]),

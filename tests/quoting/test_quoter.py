@@ -372,6 +372,14 @@ def test_quote_with_prices_off_the_controllers_live_spot():
     assert got.band_shares != hedger.band_shares(row["gamma_dollars_1pct"], 100.0)
     with pytest.raises(KeyError, match="ZZZ"):
         hedger.decide_with(ctl, "ZZZ", 1.0, 1.0, 0.0)
+    # the state's last row is the book's aggregate, not an underlying the hedger or quoter can act on
+    assert ctl.state().index[-1] == "book"
+    with pytest.raises(KeyError, match="'book'"):
+        hedger.decide_with(ctl, "book", 101.99, 102.01, 0.0)
+    with pytest.raises(KeyError, match="'book'"):
+        q.quote_with(ctl, replace(ch, underlying="book"))
+    with pytest.raises(KeyError, match="'book'"):
+        BookGreeks.from_state(ctl.state(), "book")
 
 
 # --------------------------------------------------------------------------------------------------
