@@ -48,6 +48,7 @@ from optmm.quoting._kernels import (
     ww_band_py,
 )
 from optmm.risk.audit import Layer, parse_layer
+from optmm.risk.controller import underlying_row
 
 __all__ = [
     "DeltaHedger",
@@ -429,10 +430,7 @@ class DeltaHedger:
         KeyError
             The controller does not know ``underlying``.
         """
-        names = controller.underlyings  # (the state's last row is the book's, not an underlying)
-        if underlying not in names:
-            raise KeyError(f"unknown underlying {underlying!r} (not in the controller)")
-        row = controller.state().iloc[names.index(underlying)]
+        row = underlying_row(controller.state(), underlying)
         return self.decide(
             underlying,
             float(row["delta_shares"]),

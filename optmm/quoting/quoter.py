@@ -97,7 +97,7 @@ from optmm.quoting.fair_value import (
     option_fair_values,
 )
 from optmm.risk.audit import Layer
-from optmm.risk.controller import Decision
+from optmm.risk.controller import Decision, underlying_row
 from optmm.typing import ArrayLike, FloatArray
 
 __all__ = ["BookGreeks", "QuoteInput", "Quoter", "QuoterConfig", "SkewMode"]
@@ -250,12 +250,8 @@ class BookGreeks:
 
     @classmethod
     def from_state(cls, state: pd.DataFrame, underlying: str) -> BookGreeks:
-        """From :meth:`RiskController.state` (its row for ``underlying``; the last row, the book's, is
-        not an underlying's)."""
-        rows = state.iloc[:-1]
-        if underlying not in rows.index:
-            raise KeyError(f"unknown underlying {underlying!r} (not in the controller's state)")
-        row = rows.loc[underlying]
+        """From :meth:`RiskController.state` (its row for ``underlying``, :func:`underlying_row`)."""
+        row = underlying_row(state, underlying)
         return cls(
             delta_shares=float(row["delta_shares"]), vega_per_vol_point=float(row["vega_per_vol_point"])
         )
@@ -520,12 +516,8 @@ class Quoter:
         KeyError
             The controller does not know ``chain.underlying``.
         """
-        names = controller.underlyings  # (the state's last row is the book's, not an underlying)
-        if chain.underlying not in names:
-            raise KeyError(f"unknown underlying {chain.underlying!r} (not in the controller)")
         state = controller.state()
-        row = state.iloc[names.index(chain.underlying)]
-        live = float(row["spot"])
+        live = float(underlying_row(state, chain.underlying)["spot"])
         if getattr(chain, "_spot_given", False) and chain.spot_mid != live:
             raise ValueError(
                 f"quote_with: chain.spot_mid {chain.spot_mid!r} differs from the controller's spot "

@@ -112,7 +112,7 @@ from optmm.risk.limits import LimitSet, Metric
 from optmm.risk.var import tail_count, var_es
 from optmm.units import DAYS_PER_YEAR, gamma_dollars_1pct_py, vega_per_vol_point_py
 
-__all__ = ["Decision", "QuoteRequest", "RiskController"]
+__all__ = ["Decision", "QuoteRequest", "RiskController", "underlying_row"]
 
 #: The metrics with a limit column per scope, in the kernels' order (their codes are these positions).
 METRICS: tuple[Metric, ...] = tuple(Metric[c.name] for c in MetricCode if c < BOOK_SCOPE)
@@ -1476,3 +1476,12 @@ class RiskController:
             )  # fmt: skip
             if durable and not self._replaying:
                 self._audit.flush()
+
+
+def underlying_row(state: pd.DataFrame, underlying: str) -> pd.Series:
+    """``underlying``'s row of a :meth:`RiskController.state` table. Its last row is the book's, not an
+    underlying's: asking for it, or for a name the controller does not know, raises a KeyError."""
+    rows = state.iloc[:-1]
+    if underlying not in rows.index:
+        raise KeyError(f"unknown underlying {underlying!r} (not in the controller)")
+    return rows.loc[underlying]
