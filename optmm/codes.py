@@ -88,6 +88,10 @@ class MetricCode(enum.IntEnum):
 BOOK_SCOPE = 8
 """Added to a :class:`MetricCode` (below ``VAR``) for the metric's limit in the book scope."""
 
+BOOK_LABEL = "book"
+"""The name of the whole book's row or column in risk tables (exposures, scenarios and stresses,
+utilisation, the controller's state), beside the underlyings': no underlying may take it."""
+
 
 class TriggerSignal(enum.IntEnum):
     """The controller's triggers that are not a metric's limit (after the metric codes of both scopes)."""

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from optmm._config import is_real_number
+from optmm.codes import BOOK_LABEL
 from optmm.surface import FlatSurface, SurfaceError, SVISurface, TableSurface, VolSurface
 from optmm.typing import (
     MAX_RATE,
@@ -209,6 +210,13 @@ class Market:
         if self.index is not None and not isinstance(self.index, str):
             raise MarketError(
                 src, TOP, "index", f"must be an underlying's name (str) or None, got {self.index!r}"
+            )
+        if BOOK_LABEL in self.spot:
+            raise MarketError(
+                src,
+                f"underlyings.{BOOK_LABEL}",
+                "spot",
+                f"{BOOK_LABEL!r} is the name of the whole book's row in risk tables; rename the underlying",
             )
         spot = {u: _finite(src, f"underlyings.{u}", "spot", v) for u, v in self.spot.items()}
         for name in _PER_UNDERLYING[5:]:

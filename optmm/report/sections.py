@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from optmm.codes import BOOK_LABEL
 from optmm.report.charts import pnl_histogram
 from optmm.report.html import Blank, Column, decimals_for, esc, figure, pct_shock, pts_shock, table
 from optmm.report.page import Section
@@ -38,7 +39,7 @@ __all__ = [
     "var_section",
 ]
 
-BOOK = "book"
+BOOK = BOOK_LABEL
 
 #: Exposure column -> (label, unit) as the page shows them (the column's name is its tooltip;
 #: definitions in docs/risk.md).

@@ -102,7 +102,7 @@ import pandas as pd
 
 from optmm import pricing
 from optmm.book import Book
-from optmm.codes import BOOK_SCOPE, Kind, MetricCode
+from optmm.codes import BOOK_LABEL, BOOK_SCOPE, Kind, MetricCode
 from optmm.market import Market
 from optmm.risk import _controller_kernels as _k
 from optmm.risk._kernels import reval_cells
@@ -1037,7 +1037,7 @@ class RiskController:
         columns[Metric.VAR.value] = np.append(np.full(nu, np.nan), var)
         columns[f"{Metric.VAR.value}_hard"] = ust[:, _k.UVAR_HARD].copy()
         columns[f"{Metric.VAR.value}_soft"] = ust[:, _k.UVAR_SOFT].copy()
-        return pd.DataFrame(columns, index=pd.Index([*self._names, "book"], name="underlying"))
+        return pd.DataFrame(columns, index=pd.Index([*self._names, BOOK_LABEL], name="underlying"))
 
     def replay_events(self, events: np.ndarray, times: np.ndarray, *, detail_prefix: str = "") -> None:
         """Record the events of a compiled loop that drove this controller's kernels itself.
@@ -1368,7 +1368,7 @@ class RiskController:
         """Trigger name, measured, threshold and scope text of a layer trigger code."""
         if trig == _k.T_KILL:
             name, measured, threshold = self._kill_info
-            return name, measured, threshold, "book"
+            return name, measured, threshold, BOOK_LABEL
         if trig == _k.T_TOXIC:
             score, thr = self._toxic_info.get(u, (math.nan, math.nan))
             return "toxicity", score, thr, "underlying"
@@ -1376,7 +1376,7 @@ class RiskController:
             return "stale", float(measured), float(threshold), "underlying"
         if trig < 0:
             return "", measured, threshold, ""
-        scope = "book" if trig >= _k.BOOK else ("contract" if trig == _k.M_POSITION else "underlying")
+        scope = BOOK_LABEL if trig >= _k.BOOK else ("contract" if trig == _k.M_POSITION else "underlying")
         return self._trig_names[trig], float(measured), float(threshold), scope
 
     def _note_layer(self, u: int, old: int, new: int, trig: int, measured: float, threshold: float) -> None:
@@ -1419,7 +1419,7 @@ class RiskController:
                 continue
             status, code = int(aux[off]), int(aux[off + 1])
             before = float(aux[off + 4])
-            scope = "book" if code >= _k.BOOK else ("contract" if code == _k.M_POSITION else "underlying")
+            scope = BOOK_LABEL if code >= _k.BOOK else ("contract" if code == _k.M_POSITION else "underlying")
             what = self._describe(c)
             if status == _k.S_CUT:
                 event, detail = (

@@ -38,6 +38,7 @@ import pandas as pd
 
 from optmm import pricing
 from optmm.book import Book, Kind
+from optmm.codes import BOOK_LABEL
 from optmm.greeks import Greeks
 from optmm.market import Market
 from optmm.risk._reval import (
@@ -438,7 +439,7 @@ def _exposures(book: Book, market: Market) -> tuple[Exposures, bool]:
 
     additive = [c for c in cols if c not in _PER_UNDERLYING_UNITS]
     total = pd.DataFrame(
-        [[float(sum_book[cols.index(c)]) for c in additive]], columns=additive, index=pd.Index(["book"])
+        [[float(sum_book[cols.index(c)]) for c in additive]], columns=additive, index=pd.Index([BOOK_LABEL])
     )
     result = Exposures(by_underlying, by_expiry, total, market, make_columns)
     # a figure that is not finite makes its book sum so (NaN or inf), and so does an overflowing sum

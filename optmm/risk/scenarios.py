@@ -105,6 +105,7 @@ from optmm._io import FIGURE_FORMATS as PLOT_FORMATS
 from optmm._io import atomic_target
 from optmm._io import figure_format as plot_format
 from optmm.book import Book, Kind
+from optmm.codes import BOOK_LABEL
 from optmm.market import Market, Sticky
 from optmm.risk._kernels import RevalContracts, RevalPoints, reval_segments
 from optmm.risk._reval import contract_keys, stable_order, underlying_codes
@@ -117,7 +118,7 @@ MAX_CELLS = 1 << 20
 
 A handful of float64 arrays of this many cells (vols, P&L, the Taylor terms) are alive at once."""
 
-BOOK = "book"
+BOOK = BOOK_LABEL
 """Column (or row) name of whole-book figures in the stress tables."""
 
 

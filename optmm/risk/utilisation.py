@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from optmm.book import Book
+from optmm.codes import BOOK_LABEL
 from optmm.market import Market
 from optmm.risk import _controller_kernels as _k
 from optmm.risk.audit import Layer
@@ -53,7 +54,7 @@ COLUMNS: tuple[str, ...] = (
 )
 #: The statuses, most severe first.
 STATUS: tuple[str, ...] = ("hard breach", "soft breach", "ok")
-BOOK = "book"
+BOOK = BOOK_LABEL
 _PNL_METRICS = (Metric.DAILY_LOSS, Metric.DRAWDOWN)
 _NEEDS = {"pnl": "P&L (pnl, --pnl)", "high_water": "high-water mark (high_water, --high-water)"}
 

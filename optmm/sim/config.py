@@ -34,6 +34,7 @@ from optmm._config import (
     read_toml,
     setting,
 )
+from optmm.codes import BOOK_LABEL
 from optmm.quoting.hedger import HedgerConfig
 from optmm.quoting.quoter import QuoterConfig
 from optmm.quoting.toxicity import ToxicityConfig
@@ -408,6 +409,11 @@ class SimConfig(Config):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"[[underlying]] name: duplicate {dup[0]!r}")
+        if BOOK_LABEL in names:
+            raise ValueError(
+                f"[[underlying]] name: {BOOK_LABEL!r} is the name of the whole book's row in risk tables;"
+                " rename the underlying"
+            )
         n = len(names)
         if self.correlation is not None:
             c = np.asarray(self.correlation, dtype=np.float64)

@@ -306,6 +306,14 @@ BAD_FILES = [
     ("beta = 1.0", "beta = 0.9", "underlyings.SPY", "beta"),
     ("valuation = 2026-11-20", "valuation = 09:30:00", "top level", "valuation"),  # a time, no date
     ("valuation = 2026-11-20\n", "", "top level", "valuation"),
+    # the name of the whole book's row and column in the risk tables: an underlying so named would
+    # give two rows called "book" in `optmm risk`'s exposures
+    (
+        "[underlyings.AAPL]",
+        "[underlyings.book]\nspot = 10.0\nvol = 0.2\n\n[underlyings.AAPL]",
+        "underlyings.book",
+        "spot",
+    ),
 ]
 
 

@@ -379,3 +379,14 @@ def test_nothing_quoted_gives_no_fill_rate() -> None:
         pytest.fail("quoter.base_size = 0 still quoted: pick another way to stop quoting")
     assert math.isnan(result.summary["fill_rate"])
     assert math.isnan(result.summary["fill_price_markout_loss_rate"])
+
+
+def test_an_underlying_may_not_be_called_book(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # "book" names the whole book's row of the controller's state and the risk tables
+    text = Path(CALM).read_text()
+    assert text.count('name = "AAA"') == 1
+    path = tmp_path / "book.toml"
+    path.write_text(text.replace('name = "AAA"', 'name = "book"'))
+    assert_usage_error(
+        run(capsys, "simulate", str(path), *SHORT), str(path), "[[underlying]] name: 'book' is the name of"
+    )
