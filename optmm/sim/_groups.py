@@ -325,18 +325,27 @@ def workspaces(
 
 
 def cash_american(
-    row: np.ndarray, dividends: tuple[tuple[np.ndarray, np.ndarray], ...], grid: Grid, n_vols: int, width: int
+    american: np.ndarray,
+    u: np.ndarray,
+    dividends: tuple[tuple[np.ndarray, np.ndarray], ...],
+    grid: Grid,
+    n_vols: int,
+    width: int,
 ) -> CashAmerican:
-    """The :class:`CashAmerican` of a path: ``row`` per instrument (its row, else -1), each
-    underlying's ``dividends`` (ex-times in years from step 0, amounts), the engine's ``grid``, room
-    for ``n_vols`` distinct vol shocks in the scenario grid on grids of at most ``width`` nodes."""
+    """The :class:`CashAmerican` of a run's instruments (``american`` and ``u``, their underlying's
+    index, per instrument), each underlying's ``dividends`` (ex-times in years from step 0, amounts),
+    the engine's ``grid``, room for ``n_vols`` distinct vol shocks in the scenario grid on grids of at
+    most ``width`` nodes. An American option on an underlying with cash dividends gets a row of the
+    tables, numbered in order; the other instruments -1."""
     n = np.array([ex.size for ex, _ in dividends], dtype=np.int64)
+    on = american & (n[u] > 0 if n.size else False)
+    row = np.where(on, np.cumsum(on) - 1, -1).astype(np.int64)
     n_div = int(n.max()) if n.size else 0
     div_ex = np.full((n.size, n_div), np.inf)
     div_amt = np.zeros((n.size, n_div))
-    for u, (e, a) in enumerate(dividends):
-        div_ex[u, : e.size], div_amt[u, : a.size] = e, a
-    n_fd = int(np.sum(row >= 0))
+    for j, (e, a) in enumerate(dividends):
+        div_ex[j, : e.size], div_amt[j, : a.size] = e, a
+    n_fd = int(np.sum(on))
     return CashAmerican(
         row=row,
         div_ex=div_ex,

@@ -132,14 +132,6 @@ class _Chain:
     american: np.ndarray  # bool: an American option (from a market's style, else False)
     dividends: tuple[tuple[np.ndarray, np.ndarray], ...]  # per underlying: ex-times (years), amounts
 
-    @property
-    def fd(self) -> np.ndarray:
-        """Per instrument: an American option on cash dividends, its row of the loop's tables
-        (:class:`optmm.sim._groups.CashAmerican`), numbered in order; else -1."""
-        cash = np.array([ex.size > 0 for ex, _ in self.dividends], dtype=bool)
-        on = self.american & (cash[self.u] if cash.size else False)
-        return np.where(on, np.cumsum(on) - 1, -1).astype(np.int64)
-
 
 def _chain(cfg: SimConfig, start: Start | None = None) -> _Chain:
     if start is not None:
@@ -446,7 +438,12 @@ def _new_run(cfg: SimConfig, chain: _Chain, ctl: RiskController) -> _Run:
         tp=pack_toxicity(cfg.toxicity),
         feed=no_tape(ch.u.size),
         fd=cash_american(
-            ch.fd, ch.dividends, grid, np.unique(base.shock_vol).size, sk.FD_CELL_WIDTH * (grid.n_x - 1) + 1
+            ch.american,
+            ch.u,
+            ch.dividends,
+            grid,
+            np.unique(base.shock_vol).size,
+            sk.FD_CELL_WIDTH * (grid.n_x - 1) + 1,
         ),
     )
 
