@@ -8,8 +8,8 @@ run wrote (warm: imports + loading the cache + the work):
 * ``risk_cold_s`` / ``risk_warm_s``          ``optmm risk`` on the bundled example book
 * ``simulate_cold_s`` / ``simulate_warm_s``  ``optmm simulate scenarios/sim/calm_day.toml``
 * ``risk_cold_over_warm``, ``simulate_cold_over_warm``: what compiling costs, as a ratio
-* ``risk_cold_stock_inlining_s`` / ``simulate_cold_stock_inlining_s``: the cold runs again with numba's
-  own inlining (``OPTMM_INLINE_SPEED=0``, see ``optmm/_inline_speed.py``) in yet another empty cache,
+* ``risk_cold_stock_s`` / ``simulate_cold_stock_s``: the cold runs again with numba's own inlining
+  and typing (``OPTMM_COMPILE_SPEED=0``, see ``optmm/_compile_speed.py``) in yet another empty cache,
   and ``risk_cold_vs_stock`` / ``simulate_cold_vs_stock``: cold over that, as a ratio
 
 Wall-clock seconds of the whole process (as a user waits for it). The risk command runs first in its
@@ -45,10 +45,10 @@ COMMANDS = {
 }
 
 
-def run(args: list[str], cache: Path, inline_speed: bool = True) -> float:
+def run(args: list[str], cache: Path, compile_speed: bool = True) -> float:
     """Seconds of one ``python -m optmm ARGS`` process with numba's cache in ``cache``."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
-    env["OPTMM_INLINE_SPEED"] = "1" if inline_speed else "0"
+    env["OPTMM_COMPILE_SPEED"] = "1" if compile_speed else "0"
     t0 = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "optmm", *args], cwd=ROOT, env=env, capture_output=True, text=True
@@ -71,12 +71,12 @@ def main() -> int:
             stock_cache.mkdir()
             cold = figures[f"{name}_cold_s"] = round(run(command, cache), 2)
             warm = figures[f"{name}_warm_s"] = round(run(command, cache), 2)
-            stock = figures[f"{name}_cold_stock_inlining_s"] = round(run(command, stock_cache, False), 2)
+            stock = figures[f"{name}_cold_stock_s"] = round(run(command, stock_cache, False), 2)
             figures[f"{name}_cold_over_warm"] = round(cold / warm, 1)
             figures[f"{name}_cold_vs_stock"] = round(cold / stock, 2)
             print(
                 f"optmm {name:<9} cold {cold:7.2f} s   warm {warm:6.2f} s   "
-                f"cold with numba's own inlining {stock:7.2f} s",
+                f"cold with numba's own inlining and typing {stock:7.2f} s",
                 flush=True,
             )
     if args.json:

@@ -5,12 +5,12 @@ and the market (:mod:`optmm.book`, :mod:`optmm.market`); risk lives in :mod:`opt
 
 Importing optmm first deletes numba cache entries compiled from sources that have since changed
 (:mod:`optmm._cache_guard`; ``OPTMM_CACHE_GUARD=0`` turns this off), before any kernel is imported,
-and shortens numba's inlining of optmm's own functions (:mod:`optmm._inline_speed`;
-``OPTMM_INLINE_SPEED=0`` turns this off).
+and shortens numba's inlining and typing of optmm's own functions (:mod:`optmm._compile_speed`;
+``OPTMM_COMPILE_SPEED=0`` turns this off).
 """
 
 from optmm._cache_guard import guard
-from optmm._inline_speed import install
+from optmm._compile_speed import install
 
 guard()  # first: the imports below create optmm's numba dispatchers
 install()  # before any kernel compiles

@@ -1,6 +1,7 @@
-"""optmm._inline_speed: numba's inlining of optmm's functions reuses each callee's IR and copies its
-scope once; what it compiles computes the same bits as numba's own inlining, other code's inlining
-is left alone, and it turns itself off outside the numba range it was written for."""
+"""optmm._compile_speed: numba's inlining of optmm's functions reuses each callee's IR and copies its
+scope once, and its type inference resolves each kind of call once; what it compiles computes the
+same bits as numba's own inlining and typing, other code is left alone, and it turns itself off
+outside the numba range it was written for."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from optmm import _inline_speed
+from optmm import _compile_speed
 from optmm.greeks._american import clenshaw, clenshaw_py
 
 ROOT = Path(__file__).resolve().parents[2]
+
+clenshaw_typed = njit(clenshaw_py)  # an optmm function compiled here, typed under the fix
 
 # Compiles the boundary engine's European leg (bsm_all inlined, its exp/log/normal helpers inlined at
 # several sites each) in a fresh process and cache, then prints every output's bits and the counts.
@@ -25,7 +28,7 @@ _RUNNER = textwrap.dedent(
     """
     import json, numpy as np
     from numba import njit
-    from optmm import _inline_speed
+    from optmm import _compile_speed
     from optmm.greeks._american import european_py
 
     kernel = njit(error_model="numpy")(european_py)
@@ -37,14 +40,14 @@ _RUNNER = textwrap.dedent(
         rng.integers(0, 2, 64).astype(bool),
     ):
         bits.append([x.hex() for x in kernel(s, k, t, r, q, v, c)])
-    print(json.dumps({"installed": _inline_speed.installed(), "stats": _inline_speed.STATS, "bits": bits}))
+    print(json.dumps({"installed": _compile_speed.installed(), "stats": _compile_speed.STATS, "bits": bits}))
     """
 )
 
 
 def _run(switch: str, cache: Path) -> dict:
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
-    env[_inline_speed.ENV_SWITCH] = switch
+    env[_compile_speed.ENV_SWITCH] = switch
     done = subprocess.run(
         [sys.executable, "-c", _RUNNER], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
@@ -53,7 +56,7 @@ def _run(switch: str, cache: Path) -> dict:
 
 def test_installed_under_the_pinned_numba():
     # the suite runs with the fixes in place, so the golden content hashes are checked with them
-    assert _inline_speed.installed()
+    assert _compile_speed.installed()
 
 
 def test_same_bits_with_and_without(tmp_path):
@@ -62,9 +65,11 @@ def test_same_bits_with_and_without(tmp_path):
     assert on["installed"] and not off["installed"]
     assert on["bits"] == off["bits"]
     assert len(on["bits"]) == 64 and all(len(row) == 8 for row in on["bits"])
-    # the fixes did act: IR kept and reused, copies made with one memo; none without them
+    # the fixes did act: IR kept and reused, copies made with one memo, call types kept and returned
+    # again; none without them
     assert on["stats"]["reused"] > 0 and on["stats"]["kept"] > 0 and on["stats"]["one_memo"] > 0
-    assert off["stats"] == {"kept": 0, "reused": 0, "one_memo": 0}
+    assert on["stats"]["typed"] > 0 and on["stats"]["retyped"] > on["stats"]["typed"]
+    assert off["stats"] == {"kept": 0, "reused": 0, "one_memo": 0, "typed": 0, "retyped": 0}
 
 
 def test_kept_ir_serves_callers_of_other_types():
@@ -79,10 +84,10 @@ def test_kept_ir_serves_callers_of_other_types():
         return clenshaw(c, z)
 
     c = np.array([0.5, -1.25, 2.0, 0.75])
-    before = dict(_inline_speed.STATS)
+    before = dict(_compile_speed.STATS)
     assert with_floats(c, 0.3) == clenshaw_py(c, 0.3) + clenshaw_py(c, -0.3)
     assert with_ints(c.astype(np.int64), 1) == clenshaw_py(c.astype(np.int64), 1)
-    assert _inline_speed.STATS["reused"] >= before["reused"] + 2
+    assert _compile_speed.STATS["reused"] >= before["reused"] + 2
 
 
 def test_other_code_is_inlined_by_numba_itself():
@@ -94,14 +99,38 @@ def test_other_code_is_inlined_by_numba_itself():
     def caller(x):
         return helper(x) + helper(x + 1.0)
 
-    before = dict(_inline_speed.STATS)
+    before = dict(_compile_speed.STATS)
     assert caller(1.5) == 4.0 + 6.0
-    assert _inline_speed.STATS == before
+    assert _compile_speed.STATS == before
+
+
+def test_kept_call_types_follow_the_argument_types():
+    # one optmm kernel compiled for float, int and complex arguments: the calls inside it (+, *, abs,
+    # math.sqrt...) are kept per argument types, so each signature computes as the plain-Python rule
+    c = np.array([0.5, -1.25, 2.0, 0.75])
+    before = dict(_compile_speed.STATS)
+    for z in (0.3, 1, -2):
+        assert clenshaw_typed(c, z) == clenshaw_py(c, z)
+    assert clenshaw_typed(c.astype(np.int64), 3) == clenshaw_py(c.astype(np.int64), 3)
+    assert clenshaw_typed(c.astype(np.complex128), 0.5j) == clenshaw_py(c.astype(np.complex128), 0.5j)
+    assert _compile_speed.STATS["typed"] > before["typed"]
+    assert _compile_speed.STATS["retyped"] > before["retyped"]
+
+
+def test_other_code_is_typed_by_numba_itself():
+    @njit
+    def own(x, y):
+        return abs(x * y + 1.0) - x / (y + 2.0)
+
+    before = dict(_compile_speed.STATS)
+    assert own(1.5, -3) == abs(1.5 * -3 + 1.0) - 1.5 / (-3 + 2.0)
+    assert _compile_speed.STATS["typed"] == before["typed"]
+    assert _compile_speed.STATS["retyped"] == before["retyped"]
 
 
 def test_numba_range():
-    assert _inline_speed._numba_in_range("0.68.1")
-    assert _inline_speed._numba_in_range("0.61.0rc1")
-    assert not _inline_speed._numba_in_range("0.69.0")
-    assert not _inline_speed._numba_in_range("0.60.0")
-    assert not _inline_speed._numba_in_range("dev")
+    assert _compile_speed._numba_in_range("0.68.1")
+    assert _compile_speed._numba_in_range("0.61.0rc1")
+    assert not _compile_speed._numba_in_range("0.69.0")
+    assert not _compile_speed._numba_in_range("0.60.0")
+    assert not _compile_speed._numba_in_range("dev")

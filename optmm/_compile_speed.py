@@ -1,0 +1,192 @@
+"""Three fixes to the cost of numba's first compile, for optmm's own functions.
+
+optmm's loops are written as small rules inlined into one kernel (``njit(inline="always")``): the
+simulation's phases, the quoter's and the controller's rules, the pricing helpers. numba (0.61 to
+0.68) spends most of a first compile on three costs that grow faster than the code does:
+
+* **An inlined callee's IR is rebuilt at every site.** ``InlineWorker.run_untyped_passes`` translates
+  the callee's bytecode and runs every untyped pass (including its own inlining) each time the callee
+  is inlined; a helper inlined at ten sites is rebuilt ten times. Here it is built once per function
+  (and per flags, locals and contexts) and kept: ``inline_ir`` deep-copies the IR it is given before
+  it changes anything, which is how numba itself reuses the IR of ``@overload(inline="always")``.
+* **An inlined callee's scope is copied once per block.** ``inline_ir`` deep-copies each block with a
+  memo of its own, so the scope shared by all the blocks, with every local variable, is copied once
+  for every block (quadratic in the callee's size), and the copies are then compared for equality.
+  Here the blocks of one copy share one memo, so they share one copied scope, as the original blocks
+  do.
+* **A call's type is worked out again at every pass of type inference.** Type inference propagates
+  its constraints until nothing changes, and each pass resolves every call again:
+  ``BaseFunction.get_call_type`` tries the function's templates in turn (``+`` on two floats goes
+  through the templates of every type that defines ``+``). A simulation's first compile resolves
+  about 25,000 calls, of some 360 kinds. Here the first resolution of a function type with given
+  argument types (and typing context and target) is kept and returned again, with the template's
+  implementation key it recorded; a resolution that fails is not kept. The templates' answer depends
+  on those alone (numba keeps the answers of ``@overload`` templates the same way).
+
+None changes what is compiled: the same IR reaches type inference, the same types reach lowering,
+and the simulations' and reports' content hashes (``tests/golden``) are equal with and without them.
+Together they shorten the first compile of ``optmm simulate`` by about two fifths and of
+``optmm risk`` by about a quarter (``bench/coldstart.py`` measures both side by side).
+
+They apply only to optmm's functions: a function of yours is inlined and typed exactly as numba does
+it (a module's globals are read when its IR is built, and kept IR would not see a global of yours
+rebound in between). :func:`install` is called by ``import optmm``; it does nothing under a numba
+outside the range the package pins or without these internal names, or with
+``OPTMM_COMPILE_SPEED=0``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["ENV_SWITCH", "STATS", "install", "installed"]
+
+ENV_SWITCH = "OPTMM_COMPILE_SPEED"
+_PACKAGE = "optmm"
+_NUMBA_RANGE = ((0, 61), (0, 69))  # the range pyproject.toml pins; inside it these internals hold
+
+STATS = {"kept": 0, "reused": 0, "one_memo": 0, "typed": 0, "retyped": 0}
+"""How often, in this process: a callee's IR was built and kept, was reused, was copied with one memo;
+a call's type was resolved and kept, was returned again."""
+
+_kept: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
+_CallTypes = dict[tuple[Any, ...], tuple[Any, Any]]  # (type, target, args, kws) -> (signature, impl key)
+_call_types: weakref.WeakKeyDictionary[Any, _CallTypes] = weakref.WeakKeyDictionary()  # per typing context
+_state: dict[str, Any] = {}
+
+
+def _ours(func: Any) -> bool:
+    module = getattr(func, "__module__", None) or ""
+    return module == _PACKAGE or module.startswith(_PACKAGE + ".")
+
+
+def _numba_in_range(version: str) -> bool:
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    low, high = _NUMBA_RANGE
+    return low <= major_minor < high
+
+
+def _key(worker: Any, enable_ssa: bool) -> tuple[Any, ...]:
+    flags = worker.flags.values()
+    flags.pop("enable_ssa", None)  # run_untyped_passes sets it from its argument
+    # numba makes a new target context for every compile (a subtarget of the flags, which the key
+    # holds); the untyped passes depend on its kind, not its identity
+    return (
+        enable_ssa,
+        id(worker.typingctx),
+        type(worker.targetctx),
+        tuple(sorted((name, repr(value)) for name, value in flags.items())),
+        repr(worker.locals),
+    )
+
+
+def _typed_once(
+    get_call_type: Callable[..., Any], get_local_target: Callable[[Any], Any]
+) -> Callable[..., Any]:
+    """``BaseFunction.get_call_type`` keeping each resolution for optmm's functions (the module's third
+    fix)."""
+
+    def get_call_type_kept(self: Any, context: Any, args: Any, kws: Any) -> Any:
+        stack = context.callstack._stack  # the functions being typed, the innermost last
+        if not stack or not _ours(stack[-1].func_id.func):
+            return get_call_type(self, context, args, kws)
+        key = (self, get_local_target(context), tuple(args), tuple(sorted(kws.items())))
+        per_context = _call_types.setdefault(context, {})
+        kept = per_context.get(key)
+        if kept is None:
+            sig = get_call_type(self, context, args, kws)  # raises when no template matches
+            if sig is None:
+                return None
+            kept = per_context[key] = (sig, self._impl_keys.get(sig.args))
+            STATS["typed"] += 1
+        else:
+            sig, impl_key = kept
+            if impl_key is not None:
+                self._impl_keys[sig.args] = impl_key  # as the resolution would have recorded it
+            STATS["retyped"] += 1
+        return kept[0]
+
+    return get_call_type_kept
+
+
+def install() -> bool:
+    """Patch numba's ``InlineWorker`` and ``BaseFunction`` once (see the module); True if the fixes
+    are in place."""
+    if "installed" in _state:
+        return bool(_state["installed"])
+    _state["installed"] = False
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return False
+    try:
+        import numba
+        import numba.core.inline_closurecall as icc
+        from numba.core.target_extension import get_local_target
+        from numba.core.types.functions import BaseFunction
+
+        worker = icc.InlineWorker
+        run_untyped = worker.run_untyped_passes
+        inline_ir = worker.inline_ir
+        get_call_type = BaseFunction.get_call_type
+    except (ImportError, AttributeError):
+        return False
+    if not _numba_in_range(numba.__version__) or icc.copy is not copy:
+        return False
+
+    def run_untyped_passes(self: Any, func: Any, enable_ssa: bool = False) -> Any:
+        if not _ours(func):
+            return run_untyped(self, func, enable_ssa)
+        per_function = _kept.setdefault(func, {})
+        key = _key(self, enable_ssa)
+        func_ir = per_function.get(key)
+        if func_ir is None:
+            func_ir = per_function[key] = run_untyped(self, func, enable_ssa)
+            STATS["kept"] += 1
+        else:
+            self.flags.enable_ssa = enable_ssa  # as the pipeline run would have set it
+            STATS["reused"] += 1
+        return func_ir
+
+    def inline_ir_one_memo(
+        self: Any,
+        caller_ir: Any,
+        block: Any,
+        i: int,
+        callee_ir: Any,
+        callee_freevars: Any,
+        arg_typs: Any = None,
+    ) -> Any:
+        if not _ours(callee_ir.func_id.func):
+            return inline_ir(self, caller_ir, block, i, callee_ir, callee_freevars, arg_typs=arg_typs)
+        memo: dict[int, Any] = {}
+
+        def deepcopy(value: Any, given: dict[int, Any] | None = None) -> Any:
+            return copy.deepcopy(value, memo if given is None else given)
+
+        # inline_ir's only use of its module's ``copy`` is the per-block deepcopy of its two copies of
+        # the callee; numba compiles under one global lock, so nothing else sees the swap
+        icc.copy = types.SimpleNamespace(deepcopy=deepcopy)
+        try:
+            out = inline_ir(self, caller_ir, block, i, callee_ir, callee_freevars, arg_typs=arg_typs)
+        finally:
+            icc.copy = copy
+        STATS["one_memo"] += 1
+        return out
+
+    worker.run_untyped_passes = run_untyped_passes
+    worker.inline_ir = inline_ir_one_memo
+    BaseFunction.get_call_type = _typed_once(get_call_type, get_local_target)  # type: ignore[method-assign]
+    _state["installed"] = True
+    return True
+
+
+def installed() -> bool:
+    """Whether :func:`install` put the fixes in place in this process."""
+    return bool(_state.get("installed"))
