@@ -344,6 +344,14 @@ def _vol_slot(shock_vol, g):  # pragma: no cover - compiled
 
 
 @_inline
+def _fd_dividends(fd, u):  # pragma: no cover - compiled
+    """Underlying ``u``'s cash dividends still to come, as the finite-difference engine takes them:
+    their ex-times from now (``fd.ex_now``) and amounts."""
+    n = fd.div_n[u]
+    return fd.ex_now[u, :n], fd.div_amt[u, :n]
+
+
+@_inline
 def _fd_marks(k, i, ins, p, vol, ctl, dt_s, dt_years, fd):  # pragma: no cover - compiled
     """Step ``k``'s price, delta, gamma, vega and theta of instrument ``i`` (``fd.row[i] >= 0``) at the
     vol ``vol`` and the pricing inputs ``p``: read from its tables (``fd``,
@@ -372,9 +380,7 @@ def _fd_refresh(k, i, ins, p, vol, ctl, fd):  # pragma: no cover - compiled
     at those of the scenario grid's cells (``ctl``'s shocks), centred on today's escrowed spot, the
     ex-times ``fd.ex_now``'s. Expired, its intrinsic value (no tables)."""
     r = fd.row[i]
-    u = ins.u[i]
-    n = fd.div_n[u]
-    ex, amt = fd.ex_now[u, :n], fd.div_amt[u, :n]
+    ex, amt = _fd_dividends(fd, ins.u[i])
     t, s_star, strike, rate, q, call = (
         p.t_years[i],
         p.spot[i],
@@ -421,8 +427,7 @@ def _fd_cells(k, i, ins, pricing, marks, spot_k, ctl, dt_years, fd):  # pragma: 
     that the unshocked cell is 0), read as the marks are; a cell off the tables' interior by a solve of
     its own. Writes cf's cells and adds them to ``ctl.cells``."""
     r, u, c = fd.row[i], ins.u[i], ins.contract[i]
-    n = fd.div_n[u]
-    ex, amt = fd.ex_now[u, :n], fd.div_amt[u, :n]
+    ex, amt = _fd_dividends(fd, u)
     strike, t, rate, q = ins.strike[i], pricing.t_years[i], pricing.rate[i], pricing.div_yield[i]
     call, pv, x_mid = pricing.is_call[i], pricing.div_pv[i], fd.x_mid[r]
     tau = (k - fd.step[r]) * dt_years
