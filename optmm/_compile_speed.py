@@ -25,7 +25,7 @@ simulation's phases, the quoter's and the controller's rules, the pricing helper
 
 None changes what is compiled: the same IR reaches type inference, the same types reach lowering,
 and the simulations' and reports' content hashes (``tests/golden``) are equal with and without them.
-Together they shorten the first compile of ``optmm simulate`` by about two fifths and of
+Together they shorten the first compile of ``optmm simulate`` by about a third and of
 ``optmm risk`` by about a quarter (``bench/coldstart.py`` measures both side by side).
 
 They apply only to optmm's functions: a function of yours is inlined and typed exactly as numba does
