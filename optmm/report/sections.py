@@ -39,7 +39,6 @@ __all__ = [
     "var_section",
 ]
 
-BOOK = BOOK_LABEL
 
 #: Exposure column -> (label, unit) as the page shows them (the column's name is its tooltip;
 #: definitions in docs/risk.md).
@@ -93,7 +92,7 @@ def exposures_section(by_underlying: pd.DataFrame, total: pd.Series | pd.DataFra
     ]
     rows.append(
         {
-            "underlying": BOOK,
+            "underlying": BOOK_LABEL,
             "_total": True,
             **{k: book[k] if k in book.index else _NOT_ADDITIVE for k in keys},
         }
@@ -298,16 +297,16 @@ def stresses_section(legs: pd.DataFrame, underlyings: Sequence[str]) -> Section:
         Column("days", "days", "calendar days forward", kind="count"),
         Column("shocked", "shocked", kind="text"),
         *[Column(str(u), str(u), "P&L", kind="amount") for u in underlyings],
-        Column(BOOK, "book", "P&L", kind="amount"),
+        Column(BOOK_LABEL, "book", "P&L", kind="amount"),
         Column("driver", "driver", kind="text"),
     ]
-    worst = frame[frame["worst"]].sort_values(BOOK, kind="stable")
+    worst = frame[frame["worst"]].sort_values(BOOK_LABEL, kind="stable")
     lead = ""
     if len(worst):
         top = worst.iloc[0]
         lead = (
             f"Worst stress: {top['scenario']} ({top['leg']}), book P&L "
-            f"{figure(top[BOOK], signed=True, where='stresses: book P&L')}"
+            f"{figure(top[BOOK_LABEL], signed=True, where='stresses: book P&L')}"
             + (f", driven by {top['driver']}" if isinstance(top["driver"], str) and top["driver"] else "")
             + ". "
         )

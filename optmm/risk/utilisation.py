@@ -54,7 +54,6 @@ COLUMNS: tuple[str, ...] = (
 )
 #: The statuses, most severe first.
 STATUS: tuple[str, ...] = ("hard breach", "soft breach", "ok")
-BOOK = BOOK_LABEL
 _PNL_METRICS = (Metric.DAILY_LOSS, Metric.DRAWDOWN)
 _NEEDS = {"pnl": "P&L (pnl, --pnl)", "high_water": "high-water mark (high_water, --high-water)"}
 
@@ -220,7 +219,7 @@ def limit_utilisation(
     for m in Metric:
         lim = limits.book(m) if Scope.BOOK in m.scopes else None
         if lim is not None:
-            add(BOOK, lim, *read(BOOK, m))
+            add(BOOK_LABEL, lim, *read(BOOK_LABEL, m))
     unmeasured = [lim for lim in limits.limits if lim not in used]
     if unmeasured:
         lim = unmeasured[0]
