@@ -14,6 +14,14 @@ decision, a random part of an allowed side fills) and a SPY market-data tick eve
   ``*_us_compiled_audited`` is the same with the trail (each cut or drop then costs a Python
   AuditEvent).
 
+* ``fill_revalue_ms``: the milliseconds of a fill that revalues the grid (the limit set's
+  ``after_fill_vega`` set so low that every fill does), median over the fills of the stream's first
+  ``--fills-over`` decisions, ticks included; the example book's American options and options on
+  cash dividends are priced by the slow engines, whose figures the controller reuses where their
+  inputs are unchanged (:class:`optmm.pricing.Reuse`). ``fill_revalue_fresh_ms`` is the same stream
+  with every group priced afresh, side by side; ``fill_revalue_speedup`` the ratio of the medians;
+  ``*_mean_ms`` the means (a fill right after a tick prices that underlying's groups again).
+
 ``cut_fraction`` is the share of decisions with a side cut or dropped by the pre-trade check (or the
 reduce-only rule), ``layer_share`` the share of decisions per deciding layer (a contract past its
 soft position level is quoted in SOFT). Targets (printed, not
@@ -30,9 +38,11 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 
+from optmm import pricing
 from optmm.book import Book
 from optmm.market import Market
 from optmm.risk import AuditTrail, Layer, LimitSet
@@ -63,10 +73,12 @@ LIMITS: dict[str, Any] = {
 }
 
 
-def make_controller(audit: AuditTrail | None) -> tuple[RiskController, np.ndarray]:
+def make_controller(
+    audit: AuditTrail | None, limits: dict[str, Any] = LIMITS
+) -> tuple[RiskController, np.ndarray]:
     book = Book.load(ROOT / "scenarios/examples/book.csv")
     market = Market.load(ROOT / "scenarios/examples/market.toml")
-    ctl = RiskController(book, market, LimitSet.from_dict(LIMITS, source="<bench>"), audit=audit)
+    ctl = RiskController(book, market, LimitSet.from_dict(limits, source="<bench>"), audit=audit)
     spot = market.spot["SPY"]
     strikes = np.round(spot * np.linspace(0.80, 1.19, 40))
     chain = ctl.add_contracts("SPY", ["call"] * 40 + ["put"] * 40, np.concatenate([strikes, strikes]), EXPIRY)
@@ -159,17 +171,53 @@ def run_compiled(n: int, seed: int, batch: int, audited: bool) -> dict[str, floa
     }
 
 
+def _priced_afresh(self: pricing.Reuse, key: Any, fn: Any, args: tuple[Any, ...], dividends: Any) -> list:
+    """:meth:`optmm.pricing.Reuse.__call__` that keeps nothing: every group priced again."""
+    result = fn(*args, dividends=dividends)
+    return [result] if isinstance(result, np.ndarray) else list(result.to_dict().values())
+
+
+def run_fill_revalue(n: int, seed: int, reuse: bool) -> tuple[float, float]:
+    """Median and mean milliseconds of ``on_fill`` over the stream's first ``n`` decisions, every fill
+    revaluing the grid; the slow engines' figures reused where their inputs are unchanged, or not."""
+    limits = LIMITS | {"scenario": {"after_fill_vega": 1e-9}}
+    with mock.patch.object(pricing.Reuse, "__call__", pricing.Reuse.__call__ if reuse else _priced_afresh):
+        ctl, chain = make_controller(None, limits)
+        s = make_stream(chain, n, seed)
+        spot = [ctl.state().loc["SPY", "spot"]]
+        per: list[float] = []
+        fill = ctl.on_fill
+
+        def timed(c: int, q: float, price: float) -> None:
+            t0 = time.perf_counter_ns()
+            fill(c, q, price)
+            per.append((time.perf_counter_ns() - t0) / 1e6)
+
+        ctl.on_fill = timed  # type: ignore[method-assign]
+        for i in range(n):
+            c = int(s["contract"][i])
+            d = ctl.decide(QuoteRequest(c, float(s["bid"][i]), float(s["ask"][i])))
+            _between(ctl, i, c, d.bid_size, d.ask_size, s, spot)
+    return float(np.median(per)), float(np.mean(per))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=200_000, help="decisions (200,000)")
     parser.add_argument("--batch", type=int, default=1_000, help="requests per decide_many call (1,000)")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--fills-over", type=int, default=500, help="decisions of the fill timing (500)")
     parser.add_argument("--json", action="store_true", help="also print one JSON object, last")
     args = parser.parse_args(argv)
     r: dict[str, Any] = {"n_decisions": args.n, "batch": args.batch, "chain": 80}
     r.update(run_python(args.n, args.seed))
     r.update(run_compiled(args.n, args.seed, args.batch, audited=False))
     r.update(run_compiled(args.n, args.seed, args.batch, audited=True))
+    r["fill_revalue_ms"], r["fill_revalue_mean_ms"] = run_fill_revalue(args.fills_over, args.seed, True)
+    r["fill_revalue_fresh_ms"], r["fill_revalue_fresh_mean_ms"] = run_fill_revalue(
+        args.fills_over, args.seed, False
+    )
+    r["fill_revalue_speedup"] = r["fill_revalue_fresh_ms"] / r["fill_revalue_ms"]
     r["targets"] = {"median_us_python": TARGET_PYTHON_US, "median_us_compiled": TARGET_COMPILED_US}
     r["cores"] = os.cpu_count()
     print(
@@ -185,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
           f"target median <= {TARGET_COMPILED_US:g} us ({ok})")  # fmt: skip
     print(f"  decide_many, audited     median {r['median_us_compiled_audited']:6.3f} us  "
           f"p99 {r['p99_us_compiled_audited']:6.3f} us")  # fmt: skip
+    print(f"  fill that revalues       median {r['fill_revalue_ms']:6.1f} ms  "
+          f"mean {r['fill_revalue_mean_ms']:6.1f} ms   priced afresh: median "
+          f"{r['fill_revalue_fresh_ms']:6.1f} ms  "
+          f"mean {r['fill_revalue_fresh_mean_ms']:6.1f} ms")  # fmt: skip
     if args.json:
         print(json.dumps(r))
     return 0

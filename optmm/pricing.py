@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Carry",
+    "Reuse",
     "american_flags",
     "book_terms",
     "carry",
@@ -268,26 +269,77 @@ def _rows(terms: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
     )
 
 
+class Reuse:
+    """The last figures of each group of contracts that are not plain (:func:`plain`; one group per
+    underlying and style), kept with the exact inputs the engine priced them from.
+
+    :func:`contract_greeks` and :func:`contract_price` given one (``reuse=``, with a ``slot`` name per
+    kind of call) call the engine on a group again only when one of the group's inputs (spots,
+    strikes, times, vols, call flags, rate, carry, dividends) differs from the last call's in the same
+    slot, bit for bit; else they take the kept figures. The engines price each option from its
+    inputs alone, so the figures are those of a fresh call. A caller that prices the same contracts
+    again without a market move (the risk controller's revaluation after a fill, the Greeks and the
+    base prices of one recompute) then does not pay the slow engines (American, cash dividends)
+    again."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[FloatArray]]] = {}
+        self.calls = 0
+        """Engine calls made (groups priced); :attr:`reused` counts the groups taken as kept."""
+        self.reused = 0
+
+    def __call__(
+        self, key: tuple[Any, ...], fn: Any, args: tuple[Any, ...], dividends: Any
+    ) -> list[FloatArray]:
+        """``fn(*args, dividends=dividends)``'s outputs as 1-d arrays, kept under ``key``."""
+        seen = tuple(_bits(a) for a in (*args, *(dividends or ())))
+        last = self._last.get(key)
+        if last is not None and last[0] == seen:
+            self.reused += 1
+            return last[1]
+        out = _arrays(fn(*args, dividends=dividends))
+        self.calls += 1
+        self._last[key] = (seen, out)
+        return out
+
+
+def _bits(a: Any) -> tuple[Any, ...]:
+    """An input as its shape, type and bytes: two inputs are the same iff these are equal."""
+    arr = np.asarray(a)
+    return arr.shape, arr.dtype.str, arr.tobytes()
+
+
 def _by_engine(
-    european: Any, american_: Any, carry_: Carry, terms: tuple[Any, ...], elapsed: float
+    european: Any,
+    american_: Any,
+    carry_: Carry,
+    terms: tuple[Any, ...],
+    elapsed: float,
+    reuse: tuple[Reuse, str] | None = None,
 ) -> list[FloatArray]:
     """The outputs of ``european`` (``bsm_greeks`` or ``bsm_price``) and ``american_`` on ``terms``
     (``u`` to ``american`` of :func:`contract_greeks`), each 1-d: the plain rows in one call, the
-    others by (underlying, style) with the underlying's dividends seen ``elapsed`` years on."""
+    others by (underlying, style) with the underlying's dividends seen ``elapsed`` years on; those
+    through ``reuse`` (a :class:`Reuse` and the slot) when given."""
     uu, s, k, tt, v, c, am = _rows(terms)
     groups = _groups(carry_, uu, am)
     if not groups:
         return _arrays(european(s, k, tt, carry_.rate[uu], carry_.q[uu], v, c))
     p = np.flatnonzero(plain(carry_, uu, am))  # the plain rows alone: the others are priced below
     calls: list[tuple[Any, ...]] = (
-        [(p, european, carry_.rate[uu[p]], carry_.q[uu[p]], None)] if p.size else []
+        [(p, european, carry_.rate[uu[p]], carry_.q[uu[p]], None, None)] if p.size else []
     )
     for rows, j, is_american in groups:
         fn = american_ if is_american else european
-        calls.append((rows, fn, carry_.rate[j], carry_.q[j], carry_.dividends(j, elapsed)))
+        group = None if reuse is None else (reuse[1], fn, j, is_american)
+        calls.append((rows, fn, carry_.rate[j], carry_.q[j], carry_.dividends(j, elapsed), group))
     out: list[FloatArray] = []
-    for rows, fn, rate, q, dividends in calls:
-        result = _arrays(fn(s[rows], k[rows], tt[rows], rate, q, v[rows], c[rows], dividends=dividends))
+    for rows, fn, rate, q, dividends, group in calls:
+        args = (s[rows], k[rows], tt[rows], rate, q, v[rows], c[rows])
+        if group is not None and reuse is not None:
+            result = reuse[0](group, fn, args, dividends)
+        else:
+            result = _arrays(fn(*args, dividends=dividends))
         out = out or [np.empty(s.size) for _ in result]
         for o, r in zip(out, result, strict=True):
             o[rows] = r
@@ -309,6 +361,7 @@ def contract_greeks(
     american: BoolArray,
     *,
     elapsed: float = 0.0,
+    reuse: tuple[Reuse, str] | None = None,
 ) -> Greeks:
     """Price and Greeks of options on their contract terms (plain partial derivatives, as
     :class:`~optmm.greeks.Greeks`), 1-d arrays broadcast together.
@@ -324,9 +377,12 @@ def contract_greeks(
     elapsed : float
         Years since the valuation the carry was taken at (a scenario's time passing): dividend
         times are seen from there. ``t`` is the time left at that point.
+    reuse : (Reuse, str), optional
+        A :class:`Reuse` and a slot name: the contracts that are not plain are priced through it,
+        a group whose inputs are those of the slot's last call not again.
     """
     terms = (u, spot, strike, t, vol, is_call, american)
-    return Greeks(*_by_engine(bsm_greeks, american_greeks, carry_, terms, elapsed))
+    return Greeks(*_by_engine(bsm_greeks, american_greeks, carry_, terms, elapsed, reuse))
 
 
 def contract_price(
@@ -340,7 +396,8 @@ def contract_price(
     american: BoolArray,
     *,
     elapsed: float = 0.0,
+    reuse: tuple[Reuse, str] | None = None,
 ) -> FloatArray:
     """Prices alone, as :func:`contract_greeks` (same arguments), 1-d."""
     terms = (u, spot, strike, t, vol, is_call, american)
-    return _by_engine(bsm_price, american_price, carry_, terms, elapsed)[0]
+    return _by_engine(bsm_price, american_price, carry_, terms, elapsed, reuse)[0]

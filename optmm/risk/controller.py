@@ -359,6 +359,7 @@ class RiskController:
         self._uindex: dict[str, int] = {}
         self._keys: dict[_Key, int] = {}
         self._carry = pricing.Carry((), np.zeros(0), np.zeros(0), (), ())  # (set with the underlyings)
+        self._reuse = pricing.Reuse()  # the slow engines' last figures (American, cash dividends)
         self._var: _VarScenarios | None = None
         self._var_index = -1  # the VaR scenario (row of the scenarios) at the last revaluation
         self._c_u = np.zeros(0, dtype=np.intp)
@@ -1217,7 +1218,7 @@ class RiskController:
             spot = self._ust[u, _k.USPOT]
             g = pricing.contract_greeks(
                 self._carry, u, spot, self._c_strike[rows], self._c_t[rows], vol,
-                self._c_kind[rows] == Kind.CALL, self._c_american[rows],
+                self._c_kind[rows] == Kind.CALL, self._c_american[rows], reuse=(self._reuse, "greeks"),
             )  # fmt: skip
             mult = self._cf[rows, _k.CMULT]
             self._cf[rows, _k.CDELTA] = mult * g.delta
@@ -1245,7 +1246,7 @@ class RiskController:
         if base is not None:
             shift = np.ascontiguousarray(np.broadcast_to(self._shock_spot_g, (nu, n_g)))
             vol_cg = self._scenario_vols(base[0], move, shift, np.broadcast_to(self._shock_vol_g, (nu, n_g)))
-            out = self._reval(spot, base[1], shift, vol_cg)
+            out = self._reval(spot, base[1], shift, vol_cg, "grid")
             self._cf[:, _k.CCELL :] = out
             np.add.at(cells, self._c_u, self._cf[:, _k.CPOS, None] * out)
         cells[nu] = cells[:nu].sum(axis=0)
@@ -1262,7 +1263,7 @@ class RiskController:
         u = self._c_u
         price = pricing.contract_greeks(
             self._carry, u, spot[u], self._c_strike, self._c_t, vol, self._c_kind == Kind.CALL,
-            self._c_american,
+            self._c_american, reuse=(self._reuse, "greeks"),
         ).price  # fmt: skip
         return vol, np.asarray(price, dtype=np.float64)
 
@@ -1293,11 +1294,19 @@ class RiskController:
         return np.maximum(vol + vol_shift[u], 0.0)
 
     def _reval(
-        self, spot: np.ndarray, price: np.ndarray, spot_shift: np.ndarray, vol: np.ndarray, days: float = 0.0
+        self,
+        spot: np.ndarray,
+        price: np.ndarray,
+        spot_shift: np.ndarray,
+        vol: np.ndarray,
+        slot: str,
+        days: float = 0.0,
     ) -> np.ndarray:
         """P&L of one contract of every contract at each scenario point, shape (contracts, G): spot
         ``spot[u] * (1 + spot_shift[u, g])``, vol ``vol[c, g]``, ``days`` calendar days passing, less
-        ``price``. Plain contracts through the scenario kernel, the others priced on their terms."""
+        ``price``. Plain contracts through the scenario kernel, the others priced on their terms
+        (through the controller's :class:`~optmm.pricing.Reuse`, in ``slot``: a group of them whose
+        inputs are those of the slot's last revaluation is not priced again)."""
         dt = days / DAYS_PER_YEAR
         n_c, n_g = vol.shape
         u, carry = self._c_u, self._carry
@@ -1323,7 +1332,7 @@ class RiskController:
             shocked = pricing.contract_price(
                 carry, ur[:, None], spot[ur][:, None] * (1.0 + spot_shift[ur]), self._c_strike[rows, None],
                 self._c_t[rows, None] - dt, vol[rows], is_call[rows, None], self._c_american[rows, None],
-                elapsed=dt,
+                elapsed=dt, reuse=(self._reuse, slot),
             )  # fmt: skip
             out[rows] = mult[rows, None] * (shocked.reshape(rows.size, n_g) - price[rows, None])
         return out
@@ -1341,7 +1350,7 @@ class RiskController:
         out = None
         if base is not None:
             vols = self._scenario_vols(base[0], move, spot_shift, vol_shift)
-            out = self._reval(spot, base[1], spot_shift, vols, self._var.days)
+            out = self._reval(spot, base[1], spot_shift, vols, "var", self._var.days)
             pnl = pnl + (self._cf[:, _k.CPOS, None] * out).sum(axis=0)
         bad = np.flatnonzero(~np.isfinite(pnl))
         if bad.size:
