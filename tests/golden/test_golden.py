@@ -5,9 +5,10 @@ These pin the figures bit for bit, so that a change meant to keep results (a res
 speed-up) is proved to keep them. A change that alters a result on purpose updates the hashes in
 ``tests/golden/hashes.json`` and its commit says which figures move and why:
 
-    OPTMM_GOLDEN_UPDATE=1 python -m pytest -q tests/golden/test_golden.py
+    OPTMM_GOLDEN_UPDATE=1 python -m pytest -q -n 0 tests/golden/test_golden.py
 
-(the test then writes the file and fails, so an update is never silent).
+(in one process, ``-n 0``, as the tests write one file; the test then writes the file and fails, so
+an update is never silent).
 """
 
 from __future__ import annotations
