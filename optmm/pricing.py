@@ -280,12 +280,17 @@ class Reuse:
     inputs alone, so the figures are those of a fresh call. A caller that prices the same contracts
     again without a market move (the risk controller's revaluation after a fill, the Greeks and the
     base prices of one recompute) then does not pay the slow engines (American, cash dividends)
-    again."""
+    again.
+
+    Attributes
+    ----------
+    calls, reused : int
+        The groups priced by the engine, and those taken as kept.
+    """
 
     def __init__(self) -> None:
         self._last: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[FloatArray]]] = {}
         self.calls = 0
-        """Engine calls made (groups priced); :attr:`reused` counts the groups taken as kept."""
         self.reused = 0
 
     def __call__(
@@ -331,13 +336,12 @@ def _by_engine(
     )
     for rows, j, is_american in groups:
         fn = american_ if is_american else european
-        group = None if reuse is None else (reuse[1], fn, j, is_american)
-        calls.append((rows, fn, carry_.rate[j], carry_.q[j], carry_.dividends(j, elapsed), group))
+        calls.append((rows, fn, carry_.rate[j], carry_.q[j], carry_.dividends(j, elapsed), (j, is_american)))
     out: list[FloatArray] = []
     for rows, fn, rate, q, dividends, group in calls:
         args = (s[rows], k[rows], tt[rows], rate, q, v[rows], c[rows])
-        if group is not None and reuse is not None:
-            result = reuse[0](group, fn, args, dividends)
+        if group is not None and reuse is not None:  # a group, kept in the slot reuse[1]
+            result = reuse[0]((reuse[1], fn, *group), fn, args, dividends)
         else:
             result = _arrays(fn(*args, dividends=dividends))
         out = out or [np.empty(s.size) for _ in result]
