@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 from builders import make_book
+from numba.core.registry import CPUDispatcher
 
 from optmm.book import Kind
 from optmm.market import Market, Sticky
@@ -231,3 +232,16 @@ def test_layer_refresh_rows_are_the_layers_and_the_old_ones() -> None:
     assert ust[:2, ck.ULAYER].tolist() == [Layer.SOFT, Layer.HARD]
     assert ck.layers_all(0.0, ust, prm, out) == 0  # recorded: no change the second time
     assert out[:, ck.L_OLD].tolist() == out[:, ck.L_LAYER].tolist()
+
+
+def test_the_kernels_compiled_on_their_own_keep_no_reference_counts() -> None:
+    """The simulator's loop calls these: compiled with reference counting, how fast the loop ran
+    depended on which process had compiled them first (the module docstring)."""
+    own = {
+        name: f
+        for name, f in vars(ck).items()
+        if isinstance(f, CPUDispatcher) and f.targetoptions.get("inline", "never") != "always"
+    }
+    assert {"decide_one", "_side", "layers_all", "apply_fill", "underlying_layer"} <= own.keys()
+    counted = sorted(name for name, f in own.items() if f.targetoptions.get("_nrt", True))
+    assert not counted, f"compiled with reference counting: {counted}"
