@@ -34,10 +34,11 @@ code ``VAR`` 19, after the signal codes of :class:`~optmm.codes.TriggerSignal`).
 is a plain loop over scalars; no array is allocated on the decision path.
 
 The functions compiled on their own are compiled without numba's reference counting (``_nrt=False``;
-the inlined ones take their caller's): nothing here allocates, and with it a row view or an argument
-passed on kept reference-count calls that LLVM removes or not depending on how the function reached
-the caller's module. The simulator's loop, which calls them, ran a day about 15% slower when they had
-been compiled and cached by an earlier process (the controller's own use) than when compiled with it.
+the inlined ones take their caller's), as nothing here allocates. With it, their array arguments and
+row views came with reference-count calls that LLVM removed or kept depending on how the function
+reached its caller's module: the simulator's loop, which calls them, ran a day about 15% slower when
+an earlier process (the controller's own use) had compiled and cached them than when it compiled
+them itself.
 
 Both :class:`~optmm.risk.controller.RiskController` and the simulator's loop (:mod:`optmm.sim._kernels`,
 on a copy of :meth:`~optmm.risk.controller.RiskController.kernel_state`) run these rules: the decision
