@@ -45,6 +45,7 @@ import numpy as np
 from optmm import pricing
 from optmm.book import Book
 from optmm.market import Market
+from optmm.pricing import Reuse
 from optmm.risk import AuditTrail, Layer, LimitSet
 from optmm.risk.controller import QuoteRequest, RiskController
 
@@ -171,17 +172,11 @@ def run_compiled(n: int, seed: int, batch: int, audited: bool) -> dict[str, floa
     }
 
 
-def _priced_afresh(self: pricing.Reuse, key: Any, fn: Any, args: tuple[Any, ...], dividends: Any) -> list:
-    """:meth:`optmm.pricing.Reuse.__call__` that keeps nothing: every group priced again."""
-    result = fn(*args, dividends=dividends)
-    return [result] if isinstance(result, np.ndarray) else list(result.to_dict().values())
-
-
 def run_fill_revalue(n: int, seed: int, reuse: bool) -> tuple[float, float]:
     """Median and mean milliseconds of ``on_fill`` over the stream's first ``n`` decisions, every fill
     revaluing the grid; the slow engines' figures reused where their inputs are unchanged, or not."""
     limits = LIMITS | {"scenario": {"after_fill_vega": 1e-9}}
-    with mock.patch.object(pricing.Reuse, "__call__", pricing.Reuse.__call__ if reuse else _priced_afresh):
+    with mock.patch.object(pricing, "Reuse", lambda: Reuse(keep=reuse)):  # the controller's
         ctl, chain = make_controller(None, limits)
         s = make_stream(chain, n, seed)
         spot = [ctl.state().loc["SPY", "spot"]]

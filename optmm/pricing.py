@@ -282,13 +282,20 @@ class Reuse:
     base prices of one recompute) then does not pay the slow engines (American, cash dividends)
     again.
 
+    Parameters
+    ----------
+    keep : bool, default True
+        False keeps nothing: every group is priced again (the reference that the tests and
+        ``bench/controller.py`` compare with).
+
     Attributes
     ----------
     calls, reused : int
         The groups priced by the engine, and those taken as kept.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
         self._last: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[FloatArray]]] = {}
         self.calls = 0
         self.reused = 0
@@ -297,14 +304,15 @@ class Reuse:
         self, key: tuple[Any, ...], fn: Any, args: tuple[Any, ...], dividends: Any
     ) -> list[FloatArray]:
         """``fn(*args, dividends=dividends)``'s outputs as 1-d arrays, kept under ``key``."""
-        seen = tuple(_bits(a) for a in (*args, *(dividends or ())))
+        seen = tuple(_bits(a) for a in (*args, *(dividends or ()))) if self.keep else ()
         last = self._last.get(key)
         if last is not None and last[0] == seen:
             self.reused += 1
             return last[1]
         out = _arrays(fn(*args, dividends=dividends))
         self.calls += 1
-        self._last[key] = (seen, out)
+        if self.keep:
+            self._last[key] = (seen, out)
         return out
 
 

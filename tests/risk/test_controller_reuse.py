@@ -21,6 +21,7 @@ from builders import Clock
 from optmm import pricing
 from optmm.book import Book
 from optmm.market import Market
+from optmm.pricing import Reuse
 from optmm.risk import LimitSet, QuoteRequest
 from optmm.risk.controller import RiskController
 
@@ -66,6 +67,11 @@ def test_reused_greeks_and_prices_are_a_fresh_calls_and_a_changed_group_is_price
     for name in fresh.to_dict():
         assert same_bits(getattr(first, name), getattr(fresh, name)), name
         assert same_bits(getattr(again, name), getattr(fresh, name)), name
+    nothing = pricing.Reuse(keep=False)  # keeps nothing: every call prices every group
+    for _ in range(2):
+        kept_none = pricing.contract_greeks(carry, *terms, reuse=(nothing, "greeks"))
+    assert nothing.calls == 2 * groups and nothing.reused == 0
+    assert same_bits(kept_none.price, fresh.price)
 
     # one underlying's spot moves by one unit in the last place: its groups alone are priced again
     u, spot = terms[0], terms[1].copy()
@@ -128,8 +134,7 @@ def drive(reuse_on: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[RiskControll
     with monkeypatch.context() as m:
         m.setattr(pricing, "american_price", counted)
         if not reuse_on:
-            m.setattr(pricing.Reuse, "__call__", lambda self, key, fn, args, dividends: pricing._arrays(
-                fn(*args, dividends=dividends)))  # fmt: skip
+            m.setattr(pricing, "Reuse", lambda: Reuse(keep=False))  # the controller's keeps nothing
         book, market = example()
         names = sorted(set(book.underlying.tolist()))
         rng = np.random.default_rng(11)
