@@ -19,7 +19,7 @@ import pytest
 from builders import Clock
 
 from optmm import pricing
-from optmm.book import Book
+from optmm.book import Book, Kind
 from optmm.market import Market
 from optmm.pricing import Reuse
 from optmm.risk import LimitSet, QuoteRequest
@@ -45,7 +45,7 @@ def options_terms() -> tuple[pricing.Carry, tuple[np.ndarray, ...]]:
     u = codes[opt]
     spot = np.array([market.spot[n] for n in names])[u]
     vol = np.full(opt.size, 0.3) + 0.01 * np.arange(opt.size) / opt.size
-    call = np.asarray(book.kind[opt] == 1)
+    call = np.asarray(book.kind[opt] == Kind.CALL)
     return carry, (u, spot, book.strike[opt], t[opt], vol, call, american[opt])
 
 
@@ -136,7 +136,7 @@ def drive(reuse_on: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[RiskControll
         if not reuse_on:
             m.setattr(pricing, "Reuse", lambda: Reuse(keep=False))  # the controller's keeps nothing
         book, market = example()
-        names = sorted(set(book.underlying.tolist()))
+        names = book.underlyings()
         rng = np.random.default_rng(11)
         index = pd.date_range("2025-01-01", periods=40, freq="B")
         var_spot = pd.DataFrame(rng.normal(0.0, 0.02, (40, len(names))), index=index, columns=names)
