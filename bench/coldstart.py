@@ -8,9 +8,14 @@ run wrote (warm: imports + loading the cache + the work):
 * ``risk_cold_s`` / ``risk_warm_s``          ``optmm risk`` on the bundled example book
 * ``simulate_cold_s`` / ``simulate_warm_s``  ``optmm simulate scenarios/sim/calm_day.toml``
 * ``risk_cold_over_warm``, ``simulate_cold_over_warm``: what compiling costs, as a ratio
-* ``risk_cold_stock_s`` / ``simulate_cold_stock_s``: the cold runs again with numba's own inlining
-  and typing (``OPTMM_COMPILE_SPEED=0``, see ``optmm/_compile_speed.py``) in yet another empty cache,
-  and ``risk_cold_vs_stock`` / ``simulate_cold_vs_stock``: cold over that, as a ratio
+* ``risk_cold_one_process_s``: the risk command cold again, in another empty cache, without the
+  helper process that compiles the boundary engine on a second core (``OPTMM_COMPILE_AHEAD=0``, see
+  ``optmm/_compile_ahead.py``; ``simulate`` on ``calm_day`` starts none), and
+  ``risk_cold_vs_one_process``: cold over that, as a ratio
+* ``risk_cold_stock_s`` / ``simulate_cold_stock_s``: the cold runs again as numba does it, with its own
+  inlining and typing (``OPTMM_COMPILE_SPEED=0``, see ``optmm/_compile_speed.py``) and in one process
+  (``OPTMM_COMPILE_AHEAD=0``), in yet another empty cache, and ``risk_cold_vs_stock`` /
+  ``simulate_cold_vs_stock``: cold over that, as a ratio
 
 Wall-clock seconds of the whole process (as a user waits for it). The risk command runs first in its
 cache and the simulation in its own, so that neither inherits the other's kernels.
@@ -45,10 +50,11 @@ COMMANDS = {
 }
 
 
-def run(args: list[str], cache: Path, compile_speed: bool = True) -> float:
+def run(args: list[str], cache: Path, compile_speed: bool = True, ahead: bool = True) -> float:
     """Seconds of one ``python -m optmm ARGS`` process with numba's cache in ``cache``."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
     env["OPTMM_COMPILE_SPEED"] = "1" if compile_speed else "0"
+    env["OPTMM_COMPILE_AHEAD"] = "1" if ahead else "0"
     t0 = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "optmm", *args], cwd=ROOT, env=env, capture_output=True, text=True
@@ -66,19 +72,24 @@ def main() -> int:
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="optmm-coldstart-") as tmp:
         for name, command in COMMANDS.items():
-            cache, stock_cache = Path(tmp) / name, Path(tmp) / f"{name}-stock"
+            cache = Path(tmp) / name
             cache.mkdir()
-            stock_cache.mkdir()
             cold = figures[f"{name}_cold_s"] = round(run(command, cache), 2)
             warm = figures[f"{name}_warm_s"] = round(run(command, cache), 2)
-            stock = figures[f"{name}_cold_stock_s"] = round(run(command, stock_cache, False), 2)
+            line = f"optmm {name:<9} cold {cold:7.2f} s   warm {warm:6.2f} s"
+            if name == "risk":
+                one_cache = Path(tmp) / "risk-one-process"
+                one_cache.mkdir()
+                one = figures["risk_cold_one_process_s"] = round(run(command, one_cache, ahead=False), 2)
+                figures["risk_cold_vs_one_process"] = round(cold / one, 2)
+                line += f"   cold in one process {one:7.2f} s"
+            (Path(tmp) / f"{name}-stock").mkdir()
+            stock = figures[f"{name}_cold_stock_s"] = round(
+                run(command, Path(tmp) / f"{name}-stock", compile_speed=False, ahead=False), 2
+            )
             figures[f"{name}_cold_over_warm"] = round(cold / warm, 1)
             figures[f"{name}_cold_vs_stock"] = round(cold / stock, 2)
-            print(
-                f"optmm {name:<9} cold {cold:7.2f} s   warm {warm:6.2f} s   "
-                f"cold with numba's own inlining and typing {stock:7.2f} s",
-                flush=True,
-            )
+            print(f"{line}   cold as numba does it {stock:7.2f} s", flush=True)
     if args.json:
         print(json.dumps(figures))
     return 0

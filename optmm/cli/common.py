@@ -125,6 +125,7 @@ def input_file(option: str, path: str) -> None:
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     """``(book, market)`` of the arguments ``BOOK --market MARKET [--valuation WHEN]``, the book checked
     against the market; every problem is one :class:`UsageError` line."""
+    from optmm import _compile_ahead
     from optmm.book import Book
 
     input_file("BOOK", args.book)
@@ -133,6 +134,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     with as_usage_error(ValueError, OSError):
         book = Book.load(args.book)
         book.check_market(market)
+        _compile_ahead.for_book(book, market)  # on a first run, a second core compiles an engine
     return book, market
 
 
