@@ -8,10 +8,10 @@ run wrote (warm: imports + loading the cache + the work):
 * ``risk_cold_s`` / ``risk_warm_s``          ``optmm risk`` on the bundled example book
 * ``simulate_cold_s`` / ``simulate_warm_s``  ``optmm simulate scenarios/sim/calm_day.toml``
 * ``risk_cold_over_warm``, ``simulate_cold_over_warm``: what compiling costs, as a ratio
-* ``risk_cold_one_process_s``: the risk command cold again, in another empty cache, without the
-  helper process that compiles the boundary engine on a second core (``OPTMM_COMPILE_AHEAD=0``, see
-  ``optmm/_compile_ahead.py``; ``simulate`` on ``calm_day`` starts none), and
-  ``risk_cold_vs_one_process``: cold over that, as a ratio
+* ``risk_cold_one_process_s`` / ``simulate_cold_one_process_s``: each command cold again, in another
+  empty cache, without the helper process that compiles kernels it needs later on a second core
+  (``OPTMM_COMPILE_AHEAD=0``, see ``optmm/_compile_ahead.py``), and ``*_cold_vs_one_process``: cold
+  over that, as a ratio
 * ``risk_cold_stock_s`` / ``simulate_cold_stock_s``: the cold runs again as numba does it, with its own
   inlining and typing (``OPTMM_COMPILE_SPEED=0``, see ``optmm/_compile_speed.py``) and in one process
   (``OPTMM_COMPILE_AHEAD=0``), in yet another empty cache, and ``risk_cold_vs_stock`` /
@@ -77,12 +77,11 @@ def main() -> int:
             cold = figures[f"{name}_cold_s"] = round(run(command, cache), 2)
             warm = figures[f"{name}_warm_s"] = round(run(command, cache), 2)
             line = f"optmm {name:<9} cold {cold:7.2f} s   warm {warm:6.2f} s"
-            if name == "risk":
-                one_cache = Path(tmp) / "risk-one-process"
-                one_cache.mkdir()
-                one = figures["risk_cold_one_process_s"] = round(run(command, one_cache, ahead=False), 2)
-                figures["risk_cold_vs_one_process"] = round(cold / one, 2)
-                line += f"   cold in one process {one:7.2f} s"
+            one_cache = Path(tmp) / f"{name}-one-process"
+            one_cache.mkdir()
+            one = figures[f"{name}_cold_one_process_s"] = round(run(command, one_cache, ahead=False), 2)
+            figures[f"{name}_cold_vs_one_process"] = round(cold / one, 2)
+            line += f"   cold in one process {one:7.2f} s"
             (Path(tmp) / f"{name}-stock").mkdir()
             stock = figures[f"{name}_cold_stock_s"] = round(
                 run(command, Path(tmp) / f"{name}-stock", compile_speed=False, ahead=False), 2

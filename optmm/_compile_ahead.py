@@ -1,49 +1,208 @@
-"""A second process that compiles one American engine while this one compiles the other.
+"""A second process that compiles kernels a command will need later, while the command compiles others.
 
 numba compiles a kernel in the process that first calls it, one function at a time (its compiler
-holds a lock), and keeps the machine code in its on-disk cache (``cache=True``). A book with American
-options on underlyings with cash dividends (the finite-difference engine,
-:mod:`optmm.greeks._american_fd`) and on underlyings without (the boundary engine,
-:mod:`optmm.greeks._american`) needs both engines on its first run: about 4 and 6 seconds of
-compiling, one after the other (``optmm risk`` on the example book).
+holds a lock), and keeps the machine code in its on-disk cache (``cache=True``). On a first run
+(an empty cache, or sources changed since), a command spends most of its time compiling, on one
+core. On a machine with a second core, the commands start a helper process (:func:`for_book`,
+:func:`for_simulation`) that compiles, into numba's cache, kernels the command needs only later,
+while the command goes on with its own; the first time the command comes to compile one of them,
+it waits until the helper has done that one (a line on the helper's stdout), then numba loads it,
+and every function it calls, from the cache.
 
-On a machine with a second core, the commands that load a book (:func:`optmm.cli.common._load`) call
-:func:`for_book`: when the book needs both engines and the boundary engine's kernels are not in the
-cache, it starts a helper process that compiles that engine's Greeks kernel (and everything it calls)
-into numba's cache, while this process goes on. Pricing calls the boundary engine's groups last
-(:func:`optmm.pricing._by_engine`); the first time this process comes to compile one of the engine's
-kernels, it waits for the helper, and numba then loads the kernel and its callees from the cache.
+* A book with American options on underlyings with cash dividends (the finite-difference engine)
+  and on underlyings without (the boundary engine) needs both engines: the helper compiles the
+  boundary engine while the command compiles the finite-difference one, and pricing calls the
+  boundary engine's groups last (:func:`optmm.pricing._by_engine`). ``optmm risk`` on the example
+  book: 12 s on one core, about 9 s on two.
+* A simulation compiles its controller's setup, then its loop and, as numba types the loop, each
+  kernel the loop calls. The helper compiles, as the loop calls them (:data:`LOOP_STEPS`), the
+  closed form's blocks on the loop's arrays, the toxicity detector's kernels, the price kernel of
+  the markouts and the controller's kernels that only the loop calls (through the classes' own
+  methods), while the command sets the run up and compiles the rest. ``optmm simulate`` on
+  ``calm_day``: 41 s on one core, about 33 s on two.
 
-The helper compiles the same functions, with the same options and environment, so the machine code
-loaded is what this process would have compiled: the figures are the same to the bit
-(``tests/cli/test_compile_ahead.py``). Nothing is started when the engine is in the cache already,
-on one core, or with ``OPTMM_COMPILE_AHEAD=0``. A helper still running when this process exits is
-stopped.
+The helper compiles the same functions with the same options, types and environment, so the
+machine code loaded is what the command would have compiled: the figures are the same to the bit
+(``tests/cli/test_compile_ahead.py``); both write numba's cache under a lock
+(:func:`_locked_cache_writes`). Nothing is started when the kernels are in the cache already, on one
+core, off POSIX systems, while another helper runs, or with ``OPTMM_COMPILE_AHEAD=0``. A helper still
+running when the command exits is stopped.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import select
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV_SWITCH", "Helper", "for_book"]
+__all__ = ["ENV_SWITCH", "Helper", "for_book", "for_simulation"]
 
 ENV_SWITCH = "OPTMM_COMPILE_AHEAD"
 WAIT_S = 600.0
-"""Seconds this process waits for a helper before stopping it and compiling the engine itself."""
+"""Seconds after its start when a helper still running is stopped (the command then compiles the
+kernels itself)."""
 
 
-def _entry_points() -> list[Any]:
-    """The boundary engine's array kernels (each compiled serial and threaded): every call from
-    Python reaches the engine through one of them."""
+# --------------------------------------------------------------------------------------------------
+# What a helper compiles: steps, each a function that compiles by calling, and the kernels it leaves in
+# the cache (those the command waits for)
+
+
+def _boundary_engine() -> None:
+    """The boundary engine's Greeks kernel, through the function pricing calls (one option: the serial
+    form; the threaded form, for large books, then finds every function it calls in the cache)."""
+    import numpy as np
+
+    from optmm.greeks.american import american_greeks
+
+    one = np.ones(1)
+    american_greeks(100.0 * one, 100.0 * one, 0.5 * one, 0.04 * one, 0.01 * one, 0.3 * one, one > 0.0)
+
+
+def _boundary_kernels() -> list[Any]:
     from optmm.greeks import _american
 
-    kernels = (_american.greeks_kernel, _american.price_kernel, _american.iv_kernel)
-    return [d for k in kernels for d in (k.serial, k.threaded)]
+    sized = (_american.greeks_kernel, _american.price_kernel, _american.iv_kernel)
+    return [d for k in sized for d in (k.serial, k.threaded)]
+
+
+def _blocks() -> None:
+    """The closed form's blocks as the loop calls them on its arrays: price, delta, gamma, vega and
+    theta of each instrument, and the prices of a scenario cell."""
+    import numpy as np
+
+    from optmm.greeks._bsm import _greeks_block, _price_block
+
+    one = np.ones(2)
+    args = (100.0 * one, 100.0 * one, 0.5 * one, 0.04 * one, 0.0 * one, 0.2 * one, one > 0.0)
+    _greeks_block(*args, *(np.empty(2) for _ in range(5)))
+    _price_block(*args, np.empty(2))
+
+
+def _block_kernels() -> list[Any]:
+    """None to wait for: the command compiles the Greeks block for its controller's setup (with rho,
+    vanna and volga) at once, and the loop's forms seconds after the helper has left them in the cache."""
+    return []
+
+
+def _toxicity() -> None:
+    """The toxicity detector's event kernels and its latch as the loop calls them."""
+    from optmm.quoting._toxicity_kernels import tox_update
+    from optmm.quoting.toxicity import ToxicityConfig, ToxicityDetector
+
+    det = ToxicityDetector(ToxicityConfig(), ["X"])
+    det.on_mid("X", 1.0, 100.0)
+    det.on_trade("X", 1.5, 1.0, 1)
+    det.on_fill("X", 2.0, 1, 1.0, 100.05, 100.0)
+    tox_update(*det._st, det._params, 0, 3.0)
+
+
+def _toxicity_kernels() -> list[Any]:
+    from optmm.quoting import _toxicity_kernels as tk
+
+    return [tk.tox_on_mid, tk.tox_on_trade, tk.tox_on_fill, tk.tox_update]
+
+
+def _prices() -> None:
+    """The closed form's price kernel (serial form), as the markouts call it."""
+    import numpy as np
+
+    from optmm.greeks import bsm_price
+
+    one = np.ones(2)
+    bsm_price(100.0 * one, 100.0 * one, 0.5 * one, 0.04 * one, 0.0 * one, 0.2 * one, one > 0.0)
+
+
+def _price_kernels() -> list[Any]:
+    from optmm.greeks import _bsm
+
+    return [_bsm.price_kernel.serial]
+
+
+def _controller() -> None:
+    """The controller's kernels that the loop calls and its setup does not: the decision and its
+    pre-trade side check, a fill, a hedge, the P&L mark and the underlying's gate, through a controller
+    of one call option."""
+    import numpy as np
+
+    from optmm.market import FlatSurface, Market, Sticky
+    from optmm.risk import RiskController
+    from optmm.risk.controller import QuoteRequest
+    from optmm.risk.limits import LimitSet
+
+    market = Market(
+        valuation=np.datetime64("2026-01-02"),
+        spot={"X": 100.0},
+        rate={"X": 0.04},
+        div_yield={"X": 0.0},
+        surface={"X": FlatSurface(0.2)},
+        sticky=Sticky.STRIKE,
+        source="compile ahead",
+    )
+    limits = LimitSet.from_dict({"name": "ahead", "contract": {"position": 1e12}}, source="compile ahead")
+    ctl = RiskController.for_underlyings(["X"], market, limits, clock=lambda: 0.0, market_ts=0.0)
+    (c,) = ctl.add_contracts("X", ["call"], [100.0], [np.datetime64("2026-03-20")])
+    ctl.decide(QuoteRequest(contract=int(c), bid_size=1.0, ask_size=1.0))
+    ctl.on_fill(int(c), 1.0, 5.0)
+    ctl.on_hedge("X", 1.0, 100.0)
+    ctl.mark_pnl(0.0)
+    ctl.decide_underlying("X", 1.0, 1.0)
+
+
+def _controller_kernels() -> list[Any]:
+    from optmm.risk import _controller_kernels as ck
+
+    return [ck.decide_one, ck._side, ck.apply_fill, ck.apply_hedge, ck.mark_pnl, ck.gate_underlying]
+
+
+Step = tuple[str, Callable[[], None], Callable[[], list[Any]]]
+"""A helper's step: its name, the function that compiles by calling, and the kernels it compiles."""
+
+BOOK_STEPS: tuple[Step, ...] = (("boundary", _boundary_engine, _boundary_kernels),)
+LOOP_STEPS: tuple[Step, ...] = (
+    ("blocks", _blocks, _block_kernels),
+    ("toxicity", _toxicity, _toxicity_kernels),
+    ("prices", _prices, _price_kernels),
+    ("controller", _controller, _controller_kernels),
+)
+JOBS = {"book": BOOK_STEPS, "loop": LOOP_STEPS}
+
+
+# --------------------------------------------------------------------------------------------------
+# The command's side
+
+
+def _locked_cache_writes() -> None:
+    """Make each of numba's cache writes one step across processes: the command and its helper write
+    entries of the same functions (a function both compile, with the same or another signature), and
+    numba's ``IndexDataCacheFile.save`` reads the function's index, adds the entry, writes the index,
+    then the data file. Two such writes at once could give one signature's entry the other's data
+    file; under an exclusive lock (``fcntl.flock`` on a file beside the index) the second sees the
+    first's entry and takes the next file."""
+    import fcntl
+
+    from numba.core import caching
+
+    save = caching.IndexDataCacheFile.save
+    if getattr(save, "optmm_locked", False):
+        return
+
+    def locked(self: Any, key: Any, data: Any) -> None:
+        with open(os.path.join(self._cache_path, "optmm-cache.lock"), "ab") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                save(self, key, data)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    locked.optmm_locked = True  # type: ignore[attr-defined]
+    caching.IndexDataCacheFile.save = locked
 
 
 def _in_cache(dispatcher: Any) -> bool:
@@ -63,55 +222,105 @@ def _cores() -> int:
 
 
 class Helper:
-    """A running helper process and the kernels this process waits for before compiling them.
+    """A running helper process and, for each kernel it compiles, the step that compiles it.
 
-    While it runs, each kernel of ``waits`` compiles through :meth:`wait` first (an attribute of the
-    dispatcher that shadows its ``compile``); :meth:`wait` and :meth:`stop` take those away.
+    While the helper runs, each of those kernels compiles through :meth:`wait_for` its step first (an
+    attribute of the dispatcher that shadows its ``compile``, taken away once the step is done or the
+    helper has stopped). The helper writes each step's name on its stdout when the step is done.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes], waits: list[Any]) -> None:
-        self.process: subprocess.Popen[bytes] | None = process
+    def __init__(self, process: subprocess.Popen[str], waits: dict[Any, str]) -> None:
+        self.process: subprocess.Popen[str] | None = process
         self.waits = waits
+        self.done: set[str] = set()
         self.returncode: int | None = None
+        self.deadline = time.monotonic() + WAIT_S
         for d in waits:
-            d.compile = self._after_helper(d)
+            d.compile = self._after_step(d)
         atexit.register(self.stop)
 
-    def _after_helper(self, dispatcher: Any) -> Any:
+    def _after_step(self, dispatcher: Any) -> Any:
         def compile(sig: Any) -> Any:
-            self.wait()
+            self.wait_for(self.waits[dispatcher])
+            vars(dispatcher).pop("compile", None)
             return dispatcher.compile(sig)  # numba's own, which now finds the helper's in the cache
 
         return compile
 
+    def wait_for(self, step: str) -> None:
+        """Wait until the helper has done ``step`` or has ended (at most until :data:`WAIT_S` after it
+        started; then it is stopped)."""
+        proc = self.process
+        while proc is not None and proc.stdout is not None and step not in self.done:
+            ready, _, _ = select.select([proc.stdout], [], [], max(self.deadline - time.monotonic(), 0.0))
+            line = proc.stdout.readline() if ready else ""
+            if not line:  # the helper has ended, its steps done or not, or has run out of time
+                self.wait()
+                return
+            self.done.add(line.strip())
+
     def wait(self) -> None:
-        """Wait for the helper to finish (at most :data:`WAIT_S`; then stop it)."""
+        """Wait for the helper to end (at most :data:`WAIT_S`; then stop it)."""
         if self.process is not None:
             try:
-                self.returncode = self.process.wait(timeout=WAIT_S)
+                self.returncode = self.process.wait(timeout=max(self.deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
                 pass
         self.stop()
 
     def stop(self) -> None:
-        """Stop the helper if it still runs; the kernels compile as numba does it."""
+        """Stop the helper if it still runs; every kernel compiles as numba does it."""
+        global _running
         if self.process is not None:
             if self.process.poll() is None:
                 self.process.kill()
             self.returncode = self.process.wait()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
             self.process = None
             atexit.unregister(self.stop)
         for d in self.waits:
             vars(d).pop("compile", None)
+        if _running is self:
+            _running = None
+
+
+_running: Helper | None = None
+
+
+def _waits(job: str) -> dict[Any, str] | None:
+    """The kernels of ``job`` (a key of :data:`JOBS`) and their steps, when a helper may start for it:
+    not switched off, two cores or more, no other helper running, none of the kernels in the cache."""
+    if _running is not None and _running.process is not None and _running.process.poll() is not None:
+        _running.stop()  # (ended: its steps are done or will not be)
+    if os.environ.get(ENV_SWITCH, "1") == "0" or os.name != "posix" or _cores() < 2 or _running is not None:
+        return None
+    waits = {d: name for name, _, kernels in JOBS[job] for d in kernels()}
+    return None if any(_in_cache(d) for d in waits) else waits
+
+
+def _start(job: str, waits: dict[Any, str]) -> Helper:
+    global _running
+    _locked_cache_writes()
+    root = str(Path(__file__).resolve().parents[1])  # the folder this optmm is imported from
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "optmm._compile_ahead", job],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    _running = Helper(process, waits)
+    return _running
 
 
 def for_book(book: Any, market: Any) -> Helper | None:
-    """Start a helper compiling the boundary engine when ``book`` at ``market`` has American options
-    on both engines and the boundary engine's kernels are not in numba's cache; else ``None``."""
-    if os.environ.get(ENV_SWITCH, "1") == "0" or _cores() < 2:
-        return None
-    waits = _entry_points()
-    if any(_in_cache(d) for d in waits):
+    """Start a helper compiling the boundary engine when ``book`` at ``market`` has American options on
+    both engines and the boundary engine's kernels are not in numba's cache; else ``None``."""
+    waits = _waits("book")
+    if waits is None:
         return None
     from optmm import pricing
 
@@ -121,29 +330,23 @@ def for_book(book: Any, market: Any) -> Helper | None:
     live = american & (t > 0.0)
     if not ((live & dividends).any() and (live & ~dividends).any()):
         return None
-    root = str(Path(__file__).resolve().parents[1])  # the folder this optmm is imported from
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "optmm._compile_ahead"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return Helper(process, waits)
+    return _start("book", waits)
 
 
-def _compile_boundary_engine() -> None:
-    """The helper's work: the boundary engine's Greeks kernel, compiled through the public function
-    as pricing calls it (one option: the serial form; the threaded form, for large books, then finds
-    every function it calls in the cache)."""
-    import numpy as np
+def for_simulation() -> Helper | None:
+    """Start a helper compiling the kernels of :data:`LOOP_STEPS` when they are not in numba's cache;
+    else ``None``."""
+    waits = _waits("loop")
+    return None if waits is None else _start("loop", waits)
 
-    from optmm.greeks.american import american_greeks
 
-    one = np.ones(1)
-    american_greeks(100.0 * one, 100.0 * one, 0.5 * one, 0.04 * one, 0.01 * one, 0.3 * one, one > 0.0)
+def _run(job: str) -> None:
+    """The helper's work: each step of ``job``, its name on stdout once done."""
+    _locked_cache_writes()
+    for name, compile_, _ in JOBS[job]:
+        compile_()
+        print(name, flush=True)
 
 
 if __name__ == "__main__":
-    _compile_boundary_engine()
+    _run(sys.argv[1])

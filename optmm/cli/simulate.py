@@ -113,6 +113,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    from optmm import _compile_ahead
     from optmm._config import MAX_SEED, to_json
     from optmm.book import BookError
     from optmm.risk.audit import AuditTrail
@@ -141,6 +142,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             config.check_size(args.paths)
         except ValueError as exc:
             raise UsageError(f"--paths {args.paths}: {exc}") from None
+    _compile_ahead.for_simulation()  # on a first run, a second core compiles kernels the loop calls
     start = _start_inputs(args)
     if start and args.tape:
         raise UsageError("--tape with --book: a replay starts flat on the config's chain (give one of them)")

@@ -1,5 +1,5 @@
-"""A helper process compiling the boundary engine on a first run (optmm._compile_ahead): the same
-figures, the engine compiled by the helper and not again here, and no helper where it cannot help."""
+"""Helper processes compiling kernels on a first run (optmm._compile_ahead): the same figures, the
+helper's kernels compiled by it and not again by the command, and no helper where it cannot help."""
 
 from __future__ import annotations
 
@@ -20,8 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "scenarios/examples/book.csv"
 MARKET = ROOT / "scenarios/examples/market.toml"
 RISK = ["risk", str(BOOK), "--market", str(MARKET), "--by", "position", "--format", "csv"]
+SIMULATE = [
+    "simulate", str(ROOT / "scenarios/sim/calm_day.toml"), "--set", "sim.steps=600", "--no-progress",
+    "--format", "json",
+]  # fmt: skip
 
-# optmm risk in a fresh process, listing every function numba compiles in it (not in the helper)
+# an optmm command in a fresh process, listing every function numba compiles in it (not in the helper)
 DRIVER = """
 import json, sys
 from numba.core import event
@@ -41,21 +45,14 @@ json.dump({"code": code, "compiled": compiled}, open(sys.argv[1], "w"))
 """
 
 
-def _csv(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
-    assert main(args) == 0
-    return capsys.readouterr().out
-
-
-def test_a_first_run_with_the_helper_gives_the_same_figures_and_leaves_it_the_boundary_engine(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # the example book has American options on dividends (finite differences) and without (TSLA:
-    # the boundary engine); an empty numba cache
+def _cold_run(tmp_path: Path, args: list[str]) -> tuple[str, set[str], Path]:
+    """``optmm ARGS`` on an empty numba cache with helpers on: (stdout, what the command compiled,
+    the cache)."""
     cache, report = tmp_path / "numba", tmp_path / "compiled.json"
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), OPTMM_COMPILE_AHEAD="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     done = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(report), *RISK],
+        [sys.executable, "-c", DRIVER, str(report), *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -65,15 +62,46 @@ def test_a_first_run_with_the_helper_gives_the_same_figures_and_leaves_it_the_bo
     assert done.returncode == 0, done.stderr
     seen = json.loads(report.read_text())
     assert seen["code"] == 0
-    # the same table, every figure at full precision, as this process's run (own cache, no helper)
-    assert done.stdout == _csv(capsys, RISK)
-    compiled = set(seen["compiled"])
-    # this process compiled the finite-difference engine and not the boundary engine's own functions
+    return done.stdout, set(seen["compiled"]), cache
+
+
+def _here(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
+    """``optmm ARGS`` in this process (its own cache, warm after the first test that ran it)."""
+    assert main(args) == 0
+    return capsys.readouterr().out
+
+
+def test_a_first_risk_run_leaves_the_boundary_engine_to_the_helper_with_the_same_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the example book has American options on dividends (finite differences) and without (TSLA:
+    # the boundary engine)
+    out, compiled, cache = _cold_run(tmp_path, RISK)
+    assert out == _here(capsys, RISK)  # every figure at full precision
+    # the command compiled the finite-difference engine and not the boundary engine's own functions
     assert "optmm.greeks._american_fd.greeks_kernel_serial" in compiled
     boundary = {"greeks_kernel_serial", "all_py", "marks_py", "core_py", "solve_boundary_py", "price_py"}
     assert not {f"optmm.greeks._american.{name}" for name in boundary} & compiled, compiled
-    # ... which the helper left in the cache
-    assert list(cache.rglob("_american.greeks_kernel_serial-*.nbi")), sorted(p.name for p in cache.rglob("*"))
+    # ... which the helper left in the cache, both writing it under the lock
+    assert list(cache.rglob("_american.greeks_kernel_serial-*.nbi"))
+    assert list(cache.rglob("optmm-cache.lock"))
+
+
+def test_a_first_simulation_leaves_the_loops_toxicity_controller_and_block_kernels_to_the_helper(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, compiled, _ = _cold_run(tmp_path, SIMULATE)
+    got, want = json.loads(out), json.loads(_here(capsys, SIMULATE))
+    assert got.pop("wall_s") > 0.0 and want.pop("wall_s") > 0.0
+    assert got == want  # every figure of the summary, to the last digit
+    assert "optmm.sim._kernels.run_path_european" in compiled  # the command compiled its loop ...
+    toxicity = ("tox_on_mid", "tox_on_trade", "tox_on_fill", "tox_update")
+    controller = ("decide_one", "_side", "apply_fill", "apply_hedge", "mark_pnl", "gate_underlying")
+    helper = {f"optmm.quoting._toxicity_kernels.{n}" for n in toxicity}
+    helper |= {f"optmm.risk._controller_kernels.{n}" for n in controller}
+    assert not helper & compiled, helper & compiled  # ... and loaded these from the cache
+    # the Greeks block: the command's own form (the controller's setup, all eight figures) only
+    assert [c for c in compiled if c.endswith("._greeks_block")] == ["optmm.greeks._bsm._greeks_block"]
 
 
 def _book_of(underlyings: tuple[str, ...]) -> Book:
@@ -93,6 +121,7 @@ def test_no_helper_when_switched_off_cached_on_one_core_or_for_one_engine(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     market, book = Market.load(MARKET), Book.load(BOOK)
+    monkeypatch.setattr(_compile_ahead, "_running", None)  # (whatever this process's commands started)
     monkeypatch.setattr(subprocess, "Popen", _NoProcess)
     monkeypatch.setattr(_compile_ahead, "_in_cache", lambda d: False)
     monkeypatch.setattr(_compile_ahead, "_cores", lambda: 2)
@@ -102,7 +131,7 @@ def test_no_helper_when_switched_off_cached_on_one_core_or_for_one_engine(
     monkeypatch.setattr(_compile_ahead, "_cores", lambda: 1)
     assert _compile_ahead.for_book(book, market) is None
     monkeypatch.setattr(_compile_ahead, "_cores", lambda: 2)
-    monkeypatch.setattr(_compile_ahead, "_in_cache", lambda d: d is _compile_ahead._entry_points()[-1])
+    monkeypatch.setattr(_compile_ahead, "_in_cache", lambda d: d is _compile_ahead._boundary_kernels()[-1])
     assert _compile_ahead.for_book(book, market) is None
     monkeypatch.setattr(_compile_ahead, "_in_cache", lambda d: False)
     # one engine only: TSLA (no cash dividends) alone, or the dividend payers alone
@@ -124,24 +153,44 @@ class _Kernel:
         return "compiled"
 
 
-def test_the_kernels_wait_for_the_helper_once_then_compile_as_numba_does() -> None:
-    kernel = _Kernel()
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    helper = _compile_ahead.Helper(process, [kernel])
-    assert "compile" in vars(kernel)  # shadowed while the helper runs
-    assert kernel.compile(("f8",)) == "compiled"  # waited, then numba's own compile
-    assert helper.returncode == 0 and helper.process is None
-    assert "compile" not in vars(kernel) and kernel.sigs == [("f8",)]
+def _helper(script: str, waits: dict[Any, str]) -> _compile_ahead.Helper:
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    return _compile_ahead.Helper(process, waits)
+
+
+def test_a_kernel_waits_for_its_step_only_then_compiles_as_numba_does() -> None:
+    first, second = _Kernel(), _Kernel()
+    # the helper does step a, then takes its time before step b
+    script = "import sys, time\nprint('a', flush=True)\ntime.sleep(30)\nprint('b', flush=True)"
+    helper = _helper(script, {first: "a", second: "b"})
+    assert "compile" in vars(first) and "compile" in vars(second)  # shadowed while the helper runs
+    assert first.compile(("f8",)) == "compiled"  # waited for a alone: the helper still runs
+    assert helper.done == {"a"} and helper.process is not None and helper.process.poll() is None
+    assert "compile" not in vars(first) and first.sigs == [("f8",)]
+    helper.stop()  # what happens at exit: the helper is stopped, every kernel compiles as numba does it
+    assert helper.process is None and helper.returncode != 0
+    assert "compile" not in vars(second)
+    assert second.compile(("i8",)) == "compiled" and second.sigs == [("i8",)]
     helper.stop()  # again: nothing to do
 
 
-def test_a_helper_still_running_is_stopped() -> None:
+def test_a_kernel_whose_helper_ends_without_its_step_compiles_it() -> None:
     kernel = _Kernel()
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    helper = _compile_ahead.Helper(process, [kernel])
-    helper.stop()  # what happens at exit when this process did not come to the engine
-    assert process.poll() is not None and helper.returncode != 0
-    assert "compile" not in vars(kernel)
+    helper = _helper("raise SystemExit(3)", {kernel: "a"})  # a helper that fails at once
+    assert kernel.compile(("f8",)) == "compiled"
+    assert helper.returncode == 3 and kernel.sigs == [("f8",)] and "compile" not in vars(kernel)
+
+
+def test_one_helper_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_compile_ahead, "_in_cache", lambda d: False)
+    monkeypatch.setattr(_compile_ahead, "_cores", lambda: 2)
+    monkeypatch.setenv(_compile_ahead.ENV_SWITCH, "1")
+    running = _helper("pass", {})
+    monkeypatch.setattr(_compile_ahead, "_running", running)
+    monkeypatch.setattr(subprocess, "Popen", _NoProcess)
+    assert _compile_ahead.for_simulation() is None
+    assert _compile_ahead.for_book(Book.load(BOOK), Market.load(MARKET)) is None
+    running.stop()
 
 
 def test_pricing_calls_the_boundary_engines_groups_last() -> None:
