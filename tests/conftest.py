@@ -23,6 +23,11 @@ import pytest
 from hypothesis import HealthCheck, settings
 from scipy.special import ndtr
 
+# The suite runs on every core already (pytest-xdist): the commands' helper processes that compile
+# kernels ahead on a second core (optmm._compile_ahead) would only compete with the other workers.
+# tests/cli/test_compile_ahead.py switches them on where it tests them.
+os.environ.setdefault("OPTMM_COMPILE_AHEAD", "0")
+
 settings.register_profile(
     "ci",
     max_examples=150,
