@@ -229,10 +229,11 @@ class Helper:
     helper has stopped). The helper writes each step's name on its stdout when the step is done.
     """
 
-    def __init__(self, process: subprocess.Popen[str], waits: dict[Any, str]) -> None:
-        self.process: subprocess.Popen[str] | None = process
+    def __init__(self, process: subprocess.Popen[bytes], waits: dict[Any, str]) -> None:
+        self.process: subprocess.Popen[bytes] | None = process
         self.waits = waits
         self.done: set[str] = set()
+        self._partial = b""  # the start of a line not yet ended
         self.returncode: int | None = None
         self.deadline = time.monotonic() + WAIT_S
         for d in waits:
@@ -249,15 +250,17 @@ class Helper:
 
     def wait_for(self, step: str) -> None:
         """Wait until the helper has done ``step`` or has ended (at most until :data:`WAIT_S` after it
-        started; then it is stopped)."""
+        started; then it is stopped). The pipe is read as it comes, unbuffered: a line read into a
+        buffer would not wake ``select``."""
         proc = self.process
         while proc is not None and proc.stdout is not None and step not in self.done:
             ready, _, _ = select.select([proc.stdout], [], [], max(self.deadline - time.monotonic(), 0.0))
-            line = proc.stdout.readline() if ready else ""
-            if not line:  # the helper has ended, its steps done or not, or has run out of time
+            chunk = os.read(proc.stdout.fileno(), 4096) if ready else b""
+            if not chunk:  # the helper has ended, its steps done or not, or has run out of time
                 self.wait()
                 return
-            self.done.add(line.strip())
+            *lines, self._partial = (self._partial + chunk).split(b"\n")
+            self.done.update(line.decode().strip() for line in lines)
 
     def wait(self) -> None:
         """Wait for the helper to end (at most :data:`WAIT_S`; then stop it)."""
@@ -310,7 +313,7 @@ def _start(job: str, waits: dict[Any, str]) -> Helper:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        text=True,
+        bufsize=0,
     )
     _running = Helper(process, waits)
     return _running

@@ -154,18 +154,19 @@ class _Kernel:
 
 
 def _helper(script: str, waits: dict[Any, str]) -> _compile_ahead.Helper:
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, bufsize=0)
     return _compile_ahead.Helper(process, waits)
 
 
 def test_a_kernel_waits_for_its_step_only_then_compiles_as_numba_does() -> None:
     first, second = _Kernel(), _Kernel()
-    # the helper does step a, then takes its time before step b
-    script = "import sys, time\nprint('a', flush=True)\ntime.sleep(30)\nprint('b', flush=True)"
+    # the helper does steps a and z at once (one write), then takes its time before step b
+    script = "import os, time\nos.write(1, b'a\\nz\\n')\ntime.sleep(30)\nos.write(1, b'b\\n')"
     helper = _helper(script, {first: "a", second: "b"})
     assert "compile" in vars(first) and "compile" in vars(second)  # shadowed while the helper runs
     assert first.compile(("f8",)) == "compiled"  # waited for a alone: the helper still runs
-    assert helper.done == {"a"} and helper.process is not None and helper.process.poll() is None
+    assert helper.done == {"a", "z"} and helper.process is not None and helper.process.poll() is None
+    helper.wait_for("z")  # done already: no wait
     assert "compile" not in vars(first) and first.sigs == [("f8",)]
     helper.stop()  # what happens at exit: the helper is stopped, every kernel compiles as numba does it
     assert helper.process is None and helper.returncode != 0
@@ -185,7 +186,7 @@ def test_one_helper_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_compile_ahead, "_in_cache", lambda d: False)
     monkeypatch.setattr(_compile_ahead, "_cores", lambda: 2)
     monkeypatch.setenv(_compile_ahead.ENV_SWITCH, "1")
-    running = _helper("pass", {})
+    running = _helper("import time; time.sleep(30)", {})
     monkeypatch.setattr(_compile_ahead, "_running", running)
     monkeypatch.setattr(subprocess, "Popen", _NoProcess)
     assert _compile_ahead.for_simulation() is None
