@@ -342,13 +342,12 @@ def _by_engine(
     calls: list[tuple[Any, ...]] = (
         [(p, european, carry_.rate[uu[p]], carry_.q[uu[p]], None, None)] if p.size else []
     )
-    # the boundary engine's groups (American, no cash dividends) last: on a first run a helper process
-    # may be compiling that engine meanwhile (optmm._compile_ahead); each group fills its own rows
-    has_dividends = carry_.has_dividends
-    groups.sort(key=lambda g: g[2] and not has_dividends[g[1]])
     for rows, j, is_american in groups:
         fn = american_ if is_american else european
         calls.append((rows, fn, carry_.rate[j], carry_.q[j], carry_.dividends(j, elapsed), (j, is_american)))
+    # the boundary engine's groups (American, no dividends to come) last: on a first run a helper process
+    # may be compiling that engine meanwhile (optmm._compile_ahead); each call fills its own rows
+    calls.sort(key=lambda call: call[5] is not None and call[5][1] and call[4] is None)
     out: list[FloatArray] = []
     for rows, fn, rate, q, dividends, group in calls:
         args = (s[rows], k[rows], tt[rows], rate, q, v[rows], c[rows])
