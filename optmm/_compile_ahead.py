@@ -15,11 +15,12 @@ and every function it calls, from the cache.
   boundary engine's groups last (:func:`optmm.pricing._by_engine`). ``optmm risk`` on the example
   book: 12 s on one core, about 9 s on two.
 * A simulation compiles its controller's setup, then its loop and, as numba types the loop, each
-  kernel the loop calls. The helper compiles, as the loop calls them (:data:`LOOP_STEPS`), the
-  closed form's blocks on the loop's arrays, the toxicity detector's kernels, the price kernel of
-  the markouts and the controller's kernels that only the loop calls (through the classes' own
-  methods), while the command sets the run up and compiles the rest. ``optmm simulate`` on
-  ``calm_day``: 41 s on one core, about 33 s on two.
+  kernel the loop calls. The helper compiles the loop's phases that are functions of their own (the
+  quotes and the fills, :data:`LOOP_STEPS`, with every kernel they call: the quoter's pass, the
+  controller's side check, decision, fill, hedge and gate, the toxicity detector's trade and fill),
+  for the loop's argument types (:func:`_loop_types`, from the engine's inputs of a small run), and
+  the markouts' price kernel, while the command sets the run up and compiles the rest. ``optmm
+  simulate`` on ``calm_day``: 37 s on one core, about 25 s on two.
 
 The helper compiles the same functions with the same options, types and environment, so the
 machine code loaded is what the command would have compiled: the figures are the same to the bit
@@ -32,6 +33,7 @@ running when the command exits is stopped.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import select
 import subprocess
@@ -72,43 +74,6 @@ def _boundary_kernels() -> list[Any]:
     return [d for k in sized for d in (k.serial, k.threaded)]
 
 
-def _blocks() -> None:
-    """The closed form's blocks as the loop calls them on its arrays: price, delta, gamma, vega and
-    theta of each instrument, and the prices of a scenario cell."""
-    import numpy as np
-
-    from optmm.greeks._bsm import _greeks_block, _price_block
-
-    one = np.ones(2)
-    args = (100.0 * one, 100.0 * one, 0.5 * one, 0.04 * one, 0.0 * one, 0.2 * one, one > 0.0)
-    _greeks_block(*args, *(np.empty(2) for _ in range(5)))
-    _price_block(*args, np.empty(2))
-
-
-def _block_kernels() -> list[Any]:
-    """None to wait for: the command compiles the Greeks block for its controller's setup (with rho,
-    vanna and volga) at once, and the loop's forms seconds after the helper has left them in the cache."""
-    return []
-
-
-def _toxicity() -> None:
-    """The toxicity detector's event kernels and its latch as the loop calls them."""
-    from optmm.quoting._toxicity_kernels import tox_update
-    from optmm.quoting.toxicity import ToxicityConfig, ToxicityDetector
-
-    det = ToxicityDetector(ToxicityConfig(), ["X"])
-    det.on_mid("X", 1.0, 100.0)
-    det.on_trade("X", 1.5, 1.0, 1)
-    det.on_fill("X", 2.0, 1, 1.0, 100.05, 100.0)
-    tox_update(*det._st, det._params, 0, 3.0)
-
-
-def _toxicity_kernels() -> list[Any]:
-    from optmm.quoting import _toxicity_kernels as tk
-
-    return [tk.tox_on_mid, tk.tox_on_trade, tk.tox_on_fill, tk.tox_update]
-
-
 def _prices() -> None:
     """The closed form's price kernel (serial form), as the markouts call it."""
     import numpy as np
@@ -125,40 +90,87 @@ def _price_kernels() -> list[Any]:
     return [_bsm.price_kernel.serial]
 
 
-def _controller() -> None:
-    """The controller's kernels that the loop calls and its setup does not: the decision and its
-    pre-trade side check, a fill, a hedge, the P&L mark and the underlying's gate, through a controller
-    of one call option."""
+@functools.cache
+def _loop_types() -> dict[str, Any]:
+    """numba's types of the loop's arguments, by the names :func:`optmm.sim._kernels.run_path` gives
+    them, from the engine's own inputs of a small synthetic run (one underlying, its controller without
+    contracts: the same types, and a second to build)."""
     import numpy as np
+    from numba import typeof
 
     from optmm.market import FlatSurface, Market, Sticky
+    from optmm.quoting._toxicity_kernels import new_toxicity_state
     from optmm.risk import RiskController
-    from optmm.risk.controller import QuoteRequest
-    from optmm.risk.limits import LimitSet
+    from optmm.sim import SimConfig, engine, records
+    from optmm.sim._groups import MarketPath, workspaces
 
+    cfg = SimConfig.from_dict(
+        {"sim": {"steps": 2, "dt_s": 1.0}, "underlying": [{"name": "X", "spot": 100.0, "vol": 0.2}]},
+        source="compile ahead",
+    )
     market = Market(
-        valuation=np.datetime64("2026-01-02"),
+        valuation=engine.VALUATION,
         spot={"X": 100.0},
-        rate={"X": 0.04},
+        rate={"X": 0.0},
         div_yield={"X": 0.0},
         surface={"X": FlatSurface(0.2)},
         sticky=Sticky.STRIKE,
         source="compile ahead",
     )
-    limits = LimitSet.from_dict({"name": "ahead", "contract": {"position": 1e12}}, source="compile ahead")
+    limits = engine.run_limits(cfg)
     ctl = RiskController.for_underlyings(["X"], market, limits, clock=lambda: 0.0, market_ts=0.0)
-    (c,) = ctl.add_contracts("X", ["call"], [100.0], [np.datetime64("2026-03-20")])
-    ctl.decide(QuoteRequest(contract=int(c), bid_size=1.0, ask_size=1.0))
-    ctl.on_fill(int(c), 1.0, 5.0)
-    ctl.on_hedge("X", 1.0, 100.0)
-    ctl.mark_pnl(0.0)
-    ctl.decide_underlying("X", 1.0, 1.0)
+    chain = engine._chain(cfg)
+    run = engine._new_run(cfg, chain, ctl)
+    n_inst = chain.u.size
+    values = {
+        "k": 0,  # (a step: int64, as the loop's range gives it)
+        "now": 0.0,
+        "ins": run.ins,
+        "und": run.und,
+        "mkt": MarketPath(np.full((3, 1), 100.0), np.full((3, 1), 0.2)),
+        "ctl": run.base,
+        "tox": new_toxicity_state(cfg.toxicity, 1),
+        "cfg": run.settings,
+        "qp": run.qp,
+        "out": records.new_outputs(2, 1, n_inst, run.settings.quotes_steps, [16, 16, 16, 16]),
+        "w": workspaces(n_inst, 1, run.base.cf.shape[0], cfg.flow.latency_steps),
+    }
+    return {name: typeof(v) for name, v in values.items()}
 
 
-def _controller_kernels() -> list[Any]:
+def _compile_phase(name: str, *arguments: str) -> None:
+    """Compile the loop's phase ``name`` (a function of its own) for the loop's ``arguments``."""
+    from optmm.sim import _kernels as sk
+
+    types = _loop_types()
+    getattr(sk, name).compile(tuple(types[a] for a in arguments))
+
+
+def _quote() -> None:
+    """The loop's quotes (with the quoter's pass, the controller's side check and underlying gate)."""
+    _compile_phase("_quote", "k", "now", "ins", "und", "mkt", "ctl", "cfg", "qp", "out", "w")
+
+
+def _quote_kernels() -> list[Any]:
     from optmm.risk import _controller_kernels as ck
+    from optmm.sim import _kernels as sk
 
-    return [ck.decide_one, ck._side, ck.apply_fill, ck.apply_hedge, ck.mark_pnl, ck.gate_underlying]
+    return [sk._quote, sk._quote_pass, ck._side, ck.gate_underlying]
+
+
+def _fills() -> None:
+    """The loop's fills (with a fill: the controller's decision, fill and hedge, the toxicity
+    detector's trade and fill); ``k`` stands for the step and the two counts, all int64."""
+    _compile_phase("_fills", "k", "now", "k", "k", "ins", "mkt", "ctl", "tox", "out", "w")
+
+
+def _fill_kernels() -> list[Any]:
+    from optmm.quoting import _toxicity_kernels as tk
+    from optmm.risk import _controller_kernels as ck
+    from optmm.sim import _kernels as sk
+
+    phases = [sk._fills, sk._fill, ck.decide_one, ck.apply_fill, ck.apply_hedge]
+    return [*phases, tk.tox_on_trade, tk.tox_on_fill]
 
 
 Step = tuple[str, Callable[[], None], Callable[[], list[Any]]]
@@ -166,10 +178,9 @@ Step = tuple[str, Callable[[], None], Callable[[], list[Any]]]
 
 BOOK_STEPS: tuple[Step, ...] = (("boundary", _boundary_engine, _boundary_kernels),)
 LOOP_STEPS: tuple[Step, ...] = (
-    ("blocks", _blocks, _block_kernels),
-    ("toxicity", _toxicity, _toxicity_kernels),
+    ("quote", _quote, _quote_kernels),
+    ("fills", _fills, _fill_kernels),
     ("prices", _prices, _price_kernels),
-    ("controller", _controller, _controller_kernels),
 )
 JOBS = {"book": BOOK_STEPS, "loop": LOOP_STEPS}
 

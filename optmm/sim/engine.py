@@ -206,10 +206,15 @@ def _replay(cfg: SimConfig, chain: _Chain, tape: Tape, grid: np.ndarray) -> tupl
     return _settings(cfg)._replace(replay=mode), feed
 
 
+def run_limits(cfg: SimConfig) -> LimitSet:
+    """The run's limits: the configuration's, or none (a position limit no run reaches)."""
+    return cfg.limits if cfg.limits is not None else LimitSet.from_dict(_NO_LIMITS, source="<no limits>")
+
+
 def _controller(
     cfg: SimConfig, chain: _Chain, audit: AuditTrail | None, start: Start | None = None
 ) -> RiskController:
-    limits = cfg.limits if cfg.limits is not None else LimitSet.from_dict(_NO_LIMITS, source="<no limits>")
+    limits = run_limits(cfg)
     if start is not None:
         return _book_controller(cfg, chain, audit, start, limits)
     names = list(cfg.names)

@@ -87,7 +87,7 @@ def test_a_first_risk_run_leaves_the_boundary_engine_to_the_helper_with_the_same
     assert list(cache.rglob("optmm-cache.lock"))
 
 
-def test_a_first_simulation_leaves_the_loops_toxicity_controller_and_block_kernels_to_the_helper(
+def test_a_first_simulation_leaves_the_loops_called_phases_to_the_helper_with_the_same_figures(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out, compiled, _ = _cold_run(tmp_path, SIMULATE)
@@ -95,13 +95,16 @@ def test_a_first_simulation_leaves_the_loops_toxicity_controller_and_block_kerne
     assert got.pop("wall_s") > 0.0 and want.pop("wall_s") > 0.0
     assert got == want  # every figure of the summary, to the last digit
     assert "optmm.sim._kernels.run_path_european" in compiled  # the command compiled its loop ...
-    toxicity = ("tox_on_mid", "tox_on_trade", "tox_on_fill", "tox_update")
-    controller = ("decide_one", "_side", "apply_fill", "apply_hedge", "mark_pnl", "gate_underlying")
-    helper = {f"optmm.quoting._toxicity_kernels.{n}" for n in toxicity}
+    # ... and loaded from the cache the phases it calls, with the functions they call, and the
+    # markouts' price kernel: the helper's, compiled for the loop's own types
+    helper = {f"optmm.sim._kernels.{n}" for n in ("_quote", "_quote_pass", "_fills", "_fill")}
+    controller = ("decide_one", "_side", "apply_fill", "apply_hedge", "gate_underlying")
     helper |= {f"optmm.risk._controller_kernels.{n}" for n in controller}
-    assert not helper & compiled, helper & compiled  # ... and loaded these from the cache
-    # the Greeks block: the command's own form (the controller's setup, all eight figures) only
-    assert [c for c in compiled if c.endswith("._greeks_block")] == ["optmm.greeks._bsm._greeks_block"]
+    helper |= {f"optmm.quoting._toxicity_kernels.{n}" for n in ("tox_on_trade", "tox_on_fill")}
+    helper.add("optmm.greeks._bsm.price_kernel_serial")
+    assert not helper & compiled, helper & compiled
+    kernels = [d.py_func for _, _, step_kernels in _compile_ahead.LOOP_STEPS for d in step_kernels()]
+    assert {f"{f.__module__}.{f.__qualname__}" for f in kernels} == helper  # (each step's list)
 
 
 def _book_of(underlyings: tuple[str, ...]) -> Book:
