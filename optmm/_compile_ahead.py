@@ -20,7 +20,7 @@ and every function it calls, from the cache.
   controller's side check, decision, fill, hedge and gate, the toxicity detector's trade and fill),
   for the loop's argument types (:func:`_loop_types`, from the engine's inputs of a small run), and
   the markouts' price kernel, while the command sets the run up and compiles the rest. ``optmm
-  simulate`` on ``calm_day``: 37 s on one core, about 25 s on two.
+  simulate`` on ``calm_day``: 41 s on one core, about 26 s on two.
 
 The helper compiles the same functions with the same options, types and environment, so the
 machine code loaded is what the command would have compiled: the figures are the same to the bit
