@@ -456,7 +456,9 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
         if size > bound:
             raise ValueError(f"{what}: more than the bound of {bound:,} (memory); make the run smaller")
     uidx = {name: j for j, name in enumerate(names)}
-    u = chain["underlying"].map(uidx).to_numpy(dtype=np.int64)
+    # (copies: pandas may give a read-only view, and the loop's arrays are writable, so that a run
+    # from a book and a synthetic one compile the loop's phases once, optmm._compile_ahead)
+    u = chain["underlying"].map(uidx).to_numpy(dtype=np.int64, copy=True)
     bkind = chain["kind"].to_numpy()
     kind = np.select([bkind == Kind.CALL, bkind == Kind.PUT], [K_CALL, K_PUT], K_UNDERLYING).astype(np.int64)
     is_opt = kind != K_UNDERLYING
@@ -521,7 +523,7 @@ def prepare(config: SimConfig, book: Book, market: Market) -> Start:
         kind=kind,
         strike=np.where(is_opt, strike, 1.0),
         t0_years=np.where(is_opt, t0, 1.0),
-        mult=chain["multiplier"].to_numpy(dtype=np.float64),
+        mult=chain["multiplier"].to_numpy(dtype=np.float64, copy=True),
         expiry=expiry.astype("datetime64[D]"),
         position0=chain["position"].to_numpy(dtype=np.float64),
         vol_offset=vol_offset,

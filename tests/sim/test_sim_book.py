@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 import QuantLib as ql
 from builders import assert_usage_error, run
+from numba import typeof
 from ql_reference import Market as QlMarket
 
-from optmm import pricing
+from optmm import _compile_ahead, pricing
 from optmm.book import Book, BookError
 from optmm.greeks import american_price, bsm_price
 from optmm.market import Market
@@ -146,6 +147,17 @@ def smile_value(res: Any, step: int, bk: Book, mk: Market) -> float:
 
 
 # -- the starting inventory -------------------------------------------------------------------------
+
+
+def test_a_run_from_a_book_passes_its_loop_the_types_of_a_synthetic_run() -> None:
+    # one compilation of the loop's called phases for both runs, the compile helper's (a read-only
+    # array, as pandas' to_numpy may give, would be another numba type, and all compiled again)
+    st = prepare(config(), book(), market())
+    chain = engine._chain(st.config, st)
+    run = engine._new_run(st.config, chain, engine._controller(st.config, chain, None, st))
+    want = _compile_ahead._loop_types()
+    got = {"ins": run.ins, "und": run.und, "ctl": run.base, "cfg": run.settings, "qp": run.qp}
+    assert {name: typeof(v) for name, v in got.items()} == {name: want[name] for name in got}
 
 
 def test_step_zero_greeks_are_the_books_exposures_at_the_market(started: Any) -> None:
