@@ -20,7 +20,8 @@ and every function it calls, from the cache.
   controller's side check, decision, fill, hedge and gate, the toxicity detector's trade and fill),
   for the loop's argument types (:func:`_loop_types`, from the engine's inputs of a small run), and
   the markouts' price kernel, while the command sets the run up and compiles the rest. ``optmm
-  simulate`` on ``calm_day``: 41 s on one core, about 26 s on two.
+  simulate`` on ``calm_day``: 41 s on one core, about 26 s on two. A run from a book that needs both
+  American engines has the helper compile the boundary engine first (``"book+loop"``).
 
 The helper compiles the same functions with the same options, types and environment, so the
 machine code loaded is what the command would have compiled: the figures are the same to the bit
@@ -93,8 +94,8 @@ def _price_kernels() -> list[Any]:
 @functools.cache
 def _loop_types() -> dict[str, Any]:
     """numba's types of the loop's arguments, by the names :func:`optmm.sim._kernels.run_path` gives
-    them, from the engine's own inputs of a small synthetic run (one underlying, its controller without
-    contracts: the same types, and a second to build)."""
+    them, from the engine's own inputs of a small synthetic run (one underlying, a controller without
+    contracts: the loop's types, built in about a second)."""
     import numpy as np
     from numba import typeof
 
@@ -182,7 +183,13 @@ LOOP_STEPS: tuple[Step, ...] = (
     ("fills", _fills, _fill_kernels),
     ("prices", _prices, _price_kernels),
 )
-JOBS = {"book": BOOK_STEPS, "loop": LOOP_STEPS}
+JOBS = {
+    "book": BOOK_STEPS,
+    "loop": LOOP_STEPS,
+    # a simulation from a book on both engines: the boundary engine and the price kernel first (the
+    # run's setup prices the book), then the loop's phases
+    "book+loop": (*BOOK_STEPS, LOOP_STEPS[2], *LOOP_STEPS[:2]),
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -330,28 +337,37 @@ def _start(job: str, waits: dict[Any, str]) -> Helper:
     return _running
 
 
-def for_book(book: Any, market: Any) -> Helper | None:
-    """Start a helper compiling the boundary engine when ``book`` at ``market`` has American options on
-    both engines and the boundary engine's kernels are not in numba's cache; else ``None``."""
-    waits = _waits("book")
-    if waits is None:
-        return None
+def _both_engines(book: Any, market: Any) -> bool:
+    """Whether ``book`` at ``market`` has live American options on both engines: on underlyings with
+    cash dividends (the finite-difference engine) and without (the boundary engine)."""
     from optmm import pricing
 
     names, codes = book.underlying_index()
     t, american = pricing.book_terms(book, market, codes)
     dividends = pricing.carry(market, list(names)).has_dividends[codes]
     live = american & (t > 0.0)
-    if not ((live & dividends).any() and (live & ~dividends).any()):
+    return bool((live & dividends).any() and (live & ~dividends).any())
+
+
+def for_book(book: Any, market: Any) -> Helper | None:
+    """Start a helper compiling the boundary engine when ``book`` at ``market`` has American options on
+    both engines and the boundary engine's kernels are not in numba's cache; else ``None``."""
+    waits = _waits("book")
+    if waits is None or not _both_engines(book, market):
         return None
     return _start("book", waits)
 
 
-def for_simulation() -> Helper | None:
-    """Start a helper compiling the kernels of :data:`LOOP_STEPS` when they are not in numba's cache;
-    else ``None``."""
-    waits = _waits("loop")
-    return None if waits is None else _start("loop", waits)
+def for_simulation(book: Any = None, market: Any = None) -> Helper | None:
+    """Start a helper compiling the loop's kernels (:data:`LOOP_STEPS`) when they are not in numba's
+    cache; for a run from ``book`` at ``market`` that needs both American engines, the boundary engine
+    first (or alone, when the loop's kernels are cached). ``None`` when nothing is started."""
+    jobs = ["book+loop", "loop", "book"] if book is not None and _both_engines(book, market) else ["loop"]
+    for job in jobs:
+        waits = _waits(job)
+        if waits is not None:
+            return _start(job, waits)
+    return None
 
 
 def _run(job: str) -> None:

@@ -122,9 +122,10 @@ def input_file(option: str, path: str) -> None:
         raise UsageError(f"{option} {path}: not a regular file")
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+def _load(args: argparse.Namespace, compile_ahead: bool = True) -> tuple[Any, Any]:
     """``(book, market)`` of the arguments ``BOOK --market MARKET [--valuation WHEN]``, the book checked
-    against the market; every problem is one :class:`UsageError` line."""
+    against the market; every problem is one :class:`UsageError` line. On a first run, a helper
+    compiles the boundary engine when the book needs it (``compile_ahead``: the caller starts its own)."""
     from optmm import _compile_ahead
     from optmm.book import Book
 
@@ -134,7 +135,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     with as_usage_error(ValueError, OSError):
         book = Book.load(args.book)
         book.check_market(market)
-        _compile_ahead.for_book(book, market)  # on a first run, a second core compiles an engine
+        if compile_ahead:
+            _compile_ahead.for_book(book, market)  # on a first run, a second core compiles an engine
     return book, market
 
 

@@ -142,10 +142,11 @@ def run_simulate(args: argparse.Namespace) -> int:
             config.check_size(args.paths)
         except ValueError as exc:
             raise UsageError(f"--paths {args.paths}: {exc}") from None
-    _compile_ahead.for_simulation()  # on a first run, a second core compiles kernels the loop calls
     start = _start_inputs(args)
     if start and args.tape:
         raise UsageError("--tape with --book: a replay starts flat on the config's chain (give one of them)")
+    # on a first run, a second core compiles kernels the loop calls (and an engine the book needs)
+    _compile_ahead.for_simulation(start.get("book"), start.get("market"))
     names = args.compare or [None]
     with as_usage_error():
         configs = [(name, strategy_config(config, name) if name else config) for name in names]
@@ -232,7 +233,7 @@ def _start_inputs(args: argparse.Namespace) -> dict[str, Any]:
         if args.valuation is not None:
             raise UsageError("--valuation needs --book and --market")
         return {}
-    book, market = _load(args)
+    book, market = _load(args, compile_ahead=False)
     return {"book": book, "market": market}
 
 

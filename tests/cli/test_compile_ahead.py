@@ -3,6 +3,7 @@ helper's kernels compiled by it and not again by the command, and no helper wher
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from optmm import Book, Market, _compile_ahead, pricing
-from optmm.cli import main
+from optmm.cli import common, main
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "scenarios/examples/book.csv"
@@ -143,6 +144,35 @@ def test_no_helper_when_switched_off_cached_on_one_core_or_for_one_engine(
     # both engines: the helper would start
     with pytest.raises(AssertionError, match="a helper was started"):
         _compile_ahead.for_book(book, market)
+
+
+def test_a_simulation_from_a_book_on_both_engines_has_its_helper_compile_the_boundary_engine_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    market, book = Market.load(MARKET), Book.load(BOOK)
+    started: list[str] = []
+    monkeypatch.setattr(_compile_ahead, "_running", None)
+    monkeypatch.setattr(_compile_ahead, "_in_cache", lambda d: False)
+    monkeypatch.setattr(_compile_ahead, "_cores", lambda: 2)
+    monkeypatch.setenv(_compile_ahead.ENV_SWITCH, "1")
+    monkeypatch.setattr(_compile_ahead, "_start", lambda job, waits: started.append(job))
+    _compile_ahead.for_simulation(book, market)
+    _compile_ahead.for_simulation(_book_of(("TSLA",)), market)  # one engine: the command's alone
+    _compile_ahead.for_simulation()  # a synthetic run
+    assert started == ["book+loop", "loop", "loop"]
+    # the book's pricing needs the engine and the price kernel first, the loop its phases later
+    steps = [name for name, _, _ in _compile_ahead.JOBS["book+loop"]]
+    assert steps == ["boundary", "prices", "quote", "fills"]
+    started.clear()  # the loop's kernels cached: the boundary engine alone
+    monkeypatch.setattr(_compile_ahead, "_in_cache", lambda d: d is _compile_ahead._quote_kernels()[0])
+    _compile_ahead.for_simulation(book, market)
+    assert started == ["book"]
+    # optmm simulate loads its book without the risk commands' helper (it starts its own)
+    monkeypatch.setattr(_compile_ahead, "for_book", _NoProcess)
+    args = argparse.Namespace(book=str(BOOK), market=str(MARKET), valuation=None)
+    assert len(common._load(args, compile_ahead=False)) == 2
+    with pytest.raises(AssertionError, match="a helper was started"):
+        common._load(args)
 
 
 class _Kernel:
