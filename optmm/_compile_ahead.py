@@ -20,7 +20,7 @@ and every function it calls, from the cache.
   controller's side check, decision, fill, hedge and gate, the toxicity detector's trade and fill),
   for the loop's argument types (:func:`_loop_types`, from the engine's inputs of a small run), and
   the markouts' price kernel, while the command sets the run up and compiles the rest. ``optmm
-  simulate`` on ``calm_day``: 41 s on one core, about 26 s on two. A run from a book that needs both
+  simulate`` on ``calm_day``: 39–41 s on one core, 26–28 s on two. A run from a book that needs both
   American engines has the helper compile the boundary engine first (``"book+loop"``).
 
 The helper compiles the same functions with the same options, types and environment, so the
