@@ -99,9 +99,7 @@ def _loop_types() -> dict[str, Any]:
     import numpy as np
     from numba import typeof
 
-    from optmm.market import FlatSurface, Market, Sticky
     from optmm.quoting._toxicity_kernels import new_toxicity_state
-    from optmm.risk import RiskController
     from optmm.sim import SimConfig, engine, records
     from optmm.sim._groups import MarketPath, workspaces
 
@@ -109,19 +107,8 @@ def _loop_types() -> dict[str, Any]:
         {"sim": {"steps": 2, "dt_s": 1.0}, "underlying": [{"name": "X", "spot": 100.0, "vol": 0.2}]},
         source="compile ahead",
     )
-    market = Market(
-        valuation=engine.VALUATION,
-        spot={"X": 100.0},
-        rate={"X": 0.0},
-        div_yield={"X": 0.0},
-        surface={"X": FlatSurface(0.2)},
-        sticky=Sticky.STRIKE,
-        source="compile ahead",
-    )
-    limits = engine.run_limits(cfg)
-    ctl = RiskController.for_underlyings(["X"], market, limits, clock=lambda: 0.0, market_ts=0.0)
     chain = engine._chain(cfg)
-    run = engine._new_run(cfg, chain, ctl)
+    run = engine._new_run(cfg, chain, engine.stock_controller(cfg))
     n_inst = chain.u.size
     values = {
         "k": 0,  # (a step: int64, as the loop's range gives it)

@@ -211,13 +211,9 @@ def run_limits(cfg: SimConfig) -> LimitSet:
     return cfg.limits if cfg.limits is not None else LimitSet.from_dict(_NO_LIMITS, source="<no limits>")
 
 
-def _controller(
-    cfg: SimConfig, chain: _Chain, audit: AuditTrail | None, start: Start | None = None
-) -> RiskController:
-    limits = run_limits(cfg)
-    if start is not None:
-        return _book_controller(cfg, chain, audit, start, limits)
-    names = list(cfg.names)
+def stock_controller(cfg: SimConfig, audit: AuditTrail | None = None) -> RiskController:
+    """The risk controller of a synthetic run before its contracts: the configuration's underlyings at
+    its market (spot, rate, carry, a flat vol), in its order (the loop's underlying j is row j)."""
     market = Market(
         valuation=VALUATION,
         spot={u.name: u.spot for u in cfg.underlying},
@@ -227,8 +223,19 @@ def _controller(
         sticky=Sticky.STRIKE,
         source="simulation",
     )
-    # the controller's rows in the configuration's order: the loop's underlying j is row j
-    ctl = RiskController.for_underlyings(names, market, limits, audit=audit, clock=lambda: 0.0, market_ts=0.0)
+    limits = run_limits(cfg)
+    return RiskController.for_underlyings(
+        list(cfg.names), market, limits, audit=audit, clock=lambda: 0.0, market_ts=0.0
+    )
+
+
+def _controller(
+    cfg: SimConfig, chain: _Chain, audit: AuditTrail | None, start: Start | None = None
+) -> RiskController:
+    if start is not None:
+        return _book_controller(cfg, chain, audit, start, run_limits(cfg))
+    names = list(cfg.names)
+    ctl = stock_controller(cfg, audit)
     opt = np.flatnonzero(chain.kind != K_UNDERLYING)
     for j, name in enumerate(names):
         rows = opt[chain.u[opt] == j]
