@@ -206,6 +206,20 @@ def underlying_layer(u, now, ust, prm):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def book_gross(ust):  # pragma: no cover - compiled
+    """The sums of the absolute terms of :func:`book_sums` (delta dollars, gamma, vega): how far the
+    book's sums can be from their exact values is a few ulps of these."""
+    dd = 0.0
+    gam = 0.0
+    veg = 0.0
+    for j in range(ust.shape[0] - 1):
+        dd += abs(ust[j, UDELTA] * ust[j, USPOT])
+        gam += abs(ust[j, UGAMMA])
+        veg += abs(ust[j, UVEGA])
+    return dd, gam, veg
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def pretrade_after(x, c, u, cf, ust):  # pragma: no cover - compiled
     """The pre-trade metrics (the order of ``PRETRADE_CODES``) after a fill of ``x`` contracts (signed)
     of ``c``, computed with the operations, in the order, that :func:`apply_fill` and then
@@ -281,7 +295,8 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux):  # pragma: no cover 
     check: the largest whole size whose full fill keeps every pre-trade metric, and every scenario
     cell of the underlying and of the book, within its hard limit (closed form, linear in size; the
     worst scenario loss is the largest loss over the cells, each linear in the size), confirmed in
-    the fill's own arithmetic (:func:`_breach`); dropped if below one contract. Writes the audit
+    the fill's own arithmetic (:func:`_breach`) unless every metric and cell is clear of its limit
+    by more than that arithmetic can differ; dropped if below one contract. Writes the audit
     details at ``aux[off:off + 5]`` when the side is cut or dropped.
     """
     off = A_BID if s > 0.0 else A_ASK
@@ -331,6 +346,14 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux):  # pragma: no cover 
     # The largest size each metric allows, (h - v) / d, and their minimum. A metric that a full fill
     # leaves clearly inside its limit (by more than the rounding of that quotient) cannot bind, so it
     # needs no division: the divisions are most of the check's cost.
+    #
+    # A metric or cell skipped that way is also clearly inside in the fill's own arithmetic (which
+    # :func:`_breach` uses): the book's sums differ from ``v + d q`` by a few ulps of their terms'
+    # gross, added to the margin for them. So when nothing is left (``bind`` -1) a whole size passes
+    # :func:`_breach`, which need not be asked.
+    gross = (0.0, 0.0, 0.0)
+    if prm[P_H + 5] != _INF or prm[P_H + 6] != _INF or prm[P_H + 7] != _INF:
+        gross = book_gross(ust)
     qmax = _INF
     bind = -1
     for k in range(N_PRETRADE):
@@ -346,7 +369,7 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux):  # pragma: no cover 
             d = -d
         else:
             continue
-        if room - d * q > 1e-9 * (h + abs(v) + d * q):
+        if room - d * q > 1e-9 * (h + abs(v) + d * q + (gross[k - 5] if k >= 5 else 0.0)):
             continue
         qk = room / d
         if qk < qmax:
@@ -369,6 +392,8 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux):  # pragma: no cover 
             if qk < qmax:
                 qmax = qk
                 bind = N_PRETRADE + r
+    if bind < 0 and q >= 1.0:
+        return q
     allowed = q if qmax >= q else (math.floor(qmax) if qmax > 0.0 else 0.0)
     # the quotients round differently from the fill, by a few ulps: the whole size may be one more
     # (a quotient just below an integer) or less (just above), so the fill's own arithmetic decides
@@ -479,13 +504,7 @@ def _clear_of_limits(c, u, q, cf, ust, cells):  # pragma: no cover - compiled
             return False
     b = ust.shape[0] - 1
     if h[5] != _INF or h[6] != _INF or h[7] != _INF:  # the book's sums: their terms' gross
-        dd = 0.0
-        gam = 0.0
-        veg = 0.0
-        for j in range(b):
-            dd += abs(ust[j, UDELTA] * ust[j, USPOT])
-            gam += abs(ust[j, UGAMMA])
-            veg += abs(ust[j, UVEGA])
+        dd, gam, veg = book_gross(ust)
         if not (_clear(v[5], g[5], h[5], q, dd) and _clear(v[6], g[6], h[6], q, gam)):
             return False
         if not _clear(v[7], g[7], h[7], q, veg):

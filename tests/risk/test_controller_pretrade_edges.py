@@ -142,6 +142,61 @@ def test_a_fill_of_the_allowed_size_never_lands_past_the_limit(slot: int) -> Non
         assert differ > 0  # here, and the trials met such edges
 
 
+def largest_whole_fill(s: float, q: float, cf, ust, cells, prm) -> float:
+    """The largest whole size up to q whose fill on side s the fill's own arithmetic passes (_breach
+    asked of every size, from q down), 0 if none: what _side computes by its closed form."""
+    for a in range(int(q), 0, -1):
+        if ck._breach(s, s * a, 0, 0, cf, ust, cells, prm) < 0:
+            return float(a)
+    return 0.0
+
+
+def test_a_size_no_limit_binds_is_the_size_the_fill_itself_allows() -> None:
+    """_side allows the whole size without confirming it in the fill's arithmetic when every metric,
+    and every scenario cell, stays clearly inside its limit by the closed form; the book's sums are
+    clearly inside only by more than the rounding of their terms. Against brute force (every size
+    from q down asked of _breach), with limits placed clear of, near and at where the full fill
+    lands, and books whose sums cancel terms up to 1e16 (rounding far above 1e-9 of the limit)."""
+    rng = np.random.default_rng(23)
+    whole = tight = 0
+    for trial in range(3000):
+        cf, ust, cells, prm = random_state(rng)
+        if trial % 2:  # offsetting underlyings: the book's sums round by far more than their size
+            for col in (ck.UDELTA, ck.UGAMMA, ck.UVEGA):
+                big = 10.0 ** rng.uniform(11.0, 16.0)
+                scale = ust[0, ck.USPOT] / ust[1, ck.USPOT] if col == ck.UDELTA else 1.0
+                ust[0, col] = big
+                ust[1, col] = -big * scale * (1.0 + rng.uniform(-1e-12, 1e-12))
+        s = float(rng.choice([1.0, -1.0]))
+        q = float(rng.integers(1, 30))
+        ck.load_pretrade(0, 0, cf, ust, prm)
+        for slot in range(N_METRIC_SLOTS):
+            if slot < ck.N_PRETRADE:
+                land = abs(prm[ck.P_V + slot] + s * prm[ck.P_G + slot] * q)
+            else:
+                land = landing(slot, s, q, "formula", cf, ust, cells)
+            near = land * (1.0 + rng.choice([0.0, 1e-15, 1e-12, 1e-9, 1e-6]))
+            near += rng.choice([0.0, 1e-6, 1e-4, 1e-2])
+            if trial % 2 and slot == 5:  # between where the formula and the fill land (rounding)
+                after = abs(ck.pretrade_after(s * q, 0, 0, cf, ust)[5])
+                near = land + rng.uniform(0.1, 0.9) * (after - land) if after > land else near
+            set_limit(slot, rng.choice([np.inf, land * 1.5 + 1.0, near], p=[0.4, 0.3, 0.3]), ust)
+        if ck.underlying_layer(0, NOW, ust, prm)[0] == ck.HARD:
+            continue
+        ck.load_pretrade(0, 0, cf, ust, prm)
+        got = ck._side(s, q, False, 0, 0, cf, ust, cells, prm, np.zeros(ck.NAUX))
+        assert got == largest_whole_fill(s, q, cf, ust, cells, prm), trial
+        whole += got == q
+        # the book's delta dollars: inside by the closed form's margin without the terms' rounding,
+        # past its limit in the fill's arithmetic
+        v, d, h = prm[ck.P_V + 5], s * prm[ck.P_G + 5], prm[ck.P_H + 5]
+        room = h - v if d > 0 else h + v
+        after = ck.pretrade_after(s * q, 0, 0, cf, ust)[5]
+        if room - abs(d) * q > 1e-9 * (h + abs(v) + abs(d) * q) and abs(after) > h:
+            tight += 1
+    assert whole > 500 and tight > 20, (whole, tight)
+
+
 def test_the_shortcut_answers_what_the_full_check_answers_with_loss_limits() -> None:
     rng = np.random.default_rng(7)
     taken = 0
