@@ -13,14 +13,14 @@ and every function it calls, from the cache.
   and on underlyings without (the boundary engine) needs both engines: the helper compiles the
   boundary engine while the command compiles the finite-difference one, and pricing calls the
   boundary engine's groups last (:func:`optmm.pricing._by_engine`). ``optmm risk`` on the example
-  book: 12 s on one core, about 9 s on two.
+  book: 12–14 s on one core, about 9 s on two.
 * A simulation compiles its controller's setup, then its loop and, as numba types the loop, each
   kernel the loop calls. The helper compiles the loop's phases that are functions of their own (the
   quotes and the fills, :data:`LOOP_STEPS`, with every kernel they call: the quoter's pass, the
   controller's side check, decision, fill, hedge and gate, the toxicity detector's trade and fill),
   for the loop's argument types (:func:`_loop_types`, from the engine's inputs of a small run), and
   the markouts' price kernel, while the command sets the run up and compiles the rest. ``optmm
-  simulate`` on ``calm_day``: 39–41 s on one core, 26–28 s on two. A run from a book that needs both
+  simulate`` on ``calm_day``: 39–42 s on one core, 26–29 s on two. A run from a book that needs both
   American engines has the helper compile the boundary engine first (``"book+loop"``).
 
 The helper compiles the same functions with the same options, types and environment, so the
