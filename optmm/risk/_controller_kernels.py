@@ -295,9 +295,11 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux):  # pragma: no cover 
     check: the largest whole size whose full fill keeps every pre-trade metric, and every scenario
     cell of the underlying and of the book, within its hard limit (closed form, linear in size; the
     worst scenario loss is the largest loss over the cells, each linear in the size), confirmed in
-    the fill's own arithmetic (:func:`_breach`) unless every metric and cell is clear of its limit
-    by more than that arithmetic can differ; dropped if below one contract. Writes the audit
-    details at ``aux[off:off + 5]`` when the side is cut or dropped.
+    the fill's own arithmetic (:func:`_breach`) unless the closed form settles it by more than that
+    arithmetic can differ (every metric and cell clear of its limit; or the sizes where the fill
+    could pass or breach a limit, each quotient within its margin, all between the same two whole
+    sizes); dropped if below one contract. Writes the audit details at ``aux[off:off + 5]`` when
+    the side is cut or dropped.
     """
     off = A_BID if s > 0.0 else A_ASK
     aux[off] = S_OK
@@ -356,6 +358,8 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux):  # pragma: no cover 
         gross = book_gross(ust)
     qmax = _INF
     bind = -1
+    lo = _INF  # below lo every size passes in the fill's arithmetic; above hi a size breaches
+    hi = _INF
     for k in range(N_PRETRADE):
         h = prm[P_H + k]
         if h == _INF:
@@ -369,9 +373,13 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux):  # pragma: no cover 
             d = -d
         else:
             continue
-        if room - d * q > 1e-9 * (h + abs(v) + d * q + (gross[k - 5] if k >= 5 else 0.0)):
+        margin = 1e-9 * (h + abs(v) + d * q + (gross[k - 5] if k >= 5 else 0.0))
+        if room - d * q > margin:
             continue
         qk = room / d
+        e = 2.0 * margin / d
+        lo = min(lo, qk - e)
+        hi = min(hi, qk + e)
         if qk < qmax:
             qmax = qk
             bind = k
@@ -386,29 +394,44 @@ def _side(s, q, hard_mode, c, u, cf, ust, cells, prm, aux):  # pragma: no cover 
             if not y < 0.0:
                 continue
             room = cells[row, g] + h
-            if room + y * q > 1e-9 * (h + abs(cells[row, g]) - y * q):
+            margin = 1e-9 * (h + abs(cells[row, g]) - y * q)
+            if room + y * q > margin:
                 continue
             qk = room / -y
+            e = 2.0 * margin / -y
+            lo = min(lo, qk - e)
+            hi = min(hi, qk + e)
             if qk < qmax:
                 qmax = qk
                 bind = N_PRETRADE + r
     if bind < 0 and q >= 1.0:
         return q
     allowed = q if qmax >= q else (math.floor(qmax) if qmax > 0.0 else 0.0)
-    # the quotients round differently from the fill, by a few ulps: the whole size may be one more
-    # (a quotient just below an integer) or less (just above), so the fill's own arithmetic decides
-    # (a size that still breaches after three steps down is dropped)
-    if allowed < q and allowed >= 0.0 and _breach(s, s * (allowed + 1.0), c, u, cf, ust, cells, prm) < 0:
-        allowed += 1.0
-    for step in range(4):
-        if allowed < 1.0:
-            break
-        k = _breach(s, s * allowed, c, u, cf, ust, cells, prm)
-        if k < 0:
-            break
-        if bind < 0:
-            bind = k
-        allowed = allowed - 1.0 if step < 3 else 0.0
+    # Each quotient is within its margin (in contracts, twice the metric's, for the quotient's own
+    # rounding) of where the fill's arithmetic passes or breaches: every size below ``lo`` passes,
+    # and a size above ``hi`` breaches. With ``lo`` and ``hi`` between the same two whole sizes, the
+    # lower, floor(qmax), is the size, as _breach would confirm; with ``hi`` below 1, none is.
+    settled = hi < 1.0
+    if 0.0 <= lo and lo < q:
+        whole = math.floor(lo)
+        settled = settled or (whole < lo and hi < whole + 1.0 and whole + 1.0 <= q)
+    if settled:
+        allowed = allowed if hi >= 1.0 else 0.0
+    else:
+        # the quotients round differently from the fill, by a few ulps: the whole size may be one
+        # more (a quotient just below an integer) or less (just above), so the fill's own arithmetic
+        # decides (a size that still breaches after three steps down is dropped)
+        if allowed < q and allowed >= 0.0 and _breach(s, s * (allowed + 1.0), c, u, cf, ust, cells, prm) < 0:
+            allowed += 1.0
+        for step in range(4):
+            if allowed < 1.0:
+                break
+            k = _breach(s, s * allowed, c, u, cf, ust, cells, prm)
+            if k < 0:
+                break
+            if bind < 0:
+                bind = k
+            allowed = allowed - 1.0 if step < 3 else 0.0
     if allowed < 1.0:
         allowed = 0.0
     if allowed == q:

@@ -197,6 +197,44 @@ def test_a_size_no_limit_binds_is_the_size_the_fill_itself_allows() -> None:
     assert whole > 500 and tight > 20, (whole, tight)
 
 
+def test_a_cut_size_is_the_largest_whole_size_the_fill_itself_allows() -> None:
+    """Where a limit binds, _side answers from its closed form alone when the quotients are clear of
+    an integer by more than the fill's arithmetic can differ, and asks _breach otherwise: either way
+    the largest whole size the fill passes (brute force). Limits are placed where t = N + f contracts
+    land, by the formula or by the fill, with f at, within rounding of, and clear of an integer; a
+    second limit near the first sometimes; books whose sums cancel terms up to 1e16."""
+    rng = np.random.default_rng(31)
+    cut = dropped = 0
+    fractions = [0.0, 1e-15, 1e-12, 1e-9, 0.5, -1e-15, -1e-12, -1e-9]
+    for trial in range(4000):
+        cf, ust, cells, prm = random_state(rng)
+        if trial % 2:  # offsetting underlyings: the book's sums round by far more than their size
+            for col in (ck.UDELTA, ck.UGAMMA, ck.UVEGA):
+                big = 10.0 ** rng.uniform(11.0, 16.0)
+                scale = ust[0, ck.USPOT] / ust[1, ck.USPOT] if col == ck.UDELTA else 1.0
+                ust[0, col] = big
+                ust[1, col] = -big * scale * (1.0 + rng.uniform(-1e-12, 1e-12))
+        s = float(rng.choice([1.0, -1.0]))
+        q = float(rng.integers(2, 40))
+        ck.load_pretrade(0, 0, cf, ust, prm)
+        for _ in range(int(rng.integers(1, 3))):
+            slot = int(rng.integers(0, N_METRIC_SLOTS))
+            if slot < ck.N_PRETRADE and prm[ck.P_V + slot] * s * prm[ck.P_G + slot] <= 0.0:
+                continue  # (the side must move the metric away from 0, towards its limit)
+            t = float(rng.integers(0, int(q))) + 1.0 + float(rng.choice([*fractions, rng.uniform(-1, 0)]))
+            h = landing(slot, s, t, str(rng.choice(["formula", "fill"])), cf, ust, cells)
+            if h > 0.0:
+                set_limit(slot, h, ust)
+        if ck.underlying_layer(0, NOW, ust, prm)[0] == ck.HARD:
+            continue
+        ck.load_pretrade(0, 0, cf, ust, prm)
+        got = ck._side(s, q, False, 0, 0, cf, ust, cells, prm, np.zeros(ck.NAUX))
+        assert got == largest_whole_fill(s, q, cf, ust, cells, prm), trial
+        cut += 0.0 < got < q
+        dropped += got == 0.0
+    assert cut > 1000 and dropped > 50, (cut, dropped)
+
+
 def test_the_shortcut_answers_what_the_full_check_answers_with_loss_limits() -> None:
     rng = np.random.default_rng(7)
     taken = 0
