@@ -10,7 +10,8 @@ so that one decision is one compiled call with five array arguments:
     in contracts, its P&L in the book's VaR scenario (``CVARPNL``: the scenario whose loss is the
     VaR at the last revaluation), and from column ``CCELL`` the P&L of one contract in each of the
     ``G`` cells of the scenario grid (these two are used by the reduce-only rules of the VaR and the
-    worst-scenario-loss limits).
+    worst-scenario-loss limits), and at ``CBOUND`` the largest absolute value of those cells
+    (:func:`cell_bounds`: whoever writes the cells calls it).
 ``ust`` (underlyings + 1) x ``NUS``
     One row per underlying, the last row the book: spot, aggregates (``delta_shares`` including
     stock, ``gamma_dollars_1pct``, ``vega_per_vol_point``), worst scenario loss and its cell, stock
@@ -76,6 +77,7 @@ VAR = int(MetricCode.VAR)  # the book's VaR (book scope only)
 # cf columns
 CU, CMULT, CDELTA, CGAMMA, CVEGA, CPOS = 0, 1, 2, 3, 4, 5
 CVARPNL = 6  # P&L of one contract in the book's VaR scenario
+CBOUND = 7  # the largest |P&L| of one contract in a cell (cell_bounds, after every change of the cells)
 CCELL = 8
 
 # ust columns
@@ -536,9 +538,7 @@ def _clear_of_limits(c, u, q, cf, ust, cells):  # pragma: no cover - compiled
     h_u = ust[u, UHARD + M_WSL]
     h_b = ust[b, UHARD + M_WSL]
     if h_u != _INF or h_b != _INF:
-        m = 0.0
-        for j in range(cells.shape[1]):
-            m = max(m, abs(cf[c, CCELL + j]))
+        m = cf[c, CBOUND]
         if not (_clear(ust[u, UWSL], m, h_u, q, 0.0) and _clear(ust[b, UWSL], m, h_b, q, 0.0)):
             return False
     return True
@@ -714,6 +714,18 @@ def gate_underlying(u, s, q, ust, prm):  # pragma: no cover - compiled
     if q > room:
         q = math.floor(room) if room >= 1.0 else 0.0
     return q
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def cell_bounds(cf):  # pragma: no cover - compiled
+    """Each contract's largest ``|P&L|`` of one contract in a cell of the grid into ``cf[:, CBOUND]``
+    (how far a fill of one contract can move a scenario cell: :func:`_clear_of_limits`). Public: who
+    writes the contracts' cells (the controller's revaluation, the simulator's) calls it after."""
+    for c in range(cf.shape[0]):
+        m = 0.0
+        for j in range(CCELL, cf.shape[1]):
+            m = max(m, abs(cf[c, j]))
+        cf[c, CBOUND] = m
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)

@@ -1248,6 +1248,7 @@ class RiskController:
             vol_cg = self._scenario_vols(base[0], move, shift, np.broadcast_to(self._shock_vol_g, (nu, n_g)))
             out = self._reval(spot, base[1], shift, vol_cg, "grid")
             self._cf[:, _k.CCELL :] = out
+            _k.cell_bounds(self._cf)
             np.add.at(cells, self._c_u, self._cf[:, _k.CPOS, None] * out)
         cells[nu] = cells[:nu].sum(axis=0)
         self._cells = cells

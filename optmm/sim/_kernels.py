@@ -579,6 +579,7 @@ def _revalue(k, ins, pricing, marks, spot_k, ctl, grid, dt_years, fd):  # pragma
     for i in range(n_inst):
         if fd.row[i] >= 0 and ins.contract[i] >= 0:
             _fd_cells(k, i, ins, pricing, marks, spot_k, ctl, dt_years, fd)
+    ck.cell_bounds(cf)
     for g in range(n_g):
         tot = 0.0
         for u in range(nu):

@@ -39,6 +39,7 @@ def random_state(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.n
     cf[0, ck.CVEGA] = rng.uniform(-30.0, 30.0)
     cf[0, ck.CPOS] = float(rng.integers(-50, 50))
     cf[0, ck.CCELL :] = rng.uniform(-2_000.0, 2_000.0, G) * rng.uniform(0.01, 1.0)
+    ck.cell_bounds(cf)
     ust = np.zeros((nu + 1, ck.NUS))
     ust[:nu, ck.USPOT] = rng.uniform(20.0, 700.0, nu)
     for col, scale in ((ck.UDELTA, 5e3), (ck.UGAMMA, 3e4), (ck.UVEGA, 3e3)):

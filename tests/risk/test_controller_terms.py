@@ -114,6 +114,9 @@ def test_greeks_and_cells_on_the_contracts_terms(terms: None) -> None:
             for dv in VOLS
         ]  # fmt: skip
         np.testing.assert_allclose(ctl._cf[c, ck.CCELL :], expected, rtol=1e-12, atol=1e-9 * m * s)
+    # each contract's bound of a cell's move (the clear-of-limits shortcut) follows its cells
+    np.testing.assert_array_equal(ctl._cf[:, ck.CBOUND], np.abs(ctl._cf[:, ck.CCELL :]).max(axis=1))
+    assert (ctl._cf[:, ck.CBOUND] > 0.0).all()
     # the worst scenario loss follows the cells: positions x cells, summed
     pos = table["position"].to_numpy()
     cells = (pos[:, None] * ctl._cf[:, ck.CCELL :]).sum(axis=0) - 300.0 * 100.0 * np.repeat(SPOTS, 3)

@@ -23,7 +23,7 @@ from optmm.book import Book, BookError
 from optmm.greeks import american_price, bsm_price
 from optmm.market import Market
 from optmm.risk import exposures
-from optmm.risk._controller_kernels import CCELL
+from optmm.risk._controller_kernels import CBOUND, CCELL
 from optmm.sim import SimConfig, engine, records, simulate
 from optmm.sim import _kernels as sk
 from optmm.sim._groups import K_CALL, K_UNDERLYING, MarketPath, workspaces
@@ -930,6 +930,9 @@ def test_the_scenario_cells_of_american_options_on_cash_dividends_are_the_engine
         want = st.mult[aaa] * (fresh - w.marks.price[aaa])
         got = ctl.cf[contract, CCELL + g]
         assert np.abs(got - want).max() <= 1e-3 * st.mult[aaa].max(), (g, np.abs(got - want).max())
+    # each contract's bound of a cell's move (the clear-of-limits shortcut) follows its cells
+    np.testing.assert_array_equal(ctl.cf[:, CBOUND], np.abs(ctl.cf[:, CCELL:]).max(axis=1))
+    assert (ctl.cf[contract, CBOUND] > 0.0).all()
 
 
 def test_the_bundled_book_starts_at_optmm_risks_exposures() -> None:
