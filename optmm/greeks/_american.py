@@ -537,6 +537,10 @@ def price_py(
 # _nrt=True here and in ``marks``: the boundary's scratch arrays need numba's runtime, which a callee
 # compiled from a function without it (the simulator's loop, optmm.sim._kernels) would otherwise lack
 price_scalar = njit(cache=True, error_model="numpy", _nrt=True)(price_py)
+# rho's two prices in ``marks``: inlined, as price_py is a few branches around calls. A compiled
+# function's machine code holds a copy of every function it calls, which LLVM optimises and compiles
+# again with it: a called price_scalar cost marks' first compile about half a second more.
+_price_inlined = njit(cache=True, inline="always", error_model="numpy")(price_py)
 
 _VOL_BUMP = 1e-4
 _RATE_BUMP = 1e-5
@@ -571,8 +575,8 @@ def marks_py(
     if not rho:
         return (price, delta, gamma, vega, theta, 0.0, vanna, volga)
     # rho: a central difference, one-sided where a bump would cross into another regime
-    p_up = price_scalar(s, k, t, r + _RATE_BUMP, q, sigma, is_call, sch)
-    p_dn = price_scalar(s, k, t, r - _RATE_BUMP, q, sigma, is_call, sch)
+    p_up = _price_inlined(s, k, t, r + _RATE_BUMP, q, sigma, is_call, sch)
+    p_dn = _price_inlined(s, k, t, r - _RATE_BUMP, q, sigma, is_call, sch)
     if math.isnan(p_dn):
         rho_ = (p_up - price) / _RATE_BUMP
     elif math.isnan(p_up):
@@ -583,17 +587,6 @@ def marks_py(
 
 
 marks = njit(cache=True, error_model="numpy", _nrt=True)(marks_py)
-
-
-def all_py(
-    s: float, k: float, t: float, r: float, q: float, sigma: float, is_call: bool, sch: Scheme
-) -> tuple[float, float, float, float, float, float, float, float]:
-    """Price and the seven Greeks of one American option, as ``bsm_all`` (NaN: two boundaries):
-    :func:`marks_py` with rho."""
-    return marks(s, k, t, r, q, sigma, is_call, sch, bool(True))  # noqa: UP018 (see put_core_py)
-
-
-all_scalar = njit(cache=True, error_model="numpy")(all_py)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -620,7 +613,9 @@ def greeks_kernel(
             bad += 1
             status[i] = OK
             continue
-        res = all_scalar(a[0], a[1], a[2], a[3], a[4], a[5], c, sch)
+        # (marks itself, not a wrapper fixing rho: one level of compiled calls fewer; bool(True): a
+        # runtime bool, not a literal, see put_core_py)
+        res = marks(a[0], a[1], a[2], a[3], a[4], a[5], c, sch, bool(True))  # noqa: UP018
         o0[i], o1[i], o2[i], o3[i], o4[i], o5[i], o6[i], o7[i] = res
         status[i] = DOUBLE_BOUNDARY if a[2] > 0.0 and regime(a[3], a[4], c) == 2 else OK
     return bad
@@ -649,8 +644,6 @@ __all__ = [
     "DOUBLE_BOUNDARY",
     "OK",
     "Scheme",
-    "all_py",
-    "all_scalar",
     "chebyshev_matrix",
     "gauss_legendre",
     "greeks_kernel",

@@ -81,7 +81,7 @@ def test_a_first_risk_run_leaves_the_boundary_engine_to_the_helper_with_the_same
     assert out == _here(capsys, RISK)  # every figure at full precision
     # the command compiled the finite-difference engine and not the boundary engine's own functions
     assert "optmm.greeks._american_fd.greeks_kernel_serial" in compiled
-    boundary = {"greeks_kernel_serial", "all_py", "marks_py", "core_py", "solve_boundary_py", "price_py"}
+    boundary = {"greeks_kernel_serial", "marks_py", "core_py", "solve_boundary_py", "price_py"}
     assert not {f"optmm.greeks._american.{name}" for name in boundary} & compiled, compiled
     # ... which the helper left in the cache, both writing it under the lock
     assert list(cache.rglob("_american.greeks_kernel_serial-*.nbi"))

@@ -207,7 +207,9 @@ def test_twins_agree():
     sch = _american.make_scheme(8, 1, _american.gauss_legendre(8), _american.gauss_legendre(27))
     for case in ((100.0, 110.0, 0.7, 0.04, 0.01, 0.3, False), (100.0, 90.0, 2.0, 0.01, 0.04, 0.5, True)):
         assert _american.price_py(*case, sch) == _american.price_scalar(*case, sch)
-        assert _american.all_py(*case, sch) == pytest.approx(_american.all_scalar(*case, sch), rel=1e-14)
+        for rho in (True, False):
+            want = _american.marks(*case, sch, rho)
+            assert _american.marks_py(*case, sch, rho) == pytest.approx(want, rel=1e-14)
 
 
 def test_implied_vol_round_trip_and_statuses():
