@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV_SWITCH", "Helper", "for_book", "for_simulation"]
+__all__ = ["ENV_SWITCH", "Helper", "for_book", "for_simulation", "meanwhile"]
 
 ENV_SWITCH = "OPTMM_COMPILE_AHEAD"
 WAIT_S = 600.0
@@ -59,11 +59,17 @@ kernels itself)."""
 
 def _boundary_engine() -> None:
     """The boundary engine's Greeks kernel, through the function pricing calls (one option: the serial
-    form; the threaded form, for large books, then finds every function it calls in the cache)."""
+    form; the threaded form, for large books, then finds every function it calls in the cache).
+
+    Its one-boundary solve first, which calls nothing the finite-difference engine calls: meanwhile
+    the command compiles the closed form both engines call for an expired option (:func:`for_book`),
+    which the kernel then loads from the cache rather than compiling it again."""
     import numpy as np
 
-    from optmm.greeks.american import american_greeks
+    from optmm.greeks import _american
+    from optmm.greeks.american import _scheme, american_greeks
 
+    _american.core(100.0, 100.0, 0.5, 0.04, 0.01, 0.3, False, _scheme("default"))
     one = np.ones(1)
     american_greeks(100.0 * one, 100.0 * one, 0.5 * one, 0.04 * one, 0.01 * one, 0.3 * one, one > 0.0)
 
@@ -237,6 +243,7 @@ class Helper:
     def __init__(self, process: subprocess.Popen[bytes], waits: dict[Any, str]) -> None:
         self.process: subprocess.Popen[bytes] | None = process
         self.waits = waits
+        self.meanwhile: list[Callable[[], None]] = []  # compiling the command does while it waits
         self.done: set[str] = set()
         self._partial = b""  # the start of a line not yet ended
         self.returncode: int | None = None
@@ -259,6 +266,9 @@ class Helper:
         buffer would not wake ``select``."""
         proc = self.process
         while proc is not None and proc.stdout is not None and step not in self.done:
+            if self.meanwhile and not select.select([proc.stdout], [], [], 0.0)[0]:
+                self._run_meanwhile()
+                continue
             ready, _, _ = select.select([proc.stdout], [], [], max(self.deadline - time.monotonic(), 0.0))
             chunk = os.read(proc.stdout.fileno(), 4096) if ready else b""
             if not chunk:  # the helper has ended, its steps done or not, or has run out of time
@@ -266,6 +276,15 @@ class Helper:
                 return
             *lines, self._partial = (self._partial + chunk).split(b"\n")
             self.done.update(line.decode().strip() for line in lines)
+
+    def _run_meanwhile(self) -> None:
+        """The first of :attr:`meanwhile`: compiling that the command would do later anyway. A failure
+        is left to that later call, which raises it where the command expects it."""
+        compile_ = self.meanwhile.pop(0)
+        try:
+            compile_()
+        except Exception:  # (see the docstring)
+            pass
 
     def wait(self) -> None:
         """Wait for the helper to end (at most :data:`WAIT_S`; then stop it)."""
@@ -336,13 +355,27 @@ def _both_engines(book: Any, market: Any) -> bool:
     return bool((live & dividends).any() and (live & ~dividends).any())
 
 
+def meanwhile(compile_: Callable[[], None]) -> None:
+    """Have the command run ``compile_`` (a call that compiles kernels it needs later, for the types
+    it will call them with) while it would otherwise wait for the running helper; nothing when no
+    helper runs (the kernels then compile when first called, as always)."""
+    if _running is not None and _running.process is not None:
+        _running.meanwhile.append(compile_)
+
+
 def for_book(book: Any, market: Any) -> Helper | None:
     """Start a helper compiling the boundary engine when ``book`` at ``market`` has American options on
     both engines and the boundary engine's kernels are not in numba's cache; else ``None``."""
     waits = _waits("book")
     if waits is None or not _both_engines(book, market):
         return None
-    return _start("book", waits)
+    helper = _start("book", waits)
+    # the closed form the finite-difference engine calls (an expired option), which the boundary
+    # engine calls too: compiled here first, for the helper to load (see _boundary_engine)
+    from optmm.greeks._american import european
+
+    european(100.0, 100.0, 0.5, 0.04, 0.01, 0.3, False)
+    return helper
 
 
 def for_simulation(book: Any = None, market: Any = None) -> Helper | None:

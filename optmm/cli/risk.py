@@ -60,12 +60,15 @@ def by_underlying_frame(exp: Any) -> pd.DataFrame:
 
 
 def run_risk(args: argparse.Namespace) -> int:
-    from optmm.risk import exposures
+    from optmm import _compile_ahead
+    from optmm.risk import _reval, exposures
 
     if args.format == "parquet" and args.output is None:
         raise UsageError("--format parquet needs --output FILE")
     check_destination("--output", args.output)
     book, market = _load(args)
+    # on a first run, compiled while the command would wait for its helper (the engine it compiles)
+    _compile_ahead.meanwhile(_reval.compile_exposure_sums)
     with as_usage_error():
         exp = exposures(book, market)
     frame = {

@@ -403,3 +403,9 @@ def exposure_sums(
         acc = (by_u, np.zeros_like(by_u), by_g, np.zeros_like(by_g))
         _pairwise(0, n, 0, cols, acc, np.empty((_PW_BLOCK, _N_FIG)), stack)
     return by_u, by_g, stack[0].copy()
+
+
+def compile_exposure_sums() -> None:
+    """Compile :func:`exposure_sums`' kernels, for the types every call gives them (one row)."""
+    one, at = np.ones(1), np.zeros(1, dtype=np.intp)
+    exposure_sums(one, one, at, one, at, np.ones((1, 8)), at, 1)

@@ -83,6 +83,10 @@ def test_a_first_risk_run_leaves_the_boundary_engine_to_the_helper_with_the_same
     assert "optmm.greeks._american_fd.greeks_kernel_serial" in compiled
     boundary = {"greeks_kernel_serial", "marks_py", "core_py", "solve_boundary_py", "price_py"}
     assert not {f"optmm.greeks._american.{name}" for name in boundary} & compiled, compiled
+    # the closed form both engines call, compiled by the command first, for the helper to load; the
+    # exposures' sums while the command waited (each once)
+    for name in ("optmm.greeks._american.european_py", "optmm.risk._reval._pairwise"):
+        assert name in compiled
     # ... which the helper left in the cache, both writing it under the lock
     assert list(cache.rglob("_american.greeks_kernel_serial-*.nbi"))
     assert list(cache.rglob("optmm-cache.lock"))
@@ -213,6 +217,28 @@ def test_a_kernel_whose_helper_ends_without_its_step_compiles_it() -> None:
     helper = _helper("raise SystemExit(3)", {kernel: "a"})  # a helper that fails at once
     assert kernel.compile(("f8",)) == "compiled"
     assert helper.returncode == 3 and kernel.sigs == [("f8",)] and "compile" not in vars(kernel)
+
+
+def test_the_command_compiles_what_it_will_need_while_it_waits_and_only_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran: list[str] = []
+    _compile_ahead.meanwhile(lambda: ran.append("none running"))  # no helper: nothing kept
+    # the helper does step a at once, then takes its time before step b
+    helper = _helper("import os, time\nos.write(1, b'a\\n')\ntime.sleep(1)\nos.write(1, b'b\\n')", {})
+    monkeypatch.setattr(_compile_ahead, "_running", helper)
+
+    def failing() -> None:
+        ran.append("failing")
+        raise RuntimeError("left to the later call")
+
+    for job in (lambda: ran.append("first"), failing, lambda: ran.append("third")):
+        _compile_ahead.meanwhile(job)
+    helper.wait_for("a")  # ... which the helper has done, or does without the command waiting long
+    assert ran[:1] in ([], ["first"]) and "none running" not in ran
+    helper.wait_for("b")  # a wait: the rest, in order, a failure passed over
+    assert ran == ["first", "failing", "third"] and helper.meanwhile == []
+    helper.stop()
 
 
 def test_one_helper_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
