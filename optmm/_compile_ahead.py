@@ -11,9 +11,11 @@ and every function it calls, from the cache.
 
 * A book with American options on underlyings with cash dividends (the finite-difference engine)
   and on underlyings without (the boundary engine) needs both engines: the helper compiles the
-  boundary engine while the command compiles the finite-difference one, and pricing calls the
-  boundary engine's groups last (:func:`optmm.pricing._by_engine`). ``optmm risk`` on the example
-  book: 12–14 s on one core, about 9 s on two.
+  boundary engine (its one-boundary solve first) while the command compiles the closed form both
+  engines call, which the helper then loads, and the finite-difference engine; pricing calls the
+  boundary engine's groups last (:func:`optmm.pricing._by_engine`), and while the command waits for
+  the helper it compiles what it needs after pricing (:func:`meanwhile`: for ``optmm risk``, the
+  exposures' sums). ``optmm risk`` on the example book: about 12 s on one core, 7 s on two.
 * A simulation compiles its controller's setup, then its loop and, as numba types the loop, each
   kernel the loop calls. The helper compiles the loop's phases that are functions of their own (the
   quotes and the fills, :data:`LOOP_STEPS`, with every kernel they call: the quoter's pass, the
