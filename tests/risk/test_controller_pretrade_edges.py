@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -143,6 +144,28 @@ def test_a_fill_of_the_allowed_size_never_lands_past_the_limit(slot: int) -> Non
         assert differ > 0  # here, and the trials met such edges
 
 
+def side_trial(rng: np.random.Generator, offsetting: bool, q_lo: int, q_hi: int) -> tuple[Any, ...]:
+    """A random state (offsetting underlyings if asked), a side s and a size q in [q_lo, q_hi), the
+    contract's pre-trade metrics loaded: ``(cf, ust, cells, prm, s, q)``."""
+    cf, ust, cells, prm = random_state(rng)
+    if offsetting:
+        offset_underlyings(rng, ust)
+    s = float(rng.choice([1.0, -1.0]))
+    q = float(rng.integers(q_lo, q_hi))
+    ck.load_pretrade(0, 0, cf, ust, prm)
+    return cf, ust, cells, prm, s, q
+
+
+def offset_underlyings(rng: np.random.Generator, ust: np.ndarray) -> None:
+    """Underlyings 0 and 1 offsetting, with terms up to 1e16: the book's sums then round by far more
+    than their size (and than 1e-9 of a limit)."""
+    for col in (ck.UDELTA, ck.UGAMMA, ck.UVEGA):
+        big = 10.0 ** rng.uniform(11.0, 16.0)
+        scale = ust[0, ck.USPOT] / ust[1, ck.USPOT] if col == ck.UDELTA else 1.0
+        ust[0, col] = big
+        ust[1, col] = -big * scale * (1.0 + rng.uniform(-1e-12, 1e-12))
+
+
 def largest_whole_fill(s: float, q: float, cf, ust, cells, prm) -> float:
     """The largest whole size up to q whose fill on side s the fill's own arithmetic passes (_breach
     asked of every size, from q down), 0 if none: what _side computes by its closed form."""
@@ -161,16 +184,7 @@ def test_a_size_no_limit_binds_is_the_size_the_fill_itself_allows() -> None:
     rng = np.random.default_rng(23)
     whole = tight = 0
     for trial in range(3000):
-        cf, ust, cells, prm = random_state(rng)
-        if trial % 2:  # offsetting underlyings: the book's sums round by far more than their size
-            for col in (ck.UDELTA, ck.UGAMMA, ck.UVEGA):
-                big = 10.0 ** rng.uniform(11.0, 16.0)
-                scale = ust[0, ck.USPOT] / ust[1, ck.USPOT] if col == ck.UDELTA else 1.0
-                ust[0, col] = big
-                ust[1, col] = -big * scale * (1.0 + rng.uniform(-1e-12, 1e-12))
-        s = float(rng.choice([1.0, -1.0]))
-        q = float(rng.integers(1, 30))
-        ck.load_pretrade(0, 0, cf, ust, prm)
+        cf, ust, cells, prm, s, q = side_trial(rng, trial % 2 == 1, 1, 30)
         for slot in range(N_METRIC_SLOTS):
             if slot < ck.N_PRETRADE:
                 land = abs(prm[ck.P_V + slot] + s * prm[ck.P_G + slot] * q)
@@ -208,16 +222,7 @@ def test_a_cut_size_is_the_largest_whole_size_the_fill_itself_allows() -> None:
     cut = dropped = 0
     fractions = [0.0, 1e-15, 1e-12, 1e-9, 0.5, -1e-15, -1e-12, -1e-9]
     for trial in range(4000):
-        cf, ust, cells, prm = random_state(rng)
-        if trial % 2:  # offsetting underlyings: the book's sums round by far more than their size
-            for col in (ck.UDELTA, ck.UGAMMA, ck.UVEGA):
-                big = 10.0 ** rng.uniform(11.0, 16.0)
-                scale = ust[0, ck.USPOT] / ust[1, ck.USPOT] if col == ck.UDELTA else 1.0
-                ust[0, col] = big
-                ust[1, col] = -big * scale * (1.0 + rng.uniform(-1e-12, 1e-12))
-        s = float(rng.choice([1.0, -1.0]))
-        q = float(rng.integers(2, 40))
-        ck.load_pretrade(0, 0, cf, ust, prm)
+        cf, ust, cells, prm, s, q = side_trial(rng, trial % 2 == 1, 2, 40)
         for _ in range(int(rng.integers(1, 3))):
             slot = int(rng.integers(0, N_METRIC_SLOTS))
             if slot < ck.N_PRETRADE and prm[ck.P_V + slot] * s * prm[ck.P_G + slot] <= 0.0:
