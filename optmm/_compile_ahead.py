@@ -64,7 +64,7 @@ def _boundary_engine() -> None:
     form; the threaded form, for large books, then finds every function it calls in the cache).
 
     Its one-boundary solve first, which calls nothing the finite-difference engine calls: meanwhile
-    the command compiles the closed form both engines call for an expired option (:func:`for_book`),
+    the command compiles the closed form both engines call for an expired option (:func:`_start`),
     which the kernel then loads from the cache rather than compiling it again."""
     import numpy as np
 
@@ -342,6 +342,12 @@ def _start(job: str, waits: dict[Any, str]) -> Helper:
         bufsize=0,
     )
     _running = Helper(process, waits)
+    if BOOK_STEPS[0] in JOBS[job]:
+        # the closed form the finite-difference engine calls (an expired option), which the boundary
+        # engine calls too: compiled here first, for the helper to load (see _boundary_engine)
+        from optmm.greeks._american import european
+
+        european(100.0, 100.0, 0.5, 0.04, 0.01, 0.3, False)
     return _running
 
 
@@ -371,13 +377,7 @@ def for_book(book: Any, market: Any) -> Helper | None:
     waits = _waits("book")
     if waits is None or not _both_engines(book, market):
         return None
-    helper = _start("book", waits)
-    # the closed form the finite-difference engine calls (an expired option), which the boundary
-    # engine calls too: compiled here first, for the helper to load (see _boundary_engine)
-    from optmm.greeks._american import european
-
-    european(100.0, 100.0, 0.5, 0.04, 0.01, 0.3, False)
-    return helper
+    return _start("book", waits)
 
 
 def for_simulation(book: Any = None, market: Any = None) -> Helper | None:
