@@ -1,4 +1,6 @@
-"""Three fixes to the cost of numba's first compile, for optmm's own functions.
+"""Fixes to the cost of numba's first compile, for optmm's own functions: three here, a fourth in
+:mod:`optmm._compile_link` (a large function is compiled once and called, not copied into every
+caller and compiled again), which :func:`install` puts in place with them.
 
 optmm's loops are written as small rules inlined into one kernel (``njit(inline="always")``): the
 simulation's phases, the quoter's and the controller's rules, the pricing helpers. numba (0.61 to
@@ -26,7 +28,8 @@ simulation's phases, the quoter's and the controller's rules, the pricing helper
 None changes what is compiled: the same IR reaches type inference, the same types reach lowering,
 and the simulations' and reports' content hashes (``tests/golden``) are equal with and without them.
 Together they shorten the first compile of ``optmm simulate`` by about a third and of
-``optmm risk`` by about a quarter (``bench/coldstart.py`` measures both side by side).
+``optmm risk`` by about a quarter (``bench/coldstart.py`` measures both side by side, with the
+fourth fix).
 
 They apply only to optmm's functions: a function of yours is inlined and typed exactly as numba does
 it (a module's globals are read when its IR is built, and kept IR would not see a global of yours
@@ -43,6 +46,8 @@ import types
 import weakref
 from collections.abc import Callable
 from typing import Any
+
+from optmm import _compile_link
 
 __all__ = ["ENV_SWITCH", "STATS", "install", "installed"]
 
@@ -118,11 +123,13 @@ def _typed_once(
 
 
 def install() -> bool:
-    """Patch numba's ``InlineWorker`` and ``BaseFunction`` once (see the module); True if the fixes
-    are in place."""
+    """Patch numba's ``InlineWorker`` and ``BaseFunction`` once (see the module), and install
+    :mod:`optmm._compile_link`; True if the fixes are in place. The guard of that module on loading
+    numba's cache is installed whatever the switch."""
     if "installed" in _state:
         return bool(_state["installed"])
     _state["installed"] = False
+    _compile_link.install_guard()  # whatever the switch: a cache written with the fourth fix may be read
     if os.environ.get(ENV_SWITCH, "1") == "0":
         return False
     try:
@@ -183,6 +190,7 @@ def install() -> bool:
     worker.run_untyped_passes = run_untyped_passes
     worker.inline_ir = inline_ir_one_memo
     BaseFunction.get_call_type = _typed_once(get_call_type, get_local_target)  # type: ignore[method-assign]
+    _compile_link.install()
     _state["installed"] = True
     return True
 

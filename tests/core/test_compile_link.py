@@ -1,0 +1,130 @@
+"""optmm._compile_link: a large function of optmm's is linked into its callers as a declaration (its
+callers call its machine code), with the same bits as numba's own linking; a caller loaded from
+numba's cache first loads what it calls, calls the process's own compile of it when the process
+holds it under another symbol, and is compiled again when what it calls cannot be found (no
+unresolved symbol, no crash)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from optmm import _compile_link
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Prices through the boundary engine's one-boundary solve (core calls solve_boundary, a large
+# function, and small ones it copies) and prints the bits, the fix's counts, how core's overload was
+# obtained, the symbols core's machine code leaves to others, and solve_boundary's own symbol.
+_RUNNER = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from numba import njit
+    from optmm import _compile_link
+    from optmm.greeks import _american
+    from optmm.greeks.american import _scheme
+
+    if "--advance" in sys.argv:  # numba numbers every function it compiles: move the numbering on
+        for i in range(5):
+            njit(lambda x: x + 1.0)(float(i))
+    if "--callee-first" in sys.argv:
+        _american.solve_boundary(100.0, 0.04, 0.01, 0.3, 0.5, 100.0, _scheme("default"))
+    if "--lost" in sys.argv:  # solve_boundary's dispatcher cannot be found again
+        locate = _compile_link._locate
+        _compile_link._locate = lambda m, q: None if q == "solve_boundary_py" else locate(m, q)
+    rng = np.random.default_rng(11)
+    bits = []
+    for s, k, t, r, q, v, c in zip(
+        rng.uniform(60, 140, 12), rng.uniform(80, 120, 12), rng.uniform(0.05, 2.0, 12),
+        rng.uniform(0.0, 0.08, 12), rng.uniform(0.0, 0.06, 12), rng.uniform(0.1, 0.6, 12),
+        rng.integers(0, 2, 12).astype(bool),
+    ):
+        out = _american.core(s, k, t, r, q, v, c, _scheme("default"))
+        bits.append([float(x).hex() for x in np.atleast_1d(np.asarray(out, dtype=np.float64)).ravel()])
+    (cres,) = _american.core.overloads.values()
+    declared = sorted(
+        fn.name for fn in cres.library._final_module.functions
+        if fn.is_declaration and fn.name.startswith("_ZN5optmm")
+    )
+    callee = next(iter(_american.solve_boundary.overloads.values()), None)  # (None: core copied it)
+    print(json.dumps({
+        "installed": _compile_link.installed(), "stats": _compile_link.STATS, "bits": bits,
+        "hits": sum(_american.core.stats.cache_hits.values()),
+        "misses": sum(_american.core.stats.cache_misses.values()),
+        "declared": declared, "callee": callee and callee.fndesc.mangled_name,
+    }))
+    """
+)
+
+
+def _run(cache: Path, *flags: str, switch: str = "1") -> dict:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT), OPTMM_COMPILE_SPEED=switch)
+    done = subprocess.run(
+        [sys.executable, "-c", _RUNNER, *flags], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_large_callee_is_called_with_the_same_bits(tmp_path):
+    on = _run(tmp_path / "on")
+    off = _run(tmp_path / "off", switch="0")
+    assert on["installed"] and not off["installed"]
+    assert on["bits"] == off["bits"] and len(on["bits"]) == 12
+    # core's machine code calls solve_boundary's; numba's own linking copies it in
+    assert on["callee"] in on["declared"]
+    assert off["callee"] not in off["declared"] and off["declared"] == []
+    assert on["stats"]["declared"] > 0 and off["stats"]["declared"] == 0
+
+
+def test_a_cached_caller_first_loads_what_it_calls(tmp_path):
+    first = _run(tmp_path)
+    again = _run(tmp_path)
+    assert first["misses"] == 1 and again["hits"] == 1 and again["misses"] == 0
+    assert again["stats"]["needs_checked"] > 0 and again["stats"]["stale"] == 0
+    assert again["bits"] == first["bits"]
+    assert again["callee"] == first["callee"]  # loaded from the cache under the symbol core calls
+
+
+def test_a_cached_caller_calls_the_processs_own_compile_of_its_callee(tmp_path):
+    first = _run(tmp_path)
+    # solve_boundary's cache entry is lost; the next process compiles it first, under another number
+    gone = [p for p in tmp_path.rglob("*solve_boundary_py*") if p.is_file()]
+    assert gone
+    for p in gone:
+        p.unlink()
+    again = _run(tmp_path, "--advance", "--callee-first")
+    assert again["callee"] != first["callee"]
+    # core's cache entry calls the old symbol, made an alias of the new one: loaded, not compiled
+    assert again["stats"]["aliased"] >= 1 and again["stats"]["stale"] == 0
+    assert again["hits"] == 1 and again["misses"] == 0
+    assert again["bits"] == first["bits"]
+
+
+def test_a_cached_caller_whose_callee_cannot_be_found_is_compiled_again(tmp_path):
+    first = _run(tmp_path)
+    lost = _run(tmp_path, "--lost")
+    # the cache entry counts as missing (not loaded with a symbol nothing defines): core compiled again,
+    # with a copy of the function it cannot find again, as numba links it
+    assert lost["stats"]["stale"] >= 1 and lost["misses"] == 1 and lost["hits"] == 0
+    assert lost["callee"] not in lost["declared"]
+    assert lost["bits"] == first["bits"]
+    # the entry written again loads in the next process, which needs no solve_boundary of its own
+    third = _run(tmp_path)
+    assert third["hits"] == 1 and third["stats"]["stale"] == 0 and third["bits"] == first["bits"]
+    assert third["callee"] is None
+
+
+def test_functions_are_found_again_by_module_and_name():
+    from optmm.greeks import _american, _bsm
+
+    assert _compile_link._locate("optmm.greeks._american", "solve_boundary_py") is _american.solve_boundary
+    # a kernel compiled serial and threaded from one function: each form by its own function's name
+    serial = _compile_link._locate("optmm.greeks._bsm", _bsm.price_kernel.serial.py_func.__qualname__)
+    assert serial is _bsm.price_kernel.serial
+    assert _compile_link._locate("optmm.greeks._american", "no_such_function") is None
