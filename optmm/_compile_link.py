@@ -132,6 +132,7 @@ class Needs:
 
         ll.add_symbol(self.symbol, address)
         _aliases[self.symbol] = address
+        _owners.setdefault(self.symbol, self)  # a caller that copies one calling it needs this too
         STATS["aliased"] += 1
 
 
@@ -289,8 +290,13 @@ def install() -> bool:
         finally:
             self._linking_libraries = linking
         for fn in self._final_module.functions:  # the symbols the machine code calls: load them first
-            if fn.is_declaration and fn.name in _owners:
-                self._reload_init.add(_owners[fn.name])
+            if not fn.is_declaration or not fn.name.startswith(_PREFIX):
+                continue
+            needs = _owners.get(fn.name)
+            if needs is not None:
+                self._reload_init.add(needs)
+            else:  # (not expected) a symbol nothing here can load again: numba will not cache this
+                self._dynamic_globals.append(fn.name)
         return result
 
     def add_overload_registered(self: Any, cres: Any) -> Any:

@@ -120,6 +120,84 @@ def test_a_cached_caller_whose_callee_cannot_be_found_is_compiled_again(tmp_path
     assert third["callee"] is None
 
 
+# Three functions of a module named as one of optmm's: ``big`` (too long to inline), ``small`` (calls
+# it; copied into its callers) and ``top`` (calls small). Prints top's bits, how top was obtained,
+# big's symbol and the symbols top's machine code leaves to others.
+_FIXTURE = (
+    "from numba import njit\nimport math\n\n\n@njit(cache=True)\ndef big(x):\n    s = 0.0\n"
+    + "".join(
+        f"    s += math.sin({k} * x) * math.exp(-{k} * x) / (1.0 + {k} * x * x)\n" for k in range(1, 61)
+    )
+    + (
+        "    return s\n\n\n@njit(cache=True)\ndef small(x):\n    return big(x) + 1.0\n\n\n"
+        "@njit(cache=True)\ndef top(x):\n    return small(x) * 2.0\n"
+    )
+)
+_FIXTURE_RUNNER = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+    from numba import njit
+    import optmm
+    from optmm import _compile_link
+
+    spec = importlib.util.spec_from_file_location("optmm._link_fixture", sys.argv[1])
+    fixture = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = fixture
+    spec.loader.exec_module(fixture)
+    if "--advance" in sys.argv:
+        for i in range(5):
+            njit(lambda x: x + 1.0)(float(i))
+    if "--big-first" in sys.argv:
+        fixture.big(0.25)
+    bits = [fixture.top(x).hex() for x in (0.1, 0.7, 1.3)]
+    (cres,) = fixture.top.overloads.values()
+    (callee,) = fixture.big.overloads.values()
+    print(json.dumps({
+        "stats": _compile_link.STATS, "bits": bits,
+        "hits": sum(fixture.top.stats.cache_hits.values()),
+        "misses": sum(fixture.top.stats.cache_misses.values()),
+        "big": callee.fndesc.mangled_name,
+        "declared": sorted(f.name for f in cres.library._final_module.functions if f.is_declaration),
+    }))
+    """
+)
+
+
+def _run_fixture(tmp_path: Path, *flags: str) -> dict:
+    source = tmp_path / "link_fixture.py"
+    source.write_text(_FIXTURE)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-c", _FIXTURE_RUNNER, str(source), *flags],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_copy_calling_an_alias_carries_what_the_alias_needs(tmp_path):
+    first = _run_fixture(tmp_path)
+    assert first["big"] in first["declared"] and first["misses"] == 1  # top holds small's copy, calling big
+    # top's and big's cache entries are lost; the next process compiles big first, under another number,
+    # loads small (calling big's old symbol, made an alias) and compiles top with small's copy in it
+    gone = [
+        p for p in (tmp_path / "cache").rglob("*") if p.is_file() and (".top-" in p.name or ".big-" in p.name)
+    ]
+    assert len(gone) >= 4
+    for p in gone:
+        p.unlink()
+    second = _run_fixture(tmp_path, "--advance", "--big-first")
+    assert second["big"] != first["big"] and second["stats"]["aliased"] >= 1
+    assert first["big"] in second["declared"] and second["misses"] == 1
+    # top's entry calls big's old symbol: loading it must make the alias again (a crash without it)
+    third = _run_fixture(tmp_path)
+    assert third["hits"] == 1 and third["stats"]["aliased"] >= 1 and third["stats"]["stale"] == 0
+    assert first["bits"] == second["bits"] == third["bits"]
+
+
 def test_functions_are_found_again_by_module_and_name():
     from optmm.greeks import _american, _bsm
 
