@@ -15,20 +15,23 @@ and every function it calls, from the cache.
   engines call, which the helper then loads, and the finite-difference engine; pricing calls the
   boundary engine's groups last (:func:`optmm.pricing._by_engine`), and while the command waits for
   the helper it compiles what it needs after pricing (:func:`meanwhile`: for ``optmm risk``, the
-  exposures' sums). ``optmm risk`` on the example book: about 12 s on one core, 7 s on two.
+  exposures' sums). ``optmm risk`` on the example book: about 10 s on one core, 6 s on two.
 * A simulation compiles its controller's setup, then its loop and, as numba types the loop, each
   kernel the loop calls. The helper compiles the loop's phases that are functions of their own (the
   quotes and the fills, :data:`LOOP_STEPS`, with every kernel they call: the quoter's pass, the
   controller's side check, decision, fill, hedge and gate, the toxicity detector's trade and fill),
   for the loop's argument types (:func:`_loop_types`, from the engine's inputs of a small run), and
   the markouts' price kernel, while the command sets the run up and compiles the rest. ``optmm
-  simulate`` on ``calm_day``: 39–42 s on one core, 26–29 s on two. A run from a book that needs both
+  simulate`` on ``calm_day``: 36 s on one core, 25–26 s on two. A run from a book that needs both
   American engines has the helper compile the boundary engine first (``"book+loop"``).
 
 The helper compiles the same functions with the same options, types and environment, so the
 machine code loaded is what the command would have compiled: the figures are the same to the bit
 (``tests/cli/test_compile_ahead.py``); both write numba's cache under a lock
-(:func:`_locked_cache_writes`). Nothing is started when the kernels are in the cache already, on one
+(:func:`_locked_cache_writes`). A kernel the helper compiled calls the large functions it calls by
+their symbols (:mod:`optmm._compile_link`); when the command compiled one of them itself, numba named
+it differently there, and the loaded kernel calls the command's own (the same function of the same
+source and types). Nothing is started when the kernels are in the cache already, on one
 core, off POSIX systems, while another helper runs, or with ``OPTMM_COMPILE_AHEAD=0``. A helper still
 running when the command exits is stopped.
 """
