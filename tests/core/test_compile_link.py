@@ -62,13 +62,18 @@ _RUNNER = textwrap.dedent(
 )
 
 
-def _run(cache: Path, *flags: str, switch: str = "1") -> dict:
+def _python(code: str, cache: Path, *args: str, switch: str = "1") -> dict:
+    """Run ``code`` in a fresh process on the numba cache ``cache``; its last line of stdout, as JSON."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT), OPTMM_COMPILE_SPEED=switch)
     done = subprocess.run(
-        [sys.executable, "-c", _RUNNER, *flags], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])  # (-11: a crash)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _run(cache: Path, *flags: str, switch: str = "1") -> dict:
+    return _python(_RUNNER, cache, *flags, switch=switch)
 
 
 def test_a_large_callee_is_called_with_the_same_bits(tmp_path):
@@ -166,16 +171,7 @@ _FIXTURE_RUNNER = textwrap.dedent(
 def _run_fixture(tmp_path: Path, *flags: str) -> dict:
     source = tmp_path / "link_fixture.py"
     source.write_text(_FIXTURE)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [sys.executable, "-c", _FIXTURE_RUNNER, str(source), *flags],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _python(_FIXTURE_RUNNER, tmp_path / "cache", str(source), *flags)
 
 
 def test_a_copy_calling_an_alias_carries_what_the_alias_needs(tmp_path):
