@@ -62,12 +62,18 @@ class StaleLink(Exception):
     """A cached compile result calls a function whose machine code is not loaded under its name."""
 
 
+def _ours(obj: Any) -> bool:
+    from optmm._compile_speed import _ours  # (that module installs this one)
+
+    return _ours(obj)
+
+
 def _dispatchers_in(value: Any) -> list[Any]:
     from numba.core.dispatcher import Dispatcher
 
     if isinstance(value, Dispatcher):
         return [value]
-    if type(value).__module__.startswith("optmm") and hasattr(value, "__dict__"):  # e.g. SizedKernel
+    if _ours(type(value)) and hasattr(value, "__dict__"):  # e.g. SizedKernel
         return [v for v in vars(value).values() if isinstance(v, Dispatcher)]
     return []
 
@@ -143,9 +149,9 @@ def _register(dispatcher: Any, cres: Any) -> None:
     fndesc = getattr(cres, "fndesc", None)
     if func is None or fndesc is None or getattr(cres, "objectmode", False):
         return
-    module = getattr(func, "__module__", "") or ""
-    if not (module == "optmm" or module.startswith("optmm.")):
+    if not _ours(func):
         return
+    module = func.__module__
     symbol = fndesc.mangled_name
     if symbol in _owners or not symbol.startswith(_PREFIX):
         return
