@@ -539,7 +539,9 @@ def price_py(
 price_scalar = njit(cache=True, error_model="numpy", _nrt=True)(price_py)
 # rho's two prices in ``marks``: inlined, as price_py is a few branches around calls. A compiled
 # function's machine code holds a copy of every function it calls, which LLVM optimises and compiles
-# again with it: a called price_scalar cost marks' first compile about half a second more.
+# again with it: a called price_scalar cost marks' first compile about half a second more. (Still so
+# with optmm._compile_link: price_py is too short to be linked as a declaration, and calling it and
+# all_one, below, cost the example book's first compile 0.4 s more.)
 _price_inlined = njit(cache=True, inline="always", error_model="numpy")(price_py)
 
 _VOL_BUMP = 1e-4

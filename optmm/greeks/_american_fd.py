@@ -421,7 +421,8 @@ def all_one_py(
 
 all_one = njit(cache=True, error_model="numpy")(all_one_py)
 # the kernel's loop body: inlined, one compiled level fewer (a compiled function's machine code holds
-# a copy of every function it calls, which LLVM optimises and compiles again with it)
+# a copy of every function it calls, which LLVM optimises and compiles again with it; see
+# _american._price_inlined for what calling it costs with optmm._compile_link)
 _all_one_inlined = njit(cache=True, inline="always", error_model="numpy")(all_one_py)
 
 
