@@ -15,7 +15,10 @@ simulation's phases, the quoter's and the controller's rules, the pricing helper
   memo of its own, so the scope shared by all the blocks, with every local variable, is copied once
   for every block (quadratic in the callee's size), and the copies are then compared for equality.
   Here the blocks of one copy share one memo, so they share one copied scope, as the original blocks
-  do.
+  do; a source position (``ir.Loc``, which nothing changes) is shared, not copied, as numba's own
+  copies of constants and variables share it. ``inline_ir`` also copies the copy once more, before it
+  changes it, to return it as the callee's IR unchanged: both of numba's callers discard that (in
+  0.61 to 0.68), so it is not made.
 * **A call's type is worked out again at every pass of type inference.** Type inference propagates
   its constraints until nothing changes, and each pass resolves every call again:
   ``BaseFunction.get_call_type`` tries the function's templates in turn (``+`` on two floats goes
@@ -55,9 +58,10 @@ ENV_SWITCH = "OPTMM_COMPILE_SPEED"
 _PACKAGE = "optmm"
 _NUMBA_RANGE = ((0, 61), (0, 69))  # the range pyproject.toml pins; inside it these internals hold
 
-STATS = {"kept": 0, "reused": 0, "one_memo": 0, "typed": 0, "retyped": 0}
+STATS = {"kept": 0, "reused": 0, "one_memo": 0, "uncopied": 0, "typed": 0, "retyped": 0}
 """How often, in this process: a callee's IR was built and kept, was reused, was copied with one memo;
-a call's type was resolved and kept, was returned again."""
+a block of such a copy was not copied again; a call's type was resolved and kept, was returned
+again."""
 
 _kept: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 _CallTypes = dict[tuple[Any, ...], tuple[Any, Any]]  # (type, target, args, kws) -> (signature, impl key)
@@ -122,6 +126,10 @@ def _typed_once(
     return get_call_type_kept
 
 
+def _itself(value: Any, memo: dict[int, Any]) -> Any:
+    return value
+
+
 def install() -> bool:
     """Patch numba's ``InlineWorker`` and ``BaseFunction`` once (see the module), and install
     :mod:`optmm._compile_link`; True if the fixes are in place. The guard of that module on loading
@@ -135,6 +143,7 @@ def install() -> bool:
     try:
         import numba
         import numba.core.inline_closurecall as icc
+        from numba.core.ir import Loc as loc
         from numba.core.target_extension import get_local_target
         from numba.core.types.functions import BaseFunction
 
@@ -144,7 +153,7 @@ def install() -> bool:
         get_call_type = BaseFunction.get_call_type
     except (ImportError, AttributeError):
         return False
-    if not _numba_in_range(numba.__version__) or icc.copy is not copy:
+    if not _numba_in_range(numba.__version__) or icc.copy is not copy or "__deepcopy__" in vars(loc):
         return False
 
     def run_untyped_passes(self: Any, func: Any, enable_ssa: bool = False) -> Any:
@@ -173,17 +182,25 @@ def install() -> bool:
         if not _ours(callee_ir.func_id.func):
             return inline_ir(self, caller_ir, block, i, callee_ir, callee_freevars, arg_typs=arg_typs)
         memo: dict[int, Any] = {}
+        made: set[int] = set()  # the first copy's blocks
 
         def deepcopy(value: Any, given: dict[int, Any] | None = None) -> Any:
-            return copy.deepcopy(value, memo if given is None else given)
+            if given is None and id(value) in made:
+                STATS["uncopied"] += 1
+                return value  # the copy of the copy, which numba's callers discard (see the module)
+            out = copy.deepcopy(value, memo if given is None else given)
+            made.add(id(out))
+            return out
 
         # inline_ir's only use of its module's ``copy`` is the per-block deepcopy of its two copies of
-        # the callee; numba compiles under one global lock, so nothing else sees the swap
+        # the callee; numba compiles under one global lock, so nothing else sees the swaps
         icc.copy = types.SimpleNamespace(deepcopy=deepcopy)
+        loc.__deepcopy__ = _itself
         try:
             out = inline_ir(self, caller_ir, block, i, callee_ir, callee_freevars, arg_typs=arg_typs)
         finally:
             icc.copy = copy
+            del loc.__deepcopy__
         STATS["one_memo"] += 1
         return out
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from numba import njit
+from numba.core import ir
 
 from optmm import _compile_speed
 from optmm.greeks._american import clenshaw, clenshaw_py
@@ -69,7 +70,8 @@ def test_same_bits_with_and_without(tmp_path):
     # again; none without them
     assert on["stats"]["reused"] > 0 and on["stats"]["kept"] > 0 and on["stats"]["one_memo"] > 0
     assert on["stats"]["typed"] > 0 and on["stats"]["retyped"] > on["stats"]["typed"]
-    assert off["stats"] == {"kept": 0, "reused": 0, "one_memo": 0, "typed": 0, "retyped": 0}
+    assert on["stats"]["uncopied"] > 0
+    assert off["stats"] == {"kept": 0, "reused": 0, "one_memo": 0, "uncopied": 0, "typed": 0, "retyped": 0}
 
 
 def test_kept_ir_serves_callers_of_other_types():
@@ -88,6 +90,24 @@ def test_kept_ir_serves_callers_of_other_types():
     assert with_floats(c, 0.3) == clenshaw_py(c, 0.3) + clenshaw_py(c, -0.3)
     assert with_ints(c.astype(np.int64), 1) == clenshaw_py(c.astype(np.int64), 1)
     assert _compile_speed.STATS["reused"] >= before["reused"] + 2
+
+
+def test_an_inlined_callee_shares_its_source_positions_and_is_copied_once():
+    @njit
+    def caller(c, z):
+        return clenshaw(c, z)
+
+    c = np.array([0.5, -1.25, 2.0, 0.75])
+    before = dict(_compile_speed.STATS)
+    assert caller(c, 0.3) == clenshaw_py(c, 0.3)
+    kept = list(_compile_speed._kept[clenshaw_py].values())
+    kept_locs = {id(st.loc) for callee in kept for block in callee.blocks.values() for st in block.body}
+    blocks = caller.overloads[caller.signatures[0]].type_annotation.blocks
+    shared = [st for block in blocks.values() for st in block.body if id(st.loc) in kept_locs]
+    assert len(shared) >= len(kept_locs)  # the inlined statements point at the kept IR's positions
+    # numba's second copy (of the first, which it discards) not made: one skip per block
+    assert _compile_speed.STATS["uncopied"] - before["uncopied"] in {len(k.blocks) for k in kept}
+    assert "__deepcopy__" not in vars(ir.Loc)  # numba's own copying once the inlining is done
 
 
 def test_other_code_is_inlined_by_numba_itself():
