@@ -42,6 +42,7 @@ import atexit
 import functools
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -245,8 +246,8 @@ class Helper:
     helper has stopped). The helper writes each step's name on its stdout when the step is done.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes], waits: dict[Any, str]) -> None:
-        self.process: subprocess.Popen[bytes] | None = process
+    def __init__(self, process: Any, waits: dict[Any, str]) -> None:
+        self.process: Any = process  # a subprocess.Popen or a _Forked
         self.waits = waits
         self.meanwhile: list[Callable[[], None]] = []  # compiling the command does while it waits
         self.done: set[str] = set()
@@ -331,12 +332,77 @@ def _waits(job: str) -> dict[Any, str] | None:
     return None if any(_in_cache(d) for d in waits) else waits
 
 
-def _start(job: str, waits: dict[Any, str]) -> Helper:
-    global _running
-    _locked_cache_writes()
+class _Forked:
+    """A helper forked from the command (as :class:`subprocess.Popen` for what :class:`Helper` uses:
+    ``stdout``, ``poll``, ``kill``, ``wait``). It starts with the command's imports and numba's
+    registries in place, which a new interpreter takes most of a second to load."""
+
+    def __init__(self, job: str) -> None:
+        read, write = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the helper: its steps, then out without the command's exit handlers
+            code = 1
+            try:
+                os.close(read)
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                _run(job, lambda name: os.write(write, (name + "\n").encode()))
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        self.pid = pid
+        self.stdout = os.fdopen(read, "rb", buffering=0)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() >= end:
+                raise subprocess.TimeoutExpired(f"helper {self.pid}", timeout or 0.0)
+            time.sleep(0.005)
+        return self.returncode  # type: ignore[return-value]
+
+
+def _can_fork() -> bool:
+    """Whether the helper can be this process forked: on Linux, with no other thread running (numba's
+    threading layer not started, no Python thread), where a fork copies everything the helper uses."""
+    import threading
+
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    return (
+        sys.platform.startswith("linux")
+        and threading.active_count() == 1
+        and not getattr(parallel, "_is_initialized", False)
+    )
+
+
+def _launch(job: str) -> Any:
+    """The helper's process for ``job``: this one forked where it can be (:func:`_can_fork`; numba's
+    registries loaded first, which the command's first compile would load anyway), else a new
+    interpreter running this module."""
+    if _can_fork():
+        from numba.core.registry import cpu_target
+
+        cpu_target.target_context.refresh()
+        return _Forked(job)
     root = str(Path(__file__).resolve().parents[1])  # the folder this optmm is imported from
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "optmm._compile_ahead", job],
         env=env,
         stdin=subprocess.DEVNULL,
@@ -344,7 +410,12 @@ def _start(job: str, waits: dict[Any, str]) -> Helper:
         stderr=subprocess.DEVNULL,
         bufsize=0,
     )
-    _running = Helper(process, waits)
+
+
+def _start(job: str, waits: dict[Any, str]) -> Helper:
+    global _running
+    _locked_cache_writes()
+    _running = Helper(_launch(job), waits)
     if BOOK_STEPS[0] in JOBS[job]:
         # the closed form the finite-difference engine calls (an expired option), which the boundary
         # engine calls too: compiled here first, for the helper to load (see _boundary_engine)
@@ -395,12 +466,15 @@ def for_simulation(book: Any = None, market: Any = None) -> Helper | None:
     return None
 
 
-def _run(job: str) -> None:
-    """The helper's work: each step of ``job``, its name on stdout once done."""
+def _run(job: str, done: Callable[[str], Any] | None = None) -> None:
+    """The helper's work: each step of ``job``, its name on stdout (or to ``done``) once done."""
     _locked_cache_writes()
     for name, compile_, _ in JOBS[job]:
         compile_()
-        print(name, flush=True)
+        if done is None:
+            print(name, flush=True)
+        else:
+            done(name)
 
 
 if __name__ == "__main__":

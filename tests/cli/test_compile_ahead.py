@@ -32,7 +32,13 @@ import json, sys
 from numba.core import event
 import optmm._compile_ahead as ahead
 ahead._cores = lambda: 2  # a helper even on a one-core machine: this is about what it compiles
-compiled = []
+compiled, launched = [], []
+launch = ahead._launch
+def _launch(job):
+    process = launch(job)
+    launched.append(type(process).__name__)
+    return process
+ahead._launch = _launch
 class Seen(event.Listener):
     def on_start(self, ev):
         f = ev.data["dispatcher"].py_func
@@ -42,13 +48,13 @@ class Seen(event.Listener):
 event.register("numba:compile", Seen())
 from optmm.cli import main
 code = main(sys.argv[2:])
-json.dump({"code": code, "compiled": compiled}, open(sys.argv[1], "w"))
+json.dump({"code": code, "compiled": compiled, "launched": launched}, open(sys.argv[1], "w"))
 """
 
 
 def _cold_run(tmp_path: Path, args: list[str]) -> tuple[str, set[str], Path]:
     """``optmm ARGS`` on an empty numba cache with helpers on: (stdout, what the command compiled,
-    the cache)."""
+    the cache). On Linux the helper is the command forked."""
     cache, report = tmp_path / "numba", tmp_path / "compiled.json"
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), OPTMM_COMPILE_AHEAD="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
@@ -63,6 +69,7 @@ def _cold_run(tmp_path: Path, args: list[str]) -> tuple[str, set[str], Path]:
     assert done.returncode == 0, done.stderr
     seen = json.loads(report.read_text())
     assert seen["code"] == 0
+    assert seen["launched"] == (["_Forked"] if sys.platform.startswith("linux") else ["Popen"])
     return done.stdout, set(seen["compiled"]), cache
 
 
@@ -119,7 +126,7 @@ def _book_of(underlyings: tuple[str, ...]) -> Book:
 
 
 class _NoProcess:
-    """subprocess.Popen that refuses: a helper must not be started."""
+    """A launch that refuses: a helper must not be started."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise AssertionError(f"a helper was started: {args}")
@@ -130,7 +137,7 @@ def test_no_helper_when_switched_off_cached_on_one_core_or_for_one_engine(
 ) -> None:
     market, book = Market.load(MARKET), Book.load(BOOK)
     monkeypatch.setattr(_compile_ahead, "_running", None)  # (whatever this process's commands started)
-    monkeypatch.setattr(subprocess, "Popen", _NoProcess)
+    monkeypatch.setattr(_compile_ahead, "_launch", _NoProcess)
     monkeypatch.setattr(_compile_ahead, "_in_cache", lambda d: False)
     monkeypatch.setattr(_compile_ahead, "_cores", lambda: 2)
     monkeypatch.setenv(_compile_ahead.ENV_SWITCH, "0")
@@ -247,10 +254,78 @@ def test_one_helper_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(_compile_ahead.ENV_SWITCH, "1")
     running = _helper("import time; time.sleep(30)", {})
     monkeypatch.setattr(_compile_ahead, "_running", running)
-    monkeypatch.setattr(subprocess, "Popen", _NoProcess)
+    monkeypatch.setattr(_compile_ahead, "_launch", _NoProcess)
     assert _compile_ahead.for_simulation() is None
     assert _compile_ahead.for_book(Book.load(BOOK), Market.load(MARKET)) is None
     running.stop()
+
+
+# A command that forks a helper for a job of two steps (the second slow, or failing), with text in its
+# stdout buffer and an exit handler: the helper must not write the one nor run the other.
+_FORKING = """
+import atexit, sys, time
+from optmm import _compile_ahead as ahead
+fail = sys.argv[2] == "fail"
+def slow():
+    time.sleep(0.3)
+    if fail:
+        raise RuntimeError("a step that fails")
+ahead.JOBS["test"] = (("a", lambda: None, list), ("b", slow, list))
+atexit.register(lambda: open(sys.argv[1], "a").write("exit handler\\n"))
+print("before the fork", end="")
+assert ahead._can_fork()
+helper = ahead.Helper(ahead._launch("test"), {})
+helper.wait_for("b")
+helper.wait()
+print(" | done:", sorted(helper.done), "| returncode", helper.returncode)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the helper is forked on Linux only")
+@pytest.mark.parametrize("outcome", ["done", "fail"])
+def test_a_forked_helper_reports_its_steps_and_leaves_the_commands_output_and_exit_to_it(
+    tmp_path: Path, outcome: str
+) -> None:
+    handlers = tmp_path / "handlers.txt"
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKING, str(handlers), outcome],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    steps, code = ("['a', 'b']", 0) if outcome == "done" else ("['a']", 1)
+    assert done.stdout == f"before the fork | done: {steps} | returncode {code}\n"
+    assert handlers.read_text() == "exit handler\n"  # the command's, once
+
+
+def test_a_helper_is_a_new_interpreter_where_it_cannot_be_forked(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[Any] = []
+
+    class Recorded:
+        def __init__(self, args: list[str], **kwargs: Any) -> None:
+            started.append((args, kwargs))
+
+    monkeypatch.setattr(subprocess, "Popen", Recorded)
+    monkeypatch.setattr(_compile_ahead, "_can_fork", lambda: False)
+    assert isinstance(_compile_ahead._launch("book"), Recorded)
+    ((args, kwargs),) = started
+    assert args == [sys.executable, "-m", "optmm._compile_ahead", "book"]
+    assert kwargs["stdout"] == subprocess.PIPE and str(ROOT) in kwargs["env"]["PYTHONPATH"]
+
+
+def test_no_fork_beside_another_thread() -> None:
+    import threading
+
+    assert _compile_ahead._can_fork() == (sys.platform.startswith("linux") and threading.active_count() == 1)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not _compile_ahead._can_fork()
+    finally:
+        stop.set()
+        other.join()
 
 
 def test_pricing_calls_the_boundary_engines_groups_last() -> None:
