@@ -1,6 +1,8 @@
 """Fixes to the cost of numba's first compile, for optmm's own functions: three here, a fourth in
 :mod:`optmm._compile_link` (a large function is compiled once and called, not copied into every
-caller and compiled again), which :func:`install` puts in place with them.
+caller and compiled again) and a fifth in :mod:`optmm._compile_wrap` (a function compiled for its
+callers alone gets its Python entry when Python first calls it), which :func:`install` puts in place
+with them.
 
 optmm's loops are written as small rules inlined into one kernel (``njit(inline="always")``): the
 simulation's phases, the quoter's and the controller's rules, the pricing helpers. numba (0.61 to
@@ -50,7 +52,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from optmm import _compile_link
+from optmm import _compile_link, _compile_wrap
 
 __all__ = ["ENV_SWITCH", "STATS", "install", "installed"]
 
@@ -69,9 +71,12 @@ _call_types: weakref.WeakKeyDictionary[Any, _CallTypes] = weakref.WeakKeyDiction
 _state: dict[str, Any] = {}
 
 
-def _ours(func: Any) -> bool:
-    module = getattr(func, "__module__", None) or ""
+def _our_module(module: str) -> bool:
     return module == _PACKAGE or module.startswith(_PACKAGE + ".")
+
+
+def _ours(func: Any) -> bool:
+    return _our_module(getattr(func, "__module__", None) or "")
 
 
 def _numba_in_range(version: str) -> bool:
@@ -132,12 +137,14 @@ def _itself(value: Any, memo: dict[int, Any]) -> Any:
 
 def install() -> bool:
     """Patch numba's ``InlineWorker`` and ``BaseFunction`` once (see the module), and install
-    :mod:`optmm._compile_link`; True if the fixes are in place. The guard of that module on loading
-    numba's cache is installed whatever the switch."""
+    :mod:`optmm._compile_link` and :mod:`optmm._compile_wrap`; True if the fixes are in place. Their
+    sides that load numba's cache are installed whatever the switch."""
     if "installed" in _state:
         return bool(_state["installed"])
     _state["installed"] = False
-    _compile_link.install_guard()  # whatever the switch: a cache written with the fourth fix may be read
+    # whatever the switch: a cache written with the fourth and fifth fixes may be read
+    _compile_link.install_guard()
+    _compile_wrap.install_reader()
     if os.environ.get(ENV_SWITCH, "1") == "0":
         return False
     try:
@@ -208,6 +215,7 @@ def install() -> bool:
     worker.inline_ir = inline_ir_one_memo
     BaseFunction.get_call_type = _typed_once(get_call_type, get_local_target)  # type: ignore[method-assign]
     _compile_link.install()
+    _compile_wrap.install()
     _state["installed"] = True
     return True
 
