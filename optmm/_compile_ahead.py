@@ -6,14 +6,18 @@ holds a lock), and keeps the machine code in its on-disk cache (``cache=True``).
 core. On a machine with a second core, the commands start a helper process (:func:`for_book`,
 :func:`for_simulation`) that compiles, into numba's cache, kernels the command needs only later,
 while the command goes on with its own; the first time the command comes to compile one of them,
-it waits until the helper has done that one (a line on the helper's stdout), then numba loads it,
-and every function it calls, from the cache.
+it waits until the helper has done that one (a line on the helper's pipe), then numba loads it,
+and every function it calls, from the cache. On Linux the helper is the command forked
+(:class:`_Forked`), which starts with everything imported and numba's registries loaded (a new
+interpreter takes most of a second for that); elsewhere, and where another thread runs, it is a new
+interpreter running this module.
 
 * A book with American options on underlyings with cash dividends (the finite-difference engine)
   and on underlyings without (the boundary engine) needs both engines: the helper compiles the
-  boundary engine (its one-boundary solve first) while the command compiles the closed form both
-  engines call, which the helper then loads, and the finite-difference engine; pricing calls the
-  boundary engine's groups last (:func:`optmm.pricing._by_engine`), and while the command waits for
+  escrowed spot's kernel (the dividends' first step), then the boundary engine (its one-boundary
+  solve first), while the command compiles the closed form both engines call (which the helper then
+  loads), the contract numbering and the finite-difference engine; pricing calls the boundary
+  engine's groups last (:func:`optmm.pricing._by_engine`), and while the command waits for
   the helper it compiles what it needs after pricing (:func:`meanwhile`: for ``optmm risk``, the
   exposures' sums). ``optmm risk`` on the example book: about 10 s on one core, 6 s on two.
 * A simulation compiles its controller's setup, then its loop and, as numba types the loop, each
@@ -61,6 +65,24 @@ kernels itself)."""
 # --------------------------------------------------------------------------------------------------
 # What a helper compiles: steps, each a function that compiles by calling, and the kernels it leaves in
 # the cache (those the command waits for)
+
+
+def _escrow() -> None:
+    """The escrowed spot's kernel (serial form), as pricing calls it for underlyings with cash
+    dividends: first, a step the command would take early and briefly (it then goes on with the
+    contract numbering and the finite-difference engine)."""
+    import numpy as np
+
+    from optmm.greeks._dividend import Schedule, escrowed
+
+    one = np.ones(1)
+    escrowed(100.0 * one, 0.5 * one, 0.04 * one, 0.0 * one, Schedule(0.25 * one, one), (1,))
+
+
+def _escrow_kernels() -> list[Any]:
+    from optmm.greeks import _dividend
+
+    return [_dividend.escrow_kernel.serial]
 
 
 def _boundary_engine() -> None:
@@ -176,7 +198,10 @@ def _fill_kernels() -> list[Any]:
 Step = tuple[str, Callable[[], None], Callable[[], list[Any]]]
 """A helper's step: its name, the function that compiles by calling, and the kernels it compiles."""
 
-BOOK_STEPS: tuple[Step, ...] = (("boundary", _boundary_engine, _boundary_kernels),)
+BOOK_STEPS: tuple[Step, ...] = (
+    ("escrow", _escrow, _escrow_kernels),
+    ("boundary", _boundary_engine, _boundary_kernels),
+)
 LOOP_STEPS: tuple[Step, ...] = (
     ("quote", _quote, _quote_kernels),
     ("fills", _fills, _fill_kernels),
@@ -416,7 +441,7 @@ def _start(job: str, waits: dict[Any, str]) -> Helper:
     global _running
     _locked_cache_writes()
     _running = Helper(_launch(job), waits)
-    if BOOK_STEPS[0] in JOBS[job]:
+    if BOOK_STEPS[-1] in JOBS[job]:
         # the closed form the finite-difference engine calls (an expired option), which the boundary
         # engine calls too: compiled here first, for the helper to load (see _boundary_engine)
         from optmm.greeks._american import european
