@@ -110,6 +110,35 @@ def test_an_inlined_callee_shares_its_source_positions_and_is_copied_once():
     assert "__deepcopy__" not in vars(ir.Loc)  # numba's own copying once the inlining is done
 
 
+def test_compiling_optmms_functions_leaves_out_llvms_lock_event():
+    import llvmlite.binding as ll
+    from numba.core import event
+
+    seen: list[str] = []
+
+    class Seen(event.Listener):
+        def on_start(self, ev):
+            seen.append(ev.kind)
+
+        def on_end(self, ev):
+            pass
+
+    listener = Seen()
+    callbacks = list(ll.ffi.lib._lock._cblist)
+    event.register("numba:llvm_lock", listener)
+    try:
+        assert njit(lambda x: x * 2.5 + 1.0)(2.0) == 6.0  # not optmm's: numba announces its LLVM calls
+        theirs = len(seen)
+        seen.clear()
+        c = np.array([0.5, -1.25, 2.0])
+        assert njit(clenshaw_py)(c, 0.75) == clenshaw_py(c, 0.75)  # optmm's: not
+        ours = len(seen)
+    finally:
+        event.unregister("numba:llvm_lock", listener)
+    assert theirs > 100 and ours == 0
+    assert ll.ffi.lib._lock._cblist == callbacks  # (put back)
+
+
 def test_other_code_is_inlined_by_numba_itself():
     @njit(inline="always")
     def helper(x):
