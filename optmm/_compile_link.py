@@ -38,6 +38,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from optmm._once import once
+
 __all__ = ["MIN_INSTRUCTIONS", "STATS", "Needs", "StaleLink", "install", "install_guard"]
 
 MIN_INSTRUCTIONS = 150
@@ -55,7 +57,6 @@ made aliases (:class:`Needs`), cache entries found stale."""
 _PREFIX = "_ZN5optmm"  # numba's mangled names of optmm's functions
 _owners: dict[str, Needs] = {}  # mangled name -> how to load it
 _aliases: dict[str, int] = {}  # symbol -> the address it was made an alias of
-_state: dict[str, Any] = {}
 
 
 class StaleLink(Exception):
@@ -247,12 +248,10 @@ class _Linked:
         return _for_linking(self._library)
 
 
+@once
 def install_guard() -> bool:
     """A cache entry whose :class:`Needs` fails is a cache miss (numba compiles the function again).
     Installed by ``import optmm`` whatever the switch: a cache written with the fix may be read without."""
-    if "guard" in _state:
-        return bool(_state["guard"])
-    _state["guard"] = False
     try:
         from numba.core import caching
 
@@ -268,15 +267,12 @@ def install_guard() -> bool:
             return None
 
     caching.Cache.load_overload = _load_overload_or_miss
-    _state["guard"] = True
     return True
 
 
+@once
 def install() -> bool:
     """Patch numba's library linking and dispatcher registration (see the module); True if in place."""
-    if "installed" in _state:
-        return bool(_state["installed"])
-    _state["installed"] = False
     try:
         from numba.core import codegen, dispatcher
 
@@ -312,10 +308,9 @@ def install() -> bool:
 
     codegen.CPUCodeLibrary.finalize = finalize_calling_large
     dispatcher.Dispatcher.add_overload = add_overload_registered  # type: ignore[method-assign]
-    _state["installed"] = True
     return True
 
 
 def installed() -> bool:
     """Whether :func:`install` put the fix in place in this process."""
-    return bool(_state.get("installed"))
+    return install.installed()

@@ -58,6 +58,7 @@ from collections.abc import Callable
 from typing import Any
 
 from optmm import _compile_link, _compile_wrap
+from optmm._once import once
 
 __all__ = ["ENV_SWITCH", "STATS", "install", "installed"]
 
@@ -73,7 +74,6 @@ again."""
 _kept: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 _CallTypes = dict[tuple[Any, ...], tuple[Any, Any]]  # (type, target, args, kws) -> (signature, impl key)
 _call_types: weakref.WeakKeyDictionary[Any, _CallTypes] = weakref.WeakKeyDictionary()  # per typing context
-_state: dict[str, Any] = {}
 
 
 def _our_module(module: str) -> bool:
@@ -158,13 +158,11 @@ def _quiet(compile_: Callable[..., Any], lock: Any) -> Callable[..., Any]:
     return compile_quietly
 
 
+@once
 def install() -> bool:
     """Patch numba's ``InlineWorker`` and ``BaseFunction`` once (see the module), and install
     :mod:`optmm._compile_link` and :mod:`optmm._compile_wrap`; True if the fixes are in place. Their
     sides that load numba's cache are installed whatever the switch."""
-    if "installed" in _state:
-        return bool(_state["installed"])
-    _state["installed"] = False
     # whatever the switch: a cache written with the fourth and fifth fixes may be read
     _compile_link.install_guard()
     _compile_wrap.install_reader()
@@ -246,10 +244,9 @@ def install() -> bool:
     Dispatcher.compile = _quiet(compile_, llvm_lock)  # type: ignore[method-assign]
     _compile_link.install()
     _compile_wrap.install()
-    _state["installed"] = True
     return True
 
 
 def installed() -> bool:
     """Whether :func:`install` put the fixes in place in this process."""
-    return bool(_state.get("installed"))
+    return install.installed()

@@ -33,6 +33,8 @@ import threading
 import weakref
 from typing import Any
 
+from optmm._once import once
+
 __all__ = ["STATS", "LazyEntry", "install", "install_reader"]
 
 STATS = {"deferred": 0, "built": 0}
@@ -40,7 +42,6 @@ STATS = {"deferred": 0, "built": 0}
 entries built when Python first called them."""
 
 _typing = threading.local()  # .depth: how many dispatchers this thread is typing a call to
-_state: dict[str, Any] = {}
 
 
 def _ours(obj: Any) -> bool:
@@ -100,13 +101,11 @@ class LazyEntry:
         return self.entry()(*args, **kwargs)
 
 
+@once
 def install_reader() -> bool:
     """An overload compiled or loaded without its CPython wrapper gets a :class:`LazyEntry` and stays
     out of its dispatcher's table until Python calls it. Installed by ``import optmm`` whatever the
     switch: a cache written with the fix may be read without it."""
-    if "reader" in _state:
-        return bool(_state["reader"])
-    _state["reader"] = False
     try:
         from numba.core import cpu, dispatcher
 
@@ -138,7 +137,6 @@ def install_reader() -> bool:
 
     cpu.CPUContext.get_executable = get_executable_or_lazy
     dispatcher.Dispatcher.add_overload = add_overload_lazy  # type: ignore[method-assign]
-    _state["reader"] = True
     return True
 
 
@@ -146,12 +144,10 @@ def _not_yet(*args: Any, **kwargs: Any) -> None:
     return None
 
 
+@once
 def install() -> bool:
     """Compile optmm's functions without the CPython wrapper while numba types a call to them (see the
     module); True if in place."""
-    if "installed" in _state:
-        return bool(_state["installed"])
-    _state["installed"] = False
     try:
         from numba.core import dispatcher
 
@@ -178,10 +174,9 @@ def install() -> bool:
 
     dispatcher.Dispatcher.get_call_template = get_call_template_typing  # type: ignore[method-assign]
     function_compiler._customize_flags = customize_flags_for_callees
-    _state["installed"] = True
     return True
 
 
 def installed() -> bool:
     """Whether :func:`install` put the fix in place in this process."""
-    return bool(_state.get("installed"))
+    return install.installed()
