@@ -19,14 +19,14 @@ interpreter running this module.
   loads), the contract numbering and the finite-difference engine; pricing calls the boundary
   engine's groups last (:func:`optmm.pricing._by_engine`), and while the command waits for
   the helper it compiles what it needs after pricing (:func:`meanwhile`: for ``optmm risk``, the
-  exposures' sums). ``optmm risk`` on the example book: about 10 s on one core, 6 s on two.
+  exposures' sums). ``optmm risk`` on the example book: 10–12 s on one core, 6–7.5 s on two.
 * A simulation compiles its controller's setup, then its loop and, as numba types the loop, each
   kernel the loop calls. The helper compiles the loop's phases that are functions of their own (the
   quotes and the fills, :data:`LOOP_STEPS`, with every kernel they call: the quoter's pass, the
   controller's side check, decision, fill, hedge and gate, the toxicity detector's trade and fill),
   for the loop's argument types (:func:`_loop_types`, from the engine's inputs of a small run), and
   the markouts' price kernel, while the command sets the run up and compiles the rest. ``optmm
-  simulate`` on ``calm_day``: 36 s on one core, 25–26 s on two. A run from a book that needs both
+  simulate`` on ``calm_day``: 36–43 s on one core, 25–32 s on two. A run from a book that needs both
   American engines has the helper compile the boundary engine first (``"book+loop"``).
 
 The helper compiles the same functions with the same options, types and environment, so the

@@ -37,9 +37,10 @@ of optmm's functions (and what it calls), the announcement is left out (:func:`_
 ``llvm_lock`` timer reads 0.
 None changes what is compiled: the same IR reaches type inference, the same types reach lowering,
 and the simulations' and reports' content hashes (``tests/golden``) are equal with and without them.
-With the fourth they shorten the first compile of ``optmm simulate`` by about two fifths and of
-``optmm risk`` by about a third, in one process (``bench/coldstart.py``: ``*_cold_one_process_s``
-against ``*_cold_stock_s``, 35.6 s against 60.7 s and 9.9 s against 14.9 s at ``7cae3a5``).
+With the fourth and fifth they halve the first compile of ``optmm simulate`` and shorten that of
+``optmm risk`` by two fifths, in one process (``bench/coldstart.py``: ``*_cold_one_process_s``
+against ``*_cold_stock_s``, 42.7 s against 84.7 s and 12.3 s against 20.7 s at ``8e460c4``, on a
+machine then a third slower than at ``7cae3a5``: 35.6 s against 60.7 s and 9.9 s against 14.9 s).
 
 They apply only to optmm's functions: a function of yours is inlined and typed exactly as numba does
 it (a module's globals are read when its IR is built, and kept IR would not see a global of yours
