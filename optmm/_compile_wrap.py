@@ -61,21 +61,32 @@ class LazyEntry:
     call (see the module), then put in its dispatcher's table of entry points and called."""
 
     def __init__(self, context: Any, library: Any, fndesc: Any, env: Any, get_executable: Any) -> None:
-        self._context = context
+        self._context = context  # the context it was lowered with (or numba's base, from the cache)
         self._library = library  # the function's own machine code, kept alive with the entry
         self._fndesc = fndesc
         self._env = env
         self._get_executable = get_executable  # numba's own
         self._dispatcher: Any = None
         self._codes: list[int] | None = None
-        self._release_gil = False
         self._entry: Any = None
 
     def bind(self, dispatcher: Any, args: tuple[Any, ...]) -> None:
         """The dispatcher whose overload for ``args`` this is (its table gets the built entry)."""
         self._dispatcher = weakref.ref(dispatcher)
         self._codes = [a._code for a in args]
-        self._release_gil = bool(dispatcher.targetoptions.get("nogil", False))
+
+    def _target(self) -> tuple[Any, bool]:
+        """The target context and GIL release the function's own compile gave its wrapper: from its
+        dispatcher's options (a cache load hands numba's base context, without the runtime that
+        boxes a returned array); the context it was lowered with when there is no dispatcher."""
+        dispatcher = self._dispatcher() if self._dispatcher is not None else None
+        if dispatcher is None:
+            return self._context, False
+        from numba.core import compiler
+
+        flags = compiler.Flags()
+        dispatcher.targetdescr.options.parse_as_flags(flags, dispatcher.targetoptions)
+        return compiler._make_subtarget(dispatcher.targetctx, flags), bool(flags.release_gil)
 
     def entry(self) -> Any:
         """The built entry point (a CPython function, as numba's own), built on the first call."""
@@ -85,11 +96,10 @@ class LazyEntry:
             with global_compiler_lock:
                 if self._entry is None:
                     fndesc = self._fndesc
-                    library = self._context.codegen().create_library(f"{fndesc.qualname}.python_entry")
-                    self._context.create_cpython_wrapper(
-                        library, fndesc, self._env, None, release_gil=self._release_gil
-                    )
-                    entry = self._get_executable(self._context, library, fndesc, self._env)
+                    context, release_gil = self._target()
+                    library = context.codegen().create_library(f"{fndesc.qualname}.python_entry")
+                    context.create_cpython_wrapper(library, fndesc, self._env, None, release_gil=release_gil)
+                    entry = self._get_executable(context, library, fndesc, self._env)
                     dispatcher = self._dispatcher() if self._dispatcher is not None else None
                     if dispatcher is not None and self._codes is not None:
                         dispatcher._insert(self._codes, entry, False)
