@@ -268,7 +268,8 @@ class Helper:
 
     While the helper runs, each of those kernels compiles through :meth:`wait_for` its step first (an
     attribute of the dispatcher that shadows its ``compile``, taken away once the step is done or the
-    helper has stopped). The helper writes each step's name on its stdout when the step is done.
+    helper has stopped). The helper writes each step's name on its pipe (a new interpreter's stdout)
+    when the step is done.
     """
 
     def __init__(self, process: Any, waits: dict[Any, str]) -> None:
@@ -366,7 +367,12 @@ class _Forked:
         read, write = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            raise
         if pid == 0:  # the helper: its steps, then out without the command's exit handlers
             code = 1
             try:
@@ -418,13 +424,16 @@ def _can_fork() -> bool:
 
 def _launch(job: str) -> Any:
     """The helper's process for ``job``: this one forked where it can be (:func:`_can_fork`; numba's
-    registries loaded first, which the command's first compile would load anyway), else a new
-    interpreter running this module."""
+    registries loaded first, which the command's first compile would load anyway), else (or should
+    the fork fail) a new interpreter running this module."""
     if _can_fork():
         from numba.core.registry import cpu_target
 
         cpu_target.target_context.refresh()
-        return _Forked(job)
+        try:
+            return _Forked(job)
+        except OSError:  # (no process or pipe to spare: a new interpreter may still start)
+            pass
     root = str(Path(__file__).resolve().parents[1])  # the folder this optmm is imported from
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     return subprocess.Popen(

@@ -308,12 +308,20 @@ def test_a_helper_is_a_new_interpreter_where_it_cannot_be_forked(monkeypatch: py
         def __init__(self, args: list[str], **kwargs: Any) -> None:
             started.append((args, kwargs))
 
+    def no_fork() -> int:
+        raise OSError("no process to spare")
+
     monkeypatch.setattr(subprocess, "Popen", Recorded)
     monkeypatch.setattr(_compile_ahead, "_can_fork", lambda: False)
     assert isinstance(_compile_ahead._launch("book"), Recorded)
     ((args, kwargs),) = started
     assert args == [sys.executable, "-m", "optmm._compile_ahead", "book"]
     assert kwargs["stdout"] == subprocess.PIPE and str(ROOT) in kwargs["env"]["PYTHONPATH"]
+    # ... and where a fork fails
+    monkeypatch.setattr(_compile_ahead, "_can_fork", lambda: True)
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert isinstance(_compile_ahead._launch("loop"), Recorded)
+    assert started[-1][0] == [sys.executable, "-m", "optmm._compile_ahead", "loop"]
 
 
 def test_no_fork_beside_another_thread() -> None:
