@@ -500,15 +500,17 @@ def for_simulation(book: Any = None, market: Any = None) -> Helper | None:
     return None
 
 
-def _run(job: str, done: Callable[[str], Any] | None = None) -> None:
-    """The helper's work: each step of ``job``, its name on stdout (or to ``done``) once done."""
+def _say(step: str) -> None:
+    print(step, flush=True)
+
+
+def _run(job: str, done: Callable[[str], Any] = _say) -> None:
+    """The helper's work: each step of ``job``, its name given to ``done`` (by default on stdout) once
+    done."""
     _locked_cache_writes()
     for name, compile_, _ in JOBS[job]:
         compile_()
-        if done is None:
-            print(name, flush=True)
-        else:
-            done(name)
+        done(name)
 
 
 if __name__ == "__main__":

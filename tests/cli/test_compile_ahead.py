@@ -324,6 +324,27 @@ def test_a_helper_is_a_new_interpreter_where_it_cannot_be_forked(monkeypatch: py
     assert started[-1][0] == [sys.executable, "-m", "optmm._compile_ahead", "loop"]
 
 
+def test_a_new_interpreters_helper_says_each_step_on_its_stdout() -> None:
+    script = (
+        "from optmm import _compile_ahead as ahead\n"
+        "ahead.JOBS['test'] = (('a', lambda: None, list), ('b', lambda: None, list))\n"
+        "ahead._run('test')\n"
+    )
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout == "a\nb\n"
+
+
 def test_no_fork_beside_another_thread() -> None:
     import threading
 
