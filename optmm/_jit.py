@@ -1,5 +1,6 @@
-"""numba compile helpers: a function copied under another name or namespace, and array kernels
-that use threads only when the work pays for them.
+"""numba compile helpers: a function copied under another name or namespace, array kernels that
+use threads only when the work pays for them, and a kernel run by the interpreter where compiling it
+would not pay.
 
 A ``prange`` kernel compiled with ``parallel=True`` costs numba one to two seconds more to compile
 than the same loop compiled serially (the first time it runs on a machine; ``cache=True`` keeps
@@ -14,25 +15,39 @@ of these loops computes its own elements, so both forms give the same figures bi
 the serial form runs at most about 20 ms of single-threaded work (256 options on the boundary engine
 at ~70 µs each, 16 on the finite-difference engine at ~1.5 ms); for the closed forms (tens of
 nanoseconds an option), below the thousands of options where threads start to pay.
+
+A kernel over a few hundred rows (numbering contracts, summing exposures) runs in a millisecond or
+two interpreted, where numba would spend over half a second compiling it the first time and some
+milliseconds loading it from the cache every time after. :func:`interpreted` is the kernel's own
+Python function run by the interpreter, calling the interpreted forms of the compiled functions it
+calls: one rule, whichever runs it. It suits kernels whose arithmetic numpy's scalars and Python do
+as numba's machine code does (the same IEEE operations in the same order, integers wrapping at 64
+bits); each use is tested against the compiled kernel, bit for bit.
 """
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numba import njit
+from numba.core.dispatcher import Dispatcher
 
-__all__ = ["SizedKernel", "function_copy", "sized_kernel"]
+__all__ = ["SizedKernel", "function_copy", "interpreted", "python_meaning", "sized_kernel"]
 
 
 def function_copy(
-    f_py: Callable[..., Any], *, suffix: str = "", env: dict[str, Any] | None = None
+    f_py: Callable[..., Any],
+    *,
+    suffix: str = "",
+    env: dict[str, Any] | None = None,
+    closure: tuple[types.CellType, ...] | None = None,
 ) -> Callable[..., Any]:
     """``f_py``'s code as a new function named ``name + suffix``, resolving its globals in ``env``
-    (default: its own module's).
+    (default: its own module's) and its free variables in ``closure`` (default: its own).
 
     numba's on-disk cache files a compiled function under its module, qualified name and first
     line, and keys the entries by signature, not by compile options: a serial and a threaded
@@ -43,7 +58,7 @@ def function_copy(
         f_py.__globals__ if env is None else env,
         f_py.__name__ + suffix,
         f_py.__defaults__,
-        f_py.__closure__,
+        f_py.__closure__ if closure is None else closure,
     )
     g.__qualname__ = f_py.__qualname__ + suffix
     g.__module__ = f_py.__module__
@@ -78,3 +93,72 @@ class SizedKernel:
 def sized_kernel(serial_below: int, **options: Any) -> Callable[[Callable[..., Any]], SizedKernel]:
     """Decorator: ``@sized_kernel(serial_below, error_model=...)`` over a ``prange`` loop."""
     return lambda f_py: SizedKernel(f_py, serial_below, **options)
+
+
+_MEANINGS: dict[int, tuple[Any, Callable[..., Any]]] = {}
+
+
+def python_meaning(compiled: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: the Python function that does what ``compiled`` (a numba intrinsic, which has no
+    Python body) does, for :func:`interpreted` to call in its place."""
+
+    def register(f_py: Callable[..., Any]) -> Callable[..., Any]:
+        _MEANINGS[id(compiled)] = (compiled, f_py)
+        return f_py
+
+    return register
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """The global names ``code`` and the code nested in it read."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _plain(kernel: Dispatcher, made: dict[Dispatcher, Callable[..., Any]]) -> Callable[..., Any]:
+    """``kernel``'s Python function, resolving its globals in a copy of its module's and its free
+    variables in new cells, where each compiled function it names is its plain form (``made``:
+    those already made, recursion included) and each intrinsic its Python meaning."""
+    if kernel in made:
+        return made[kernel]
+    f_py = kernel.py_func
+    env = dict(f_py.__globals__)
+    cells = tuple(types.CellType() for _ in f_py.__closure__ or ())
+    plain = made[kernel] = function_copy(f_py, env=env, closure=cells if f_py.__closure__ else None)
+
+    def meaning(value: Any) -> Any:
+        if isinstance(value, Dispatcher):
+            return _plain(value, made)
+        if id(value) in _MEANINGS and _MEANINGS[id(value)][0] is value:
+            return _MEANINGS[id(value)][1]
+        return value
+
+    for name in _names(f_py.__code__):
+        if name in env:
+            env[name] = meaning(env[name])
+    for cell, new in zip(f_py.__closure__ or (), cells, strict=True):
+        try:
+            new.cell_contents = meaning(cell.cell_contents)
+        except ValueError:  # a free variable not bound yet: left empty, as it is
+            pass
+    return plain
+
+
+@functools.cache
+def interpreted(kernel: Dispatcher) -> Callable[..., Any]:
+    """``kernel`` (a numba function) run by the interpreter: its Python function, calling the
+    interpreted forms of the numba functions it names (as globals or free variables) and the Python
+    meanings of its intrinsics
+    (:func:`python_meaning`), under ``numpy.errstate(all="ignore")`` as machine code does not warn
+    (an integer wraps at 64 bits, a float overflows to inf). Nothing is compiled."""
+    plain = _plain(kernel, {})
+
+    @functools.wraps(kernel.py_func)
+    def run(*args: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return plain(*args)
+
+    return run

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
+
+from optmm._jit import python_meaning
 
 
 @intrinsic
@@ -32,6 +35,12 @@ def _f2i(typingctx, x):  # pragma: no cover - compiled
     return sig, codegen
 
 
+@python_meaning(_f2i)
+def _f2i_py(x: float) -> np.int64:
+    """:func:`_f2i` run by the interpreter."""
+    return np.float64(x).view(np.int64)
+
+
 @intrinsic
 def _i2f(typingctx, x):  # pragma: no cover - compiled
     """The float64 whose IEEE-754 bits are the given int64."""
@@ -41,6 +50,12 @@ def _i2f(typingctx, x):  # pragma: no cover - compiled
         return builder.bitcast(args[0], ir.DoubleType())
 
     return sig, codegen
+
+
+@python_meaning(_i2f)
+def _i2f_py(x: int) -> np.float64:
+    """:func:`_i2f` run by the interpreter."""
+    return np.int64(x).view(np.float64)
 
 
 _LOG2E = 1.4426950408889634

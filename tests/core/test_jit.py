@@ -7,14 +7,17 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from numba import prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
-from optmm._jit import SizedKernel, function_copy
+from optmm._jit import SizedKernel, function_copy, interpreted, python_meaning
 from optmm.greeks import _american, _american_fd, _bsm, _dividend, _iv
+from optmm.greeks._simd import _f2i, _f2i_py, _i2f, _i2f_py
 from optmm.greeks.american import _scheme
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,3 +130,70 @@ def test_a_threaded_call_never_loads_the_serial_forms_machine_code(tmp_path):
             [sys.executable, str(probe), mode], env=env, capture_output=True, text=True, check=True
         )
         assert int(done.stdout.strip()) >= 1, (mode, done.stdout, done.stderr)
+
+
+# --------------------------------------------------------------------------------------------------
+# interpreted: a kernel run by Python, with what it calls
+
+
+@njit(cache=True)
+def _wrap_add(a, b):  # pragma: no cover - compiled (and interpreted below)
+    return np.uint64(a) + np.uint64(b)  # wraps at 64 bits
+
+
+@njit(cache=True)
+def _halves(x, out, depth):  # pragma: no cover - compiled (and interpreted below)
+    """Recursive, calling another compiled function and an intrinsic."""
+    if x.shape[0] <= 2 or depth > 8:
+        for i in range(x.shape[0]):
+            out[i] = np.int64(_wrap_add(_f2i(x[i]), 0xFFFFFFFFFFFFFFFF) >> np.uint64(1))
+        return 0
+    h = x.shape[0] // 2
+    _halves(x[:h], out[:h], depth + 1)
+    _halves(x[h:], out[h:], depth + 1)
+    return 1
+
+
+def test_an_interpreted_kernel_gives_the_compiled_figures_and_compiles_nothing() -> None:
+    x = np.array([1.5, -0.0, 0.0, np.inf, -np.inf, np.nan, 5e-324, -2.0, 1e308])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # integer wrapping does not warn, as machine code does not
+        got = np.empty(x.size, dtype=np.int64)
+        assert interpreted(_halves)(x, got, 0) == 1
+    # nothing was compiled: neither the kernel nor what it calls
+    assert not _halves.signatures and not _wrap_add.signatures
+    want = np.empty(x.size, dtype=np.int64)
+    _halves(x, want, 0)
+    assert got.tolist() == want.tolist()
+    assert interpreted(_halves) is interpreted(_halves)  # made once
+
+
+def test_the_python_meanings_of_the_bit_casts_are_the_intrinsics() -> None:
+    rng = np.random.default_rng(5)
+    i64 = np.iinfo(np.int64)
+    bits = np.r_[rng.integers(i64.min, i64.max, 1000), 0, -1, 0x7FF8000000000000]
+    floats = bits.view(np.float64)
+    compiled_f2i = njit(lambda v: _f2i(v))
+    compiled_i2f = njit(lambda v: _i2f(v))
+    for b, f in zip(bits.tolist(), floats.tolist(), strict=True):
+        assert _f2i_py(f) == compiled_f2i(f) == b
+        assert np.float64(_i2f_py(b)).view(np.int64) == np.float64(compiled_i2f(b)).view(np.int64) == b
+
+
+def test_an_intrinsic_without_a_python_meaning_fails_when_called_interpreted() -> None:
+    @intrinsic
+    def _same(typingctx, x):  # pragma: no cover - compiled
+        def codegen(context, builder, signature, args):
+            return args[0]
+
+        return types.int64(types.int64), codegen
+
+    @njit
+    def uses(x):  # pragma: no cover - compiled
+        return _same(x) + _f2i(2.0)
+
+    with pytest.raises(NotImplementedError, match="not usable in pure-python"):
+        interpreted(uses)(1)  # numba's own answer: nothing computed wrongly
+    python_meaning(_same)(lambda x: x)
+    interpreted.cache_clear()
+    assert interpreted(uses)(1) == uses(1) == 1 + np.float64(2.0).view(np.int64)
