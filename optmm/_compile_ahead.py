@@ -14,12 +14,13 @@ interpreter running this module.
 
 * A book with American options on underlyings with cash dividends (the finite-difference engine)
   and on underlyings without (the boundary engine) needs both engines: the helper compiles the
-  escrowed spot's kernel (the dividends' first step), then the boundary engine (its one-boundary
-  solve first), while the command compiles the closed form both engines call (which the helper then
-  loads), the contract numbering and the finite-difference engine; pricing calls the boundary
-  engine's groups last (:func:`optmm.pricing._by_engine`), and while the command waits for
-  the helper it compiles what it needs after pricing (:func:`meanwhile`: for ``optmm risk``, the
-  exposures' sums). ``optmm risk`` on the example book: 10–12 s on one core, 6–7.5 s on two.
+  boundary engine (its one-boundary solve first), while the command compiles the closed form both
+  engines call and two small functions of the boundary engine's (which the helper then loads), the
+  escrowed spot's kernel and the finite-difference engine; pricing calls the boundary engine's groups
+  last (:func:`optmm.pricing._by_engine`), and while the command waits for the helper it compiles
+  what it needs after pricing (:func:`meanwhile`: for ``optmm risk`` on a book of a thousand
+  positions or more, the exposures' sums; a smaller book's run interpreted, :mod:`optmm.risk._reval`).
+  ``optmm risk`` on the example book: 7–9 s on one core, 4–5 s on two.
 * A simulation compiles its controller's setup, then its loop and, as numba types the loop, each
   kernel the loop calls. The helper compiles the loop's phases that are functions of their own (the
   quotes and the fills, :data:`LOOP_STEPS`, with every kernel they call: the quoter's pass, the
@@ -67,31 +68,14 @@ kernels itself)."""
 # the cache (those the command waits for)
 
 
-def _escrow() -> None:
-    """The escrowed spot's kernel (serial form), as pricing calls it for underlyings with cash
-    dividends: first, a step the command would take early and briefly (it then goes on with the
-    contract numbering and the finite-difference engine)."""
-    import numpy as np
-
-    from optmm.greeks._dividend import Schedule, escrowed
-
-    one = np.ones(1)
-    escrowed(100.0 * one, 0.5 * one, 0.04 * one, 0.0 * one, Schedule(0.25 * one, one), (1,))
-
-
-def _escrow_kernels() -> list[Any]:
-    from optmm.greeks import _dividend
-
-    return [_dividend.escrow_kernel.serial]
-
-
 def _boundary_engine() -> None:
     """The boundary engine's Greeks kernel, through the function pricing calls (one option: the serial
     form; the threaded form, for large books, then finds every function it calls in the cache).
 
     Its one-boundary solve first, which calls nothing the finite-difference engine calls: meanwhile
-    the command compiles the closed form both engines call for an expired option (:func:`_start`),
-    which the kernel then loads from the cache rather than compiling it again."""
+    the command compiles the closed form both engines call for an expired option, and two small
+    functions the engine calls after its solve (:func:`_start`), which the kernel then loads from the
+    cache rather than compiling them again."""
     import numpy as np
 
     from optmm.greeks import _american
@@ -198,10 +182,7 @@ def _fill_kernels() -> list[Any]:
 Step = tuple[str, Callable[[], None], Callable[[], list[Any]]]
 """A helper's step: its name, the function that compiles by calling, and the kernels it compiles."""
 
-BOOK_STEPS: tuple[Step, ...] = (
-    ("escrow", _escrow, _escrow_kernels),
-    ("boundary", _boundary_engine, _boundary_kernels),
-)
+BOOK_STEPS: tuple[Step, ...] = (("boundary", _boundary_engine, _boundary_kernels),)
 LOOP_STEPS: tuple[Step, ...] = (
     ("quote", _quote, _quote_kernels),
     ("fills", _fills, _fill_kernels),
@@ -452,10 +433,16 @@ def _start(job: str, waits: dict[Any, str]) -> Helper:
     _running = Helper(_launch(job), waits)
     if BOOK_STEPS[-1] in JOBS[job]:
         # the closed form the finite-difference engine calls (an expired option), which the boundary
-        # engine calls too: compiled here first, for the helper to load (see _boundary_engine)
-        from optmm.greeks._american import european
+        # engine calls too, and the boundary engine's boundary and zero-vol value, which it calls after
+        # its one-boundary solve: compiled here first, for the helper to load (see _boundary_engine;
+        # the two take a tenth of a second each, which evens the two processes' work)
+        import numpy as np
+
+        from optmm.greeks._american import boundary, european, zero_vol
 
         european(100.0, 100.0, 0.5, 0.04, 0.01, 0.3, False)
+        boundary(np.ones(3), 100.0, 0.25, 0.5)
+        zero_vol(100.0, 100.0, 0.5, 0.04, 0.01, False)
     return _running
 
 

@@ -67,8 +67,9 @@ def run_risk(args: argparse.Namespace) -> int:
         raise UsageError("--format parquet needs --output FILE")
     check_destination("--output", args.output)
     book, market = _load(args)
-    # on a first run, compiled while the command would wait for its helper (the engine it compiles)
-    _compile_ahead.meanwhile(_reval.compile_exposure_sums)
+    if len(book) >= _reval.PYTHON_BELOW:  # (fewer positions are summed interpreted, not compiled)
+        # on a first run, compiled while the command would wait for its helper (the engine it compiles)
+        _compile_ahead.meanwhile(_reval.compile_exposure_sums)
     with as_usage_error():
         exp = exposures(book, market)
     frame = {
