@@ -52,7 +52,9 @@ outside the range the package pins or without these internal names, or with
 from __future__ import annotations
 
 import copy
+import gc
 import os
+import threading
 import types
 import weakref
 from collections.abc import Callable
@@ -143,18 +145,31 @@ def _itself(value: Any, memo: dict[int, Any]) -> Any:
 
 def _quiet(compile_: Callable[..., Any], lock: Any) -> Callable[..., Any]:
     """``Dispatcher.compile`` without llvmlite's lock callbacks (numba's ``numba:llvm_lock`` event)
-    while it compiles one of optmm's functions, and with them again after."""
+    and with Python's cyclic garbage collector paused while it compiles one of optmm's functions
+    (and what it calls), with both as they were after the last such compile under way ends (threads
+    may compile at once)."""
+    state: dict[str, Any] = {"depth": 0}
+    guard = threading.Lock()
 
     def compile_quietly(self: Any, sig: Any) -> Any:
-        callbacks = lock._cblist
-        if not callbacks or not _ours(self.py_func):
+        if not _ours(self.py_func):
             return compile_(self, sig)
-        saved = list(callbacks)
-        callbacks.clear()
+        with guard:
+            if state["depth"] == 0:
+                state["callbacks"] = list(lock._cblist)
+                state["collecting"] = gc.isenabled()
+                lock._cblist.clear()
+                gc.disable()
+            state["depth"] += 1
         try:
             return compile_(self, sig)
         finally:
-            callbacks[:0] = saved
+            with guard:
+                state["depth"] -= 1
+                if state["depth"] == 0:
+                    lock._cblist[:0] = state.pop("callbacks")
+                    if state.pop("collecting"):
+                        gc.enable()
 
     return compile_quietly
 

@@ -5,11 +5,15 @@ outside the numba range it was written for."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +141,68 @@ def test_compiling_optmms_functions_leaves_out_llvms_lock_event():
         event.unregister("numba:llvm_lock", listener)
     assert theirs > 100 and ours == 0
     assert ll.ffi.lib._lock._cblist == callbacks  # (put back)
+
+
+def test_compiling_optmms_functions_pauses_the_garbage_collector():
+    from numba.core import event
+
+    seen: list[bool] = []
+
+    class Seen(event.Listener):
+        def on_start(self, ev):
+            seen.append(gc.isenabled())
+
+        def on_end(self, ev):
+            pass
+
+    listener = Seen()
+    event.register("numba:compile", listener)
+    try:
+        assert njit(lambda x: x * 3.5)(2.0) == 7.0  # not optmm's: collected as always
+        c = np.array([0.5, -1.25, 2.0])
+        assert njit(clenshaw_py)(c, 0.25) == clenshaw_py(c, 0.25)  # optmm's: paused
+    finally:
+        event.unregister("numba:compile", listener)
+    assert seen[0] is True and seen[1:] and not any(seen[1:])
+    assert gc.isenabled()  # (on again)
+
+
+def test_the_collector_is_on_again_when_the_last_of_compiles_in_threads_ends():
+    """Two threads compiling at once, the first ending first: paused until the second ends, then as
+    it was before the first began (on; off when it was off)."""
+    lock = types.SimpleNamespace(_cblist=[print])
+    ours = types.SimpleNamespace(py_func=clenshaw_py)
+    b_started, a_done = threading.Event(), threading.Event()
+    during: dict[str, bool] = {}
+
+    def compile_(self, sig):
+        if sig == "a":
+            threading.Thread(target=quiet, args=(ours, "b")).start()
+            b_started.wait(5)
+        else:
+            b_started.set()
+            a_done.wait(5)
+            during["b after a"] = gc.isenabled()
+            during["callbacks"] = bool(lock._cblist)
+        return sig
+
+    quiet = _compile_speed._quiet(compile_, lock)
+    for was in (True, False):
+        (gc.enable if was else gc.disable)()
+        b_started.clear()
+        a_done.clear()
+        try:
+            assert quiet(ours, "a") == "a"
+            a_done.set()
+            for _ in range(500):
+                if lock._cblist:
+                    break
+                time.sleep(0.01)
+        finally:
+            on_after = gc.isenabled()
+            gc.enable()
+        assert during == {"b after a": False, "callbacks": False}
+        assert on_after is was and lock._cblist == [print]
 
 
 def test_other_code_is_inlined_by_numba_itself():
