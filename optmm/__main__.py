@@ -2,7 +2,7 @@
 
 import sys
 
-from optmm.cli import main
+from optmm.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import math
+import sqlite3
 import subprocess
 import sys
 
@@ -140,6 +141,45 @@ def test_subprocess_python_m_optmm(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     check_records(json.loads(proc.stdout, parse_constant=_no_nan)["rows"])
+
+
+def test_the_program_freezes_what_is_left_after_the_command(monkeypatch):
+    import optmm.cli as cli
+
+    calls: list[str] = []
+    monkeypatch.setattr(cli, "main", lambda: calls.append("main") or 3)
+    monkeypatch.setattr(cli.gc, "freeze", lambda: calls.append("freeze"))
+    assert cli.run() == 3 and calls == ["main", "freeze"]
+
+
+def test_a_frozen_exit_still_runs_exit_handlers_and_closes_files(tmp_path):
+    """``run`` leaves the objects of the command to the process's end: an audit trail left open (in a
+    reference cycle, for good measure) still commits at exit, a file still gets its text."""
+    script = f"""
+import sys
+import optmm.cli as cli
+from optmm.risk.audit import AuditEvent, AuditTrail, Layer
+
+def command():
+    trail = AuditTrail({str(tmp_path / "trail.db")!r}, batch_size=100)
+    trail.record(AuditEvent(ts=1.0, underlying="SPY", layer=Layer.HARD, event="cut", trigger="t",
+                            measured=2.0, threshold=1.0, detail="left open"))
+    trail.me = trail  # a cycle
+    cli.kept = [trail, open({str(tmp_path / "out.txt")!r}, "w")]
+    cli.kept[1].write("written")
+    return 0
+
+cli.main = command
+sys.exit(cli.run())
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.txt").read_text() == "written"
+    conn = sqlite3.connect(tmp_path / "trail.db")
+    try:
+        assert conn.execute("SELECT detail FROM events").fetchall() == [("left open",)]
+    finally:
+        conn.close()
 
 
 def test_subprocess_bad_argument_is_one_line_without_traceback(tmp_path):
