@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from numba import njit
-from numba.core import analysis, ir, ir_utils
+from numba.core import analysis, ir, ir_utils, lowering
 from numba.core.compiler import run_frontend
 
 from optmm import _compile_lifetimes
@@ -26,12 +26,21 @@ RISK = ["risk", str(EXAMPLES / "book.csv"), "--market", str(EXAMPLES / "market.t
 # the command run on an empty cache, each answer of the fix checked against numba's own
 CHECKED = """
 import json, sys
-from numba.core import analysis, ir, ir_utils
+from numba.core import analysis, ir, ir_utils, lowering
 from numba.core.compiler import run_frontend
 from optmm import _compile_lifetimes as lt
 
+from numba.core import inline_closurecall, lowering, transforms, untyped_passes
+
 numba_stmt, numba_expr, numba_live = ir.Stmt.list_vars, ir.Expr.list_vars, analysis.compute_live_map
-seen = {"stmt": 0, "expr": 0, "live": 0, "blocks": 0, "swaps": 0}
+numba_use = analysis.compute_use_defs
+HOLDERS = [
+    (module, name)
+    for module in (analysis, ir_utils, lowering, inline_closurecall, transforms, untyped_passes)
+    for name, numbas in (("compute_live_map", numba_live), ("compute_use_defs", numba_use))
+    if getattr(module, name, None) is numbas
+]
+seen = {"stmt": 0, "expr": 0, "live": 0, "use": 0, "blocks": 0, "swaps": 0}
 fast_stmt, fast_expr = lt.list_vars(ir)
 
 def same(a, b):
@@ -56,13 +65,23 @@ def live(cfg, blocks, use, defs):
     seen["blocks"] = max(seen["blocks"], len(blocks))
     return want
 
+def use(blocks):
+    want = numba_use(blocks)
+    got = lt.compute_use_defs(blocks)
+    assert got.usemap == want.usemap and got.defmap == want.defmap
+    seen["use"] += 1
+    return want
+
 def swapped_in():
     seen["swaps"] += 1
     ir.Stmt.list_vars, ir.Expr.list_vars = stmt, expr
-    analysis.compute_live_map = ir_utils.compute_live_map = live
+    checked = {"compute_live_map": live, "compute_use_defs": use}
+    for module, name in HOLDERS:
+        setattr(module, name, checked[name])
     def back():
         ir.Stmt.list_vars, ir.Expr.list_vars = numba_stmt, numba_expr
-        analysis.compute_live_map = ir_utils.compute_live_map = numba_live
+        for module, name in HOLDERS:
+            setattr(module, name, {"compute_live_map": numba_live, "compute_use_defs": numba_use}[name])
     return back
 
 lt.swapped_in = swapped_in
@@ -89,7 +108,7 @@ def test_every_answer_on_the_example_books_first_run_is_numbas(tmp_path: Path) -
     assert seen["code"] == 0 and seen["swaps"] >= 3, seen  # one per compile Python asked for
     # over a hundred thousand statements, hundreds of liveness maps, some of over a hundred blocks
     assert seen["stmt"] > 100_000 and seen["expr"] > 100_000, seen
-    assert seen["live"] > 200 and seen["blocks"] > 100, seen
+    assert seen["live"] > 200 and seen["use"] > seen["live"] and seen["blocks"] > 100, seen
 
 
 def test_the_live_map_of_a_loop_nest_is_numbas() -> None:
@@ -106,6 +125,8 @@ def test_the_live_map_of_a_loop_nest_is_numbas() -> None:
     blocks = run_frontend(loops).blocks
     cfg = analysis.compute_cfg_from_blocks(blocks)
     usedefs = analysis.compute_use_defs(blocks)
+    ours = _compile_lifetimes.compute_use_defs(blocks)
+    assert (ours.usemap, ours.defmap) == (usedefs.usemap, usedefs.defmap)
     want = analysis.compute_live_map(cfg, blocks, usedefs.usemap, usedefs.defmap)
     assert _compile_lifetimes.compute_live_map(cfg, blocks, usedefs.usemap, usedefs.defmap) == want
     assert sum(map(len, want.values())) > 10  # variables carried around the back edges
@@ -116,7 +137,11 @@ def test_the_live_map_of_a_loop_nest_is_numbas() -> None:
 
 
 def test_numbas_own_are_back_after_optmms_compile_and_used_for_other_code() -> None:
-    numba_own = (ir.Stmt.list_vars, ir.Expr.list_vars, analysis.compute_live_map, ir_utils.compute_live_map)
+    def now() -> tuple[object, ...]:
+        uses = (m.compute_use_defs for m in (analysis, ir_utils, lowering))
+        return (ir.Stmt.list_vars, ir.Expr.list_vars, *uses, analysis.compute_live_map)
+
+    numba_own = now()
     during: list[bool] = []
     real = _compile_lifetimes.swapped_in
 
@@ -134,9 +159,4 @@ def test_numbas_own_are_back_after_optmms_compile_and_used_for_other_code() -> N
     finally:
         _compile_lifetimes.swapped_in = real
     assert during == [True]
-    assert (
-        ir.Stmt.list_vars,
-        ir.Expr.list_vars,
-        analysis.compute_live_map,
-        ir_utils.compute_live_map,
-    ) == numba_own
+    assert now() == numba_own
