@@ -20,14 +20,14 @@ interpreter running this module.
   last (:func:`optmm.pricing._by_engine`), and while the command waits for the helper it compiles
   what it needs after pricing (:func:`meanwhile`: for ``optmm risk`` on a book of a thousand
   positions or more, the exposures' sums; a smaller book's run interpreted, :mod:`optmm.risk._reval`).
-  ``optmm risk`` on the example book: 7–9 s on one core, 4–5 s on two.
+  ``optmm risk`` on the example book: 5.8–6.6 s on one core, 3.6–4.1 s on two.
 * A simulation compiles its controller's setup, then its loop and, as numba types the loop, each
   kernel the loop calls. The helper compiles the loop's phases that are functions of their own (the
   quotes and the fills, :data:`LOOP_STEPS`, with every kernel they call: the quoter's pass, the
   controller's side check, decision, fill, hedge and gate, the toxicity detector's trade and fill),
   for the loop's argument types (:func:`_loop_types`, from the engine's inputs of a small run), and
   the markouts' price kernel, while the command sets the run up and compiles the rest. ``optmm
-  simulate`` on ``calm_day``: 36–43 s on one core, 25–32 s on two. A run from a book that needs both
+  simulate`` on ``calm_day``: 23–25 s on one core, 18–20 s on two. A run from a book that needs both
   American engines has the helper compile the boundary engine first (``"book+loop"``).
 
 The helper compiles the same functions with the same options, types and environment, so the
