@@ -18,8 +18,8 @@ interpreter running this module.
   engines call and two small functions of the boundary engine's (which the helper then loads), the
   escrowed spot's kernel and the finite-difference engine; pricing calls the boundary engine's groups
   last (:func:`optmm.pricing._by_engine`), and while the command waits for the helper it compiles
-  what it needs after pricing (:func:`meanwhile`: for ``optmm risk`` on a book of a thousand
-  positions or more, the exposures' sums; a smaller book's run interpreted, :mod:`optmm.risk._reval`).
+  what it needs after pricing (:func:`meanwhile`: for ``optmm risk`` on a book of 1,024 positions
+  or more, the exposures' sums; a smaller book's run interpreted, :mod:`optmm.risk._reval`).
   ``optmm risk`` on the example book: 5.8–6.6 s on one core, 3.6–4.1 s on two.
 * A simulation compiles its controller's setup, then its loop and, as numba types the loop, each
   kernel the loop calls. The helper compiles the loop's phases that are functions of their own (the

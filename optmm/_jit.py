@@ -151,9 +151,11 @@ def _plain(kernel: Dispatcher, made: dict[Dispatcher, Callable[..., Any]]) -> Ca
 def interpreted(kernel: Dispatcher) -> Callable[..., Any]:
     """``kernel`` (a numba function) run by the interpreter: its Python function, calling the
     interpreted forms of the numba functions it names (as globals or free variables) and the Python
-    meanings of its intrinsics
-    (:func:`python_meaning`), under ``numpy.errstate(all="ignore")`` as machine code does not warn
-    (an integer wraps at 64 bits, a float overflows to inf). Nothing is compiled."""
+    meanings of its intrinsics (:func:`python_meaning`), under ``numpy.errstate(all="ignore")`` as
+    machine code does not warn (an integer wraps at 64 bits, a float overflows to inf). Nothing is
+    compiled. Where Python's own arithmetic differs from numba's (a Python float divided by zero
+    raises, where numba's ``error_model="numpy"`` gives inf or NaN), the kernel is not one for it:
+    each use is tested against the compiled kernel."""
     plain = _plain(kernel, {})
 
     @functools.wraps(kernel.py_func)

@@ -160,10 +160,10 @@ def run() -> int:
     """The ``optmm`` program, a process of its own (its console script and ``python -m optmm``):
     :func:`main`, then every object left is moved out of the garbage collector's reach
     (``gc.freeze()``). The interpreter's exit then does not walk them in its last collections,
-    which took a tenth of a second or more after a first run (numba's compiled functions, their IR
-    and types); they go with the process. Files are closed by then and exit handlers still run
-    (the audit trail commits what it holds); only a finaliser of an object in a reference cycle is
-    left uncalled, which Python never promises at exit."""
+    which took 0.3 s after a first ``optmm risk`` (numba's compiled functions, their IR and types)
+    and 0.15 s after a warm one; they go with the process. Files are closed by then and exit
+    handlers still run (the audit trail commits what it holds); only a finaliser of an object in a
+    reference cycle is left uncalled, which Python never promises at exit."""
     code = main()
     gc.freeze()
     return code
