@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -155,3 +160,25 @@ def assert_usage_error(result: tuple[int, str, str], *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in err, (fragment, err)
     return err
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_driver(driver: str, tmp_path: Path, args: list[str], **env: str) -> tuple[str, dict[str, Any]]:
+    """``driver`` (Python source) in a new interpreter, from the project's root, on an empty numba
+    cache in ``tmp_path``, with ``args`` after the path of the JSON report it writes (its
+    ``sys.argv[1]``) and ``env`` added to the environment: (its stdout, the report)."""
+    report = tmp_path / "report.json"
+    full = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), **env)
+    full["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-c", driver, str(report), *args],
+        env=full,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, json.loads(report.read_text())

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from builders import run_driver
 
 from optmm import Book, Market, _compile_ahead, pricing
 from optmm.cli import common, main
@@ -55,22 +56,10 @@ json.dump({"code": code, "compiled": compiled, "launched": launched}, open(sys.a
 def _cold_run(tmp_path: Path, args: list[str]) -> tuple[str, set[str], Path]:
     """``optmm ARGS`` on an empty numba cache with helpers on: (stdout, what the command compiled,
     the cache). On Linux the helper is the command forked."""
-    cache, report = tmp_path / "numba", tmp_path / "compiled.json"
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), OPTMM_COMPILE_AHEAD="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(report), *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(report.read_text())
+    out, seen = run_driver(DRIVER, tmp_path, args, OPTMM_COMPILE_AHEAD="1")
     assert seen["code"] == 0
     assert seen["launched"] == (["_Forked"] if sys.platform.startswith("linux") else ["Popen"])
-    return done.stdout, set(seen["compiled"]), cache
+    return out, set(seen["compiled"]), tmp_path / "numba"
 
 
 def _here(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:

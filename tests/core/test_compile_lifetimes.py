@@ -5,13 +5,10 @@ while optmm's functions compile."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+from builders import run_driver
 from numba import njit
 from numba.core import analysis, ir, ir_utils, lowering
 from numba.core.compiler import run_frontend
@@ -92,19 +89,8 @@ json.dump({"code": code, **seen}, open(sys.argv[1], "w"))
 
 
 def test_every_answer_on_the_example_books_first_run_is_numbas(tmp_path: Path) -> None:
-    report = tmp_path / "seen.json"
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), PYTHONPATH=str(ROOT))
-    env["OPTMM_COMPILE_AHEAD"] = "0"  # every kernel compiled in this process
-    done = subprocess.run(
-        [sys.executable, "-c", CHECKED, str(report), *RISK],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(report.read_text())
+    # every kernel compiled in this process
+    _, seen = run_driver(CHECKED, tmp_path, RISK, OPTMM_COMPILE_AHEAD="0")
     assert seen["code"] == 0 and seen["swaps"] >= 3, seen  # one per compile Python asked for
     # over a hundred thousand statements, hundreds of liveness maps, some of over a hundred blocks
     assert seen["stmt"] > 100_000 and seen["expr"] > 100_000, seen
