@@ -167,7 +167,7 @@ def _quiet(compile_: Callable[..., Any], lock: Any) -> Callable[..., Any]:
                 state["collecting"] = gc.isenabled()
                 lock._cblist.clear()
                 gc.disable()
-                state["numba's lifetimes"] = _compile_lifetimes.swapped_in()
+                state["lifetimes back"] = _compile_lifetimes.swapped_in()
             state["depth"] += 1
         try:
             return compile_(self, sig)
@@ -175,7 +175,7 @@ def _quiet(compile_: Callable[..., Any], lock: Any) -> Callable[..., Any]:
             with guard:
                 state["depth"] -= 1
                 if state["depth"] == 0:
-                    state.pop("numba's lifetimes")()
+                    state.pop("lifetimes back")()
                     lock._cblist[:0] = state.pop("callbacks")
                     if state.pop("collecting"):
                         gc.enable()

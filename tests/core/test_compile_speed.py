@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import types
 from pathlib import Path
 
@@ -174,10 +173,12 @@ def test_the_collector_is_on_again_when_the_last_of_compiles_in_threads_ends():
     ours = types.SimpleNamespace(py_func=clenshaw_py)
     b_started, a_done = threading.Event(), threading.Event()
     during: dict[str, bool] = {}
+    threads: list[threading.Thread] = []
 
     def compile_(self, sig):
         if sig == "a":
-            threading.Thread(target=quiet, args=(ours, "b")).start()
+            threads.append(threading.Thread(target=quiet, args=(ours, "b")))
+            threads[-1].start()
             b_started.wait(5)
         else:
             b_started.set()
@@ -194,10 +195,7 @@ def test_the_collector_is_on_again_when_the_last_of_compiles_in_threads_ends():
         try:
             assert quiet(ours, "a") == "a"
             a_done.set()
-            for _ in range(500):
-                if lock._cblist:
-                    break
-                time.sleep(0.01)
+            threads[-1].join(5)
         finally:
             on_after = gc.isenabled()
             gc.enable()
