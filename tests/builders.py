@@ -165,20 +165,27 @@ def assert_usage_error(result: tuple[int, str, str], *fragments: str) -> str:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_driver(driver: str, tmp_path: Path, args: list[str], **env: str) -> tuple[str, dict[str, Any]]:
-    """``driver`` (Python source) in a new interpreter, from the project's root, on an empty numba
-    cache in ``tmp_path``, with ``args`` after the path of the JSON report it writes (its
-    ``sys.argv[1]``) and ``env`` added to the environment: (its stdout, the report)."""
-    report = tmp_path / "report.json"
-    full = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), **env)
+def run_python(code: str, cache: Path, *args: str, **env: str) -> str:
+    """``code`` (Python source) in a new interpreter, from the project's root, on the numba cache
+    ``cache``, with ``args`` and ``env`` added to the environment: its stdout. It must exit 0 (the
+    message has the end of its stderr; -11 is a crash)."""
+    full = dict(os.environ, NUMBA_CACHE_DIR=str(cache), **env)
     full["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     done = subprocess.run(
-        [sys.executable, "-c", driver, str(report), *args],
-        env=full,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
+        [sys.executable, "-c", code, *args], env=full, cwd=ROOT, capture_output=True, text=True, timeout=900
     )
-    assert done.returncode == 0, done.stderr
-    return done.stdout, json.loads(report.read_text())
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
+    return done.stdout
+
+
+def last_json(stdout: str) -> Any:
+    """The last line of ``stdout``, as JSON."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def run_driver(driver: str, tmp_path: Path, args: list[str], **env: str) -> tuple[str, dict[str, Any]]:
+    """``driver`` (:func:`run_python`) on an empty numba cache in ``tmp_path``, with ``args`` after the
+    path of the JSON report it writes (its ``sys.argv[1]``): (its stdout, the report)."""
+    report = tmp_path / "report.json"
+    out = run_python(driver, tmp_path / "numba", str(report), *args, **env)
+    return out, json.loads(report.read_text())

@@ -6,16 +6,12 @@ unresolved symbol, no crash)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-from optmm import _compile_link
+from builders import last_json, run_python
 
-ROOT = Path(__file__).resolve().parents[2]
+from optmm import _compile_link
 
 # Prices through the boundary engine's one-boundary solve (core calls solve_boundary, a large
 # function, and small ones it copies) and prints the bits, the fix's counts, how core's overload was
@@ -64,12 +60,7 @@ _RUNNER = textwrap.dedent(
 
 def _python(code: str, cache: Path, *args: str, switch: str = "1") -> dict:
     """Run ``code`` in a fresh process on the numba cache ``cache``; its last line of stdout, as JSON."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT), OPTMM_COMPILE_SPEED=switch)
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])  # (-11: a crash)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return last_json(run_python(code, cache, *args, OPTMM_COMPILE_SPEED=switch))
 
 
 def _run(cache: Path, *flags: str, switch: str = "1") -> dict:

@@ -6,23 +6,18 @@ outside the numba range it was written for."""
 from __future__ import annotations
 
 import gc
-import json
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import types
 from pathlib import Path
 
 import numpy as np
+from builders import last_json, run_python
 from numba import njit
 from numba.core import ir
 
 from optmm import _compile_speed
 from optmm.greeks._american import clenshaw, clenshaw_py
-
-ROOT = Path(__file__).resolve().parents[2]
 
 clenshaw_typed = njit(clenshaw_py)  # an optmm function compiled here, typed under the fix
 
@@ -50,12 +45,7 @@ _RUNNER = textwrap.dedent(
 
 
 def _run(switch: str, cache: Path) -> dict:
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
-    env[_compile_speed.ENV_SWITCH] = switch
-    done = subprocess.run(
-        [sys.executable, "-c", _RUNNER], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return last_json(run_python(_RUNNER, cache, **{_compile_speed.ENV_SWITCH: switch}))
 
 
 def test_installed_under_the_pinned_numba():

@@ -4,16 +4,12 @@ numba's cache, with the fix on or off; other code is compiled as numba does it."
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-from optmm import _compile_wrap
+from builders import last_json, run_python
 
-ROOT = Path(__file__).resolve().parents[2]
+from optmm import _compile_wrap
 
 # A module of optmm's (by its name): caller calls callee, which Python calls only later
 _FIXTURE = textwrap.dedent(
@@ -85,13 +81,7 @@ _RUNNER = textwrap.dedent(
 def _run(tmp_path: Path, switch: str = "1") -> dict:
     source = tmp_path / "wrap_fixture.py"
     source.write_text(_FIXTURE)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
-    env["OPTMM_COMPILE_SPEED"] = switch
-    done = subprocess.run(
-        [sys.executable, "-c", _RUNNER, str(source)], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])  # (-11: a crash)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return last_json(run_python(_RUNNER, tmp_path / "cache", str(source), OPTMM_COMPILE_SPEED=switch))
 
 
 def test_a_callee_gets_its_python_entry_when_python_first_calls_it(tmp_path):
